@@ -1,0 +1,48 @@
+/*
+ * alloc: the one place the library gets and returns memory.
+ *
+ * Entries, index tables, rings and per-thread records all come from here, so
+ * that (1) jemalloc serves them (sized allocation and deallocation, exact
+ * accounting through its stats.allocated), and (2) tests can make any chosen
+ * allocation fail, to prove that every failure returns PC_ENOMEM and leaves
+ * the cache as it was.
+ *
+ * Sanitizer builds (PC_USE_JEMALLOC undefined) use the C library's allocator,
+ * because AddressSanitizer must see every allocation.
+ *
+ * Concurrency: these functions are as thread-safe as the allocator beneath.
+ * The failure-injection countdown is a relaxed atomic; it is a test hook and
+ * costs one load on the allocation path.
+ */
+#ifndef PC_ALLOC_H
+#define PC_ALLOC_H
+
+#include <stddef.h>
+
+/* Memory for n bytes aligned for any object, or NULL. */
+void *pc_alloc(size_t n);
+/* Memory for n bytes aligned to align (a power of two >= 16), or NULL. */
+void *pc_alloc_aligned(size_t n, size_t align);
+/* Return memory from pc_alloc / pc_alloc_aligned; n is the size asked for.
+ * NULL is a no-op. */
+void pc_free(void *p, size_t n);
+
+/*
+ * Test hook: let the next `n` allocations succeed and fail every one after
+ * that; a negative n disables injection (the default). Returns the number of
+ * allocations attempted while injection was armed since the last call, so a
+ * test can count the sites an operation reaches (pass a large n to count
+ * without failing).
+ */
+long pc__alloc_fail_after(long n);
+
+/*
+ * Test hook: while tracking is on, count allocations made minus those freed
+ * (a relaxed atomic per call; off by default, when it costs one load).
+ * Turn it on before creating a cache and pc__alloc_live() returns to its
+ * earlier value once the cache is destroyed, unless something leaked.
+ */
+void pc__alloc_track(int on);
+long pc__alloc_live(void);
+
+#endif

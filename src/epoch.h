@@ -1,0 +1,180 @@
+/*
+ * epoch: safe memory reclamation for the read path (ck_epoch), lazy
+ * per-thread registration, and batched retirement of entries.
+ *
+ * Domain. Every cache owns one ck_epoch domain, so a long pinned read on one
+ * cache never delays reclamation on another.
+ *
+ * Readers. A thread gets its record (struct pc_thread) from a pthread key
+ * owned by the domain: the first call on a cache registers one (recycling a
+ * record an exited thread released, else allocating); later calls are one
+ * pthread_getspecific. The key's destructor releases the record when the
+ * thread exits, so users never call a per-thread init. A reader brackets its
+ * lookup with read_enter/read_leave: a store to its own record's `active`
+ * word, one full fence, and a copy of the global epoch, exactly what
+ * ck_epoch_begin does on non-TSO targets. (ck's TSO variant uses an atomic
+ * exchange instead of the fence; the read path of this library performs no
+ * atomic read-modify-write, so it takes the fence.) Nothing on this path
+ * writes a line another thread writes.
+ *
+ * Writers. Records that read are never the ones that defer frees. Each writer
+ * lock (a CLOCK shard, the LRU cache) owns a struct pc_reclaimer: its own
+ * epoch record, never inside a read section, used only by whoever holds that
+ * lock. Retired entries are chained through their writer-only link field into
+ * an open batch; a poll hands the batch to ck_epoch_call (one callback for
+ * many entries, so an entry needs no 16-byte ck_epoch_entry of its own) and
+ * runs ck_epoch_poll, which frees batches whose grace period has passed.
+ * Because frees live on the writer's record and not on a reader's, a thread
+ * that exits never strands garbage, and every write polls, so garbage stays
+ * bounded by the writes of the last few epochs.
+ *
+ * Statistics. Per-thread counters (hits, misses) live in struct pc_thread,
+ * written only by the owning thread with relaxed stores (no read-modify-
+ * write), and summed under the registry lock by pc_stats_get.
+ */
+#ifndef PC_EPOCH_H
+#define PC_EPOCH_H
+
+#include <ck_epoch.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "entry.h"
+
+/* Single-writer counter bump: no atomic RMW, but a race-free relaxed store
+ * that any thread may read. */
+#define PC_COUNTER_INC(field)                                                  \
+    __atomic_store_n(&(field),                                                 \
+                     __atomic_load_n(&(field), __ATOMIC_RELAXED) + 1,          \
+                     __ATOMIC_RELAXED)
+#define PC_COUNTER_ADD(field, n)                                               \
+    __atomic_store_n(&(field),                                                 \
+                     __atomic_load_n(&(field), __ATOMIC_RELAXED) + (n),        \
+                     __ATOMIC_RELAXED)
+#define PC_COUNTER_READ(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+struct pc_thread_stats {
+    uint64_t hits;
+    uint64_t misses;
+    uint64_t loader_calls;
+    uint64_t loader_errors;
+};
+
+struct pc_domain;
+
+struct pc_thread {
+    ck_epoch_record_t rec; /* first: recycled records are cast back */
+    struct pc_thread_stats stats;
+    struct pc_domain *dom;
+    struct pc_thread *next; /* registry list, under dom->lock */
+};
+
+struct pc_domain {
+    ck_epoch_t epoch;
+    pthread_key_t key;
+    pthread_mutex_t lock; /* registry: threads list, registration */
+    struct pc_thread *threads;
+    struct pc_domain *live_next, *live_prev; /* global list of live domains */
+};
+
+/* 0 on success, or PC_ENOMEM. */
+int domain_init(struct pc_domain *d);
+/* Release every thread record. No thread may be inside a read section, and
+ * every reclaimer of the domain must have been finished first. */
+void domain_fini(struct pc_domain *d);
+
+struct pc_thread *domain_thread_slow(struct pc_domain *d);
+
+/* This thread's record on d, registering it on first use; NULL only when
+ * that registration fails for lack of memory. */
+static inline struct pc_thread *domain_thread(struct pc_domain *d)
+{
+    struct pc_thread *t = pthread_getspecific(d->key);
+
+    if (__builtin_expect(t != NULL, 1))
+        return t;
+    return domain_thread_slow(d);
+}
+
+static inline void read_enter(struct pc_thread *t)
+{
+    ck_epoch_record_t *r = &t->rec;
+
+    if (r->active == 0) {
+        ck_pr_store_uint(&r->active, 1);
+        ck_pr_fence_memory();
+        ck_pr_store_uint(&r->epoch, ck_pr_load_uint(&r->global->epoch));
+    } else {
+        ck_pr_store_uint(&r->active, r->active + 1);
+    }
+}
+
+static inline void read_leave(struct pc_thread *t)
+{
+    ck_pr_fence_release();
+    ck_pr_store_uint(&t->rec.active, t->rec.active - 1);
+}
+
+/* Sum the per-thread counters of d into *out (adds to what *out holds). */
+void domain_sum_stats(struct pc_domain *d, struct pc_thread_stats *out);
+
+/* Writer locks spin briefly before sleeping: critical sections are a few
+ * hundred nanoseconds, far shorter than a futex sleep and wake-up. */
+void writer_mutex_init(pthread_mutex_t *m);
+
+#define PC_RETIRE_BATCHES 8
+
+struct pc_reclaimer;
+
+struct pc_retire_batch {
+    ck_epoch_entry_t ee;
+    struct pc_kv *head;
+    struct pc_reclaimer *owner;
+    bool queued;
+};
+
+typedef void pc_kv_free_fn(struct pc_kv *kv);
+
+/* An open batch is handed to ck_epoch once it holds this many entries or
+ * bytes; ck_epoch_poll runs when a batch is queued and every
+ * PC_POLL_INTERVAL writes while anything is pending. Polling on every write
+ * would make every put bump the global epoch that every reader loads. */
+#define PC_RETIRE_BATCH_ENTRIES 64
+#define PC_RETIRE_BATCH_BYTES (1u << 20)
+#define PC_POLL_INTERVAL 64
+
+struct pc_reclaimer {
+    ck_epoch_record_t rec; /* first; cache-line aligned */
+    struct pc_kv *open;    /* retired, not yet handed to ck_epoch */
+    size_t n_open, open_bytes;
+    unsigned int writes;
+    pc_kv_free_fn *free_kv;
+    struct pc_retire_batch batch[PC_RETIRE_BATCHES];
+};
+
+/* Allocate and register a reclaimer in d; NULL on allocation failure. */
+struct pc_reclaimer *reclaimer_create(struct pc_domain *d,
+                                      pc_kv_free_fn *free_kv);
+/* Free everything still retired, without waiting (no reader may be active),
+ * then the reclaimer itself. NULL is a no-op. */
+void reclaimer_destroy(struct pc_reclaimer *r);
+
+/* Writer (lock held): the entry is unreachable for new readers; free it once
+ * every current reader has left. */
+static inline void reclaimer_retire(struct pc_reclaimer *r, struct pc_kv *kv)
+{
+    r->n_open++;
+    r->open_bytes += sizeof *kv + kv->klen + kv->vlen;
+    kv->w.retire_next = r->open;
+    r->open = kv;
+}
+
+/* Writer (lock held), after every write: queue the open batch when it is
+ * full and free what is safe (see PC_RETIRE_BATCH_ENTRIES). */
+void reclaimer_poll(struct pc_reclaimer *r);
+/* Writer (lock held): wait for a grace period, then free everything retired
+ * so far. Blocking. */
+void reclaimer_drain(struct pc_reclaimer *r);
+
+#endif

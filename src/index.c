@@ -1,0 +1,131 @@
+/*
+ * index: ck_hs glue. Hash and compare callbacks over struct pc_kv, and the
+ * ck_malloc whose deferred free goes through the epoch reclaimer of the
+ * writer that caused it (see index.h for the argument).
+ *
+ * ck_malloc's callbacks carry no context, so the writer names its reclaimer
+ * in a thread-local variable for the duration of its critical section
+ * (index_writer_begin/end). ck_hs calls free(defer=true) only from inside a
+ * mutating call made by that same thread, so the variable is always the
+ * right one. A table is allocated with a small header holding the
+ * ck_epoch_entry its deferred free needs, so deferring never allocates.
+ */
+#include "index.h"
+
+#include <stdalign.h>
+
+#include "alloc.h"
+#include "epoch.h"
+
+struct table_hdr {
+    ck_epoch_entry_t ee;
+    size_t size;
+    alignas(16) unsigned char mem[];
+};
+
+static _Thread_local struct pc_reclaimer *writer_reclaimer;
+
+void index_writer_begin(struct pc_reclaimer *r)
+{
+    writer_reclaimer = r;
+}
+
+void index_writer_end(void)
+{
+    writer_reclaimer = NULL;
+}
+
+static void *table_malloc(size_t size)
+{
+    struct table_hdr *h = pc_alloc(sizeof *h + size);
+
+    if (h == NULL)
+        return NULL;
+    h->size = size;
+    return h->mem;
+}
+
+static void table_free_now(struct table_hdr *h)
+{
+    pc_free(h, sizeof *h + h->size);
+}
+
+static void table_free_deferred(ck_epoch_entry_t *ee)
+{
+    table_free_now((struct table_hdr *)ee);
+}
+
+static void table_free(void *p, size_t size, bool defer)
+{
+    struct table_hdr *h;
+
+    (void)size;
+    if (p == NULL)
+        return;
+    h = (struct table_hdr *)((unsigned char *)p -
+                             offsetof(struct table_hdr, mem));
+    if (defer && writer_reclaimer != NULL)
+        ck_epoch_call(&writer_reclaimer->rec, &h->ee, table_free_deferred);
+    else
+        table_free_now(h);
+}
+
+static struct ck_malloc table_allocator = {
+    .malloc = table_malloc,
+    .realloc = NULL,
+    .free = table_free,
+};
+
+static unsigned long kv_hash_cb(const void *object, unsigned long seed)
+{
+    const struct pc_kv *kv = object;
+
+    return (unsigned long)pc_hash((const struct pc_hash_seed *)seed, kv_key(kv),
+                                  kv->klen);
+}
+
+static bool kv_compare_cb(const void *stored, const void *probe)
+{
+    const struct pc_kv *a = stored, *b = probe;
+
+    return a->klen == b->klen && memcmp(a->data, kv_key(b), a->klen) == 0;
+}
+
+bool index_init(struct pc_index *ix, const struct pc_hash_seed *seed,
+                unsigned long expected)
+{
+    /* ck_hs grows past 50% load; size for `expected` live entries plus the
+     * one a put inserts before it evicts. */
+    unsigned long slots = expected ? 2 * (expected + 1) : 16;
+
+    ix->slots = 8; /* ck_hs's minimum table, CK_HS_PROBE_L1 */
+    while (ix->slots < slots)
+        ix->slots <<= 1;
+    return ck_hs_init(&ix->hs, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT, kv_hash_cb,
+                      kv_compare_cb, &table_allocator, slots,
+                      (unsigned long)(uintptr_t)seed);
+}
+
+void index_destroy(struct pc_index *ix)
+{
+    ck_hs_destroy(&ix->hs);
+}
+
+void index_maintain(struct pc_index *ix)
+{
+    struct ck_hs_stat st;
+
+    /* Unsuccessful probes run until an empty slot; once live entries and
+     * tombstones fill three quarters of the table they get long. Rebuilding
+     * then is amortised over at least slots/4 - live/2... in practice over
+     * a quarter table's worth of removals. */
+    ck_hs_stat(&ix->hs, &st);
+    if (st.tombstones > 64 &&
+        4 * (st.n_entries + st.tombstones) > 3 * ix->slots)
+        ck_hs_rebuild(&ix->hs);
+}
+
+bool index_reset(struct pc_index *ix)
+{
+    return ck_hs_reset(&ix->hs);
+}

@@ -1,0 +1,28 @@
+/*
+ * policy: the interface each eviction policy (clock.c, lru.c) implements.
+ *
+ * cache.c owns the public API: it validates every argument, so a policy
+ * function is only ever called with a non-NULL cache and arguments that
+ * satisfy the header's contract. Exactly one policy is linked into each
+ * library variant.
+ */
+#ifndef PC_POLICY_H
+#define PC_POLICY_H
+
+#include "purecache.h"
+
+pc_status policy_create(const pc_options *opts, pc_cache **out);
+void policy_destroy(pc_cache *c);
+pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
+                     size_t bufcap, size_t *vlen);
+pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,
+                     size_t vlen);
+pc_status policy_delete(pc_cache *c, const void *key, size_t klen);
+size_t policy_len(const pc_cache *c);
+size_t policy_capacity(const pc_cache *c);
+void policy_clear(pc_cache *c);
+void policy_reclaim(pc_cache *c);
+void policy_stats(pc_cache *c, pc_stats *out);
+const char *policy_name(void);
+
+#endif

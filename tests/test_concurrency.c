@@ -1,0 +1,199 @@
+/*
+ * Multi-threaded stress: several threads run get/put/delete on a shared key
+ * space for a bounded time. Values are self-validating (util.h), so a torn
+ * or misdirected read is caught; a monitor thread checks that pc_len never
+ * exceeds the capacity; afterwards the cache must be consistent and, once
+ * destroyed, must have released every allocation it made.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "alloc.h"
+#include "util.h"
+
+#define WORKERS 4
+
+struct stress {
+    pc_cache *c;
+    uint64_t keys;
+    double until;
+    int put_pct, del_pct;
+    /* results, written by each worker once at the end */
+    uint64_t ops[WORKERS], torn[WORKERS], errors[WORKERS];
+    uint64_t over_capacity;
+    int stop_monitor;
+};
+
+struct worker_arg {
+    struct stress *s;
+    int id;
+};
+
+static void *worker(void *p)
+{
+    struct worker_arg *a = p;
+    struct stress *s = a->s;
+    unsigned char buf[SV_MAX], val[SV_MAX];
+    uint64_t x = (uint64_t)a->id * 7919 + 1, ops = 0, torn = 0, errors = 0;
+
+    while ((ops & 255) != 0 || now_s() < s->until) {
+        uint64_t r = mix64(x++);
+        uint64_t k = r % s->keys;
+        int dice = (int)((r >> 32) % 100);
+
+        if (dice < s->put_pct) {
+            size_t n = sv_make(val, k, r);
+
+            errors += pc_put(s->c, &k, sizeof k, val, n) != PC_OK;
+        } else if (dice < s->put_pct + s->del_pct) {
+            pc_status st = pc_delete(s->c, &k, sizeof k);
+
+            errors += st != PC_OK && st != PC_NOTFOUND;
+        } else {
+            size_t n = 0;
+            pc_status st = pc_get(s->c, &k, sizeof k, buf, sizeof buf, &n);
+
+            if (st == PC_OK)
+                torn += !sv_check(buf, n, k);
+            else
+                errors += st != PC_NOTFOUND;
+        }
+        ops++;
+    }
+    s->ops[a->id] = ops;
+    s->torn[a->id] = torn;
+    s->errors[a->id] = errors;
+    return NULL;
+}
+
+static void *monitor(void *p)
+{
+    struct stress *s = p;
+    size_t cap = pc_capacity(s->c);
+
+    while (!__atomic_load_n(&s->stop_monitor, __ATOMIC_ACQUIRE))
+        if (pc_len(s->c) > cap)
+            __atomic_add_fetch(&s->over_capacity, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+static void run_stress(size_t cap, uint64_t keys, int put_pct, int del_pct,
+                       double seconds)
+{
+    struct stress s = {.keys = keys, .put_pct = put_pct, .del_pct = del_pct};
+    struct worker_arg args[WORKERS];
+    pthread_t th[WORKERS], mon;
+    long live_before;
+    uint64_t total = 0;
+
+    pc__alloc_track(1);
+    live_before = pc__alloc_live();
+    s.c = make_cache(cap);
+    cr_assert_not_null(s.c);
+    s.until = now_s() + seconds;
+    pthread_create(&mon, NULL, monitor, &s);
+    for (int i = 0; i < WORKERS; i++) {
+        args[i] = (struct worker_arg){.s = &s, .id = i};
+        pthread_create(&th[i], NULL, worker, &args[i]);
+    }
+    for (int i = 0; i < WORKERS; i++)
+        pthread_join(th[i], NULL);
+    __atomic_store_n(&s.stop_monitor, 1, __ATOMIC_RELEASE);
+    pthread_join(mon, NULL);
+
+    for (int i = 0; i < WORKERS; i++) {
+        cr_assert_eq(s.torn[i], 0, "worker %d saw %lu torn values", i,
+                     s.torn[i]);
+        cr_assert_eq(s.errors[i], 0, "worker %d got %lu errors", i,
+                     s.errors[i]);
+        total += s.ops[i];
+    }
+    cr_assert_gt(total, 1000);
+    cr_assert_eq(s.over_capacity, 0, "pc_len exceeded capacity %lu times",
+                 s.over_capacity);
+
+    /* Quiescent: pc_len is exact and every stored value validates. */
+    size_t present = 0;
+    for (uint64_t k = 0; k < keys; k++) {
+        unsigned char buf[SV_MAX];
+        size_t n;
+
+        if (pc_get(s.c, &k, sizeof k, buf, sizeof buf, &n) == PC_OK) {
+            present++;
+            cr_assert(sv_check(buf, n, k));
+        }
+    }
+    cr_assert_eq(pc_len(s.c), present);
+    cr_assert_leq(present, cap);
+    pc_destroy(s.c);
+    cr_assert_eq(pc_alloc_live_delta(live_before), 0,
+                 "allocations leaked by the cache");
+    pc__alloc_track(0);
+}
+
+Test(concurrency, mixed_get_put_delete_small_cache)
+{
+    run_stress(64, 256, 30, 10, 1.5);
+}
+
+Test(concurrency, mixed_get_put_delete_sharded_cache)
+{
+    run_stress(20000, 60000, 20, 5, 1.5);
+}
+
+Test(concurrency, read_mostly_with_replacements)
+{
+    run_stress(1000, 1000, 5, 0, 1.0);
+}
+
+Test(concurrency, write_heavy_constant_eviction)
+{
+    run_stress(100, 100000, 90, 0, 1.0);
+}
+
+struct hammer {
+    pc_cache *c;
+    double until;
+    uint64_t torn;
+};
+
+static void *hammer_reader(void *p)
+{
+    struct hammer *h = p;
+    uint64_t k = 7, torn = 0, i = 0;
+    unsigned char buf[SV_MAX];
+
+    while ((i++ & 255) != 0 || now_s() < h->until) {
+        size_t n;
+
+        if (pc_get(h->c, &k, sizeof k, buf, sizeof buf, &n) == PC_OK)
+            torn += !sv_check(buf, n, k);
+    }
+    __atomic_add_fetch(&h->torn, torn, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+Test(concurrency, one_hot_key_replaced_while_read)
+{
+    struct hammer h = {.c = make_cache(4)};
+    pthread_t th[2];
+    unsigned char val[SV_MAX];
+    uint64_t k = 7, ver = 0;
+
+    h.until = now_s() + 1.0;
+    put_u64(h.c, 1, 1);
+    pc_put(h.c, &k, 8, val, sv_make(val, k, ver));
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, hammer_reader, &h);
+    while (now_s() < h.until) {
+        ver++;
+        cr_assert_eq(pc_put(h.c, &k, 8, val, sv_make(val, k, ver)), PC_OK);
+        if (ver % 64 == 0)
+            put_u64(h.c, 1000 + ver, ver); /* evictions too */
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(h.torn, 0);
+    pc_destroy(h.c);
+}

@@ -1,0 +1,109 @@
+/*
+ * Memory: garbage (replaced, evicted, deleted entries and old index tables)
+ * is reclaimed, nothing leaks, and thread records of exited threads are
+ * reused rather than accumulated.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+
+#include "alloc.h"
+#include "util.h"
+
+static void churn(pc_cache *c, uint64_t base, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t k = base + mix64(i) % (4 * pc_capacity(c));
+
+        put_u64(c, k, i);
+        if (i % 7 == 0)
+            pc_delete(c, &k, sizeof k);
+        if (i % 3 == 0)
+            get_u64(c, k, NULL);
+    }
+}
+
+Test(memory, destroy_releases_everything_including_pending_garbage)
+{
+    pc__alloc_track(1);
+    long before = pc__alloc_live();
+    pc_cache *c = make_cache(3000);
+
+    churn(c, 0, 50000); /* leaves retired entries waiting */
+    pc_destroy(c);
+    cr_assert_eq(pc_alloc_live_delta(before), 0);
+    pc__alloc_track(0);
+}
+
+Test(memory, reclaim_returns_all_garbage_and_usage_does_not_grow)
+{
+    pc__alloc_track(1);
+    pc_cache *c = make_cache(3000);
+    long first, second;
+
+    churn(c, 0, 50000);
+    pc_clear(c);
+    pc_reclaim(c);
+    first = pc__alloc_live();
+    churn(c, 1u << 20, 200000);
+    pc_clear(c);
+    pc_reclaim(c);
+    second = pc__alloc_live();
+    cr_assert_eq(second, first, "live allocations grew from %ld to %ld", first,
+                 second);
+    pc_destroy(c);
+    pc__alloc_track(0);
+}
+
+Test(memory, live_entries_are_bounded_by_capacity_after_reclaim)
+{
+    pc__alloc_track(1);
+    long before = pc__alloc_live();
+    pc_cache *c = make_cache(500);
+    long fixed;
+
+    /* Fixed overhead: the cache with every structure grown, but empty. */
+    churn(c, 0, 5000);
+    pc_clear(c);
+    pc_reclaim(c);
+    fixed = pc__alloc_live() - before;
+    churn(c, 0, 20000);
+    pc_reclaim(c);
+    cr_assert_eq(pc__alloc_live() - before, fixed + (long)pc_len(c),
+                 "one allocation per live entry beyond the fixed overhead");
+    pc_destroy(c);
+    pc__alloc_track(0);
+}
+
+static void *short_lived(void *p)
+{
+    pc_cache *c = p;
+
+    for (uint64_t k = 0; k < 100; k++) {
+        put_u64(c, k, k);
+        get_u64(c, k, NULL);
+    }
+    return NULL;
+}
+
+Test(memory, exited_threads_records_are_recycled)
+{
+    pc__alloc_track(1);
+    pc_cache *c = make_cache(1000);
+    long after_first;
+
+    for (int round = 0; round < 200; round++) {
+        pthread_t th;
+
+        pthread_create(&th, NULL, short_lived, c);
+        pthread_join(th, NULL);
+        if (round == 0) {
+            pc_reclaim(c);
+            after_first = pc__alloc_live();
+        }
+    }
+    pc_reclaim(c);
+    /* 200 threads came and went; they shared one recycled record. */
+    cr_assert_eq(pc__alloc_live(), after_first);
+    pc_destroy(c);
+    pc__alloc_track(0);
+}

@@ -1,0 +1,134 @@
+/*
+ * CLOCK, differential: a single-shard cache checked op for op against an
+ * in-test reference CLOCK (second chance): reads set the reference bit;
+ * a new key at capacity makes the hand clear set bits and evict the first
+ * clear one, and takes its slot; a replacement keeps its slot and counts as
+ * a use; deleted slots are reused last-freed first.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+
+#include "util.h"
+
+#define KEYS 24
+#define MAXCAP 16
+
+struct ref_clock {
+    size_t cap, used, hand, count;
+    int nfree;
+    size_t freelist[MAXCAP];
+    bool live[MAXCAP], ref[MAXCAP];
+    uint64_t key[MAXCAP], val[MAXCAP];
+};
+
+static int ref_find(struct ref_clock *r, uint64_t k)
+{
+    for (size_t i = 0; i < r->used; i++)
+        if (r->live[i] && r->key[i] == k)
+            return (int)i;
+    return -1;
+}
+
+static pc_status ref_get(struct ref_clock *r, uint64_t k, uint64_t *v)
+{
+    int i = ref_find(r, k);
+
+    if (i < 0)
+        return PC_NOTFOUND;
+    r->ref[i] = true;
+    *v = r->val[i];
+    return PC_OK;
+}
+
+static void ref_put(struct ref_clock *r, uint64_t k, uint64_t v)
+{
+    int i = ref_find(r, k);
+    size_t s;
+
+    if (i >= 0) {
+        r->val[i] = v;
+        r->ref[i] = true;
+        return;
+    }
+    if (r->count < r->cap) {
+        s = r->nfree ? r->freelist[--r->nfree] : r->used++;
+        r->count++;
+    } else {
+        for (;;) {
+            if (r->hand >= r->used)
+                r->hand = 0;
+            s = r->hand++;
+            if (!r->live[s])
+                continue;
+            if (r->ref[s]) {
+                r->ref[s] = false;
+                continue;
+            }
+            break;
+        }
+    }
+    r->live[s] = true;
+    r->ref[s] = false;
+    r->key[s] = k;
+    r->val[s] = v;
+}
+
+static pc_status ref_delete(struct ref_clock *r, uint64_t k)
+{
+    int i = ref_find(r, k);
+
+    if (i < 0)
+        return PC_NOTFOUND;
+    r->live[i] = false;
+    r->freelist[r->nfree++] = (size_t)i;
+    r->count--;
+    return PC_OK;
+}
+
+static void run_sequence(unsigned seed, size_t cap, int ops)
+{
+    struct ref_clock ref = {.cap = cap};
+    pc_options o = {.capacity = cap, .shards = 1};
+    pc_cache *c;
+
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    srand(seed);
+    for (int op = 0; op < ops; op++) {
+        uint64_t k = (uint64_t)(rand() % KEYS), got = 0, want = 0;
+        int dice = rand() % 100;
+
+        if (dice < 50) {
+            pc_status a = get_u64(c, k, &got), b = ref_get(&ref, k, &want);
+
+            cr_assert_eq(a, b, "seed %u op %d: get(%lu) status %d, want %d",
+                         seed, op, k, a, b);
+            if (a == PC_OK)
+                cr_assert_eq(got, want);
+        } else if (dice < 88) {
+            uint64_t v = (uint64_t)rand();
+
+            cr_assert_eq(put_u64(c, k, v), PC_OK);
+            ref_put(&ref, k, v);
+        } else if (dice < 99) {
+            cr_assert_eq(pc_delete(c, &k, sizeof k), ref_delete(&ref, k),
+                         "seed %u op %d: delete(%lu)", seed, op, k);
+        } else {
+            pc_clear(c);
+            memset(&ref, 0, sizeof ref);
+            ref.cap = cap;
+        }
+        cr_assert_eq(pc_len(c), ref.count, "seed %u op %d: len", seed, op);
+    }
+    pc_destroy(c);
+}
+
+Test(clock_model, matches_reference_clock_on_random_sequences)
+{
+    for (unsigned seed = 1; seed <= 300; seed++)
+        run_sequence(seed, 1 + seed % MAXCAP, 2000);
+}
+
+Test(clock_model, capacity_one_keeps_only_the_last_key)
+{
+    run_sequence(4242, 1, 5000);
+}

@@ -1,0 +1,104 @@
+/*
+ * Helpers shared by the test suites: integer keys, self-validating values,
+ * and the policy this executable was built against.
+ */
+#ifndef PC_TEST_UTIL_H
+#define PC_TEST_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include "purecache.h"
+
+static inline bool is_lru(void)
+{
+    return strcmp(PC_TEST_POLICY, "lru") == 0;
+}
+
+static inline pc_cache *make_cache(size_t capacity)
+{
+    pc_options o = {0};
+    pc_cache *c = NULL;
+
+    o.capacity = capacity;
+    if (pc_create(&o, &c) != PC_OK)
+        return NULL;
+    return c;
+}
+
+static inline pc_status put_u64(pc_cache *c, uint64_t k, uint64_t v)
+{
+    return pc_put(c, &k, sizeof k, &v, sizeof v);
+}
+
+static inline pc_status get_u64(pc_cache *c, uint64_t k, uint64_t *v)
+{
+    size_t n = 0;
+    uint64_t tmp = 0;
+    pc_status st = pc_get(c, &k, sizeof k, &tmp, sizeof tmp, &n);
+
+    if (st == PC_OK && v != NULL)
+        *v = tmp;
+    return st;
+}
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    return x ^ (x >> 33);
+}
+
+/*
+ * A self-validating value: 16-byte header (key, version) followed by
+ * filler bytes derived from both, of a length derived from both. A torn or
+ * misdirected value fails sv_check.
+ */
+#define SV_MAX 256
+
+static inline size_t sv_make(unsigned char *buf, uint64_t key, uint64_t ver)
+{
+    uint64_t seed = mix64(key * 31 + ver);
+    size_t len = 16 + (size_t)(seed % (SV_MAX - 16));
+
+    memcpy(buf, &key, 8);
+    memcpy(buf + 8, &ver, 8);
+    for (size_t i = 16; i < len; i++)
+        buf[i] = (unsigned char)(mix64(seed + i) & 0xff);
+    return len;
+}
+
+static inline bool sv_check(const unsigned char *buf, size_t len, uint64_t key)
+{
+    unsigned char want[SV_MAX];
+    uint64_t k, ver;
+
+    if (len < 16 || len > SV_MAX)
+        return false;
+    memcpy(&k, buf, 8);
+    memcpy(&ver, buf + 8, 8);
+    if (k != key)
+        return false;
+    return sv_make(want, key, ver) == len && memcmp(want, buf, len) == 0;
+}
+
+static inline double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Allocations the library made and has not freed since `before`. */
+long pc__alloc_live(void);
+static inline long pc_alloc_live_delta(long before)
+{
+    return pc__alloc_live() - before;
+}
+
+#endif
