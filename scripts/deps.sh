@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages purecache needs, only if any is missing.
+# Sourced by main.sh and test.sh; usage: pc_install_deps pkg...
+pc_install_deps() {
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${missing[*]}" >&2; return 1; }
+        sudo="sudo"
+    fi
+    echo ">> installing: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+PC_BUILD_DEPS=(build-essential cmake pkg-config libck-dev libjemalloc-dev
+               libcriterion-dev zlib1g-dev)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs each policy into a scratch prefix and builds a consumer against it
+# twice: with pkg-config and with find_package(purecache). The consumer
+# prints pc_policy(), which must match the PURECACHE_EXACT_LRU setting.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mkdir -p "$1" && cd "$1" && pwd)
+for policy in clock lru; do
+    lru=OFF; [ "$policy" = lru ] && lru=ON
+    prefix="$work/prefix-$policy"
+    rm -rf "$prefix" "$work/lib-$policy" "$work/consumer-$policy"
+    cmake -S "$root" -B "$work/lib-$policy" -DCMAKE_BUILD_TYPE=Release \
+        -DPURECACHE_EXACT_LRU=$lru -DPURECACHE_BUILD_TESTS=OFF \
+        -DPURECACHE_BUILD_BENCH=OFF -DPURECACHE_BUILD_EXAMPLES=OFF \
+        -DCMAKE_INSTALL_PREFIX="$prefix" >/dev/null
+    cmake --build "$work/lib-$policy" -j"$(nproc)" >/dev/null
+    cmake --install "$work/lib-$policy" >/dev/null
+
+    # pkg-config, shared library
+    export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/$(gcc -print-multiarch)/pkgconfig"
+    cc "$root/tests/install/consumer.c" -o "$work/pkgconfig-$policy" \
+        $(pkg-config --cflags --libs purecache) -Wl,-rpath,"$(pkg-config --variable=libdir purecache)"
+    got=$("$work/pkgconfig-$policy")
+    [ "$got" = "$policy" ] || { echo "pkg-config consumer says '$got', want $policy" >&2; exit 1; }
+
+    # find_package, shared and static targets
+    cmake -S "$root/tests/install" -B "$work/consumer-$policy" \
+        -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+    cmake --build "$work/consumer-$policy" >/dev/null
+    for exe in consumer consumer_static; do
+        got=$("$work/consumer-$policy/$exe")
+        [ "$got" = "$policy" ] || { echo "find_package $exe says '$got', want $policy" >&2; exit 1; }
+    done
+    echo "install check ($policy): pkg-config and find_package consumers OK"
+done
