@@ -70,6 +70,9 @@ typedef enum pc_status {
     PC_ENOMEM = -2,  /* allocation failed; the cache is unchanged */
     PC_ERANGE = -3,  /* value longer than the caller's buffer; *vlen holds
                         its length */
+    PC_ELOAD = -4,   /* a loader failed; its own error code is passed on */
+    PC_EDEADLK = -5, /* a loader asked (directly or through other loaders)
+                        for a key whose load is waiting on it */
 } pc_status;
 
 typedef struct pc_cache pc_cache; /* opaque */
@@ -206,6 +209,258 @@ PC_API void pc_reclaim(pc_cache *cache);
  * Returns PC_OK; PC_EINVAL if cache or out is NULL.
  */
 PC_API pc_status pc_stats_get(pc_cache *cache, pc_stats *out);
+
+/* ------------------------------------------------------------------------
+ * Pinned (zero-copy) reads
+ *
+ * pc_get_pinned finds a key and, instead of copying its value, hands back a
+ * pointer to the cache's own immutable copy, valid until pc_unpin. The pin
+ * holds this thread inside the cache's epoch read section, so the entry
+ * cannot be freed while pinned even if it is replaced, deleted or evicted
+ * meanwhile (readers that look the key up afterwards see the new state; the
+ * pinned bytes never change).
+ *
+ * Rules while a pin is held:
+ *  - Release it from the thread that took it, exactly once.
+ *  - The value is read-only; do not write through it or keep the pointer
+ *    after pc_unpin.
+ *  - The thread may call any function on this cache (including more pins,
+ *    which nest) except pc_reclaim and pc_destroy, which would wait for the
+ *    pin itself.
+ *  - A pin delays reclamation of everything removed from this cache while
+ *    it is held (other threads' writes keep working, their garbage waits).
+ *    Hold pins for the duration of a computation, not indefinitely.
+ * ---------------------------------------------------------------------- */
+typedef struct pc_pin {
+    const void *value; /* the value's bytes (not NUL-terminated) */
+    size_t len;        /* its length; may be 0 */
+    void *internal_[2];
+} pc_pin;
+
+/*
+ * Look up key and pin its value. On PC_OK, pin->value/len describe it until
+ * pc_unpin(pin); a pinned read counts as a use, like pc_get. On any other
+ * status nothing is pinned and pc_unpin must not be called.
+ * Thread-safety: any thread. Progress: as pc_get.
+ * Returns PC_OK, PC_NOTFOUND; PC_EINVAL for a NULL cache or pin, NULL key
+ * with klen > 0, klen > PC_KEY_MAX; PC_ENOMEM only on this thread's first
+ * call on the cache.
+ */
+PC_API pc_status pc_get_pinned(pc_cache *cache, const void *key, size_t klen,
+                               pc_pin *pin);
+
+/* Release a pin taken by this thread. NULL or an unpinned pc_pin (zeroed, or
+ * already released) is a no-op. Wait-free. */
+PC_API void pc_unpin(pc_pin *pin);
+
+/* ------------------------------------------------------------------------
+ * Get-or-load with single flight
+ * ---------------------------------------------------------------------- */
+
+/* Where a loader puts the value it produced. */
+typedef struct pc_sink pc_sink;
+
+/*
+ * Set the loaded value (copied). May be called more than once; the last call
+ * wins. A loader that returns success without calling it produces an empty
+ * value, which is cached and is a hit like any other.
+ * Returns PC_OK; PC_EINVAL if sink is NULL, val is NULL with vlen > 0, or
+ * vlen > PC_VALUE_MAX; PC_ENOMEM.
+ */
+PC_API pc_status pc_sink_set(pc_sink *sink, const void *val, size_t vlen);
+
+/*
+ * A loader computes the value of key. It returns 0 on success (after
+ * pc_sink_set, or not for an empty value) and any non-zero code of its own
+ * on failure, which the library hands to every caller waiting for this key
+ * and never caches. It runs on the calling thread with no library lock
+ * held: it may call the cache (get, put, even pc_get_or_load of other keys).
+ */
+typedef int pc_loader_fn(void *ctx, const void *key, size_t klen, pc_sink *out);
+
+/*
+ * Return key's value, loading it on a miss. Of all threads that miss on the
+ * same key at the same time exactly one runs the loader; the others wait for
+ * it and receive the same outcome (single flight). Loads of different keys
+ * run in parallel. On success the value is stored in the cache (a failure to
+ * store it, e.g. PC_ENOMEM, does not fail the call: the caller still gets the
+ * value) and copied out as by pc_get (PC_OK, or PC_ERANGE with *vlen set).
+ * If the loader fails, returns PC_ELOAD and, when load_err is not NULL, sets
+ * *load_err to the loader's code; nothing is cached and the next call loads
+ * again. A loader that, directly or through loaders it waits on, asks for a
+ * key whose load is waiting on it gets PC_EDEADLK instead of hanging.
+ * Statistics: the lookups are counted as by pc_get (the thread that runs the
+ * loader looks the key up twice, so it adds two misses), plus loader_calls
+ * and loader_errors.
+ * Thread-safety: any thread. Progress: blocking (waits for the loader).
+ * Returns PC_OK, PC_ERANGE, PC_ELOAD, PC_EDEADLK; PC_EINVAL as pc_get, or if
+ * load is NULL; PC_ENOMEM.
+ */
+PC_API pc_status pc_get_or_load(pc_cache *cache, const void *key, size_t klen,
+                                pc_loader_fn *load, void *ctx, void *buf,
+                                size_t bufcap, size_t *vlen, int *load_err);
+
+/* ------------------------------------------------------------------------
+ * Backends: the operations a memoizer needs from a store
+ *
+ * A backend is a pair (ops, self). purecache's own cache is one
+ * (pc_backend_from_cache); a user plugs in another store by filling a
+ * pc_backend_ops with functions that follow the same contracts as pc_get,
+ * pc_put, pc_delete and pc_len, and are safe to call from any thread.
+ * `size` must be sizeof(pc_backend_ops): later versions may append
+ * operations, and the library reads only what a backend's size covers.
+ * ---------------------------------------------------------------------- */
+typedef struct pc_backend_ops {
+    size_t size; /* sizeof(pc_backend_ops) */
+    pc_status (*get)(void *self, const void *key, size_t klen, void *buf,
+                     size_t bufcap, size_t *vlen);
+    pc_status (*put)(void *self, const void *key, size_t klen, const void *val,
+                     size_t vlen);
+    pc_status (*del)(void *self, const void *key, size_t klen);
+    size_t (*len)(void *self);
+    void (*destroy)(void *self); /* may be NULL: nothing to release */
+} pc_backend_ops;
+
+typedef struct pc_backend {
+    const pc_backend_ops *ops;
+    void *self;
+} pc_backend;
+
+/*
+ * Wrap cache as a backend; destroying the backend destroys the cache.
+ * Returns PC_OK; PC_EINVAL if cache or out is NULL. Wait-free.
+ */
+PC_API pc_status pc_backend_from_cache(pc_cache *cache, pc_backend *out);
+
+/* ------------------------------------------------------------------------
+ * Memoizer: the C counterpart of the seed's cache(func, backend) decorator
+ * ---------------------------------------------------------------------- */
+typedef struct pc_memo pc_memo;
+
+/*
+ * Create a memoizer over backend, which it takes over: pc_memo_destroy
+ * destroys it (through ops->destroy). On failure nothing is taken over.
+ * Returns PC_OK; PC_EINVAL if backend, its ops, or one of get/put/del/len is
+ * NULL, or ops->size is smaller than the first version's; PC_ENOMEM.
+ */
+PC_API pc_status pc_memo_create(const pc_backend *backend, pc_memo **out);
+
+/* Destroy the memoizer and its backend. NULL is a no-op. No call may be in
+ * flight on it. Blocking. */
+PC_API void pc_memo_destroy(pc_memo *memo);
+
+/*
+ * pc_get_or_load over the memoizer's backend: same single-flight, error and
+ * deadlock semantics. Thread-safety: any thread. Progress: blocking.
+ */
+PC_API pc_status pc_memo_call(pc_memo *memo, const void *key, size_t klen,
+                              pc_loader_fn *load, void *ctx, void *buf,
+                              size_t bufcap, size_t *vlen, int *load_err);
+
+/*
+ * Counters of the memoizer: one hit or miss per call (pc_memo_call,
+ * pc_memo_begin), loader calls and loader errors (puts, evictions and deletes
+ * are the backend's business and stay 0 here). Returns PC_OK; PC_EINVAL for
+ * NULL arguments.
+ */
+PC_API pc_status pc_memo_stats(pc_memo *memo, pc_stats *out);
+
+/*
+ * Two-step form of pc_memo_call, for code that computes the value inline
+ * (PC_MEMOIZE uses it). pc_memo_begin returns the cached value (PC_OK or
+ * PC_ERANGE) or the outcome of another thread's load; or it returns
+ * PC_NOTFOUND and sets *lead: the caller now owns the load of this key, and
+ * MUST call pc_memo_finish(memo, *lead, err, val, vlen) exactly once (err 0
+ * on success, non-zero for a failure of its own), or every other caller of
+ * this key waits forever. pc_memo_finish stores the value on success and
+ * returns PC_OK, or PC_ELOAD when err is non-zero.
+ */
+typedef struct pc_flight pc_flight;
+PC_API pc_status pc_memo_begin(pc_memo *memo, const void *key, size_t klen,
+                               void *buf, size_t bufcap, size_t *vlen,
+                               int *load_err, pc_flight **lead);
+PC_API pc_status pc_memo_finish(pc_memo *memo, pc_flight *lead, int err,
+                                const void *val, size_t vlen);
+
+/* ------------------------------------------------------------------------
+ * Key builder: a typed, unambiguous encoding of a call's arguments
+ *
+ * Each argument is written as a type tag followed by a fixed-width payload
+ * (integers, doubles by their bit pattern) or a length-prefixed one (strings,
+ * byte strings), and pc_key_finish appends the argument count, so distinct
+ * argument lists always give distinct keys: f(1, "ab") != f(1, "a", "b"),
+ * f("1") != f(1), f(0.0) != f(-0.0). Errors are sticky: add arguments
+ * freely and check pc_key_finish's status once.
+ * ---------------------------------------------------------------------- */
+typedef struct pc_key {
+    unsigned char *data_;
+    size_t len_, cap_, count_;
+    int err_;
+    unsigned char inline_[256];
+} pc_key;
+
+PC_API void pc_key_init(pc_key *k);
+PC_API void pc_key_add_i64(pc_key *k, int64_t v);
+PC_API void pc_key_add_u64(pc_key *k, uint64_t v);
+PC_API void pc_key_add_f64(pc_key *k, double v);
+/* A NUL-terminated string; NULL is encoded as a distinct "no string". */
+PC_API void pc_key_add_str(pc_key *k, const char *s);
+PC_API void pc_key_add_bytes(pc_key *k, const void *p, size_t n);
+/* Returns PC_OK, PC_EINVAL (NULL k, bad argument, or key longer than
+ * PC_KEY_MAX) or PC_ENOMEM, from the first error of any add. */
+PC_API pc_status pc_key_finish(pc_key *k);
+PC_API const void *pc_key_data(const pc_key *k);
+PC_API size_t pc_key_len(const pc_key *k);
+/* Release memory of a key that outgrew its inline buffer. NULL is a no-op. */
+PC_API void pc_key_free(pc_key *k);
+
+/*
+ * PC_MEMOIZE(wrapper, ret_type, func, params, args, key-args...)
+ *
+ * Defines `static pc_status wrapper(pc_memo *memo, ret_type *out, params)`,
+ * the memoized form of `ret_type func params`: it builds a key from the
+ * key-args (PC_KEY_I64(x), PC_KEY_U64(x), PC_KEY_F64(x), PC_KEY_STR(s),
+ * PC_KEY_BYTES(p, n), separated by commas), returns the cached result or,
+ * once per key across all threads, calls func and caches the result.
+ * ret_type must be a plain value type (its bytes are cached). Example:
+ *
+ *     static double slow_price(int64_t id, const char *currency);
+ *     PC_MEMOIZE(price, double, slow_price,
+ *                (int64_t id, const char *currency), (id, currency),
+ *                PC_KEY_I64(id), PC_KEY_STR(currency))
+ *     ...  double p; pc_status st = price(memo, &p, 42, "EUR");
+ */
+#define PC_KEY_I64(x) pc_key_add_i64(&pc_key_, (int64_t)(x))
+#define PC_KEY_U64(x) pc_key_add_u64(&pc_key_, (uint64_t)(x))
+#define PC_KEY_F64(x) pc_key_add_f64(&pc_key_, (double)(x))
+#define PC_KEY_STR(s) pc_key_add_str(&pc_key_, (s))
+#define PC_KEY_BYTES(p, n) pc_key_add_bytes(&pc_key_, (p), (n))
+#define PC_MEMO_UNPAREN_(...) __VA_ARGS__
+#define PC_MEMOIZE(wrapper, ret_type, func, params, args, ...)                 \
+    static pc_status wrapper(pc_memo *pc_memo_, ret_type *pc_out_,             \
+                             PC_MEMO_UNPAREN_ params)                          \
+    {                                                                          \
+        pc_key pc_key_;                                                        \
+        pc_flight *pc_lead_ = NULL;                                            \
+        size_t pc_n_ = 0;                                                      \
+        pc_status pc_st_;                                                      \
+        pc_key_init(&pc_key_);                                                 \
+        __VA_ARGS__;                                                           \
+        pc_st_ = pc_key_finish(&pc_key_);                                      \
+        if (pc_st_ == PC_OK)                                                   \
+            pc_st_ = pc_memo_begin(pc_memo_, pc_key_data(&pc_key_),            \
+                                   pc_key_len(&pc_key_), pc_out_,              \
+                                   sizeof *pc_out_, &pc_n_, NULL, &pc_lead_);  \
+        if (pc_lead_ != NULL) {                                                \
+            *pc_out_ = func args;                                              \
+            pc_st_ = pc_memo_finish(pc_memo_, pc_lead_, 0, pc_out_,            \
+                                    sizeof *pc_out_);                          \
+        } else if (pc_st_ == PC_OK && pc_n_ != sizeof *pc_out_) {              \
+            pc_st_ = PC_ERANGE; /* another type stored under this key */       \
+        }                                                                      \
+        pc_key_free(&pc_key_);                                                 \
+        return pc_st_;                                                         \
+    }
 
 /* "clock" or "lru": the policy this library was built with. Wait-free. */
 PC_API const char *pc_policy(void);

@@ -5,6 +5,7 @@
  * Every check happens before the policy sees the call, so a rejected call
  * cannot have changed anything. Nothing here locks or allocates.
  */
+#include "epoch.h"
 #include "policy.h"
 
 static int key_ok(const void *key, size_t klen)
@@ -72,6 +73,25 @@ void pc_reclaim(pc_cache *cache)
         policy_reclaim(cache);
 }
 
+pc_status pc_get_pinned(pc_cache *cache, const void *key, size_t klen,
+                        pc_pin *pin)
+{
+    if (cache == NULL || pin == NULL || !key_ok(key, klen))
+        return PC_EINVAL;
+    return policy_pin(cache, key, klen, pin);
+}
+
+void pc_unpin(pc_pin *pin)
+{
+    if (pin == NULL || pin->internal_[0] == NULL)
+        return;
+    read_leave(pin->internal_[0]);
+    pin->internal_[0] = NULL;
+    pin->internal_[1] = NULL;
+    pin->value = NULL;
+    pin->len = 0;
+}
+
 pc_status pc_stats_get(pc_cache *cache, pc_stats *out)
 {
     if (cache == NULL || out == NULL)
@@ -98,6 +118,10 @@ const char *pc_strerror(pc_status status)
         return "out of memory; the cache is unchanged";
     case PC_ERANGE:
         return "value longer than the buffer; its length was returned";
+    case PC_ELOAD:
+        return "the loader failed; its error code was passed on";
+    case PC_EDEADLK:
+        return "a loader waited, directly or not, on its own load";
     }
     return "unknown status";
 }

@@ -51,6 +51,7 @@
 
 #include "alloc.h"
 #include "epoch.h"
+#include "flight.h"
 #include "index.h"
 #include "policy.h"
 
@@ -84,6 +85,7 @@ struct pc_cache {
     size_t capacity;
     uint32_t nshards;
     struct clock_shard *shards;
+    struct pc_flights *flights;
 };
 
 const char *policy_name(void)
@@ -280,7 +282,13 @@ pc_status policy_create(const pc_options *opts, pc_cache **out)
         return PC_EINVAL;
     }
     c->nshards = n;
+    c->flights = flights_create();
+    if (c->flights == NULL) {
+        pc_free(c, sizeof *c);
+        return PC_ENOMEM;
+    }
     if (domain_init(&c->dom) != 0) {
+        flights_destroy(c->flights);
         pc_free(c, sizeof *c);
         return PC_ENOMEM;
     }
@@ -312,6 +320,7 @@ fail_shards:
     pc_free(c->shards, sizeof *c->shards * n);
 fail_domain:
     domain_fini(&c->dom);
+    flights_destroy(c->flights);
     pc_free(c, sizeof *c);
     return PC_ENOMEM;
 }
@@ -321,14 +330,34 @@ void policy_destroy(pc_cache *c)
     shards_free(c, c->nshards);
     pc_free(c->shards, sizeof *c->shards * c->nshards);
     domain_fini(&c->dom);
+    flights_destroy(c->flights);
     pc_free(c, sizeof *c);
+}
+
+/* Inside the caller's read section: find key, count the lookup, and mark
+ * the use (reference bit). */
+static inline struct pc_kv *clock_lookup(pc_cache *c, struct pc_thread *t,
+                                         uint64_t h, const void *key,
+                                         size_t klen)
+{
+    struct pc_probe probe;
+    struct pc_kv *kv;
+
+    pc_probe_init(&probe, key, klen);
+    kv = index_get(&shard_of(c, h)->ix, h, &probe);
+    if (kv != NULL) {
+        kv_touch(kv);
+        PC_COUNTER_INC(t->stats.hits);
+    } else {
+        PC_COUNTER_INC(t->stats.misses);
+    }
+    return kv;
 }
 
 pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
                      size_t bufcap, size_t *vlen)
 {
     struct pc_thread *t = domain_thread(&c->dom);
-    struct pc_probe probe;
     struct pc_kv *kv;
     pc_status st;
     uint64_t h;
@@ -336,19 +365,43 @@ pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
     if (__builtin_expect(t == NULL, 0))
         return PC_ENOMEM;
     h = pc_hash(&c->seed, key, klen);
-    pc_probe_init(&probe, key, klen);
     read_enter(t);
-    kv = index_get(&shard_of(c, h)->ix, h, &probe);
-    if (kv != NULL) {
-        kv_touch(kv);
-        st = kv_copy_out(kv, buf, bufcap, vlen);
-        PC_COUNTER_INC(t->stats.hits);
-    } else {
-        st = PC_NOTFOUND;
-        PC_COUNTER_INC(t->stats.misses);
-    }
+    kv = clock_lookup(c, t, h, key, klen);
+    st = kv != NULL ? kv_copy_out(kv, buf, bufcap, vlen) : PC_NOTFOUND;
     read_leave(t);
     return st;
+}
+
+pc_status policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
+{
+    struct pc_thread *t = domain_thread(&c->dom);
+    struct pc_kv *kv;
+    uint64_t h;
+
+    if (t == NULL)
+        return PC_ENOMEM;
+    h = pc_hash(&c->seed, key, klen);
+    read_enter(t);
+    kv = clock_lookup(c, t, h, key, klen);
+    if (kv == NULL) {
+        read_leave(t);
+        return PC_NOTFOUND;
+    }
+    pin->value = kv_value(kv);
+    pin->len = kv->vlen;
+    pin->internal_[0] = t; /* read section stays open until pc_unpin */
+    pin->internal_[1] = c;
+    return PC_OK;
+}
+
+struct pc_thread *policy_thread(pc_cache *c)
+{
+    return domain_thread(&c->dom);
+}
+
+struct pc_flights *policy_flights(pc_cache *c)
+{
+    return c->flights;
 }
 
 pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,

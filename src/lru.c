@@ -48,6 +48,7 @@
 
 #include "alloc.h"
 #include "epoch.h"
+#include "flight.h"
 #include "index.h"
 #include "policy.h"
 
@@ -73,6 +74,7 @@ struct pc_cache {
     size_t heap_len, heap_cap;
     size_t count; /* relaxed reads by pc_len */
     uint64_t puts, evictions, deletes;
+    struct pc_flights *flights;
     uint64_t seq __attribute__((aligned(64)));   /* odd: two-key change */
     uint64_t clock __attribute__((aligned(64))); /* recency clock */
 } __attribute__((aligned(64)));
@@ -234,8 +236,11 @@ pc_status policy_create(const pc_options *opts, pc_cache **out)
     memset(c, 0, sizeof *c);
     c->capacity = opts->capacity;
     pc_hash_seed_init(&c->seed, opts->hash_seed);
-    if (domain_init(&c->dom) != 0)
+    c->flights = flights_create();
+    if (c->flights == NULL)
         goto fail;
+    if (domain_init(&c->dom) != 0)
+        goto fail_flights;
     c->rc = reclaimer_create(&c->dom, entry_free);
     if (c->rc == NULL)
         goto fail_domain;
@@ -250,6 +255,8 @@ fail_rc:
     reclaimer_destroy(c->rc);
 fail_domain:
     domain_fini(&c->dom);
+fail_flights:
+    flights_destroy(c->flights);
 fail:
     pc_free(c, sizeof *c);
     return PC_ENOMEM;
@@ -264,22 +271,19 @@ void policy_destroy(pc_cache *c)
     index_destroy(&c->ix);
     pthread_mutex_destroy(&c->lock);
     domain_fini(&c->dom);
+    flights_destroy(c->flights);
     pc_free(c, sizeof *c);
 }
 
-pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
-                     size_t bufcap, size_t *vlen)
+/* Inside the caller's read section: find key and record the use (raise its
+ * stamp); counts the lookup. NULL on a miss. */
+static struct pc_kv *lru_lookup(pc_cache *c, struct pc_thread *t, uint64_t h,
+                                const void *key, size_t klen)
 {
-    struct pc_thread *t = domain_thread(&c->dom);
     struct pc_probe probe;
-    pc_status st = PC_NOTFOUND;
-    uint64_t h;
+    struct pc_kv *found = NULL;
 
-    if (__builtin_expect(t == NULL, 0))
-        return PC_ENOMEM;
-    h = pc_hash(&c->seed, key, klen);
     pc_probe_init(&probe, key, klen);
-    read_enter(t);
     for (;;) {
         uint64_t s1 = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
         struct pc_kv *kv;
@@ -306,17 +310,65 @@ pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
         }
         if (cur == STAMP_REPLACED)
             continue;
-        if (cur == STAMP_REMOVED)
-            break;
-        st = kv_copy_out(kv, buf, bufcap, vlen);
+        if (cur != STAMP_REMOVED)
+            found = kv;
         break;
     }
-    if (st == PC_NOTFOUND)
-        PC_COUNTER_INC(t->stats.misses);
-    else
+    if (found != NULL)
         PC_COUNTER_INC(t->stats.hits);
+    else
+        PC_COUNTER_INC(t->stats.misses);
+    return found;
+}
+
+pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
+                     size_t bufcap, size_t *vlen)
+{
+    struct pc_thread *t = domain_thread(&c->dom);
+    struct pc_kv *kv;
+    pc_status st;
+    uint64_t h;
+
+    if (__builtin_expect(t == NULL, 0))
+        return PC_ENOMEM;
+    h = pc_hash(&c->seed, key, klen);
+    read_enter(t);
+    kv = lru_lookup(c, t, h, key, klen);
+    st = kv != NULL ? kv_copy_out(kv, buf, bufcap, vlen) : PC_NOTFOUND;
     read_leave(t);
     return st;
+}
+
+pc_status policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
+{
+    struct pc_thread *t = domain_thread(&c->dom);
+    struct pc_kv *kv;
+    uint64_t h;
+
+    if (t == NULL)
+        return PC_ENOMEM;
+    h = pc_hash(&c->seed, key, klen);
+    read_enter(t);
+    kv = lru_lookup(c, t, h, key, klen);
+    if (kv == NULL) {
+        read_leave(t);
+        return PC_NOTFOUND;
+    }
+    pin->value = kv_value(kv);
+    pin->len = kv->vlen;
+    pin->internal_[0] = t; /* read section stays open until pc_unpin */
+    pin->internal_[1] = c;
+    return PC_OK;
+}
+
+struct pc_thread *policy_thread(pc_cache *c)
+{
+    return domain_thread(&c->dom);
+}
+
+struct pc_flights *policy_flights(pc_cache *c)
+{
+    return c->flights;
 }
 
 pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,

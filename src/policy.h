@@ -25,4 +25,11 @@ void policy_reclaim(pc_cache *c);
 void policy_stats(pc_cache *c, pc_stats *out);
 const char *policy_name(void);
 
+/* Look key up and pin its value (see pc_get_pinned). */
+pc_status policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin);
+/* The calling thread's record on c (registering it), or NULL on ENOMEM. */
+struct pc_thread *policy_thread(pc_cache *c);
+/* The cache's single-flight table (memo.c). */
+struct pc_flights *policy_flights(pc_cache *c);
+
 #endif

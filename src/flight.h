@@ -1,0 +1,74 @@
+/*
+ * flight: single-flight coordination of loads, one table per cache or
+ * memoizer.
+ *
+ * A flight is an in-progress load of one key. The first thread to miss on a
+ * key becomes its leader and runs the loader outside any lock; threads that
+ * miss on the same key meanwhile find the flight, wait on its condition
+ * variable, and take the leader's outcome (value bytes, or error code) when
+ * it lands. A flight leaves the table when it completes, after the leader
+ * has stored the value in the backend, so a later miss either finds the
+ * value there or starts a new flight; a new leader re-checks the backend
+ * before loading (flight_begin's caller does), closing the window between
+ * "store" and "leave the table".
+ *
+ * Deadlock detection. Each thread has a record of the flight it is waiting
+ * for. Before waiting on flight F, a thread follows owner -> waiting_for ->
+ * owner ... from F under the table lock; if the chain reaches itself, waiting
+ * would never end (a loader asking for its own key, or a cycle through other
+ * loaders), and the call fails with PC_EDEADLK instead. Chains cross tables
+ * (a loader of cache A may wait on cache B), so the records and the chain
+ * walk are guarded by one process-wide lock, taken only on the miss path.
+ *
+ * Concurrency: the table, every flight's fields and all thread records are
+ * guarded by that lock; the loader runs without it. A flight is freed by the
+ * last of its leader and waiters to let go (refcount under the lock).
+ */
+#ifndef PC_FLIGHT_H
+#define PC_FLIGHT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "purecache.h"
+
+struct pc_flights;
+struct sf_flight;
+
+/* NULL on allocation failure. */
+struct pc_flights *flights_create(void);
+/* No flight may be in progress. NULL is a no-op. */
+void flights_destroy(struct pc_flights *fl);
+
+enum flight_role { FLIGHT_LEADER, FLIGHT_FOLLOWER, FLIGHT_AGAIN };
+
+/* Leader's status when it found the key already stored on its re-check:
+ * followers (FLIGHT_AGAIN) look the key up again. */
+#define FLIGHT_RETRY ((pc_status)1000)
+
+/*
+ * Join the flight for key, or start one. Returns PC_OK with *role:
+ *  - FLIGHT_LEADER: *f is a new flight this thread must complete with
+ *    flight_finish;
+ *  - FLIGHT_FOLLOWER: another thread's load finished; its outcome has been
+ *    copied out as by pc_get (*out_status is PC_OK, PC_ERANGE or PC_ELOAD
+ *    with *load_err set, or the leader's PC_ENOMEM);
+ *  - FLIGHT_AGAIN: the leader found the key already stored; look it up
+ *    again.
+ * Or returns PC_EDEADLK (waiting would never end) or PC_ENOMEM.
+ */
+pc_status flight_begin(struct pc_flights *fl, const void *key, size_t klen,
+                       enum flight_role *role, struct sf_flight **f, void *buf,
+                       size_t bufcap, size_t *vlen, int *load_err,
+                       pc_status *out_status);
+
+/*
+ * Complete a flight this thread leads: status PC_OK with the value (copied
+ * for the waiters), PC_ELOAD with the loader's code, or PC_ENOMEM. Wakes
+ * every waiter; the flight is gone afterwards.
+ */
+void flight_finish(struct pc_flights *fl, struct sf_flight *f, pc_status status,
+                   int load_err, const void *val, size_t vlen);
+
+#endif

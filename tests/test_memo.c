@@ -1,0 +1,800 @@
+/*
+ * Get-or-load, the memoizer, backends, key builder and pinned reads:
+ * single flight under contention, error propagation, empty values,
+ * recursive-load detection, parallel loads of different keys, key-builder
+ * collisions, a custom backend, pins surviving concurrent eviction, and
+ * statistics adding up.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* ---- helpers ---- */
+
+struct slow_loader {
+    long calls;       /* atomic */
+    int fail_with;    /* 0: succeed */
+    unsigned usleeps; /* how long a load takes */
+    uint64_t value;
+};
+
+static int slow_load(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    struct slow_loader *l = ctx;
+
+    (void)key;
+    (void)klen;
+    __atomic_add_fetch(&l->calls, 1, __ATOMIC_SEQ_CST);
+    usleep(l->usleeps);
+    if (l->fail_with)
+        return l->fail_with;
+    return pc_sink_set(out, &l->value, sizeof l->value) == PC_OK ? 0 : -1;
+}
+
+#define CROWD 8
+
+struct crowd {
+    pc_cache *c;
+    struct slow_loader *l;
+    pthread_barrier_t start;
+    pc_status st[CROWD];
+    uint64_t got[CROWD];
+    int err[CROWD];
+};
+
+struct crowd_arg {
+    struct crowd *cr;
+    int i;
+};
+
+static void *crowd_member(void *p)
+{
+    struct crowd_arg *a = p;
+    struct crowd *cr = a->cr;
+    size_t n = 0;
+
+    pthread_barrier_wait(&cr->start);
+    cr->st[a->i] =
+        pc_get_or_load(cr->c, "hot", 3, slow_load, cr->l, &cr->got[a->i],
+                       sizeof cr->got[a->i], &n, &cr->err[a->i]);
+    return NULL;
+}
+
+static void run_crowd(struct crowd *cr)
+{
+    pthread_t th[CROWD];
+    struct crowd_arg args[CROWD];
+
+    pthread_barrier_init(&cr->start, NULL, CROWD);
+    for (int i = 0; i < CROWD; i++) {
+        args[i] = (struct crowd_arg){cr, i};
+        pthread_create(&th[i], NULL, crowd_member, &args[i]);
+    }
+    for (int i = 0; i < CROWD; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&cr->start);
+}
+
+/* ---- single flight ---- */
+
+Test(memo, concurrent_misses_on_one_key_run_the_loader_once)
+{
+    struct slow_loader l = {.usleeps = 100000, .value = 4242};
+    struct crowd cr = {.c = make_cache(16), .l = &l};
+    pc_stats s;
+
+    run_crowd(&cr);
+    cr_assert_eq(l.calls, 1, "loader ran %ld times", l.calls);
+    for (int i = 0; i < CROWD; i++) {
+        cr_assert_eq(cr.st[i], PC_OK);
+        cr_assert_eq(cr.got[i], 4242);
+    }
+    pc_stats_get(cr.c, &s);
+    cr_assert_eq(s.loader_calls, 1);
+    cr_assert_eq(s.loader_errors, 0);
+    pc_destroy(cr.c);
+}
+
+Test(memo, loader_error_reaches_every_waiter_and_nothing_is_cached)
+{
+    struct slow_loader l = {.usleeps = 100000, .fail_with = 42};
+    struct crowd cr = {.c = make_cache(16), .l = &l};
+    pc_stats s;
+    uint64_t v;
+    int err = 0;
+
+    run_crowd(&cr);
+    cr_assert_eq(l.calls, 1);
+    for (int i = 0; i < CROWD; i++) {
+        cr_assert_eq(cr.st[i], PC_ELOAD);
+        cr_assert_eq(cr.err[i], 42);
+    }
+    cr_assert_eq(pc_get(cr.c, "hot", 3, &v, sizeof v, NULL), PC_NOTFOUND);
+    l.fail_with = 0;
+    l.usleeps = 0;
+    l.value = 7;
+    cr_assert_eq(
+        pc_get_or_load(cr.c, "hot", 3, slow_load, &l, &v, sizeof v, NULL, &err),
+        PC_OK);
+    cr_assert_eq(v, 7);
+    cr_assert_eq(l.calls, 2, "a failed load must not be remembered");
+    pc_stats_get(cr.c, &s);
+    cr_assert_eq(s.loader_calls, 2);
+    cr_assert_eq(s.loader_errors, 1);
+    pc_destroy(cr.c);
+}
+
+static int load_nothing(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    (void)key;
+    (void)klen;
+    (void)out;
+    ++*(int *)ctx;
+    return 0;
+}
+
+Test(memo, empty_loaded_value_is_cached_and_is_a_hit)
+{
+    pc_cache *c = make_cache(4);
+    int calls = 0;
+    size_t n = 99;
+
+    cr_assert_eq(
+        pc_get_or_load(c, "k", 1, load_nothing, &calls, NULL, 0, &n, NULL),
+        PC_OK);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(pc_get(c, "k", 1, NULL, 0, &n), PC_OK);
+    cr_assert_eq(
+        pc_get_or_load(c, "k", 1, load_nothing, &calls, NULL, 0, &n, NULL),
+        PC_OK);
+    cr_assert_eq(calls, 1);
+    pc_destroy(c);
+}
+
+Test(memo, small_buffer_gives_erange_but_the_value_is_cached)
+{
+    pc_cache *c = make_cache(4);
+    struct slow_loader l = {.value = 99};
+    uint64_t v = 0;
+    size_t n = 0;
+
+    cr_assert_eq(pc_get_or_load(c, "k", 1, slow_load, &l, NULL, 0, &n, NULL),
+                 PC_ERANGE);
+    cr_assert_eq(n, sizeof(uint64_t));
+    cr_assert_eq(pc_get(c, "k", 1, &v, sizeof v, &n), PC_OK);
+    cr_assert_eq(v, 99);
+    cr_assert_eq(l.calls, 1);
+    pc_destroy(c);
+}
+
+/* ---- recursion and cycles ---- */
+
+struct recursive {
+    pc_cache *c;
+    pc_status inner;
+};
+
+static int load_self(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    struct recursive *r = ctx;
+    char buf[8];
+
+    (void)out;
+    r->inner = pc_get_or_load(r->c, key, klen, load_self, r, buf, sizeof buf,
+                              NULL, NULL);
+    return 1;
+}
+
+Test(memo, loader_asking_for_its_own_key_gets_edeadlk, .timeout = 20)
+{
+    struct recursive r = {.c = make_cache(4), .inner = PC_OK};
+    int err = 0;
+
+    cr_assert_eq(
+        pc_get_or_load(r.c, "k", 1, load_self, &r, NULL, 0, NULL, &err),
+        PC_ELOAD);
+    cr_assert_eq(r.inner, PC_EDEADLK);
+    cr_assert_eq(err, 1);
+    pc_destroy(r.c);
+}
+
+struct cycle {
+    pc_cache *c;
+    pthread_barrier_t both_loading;
+    pc_status inner[2];
+    pc_status outer[2];
+};
+
+struct cycle_arg {
+    struct cycle *cy;
+    int i;
+};
+
+static int load_other(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    struct cycle_arg *a = ctx;
+    const char *other = a->i == 0 ? "B" : "A";
+    char buf[8];
+
+    (void)key;
+    (void)klen;
+    (void)out;
+    pthread_barrier_wait(&a->cy->both_loading);
+    a->cy->inner[a->i] = pc_get_or_load(a->cy->c, other, 1, load_other, a, buf,
+                                        sizeof buf, NULL, NULL);
+    return a->cy->inner[a->i] == PC_OK ? 0 : 2;
+}
+
+static void *cycle_member(void *p)
+{
+    struct cycle_arg *a = p;
+    char buf[8];
+
+    a->cy->outer[a->i] =
+        pc_get_or_load(a->cy->c, a->i == 0 ? "A" : "B", 1, load_other, a, buf,
+                       sizeof buf, NULL, NULL);
+    return NULL;
+}
+
+Test(memo, cycle_of_loaders_across_threads_is_detected, .timeout = 20)
+{
+    struct cycle cy = {.c = make_cache(4)};
+    struct cycle_arg args[2] = {{&cy, 0}, {&cy, 1}};
+    pthread_t th[2];
+
+    pthread_barrier_init(&cy.both_loading, NULL, 2);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, cycle_member, &args[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    /* One loader saw the cycle; the other then failed through it. */
+    cr_assert(cy.inner[0] == PC_EDEADLK || cy.inner[1] == PC_EDEADLK);
+    cr_assert_eq(cy.outer[0], PC_ELOAD);
+    cr_assert_eq(cy.outer[1], PC_ELOAD);
+    pthread_barrier_destroy(&cy.both_loading);
+    pc_destroy(cy.c);
+}
+
+static int load_via_other_keys(void *ctx, const void *key, size_t klen,
+                               pc_sink *out)
+{
+    pc_cache *c = ctx;
+    int calls = 0;
+    uint64_t v = 5;
+
+    (void)key;
+    (void)klen;
+    if (pc_put(c, "side", 4, &v, sizeof v) != PC_OK)
+        return 1;
+    if (pc_get_or_load(c, "dep", 3, load_nothing, &calls, NULL, 0, NULL,
+                       NULL) != PC_OK)
+        return 2;
+    return pc_sink_set(out, "done", 4) == PC_OK ? 0 : 3;
+}
+
+Test(memo, loader_may_use_the_cache_for_other_keys, .timeout = 20)
+{
+    pc_cache *c = make_cache(8);
+    char buf[8];
+    size_t n;
+
+    cr_assert_eq(pc_get_or_load(c, "main", 4, load_via_other_keys, c, buf,
+                                sizeof buf, &n, NULL),
+                 PC_OK);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(memcmp(buf, "done", 4), 0);
+    cr_assert_eq(pc_get(c, "side", 4, buf, sizeof buf, &n), PC_OK);
+    cr_assert_eq(pc_get(c, "dep", 3, NULL, 0, &n), PC_OK);
+    pc_destroy(c);
+}
+
+/* Two loads of different keys must be able to be inside their loaders at
+ * the same time: each waits (bounded) until the other has started. */
+struct parallel {
+    pc_cache *c;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int inside;
+    int saw_other[2];
+};
+
+struct parallel_arg {
+    struct parallel *p;
+    int i;
+};
+
+static int load_meeting(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    struct parallel_arg *a = ctx;
+    struct parallel *p = a->p;
+    struct timespec until;
+
+    (void)key;
+    (void)klen;
+    (void)out;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&p->m);
+    p->inside++;
+    pthread_cond_broadcast(&p->cv);
+    while (p->inside < 2)
+        if (pthread_cond_timedwait(&p->cv, &p->m, &until) == ETIMEDOUT)
+            break;
+    p->saw_other[a->i] = p->inside == 2;
+    pthread_mutex_unlock(&p->m);
+    return 0;
+}
+
+static void *parallel_member(void *v)
+{
+    struct parallel_arg *a = v;
+
+    pc_get_or_load(a->p->c, a->i ? "y" : "x", 1, load_meeting, a, NULL, 0, NULL,
+                   NULL);
+    return NULL;
+}
+
+Test(memo, loads_of_different_keys_run_in_parallel, .timeout = 30)
+{
+    struct parallel p = {.c = make_cache(8)};
+    struct parallel_arg args[2] = {{&p, 0}, {&p, 1}};
+    pthread_t th[2];
+
+    pthread_mutex_init(&p.m, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, parallel_member, &args[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    cr_assert(p.saw_other[0] && p.saw_other[1],
+              "the two loaders never overlapped");
+    pc_destroy(p.c);
+}
+
+/* ---- key builder ---- */
+
+static void key_of(pc_key *k)
+{
+    pc_key_init(k);
+}
+
+static int same_key(pc_key *a, pc_key *b)
+{
+    cr_assert_eq(pc_key_finish(a), PC_OK);
+    cr_assert_eq(pc_key_finish(b), PC_OK);
+    int same = pc_key_len(a) == pc_key_len(b) &&
+               memcmp(pc_key_data(a), pc_key_data(b), pc_key_len(a)) == 0;
+    pc_key_free(a);
+    pc_key_free(b);
+    return same;
+}
+
+Test(key_builder, argument_boundaries_and_types_never_collide)
+{
+    pc_key a, b;
+
+    key_of(&a), pc_key_add_i64(&a, 1), pc_key_add_str(&a, "ab");
+    key_of(&b), pc_key_add_i64(&b, 1), pc_key_add_str(&b, "a"),
+        pc_key_add_str(&b, "b");
+    cr_assert_not(same_key(&a, &b), "f(1, \"ab\") == f(1, \"a\", \"b\")");
+
+    key_of(&a), pc_key_add_str(&a, "1");
+    key_of(&b), pc_key_add_i64(&b, 1);
+    cr_assert_not(same_key(&a, &b), "f(\"1\") == f(1)");
+
+    key_of(&a), pc_key_add_i64(&a, -1);
+    key_of(&b), pc_key_add_u64(&b, UINT64_MAX);
+    cr_assert_not(same_key(&a, &b), "i64 -1 == u64 max");
+
+    key_of(&a), pc_key_add_f64(&a, 0.0);
+    key_of(&b), pc_key_add_f64(&b, -0.0);
+    cr_assert_not(same_key(&a, &b), "0.0 == -0.0");
+
+    key_of(&a), pc_key_add_str(&a, NULL);
+    key_of(&b), pc_key_add_str(&b, "");
+    cr_assert_not(same_key(&a, &b), "NULL == \"\"");
+
+    key_of(&a), pc_key_add_str(&a, "xy");
+    key_of(&b), pc_key_add_bytes(&b, "xy", 2);
+    cr_assert_not(same_key(&a, &b), "string == bytes");
+
+    key_of(&a);
+    key_of(&b), pc_key_add_str(&b, "");
+    cr_assert_not(same_key(&a, &b), "f() == f(\"\")");
+
+    key_of(&a), pc_key_add_bytes(&a, "a\0b", 3);
+    key_of(&b), pc_key_add_bytes(&b, "a\0b", 3);
+    cr_assert(same_key(&a, &b), "equal arguments must give equal keys");
+}
+
+Test(key_builder, random_argument_lists_collide_only_when_equal)
+{
+    /* Short lists over a tiny alphabet make near-misses frequent. */
+    enum { LISTS = 3000 };
+    static unsigned char keys[LISTS][64];
+    static size_t lens[LISTS];
+    static char desc[LISTS][64];
+    uint64_t x = 12345;
+
+    for (int i = 0; i < LISTS; i++) {
+        pc_key k;
+        int n = (int)(mix64(x++) % 4), d = 0;
+
+        pc_key_init(&k);
+        for (int j = 0; j < n; j++) {
+            uint64_t r = mix64(x++);
+            char s[3] = {(char)('a' + r % 2), (char)('a' + (r >> 8) % 2), 0};
+
+            s[(r >> 16) % 3] = 0;
+            switch ((r >> 24) % 3) {
+            case 0:
+                pc_key_add_i64(&k, (int64_t)((r >> 32) % 3));
+                d +=
+                    snprintf(desc[i] + d, 64 - d, "i%d,", (int)((r >> 32) % 3));
+                break;
+            case 1:
+                pc_key_add_str(&k, s);
+                d += snprintf(desc[i] + d, 64 - d, "s%s,", s);
+                break;
+            default:
+                pc_key_add_bytes(&k, s, strlen(s));
+                d += snprintf(desc[i] + d, 64 - d, "b%s,", s);
+            }
+        }
+        cr_assert_eq(pc_key_finish(&k), PC_OK);
+        cr_assert_leq(pc_key_len(&k), sizeof keys[i]);
+        lens[i] = pc_key_len(&k);
+        memcpy(keys[i], pc_key_data(&k), lens[i]);
+        pc_key_free(&k);
+    }
+    for (int i = 0; i < LISTS; i++)
+        for (int j = 0; j < i; j++) {
+            int same_bytes =
+                lens[i] == lens[j] && memcmp(keys[i], keys[j], lens[i]) == 0;
+            int same_args = strcmp(desc[i], desc[j]) == 0;
+
+            cr_assert_eq(same_bytes, same_args, "%s vs %s", desc[i], desc[j]);
+        }
+}
+
+Test(key_builder, too_long_or_bad_arguments_are_refused)
+{
+    static char big[PC_KEY_MAX];
+    pc_key k;
+
+    pc_key_init(&k);
+    pc_key_add_bytes(&k, big, sizeof big);
+    cr_assert_eq(pc_key_finish(&k), PC_EINVAL);
+    pc_key_free(&k);
+
+    pc_key_init(&k);
+    pc_key_add_bytes(&k, NULL, 3);
+    pc_key_add_i64(&k, 1);
+    cr_assert_eq(pc_key_finish(&k), PC_EINVAL);
+    pc_key_free(&k);
+    cr_assert_eq(pc_key_finish(NULL), PC_EINVAL);
+
+    /* Long but legal keys spill to the heap and still work. */
+    pc_key_init(&k);
+    for (int i = 0; i < 300; i++)
+        pc_key_add_i64(&k, i);
+    cr_assert_eq(pc_key_finish(&k), PC_OK);
+    cr_assert_gt(pc_key_len(&k), 256);
+    pc_key_free(&k);
+}
+
+/* ---- custom backend and the memoizer ---- */
+
+#define TINY 64
+
+struct tiny_store {
+    pthread_mutex_t m;
+    int destroyed;
+    size_t n;
+    char key[TINY][32];
+    size_t klen[TINY];
+    uint64_t val[TINY];
+};
+
+static int tiny_find(struct tiny_store *t, const void *key, size_t klen)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->klen[i] == klen && memcmp(t->key[i], key, klen) == 0)
+            return (int)i;
+    return -1;
+}
+
+static pc_status tiny_get(void *self, const void *key, size_t klen, void *buf,
+                          size_t bufcap, size_t *vlen)
+{
+    struct tiny_store *t = self;
+    pc_status st = PC_NOTFOUND;
+    int i;
+
+    pthread_mutex_lock(&t->m);
+    i = tiny_find(t, key, klen);
+    if (i >= 0) {
+        if (vlen)
+            *vlen = 8;
+        st = bufcap < 8 ? PC_ERANGE : PC_OK;
+        if (st == PC_OK)
+            memcpy(buf, &t->val[i], 8);
+    }
+    pthread_mutex_unlock(&t->m);
+    return st;
+}
+
+static pc_status tiny_put(void *self, const void *key, size_t klen,
+                          const void *val, size_t vlen)
+{
+    struct tiny_store *t = self;
+    int i;
+
+    if (klen > 32 || vlen != 8)
+        return PC_EINVAL;
+    pthread_mutex_lock(&t->m);
+    i = tiny_find(t, key, klen);
+    if (i < 0 && t->n < TINY)
+        i = (int)t->n++;
+    if (i >= 0) {
+        memcpy(t->key[i], key, klen);
+        t->klen[i] = klen;
+        memcpy(&t->val[i], val, 8);
+    }
+    pthread_mutex_unlock(&t->m);
+    return i >= 0 ? PC_OK : PC_ENOMEM;
+}
+
+static pc_status tiny_del(void *self, const void *key, size_t klen)
+{
+    (void)self, (void)key, (void)klen;
+    return PC_NOTFOUND;
+}
+
+static size_t tiny_len(void *self)
+{
+    return ((struct tiny_store *)self)->n;
+}
+
+static void tiny_destroy(void *self)
+{
+    ((struct tiny_store *)self)->destroyed = 1;
+}
+
+static const pc_backend_ops tiny_ops = {
+    .size = sizeof(pc_backend_ops),
+    .get = tiny_get,
+    .put = tiny_put,
+    .del = tiny_del,
+    .len = tiny_len,
+    .destroy = tiny_destroy,
+};
+
+static long fib_calls;
+
+static uint64_t slow_fib(uint64_t n)
+{
+    __atomic_add_fetch(&fib_calls, 1, __ATOMIC_SEQ_CST);
+    uint64_t a = 0, b = 1;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t t = a + b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+PC_MEMOIZE(memo_fib, uint64_t, slow_fib, (uint64_t n), (n), PC_KEY_U64(n))
+
+Test(memo, custom_backend_serves_the_memoizer)
+{
+    struct tiny_store store = {.m = PTHREAD_MUTEX_INITIALIZER};
+    pc_backend be = {.ops = &tiny_ops, .self = &store};
+    pc_memo *m;
+    pc_stats s;
+    uint64_t v;
+
+    fib_calls = 0;
+    cr_assert_eq(pc_memo_create(&be, &m), PC_OK);
+    cr_assert_eq(memo_fib(m, &v, 50), PC_OK);
+    cr_assert_eq(v, 12586269025ULL);
+    cr_assert_eq(memo_fib(m, &v, 50), PC_OK);
+    cr_assert_eq(v, 12586269025ULL);
+    cr_assert_eq(memo_fib(m, &v, 10), PC_OK);
+    cr_assert_eq(v, 55);
+    cr_assert_eq(fib_calls, 2, "memoized function ran %ld times", fib_calls);
+    cr_assert_eq(store.n, 2, "results live in the custom backend");
+    cr_assert_eq(pc_memo_stats(m, &s), PC_OK);
+    cr_assert_eq(s.hits, 1);
+    cr_assert_eq(s.misses, 2);
+    cr_assert_eq(s.loader_calls, 2);
+    pc_memo_destroy(m);
+    cr_assert_eq(store.destroyed, 1, "destroy must reach the backend");
+}
+
+struct memo_crowd {
+    pc_memo *m;
+    pthread_barrier_t start;
+    uint64_t got[CROWD];
+};
+
+struct memo_crowd_arg {
+    struct memo_crowd *mc;
+    int i;
+};
+
+static void *memo_crowd_member(void *p)
+{
+    struct memo_crowd_arg *a = p;
+
+    pthread_barrier_wait(&a->mc->start);
+    memo_fib(a->mc->m, &a->mc->got[a->i], 90);
+    return NULL;
+}
+
+Test(memo, memoized_function_over_the_cache_runs_once_per_key)
+{
+    pc_backend be;
+    struct memo_crowd mc;
+    struct memo_crowd_arg args[CROWD];
+    pthread_t th[CROWD];
+    pc_cache *c = make_cache(100);
+    pc_stats s;
+
+    fib_calls = 0;
+    cr_assert_eq(pc_backend_from_cache(c, &be), PC_OK);
+    cr_assert_eq(pc_memo_create(&be, &mc.m), PC_OK);
+    pthread_barrier_init(&mc.start, NULL, CROWD);
+    for (int i = 0; i < CROWD; i++) {
+        args[i] = (struct memo_crowd_arg){&mc, i};
+        pthread_create(&th[i], NULL, memo_crowd_member, &args[i]);
+    }
+    for (int i = 0; i < CROWD; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < CROWD; i++)
+        cr_assert_eq(mc.got[i], 2880067194370816120ULL);
+    /* Either one call computed and the rest waited or hit: at most one run
+     * per key in flight, and here every call overlapped or followed it. */
+    cr_assert_eq(fib_calls, 1);
+    cr_assert_eq(pc_len(c), 1);
+    pc_memo_stats(mc.m, &s);
+    cr_assert_eq(s.loader_calls, 1);
+    cr_assert_eq(s.hits + s.misses, CROWD);
+    pthread_barrier_destroy(&mc.start);
+    pc_memo_destroy(mc.m); /* destroys the cache too */
+}
+
+Test(memo, bad_arguments_are_refused)
+{
+    pc_cache *c = make_cache(4);
+    pc_backend be = {0};
+    pc_backend_ops short_ops = tiny_ops;
+    pc_memo *m = (pc_memo *)0x1;
+    pc_flight *lead = (pc_flight *)0x1;
+
+    cr_assert_eq(pc_get_or_load(c, "k", 1, NULL, NULL, NULL, 0, NULL, NULL),
+                 PC_EINVAL);
+    cr_assert_eq(
+        pc_get_or_load(NULL, "k", 1, slow_load, NULL, NULL, 0, NULL, NULL),
+        PC_EINVAL);
+    cr_assert_eq(
+        pc_get_or_load(c, NULL, 1, slow_load, NULL, NULL, 0, NULL, NULL),
+        PC_EINVAL);
+    cr_assert_eq(pc_memo_create(&be, &m), PC_EINVAL);
+    cr_assert_eq(pc_memo_create(NULL, &m), PC_EINVAL);
+    short_ops.size = 8;
+    be = (pc_backend){.ops = &short_ops};
+    cr_assert_eq(pc_memo_create(&be, &m), PC_EINVAL);
+    cr_assert_eq(m, (pc_memo *)0x1);
+    cr_assert_eq(pc_backend_from_cache(NULL, &be), PC_EINVAL);
+    cr_assert_eq(pc_sink_set(NULL, "x", 1), PC_EINVAL);
+    cr_assert_eq(pc_memo_begin(NULL, "k", 1, NULL, 0, NULL, NULL, &lead),
+                 PC_EINVAL);
+    cr_assert_null(lead);
+    cr_assert_eq(pc_memo_finish(NULL, NULL, 0, NULL, 0), PC_EINVAL);
+    cr_assert_eq(
+        pc_memo_call(NULL, "k", 1, slow_load, NULL, NULL, 0, NULL, NULL),
+        PC_EINVAL);
+    cr_assert_eq(pc_memo_stats(NULL, NULL), PC_EINVAL);
+    pc_memo_destroy(NULL);
+    cr_assert_eq(pc_len(c), 0, "nothing may have been stored");
+    pc_destroy(c);
+}
+
+/* ---- pinned reads ---- */
+
+Test(pinned, pin_returns_the_value_and_counts_as_a_use)
+{
+    pc_cache *c = make_cache(2);
+    pc_pin pin;
+
+    pc_put(c, "a", 1, "alpha", 5);
+    pc_put(c, "b", 1, "beta", 4);
+    cr_assert_eq(pc_get_pinned(c, "a", 1, &pin), PC_OK);
+    cr_assert_eq(pin.len, 5);
+    cr_assert_eq(memcmp(pin.value, "alpha", 5), 0);
+    pc_unpin(&pin);
+    pc_unpin(&pin);                /* released pins are inert */
+    pc_put(c, "c", 1, "gamma", 5); /* evicts b, not the pinned-and-used a */
+    cr_assert_eq(pc_get(c, "a", 1, NULL, 0, NULL), PC_ERANGE);
+    cr_assert_eq(pc_get(c, "b", 1, NULL, 0, NULL), PC_NOTFOUND);
+    cr_assert_eq(pc_get_pinned(c, "zz", 2, &pin), PC_NOTFOUND);
+    cr_assert_eq(pc_get_pinned(c, "a", 1, NULL), PC_EINVAL);
+    cr_assert_eq(pc_get_pinned(NULL, "a", 1, &pin), PC_EINVAL);
+    pc_unpin(NULL);
+    pc_destroy(c);
+}
+
+struct churner {
+    pc_cache *c;
+    int done;
+};
+
+static void *churn_keys(void *p)
+{
+    struct churner *ch = p;
+    unsigned char val[SV_MAX];
+
+    for (uint64_t i = 0; i < 20000; i++) {
+        uint64_t k = i % 3 == 0 ? 7 : 1000 + i;
+
+        pc_put(ch->c, &k, sizeof k, val, sv_make(val, k, i));
+        if (i % 1000 == 0)
+            pc_delete(ch->c, &(uint64_t){7}, 8);
+    }
+    __atomic_store_n(&ch->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+Test(pinned, pinned_value_survives_concurrent_replacement_and_eviction)
+{
+    struct churner ch = {.c = make_cache(64)};
+    unsigned char val[SV_MAX], copy[SV_MAX];
+    uint64_t k = 7;
+    size_t n = sv_make(val, k, 123456);
+    pthread_t th;
+    pc_pin pin;
+
+    pc_put(ch.c, &k, sizeof k, val, n);
+    cr_assert_eq(pc_get_pinned(ch.c, &k, sizeof k, &pin), PC_OK);
+    memcpy(copy, pin.value, pin.len);
+    pthread_create(&th, NULL, churn_keys, &ch);
+    while (!__atomic_load_n(&ch.done, __ATOMIC_ACQUIRE))
+        cr_assert_eq(memcmp(pin.value, copy, n), 0,
+                     "pinned bytes changed under the pin");
+    pthread_join(th, NULL);
+    cr_assert_eq(pin.len, n);
+    cr_assert(sv_check(pin.value, pin.len, k));
+    cr_assert_eq(memcmp(pin.value, copy, n), 0);
+    /* Other readers see the current state meanwhile. */
+    unsigned char now[SV_MAX];
+    size_t nn;
+    if (pc_get(ch.c, &k, sizeof k, now, sizeof now, &nn) == PC_OK)
+        cr_assert(sv_check(now, nn, k));
+    pc_unpin(&pin);
+    pc_reclaim(ch.c); /* returns once the pin is gone */
+    pc_destroy(ch.c);
+}
+
+Test(pinned, pins_nest_and_the_thread_may_write_while_pinned)
+{
+    pc_cache *c = make_cache(4);
+    pc_pin a, b;
+
+    pc_put(c, "a", 1, "1", 1);
+    pc_put(c, "b", 1, "2", 1);
+    cr_assert_eq(pc_get_pinned(c, "a", 1, &a), PC_OK);
+    cr_assert_eq(pc_get_pinned(c, "b", 1, &b), PC_OK);
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(pc_put(c, "a", 1, &i, sizeof i), PC_OK);
+    cr_assert_eq(*(const char *)a.value, '1');
+    pc_unpin(&b);
+    cr_assert_eq(*(const char *)a.value, '1');
+    pc_unpin(&a);
+    pc_destroy(c);
+}
