@@ -161,9 +161,11 @@ static void shard_lock(struct clock_shard *s)
 
 static void shard_unlock(struct clock_shard *s)
 {
-    reclaimer_poll(s->rc);
+    struct pc_kv *ready = reclaimer_poll(s->rc);
+
     index_writer_end();
     pthread_mutex_unlock(&s->lock);
+    reclaimer_free(s->rc, ready);
 }
 
 /* Make sure a never-used slot exists if the free list is empty. */

@@ -142,11 +142,26 @@ static void free_chain(struct pc_reclaimer *r, struct pc_kv *kv)
     }
 }
 
+void reclaimer_free(struct pc_reclaimer *r, struct pc_kv *chain)
+{
+    free_chain(r, chain);
+}
+
+/* Runs inside ck_epoch_poll/reclaim on the writer's record: the batch's
+ * grace period is over. Its entries move to the ready chain (freed by the
+ * writer after it unlocks) and the batch becomes reusable. */
 static void batch_dispatch(ck_epoch_entry_t *ee)
 {
     struct pc_retire_batch *b = (struct pc_retire_batch *)ee;
+    struct pc_reclaimer *r = b->owner;
+    struct pc_kv *tail = b->head;
 
-    free_chain(b->owner, b->head);
+    if (tail != NULL) {
+        while (tail->w.retire_next != NULL)
+            tail = tail->w.retire_next;
+        tail->w.retire_next = r->ready;
+        r->ready = b->head;
+    }
     b->head = NULL;
     b->queued = false;
 }
@@ -175,12 +190,14 @@ void reclaimer_destroy(struct pc_reclaimer *r)
     if (r == NULL)
         return;
     ck_epoch_reclaim(&r->rec);
+    free_chain(r, r->ready);
     free_chain(r, r->open);
     pc_free(r, sizeof *r);
 }
 
-void reclaimer_poll(struct pc_reclaimer *r)
+struct pc_kv *reclaimer_poll(struct pc_reclaimer *r)
 {
+    struct pc_kv *ready;
     bool queued = false;
 
     if (r->n_open >= PC_RETIRE_BATCH_ENTRIES ||
@@ -203,6 +220,9 @@ void reclaimer_poll(struct pc_reclaimer *r)
     }
     if (r->rec.n_pending > 0 && (queued || ++r->writes % PC_POLL_INTERVAL == 0))
         ck_epoch_poll(&r->rec);
+    ready = r->ready;
+    r->ready = NULL;
+    return ready;
 }
 
 void reclaimer_drain(struct pc_reclaimer *r)
@@ -215,5 +235,7 @@ void reclaimer_drain(struct pc_reclaimer *r)
      * unreachable before this grace period began. */
     ck_epoch_synchronize(&r->rec);
     ck_epoch_reclaim(&r->rec);
+    free_chain(r, r->ready);
+    r->ready = NULL;
     free_chain(r, open);
 }

@@ -147,6 +147,7 @@ typedef void pc_kv_free_fn(struct pc_kv *kv);
 struct pc_reclaimer {
     ck_epoch_record_t rec; /* first; cache-line aligned */
     struct pc_kv *open;    /* retired, not yet handed to ck_epoch */
+    struct pc_kv *ready;   /* past their grace period, not yet freed */
     size_t n_open, open_bytes;
     unsigned int writes;
     pc_kv_free_fn *free_kv;
@@ -171,8 +172,12 @@ static inline void reclaimer_retire(struct pc_reclaimer *r, struct pc_kv *kv)
 }
 
 /* Writer (lock held), after every write: queue the open batch when it is
- * full and free what is safe (see PC_RETIRE_BATCH_ENTRIES). */
-void reclaimer_poll(struct pc_reclaimer *r);
+ * full, and detach what is safe to free (see PC_RETIRE_BATCH_ENTRIES). The
+ * caller frees the returned chain with reclaimer_free after it has released
+ * its lock, keeping the free()s out of the critical section. */
+struct pc_kv *reclaimer_poll(struct pc_reclaimer *r);
+/* Free a chain returned by reclaimer_poll. Any thread, no lock needed. */
+void reclaimer_free(struct pc_reclaimer *r, struct pc_kv *chain);
 /* Writer (lock held): wait for a grace period, then free everything retired
  * so far. Blocking. */
 void reclaimer_drain(struct pc_reclaimer *r);

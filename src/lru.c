@@ -210,9 +210,11 @@ static void writer_lock(pc_cache *c)
 
 static void writer_unlock(pc_cache *c)
 {
-    reclaimer_poll(c->rc);
+    struct pc_kv *ready = reclaimer_poll(c->rc);
+
     index_writer_end();
     pthread_mutex_unlock(&c->lock);
+    reclaimer_free(c->rc, ready);
 }
 
 static void window_open(pc_cache *c)
