@@ -146,6 +146,9 @@ static void batch_dispatch(ck_epoch_entry_t *ee)
 {
     struct pc_retire_batch *b = (struct pc_retire_batch *)ee;
 
+    /* TSan: ck_epoch_poll (uninstrumented) saw every reader that could hold
+     * these entries leave; pairs with read_leave's release (tsan.h, 2). */
+    PC_TSAN_ACQUIRE(b->owner->grace);
     free_chain(b->owner, b->head);
     b->head = NULL;
     b->queued = false;
@@ -160,6 +163,7 @@ struct pc_reclaimer *reclaimer_create(struct pc_domain *d,
         return NULL;
     memset(r, 0, sizeof *r);
     r->free_kv = free_kv;
+    r->grace = &d->epoch;
     for (int i = 0; i < PC_RETIRE_BATCHES; i++)
         r->batch[i].owner = r;
     /* Registered under the registry lock so the list stays consistent for
@@ -215,5 +219,6 @@ void reclaimer_drain(struct pc_reclaimer *r)
      * unreachable before this grace period began. */
     ck_epoch_synchronize(&r->rec);
     ck_epoch_reclaim(&r->rec);
+    PC_TSAN_ACQUIRE(r->grace); /* as in batch_dispatch (tsan.h, case 2) */
     free_chain(r, open);
 }

@@ -25,6 +25,7 @@
 
 #include "entry.h"
 #include "hash.h"
+#include "tsan.h"
 
 struct pc_reclaimer;
 
@@ -49,7 +50,13 @@ void index_writer_end(void);
 static inline struct pc_kv *index_get(struct pc_index *ix, uint64_t h,
                                       const struct pc_probe *probe)
 {
-    return ck_hs_get(&ix->hs, (unsigned long)h, probe);
+    struct pc_kv *kv = ck_hs_get(&ix->hs, (unsigned long)h, probe);
+
+    /* TSan: ck_hs_get's load of the published pointer is in uninstrumented
+     * libck; pairs with the release in index_upsert (tsan.h, case 1). */
+    if (kv != NULL)
+        PC_TSAN_ACQUIRE(kv);
+    return kv;
 }
 
 /* Writer: publish kv, replacing the entry with the same key if there is one
@@ -60,6 +67,9 @@ static inline bool index_upsert(struct pc_index *ix, uint64_t h,
 {
     void *old = NULL;
 
+    /* TSan: ck_hs_set's pointer store (a release) is in uninstrumented
+     * libck; every byte of kv was written before it (tsan.h, case 1). */
+    PC_TSAN_RELEASE(kv);
     if (!ck_hs_set(&ix->hs, (unsigned long)h, kv, &old))
         return false;
     *prev = old;
