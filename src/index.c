@@ -99,7 +99,9 @@ static bool kv_compare_cb(const void *stored, const void *probe)
     /* TSan: ck_hs found `stored` through a pointer it loaded inside libck
      * (uninstrumented); pairs with index_upsert's release (tsan.h, 1). */
     PC_TSAN_ACQUIRE(stored);
-    return a->klen == b->klen && memcmp(a->data, kv_key(b), a->klen) == 0;
+    /* An empty key may be passed as NULL: memcmp must not see it. */
+    return a->klen == b->klen &&
+           (a->klen == 0 || memcmp(a->data, kv_key(b), a->klen) == 0);
 }
 
 bool index_init(struct pc_index *ix, const struct pc_hash_seed *seed,
