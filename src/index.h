@@ -67,8 +67,8 @@ static inline bool index_upsert(struct pc_index *ix, uint64_t h,
 {
     void *old = NULL;
 
-    /* TSan: ck_hs_set's pointer store (a release) is in uninstrumented
-     * libck; every byte of kv was written before it (tsan.h, case 1). */
+    /* TSan: ck_hs_set's pointer store is in uninstrumented libck; every
+     * byte of kv was written before it (tsan.h, case 1). */
     PC_TSAN_RELEASE(kv);
     if (!ck_hs_set(&ix->hs, (unsigned long)h, kv, &old))
         return false;
