@@ -67,6 +67,10 @@ static inline bool index_upsert(struct pc_index *ix, uint64_t h,
 {
     void *old = NULL;
 
+    /* ck_hs_set publishes with a plain pointer store and no fence of its
+     * own: order the entry's bytes before it (a compiler barrier on TSO
+     * targets such as x86-64, a real store fence elsewhere). */
+    ck_pr_fence_store();
     /* TSan: ck_hs_set's pointer store is in uninstrumented libck; every
      * byte of kv was written before it (tsan.h, case 1). */
     PC_TSAN_RELEASE(kv);
