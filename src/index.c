@@ -43,6 +43,12 @@ static void *table_malloc(size_t size)
     if (h == NULL)
         return NULL;
     h->size = size;
+    /* ck 0.7.1's ck_hs_map_create never initialises the table header's
+     * tombstone counter, which index_maintain reads through ck_hs_stat:
+     * reused (dirty) memory made it rebuild the table on every removal.
+     * Zeroing costs about what ck's own memset of the slots costs, once
+     * per table. */
+    memset(h->mem, 0, size);
     return h->mem;
 }
 
