@@ -13,9 +13,10 @@
  *            entry between two passes of the clock hand.
  *   "lru"    (-DPURECACHE_EXACT_LRU=ON) exact LRU over the whole cache:
  *            single-threaded it behaves op for op like a textbook LRU of the
- *            same capacity, and every operation is linearizable. Reads are
- *            still lock-free; they pay one shared atomic increment and one
- *            compare-and-swap to record their place in the recency order.
+ *            same capacity, and every operation is linearizable. Reads
+ *            take no lock; they pay one shared atomic increment and one
+ *            compare-and-swap to record their place in the recency order,
+ *            and wait out a put that is publishing (see pc_get).
  *
  * CONVENTIONS (apply to every function below unless it says otherwise)
  *
@@ -139,8 +140,11 @@ PC_API void pc_destroy(pc_cache *cache);
  * Thread-safety: any thread, concurrently with anything but pc_destroy.
  * Progress: clock: lock-free, and wait-free unless a writer concurrently
  * relocates an entry in this key's probe sequence (ck_hs generation retry);
- * never waits for a lock holder. lru: lock-free (one retry loop per
- * concurrent recency update or replacement of the same key).
+ * never waits for a lock holder. lru: takes no lock, retries once per
+ * concurrent recency update or replacement of the same key, and waits
+ * while a put holds the cache's stamp or eviction window open (a few
+ * hundred nanoseconds inside the writer lock), so it is blocking in the
+ * strict sense: a writer preempted inside that window delays it.
  * Returns PC_OK, PC_NOTFOUND, PC_ERANGE; PC_EINVAL if cache is NULL, key is
  * NULL with klen > 0, klen > PC_KEY_MAX, or buf is NULL with bufcap > 0;
  * PC_ENOMEM only on this thread's first call on this cache.
