@@ -169,8 +169,10 @@ Test(churn, threads_using_several_caches_release_every_record)
 
         pthread_create(&th, NULL, use_two_caches, cs);
         pthread_join(th, NULL);
-        if (i == 100)
-            pc_destroy(cs[1]), cs[1] = make_cache(64); /* under churn */
+        if (i == 100) { /* replace a cache between two threads' lives */
+            pc_destroy(cs[1]);
+            cs[1] = make_cache(64);
+        }
     }
     pc_destroy(cs[0]);
     pc_destroy(cs[1]);
