@@ -154,7 +154,7 @@ static struct {
     uint32_t gen;
     struct memo_key k;
 } memo[MEMO_SIZE];
-static uint32_t memo_gen;
+static uint32_t memo_gen, memo_used;
 
 static struct op hist[T][K];
 
@@ -166,9 +166,12 @@ static bool memo_seen(const struct memo_key *k)
 
     for (size_t i = 0; i < sizeof *k; i++)
         h = (h ^ p[i]) * 1099511628211ULL;
+    if (memo_used >= MEMO_SIZE / 2)
+        return false; /* full: search on unmemoised (slower, still exact) */
     for (uint32_t i = (uint32_t)h & (MEMO_SIZE - 1);;
          i = (i + 1) & (MEMO_SIZE - 1)) {
         if (memo[i].gen != memo_gen) {
+            memo_used++;
             memo[i].gen = memo_gen;
             memo[i].k = *k;
             return false;
@@ -214,6 +217,7 @@ static bool linearizable(const struct config *cf, const struct mstate *init)
 
     memset(&k, 0, sizeof k);
     k.s = *init;
+    memo_used = 0;
     if (++memo_gen == 0) {
         memset(memo, 0, sizeof memo);
         memo_gen = 1;
