@@ -16,9 +16,7 @@
  *            same capacity, and every operation is linearizable. Reads take
  *            no lock; they pay one shared atomic increment and one
  *            compare-and-swap to record their place in the recency order,
- *            and wait out a put that is between adding its key and
- *            evicting another (a sequence-lock window of a few hundred
- *            nanoseconds).
+ *            and wait out a put that is publishing (see pc_get).
  *
  * CONVENTIONS (apply to every function below unless it says otherwise)
  *
@@ -145,11 +143,11 @@ PC_API void pc_destroy(pc_cache *cache);
  * Thread-safety: any thread, concurrently with anything but pc_destroy.
  * Progress: clock: lock-free, and wait-free unless a writer concurrently
  * relocates an entry in this key's probe sequence (ck_hs generation retry);
- * never waits for a lock holder. lru: takes no lock; retries when another
- * thread updates the same key's recency or replaces it, and waits (spins)
- * while an evicting put is inside its sequence-lock window, so it is
- * blocking in the strict sense: a writer descheduled inside that window
- * delays readers.
+ * never waits for a lock holder. lru: takes no lock, retries once per
+ * concurrent recency update or replacement of the same key, and waits
+ * while a put holds the cache's stamp or eviction window open (a few
+ * hundred nanoseconds inside the writer lock), so it is blocking in the
+ * strict sense: a writer preempted inside that window delays it.
  * Returns PC_OK, PC_NOTFOUND, PC_ERANGE; PC_EINVAL if cache is NULL, key is
  * NULL with klen > 0, klen > PC_KEY_MAX, or buf is NULL with bufcap > 0;
  * PC_ENOMEM only on this thread's first call on this cache.

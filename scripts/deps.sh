@@ -20,3 +20,6 @@ pc_install_deps() {
 
 PC_BUILD_DEPS=(build-essential cmake pkg-config libck-dev libjemalloc-dev
                libcriterion-dev zlib1g-dev)
+# Only the test command needs these: clang for libFuzzer, and its sanitizer
+# runtimes (ASan, UBSan, libFuzzer) from libclang-rt-14-dev.
+PC_TEST_DEPS=(clang libclang-rt-14-dev)

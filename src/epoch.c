@@ -156,6 +156,10 @@ static void batch_dispatch(ck_epoch_entry_t *ee)
     struct pc_reclaimer *r = b->owner;
     struct pc_kv *tail = b->head;
 
+    /* TSan: ck_epoch_poll (uninstrumented) saw every reader that could hold
+     * these entries leave; pairs with read_leave's release (tsan.h, 2). The
+     * writer frees them after unlocking, on this thread. */
+    PC_TSAN_ACQUIRE(r->grace);
     if (tail != NULL) {
         while (tail->w.retire_next != NULL)
             tail = tail->w.retire_next;
@@ -175,6 +179,7 @@ struct pc_reclaimer *reclaimer_create(struct pc_domain *d,
         return NULL;
     memset(r, 0, sizeof *r);
     r->free_kv = free_kv;
+    r->grace = &d->epoch;
     for (int i = 0; i < PC_RETIRE_BATCHES; i++)
         r->batch[i].owner = r;
     /* Registered under the registry lock so the list stays consistent for
@@ -235,6 +240,7 @@ void reclaimer_drain(struct pc_reclaimer *r)
      * unreachable before this grace period began. */
     ck_epoch_synchronize(&r->rec);
     ck_epoch_reclaim(&r->rec);
+    PC_TSAN_ACQUIRE(r->grace); /* as in batch_dispatch (tsan.h, case 2) */
     free_chain(r, r->ready);
     r->ready = NULL;
     free_chain(r, open);

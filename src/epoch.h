@@ -41,6 +41,7 @@
 #include <stdint.h>
 
 #include "entry.h"
+#include "tsan.h"
 
 /* Single-writer counter bump: no atomic RMW, but a race-free relaxed store
  * that any thread may read. */
@@ -112,6 +113,10 @@ static inline void read_enter(struct pc_thread *t)
 
 static inline void read_leave(struct pc_thread *t)
 {
+    /* TSan: the writer learns that this section ended inside ck_epoch_poll
+     * or ck_epoch_synchronize (uninstrumented); pairs with the acquire
+     * before every deferred free (tsan.h, case 2). */
+    PC_TSAN_RELEASE(&t->dom->epoch);
     ck_pr_fence_release();
     ck_pr_store_uint(&t->rec.active, t->rec.active - 1);
 }
@@ -151,6 +156,7 @@ struct pc_reclaimer {
     size_t n_open, open_bytes;
     unsigned int writes;
     pc_kv_free_fn *free_kv;
+    void *grace; /* the domain's epoch: TSan grace-period sync object */
     struct pc_retire_batch batch[PC_RETIRE_BATCHES];
 };
 

@@ -19,6 +19,7 @@
 
 struct table_hdr {
     ck_epoch_entry_t ee;
+    struct pc_reclaimer *rc; /* whose grace period frees it (if deferred) */
     size_t size;
     alignas(16) unsigned char mem[];
 };
@@ -42,6 +43,12 @@ static void *table_malloc(size_t size)
     if (h == NULL)
         return NULL;
     h->size = size;
+    /* ck 0.7.1's ck_hs_map_create never initialises the table header's
+     * tombstone counter, which index_maintain reads through ck_hs_stat:
+     * reused (dirty) memory made it rebuild the table on every removal.
+     * Zeroing costs about what ck's own memset of the slots costs, once
+     * per table. */
+    memset(h->mem, 0, size);
     return h->mem;
 }
 
@@ -52,7 +59,12 @@ static void table_free_now(struct table_hdr *h)
 
 static void table_free_deferred(ck_epoch_entry_t *ee)
 {
-    table_free_now((struct table_hdr *)ee);
+    struct table_hdr *h = (struct table_hdr *)ee;
+
+    /* TSan: readers that probed this table have left (ck_epoch_poll saw it,
+     * uninstrumented); pairs with read_leave's release (tsan.h, case 2). */
+    PC_TSAN_ACQUIRE(h->rc->grace);
+    table_free_now(h);
 }
 
 static void table_free(void *p, size_t size, bool defer)
@@ -64,10 +76,12 @@ static void table_free(void *p, size_t size, bool defer)
         return;
     h = (struct table_hdr *)((unsigned char *)p -
                              offsetof(struct table_hdr, mem));
-    if (defer && writer_reclaimer != NULL)
+    if (defer && writer_reclaimer != NULL) {
+        h->rc = writer_reclaimer;
         ck_epoch_call(&writer_reclaimer->rec, &h->ee, table_free_deferred);
-    else
+    } else {
         table_free_now(h);
+    }
 }
 
 static struct ck_malloc table_allocator = {
@@ -88,7 +102,12 @@ static bool kv_compare_cb(const void *stored, const void *probe)
 {
     const struct pc_kv *a = stored, *b = probe;
 
-    return a->klen == b->klen && memcmp(a->data, kv_key(b), a->klen) == 0;
+    /* TSan: ck_hs found `stored` through a pointer it loaded inside libck
+     * (uninstrumented); pairs with index_upsert's release (tsan.h, 1). */
+    PC_TSAN_ACQUIRE(stored);
+    /* An empty key may be passed as NULL: memcmp must not see it. */
+    return a->klen == b->klen &&
+           (a->klen == 0 || memcmp(a->data, kv_key(b), a->klen) == 0);
 }
 
 bool index_init(struct pc_index *ix, const struct pc_hash_seed *seed,

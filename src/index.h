@@ -25,6 +25,7 @@
 
 #include "entry.h"
 #include "hash.h"
+#include "tsan.h"
 
 struct pc_reclaimer;
 
@@ -49,7 +50,13 @@ void index_writer_end(void);
 static inline struct pc_kv *index_get(struct pc_index *ix, uint64_t h,
                                       const struct pc_probe *probe)
 {
-    return ck_hs_get(&ix->hs, (unsigned long)h, probe);
+    struct pc_kv *kv = ck_hs_get(&ix->hs, (unsigned long)h, probe);
+
+    /* TSan: ck_hs_get's load of the published pointer is in uninstrumented
+     * libck; pairs with the release in index_upsert (tsan.h, case 1). */
+    if (kv != NULL)
+        PC_TSAN_ACQUIRE(kv);
+    return kv;
 }
 
 /* Writer: publish kv, replacing the entry with the same key if there is one
@@ -60,6 +67,13 @@ static inline bool index_upsert(struct pc_index *ix, uint64_t h,
 {
     void *old = NULL;
 
+    /* ck_hs_set publishes with a plain pointer store and no fence of its
+     * own: order the entry's bytes before it (a compiler barrier on TSO
+     * targets such as x86-64, a real store fence elsewhere). */
+    ck_pr_fence_store();
+    /* TSan: ck_hs_set's pointer store is in uninstrumented libck; every
+     * byte of kv was written before it (tsan.h, case 1). */
+    PC_TSAN_RELEASE(kv);
     if (!ck_hs_set(&ix->hs, (unsigned long)h, kv, &old))
         return false;
     *prev = old;

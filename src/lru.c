@@ -32,15 +32,28 @@
  *    readers must see happen at once. It runs inside a sequence-lock window:
  *    `seq` is odd while the new key is published and the victim unlinked,
  *    and readers whose lookup overlapped an odd or changed `seq` retry.
- * pc_clear uses the same window, so it is atomic too. Linearisation points:
- * get, the CAS that raises the stamp (or the lookup, for a miss or when a later
- * read raised it further); put, the ck_hs store of the new entry (inside the
- * window for an evicting put); delete, the exchange that marks STAMP_REMOVED.
+ * pc_clear uses the same window, so it is atomic too.
+ *  - Recency order must agree with the linearisation order, or a later
+ *    eviction picks a victim the reference LRU would not. A hit is
+ *    linearised when it draws its stamp (its entry was reachable from its
+ *    lookup until its CAS succeeds, so it was present then), and a put when
+ *    it publishes; but a put draws its stamp before it publishes. So a put
+ *    draws it by making the clock odd (a stamp window) and makes it even
+ *    again only when its change is complete; a reader that draws an odd
+ *    stamp retries after the window. No read stamp therefore falls between
+ *    a put's stamp and its publication, and stamp order is linearisation
+ *    order. (Without the window, a hit on A stamped between put B's stamp
+ *    and its publication made A look more recent than B although it was
+ *    linearised before B: the linearizability test found such histories.)
+ * Linearisation points: get, when it draws its stamp (a miss: the lookup, or
+ * the eviction or delete that beat its CAS); put, the ck_hs store of the new
+ * entry; delete, the exchange that marks STAMP_REMOVED.
  *
  * Cost of strictness: one shared fetch-and-add and one CAS per hit, and a
- * reader spins while an evicting put is between its two steps (a few hundred
- * nanoseconds under the lock). The benchmark measures it against a plain
- * mutex + list LRU.
+ * reader that meets a put's stamp window or an evicting put's two-key window
+ * waits for it to close (a few hundred nanoseconds under the lock), so a
+ * reader can wait for a preempted writer. The benchmark measures it against a
+ * plain mutex + list LRU.
  */
 #include <pthread.h>
 #include <stddef.h>
@@ -92,9 +105,30 @@ static void entry_free(struct pc_kv *kv)
     pc_free(ENTRY_OF(kv), sizeof(struct lru_entry) + kv->klen + kv->vlen);
 }
 
-static inline uint64_t clock_tick(pc_cache *c)
+/*
+ * The recency clock. Readers draw even stamps (+2); a writer draws its odd
+ * stamp by opening a stamp window (+1) before it publishes anything and
+ * closes it (+1) once its change is complete. A reader that draws an odd
+ * value has met an open window and retries after it (reader_tick).
+ */
+static inline uint64_t reader_tick(pc_cache *c)
 {
-    return __atomic_add_fetch(&c->clock, 1, __ATOMIC_RELAXED);
+    return __atomic_add_fetch(&c->clock, 2, __ATOMIC_ACQ_REL);
+}
+
+static inline uint64_t stamp_window_open(pc_cache *c)
+{
+    uint64_t ts = __atomic_add_fetch(&c->clock, 1, __ATOMIC_SEQ_CST);
+
+    /* Nothing this put publishes may become visible before the odd clock
+     * (ck_hs stores are plain stores). */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return ts;
+}
+
+static inline void stamp_window_close(pc_cache *c)
+{
+    __atomic_add_fetch(&c->clock, 1, __ATOMIC_RELEASE);
 }
 
 /* ---- min-heap on heap_key (writer-only) ---- */
@@ -303,7 +337,14 @@ static struct pc_kv *lru_lookup(pc_cache *c, struct pc_thread *t, uint64_t h,
         if (kv == NULL)
             break;
         e = ENTRY_OF(kv);
-        ts = clock_tick(c);
+        ts = reader_tick(c);
+        if (ts & 1) {
+            /* A put is between drawing its stamp and completing: this use
+             * must order after it, so look again once it is done. */
+            while (__atomic_load_n(&c->clock, __ATOMIC_ACQUIRE) & 1)
+                ck_pr_stall();
+            continue;
+        }
         cur = __atomic_load_n(&e->stamp, __ATOMIC_ACQUIRE);
         while (cur < ts) { /* sentinels are larger than any stamp */
             if (__atomic_compare_exchange_n(&e->stamp, &cur, ts, false,
@@ -390,30 +431,36 @@ pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,
     if (old != NULL) {
         struct lru_entry *oe = ENTRY_OF(old);
 
-        e->stamp = e->heap_key = clock_tick(c);
+        e->stamp = e->heap_key = stamp_window_open(c);
         index_upsert(&c->ix, h, &e->kv, &old); /* present: cannot fail */
         __atomic_exchange_n(&oe->stamp, STAMP_REPLACED, __ATOMIC_ACQ_REL);
+        stamp_window_close(c);
         heap_set(c, oe->heap_idx, e);
         heap_sift_down(c, e->heap_idx);
         reclaimer_retire(c->rc, old);
     } else if (c->count < c->capacity) {
-        e->stamp = e->heap_key = clock_tick(c);
-        if (!heap_reserve(c) || !index_upsert(&c->ix, h, &e->kv, &old))
+        e->stamp = e->heap_key = stamp_window_open(c);
+        if (!heap_reserve(c) || !index_upsert(&c->ix, h, &e->kv, &old)) {
+            stamp_window_close(c);
             goto nomem;
+        }
+        stamp_window_close(c);
         heap_push(c, e);
         __atomic_store_n(&c->count, c->count + 1, __ATOMIC_RELAXED);
     } else {
         struct lru_entry *victim;
 
-        e->stamp = e->heap_key = clock_tick(c);
+        e->stamp = e->heap_key = stamp_window_open(c);
         window_open(c);
         if (!index_upsert(&c->ix, h, &e->kv, &old)) {
             window_close(c);
+            stamp_window_close(c);
             goto nomem;
         }
         victim = claim_victim(c);
         index_remove(&c->ix, index_hash_of(&c->ix, &victim->kv), &victim->kv);
         window_close(c);
+        stamp_window_close(c);
         heap_push(c, e);
         reclaimer_retire(c->rc, &victim->kv);
         PC_COUNTER_INC(c->evictions);

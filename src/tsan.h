@@ -1,0 +1,82 @@
+/*
+ * tsan: happens-before annotations for ThreadSanitizer builds, at exactly
+ * the synchronisation points that Concurrency Kit provides from inside
+ * Debian's prebuilt (uninstrumented) libck.so. In every other build the
+ * macros expand to nothing.
+ *
+ * How ck looks to TSan. On x86-64, ck_pr.h implements loads, stores, fences
+ * and read-modify-writes with inline assembly: TSan sees none of it (an asm
+ * statement is not instrumented), so a race on a ck_pr-accessed word would
+ * be silently missed. The TSan build therefore defines CK_USE_CC_BUILTINS=1
+ * (CMakeLists.txt), which selects ck's GCC port for every ck_pr_* call
+ * compiled into our translation units (read_enter/read_leave, ck_epoch's
+ * inline helpers): read-modify-writes become __sync builtins, which TSan
+ * treats as atomics; loads and stores become volatile accesses, which TSan
+ * treats as plain accesses (so a conflict between two instrumented threads
+ * on such a word is reported, not hidden); fences become
+ * __sync_synchronize, which TSan does not model at all. None of this reaches
+ * the out-of-line half of ck (ck_hs_get/set/remove/grow, ck_epoch_poll,
+ * synchronize, register, recycle, unregister), which lives in libck.so,
+ * compiled without TSan: TSan sees neither its memory accesses nor the
+ * ordering it provides. Three orderings of that kind matter here, and each
+ * is annotated where it is used, with its reason beside it:
+ *
+ *  1. Publication (index.h, index.c). A writer fills an entry, issues a
+ *     store fence and has ck_hs store its pointer (inside libck); a reader
+ *     gets the pointer from ck_hs_get (a dependent load inside libck) and
+ *     reads the entry.
+ *     Annotated: release on the entry before ck_hs_set; acquire on the entry
+ *     when ck_hs hands it to our compare callback or returns it.
+ *  2. Grace periods (epoch.h, epoch.c, index.c). A reader leaves its epoch
+ *     section with a fence and a store that we compile, but the writer
+ *     learns that every reader has left inside ck_epoch_poll/synchronize
+ *     (invisible). Annotated: every read_leave releases on its domain's
+ *     epoch object; every deferred free (entry batches, old ck_hs tables)
+ *     acquires on it first. This is coarser than ck's real rule (it also
+ *     orders sections that began after the entry was retired), but it
+ *     cannot hide the bug it is there to catch: a free while a reader is
+ *     still inside the section that reached the entry, since that section's
+ *     release has not happened yet.
+ *  3. Record recycling (epoch.c). A thread's record is unregistered by its
+ *     exit destructor and recycled by a new thread through ck_epoch_recycle
+ *     (ck_pr_fas inside libck). Both happen under the domain's registry
+ *     mutex, which TSan does see, so no annotation is needed there.
+ *
+ * Why annotations rather than a TSan build of ck (from Debian's source
+ * package). Rebuilding ck would make its accesses visible but not its
+ * synchronisation: ck_hs_set publishes with a plain (volatile) pointer
+ * store and ck_hs_get reads with volatile loads and load fences, and
+ * ck_epoch detects grace periods with volatile loads ordered by full fences.
+ * TSan models neither volatile accesses as atomics nor standalone fences, so
+ * under a TSan build of ck every published entry and every reclaimed one
+ * would still look unordered to TSan, and would need these same annotations
+ * (or suppressions, which the project does not accept without a reason)
+ * on top. The annotations are few, exact, compiled only under TSan, and no
+ * report is suppressed.
+ */
+#ifndef PC_TSAN_H
+#define PC_TSAN_H
+
+#if defined(__SANITIZE_THREAD__)
+#define PC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PC_TSAN 1
+#endif
+#endif
+
+#ifdef PC_TSAN
+#if !defined(CK_USE_CC_BUILTINS) || !CK_USE_CC_BUILTINS
+#error "TSan builds need CK_USE_CC_BUILTINS=1 so that TSan sees ck_pr atomics"
+#endif
+/* Exported by the TSan runtime (gcc's and clang's). */
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define PC_TSAN_ACQUIRE(addr) __tsan_acquire((void *)(addr))
+#define PC_TSAN_RELEASE(addr) __tsan_release((void *)(addr))
+#else
+#define PC_TSAN_ACQUIRE(addr) ((void)0)
+#define PC_TSAN_RELEASE(addr) ((void)0)
+#endif
+
+#endif

@@ -1,0 +1,404 @@
+/*
+ * Allocation-failure injection: every allocation an operation makes is made
+ * to fail in turn, and each failure must leave the cache exactly as it was.
+ *
+ * How. For one operation and one starting state, iteration n builds two
+ * identical caches A and B (same options, same fixed hash seed, same setup
+ * calls), arms pc__alloc_fail_after(n) so that A's operation gets n
+ * allocations and then none, and runs it on A only. Then:
+ *   - if it returned PC_ENOMEM, A must be indistinguishable from B (which
+ *     never saw the call): same pc_len, same statistics, same value for
+ *     every key of the key space (read in the same order from both, so the
+ *     reads' own promotions and reference bits stay in step);
+ *   - if it succeeded (the refused allocation, if any, was optional, such
+ *     as an index rebuild), B runs it too and they must be equal;
+ *   - either way A must then work: the operation is repeated on both
+ *     (injection off) and they are compared again, including which key the
+ *     next evicting put throws out (so clock hands, reference bits and
+ *     recency order must match too);
+ *   - after both are destroyed, pc__alloc_live() is back at its baseline.
+ * The loop ends at the first n for which no allocation was refused: by then
+ * every allocation site the operation reaches has failed once.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+
+#include "alloc.h"
+#include "util.h"
+
+#define KEYS 24
+#define SEED 0x5eed5eedULL
+
+static size_t val_make(unsigned char *buf, uint64_t k, uint64_t ver)
+{
+    size_t n = (size_t)((k * 13 + ver * 7) % 60);
+
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (unsigned char)(k * 31 + ver + i);
+    return n;
+}
+
+static pc_status put_kv(pc_cache *c, uint64_t k, uint64_t ver)
+{
+    unsigned char v[64];
+
+    return pc_put(c, &k, sizeof k, v, val_make(v, k, ver));
+}
+
+static pc_cache *cache_new(size_t cap, unsigned shards)
+{
+    pc_options o = {.capacity = cap, .shards = shards, .hash_seed = SEED};
+    pc_cache *c = NULL;
+
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    return c;
+}
+
+/* A and B hold the same things, in the same recency/clock state. */
+static void assert_same(pc_cache *a, pc_cache *b, const char *what, long n)
+{
+    pc_stats sa, sb;
+
+    cr_assert_eq(pc_len(a), pc_len(b), "%s, n=%ld: len %zu vs %zu", what, n,
+                 pc_len(a), pc_len(b));
+    pc_stats_get(a, &sa);
+    pc_stats_get(b, &sb);
+    cr_assert(memcmp(&sa, &sb, sizeof sa) == 0, "%s, n=%ld: stats differ", what,
+              n);
+    for (uint64_t k = 0; k < KEYS; k++) {
+        unsigned char va[64], vb[64];
+        size_t la = 0, lb = 0;
+        pc_status x = pc_get(a, &k, sizeof k, va, sizeof va, &la);
+        pc_status y = pc_get(b, &k, sizeof k, vb, sizeof vb, &lb);
+
+        cr_assert_eq(x, y, "%s, n=%ld: key %lu: %d vs %d", what, n,
+                     (unsigned long)k, x, y);
+        if (x == PC_OK)
+            cr_assert(la == lb && memcmp(va, vb, la) == 0,
+                      "%s, n=%ld: key %lu has different values", what, n,
+                      (unsigned long)k);
+    }
+}
+
+/* The next evictions pick the same victims in A and B. */
+static void assert_same_victims(pc_cache *a, pc_cache *b, const char *what,
+                                long n)
+{
+    for (uint64_t k = 1000; k < 1000 + KEYS; k++) {
+        cr_assert_eq(put_kv(a, k, 1), PC_OK);
+        cr_assert_eq(put_kv(b, k, 1), PC_OK);
+    }
+    assert_same(a, b, what, n);
+}
+
+struct scenario {
+    const char *name;
+    size_t cap;
+    unsigned shards;
+    void (*setup)(pc_cache *c);
+    pc_status (*op)(pc_cache *c);
+    bool may_fail;  /* the operation can report PC_ENOMEM */
+    long min_sites; /* allocation sites it must reach (sanity) */
+};
+
+static void run_scenario(const struct scenario *sc)
+{
+    long base, n, made;
+
+    pc__alloc_track(1);
+    base = pc__alloc_live();
+    for (n = 0;; n++) {
+        pc_cache *a = cache_new(sc->cap, sc->shards);
+        pc_cache *b = cache_new(sc->cap, sc->shards);
+        pc_status st;
+
+        sc->setup(a);
+        sc->setup(b);
+        pc__alloc_fail_after(n);
+        st = sc->op(a);
+        made = pc__alloc_fail_after(-1);
+        if (st == PC_ENOMEM) {
+            cr_assert(sc->may_fail, "%s, n=%ld: unexpected PC_ENOMEM", sc->name,
+                      n);
+            cr_assert_gt(made, n, "%s: PC_ENOMEM without a failure", sc->name);
+            assert_same(a, b, sc->name, n);
+            /* Usable afterwards: the same call now succeeds. */
+            cr_assert_eq(sc->op(a), sc->op(b), "%s, n=%ld: retry", sc->name, n);
+        } else {
+            cr_assert(st >= 0, "%s, n=%ld: status %d", sc->name, n, st);
+            cr_assert_eq(sc->op(b), st, "%s, n=%ld: A and B disagree", sc->name,
+                         n);
+        }
+        assert_same(a, b, sc->name, n);
+        assert_same_victims(a, b, sc->name, n);
+        pc_reclaim(a);
+        pc_destroy(a);
+        pc_destroy(b);
+        cr_assert_eq(pc__alloc_live(), base,
+                     "%s, n=%ld: %ld allocations leaked", sc->name, n,
+                     pc__alloc_live() - base);
+        if (made <= n)
+            break; /* nothing was refused: every site has been covered */
+    }
+    cr_assert_geq(n, sc->min_sites, "%s reached only %ld allocation sites",
+                  sc->name, n);
+    pc__alloc_track(0);
+}
+
+/* ---- starting states ---- */
+
+static void setup_half_full(pc_cache *c)
+{
+    for (uint64_t k = 0; k < pc_capacity(c) / 2; k++)
+        put_kv(c, k, 0);
+}
+
+static void setup_full_some_used(pc_cache *c)
+{
+    for (uint64_t k = 0; k < pc_capacity(c); k++)
+        put_kv(c, k, 0);
+    for (uint64_t k = 0; k < pc_capacity(c); k += 3)
+        get_u64(c, k, NULL);
+}
+
+static void setup_empty(pc_cache *c)
+{
+    (void)c;
+}
+
+/*
+ * Put and delete fresh keys: each pair leaves a tombstone in the index
+ * until a delete makes it rebuild (the only allocation a delete can make).
+ * rebuild_at is the pair whose delete does that; the setup stops just
+ * before that delete, and op_delete_rebuilds performs it.
+ */
+static long rebuild_at = -1;
+
+static void tombstone_pairs(pc_cache *c, long pairs)
+{
+    for (long i = 0; i < pairs; i++) {
+        uint64_t k = 5000 + (uint64_t)i;
+
+        put_kv(c, k, 0);
+        pc_delete(c, &k, sizeof k);
+    }
+}
+
+static void find_rebuild(size_t cap)
+{
+    pc_cache *c = cache_new(cap, 0);
+
+    for (uint64_t j = 0; j < 20; j++)
+        put_kv(c, j, 0);
+    for (long i = 0; i < 100000 && rebuild_at < 0; i++) {
+        uint64_t k = 5000 + (uint64_t)i;
+
+        put_kv(c, k, 0);
+        pc__alloc_fail_after(1L << 40); /* count, never fail */
+        pc_delete(c, &k, sizeof k);
+        if (pc__alloc_fail_after(-1) > 0)
+            rebuild_at = i;
+    }
+    pc_destroy(c);
+    cr_assert_geq(rebuild_at, 0, "no delete ever rebuilt the index");
+}
+
+static void setup_before_rebuild(pc_cache *c)
+{
+    uint64_t k = 5000 + (uint64_t)rebuild_at;
+
+    for (uint64_t j = 0; j < 20; j++)
+        put_kv(c, j, 0);
+    tombstone_pairs(c, rebuild_at);
+    put_kv(c, k, 0);
+}
+
+/* ---- operations ---- */
+
+static pc_status op_put_new(pc_cache *c)
+{
+    return put_kv(c, 7777, 3);
+}
+
+static pc_status op_put_existing(pc_cache *c)
+{
+    return put_kv(c, 1, 9);
+}
+
+static pc_status op_delete_rebuilds(pc_cache *c)
+{
+    uint64_t k = 5000 + (uint64_t)rebuild_at;
+
+    return pc_delete(c, &k, sizeof k);
+}
+
+static pc_status op_delete_first(pc_cache *c)
+{
+    uint64_t k = 0;
+
+    return pc_delete(c, &k, sizeof k);
+}
+
+static pc_status op_clear(pc_cache *c)
+{
+    pc_clear(c);
+    return PC_OK;
+}
+
+static pc_status op_reclaim(pc_cache *c)
+{
+    pc_reclaim(c);
+    return PC_OK;
+}
+
+struct get_arg {
+    pc_cache *c;
+    pc_status st;
+};
+
+static void *get_on_new_thread(void *p)
+{
+    struct get_arg *g = p;
+    uint64_t k = 1;
+    unsigned char v[64];
+    size_t n;
+
+    g->st = pc_get(g->c, &k, sizeof k, v, sizeof v, &n);
+    return NULL;
+}
+
+/* A thread's first call on a cache registers it (allocates). */
+static pc_status op_first_get_on_thread(pc_cache *c)
+{
+    struct get_arg g = {.c = c};
+    pthread_t th;
+
+    cr_assert_eq(pthread_create(&th, NULL, get_on_new_thread, &g), 0);
+    pthread_join(th, NULL);
+    return g.st;
+}
+
+Test(faults, create_fails_cleanly_at_every_allocation)
+{
+    static const struct {
+        size_t cap;
+        unsigned shards;
+    } shapes[] = {{1, 0}, {100, 0}, {5000, 4}, {100000, 0}};
+
+    pc__alloc_track(1);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        long base = pc__alloc_live(), n, made;
+
+        for (n = 0;; n++) {
+            pc_options o = {.capacity = shapes[i].cap,
+                            .shards = shapes[i].shards};
+            pc_cache *c = (pc_cache *)&n; /* must stay untouched on failure */
+            pc_status st;
+
+            pc__alloc_fail_after(n);
+            st = pc_create(&o, &c);
+            made = pc__alloc_fail_after(-1);
+            if (st == PC_OK) {
+                cr_assert_eq(put_u64(c, 1, 2), PC_OK);
+                pc_destroy(c);
+            } else {
+                cr_assert_eq(st, PC_ENOMEM, "n=%ld: status %d", n, st);
+                cr_assert_eq(c, (pc_cache *)&n, "*out changed on failure");
+            }
+            cr_assert_eq(pc__alloc_live(), base,
+                         "capacity %zu, n=%ld: %ld allocations leaked",
+                         shapes[i].cap, n, pc__alloc_live() - base);
+            if (made <= n)
+                break;
+        }
+        cr_assert_geq(n, 2, "create made fewer allocations than expected");
+    }
+    pc__alloc_track(0);
+}
+
+Test(faults, first_get_on_a_new_thread_fails_cleanly_and_retries)
+{
+    struct scenario sc = {"first get on a thread", 16,   0, setup_half_full,
+                          op_first_get_on_thread,  true, 1};
+
+    run_scenario(&sc);
+}
+
+Test(faults, put_of_a_new_key_fails_cleanly)
+{
+    struct scenario sc = {"put new key", 16,   0, setup_half_full,
+                          op_put_new,    true, 1};
+
+    run_scenario(&sc);
+}
+
+Test(faults, put_of_a_new_key_into_an_empty_cache_fails_cleanly)
+{
+    /* The first put grows the clock ring / lru heap: one more site. */
+    struct scenario sc = {
+        "put into empty cache", 16, 0, setup_empty, op_put_new, true, 1};
+
+    run_scenario(&sc);
+}
+
+Test(faults, put_at_capacity_fails_cleanly_and_evicts_nothing)
+{
+    struct scenario sc = {"put at capacity", 12,   0, setup_full_some_used,
+                          op_put_new,        true, 1};
+
+    run_scenario(&sc);
+}
+
+Test(faults, put_at_capacity_across_shards_fails_cleanly)
+{
+    struct scenario sc = {"put at capacity, 4 shards",
+                          8,
+                          4,
+                          setup_full_some_used,
+                          op_put_new,
+                          true,
+                          1};
+
+    run_scenario(&sc);
+}
+
+Test(faults, replace_fails_cleanly)
+{
+    struct scenario sc = {"replace",       12,   0, setup_full_some_used,
+                          op_put_existing, true, 1};
+
+    run_scenario(&sc);
+}
+
+Test(faults, delete_never_fails_even_when_the_index_rebuild_cannot_allocate)
+{
+    struct scenario sc = {"delete with rebuild", 100,   0, setup_before_rebuild,
+                          op_delete_rebuilds,    false, 1};
+
+    find_rebuild(sc.cap);
+    run_scenario(&sc);
+}
+
+Test(faults, delete_without_rebuild_allocates_nothing)
+{
+    struct scenario sc = {"delete",        12,    0, setup_full_some_used,
+                          op_delete_first, false, 0};
+
+    run_scenario(&sc);
+}
+
+Test(faults, clear_empties_the_cache_even_when_the_new_table_cannot_allocate)
+{
+    struct scenario sc = {"clear",  12,    0, setup_full_some_used,
+                          op_clear, false, 1};
+
+    run_scenario(&sc);
+}
+
+Test(faults, reclaim_is_unaffected_by_allocation_failure)
+{
+    struct scenario sc = {"reclaim",  12,    0, setup_full_some_used,
+                          op_reclaim, false, 0};
+
+    run_scenario(&sc);
+}

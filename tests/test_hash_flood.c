@@ -1,0 +1,157 @@
+/*
+ * Hash flooding: keys chosen to collide under one seed must not collide
+ * under the seeds real caches use.
+ *
+ * How. Under a fixed seed (as an attacker who knew it would), brute force
+ * thousands of keys that all share one ck_hs home slot (hash mod 1024), or
+ * one CLOCK shard (of 256), for short 8-byte keys and for long string keys
+ * (hash.h's block loop). Then, for several seeds drawn as pc_create draws
+ * them (getrandom), those same keys must spread over the slots / shards like
+ * random keys: a chi-square statistic within 8 standard deviations of its
+ * mean and no bucket holding more than a small multiple of the average.
+ * Both bounds fail by orders of magnitude if the seed does not reach every
+ * input bit (the flooded keys would all stay in one bucket). Finally a real
+ * cache with a random seed stores and finds every flooded key.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "hash.h"
+#include "util.h"
+
+#define NKEYS 4096
+#define SLOTS 1024u
+#define SHARDS 256u
+#define FIXED_SEED 0xa77ac4e2ULL
+#define TRIAL_SEEDS 12
+
+struct key {
+    unsigned char b[40];
+    size_t n;
+};
+
+static struct key keys[NKEYS];
+
+static void key_make(struct key *k, uint64_t i, bool long_key)
+{
+    if (long_key)
+        k->n = (size_t)snprintf((char *)k->b, sizeof k->b,
+                                "session:tenant-0042:user-%014lu",
+                                (unsigned long)i);
+    else {
+        memcpy(k->b, &i, 8);
+        k->n = 8;
+    }
+}
+
+static unsigned slot_of(uint64_t h)
+{
+    return (unsigned)(h & (SLOTS - 1)); /* ck_hs: hash & mask */
+}
+
+static unsigned shard_of(uint64_t h)
+{
+    return (unsigned)(((h >> 32) * SHARDS) >> 32); /* clock.c's shard_of */
+}
+
+/* Fill keys[] with NKEYS keys that all land in bucket 0 under FIXED_SEED. */
+static void flood(bool long_key, unsigned (*bucket)(uint64_t))
+{
+    struct pc_hash_seed s;
+    size_t got = 0;
+
+    pc_hash_seed_init(&s, FIXED_SEED);
+    for (uint64_t i = 0; got < NKEYS; i++) {
+        key_make(&keys[got], i, long_key);
+        if (bucket(pc_hash(&s, keys[got].b, keys[got].n)) == 0)
+            got++;
+    }
+}
+
+static void assert_spread(unsigned (*bucket)(uint64_t), unsigned nb,
+                          const char *what)
+{
+    static unsigned count[SLOTS];
+    double expect = (double)NKEYS / nb;
+    double chi_limit = (nb - 1) + 8 * sqrt(2.0 * (nb - 1));
+
+    for (int t = 0; t < TRIAL_SEEDS; t++) {
+        struct pc_hash_seed s;
+        unsigned maxc = 0;
+        double chi = 0;
+
+        pc_hash_seed_init(&s, 0); /* random, as pc_create does */
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < NKEYS; i++)
+            count[bucket(pc_hash(&s, keys[i].b, keys[i].n))]++;
+        for (unsigned b = 0; b < nb; b++) {
+            chi += (count[b] - expect) * (count[b] - expect) / expect;
+            if (count[b] > maxc)
+                maxc = count[b];
+        }
+        cr_assert_lt(chi, chi_limit, "%s: chi-square %.0f (limit %.0f)", what,
+                     chi, chi_limit);
+        cr_assert_leq(maxc, (unsigned)(4 * expect + 12),
+                      "%s: a bucket holds %u keys (average %.1f)", what, maxc,
+                      expect);
+    }
+}
+
+Test(hash_flood, short_keys_colliding_in_one_slot_spread_under_random_seeds)
+{
+    flood(false, slot_of);
+    assert_spread(slot_of, SLOTS, "8-byte keys, slots");
+}
+
+Test(hash_flood, long_keys_colliding_in_one_slot_spread_under_random_seeds)
+{
+    flood(true, slot_of);
+    assert_spread(slot_of, SLOTS, "long keys, slots");
+}
+
+Test(hash_flood, keys_colliding_in_one_shard_spread_under_random_seeds)
+{
+    flood(false, shard_of);
+    assert_spread(shard_of, SHARDS, "8-byte keys, shards");
+    flood(true, shard_of);
+    assert_spread(shard_of, SHARDS, "long keys, shards");
+}
+
+Test(hash_flood, the_same_fixed_seed_reproduces_the_collisions)
+{
+    struct pc_hash_seed s;
+
+    /* Guards the test itself: the flood is real under the seed it used. */
+    flood(false, slot_of);
+    pc_hash_seed_init(&s, FIXED_SEED);
+    for (size_t i = 0; i < NKEYS; i++)
+        cr_assert_eq(slot_of(pc_hash(&s, keys[i].b, keys[i].n)), 0u);
+}
+
+Test(hash_flood, random_seeds_differ_between_caches)
+{
+    struct pc_hash_seed a, b;
+
+    pc_hash_seed_init(&a, 0);
+    pc_hash_seed_init(&b, 0);
+    cr_assert(memcmp(&a, &b, sizeof a) != 0);
+}
+
+Test(hash_flood, a_cache_stores_and_finds_every_flooded_key)
+{
+    pc_cache *c = make_cache(2 * NKEYS);
+
+    cr_assert_not_null(c);
+    flood(true, slot_of);
+    for (size_t i = 0; i < NKEYS; i++)
+        cr_assert_eq(pc_put(c, keys[i].b, keys[i].n, &i, sizeof i), PC_OK);
+    cr_assert_eq(pc_len(c), NKEYS);
+    for (size_t i = 0; i < NKEYS; i++) {
+        size_t v = 0, n = 0;
+
+        cr_assert_eq(pc_get(c, keys[i].b, keys[i].n, &v, sizeof v, &n), PC_OK);
+        cr_assert_eq(v, i);
+    }
+    pc_destroy(c);
+}
