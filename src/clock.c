@@ -335,7 +335,7 @@ pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
 
     if (__builtin_expect(t == NULL, 0))
         return PC_ENOMEM;
-    h = pc_hash(&c->seed, key, klen);
+    h = pc_hash_key(&c->seed, key, klen);
     pc_probe_init(&probe, key, klen);
     read_enter(t);
     kv = index_get(&shard_of(c, h)->ix, h, &probe);
@@ -354,7 +354,7 @@ pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
 pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,
                      size_t vlen)
 {
-    uint64_t h = pc_hash(&c->seed, key, klen);
+    uint64_t h = pc_hash_key(&c->seed, key, klen);
     struct clock_shard *s = shard_of(c, h);
     struct pc_kv *kv = kv_new(key, klen, val, vlen), *old;
 
@@ -397,7 +397,7 @@ pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,
 
 pc_status policy_delete(pc_cache *c, const void *key, size_t klen)
 {
-    uint64_t h = pc_hash(&c->seed, key, klen);
+    uint64_t h = pc_hash_key(&c->seed, key, klen);
     struct clock_shard *s = shard_of(c, h);
     struct pc_probe probe;
     struct pc_kv *kv;

@@ -101,7 +101,9 @@ static inline pc_status kv_copy_out(const struct pc_kv *kv, void *buf,
         *vlen = n;
     if (n > bufcap)
         return PC_ERANGE;
-    if (n)
+    if (n == 8) /* the common case: a constant-size copy, no memcpy call */
+        memcpy(buf, kv_value(kv), 8);
+    else if (n)
         memcpy(buf, kv_value(kv), n);
     return PC_OK;
 }

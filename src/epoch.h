@@ -9,8 +9,14 @@
  * owned by the domain: the first call on a cache registers one (recycling a
  * record an exited thread released, else allocating); later calls are one
  * pthread_getspecific. The key's destructor releases the record when the
- * thread exits, so users never call a per-thread init. A reader brackets its
- * lookup with read_enter/read_leave: a store to its own record's `active`
+ * thread exits, so users never call a per-thread init. In front of the key
+ * sits a one-entry thread-local cache (domain id -> record; initial-exec
+ * TLS, so reading it is a couple of instructions instead of a call): a
+ * thread that keeps using one cache never reaches pthread_getspecific.
+ * Domain ids come from a global counter and are never reused, so an entry
+ * left behind by a destroyed cache can never match a new one; the key's
+ * destructor clears the entry when it releases the record. A reader brackets
+ * its lookup with read_enter/read_leave: a store to its own record's `active`
  * word, one full fence, and a copy of the global epoch, exactly what
  * ck_epoch_begin does on non-TSO targets. (ck's TSO variant uses an atomic
  * exchange instead of the fence; the read path of this library performs no
@@ -72,6 +78,7 @@ struct pc_thread {
 
 struct pc_domain {
     ck_epoch_t epoch;
+    uint64_t id; /* unique per domain for the process's life, never 0 */
     pthread_key_t key;
     pthread_mutex_t lock; /* registry: threads list, registration */
     struct pc_thread *threads;
@@ -86,14 +93,20 @@ void domain_fini(struct pc_domain *d);
 
 struct pc_thread *domain_thread_slow(struct pc_domain *d);
 
+/* The thread-local front cache of domain_thread (see the top comment). */
+struct pc_thread_cache {
+    uint64_t id;
+    struct pc_thread *t;
+};
+extern __thread struct pc_thread_cache pc_tls_thread
+    __attribute__((tls_model("initial-exec")));
+
 /* This thread's record on d, registering it on first use; NULL only when
  * that registration fails for lack of memory. */
 static inline struct pc_thread *domain_thread(struct pc_domain *d)
 {
-    struct pc_thread *t = pthread_getspecific(d->key);
-
-    if (__builtin_expect(t != NULL, 1))
-        return t;
+    if (__builtin_expect(pc_tls_thread.id == d->id, 1))
+        return pc_tls_thread.t;
     return domain_thread_slow(d);
 }
 

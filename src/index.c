@@ -84,11 +84,17 @@ static unsigned long kv_hash_cb(const void *object, unsigned long seed)
                                   kv->klen);
 }
 
+/* Called by ck_hs for every occupied slot on a probe sequence, so the
+ * common 8-byte key is compared inline, without a memcmp call. */
 static bool kv_compare_cb(const void *stored, const void *probe)
 {
     const struct pc_kv *a = stored, *b = probe;
 
-    return a->klen == b->klen && memcmp(a->data, kv_key(b), a->klen) == 0;
+    if (a->klen != b->klen)
+        return false;
+    if (a->klen == 8)
+        return pc_hash_rd64(a->data) == pc_hash_rd64(kv_key(b));
+    return memcmp(a->data, kv_key(b), a->klen) == 0;
 }
 
 bool index_init(struct pc_index *ix, const struct pc_hash_seed *seed,

@@ -277,7 +277,7 @@ pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
 
     if (__builtin_expect(t == NULL, 0))
         return PC_ENOMEM;
-    h = pc_hash(&c->seed, key, klen);
+    h = pc_hash_key(&c->seed, key, klen);
     pc_probe_init(&probe, key, klen);
     read_enter(t);
     for (;;) {
@@ -322,7 +322,7 @@ pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
 pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,
                      size_t vlen)
 {
-    uint64_t h = pc_hash(&c->seed, key, klen);
+    uint64_t h = pc_hash_key(&c->seed, key, klen);
     struct lru_entry *e = pc_alloc(sizeof *e + klen + vlen);
     struct pc_probe probe;
     struct pc_kv *old;
@@ -377,7 +377,7 @@ nomem:
 
 pc_status policy_delete(pc_cache *c, const void *key, size_t klen)
 {
-    uint64_t h = pc_hash(&c->seed, key, klen);
+    uint64_t h = pc_hash_key(&c->seed, key, klen);
     struct pc_probe probe;
     struct pc_kv *kv;
 
