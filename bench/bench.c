@@ -869,6 +869,37 @@ __attribute__((noinline)) uint64_t bench_get_loop(
     return sum;
 }
 
+/* The same for any peer, through its vtable (one more indirect call). */
+__attribute__((noinline)) uint64_t
+bench_peer_get_loop(const struct bench_peer *p, void *h, uint64_t key, long n)
+{
+    uint64_t v = 0, sum = 0;
+
+    for (long i = 0; i < n; i++) {
+        p->get(h, key, &v);
+        sum += v;
+    }
+    return sum;
+}
+
+static int callgrind_peer(const struct bench_peer *p,
+                          const struct bench_opts *o, long n)
+{
+    void *h = p->create(p->ctx, o->capacity);
+    uint64_t key = 42, v;
+
+    if (h == NULL || p->get == NULL || p->put == NULL)
+        return 1;
+    p->put(h, key, bench_value_of(key));
+    p->get(h, key, &v);
+    v = bench_peer_get_loop(p, h, key, n);
+    printf("callgrind-peer: %ld %s gets of a present 8-byte key (checksum "
+           "%llu)\n",
+           n, p->name, (unsigned long long)v);
+    p->destroy(h);
+    return 0;
+}
+
 static int callgrind_get(struct bench_peer *clock, const struct bench_opts *o,
                          long n)
 {
@@ -921,7 +952,9 @@ static void usage(FILE *f)
             "libraries\n"
             "  --quick            a few-second smoke run (CI)\n"
             "  --callgrind-get N  only run N CLOCK gets in bench_get_loop "
-            "(see bench/callgrind-get.sh)\n",
+            "(see bench/callgrind-get.sh)\n"
+            "  --callgrind-peer P with --callgrind-get: N gets of peer P "
+            "in bench_peer_get_loop\n",
             PC_BENCH_TRACE_DIR);
 }
 
@@ -969,6 +1002,7 @@ int main(int argc, char **argv)
     unsigned maxthr = 0;
     int npeers = 0, missed = 0;
     bool quick = false;
+    const char *cg_peer = NULL;
 
     progress_tty = isatty(2);
     for (int i = 1; i < argc; i++) {
@@ -1031,6 +1065,8 @@ int main(int argc, char **argv)
             o.lib_lru = v;
         else if (strcmp(a, "--callgrind-get") == 0)
             cg_n = atol(v);
+        else if (strcmp(a, "--callgrind-peer") == 0)
+            cg_peer = v;
         else
             used = false;
         if (!used) {
@@ -1082,7 +1118,7 @@ int main(int argc, char **argv)
                         "(--lib-clock / --lib-lru)\n");
         return 1;
     }
-    if (cg_n > 0)
+    if (cg_n > 0 && cg_peer == NULL)
         return callgrind_get(clock, &o, cg_n);
     peer_ckhs(&peers[npeers++]);
     peer_mutex_lru(&peers[npeers]);
@@ -1094,6 +1130,13 @@ int main(int argc, char **argv)
 #ifdef PC_BENCH_HAVE_CUCKOO
     peer_cuckoo(&peers[npeers++]);
 #endif
+    if (cg_peer != NULL) {
+        for (int i = 0; i < npeers; i++)
+            if (strcmp(peers[i].name, cg_peer) == 0)
+                return callgrind_peer(&peers[i], &o, cg_n > 0 ? cg_n : 1000000);
+        fprintf(stderr, "purecache-bench: no peer %s\n", cg_peer);
+        return 2;
+    }
     {
         /* Trace mode always uses clock, lru and the mutex-lru reference;
          * the synthetic benchmarks run the peers --peers selects. */
