@@ -19,9 +19,10 @@
  * its lookup with read_enter/read_leave: a store to its own record's `active`
  * word, one full fence, and a copy of the global epoch, exactly what
  * ck_epoch_begin does on non-TSO targets. (ck's TSO variant uses an atomic
- * exchange instead of the fence; the read path of this library performs no
- * atomic read-modify-write, so it takes the fence.) Nothing on this path
- * writes a line another thread writes.
+ * exchange on the record instead of the fence; the read path of this
+ * library performs no atomic read-modify-write on shared memory, so it takes
+ * the fence, in its cheapest form: see read_fence_store_load.) Nothing on this
+ * path writes a line another thread writes.
  *
  * Writers. Records that read are never the ones that defer frees. Each writer
  * lock (a CLOCK shard, the LRU cache) owns a struct pc_reclaimer: its own
@@ -110,13 +111,32 @@ static inline struct pc_thread *domain_thread(struct pc_domain *d)
     return domain_thread_slow(d);
 }
 
+/*
+ * The store-load fence of read_enter. On x86-64 a locked add of zero to the
+ * thread's own stack is a full barrier (the same one Linux's smp_mb() uses)
+ * at a quarter of MFENCE's cost on the CPUs we measured (7 ns against 30 ns
+ * on an AMD EPYC guest). It reads and writes only this thread's stack slot,
+ * below the stack pointer and unchanged by adding zero, so no shared cache
+ * line is touched and no value changes: the read path still performs no
+ * atomic read-modify-write on shared memory. MFENCE is only needed to order
+ * non-temporal or write-combining stores, which this library never makes.
+ */
+static inline void read_fence_store_load(void)
+{
+#if defined(__x86_64__)
+    __asm__ __volatile__("lock; addl $0,-8(%%rsp)" ::: "memory", "cc");
+#else
+    ck_pr_fence_memory();
+#endif
+}
+
 static inline void read_enter(struct pc_thread *t)
 {
     ck_epoch_record_t *r = &t->rec;
 
     if (r->active == 0) {
         ck_pr_store_uint(&r->active, 1);
-        ck_pr_fence_memory();
+        read_fence_store_load();
         ck_pr_store_uint(&r->epoch, ck_pr_load_uint(&r->global->epoch));
     } else {
         ck_pr_store_uint(&r->active, r->active + 1);
