@@ -78,18 +78,25 @@ static struct ck_malloc table_allocator = {
 
 static unsigned long kv_hash_cb(const void *object, unsigned long seed)
 {
-    const struct pc_kv *kv = object;
+    const struct pc_kv *kv = index_unpack(object);
 
     return (unsigned long)pc_hash((const struct pc_hash_seed *)seed, kv_key(kv),
                                   kv->klen);
 }
 
-/* Called by ck_hs for every occupied slot on a probe sequence, so the
- * common 8-byte key is compared inline, without a memcmp call. */
-static bool kv_compare_cb(const void *stored, const void *probe)
+/* Called by ck_hs for every occupied slot on a probe sequence: the hash tag
+ * (index.h) filters out almost every non-matching slot without touching the
+ * entry, and the common 8-byte key is compared inline, without memcmp. */
+static bool kv_compare_cb(const void *stored, const void *key)
 {
-    const struct pc_kv *a = stored, *b = probe;
+    const struct pc_kv *a, *b = index_unpack(key);
+    uintptr_t ktag = (b->flags & KV_PROBE) ? ((const struct pc_probe *)b)->tag
+                                           : (uintptr_t)key & ~INDEX_ADDR_MASK;
 
+    /* Different hash tags: different keys, decided without a cache miss. */
+    if (((uintptr_t)stored & ~INDEX_ADDR_MASK) != ktag)
+        return false;
+    a = index_unpack(stored);
     if (a->klen != b->klen)
         return false;
     if (a->klen == 8)
