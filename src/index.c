@@ -90,18 +90,26 @@ static unsigned long kv_hash_cb(const void *object, unsigned long seed)
 static bool kv_compare_cb(const void *stored, const void *key)
 {
     const struct pc_kv *a, *b = index_unpack(key);
-    uintptr_t ktag = (b->flags & KV_PROBE) ? ((const struct pc_probe *)b)->tag
-                                           : (uintptr_t)key & ~INDEX_ADDR_MASK;
+    uintptr_t stag = (uintptr_t)stored & ~INDEX_ADDR_MASK;
 
-    /* Different hash tags: different keys, decided without a cache miss. */
-    if (((uintptr_t)stored & ~INDEX_ADDR_MASK) != ktag)
+    if (b->flags & KV_PROBE) { /* lookups: the hot path */
+        const struct pc_probe *p = (const struct pc_probe *)b;
+
+        /* Different hash tags: different keys, decided without touching
+         * the stored entry (no cache miss). */
+        if (stag != p->tag)
+            return false;
+        a = index_unpack(stored);
+        if (a->klen != p->hdr.klen)
+            return false;
+        if (a->klen == 8)
+            return pc_hash_rd64(a->data) == pc_hash_rd64(p->key);
+        return memcmp(a->data, p->key, a->klen) == 0;
+    }
+    if (stag != ((uintptr_t)key & ~INDEX_ADDR_MASK))
         return false;
     a = index_unpack(stored);
-    if (a->klen != b->klen)
-        return false;
-    if (a->klen == 8)
-        return pc_hash_rd64(a->data) == pc_hash_rd64(kv_key(b));
-    return memcmp(a->data, kv_key(b), a->klen) == 0;
+    return a->klen == b->klen && memcmp(a->data, b->data, a->klen) == 0;
 }
 
 bool index_init(struct pc_index *ix, const struct pc_hash_seed *seed,
