@@ -766,15 +766,14 @@ static int bench_targets(void)
                                 point_find(d, MIX_9010, "mutex-lru", 2)),
                           1.5, true);
     for (int i = 0; i < nmems; i++) {
-        char what[128];
-
-        if (strcmp(mems[i].peer, "clock") != 0 &&
-            strcmp(mems[i].peer, "lru") != 0)
-            continue;
-        snprintf(what, sizeof what, "%s bytes per entry beyond key+value",
-                 mems[i].peer);
-        missed += target_line(what, mems[i].per_entry, 48, false);
+        if (strcmp(mems[i].peer, "clock") == 0)
+            missed += target_line("clock bytes per entry beyond key+value",
+                                  mems[i].per_entry, 48, false);
+        else if (strcmp(mems[i].peer, "lru") == 0)
+            printf("  %-58s %7.2f    (info: the 48-byte target is CLOCK's)\n",
+                   "lru bytes per entry beyond key+value", mems[i].per_entry);
     }
+    printf("  (instructions per CLOCK get hit: bench/callgrind-get.sh)\n");
     return missed;
 }
 

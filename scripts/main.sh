@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 pc_install_deps "${PC_BUILD_DEPS[@]}" "${PC_BENCH_DEPS[@]}"
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DPURECACHE_BUILD_TESTS=OFF >/dev/null
 cmake --build build/release -j"$(nproc)"
-./build/release/bench/purecache-bench "$@"
-echo; mkdir -p bench-out
+mkdir -p bench-out
+./build/release/bench/purecache-bench "$@" | tee bench-out/report.txt
+echo
 bash bench/callgrind-get.sh build/release/bench/purecache-bench 1000000 |
     tee bench-out/callgrind-get.txt
