@@ -122,8 +122,9 @@ bool index_init(struct pc_index *ix, const struct pc_hash_seed *seed,
     ix->slots = 8; /* ck_hs's minimum table, CK_HS_PROBE_L1 */
     while (ix->slots < slots)
         ix->slots <<= 1;
-    return ck_hs_init(&ix->hs, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT, kv_hash_cb,
-                      kv_compare_cb, &table_allocator, slots,
+    return ck_hs_init(&ix->hs,
+                      CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT | CK_HS_MODE_DELETE,
+                      kv_hash_cb, kv_compare_cb, &table_allocator, slots,
                       (unsigned long)(uintptr_t)seed);
 }
 

@@ -25,6 +25,16 @@
  * Unpacking is an AND, which keeps the address dependency readers rely on.
  * Elsewhere tags are 0 and every compare dereferences, as before.
  *
+ * Probe bounds. The table is created in CK_HS_MODE_DELETE, which keeps a
+ * one-byte probe bound per slot: a lookup of an absent key stops after the
+ * longest insert that started at its slot, instead of after the longest
+ * insert anywhere in the table (which, with the steady stream of evictions
+ * a full cache makes, grows long between rebuilds). A CLOCK 90/10 Zipf run
+ * spends 20% fewer ck_hs_get instructions per get with it. The bytes cost
+ * nothing measurable: a table is a power of two of pointers plus a header,
+ * which jemalloc already rounds up to a size class with room for them
+ * (stats.allocated per entry is unchanged at capacities from 20k to 1M).
+ *
  * Tombstones. Removing a key leaves a tombstone in its slot; inserts reuse
  * them, but lookups of absent keys probe past them. After removals the writer
  * calls index_maintain, which rebuilds the table in place (same size, no
