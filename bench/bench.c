@@ -15,6 +15,9 @@
  *    so that hot keys are not neighbouring integers. Every thread gets its
  *    own stream of --stream keys (and, for 90/10, its own put/get flags),
  *    generated before any timing; the timed loop only indexes an array.
+ *    Each run continues a thread's stream where its previous run stopped
+ *    (replaying the same prefix every run would hand a slow cache hits it
+ *    only has because it saw those keys one run earlier).
  *  - Warm-up: a bounded cache is created once per (distribution, mix, peer)
  *    and warmed single-threaded by cache-aside over a separate stream of
  *    --warm ops, so every timed run starts from a full, steady-state cache.
@@ -67,9 +70,6 @@
 #ifndef PC_BENCH_TRACE_DIR
 #define PC_BENCH_TRACE_DIR "../shared/traces"
 #endif
-
-void *peer_purecache_get_fn(const struct bench_peer *p);
-void *peer_purecache_cache(void *handle);
 
 enum mix { MIX_GET, MIX_9010, MIX_ASIDE, MIX_COUNT };
 static const char *const mix_name[MIX_COUNT] = {"get", "90-10", "aside"};
@@ -243,6 +243,8 @@ struct workload {
     double *cdf; /* Zipf only: cdf[r] = P(rank <= r) */
     uint64_t **keys;
     uint8_t **isput;
+    size_t *pos;   /* where each thread's next run continues its stream */
+    unsigned nthr; /* streams generated (the largest thread count) */
     uint64_t *warm;
 };
 
@@ -303,6 +305,10 @@ static void workload_init(struct workload *w, const struct bench_opts *o,
             w->cdf[r] /= sum;
     }
     w->keys = xmalloc(maxthreads * sizeof *w->keys);
+    w->nthr = maxthreads;
+    w->pos = calloc(maxthreads, sizeof *w->pos);
+    if (w->pos == NULL)
+        exit(1);
     w->isput = xmalloc(maxthreads * sizeof *w->isput);
     for (unsigned t = 0; t < maxthreads; t++) {
         bench_progress("generating %s keys: thread %u/%u", dist, t + 1,
@@ -323,6 +329,7 @@ static void workload_fini(struct workload *w, unsigned maxthreads)
     }
     free(w->keys);
     free(w->isput);
+    free(w->pos);
     free(w->warm);
     free(w->cdf);
 }
@@ -381,6 +388,7 @@ struct worker {
     const uint64_t *keys;
     const uint8_t *isput;
     size_t mask;
+    size_t *pos; /* in: where to start in the stream; out: where it ended */
     unsigned lat_every; /* 0: throughput run */
     uint32_t *lat;
     size_t nlat;
@@ -395,7 +403,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     const struct bench_peer *p = w->peer;
     void *h = w->h;
-    size_t i = 0;
+    size_t i = *w->pos;
     uint64_t ops = 0, gets = 0, hits = 0, v;
     unsigned every = w->lat_every, tick = 0;
 
@@ -438,6 +446,7 @@ static void *worker_main(void *arg)
         ops += 256;
     }
     w->end = bench_now();
+    *w->pos = i & w->mask;
     w->ops = ops;
     w->gets = gets;
     w->hits = hits;
@@ -451,8 +460,8 @@ struct run_result {
 };
 
 static void run_once(const struct bench_opts *o, const struct bench_peer *p,
-                     void *h, enum mix m, const struct workload *wl,
-                     unsigned nthr, unsigned lat_every, struct run_result *r)
+                     void *h, enum mix m, struct workload *wl, unsigned nthr,
+                     unsigned lat_every, struct run_result *r)
 {
     struct worker *w = calloc(nthr, sizeof *w);
     pthread_barrier_t start;
@@ -473,6 +482,7 @@ static void run_once(const struct bench_opts *o, const struct bench_peer *p,
                                .keys = wl->keys[t],
                                .isput = wl->isput[t],
                                .mask = o->stream_len - 1,
+                               .pos = &wl->pos[t],
                                .lat_every = lat_every,
                                .start = &start,
                                .stop = &stop};
@@ -594,7 +604,7 @@ static void print_point(const struct point *pt)
 }
 
 /* One (distribution, mix): every peer that can run it, every thread count. */
-static void bench_mix(const struct bench_opts *o, const struct workload *wl,
+static void bench_mix(const struct bench_opts *o, struct workload *wl,
                       enum mix m, struct bench_peer *peers, int npeers,
                       FILE *csv_runs, FILE *csv_points, int *step, int steps)
 {
@@ -623,6 +633,8 @@ static void bench_mix(const struct bench_opts *o, const struct workload *wl,
             continue;
         }
         peer_warm(p, h, wl, o);
+        /* Every peer replays the same streams from their start. */
+        memset(wl->pos, 0, wl->nthr * sizeof *wl->pos);
         for (unsigned ti = 0; ti < o->nthreads; ti++) {
             unsigned nthr = o->threads[ti];
             struct point *pt = point_add();

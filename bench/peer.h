@@ -79,6 +79,11 @@ int peer_striped_lru(struct bench_peer *p);
 int peer_tbb_lru(struct bench_peer *p);
 int peer_cuckoo(struct bench_peer *p);
 
+/* For --callgrind-get: the CLOCK library's own pc_get, and the pc_cache
+ * behind a purecache peer's handle. */
+void *peer_purecache_get_fn(const struct bench_peer *p);
+void *peer_purecache_cache(void *handle);
+
 #ifdef __cplusplus
 }
 #endif

@@ -98,7 +98,7 @@ static void pcp_quiesce(void *p)
         if ((lib)->field == NULL) {                                            \
             fprintf(stderr, "purecache-bench: %s: no symbol %s\n", path,       \
                     name);                                                     \
-            return -1;                                                         \
+            goto fail;                                                         \
         }                                                                      \
     } while (0)
 
@@ -125,7 +125,7 @@ int peer_purecache(struct bench_peer *p, const char *policy, const char *path,
     if (strcmp(lib->policy(), policy) != 0) {
         fprintf(stderr, "purecache-bench: %s is policy %s, not %s\n", path,
                 lib->policy(), policy);
-        return -1;
+        goto fail;
     }
     memset(p, 0, sizeof *p);
     p->name = strcmp(policy, "clock") == 0 ? "clock" : "lru";
@@ -140,6 +140,11 @@ int peer_purecache(struct bench_peer *p, const char *policy, const char *path,
     p->put = pcp_put;
     p->quiesce = pcp_quiesce;
     return 0;
+
+fail:
+    dlclose(lib->dl);
+    free(lib);
+    return -1;
 }
 
 /* For --callgrind-get: the raw pc_get of the CLOCK library. */
