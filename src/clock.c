@@ -45,6 +45,7 @@
  *    capacities add up to the cache's, so pc_len never exceeds capacity.
  */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,9 +65,14 @@
 #define SLOT_FREE_LINK(next) ((struct pc_kv *)(((uintptr_t)(next) << 1) | 1u))
 #define SLOT_FREE_NEXT(p) ((uint32_t)(((uintptr_t)(p)) >> 1))
 
+/* Readers touch only `ix` (its ck_hs_t: map pointer, seed, callbacks),
+ * which writers change only when a table is replaced; it gets the first
+ * cache line to itself, and everything writers dirty on every put (lock,
+ * ring, hand, count, counters) starts on the next one, so a put in a shard
+ * does not evict its index handle from the readers' caches. */
 struct clock_shard {
-    pthread_mutex_t lock;
     struct pc_index ix;
+    pthread_mutex_t lock __attribute__((aligned(64)));
     struct pc_reclaimer *rc;
     struct pc_kv **ring;
     uint32_t ring_cap;  /* slots allocated */
@@ -77,6 +83,8 @@ struct clock_shard {
     uint32_t count;     /* entries it holds; relaxed reads by pc_len */
     uint64_t puts, evictions, deletes;
 } __attribute__((aligned(64)));
+_Static_assert(offsetof(struct clock_shard, lock) == 64,
+               "a shard's index handle has its own cache line");
 
 struct pc_cache {
     struct pc_domain dom;
