@@ -18,8 +18,14 @@ pc_install_deps() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# The benchmark harness (bench/) builds by default, so its peers' packages
+# are build dependencies too: oneTBB and libcuckoo (C++ peers, hence g++),
+# zlib (trace reader).
 PC_BUILD_DEPS=(build-essential cmake pkg-config libck-dev libjemalloc-dev
-               libcriterion-dev zlib1g-dev)
+               libcriterion-dev zlib1g-dev g++ libtbb-dev libcuckoo-dev)
 # Only the test command needs these: clang for libFuzzer, and its sanitizer
 # runtimes (ASan, UBSan, libFuzzer) from libclang-rt-14-dev.
 PC_TEST_DEPS=(clang libclang-rt-14-dev)
+# What the main job needs on top: gnuplot for the PNGs, valgrind for
+# bench/callgrind-get.sh (instructions per get).
+PC_BENCH_DEPS=(gnuplot-nox valgrind)

@@ -45,6 +45,7 @@
  *    capacities add up to the cache's, so pc_len never exceeds capacity.
  */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -65,9 +66,14 @@
 #define SLOT_FREE_LINK(next) ((struct pc_kv *)(((uintptr_t)(next) << 1) | 1u))
 #define SLOT_FREE_NEXT(p) ((uint32_t)(((uintptr_t)(p)) >> 1))
 
+/* Readers touch only `ix` (its ck_hs_t: map pointer, seed, callbacks),
+ * which writers change only when a table is replaced; it gets the first
+ * cache line to itself, and everything writers dirty on every put (lock,
+ * ring, hand, count, counters) starts on the next one, so a put in a shard
+ * does not evict its index handle from the readers' caches. */
 struct clock_shard {
-    pthread_mutex_t lock;
     struct pc_index ix;
+    pthread_mutex_t lock __attribute__((aligned(64)));
     struct pc_reclaimer *rc;
     struct pc_kv **ring;
     uint32_t ring_cap;  /* slots allocated */
@@ -78,6 +84,8 @@ struct clock_shard {
     uint32_t count;     /* entries it holds; relaxed reads by pc_len */
     uint64_t puts, evictions, deletes;
 } __attribute__((aligned(64)));
+_Static_assert(offsetof(struct clock_shard, lock) == 64,
+               "a shard's index handle has its own cache line");
 
 struct pc_cache {
     struct pc_domain dom;
@@ -366,7 +374,7 @@ pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
 
     if (__builtin_expect(t == NULL, 0))
         return PC_ENOMEM;
-    h = pc_hash(&c->seed, key, klen);
+    h = pc_hash_key(&c->seed, key, klen);
     read_enter(t);
     kv = clock_lookup(c, t, h, key, klen);
     st = kv != NULL ? kv_copy_out(kv, buf, bufcap, vlen) : PC_NOTFOUND;
@@ -382,7 +390,7 @@ pc_status policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
 
     if (t == NULL)
         return PC_ENOMEM;
-    h = pc_hash(&c->seed, key, klen);
+    h = pc_hash_key(&c->seed, key, klen);
     read_enter(t);
     kv = clock_lookup(c, t, h, key, klen);
     if (kv == NULL) {
@@ -409,7 +417,7 @@ struct pc_flights *policy_flights(pc_cache *c)
 pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,
                      size_t vlen)
 {
-    uint64_t h = pc_hash(&c->seed, key, klen);
+    uint64_t h = pc_hash_key(&c->seed, key, klen);
     struct clock_shard *s = shard_of(c, h);
     struct pc_kv *kv = kv_new(key, klen, val, vlen), *old;
 
@@ -452,7 +460,7 @@ pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,
 
 pc_status policy_delete(pc_cache *c, const void *key, size_t klen)
 {
-    uint64_t h = pc_hash(&c->seed, key, klen);
+    uint64_t h = pc_hash_key(&c->seed, key, klen);
     struct clock_shard *s = shard_of(c, h);
     struct pc_probe probe;
     struct pc_kv *kv;

@@ -21,8 +21,9 @@
  * its value without any further synchronisation and never sees a torn value.
  *
  * A probe is a header with KV_PROBE set followed by a pointer to the caller's
- * key: ck_hs compares a stored entry with either a probe (lookups) or another
- * entry (ck_hs_set), and kv_compare tells them apart by the flag.
+ * key (and the key's hash tag, see index.h): ck_hs compares a stored entry
+ * with either a probe (lookups) or another entry (ck_hs_set), and kv_compare
+ * tells them apart by the flag.
  */
 #ifndef PC_ENTRY_H
 #define PC_ENTRY_H
@@ -54,6 +55,7 @@ _Static_assert(PC_KEY_MAX <= UINT16_MAX, "klen is 16 bits");
 struct pc_probe {
     struct pc_kv hdr;
     const void *key;
+    uintptr_t tag; /* hash tag of the key, set by index.h (see there) */
 };
 
 static inline void pc_probe_init(struct pc_probe *p, const void *key,
@@ -101,7 +103,9 @@ static inline pc_status kv_copy_out(const struct pc_kv *kv, void *buf,
         *vlen = n;
     if (n > bufcap)
         return PC_ERANGE;
-    if (n)
+    if (n == 8) /* the common case: a constant-size copy, no memcpy call */
+        memcpy(buf, kv_value(kv), 8);
+    else if (n)
         memcpy(buf, kv_value(kv), n);
     return PC_OK;
 }

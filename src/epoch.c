@@ -19,10 +19,21 @@
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pc_domain *live_domains;
+static uint64_t next_domain_id = 1;
+
+__thread struct pc_thread_cache pc_tls_thread
+    __attribute__((tls_model("initial-exec")));
 
 static void thread_exit(void *value)
 {
     struct pc_domain *d;
+
+    /* Runs on the exiting thread: a later call on this cache (from another
+     * key's destructor) must register afresh, not reuse the record. */
+    if (pc_tls_thread.t == value) {
+        pc_tls_thread.id = 0;
+        pc_tls_thread.t = NULL;
+    }
 
     pthread_mutex_lock(&live_lock);
     for (d = live_domains; d != NULL; d = d->live_next) {
@@ -46,6 +57,7 @@ int domain_init(struct pc_domain *d)
 {
     memset(d, 0, sizeof *d);
     ck_epoch_init(&d->epoch);
+    d->id = __atomic_fetch_add(&next_domain_id, 1, __ATOMIC_RELAXED);
     if (pthread_key_create(&d->key, thread_exit) != 0)
         return PC_ENOMEM;
     pthread_mutex_init(&d->lock, NULL);
@@ -81,9 +93,11 @@ void domain_fini(struct pc_domain *d)
 
 struct pc_thread *domain_thread_slow(struct pc_domain *d)
 {
-    struct pc_thread *t;
+    struct pc_thread *t = pthread_getspecific(d->key);
     ck_epoch_record_t *r;
 
+    if (t != NULL)
+        goto cache;
     pthread_mutex_lock(&d->lock);
     /* Only thread records are ever unregistered, so a recycled record is
      * always the first member of a struct pc_thread. */
@@ -107,6 +121,9 @@ struct pc_thread *domain_thread_slow(struct pc_domain *d)
         ck_epoch_unregister(&t->rec);
         return NULL;
     }
+cache:
+    pc_tls_thread.id = d->id;
+    pc_tls_thread.t = t;
     return t;
 }
 

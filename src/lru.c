@@ -374,7 +374,7 @@ pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
 
     if (__builtin_expect(t == NULL, 0))
         return PC_ENOMEM;
-    h = pc_hash(&c->seed, key, klen);
+    h = pc_hash_key(&c->seed, key, klen);
     read_enter(t);
     kv = lru_lookup(c, t, h, key, klen);
     st = kv != NULL ? kv_copy_out(kv, buf, bufcap, vlen) : PC_NOTFOUND;
@@ -390,7 +390,7 @@ pc_status policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
 
     if (t == NULL)
         return PC_ENOMEM;
-    h = pc_hash(&c->seed, key, klen);
+    h = pc_hash_key(&c->seed, key, klen);
     read_enter(t);
     kv = lru_lookup(c, t, h, key, klen);
     if (kv == NULL) {
@@ -417,7 +417,7 @@ struct pc_flights *policy_flights(pc_cache *c)
 pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,
                      size_t vlen)
 {
-    uint64_t h = pc_hash(&c->seed, key, klen);
+    uint64_t h = pc_hash_key(&c->seed, key, klen);
     struct lru_entry *e = pc_alloc(sizeof *e + klen + vlen);
     struct pc_probe probe;
     struct pc_kv *old;
@@ -478,7 +478,7 @@ nomem:
 
 pc_status policy_delete(pc_cache *c, const void *key, size_t klen)
 {
-    uint64_t h = pc_hash(&c->seed, key, klen);
+    uint64_t h = pc_hash_key(&c->seed, key, klen);
     struct pc_probe probe;
     struct pc_kv *kv;
 
