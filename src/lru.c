@@ -64,6 +64,7 @@
 #include "flight.h"
 #include "index.h"
 #include "policy.h"
+#include "readpath.h"
 
 #define STAMP_REMOVED UINT64_MAX
 #define STAMP_REPLACED (UINT64_MAX - 1)
@@ -367,41 +368,13 @@ static struct pc_kv *lru_lookup(pc_cache *c, struct pc_thread *t, uint64_t h,
 pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
                      size_t bufcap, size_t *vlen)
 {
-    struct pc_thread *t = domain_thread(&c->dom);
-    struct pc_kv *kv;
-    pc_status st;
-    uint64_t h;
-
-    if (__builtin_expect(t == NULL, 0))
-        return PC_ENOMEM;
-    h = pc_hash_key(&c->seed, key, klen);
-    read_enter(t);
-    kv = lru_lookup(c, t, h, key, klen);
-    st = kv != NULL ? kv_copy_out(kv, buf, bufcap, vlen) : PC_NOTFOUND;
-    read_leave(t);
-    return st;
+    return readpath_get(c, &c->dom, &c->seed, lru_lookup, key, klen, buf,
+                        bufcap, vlen);
 }
 
 pc_status policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
 {
-    struct pc_thread *t = domain_thread(&c->dom);
-    struct pc_kv *kv;
-    uint64_t h;
-
-    if (t == NULL)
-        return PC_ENOMEM;
-    h = pc_hash_key(&c->seed, key, klen);
-    read_enter(t);
-    kv = lru_lookup(c, t, h, key, klen);
-    if (kv == NULL) {
-        read_leave(t);
-        return PC_NOTFOUND;
-    }
-    pin->value = kv_value(kv);
-    pin->len = kv->vlen;
-    pin->internal_[0] = t; /* read section stays open until pc_unpin */
-    pin->internal_[1] = c;
-    return PC_OK;
+    return readpath_pin(c, &c->dom, &c->seed, lru_lookup, key, klen, pin);
 }
 
 struct pc_thread *policy_thread(pc_cache *c)
