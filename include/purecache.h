@@ -117,10 +117,12 @@ typedef struct pc_stats {
  * Create a cache. On success *out owns a new cache; release it with
  * pc_destroy.
  * Thread-safety: any thread. Progress: blocking (allocates).
- * Returns PC_OK; PC_EINVAL if opts or out is NULL, opts->capacity is 0, or
- * opts->shards > 4096; PC_ENOMEM if memory (or a thread-specific data key,
- * of which the process has PTHREAD_KEYS_MAX) could not be had. On failure
- * *out is left untouched.
+ * Limits: clock accepts a capacity up to 2^32 - 2 entries per shard (so
+ * up to about 2^40 with 256 shards); lru up to 2^32 - 1 entries.
+ * Returns PC_OK; PC_EINVAL if opts or out is NULL, opts->capacity is 0 or
+ * beyond those limits, or opts->shards > 4096; PC_ENOMEM if memory (or a
+ * thread-specific data key, of which the process has PTHREAD_KEYS_MAX) could
+ * not be had. On failure *out is left untouched.
  */
 PC_API pc_status pc_create(const pc_options *opts, pc_cache **out);
 
@@ -199,7 +201,10 @@ PC_API void pc_clear(pc_cache *cache);
  * otherwise freed incrementally by later writes; call this to return memory
  * promptly after a burst of writes, or before measuring memory.
  * Must not be called while the calling thread holds a pinned reference on
- * this cache (it would wait for itself). NULL is a no-op.
+ * this cache (it would wait for itself); it waits for other threads' pins
+ * to be released, without holding any writer lock meanwhile (writers and
+ * readers carry on). Concurrent pc_reclaim calls on one cache take turns.
+ * NULL is a no-op.
  * Thread-safety: any thread. Progress: blocking (waits for readers).
  */
 PC_API void pc_reclaim(pc_cache *cache);
@@ -374,10 +379,14 @@ PC_API pc_status pc_memo_stats(pc_memo *memo, pc_stats *out);
  * (PC_MEMOIZE uses it). pc_memo_begin returns the cached value (PC_OK or
  * PC_ERANGE) or the outcome of another thread's load; or it returns
  * PC_NOTFOUND and sets *lead: the caller now owns the load of this key, and
- * MUST call pc_memo_finish(memo, *lead, err, val, vlen) exactly once (err 0
- * on success, non-zero for a failure of its own), or every other caller of
- * this key waits forever. pc_memo_finish stores the value on success and
- * returns PC_OK, or PC_ELOAD when err is non-zero.
+ * MUST call pc_memo_finish(memo, *lead, err, val, vlen) exactly once, on
+ * the same thread and before that thread exits (err 0 on success, non-zero
+ * for a failure of its own), or every other caller of this key waits
+ * forever (deadlock detection follows the thread that began the load).
+ * pc_memo_finish returns PC_EINVAL, completing nothing, for a lead that
+ * another memoizer began; finishing a lead twice is undefined. pc_memo_finish
+ * stores the value on success and returns PC_OK, or PC_ELOAD when err is
+ * non-zero.
  */
 typedef struct pc_flight pc_flight;
 PC_API pc_status pc_memo_begin(pc_memo *memo, const void *key, size_t klen,

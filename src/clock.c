@@ -95,6 +95,7 @@ struct pc_cache {
     uint32_t nshards;
     struct clock_shard *shards;
     struct pc_flights *flights;
+    pthread_mutex_t reclaim_lock; /* one pc_reclaim at a time */
 };
 
 const char *policy_name(void)
@@ -293,6 +294,7 @@ pc_status policy_create(const pc_options *opts, pc_cache **out)
         return PC_EINVAL;
     }
     c->nshards = n;
+    pthread_mutex_init(&c->reclaim_lock, NULL);
     c->flights = flights_create();
     if (c->flights == NULL) {
         pc_free(c, sizeof *c);
@@ -342,6 +344,7 @@ void policy_destroy(pc_cache *c)
     pc_free(c->shards, sizeof *c->shards * c->nshards);
     domain_fini(&c->dom);
     flights_destroy(c->flights);
+    pthread_mutex_destroy(&c->reclaim_lock);
     pc_free(c, sizeof *c);
 }
 
@@ -479,14 +482,27 @@ void policy_clear(pc_cache *c)
 
 void policy_reclaim(pc_cache *c)
 {
+    /* No shard lock is held while waiting for readers: a pinned reader may
+     * be about to take one (epoch.c, drain). */
+    pthread_mutex_lock(&c->reclaim_lock);
     for (uint32_t i = 0; i < c->nshards; i++) {
         struct clock_shard *s = &c->shards[i];
 
-        shard_lock(s);
-        reclaimer_drain(s->rc);
-        index_writer_end();
+        pthread_mutex_lock(&s->lock);
+        reclaimer_drain_detach(s->rc);
         pthread_mutex_unlock(&s->lock);
     }
+    reclaimer_drain_wait(&c->dom);
+    for (uint32_t i = 0; i < c->nshards; i++) {
+        struct clock_shard *s = &c->shards[i];
+        struct pc_kv *chain;
+
+        pthread_mutex_lock(&s->lock);
+        chain = reclaimer_drain_finish(s->rc);
+        pthread_mutex_unlock(&s->lock);
+        reclaimer_free(s->rc, chain);
+    }
+    pthread_mutex_unlock(&c->reclaim_lock);
 }
 
 void policy_stats(pc_cache *c, pc_stats *out)

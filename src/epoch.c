@@ -8,7 +8,9 @@
  * deleted during another thread's destructor pass undefined), so the
  * destructor never trusts the record pointer it is given: under the global
  * registry lock it looks the pointer up among the records of the domains
- * still alive, and only then unregisters it. pc_destroy unlinks its domain
+ * still alive, and only then unregisters it, and only if the record's owner
+ * is this thread (the address may have been reused for another thread's
+ * record by then). pc_destroy unlinks its domain
  * from that list under the same lock before it frees anything.
  */
 #include "epoch.h"
@@ -41,7 +43,10 @@ static void thread_exit(void *value)
 
         pthread_mutex_lock(&d->lock);
         for (t = d->threads; t != NULL; t = t->next) {
-            if (t == value) {
+            /* The owner check matters when this thread's cache was
+             * destroyed meanwhile and another cache reuses the address for
+             * a live thread's record: never release someone else's. */
+            if (t == value && pthread_equal(t->owner, pthread_self())) {
                 ck_epoch_unregister(&t->rec);
                 break;
             }
@@ -104,6 +109,7 @@ struct pc_thread *domain_thread_slow(struct pc_domain *d)
     r = ck_epoch_recycle(&d->epoch, NULL);
     if (r != NULL) {
         t = (struct pc_thread *)r;
+        t->owner = pthread_self();
     } else {
         t = pc_alloc_aligned(sizeof *t, CK_MD_CACHELINE);
         if (t == NULL) {
@@ -112,6 +118,7 @@ struct pc_thread *domain_thread_slow(struct pc_domain *d)
         }
         memset(t, 0, sizeof *t);
         t->dom = d;
+        t->owner = pthread_self();
         ck_epoch_register(&d->epoch, &t->rec, NULL);
         t->next = d->threads;
         d->threads = t;
@@ -212,7 +219,7 @@ void reclaimer_destroy(struct pc_reclaimer *r)
     if (r == NULL)
         return;
     ck_epoch_reclaim(&r->rec);
-    free_chain(r, r->ready);
+    reclaimer_free(r, reclaimer_drain_finish(r)); /* set-aside, if any */
     free_chain(r, r->open);
     pc_free(r, sizeof *r);
 }
@@ -247,18 +254,82 @@ struct pc_kv *reclaimer_poll(struct pc_reclaimer *r)
     return ready;
 }
 
-void reclaimer_drain(struct pc_reclaimer *r)
+/*
+ * pc_reclaim in three steps, so that no writer lock is held while waiting for
+ * readers (a pinned reader may itself be about to take that lock):
+ *  1. drain_detach (lock held): set aside everything retired so far, the
+ *     open list and every callback queued on the record (retired batches,
+ *     deferred index tables), exactly as ck_epoch_reclaim would take them;
+ *  2. drain_wait (no lock): one grace period on the whole domain;
+ *  3. drain_finish (lock held again): run the set-aside callbacks, which
+ *     only touch reclaimer state (hence the lock), and hand back every entry
+ *     now safe to free. Callbacks queued after step 1 stay on the record for
+ *     normal polling: they were not covered by the grace period.
+ * Callers serialise whole pc_reclaim calls (the set-aside state is per
+ * reclaimer).
+ */
+void reclaimer_drain_detach(struct pc_reclaimer *r)
 {
-    struct pc_kv *open = r->open;
+    struct pc_kv *tail = r->open;
 
+    if (tail != NULL) {
+        while (tail->w.retire_next != NULL)
+            tail = tail->w.retire_next;
+        tail->w.retire_next = r->drain_open;
+        r->drain_open = r->open;
+    }
     r->open = NULL;
     r->n_open = r->open_bytes = 0;
-    /* Everything retired so far (queued batches and the open list) was
-     * unreachable before this grace period began. */
-    ck_epoch_synchronize(&r->rec);
-    ck_epoch_reclaim(&r->rec);
+    for (int i = 0; i < CK_EPOCH_LENGTH; i++) {
+        ck_stack_entry_t *head = CK_STACK_FIRST(&r->rec.pending[i]);
+
+        if (head == NULL)
+            continue;
+        /* Keep any earlier set-aside callbacks: append them. */
+        ck_stack_entry_t *t = head;
+        while (CK_STACK_NEXT(t) != NULL)
+            t = CK_STACK_NEXT(t);
+        t->next = r->drain_pending[i];
+        r->drain_pending[i] = head;
+        ck_stack_init(&r->rec.pending[i]);
+    }
+}
+
+void reclaimer_drain_wait(struct pc_domain *d)
+{
+    ck_epoch_synchronize_wait(&d->epoch, NULL, NULL);
+}
+
+struct pc_kv *reclaimer_drain_finish(struct pc_reclaimer *r)
+{
+    struct pc_kv *chain = r->drain_open, *tail;
+    unsigned int ran = 0;
+
     PC_TSAN_ACQUIRE(r->grace); /* as in batch_dispatch (tsan.h, case 2) */
-    free_chain(r, r->ready);
+    for (int i = 0; i < CK_EPOCH_LENGTH; i++) {
+        ck_stack_entry_t *cursor = r->drain_pending[i], *next;
+
+        for (; cursor != NULL; cursor = next) {
+            ck_epoch_entry_t *e =
+                (ck_epoch_entry_t *)((char *)cursor -
+                                     offsetof(ck_epoch_entry_t, stack_entry));
+
+            next = CK_STACK_NEXT(cursor);
+            e->function(e);
+            ran++;
+        }
+        r->drain_pending[i] = NULL;
+    }
+    r->rec.n_pending -= ran;
+    r->drain_open = NULL;
+    /* The callbacks moved their entries to the ready chain. */
+    if (chain == NULL)
+        chain = r->ready;
+    else {
+        for (tail = chain; tail->w.retire_next != NULL;)
+            tail = tail->w.retire_next;
+        tail->w.retire_next = r->ready;
+    }
     r->ready = NULL;
-    free_chain(r, open);
+    return chain;
 }

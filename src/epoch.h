@@ -76,6 +76,7 @@ struct pc_thread {
     struct pc_thread_stats stats;
     struct pc_domain *dom;
     struct pc_thread *next; /* registry list, under dom->lock */
+    pthread_t owner;        /* the thread using it, under dom->lock */
 };
 
 struct pc_domain {
@@ -180,9 +181,11 @@ typedef void pc_kv_free_fn(struct pc_kv *kv);
 #define PC_POLL_INTERVAL 64
 
 struct pc_reclaimer {
-    ck_epoch_record_t rec; /* first; cache-line aligned */
-    struct pc_kv *open;    /* retired, not yet handed to ck_epoch */
-    struct pc_kv *ready;   /* past their grace period, not yet freed */
+    ck_epoch_record_t rec;    /* first; cache-line aligned */
+    struct pc_kv *open;       /* retired, not yet handed to ck_epoch */
+    struct pc_kv *ready;      /* past their grace period, not yet freed */
+    struct pc_kv *drain_open; /* set aside by pc_reclaim (epoch.c) */
+    ck_stack_entry_t *drain_pending[CK_EPOCH_LENGTH];
     size_t n_open, open_bytes;
     unsigned int writes;
     pc_kv_free_fn *free_kv;
@@ -214,8 +217,11 @@ static inline void reclaimer_retire(struct pc_reclaimer *r, struct pc_kv *kv)
 struct pc_kv *reclaimer_poll(struct pc_reclaimer *r);
 /* Free a chain returned by reclaimer_poll. Any thread, no lock needed. */
 void reclaimer_free(struct pc_reclaimer *r, struct pc_kv *chain);
-/* Writer (lock held): wait for a grace period, then free everything retired
- * so far. Blocking. */
-void reclaimer_drain(struct pc_reclaimer *r);
+/* pc_reclaim's three steps (see epoch.c): detach with the writer lock held,
+ * wait with no lock held, finish with the lock held again; free the chain
+ * finish returns after unlocking. One pc_reclaim at a time per cache. */
+void reclaimer_drain_detach(struct pc_reclaimer *r);
+void reclaimer_drain_wait(struct pc_domain *d);
+struct pc_kv *reclaimer_drain_finish(struct pc_reclaimer *r);
 
 #endif

@@ -89,6 +89,7 @@ struct pc_cache {
     size_t count; /* relaxed reads by pc_len */
     uint64_t puts, evictions, deletes;
     struct pc_flights *flights;
+    pthread_mutex_t reclaim_lock;                /* one pc_reclaim at a time */
     uint64_t seq __attribute__((aligned(64)));   /* odd: two-key change */
     uint64_t clock __attribute__((aligned(64))); /* recency clock */
 } __attribute__((aligned(64)));
@@ -265,13 +266,17 @@ static void window_close(pc_cache *c)
 
 pc_status policy_create(const pc_options *opts, pc_cache **out)
 {
-    pc_cache *c = pc_alloc_aligned(sizeof *c, 64);
+    pc_cache *c;
     size_t presize;
 
+    if (opts->capacity > UINT32_MAX) /* heap positions are 32-bit */
+        return PC_EINVAL;
+    c = pc_alloc_aligned(sizeof *c, 64);
     if (c == NULL)
         return PC_ENOMEM;
     memset(c, 0, sizeof *c);
     c->capacity = opts->capacity;
+    pthread_mutex_init(&c->reclaim_lock, NULL);
     pc_hash_seed_init(&c->seed, opts->hash_seed);
     c->flights = flights_create();
     if (c->flights == NULL)
@@ -309,6 +314,7 @@ void policy_destroy(pc_cache *c)
     pthread_mutex_destroy(&c->lock);
     domain_fini(&c->dom);
     flights_destroy(c->flights);
+    pthread_mutex_destroy(&c->reclaim_lock);
     pc_free(c, sizeof *c);
 }
 
@@ -508,9 +514,20 @@ void policy_clear(pc_cache *c)
 
 void policy_reclaim(pc_cache *c)
 {
-    writer_lock(c);
-    reclaimer_drain(c->rc);
-    writer_unlock(c);
+    struct pc_kv *chain;
+
+    /* The writer lock is not held while waiting for readers: a pinned
+     * reader may be about to take it (epoch.c, drain). */
+    pthread_mutex_lock(&c->reclaim_lock);
+    pthread_mutex_lock(&c->lock);
+    reclaimer_drain_detach(c->rc);
+    pthread_mutex_unlock(&c->lock);
+    reclaimer_drain_wait(&c->dom);
+    pthread_mutex_lock(&c->lock);
+    chain = reclaimer_drain_finish(c->rc);
+    pthread_mutex_unlock(&c->lock);
+    reclaimer_free(c->rc, chain);
+    pthread_mutex_unlock(&c->reclaim_lock);
 }
 
 void policy_stats(pc_cache *c, pc_stats *out)

@@ -340,6 +340,7 @@ pc_status pc_memo_call(pc_memo *m, const void *key, size_t klen,
  * the key pc_memo_finish stores the value under. */
 struct pc_flight {
     struct sf_flight *flight;
+    pc_memo *memo; /* the memoizer that began it */
     size_t klen;
     unsigned char key[];
 };
@@ -371,6 +372,7 @@ pc_status pc_memo_begin(pc_memo *m, const void *key, size_t klen, void *buf,
         return st;
     }
     l->flight = f;
+    l->memo = m;
     l->klen = klen;
     if (klen)
         memcpy(l->key, key, klen);
@@ -385,7 +387,7 @@ pc_status pc_memo_finish(pc_memo *m, pc_flight *lead, int err, const void *val,
     struct load_ctx lc;
     pc_status st;
 
-    if (m == NULL || l == NULL)
+    if (m == NULL || l == NULL || l->memo != m)
         return PC_EINVAL;
     if (err == 0 && ((val == NULL && vlen > 0) || vlen > PC_VALUE_MAX))
         err = -1; /* an unusable value is a failed load, not a hang */

@@ -798,3 +798,77 @@ Test(pinned, pins_nest_and_the_thread_may_write_while_pinned)
     pc_unpin(&a);
     pc_destroy(c);
 }
+
+/* pc_reclaim waits for pins without holding a writer lock: a pinned thread
+ * that writes while another thread reclaims must not deadlock. */
+struct pin_then_write {
+    pc_cache *c;
+    pthread_barrier_t pinned;
+    pc_status put_st;
+};
+
+static void *pinner(void *p)
+{
+    struct pin_then_write *pw = p;
+    pc_pin pin;
+
+    if (pc_get_pinned(pw->c, "a", 1, &pin) != PC_OK)
+        return NULL;
+    pthread_barrier_wait(&pw->pinned);
+    usleep(100000); /* let the reclaimer start waiting for this pin */
+    pw->put_st = pc_put(pw->c, "b", 1, "2", 1); /* same (only) shard */
+    pc_unpin(&pin);
+    return NULL;
+}
+
+static void *reclaimer(void *p)
+{
+    struct pin_then_write *pw = p;
+
+    pthread_barrier_wait(&pw->pinned);
+    pc_reclaim(pw->c);
+    return NULL;
+}
+
+Test(pinned, reclaim_waits_for_pins_without_blocking_their_writes,
+     .timeout = 60)
+{
+    pc_options o = {.capacity = 16, .shards = 1};
+    struct pin_then_write pw = {.put_st = PC_EINVAL};
+    pthread_t a, b;
+
+    cr_assert_eq(pc_create(&o, &pw.c), PC_OK);
+    for (int i = 0; i < 100; i++) /* some garbage to reclaim */
+        pc_put(pw.c, "a", 1, &i, sizeof i);
+    pthread_barrier_init(&pw.pinned, NULL, 2);
+    pthread_create(&a, NULL, pinner, &pw);
+    pthread_create(&b, NULL, reclaimer, &pw);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    cr_assert_eq(pw.put_st, PC_OK);
+    pthread_barrier_destroy(&pw.pinned);
+    pc_destroy(pw.c);
+}
+
+Test(memo, finish_refuses_a_lead_begun_by_another_memoizer)
+{
+    pc_backend b1, b2;
+    pc_memo *m1, *m2;
+    pc_flight *lead = NULL;
+    uint64_t v = 1;
+
+    pc_backend_from_cache(make_cache(4), &b1);
+    pc_backend_from_cache(make_cache(4), &b2);
+    cr_assert_eq(pc_memo_create(&b1, &m1), PC_OK);
+    cr_assert_eq(pc_memo_create(&b2, &m2), PC_OK);
+    cr_assert_eq(pc_memo_begin(m1, "k", 1, NULL, 0, NULL, NULL, &lead),
+                 PC_NOTFOUND);
+    cr_assert_not_null(lead);
+    cr_assert_eq(pc_memo_finish(m2, lead, 0, &v, sizeof v), PC_EINVAL);
+    cr_assert_eq(pc_memo_finish(m1, lead, 0, &v, sizeof v), PC_OK);
+    cr_assert_eq(
+        pc_memo_call(m1, "k", 1, slow_load, NULL, &v, sizeof v, NULL, NULL),
+        PC_OK, "the finished value must be cached");
+    pc_memo_destroy(m1);
+    pc_memo_destroy(m2);
+}
