@@ -114,19 +114,25 @@ static inline struct pc_thread *domain_thread(struct pc_domain *d)
 }
 
 /*
- * The store-load fence of read_enter: MFENCE on x86-64 (ck_pr_fence_memory).
- * A locked add of zero to the thread's own stack is the cheaper full barrier
- * Linux's smp_mb() uses (measured here at about 7 ns against MFENCE's 30 ns,
- * and 1-thread Zipf gets went from 7.8 to 13.6 Mops/s with it), but it is a
- * locked read-modify-write instruction, and this library's read path
- * promises none, so it is not used. An asymmetric scheme (membarrier(2) on
- * the writer's grace-period path, a compiler barrier here) would remove the
- * fence altogether; it costs writers about 45 us per grace-period poll on
- * this machine and is left for later.
+ * The store-load fence of read_enter. Default: MFENCE on x86-64
+ * (ck_pr_fence_memory), a fence and nothing else, as the read path promises
+ * no atomic read-modify-write. On the AMD EPYC guests we measure on, MFENCE
+ * also waits for the misses in flight: a 1-thread Zipf get costs ~120 ns
+ * with it, against ~45 ns with the cheaper full barrier Linux's smp_mb()
+ * uses, a locked add of zero to the thread's own stack slot. That one is a
+ * locked read-modify-write instruction (on private memory: no shared line,
+ * no value change), so it is opt-in: -DPURECACHE_READ_FENCE=locked-add
+ * (PC_READ_FENCE_LOCKED_ADD). A fence-free read path (membarrier(2) on the
+ * writers' grace-period scans) is the better cure; it costs writers ~45 us
+ * per scan here and is left for later.
  */
 static inline void read_fence_store_load(void)
 {
+#if defined(PC_READ_FENCE_LOCKED_ADD) && defined(__x86_64__)
+    __asm__ __volatile__("lock; addl $0,-8(%%rsp)" ::: "memory", "cc");
+#else
     ck_pr_fence_memory();
+#endif
 }
 
 static inline void read_enter(struct pc_thread *t)
