@@ -19,68 +19,6 @@
 
 #include "alloc.h"
 
-#include <time.h>
-#ifdef PC_READ_FENCE_MEMBARRIER
-#include <linux/membarrier.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#endif
-
-/*
- * Asymmetric fences (PURECACHE_READ_FENCE=membarrier). A reader's
- * read_enter must order its store to `active` before its loads of shared
- * data; a writer's grace-period scan must see that store. Instead of a
- * fence on every read, the writer calls membarrier(MEMBARRIER_CMD_PRIVATE_
- * EXPEDITED) just before every scan (ck_epoch_poll, synchronize): it makes
- * every CPU running this process execute a full barrier. A reader that had
- * already stored `active` then has it visible to the scan; one that had not
- * yet executed that store runs all its later loads after the barrier, so
- * after the unlinks that preceded it, and cannot reach what they removed.
- * (liburcu's "memb" flavour.) A membarrier costs tens of microseconds, so
- * scans are rate-limited to one per PC_SCAN_INTERVAL_NS per cache; retired
- * memory then waits a few milliseconds longer, bounded by time.
- */
-#define PC_SCAN_INTERVAL_NS 1000000ull
-int pc_asym_fence;
-static pthread_once_t asym_once = PTHREAD_ONCE_INIT;
-
-static void asym_init(void)
-{
-#ifdef PC_READ_FENCE_MEMBARRIER
-    long q = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-
-    if (q >= 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0,
-                0) == 0)
-        pc_asym_fence = 1;
-#endif
-}
-
-static void writer_heavy_barrier(void)
-{
-#ifdef PC_READ_FENCE_MEMBARRIER
-    if (pc_asym_fence)
-        syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-#endif
-}
-
-/* May this writer scan now? Always, unless scans cost a membarrier. */
-static bool scan_allowed(struct pc_domain *d)
-{
-    struct timespec ts;
-    uint64_t now;
-
-    if (!pc_asym_fence)
-        return true;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    if (now < __atomic_load_n(&d->next_scan_ns, __ATOMIC_RELAXED))
-        return false;
-    __atomic_store_n(&d->next_scan_ns, now + PC_SCAN_INTERVAL_NS,
-                     __ATOMIC_RELAXED);
-    return true;
-}
-
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pc_domain *live_domains;
 static uint64_t next_domain_id = 1;
@@ -122,7 +60,6 @@ static void thread_exit(void *value)
 
 int domain_init(struct pc_domain *d)
 {
-    pthread_once(&asym_once, asym_init);
     memset(d, 0, sizeof *d);
     ck_epoch_init(&d->epoch);
     d->id = __atomic_fetch_add(&next_domain_id, 1, __ATOMIC_RELAXED);
@@ -267,7 +204,6 @@ struct pc_reclaimer *reclaimer_create(struct pc_domain *d,
     memset(r, 0, sizeof *r);
     r->free_kv = free_kv;
     r->grace = &d->epoch;
-    r->dom = d;
     for (int i = 0; i < PC_RETIRE_BATCHES; i++)
         r->batch[i].owner = r;
     /* Registered under the registry lock so the list stays consistent for
@@ -311,12 +247,8 @@ struct pc_kv *reclaimer_poll(struct pc_reclaimer *r)
         /* All batches still waiting: the open list keeps growing until a
          * grace period frees one, which the poll below may bring about. */
     }
-    if (r->rec.n_pending > 0 &&
-        (queued || ++r->writes % PC_POLL_INTERVAL == 0) &&
-        scan_allowed(r->dom)) {
-        writer_heavy_barrier();
+    if (r->rec.n_pending > 0 && (queued || ++r->writes % PC_POLL_INTERVAL == 0))
         ck_epoch_poll(&r->rec);
-    }
     ready = r->ready;
     r->ready = NULL;
     return ready;
@@ -365,7 +297,6 @@ void reclaimer_drain_detach(struct pc_reclaimer *r)
 
 void reclaimer_drain_wait(struct pc_domain *d)
 {
-    writer_heavy_barrier();
     ck_epoch_synchronize_wait(&d->epoch, NULL, NULL);
 }
 

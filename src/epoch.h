@@ -17,13 +17,12 @@
  * left behind by a destroyed cache can never match a new one; the key's
  * destructor clears the entry when it releases the record. A reader brackets
  * its lookup with read_enter/read_leave: a store to its own record's `active`
- * word, a store-load barrier, and a copy of the global epoch, which is what
+ * word, one full fence, and a copy of the global epoch, exactly what
  * ck_epoch_begin does on non-TSO targets. (ck's TSO variant uses an atomic
- * exchange on the record instead; this read path performs no atomic
- * read-modify-write. By default the barrier is asymmetric: nothing on the
- * read side, membarrier(2) on the writers' grace-period scans; see
- * read_fence_store_load and epoch.c.) Nothing on this path writes a line
- * another thread writes.
+ * exchange on the record instead of the fence; the read path of this
+ * library performs no atomic read-modify-write on shared memory, so it takes
+ * the fence, in its cheapest form: see read_fence_store_load.) Nothing on this
+ * path writes a line another thread writes.
  *
  * Writers. Records that read are never the ones that defer frees. Each writer
  * lock (a CLOCK shard, the LRU cache) owns a struct pc_reclaimer: its own
@@ -87,7 +86,6 @@ struct pc_domain {
     pthread_mutex_t lock; /* registry: threads list, registration */
     struct pc_thread *threads;
     struct pc_domain *live_next, *live_prev; /* global list of live domains */
-    uint64_t next_scan_ns; /* membarrier mode: rate limit of grace scans */
 };
 
 /* 0 on success, or PC_ENOMEM. */
@@ -116,33 +114,22 @@ static inline struct pc_thread *domain_thread(struct pc_domain *d)
 }
 
 /*
- * The store-load fence of read_enter, chosen at build time
- * (PURECACHE_READ_FENCE):
- *  - membarrier (default): a compiler barrier only; writers pay instead,
- *    with membarrier(2) before every grace-period scan (epoch.c explains
- *    why that is enough). Falls back to MFENCE at run time if the kernel
- *    does not offer private expedited membarrier.
- *  - mfence: MFENCE on every read. On the AMD EPYC guests we measure on it
- *    also waits for the misses in flight: 1-thread Zipf gets ran at 8.4
- *    Mops/s against 23.8 with membarrier.
- *  - locked-add: a locked add of zero to the reader's own stack slot, the
- *    barrier Linux's smp_mb() uses; cheaper than MFENCE but a locked
- *    read-modify-write instruction, which the read path otherwise avoids.
+ * The store-load fence of read_enter. Default: MFENCE on x86-64
+ * (ck_pr_fence_memory), a fence and nothing else, as the read path promises
+ * no atomic read-modify-write. On the AMD EPYC guests we measure on, MFENCE
+ * also waits for the misses in flight: a 1-thread Zipf get costs ~120 ns
+ * with it, against ~45 ns with the cheaper full barrier Linux's smp_mb()
+ * uses, a locked add of zero to the thread's own stack slot. That one is a
+ * locked read-modify-write instruction (on private memory: no shared line,
+ * no value change), so it is opt-in: -DPURECACHE_READ_FENCE=locked-add
+ * (PC_READ_FENCE_LOCKED_ADD). A fence-free read path (membarrier(2) on the
+ * writers' grace-period scans) is the better cure; it costs writers ~45 us
+ * per scan here and is left for later.
  */
-/* 1 once membarrier(2) private-expedited is registered (membarrier mode):
- * then readers need only a compiler barrier, and every grace-period scan is
- * preceded by writer_heavy_barrier. Set once, before the first cache exists. */
-extern int pc_asym_fence;
-
 static inline void read_fence_store_load(void)
 {
 #if defined(PC_READ_FENCE_LOCKED_ADD) && defined(__x86_64__)
     __asm__ __volatile__("lock; addl $0,-8(%%rsp)" ::: "memory", "cc");
-#elif defined(PC_READ_FENCE_MEMBARRIER)
-    if (__builtin_expect(pc_asym_fence, 1))
-        __asm__ __volatile__("" ::: "memory");
-    else
-        ck_pr_fence_memory();
 #else
     ck_pr_fence_memory();
 #endif
@@ -209,7 +196,6 @@ struct pc_reclaimer {
     unsigned int writes;
     pc_kv_free_fn *free_kv;
     void *grace; /* the domain's epoch: TSan grace-period sync object */
-    struct pc_domain *dom;
     struct pc_retire_batch batch[PC_RETIRE_BATCHES];
 };
 
