@@ -239,6 +239,12 @@ struct pc_kv *reclaimer_poll(struct pc_reclaimer *r)
                 b->queued = true;
                 r->open = NULL;
                 r->n_open = r->open_bytes = 0;
+                /* The unlinks of these entries must be visible before
+                 * ck_epoch_call reads the global epoch that picks their
+                 * bucket: on x86 a store may still sit in the store buffer
+                 * while a later load completes, and a too-early epoch would
+                 * free them one grace period early. Once per batch. */
+                ck_pr_fence_memory();
                 ck_epoch_call(&r->rec, &b->ee, batch_dispatch);
                 queued = true;
                 break;

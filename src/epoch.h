@@ -122,9 +122,15 @@ static inline struct pc_thread *domain_thread(struct pc_domain *d)
  * uses, a locked add of zero to the thread's own stack slot. That one is a
  * locked read-modify-write instruction (on private memory: no shared line,
  * no value change), so it is opt-in: -DPURECACHE_READ_FENCE=locked-add
- * (PC_READ_FENCE_LOCKED_ADD). A fence-free read path (membarrier(2) on the
- * writers' grace-period scans) is the better cure; it costs writers ~45 us
- * per scan here and is left for later.
+ * (PC_READ_FENCE_LOCKED_ADD). A fence-free read path (membarrier(2) before
+ * writers' grace scans, as in liburcu's memb flavour) would be faster still
+ * (23.8 Mops/s measured), but not on top of ck_epoch as it is: ck 0.7.1's
+ * poll frees bucket e-2 on the strength of earlier scans, and
+ * synchronize_wait advances the epoch twice per call, so a reader whose
+ * `active` store is still unpublished can be missed by two advances even
+ * with a membarrier before each ck call. It needs a grace-period loop of
+ * our own (one advance per membarrier-preceded scan, serialised per
+ * domain); until then it is not offered.
  */
 static inline void read_fence_store_load(void)
 {

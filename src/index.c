@@ -77,6 +77,9 @@ static void table_free(void *p, size_t size, bool defer)
     h = (struct table_hdr *)((unsigned char *)p -
                              offsetof(struct table_hdr, mem));
     if (defer && writer_reclaimer != NULL) {
+        /* As in reclaimer_poll: the new table's publication must be
+         * visible before ck_epoch_call reads the epoch. */
+        ck_pr_fence_memory();
         h->rc = writer_reclaimer;
         ck_epoch_call(&writer_reclaimer->rec, &h->ee, table_free_deferred);
     } else {
