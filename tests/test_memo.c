@@ -872,3 +872,70 @@ Test(memo, finish_refuses_a_lead_begun_by_another_memoizer)
     pc_memo_destroy(m1);
     pc_memo_destroy(m2);
 }
+
+struct sink_probe {
+    pc_status null_with_len, ok_set;
+};
+
+static int load_checking_sink(void *ctx, const void *key, size_t klen,
+                              pc_sink *out)
+{
+    struct sink_probe *sp = ctx;
+
+    (void)key;
+    (void)klen;
+    sp->null_with_len = pc_sink_set(out, NULL, 5);
+    sp->ok_set = pc_sink_set(out, "ok", 2);
+    return 0;
+}
+
+Test(memo, oversized_keys_and_bad_sink_arguments_are_refused)
+{
+    static char big[PC_KEY_MAX + 1];
+    pc_cache *c = make_cache(4);
+    pc_backend be;
+    pc_memo *m;
+    struct sink_probe sp = {PC_OK, PC_EINVAL};
+    pc_flight *lead = (pc_flight *)0x1;
+    char buf[4];
+    size_t n = 0;
+
+    cr_assert_eq(pc_get_or_load(c, big, sizeof big, slow_load, NULL, NULL, 0,
+                                NULL, NULL),
+                 PC_EINVAL);
+    cr_assert_eq(pc_get_pinned(c, big, sizeof big, &(pc_pin){0}), PC_EINVAL);
+    cr_assert_eq(
+        pc_get_or_load(c, "k", 1, slow_load, NULL, NULL, 4, NULL, NULL),
+        PC_EINVAL, "NULL buffer with a capacity");
+    cr_assert_eq(pc_len(c), 0);
+
+    pc_backend_from_cache(c, &be);
+    cr_assert_eq(pc_memo_create(&be, NULL), PC_EINVAL);
+    cr_assert_eq(pc_memo_create(&be, &m), PC_OK);
+    cr_assert_eq(
+        pc_memo_call(m, big, sizeof big, slow_load, NULL, NULL, 0, NULL, NULL),
+        PC_EINVAL);
+    cr_assert_eq(pc_memo_begin(m, big, sizeof big, NULL, 0, NULL, NULL, &lead),
+                 PC_EINVAL);
+    cr_assert_null(lead);
+    cr_assert_eq(pc_len(c), 0, "refused calls stored nothing");
+
+    /* Inside a loader: a bad pc_sink_set is refused, a good one wins. */
+    cr_assert_eq(pc_memo_call(m, "k", 1, load_checking_sink, &sp, buf,
+                              sizeof buf, &n, NULL),
+                 PC_OK);
+    cr_assert_eq(sp.null_with_len, PC_EINVAL);
+    cr_assert_eq(sp.ok_set, PC_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(memcmp(buf, "ok", 2), 0);
+
+    /* Key builder calls on NULL are no-ops, not crashes. */
+    pc_key_init(NULL);
+    pc_key_add_i64(NULL, 1);
+    pc_key_add_str(NULL, "x");
+    pc_key_add_bytes(NULL, "x", 1);
+    pc_key_free(NULL);
+    cr_assert_null(pc_key_data(NULL));
+    cr_assert_eq(pc_key_len(NULL), 0);
+    pc_memo_destroy(m);
+}
