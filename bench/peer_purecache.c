@@ -39,6 +39,7 @@ struct pc_lib {
     pc_status (*put)(pc_cache *, const void *, size_t, const void *, size_t);
     void (*reclaim)(pc_cache *);
     const char *(*policy)(void);
+    char what[128];
 };
 
 struct pc_handle {
@@ -129,9 +130,18 @@ int peer_purecache(struct bench_peer *p, const char *policy, const char *path,
     }
     memset(p, 0, sizeof *p);
     p->name = strcmp(policy, "clock") == 0 ? "clock" : "lru";
-    p->what = strcmp(policy, "clock") == 0
-                  ? "purecache CLOCK (sharded, wait-free reads)"
-                  : "purecache exact LRU";
+    {
+        /* Optional: libraries older than pc_read_fence lack it. */
+        const char *(*fence)(void) =
+            (const char *(*)(void))dlsym(lib->dl, "pc_read_fence");
+
+        snprintf(lib->what, sizeof lib->what, "%s; read fence: %s",
+                 strcmp(policy, "clock") == 0
+                     ? "purecache CLOCK (sharded, wait-free reads)"
+                     : "purecache exact LRU",
+                 fence != NULL ? fence() : "unknown");
+        p->what = lib->what;
+    }
     p->caps = PEER_GET | PEER_PUT | PEER_EVICTS;
     p->ctx = lib;
     p->create = pcp_create;

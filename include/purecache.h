@@ -479,6 +479,19 @@ PC_API void pc_key_free(pc_key *k);
 PC_API const char *pc_policy(void);
 
 /*
+ * How reads order their epoch announcement before their loads in this
+ * process (build option PURECACHE_READ_FENCE; README, "Build options"):
+ * "membarrier" (no fence on reads; writers' grace-period scans issue
+ * membarrier(2)), "mfence", "locked-add", or "mfence (membarrier refused)"
+ * when built for membarrier on a kernel that refused it. Decided once per
+ * process, at the first cache or memoizer creation or at the first call of
+ * this function, whichever comes first; never changes afterwards.
+ * Thread-safety: any thread. Progress: the first call may run that one-time
+ * decision (two system calls); later calls are wait-free. Never NULL.
+ */
+PC_API const char *pc_read_fence(void);
+
+/*
  * A static, human-readable description of status (never NULL; unknown codes
  * give "unknown status"). Wait-free.
  */

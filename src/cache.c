@@ -105,6 +105,11 @@ const char *pc_policy(void)
     return policy_name();
 }
 
+const char *pc_read_fence(void)
+{
+    return read_fence_name();
+}
+
 const char *pc_strerror(pc_status status)
 {
     switch (status) {

@@ -171,11 +171,12 @@ static void shard_lock(struct clock_shard *s)
 
 static void shard_unlock(struct clock_shard *s)
 {
-    struct pc_kv *ready = reclaimer_poll(s->rc);
+    bool advance;
+    struct pc_kv *ready = reclaimer_poll(s->rc, &advance);
 
     index_writer_end();
     pthread_mutex_unlock(&s->lock);
-    reclaimer_free(s->rc, ready);
+    reclaimer_after_unlock(s->rc, ready, advance);
 }
 
 /* Make sure a never-used slot exists if the free list is empty. */

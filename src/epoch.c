@@ -15,7 +15,15 @@
  */
 #include "epoch.h"
 
+#include <errno.h>
 #include <string.h>
+#include <time.h>
+
+#ifdef PC_ASYM_FENCE
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "alloc.h"
 
@@ -25,6 +33,55 @@ static uint64_t next_domain_id = 1;
 
 __thread struct pc_thread_cache pc_tls_thread
     __attribute__((tls_model("initial-exec")));
+
+#ifdef PC_ASYM_FENCE
+bool pc_asym_fence;
+static bool asym_refused; /* test hook: behave as if the kernel refused */
+static pthread_once_t asym_once = PTHREAD_ONCE_INIT;
+
+static long membarrier(int cmd)
+{
+    return syscall(__NR_membarrier, cmd, 0, 0);
+}
+
+/* Once per process, before its first domain: readers may skip their fence
+ * only if every later grace-period scan can run PRIVATE_EXPEDITED. */
+static void asym_init(void)
+{
+    long cmds = membarrier(MEMBARRIER_CMD_QUERY);
+
+    if (asym_refused || cmds < 0 ||
+        !(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) ||
+        membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0)
+        return;
+    pc_asym_fence = true;
+}
+#endif
+
+bool pc__read_fence_elided(bool refuse)
+{
+#ifdef PC_ASYM_FENCE
+    if (refuse)
+        asym_refused = true;
+    pthread_once(&asym_once, asym_init);
+    return pc_asym_fence;
+#else
+    (void)refuse;
+    return false;
+#endif
+}
+
+const char *read_fence_name(void)
+{
+#if defined(PC_ASYM_FENCE)
+    return pc__read_fence_elided(false) ? "membarrier"
+                                        : "mfence (membarrier refused)";
+#elif defined(PC_READ_FENCE_LOCKED_ADD) && defined(__x86_64__)
+    return "locked-add";
+#else
+    return "mfence";
+#endif
+}
 
 static void thread_exit(void *value)
 {
@@ -63,9 +120,13 @@ int domain_init(struct pc_domain *d)
     memset(d, 0, sizeof *d);
     ck_epoch_init(&d->epoch);
     d->id = __atomic_fetch_add(&next_domain_id, 1, __ATOMIC_RELAXED);
+#ifdef PC_ASYM_FENCE
+    pthread_once(&asym_once, asym_init);
+#endif
     if (pthread_key_create(&d->key, thread_exit) != 0)
         return PC_ENOMEM;
     pthread_mutex_init(&d->lock, NULL);
+    pthread_mutex_init(&d->gp_lock, NULL);
     pthread_mutex_lock(&live_lock);
     d->live_next = live_domains;
     if (live_domains != NULL)
@@ -94,6 +155,7 @@ void domain_fini(struct pc_domain *d)
         pc_free(t, sizeof *t);
     }
     pthread_mutex_destroy(&d->lock);
+    pthread_mutex_destroy(&d->gp_lock);
 }
 
 struct pc_thread *domain_thread_slow(struct pc_domain *d)
@@ -119,6 +181,7 @@ struct pc_thread *domain_thread_slow(struct pc_domain *d)
         memset(t, 0, sizeof *t);
         t->dom = d;
         t->owner = pthread_self();
+        PC_TSAN_RELEASE(&t->rec); /* tsan.h, case 4 */
         ck_epoch_register(&d->epoch, &t->rec, NULL);
         t->next = d->threads;
         d->threads = t;
@@ -156,6 +219,163 @@ void writer_mutex_init(pthread_mutex_t *m)
     pthread_mutexattr_destroy(&a);
 }
 
+/*
+ * Grace periods. ck_epoch supplies the records, their registration and the
+ * per-record deferral lists (ck_epoch_call's four buckets, indexed by the
+ * global epoch at deferral time); detecting grace periods is done here, by
+ * one rule that holds in every fence mode:
+ *
+ *   the global epoch moves from e to e+1 only in domain_advance, under the
+ *   domain's gp_lock, after a heavy barrier that follows the read of e, and
+ *   only if every record that is active has observed e.
+ *
+ * The heavy barrier is membarrier(PRIVATE_EXPEDITED) when readers elide
+ * their fence (epoch.h), else an ordinary full fence. Claim: something
+ * deferred at epoch b (its unlink made visible by a full fence before the
+ * epoch was read) is unreachable by every reader once the epoch is b+2.
+ * Consider the advance b+1 -> b+2. Its writer read b+1, and the epoch became
+ * b+1 after the deferral read b, so the unlink precedes that read, which
+ * precedes the heavy barrier. Take a reader R that still holds the entry.
+ * R loaded it before the unlink was visible to R. membarrier makes R's CPU
+ * execute a full barrier at some point p during the call: if p came before
+ * R's load of the entry, that load follows the unlink and cannot see the
+ * entry, a contradiction; so p follows the load, and therefore also R's
+ * earlier stores to `active` and `epoch`, which p drains. The scan then
+ * reads R active with the epoch R observed, which R read before its load of
+ * the entry, hence before the epoch became b+1: at most b, so the advance is
+ * refused until R leaves. (With reader fences the same argument holds with
+ * R's own fence in place of p.) A reader that left and came back read the
+ * epoch after its new `active` store and finds the entry unlinked.
+ *
+ * Serialising advances under gp_lock is what makes "the heavy barrier
+ * follows the read of e" enforceable: nobody else can move the epoch between
+ * the read and the scan. ck's own ck_epoch_poll and ck_epoch_synchronize
+ * rely on readers' fences (poll frees bucket e-2 on the strength of earlier
+ * scans, synchronize advances twice per call), so they are not used.
+ *
+ * Cost: a membarrier interrupts every CPU running one of our threads (tens
+ * of microseconds in a guest), so writers' routine advances are paced to one
+ * per PC_ADVANCE_PACE_NS per domain, and never run under a writer lock.
+ * Garbage then waits two or three paces; pc_reclaim does not wait for the
+ * pace.
+ */
+#define PC_ADVANCE_PACE_NS 1000000u
+
+static bool heavy_barrier(void)
+{
+#ifdef PC_ASYM_FENCE
+    if (pc_asym_fence) {
+        if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+            return true;
+        /* EPERM means this process is not registered: a child of fork()
+         * on a kernel that does not carry the registration over. Register
+         * and try once more; failing that, the caller refuses to advance
+         * (garbage waits, nothing is freed early). */
+        return membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+               membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0;
+    }
+#endif
+    ck_pr_fence_memory();
+    return true;
+}
+
+/* gp_lock held. */
+static bool advance_locked(struct pc_domain *d)
+{
+    unsigned int e = __atomic_load_n(&d->epoch.epoch, __ATOMIC_ACQUIRE);
+    ck_stack_entry_t *cursor;
+
+    if (!heavy_barrier())
+        return false; /* cannot see buffered reader stores: do not advance */
+    /* Records are only ever pushed (registration); a record pushed after
+     * this walk read the head was pushed with a locked instruction after
+     * the barrier, so its reader's later loads see every earlier unlink.
+     * Unregistered records have active == 0. */
+    for (cursor = ck_pr_load_ptr(&d->epoch.records.head); cursor != NULL;
+         cursor = ck_pr_load_ptr(&cursor->next)) {
+        ck_epoch_record_t *r =
+            (ck_epoch_record_t *)((char *)cursor -
+                                  offsetof(ck_epoch_record_t, record_next));
+
+        PC_TSAN_ACQUIRE(r); /* published by ck_epoch_register (tsan.h, 4) */
+        if (__atomic_load_n(&r->active, __ATOMIC_RELAXED) != 0 &&
+            __atomic_load_n(&r->epoch, __ATOMIC_RELAXED) != e)
+            return false;
+    }
+    __atomic_store_n(&d->epoch.epoch, e + 1, __ATOMIC_RELEASE);
+    return true;
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+bool domain_advance(struct pc_domain *d, bool paced)
+{
+    bool advanced = false;
+
+    if (pthread_mutex_trylock(&d->gp_lock) != 0)
+        return false; /* someone else is advancing */
+#ifdef PC_ASYM_FENCE
+    if (paced && pc_asym_fence) {
+        uint64_t now = monotonic_ns();
+
+        if (now - d->gp_last_ns < PC_ADVANCE_PACE_NS)
+            goto out;
+        d->gp_last_ns = now;
+    }
+#else
+    (void)paced;
+#endif
+    advanced = advance_locked(d);
+#ifdef PC_ASYM_FENCE
+out:
+#endif
+    pthread_mutex_unlock(&d->gp_lock);
+    return advanced;
+}
+
+void domain_synchronize(struct pc_domain *d)
+{
+    unsigned int goal;
+    long wait_ns = 0;
+
+    /* The caller's unlinks are visible before the epoch they wait on. */
+    ck_pr_fence_memory();
+    goal = __atomic_load_n(&d->epoch.epoch, __ATOMIC_ACQUIRE) + 2;
+    for (;;) {
+        bool done;
+
+        pthread_mutex_lock(&d->gp_lock);
+        done = (int)(__atomic_load_n(&d->epoch.epoch, __ATOMIC_ACQUIRE) -
+                     goal) >= 0;
+        if (!done && advance_locked(d)) {
+            wait_ns = 0;
+            done = (int)(__atomic_load_n(&d->epoch.epoch, __ATOMIC_RELAXED) -
+                         goal) >= 0;
+        }
+        pthread_mutex_unlock(&d->gp_lock);
+        if (done)
+            return;
+        if (wait_ns == 0) {
+            wait_ns = 1000; /* a reader is inside: let it finish */
+            sched_yield();
+            continue;
+        }
+        /* A long section (a pin): back off, up to 1 ms between scans, so a
+         * waiting pc_reclaim does not flood the other CPUs with barriers. */
+        struct timespec ts = {0, wait_ns};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        if (wait_ns < 1000000)
+            wait_ns *= 2;
+    }
+}
+
 static void free_chain(struct pc_reclaimer *r, struct pc_kv *kv)
 {
     while (kv != NULL) {
@@ -171,19 +391,21 @@ void reclaimer_free(struct pc_reclaimer *r, struct pc_kv *chain)
     free_chain(r, chain);
 }
 
-/* Runs inside ck_epoch_poll/reclaim on the writer's record: the batch's
- * grace period is over. Its entries move to the ready chain (freed by the
- * writer after it unlocks) and the batch becomes reusable. */
+/* Runs from reclaimer_dispatch (or ck_epoch_reclaim at destruction) on the
+ * writer's record: the batch's grace period is over. Its entries move to the
+ * ready chain (freed by the writer after it unlocks) and the batch becomes
+ * reusable. */
 static void batch_dispatch(ck_epoch_entry_t *ee)
 {
     struct pc_retire_batch *b = (struct pc_retire_batch *)ee;
     struct pc_reclaimer *r = b->owner;
     struct pc_kv *tail = b->head;
 
-    /* TSan: ck_epoch_poll (uninstrumented) saw every reader that could hold
-     * these entries leave; pairs with read_leave's release (tsan.h, 2). The
-     * writer frees them after unlocking, on this thread. */
-    PC_TSAN_ACQUIRE(r->grace);
+    /* TSan: the scans that advanced the epoch saw every reader that could
+     * hold these entries leave, through relaxed loads; pairs with
+     * read_leave's release (tsan.h, 2). The writer frees them after
+     * unlocking, on this thread. */
+    PC_TSAN_ACQUIRE(&r->dom->tsan_grace);
     if (tail != NULL) {
         while (tail->w.retire_next != NULL)
             tail = tail->w.retire_next;
@@ -203,12 +425,13 @@ struct pc_reclaimer *reclaimer_create(struct pc_domain *d,
         return NULL;
     memset(r, 0, sizeof *r);
     r->free_kv = free_kv;
-    r->grace = &d->epoch;
+    r->dom = d;
     for (int i = 0; i < PC_RETIRE_BATCHES; i++)
         r->batch[i].owner = r;
     /* Registered under the registry lock so the list stays consistent for
      * domain_thread_slow's recycling; never unregistered, never active. */
     pthread_mutex_lock(&d->lock);
+    PC_TSAN_RELEASE(&r->rec); /* tsan.h, case 4 */
     ck_epoch_register(&d->epoch, &r->rec, NULL);
     pthread_mutex_unlock(&d->lock);
     return r;
@@ -224,7 +447,40 @@ void reclaimer_destroy(struct pc_reclaimer *r)
     pc_free(r, sizeof *r);
 }
 
-struct pc_kv *reclaimer_poll(struct pc_reclaimer *r)
+/* Run the callbacks of one bucket. */
+static void dispatch_bucket(struct pc_reclaimer *r, unsigned int e)
+{
+    ck_stack_t *bucket = &r->rec.pending[e & (CK_EPOCH_LENGTH - 1)];
+    ck_stack_entry_t *cursor = CK_STACK_FIRST(bucket), *next;
+
+    ck_stack_init(bucket);
+    for (; cursor != NULL; cursor = next) {
+        ck_epoch_entry_t *ee =
+            (ck_epoch_entry_t *)((char *)cursor -
+                                 offsetof(ck_epoch_entry_t, stack_entry));
+
+        next = CK_STACK_NEXT(cursor);
+        ee->function(ee);
+        r->rec.n_pending--;
+    }
+}
+
+/* Writer (lock held): at epoch e, buckets e-2 and e-3 hold only deferrals
+ * made at epochs <= e-2 (this record defers only under its lock, and every
+ * earlier deferral read an epoch <= e), which are past their grace period
+ * (see the claim above). Buckets e-1 and e may still be in use. */
+static void reclaimer_dispatch(struct pc_reclaimer *r)
+{
+    unsigned int e = __atomic_load_n(&r->dom->epoch.epoch, __ATOMIC_ACQUIRE);
+
+    if (e == r->dispatched)
+        return;
+    r->dispatched = e;
+    dispatch_bucket(r, e - 2);
+    dispatch_bucket(r, e - 3);
+}
+
+struct pc_kv *reclaimer_poll(struct pc_reclaimer *r, bool *advance)
 {
     struct pc_kv *ready;
     bool queued = false;
@@ -239,25 +495,29 @@ struct pc_kv *reclaimer_poll(struct pc_reclaimer *r)
                 b->queued = true;
                 r->open = NULL;
                 r->n_open = r->open_bytes = 0;
-                /* The unlinks of these entries must be visible before
-                 * ck_epoch_call reads the global epoch that picks their
-                 * bucket: on x86 a store may still sit in the store buffer
-                 * while a later load completes, and a too-early epoch would
-                 * free them one grace period early. Once per batch. */
-                ck_pr_fence_memory();
-                ck_epoch_call(&r->rec, &b->ee, batch_dispatch);
+                reclaimer_defer(r, &b->ee, batch_dispatch);
                 queued = true;
                 break;
             }
         }
         /* All batches still waiting: the open list keeps growing until a
-         * grace period frees one, which the poll below may bring about. */
+         * grace period frees one. */
     }
-    if (r->rec.n_pending > 0 && (queued || ++r->writes % PC_POLL_INTERVAL == 0))
-        ck_epoch_poll(&r->rec);
+    if (r->rec.n_pending > 0)
+        reclaimer_dispatch(r);
+    *advance =
+        r->rec.n_pending > 0 && (queued || ++r->writes % PC_POLL_INTERVAL == 0);
     ready = r->ready;
     r->ready = NULL;
     return ready;
+}
+
+void reclaimer_after_unlock(struct pc_reclaimer *r, struct pc_kv *chain,
+                            bool advance)
+{
+    free_chain(r, chain);
+    if (advance)
+        domain_advance(r->dom, true);
 }
 
 /*
@@ -303,7 +563,7 @@ void reclaimer_drain_detach(struct pc_reclaimer *r)
 
 void reclaimer_drain_wait(struct pc_domain *d)
 {
-    ck_epoch_synchronize_wait(&d->epoch, NULL, NULL);
+    domain_synchronize(d);
 }
 
 struct pc_kv *reclaimer_drain_finish(struct pc_reclaimer *r)
@@ -311,7 +571,7 @@ struct pc_kv *reclaimer_drain_finish(struct pc_reclaimer *r)
     struct pc_kv *chain = r->drain_open, *tail;
     unsigned int ran = 0;
 
-    PC_TSAN_ACQUIRE(r->grace); /* as in batch_dispatch (tsan.h, case 2) */
+    PC_TSAN_ACQUIRE(&r->dom->tsan_grace); /* as in batch_dispatch (tsan.h, 2) */
     for (int i = 0; i < CK_EPOCH_LENGTH; i++) {
         ck_stack_entry_t *cursor = r->drain_pending[i], *next;
 

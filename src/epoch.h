@@ -17,23 +17,27 @@
  * left behind by a destroyed cache can never match a new one; the key's
  * destructor clears the entry when it releases the record. A reader brackets
  * its lookup with read_enter/read_leave: a store to its own record's `active`
- * word, one full fence, and a copy of the global epoch, exactly what
+ * word, a store-load barrier, and a copy of the global epoch, what
  * ck_epoch_begin does on non-TSO targets. (ck's TSO variant uses an atomic
- * exchange on the record instead of the fence; the read path of this
- * library performs no atomic read-modify-write on shared memory, so it takes
- * the fence, in its cheapest form: see read_fence_store_load.) Nothing on this
- * path writes a line another thread writes.
+ * exchange on the record instead; the read path of this library performs no
+ * atomic read-modify-write, and by default no fence either: the barrier is
+ * made asymmetric, with the writers' grace-period scans paying for it with
+ * membarrier(2); see read_fence_store_load.) Nothing on this path writes a
+ * line another thread writes.
  *
  * Writers. Records that read are never the ones that defer frees. Each writer
  * lock (a CLOCK shard, the LRU cache) owns a struct pc_reclaimer: its own
  * epoch record, never inside a read section, used only by whoever holds that
  * lock. Retired entries are chained through their writer-only link field into
- * an open batch; a poll hands the batch to ck_epoch_call (one callback for
- * many entries, so an entry needs no 16-byte ck_epoch_entry of its own) and
- * runs ck_epoch_poll, which frees batches whose grace period has passed.
- * Because frees live on the writer's record and not on a reader's, a thread
- * that exits never strands garbage, and every write polls, so garbage stays
- * bounded by the writes of the last few epochs.
+ * an open batch; a poll defers the batch on the record's ck_epoch bucket for
+ * the current epoch (one callback for many entries, so an entry needs no
+ * 16-byte ck_epoch_entry of its own) and frees batches whose grace period
+ * has passed. Grace periods are detected by epoch.c's own scan and advance
+ * (domain_advance; why not ck_epoch_poll is explained there), which writers
+ * run after releasing their lock. Because frees live on the writer's record
+ * and not on a reader's, a thread that exits never strands garbage, and
+ * every write polls, so garbage stays bounded by the writes of the last few
+ * epochs.
  *
  * Statistics. Per-thread counters (hits, misses) live in struct pc_thread,
  * written only by the owning thread with relaxed stores (no read-modify-
@@ -83,7 +87,13 @@ struct pc_domain {
     ck_epoch_t epoch;
     uint64_t id; /* unique per domain for the process's life, never 0 */
     pthread_key_t key;
-    pthread_mutex_t lock; /* registry: threads list, registration */
+    pthread_mutex_t lock;    /* registry: threads list, registration */
+    pthread_mutex_t gp_lock; /* serialises epoch advances (epoch.c) */
+    uint64_t gp_last_ns;     /* last advance attempt, under gp_lock */
+    /* TSan's grace-period sync object (tsan.h, case 2). Not the epoch word:
+     * TSan treats a release store to an atomic as overwriting that
+     * address's sync clock, which would drop the readers' releases. */
+    char tsan_grace;
     struct pc_thread *threads;
     struct pc_domain *live_next, *live_prev; /* global list of live domains */
 };
@@ -95,6 +105,15 @@ int domain_init(struct pc_domain *d);
 void domain_fini(struct pc_domain *d);
 
 struct pc_thread *domain_thread_slow(struct pc_domain *d);
+
+/* One grace-period step on d (epoch.c): if no other thread is stepping, and
+ * unless `paced` asks to skip a step too soon after the last one, scan the
+ * records and advance the global epoch by one if every active reader has
+ * observed it. Never waits for readers. True if this call advanced. */
+bool domain_advance(struct pc_domain *d, bool paced);
+/* Wait until every read section that was active on d when the call began
+ * has ended. Must not be called inside a read section on d. Blocking. */
+void domain_synchronize(struct pc_domain *d);
 
 /* The thread-local front cache of domain_thread (see the top comment). */
 struct pc_thread_cache {
@@ -114,55 +133,84 @@ static inline struct pc_thread *domain_thread(struct pc_domain *d)
 }
 
 /*
- * The store-load fence of read_enter. Default: MFENCE on x86-64
- * (ck_pr_fence_memory), a fence and nothing else, as the read path promises
- * no atomic read-modify-write. On the AMD EPYC guests we measure on, MFENCE
- * also waits for the misses in flight: a 1-thread Zipf get costs ~120 ns
- * with it, against ~45 ns with the cheaper full barrier Linux's smp_mb()
- * uses, a locked add of zero to the thread's own stack slot. That one is a
- * locked read-modify-write instruction (on private memory: no shared line,
- * no value change), so it is opt-in: -DPURECACHE_READ_FENCE=locked-add
- * (PC_READ_FENCE_LOCKED_ADD). A fence-free read path (membarrier(2) before
- * writers' grace scans, as in liburcu's memb flavour) would be faster still
- * (23.8 Mops/s measured), but not on top of ck_epoch as it is: ck 0.7.1's
- * poll frees bucket e-2 on the strength of earlier scans, and
- * synchronize_wait advances the epoch twice per call, so a reader whose
- * `active` store is still unpublished can be missed by two advances even
- * with a membarrier before each ck call. It needs a grace-period loop of
- * our own (one advance per membarrier-preceded scan, serialised per
- * domain); until then it is not offered.
+ * The store-load fence of read_enter: a reader's store to `active` must be
+ * visible to a writer's grace-period scan before the reader loads anything
+ * it might use. Three ways to get that, chosen at build time
+ * (PURECACHE_READ_FENCE):
+ *
+ *  - membarrier (default on Linux x86-64): no fence instruction on the read
+ *    path at all, only a compiler barrier. The writer side pays instead:
+ *    every grace-period scan (domain_advance, epoch.c) is preceded by
+ *    membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED), which makes every CPU
+ *    running one of our threads execute a full barrier, draining a
+ *    reader's buffered `active` store before the scan reads it (liburcu's
+ *    "memb" flavour; the argument is in epoch.c). If the kernel refuses to
+ *    register (old kernel, seccomp), the process falls back, once and for
+ *    all, before its first cache exists, to the MFENCE below: pc_asym_fence
+ *    says which.
+ *  - mfence: ck_pr_fence_memory, a fence and nothing else. On the AMD EPYC
+ *    guests we measure on, MFENCE also waits for the misses in flight: a
+ *    1-thread Zipf get costs ~120 ns with it.
+ *  - locked-add: the full barrier Linux's smp_mb() uses, a locked add of
+ *    zero to the thread's own stack slot (~45 ns). A locked read-modify-write
+ *    instruction, though on private memory, so opt-in.
  */
+#if defined(PC_READ_FENCE_MEMBARRIER) && defined(__linux__) &&                 \
+    defined(__x86_64__)
+#define PC_ASYM_FENCE 1
+/* Set once, before the first domain exists (domain_init), never changed. */
+extern bool pc_asym_fence;
+#endif
+
 static inline void read_fence_store_load(void)
 {
-#if defined(PC_READ_FENCE_LOCKED_ADD) && defined(__x86_64__)
+#if defined(PC_ASYM_FENCE)
+    /* x86-64 keeps loads in order and stores in order; only store->load
+     * needs the writer's membarrier, so a compiler barrier suffices. */
+    if (__builtin_expect(pc_asym_fence, 1))
+        ck_pr_barrier();
+    else
+        ck_pr_fence_memory();
+#elif defined(PC_READ_FENCE_LOCKED_ADD) && defined(__x86_64__)
     __asm__ __volatile__("lock; addl $0,-8(%%rsp)" ::: "memory", "cc");
 #else
     ck_pr_fence_memory();
 #endif
 }
 
+/* The record's words are accessed with relaxed atomics (plain moves on
+ * x86-64): the grace-period scan (epoch.c) reads them from another thread,
+ * and TSan must see atomics on both sides. Only the owner writes them. */
 static inline void read_enter(struct pc_thread *t)
 {
     ck_epoch_record_t *r = &t->rec;
 
     if (r->active == 0) {
-        ck_pr_store_uint(&r->active, 1);
+        __atomic_store_n(&r->active, 1, __ATOMIC_RELAXED);
         read_fence_store_load();
-        ck_pr_store_uint(&r->epoch, ck_pr_load_uint(&r->global->epoch));
+        __atomic_store_n(&r->epoch,
+                         __atomic_load_n(&r->global->epoch, __ATOMIC_RELAXED),
+                         __ATOMIC_RELAXED);
     } else {
-        ck_pr_store_uint(&r->active, r->active + 1);
+        __atomic_store_n(&r->active, r->active + 1, __ATOMIC_RELAXED);
     }
 }
 
 static inline void read_leave(struct pc_thread *t)
 {
-    /* TSan: the writer learns that this section ended inside ck_epoch_poll
-     * or ck_epoch_synchronize (uninstrumented); pairs with the acquire
-     * before every deferred free (tsan.h, case 2). */
-    PC_TSAN_RELEASE(&t->dom->epoch);
-    ck_pr_fence_release();
-    ck_pr_store_uint(&t->rec.active, t->rec.active - 1);
+    /* TSan: the writer learns that this section ended from a relaxed load
+     * in its grace-period scan; pairs with the acquire before every
+     * deferred free (tsan.h, case 2). */
+    PC_TSAN_RELEASE(&t->dom->tsan_grace);
+    __atomic_store_n(&t->rec.active, t->rec.active - 1, __ATOMIC_RELEASE);
 }
+
+/* Test hook: whether reads elide their store-load fence (membarrier mode
+ * with kernel support). refuse = true, called before the process's first
+ * cache, makes the process behave as if the kernel had refused. */
+bool pc__read_fence_elided(bool refuse);
+/* pc_read_fence's answer (purecache.h). */
+const char *read_fence_name(void);
 
 /* Sum the per-thread counters of d into *out (adds to what *out holds). */
 void domain_sum_stats(struct pc_domain *d, struct pc_thread_stats *out);
@@ -184,10 +232,11 @@ struct pc_retire_batch {
 
 typedef void pc_kv_free_fn(struct pc_kv *kv);
 
-/* An open batch is handed to ck_epoch once it holds this many entries or
- * bytes; ck_epoch_poll runs when a batch is queued and every
- * PC_POLL_INTERVAL writes while anything is pending. Polling on every write
- * would make every put bump the global epoch that every reader loads. */
+/* An open batch is deferred once it holds this many entries or bytes; a
+ * grace-period step (domain_advance) is requested when a batch is deferred
+ * and every PC_POLL_INTERVAL writes while anything is pending. Advancing on
+ * every write would make every put bump the global epoch that every reader
+ * loads (and, in membarrier mode, steps are paced further; epoch.c). */
 #define PC_RETIRE_BATCH_ENTRIES 64
 #define PC_RETIRE_BATCH_BYTES (1u << 20)
 #define PC_POLL_INTERVAL 64
@@ -201,7 +250,8 @@ struct pc_reclaimer {
     size_t n_open, open_bytes;
     unsigned int writes;
     pc_kv_free_fn *free_kv;
-    void *grace; /* the domain's epoch: TSan grace-period sync object */
+    struct pc_domain *dom;   /* immutable */
+    unsigned int dispatched; /* epoch of the last reclaimer_dispatch */
     struct pc_retire_batch batch[PC_RETIRE_BATCHES];
 };
 
@@ -222,12 +272,35 @@ static inline void reclaimer_retire(struct pc_reclaimer *r, struct pc_kv *kv)
     r->open = kv;
 }
 
+/* Writer (lock held): run fn(entry) once every reader that is now inside a
+ * section has left. The caller's unlinks must be visible first: on x86 a
+ * store may still sit in the store buffer while the epoch load below
+ * completes, and a too-early epoch would free one grace period early, so
+ * this fences (once per batch or table swap, not per entry). ck_epoch_call,
+ * but with an atomic load that TSan can see (epoch.c advances with atomic
+ * stores). */
+static inline void reclaimer_defer(struct pc_reclaimer *r, ck_epoch_entry_t *e,
+                                   ck_epoch_cb_t *fn)
+{
+    unsigned int epoch;
+
+    ck_pr_fence_memory();
+    epoch = __atomic_load_n(&r->dom->epoch.epoch, __ATOMIC_RELAXED);
+    r->rec.n_pending++;
+    e->function = fn;
+    ck_stack_push_spnc(&r->rec.pending[epoch & (CK_EPOCH_LENGTH - 1)],
+                       &e->stack_entry);
+}
+
 /* Writer (lock held), after every write: queue the open batch when it is
- * full, and detach what is safe to free (see PC_RETIRE_BATCH_ENTRIES). The
- * caller frees the returned chain with reclaimer_free after it has released
- * its lock, keeping the free()s out of the critical section. */
-struct pc_kv *reclaimer_poll(struct pc_reclaimer *r);
-/* Free a chain returned by reclaimer_poll. Any thread, no lock needed. */
+ * full, and detach what is safe to free (see PC_RETIRE_BATCH_ENTRIES). Sets
+ * *advance when a grace-period step is due. After releasing its lock the
+ * caller passes both to reclaimer_after_unlock, keeping the free()s and the
+ * step (a membarrier, in the default build) out of the critical section. */
+struct pc_kv *reclaimer_poll(struct pc_reclaimer *r, bool *advance);
+void reclaimer_after_unlock(struct pc_reclaimer *r, struct pc_kv *chain,
+                            bool advance);
+/* Free a chain of retired entries. Any thread, no lock needed. */
 void reclaimer_free(struct pc_reclaimer *r, struct pc_kv *chain);
 /* pc_reclaim's three steps (see epoch.c): detach with the writer lock held,
  * wait with no lock held, finish with the lock held again; free the chain

@@ -61,9 +61,10 @@ static void table_free_deferred(ck_epoch_entry_t *ee)
 {
     struct table_hdr *h = (struct table_hdr *)ee;
 
-    /* TSan: readers that probed this table have left (ck_epoch_poll saw it,
-     * uninstrumented); pairs with read_leave's release (tsan.h, case 2). */
-    PC_TSAN_ACQUIRE(h->rc->grace);
+    /* TSan: readers that probed this table have left (the grace-period scan
+     * saw it with relaxed loads); pairs with read_leave's release (tsan.h,
+     * case 2). */
+    PC_TSAN_ACQUIRE(&h->rc->dom->tsan_grace);
     table_free_now(h);
 }
 
@@ -77,11 +78,8 @@ static void table_free(void *p, size_t size, bool defer)
     h = (struct table_hdr *)((unsigned char *)p -
                              offsetof(struct table_hdr, mem));
     if (defer && writer_reclaimer != NULL) {
-        /* As in reclaimer_poll: the new table's publication must be
-         * visible before ck_epoch_call reads the epoch. */
-        ck_pr_fence_memory();
         h->rc = writer_reclaimer;
-        ck_epoch_call(&writer_reclaimer->rec, &h->ee, table_free_deferred);
+        reclaimer_defer(writer_reclaimer, &h->ee, table_free_deferred);
     } else {
         table_free_now(h);
     }

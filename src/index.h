@@ -5,7 +5,7 @@
  * mutating call), any number of concurrent readers (index_get inside an epoch
  * section). ck_hs never frees a table a reader might be probing: when it
  * grows or rebuilds, it hands the old table to the allocator's free with
- * `defer` set, and index.c routes that free through ck_epoch_call on the
+ * `defer` set, and index.c routes that free through reclaimer_defer on the
  * writer's reclaimer (see index_writer_begin), so the table outlives every
  * reader that could still be in it.
  *

@@ -246,11 +246,12 @@ static void writer_lock(pc_cache *c)
 
 static void writer_unlock(pc_cache *c)
 {
-    struct pc_kv *ready = reclaimer_poll(c->rc);
+    bool advance;
+    struct pc_kv *ready = reclaimer_poll(c->rc, &advance);
 
     index_writer_end();
     pthread_mutex_unlock(&c->lock);
-    reclaimer_free(c->rc, ready);
+    reclaimer_after_unlock(c->rc, ready, advance);
 }
 
 static void window_open(pc_cache *c)

@@ -15,10 +15,10 @@
  * treats as plain accesses (so a conflict between two instrumented threads
  * on such a word is reported, not hidden); fences become
  * __sync_synchronize, which TSan does not model at all. None of this reaches
- * the out-of-line half of ck (ck_hs_get/set/remove/grow, ck_epoch_poll,
- * synchronize, register, recycle, unregister), which lives in libck.so,
+ * the out-of-line half of ck (ck_hs_get/set/remove/grow, ck_epoch
+ * register, recycle, unregister), which lives in libck.so,
  * compiled without TSan: TSan sees neither its memory accesses nor the
- * ordering it provides. Three orderings of that kind matter here, and each
+ * ordering it provides. Four orderings of that kind matter here, and each
  * is annotated where it is used, with its reason beside it:
  *
  *  1. Publication (index.h, index.c). A writer fills an entry, issues a
@@ -28,12 +28,16 @@
  *     Annotated: release on the entry before ck_hs_set; acquire on the entry
  *     when ck_hs hands it to our compare callback or returns it.
  *  2. Grace periods (epoch.h, epoch.c, index.c). A reader leaves its epoch
- *     section with a fence and a store that we compile, but the writer
- *     learns that every reader has left inside ck_epoch_poll/synchronize
- *     (invisible). Annotated: every read_leave releases on its domain's
- *     epoch object; every deferred free (entry batches, old ck_hs tables)
- *     acquires on it first. This is coarser than ck's real rule (it also
- *     orders sections that began after the entry was retired), but it
+ *     section with a release store to its record, but the writer learns
+ *     that every reader has left from relaxed loads in epoch.c's scan,
+ *     ordered by a membarrier or fence that TSan does not model, and the
+ *     free happens later, on another thread. Annotated: every read_leave
+ *     releases on its domain's `tsan_grace` byte; every deferred free
+ *     (entry batches, old ck_hs tables) acquires on it first. (Not on the
+ *     epoch word itself: a release store to an atomic replaces TSan's sync
+ *     clock for that address, which would drop the readers' releases.)
+ *     This is coarser than the real rule (it also orders sections that
+ *     began after the entry was retired), but it
  *     cannot hide the bug it is there to catch: a free while a reader is
  *     still inside the section that reached the entry, since that section's
  *     release has not happened yet.
@@ -41,6 +45,11 @@
  *     exit destructor and recycled by a new thread through ck_epoch_recycle
  *     (ck_pr_fas inside libck). Both happen under the domain's registry
  *     mutex, which TSan does see, so no annotation is needed there.
+ *  4. Record publication (epoch.c). A record is filled and pushed onto the
+ *     domain's record list by ck_epoch_register (inside libck, a CAS), and
+ *     epoch.c's grace-period scan walks that list from another thread.
+ *     Annotated: release on the record before registering it; acquire on
+ *     each record the scan visits.
  *
  * Why annotations rather than a TSan build of ck (from Debian's source
  * package). Rebuilding ck would make its accesses visible but not its

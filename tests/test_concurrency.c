@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "alloc.h"
+#include "epoch.h"
 #include "util.h"
 
 #define WORKERS 4
@@ -150,6 +151,24 @@ Test(concurrency, read_mostly_with_replacements)
 Test(concurrency, write_heavy_constant_eviction)
 {
     run_stress(100, 100000, 90, 0, 1.0);
+}
+
+/* The read path's fallback: a kernel without membarrier(2) (or a seccomp
+ * filter refusing it) makes the process fence every read instead. Criterion
+ * runs each test in a fresh process, so the hook decides before any cache
+ * exists; the TSan shim runs every test in one process, where the decision
+ * was taken by an earlier test and only the stress itself runs. */
+Test(concurrency, stress_with_fenced_reads_when_membarrier_is_refused)
+{
+    bool elided = pc__read_fence_elided(true);
+#ifndef PC_TSAN_CRITERION_SHIM_H
+    cr_assert_not(elided, "the hook ran after the fence mode was decided");
+    cr_assert_str_neq(pc_read_fence(), "membarrier");
+#else
+    (void)elided;
+#endif
+    run_stress(20000, 60000, 20, 5, 1.0);
+    run_stress(100, 100000, 90, 0, 0.5);
 }
 
 struct hammer {

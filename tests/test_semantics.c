@@ -13,6 +13,21 @@ Test(semantics, policy_name_matches_build)
     cr_assert_str_eq(pc_policy(), PC_TEST_POLICY);
 }
 
+Test(semantics, read_fence_is_named_and_stable)
+{
+    const char *f = pc_read_fence();
+    static const char *known[] = {"membarrier", "mfence", "locked-add",
+                                  "mfence (membarrier refused)"};
+    bool ok = false;
+
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        ok |= strcmp(f, known[i]) == 0;
+    cr_assert(ok, "unknown read fence \"%s\"", f);
+    pc_cache *c = make_cache(4);
+    cr_assert_str_eq(pc_read_fence(), f, "the mode changed after pc_create");
+    pc_destroy(c);
+}
+
 Test(semantics, capacity_is_reported_and_len_starts_at_zero)
 {
     pc_cache *c = make_cache(7);
