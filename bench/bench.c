@@ -603,82 +603,136 @@ static void print_point(const struct point *pt)
     fflush(stdout);
 }
 
-/* One (distribution, mix): every peer that can run it, every thread count. */
+/* One (distribution, mix): every peer that can run it, every thread count.
+ *
+ * Runs are interleaved: for each thread count, run 1 of every peer, then run
+ * 2 of every peer, and so on, each peer continuing its own streams. A shared
+ * machine's load drifts over seconds; measured peer after peer, a ratio
+ * between two peers would compare different moments, interleaved it
+ * compares neighbouring ones, and the medians absorb the rest. Every peer's
+ * cache is therefore created and warmed up front and lives until the mix
+ * is done. */
+struct live_peer {
+    const struct bench_peer *p;
+    void *h;
+    size_t *pos; /* this peer's stream positions, one per thread */
+    size_t pt;   /* index of its current point (point_add reallocates) */
+};
+
 static void bench_mix(const struct bench_opts *o, struct workload *wl,
                       enum mix m, struct bench_peer *peers, int npeers,
                       FILE *csv_runs, FILE *csv_points, int *step, int steps)
 {
+    struct live_peer live[MAX_PEERS];
+    int nlive = 0;
     char dname[64];
 
     if (strcmp(wl->dist, "zipf") == 0)
         snprintf(dname, sizeof dname, "zipf(%.2f)", o->skew);
     else
         snprintf(dname, sizeof dname, "%s", wl->dist);
-    printf("\n== %s N=%zu C=%zu, mix %s (%s), %u runs x %.2fs ==\n", dname,
-           o->keys, o->capacity, mix_name[m], mix_desc[m], o->runs,
+    printf("\n== %s N=%zu C=%zu, mix %s (%s), %u runs x %.2fs, interleaved "
+           "==\n",
+           dname, o->keys, o->capacity, mix_name[m], mix_desc[m], o->runs,
            o->duration);
     printf("  %-12s %3s  %8s  %-18s  %7s  %7s %7s %8s\n", "peer", "thr",
            "Mops/s", "(min..max)", "hit", "p50ns", "p99ns", "p99.9ns");
     for (int pi = 0; pi < npeers; pi++) {
         const struct bench_peer *p = &peers[pi];
-        void *h;
+        struct live_peer *lp = &live[nlive];
 
         if (!peer_can_run(p, m))
             continue;
         bench_progress("[%d/%d] %s %s %s: create + warm-up", *step, steps,
                        wl->dist, mix_name[m], p->name);
-        h = p->create(p->ctx, o->capacity);
-        if (h == NULL) {
+        lp->pos = calloc(wl->nthr, sizeof *lp->pos);
+        lp->h = lp->pos != NULL ? p->create(p->ctx, o->capacity) : NULL;
+        if (lp->h == NULL) {
             fprintf(stderr, "purecache-bench: %s: create failed\n", p->name);
+            free(lp->pos);
             continue;
         }
-        peer_warm(p, h, wl, o);
-        /* Every peer replays the same streams from their start. */
-        memset(wl->pos, 0, wl->nthr * sizeof *wl->pos);
-        for (unsigned ti = 0; ti < o->nthreads; ti++) {
-            unsigned nthr = o->threads[ti];
+        lp->p = p;
+        peer_warm(p, lp->h, wl, o);
+        nlive++;
+    }
+    for (unsigned ti = 0; ti < o->nthreads; ti++) {
+        unsigned nthr = o->threads[ti];
+
+        for (int li = 0; li < nlive; li++) {
             struct point *pt = point_add();
-            struct run_result rr;
 
             pt->dist = wl->dist;
             pt->mix = m;
-            pt->peer = p->name;
+            pt->peer = live[li].p->name;
             pt->threads = nthr;
             pt->runs = o->runs;
-            for (unsigned r = 0; r < o->runs; r++) {
+            live[li].pt = (size_t)(pt - points);
+        }
+        for (unsigned r = 0; r < o->runs; r++) {
+            for (int li = 0; li < nlive; li++) {
+                struct live_peer *lp = &live[li];
+                struct point *pt = &points[lp->pt];
+                struct run_result rr;
+
                 bench_progress("[%d/%d] %s %s %-11s threads=%u run %u/%u",
-                               *step, steps, wl->dist, mix_name[m], p->name,
-                               nthr, r + 1, o->runs);
-                run_once(o, p, h, m, wl, nthr, 0, &rr);
+                               *step + li, steps, wl->dist, mix_name[m],
+                               lp->p->name, nthr, r + 1, o->runs);
+                memcpy(wl->pos, lp->pos, wl->nthr * sizeof *wl->pos);
+                run_once(o, lp->p, lp->h, m, wl, nthr, 0, &rr);
+                memcpy(lp->pos, wl->pos, wl->nthr * sizeof *wl->pos);
                 pt->mops[r] = rr.mops;
                 fprintf(csv_runs, "%s,%s,%s,%u,%u,%.4f,%.6f\n", wl->dist,
-                        mix_name[m], p->name, nthr, r, rr.mops, rr.hit);
+                        mix_name[m], lp->p->name, nthr, r, rr.mops, rr.hit);
                 if (r == 0 || rr.mops < pt->min)
                     pt->min = rr.mops;
                 if (r == 0 || rr.mops > pt->max)
                     pt->max = rr.mops;
                 pt->hit += rr.hit / o->runs;
             }
+        }
+        for (int li = 0; li < nlive; li++) {
+            struct live_peer *lp = &live[li];
+            struct point *pt = &points[lp->pt];
+            struct run_result rr;
+
             pt->med = median(pt->mops, o->runs);
-            bench_progress("[%d/%d] %s %s %-11s threads=%u latency run", *step,
-                           steps, wl->dist, mix_name[m], p->name, nthr);
-            run_once(o, p, h, m, wl, nthr, o->lat_every, &rr);
+            bench_progress("[%d/%d] %s %s %-11s threads=%u latency run",
+                           *step + li, steps, wl->dist, mix_name[m],
+                           lp->p->name, nthr);
+            memcpy(wl->pos, lp->pos, wl->nthr * sizeof *wl->pos);
+            run_once(o, lp->p, lp->h, m, wl, nthr, o->lat_every, &rr);
+            memcpy(lp->pos, wl->pos, wl->nthr * sizeof *wl->pos);
             qsort(rr.lat, rr.nlat, sizeof *rr.lat, cmp_u32);
             pt->p50 = percentile(rr.lat, rr.nlat, 0.50);
             pt->p99 = percentile(rr.lat, rr.nlat, 0.99);
             pt->p999 = percentile(rr.lat, rr.nlat, 0.999);
             free(rr.lat);
-            bench_progress_done();
+        }
+        *step += nlive;
+    }
+    bench_progress_done();
+    /* The table lists each peer's thread counts together. */
+    for (int li = 0; li < nlive; li++) {
+        for (size_t i = 0; i < npoints; i++) {
+            const struct point *pt = &points[i];
+
+            if (pt->dist != wl->dist || pt->mix != m ||
+                strcmp(pt->peer, live[li].p->name) != 0)
+                continue;
             print_point(pt);
             fprintf(csv_points,
                     "%s,%s,%s,%u,%u,%.4f,%.4f,%.4f,%.6f,%.0f,%.0f,"
                     "%.0f\n",
-                    pt->dist, mix_name[m], pt->peer, nthr, o->runs, pt->med,
-                    pt->min, pt->max, pt->hit, pt->p50, pt->p99, pt->p999);
-            fflush(csv_points);
-            (*step)++;
+                    pt->dist, mix_name[m], pt->peer, pt->threads, pt->runs,
+                    pt->med, pt->min, pt->max, pt->hit, pt->p50, pt->p99,
+                    pt->p999);
         }
-        p->destroy(h);
+        fflush(csv_points);
+    }
+    for (int li = 0; li < nlive; li++) {
+        live[li].p->destroy(live[li].h);
+        free(live[li].pos);
     }
 }
 
