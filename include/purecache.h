@@ -163,7 +163,12 @@ PC_API pc_status pc_get(pc_cache *cache, const void *key, size_t klen,
  * (clock: a full shard) evicts exactly one entry first. Readers see the old
  * or the new value, never a mix. val may be NULL when vlen is 0.
  * Thread-safety: any thread. Progress: blocking (the shard's writer lock,
- * clock; the cache's writer lock, lru).
+ * clock; the cache's writer lock, lru). Now and then (at most about once
+ * per millisecond per cache in the default build) a put or delete also
+ * runs one step of memory reclamation after releasing its lock; with the
+ * default "membarrier" read fence (pc_read_fence) that step is one
+ * membarrier(2) system call, a few microseconds, the price of reads that
+ * execute no fence.
  * Returns PC_OK; PC_EINVAL if cache is NULL, key is NULL with klen > 0,
  * klen > PC_KEY_MAX, val is NULL with vlen > 0, or vlen > PC_VALUE_MAX;
  * PC_ENOMEM if the entry could not be allocated (nothing changed).
@@ -174,7 +179,8 @@ PC_API pc_status pc_put(pc_cache *cache, const void *key, size_t klen,
 /*
  * Remove key. Returns PC_OK if it was present, PC_NOTFOUND if not; PC_EINVAL
  * for a NULL cache, NULL key with klen > 0, or klen > PC_KEY_MAX.
- * Thread-safety: any thread. Progress: blocking (writer lock).
+ * Thread-safety: any thread. Progress: blocking (writer lock; and see
+ * pc_put on the occasional reclamation step).
  */
 PC_API pc_status pc_delete(pc_cache *cache, const void *key, size_t klen);
 
