@@ -21,6 +21,7 @@
 
 #ifdef PC_ASYM_FENCE
 #include <linux/membarrier.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -36,6 +37,8 @@ __thread struct pc_thread_cache pc_tls_thread
 
 #ifdef PC_ASYM_FENCE
 bool pc_asym_fence;
+static bool hb_degraded; /* membarrier failed later: mprotect from now on */
+static void hb_page_init(void);
 static bool asym_refused; /* test hook: behave as if the kernel refused */
 static pthread_once_t asym_once = PTHREAD_ONCE_INIT;
 
@@ -54,6 +57,7 @@ static void asym_init(void)
         !(cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) ||
         membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0)
         return;
+    hb_page_init();
     pc_asym_fence = true;
 }
 #endif
@@ -74,8 +78,11 @@ bool pc__read_fence_elided(bool refuse)
 const char *read_fence_name(void)
 {
 #if defined(PC_ASYM_FENCE)
-    return pc__read_fence_elided(false) ? "membarrier"
-                                        : "mfence (membarrier refused)";
+    if (!pc__read_fence_elided(false))
+        return "mfence (membarrier refused)";
+    return __atomic_load_n(&hb_degraded, __ATOMIC_RELAXED)
+               ? "membarrier (failed later; mprotect fallback)"
+               : "membarrier";
 #elif defined(PC_READ_FENCE_LOCKED_ADD) && defined(__x86_64__)
     return "locked-add";
 #else
@@ -244,8 +251,10 @@ void writer_mutex_init(pthread_mutex_t *m)
  * reads R active with the epoch R observed, which R read before its load of
  * the entry, hence before the epoch became b+1: at most b, so the advance is
  * refused until R leaves. (With reader fences the same argument holds with
- * R's own fence in place of p.) A reader that left and came back read the
- * epoch after its new `active` store and finds the entry unlinked.
+ * R's own fence, which follows both of its stores, in place of p.) A reader
+ * seen active with an older `epoch` value than the one it is about to store
+ * has not passed its barrier point yet, so it has loaded nothing; a reader
+ * that left and came back finds the entry unlinked.
  *
  * Serialising advances under gp_lock is what makes "the heavy barrier
  * follows the read of e" enforceable: nobody else can move the epoch between
@@ -253,40 +262,127 @@ void writer_mutex_init(pthread_mutex_t *m)
  * rely on readers' fences (poll frees bucket e-2 on the strength of earlier
  * scans, synchronize advances twice per call), so they are not used.
  *
- * Cost: a membarrier interrupts every CPU running one of our threads (tens
- * of microseconds in a guest), so writers' routine advances are paced to one
- * per PC_ADVANCE_PACE_NS per domain, and never run under a writer lock.
- * Garbage then waits two or three paces; pc_reclaim does not wait for the
- * pace.
+ * Cost: a membarrier interrupts every CPU running one of our threads (a few
+ * microseconds here, tens in a busy guest), and that cost falls on the whole
+ * process, so it is shared and paced process-wide. Writers that want a
+ * step in membarrier mode flag their domain; at most once per
+ * PC_ADVANCE_PACE_NS one of them runs a tick (tick_all): it reads the epoch
+ * of every flagged domain, issues one membarrier for all of them, then
+ * scans and advances each. No writer lock is held meanwhile. Garbage waits
+ * two or three paces; pc_reclaim does not wait for the pace.
+ *
+ * Failure. The barrier is process state (heavy_barrier, under hb_lock). If
+ * membarrier starts failing after the mode was chosen (a seccomp filter
+ * installed later, a fork child on a kernel that does not carry the
+ * registration), readers cannot be told to fence again without a barrier,
+ * so the process degrades, for good, to the classic fallback (as in folly's
+ * asymmetric heavy barrier): changing the protection of a dirty, locked
+ * page forces a TLB shootdown, an interrupt on every CPU running this
+ * address space, which serialises each of them like membarrier does. If
+ * even that is unavailable, advances are refused: garbage waits, nothing is
+ * freed early.
  */
 #define PC_ADVANCE_PACE_NS 1000000u
 
-static bool heavy_barrier(void)
+#ifdef PC_ASYM_FENCE
+static pthread_mutex_t hb_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t tick_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t hb_started;    /* barriers begun; written under hb_lock */
+static uint64_t hb_done;       /* the last one that succeeded; under hb_lock */
+static uint64_t hb_last_ns;    /* when the last tick began (pacing) */
+static unsigned char *hb_page; /* mlocked page for the fallback, or NULL */
+
+static void hb_page_init(void)
+{
+    long size = sysconf(_SC_PAGESIZE);
+    void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED)
+        return;
+    /* Locked, so that it stays mapped: an unmapped page needs no
+     * shootdown. */
+    if (mlock(p, (size_t)size) != 0) {
+        munmap(p, (size_t)size);
+        return;
+    }
+    hb_page = p;
+}
+
+static bool mprotect_barrier(void)
+{
+    size_t size = (size_t)sysconf(_SC_PAGESIZE);
+
+    if (hb_page == NULL || mprotect(hb_page, size, PROT_READ | PROT_WRITE))
+        return false;
+    /* Dirty it, so every CPU that may cache the translation must drop it. */
+    __atomic_add_fetch(hb_page, 1, __ATOMIC_SEQ_CST);
+    return mprotect(hb_page, size, PROT_READ) == 0;
+}
+
+/* hb_lock held: one process-wide heavy barrier. */
+static bool barrier_now(void)
+{
+    if (!hb_degraded) {
+        if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+            return true;
+        /* Not registered (a fork child): register and try once more. */
+        if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+            membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+            return true;
+        __atomic_store_n(&hb_degraded, true, __ATOMIC_RELAXED);
+    }
+    return mprotect_barrier();
+}
+
+/* A barrier stamp: read after the epoch it protects. */
+static uint64_t barrier_stamp(void)
+{
+    return __atomic_load_n(&hb_started, __ATOMIC_ACQUIRE);
+}
+#endif
+
+/* Wait for a heavy barrier that began after the caller took `stamp` (after
+ * its epoch read): one that another thread completed meanwhile will do. */
+static bool heavy_barrier(uint64_t stamp)
 {
 #ifdef PC_ASYM_FENCE
     if (pc_asym_fence) {
-        if (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
-            return true;
-        /* EPERM means this process is not registered: a child of fork()
-         * on a kernel that does not carry the registration over. Register
-         * and try once more; failing that, the caller refuses to advance
-         * (garbage waits, nothing is freed early). */
-        return membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
-               membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0;
+        bool ok = true;
+
+        pthread_mutex_lock(&hb_lock);
+        if (hb_done <= stamp) {
+            uint64_t n = hb_started + 1;
+
+            __atomic_store_n(&hb_started, n, __ATOMIC_RELEASE);
+            ok = barrier_now();
+            if (ok)
+                hb_done = n;
+        }
+        pthread_mutex_unlock(&hb_lock);
+        return ok;
     }
 #endif
+    (void)stamp;
     ck_pr_fence_memory();
     return true;
 }
 
-/* gp_lock held. */
-static bool advance_locked(struct pc_domain *d)
+static uint64_t read_stamp(void)
 {
-    unsigned int e = __atomic_load_n(&d->epoch.epoch, __ATOMIC_ACQUIRE);
+#ifdef PC_ASYM_FENCE
+    return barrier_stamp();
+#else
+    return 0;
+#endif
+}
+
+/* gp_lock held, a heavy barrier completed after e was read: advance from e
+ * if every active record has observed it. */
+static bool scan_and_advance(struct pc_domain *d, unsigned int e)
+{
     ck_stack_entry_t *cursor;
 
-    if (!heavy_barrier())
-        return false; /* cannot see buffered reader stores: do not advance */
     /* Records are only ever pushed (registration); a record pushed after
      * this walk read the head was pushed with a locked instruction after
      * the barrier, so its reader's later loads see every earlier unlink.
@@ -298,12 +394,22 @@ static bool advance_locked(struct pc_domain *d)
                                   offsetof(ck_epoch_record_t, record_next));
 
         PC_TSAN_ACQUIRE(r); /* published by ck_epoch_register (tsan.h, 4) */
-        if (__atomic_load_n(&r->active, __ATOMIC_RELAXED) != 0 &&
+        if (__atomic_load_n(&r->active, __ATOMIC_ACQUIRE) != 0 &&
             __atomic_load_n(&r->epoch, __ATOMIC_RELAXED) != e)
             return false;
     }
     __atomic_store_n(&d->epoch.epoch, e + 1, __ATOMIC_RELEASE);
     return true;
+}
+
+/* gp_lock held. */
+static bool advance_locked(struct pc_domain *d)
+{
+    unsigned int e = __atomic_load_n(&d->epoch.epoch, __ATOMIC_ACQUIRE);
+
+    if (!heavy_barrier(read_stamp()))
+        return false; /* cannot see buffered reader stores: do not advance */
+    return scan_and_advance(d, e);
 }
 
 static uint64_t monotonic_ns(void)
@@ -314,27 +420,65 @@ static uint64_t monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+#ifdef PC_ASYM_FENCE
+/* One paced step for every domain that asked (see "Cost" above). */
+static void tick_all(void)
+{
+    struct pc_domain *d;
+    uint64_t now = monotonic_ns(), stamp;
+    bool ok;
+
+    if (pthread_mutex_trylock(&tick_lock) != 0)
+        return;
+    if (now - __atomic_load_n(&hb_last_ns, __ATOMIC_RELAXED) <
+        PC_ADVANCE_PACE_NS) {
+        pthread_mutex_unlock(&tick_lock);
+        return;
+    }
+    __atomic_store_n(&hb_last_ns, now, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&live_lock);
+    for (d = live_domains; d != NULL; d = d->live_next) {
+        d->tick_held = false;
+        if (!__atomic_load_n(&d->tick_wanted, __ATOMIC_RELAXED) ||
+            pthread_mutex_trylock(&d->gp_lock) != 0)
+            continue;
+        __atomic_store_n(&d->tick_wanted, false, __ATOMIC_RELAXED);
+        d->tick_epoch = __atomic_load_n(&d->epoch.epoch, __ATOMIC_ACQUIRE);
+        d->tick_held = true;
+    }
+    stamp = read_stamp();
+    ok = heavy_barrier(stamp);
+    for (d = live_domains; d != NULL; d = d->live_next) {
+        if (!d->tick_held)
+            continue;
+        if (ok)
+            scan_and_advance(d, d->tick_epoch);
+        d->tick_held = false;
+        pthread_mutex_unlock(&d->gp_lock);
+    }
+    pthread_mutex_unlock(&live_lock);
+    pthread_mutex_unlock(&tick_lock);
+}
+#endif
+
 bool domain_advance(struct pc_domain *d, bool paced)
 {
-    bool advanced = false;
+    bool advanced;
 
-    if (pthread_mutex_trylock(&d->gp_lock) != 0)
-        return false; /* someone else is advancing */
 #ifdef PC_ASYM_FENCE
     if (paced && pc_asym_fence) {
-        uint64_t now = monotonic_ns();
-
-        if (now - d->gp_last_ns < PC_ADVANCE_PACE_NS)
-            goto out;
-        d->gp_last_ns = now;
+        __atomic_store_n(&d->tick_wanted, true, __ATOMIC_RELAXED);
+        if (monotonic_ns() - __atomic_load_n(&hb_last_ns, __ATOMIC_RELAXED) >=
+            PC_ADVANCE_PACE_NS)
+            tick_all();
+        return false;
     }
 #else
     (void)paced;
 #endif
+    if (pthread_mutex_trylock(&d->gp_lock) != 0)
+        return false; /* someone else is advancing */
     advanced = advance_locked(d);
-#ifdef PC_ASYM_FENCE
-out:
-#endif
     pthread_mutex_unlock(&d->gp_lock);
     return advanced;
 }
@@ -416,6 +560,41 @@ static void batch_dispatch(ck_epoch_entry_t *ee)
     b->queued = false;
 }
 
+/* Run the callbacks of one chain. */
+static void run_chain(struct pc_reclaimer *r, ck_stack_entry_t *cursor)
+{
+    ck_stack_entry_t *next;
+
+    for (; cursor != NULL; cursor = next) {
+        ck_epoch_entry_t *ee =
+            (ck_epoch_entry_t *)((char *)cursor -
+                                 offsetof(ck_epoch_entry_t, stack_entry));
+
+        next = CK_STACK_NEXT(cursor);
+        ee->function(ee);
+        r->rec.n_pending--;
+    }
+}
+
+static void run_stack(struct pc_reclaimer *r, ck_stack_t *s)
+{
+    ck_stack_entry_t *head = CK_STACK_FIRST(s);
+
+    ck_stack_init(s);
+    run_chain(r, head);
+}
+
+void reclaimer_bucket_reuse(struct pc_reclaimer *r, unsigned int i)
+{
+    ck_stack_entry_t *cursor = CK_STACK_FIRST(&r->rec.pending[i]), *next;
+
+    ck_stack_init(&r->rec.pending[i]);
+    for (; cursor != NULL; cursor = next) {
+        next = CK_STACK_NEXT(cursor);
+        ck_stack_push_spnc(&r->safe, cursor);
+    }
+}
+
 struct pc_reclaimer *reclaimer_create(struct pc_domain *d,
                                       pc_kv_free_fn *free_kv)
 {
@@ -442,42 +621,27 @@ void reclaimer_destroy(struct pc_reclaimer *r)
     if (r == NULL)
         return;
     ck_epoch_reclaim(&r->rec);
+    run_stack(r, &r->safe);
     reclaimer_free(r, reclaimer_drain_finish(r)); /* set-aside, if any */
     free_chain(r, r->open);
     pc_free(r, sizeof *r);
 }
 
-/* Run the callbacks of one bucket. */
-static void dispatch_bucket(struct pc_reclaimer *r, unsigned int e)
-{
-    ck_stack_t *bucket = &r->rec.pending[e & (CK_EPOCH_LENGTH - 1)];
-    ck_stack_entry_t *cursor = CK_STACK_FIRST(bucket), *next;
-
-    ck_stack_init(bucket);
-    for (; cursor != NULL; cursor = next) {
-        ck_epoch_entry_t *ee =
-            (ck_epoch_entry_t *)((char *)cursor -
-                                 offsetof(ck_epoch_entry_t, stack_entry));
-
-        next = CK_STACK_NEXT(cursor);
-        ee->function(ee);
-        r->rec.n_pending--;
-    }
-}
-
-/* Writer (lock held): at epoch e, buckets e-2 and e-3 hold only deferrals
- * made at epochs <= e-2 (this record defers only under its lock, and every
- * earlier deferral read an epoch <= e), which are past their grace period
- * (see the claim above). Buckets e-1 and e may still be in use. */
+/* Writer (lock held): run every callback past its grace period: those set
+ * aside by reclaimer_bucket_reuse, and every bucket deferred at least two
+ * epochs ago (see the claim above). Buckets are homogeneous, so each one is
+ * run as soon as the epoch allows, whatever epochs this writer happens to
+ * observe. */
 static void reclaimer_dispatch(struct pc_reclaimer *r)
 {
     unsigned int e = __atomic_load_n(&r->dom->epoch.epoch, __ATOMIC_ACQUIRE);
 
-    if (e == r->dispatched)
-        return;
-    r->dispatched = e;
-    dispatch_bucket(r, e - 2);
-    dispatch_bucket(r, e - 3);
+    run_stack(r, &r->safe);
+    for (unsigned int i = 0; i < CK_EPOCH_LENGTH; i++) {
+        if (!CK_STACK_ISEMPTY(&r->rec.pending[i]) &&
+            (int)(e - r->bucket_epoch[i]) >= 2)
+            run_stack(r, &r->rec.pending[i]);
+    }
 }
 
 struct pc_kv *reclaimer_poll(struct pc_reclaimer *r, bool *advance)
@@ -536,7 +700,10 @@ void reclaimer_after_unlock(struct pc_reclaimer *r, struct pc_kv *chain,
  */
 void reclaimer_drain_detach(struct pc_reclaimer *r)
 {
-    struct pc_kv *tail = r->open;
+    struct pc_kv *tail;
+
+    run_stack(r, &r->safe); /* already past their grace period */
+    tail = r->open;
 
     if (tail != NULL) {
         while (tail->w.retire_next != NULL)

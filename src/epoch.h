@@ -17,8 +17,9 @@
  * left behind by a destroyed cache can never match a new one; the key's
  * destructor clears the entry when it releases the record. A reader brackets
  * its lookup with read_enter/read_leave: a store to its own record's `active`
- * word, a store-load barrier, and a copy of the global epoch, what
- * ck_epoch_begin does on non-TSO targets. (ck's TSO variant uses an atomic
+ * word, a copy of the global epoch, and a store-load barrier, what
+ * ck_epoch_begin does on non-TSO targets (with the barrier moved after the
+ * epoch copy). (ck's TSO variant uses an atomic
  * exchange on the record instead; the read path of this library performs no
  * atomic read-modify-write, and by default no fence either: the barrier is
  * made asymmetric, with the writers' grace-period scans paying for it with
@@ -35,9 +36,10 @@
  * has passed. Grace periods are detected by epoch.c's own scan and advance
  * (domain_advance; why not ck_epoch_poll is explained there), which writers
  * run after releasing their lock. Because frees live on the writer's record
- * and not on a reader's, a thread that exits never strands garbage, and
- * every write polls, so garbage stays bounded by the writes of the last few
- * epochs.
+ * and not on a reader's, a thread that exits never strands garbage. Writes
+ * poll, so under a write load garbage stays bounded by the writes of the
+ * last few epochs (a few milliseconds' worth); a cache that stops writing
+ * keeps its last batches until its next write, pc_reclaim or pc_destroy.
  *
  * Statistics. Per-thread counters (hits, misses) live in struct pc_thread,
  * written only by the owning thread with relaxed stores (no read-modify-
@@ -89,7 +91,9 @@ struct pc_domain {
     pthread_key_t key;
     pthread_mutex_t lock;    /* registry: threads list, registration */
     pthread_mutex_t gp_lock; /* serialises epoch advances (epoch.c) */
-    uint64_t gp_last_ns;     /* last advance attempt, under gp_lock */
+    bool tick_wanted;        /* a writer asked for a paced step */
+    bool tick_held;          /* tick_all holds gp_lock (under live_lock) */
+    unsigned int tick_epoch; /* the epoch tick_all read, gp_lock held */
     /* TSan's grace-period sync object (tsan.h, case 2). Not the epoch word:
      * TSan treats a release store to an atomic as overwriting that
      * address's sync clock, which would drop the readers' releases. */
@@ -187,10 +191,15 @@ static inline void read_enter(struct pc_thread *t)
 
     if (r->active == 0) {
         __atomic_store_n(&r->active, 1, __ATOMIC_RELAXED);
-        read_fence_store_load();
         __atomic_store_n(&r->epoch,
-                         __atomic_load_n(&r->global->epoch, __ATOMIC_RELAXED),
+                         __atomic_load_n(&r->global->epoch, __ATOMIC_ACQUIRE),
                          __ATOMIC_RELAXED);
+        /* Both stores before every load of the section (the barrier is
+         * also a compiler barrier). Fencing after the epoch store, not
+         * between the two stores as ck_epoch_begin does, means a scan that
+         * sees `active` set while `epoch` is still an old value is looking
+         * at a reader that has loaded nothing yet (epoch.c relies on it). */
+        read_fence_store_load();
     } else {
         __atomic_store_n(&r->active, r->active + 1, __ATOMIC_RELAXED);
     }
@@ -198,11 +207,15 @@ static inline void read_enter(struct pc_thread *t)
 
 static inline void read_leave(struct pc_thread *t)
 {
+    unsigned int active = t->rec.active - 1;
+
     /* TSan: the writer learns that this section ended from a relaxed load
      * in its grace-period scan; pairs with the acquire before every
-     * deferred free (tsan.h, case 2). */
-    PC_TSAN_RELEASE(&t->dom->tsan_grace);
-    __atomic_store_n(&t->rec.active, t->rec.active - 1, __ATOMIC_RELEASE);
+     * deferred free (tsan.h, case 2). Only the outermost leave releases:
+     * an inner one must not order a pinned section's reads before frees. */
+    if (active == 0)
+        PC_TSAN_RELEASE(&t->dom->tsan_grace);
+    __atomic_store_n(&t->rec.active, active, __ATOMIC_RELEASE);
 }
 
 /* Test hook: whether reads elide their store-load fence (membarrier mode
@@ -250,8 +263,11 @@ struct pc_reclaimer {
     size_t n_open, open_bytes;
     unsigned int writes;
     pc_kv_free_fn *free_kv;
-    struct pc_domain *dom;   /* immutable */
-    unsigned int dispatched; /* epoch of the last reclaimer_dispatch */
+    struct pc_domain *dom; /* immutable */
+    /* Every callback in rec.pending[i] was deferred at epoch
+     * bucket_epoch[i]: a bucket never mixes epochs (see reclaimer_defer). */
+    unsigned int bucket_epoch[CK_EPOCH_LENGTH];
+    ck_stack_t safe; /* past their grace period, not yet run */
     struct pc_retire_batch batch[PC_RETIRE_BATCHES];
 };
 
@@ -279,17 +295,26 @@ static inline void reclaimer_retire(struct pc_reclaimer *r, struct pc_kv *kv)
  * this fences (once per batch or table swap, not per entry). ck_epoch_call,
  * but with an atomic load that TSan can see (epoch.c advances with atomic
  * stores). */
+void reclaimer_bucket_reuse(struct pc_reclaimer *r, unsigned int i);
+
 static inline void reclaimer_defer(struct pc_reclaimer *r, ck_epoch_entry_t *e,
                                    ck_epoch_cb_t *fn)
 {
-    unsigned int epoch;
+    unsigned int epoch, i;
 
     ck_pr_fence_memory();
-    epoch = __atomic_load_n(&r->dom->epoch.epoch, __ATOMIC_RELAXED);
+    epoch = __atomic_load_n(&r->dom->epoch.epoch, __ATOMIC_ACQUIRE);
+    i = epoch & (CK_EPOCH_LENGTH - 1);
+    /* The bucket still holds callbacks from epoch - 4k (k >= 1), long past
+     * their grace period: move them out rather than mix epochs. */
+    if (__builtin_expect(!CK_STACK_ISEMPTY(&r->rec.pending[i]) &&
+                             r->bucket_epoch[i] != epoch,
+                         0))
+        reclaimer_bucket_reuse(r, i);
+    r->bucket_epoch[i] = epoch;
     r->rec.n_pending++;
     e->function = fn;
-    ck_stack_push_spnc(&r->rec.pending[epoch & (CK_EPOCH_LENGTH - 1)],
-                       &e->stack_entry);
+    ck_stack_push_spnc(&r->rec.pending[i], &e->stack_entry);
 }
 
 /* Writer (lock held), after every write: queue the open batch when it is
