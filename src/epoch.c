@@ -543,20 +543,16 @@ static void batch_dispatch(ck_epoch_entry_t *ee)
 {
     struct pc_retire_batch *b = (struct pc_retire_batch *)ee;
     struct pc_reclaimer *r = b->owner;
-    struct pc_kv *tail = b->head;
-
     /* TSan: the scans that advanced the epoch saw every reader that could
      * hold these entries leave, through relaxed loads; pairs with
      * read_leave's release (tsan.h, 2). The writer frees them after
      * unlocking, on this thread. */
     PC_TSAN_ACQUIRE(&r->dom->tsan_grace);
-    if (tail != NULL) {
-        while (tail->w.retire_next != NULL)
-            tail = tail->w.retire_next;
-        tail->w.retire_next = r->ready;
+    if (b->head != NULL) {
+        b->tail->w.retire_next = r->ready;
         r->ready = b->head;
     }
-    b->head = NULL;
+    b->head = b->tail = NULL;
     b->queued = false;
 }
 
@@ -656,6 +652,7 @@ struct pc_kv *reclaimer_poll(struct pc_reclaimer *r, bool *advance)
 
             if (!b->queued) {
                 b->head = r->open;
+                b->tail = r->open_tail;
                 b->queued = true;
                 r->open = NULL;
                 r->n_open = r->open_bytes = 0;
@@ -700,15 +697,9 @@ void reclaimer_after_unlock(struct pc_reclaimer *r, struct pc_kv *chain,
  */
 void reclaimer_drain_detach(struct pc_reclaimer *r)
 {
-    struct pc_kv *tail;
-
     run_stack(r, &r->safe); /* already past their grace period */
-    tail = r->open;
-
-    if (tail != NULL) {
-        while (tail->w.retire_next != NULL)
-            tail = tail->w.retire_next;
-        tail->w.retire_next = r->drain_open;
+    if (r->open != NULL) {
+        r->open_tail->w.retire_next = r->drain_open;
         r->drain_open = r->open;
     }
     r->open = NULL;

@@ -238,7 +238,7 @@ struct pc_reclaimer;
 
 struct pc_retire_batch {
     ck_epoch_entry_t ee;
-    struct pc_kv *head;
+    struct pc_kv *head, *tail; /* tail: spliced onto `ready` in O(1) */
     struct pc_reclaimer *owner;
     bool queued;
 };
@@ -257,6 +257,7 @@ typedef void pc_kv_free_fn(struct pc_kv *kv);
 struct pc_reclaimer {
     ck_epoch_record_t rec;    /* first; cache-line aligned */
     struct pc_kv *open;       /* retired, not yet handed to ck_epoch */
+    struct pc_kv *open_tail;  /* its first-retired entry (valid if open) */
     struct pc_kv *ready;      /* past their grace period, not yet freed */
     struct pc_kv *drain_open; /* set aside by pc_reclaim (epoch.c) */
     ck_stack_entry_t *drain_pending[CK_EPOCH_LENGTH];
@@ -284,6 +285,8 @@ static inline void reclaimer_retire(struct pc_reclaimer *r, struct pc_kv *kv)
 {
     r->n_open++;
     r->open_bytes += sizeof *kv + kv->klen + kv->vlen;
+    if (r->open == NULL)
+        r->open_tail = kv;
     kv->w.retire_next = r->open;
     r->open = kv;
 }
