@@ -35,6 +35,10 @@
  *               "lock-free": may retry, but only because another thread made
  *               progress. "blocking": may wait for a lock held by another
  *               thread.
+ *   fork()      The child of a multithreaded parent may go on using the
+ *               parent's caches only if no other thread was inside a
+ *               purecache call when fork() ran (the child inherits every
+ *               internal lock in the state it had).
  */
 #ifndef PURECACHE_H
 #define PURECACHE_H
@@ -210,6 +214,11 @@ PC_API void pc_clear(pc_cache *cache);
  * this cache (it would wait for itself); it waits for other threads' pins
  * to be released, without holding any writer lock meanwhile (writers and
  * readers carry on). Concurrent pc_reclaim calls on one cache take turns.
+ * In the one case where the process can no longer run grace periods at all
+ * (the default "membarrier" build, membarrier(2) refused after start-up and
+ * no fallback barrier on this CPU; see pc_read_fence), it returns after a
+ * few tries without freeing anything: removed entries stay allocated until
+ * pc_destroy.
  * NULL is a no-op.
  * Thread-safety: any thread. Progress: blocking (waits for readers).
  */
@@ -488,8 +497,12 @@ PC_API const char *pc_policy(void);
  * How reads order their epoch announcement before their loads in this
  * process (build option PURECACHE_READ_FENCE; README, "Build options"):
  * "membarrier" (no fence on reads; writers' grace-period scans issue
- * membarrier(2)), "mfence", "locked-add", or "mfence (membarrier refused)"
- * when built for membarrier on a kernel that refused it. Decided once per
+ * membarrier(2)), "mfence", "locked-add", "mfence (membarrier refused)"
+ * when built for membarrier on a kernel that refused it, or "membarrier
+ * (failed later; mprotect fallback)" once membarrier has failed after the
+ * mode was chosen (a seccomp filter installed later): reads stay fence-free
+ * and writers use a TLB-shootdown barrier instead (see pc_reclaim for the
+ * case where none is available). Decided once per
  * process, at the first cache or memoizer creation or at the first call of
  * this function, whichever comes first; never changes afterwards.
  * Thread-safety: any thread. Progress: the first call may run that one-time

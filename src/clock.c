@@ -321,6 +321,7 @@ pc_status policy_create(const pc_options *opts, pc_cache **out)
             goto fail_shards;
         if (!index_init(&s->ix, &c->seed,
                         cap < CLOCK_PRESIZE_MAX ? cap : CLOCK_PRESIZE_MAX)) {
+            domain_unlink(&c->dom);
             reclaimer_destroy(s->rc);
             goto fail_shards;
         }
@@ -330,6 +331,7 @@ pc_status policy_create(const pc_options *opts, pc_cache **out)
     return PC_OK;
 
 fail_shards:
+    domain_unlink(&c->dom); /* before its reclaimers' records are freed */
     shards_free(c, i);
     pc_free(c->shards, sizeof *c->shards * n);
 fail_domain:
@@ -341,6 +343,7 @@ fail_domain:
 
 void policy_destroy(pc_cache *c)
 {
+    domain_unlink(&c->dom); /* before its reclaimers' records are freed */
     shards_free(c, c->nshards);
     pc_free(c->shards, sizeof *c->shards * c->nshards);
     domain_fini(&c->dom);
@@ -483,6 +486,8 @@ void policy_clear(pc_cache *c)
 
 void policy_reclaim(pc_cache *c)
 {
+    bool ok;
+
     /* No shard lock is held while waiting for readers: a pinned reader may
      * be about to take one (epoch.c, drain). */
     pthread_mutex_lock(&c->reclaim_lock);
@@ -493,13 +498,16 @@ void policy_reclaim(pc_cache *c)
         reclaimer_drain_detach(s->rc);
         pthread_mutex_unlock(&s->lock);
     }
-    reclaimer_drain_wait(&c->dom);
+    ok = reclaimer_drain_wait(&c->dom);
     for (uint32_t i = 0; i < c->nshards; i++) {
         struct clock_shard *s = &c->shards[i];
-        struct pc_kv *chain;
+        struct pc_kv *chain = NULL;
 
         pthread_mutex_lock(&s->lock);
-        chain = reclaimer_drain_finish(s->rc);
+        if (ok)
+            chain = reclaimer_drain_finish(s->rc);
+        else
+            reclaimer_drain_abort(s->rc);
         pthread_mutex_unlock(&s->lock);
         reclaimer_free(s->rc, chain);
     }

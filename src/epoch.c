@@ -16,6 +16,7 @@
 #include "epoch.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -143,11 +144,14 @@ int domain_init(struct pc_domain *d)
     return 0;
 }
 
-void domain_fini(struct pc_domain *d)
+void domain_unlink(struct pc_domain *d)
 {
-    struct pc_thread *t, *next;
-
     pthread_mutex_lock(&live_lock);
+    if (d->unlinked) {
+        pthread_mutex_unlock(&live_lock);
+        return;
+    }
+    d->unlinked = true;
     if (d->live_prev != NULL)
         d->live_prev->live_next = d->live_next;
     else
@@ -156,6 +160,13 @@ void domain_fini(struct pc_domain *d)
         d->live_next->live_prev = d->live_prev;
     pthread_key_delete(d->key);
     pthread_mutex_unlock(&live_lock);
+}
+
+void domain_fini(struct pc_domain *d)
+{
+    struct pc_thread *t, *next;
+
+    domain_unlink(d);
 
     for (t = d->threads; t != NULL; t = next) {
         next = t->next;
@@ -276,11 +287,18 @@ void writer_mutex_init(pthread_mutex_t *m)
  * installed later, a fork child on a kernel that does not carry the
  * registration), readers cannot be told to fence again without a barrier,
  * so the process degrades, for good, to the classic fallback (as in folly's
- * asymmetric heavy barrier): changing the protection of a dirty, locked
- * page forces a TLB shootdown, an interrupt on every CPU running this
- * address space, which serialises each of them like membarrier does. If
- * even that is unavailable, advances are refused: garbage waits, nothing is
- * freed early.
+ * asymmetric heavy barrier): changing the protection of a dirty page forces
+ * a TLB shootdown, an interrupt on every CPU running this address space,
+ * which serialises each of them like membarrier does. Not on CPUs that
+ * invalidate remote TLBs without an interrupt (AMD INVLPGB, used by Linux
+ * 6.15+): there the fallback is never set up. Without any barrier, advances
+ * are refused: garbage waits (it is freed by pc_destroy), nothing is freed
+ * early, and pc_reclaim gives up after a few tries instead of waiting for
+ * ever. Only an EPERM, ENOSYS or EINVAL from membarrier degrades; a
+ * transient error fails one step. A fork child inherits these locks in the
+ * state they were in: like every purecache lock, the child may use its
+ * caches only if no other thread was inside a purecache call at fork time
+ * (purecache.h).
  */
 #define PC_ADVANCE_PACE_NS 1000000u
 
@@ -292,20 +310,37 @@ static uint64_t hb_done;       /* the last one that succeeded; under hb_lock */
 static uint64_t hb_last_ns;    /* when the last tick began (pacing) */
 static unsigned char *hb_page; /* mlocked page for the fallback, or NULL */
 
+/* Whether the CPU can invalidate other CPUs' TLBs without interrupting them
+ * (AMD's INVLPGB, used by Linux 6.15+): then a shootdown is no barrier. */
+static bool broadcast_tlb_flush(void)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[4096];
+    bool found = false;
+
+    if (f == NULL)
+        return true; /* cannot tell: do not rely on shootdowns */
+    while (!found && fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "flags", 5) == 0)
+            found = strstr(line, " invlpgb") != NULL;
+    fclose(f);
+    return found;
+}
+
 static void hb_page_init(void)
 {
     long size = sysconf(_SC_PAGESIZE);
-    void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p;
 
+    if (broadcast_tlb_flush())
+        return;
+    p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return;
-    /* Locked, so that it stays mapped: an unmapped page needs no
-     * shootdown. */
-    if (mlock(p, (size_t)size) != 0) {
-        munmap(p, (size_t)size);
-        return;
-    }
+    /* Best effort: mprotect_barrier dirties the page right before the
+     * protection change anyway, so it is mapped then. */
+    (void)mlock(p, (size_t)size);
     hb_page = p;
 }
 
@@ -330,6 +365,9 @@ static bool barrier_now(void)
         if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
             membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
             return true;
+        /* A transient failure (ENOMEM) only fails this step. */
+        if (errno != EPERM && errno != ENOSYS && errno != EINVAL)
+            return false;
         __atomic_store_n(&hb_degraded, true, __ATOMIC_RELAXED);
     }
     return mprotect_barrier();
@@ -402,14 +440,17 @@ static bool scan_and_advance(struct pc_domain *d, unsigned int e)
     return true;
 }
 
-/* gp_lock held. */
-static bool advance_locked(struct pc_domain *d)
+/* gp_lock held. ADVANCED, BLOCKED (a reader has not observed the epoch),
+ * or NO_BARRIER (no heavy barrier can be had: do not advance). */
+enum advance { ADVANCED, BLOCKED, NO_BARRIER };
+
+static enum advance advance_locked(struct pc_domain *d)
 {
     unsigned int e = __atomic_load_n(&d->epoch.epoch, __ATOMIC_ACQUIRE);
 
     if (!heavy_barrier(read_stamp()))
-        return false; /* cannot see buffered reader stores: do not advance */
-    return scan_and_advance(d, e);
+        return NO_BARRIER;
+    return scan_and_advance(d, e) ? ADVANCED : BLOCKED;
 }
 
 static uint64_t monotonic_ns(void)
@@ -426,6 +467,7 @@ static void tick_all(void)
 {
     struct pc_domain *d;
     uint64_t now = monotonic_ns(), stamp;
+    unsigned int held = 0;
     bool ok;
 
     if (pthread_mutex_trylock(&tick_lock) != 0)
@@ -445,7 +487,10 @@ static void tick_all(void)
         __atomic_store_n(&d->tick_wanted, false, __ATOMIC_RELAXED);
         d->tick_epoch = __atomic_load_n(&d->epoch.epoch, __ATOMIC_ACQUIRE);
         d->tick_held = true;
+        held++;
     }
+    if (held == 0)
+        goto out; /* nothing to advance: no barrier */
     stamp = read_stamp();
     ok = heavy_barrier(stamp);
     for (d = live_domains; d != NULL; d = d->live_next) {
@@ -456,6 +501,7 @@ static void tick_all(void)
         d->tick_held = false;
         pthread_mutex_unlock(&d->gp_lock);
     }
+out:
     pthread_mutex_unlock(&live_lock);
     pthread_mutex_unlock(&tick_lock);
 }
@@ -478,33 +524,44 @@ bool domain_advance(struct pc_domain *d, bool paced)
 #endif
     if (pthread_mutex_trylock(&d->gp_lock) != 0)
         return false; /* someone else is advancing */
-    advanced = advance_locked(d);
+    advanced = advance_locked(d) == ADVANCED;
     pthread_mutex_unlock(&d->gp_lock);
     return advanced;
 }
 
-void domain_synchronize(struct pc_domain *d)
+bool domain_synchronize(struct pc_domain *d)
 {
     unsigned int goal;
     long wait_ns = 0;
+    int failures = 0;
 
     /* The caller's unlinks are visible before the epoch they wait on. */
     ck_pr_fence_memory();
     goal = __atomic_load_n(&d->epoch.epoch, __ATOMIC_ACQUIRE) + 2;
     for (;;) {
+        enum advance a = BLOCKED;
         bool done;
 
         pthread_mutex_lock(&d->gp_lock);
         done = (int)(__atomic_load_n(&d->epoch.epoch, __ATOMIC_ACQUIRE) -
                      goal) >= 0;
-        if (!done && advance_locked(d)) {
-            wait_ns = 0;
+        if (!done) {
+            a = advance_locked(d);
             done = (int)(__atomic_load_n(&d->epoch.epoch, __ATOMIC_RELAXED) -
                          goal) >= 0;
         }
         pthread_mutex_unlock(&d->gp_lock);
         if (done)
-            return;
+            return true;
+        if (a == ADVANCED) {
+            wait_ns = 0;
+            continue;
+        }
+        /* No barrier to be had (see "Failure" above): give up rather than
+         * wait for ever; the caller keeps its garbage. A few tries first,
+         * in case the failure was transient. */
+        if (a == NO_BARRIER && ++failures >= 8)
+            return false;
         if (wait_ns == 0) {
             wait_ns = 1000; /* a reader is inside: let it finish */
             sched_yield();
@@ -635,7 +692,7 @@ static void reclaimer_dispatch(struct pc_reclaimer *r)
     run_stack(r, &r->safe);
     for (unsigned int i = 0; i < CK_EPOCH_LENGTH; i++) {
         if (!CK_STACK_ISEMPTY(&r->rec.pending[i]) &&
-            (int)(e - r->bucket_epoch[i]) >= 2)
+            e - r->bucket_epoch[i] >= 2u) /* e only grows: wrap-safe */
             run_stack(r, &r->rec.pending[i]);
     }
 }
@@ -719,9 +776,36 @@ void reclaimer_drain_detach(struct pc_reclaimer *r)
     }
 }
 
-void reclaimer_drain_wait(struct pc_domain *d)
+bool reclaimer_drain_wait(struct pc_domain *d)
 {
-    domain_synchronize(d);
+    return domain_synchronize(d);
+}
+
+void reclaimer_drain_abort(struct pc_reclaimer *r)
+{
+    struct pc_kv *kv = r->drain_open, *next;
+
+    /* Entries go back to the open list, callbacks back to the buckets as
+     * if deferred now (later than they were: safe). */
+    for (; kv != NULL; kv = next) {
+        next = kv->w.retire_next;
+        reclaimer_retire(r, kv);
+    }
+    r->drain_open = NULL;
+    for (int i = 0; i < CK_EPOCH_LENGTH; i++) {
+        ck_stack_entry_t *cursor = r->drain_pending[i], *nx;
+
+        for (; cursor != NULL; cursor = nx) {
+            ck_epoch_entry_t *e =
+                (ck_epoch_entry_t *)((char *)cursor -
+                                     offsetof(ck_epoch_entry_t, stack_entry));
+
+            nx = CK_STACK_NEXT(cursor);
+            r->rec.n_pending--; /* reclaimer_defer counts it again */
+            reclaimer_defer(r, e, e->function);
+        }
+        r->drain_pending[i] = NULL;
+    }
 }
 
 struct pc_kv *reclaimer_drain_finish(struct pc_reclaimer *r)

@@ -100,12 +100,18 @@ struct pc_domain {
     char tsan_grace;
     struct pc_thread *threads;
     struct pc_domain *live_next, *live_prev; /* global list of live domains */
+    bool unlinked;                           /* off that list (under it) */
 };
 
 /* 0 on success, or PC_ENOMEM. */
 int domain_init(struct pc_domain *d);
-/* Release every thread record. No thread may be inside a read section, and
- * every reclaimer of the domain must have been finished first. */
+/* Take d off the process's list of live domains (idempotent): after this no
+ * other thread's paced step (tick_all) or thread exit looks at it. Call it
+ * before freeing anything registered in d, its reclaimers in particular. */
+void domain_unlink(struct pc_domain *d);
+/* Unlink d if still linked, then release every thread record. No thread may
+ * be inside a read section, and every reclaimer of the domain must have been
+ * finished first. */
 void domain_fini(struct pc_domain *d);
 
 struct pc_thread *domain_thread_slow(struct pc_domain *d);
@@ -116,8 +122,10 @@ struct pc_thread *domain_thread_slow(struct pc_domain *d);
  * observed it. Never waits for readers. True if this call advanced. */
 bool domain_advance(struct pc_domain *d, bool paced);
 /* Wait until every read section that was active on d when the call began
- * has ended. Must not be called inside a read section on d. Blocking. */
-void domain_synchronize(struct pc_domain *d);
+ * has ended. Must not be called inside a read section on d. Blocking.
+ * False, without waiting for ever, only when no heavy barrier can be had
+ * (epoch.c, "Failure"): nothing may then be freed. */
+bool domain_synchronize(struct pc_domain *d);
 
 /* The thread-local front cache of domain_thread (see the top comment). */
 struct pc_thread_cache {
@@ -334,7 +342,10 @@ void reclaimer_free(struct pc_reclaimer *r, struct pc_kv *chain);
  * wait with no lock held, finish with the lock held again; free the chain
  * finish returns after unlocking. One pc_reclaim at a time per cache. */
 void reclaimer_drain_detach(struct pc_reclaimer *r);
-void reclaimer_drain_wait(struct pc_domain *d);
+bool reclaimer_drain_wait(struct pc_domain *d);
+/* Instead of drain_finish, when drain_wait failed (lock held): put the
+ * set-aside garbage back, to be freed by later grace periods. */
+void reclaimer_drain_abort(struct pc_reclaimer *r);
 struct pc_kv *reclaimer_drain_finish(struct pc_reclaimer *r);
 
 #endif

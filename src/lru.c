@@ -295,6 +295,7 @@ pc_status policy_create(const pc_options *opts, pc_cache **out)
     return PC_OK;
 
 fail_rc:
+    domain_unlink(&c->dom); /* before the reclaimer's record is freed */
     reclaimer_destroy(c->rc);
 fail_domain:
     domain_fini(&c->dom);
@@ -307,6 +308,7 @@ fail:
 
 void policy_destroy(pc_cache *c)
 {
+    domain_unlink(&c->dom); /* before the reclaimer's record is freed */
     for (size_t i = 0; i < c->heap_len; i++)
         entry_free(&c->heap[i]->kv);
     pc_free(c->heap, sizeof *c->heap * c->heap_cap);
@@ -515,7 +517,8 @@ void policy_clear(pc_cache *c)
 
 void policy_reclaim(pc_cache *c)
 {
-    struct pc_kv *chain;
+    struct pc_kv *chain = NULL;
+    bool ok;
 
     /* The writer lock is not held while waiting for readers: a pinned
      * reader may be about to take it (epoch.c, drain). */
@@ -523,9 +526,12 @@ void policy_reclaim(pc_cache *c)
     pthread_mutex_lock(&c->lock);
     reclaimer_drain_detach(c->rc);
     pthread_mutex_unlock(&c->lock);
-    reclaimer_drain_wait(&c->dom);
+    ok = reclaimer_drain_wait(&c->dom);
     pthread_mutex_lock(&c->lock);
-    chain = reclaimer_drain_finish(c->rc);
+    if (ok)
+        chain = reclaimer_drain_finish(c->rc);
+    else
+        reclaimer_drain_abort(c->rc);
     pthread_mutex_unlock(&c->lock);
     reclaimer_free(c->rc, chain);
     pthread_mutex_unlock(&c->reclaim_lock);

@@ -23,6 +23,10 @@
  *  - Bucket liveness. A reclaimer that only ever polls at epochs of the same
  *    residues mod 4 (other writers advance the epoch in between) must still
  *    free everything it retired.
+ *  - Destroying a cache while another cache's writers run paced steps over
+ *    every flagged domain (tick_all): the destroyed cache's records must be
+ *    out of reach first (a use-after-free that ASan caught within 0.5 s
+ *    before domain_unlink).
  *  - Garbage stays bounded under a steady write load, and pc_reclaim returns,
  *    after membarrier(2) starts failing (a seccomp filter installed after
  *    the first cache): the process degrades to the mprotect barrier.
@@ -257,4 +261,52 @@ Test(grace, reclamation_survives_membarrier_failing_later)
     alarm(0);
     pc_destroy(c);
     cr_assert_eq(pc__alloc_live(), base);
+}
+
+/* ------------------------------------ destroy during other caches' ticks */
+
+struct hammer_arg {
+    pc_cache *c;
+    int stop;
+};
+
+static void *hammer(void *p)
+{
+    struct hammer_arg *h = p;
+    uint64_t i = 0;
+
+    while (!__atomic_load_n(&h->stop, __ATOMIC_RELAXED)) {
+        uint64_t k = i++ % 4096;
+
+        pc_put(h->c, &k, sizeof k, &i, sizeof i);
+    }
+    return NULL;
+}
+
+Test(grace, destroy_while_other_caches_tick)
+{
+    struct hammer_arg h = {.c = make_cache(1024)};
+    pthread_t th;
+    double until = now_s() + 1.5;
+    int rounds = 0;
+
+    cr_assert_not_null(h.c);
+    cr_assert_eq(pthread_create(&th, NULL, hammer, &h), 0);
+    while (now_s() < until) {
+        pc_options o = {0};
+        pc_cache *y;
+
+        o.capacity = 256;
+        o.shards = 4;
+        cr_assert_eq(pc_create(&o, &y), PC_OK);
+        for (uint64_t j = 0; j < 2000; j++)
+            cr_assert_eq(put_u64(y, j, j), PC_OK);
+        pc_destroy(y);
+        rounds++;
+    }
+    __atomic_store_n(&h.stop, 1, __ATOMIC_RELAXED);
+    pthread_join(th, NULL);
+    cr_log_info("%d caches created, filled and destroyed\n", rounds);
+    cr_assert_gt(rounds, 10);
+    pc_destroy(h.c);
 }
