@@ -50,6 +50,7 @@
 /* ------------------------------------------------------ store-buffer litmus */
 
 #define NOBJ 64
+#define LITMUS_MIN_FREES 2000
 
 struct obj {
     long valid;
@@ -113,9 +114,8 @@ static void *litmus_writer(void *arg)
                      (b + 2)) < 0)
             domain_advance(&dom, false);
         __atomic_store_n(&old->valid, 0, __ATOMIC_RELAXED); /* "free" */
-        n++;
+        __atomic_store_n(&swaps, ++n, __ATOMIC_RELAXED);
     }
-    swaps = n;
     return NULL;
 }
 
@@ -128,14 +128,22 @@ static void litmus(double seconds)
     slot = &objs[0];
     cr_assert_eq(pthread_create(&r, NULL, litmus_reader, NULL), 0);
     cr_assert_eq(pthread_create(&w, NULL, litmus_writer, NULL), 0);
-    usleep((useconds_t)(seconds * 1e6));
+    /* At least `seconds`, and until enough frees happened under concurrent
+     * reads to mean something: a membarrier on a loaded machine can take a
+     * millisecond. Capped, so a stalled writer fails instead of hanging. */
+    for (double t0 = now_s(), t = t0;
+         t - t0 < 30 &&
+         (t - t0 < seconds ||
+          __atomic_load_n(&swaps, __ATOMIC_RELAXED) < LITMUS_MIN_FREES);
+         t = now_s())
+        usleep(10000);
     __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
     pthread_join(r, NULL);
     pthread_join(w, NULL);
     cr_log_info("read fence %s: %ld reads, %ld frees, %ld violations\n",
                 read_fence_name(), reads, swaps, violations);
     /* Enough frees happened under concurrent reads to mean something. */
-    cr_assert_gt(swaps, 1000, "only %ld frees", swaps);
+    cr_assert_geq(swaps, LITMUS_MIN_FREES, "only %ld frees in 30 s", swaps);
     cr_assert_gt(reads, 100000, "only %ld reads", reads);
     cr_assert_eq(violations, 0, "%ld reads saw their object freed under them",
                  violations);
