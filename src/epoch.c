@@ -756,6 +756,8 @@ void reclaimer_drain_detach(struct pc_reclaimer *r)
 {
     run_stack(r, &r->safe); /* already past their grace period */
     if (r->open != NULL) {
+        if (r->drain_open == NULL)
+            r->drain_tail = r->open_tail;
         r->open_tail->w.retire_next = r->drain_open;
         r->drain_open = r->open;
     }
@@ -810,7 +812,7 @@ void reclaimer_drain_abort(struct pc_reclaimer *r)
 
 struct pc_kv *reclaimer_drain_finish(struct pc_reclaimer *r)
 {
-    struct pc_kv *chain = r->drain_open, *tail;
+    struct pc_kv *chain = r->drain_open;
     unsigned int ran = 0;
 
     PC_TSAN_ACQUIRE(&r->dom->tsan_grace); /* as in batch_dispatch (tsan.h, 2) */
@@ -833,11 +835,8 @@ struct pc_kv *reclaimer_drain_finish(struct pc_reclaimer *r)
     /* The callbacks moved their entries to the ready chain. */
     if (chain == NULL)
         chain = r->ready;
-    else {
-        for (tail = chain; tail->w.retire_next != NULL;)
-            tail = tail->w.retire_next;
-        tail->w.retire_next = r->ready;
-    }
+    else
+        r->drain_tail->w.retire_next = r->ready;
     r->ready = NULL;
     return chain;
 }

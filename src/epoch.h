@@ -268,6 +268,7 @@ struct pc_reclaimer {
     struct pc_kv *open_tail;  /* its first-retired entry (valid if open) */
     struct pc_kv *ready;      /* past their grace period, not yet freed */
     struct pc_kv *drain_open; /* set aside by pc_reclaim (epoch.c) */
+    struct pc_kv *drain_tail; /* its last entry (valid if drain_open) */
     ck_stack_entry_t *drain_pending[CK_EPOCH_LENGTH];
     size_t n_open, open_bytes;
     unsigned int writes;
