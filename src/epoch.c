@@ -1,17 +1,26 @@
 /*
- * epoch: per-cache ck_epoch domains, lazily registered thread records, and
- * batched retirement. The design and its concurrency argument are in
- * epoch.h; this file adds the thread-exit protocol:
+ * epoch: per-cache ck_epoch domains, lazily registered thread records,
+ * grace-period detection, and batched retirement. The overall design is in
+ * epoch.h. This file holds two protocols, each explained where it is
+ * implemented:
  *
- * A thread's record is released by the domain key's destructor when the
- * thread exits. pc_destroy may run at the same moment (POSIX leaves a key
- * deleted during another thread's destructor pass undefined), so the
- * destructor never trusts the record pointer it is given: under the global
- * registry lock it looks the pointer up among the records of the domains
- * still alive, and only then unregisters it, and only if the record's owner
- * is this thread (the address may have been reused for another thread's
- * record by then). pc_destroy unlinks its domain
- * from that list under the same lock before it frees anything.
+ *  - Grace periods ("Grace periods." below): how the global epoch advances
+ *    (one scan per heavy barrier, serialised per domain, the barrier being
+ *    membarrier(2) when readers elide their fence), why an entry deferred
+ *    at epoch b is safe to free at b + 2, how paced steps are shared
+ *    process-wide, and what happens when no barrier can be had.
+ *
+ *  - Thread exit. A thread's record is released by the domain key's
+ *    destructor when the thread exits. pc_destroy may run at the same moment
+ *    (POSIX leaves a key deleted during another thread's destructor pass
+ *    undefined), so the destructor never trusts the record pointer it is
+ *    given: under the global registry lock it looks the pointer up among the
+ *    records of the domains still alive, and only then unregisters it, and
+ *    only if the record's owner is this thread (the address may have been
+ *    reused for another thread's record by then). pc_destroy unlinks its
+ *    domain from that list under the same lock (domain_unlink) before it
+ *    frees anything, which also keeps other caches' paced steps away from
+ *    its records.
  */
 #include "epoch.h"
 
