@@ -623,17 +623,19 @@ static void batch_dispatch(ck_epoch_entry_t *ee)
 }
 
 /* Run the callbacks of one chain. */
+static ck_epoch_entry_t *entry_of(ck_stack_entry_t *cursor)
+{
+    return (ck_epoch_entry_t *)((char *)cursor -
+                                offsetof(ck_epoch_entry_t, stack_entry));
+}
+
 static void run_chain(struct pc_reclaimer *r, ck_stack_entry_t *cursor)
 {
     ck_stack_entry_t *next;
 
     for (; cursor != NULL; cursor = next) {
-        ck_epoch_entry_t *ee =
-            (ck_epoch_entry_t *)((char *)cursor -
-                                 offsetof(ck_epoch_entry_t, stack_entry));
-
         next = CK_STACK_NEXT(cursor);
-        ee->function(ee);
+        entry_of(cursor)->function(entry_of(cursor));
         r->rec.n_pending--;
     }
 }
@@ -698,6 +700,12 @@ static void reclaimer_dispatch(struct pc_reclaimer *r)
 {
     unsigned int e = __atomic_load_n(&r->dom->epoch.epoch, __ATOMIC_ACQUIRE);
 
+    /* A bucket becomes due only when the epoch moves, so a poll at the
+     * same epoch as the last one has nothing to do unless reclaimer_defer
+     * set something aside. */
+    if (e == r->dispatched && CK_STACK_ISEMPTY(&r->safe))
+        return;
+    r->dispatched = e;
     run_stack(r, &r->safe);
     for (unsigned int i = 0; i < CK_EPOCH_LENGTH; i++) {
         if (!CK_STACK_ISEMPTY(&r->rec.pending[i]) &&
@@ -807,9 +815,7 @@ void reclaimer_drain_abort(struct pc_reclaimer *r)
         ck_stack_entry_t *cursor = r->drain_pending[i], *nx;
 
         for (; cursor != NULL; cursor = nx) {
-            ck_epoch_entry_t *e =
-                (ck_epoch_entry_t *)((char *)cursor -
-                                     offsetof(ck_epoch_entry_t, stack_entry));
+            ck_epoch_entry_t *e = entry_of(cursor);
 
             nx = CK_STACK_NEXT(cursor);
             r->rec.n_pending--; /* reclaimer_defer counts it again */
@@ -822,24 +828,12 @@ void reclaimer_drain_abort(struct pc_reclaimer *r)
 struct pc_kv *reclaimer_drain_finish(struct pc_reclaimer *r)
 {
     struct pc_kv *chain = r->drain_open;
-    unsigned int ran = 0;
 
     PC_TSAN_ACQUIRE(&r->dom->tsan_grace); /* as in batch_dispatch (tsan.h, 2) */
     for (int i = 0; i < CK_EPOCH_LENGTH; i++) {
-        ck_stack_entry_t *cursor = r->drain_pending[i], *next;
-
-        for (; cursor != NULL; cursor = next) {
-            ck_epoch_entry_t *e =
-                (ck_epoch_entry_t *)((char *)cursor -
-                                     offsetof(ck_epoch_entry_t, stack_entry));
-
-            next = CK_STACK_NEXT(cursor);
-            e->function(e);
-            ran++;
-        }
+        run_chain(r, r->drain_pending[i]);
         r->drain_pending[i] = NULL;
     }
-    r->rec.n_pending -= ran;
     r->drain_open = NULL;
     /* The callbacks moved their entries to the ready chain. */
     if (chain == NULL)

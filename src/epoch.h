@@ -277,7 +277,8 @@ struct pc_reclaimer {
     /* Every callback in rec.pending[i] was deferred at epoch
      * bucket_epoch[i]: a bucket never mixes epochs (see reclaimer_defer). */
     unsigned int bucket_epoch[CK_EPOCH_LENGTH];
-    ck_stack_t safe; /* past their grace period, not yet run */
+    ck_stack_t safe;         /* past their grace period, not yet run */
+    unsigned int dispatched; /* epoch of the last reclaimer_dispatch */
     struct pc_retire_batch batch[PC_RETIRE_BATCHES];
 };
 
