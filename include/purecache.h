@@ -78,6 +78,8 @@ typedef enum pc_status {
     PC_ELOAD = -4,   /* a loader failed; its own error code is passed on */
     PC_EDEADLK = -5, /* a loader asked (directly or through other loaders)
                         for a key whose load is waiting on it */
+    PC_EIO = -6,     /* a remote backend (purecache_redis.h) could not be
+                        reached, timed out or replied with an error */
 } pc_status;
 
 typedef struct pc_cache pc_cache; /* opaque */

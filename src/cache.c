@@ -127,6 +127,8 @@ const char *pc_strerror(pc_status status)
         return "the loader failed; its error code was passed on";
     case PC_EDEADLK:
         return "a loader waited, directly or not, on its own load";
+    case PC_EIO:
+        return "a remote backend could not be reached or failed";
     }
     return "unknown status";
 }
