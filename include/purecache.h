@@ -359,7 +359,7 @@ typedef struct pc_backend {
 PC_API pc_status pc_backend_from_cache(pc_cache *cache, pc_backend *out);
 
 /* ------------------------------------------------------------------------
- * Memoizer: the C counterpart of the seed's cache(func, backend) decorator
+ * Memoizer: memoize a function of typed arguments over any backend
  * ---------------------------------------------------------------------- */
 typedef struct pc_memo pc_memo;
 
@@ -496,17 +496,18 @@ PC_API void pc_key_free(pc_key *k);
 PC_API const char *pc_policy(void);
 
 /*
- * How reads order their epoch announcement before their loads in this
- * process (build option PURECACHE_READ_FENCE; README, "Build options"):
- * "membarrier" (no fence on reads; writers' grace-period scans issue
- * membarrier(2)), "mfence", "locked-add", "mfence (membarrier refused)"
- * when built for membarrier on a kernel that refused it, or "membarrier
- * (failed later; mprotect fallback)" once membarrier has failed after the
- * mode was chosen (a seccomp filter installed later): reads stay fence-free
- * and writers use a TLB-shootdown barrier instead (see pc_reclaim for the
- * case where none is available). Decided once per
- * process, at the first cache or memoizer creation or at the first call of
- * this function, whichever comes first; never changes afterwards.
+ * How this process orders a read's epoch announcement before its loads
+ * (build option PURECACHE_READ_FENCE; README, "Build options"):
+ * "membarrier" (reads execute no fence; writers' grace-period steps call
+ * membarrier(2) instead), "mfence", "locked-add", "mfence (membarrier
+ * refused)" when built for membarrier on a kernel that refused it, or
+ * "membarrier (failed later; mprotect fallback)" once membarrier has
+ * failed after the mode was chosen (a seccomp filter installed later):
+ * reads stay fence-free and writers use a slower page-protection barrier
+ * instead (see pc_reclaim for the case where none is available). Decided
+ * once per process, at the first cache or memoizer creation or at the
+ * first call of this function, whichever comes first; never changes
+ * afterwards.
  * Thread-safety: any thread. Progress: the first call may run that one-time
  * decision (two system calls); later calls are wait-free. Never NULL.
  */

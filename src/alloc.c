@@ -53,7 +53,7 @@ long pc__alloc_fail_after(long n)
     return made;
 }
 
-void *pc_alloc(size_t n)
+void *pc__alloc(size_t n)
 {
     if (inject_failure())
         return NULL;
@@ -64,7 +64,7 @@ void *pc_alloc(size_t n)
 #endif
 }
 
-void *pc_alloc_aligned(size_t n, size_t align)
+void *pc__alloc_aligned(size_t n, size_t align)
 {
     if (inject_failure())
         return NULL;
@@ -80,7 +80,7 @@ void *pc_alloc_aligned(size_t n, size_t align)
 #endif
 }
 
-void pc_free(void *p, size_t n)
+void pc__free(void *p, size_t n)
 {
     if (p == NULL)
         return;

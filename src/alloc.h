@@ -20,12 +20,12 @@
 #include <stddef.h>
 
 /* Memory for n bytes aligned for any object, or NULL. */
-void *pc_alloc(size_t n);
+void *pc__alloc(size_t n);
 /* Memory for n bytes aligned to align (a power of two >= 16), or NULL. */
-void *pc_alloc_aligned(size_t n, size_t align);
-/* Return memory from pc_alloc / pc_alloc_aligned; n is the size asked for.
+void *pc__alloc_aligned(size_t n, size_t align);
+/* Return memory from pc__alloc / pc__alloc_aligned; n is the size asked for.
  * NULL is a no-op. */
-void pc_free(void *p, size_t n);
+void pc__free(void *p, size_t n);
 
 /*
  * Test hook: let the next `n` allocations succeed and fail every one after

@@ -37,25 +37,21 @@
  *    it and never changed afterwards except for its reference bit (entry.h),
  *    so readers never see a torn value.
  *  - A removed, replaced or evicted entry is retired to the shard's
- *    reclaimer, which frees it only after every reader that might hold it
- *    has left its epoch section; old index tables go the same way.
+ *    reclaimer (retire.h), which frees it only after every reader that might
+ * hold it has left its epoch section; old index tables go the same way.
  *  - The ring is writer-only memory, so it can be reallocated under the lock.
  *  - `count` is written under the lock and read with relaxed loads by
  *    pc_len; each shard's count never exceeds its capacity, and the shard
  *    capacities add up to the cache's, so pc_len never exceeds capacity.
  */
-#include <pthread.h>
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "alloc.h"
-#include "epoch.h"
-#include "flight.h"
+#include "core.h"
 #include "index.h"
 #include "policy.h"
-#include "readpath.h"
 
 #define CLOCK_MIN_SHARD 1024u
 #define CLOCK_MAX_AUTO_SHARDS 256u
@@ -64,7 +60,7 @@
 
 /* A free ring slot holds (next free index << 1) | 1 instead of a pointer. */
 #define SLOT_IS_FREE(p) (((uintptr_t)(p)) & 1u)
-#define SLOT_FREE_LINK(next) ((struct pc_kv *)(((uintptr_t)(next) << 1) | 1u))
+#define SLOT_FREE_LINK(next) ((struct pc__kv *)(((uintptr_t)(next) << 1) | 1u))
 #define SLOT_FREE_NEXT(p) ((uint32_t)(((uintptr_t)(p)) >> 1))
 
 /* Readers touch only `ix` (its ck_hs_t: map pointer, seed, callbacks),
@@ -73,32 +69,31 @@
  * ring, hand, count, counters) starts on the next one, so a put in a shard
  * does not evict its index handle from the readers' caches. */
 struct clock_shard {
-    struct pc_index ix;
-    pthread_mutex_t lock __attribute__((aligned(64)));
-    struct pc_reclaimer *rc;
-    struct pc_kv **ring;
+    struct pc__index ix;
+    struct pc__writer w __attribute__((aligned(64)));
+    struct pc__kv **ring;
     uint32_t ring_cap;  /* slots allocated */
     uint32_t used;      /* slots ever handed out (high-water mark) */
     uint32_t hand;      /* next slot the clock hand examines */
     uint32_t free_head; /* free-slot list through the ring, or SLOT_NONE */
     uint32_t cap;       /* entries this shard may hold */
     uint32_t count;     /* entries it holds; relaxed reads by pc_len */
-    uint64_t puts, evictions, deletes;
 } __attribute__((aligned(64)));
-_Static_assert(offsetof(struct clock_shard, lock) == 64,
+_Static_assert(offsetof(struct clock_shard, w) == 64,
                "a shard's index handle has its own cache line");
 
-struct pc_cache {
-    struct pc_domain dom;
-    struct pc_hash_seed seed;
-    size_t capacity;
+struct clock_cache {
+    struct pc_cache base;
     uint32_t nshards;
     struct clock_shard *shards;
-    struct pc_flights *flights;
-    pthread_mutex_t reclaim_lock; /* one pc_reclaim at a time */
 };
 
-const char *policy_name(void)
+static inline struct clock_cache *clock_of(pc_cache *c)
+{
+    return PC__CONTAINER_OF(c, struct clock_cache, base);
+}
+
+const char *pc__policy_name(void)
 {
     return "clock";
 }
@@ -112,7 +107,7 @@ static unsigned long pow2_ceil(unsigned long v)
     return p;
 }
 
-/* Index slots needed by n shards sharing `cap` (see index_init). */
+/* Index slots needed by n shards sharing `cap` (see pc__index_init). */
 static unsigned long table_slots(size_t cap, unsigned long n)
 {
     unsigned long per = (cap + n - 1) / n;
@@ -143,46 +138,30 @@ static uint32_t choose_shards(size_t cap, unsigned int requested)
     return (uint32_t)best;
 }
 
-static inline struct clock_shard *shard_of(pc_cache *c, uint64_t h)
+static inline struct clock_shard *shard_of(struct clock_cache *cc, uint64_t h)
 {
-    return &c->shards[((h >> 32) * c->nshards) >> 32];
+    return &cc->shards[((h >> 32) * cc->nshards) >> 32];
 }
 
-static void kv_free(struct pc_kv *kv)
+static void kv_free(struct pc__kv *kv)
 {
-    pc_free(kv, sizeof *kv + kv->klen + kv->vlen);
+    pc__free(kv, sizeof *kv + kv->klen + kv->vlen);
 }
 
-static struct pc_kv *kv_new(const void *key, size_t klen, const void *val,
-                            size_t vlen)
+static struct pc__kv *kv_new(const void *key, size_t klen, const void *val,
+                             size_t vlen)
 {
-    struct pc_kv *kv = pc_alloc(sizeof *kv + klen + vlen);
+    struct pc__kv *kv = pc__alloc(sizeof *kv + klen + vlen);
 
     if (kv != NULL)
-        kv_fill(kv, key, klen, val, vlen);
+        pc__kv_fill(kv, key, klen, val, vlen);
     return kv;
-}
-
-static void shard_lock(struct clock_shard *s)
-{
-    pthread_mutex_lock(&s->lock);
-    index_writer_begin(s->rc);
-}
-
-static void shard_unlock(struct clock_shard *s)
-{
-    bool advance;
-    struct pc_kv *ready = reclaimer_poll(s->rc, &advance);
-
-    index_writer_end();
-    pthread_mutex_unlock(&s->lock);
-    reclaimer_after_unlock(s->rc, ready, advance);
 }
 
 /* Make sure a never-used slot exists if the free list is empty. */
 static bool shard_reserve_slot(struct clock_shard *s)
 {
-    struct pc_kv **ring;
+    struct pc__kv **ring;
     uint32_t ncap;
 
     if (s->free_head != SLOT_NONE || s->used < s->ring_cap)
@@ -190,12 +169,12 @@ static bool shard_reserve_slot(struct clock_shard *s)
     ncap = s->ring_cap ? s->ring_cap * 2 : 64;
     if (ncap > s->cap)
         ncap = s->cap;
-    ring = pc_alloc(sizeof *ring * ncap);
+    ring = pc__alloc(sizeof *ring * ncap);
     if (ring == NULL)
         return false;
     if (s->used)
         memcpy(ring, s->ring, sizeof *ring * s->used);
-    pc_free(s->ring, sizeof *ring * s->ring_cap);
+    pc__free(s->ring, sizeof *ring * s->ring_cap);
     s->ring = ring;
     s->ring_cap = ncap;
     return true;
@@ -227,12 +206,12 @@ static void shard_release_slot(struct clock_shard *s, uint32_t slot)
 #define CLOCK_SWEEP_PREFETCH 4
 
 /* The clock hand: the entry to evict. The shard is full (count == cap >= 1). */
-static struct pc_kv *shard_pick_victim(struct clock_shard *s)
+static struct pc__kv *shard_pick_victim(struct clock_shard *s)
 {
     uint64_t steps, limit = 2ull * s->used + 1;
 
     for (steps = 0;; steps++) {
-        struct pc_kv *kv, *next;
+        struct pc__kv *kv, *next;
         uint32_t ahead;
 
         if (s->hand >= s->used)
@@ -250,180 +229,156 @@ static struct pc_kv *shard_pick_victim(struct clock_shard *s)
             __atomic_store_n(&kv->ref, 0, __ATOMIC_RELAXED);
             continue;
         }
+        PC__ASSERT(s->ring[kv->w.slot] == kv);
         return kv;
     }
 }
 
 static void shard_clear_locked(struct clock_shard *s)
 {
-    bool fresh = index_reset(&s->ix);
+    bool fresh = pc__index_reset(&s->ix);
 
     for (uint32_t i = 0; i < s->used; i++) {
-        struct pc_kv *kv = s->ring[i];
+        struct pc__kv *kv = s->ring[i];
 
         if (SLOT_IS_FREE(kv))
             continue;
         if (!fresh)
-            index_remove(&s->ix, index_hash_of(&s->ix, kv), kv);
-        reclaimer_retire(s->rc, kv);
+            pc__index_remove(&s->ix, pc__index_hash_of(&s->ix, kv), kv);
+        pc__reclaimer_retire(s->w.rc, kv);
     }
     s->used = 0;
     s->hand = 0;
     s->free_head = SLOT_NONE;
     __atomic_store_n(&s->count, 0, __ATOMIC_RELAXED);
     if (!fresh)
-        index_maintain(&s->ix);
+        pc__index_maintain(&s->ix);
 }
 
-static void shards_free(pc_cache *c, uint32_t n)
+/* Free the live entries, rings and index tables of the first n shards,
+ * after pc__core_shutdown (deferred tables before live ones). */
+static void shards_free(struct clock_cache *cc, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
-        struct clock_shard *s = &c->shards[i];
+        struct clock_shard *s = &cc->shards[i];
 
         for (uint32_t j = 0; j < s->used; j++)
             if (!SLOT_IS_FREE(s->ring[j]))
                 kv_free(s->ring[j]);
-        pc_free(s->ring, sizeof *s->ring * s->ring_cap);
-        /* Deferred tables and entries first, then the live table. */
-        reclaimer_destroy(s->rc);
-        index_destroy(&s->ix);
-        pthread_mutex_destroy(&s->lock);
+        pc__free(s->ring, sizeof *s->ring * s->ring_cap);
+        pc__index_destroy(&s->ix);
     }
 }
 
-pc_status policy_create(const pc_options *opts, pc_cache **out)
+pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
 {
-    pc_cache *c;
+    struct clock_cache *cc;
     uint32_t n, i;
 
     if (opts->capacity > (size_t)UINT32_MAX * CLOCK_MAX_AUTO_SHARDS)
         return PC_EINVAL;
-    c = pc_alloc(sizeof *c);
-    if (c == NULL)
-        return PC_ENOMEM;
-    memset(c, 0, sizeof *c);
-    c->capacity = opts->capacity;
-    pc_hash_seed_init(&c->seed, opts->hash_seed);
     n = choose_shards(opts->capacity, opts->shards);
-    if (opts->capacity / n > UINT32_MAX - 1) {
-        pc_free(c, sizeof *c);
+    if (opts->capacity / n > UINT32_MAX - 1)
         return PC_EINVAL;
-    }
-    c->nshards = n;
-    pthread_mutex_init(&c->reclaim_lock, NULL);
-    c->flights = flights_create();
-    if (c->flights == NULL) {
-        pc_free(c, sizeof *c);
+    cc = pc__alloc(sizeof *cc);
+    if (cc == NULL)
+        return PC_ENOMEM;
+    memset(cc, 0, sizeof *cc);
+    cc->nshards = n;
+    if (!pc__core_init(&cc->base, opts, n)) {
+        pc__free(cc, sizeof *cc);
         return PC_ENOMEM;
     }
-    if (domain_init(&c->dom) != 0) {
-        flights_destroy(c->flights);
-        pc_free(c, sizeof *c);
-        return PC_ENOMEM;
-    }
-    c->shards = pc_alloc_aligned(sizeof *c->shards * n, 64);
-    if (c->shards == NULL)
-        goto fail_domain;
-    memset(c->shards, 0, sizeof *c->shards * n);
+    cc->shards = pc__alloc_aligned(sizeof *cc->shards * n, 64);
+    if (cc->shards == NULL)
+        goto fail;
+    memset(cc->shards, 0, sizeof *cc->shards * n);
     for (i = 0; i < n; i++) {
-        struct clock_shard *s = &c->shards[i];
+        struct clock_shard *s = &cc->shards[i];
         size_t cap = opts->capacity / n + (i < opts->capacity % n);
 
         s->cap = (uint32_t)cap;
         s->free_head = SLOT_NONE;
-        s->rc = reclaimer_create(&c->dom, kv_free);
-        if (s->rc == NULL)
-            goto fail_shards;
-        if (!index_init(&s->ix, &c->seed,
-                        cap < CLOCK_PRESIZE_MAX ? cap : CLOCK_PRESIZE_MAX)) {
-            domain_unlink(&c->dom);
-            reclaimer_destroy(s->rc);
-            goto fail_shards;
+        if (!pc__index_init(&s->ix, &cc->base.seed,
+                            cap < CLOCK_PRESIZE_MAX ? cap : CLOCK_PRESIZE_MAX))
+            break;
+        if (!pc__core_add_writer(&cc->base, &s->w, kv_free)) {
+            pc__index_destroy(&s->ix);
+            break;
         }
-        writer_mutex_init(&s->lock);
     }
-    *out = c;
+    if (i < n) {
+        pc__core_shutdown(&cc->base);
+        shards_free(cc, i);
+        goto fail;
+    }
+    *out = &cc->base;
     return PC_OK;
 
-fail_shards:
-    domain_unlink(&c->dom); /* before its reclaimers' records are freed */
-    shards_free(c, i);
-    pc_free(c->shards, sizeof *c->shards * n);
-fail_domain:
-    domain_fini(&c->dom);
-    flights_destroy(c->flights);
-    pc_free(c, sizeof *c);
+fail:
+    pc__free(cc->shards, sizeof *cc->shards * n);
+    pc__core_fini(&cc->base);
+    pc__free(cc, sizeof *cc);
     return PC_ENOMEM;
 }
 
-void policy_destroy(pc_cache *c)
+void pc__policy_destroy(pc_cache *c)
 {
-    domain_unlink(&c->dom); /* before its reclaimers' records are freed */
-    shards_free(c, c->nshards);
-    pc_free(c->shards, sizeof *c->shards * c->nshards);
-    domain_fini(&c->dom);
-    flights_destroy(c->flights);
-    pthread_mutex_destroy(&c->reclaim_lock);
-    pc_free(c, sizeof *c);
+    struct clock_cache *cc = clock_of(c);
+
+    pc__core_shutdown(c);
+    shards_free(cc, cc->nshards);
+    pc__free(cc->shards, sizeof *cc->shards * cc->nshards);
+    pc__core_fini(c);
+    pc__free(cc, sizeof *cc);
 }
 
 /* Inside the caller's read section: find key, count the lookup, and mark
  * the use (reference bit). */
-static inline struct pc_kv *clock_lookup(pc_cache *c, struct pc_thread *t,
-                                         uint64_t h, const void *key,
-                                         size_t klen)
+static inline struct pc__kv *clock_lookup(pc_cache *c, struct pc__record *t,
+                                          uint64_t h, const void *key,
+                                          size_t klen)
 {
-    struct pc_probe probe;
-    struct pc_kv *kv;
+    struct pc__probe probe;
+    struct pc__kv *kv;
 
-    pc_probe_init(&probe, key, klen);
-    kv = index_get(&shard_of(c, h)->ix, h, &probe);
+    pc__probe_init(&probe, key, klen);
+    kv = pc__index_get(&shard_of(clock_of(c), h)->ix, h, &probe);
     if (kv != NULL) {
-        kv_touch(kv);
-        PC_COUNTER_INC(t->stats.hits);
+        pc__kv_touch(kv);
+        PC__COUNTER_INC(t->stats.hits);
     } else {
-        PC_COUNTER_INC(t->stats.misses);
+        PC__COUNTER_INC(t->stats.misses);
     }
     return kv;
 }
 
-pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
-                     size_t bufcap, size_t *vlen)
+pc_status pc__policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
+                         size_t bufcap, size_t *vlen)
 {
-    return readpath_get(c, &c->dom, &c->seed, clock_lookup, key, klen, buf,
-                        bufcap, vlen);
+    return pc__core_get(c, clock_lookup, key, klen, buf, bufcap, vlen);
 }
 
-pc_status policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
+pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
 {
-    return readpath_pin(c, &c->dom, &c->seed, clock_lookup, key, klen, pin);
+    return pc__core_pin(c, clock_lookup, key, klen, pin);
 }
 
-struct pc_thread *policy_thread(pc_cache *c)
+pc_status pc__policy_put(pc_cache *c, const void *key, size_t klen,
+                         const void *val, size_t vlen)
 {
-    return domain_thread(&c->dom);
-}
-
-struct pc_flights *policy_flights(pc_cache *c)
-{
-    return c->flights;
-}
-
-pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,
-                     size_t vlen)
-{
-    uint64_t h = pc_hash_key(&c->seed, key, klen);
-    struct clock_shard *s = shard_of(c, h);
-    struct pc_kv *kv = kv_new(key, klen, val, vlen), *old;
+    uint64_t h = pc__hash_key(&c->seed, key, klen);
+    struct clock_shard *s = shard_of(clock_of(c), h);
+    struct pc__kv *kv = kv_new(key, klen, val, vlen), *old;
 
     if (kv == NULL)
         return PC_ENOMEM;
-    shard_lock(s);
+    pc__writer_lock(&s->w);
     /* Reserve a ring slot first: it changes nothing visible, and with the
      * index's own growth it is the only step of a put that can fail. */
     if ((s->count < s->cap && !shard_reserve_slot(s)) ||
-        !index_upsert(&s->ix, h, kv, &old)) {
-        shard_unlock(s);
+        !pc__index_upsert(&s->ix, h, kv, &old)) {
+        pc__writer_unlock(&s->w);
         kv_free(kv);
         return PC_ENOMEM;
     }
@@ -431,117 +386,71 @@ pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,
         /* Replacement: same slot, counts as a use, evicts nothing. */
         kv->w.slot = old->w.slot;
         __atomic_store_n(&kv->ref, 1, __ATOMIC_RELAXED);
-        reclaimer_retire(s->rc, old);
+        pc__reclaimer_retire(s->w.rc, old);
     } else if (s->count == s->cap) {
         /* The new key is already published; the victim goes next (the
          * shard briefly holds cap + 1 keys, which the table is sized for;
          * `count`, and so pc_len, never shows it). */
-        struct pc_kv *victim = shard_pick_victim(s);
+        struct pc__kv *victim = shard_pick_victim(s);
 
-        index_remove(&s->ix, index_hash_of(&s->ix, victim), victim);
+        pc__index_remove(&s->ix, pc__index_hash_of(&s->ix, victim), victim);
         kv->w.slot = victim->w.slot;
-        reclaimer_retire(s->rc, victim);
-        PC_COUNTER_INC(s->evictions);
-        index_maintain(&s->ix);
+        pc__reclaimer_retire(s->w.rc, victim);
+        PC__COUNTER_INC(s->w.evictions);
+        pc__index_maintain(&s->ix);
     } else {
         kv->w.slot = shard_take_slot(s);
         __atomic_store_n(&s->count, s->count + 1, __ATOMIC_RELAXED);
     }
+    PC__ASSERT(s->count <= s->cap);
     s->ring[kv->w.slot] = kv;
-    PC_COUNTER_INC(s->puts);
-    shard_unlock(s);
+    PC__COUNTER_INC(s->w.puts);
+    pc__writer_unlock(&s->w);
     return PC_OK;
 }
 
-pc_status policy_delete(pc_cache *c, const void *key, size_t klen)
+pc_status pc__policy_delete(pc_cache *c, const void *key, size_t klen)
 {
-    uint64_t h = pc_hash_key(&c->seed, key, klen);
-    struct clock_shard *s = shard_of(c, h);
-    struct pc_probe probe;
-    struct pc_kv *kv;
+    uint64_t h = pc__hash_key(&c->seed, key, klen);
+    struct clock_shard *s = shard_of(clock_of(c), h);
+    struct pc__probe probe;
+    struct pc__kv *kv;
 
-    pc_probe_init(&probe, key, klen);
-    shard_lock(s);
-    kv = index_remove(&s->ix, h, &probe.hdr);
+    pc__probe_init(&probe, key, klen);
+    pc__writer_lock(&s->w);
+    kv = pc__index_remove(&s->ix, h, &probe.hdr);
     if (kv != NULL) {
+        PC__ASSERT(s->ring[kv->w.slot] == kv && s->count > 0);
         shard_release_slot(s, kv->w.slot);
         __atomic_store_n(&s->count, s->count - 1, __ATOMIC_RELAXED);
-        reclaimer_retire(s->rc, kv);
-        PC_COUNTER_INC(s->deletes);
-        index_maintain(&s->ix);
+        pc__reclaimer_retire(s->w.rc, kv);
+        PC__COUNTER_INC(s->w.deletes);
+        pc__index_maintain(&s->ix);
     }
-    shard_unlock(s);
+    pc__writer_unlock(&s->w);
     return kv != NULL ? PC_OK : PC_NOTFOUND;
 }
 
-size_t policy_len(const pc_cache *c)
+size_t pc__policy_len(const pc_cache *c)
 {
+    const struct clock_cache *cc =
+        PC__CONTAINER_OF(c, const struct clock_cache, base);
     size_t n = 0;
 
-    for (uint32_t i = 0; i < c->nshards; i++)
-        n += __atomic_load_n(&c->shards[i].count, __ATOMIC_RELAXED);
+    for (uint32_t i = 0; i < cc->nshards; i++)
+        n += __atomic_load_n(&cc->shards[i].count, __ATOMIC_RELAXED);
     return n;
 }
 
-size_t policy_capacity(const pc_cache *c)
+void pc__policy_clear(pc_cache *c)
 {
-    return c->capacity;
-}
+    struct clock_cache *cc = clock_of(c);
 
-void policy_clear(pc_cache *c)
-{
-    for (uint32_t i = 0; i < c->nshards; i++) {
-        struct clock_shard *s = &c->shards[i];
+    for (uint32_t i = 0; i < cc->nshards; i++) {
+        struct clock_shard *s = &cc->shards[i];
 
-        shard_lock(s);
+        pc__writer_lock(&s->w);
         shard_clear_locked(s);
-        shard_unlock(s);
-    }
-}
-
-void policy_reclaim(pc_cache *c)
-{
-    bool ok;
-
-    /* No shard lock is held while waiting for readers: a pinned reader may
-     * be about to take one (epoch.c, drain). */
-    pthread_mutex_lock(&c->reclaim_lock);
-    for (uint32_t i = 0; i < c->nshards; i++) {
-        struct clock_shard *s = &c->shards[i];
-
-        pthread_mutex_lock(&s->lock);
-        reclaimer_drain_detach(s->rc);
-        pthread_mutex_unlock(&s->lock);
-    }
-    ok = reclaimer_drain_wait(&c->dom);
-    for (uint32_t i = 0; i < c->nshards; i++) {
-        struct clock_shard *s = &c->shards[i];
-        struct pc_kv *chain = NULL;
-
-        pthread_mutex_lock(&s->lock);
-        if (ok)
-            chain = reclaimer_drain_finish(s->rc);
-        else
-            reclaimer_drain_abort(s->rc);
-        pthread_mutex_unlock(&s->lock);
-        reclaimer_free(s->rc, chain);
-    }
-    pthread_mutex_unlock(&c->reclaim_lock);
-}
-
-void policy_stats(pc_cache *c, pc_stats *out)
-{
-    struct pc_thread_stats ts = {0};
-
-    memset(out, 0, sizeof *out);
-    domain_sum_stats(&c->dom, &ts);
-    out->hits = ts.hits;
-    out->misses = ts.misses;
-    out->loader_calls = ts.loader_calls;
-    out->loader_errors = ts.loader_errors;
-    for (uint32_t i = 0; i < c->nshards; i++) {
-        out->puts += PC_COUNTER_READ(c->shards[i].puts);
-        out->evictions += PC_COUNTER_READ(c->shards[i].evictions);
-        out->deletes += PC_COUNTER_READ(c->shards[i].deletes);
+        pc__writer_unlock(&s->w);
     }
 }

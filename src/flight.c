@@ -13,22 +13,24 @@
 
 #include "alloc.h"
 #include "hash.h"
+#include "util.h"
 
 #define FLIGHT_BUCKETS 64
 
 /* The flight a thread is waiting for; see the deadlock argument. */
 struct flight_waiter {
-    struct sf_flight *waiting_for;
+    struct pc__flight *waiting_for;
 };
 
-struct sf_flight {
-    struct sf_flight *next;
+struct pc__flight {
+    struct pc__flight *next;
     uint64_t h;
     size_t klen;
     unsigned char *key;
     struct flight_waiter *owner;
     unsigned refs;
     bool done;
+    bool retry; /* abandoned: the key was stored after all */
     pc_status status;
     int load_err;
     unsigned char *val;
@@ -36,70 +38,71 @@ struct sf_flight {
     pthread_cond_t cv;
 };
 
-struct pc_flights {
-    struct pc_hash_seed seed;
-    struct sf_flight *bucket[FLIGHT_BUCKETS];
+struct pc__flight_table {
+    struct pc__hash_seed seed;
+    struct pc__flight *bucket[FLIGHT_BUCKETS];
 };
 
-/* One lock for every table: waits-for chains cross tables. */
+/* One lock for every table: waits-for chains cross tables. A leaf of the
+ * lock order (internal.h). */
 static pthread_mutex_t flights_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local struct flight_waiter self;
 
-struct pc_flights *flights_create(void)
+struct pc__flight_table *pc__flight_table_create(void)
 {
-    struct pc_flights *fl = pc_alloc(sizeof *fl);
+    struct pc__flight_table *fl = pc__alloc(sizeof *fl);
 
     if (fl != NULL) {
         memset(fl, 0, sizeof *fl);
-        pc_hash_seed_init(&fl->seed, 0);
+        pc__hash_seed_init(&fl->seed, 0);
     }
     return fl;
 }
 
-void flights_destroy(struct pc_flights *fl)
+void pc__flight_table_destroy(struct pc__flight_table *fl)
 {
-    pc_free(fl, sizeof *fl);
+    pc__free(fl, sizeof *fl);
 }
 
-static struct sf_flight **slot_of(struct pc_flights *fl, uint64_t h)
+static struct pc__flight **slot_of(struct pc__flight_table *fl, uint64_t h)
 {
     return &fl->bucket[(h >> 7) % FLIGHT_BUCKETS];
 }
 
-static struct sf_flight *find(struct pc_flights *fl, uint64_t h,
-                              const void *key, size_t klen)
+static struct pc__flight *find(struct pc__flight_table *fl, uint64_t h,
+                               const void *key, size_t klen)
 {
-    for (struct sf_flight *f = *slot_of(fl, h); f != NULL; f = f->next)
+    for (struct pc__flight *f = *slot_of(fl, h); f != NULL; f = f->next)
         if (f->h == h && f->klen == klen &&
             (klen == 0 || memcmp(f->key, key, klen) == 0))
             return f;
     return NULL;
 }
 
-static void unlink_flight(struct pc_flights *fl, struct sf_flight *f)
+static void unlink_flight(struct pc__flight_table *fl, struct pc__flight *f)
 {
-    struct sf_flight **p = slot_of(fl, f->h);
+    struct pc__flight **p = slot_of(fl, f->h);
 
     while (*p != f)
         p = &(*p)->next;
     *p = f->next;
 }
 
-static void flight_free(struct sf_flight *f)
+static void flight_free(struct pc__flight *f)
 {
     pthread_cond_destroy(&f->cv);
-    pc_free(f->val, f->vlen);
-    pc_free(f, sizeof *f + f->klen);
+    pc__free(f->val, f->vlen);
+    pc__free(f, sizeof *f + f->klen);
 }
 
-static void release(struct sf_flight *f)
+static void release(struct pc__flight *f)
 {
     if (--f->refs == 0)
         flight_free(f);
 }
 
 /* Would waiting on f ever end? Not if f's owner chain leads back to us. */
-static bool waits_for_self(struct sf_flight *f)
+static bool waits_for_self(struct pc__flight *f)
 {
     for (int hops = 0; f != NULL && hops < 1 << 20; hops++) {
         if (f->owner == &self)
@@ -109,18 +112,18 @@ static bool waits_for_self(struct sf_flight *f)
     return false;
 }
 
-pc_status flight_begin(struct pc_flights *fl, const void *key, size_t klen,
-                       enum flight_role *role, struct sf_flight **out,
-                       void *buf, size_t bufcap, size_t *vlen, int *load_err,
-                       pc_status *out_status)
+pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
+                           size_t klen, enum pc__flight_role *role,
+                           struct pc__flight **out, void *buf, size_t bufcap,
+                           size_t *vlen, int *load_err, pc_status *out_status)
 {
-    uint64_t h = pc_hash(&fl->seed, key, klen);
-    struct sf_flight *f;
+    uint64_t h = pc__hash(&fl->seed, key, klen);
+    struct pc__flight *f;
 
     pthread_mutex_lock(&flights_lock);
     f = find(fl, h, key, klen);
     if (f == NULL) {
-        f = pc_alloc(sizeof *f + klen);
+        f = pc__alloc(sizeof *f + klen);
         if (f == NULL) {
             pthread_mutex_unlock(&flights_lock);
             return PC_ENOMEM;
@@ -137,7 +140,7 @@ pc_status flight_begin(struct pc_flights *fl, const void *key, size_t klen,
         f->next = *slot_of(fl, h);
         *slot_of(fl, h) = f;
         pthread_mutex_unlock(&flights_lock);
-        *role = FLIGHT_LEADER;
+        *role = PC__FLIGHT_LEADER;
         *out = f;
         return PC_OK;
     }
@@ -151,31 +154,28 @@ pc_status flight_begin(struct pc_flights *fl, const void *key, size_t klen,
         pthread_cond_wait(&f->cv, &flights_lock);
     self.waiting_for = NULL;
 
-    *role = f->status == FLIGHT_RETRY ? FLIGHT_AGAIN : FLIGHT_FOLLOWER;
+    *role = f->retry ? PC__FLIGHT_RETRY : PC__FLIGHT_FOLLOWER;
     *out_status = f->status;
-    if (f->status == PC_OK) {
-        if (vlen != NULL)
-            *vlen = f->vlen;
-        if (f->vlen > bufcap)
-            *out_status = PC_ERANGE;
-        else if (f->vlen)
-            memcpy(buf, f->val, f->vlen);
-    } else if (f->status == PC_ELOAD && load_err != NULL) {
+    if (f->retry)
+        ; /* nothing to hand over: the caller looks the key up again */
+    else if (f->status == PC_OK)
+        *out_status = pc__copy_out(f->val, f->vlen, buf, bufcap, vlen);
+    else if (f->status == PC_ELOAD && load_err != NULL)
         *load_err = f->load_err;
-    }
     release(f);
     pthread_mutex_unlock(&flights_lock);
     return PC_OK;
 }
 
-void flight_finish(struct pc_flights *fl, struct sf_flight *f, pc_status status,
-                   int load_err, const void *val, size_t vlen)
+void pc__flight_finish(struct pc__flight_table *fl, struct pc__flight *f,
+                       pc_status status, int load_err, const void *val,
+                       size_t vlen)
 {
     pthread_mutex_lock(&flights_lock);
     unlink_flight(fl, f); /* no new waiters from here on */
     if (status == PC_OK && vlen > 0 && f->refs > 1) {
         /* Waiters read the value after the leader has returned: copy. */
-        f->val = pc_alloc(vlen);
+        f->val = pc__alloc(vlen);
         if (f->val == NULL)
             status = PC_ENOMEM;
         else
@@ -185,6 +185,17 @@ void flight_finish(struct pc_flights *fl, struct sf_flight *f, pc_status status,
     f->status = status;
     f->load_err = load_err;
     f->vlen = status == PC_OK ? vlen : 0;
+    pthread_cond_broadcast(&f->cv);
+    release(f);
+    pthread_mutex_unlock(&flights_lock);
+}
+
+void pc__flight_abandon(struct pc__flight_table *fl, struct pc__flight *f)
+{
+    pthread_mutex_lock(&flights_lock);
+    unlink_flight(fl, f);
+    f->done = true;
+    f->retry = true;
     pthread_cond_broadcast(&f->cv);
     release(f);
     pthread_mutex_unlock(&flights_lock);

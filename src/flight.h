@@ -33,42 +33,49 @@
 
 #include "purecache.h"
 
-struct pc_flights;
-struct sf_flight;
+/* A cache's or memoizer's table of loads in progress. */
+struct pc__flight_table;
+/* One load in progress (one key). */
+struct pc__flight;
 
 /* NULL on allocation failure. */
-struct pc_flights *flights_create(void);
+struct pc__flight_table *pc__flight_table_create(void);
 /* No flight may be in progress. NULL is a no-op. */
-void flights_destroy(struct pc_flights *fl);
+void pc__flight_table_destroy(struct pc__flight_table *fl);
 
-enum flight_role { FLIGHT_LEADER, FLIGHT_FOLLOWER, FLIGHT_AGAIN };
-
-/* Leader's status when it found the key already stored on its re-check:
- * followers (FLIGHT_AGAIN) look the key up again. */
-#define FLIGHT_RETRY ((pc_status)1000)
+enum pc__flight_role {
+    PC__FLIGHT_LEADER,   /* this thread loads the key */
+    PC__FLIGHT_FOLLOWER, /* another thread loaded it; outcome copied out */
+    PC__FLIGHT_RETRY,    /* the leader found the key stored: look again */
+};
 
 /*
  * Join the flight for key, or start one. Returns PC_OK with *role:
- *  - FLIGHT_LEADER: *f is a new flight this thread must complete with
- *    flight_finish;
- *  - FLIGHT_FOLLOWER: another thread's load finished; its outcome has been
- *    copied out as by pc_get (*out_status is PC_OK, PC_ERANGE or PC_ELOAD
- *    with *load_err set, or the leader's PC_ENOMEM);
- *  - FLIGHT_AGAIN: the leader found the key already stored; look it up
+ *  - PC__FLIGHT_LEADER: *f is a new flight this thread must complete with
+ *    pc__flight_finish or pc__flight_abandon;
+ *  - PC__FLIGHT_FOLLOWER: another thread's load finished; its outcome has
+ *    been copied out as by pc_get (*out_status is PC_OK, PC_ERANGE or
+ *    PC_ELOAD with *load_err set, or the leader's PC_ENOMEM);
+ *  - PC__FLIGHT_RETRY: the leader found the key already stored; look it up
  *    again.
  * Or returns PC_EDEADLK (waiting would never end) or PC_ENOMEM.
  */
-pc_status flight_begin(struct pc_flights *fl, const void *key, size_t klen,
-                       enum flight_role *role, struct sf_flight **f, void *buf,
-                       size_t bufcap, size_t *vlen, int *load_err,
-                       pc_status *out_status);
+pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
+                           size_t klen, enum pc__flight_role *role,
+                           struct pc__flight **f, void *buf, size_t bufcap,
+                           size_t *vlen, int *load_err, pc_status *out_status);
 
 /*
  * Complete a flight this thread leads: status PC_OK with the value (copied
  * for the waiters), PC_ELOAD with the loader's code, or PC_ENOMEM. Wakes
  * every waiter; the flight is gone afterwards.
  */
-void flight_finish(struct pc_flights *fl, struct sf_flight *f, pc_status status,
-                   int load_err, const void *val, size_t vlen);
+void pc__flight_finish(struct pc__flight_table *fl, struct pc__flight *f,
+                       pc_status status, int load_err, const void *val,
+                       size_t vlen);
+
+/* Complete a flight without a load: the leader found the key stored after
+ * all. Waiters (PC__FLIGHT_RETRY) look the key up again. */
+void pc__flight_abandon(struct pc__flight_table *fl, struct pc__flight *f);
 
 #endif

@@ -22,7 +22,7 @@ static uint64_t splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-void pc_hash_seed_init(struct pc_hash_seed *seed, uint64_t fixed)
+void pc__hash_seed_init(struct pc__hash_seed *seed, uint64_t fixed)
 {
     static uint64_t counter;
     uint64_t state = fixed;

@@ -30,22 +30,22 @@
 #include <stdint.h>
 #include <string.h>
 
-struct pc_hash_seed {
+struct pc__hash_seed {
     uint64_t k[4];
 };
 
 /* Fill *seed from `fixed` (non-zero: deterministic expansion) or, when fixed
  * is 0, from the kernel's random source. Never fails. */
-void pc_hash_seed_init(struct pc_hash_seed *seed, uint64_t fixed);
+void pc__hash_seed_init(struct pc__hash_seed *seed, uint64_t fixed);
 
-static inline uint64_t pc_hash_mum(uint64_t a, uint64_t b)
+static inline uint64_t pc__hash_mum(uint64_t a, uint64_t b)
 {
     __uint128_t r = (__uint128_t)a * b;
 
     return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
-static inline uint64_t pc_hash_rd64(const unsigned char *p)
+static inline uint64_t pc__hash_rd64(const unsigned char *p)
 {
     uint64_t v;
 
@@ -53,7 +53,7 @@ static inline uint64_t pc_hash_rd64(const unsigned char *p)
     return v;
 }
 
-static inline uint64_t pc_hash_rd32(const unsigned char *p)
+static inline uint64_t pc__hash_rd32(const unsigned char *p)
 {
     uint32_t v;
 
@@ -61,19 +61,19 @@ static inline uint64_t pc_hash_rd32(const unsigned char *p)
     return v;
 }
 
-static inline uint64_t pc_hash(const struct pc_hash_seed *s, const void *key,
-                               size_t n)
+static inline uint64_t pc__hash(const struct pc__hash_seed *s, const void *key,
+                                size_t n)
 {
     const unsigned char *p = key;
     uint64_t a, b, acc = s->k[0];
 
     if (n <= 16) {
         if (n >= 8) {
-            a = pc_hash_rd64(p);
-            b = pc_hash_rd64(p + n - 8);
+            a = pc__hash_rd64(p);
+            b = pc__hash_rd64(p + n - 8);
         } else if (n >= 4) {
-            a = pc_hash_rd32(p);
-            b = pc_hash_rd32(p + n - 4);
+            a = pc__hash_rd32(p);
+            b = pc__hash_rd32(p + n - 4);
         } else if (n > 0) {
             a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
             b = 0;
@@ -84,24 +84,24 @@ static inline uint64_t pc_hash(const struct pc_hash_seed *s, const void *key,
         size_t left = n;
 
         while (left > 16) {
-            acc = pc_hash_mum(pc_hash_rd64(p) ^ s->k[1],
-                              pc_hash_rd64(p + 8) ^ acc);
+            acc = pc__hash_mum(pc__hash_rd64(p) ^ s->k[1],
+                               pc__hash_rd64(p + 8) ^ acc);
             p += 16;
             left -= 16;
         }
-        a = pc_hash_rd64(p + left - 16);
-        b = pc_hash_rd64(p + left - 8);
+        a = pc__hash_rd64(p + left - 16);
+        b = pc__hash_rd64(p + left - 8);
     }
-    acc = pc_hash_mum(a ^ s->k[1], b ^ s->k[2] ^ acc);
-    return pc_hash_mum(acc ^ (uint64_t)n ^ s->k[3], 0x9e3779b97f4a7c15ULL);
+    acc = pc__hash_mum(a ^ s->k[1], b ^ s->k[2] ^ acc);
+    return pc__hash_mum(acc ^ (uint64_t)n ^ s->k[3], 0x9e3779b97f4a7c15ULL);
 }
 
-/* pc_hash with the common 8-byte key as its own constant-folded path:
+/* pc__hash with the common 8-byte key as its own constant-folded path:
  * the length tests disappear and the two reads become one. */
-static inline uint64_t pc_hash_key(const struct pc_hash_seed *s,
-                                   const void *key, size_t n)
+static inline uint64_t pc__hash_key(const struct pc__hash_seed *s,
+                                    const void *key, size_t n)
 {
-    return n == 8 ? pc_hash(s, key, 8) : pc_hash(s, key, n);
+    return n == 8 ? pc__hash(s, key, 8) : pc__hash(s, key, n);
 }
 
 #endif

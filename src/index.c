@@ -1,11 +1,11 @@
 /*
- * index: ck_hs glue. Hash and compare callbacks over struct pc_kv, and the
+ * index: ck_hs glue. Hash and compare callbacks over struct pc__kv, and the
  * ck_malloc whose deferred free goes through the epoch reclaimer of the
  * writer that caused it (see index.h for the argument).
  *
  * ck_malloc's callbacks carry no context, so the writer names its reclaimer
  * in a thread-local variable for the duration of its critical section
- * (index_writer_begin/end). ck_hs calls free(defer=true) only from inside a
+ * (pc__index_writer_begin/end). ck_hs calls free(defer=true) only from inside a
  * mutating call made by that same thread, so the variable is always the
  * right one. A table is allocated with a small header holding the
  * ck_epoch_entry its deferred free needs, so deferring never allocates.
@@ -15,36 +15,36 @@
 #include <stdalign.h>
 
 #include "alloc.h"
-#include "epoch.h"
+#include "retire.h"
 
 struct table_hdr {
     ck_epoch_entry_t ee;
-    struct pc_reclaimer *rc; /* whose grace period frees it (if deferred) */
+    struct pc__reclaimer *rc; /* whose grace period frees it (if deferred) */
     size_t size;
     alignas(16) unsigned char mem[];
 };
 
-static _Thread_local struct pc_reclaimer *writer_reclaimer;
+static _Thread_local struct pc__reclaimer *writer_reclaimer;
 
-void index_writer_begin(struct pc_reclaimer *r)
+void pc__index_writer_begin(struct pc__reclaimer *r)
 {
     writer_reclaimer = r;
 }
 
-void index_writer_end(void)
+void pc__index_writer_end(void)
 {
     writer_reclaimer = NULL;
 }
 
 static void *table_malloc(size_t size)
 {
-    struct table_hdr *h = pc_alloc(sizeof *h + size);
+    struct table_hdr *h = pc__alloc(sizeof *h + size);
 
     if (h == NULL)
         return NULL;
     h->size = size;
     /* ck 0.7.1's ck_hs_map_create never initialises the table header's
-     * tombstone counter, which index_maintain reads through ck_hs_stat:
+     * tombstone counter, which pc__index_maintain reads through ck_hs_stat:
      * reused (dirty) memory made it rebuild the table on every removal.
      * Zeroing costs about what ck's own memset of the slots costs, once
      * per table. */
@@ -54,7 +54,7 @@ static void *table_malloc(size_t size)
 
 static void table_free_now(struct table_hdr *h)
 {
-    pc_free(h, sizeof *h + h->size);
+    pc__free(h, sizeof *h + h->size);
 }
 
 static void table_free_deferred(ck_epoch_entry_t *ee)
@@ -79,7 +79,7 @@ static void table_free(void *p, size_t size, bool defer)
                              offsetof(struct table_hdr, mem));
     if (defer && writer_reclaimer != NULL) {
         h->rc = writer_reclaimer;
-        reclaimer_defer(writer_reclaimer, &h->ee, table_free_deferred);
+        pc__reclaimer_defer(writer_reclaimer, &h->ee, table_free_deferred);
     } else {
         table_free_now(h);
     }
@@ -93,10 +93,10 @@ static struct ck_malloc table_allocator = {
 
 static unsigned long kv_hash_cb(const void *object, unsigned long seed)
 {
-    const struct pc_kv *kv = index_unpack(object);
+    const struct pc__kv *kv = pc__index_unpack(object);
 
-    return (unsigned long)pc_hash((const struct pc_hash_seed *)seed, kv_key(kv),
-                                  kv->klen);
+    return (unsigned long)pc__hash((const struct pc__hash_seed *)seed,
+                                   pc__kv_key(kv), kv->klen);
 }
 
 /* Called by ck_hs for every occupied slot on a probe sequence: the hash tag
@@ -104,37 +104,37 @@ static unsigned long kv_hash_cb(const void *object, unsigned long seed)
  * entry, and the common 8-byte key is compared inline, without memcmp. */
 static bool kv_compare_cb(const void *stored, const void *key)
 {
-    const struct pc_kv *a, *b = index_unpack(key);
-    uintptr_t stag = (uintptr_t)stored & ~INDEX_ADDR_MASK;
+    const struct pc__kv *a, *b = pc__index_unpack(key);
+    uintptr_t stag = (uintptr_t)stored & ~PC__INDEX_ADDR_MASK;
 
-    if (b->flags & KV_PROBE) { /* lookups: the hot path */
-        const struct pc_probe *p = (const struct pc_probe *)b;
+    if (b->flags & PC__KV_PROBE) { /* lookups: the hot path */
+        const struct pc__probe *p = (const struct pc__probe *)b;
 
         /* Different hash tags: different keys, decided without touching
          * the stored entry (no cache miss). */
         if (stag != p->tag)
             return false;
-        a = index_unpack(stored);
+        a = pc__index_unpack(stored);
         /* TSan: ck_hs found `stored` through a pointer it loaded inside
-         * libck (uninstrumented); pairs with index_upsert's release
+         * libck (uninstrumented); pairs with pc__index_upsert's release
          * (tsan.h, case 1). */
         PC_TSAN_ACQUIRE(a);
         if (a->klen != p->hdr.klen)
             return false;
         if (a->klen == 8)
-            return pc_hash_rd64(a->data) == pc_hash_rd64(p->key);
+            return pc__hash_rd64(a->data) == pc__hash_rd64(p->key);
         /* An empty key may be passed as NULL: memcmp must not see it. */
         return a->klen == 0 || memcmp(a->data, p->key, a->klen) == 0;
     }
-    if (stag != ((uintptr_t)key & ~INDEX_ADDR_MASK))
+    if (stag != ((uintptr_t)key & ~PC__INDEX_ADDR_MASK))
         return false;
-    a = index_unpack(stored);
+    a = pc__index_unpack(stored);
     return a->klen == b->klen &&
            (a->klen == 0 || memcmp(a->data, b->data, a->klen) == 0);
 }
 
-bool index_init(struct pc_index *ix, const struct pc_hash_seed *seed,
-                unsigned long expected)
+bool pc__index_init(struct pc__index *ix, const struct pc__hash_seed *seed,
+                    unsigned long expected)
 {
     /* ck_hs grows past 50% load; size for `expected` live entries plus the
      * one a put inserts before it evicts. */
@@ -149,12 +149,12 @@ bool index_init(struct pc_index *ix, const struct pc_hash_seed *seed,
                       (unsigned long)(uintptr_t)seed);
 }
 
-void index_destroy(struct pc_index *ix)
+void pc__index_destroy(struct pc__index *ix)
 {
     ck_hs_destroy(&ix->hs);
 }
 
-void index_maintain(struct pc_index *ix)
+void pc__index_maintain(struct pc__index *ix)
 {
     struct ck_hs_stat st;
 
@@ -164,15 +164,14 @@ void index_maintain(struct pc_index *ix)
      * per-slot probe bounds (CK_HS_MODE_DELETE) lookups pay little for
      * tombstones, so the rebuild (which rehashes every entry: a cache miss
      * each) waits until that count plus the live entries reach 7/8 of the
-     * slots: in a CLOCK 90/10 Zipf run that is 2.6% fewer instructions per
-     * operation than 3/4, and half the rebuilds. */
+     * slots. */
     ck_hs_stat(&ix->hs, &st);
     if (st.tombstones > 64 &&
         8 * (st.n_entries + st.tombstones) > 7 * ix->slots)
         ck_hs_rebuild(&ix->hs);
 }
 
-bool index_reset(struct pc_index *ix)
+bool pc__index_reset(struct pc__index *ix)
 {
     return ck_hs_reset(&ix->hs);
 }

@@ -1,12 +1,12 @@
 /*
- * index: a ck_hs hash set in SPMC mode holding struct pc_kv pointers.
+ * index: a ck_hs hash set in SPMC mode holding struct pc__kv pointers.
  *
  * One writer at a time (the caller holds the owning writer lock around every
- * mutating call), any number of concurrent readers (index_get inside an epoch
- * section). ck_hs never frees a table a reader might be probing: when it
+ * mutating call), any number of concurrent readers (pc__index_get inside an
+ * epoch section). ck_hs never frees a table a reader might be probing: when it
  * grows or rebuilds, it hands the old table to the allocator's free with
- * `defer` set, and index.c routes that free through reclaimer_defer on the
- * writer's reclaimer (see index_writer_begin), so the table outlives every
+ * `defer` set, and index.c routes that free through pc__reclaimer_defer on the
+ * writer's reclaimer (see pc__index_writer_begin), so the table outlives every
  * reader that could still be in it.
  *
  * Hash tags. Debian's libck is built with pointer packing disabled, so
@@ -29,15 +29,13 @@
  * one-byte probe bound per slot: a lookup of an absent key stops after the
  * longest insert that started at its slot, instead of after the longest
  * insert anywhere in the table (which, with the steady stream of evictions
- * a full cache makes, grows long between rebuilds). A CLOCK 90/10 Zipf run
- * spends 20% fewer ck_hs_get instructions per get with it. The bytes cost
- * nothing measurable: a table is a power of two of pointers plus a header,
- * which jemalloc already rounds up to a size class with room for them
- * (stats.allocated per entry is unchanged at capacities from 20k to 1M).
+ * a full cache makes, grows long between rebuilds). The bytes cost nothing
+ * in practice: a table is a power of two of pointers plus a header, which
+ * the allocator already rounds up to a size class with room for them.
  *
  * Tombstones. Removing a key leaves a tombstone in its slot; inserts reuse
  * them, but lookups of absent keys probe past them. After removals the writer
- * calls index_maintain, which rebuilds the table in place (same size, no
+ * calls pc__index_maintain, which rebuilds the table in place (same size, no
  * tombstones; old table deferred as above) once live entries and tombstones
  * together reach seven eighths of the slots (see index.c for why that
  * count is an over-estimate, and why 7/8). Rebuilding allocates; if that
@@ -54,35 +52,35 @@
 #include "hash.h"
 #include "tsan.h"
 
-struct pc_reclaimer;
+struct pc__reclaimer;
 
-struct pc_index {
+struct pc__index {
     ck_hs_t hs;
     unsigned long slots; /* table size, mirrored from ck_hs's growth rule */
 };
 
 /* Set up an empty index sized for `expected` entries without growth
  * (`expected` may be 0: grow on demand). false on allocation failure. */
-bool index_init(struct pc_index *ix, const struct pc_hash_seed *seed,
-                unsigned long expected);
+bool pc__index_init(struct pc__index *ix, const struct pc__hash_seed *seed,
+                    unsigned long expected);
 /* Free the table (not the entries). No reader may be inside. */
-void index_destroy(struct pc_index *ix);
+void pc__index_destroy(struct pc__index *ix);
 
 /* Route ck_hs's deferred frees made by this thread to r until
- * index_writer_end. Call with the writer lock held. */
-void index_writer_begin(struct pc_reclaimer *r);
-void index_writer_end(void);
+ * pc__index_writer_end. Call with the writer lock held. */
+void pc__index_writer_begin(struct pc__reclaimer *r);
+void pc__index_writer_end(void);
 
 #if (defined(__x86_64__) || defined(__aarch64__)) && UINTPTR_MAX == UINT64_MAX
-#define INDEX_ADDR_MASK (((uintptr_t)1 << 48) - 1)
+#define PC__INDEX_ADDR_MASK (((uintptr_t)1 << 48) - 1)
 /* Marker bit 63 (so a tag is never 0) and hash bits 32..46. */
-static inline uintptr_t index_tag(uint64_t h)
+static inline uintptr_t pc__index_tag(uint64_t h)
 {
     return (uintptr_t)((((h >> 32) & 0x7fff) | 0x8000) << 48);
 }
 #else
-#define INDEX_ADDR_MASK (~(uintptr_t)0)
-static inline uintptr_t index_tag(uint64_t h)
+#define PC__INDEX_ADDR_MASK (~(uintptr_t)0)
+static inline uintptr_t pc__index_tag(uint64_t h)
 {
     (void)h;
     return 0;
@@ -90,26 +88,26 @@ static inline uintptr_t index_tag(uint64_t h)
 #endif
 
 /* The word ck_hs stores for kv (hash h), and back. */
-static inline void *index_pack(const struct pc_kv *kv, uint64_t h)
+static inline void *pc__index_pack(const struct pc__kv *kv, uint64_t h)
 {
-    return (void *)((uintptr_t)kv | index_tag(h));
+    return (void *)((uintptr_t)kv | pc__index_tag(h));
 }
 
-static inline struct pc_kv *index_unpack(const void *word)
+static inline struct pc__kv *pc__index_unpack(const void *word)
 {
-    return (struct pc_kv *)((uintptr_t)word & INDEX_ADDR_MASK);
+    return (struct pc__kv *)((uintptr_t)word & PC__INDEX_ADDR_MASK);
 }
 
 /* Reader or writer: the entry whose key equals the probe's, or NULL. */
-static inline struct pc_kv *index_get(struct pc_index *ix, uint64_t h,
-                                      struct pc_probe *probe)
+static inline struct pc__kv *pc__index_get(struct pc__index *ix, uint64_t h,
+                                           struct pc__probe *probe)
 {
-    struct pc_kv *kv;
+    struct pc__kv *kv;
 
-    probe->tag = index_tag(h);
-    kv = index_unpack(ck_hs_get(&ix->hs, (unsigned long)h, probe));
+    probe->tag = pc__index_tag(h);
+    kv = pc__index_unpack(ck_hs_get(&ix->hs, (unsigned long)h, probe));
     /* TSan: ck_hs_get's load of the published pointer is in uninstrumented
-     * libck; pairs with the release in index_upsert (tsan.h, case 1). */
+     * libck; pairs with the release in pc__index_upsert (tsan.h, case 1). */
     if (kv != NULL)
         PC_TSAN_ACQUIRE(kv);
     return kv;
@@ -118,8 +116,8 @@ static inline struct pc_kv *index_get(struct pc_index *ix, uint64_t h,
 /* Writer: publish kv, replacing the entry with the same key if there is one
  * (returned in *prev, else NULL). One probe. Returns false, index unchanged,
  * if the table had to grow and could not (only possible when inserting). */
-static inline bool index_upsert(struct pc_index *ix, uint64_t h,
-                                struct pc_kv *kv, struct pc_kv **prev)
+static inline bool pc__index_upsert(struct pc__index *ix, uint64_t h,
+                                    struct pc__kv *kv, struct pc__kv **prev)
 {
     void *old = NULL;
 
@@ -130,9 +128,9 @@ static inline bool index_upsert(struct pc_index *ix, uint64_t h,
     /* TSan: ck_hs_set's pointer store is in uninstrumented libck; every
      * byte of kv was written before it (tsan.h, case 1). */
     PC_TSAN_RELEASE(kv);
-    if (!ck_hs_set(&ix->hs, (unsigned long)h, index_pack(kv, h), &old))
+    if (!ck_hs_set(&ix->hs, (unsigned long)h, pc__index_pack(kv, h), &old))
         return false;
-    *prev = index_unpack(old);
+    *prev = pc__index_unpack(old);
     if (old == NULL && 2 * ck_hs_count(&ix->hs) > ix->slots)
         ix->slots *= 2; /* ck_hs_set grew the table (ck_hs's 50% rule) */
     return true;
@@ -140,34 +138,34 @@ static inline bool index_upsert(struct pc_index *ix, uint64_t h,
 
 /* Writer: unlink the entry matching key_or_kv (a probe's header, or a
  * stored entry); returns it or NULL. */
-static inline struct pc_kv *index_remove(struct pc_index *ix, uint64_t h,
-                                         struct pc_kv *key_or_kv)
+static inline struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
+                                              struct pc__kv *key_or_kv)
 {
     const void *key;
 
-    if (key_or_kv->flags & KV_PROBE) {
-        ((struct pc_probe *)key_or_kv)->tag = index_tag(h);
+    if (key_or_kv->flags & PC__KV_PROBE) {
+        ((struct pc__probe *)key_or_kv)->tag = pc__index_tag(h);
         key = key_or_kv;
     } else {
-        key = index_pack(key_or_kv, h);
+        key = pc__index_pack(key_or_kv, h);
     }
-    return index_unpack(ck_hs_remove(&ix->hs, (unsigned long)h, key));
+    return pc__index_unpack(ck_hs_remove(&ix->hs, (unsigned long)h, key));
 }
 
 /* Writer: hash of a stored entry (for removal by eviction). */
-static inline uint64_t index_hash_of(const struct pc_index *ix,
-                                     const struct pc_kv *kv)
+static inline uint64_t pc__index_hash_of(const struct pc__index *ix,
+                                         const struct pc__kv *kv)
 {
-    return pc_hash((const struct pc_hash_seed *)ix->hs.seed, kv->data,
-                   kv->klen);
+    return pc__hash((const struct pc__hash_seed *)ix->hs.seed, kv->data,
+                    kv->klen);
 }
 
 /* Writer: rebuild the table if tombstones have piled up. */
-void index_maintain(struct pc_index *ix);
+void pc__index_maintain(struct pc__index *ix);
 
 /* Writer: swap in an empty table of the same size (the old one is freed
  * after a grace period). false on allocation failure, index unchanged: the
  * caller then removes its entries one by one instead. */
-bool index_reset(struct pc_index *ix);
+bool pc__index_reset(struct pc__index *ix);
 
 #endif

@@ -51,14 +51,14 @@ static int key_reserve(pc_key *k, size_t more)
     if (need <= k->cap_)
         return 1;
     cap = k->cap_ * 2 > need ? k->cap_ * 2 : need;
-    p = pc_alloc(cap);
+    p = pc__alloc(cap);
     if (p == NULL) {
         k->err_ = PC_ENOMEM;
         return 0;
     }
     memcpy(p, k->data_, k->len_);
     if (k->data_ != k->inline_)
-        pc_free(k->data_, k->cap_);
+        pc__free(k->data_, k->cap_);
     k->data_ = p;
     k->cap_ = cap;
     return 1;
@@ -181,7 +181,7 @@ void pc_key_free(pc_key *k)
 {
     if (k == NULL || k->data_ == k->inline_)
         return;
-    pc_free(k->data_, k->cap_);
+    pc__free(k->data_, k->cap_);
     k->data_ = k->inline_;
     k->cap_ = sizeof k->inline_;
     k->len_ = 0;

@@ -29,10 +29,11 @@
  *    and then marks the old one STAMP_REPLACED; a reader that reaches the
  *    old entry after that retries its lookup and finds the new one.
  *  - A put that evicts changes two keys (adds one, removes another), which
- *    readers must see happen at once. It runs inside a sequence-lock window:
- *    `seq` is odd while the new key is published and the victim unlinked,
- *    and readers whose lookup overlapped an odd or changed `seq` retry.
- * pc_clear uses the same window, so it is atomic too.
+ *    readers must see happen at once. It runs inside a sequence lock (the
+ *    "two-key seqlock", seq_begin/seq_end): `seq` is odd while the new key
+ *    is published and the victim unlinked, and readers whose lookup
+ *    overlapped an odd or changed `seq` retry. pc_clear uses the same
+ *    seqlock, so it is atomic too.
  *  - Recency order must agree with the linearisation order, or a later
  *    eviction picks a victim the reference LRU would not. A hit is
  *    linearised when it draws its stamp (its entry was reachable from its
@@ -50,21 +51,18 @@
  * entry; delete, the exchange that marks STAMP_REMOVED.
  *
  * Cost of strictness: one shared fetch-and-add and one CAS per hit, and a
- * reader that meets a put's stamp window or an evicting put's two-key window
+ * reader that meets a put's stamp window or an evicting put's two-key seqlock
  * waits for it to close (a few hundred nanoseconds under the lock), so a
  * reader can wait for a preempted writer. The benchmark measures it against a
  * plain mutex + list LRU.
  */
-#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 
 #include "alloc.h"
-#include "epoch.h"
-#include "flight.h"
+#include "core.h"
 #include "index.h"
 #include "policy.h"
-#include "readpath.h"
 
 #define STAMP_REMOVED UINT64_MAX
 #define STAMP_REPLACED (UINT64_MAX - 1)
@@ -74,37 +72,35 @@ struct lru_entry {
     uint64_t heap_key; /* writer-only */
     uint32_t heap_idx; /* writer-only */
     uint32_t pad;
-    struct pc_kv kv; /* last: key and value bytes follow */
+    struct pc__kv kv; /* last: key and value bytes follow */
 };
 
-struct pc_cache {
-    struct pc_domain dom;
-    struct pc_hash_seed seed;
-    size_t capacity;
-    pthread_mutex_t lock;
-    struct pc_index ix;
-    struct pc_reclaimer *rc;
+struct lru_cache {
+    struct pc_cache base;
+    struct pc__writer w; /* the cache's one writer lock */
+    struct pc__index ix;
     struct lru_entry **heap;
     size_t heap_len, heap_cap;
-    size_t count; /* relaxed reads by pc_len */
-    uint64_t puts, evictions, deletes;
-    struct pc_flights *flights;
-    pthread_mutex_t reclaim_lock;                /* one pc_reclaim at a time */
+    size_t count;                                /* relaxed reads by pc_len */
     uint64_t seq __attribute__((aligned(64)));   /* odd: two-key change */
     uint64_t clock __attribute__((aligned(64))); /* recency clock */
 } __attribute__((aligned(64)));
 
-#define ENTRY_OF(kvp)                                                          \
-    ((struct lru_entry *)((char *)(kvp)-offsetof(struct lru_entry, kv)))
+#define ENTRY_OF(kvp) PC__CONTAINER_OF(kvp, struct lru_entry, kv)
 
-const char *policy_name(void)
+static inline struct lru_cache *lru_of(pc_cache *c)
+{
+    return PC__CONTAINER_OF(c, struct lru_cache, base);
+}
+
+const char *pc__policy_name(void)
 {
     return "lru";
 }
 
-static void entry_free(struct pc_kv *kv)
+static void entry_free(struct pc__kv *kv)
 {
-    pc_free(ENTRY_OF(kv), sizeof(struct lru_entry) + kv->klen + kv->vlen);
+    pc__free(ENTRY_OF(kv), sizeof(struct lru_entry) + kv->klen + kv->vlen);
 }
 
 /*
@@ -113,12 +109,12 @@ static void entry_free(struct pc_kv *kv)
  * closes it (+1) once its change is complete. A reader that draws an odd
  * value has met an open window and retries after it (reader_tick).
  */
-static inline uint64_t reader_tick(pc_cache *c)
+static inline uint64_t reader_tick(struct lru_cache *c)
 {
     return __atomic_add_fetch(&c->clock, 2, __ATOMIC_ACQ_REL);
 }
 
-static inline uint64_t stamp_window_open(pc_cache *c)
+static inline uint64_t stamp_window_open(struct lru_cache *c)
 {
     uint64_t ts = __atomic_add_fetch(&c->clock, 1, __ATOMIC_SEQ_CST);
 
@@ -128,20 +124,20 @@ static inline uint64_t stamp_window_open(pc_cache *c)
     return ts;
 }
 
-static inline void stamp_window_close(pc_cache *c)
+static inline void stamp_window_close(struct lru_cache *c)
 {
     __atomic_add_fetch(&c->clock, 1, __ATOMIC_RELEASE);
 }
 
 /* ---- min-heap on heap_key (writer-only) ---- */
 
-static void heap_set(pc_cache *c, size_t i, struct lru_entry *e)
+static void heap_set(struct lru_cache *c, size_t i, struct lru_entry *e)
 {
     c->heap[i] = e;
     e->heap_idx = (uint32_t)i;
 }
 
-static void heap_sift_up(pc_cache *c, size_t i)
+static void heap_sift_up(struct lru_cache *c, size_t i)
 {
     struct lru_entry *e = c->heap[i];
 
@@ -156,7 +152,7 @@ static void heap_sift_up(pc_cache *c, size_t i)
     heap_set(c, i, e);
 }
 
-static void heap_sift_down(pc_cache *c, size_t i)
+static void heap_sift_down(struct lru_cache *c, size_t i)
 {
     struct lru_entry *e = c->heap[i];
 
@@ -176,7 +172,7 @@ static void heap_sift_down(pc_cache *c, size_t i)
     heap_set(c, i, e);
 }
 
-static bool heap_reserve(pc_cache *c)
+static bool heap_reserve(struct lru_cache *c)
 {
     struct lru_entry **h;
     size_t ncap;
@@ -184,26 +180,26 @@ static bool heap_reserve(pc_cache *c)
     if (c->heap_len < c->heap_cap)
         return true;
     ncap = c->heap_cap ? c->heap_cap * 2 : 64;
-    if (ncap > c->capacity)
-        ncap = c->capacity;
-    h = pc_alloc(sizeof *h * ncap);
+    if (ncap > c->base.capacity)
+        ncap = c->base.capacity;
+    h = pc__alloc(sizeof *h * ncap);
     if (h == NULL)
         return false;
     if (c->heap_len)
         memcpy(h, c->heap, sizeof *h * c->heap_len);
-    pc_free(c->heap, sizeof *h * c->heap_cap);
+    pc__free(c->heap, sizeof *h * c->heap_cap);
     c->heap = h;
     c->heap_cap = ncap;
     return true;
 }
 
-static void heap_push(pc_cache *c, struct lru_entry *e)
+static void heap_push(struct lru_cache *c, struct lru_entry *e)
 {
     heap_set(c, c->heap_len++, e);
     heap_sift_up(c, e->heap_idx);
 }
 
-static void heap_remove(pc_cache *c, struct lru_entry *e)
+static void heap_remove(struct lru_cache *c, struct lru_entry *e)
 {
     size_t i = e->heap_idx;
     struct lru_entry *last = c->heap[--c->heap_len];
@@ -219,12 +215,14 @@ static void heap_remove(pc_cache *c, struct lru_entry *e)
 
 /* Claim the exact LRU entry (heap non-empty); it is marked STAMP_REMOVED
  * and out of the heap on return, still in the index. */
-static struct lru_entry *claim_victim(pc_cache *c)
+static struct lru_entry *claim_victim(struct lru_cache *c)
 {
     for (;;) {
         struct lru_entry *e = c->heap[0];
         uint64_t cur = __atomic_load_n(&e->stamp, __ATOMIC_ACQUIRE);
 
+        /* Readers only raise stamps; heap entries are never sentinels. */
+        PC__ASSERT(e->heap_key <= cur && cur < STAMP_REPLACED);
         if (cur != e->heap_key) {
             e->heap_key = cur;
             heap_sift_down(c, 0);
@@ -238,101 +236,75 @@ static struct lru_entry *claim_victim(pc_cache *c)
     }
 }
 
-static void writer_lock(pc_cache *c)
-{
-    pthread_mutex_lock(&c->lock);
-    index_writer_begin(c->rc);
-}
-
-static void writer_unlock(pc_cache *c)
-{
-    bool advance;
-    struct pc_kv *ready = reclaimer_poll(c->rc, &advance);
-
-    index_writer_end();
-    pthread_mutex_unlock(&c->lock);
-    reclaimer_after_unlock(c->rc, ready, advance);
-}
-
-static void window_open(pc_cache *c)
+/* The two-key seqlock (see the top comment). */
+static void seq_begin(struct lru_cache *c)
 {
     __atomic_store_n(&c->seq, c->seq + 1, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_RELEASE);
 }
 
-static void window_close(pc_cache *c)
+static void seq_end(struct lru_cache *c)
 {
     __atomic_store_n(&c->seq, c->seq + 1, __ATOMIC_RELEASE);
 }
 
-pc_status policy_create(const pc_options *opts, pc_cache **out)
+pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
 {
-    pc_cache *c;
+    struct lru_cache *c;
     size_t presize;
 
     if (opts->capacity > UINT32_MAX) /* heap positions are 32-bit */
         return PC_EINVAL;
-    c = pc_alloc_aligned(sizeof *c, 64);
+    c = pc__alloc_aligned(sizeof *c, 64);
     if (c == NULL)
         return PC_ENOMEM;
     memset(c, 0, sizeof *c);
-    c->capacity = opts->capacity;
-    pthread_mutex_init(&c->reclaim_lock, NULL);
-    pc_hash_seed_init(&c->seed, opts->hash_seed);
-    c->flights = flights_create();
-    if (c->flights == NULL)
-        goto fail;
-    if (domain_init(&c->dom) != 0)
-        goto fail_flights;
-    c->rc = reclaimer_create(&c->dom, entry_free);
-    if (c->rc == NULL)
-        goto fail_domain;
+    if (!pc__core_init(&c->base, opts, 1)) {
+        pc__free(c, sizeof *c);
+        return PC_ENOMEM;
+    }
     presize = opts->capacity < (1ul << 20) ? opts->capacity : (1ul << 20);
-    if (!index_init(&c->ix, &c->seed, presize))
-        goto fail_rc;
-    writer_mutex_init(&c->lock);
-    *out = c;
+    if (!pc__index_init(&c->ix, &c->base.seed, presize))
+        goto fail;
+    if (!pc__core_add_writer(&c->base, &c->w, entry_free)) {
+        pc__index_destroy(&c->ix);
+        goto fail;
+    }
+    *out = &c->base;
     return PC_OK;
 
-fail_rc:
-    domain_unlink(&c->dom); /* before the reclaimer's record is freed */
-    reclaimer_destroy(c->rc);
-fail_domain:
-    domain_fini(&c->dom);
-fail_flights:
-    flights_destroy(c->flights);
 fail:
-    pc_free(c, sizeof *c);
+    pc__core_fini(&c->base);
+    pc__free(c, sizeof *c);
     return PC_ENOMEM;
 }
 
-void policy_destroy(pc_cache *c)
+void pc__policy_destroy(pc_cache *base)
 {
-    domain_unlink(&c->dom); /* before the reclaimer's record is freed */
+    struct lru_cache *c = lru_of(base);
+
+    pc__core_shutdown(base);
     for (size_t i = 0; i < c->heap_len; i++)
         entry_free(&c->heap[i]->kv);
-    pc_free(c->heap, sizeof *c->heap * c->heap_cap);
-    reclaimer_destroy(c->rc);
-    index_destroy(&c->ix);
-    pthread_mutex_destroy(&c->lock);
-    domain_fini(&c->dom);
-    flights_destroy(c->flights);
-    pthread_mutex_destroy(&c->reclaim_lock);
-    pc_free(c, sizeof *c);
+    pc__free(c->heap, sizeof *c->heap * c->heap_cap);
+    pc__index_destroy(&c->ix);
+    pc__core_fini(base);
+    pc__free(c, sizeof *c);
 }
 
 /* Inside the caller's read section: find key and record the use (raise its
  * stamp); counts the lookup. NULL on a miss. */
-static struct pc_kv *lru_lookup(pc_cache *c, struct pc_thread *t, uint64_t h,
-                                const void *key, size_t klen)
+static struct pc__kv *lru_lookup(pc_cache *base, struct pc__record *t,
+                                 uint64_t h, const void *key, size_t klen)
 {
-    struct pc_probe probe;
-    struct pc_kv *found = NULL;
+    struct lru_cache *c = lru_of(base);
+    struct pc__probe probe;
+    struct pc__kv *found = NULL;
 
-    pc_probe_init(&probe, key, klen);
+    pc__probe_init(&probe, key, klen);
     for (;;) {
         uint64_t s1 = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
-        struct pc_kv *kv;
+        struct pc__kv *kv;
         struct lru_entry *e;
         uint64_t ts, cur;
 
@@ -340,7 +312,7 @@ static struct pc_kv *lru_lookup(pc_cache *c, struct pc_thread *t, uint64_t h,
             ck_pr_stall();
             continue;
         }
-        kv = index_get(&c->ix, h, &probe);
+        kv = pc__index_get(&c->ix, h, &probe);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&c->seq, __ATOMIC_RELAXED) != s1)
             continue;
@@ -368,61 +340,51 @@ static struct pc_kv *lru_lookup(pc_cache *c, struct pc_thread *t, uint64_t h,
         break;
     }
     if (found != NULL)
-        PC_COUNTER_INC(t->stats.hits);
+        PC__COUNTER_INC(t->stats.hits);
     else
-        PC_COUNTER_INC(t->stats.misses);
+        PC__COUNTER_INC(t->stats.misses);
     return found;
 }
 
-pc_status policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
-                     size_t bufcap, size_t *vlen)
+pc_status pc__policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
+                         size_t bufcap, size_t *vlen)
 {
-    return readpath_get(c, &c->dom, &c->seed, lru_lookup, key, klen, buf,
-                        bufcap, vlen);
+    return pc__core_get(c, lru_lookup, key, klen, buf, bufcap, vlen);
 }
 
-pc_status policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
+pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
 {
-    return readpath_pin(c, &c->dom, &c->seed, lru_lookup, key, klen, pin);
+    return pc__core_pin(c, lru_lookup, key, klen, pin);
 }
 
-struct pc_thread *policy_thread(pc_cache *c)
+pc_status pc__policy_put(pc_cache *base, const void *key, size_t klen,
+                         const void *val, size_t vlen)
 {
-    return domain_thread(&c->dom);
-}
-
-struct pc_flights *policy_flights(pc_cache *c)
-{
-    return c->flights;
-}
-
-pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,
-                     size_t vlen)
-{
-    uint64_t h = pc_hash_key(&c->seed, key, klen);
-    struct lru_entry *e = pc_alloc(sizeof *e + klen + vlen);
-    struct pc_probe probe;
-    struct pc_kv *old;
+    struct lru_cache *c = lru_of(base);
+    uint64_t h = pc__hash_key(&base->seed, key, klen);
+    struct lru_entry *e = pc__alloc(sizeof *e + klen + vlen);
+    struct pc__probe probe;
+    struct pc__kv *old;
 
     if (e == NULL)
         return PC_ENOMEM;
-    kv_fill(&e->kv, key, klen, val, vlen);
-    pc_probe_init(&probe, key, klen);
-    writer_lock(c);
-    old = index_get(&c->ix, h, &probe);
+    pc__kv_fill(&e->kv, key, klen, val, vlen);
+    pc__probe_init(&probe, key, klen);
+    pc__writer_lock(&c->w);
+    old = pc__index_get(&c->ix, h, &probe);
     if (old != NULL) {
         struct lru_entry *oe = ENTRY_OF(old);
 
         e->stamp = e->heap_key = stamp_window_open(c);
-        index_upsert(&c->ix, h, &e->kv, &old); /* present: cannot fail */
+        pc__index_upsert(&c->ix, h, &e->kv, &old); /* present: cannot fail */
         __atomic_exchange_n(&oe->stamp, STAMP_REPLACED, __ATOMIC_ACQ_REL);
         stamp_window_close(c);
         heap_set(c, oe->heap_idx, e);
         heap_sift_down(c, e->heap_idx);
-        reclaimer_retire(c->rc, old);
-    } else if (c->count < c->capacity) {
+        pc__reclaimer_retire(c->w.rc, old);
+    } else if (c->count < base->capacity) {
         e->stamp = e->heap_key = stamp_window_open(c);
-        if (!heap_reserve(c) || !index_upsert(&c->ix, h, &e->kv, &old)) {
+        if (!heap_reserve(c) || !pc__index_upsert(&c->ix, h, &e->kv, &old)) {
             stamp_window_close(c);
             goto nomem;
         }
@@ -433,121 +395,86 @@ pc_status policy_put(pc_cache *c, const void *key, size_t klen, const void *val,
         struct lru_entry *victim;
 
         e->stamp = e->heap_key = stamp_window_open(c);
-        window_open(c);
-        if (!index_upsert(&c->ix, h, &e->kv, &old)) {
-            window_close(c);
+        seq_begin(c);
+        if (!pc__index_upsert(&c->ix, h, &e->kv, &old)) {
+            seq_end(c);
             stamp_window_close(c);
             goto nomem;
         }
         victim = claim_victim(c);
-        index_remove(&c->ix, index_hash_of(&c->ix, &victim->kv), &victim->kv);
-        window_close(c);
+        pc__index_remove(&c->ix, pc__index_hash_of(&c->ix, &victim->kv),
+                         &victim->kv);
+        seq_end(c);
         stamp_window_close(c);
         heap_push(c, e);
-        reclaimer_retire(c->rc, &victim->kv);
-        PC_COUNTER_INC(c->evictions);
-        index_maintain(&c->ix);
+        pc__reclaimer_retire(c->w.rc, &victim->kv);
+        PC__COUNTER_INC(c->w.evictions);
+        pc__index_maintain(&c->ix);
     }
-    PC_COUNTER_INC(c->puts);
-    writer_unlock(c);
+    PC__ASSERT(c->count <= base->capacity && c->heap_len == c->count);
+    PC__COUNTER_INC(c->w.puts);
+    pc__writer_unlock(&c->w);
     return PC_OK;
 
 nomem:
-    writer_unlock(c);
-    pc_free(e, sizeof *e + klen + vlen);
+    pc__writer_unlock(&c->w);
+    pc__free(e, sizeof *e + klen + vlen);
     return PC_ENOMEM;
 }
 
-pc_status policy_delete(pc_cache *c, const void *key, size_t klen)
+pc_status pc__policy_delete(pc_cache *base, const void *key, size_t klen)
 {
-    uint64_t h = pc_hash_key(&c->seed, key, klen);
-    struct pc_probe probe;
-    struct pc_kv *kv;
+    struct lru_cache *c = lru_of(base);
+    uint64_t h = pc__hash_key(&base->seed, key, klen);
+    struct pc__probe probe;
+    struct pc__kv *kv;
 
-    pc_probe_init(&probe, key, klen);
-    writer_lock(c);
-    kv = index_get(&c->ix, h, &probe);
+    pc__probe_init(&probe, key, klen);
+    pc__writer_lock(&c->w);
+    kv = pc__index_get(&c->ix, h, &probe);
     if (kv != NULL) {
         struct lru_entry *e = ENTRY_OF(kv);
 
         __atomic_exchange_n(&e->stamp, STAMP_REMOVED, __ATOMIC_ACQ_REL);
-        index_remove(&c->ix, h, kv);
+        pc__index_remove(&c->ix, h, kv);
         heap_remove(c, e);
         __atomic_store_n(&c->count, c->count - 1, __ATOMIC_RELAXED);
-        reclaimer_retire(c->rc, kv);
-        PC_COUNTER_INC(c->deletes);
-        index_maintain(&c->ix);
+        pc__reclaimer_retire(c->w.rc, kv);
+        PC__COUNTER_INC(c->w.deletes);
+        pc__index_maintain(&c->ix);
     }
-    writer_unlock(c);
+    pc__writer_unlock(&c->w);
     return kv != NULL ? PC_OK : PC_NOTFOUND;
 }
 
-size_t policy_len(const pc_cache *c)
+size_t pc__policy_len(const pc_cache *base)
 {
+    const struct lru_cache *c =
+        PC__CONTAINER_OF(base, const struct lru_cache, base);
+
     return __atomic_load_n(&c->count, __ATOMIC_RELAXED);
 }
 
-size_t policy_capacity(const pc_cache *c)
+void pc__policy_clear(pc_cache *base)
 {
-    return c->capacity;
-}
-
-void policy_clear(pc_cache *c)
-{
+    struct lru_cache *c = lru_of(base);
     bool fresh;
 
-    writer_lock(c);
-    window_open(c);
-    fresh = index_reset(&c->ix);
+    pc__writer_lock(&c->w);
+    seq_begin(c);
+    fresh = pc__index_reset(&c->ix);
     for (size_t i = 0; i < c->heap_len; i++) {
         struct lru_entry *e = c->heap[i];
 
         __atomic_exchange_n(&e->stamp, STAMP_REMOVED, __ATOMIC_ACQ_REL);
         if (!fresh)
-            index_remove(&c->ix, index_hash_of(&c->ix, &e->kv), &e->kv);
-        reclaimer_retire(c->rc, &e->kv);
+            pc__index_remove(&c->ix, pc__index_hash_of(&c->ix, &e->kv), &e->kv);
+        pc__reclaimer_retire(c->w.rc, &e->kv);
     }
     c->heap_len = 0;
     __atomic_store_n(&c->count, 0, __ATOMIC_RELAXED);
-    window_close(c);
+    seq_end(c);
     if (!fresh)
-        index_maintain(&c->ix);
-    writer_unlock(c);
-}
-
-void policy_reclaim(pc_cache *c)
-{
-    struct pc_kv *chain = NULL;
-    bool ok;
-
-    /* The writer lock is not held while waiting for readers: a pinned
-     * reader may be about to take it (epoch.c, drain). */
-    pthread_mutex_lock(&c->reclaim_lock);
-    pthread_mutex_lock(&c->lock);
-    reclaimer_drain_detach(c->rc);
-    pthread_mutex_unlock(&c->lock);
-    ok = reclaimer_drain_wait(&c->dom);
-    pthread_mutex_lock(&c->lock);
-    if (ok)
-        chain = reclaimer_drain_finish(c->rc);
-    else
-        reclaimer_drain_abort(c->rc);
-    pthread_mutex_unlock(&c->lock);
-    reclaimer_free(c->rc, chain);
-    pthread_mutex_unlock(&c->reclaim_lock);
-}
-
-void policy_stats(pc_cache *c, pc_stats *out)
-{
-    struct pc_thread_stats ts = {0};
-
-    memset(out, 0, sizeof *out);
-    domain_sum_stats(&c->dom, &ts);
-    out->hits = ts.hits;
-    out->misses = ts.misses;
-    out->loader_calls = ts.loader_calls;
-    out->loader_errors = ts.loader_errors;
-    out->puts = PC_COUNTER_READ(c->puts);
-    out->evictions = PC_COUNTER_READ(c->evictions);
-    out->deletes = PC_COUNTER_READ(c->deletes);
+        pc__index_maintain(&c->ix);
+    pc__writer_unlock(&c->w);
 }

@@ -9,7 +9,7 @@
  * statement is not instrumented), so a race on a ck_pr-accessed word would
  * be silently missed. The TSan build therefore defines CK_USE_CC_BUILTINS=1
  * (CMakeLists.txt), which selects ck's GCC port for every ck_pr_* call
- * compiled into our translation units (read_enter/read_leave, ck_epoch's
+ * compiled into our translation units (pc__read_enter/leave, ck_epoch's
  * inline helpers): read-modify-writes become __sync builtins, which TSan
  * treats as atomics; loads and stores become volatile accesses, which TSan
  * treats as plain accesses (so a conflict between two instrumented threads
@@ -27,11 +27,12 @@
  *     reads the entry.
  *     Annotated: release on the entry before ck_hs_set; acquire on the entry
  *     when ck_hs hands it to our compare callback or returns it.
- *  2. Grace periods (epoch.h, epoch.c, index.c). A reader leaves its epoch
- *     section with a release store to its record, but the writer learns
- *     that every reader has left from relaxed loads in epoch.c's scan,
+ *  2. Grace periods (domain.h, grace.c, retire.c, index.c). A reader
+ *     leaves its epoch section with a release store to its record, but the
+ *     writer learns that every reader has left from relaxed loads in
+ *     grace.c's scan,
  *     ordered by a membarrier or fence that TSan does not model, and the
- *     free happens later, on another thread. Annotated: every read_leave
+ *     free happens later, on another thread. Annotated: every pc__read_leave
  *     releases on its domain's `tsan_grace` byte; every deferred free
  *     (entry batches, old ck_hs tables) acquires on it first. (Not on the
  *     epoch word itself: a release store to an atomic replaces TSan's sync
@@ -41,15 +42,15 @@
  *     cannot hide the bug it is there to catch: a free while a reader is
  *     still inside the section that reached the entry, since that section's
  *     release has not happened yet.
- *  3. Record recycling (epoch.c). A thread's record is unregistered by its
+ *  3. Record recycling (domain.c). A thread's record is unregistered by its
  *     exit destructor and recycled by a new thread through ck_epoch_recycle
  *     (ck_pr_fas inside libck). Both happen under the domain's registry
  *     mutex, which TSan does see, so no annotation is needed there. (The
  *     one unregistration outside it, when pthread_setspecific fails in
- *     domain_thread_slow, releases a record no section ever used.)
- *  4. Record publication (epoch.c). A record is filled and pushed onto the
+ *     pc__domain_record_slow, releases a record no section ever used.)
+ *  4. Record publication (domain.c). A record is filled and pushed onto the
  *     domain's record list by ck_epoch_register (inside libck, a CAS), and
- *     epoch.c's grace-period scan walks that list from another thread.
+ *     grace.c's grace-period scan walks that list from another thread.
  *     Annotated: release on the record before registering it; acquire on
  *     each record the scan visits.
  *

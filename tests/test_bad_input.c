@@ -6,7 +6,7 @@
 #include <pthread.h>
 
 #include "alloc.h"
-#include "util.h"
+#include "testlib.h"
 
 #define N 32
 

@@ -12,7 +12,7 @@
  * stay busy: pc_reclaim (which waits for a grace period) is called by
  * churning threads and, with the readers still running, by the main thread,
  * after which the only live entries are the cache's own. Every read checks
- * its value (util.h's self-validating values). After destroy, allocations
+ * its value (testlib.h's self-validating values). After destroy, allocations
  * return to the baseline. A missed record release, a leaked entry or a
  * grace period that never ends fails an assertion (or hits ctest's timeout).
  */
@@ -20,7 +20,7 @@
 #include <pthread.h>
 
 #include "alloc.h"
-#include "util.h"
+#include "testlib.h"
 
 #define W 4 /* churning threads alive at once */
 #define WAVES 100

@@ -1,6 +1,6 @@
 /*
  * Multi-threaded stress: several threads run get/put/delete on a shared key
- * space for a bounded time. Values are self-validating (util.h), so a torn
+ * space for a bounded time. Values are self-validating (testlib.h), so a torn
  * or misdirected read is caught; a monitor thread checks that pc_len never
  * exceeds the capacity; afterwards the cache must be consistent and, once
  * destroyed, must have released every allocation it made.
@@ -10,8 +10,9 @@
 #include <stdlib.h>
 
 #include "alloc.h"
-#include "epoch.h"
-#include "util.h"
+#include "grace.h"
+#include "retire.h"
+#include "testlib.h"
 
 #define WORKERS 4
 
@@ -160,7 +161,7 @@ Test(concurrency, write_heavy_constant_eviction)
  * was taken by an earlier test and only the stress itself runs. */
 Test(concurrency, stress_with_fenced_reads_when_membarrier_is_refused)
 {
-    bool elided = pc__read_fence_elided(true);
+    bool elided = pc__read_fence_setup(true);
 #ifndef PC_TSAN_CRITERION_SHIM_H
     cr_assert_not(elided, "the hook ran after the fence mode was decided");
     cr_assert_str_neq(pc_read_fence(), "membarrier");

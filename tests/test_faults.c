@@ -24,7 +24,7 @@
 #include <pthread.h>
 
 #include "alloc.h"
-#include "util.h"
+#include "testlib.h"
 
 #define KEYS 24
 #define SEED 0x5eed5eedULL

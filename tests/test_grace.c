@@ -1,9 +1,9 @@
 /*
- * Grace periods, tested directly on the epoch module (src/epoch.c).
+ * Grace periods, tested directly on src/grace.c, src/domain.c and src/retire.c.
  *
  *  - Store-buffer litmus. A reader enters its section with the library's own
  *    read_enter, loads a published object, checks it twice and leaves; a
- *    writer swaps the object out, defers it the way reclaimer_defer does
+ *    writer swaps the object out, defers it the way pc__reclaimer_defer does
  *    (fence, read the epoch b), advances the domain until the epoch reaches
  *    b + 2, then "frees" it (clears its valid flag). A reader that sees a
  *    cleared flag inside its section was overtaken by a free. Both threads
@@ -18,15 +18,15 @@
  *    times per 4 s; with the current order the reader's load of the global
  *    epoch, a line every advance writes, misses and holds back its later
  *    loads, and no violation showed in 4 s. The barrier's necessity rests
- *    on the argument in epoch.c; TSan cannot check it either (it models
+ *    on the argument in grace.c; TSan cannot check it either (it models
  *    happens-before, not the store buffer).
  *  - Bucket liveness. A reclaimer that only ever polls at epochs of the same
  *    residues mod 4 (other writers advance the epoch in between) must still
  *    free everything it retired.
  *  - Destroying a cache while another cache's writers run paced steps over
- *    every flagged domain (tick_all): the destroyed cache's records must be
- *    out of reach first (a use-after-free that ASan caught within 0.5 s
- *    before domain_unlink).
+ *    every flagged domain (grace.c, step_all): the destroyed cache's records
+ * must be out of reach first (a use-after-free that ASan caught within 0.5 s
+ *    before pc__domain_unlink).
  *  - Garbage stays bounded under a steady write load, and pc_reclaim returns,
  *    after membarrier(2) starts failing (a seccomp filter installed after
  *    the first cache): the process degrades to the mprotect barrier.
@@ -43,9 +43,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "epoch.h"
-#include "util.h"
+#include "internal.h" /* every internal header compiles together */
+#include "testlib.h"
 
 /* ------------------------------------------------------ store-buffer litmus */
 
@@ -59,14 +58,14 @@ struct obj {
 
 static struct obj objs[NOBJ] __attribute__((aligned(128)));
 static struct obj *slot;
-static struct pc_domain dom;
+static struct pc__domain dom;
 static int stop;
 static long noise[16] __attribute__((aligned(128)));
 static long violations, reads, swaps;
 
 static void *litmus_reader(void *arg)
 {
-    struct pc_thread *t = domain_thread(&dom);
+    struct pc__record *t = pc__domain_record(&dom);
     long v = 0, n = 0;
 
     (void)arg;
@@ -78,14 +77,14 @@ static void *litmus_reader(void *arg)
          * section's `active` store, keeps the latter in the store buffer
          * a little longer (stores leave it in order). */
         __atomic_store_n(&noise[0], n, __ATOMIC_RELAXED);
-        read_enter(t);
+        pc__read_enter(t);
         o = __atomic_load_n(&slot, __ATOMIC_ACQUIRE);
         a = __atomic_load_n(&o->valid, __ATOMIC_RELAXED);
         for (volatile int i = 0; i < 20; i++)
             ;
         b = __atomic_load_n(&o->valid, __ATOMIC_RELAXED);
         v += a != 1 || b != 1;
-        read_leave(t);
+        pc__read_leave(t);
         n++;
     }
     __atomic_add_fetch(&violations, v, __ATOMIC_RELAXED);
@@ -108,11 +107,11 @@ static void *litmus_writer(void *arg)
         __atomic_store_n(&noise[0], -1, __ATOMIC_RELAXED);
         __atomic_store_n(&nw->valid, 1, __ATOMIC_RELAXED);
         __atomic_store_n(&slot, nw, __ATOMIC_RELEASE); /* unlink old */
-        ck_pr_fence_memory();                          /* as reclaimer_defer */
+        ck_pr_fence_memory(); /* as pc__reclaimer_defer */
         b = __atomic_load_n(&dom.epoch.epoch, __ATOMIC_ACQUIRE);
         while ((int)(__atomic_load_n(&dom.epoch.epoch, __ATOMIC_ACQUIRE) -
                      (b + 2)) < 0)
-            domain_advance(&dom, false);
+            pc__grace_step(&dom, false);
         __atomic_store_n(&old->valid, 0, __ATOMIC_RELAXED); /* "free" */
         __atomic_store_n(&swaps, ++n, __ATOMIC_RELAXED);
     }
@@ -123,7 +122,7 @@ static void litmus(double seconds)
 {
     pthread_t r, w;
 
-    cr_assert_eq(domain_init(&dom), 0);
+    cr_assert(pc__domain_init(&dom));
     objs[0].valid = 1;
     slot = &objs[0];
     cr_assert_eq(pthread_create(&r, NULL, litmus_reader, NULL), 0);
@@ -141,13 +140,13 @@ static void litmus(double seconds)
     pthread_join(r, NULL);
     pthread_join(w, NULL);
     cr_log_info("read fence %s: %ld reads, %ld frees, %ld violations\n",
-                read_fence_name(), reads, swaps, violations);
+                pc__read_fence_name(), reads, swaps, violations);
     /* Enough frees happened under concurrent reads to mean something. */
     cr_assert_geq(swaps, LITMUS_MIN_FREES, "only %ld frees in 30 s", swaps);
     cr_assert_gt(reads, 100000, "only %ld reads", reads);
     cr_assert_eq(violations, 0, "%ld reads saw their object freed under them",
                  violations);
-    domain_fini(&dom);
+    pc__domain_fini(&dom);
 }
 
 Test(grace, no_free_overtakes_a_reader_default_fence)
@@ -157,7 +156,7 @@ Test(grace, no_free_overtakes_a_reader_default_fence)
 
 Test(grace, no_free_overtakes_a_reader_fenced_reads)
 {
-    cr_assert_not(pc__read_fence_elided(true));
+    cr_assert_not(pc__read_fence_setup(true));
     litmus(2.0);
 }
 
@@ -165,7 +164,7 @@ Test(grace, no_free_overtakes_a_reader_fenced_reads)
 
 static long freed_entries;
 
-static void count_free(struct pc_kv *kv)
+static void count_free(struct pc__kv *kv)
 {
     freed_entries++;
     free(kv);
@@ -173,12 +172,12 @@ static void count_free(struct pc_kv *kv)
 
 Test(grace, buckets_drain_whatever_epochs_a_writer_sees)
 {
-    struct pc_domain d;
-    struct pc_reclaimer *r;
+    struct pc__domain d;
+    struct pc__reclaimer *r;
     long retired = 0;
 
-    cr_assert_eq(domain_init(&d), 0);
-    r = reclaimer_create(&d, count_free);
+    cr_assert(pc__domain_init(&d));
+    r = pc__reclaimer_create(&d, count_free);
     cr_assert_not_null(r);
     for (int round = 0; round < 400; round++) {
         unsigned int e = __atomic_load_n(&d.epoch.epoch, __ATOMIC_RELAXED);
@@ -187,24 +186,24 @@ Test(grace, buckets_drain_whatever_epochs_a_writer_sees)
         /* Other writers move the epoch on; this one only ever looks at
          * epochs that are 0 or 1 mod 4, and never the same one twice. */
         do {
-            domain_advance(&d, false);
+            pc__grace_step(&d, false);
             e = __atomic_load_n(&d.epoch.epoch, __ATOMIC_RELAXED);
         } while ((e & 3) > 1);
-        for (int i = 0; i < PC_RETIRE_BATCH_ENTRIES; i++) {
-            struct pc_kv *kv = calloc(1, sizeof *kv);
+        for (int i = 0; i < PC__RETIRE_BATCH_ENTRIES; i++) {
+            struct pc__kv *kv = calloc(1, sizeof *kv);
 
             cr_assert_not_null(kv);
-            reclaimer_retire(r, kv);
+            pc__reclaimer_retire(r, kv);
             retired++;
         }
-        reclaimer_free(r, reclaimer_poll(r, &advance));
+        pc__reclaimer_free(r, pc__reclaimer_poll(r, &advance));
     }
     /* At most the last few rounds' entries may still wait. */
-    cr_assert_geq(freed_entries, retired - 4 * PC_RETIRE_BATCH_ENTRIES,
+    cr_assert_geq(freed_entries, retired - 4 * PC__RETIRE_BATCH_ENTRIES,
                   "retired %ld, freed %ld", retired, freed_entries);
-    reclaimer_destroy(r);
+    pc__reclaimer_destroy(r);
     cr_assert_eq(freed_entries, retired);
-    domain_fini(&d);
+    pc__domain_fini(&d);
 }
 
 /* ------------------------------------- membarrier failing after startup */

@@ -18,7 +18,7 @@
 #include <stdio.h>
 
 #include "hash.h"
-#include "util.h"
+#include "testlib.h"
 
 #define NKEYS 4096
 #define SLOTS 1024u
@@ -58,13 +58,13 @@ static unsigned shard_of(uint64_t h)
 /* Fill keys[] with NKEYS keys that all land in bucket 0 under FIXED_SEED. */
 static void flood(bool long_key, unsigned (*bucket)(uint64_t))
 {
-    struct pc_hash_seed s;
+    struct pc__hash_seed s;
     size_t got = 0;
 
-    pc_hash_seed_init(&s, FIXED_SEED);
+    pc__hash_seed_init(&s, FIXED_SEED);
     for (uint64_t i = 0; got < NKEYS; i++) {
         key_make(&keys[got], i, long_key);
-        if (bucket(pc_hash(&s, keys[got].b, keys[got].n)) == 0)
+        if (bucket(pc__hash(&s, keys[got].b, keys[got].n)) == 0)
             got++;
     }
 }
@@ -77,14 +77,14 @@ static void assert_spread(unsigned (*bucket)(uint64_t), unsigned nb,
     double chi_limit = (nb - 1) + 8 * sqrt(2.0 * (nb - 1));
 
     for (int t = 0; t < TRIAL_SEEDS; t++) {
-        struct pc_hash_seed s;
+        struct pc__hash_seed s;
         unsigned maxc = 0;
         double chi = 0;
 
-        pc_hash_seed_init(&s, 0); /* random, as pc_create does */
+        pc__hash_seed_init(&s, 0); /* random, as pc_create does */
         memset(count, 0, sizeof count);
         for (size_t i = 0; i < NKEYS; i++)
-            count[bucket(pc_hash(&s, keys[i].b, keys[i].n))]++;
+            count[bucket(pc__hash(&s, keys[i].b, keys[i].n))]++;
         for (unsigned b = 0; b < nb; b++) {
             chi += (count[b] - expect) * (count[b] - expect) / expect;
             if (count[b] > maxc)
@@ -120,21 +120,21 @@ Test(hash_flood, keys_colliding_in_one_shard_spread_under_random_seeds)
 
 Test(hash_flood, the_same_fixed_seed_reproduces_the_collisions)
 {
-    struct pc_hash_seed s;
+    struct pc__hash_seed s;
 
     /* Guards the test itself: the flood is real under the seed it used. */
     flood(false, slot_of);
-    pc_hash_seed_init(&s, FIXED_SEED);
+    pc__hash_seed_init(&s, FIXED_SEED);
     for (size_t i = 0; i < NKEYS; i++)
-        cr_assert_eq(slot_of(pc_hash(&s, keys[i].b, keys[i].n)), 0u);
+        cr_assert_eq(slot_of(pc__hash(&s, keys[i].b, keys[i].n)), 0u);
 }
 
 Test(hash_flood, random_seeds_differ_between_caches)
 {
-    struct pc_hash_seed a, b;
+    struct pc__hash_seed a, b;
 
-    pc_hash_seed_init(&a, 0);
-    pc_hash_seed_init(&b, 0);
+    pc__hash_seed_init(&a, 0);
+    pc__hash_seed_init(&b, 0);
     cr_assert(memcmp(&a, &b, sizeof a) != 0);
 }
 

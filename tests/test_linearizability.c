@@ -44,7 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "util.h"
+#include "testlib.h"
 
 #define T 3
 #define K 8

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "testlib.h"
 
 /* ---- helpers ---- */
 

@@ -7,7 +7,7 @@
 #include <pthread.h>
 
 #include "alloc.h"
-#include "util.h"
+#include "testlib.h"
 
 static void churn(pc_cache *c, uint64_t base, uint64_t n)
 {
@@ -111,7 +111,7 @@ Test(memory, exited_threads_records_are_recycled)
 /*
  * ck_hs's table header (tombstone counter included) comes from our
  * allocator; ck 0.7.1 never initialises that counter. If the table memory
- * is reused, index_maintain sees a huge tombstone count and rebuilds the
+ * is reused, pc__index_maintain sees a huge tombstone count and rebuilds the
  * whole table on every delete or eviction (an O(capacity) allocation and
  * copy per write). Reuse the memory of a table that saw many removals, then
  * count the allocations a hundred deletes make: at most one rebuild.

@@ -6,7 +6,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
-#include "util.h"
+#include "testlib.h"
 
 #define KEYS 24
 #define MAXCAP 16

@@ -6,7 +6,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
-#include "util.h"
+#include "testlib.h"
 
 Test(semantics, policy_name_matches_build)
 {

@@ -5,7 +5,7 @@
  * How. One worker per online CPU mixes get, put (new keys and replacements,
  * so the cache evicts constantly), delete, and now and then clear, reclaim
  * and a statistics snapshot, over a key space four times the capacity.
- * Values are self-validating (util.h): every hit is checked for the right
+ * Values are self-validating (testlib.h): every hit is checked for the right
  * key and an untorn body. A monitor thread samples pc_len (must never exceed
  * the capacity) and the statistics (every counter must be monotonic between
  * snapshots, since counters only grow). At the end, with the cache
@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
-#include "util.h"
+#include "testlib.h"
 
 #define MAXW 16
 

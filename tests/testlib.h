@@ -2,8 +2,8 @@
  * Helpers shared by the test suites: integer keys, self-validating values,
  * and the policy this executable was built against.
  */
-#ifndef PC_TEST_UTIL_H
-#define PC_TEST_UTIL_H
+#ifndef PC_TESTLIB_H
+#define PC_TESTLIB_H
 
 #include <stdbool.h>
 #include <stdint.h>

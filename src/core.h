@@ -1,0 +1,151 @@
+/*
+ * core: what every policy's cache is made of, written once.
+ *
+ * struct pc_cache (the public opaque handle) is defined here and only here.
+ * A policy's cache embeds it as its first member (clock.c's struct
+ * clock_cache, lru.c's struct lru_cache) and adds its own fields, so the
+ * policy converts with PC__CONTAINER_OF and the core never needs to know
+ * the policy's layout.
+ *
+ * The core holds: the epoch domain (domain.h) every read section runs in,
+ * the hash seed, the capacity, the single-flight table of get-or-load, and
+ * the list of the cache's writer locks. A writer lock (struct pc__writer)
+ * is a mutex plus the reclaimer its holder retires into (retire.h) plus the
+ * write counters it guards; CLOCK has one per shard, exact LRU one for the
+ * cache. Everything the policies used to repeat lives here:
+ *  - taking and releasing a writer lock, with the reclamation poll before
+ *    the unlock and the frees and grace-period step after it;
+ *  - the read skeleton (pc__core_get, pc__core_pin): find this thread's
+ *    record, hash, enter the section, let the policy look the key up and
+ *    record the use, copy out and leave (or leave the section open for a
+ *    pin). Only the lookup differs between policies, so each passes its own
+ *    as a constant function pointer into these always-inlined helpers, and
+ *    sharing the skeleton costs the read path no call;
+ *  - pc_reclaim over every writer lock, never holding one while waiting;
+ *  - statistics: per-thread counters plus every writer's counters;
+ *  - creation and the destruction order (unlink the domain before any
+ *    reclaimer's record is freed; free deferred tables before live ones).
+ *
+ * Concurrency: everything in struct pc_cache is immutable after creation
+ * except what its own locks guard (the domain's registry and grace state,
+ * each writer's fields, reclaim_lock).
+ */
+#ifndef PC_CORE_H
+#define PC_CORE_H
+
+#include <pthread.h>
+
+#include "domain.h"
+#include "entry.h"
+#include "flight.h"
+#include "hash.h"
+#include "retire.h"
+
+/* One writer lock and what its holder owns. */
+struct pc__writer {
+    pthread_mutex_t lock; /* a leaf (lock order: internal.h) */
+    struct pc__reclaimer *rc;
+    /* Written under `lock` (single writer), read by pc_stats_get. */
+    uint64_t puts, evictions, deletes;
+};
+
+struct pc_cache {
+    struct pc__domain dom;
+    struct pc__hash_seed seed;
+    size_t capacity;
+    struct pc__flight_table *flights;
+    pthread_mutex_t reclaim_lock; /* one pc_reclaim at a time; level 1 */
+    struct pc__writer **writers;  /* every writer lock of the cache */
+    unsigned int nwriters, writers_cap;
+};
+
+/*
+ * Set up the core of a new cache: seed, capacity, flight table, domain, and
+ * room for nwriters writer locks (registered with pc__core_add_writer).
+ * False on allocation failure, with nothing left to undo.
+ */
+bool pc__core_init(struct pc_cache *c, const pc_options *opts,
+                   unsigned int nwriters);
+/* Initialise w (its mutex and reclaimer, freeing entries with free_kv) and
+ * register it as the cache's next writer. False on allocation failure;
+ * pc__core_shutdown then cleans up every writer added so far. */
+bool pc__core_add_writer(struct pc_cache *c, struct pc__writer *w,
+                         pc__kv_free_fn *free_kv);
+/*
+ * Destruction, step 1: unlink the domain (no other thread's paced step or
+ * thread exit looks at it any more), then destroy every writer's reclaimer,
+ * freeing everything retired and every deferred index table. The policy
+ * then frees its live entries and its index (deferred tables before live
+ * ones: this order), then calls pc__core_fini.
+ */
+void pc__core_shutdown(struct pc_cache *c);
+/* Destruction, step 2: release thread records, the flight table, locks. */
+void pc__core_fini(struct pc_cache *c);
+
+/* Take / release a writer lock. The release polls w's reclaimer under the
+ * lock, then frees what became safe and runs any due grace-period step
+ * with no lock held. */
+void pc__writer_lock(struct pc__writer *w);
+void pc__writer_unlock(struct pc__writer *w);
+
+/* pc_reclaim, pc_stats_get. */
+void pc__core_reclaim(struct pc_cache *c);
+void pc__core_stats(struct pc_cache *c, pc_stats *out);
+
+/* The calling thread's record on c, registering it; NULL on ENOMEM. */
+static inline struct pc__record *pc__core_record(struct pc_cache *c)
+{
+    return pc__domain_record(&c->dom);
+}
+
+/* A policy's lookup, run inside the caller's read section: find the key,
+ * count the lookup (hit or miss) in t's counters, record the use. */
+typedef struct pc__kv *pc__lookup_fn(struct pc_cache *c, struct pc__record *t,
+                                     uint64_t h, const void *key, size_t klen);
+
+static inline __attribute__((always_inline)) pc_status
+pc__core_get(struct pc_cache *c, pc__lookup_fn *lookup, const void *key,
+             size_t klen, void *buf, size_t bufcap, size_t *vlen)
+{
+    struct pc__record *t = pc__core_record(c);
+    struct pc__kv *kv;
+    pc_status st;
+    uint64_t h;
+
+    if (__builtin_expect(t == NULL, 0))
+        return PC_ENOMEM;
+    h = pc__hash_key(&c->seed, key, klen);
+    pc__read_enter(t);
+    kv = lookup(c, t, h, key, klen);
+    st = kv != NULL
+             ? pc__copy_out(pc__kv_value(kv), kv->vlen, buf, bufcap, vlen)
+             : PC_NOTFOUND;
+    pc__read_leave(t);
+    return st;
+}
+
+static inline __attribute__((always_inline)) pc_status
+pc__core_pin(struct pc_cache *c, pc__lookup_fn *lookup, const void *key,
+             size_t klen, pc_pin *pin)
+{
+    struct pc__record *t = pc__core_record(c);
+    struct pc__kv *kv;
+    uint64_t h;
+
+    if (t == NULL)
+        return PC_ENOMEM;
+    h = pc__hash_key(&c->seed, key, klen);
+    pc__read_enter(t);
+    kv = lookup(c, t, h, key, klen);
+    if (kv == NULL) {
+        pc__read_leave(t);
+        return PC_NOTFOUND;
+    }
+    pin->value = pc__kv_value(kv);
+    pin->len = kv->vlen;
+    pin->internal_[0] = t; /* the read section stays open until pc_unpin */
+    pin->internal_[1] = c;
+    return PC_OK;
+}
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * internal: the map of src/, the conventions every file follows, and the
+ * order in which the library's locks may be taken. Include the header of
+ * the module you use, not this one; this one includes them all, for a
+ * reader's (or a debugger's) convenience.
+ *
+ * WHAT EACH FILE PROVIDES (a .h declares, its .c implements)
+ *
+ *   util.h/.c     container-of, debug-build invariant checks (PC__ASSERT),
+ *                 single-writer counters, argument checks, value copy-out
+ *   alloc.h/.c    every allocation (jemalloc; fault-injection test hooks)
+ *   hash.h/.c     the seeded 64-bit key hash and seed generation
+ *   entry.h       struct pc__kv, the immutable published entry; lookup probes
+ *   index.h/.c    ck_hs (SPMC) glue: hash tags, deferred table frees, rebuilds
+ *   barrier.h/.c  the read fence, and the heavy barrier writers issue for it
+ *   domain.h/.c   epoch domains, thread records, thread exit, read sections
+ *   grace.h/.c    grace-period detection, pacing, waiting for readers
+ *   retire.h/.c   per-writer reclaimers: batched retirement, pc_reclaim drain
+ *   core.h/.c     struct pc_cache, writer locks, the shared read skeleton,
+ *                 pc_reclaim, statistics, creation/destruction order
+ *   policy.h      the interface a policy implements
+ *   clock.c       the CLOCK policy (sharded, wait-free reads)
+ *   lru.c         the exact-LRU policy
+ *   cache.c       the public cache API: argument checks, dispatch
+ *   flight.h/.c   single flight and loader deadlock detection
+ *   load.h/.c     get-or-load over a backend; pc_get_or_load; pc_sink_set
+ *   backend.h/.c  the cache as a pc_backend
+ *   memo.c        the memoizer (pc_memo_*)
+ *   key.c         the typed key builder (pc_key_*)
+ *   tsan.h        ThreadSanitizer annotations for what libck hides
+ *
+ * CONVENTIONS
+ *
+ *   Names       Public symbols start pc_ / PC_ (include/purecache.h). Every
+ *               other symbol with external linkage starts pc__ / PC__; the
+ *               rest is static. The install check (tests/install) fails if
+ *               the static library defines anything else.
+ *   Errors      A function that produces a caller-visible outcome returns
+ *               pc_status, with the header's meanings only. A function that
+ *               can only fail for lack of memory returns bool (false: out
+ *               of memory, nothing changed) or NULL. Internal outcomes that
+ *               are not statuses get their own enum (flight.h's roles),
+ *               never a value cast into pc_status.
+ *   Invariants  PC__ASSERT states what must hold; debug builds check it.
+ *   Comments    Each file opens with its algorithm and its concurrency
+ *               argument; each mechanism is explained once, atop the file
+ *               that implements it. Measurements belong in commit messages
+ *               and the benchmark's documentation, not in comments.
+ *
+ * LOCK ORDER (a lock may be taken while holding only locks above it)
+ *
+ *   1. reclaim_lock      core.h, per cache: one pc_reclaim at a time
+ *   2. pace_lock         grace.c, process: one paced grace step at a time
+ *   3. live lock         domain.c, process: the list of live domains
+ *   4. registry_lock     domain.h, per domain: its thread records
+ *   4. grace_lock        domain.h, per domain: advances of its epoch
+ *   5. barrier_lock      barrier.c, process: one heavy barrier at a time
+ *   -  writer lock       core.h (struct pc__writer), per shard or cache:
+ *                        a leaf. Nothing else is taken while one is held
+ *                        (allocation aside), and writer locks are never
+ *                        nested: pc_reclaim takes them one at a time under
+ *                        reclaim_lock and waits for readers (grace_lock,
+ *                        barrier_lock) with none held.
+ *   -  flights lock      flight.c, process: a leaf (held while waiting on a
+ *                        flight's condition variable, which releases it).
+ *
+ *   Locks at the same level are never held together. The paced step takes
+ *   pace_lock, the live lock, then (trylock) each flagged domain's
+ *   grace_lock, then barrier_lock; thread exit takes the live lock, then
+ *   each domain's registry_lock in turn.
+ */
+#ifndef PC_INTERNAL_H
+#define PC_INTERNAL_H
+
+#include "alloc.h"
+#include "backend.h"
+#include "barrier.h"
+#include "core.h"
+#include "domain.h"
+#include "entry.h"
+#include "flight.h"
+#include "grace.h"
+#include "hash.h"
+#include "index.h"
+#include "load.h"
+#include "policy.h"
+#include "retire.h"
+#include "tsan.h"
+#include "util.h"
+
+#endif

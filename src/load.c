@@ -1,0 +1,164 @@
+/*
+ * load: the loader's sink, get-or-load over a backend (algorithm in
+ * load.h), and pc_get_or_load on the cache itself.
+ */
+#include "load.h"
+
+#include <string.h>
+
+#include "alloc.h"
+#include "backend.h"
+#include "core.h"
+
+struct pc_sink {
+    unsigned char *data;
+    size_t len, cap;
+    int err;
+    unsigned char inline_[128];
+};
+
+static void sink_init(struct pc_sink *s)
+{
+    s->data = s->inline_;
+    s->len = 0;
+    s->cap = sizeof s->inline_;
+    s->err = 0;
+}
+
+static void sink_free(struct pc_sink *s)
+{
+    if (s->data != s->inline_)
+        pc__free(s->data, s->cap);
+}
+
+pc_status pc_sink_set(pc_sink *s, const void *val, size_t vlen)
+{
+    if (s == NULL || !pc__value_ok(val, vlen))
+        return PC_EINVAL;
+    if (vlen > s->cap) {
+        unsigned char *p = pc__alloc(vlen);
+
+        if (p == NULL) {
+            s->err = 1;
+            return PC_ENOMEM;
+        }
+        sink_free(s);
+        s->data = p;
+        s->cap = vlen;
+    }
+    if (vlen)
+        memcpy(s->data, val, vlen);
+    s->len = vlen;
+    s->err = 0;
+    return PC_OK;
+}
+
+pc_status pc__load_lookup_or_lead(const struct pc__load_ctx *lc,
+                                  const void *key, size_t klen, void *buf,
+                                  size_t bufcap, size_t *vlen, int *load_err,
+                                  struct pc__flight **lead)
+{
+    bool count = lc->count_lookups; /* one hit or miss per call */
+
+    *lead = NULL;
+    for (;;) {
+        enum pc__flight_role role;
+        pc_status st, out = PC_OK;
+
+        st = lc->be->ops->get(lc->be->self, key, klen, buf, bufcap, vlen);
+        if (count && st != PC_NOTFOUND && st != PC_OK && st != PC_ERANGE)
+            return st; /* the backend failed: not a lookup */
+        if (count && st == PC_NOTFOUND)
+            PC__COUNTER_INC(lc->stats->misses);
+        else if (count)
+            PC__COUNTER_INC(lc->stats->hits);
+        count = false;
+        if (st != PC_NOTFOUND)
+            return st;
+        st = pc__flight_begin(lc->flights, key, klen, &role, lead, buf, bufcap,
+                              vlen, load_err, &out);
+        if (st != PC_OK)
+            return st;
+        if (role == PC__FLIGHT_FOLLOWER)
+            return out;
+        if (role == PC__FLIGHT_RETRY)
+            continue;
+        st = lc->be->ops->get(lc->be->self, key, klen, buf, bufcap, vlen);
+        if (st == PC_NOTFOUND)
+            return PC_NOTFOUND; /* *lead is set: load it */
+        pc__flight_abandon(lc->flights, *lead);
+        *lead = NULL;
+        return st;
+    }
+}
+
+pc_status pc__load_finish(const struct pc__load_ctx *lc,
+                          struct pc__flight *lead, const void *key, size_t klen,
+                          int err, const void *val, size_t vlen)
+{
+    PC__COUNTER_INC(lc->stats->loader_calls);
+    if (err != 0) {
+        PC__COUNTER_INC(lc->stats->loader_errors);
+        pc__flight_finish(lc->flights, lead, PC_ELOAD, err, NULL, 0);
+        return PC_ELOAD;
+    }
+    /* A failed store still gives everyone the value; it is just not kept. */
+    (void)lc->be->ops->put(lc->be->self, key, klen, val, vlen);
+    pc__flight_finish(lc->flights, lead, PC_OK, 0, val, vlen);
+    return PC_OK;
+}
+
+pc_status pc__load_through(const struct pc__load_ctx *lc, const void *key,
+                           size_t klen, pc_loader_fn *load, void *ctx,
+                           void *buf, size_t bufcap, size_t *vlen,
+                           int *load_err)
+{
+    struct pc__flight *lead;
+    struct pc_sink sink;
+    pc_status st;
+    int err;
+
+    st = pc__load_lookup_or_lead(lc, key, klen, buf, bufcap, vlen, load_err,
+                                 &lead);
+    if (lead == NULL)
+        return st;
+    sink_init(&sink);
+    err = load(ctx, key, klen, &sink);
+    if (err == 0 && sink.err != 0) {
+        /* The loader's value could not be copied; store nothing. */
+        PC__COUNTER_INC(lc->stats->loader_calls);
+        pc__flight_finish(lc->flights, lead, PC_ENOMEM, 0, NULL, 0);
+        sink_free(&sink);
+        return PC_ENOMEM;
+    }
+    st = pc__load_finish(lc, lead, key, klen, err, sink.data, sink.len);
+    if (st == PC_OK)
+        st = pc__copy_out(sink.data, sink.len, buf, bufcap, vlen);
+    else if (load_err != NULL)
+        *load_err = err;
+    sink_free(&sink);
+    return st;
+}
+
+pc_status pc_get_or_load(pc_cache *cache, const void *key, size_t klen,
+                         pc_loader_fn *load, void *ctx, void *buf,
+                         size_t bufcap, size_t *vlen, int *load_err)
+{
+    pc_backend be;
+    struct pc__record *t;
+    struct pc__load_ctx lc;
+
+    if (cache == NULL || load == NULL || !pc__key_ok(key, klen) ||
+        !pc__bytes_ok(buf, bufcap))
+        return PC_EINVAL;
+    t = pc__core_record(cache);
+    if (t == NULL)
+        return PC_ENOMEM;
+    pc__backend_of_cache(cache, &be);
+    lc = (struct pc__load_ctx){.be = &be,
+                               .flights = cache->flights,
+                               .stats = &t->stats,
+                               .count_lookups = false};
+    return pc__load_through(&lc, key, klen, load, ctx, buf, bufcap, vlen,
+                            load_err);
+}

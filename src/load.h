@@ -1,0 +1,62 @@
+/*
+ * load: get-or-load with single flight over any backend, shared by
+ * pc_get_or_load (the cache itself as the backend) and the memoizer.
+ *
+ * Algorithm (pc__load_through):
+ *   1. Look the key up in the backend. A hit, even of an empty value, is
+ *      returned as is: unlike the Python original, "nothing" is a value.
+ *   2. On a miss, join or start the key's flight (flight.h). A follower waits
+ *      and takes the leader's outcome.
+ *   3. The leader looks the key up once more (a previous leader may have
+ *      stored it and left the table in between); if it is there, it
+ *      abandons the flight and followers look the key up themselves.
+ *   4. Otherwise it runs the loader with no lock held, stores the value in
+ *      the backend on success (before the flight leaves the table, so a
+ *      later miss finds it stored), then completes the flight for the
+ *      waiters. A loader error is handed to the leader and every waiter and
+ *      nothing is stored.
+ *
+ * Statistics: loader calls and errors (and, for a memoizer, its hits and
+ * misses) go to per-thread counters (struct pc__record_stats: the cache's
+ * own records, or a memoizer's private domain), summed on read, so the hit
+ * path writes no shared line.
+ *
+ * Concurrency: backends are called concurrently from any thread (their
+ * contract); the flight table serialises only the miss path of each key.
+ */
+#ifndef PC_LOAD_H
+#define PC_LOAD_H
+
+#include <stdbool.h>
+
+#include "domain.h"
+#include "flight.h"
+
+/* What a load works on. */
+struct pc__load_ctx {
+    const pc_backend *be;
+    struct pc__flight_table *flights;
+    struct pc__record_stats *stats;
+    bool count_lookups; /* the backend does not count hits/misses itself */
+};
+
+/* Steps 1-3: returns the outcome, or PC_NOTFOUND with *lead set, which
+ * means "this thread loads" (and must finish with pc__load_finish). */
+pc_status pc__load_lookup_or_lead(const struct pc__load_ctx *lc,
+                                  const void *key, size_t klen, void *buf,
+                                  size_t bufcap, size_t *vlen, int *load_err,
+                                  struct pc__flight **lead);
+
+/* Step 4 for a value the leader has (err == 0) or an error of its own:
+ * PC_OK or PC_ELOAD. */
+pc_status pc__load_finish(const struct pc__load_ctx *lc,
+                          struct pc__flight *lead, const void *key, size_t klen,
+                          int err, const void *val, size_t vlen);
+
+/* All four steps with a loader callback. */
+pc_status pc__load_through(const struct pc__load_ctx *lc, const void *key,
+                           size_t klen, pc_loader_fn *load, void *ctx,
+                           void *buf, size_t bufcap, size_t *vlen,
+                           int *load_err);
+
+#endif
