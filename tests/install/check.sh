@@ -2,6 +2,7 @@
 # Installs each policy into a scratch prefix and builds a consumer against it
 # twice: with pkg-config and with find_package(purecache). The consumer
 # prints pc_policy(), which must match the PURECACHE_EXACT_LRU setting.
+# First, check-symbols.sh checks the installed libraries' namespace.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mkdir -p "$1" && cd "$1" && pwd)
@@ -15,6 +16,8 @@ for policy in clock lru; do
         -DCMAKE_INSTALL_PREFIX="$prefix" >/dev/null
     cmake --build "$work/lib-$policy" -j"$(nproc)" >/dev/null
     cmake --install "$work/lib-$policy" >/dev/null
+    libdir=$(dirname "$(find "$prefix" -name libpurecache.a | head -n 1)")
+    "$root/tests/install/check-symbols.sh" "$libdir" "$prefix/include/purecache.h"
 
     # pkg-config, shared library
     export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/$(gcc -print-multiarch)/pkgconfig"
@@ -31,5 +34,5 @@ for policy in clock lru; do
         got=$("$work/consumer-$policy/$exe")
         [ "$got" = "$policy" ] || { echo "find_package $exe says '$got', want $policy" >&2; exit 1; }
     done
-    echo "install check ($policy): pkg-config and find_package consumers OK"
+    echo "install check ($policy): symbols namespaced; pkg-config and find_package consumers OK"
 done
