@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, for both policies:
-#  1. normal build (gcc, -Werror, jemalloc): every Criterion suite;
+#  1. normal build (gcc, -Werror, jemalloc, internal invariants checked):
+#     every Criterion suite;
 #  2. ASan + UBSan build (clang): every suite, plus a short seeded run of
 #     the libFuzzer targets (fuzz_api_clock, fuzz_api_lru);
 #  3. TSan build (gcc, ck_pr on compiler builtins, src/tsan.h annotations):
@@ -16,7 +17,7 @@ jobs=$(nproc)
 common=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DPURECACHE_WERROR=ON)
 
 echo ">> build and test (both policies)"
-cmake -S . -B build/test "${common[@]}" >/dev/null
+cmake -S . -B build/test "${common[@]}" -DPURECACHE_DEBUG=ON >/dev/null
 cmake --build build/test -j"$jobs"
 ctest --test-dir build/test --output-on-failure -j"$jobs"
 
