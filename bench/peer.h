@@ -7,7 +7,7 @@
  * indirect call per operation, 8-byte integer keys, 8-byte values.
  *
  * Capabilities differ, and the harness only runs a peer on the mixes it can
- * express (see peer_can_run in bench.c):
+ * express (see runner_can_run in runner.c):
  *   PEER_GET    get(key) reports hit/miss without side effects beyond recency
  *   PEER_PUT    put(key, value) inserts or replaces
  *   PEER_LOAD   load(key): get, computing and inserting the value on a miss
