@@ -87,6 +87,7 @@ static int run_synthetic(const struct bench_opts *o,
         }
         workload_init(&wl, o, dn);
         bench_progress_done();
+        report_workload(&wl);
         for (int m = 0; m < MIX_COUNT; m++) {
             size_t first = results_npoints();
 

@@ -20,7 +20,7 @@ struct bench_opts {
     double skew;                         /* Zipf exponent */
     size_t keys;                         /* N distinct keys */
     size_t capacity;                     /* C */
-    const char *mixes;                   /* "get,90-10,aside" */
+    const char *mixes;                   /* "get,90-10,aside,put" */
     unsigned threads[BENCH_MAX_THREADS]; /* thread counts to measure */
     unsigned nthreads;
     unsigned max_threads; /* the largest of threads[] */

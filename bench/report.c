@@ -2,9 +2,10 @@
  * report: stdout tables and CSV files of the synthetic mode.
  *
  * A table row per point: peer, threads, median Mops/s with the min..max of
- * the timed runs, hit ratio (mean over runs), and the latency percentiles
- * of the separate sampled run. Rows are grouped by peer, so each peer's
- * thread counts read together. The CSV files carry the same numbers, and
+ * the timed runs, hit ratio (mean over runs; "-" for the put mix, which
+ * does no gets, and an empty field in the CSV files), and the latency
+ * percentiles of the separate sampled run. Rows are grouped by peer, so each
+ * peer's thread counts read together. The CSV files carry the same numbers, and
  * runs.csv every run behind a median, in the order the runs were taken.
  */
 #include <string.h>
@@ -26,6 +27,16 @@ void report_banner(const struct bench_opts *o, long ncpu, uint32_t timer_ns,
     printf("peers:\n");
     for (int i = 0; i < npeers; i++)
         printf("  %-12s %s\n", peers[i].name, peers[i].what);
+    printf("mixes:\n");
+    for (int m = 0; m < MIX_COUNT; m++)
+        if (bench_list_has(o->mixes, mix_name[m]))
+            printf("  %-12s %s\n", mix_name[m], mix_desc[m]);
+    for (int i = 0; i < npeers; i++)
+        if ((peers[i].caps & (PEER_PUT | PEER_EVICTS)) == PEER_PUT &&
+            strcmp(o->mixes, "get") != 0)
+            printf("  (%s never evicts: in the mixes with puts its puts "
+                   "only add keys, a ceiling, not a cache)\n",
+                   peers[i].name);
 }
 
 void report_open(const struct bench_opts *o, struct report_csv *csv)
@@ -44,6 +55,14 @@ void report_close(struct report_csv *csv)
     fclose(csv->runs);
     fclose(csv->points);
     fclose(csv->memory);
+}
+
+void report_workload(const struct workload *wl)
+{
+    if (wl->nfill > 0)
+        printf("\n(%s: the warm-up stream holds too few distinct keys to "
+               "fill the caches; %zu more keys are inserted before it)\n",
+               wl->dist, wl->nfill);
 }
 
 void report_mix_begin(const struct bench_opts *o, const char *dist, enum mix m)
@@ -65,10 +84,23 @@ void report_mix_begin(const struct bench_opts *o, const char *dist, enum mix m)
 
 static void print_point(const struct point *pt)
 {
-    printf("  %-12s %3u  %8.2f  (%7.2f..%7.2f)  %6.2f%%  %7.0f %7.0f %8.0f\n",
-           pt->peer, pt->threads, pt->med, pt->min, pt->max, 100 * pt->hit,
-           pt->p50, pt->p99, pt->p999);
+    char hit[16] = "      -";
+
+    if (mix_has_gets(pt->mix))
+        snprintf(hit, sizeof hit, "%6.2f%%", 100 * pt->hit);
+    printf("  %-12s %3u  %8.2f  (%7.2f..%7.2f)  %s  %7.0f %7.0f %8.0f\n",
+           pt->peer, pt->threads, pt->med, pt->min, pt->max, hit, pt->p50,
+           pt->p99, pt->p999);
     fflush(stdout);
+}
+
+/* A hit ratio CSV field: empty for a mix without gets. */
+static const char *csv_hit(char *buf, size_t n, enum mix m, double hit)
+{
+    if (!mix_has_gets(m))
+        return "";
+    snprintf(buf, n, "%.6f", hit);
+    return buf;
 }
 
 /* runner_mix adds points in blocks, one per thread count, each holding
@@ -92,10 +124,12 @@ void report_mix_end(struct report_csv *csv, size_t first, size_t last)
         for (unsigned r = 0; r < results_point(b)->runs; r++) {
             for (size_t i = b; i < b + nlive && i < last; i++) {
                 const struct point *pt = results_point(i);
+                char hit[32];
 
-                fprintf(csv->runs, "%s,%s,%s,%u,%u,%.4f,%.6f\n", pt->dist,
+                fprintf(csv->runs, "%s,%s,%s,%u,%u,%.4f,%s\n", pt->dist,
                         mix_name[pt->mix], pt->peer, pt->threads, r,
-                        pt->mops[r], pt->run_hit[r]);
+                        pt->mops[r],
+                        csv_hit(hit, sizeof hit, pt->mix, pt->run_hit[r]));
             }
         }
     }
@@ -104,13 +138,15 @@ void report_mix_end(struct report_csv *csv, size_t first, size_t last)
     for (size_t li = first; li < first + nlive; li++) {
         for (size_t i = li; i < last; i += nlive) {
             const struct point *pt = results_point(i);
+            char hit[32];
 
             print_point(pt);
             fprintf(csv->points,
-                    "%s,%s,%s,%u,%u,%.4f,%.4f,%.4f,%.6f,%.0f,%.0f,"
+                    "%s,%s,%s,%u,%u,%.4f,%.4f,%.4f,%s,%.0f,%.0f,"
                     "%.0f\n",
                     pt->dist, mix_name[pt->mix], pt->peer, pt->threads,
-                    pt->runs, pt->med, pt->min, pt->max, pt->hit, pt->p50,
+                    pt->runs, pt->med, pt->min, pt->max,
+                    csv_hit(hit, sizeof hit, pt->mix, pt->hit), pt->p50,
                     pt->p99, pt->p999);
         }
         fflush(csv->points);

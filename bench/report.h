@@ -28,6 +28,10 @@ void report_banner(const struct bench_opts *o, long ncpu, uint32_t timer_ns,
 void report_open(const struct bench_opts *o, struct report_csv *csv);
 void report_close(struct report_csv *csv);
 
+/* A note when the workload's warm-up stream needed fill keys to leave the
+ * caches full (nothing otherwise). */
+void report_workload(const struct workload *wl);
+
 /* A mix's table: the heading before its runs, then the rows (and CSV
  * rows) of results points [first, last), which runner_mix added. */
 void report_mix_begin(const struct bench_opts *o, const char *dist, enum mix m);

@@ -4,12 +4,18 @@
  * Method, and why.
  *  - Warm-up: a bounded cache is created once per (distribution, mix,
  *    peer) and warmed single-threaded by cache-aside over a separate stream
- *    of --warm ops, so every timed run starts from a full, steady-state
- *    cache. Unbounded peers (raw ck_hs, libcuckoo) are instead pre-filled
- *    with the C hottest keys: the content of an ideal cache of capacity C.
+ *    of --warm ops (after the workload's fill keys, if it has any), so
+ *    every timed run starts from a full, steady-state cache. Unbounded peers
+ * (raw ck_hs, libcuckoo) are instead pre-filled with the C hottest keys: the
+ * content of an ideal cache of capacity C.
  *  - Mixes: "get" = 100% get after warm-up; "90-10" = 90% get / 10% put
  *    (put of the same key stream, so it replaces or inserts-and-evicts);
- *    "aside" = get, put on miss (oneTBB: operator[], which loads on miss).
+ *    "aside" = get, put on miss (oneTBB: operator[], which loads on miss);
+ *    "put" = 100% put of the stream's keys (Caffeine's "Write 100%"): into
+ *    a full cache, so a put of a key not cached evicts one. Peers without
+ *    put do not run it (tbb-lru only loads; ck_hs's put is for pre-filling
+ *    only); unbounded ones (cuckoo) do, as ceilings: their puts only add
+ *    keys.
  *  - Streams: each run continues a thread's stream where its previous run
  *    stopped (replaying the same prefix every run would hand a slow cache
  *    hits it only has because it saw those keys one run earlier).
@@ -80,6 +86,8 @@ bool runner_can_run(const struct bench_peer *p, enum mix m)
     case MIX_ASIDE:
         return (p->caps & (PEER_GET | PEER_PUT)) == (PEER_GET | PEER_PUT) ||
                (p->caps & PEER_LOAD);
+    case MIX_PUT:
+        return (p->caps & PEER_PUT) != 0;
     default:
         return false;
     }
@@ -102,6 +110,8 @@ static void peer_warm(const struct bench_peer *p, void *h,
                       const struct workload *w, const struct bench_opts *o)
 {
     if (p->caps & PEER_EVICTS) {
+        for (size_t i = 0; i < w->nfill; i++)
+            op_aside(p, h, w->fill[i]);
         for (size_t i = 0; i < o->warm_ops; i++)
             op_aside(p, h, w->warm[i]);
     } else {
@@ -160,6 +170,9 @@ static void *worker_main(void *arg)
                     gets++;
                     hits += (uint64_t)p->get(h, k, &v);
                 }
+                break;
+            case MIX_PUT:
+                p->put(h, k, bench_value_of(k));
                 break;
             default:
                 gets++;

@@ -13,6 +13,15 @@
  * only indexes an array. Each thread's stream has its own seed; the
  * warm-up stream has another. The generator is splitmix64, seeded with
  * fixed values: every run of the harness sees the same keys.
+ *
+ * The warm-up must leave a bounded cache full, or the put mix would time
+ * inserts into free room instead of puts that evict. It is full once at
+ * least C distinct keys went in; CLOCK splits C over shards and a shard
+ * fills only when its own share arrives, so the bar is 2C distinct keys
+ * (or all N, if fewer). A warm-up stream short of that (a small --warm, a
+ * steep --skew) gets the hottest keys it missed as fill keys, inserted
+ * before it. With the default N, C and --warm neither distribution needs
+ * any.
  */
 #include <math.h>
 #include <stdio.h>
@@ -22,10 +31,11 @@
 #include "util.h"
 #include "workload.h"
 
-const char *const mix_name[MIX_COUNT] = {"get", "90-10", "aside"};
-const char *const mix_desc[MIX_COUNT] = {"100% get after warm-up",
-                                         "90% get / 10% put",
-                                         "cache-aside: get, put on miss"};
+const char *const mix_name[MIX_COUNT] = {"get", "90-10", "aside", "put"};
+const char *const mix_desc[MIX_COUNT] = {
+    "100% get after warm-up", "90% get / 10% put",
+    "cache-aside: get, put on miss",
+    "100% put of stream keys into a full cache"};
 
 static inline uint64_t rng_next(uint64_t *s)
 {
@@ -63,9 +73,39 @@ static void fill_stream(const struct workload *w, const struct bench_opts *o,
 
     for (size_t i = 0; i < n; i++) {
         keys[i] = key_of_rank(sample_rank(w, o, &rng));
-        if (isput != NULL)
-            isput[i] = rng_unit(&prng) < 0.10;
+        isput[i] = rng_unit(&prng) < 0.10;
     }
+}
+
+/* The warm-up stream (seed 999), and the fill keys it needs: see the top
+ * comment. */
+static void warm_init(struct workload *w, const struct bench_opts *o)
+{
+    size_t want = o->keys < 2 * o->capacity ? o->keys : 2 * o->capacity;
+    uint8_t *seen = calloc(o->keys, 1);
+    uint64_t rng = 999;
+    size_t distinct = 0;
+
+    if (seen == NULL)
+        exit(1);
+    w->warm = bench_xmalloc(o->warm_ops * sizeof *w->warm);
+    for (size_t i = 0; i < o->warm_ops; i++) {
+        uint64_t r = sample_rank(w, o, &rng);
+
+        w->warm[i] = key_of_rank(r);
+        distinct += !seen[r];
+        seen[r] = 1;
+    }
+    if (distinct < want) {
+        w->fill = bench_xmalloc((want - distinct) * sizeof *w->fill);
+        for (size_t r = 0; distinct < want; r++) {
+            if (seen[r])
+                continue;
+            w->fill[w->nfill++] = key_of_rank(r);
+            distinct++;
+        }
+    }
+    free(seen);
 }
 
 void workload_init(struct workload *w, const struct bench_opts *o,
@@ -96,8 +136,7 @@ void workload_init(struct workload *w, const struct bench_opts *o,
         w->isput[t] = bench_xmalloc(o->stream_len);
         fill_stream(w, o, 1000 + t, w->keys[t], w->isput[t], o->stream_len);
     }
-    w->warm = bench_xmalloc(o->warm_ops * sizeof *w->warm);
-    fill_stream(w, o, 999, w->warm, NULL, o->warm_ops);
+    warm_init(w, o);
 }
 
 void workload_fini(struct workload *w)
@@ -110,5 +149,6 @@ void workload_fini(struct workload *w)
     free(w->isput);
     free(w->pos);
     free(w->warm);
+    free(w->fill);
     free(w->cdf);
 }

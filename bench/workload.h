@@ -2,20 +2,27 @@
  * workload: what the threads of a synthetic run do. A key distribution
  * (Zipf or uniform over N keys) turned into one pre-generated key stream
  * per thread, a warm-up stream, and the mix of operations applied to the
- * stream (get only, 90/10 get/put, cache-aside).
+ * stream (get only, 90/10 get/put, cache-aside, put only).
  */
 #ifndef BENCH_WORKLOAD_H
 #define BENCH_WORKLOAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "opts.h"
 
-enum mix { MIX_GET, MIX_9010, MIX_ASIDE, MIX_COUNT };
+enum mix { MIX_GET, MIX_9010, MIX_ASIDE, MIX_PUT, MIX_COUNT };
 
-extern const char *const mix_name[MIX_COUNT]; /* "get", "90-10", "aside" */
+extern const char *const mix_name[MIX_COUNT]; /* "get", ..., "put" */
 extern const char *const mix_desc[MIX_COUNT]; /* one line each, for tables */
+
+/* Whether mix m does gets (and so has a hit ratio). */
+static inline bool mix_has_gets(enum mix m)
+{
+    return m != MIX_PUT;
+}
 
 /* splitmix64's finalizer: the generator of every stream, and a bijection
  * from ranks to keys. */
@@ -41,6 +48,8 @@ struct workload {
     size_t *pos;      /* where each thread's next run continues its stream */
     unsigned nthr;    /* streams generated (the largest thread count) */
     uint64_t *warm;   /* warm_ops keys for the single-threaded warm-up */
+    uint64_t *fill;   /* keys to insert before warm[] so that the cache is */
+    size_t nfill;     /* full after warm-up (usually none; see workload.c) */
 };
 
 /* Generate every stream of distribution dist ("zipf" or "uniform") for up
