@@ -112,8 +112,12 @@ static const struct opt_spec options[] = {
     {"--quick", NULL, OPT_TRUE, OFF(quick), "a few-second smoke run (CI)"},
     {"--callgrind-get", "N", OPT_LONG, OFF(callgrind_get),
      "only run N CLOCK gets in bench_get_loop (see bench/callgrind-get.sh)"},
+    {"--callgrind-miss", "N", OPT_LONG, OFF(callgrind_miss),
+     "only run N get misses, each followed by a put that evicts, in "
+     "bench_miss_loop (see bench/callgrind-miss.sh)"},
     {"--callgrind-peer", "P", OPT_STRING, OFF(callgrind_peer),
-     "with --callgrind-get: N gets of peer P in bench_peer_get_loop"},
+     "with --callgrind-get: N gets of peer P in bench_peer_get_loop; with "
+     "--callgrind-miss: the peer (default clock)"},
     {"--help", NULL, OPT_HELP, 0, NULL},
     {"-h", NULL, OPT_HELP, 0, NULL},
 };

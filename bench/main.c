@@ -21,7 +21,7 @@
  *   targets.c   the targets table
  *   plot.c      gnuplot data, scripts and PNGs
  *   trace.c     trace replay and its policy checks
- *   callgrind.c the instruction-counting modes (bench/callgrind-get.sh)
+ *   callgrind.c the instruction-counting modes (bench/callgrind-*.sh)
  *
  * Both purecache policies are loaded from their shared libraries with
  * dlopen (see peer_purecache.c). The harness is single-binary and prints
@@ -151,6 +151,15 @@ int main(int argc, char **argv)
 #ifdef PC_BENCH_HAVE_CUCKOO
     peer_cuckoo(&peers[npeers++]);
 #endif
+    if (o.callgrind_miss > 0) {
+        const char *name = o.callgrind_peer ? o.callgrind_peer : "clock";
+
+        for (int i = 0; i < npeers; i++)
+            if (strcmp(peers[i].name, name) == 0)
+                return callgrind_miss(&peers[i], &o, o.callgrind_miss);
+        fprintf(stderr, "purecache-bench: no peer %s\n", name);
+        return 2;
+    }
     if (o.callgrind_peer != NULL) {
         for (int i = 0; i < npeers; i++)
             if (strcmp(peers[i].name, o.callgrind_peer) == 0)

@@ -83,6 +83,9 @@ int peer_cuckoo(struct bench_peer *p);
  * behind a purecache peer's handle. */
 void *peer_purecache_get_fn(const struct bench_peer *p);
 void *peer_purecache_cache(void *handle);
+/* For --callgrind-miss: the evictions a purecache peer's cache counted
+ * (pc_stats_get). Returns 0, or -1 when the library lacks it. */
+int peer_purecache_evictions(void *handle, uint64_t *evictions);
 
 #ifdef __cplusplus
 }

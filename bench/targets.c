@@ -201,5 +201,7 @@ int targets_check(void)
         missed += check_mem(what, &targets[i]);
     }
     printf("  (instructions per CLOCK get hit: bench/callgrind-get.sh)\n");
+    printf("  (instructions per get miss + evicting put, clock <= mutex-lru: "
+           "bench/callgrind-miss.sh)\n");
     return missed;
 }
