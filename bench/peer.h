@@ -7,7 +7,7 @@
  * indirect call per operation, 8-byte integer keys, 8-byte values.
  *
  * Capabilities differ, and the harness only runs a peer on the mixes it can
- * express (see peer_can_run in bench.c):
+ * express (see runner_can_run in runner.c):
  *   PEER_GET    get(key) reports hit/miss without side effects beyond recency
  *   PEER_PUT    put(key, value) inserts or replaces
  *   PEER_LOAD   load(key): get, computing and inserting the value on a miss
@@ -83,6 +83,9 @@ int peer_cuckoo(struct bench_peer *p);
  * behind a purecache peer's handle. */
 void *peer_purecache_get_fn(const struct bench_peer *p);
 void *peer_purecache_cache(void *handle);
+/* For --callgrind-miss: the evictions a purecache peer's cache counted
+ * (pc_stats_get). Returns 0, or -1 when the library lacks it. */
+int peer_purecache_evictions(void *handle, uint64_t *evictions);
 
 #ifdef __cplusplus
 }

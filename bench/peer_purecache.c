@@ -39,6 +39,7 @@ struct pc_lib {
     pc_status (*put)(pc_cache *, const void *, size_t, const void *, size_t);
     void (*reclaim)(pc_cache *);
     const char *(*policy)(void);
+    pc_status (*stats)(pc_cache *, pc_stats *); /* optional */
     char what[128];
 };
 
@@ -123,6 +124,7 @@ int peer_purecache(struct bench_peer *p, const char *policy, const char *path,
     LOAD_SYM(lib, put, "pc_put");
     LOAD_SYM(lib, reclaim, "pc_reclaim");
     LOAD_SYM(lib, policy, "pc_policy");
+    *(void **)&lib->stats = dlsym(lib->dl, "pc_stats_get");
     if (strcmp(lib->policy(), policy) != 0) {
         fprintf(stderr, "purecache-bench: %s is policy %s, not %s\n", path,
                 lib->policy(), policy);
@@ -166,4 +168,15 @@ void *peer_purecache_get_fn(const struct bench_peer *p)
 void *peer_purecache_cache(void *handle)
 {
     return ((struct pc_handle *)handle)->cache;
+}
+
+int peer_purecache_evictions(void *handle, uint64_t *evictions)
+{
+    struct pc_handle *h = handle;
+    pc_stats st;
+
+    if (h->lib->stats == NULL || h->lib->stats(h->cache, &st) != PC_OK)
+        return -1;
+    *evictions = st.evictions;
+    return 0;
 }

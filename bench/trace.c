@@ -17,17 +17,21 @@
  *   exact LRU's miss count == the reference's, exactly.
  *
  * Which files: "default" replays every trace of at most 2 MB compressed
- * (up to about 1M requests; the whole set takes seconds), "all" adds the
- * multi-million-request ones (cache2k-orm-*, arc-P3/P6/P12,
- * cloudphysics-w106; minutes), or name a comma-separated list.
+ * (up to about 1M requests), "all" adds the multi-million-request ones
+ * (cache2k-orm-*, arc-P3/P6/P12, cloudphysics-w106), or name a
+ * comma-separated list.
  */
 #include <dirent.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
-#include "bench.h"
+#include "plot.h"
+#include "trace.h"
+#include "util.h"
 
 #define TRACE_DEFAULT_MAX_GZ (2u << 20)
 
@@ -133,40 +137,6 @@ static bool has_suffix(const char *s, const char *suf)
     return n >= m && strcmp(s + n - m, suf) == 0;
 }
 
-static void plot_trace(const struct bench_opts *o, const char *name,
-                       const double sizes[3][4], int nsizes)
-{
-    char fn[512];
-    FILE *dat, *gp;
-
-    if (nsizes == 0)
-        return;
-    snprintf(fn, sizeof fn, "miss-%s.dat", name);
-    dat = bench_open_out(o, fn);
-    fprintf(dat, "# size clock lru ref-lru\n");
-    for (int i = 0; i < nsizes; i++)
-        fprintf(dat, "%.0f %.6f %.6f %.6f\n", sizes[i][0], sizes[i][1],
-                sizes[i][2], sizes[i][3]);
-    fclose(dat);
-    snprintf(fn, sizeof fn, "miss-%s.gp", name);
-    gp = bench_open_out(o, fn);
-    fprintf(gp,
-            "set terminal pngcairo size 800,500 font 'sans,11'\n"
-            "set output 'miss-%s.png'\n"
-            "set title 'miss ratio vs cache size: %s (get, put on miss)'\n"
-            "set xlabel 'cache size (entries)'\nset ylabel 'miss ratio'\n"
-            "set logscale x\nset grid\nset key top right\n"
-            "set yrange [0:*]\nset offsets graph 0.05, graph 0.05, 0, 0\n"
-            "plot 'miss-%s.dat' using 1:2 with linespoints lw 2 pt 7 "
-            "title 'clock', \\\n"
-            "     '' using 1:3 with linespoints lw 2 pt 5 title 'lru', \\\n"
-            "     '' using 1:4 with linespoints lw 1 pt 1 dt 2 "
-            "title 'ref mutex-lru'\n",
-            name, name, name);
-    fclose(gp);
-    bench_gnuplot(o, fn);
-}
-
 int trace_run(const struct bench_opts *o, const struct bench_peer *clock,
               const struct bench_peer *lru, const struct bench_peer *ref)
 {
@@ -209,7 +179,7 @@ int trace_run(const struct bench_opts *o, const struct bench_peer *clock,
     closedir(dir);
     qsort(names, nnames, sizeof *names, cmp_str);
 
-    csv = bench_open_out(o, "traces.csv");
+    csv = bench_open_out(o->out_dir, "traces.csv");
     fprintf(csv, "trace,requests,distinct,size_fraction,size,clock_miss,"
                  "lru_miss,ref_lru_miss,ok\n");
     printf("\n== traces (%s): miss ratio, get then put on miss, "

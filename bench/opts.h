@@ -1,0 +1,44 @@
+/*
+ * opts: the harness's configuration, one struct every module reads.
+ *
+ * cli.c fills it from the command line (the defaults live there) and
+ * nothing writes it afterwards. It is data only, so that a module which
+ * needs a setting depends on this header and not on the parser.
+ */
+#ifndef BENCH_OPTS_H
+#define BENCH_OPTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BENCH_MAX_THREADS 64 /* entries in --threads */
+#define BENCH_MAX_RUNS 64    /* --runs */
+
+struct bench_opts {
+    const char *dists;                   /* "zipf,uniform" */
+    double skew;                         /* Zipf exponent */
+    size_t keys;                         /* N distinct keys */
+    size_t capacity;                     /* C */
+    const char *mixes;                   /* "get,90-10,aside,put" */
+    unsigned threads[BENCH_MAX_THREADS]; /* thread counts to measure */
+    unsigned nthreads;
+    unsigned max_threads; /* the largest of threads[] */
+    unsigned runs;        /* timed runs per point (median reported) */
+    double duration;      /* seconds per timed run */
+    size_t warm_ops;      /* cache-aside ops before the first run */
+    size_t stream_len;    /* pre-generated keys per thread (power of two) */
+    unsigned lat_every;   /* latency run: time one op in this many */
+    const char *peers;    /* "all" or a list of names */
+    const char *traces;   /* "default", "all", "none" or a list of names */
+    const char *trace_dir;
+    const char *out_dir;
+    const char *lib_clock, *lib_lru;
+    uint64_t hash_seed;
+    long callgrind_get;         /* > 0: callgrind get mode, this many ops */
+    long callgrind_miss;        /* > 0: callgrind miss mode, this many */
+    const char *callgrind_peer; /* callgrind mode on this peer */
+    bool pin, plot, synth, quick;
+};
+
+#endif

@@ -1,0 +1,11 @@
+/*
+ * targets: the project's performance targets, checked against the results
+ * of the same run and printed as a table.
+ */
+#ifndef BENCH_TARGETS_H
+#define BENCH_TARGETS_H
+
+/* Print the targets table; returns how many targets were missed. */
+int targets_check(void);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * util: the few helpers every part of the harness uses: a monotonic
+ * clock, the progress line on stderr, output files, comma-separated
+ * lists, and an allocator that exits instead of returning NULL (a
+ * benchmark that ran out of memory has no result worth continuing for).
+ */
+#ifndef BENCH_UTIL_H
+#define BENCH_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* Seconds on CLOCK_MONOTONIC. */
+double bench_now(void);
+
+/* Progress on stderr: one updating line on a terminal, a line every few
+ * seconds in a log. bench_progress_init decides which (call it first);
+ * bench_progress_done clears the line before a table row is printed. */
+void bench_progress_init(void);
+void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void bench_progress_done(void);
+
+/* Open dir/name for writing; exits on failure. */
+FILE *bench_open_out(const char *dir, const char *name);
+
+/* Whether the comma-separated list holds item ("all" holds everything). */
+bool bench_list_has(const char *list, const char *item);
+
+/* malloc that exits on failure. */
+void *bench_xmalloc(size_t n);
+
+#endif
