@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: install dependencies, build in Release, run the benchmark
 # harness (purecache-bench) on its default workload, then count
-# instructions per CLOCK get with callgrind. A few minutes on 2 cores.
+# instructions per CLOCK get, and per miss + evicting put, with callgrind. A few minutes on 2 cores.
 # Extra arguments go to the harness (e.g. --traces all, --threads 1,2,4);
 # results land in bench-out/ (CSV, gnuplot PNGs) besides the stdout table.
 set -euo pipefail
@@ -15,3 +15,6 @@ mkdir -p bench-out
 echo
 bash bench/callgrind-get.sh build/release/bench/purecache-bench 1000000 |
     tee bench-out/callgrind-get.txt
+echo
+bash bench/callgrind-miss.sh build/release/bench/purecache-bench 200000 |
+    tee bench-out/callgrind-miss.txt
