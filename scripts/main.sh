@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: install dependencies, build in Release, run the benchmark
 # harness (purecache-bench) on its default workload, then count
-# instructions per CLOCK get, and per miss + evicting put, with callgrind. A few minutes on 2 cores.
+# instructions per CLOCK get, and per miss + evicting put, with callgrind.
+# A few minutes on 2 cores.
 # Extra arguments go to the harness (e.g. --traces all, --threads 1,2,4);
 # results land in bench-out/ (CSV, gnuplot PNGs) besides the stdout table.
 set -euo pipefail
