@@ -80,15 +80,34 @@ void *pc__alloc_aligned(size_t n, size_t align)
 #endif
 }
 
+static void untrack(void *p)
+{
+    if (p != NULL && __atomic_load_n(&tracking, __ATOMIC_RELAXED))
+        __atomic_fetch_sub(&live_allocs, 1, __ATOMIC_RELAXED);
+}
+
+void pc__free_aligned(void *p, size_t n, size_t align)
+{
+    if (p == NULL)
+        return;
+    untrack(p);
+#ifdef PC_USE_JEMALLOC
+    sdallocx(p, n == 0 ? 1 : n, MALLOCX_ALIGN(align));
+#else
+    (void)n;
+    (void)align;
+    free(p);
+#endif
+}
+
 void pc__free(void *p, size_t n)
 {
     if (p == NULL)
         return;
-    if (__atomic_load_n(&tracking, __ATOMIC_RELAXED))
-        __atomic_fetch_sub(&live_allocs, 1, __ATOMIC_RELAXED);
+    untrack(p);
 #ifdef PC_USE_JEMALLOC
-    (void)n;
-    dallocx(p, 0);
+    /* Sized: jemalloc's fast path needs no lookup of the size class. */
+    sdallocx(p, n == 0 ? 1 : n, 0);
 #else
     (void)n;
     free(p);

@@ -23,9 +23,11 @@
 void *pc__alloc(size_t n);
 /* Memory for n bytes aligned to align (a power of two >= 16), or NULL. */
 void *pc__alloc_aligned(size_t n, size_t align);
-/* Return memory from pc__alloc / pc__alloc_aligned; n is the size asked for.
- * NULL is a no-op. */
+/* Return memory from pc__alloc; n must be the size asked for (jemalloc's
+ * sized deallocation trusts it). NULL is a no-op. */
 void pc__free(void *p, size_t n);
+/* Return memory from pc__alloc_aligned, with the same n and align. */
+void pc__free_aligned(void *p, size_t n, size_t align);
 
 /*
  * Test hook: let the next `n` allocations succeed and fail every one after

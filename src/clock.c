@@ -3,7 +3,7 @@
  * reads.
  *
  * Algorithm. The key space is split into shards by the high half of the
- * key's hash. Each shard has a ck_hs index (SPMC), a writer lock, and a ring
+ * key's hash. Each shard has an index (index.h), a writer lock, and a ring
  * of its entries with a clock hand. A read that finds its key sets the
  * entry's reference bit, if it is clear. When a new key arrives at a full
  * shard the hand sweeps the ring: an entry whose bit is set has it cleared
@@ -22,23 +22,24 @@
  * picks one from the CPU count (4 per CPU, at most 256), never letting a
  * shard hold fewer than CLOCK_MIN_SHARD entries (small shards fill unevenly
  * and their hit ratio drifts from a single CLOCK's), then nudges it so each
- * shard's table is just under ck_hs's 50% growth threshold: that keeps the
- * index at about 16 bytes per entry instead of up to 32.
+ * shard's table is as full as its load limit allows: the index costs 64
+ * bytes per power-of-two chunk, so a count that just crosses a power of two
+ * would double it.
  *
  * Concurrency argument.
- *  - Readers (pc_get) enter an epoch section, look the key up with ck_hs_get
- *    (which retries only if a writer relocated an entry in the same probe
- *    sequence), set the reference bit with a relaxed byte store if it was
- *    clear, copy the value out, and leave. They take no lock, perform no
- *    atomic read-modify-write, allocate nothing, and write no shared line
- *    except that one bit.
+ *  - Readers (pc_get) enter an epoch section, look the key up in the index
+ *    (wait-free: entries never move inside a table), set the reference bit
+ *    with a relaxed byte store if it was clear, copy the value out, and
+ *    leave. They take no lock, perform no atomic read-modify-write,
+ *    allocate nothing, and write no shared line except that one bit.
  *  - Writers hold the shard lock for every change to the shard's index,
- *    ring, hand and count. An entry is fully written before ck_hs publishes
- *    it and never changed afterwards except for its reference bit (entry.h),
- *    so readers never see a torn value.
+ *    ring, hand and count. An entry is fully written before the index
+ *    publishes it and never changed afterwards except for its reference
+ *    bit (entry.h), so readers never see a torn value.
  *  - A removed, replaced or evicted entry is retired to the shard's
- *    reclaimer (retire.h), which frees it only after every reader that might
- * hold it has left its epoch section; old index tables go the same way.
+ *    reclaimer (retire.h), which frees it only after every reader that
+ *    might hold it has left its epoch section; old index tables go the
+ *    same way.
  *  - The ring is writer-only memory, so it can be reallocated under the lock.
  *  - `count` is written under the lock and read with relaxed loads by
  *    pc_len; each shard's count never exceeds its capacity, and the shard
@@ -63,8 +64,8 @@
 #define SLOT_FREE_LINK(next) ((struct pc__kv *)(((uintptr_t)(next) << 1) | 1u))
 #define SLOT_FREE_NEXT(p) ((uint32_t)(((uintptr_t)(p)) >> 1))
 
-/* Readers touch only `ix` (its ck_hs_t: map pointer, seed, callbacks),
- * which writers change only when a table is replaced; it gets the first
+/* Readers touch only `ix` (its table pointer), which writers change only
+ * when a table is replaced; it gets the first
  * cache line to itself, and everything writers dirty on every put (lock,
  * ring, hand, count, counters) starts on the next one, so a put in a shard
  * does not evict its index handle from the readers' caches. */
@@ -107,12 +108,13 @@ static unsigned long pow2_ceil(unsigned long v)
     return p;
 }
 
-/* Index slots needed by n shards sharing `cap` (see pc__index_init). */
-static unsigned long table_slots(size_t cap, unsigned long n)
+/* Index chunks needed by n shards sharing `cap` (index.c sizes a table
+ * for at most 4 entries per 7-slot chunk, in a power of two of chunks). */
+static unsigned long table_chunks(size_t cap, unsigned long n)
 {
     unsigned long per = (cap + n - 1) / n;
 
-    return n * pow2_ceil(2 * (per + 1));
+    return n * pow2_ceil((per + 1 + 3) / 4);
 }
 
 static uint32_t choose_shards(size_t cap, unsigned int requested)
@@ -133,7 +135,7 @@ static uint32_t choose_shards(size_t cap, unsigned int requested)
         return 1;
     best = target;
     for (n = target + 1; n < 2 * target && cap / n >= CLOCK_MIN_SHARD; n++)
-        if (table_slots(cap, n) < table_slots(cap, best))
+        if (table_chunks(cap, n) < table_chunks(cap, best))
             best = n;
     return (uint32_t)best;
 }
@@ -145,13 +147,13 @@ static inline struct clock_shard *shard_of(struct clock_cache *cc, uint64_t h)
 
 static void kv_free(struct pc__kv *kv)
 {
-    pc__free(kv, sizeof *kv + kv->klen + kv->vlen);
+    pc__free(kv, pc__kv_size(kv->klen, kv->vlen));
 }
 
 static struct pc__kv *kv_new(const void *key, size_t klen, const void *val,
                              size_t vlen)
 {
-    struct pc__kv *kv = pc__alloc(sizeof *kv + klen + vlen);
+    struct pc__kv *kv = pc__alloc(pc__kv_size(klen, vlen));
 
     if (kv != NULL)
         pc__kv_fill(kv, key, klen, val, vlen);
@@ -229,30 +231,25 @@ static struct pc__kv *shard_pick_victim(struct clock_shard *s)
             __atomic_store_n(&kv->ref, 0, __ATOMIC_RELAXED);
             continue;
         }
-        PC__ASSERT(s->ring[kv->w.slot] == kv);
+        PC__ASSERT(s->ring[kv->w.live.slot] == kv);
         return kv;
     }
 }
 
 static void shard_clear_locked(struct clock_shard *s)
 {
-    bool fresh = pc__index_reset(&s->ix);
-
     for (uint32_t i = 0; i < s->used; i++) {
         struct pc__kv *kv = s->ring[i];
 
         if (SLOT_IS_FREE(kv))
             continue;
-        if (!fresh)
-            pc__index_remove(&s->ix, pc__index_hash_of(&s->ix, kv), kv);
+        pc__index_erase(&s->ix, kv);
         pc__reclaimer_retire(s->w.rc, kv);
     }
     s->used = 0;
     s->hand = 0;
     s->free_head = SLOT_NONE;
     __atomic_store_n(&s->count, 0, __ATOMIC_RELAXED);
-    if (!fresh)
-        pc__index_maintain(&s->ix);
 }
 
 /* Free the live entries, rings and index tables of the first n shards,
@@ -299,10 +296,10 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
 
         s->cap = (uint32_t)cap;
         s->free_head = SLOT_NONE;
-        if (!pc__index_init(&s->ix, &cc->base.seed,
+        if (!pc__index_init(&s->ix,
                             cap < CLOCK_PRESIZE_MAX ? cap : CLOCK_PRESIZE_MAX))
             break;
-        if (!pc__core_add_writer(&cc->base, &s->w, kv_free)) {
+        if (!pc__core_add_writer(&cc->base, &s->w, 0)) {
             pc__index_destroy(&s->ix);
             break;
         }
@@ -316,7 +313,7 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
     return PC_OK;
 
 fail:
-    pc__free(cc->shards, sizeof *cc->shards * n);
+    pc__free_aligned(cc->shards, sizeof *cc->shards * n, 64);
     pc__core_fini(&cc->base);
     pc__free(cc, sizeof *cc);
     return PC_ENOMEM;
@@ -328,7 +325,7 @@ void pc__policy_destroy(pc_cache *c)
 
     pc__core_shutdown(c);
     shards_free(cc, cc->nshards);
-    pc__free(cc->shards, sizeof *cc->shards * cc->nshards);
+    pc__free_aligned(cc->shards, sizeof *cc->shards * cc->nshards, 64);
     pc__core_fini(c);
     pc__free(cc, sizeof *cc);
 }
@@ -339,11 +336,9 @@ static inline struct pc__kv *clock_lookup(pc_cache *c, struct pc__record *t,
                                           uint64_t h, const void *key,
                                           size_t klen)
 {
-    struct pc__probe probe;
-    struct pc__kv *kv;
+    struct pc__kv *kv =
+        pc__index_get(&shard_of(clock_of(c), h)->ix, h, key, klen);
 
-    pc__probe_init(&probe, key, klen);
-    kv = pc__index_get(&shard_of(clock_of(c), h)->ix, h, &probe);
     if (kv != NULL) {
         pc__kv_touch(kv);
         PC__COUNTER_INC(t->stats.hits);
@@ -377,14 +372,14 @@ pc_status pc__policy_put(pc_cache *c, const void *key, size_t klen,
     /* Reserve a ring slot first: it changes nothing visible, and with the
      * index's own growth it is the only step of a put that can fail. */
     if ((s->count < s->cap && !shard_reserve_slot(s)) ||
-        !pc__index_upsert(&s->ix, h, kv, &old)) {
+        !pc__index_put(&s->ix, h, kv, &old, s->w.rc)) {
         pc__writer_unlock(&s->w);
         kv_free(kv);
         return PC_ENOMEM;
     }
     if (old != NULL) {
         /* Replacement: same slot, counts as a use, evicts nothing. */
-        kv->w.slot = old->w.slot;
+        kv->w.live.slot = old->w.live.slot;
         __atomic_store_n(&kv->ref, 1, __ATOMIC_RELAXED);
         pc__reclaimer_retire(s->w.rc, old);
     } else if (s->count == s->cap) {
@@ -393,17 +388,16 @@ pc_status pc__policy_put(pc_cache *c, const void *key, size_t klen,
          * `count`, and so pc_len, never shows it). */
         struct pc__kv *victim = shard_pick_victim(s);
 
-        pc__index_remove(&s->ix, pc__index_hash_of(&s->ix, victim), victim);
-        kv->w.slot = victim->w.slot;
+        pc__index_erase(&s->ix, victim);
+        kv->w.live.slot = victim->w.live.slot;
         pc__reclaimer_retire(s->w.rc, victim);
         PC__COUNTER_INC(s->w.evictions);
-        pc__index_maintain(&s->ix);
     } else {
-        kv->w.slot = shard_take_slot(s);
+        kv->w.live.slot = shard_take_slot(s);
         __atomic_store_n(&s->count, s->count + 1, __ATOMIC_RELAXED);
     }
     PC__ASSERT(s->count <= s->cap);
-    s->ring[kv->w.slot] = kv;
+    s->ring[kv->w.live.slot] = kv;
     PC__COUNTER_INC(s->w.puts);
     pc__writer_unlock(&s->w);
     return PC_OK;
@@ -413,19 +407,16 @@ pc_status pc__policy_delete(pc_cache *c, const void *key, size_t klen)
 {
     uint64_t h = pc__hash_key(&c->seed, key, klen);
     struct clock_shard *s = shard_of(clock_of(c), h);
-    struct pc__probe probe;
     struct pc__kv *kv;
 
-    pc__probe_init(&probe, key, klen);
     pc__writer_lock(&s->w);
-    kv = pc__index_remove(&s->ix, h, &probe.hdr);
+    kv = pc__index_remove(&s->ix, h, key, klen);
     if (kv != NULL) {
-        PC__ASSERT(s->ring[kv->w.slot] == kv && s->count > 0);
-        shard_release_slot(s, kv->w.slot);
+        PC__ASSERT(s->ring[kv->w.live.slot] == kv && s->count > 0);
+        shard_release_slot(s, kv->w.live.slot);
         __atomic_store_n(&s->count, s->count - 1, __ATOMIC_RELAXED);
         pc__reclaimer_retire(s->w.rc, kv);
         PC__COUNTER_INC(s->w.deletes);
-        pc__index_maintain(&s->ix);
     }
     pc__writer_unlock(&s->w);
     return kv != NULL ? PC_OK : PC_NOTFOUND;

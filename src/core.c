@@ -8,19 +8,6 @@
 
 #include "alloc.h"
 #include "grace.h"
-#include "index.h"
-
-/* Writer locks spin briefly before sleeping: critical sections are a few
- * hundred nanoseconds, far shorter than a futex sleep and wake-up. */
-static void writer_mutex_init(pthread_mutex_t *m)
-{
-    pthread_mutexattr_t a;
-
-    pthread_mutexattr_init(&a);
-    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
-    pthread_mutex_init(m, &a);
-    pthread_mutexattr_destroy(&a);
-}
 
 bool pc__core_init(struct pc_cache *c, const pc_options *opts,
                    unsigned int nwriters)
@@ -48,12 +35,12 @@ fail_writers:
 }
 
 bool pc__core_add_writer(struct pc_cache *c, struct pc__writer *w,
-                         pc__kv_free_fn *free_kv)
+                         size_t kv_offset)
 {
-    w->rc = pc__reclaimer_create(&c->dom, free_kv);
+    w->rc = pc__reclaimer_create(&c->dom, kv_offset);
     if (w->rc == NULL)
         return false;
-    writer_mutex_init(&w->lock);
+    w->lock = (pc__lock)PC__LOCK_INIT;
     w->puts = w->evictions = w->deletes = 0;
     PC__ASSERT(c->nwriters < c->writers_cap);
     c->writers[c->nwriters++] = w;
@@ -71,8 +58,6 @@ void pc__core_shutdown(struct pc_cache *c)
 
 void pc__core_fini(struct pc_cache *c)
 {
-    for (unsigned int i = 0; i < c->nwriters; i++)
-        pthread_mutex_destroy(&c->writers[i]->lock);
     pc__free(c->writers, sizeof *c->writers * c->writers_cap);
     pc__domain_fini(&c->dom);
     pc__flight_table_destroy(c->flights);
@@ -81,17 +66,15 @@ void pc__core_fini(struct pc_cache *c)
 
 void pc__writer_lock(struct pc__writer *w)
 {
-    pthread_mutex_lock(&w->lock);
-    pc__index_writer_begin(w->rc);
+    pc__lock_acquire(&w->lock);
 }
 
 void pc__writer_unlock(struct pc__writer *w)
 {
     bool step;
-    struct pc__kv *ready = pc__reclaimer_poll(w->rc, &step);
+    struct pc__garbage ready = pc__reclaimer_poll(w->rc, &step);
 
-    pc__index_writer_end();
-    pthread_mutex_unlock(&w->lock);
+    pc__lock_release(&w->lock);
     pc__reclaimer_after_unlock(w->rc, ready, step);
 }
 
@@ -105,22 +88,25 @@ void pc__core_reclaim(struct pc_cache *c)
     for (unsigned int i = 0; i < c->nwriters; i++) {
         struct pc__writer *w = c->writers[i];
 
-        pthread_mutex_lock(&w->lock);
+        pc__lock_acquire(&w->lock);
         pc__reclaimer_drain_detach(w->rc);
-        pthread_mutex_unlock(&w->lock);
+        pc__lock_release(&w->lock);
     }
     ok = pc__grace_wait(&c->dom);
     for (unsigned int i = 0; i < c->nwriters; i++) {
         struct pc__writer *w = c->writers[i];
-        struct pc__kv *chain = NULL;
+        struct pc__garbage chain = {NULL, NULL};
 
-        pthread_mutex_lock(&w->lock);
+        pc__lock_acquire(&w->lock);
         if (ok)
             chain = pc__reclaimer_drain_finish(w->rc);
         else
             pc__reclaimer_drain_abort(w->rc);
-        pthread_mutex_unlock(&w->lock);
+        pc__lock_release(&w->lock);
         pc__reclaimer_free(w->rc, chain);
+        pc__lock_acquire(&w->lock);
+        pc__reclaimer_trim(w->rc);
+        pc__lock_release(&w->lock);
     }
     pthread_mutex_unlock(&c->reclaim_lock);
 }

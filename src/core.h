@@ -39,11 +39,12 @@
 #include "entry.h"
 #include "flight.h"
 #include "hash.h"
+#include "lock.h"
 #include "retire.h"
 
 /* One writer lock and what its holder owns. */
 struct pc__writer {
-    pthread_mutex_t lock; /* a leaf (lock order: internal.h) */
+    pc__lock lock; /* a leaf (lock order: internal.h) */
     struct pc__reclaimer *rc;
     /* Written under `lock` (single writer), read by pc_stats_get. */
     uint64_t puts, evictions, deletes;
@@ -66,11 +67,12 @@ struct pc_cache {
  */
 bool pc__core_init(struct pc_cache *c, const pc_options *opts,
                    unsigned int nwriters);
-/* Initialise w (its mutex and reclaimer, freeing entries with free_kv) and
- * register it as the cache's next writer. False on allocation failure;
- * pc__core_shutdown then cleans up every writer added so far. */
+/* Initialise w (its lock, and its reclaimer for entries whose header sits
+ * kv_offset bytes into their allocation: retire.h) and register it as the
+ * cache's next writer. False on allocation failure; pc__core_shutdown then
+ * cleans up every writer added so far. */
 bool pc__core_add_writer(struct pc_cache *c, struct pc__writer *w,
-                         pc__kv_free_fn *free_kv);
+                         size_t kv_offset);
 /*
  * Destruction, step 1: unlink the domain (no other thread's paced step or
  * thread exit looks at it any more), then destroy every writer's reclaimer,

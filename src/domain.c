@@ -108,7 +108,7 @@ void pc__domain_fini(struct pc__domain *d)
     pc__domain_unlink(d);
     for (t = d->records; t != NULL; t = next) {
         next = t->next;
-        pc__free(t, sizeof *t);
+        pc__free_aligned(t, sizeof *t, CK_MD_CACHELINE);
     }
     pthread_mutex_destroy(&d->registry_lock);
     pthread_mutex_destroy(&d->grace_lock);

@@ -7,8 +7,8 @@
  * secret seed word before one mum; longer keys fold 16-byte blocks into an
  * accumulator the same way. A final mum with a third seed word, after the
  * length is mixed in, spreads every input bit over all 64 output bits, so the
- * low bits (ck_hs's slot index) and the high bits (the shard index and
- * ck_hs's probe stride) are both usable.
+ * low bits (the index's home chunk and probe stride) and the high bits (the
+ * shard index and the index's tag) are all usable.
  *
  * Seeding. Every cache draws a 256-bit seed from getrandom(2) unless the
  * options fix one. Without the seed an attacker cannot predict which keys

@@ -1,177 +1,254 @@
 /*
- * index: ck_hs glue. Hash and compare callbacks over struct pc__kv, and the
- * ck_malloc whose deferred free goes through the epoch reclaimer of the
- * writer that caused it (see index.h for the argument).
+ * index: the writer side of the chunked hash table (design and concurrency
+ * argument in index.h): insertion with overflow counts, removal in place,
+ * growth into a new table with the old one retired.
  *
- * ck_malloc's callbacks carry no context, so the writer names its reclaimer
- * in a thread-local variable for the duration of its critical section
- * (pc__index_writer_begin/end). ck_hs calls free(defer=true) only from inside a
- * mutating call made by that same thread, so the variable is always the
- * right one. A table is allocated with a small header holding the
- * ck_epoch_entry its deferred free needs, so deferring never allocates.
+ * Every function here runs with the owning writer lock held, so plain
+ * loads of the table's words are race-free; stores that readers may
+ * observe are atomic, in the order index.h's argument requires.
  */
 #include "index.h"
 
-#include <stdalign.h>
+#include <stdint.h>
 
 #include "alloc.h"
 #include "retire.h"
 
-struct table_hdr {
-    ck_epoch_entry_t ee;
-    struct pc__reclaimer *rc; /* whose grace period frees it (if deferred) */
-    size_t size;
-    alignas(16) unsigned char mem[];
-};
+/* The load limit: 4 of every 7 slots on average. Probing visits chunks in
+ * a hash-derived stride (index.h), and with churn (every insert paired
+ * with a removal) the overflow counts settle where a lookup reads about
+ * 1.3 chunks at this load; at 6/7 it would read 17. */
+#define MAX_LOAD_NUM 4
 
-static _Thread_local struct pc__reclaimer *writer_reclaimer;
+#define OVERFLOW_SHIFT 56
+#define OVERFLOW_SATURATED 255u
 
-void pc__index_writer_begin(struct pc__reclaimer *r)
+static size_t table_bytes(size_t nchunks)
 {
-    writer_reclaimer = r;
+    return sizeof(struct pc__table) + nchunks * sizeof(struct pc__chunk);
 }
 
-void pc__index_writer_end(void)
+static struct pc__table *table_new(size_t nchunks)
 {
-    writer_reclaimer = NULL;
-}
+    struct pc__table *t = pc__alloc_aligned(table_bytes(nchunks), 64);
 
-static void *table_malloc(size_t size)
-{
-    struct table_hdr *h = pc__alloc(sizeof *h + size);
-
-    if (h == NULL)
+    if (t == NULL)
         return NULL;
-    h->size = size;
-    /* ck 0.7.1's ck_hs_map_create never initialises the table header's
-     * tombstone counter, which pc__index_maintain reads through ck_hs_stat:
-     * reused (dirty) memory made it rebuild the table on every removal.
-     * Zeroing costs about what ck's own memset of the slots costs, once
-     * per table. */
-    memset(h->mem, 0, size);
-    return h->mem;
+    memset(t, 0, table_bytes(nchunks));
+    t->mask = nchunks - 1;
+    t->max_load = nchunks * MAX_LOAD_NUM;
+    return t;
 }
 
-static void table_free_now(struct table_hdr *h)
+static void table_free(struct pc__table *t)
 {
-    pc__free(h, sizeof *h + h->size);
+    pc__free_aligned(t, table_bytes(t->mask + 1), 64);
 }
 
 static void table_free_deferred(ck_epoch_entry_t *ee)
 {
-    struct table_hdr *h = (struct table_hdr *)ee;
-
-    /* TSan: readers that probed this table have left (the grace-period scan
-     * saw it with relaxed loads); pairs with read_leave's release (tsan.h,
-     * case 2). */
-    PC_TSAN_ACQUIRE(&h->rc->dom->tsan_grace);
-    table_free_now(h);
+    table_free(PC__CONTAINER_OF(ee, struct pc__table, ee));
 }
 
-static void table_free(void *p, size_t size, bool defer)
+/* Chunks for `entries` within the load limit: a power of two, at least 1. */
+static size_t chunks_for(size_t entries)
 {
-    struct table_hdr *h;
+    size_t need = (entries + MAX_LOAD_NUM - 1) / MAX_LOAD_NUM, n = 1;
 
-    (void)size;
-    if (p == NULL)
-        return;
-    h = (struct table_hdr *)((unsigned char *)p -
-                             offsetof(struct table_hdr, mem));
-    if (defer && writer_reclaimer != NULL) {
-        h->rc = writer_reclaimer;
-        pc__reclaimer_defer(writer_reclaimer, &h->ee, table_free_deferred);
-    } else {
-        table_free_now(h);
-    }
+    while (n < need)
+        n <<= 1;
+    return n;
 }
 
-static struct ck_malloc table_allocator = {
-    .malloc = table_malloc,
-    .realloc = NULL,
-    .free = table_free,
-};
-
-static unsigned long kv_hash_cb(const void *object, unsigned long seed)
+bool pc__index_init(struct pc__index *ix, size_t expected)
 {
-    const struct pc__kv *kv = pc__index_unpack(object);
-
-    return (unsigned long)pc__hash((const struct pc__hash_seed *)seed,
-                                   pc__kv_key(kv), kv->klen);
-}
-
-/* Called by ck_hs for every occupied slot on a probe sequence: the hash tag
- * (index.h) filters out almost every non-matching slot without touching the
- * entry, and the common 8-byte key is compared inline, without memcmp. */
-static bool kv_compare_cb(const void *stored, const void *key)
-{
-    const struct pc__kv *a, *b = pc__index_unpack(key);
-    uintptr_t stag = (uintptr_t)stored & ~PC__INDEX_ADDR_MASK;
-
-    if (b->flags & PC__KV_PROBE) { /* lookups: the hot path */
-        const struct pc__probe *p = (const struct pc__probe *)b;
-
-        /* Different hash tags: different keys, decided without touching
-         * the stored entry (no cache miss). */
-        if (stag != p->tag)
-            return false;
-        a = pc__index_unpack(stored);
-        /* TSan: ck_hs found `stored` through a pointer it loaded inside
-         * libck (uninstrumented); pairs with pc__index_upsert's release
-         * (tsan.h, case 1). */
-        PC_TSAN_ACQUIRE(a);
-        if (a->klen != p->hdr.klen)
-            return false;
-        if (a->klen == 8)
-            return pc__hash_rd64(a->data) == pc__hash_rd64(p->key);
-        /* An empty key may be passed as NULL: memcmp must not see it. */
-        return a->klen == 0 || memcmp(a->data, p->key, a->klen) == 0;
-    }
-    if (stag != ((uintptr_t)key & ~PC__INDEX_ADDR_MASK))
-        return false;
-    a = pc__index_unpack(stored);
-    return a->klen == b->klen &&
-           (a->klen == 0 || memcmp(a->data, b->data, a->klen) == 0);
-}
-
-bool pc__index_init(struct pc__index *ix, const struct pc__hash_seed *seed,
-                    unsigned long expected)
-{
-    /* ck_hs grows past 50% load; size for `expected` live entries plus the
-     * one a put inserts before it evicts. */
-    unsigned long slots = expected ? 2 * (expected + 1) : 16;
-
-    ix->slots = 8; /* ck_hs's minimum table, CK_HS_PROBE_L1 */
-    while (ix->slots < slots)
-        ix->slots <<= 1;
-    return ck_hs_init(&ix->hs,
-                      CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT | CK_HS_MODE_DELETE,
-                      kv_hash_cb, kv_compare_cb, &table_allocator, slots,
-                      (unsigned long)(uintptr_t)seed);
+    ix->count = 0;
+    ix->table = table_new(chunks_for(expected + 1));
+    return ix->table != NULL;
 }
 
 void pc__index_destroy(struct pc__index *ix)
 {
-    ck_hs_destroy(&ix->hs);
+    if (ix->table != NULL)
+        table_free(ix->table);
+    ix->table = NULL;
 }
 
-void pc__index_maintain(struct pc__index *ix)
+static unsigned overflow_of(uint64_t ctrl)
 {
-    struct ck_hs_stat st;
-
-    /* ck_hs counts a tombstone when a key is removed but not when
-     * ck_hs_set later reuses it, so st.tombstones is "removals since the
-     * last rebuild", an over-estimate of the tombstones in the table. With
-     * per-slot probe bounds (CK_HS_MODE_DELETE) lookups pay little for
-     * tombstones, so the rebuild (which rehashes every entry: a cache miss
-     * each) waits until that count plus the live entries reach 7/8 of the
-     * slots. */
-    ck_hs_stat(&ix->hs, &st);
-    if (st.tombstones > 64 &&
-        8 * (st.n_entries + st.tombstones) > 7 * ix->slots)
-        ck_hs_rebuild(&ix->hs);
+    return (unsigned)(ctrl >> OVERFLOW_SHIFT);
 }
 
-bool pc__index_reset(struct pc__index *ix)
+static void ctrl_store(struct pc__chunk *c, uint64_t ctrl)
 {
-    return ck_hs_reset(&ix->hs);
+    __atomic_store_n(&c->ctrl, ctrl, __ATOMIC_RELEASE);
+}
+
+static void overflow_add(struct pc__chunk *c, int delta)
+{
+    uint64_t ctrl = c->ctrl;
+    unsigned n = overflow_of(ctrl);
+
+    if (n == OVERFLOW_SATURATED)
+        return; /* stays until the table is rebuilt by growth */
+    PC__ASSERT(delta > 0 || n > 0);
+    n = (unsigned)((int)n + delta);
+    ctrl_store(c, (ctrl & ~(0xffull << OVERFLOW_SHIFT)) |
+                      ((uint64_t)n << OVERFLOW_SHIFT));
+}
+
+/* The first empty slot of a chunk, or -1. */
+static int free_slot(uint64_t ctrl)
+{
+    uint64_t m = pc__index_match(ctrl, 0);
+
+    return m != 0 ? __builtin_ctzll(m) >> 3 : -1;
+}
+
+/* Place kv (tag) in the first chunk with room from its home on, raising
+ * the overflow counts of the full chunks it passes (before publishing it:
+ * index.h). The table has room (count < max_load). */
+static void place(struct pc__table *t, uint32_t hash, uint8_t tag,
+                  struct pc__kv *kv)
+{
+    size_t i = hash & t->mask, step = pc__index_step(hash, t->mask);
+    int j;
+
+    while ((j = free_slot(t->chunks[i].ctrl)) < 0) {
+        overflow_add(&t->chunks[i], +1);
+        i = (i + step) & t->mask;
+    }
+    struct pc__chunk *c = &t->chunks[i];
+
+    __atomic_store_n(&c->slot[j], kv, __ATOMIC_RELEASE);
+    ctrl_store(c, c->ctrl | ((uint64_t)tag << (8 * j)));
+}
+
+/* A table twice the size holding every entry of ix's; NULL on ENOMEM. */
+static struct pc__table *grown(const struct pc__table *old)
+{
+    struct pc__table *t = table_new(2 * (old->mask + 1));
+
+    if (t == NULL)
+        return NULL;
+    for (size_t i = 0; i <= old->mask; i++) {
+        const struct pc__chunk *c = &old->chunks[i];
+
+        for (int j = 0; j < PC__CHUNK_SLOTS; j++) {
+            uint8_t tag = (uint8_t)(c->ctrl >> (8 * j));
+
+            if (tag != 0)
+                place(t, c->slot[j]->w.live.hash, tag, c->slot[j]);
+        }
+    }
+    return t;
+}
+
+bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
+                   struct pc__kv **old, struct pc__reclaimer *rc)
+{
+    struct pc__table *t = ix->table;
+    uint8_t tag = pc__index_tag(h);
+    size_t i = h & t->mask, step = pc__index_step((uint32_t)h, t->mask);
+    size_t home = i, room = SIZE_MAX; /* first chunk seen with a free slot */
+
+    *old = NULL;
+    kv->w.live.hash = (uint32_t)h;
+    for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
+        struct pc__chunk *c = &t->chunks[i];
+
+        for (uint64_t m = pc__index_match(c->ctrl, tag); m != 0; m &= m - 1) {
+            int j = __builtin_ctzll(m) >> 3;
+            struct pc__kv *cur = c->slot[j];
+
+            if (pc__kv_key_equals(cur, kv->data, kv->klen)) {
+                __atomic_store_n(&c->slot[j], kv, __ATOMIC_RELEASE);
+                *old = cur;
+                return true;
+            }
+        }
+        if (room == SIZE_MAX && free_slot(c->ctrl) >= 0)
+            room = i;
+        if (overflow_of(c->ctrl) == 0)
+            break;
+    }
+    if (ix->count + 1 > t->max_load) {
+        struct pc__table *bigger = grown(t);
+
+        if (bigger == NULL)
+            return false;
+        __atomic_store_n(&ix->table, bigger, __ATOMIC_RELEASE);
+        pc__reclaimer_defer(rc, &t->ee, table_free_deferred);
+        place(bigger, (uint32_t)h, tag, kv);
+    } else if (room == home) { /* the common case: room at home */
+        struct pc__chunk *c = &t->chunks[home];
+        int j = free_slot(c->ctrl);
+
+        __atomic_store_n(&c->slot[j], kv, __ATOMIC_RELEASE);
+        ctrl_store(c, c->ctrl | ((uint64_t)tag << (8 * j)));
+    } else {
+        place(t, (uint32_t)h, tag, kv);
+    }
+    ix->count++;
+    return true;
+}
+
+/* Unlink the entry in chunk i, slot j, found by probing from `home` in
+ * strides of `step`: the chunks passed on the way lose one overflow. */
+static void erase_at(struct pc__index *ix, size_t home, size_t step, size_t i,
+                     int j)
+{
+    struct pc__table *t = ix->table;
+    struct pc__chunk *c = &t->chunks[i];
+
+    ctrl_store(c, c->ctrl & ~(0xffull << (8 * j)));
+    __atomic_store_n(&c->slot[j], NULL, __ATOMIC_RELAXED);
+    for (size_t k = home; k != i; k = (k + step) & t->mask)
+        overflow_add(&t->chunks[k], -1);
+    ix->count--;
+}
+
+void pc__index_erase(struct pc__index *ix, struct pc__kv *kv)
+{
+    struct pc__table *t = ix->table;
+    size_t home = kv->w.live.hash & t->mask, i = home;
+    size_t step = pc__index_step(kv->w.live.hash, t->mask);
+
+    for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
+        struct pc__chunk *c = &t->chunks[i];
+
+        for (int j = 0; j < PC__CHUNK_SLOTS; j++) {
+            if (c->slot[j] == kv) {
+                erase_at(ix, home, step, i, j);
+                return;
+            }
+        }
+    }
+    PC__ASSERT(!"pc__index_erase: entry not in the index");
+}
+
+struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
+                                const void *key, size_t klen)
+{
+    struct pc__table *t = ix->table;
+    uint8_t tag = pc__index_tag(h);
+    size_t home = h & t->mask, i = home;
+    size_t step = pc__index_step((uint32_t)h, t->mask);
+
+    for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
+        struct pc__chunk *c = &t->chunks[i];
+
+        for (uint64_t m = pc__index_match(c->ctrl, tag); m != 0; m &= m - 1) {
+            int j = __builtin_ctzll(m) >> 3;
+            struct pc__kv *cur = c->slot[j];
+
+            if (pc__kv_key_equals(cur, key, klen)) {
+                erase_at(ix, home, step, i, j);
+                return cur;
+            }
+        }
+        if (overflow_of(c->ctrl) == 0)
+            break;
+    }
+    return NULL;
 }

@@ -1,171 +1,194 @@
 /*
- * index: a ck_hs hash set in SPMC mode holding struct pc__kv pointers.
+ * index: the hash table every policy finds its entries in. One writer at a
+ * time (the caller holds the owning writer lock around every mutating
+ * call), any number of concurrent readers (pc__index_get inside an epoch
+ * section), and reads that are wait-free: they never retry and never wait.
  *
- * One writer at a time (the caller holds the owning writer lock around every
- * mutating call), any number of concurrent readers (pc__index_get inside an
- * epoch section). ck_hs never frees a table a reader might be probing: when it
- * grows or rebuilds, it hands the old table to the allocator's free with
- * `defer` set, and index.c routes that free through pc__reclaimer_defer on the
- * writer's reclaimer (see pc__index_writer_begin), so the table outlives every
- * reader that could still be in it.
+ * Layout. A power of two of 64-byte chunks. A chunk holds seven entry
+ * pointers and one control word: seven one-byte tags (0 = empty slot) and
+ * an eighth byte, the chunk's overflow count. A key's hash h picks its home
+ * chunk (h's low bits), its probe stride (bits 24..31, made odd) and its
+ * tag (bits 32..39, which neither the home chunk nor, within a shard, the
+ * shard choice determines; 0 is remapped to 1). A key lives in the first
+ * chunk of its probe sequence (home, home + stride, ...) that had a free
+ * slot when it was inserted; every chunk it had to pass counts it in its
+ * overflow count. This is the chunked, tag-filtered open addressing of
+ * Swiss tables and folly's F14, with F14's overflow counts in place of
+ * tombstones.
  *
- * Hash tags. Debian's libck is built with pointer packing disabled, so
- * ck_hs calls the compare callback for every occupied slot on a probe
- * sequence, and comparing means dereferencing the stored entry: a cache
- * miss per slot, most of them for entries that do not match. So this module
- * packs 15 bits of the key's hash (bits 32..46, which neither the slot
- * index nor, within a shard, the shard choice determines) plus a marker bit
- * into the unused top 16 bits of every pointer it hands ck_hs (x86-64 and
- * AArch64 user addresses fit in 48 bits), and the compare callback rejects
- * a slot whose tag differs from the key's without touching the entry: only
- * 1 in 32768 non-matching entries is still dereferenced. ck_hs treats the
- * stored words as opaque (it only compares them with NULL, its tombstone
- * ~0, which no tagged user pointer can equal, and with the key word), and
- * every pointer ck_hs returns is unpacked here before anyone sees it.
- * Unpacking is an AND, which keeps the address dependency readers rely on.
- * Elsewhere tags are 0 and every compare dereferences, as before.
+ * Lookup (pc__index_get). Load the chunk's control word, compare all seven
+ * tags at once (SWAR on one 64-bit word), and compare the key only where
+ * the tag matches (a false match costs one entry dereference, 1 in 255 per
+ * occupied slot). A key that is not in the chunk can only be further on if
+ * the chunk's overflow count is non-zero; otherwise the lookup ends. At the
+ * load the table keeps (at most 4 of 7 slots per chunk on average) a
+ * lookup, hit or miss, reads 1.1 to 1.3 chunks on average, even after
+ * long churn: about one cache line of index per get, plus the entry.
  *
- * Probe bounds. The table is created in CK_HS_MODE_DELETE, which keeps a
- * one-byte probe bound per slot: a lookup of an absent key stops after the
- * longest insert that started at its slot, instead of after the longest
- * insert anywhere in the table (which, with the steady stream of evictions
- * a full cache makes, grows long between rebuilds). The bytes cost nothing
- * in practice: a table is a power of two of pointers plus a header, which
- * the allocator already rounds up to a size class with room for them.
+ * Removal. An entry is removed where it is: its tag byte is cleared, its
+ * pointer nulled, and the overflow counts of the chunks between its home
+ * and its chunk are decremented (a count saturates at 255 and then stays,
+ * conservatively, until the table is rebuilt). Nothing ever moves inside a
+ * table, so no tombstones accumulate, no rebuild is ever needed to clean
+ * up, and a reader can never miss an entry because a writer moved it: the
+ * reason ck_hs-style readers must retry on a generation counter. Removing
+ * a victim needs no key comparison: the writer finds it by pointer, from
+ * the home chunk given by the low half of its hash, which the entry keeps
+ * (entry.h) so that nothing is ever rehashed.
  *
- * Tombstones. Removing a key leaves a tombstone in its slot; inserts reuse
- * them, but lookups of absent keys probe past them. After removals the writer
- * calls pc__index_maintain, which rebuilds the table in place (same size, no
- * tombstones; old table deferred as above) once live entries and tombstones
- * together reach seven eighths of the slots (see index.c for why that
- * count is an over-estimate, and why 7/8). Rebuilding allocates; if that
- * fails the table simply keeps its tombstones (lookups stay correct, only
- * slower).
+ * Growth. When an insert would pass the load limit the writer builds a
+ * table twice the size from the old one (home chunks from the entries'
+ * stored hashes, tags copied), publishes it with one release store, and
+ * retires the old table to its reclaimer (retire.h): readers still probing
+ * the old one finish there safely. Growing allocates; if that fails the
+ * insert fails with nothing changed.
+ *
+ * Concurrency argument. Every word a reader loads is accessed atomically.
+ * A writer publishes an entry by storing its pointer (release), then the
+ * control word carrying its tag (release); a reader loads the control word
+ * (acquire), then the pointer (acquire), then the entry, so a tag it sees
+ * always comes with a pointer to a fully written entry (or, if the slot was
+ * emptied or reused meanwhile, NULL or another entry, which the key
+ * comparison rejects). An insert that passes full chunks raises their
+ * overflow counts before it publishes the entry, so a reader that can see
+ * the entry also sees the counts that lead to it. Replacing a key's entry
+ * is one pointer store in its slot. Removal clears the tag before the
+ * pointer. The table pointer is loaded with acquire; old tables are freed
+ * only after a grace period. Entries removed from the index are retired by
+ * the caller, likewise.
+ *
+ * Cost per table: 64 bytes per 7 slots, at between 2/7 and 4/7 load: 16
+ * to 32 bytes per entry, plus a 64-byte header.
  */
 #ifndef PC_INDEX_H
 #define PC_INDEX_H
 
-#include <ck_hs.h>
+#include <ck_epoch.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "entry.h"
-#include "hash.h"
-#include "tsan.h"
+
+#define PC__CHUNK_SLOTS 7
+
+struct pc__chunk {
+    /* Bytes 0..6: the slots' tags (0: empty); byte 7: overflow count.
+     * Written only by the writer, as a whole word. */
+    uint64_t ctrl;
+    struct pc__kv *slot[PC__CHUNK_SLOTS];
+};
+_Static_assert(sizeof(struct pc__chunk) == 64, "a chunk is one cache line");
+
+struct pc__table {
+    ck_epoch_entry_t ee; /* for the deferred free of a replaced table */
+    size_t mask;         /* chunks - 1 */
+    size_t max_load;     /* entries allowed before the table grows */
+    struct pc__chunk chunks[] __attribute__((aligned(64)));
+};
+
+struct pc__index {
+    struct pc__table *table; /* replaced by growth; readers load it */
+    size_t count;            /* writer-only */
+};
 
 struct pc__reclaimer;
 
-struct pc__index {
-    ck_hs_t hs;
-    unsigned long slots; /* table size, mirrored from ck_hs's growth rule */
-};
-
-/* Set up an empty index sized for `expected` entries without growth
- * (`expected` may be 0: grow on demand). false on allocation failure. */
-bool pc__index_init(struct pc__index *ix, const struct pc__hash_seed *seed,
-                    unsigned long expected);
+/* Set up an empty index sized for `expected` entries without growth.
+ * false on allocation failure. */
+bool pc__index_init(struct pc__index *ix, size_t expected);
 /* Free the table (not the entries). No reader may be inside. */
 void pc__index_destroy(struct pc__index *ix);
 
-/* Route ck_hs's deferred frees made by this thread to r until
- * pc__index_writer_end. Call with the writer lock held. */
-void pc__index_writer_begin(struct pc__reclaimer *r);
-void pc__index_writer_end(void);
-
-#if (defined(__x86_64__) || defined(__aarch64__)) && UINTPTR_MAX == UINT64_MAX
-#define PC__INDEX_ADDR_MASK (((uintptr_t)1 << 48) - 1)
-/* Marker bit 63 (so a tag is never 0) and hash bits 32..46. */
-static inline uintptr_t pc__index_tag(uint64_t h)
+/* The probe stride, from the hash's low half (which entries keep): odd, so
+ * a power-of-two table's every chunk is visited. Strides that differ from
+ * key to key avoid the clustering of linear probing. */
+static inline size_t pc__index_step(uint32_t hash, size_t mask)
 {
-    return (uintptr_t)((((h >> 32) & 0x7fff) | 0x8000) << 48);
-}
-#else
-#define PC__INDEX_ADDR_MASK (~(uintptr_t)0)
-static inline uintptr_t pc__index_tag(uint64_t h)
-{
-    (void)h;
-    return 0;
-}
-#endif
-
-/* The word ck_hs stores for kv (hash h), and back. */
-static inline void *pc__index_pack(const struct pc__kv *kv, uint64_t h)
-{
-    return (void *)((uintptr_t)kv | pc__index_tag(h));
+    return (((size_t)(hash >> 24) << 1) | 1) & mask;
 }
 
-static inline struct pc__kv *pc__index_unpack(const void *word)
+static inline uint8_t pc__index_tag(uint64_t h)
 {
-    return (struct pc__kv *)((uintptr_t)word & PC__INDEX_ADDR_MASK);
+    uint8_t t = (uint8_t)(h >> 32);
+
+    return t != 0 ? t : 1;
 }
 
-/* Reader or writer: the entry whose key equals the probe's, or NULL. */
-static inline struct pc__kv *pc__index_get(struct pc__index *ix, uint64_t h,
-                                           struct pc__probe *probe)
+/* One bit (the byte's top bit) per tag byte of ctrl equal to tag. */
+static inline uint64_t pc__index_match(uint64_t ctrl, uint8_t tag)
 {
-    struct pc__kv *kv;
+    const uint64_t ones = 0x0101010101010101ull, highs = ones << 7;
+    uint64_t x = ctrl ^ (ones * tag);
 
-    probe->tag = pc__index_tag(h);
-    kv = pc__index_unpack(ck_hs_get(&ix->hs, (unsigned long)h, probe));
-    /* TSan: ck_hs_get's load of the published pointer is in uninstrumented
-     * libck; pairs with the release in pc__index_upsert (tsan.h, case 1). */
-    if (kv != NULL)
-        PC_TSAN_ACQUIRE(kv);
-    return kv;
+    /* Exact zero-byte detection (no false positives across bytes), over
+     * the seven tag bytes only. */
+    return ~(((x & ~highs) + ~highs) | x | ~highs) & (highs >> 8);
 }
 
-/* Writer: publish kv, replacing the entry with the same key if there is one
- * (returned in *prev, else NULL). One probe. Returns false, index unchanged,
- * if the table had to grow and could not (only possible when inserting). */
-static inline bool pc__index_upsert(struct pc__index *ix, uint64_t h,
-                                    struct pc__kv *kv, struct pc__kv **prev)
+static inline bool pc__kv_key_equals(const struct pc__kv *kv, const void *key,
+                                     size_t klen)
 {
-    void *old = NULL;
-
-    /* ck_hs_set publishes with a plain pointer store and no fence of its
-     * own: order the entry's bytes before it (a compiler barrier on TSO
-     * targets such as x86-64, a real store fence elsewhere). */
-    ck_pr_fence_store();
-    /* TSan: ck_hs_set's pointer store is in uninstrumented libck; every
-     * byte of kv was written before it (tsan.h, case 1). */
-    PC_TSAN_RELEASE(kv);
-    if (!ck_hs_set(&ix->hs, (unsigned long)h, pc__index_pack(kv, h), &old))
+    if (kv->klen != klen)
         return false;
-    *prev = pc__index_unpack(old);
-    if (old == NULL && 2 * ck_hs_count(&ix->hs) > ix->slots)
-        ix->slots *= 2; /* ck_hs_set grew the table (ck_hs's 50% rule) */
-    return true;
-}
+    if (klen == 8) {
+        uint64_t a, b;
 
-/* Writer: unlink the entry matching key_or_kv (a probe's header, or a
- * stored entry); returns it or NULL. */
-static inline struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
-                                              struct pc__kv *key_or_kv)
-{
-    const void *key;
-
-    if (key_or_kv->flags & PC__KV_PROBE) {
-        ((struct pc__probe *)key_or_kv)->tag = pc__index_tag(h);
-        key = key_or_kv;
-    } else {
-        key = pc__index_pack(key_or_kv, h);
+        memcpy(&a, kv->data, 8);
+        memcpy(&b, key, 8);
+        return a == b;
     }
-    return pc__index_unpack(ck_hs_remove(&ix->hs, (unsigned long)h, key));
+    /* An empty key may be passed as NULL: memcmp must not see it. */
+    return klen == 0 || memcmp(kv->data, key, klen) == 0;
 }
 
-/* Writer: hash of a stored entry (for removal by eviction). */
-static inline uint64_t pc__index_hash_of(const struct pc__index *ix,
-                                         const struct pc__kv *kv)
+/* Reader (inside an epoch section) or writer: the entry whose key equals
+ * key, or NULL. Wait-free. */
+static inline struct pc__kv *pc__index_get(const struct pc__index *ix,
+                                           uint64_t h, const void *key,
+                                           size_t klen)
 {
-    return pc__hash((const struct pc__hash_seed *)ix->hs.seed, kv->data,
-                    kv->klen);
+    const struct pc__table *t = __atomic_load_n(&ix->table, __ATOMIC_ACQUIRE);
+    uint8_t tag = pc__index_tag(h);
+    size_t i = h & t->mask, step = pc__index_step((uint32_t)h, t->mask);
+
+    for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
+        const struct pc__chunk *c = &t->chunks[i];
+        uint64_t ctrl = __atomic_load_n(&c->ctrl, __ATOMIC_ACQUIRE);
+
+        for (uint64_t m = pc__index_match(ctrl, tag); m != 0; m &= m - 1) {
+            struct pc__kv *kv = __atomic_load_n(
+                &c->slot[__builtin_ctzll(m) >> 3], __ATOMIC_ACQUIRE);
+
+            if (kv != NULL && pc__kv_key_equals(kv, key, klen))
+                return kv;
+        }
+        if ((ctrl >> 56) == 0)
+            break;
+    }
+    return NULL;
 }
 
-/* Writer: rebuild the table if tombstones have piled up. */
-void pc__index_maintain(struct pc__index *ix);
+/*
+ * Writer: publish kv under hash h, replacing the entry with the same key
+ * if there is one (returned in *old, else NULL). Records h's low half in
+ * kv (entry.h). May grow the table, retiring the old one to rc; returns
+ * false, index unchanged, if that allocation failed (only when inserting).
+ */
+bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
+                   struct pc__kv **old, struct pc__reclaimer *rc);
 
-/* Writer: swap in an empty table of the same size (the old one is freed
- * after a grace period). false on allocation failure, index unchanged: the
- * caller then removes its entries one by one instead. */
-bool pc__index_reset(struct pc__index *ix);
+/* Writer: unlink kv, which must be in the index. Wait-free. */
+void pc__index_erase(struct pc__index *ix, struct pc__kv *kv);
+
+/* Writer: unlink and return the entry whose key equals key, or NULL. */
+struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
+                                const void *key, size_t klen);
+
+/* Entries in the index (writer, or any thread for an estimate). */
+static inline size_t pc__index_count(const struct pc__index *ix)
+{
+    return ix->count;
+}
 
 #endif

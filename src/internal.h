@@ -11,7 +11,9 @@
  *   alloc.h/.c    every allocation (jemalloc; fault-injection test hooks)
  *   hash.h/.c     the seeded 64-bit key hash and seed generation
  *   entry.h       struct pc__kv, the immutable published entry; lookup probes
- *   index.h/.c    ck_hs (SPMC) glue: hash tags, deferred table frees, rebuilds
+ *   index.h/.c    the hash index: chunks of tagged slots, overflow counts,
+ *                 wait-free lookups, growth with the old table retired
+ *   lock.h/.c     the writer lock (a futex mutex)
  *   barrier.h/.c  the read fence, and the heavy barrier writers issue for it
  *   domain.h/.c   epoch domains, thread records, thread exit, read sections
  *   grace.h/.c    grace-period detection, pacing, waiting for readers
@@ -83,6 +85,7 @@
 #include "hash.h"
 #include "index.h"
 #include "load.h"
+#include "lock.h"
 #include "policy.h"
 #include "retire.h"
 #include "tsan.h"

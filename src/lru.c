@@ -16,7 +16,7 @@
  * LRU (an OrderedDict with move_to_end): same hits, same victims.
  *
  * Concurrency argument (all writers hold `lock`; readers take none).
- *  - Lookups go through the ck_hs index inside an epoch section, as in
+ *  - Lookups go through the index inside an epoch section, as in
  *    clock.c; retired entries and old tables are freed after a grace period.
  *  - A reader that finds entry e takes ts = ++clock and raises e->stamp to ts
  *    with a CAS loop. The writer claims a victim with CAS(stamp: heap_key ->
@@ -260,13 +260,13 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
         return PC_ENOMEM;
     memset(c, 0, sizeof *c);
     if (!pc__core_init(&c->base, opts, 1)) {
-        pc__free(c, sizeof *c);
+        pc__free_aligned(c, sizeof *c, 64);
         return PC_ENOMEM;
     }
     presize = opts->capacity < (1ul << 20) ? opts->capacity : (1ul << 20);
-    if (!pc__index_init(&c->ix, &c->base.seed, presize))
+    if (!pc__index_init(&c->ix, presize))
         goto fail;
-    if (!pc__core_add_writer(&c->base, &c->w, entry_free)) {
+    if (!pc__core_add_writer(&c->base, &c->w, offsetof(struct lru_entry, kv))) {
         pc__index_destroy(&c->ix);
         goto fail;
     }
@@ -275,7 +275,7 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
 
 fail:
     pc__core_fini(&c->base);
-    pc__free(c, sizeof *c);
+    pc__free_aligned(c, sizeof *c, 64);
     return PC_ENOMEM;
 }
 
@@ -289,7 +289,7 @@ void pc__policy_destroy(pc_cache *base)
     pc__free(c->heap, sizeof *c->heap * c->heap_cap);
     pc__index_destroy(&c->ix);
     pc__core_fini(base);
-    pc__free(c, sizeof *c);
+    pc__free_aligned(c, sizeof *c, 64);
 }
 
 /* Inside the caller's read section: find key and record the use (raise its
@@ -298,10 +298,8 @@ static struct pc__kv *lru_lookup(pc_cache *base, struct pc__record *t,
                                  uint64_t h, const void *key, size_t klen)
 {
     struct lru_cache *c = lru_of(base);
-    struct pc__probe probe;
     struct pc__kv *found = NULL;
 
-    pc__probe_init(&probe, key, klen);
     for (;;) {
         uint64_t s1 = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
         struct pc__kv *kv;
@@ -312,7 +310,7 @@ static struct pc__kv *lru_lookup(pc_cache *base, struct pc__record *t,
             ck_pr_stall();
             continue;
         }
-        kv = pc__index_get(&c->ix, h, &probe);
+        kv = pc__index_get(&c->ix, h, key, klen);
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
         if (__atomic_load_n(&c->seq, __ATOMIC_RELAXED) != s1)
             continue;
@@ -363,20 +361,19 @@ pc_status pc__policy_put(pc_cache *base, const void *key, size_t klen,
     struct lru_cache *c = lru_of(base);
     uint64_t h = pc__hash_key(&base->seed, key, klen);
     struct lru_entry *e = pc__alloc(sizeof *e + klen + vlen);
-    struct pc__probe probe;
     struct pc__kv *old;
 
     if (e == NULL)
         return PC_ENOMEM;
     pc__kv_fill(&e->kv, key, klen, val, vlen);
-    pc__probe_init(&probe, key, klen);
     pc__writer_lock(&c->w);
-    old = pc__index_get(&c->ix, h, &probe);
+    old = pc__index_get(&c->ix, h, key, klen);
     if (old != NULL) {
         struct lru_entry *oe = ENTRY_OF(old);
 
         e->stamp = e->heap_key = stamp_window_open(c);
-        pc__index_upsert(&c->ix, h, &e->kv, &old); /* present: cannot fail */
+        /* present: a replacement, which cannot fail */
+        pc__index_put(&c->ix, h, &e->kv, &old, c->w.rc);
         __atomic_exchange_n(&oe->stamp, STAMP_REPLACED, __ATOMIC_ACQ_REL);
         stamp_window_close(c);
         heap_set(c, oe->heap_idx, e);
@@ -384,7 +381,8 @@ pc_status pc__policy_put(pc_cache *base, const void *key, size_t klen,
         pc__reclaimer_retire(c->w.rc, old);
     } else if (c->count < base->capacity) {
         e->stamp = e->heap_key = stamp_window_open(c);
-        if (!heap_reserve(c) || !pc__index_upsert(&c->ix, h, &e->kv, &old)) {
+        if (!heap_reserve(c) ||
+            !pc__index_put(&c->ix, h, &e->kv, &old, c->w.rc)) {
             stamp_window_close(c);
             goto nomem;
         }
@@ -396,20 +394,18 @@ pc_status pc__policy_put(pc_cache *base, const void *key, size_t klen,
 
         e->stamp = e->heap_key = stamp_window_open(c);
         seq_begin(c);
-        if (!pc__index_upsert(&c->ix, h, &e->kv, &old)) {
+        if (!pc__index_put(&c->ix, h, &e->kv, &old, c->w.rc)) {
             seq_end(c);
             stamp_window_close(c);
             goto nomem;
         }
         victim = claim_victim(c);
-        pc__index_remove(&c->ix, pc__index_hash_of(&c->ix, &victim->kv),
-                         &victim->kv);
+        pc__index_erase(&c->ix, &victim->kv);
         seq_end(c);
         stamp_window_close(c);
         heap_push(c, e);
         pc__reclaimer_retire(c->w.rc, &victim->kv);
         PC__COUNTER_INC(c->w.evictions);
-        pc__index_maintain(&c->ix);
     }
     PC__ASSERT(c->count <= base->capacity && c->heap_len == c->count);
     PC__COUNTER_INC(c->w.puts);
@@ -426,22 +422,19 @@ pc_status pc__policy_delete(pc_cache *base, const void *key, size_t klen)
 {
     struct lru_cache *c = lru_of(base);
     uint64_t h = pc__hash_key(&base->seed, key, klen);
-    struct pc__probe probe;
     struct pc__kv *kv;
 
-    pc__probe_init(&probe, key, klen);
     pc__writer_lock(&c->w);
-    kv = pc__index_get(&c->ix, h, &probe);
+    kv = pc__index_get(&c->ix, h, key, klen);
     if (kv != NULL) {
         struct lru_entry *e = ENTRY_OF(kv);
 
         __atomic_exchange_n(&e->stamp, STAMP_REMOVED, __ATOMIC_ACQ_REL);
-        pc__index_remove(&c->ix, h, kv);
+        pc__index_erase(&c->ix, kv);
         heap_remove(c, e);
         __atomic_store_n(&c->count, c->count - 1, __ATOMIC_RELAXED);
         pc__reclaimer_retire(c->w.rc, kv);
         PC__COUNTER_INC(c->w.deletes);
-        pc__index_maintain(&c->ix);
     }
     pc__writer_unlock(&c->w);
     return kv != NULL ? PC_OK : PC_NOTFOUND;
@@ -458,23 +451,17 @@ size_t pc__policy_len(const pc_cache *base)
 void pc__policy_clear(pc_cache *base)
 {
     struct lru_cache *c = lru_of(base);
-    bool fresh;
-
     pc__writer_lock(&c->w);
     seq_begin(c);
-    fresh = pc__index_reset(&c->ix);
     for (size_t i = 0; i < c->heap_len; i++) {
         struct lru_entry *e = c->heap[i];
 
         __atomic_exchange_n(&e->stamp, STAMP_REMOVED, __ATOMIC_ACQ_REL);
-        if (!fresh)
-            pc__index_remove(&c->ix, pc__index_hash_of(&c->ix, &e->kv), &e->kv);
+        pc__index_erase(&c->ix, &e->kv);
         pc__reclaimer_retire(c->w.rc, &e->kv);
     }
     c->heap_len = 0;
     __atomic_store_n(&c->count, 0, __ATOMIC_RELAXED);
     seq_end(c);
-    if (!fresh)
-        pc__index_maintain(&c->ix);
     pc__writer_unlock(&c->w);
 }

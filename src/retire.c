@@ -9,41 +9,17 @@
 #include "alloc.h"
 #include "grace.h"
 
-static void free_chain(struct pc__reclaimer *r, struct pc__kv *kv)
+static void *kv_block(const struct pc__reclaimer *r, struct pc__kv *kv)
 {
-    while (kv != NULL) {
-        struct pc__kv *next = kv->w.retire_next;
-
-        r->free_kv(kv);
-        kv = next;
-    }
+    return (char *)kv - r->kv_offset;
 }
 
-void pc__reclaimer_free(struct pc__reclaimer *r, struct pc__kv *chain)
+static size_t kv_bytes(const struct pc__reclaimer *r, const struct pc__kv *kv)
 {
-    free_chain(r, chain);
+    return r->kv_offset + pc__kv_size(kv->klen, kv->vlen);
 }
 
-/* A batch's grace period is over (run by dispatch, or by ck_epoch_reclaim
- * at destruction): its entries move to the ready chain, freed by the writer
- * after it unlocks, and the batch becomes reusable. */
-static void batch_dispatch(ck_epoch_entry_t *ee)
-{
-    struct pc__retire_batch *b =
-        PC__CONTAINER_OF(ee, struct pc__retire_batch, ee);
-    struct pc__reclaimer *r = b->owner;
-
-    /* TSan: the scans that advanced the epoch saw every reader that could
-     * hold these entries leave, through relaxed loads; pairs with
-     * pc__read_leave's release (tsan.h, 2). */
-    PC_TSAN_ACQUIRE(&r->dom->tsan_grace);
-    if (b->head != NULL) {
-        b->tail->w.retire_next = r->ready;
-        r->ready = b->head;
-    }
-    b->head = b->tail = NULL;
-    b->queued = false;
-}
+/* ---- callbacks and buckets ---- */
 
 static ck_epoch_entry_t *entry_of(ck_stack_entry_t *cursor)
 {
@@ -103,33 +79,6 @@ void pc__reclaimer_defer(struct pc__reclaimer *r, ck_epoch_entry_t *e,
     ck_stack_push_spnc(&r->rec.pending[i], &e->stack_entry);
 }
 
-struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
-                                           pc__kv_free_fn *free_kv)
-{
-    struct pc__reclaimer *r = pc__alloc_aligned(sizeof *r, CK_MD_CACHELINE);
-
-    if (r == NULL)
-        return NULL;
-    memset(r, 0, sizeof *r);
-    r->free_kv = free_kv;
-    r->dom = d;
-    for (int i = 0; i < PC__RETIRE_BATCHES; i++)
-        r->batch[i].owner = r;
-    pc__domain_register_writer(d, &r->rec);
-    return r;
-}
-
-void pc__reclaimer_destroy(struct pc__reclaimer *r)
-{
-    if (r == NULL)
-        return;
-    ck_epoch_reclaim(&r->rec);
-    run_stack(r, &r->safe);
-    free_chain(r, pc__reclaimer_drain_finish(r)); /* set-aside, if any */
-    free_chain(r, r->open);
-    pc__free(r, sizeof *r);
-}
-
 /* Run every callback past its grace period: those set aside, and every
  * bucket deferred at least two epochs ago (grace.h). */
 static void dispatch(struct pc__reclaimer *r)
@@ -150,58 +99,211 @@ static void dispatch(struct pc__reclaimer *r)
     }
 }
 
-struct pc__kv *pc__reclaimer_poll(struct pc__reclaimer *r, bool *step)
+/* ---- batches and the spill chain ---- */
+
+static void spill_append(struct pc__kv **head, struct pc__kv **tail,
+                         struct pc__kv *chain, struct pc__kv *chain_tail)
 {
-    struct pc__kv *ready;
+    if (chain == NULL)
+        return;
+    if (*head == NULL)
+        *head = chain;
+    else
+        (*tail)->w.retire_next = chain;
+    *tail = chain_tail;
+}
+
+static struct pc__kv *chain_tail(struct pc__kv *kv)
+{
+    while (kv != NULL && kv->w.retire_next != NULL)
+        kv = kv->w.retire_next;
+    return kv;
+}
+
+/* A batch's grace period is over (run by dispatch, a drain, or
+ * ck_epoch_reclaim at destruction): hand it to the next poll. */
+static void batch_dispatch(ck_epoch_entry_t *ee)
+{
+    struct pc__retire_batch *b =
+        PC__CONTAINER_OF(ee, struct pc__retire_batch, ee);
+    struct pc__reclaimer *r = b->owner;
+
+    /* TSan: the scans that advanced the epoch saw every reader that could
+     * hold these entries leave, through relaxed loads; pairs with
+     * pc__read_leave's release (tsan.h, 2). */
+    PC_TSAN_ACQUIRE(&r->dom->tsan_grace);
+    b->ready = r->ready.batches;
+    r->ready.batches = b;
+}
+
+static void carrier_dispatch(ck_epoch_entry_t *ee)
+{
+    struct pc__spill_carrier *c =
+        PC__CONTAINER_OF(ee, struct pc__spill_carrier, ee);
+    struct pc__reclaimer *r = c->owner;
+    struct pc__kv *tail = chain_tail(r->ready.spilled);
+
+    PC_TSAN_ACQUIRE(&r->dom->tsan_grace); /* as in batch_dispatch */
+    spill_append(&r->ready.spilled, &tail, c->head, c->tail);
+    c->head = c->tail = NULL;
+    c->queued = false;
+}
+
+/* A free batch, reused or newly allocated; NULL if none can be had. */
+static struct pc__retire_batch *batch_take(struct pc__reclaimer *r)
+{
+    struct pc__retire_batch *b;
+
+    for (b = r->all; b != NULL; b = b->next)
+        if (__atomic_load_n(&b->state, __ATOMIC_ACQUIRE) == PC__BATCH_FREE)
+            break;
+    if (b == NULL) {
+        b = pc__alloc(sizeof *b);
+        if (b == NULL)
+            return NULL;
+        b->owner = r;
+        b->next = r->all;
+        r->all = b;
+    }
+    b->state = PC__BATCH_OPEN;
+    b->n = 0;
+    b->bytes = 0;
+    return b;
+}
+
+/* Defer the open batch, if it holds anything. */
+static bool close_open(struct pc__reclaimer *r)
+{
+    struct pc__retire_batch *b = r->open;
+
+    if (b == NULL || b->n == 0)
+        return false;
+    r->open = NULL;
+    pc__reclaimer_defer(r, &b->ee, batch_dispatch);
+    return true;
+}
+
+void pc__reclaimer_retire(struct pc__reclaimer *r, struct pc__kv *kv)
+{
+    struct pc__retire_batch *b = r->open;
+
+    if (__builtin_expect(b == NULL || b->n == PC__RETIRE_BATCH_ITEMS, 0)) {
+        close_open(r);
+        b = r->open = batch_take(r);
+        if (b == NULL) { /* out of memory: spill (retire.h) */
+            kv->w.retire_next = NULL;
+            spill_append(&r->spill, &r->spill_tail, kv, kv);
+            return;
+        }
+    }
+    b->item[b->n].p = kv_block(r, kv);
+    b->item[b->n].size = kv_bytes(r, kv);
+    b->bytes += b->item[b->n].size;
+    b->n++;
+}
+
+void pc__reclaimer_free(struct pc__reclaimer *r, struct pc__garbage g)
+{
+    struct pc__retire_batch *b, *next;
+    struct pc__kv *kv, *knext;
+
+    for (b = g.batches; b != NULL; b = next) {
+        next = b->ready;
+        for (uint32_t i = 0; i < b->n; i++)
+            pc__free(b->item[i].p, b->item[i].size);
+        /* Back to the writers (batch_take's acquire). */
+        __atomic_store_n(&b->state, PC__BATCH_FREE, __ATOMIC_RELEASE);
+    }
+    for (kv = g.spilled; kv != NULL; kv = knext) {
+        knext = kv->w.retire_next;
+        pc__free(kv_block(r, kv), kv_bytes(r, kv));
+    }
+}
+
+/* ---- life cycle ---- */
+
+struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
+                                           size_t kv_offset)
+{
+    struct pc__reclaimer *r = pc__alloc_aligned(sizeof *r, CK_MD_CACHELINE);
+
+    if (r == NULL)
+        return NULL;
+    memset(r, 0, sizeof *r);
+    r->kv_offset = kv_offset;
+    r->dom = d;
+    r->carrier.owner = r;
+    pc__domain_register_writer(d, &r->rec);
+    return r;
+}
+
+void pc__reclaimer_destroy(struct pc__reclaimer *r)
+{
+    struct pc__retire_batch *b, *next;
+
+    if (r == NULL)
+        return;
+    ck_epoch_reclaim(&r->rec); /* every deferred callback, now */
+    run_stack(r, &r->safe);
+    pc__reclaimer_free(r, pc__reclaimer_drain_finish(r));
+    if (r->open != NULL) {
+        struct pc__garbage g = {.batches = r->open};
+
+        r->open->ready = NULL;
+        pc__reclaimer_free(r, g);
+    }
+    pc__reclaimer_free(r, (struct pc__garbage){.spilled = r->spill});
+    for (b = r->all; b != NULL; b = next) {
+        next = b->next;
+        pc__free(b, sizeof *b);
+    }
+    pc__free_aligned(r, sizeof *r, CK_MD_CACHELINE);
+}
+
+/* ---- the poll after every write ---- */
+
+struct pc__garbage pc__reclaimer_poll(struct pc__reclaimer *r, bool *step)
+{
+    struct pc__garbage g;
     bool queued = false;
 
-    if (r->n_open >= PC__RETIRE_BATCH_ENTRIES ||
-        r->open_bytes >= PC__RETIRE_BATCH_BYTES) {
-        for (int i = 0; i < PC__RETIRE_BATCHES; i++) {
-            struct pc__retire_batch *b = &r->batch[i];
-
-            if (!b->queued) {
-                b->head = r->open;
-                b->tail = r->open_tail;
-                b->queued = true;
-                r->open = NULL;
-                r->n_open = r->open_bytes = 0;
-                pc__reclaimer_defer(r, &b->ee, batch_dispatch);
-                queued = true;
-                break;
-            }
-        }
-        /* All batches still waiting: the open list keeps growing until a
-         * grace period frees one. */
+    if (r->open != NULL && (r->open->n == PC__RETIRE_BATCH_ITEMS ||
+                            r->open->bytes >= PC__RETIRE_BATCH_BYTES))
+        queued = close_open(r);
+    if (__builtin_expect(r->spill != NULL && !r->carrier.queued, 0)) {
+        r->carrier.head = r->spill;
+        r->carrier.tail = r->spill_tail;
+        r->carrier.queued = true;
+        r->spill = r->spill_tail = NULL;
+        pc__reclaimer_defer(r, &r->carrier.ee, carrier_dispatch);
+        queued = true;
     }
     if (r->rec.n_pending > 0)
         dispatch(r);
     *step = r->rec.n_pending > 0 &&
             (queued || ++r->writes % PC__POLL_INTERVAL == 0);
-    ready = r->ready;
-    r->ready = NULL;
-    return ready;
+    g = r->ready;
+    r->ready = (struct pc__garbage){NULL, NULL};
+    return g;
 }
 
-void pc__reclaimer_after_unlock(struct pc__reclaimer *r, struct pc__kv *chain,
+void pc__reclaimer_after_unlock(struct pc__reclaimer *r, struct pc__garbage g,
                                 bool step)
 {
-    free_chain(r, chain);
+    pc__reclaimer_free(r, g);
     if (step)
         pc__grace_step(r->dom, true);
 }
 
+/* ---- pc_reclaim's drain ---- */
+
 void pc__reclaimer_drain_detach(struct pc__reclaimer *r)
 {
     run_stack(r, &r->safe); /* already past their grace period */
-    if (r->open != NULL) {
-        if (r->drain_open == NULL)
-            r->drain_tail = r->open_tail;
-        r->open_tail->w.retire_next = r->drain_open;
-        r->drain_open = r->open;
-    }
-    r->open = NULL;
-    r->n_open = r->open_bytes = 0;
+    close_open(r);
+    spill_append(&r->drain_spill, &r->drain_spill_tail, r->spill,
+                 r->spill_tail);
+    r->spill = r->spill_tail = NULL;
     for (int i = 0; i < CK_EPOCH_LENGTH; i++) {
         ck_stack_entry_t *head = CK_STACK_FIRST(&r->rec.pending[i]);
 
@@ -219,15 +321,13 @@ void pc__reclaimer_drain_detach(struct pc__reclaimer *r)
 
 void pc__reclaimer_drain_abort(struct pc__reclaimer *r)
 {
-    struct pc__kv *kv = r->drain_open, *next;
-
-    /* Entries go back to the open list, callbacks back to the buckets as
-     * if deferred now (later than they were: safe). */
-    for (; kv != NULL; kv = next) {
-        next = kv->w.retire_next;
-        pc__reclaimer_retire(r, kv);
-    }
-    r->drain_open = NULL;
+    /* Callbacks go back to the buckets as if deferred now (later than they
+     * were: safe); spilled entries back to the spill chain. */
+    spill_append(&r->drain_spill, &r->drain_spill_tail, r->spill,
+                 r->spill_tail);
+    r->spill = r->drain_spill;
+    r->spill_tail = r->drain_spill_tail;
+    r->drain_spill = r->drain_spill_tail = NULL;
     for (int i = 0; i < CK_EPOCH_LENGTH; i++) {
         ck_stack_entry_t *cursor = r->drain_pending[i], *nx;
 
@@ -242,21 +342,34 @@ void pc__reclaimer_drain_abort(struct pc__reclaimer *r)
     }
 }
 
-struct pc__kv *pc__reclaimer_drain_finish(struct pc__reclaimer *r)
+struct pc__garbage pc__reclaimer_drain_finish(struct pc__reclaimer *r)
 {
-    struct pc__kv *chain = r->drain_open;
+    struct pc__garbage g;
+    struct pc__kv *tail;
 
     PC_TSAN_ACQUIRE(&r->dom->tsan_grace); /* as in batch_dispatch */
     for (int i = 0; i < CK_EPOCH_LENGTH; i++) {
         run_chain(r, r->drain_pending[i]);
         r->drain_pending[i] = NULL;
     }
-    r->drain_open = NULL;
-    /* The callbacks moved their entries to the ready chain. */
-    if (chain == NULL)
-        chain = r->ready;
-    else
-        r->drain_tail->w.retire_next = r->ready;
-    r->ready = NULL;
-    return chain;
+    tail = chain_tail(r->ready.spilled);
+    spill_append(&r->ready.spilled, &tail, r->drain_spill, r->drain_spill_tail);
+    r->drain_spill = r->drain_spill_tail = NULL;
+    g = r->ready;
+    r->ready = (struct pc__garbage){NULL, NULL};
+    return g;
+}
+
+void pc__reclaimer_trim(struct pc__reclaimer *r)
+{
+    struct pc__retire_batch **link = &r->all, *b;
+
+    while ((b = *link) != NULL) {
+        if (__atomic_load_n(&b->state, __ATOMIC_ACQUIRE) != PC__BATCH_FREE) {
+            link = &b->next;
+            continue;
+        }
+        *link = b->next;
+        pc__free(b, sizeof *b);
+    }
 }

@@ -15,18 +15,15 @@
  * treats as plain accesses (so a conflict between two instrumented threads
  * on such a word is reported, not hidden); fences become
  * __sync_synchronize, which TSan does not model at all. None of this reaches
- * the out-of-line half of ck (ck_hs_get/set/remove/grow, ck_epoch
- * register, recycle, unregister), which lives in libck.so,
+ * the out-of-line half of ck (ck_epoch register, recycle, unregister,
+ * reclaim), which lives in libck.so,
  * compiled without TSan: TSan sees neither its memory accesses nor the
- * ordering it provides. Four orderings of that kind matter here, and each
- * is annotated where it is used, with its reason beside it:
+ * ordering it provides. The orderings of that kind that matter here are
+ * annotated where they are used, with their reason beside them:
  *
- *  1. Publication (index.h, index.c). A writer fills an entry, issues a
- *     store fence and has ck_hs store its pointer (inside libck); a reader
- *     gets the pointer from ck_hs_get (a dependent load inside libck) and
- *     reads the entry.
- *     Annotated: release on the entry before ck_hs_set; acquire on the entry
- *     when ck_hs hands it to our compare callback or returns it.
+ *  1. Publication. The index (index.h) is this library's own code and
+ *     publishes entries with release/acquire atomics, which TSan models:
+ *     no annotation is needed there.
  *  2. Grace periods (domain.h, grace.c, retire.c, index.c). A reader
  *     leaves its epoch section with a release store to its record, but the
  *     writer learns that every reader has left from relaxed loads in
@@ -34,7 +31,7 @@
  *     ordered by a membarrier or fence that TSan does not model, and the
  *     free happens later, on another thread. Annotated: every pc__read_leave
  *     releases on its domain's `tsan_grace` byte; every deferred free
- *     (entry batches, old ck_hs tables) acquires on it first. (Not on the
+ *     (entry batches, old index tables) acquires on it first. (Not on the
  *     epoch word itself: a release store to an atomic replaces TSan's sync
  *     clock for that address, which would drop the readers' releases.)
  *     This is coarser than the real rule (it also orders sections that
@@ -56,11 +53,9 @@
  *
  * Why annotations rather than a TSan build of ck (from Debian's source
  * package). Rebuilding ck would make its accesses visible but not its
- * synchronisation: ck_hs_set publishes with a plain (volatile) pointer
- * store and ck_hs_get reads with volatile loads and load fences, and
- * ck_epoch detects grace periods with volatile loads ordered by full fences.
- * TSan models neither volatile accesses as atomics nor standalone fences, so
- * under a TSan build of ck every published entry and every reclaimed one
+ * synchronisation: ck_epoch detects grace periods with volatile loads
+ * ordered by full fences. TSan models neither volatile accesses as atomics
+ * nor standalone fences, so under a TSan build of ck every reclaimed entry
  * would still look unordered to TSan, and would need these same annotations
  * (or suppressions, which the project does not accept without a reason)
  * on top. The annotations are few, exact, compiled only under TSan, and no

@@ -162,48 +162,91 @@ Test(grace, no_free_overtakes_a_reader_fenced_reads)
 
 /* ------------------------------------------------------- bucket liveness */
 
-static long freed_entries;
-
-static void count_free(struct pc__kv *kv)
+static struct pc__kv *entry_new(void)
 {
-    freed_entries++;
-    free(kv);
+    struct pc__kv *kv = pc__alloc(pc__kv_size(0, 0));
+
+    cr_assert_not_null(kv);
+    pc__kv_fill(kv, NULL, 0, NULL, 0);
+    return kv;
+}
+
+/* Step the epoch until it is 0 or 1 mod 4 (never the same one twice): a
+ * writer that only ever looks at those residues. */
+static void step_to_low_residue(struct pc__domain *d)
+{
+    unsigned int e;
+
+    do {
+        pc__grace_step(d, false);
+        e = __atomic_load_n(&d->epoch.epoch, __ATOMIC_RELAXED);
+    } while ((e & 3) > 1);
 }
 
 Test(grace, buckets_drain_whatever_epochs_a_writer_sees)
 {
     struct pc__domain d;
     struct pc__reclaimer *r;
-    long retired = 0;
+    long base, outstanding;
 
+    pc__alloc_track(1);
+    base = pc__alloc_live();
     cr_assert(pc__domain_init(&d));
-    r = pc__reclaimer_create(&d, count_free);
+    r = pc__reclaimer_create(&d, 0);
     cr_assert_not_null(r);
     for (int round = 0; round < 400; round++) {
-        unsigned int e = __atomic_load_n(&d.epoch.epoch, __ATOMIC_RELAXED);
-        bool advance;
+        bool step;
 
-        /* Other writers move the epoch on; this one only ever looks at
-         * epochs that are 0 or 1 mod 4, and never the same one twice. */
-        do {
-            pc__grace_step(&d, false);
-            e = __atomic_load_n(&d.epoch.epoch, __ATOMIC_RELAXED);
-        } while ((e & 3) > 1);
-        for (int i = 0; i < PC__RETIRE_BATCH_ENTRIES; i++) {
-            struct pc__kv *kv = calloc(1, sizeof *kv);
-
-            cr_assert_not_null(kv);
-            pc__reclaimer_retire(r, kv);
-            retired++;
-        }
-        pc__reclaimer_free(r, pc__reclaimer_poll(r, &advance));
+        step_to_low_residue(&d);
+        for (int i = 0; i < PC__RETIRE_BATCH_ITEMS; i++)
+            pc__reclaimer_retire(r, entry_new());
+        pc__reclaimer_free(r, pc__reclaimer_poll(r, &step));
     }
-    /* At most the last few rounds' entries may still wait. */
-    cr_assert_geq(freed_entries, retired - 4 * PC__RETIRE_BATCH_ENTRIES,
-                  "retired %ld, freed %ld", retired, freed_entries);
+    /* At most the last few rounds' entries (and the batches holding them,
+     * the reclaimer itself) may still be allocated. */
+    outstanding = pc__alloc_live() - base;
+    cr_assert_leq(outstanding, 4 * PC__RETIRE_BATCH_ITEMS + 16,
+                  "%ld allocations outstanding after 400 rounds", outstanding);
     pc__reclaimer_destroy(r);
-    cr_assert_eq(freed_entries, retired);
+    cr_assert_eq(pc__alloc_live(), base, "leaked %ld", pc__alloc_live() - base);
     pc__domain_fini(&d);
+    pc__alloc_track(0);
+}
+
+/* No batch can be allocated: entries spill onto the chain through their own
+ * link words, and are still freed once their grace period has passed. */
+Test(grace, retirement_without_memory_spills_and_still_frees)
+{
+    struct pc__domain d;
+    struct pc__reclaimer *r;
+    struct pc__kv *kv[300];
+    long base;
+
+    pc__alloc_track(1);
+    base = pc__alloc_live();
+    cr_assert(pc__domain_init(&d));
+    r = pc__reclaimer_create(&d, 0);
+    cr_assert_not_null(r);
+    for (int i = 0; i < 300; i++)
+        kv[i] = entry_new();
+    pc__alloc_fail_after(0); /* every allocation fails from here */
+    for (int i = 0; i < 300; i++)
+        pc__reclaimer_retire(r, kv[i]);
+    cr_assert_gt(pc__alloc_fail_after(-1), 0, "no batch allocation tried");
+    cr_assert_not_null(r->spill, "nothing spilled");
+    for (int round = 0; round < 8; round++) {
+        bool step;
+
+        pc__reclaimer_free(r, pc__reclaimer_poll(r, &step));
+        pc__grace_step(&d, false);
+    }
+    cr_assert_null(r->spill);
+    cr_assert_eq(pc__alloc_live() - base, 1, "%ld left besides the reclaimer",
+                 pc__alloc_live() - base - 1);
+    pc__reclaimer_destroy(r);
+    cr_assert_eq(pc__alloc_live(), base);
+    pc__domain_fini(&d);
+    pc__alloc_track(0);
 }
 
 /* ------------------------------------- membarrier failing after startup */

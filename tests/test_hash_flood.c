@@ -3,7 +3,7 @@
  * under the seeds real caches use.
  *
  * How. Under a fixed seed (as an attacker who knew it would), brute force
- * thousands of keys that all share one ck_hs home slot (hash mod 1024), or
+ * thousands of keys that all share one index home chunk (hash mod 1024), or
  * one CLOCK shard (of 256), for short 8-byte keys and for long string keys
  * (hash.h's block loop). Then, for several seeds drawn as pc_create draws
  * them (getrandom), those same keys must spread over the slots / shards like
@@ -47,7 +47,7 @@ static void key_make(struct key *k, uint64_t i, bool long_key)
 
 static unsigned slot_of(uint64_t h)
 {
-    return (unsigned)(h & (SLOTS - 1)); /* ck_hs: hash & mask */
+    return (unsigned)(h & (SLOTS - 1)); /* index.h: hash & mask */
 }
 
 static unsigned shard_of(uint64_t h)
