@@ -27,8 +27,12 @@
  *   fill_end (reply in hand): under the stripe mutex, store the value only
  *     if gen, epoch and state are all unchanged.
  *   invalidate(k): under k's stripe mutex, gen++ then delete k.
- *   flush / session start / session end: with EVERY stripe mutex held,
- *     epoch++ (and the state change), then clear the cache.
+ *   flush / session start / session end: epoch++ (and the state change),
+ *     then lock and unlock every stripe mutex in turn, then clear the
+ *     cache. A check+store that read the old epoch ran under some stripe
+ *     mutex: before the flush passed that mutex (so its value is in the
+ *     cache when the clear runs, and goes), or after (so it sees the new
+ *     epoch and stores nothing).
  *
  * WHY NO STALE VALUE SURVIVES. Take a fill of k whose GET returned v1 and
  * an invalidation I of k caused by a write W that the server ordered after
@@ -41,8 +45,8 @@
  * there is no third case.
  * An invalidation that hashes to the same stripe for another key only
  * costs a skipped store. The same argument holds for a flush (the epoch
- * plays gen's part, and a flush holds every stripe mutex, so it is ordered
- * against every check+store) and for this process's own put/del, which
+ * plays gen's part, and the pass through every stripe mutex orders the
+ * flush against every check+store) and for this process's own put/del, which
  * invalidate after the server acknowledged them.
  *
  * WHAT TRACKING MUST COVER. The argument needs the server to send I for
@@ -244,46 +248,48 @@ void pc__near_invalidate_remote(struct pc__near *n, const void *rkey,
     pc__near_invalidate(n, (const char *)rkey + n->plen, rlen - n->plen);
 }
 
-static void lock_all(struct pc__near *n)
+/*
+ * Wait until every check+store that may have read the epoch or state from
+ * before the caller's change has finished: each one runs under a stripe
+ * mutex, so passing through every stripe mutex once orders them all
+ * before the caller's next step. (One mutex at a time: holding all 256
+ * together would do as well, but exceeds what ThreadSanitizer's deadlock
+ * detector can follow.)
+ */
+static void pass_all_stripes(struct pc__near *n)
 {
-    for (unsigned i = 0; i < PC__NEAR_STRIPES; i++)
+    for (unsigned i = 0; i < PC__NEAR_STRIPES; i++) {
         pthread_mutex_lock(&n->stripes[i].mu);
-}
-
-static void unlock_all(struct pc__near *n)
-{
-    for (unsigned i = PC__NEAR_STRIPES; i > 0; i--)
-        pthread_mutex_unlock(&n->stripes[i - 1].mu);
+        pthread_mutex_unlock(&n->stripes[i].mu);
+    }
 }
 
 void pc__near_flush(struct pc__near *n)
 {
-    lock_all(n);
-    STORE(&n->epoch, n->epoch + 1);
+    __atomic_add_fetch(&n->epoch, 1, __ATOMIC_SEQ_CST);
+    pass_all_stripes(n);
     pc_clear(n->cache);
-    unlock_all(n);
     COUNT(&n->flushes);
 }
 
+/* Only the subscriber thread changes sessions, so n->session is its own. */
 void pc__near_session_start(struct pc__near *n, uint64_t sub_id)
 {
-    lock_all(n);
-    STORE(&n->epoch, n->epoch + 1);
     n->session++;
     STORE(&n->state, n->session << 1); /* inactive while sub_id changes */
     STORE(&n->sub_id, sub_id);
+    __atomic_add_fetch(&n->epoch, 1, __ATOMIC_SEQ_CST);
+    pass_all_stripes(n);
     pc_clear(n->cache);
     STORE(&n->state, (n->session << 1) | 1);
-    unlock_all(n);
     COUNT(&n->sessions);
 }
 
 void pc__near_session_end(struct pc__near *n)
 {
-    lock_all(n);
-    STORE(&n->epoch, n->epoch + 1);
     STORE(&n->state, n->session << 1);
+    __atomic_add_fetch(&n->epoch, 1, __ATOMIC_SEQ_CST);
+    pass_all_stripes(n);
     pc_clear(n->cache);
-    unlock_all(n);
     COUNT(&n->flushes);
 }

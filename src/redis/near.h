@@ -23,7 +23,7 @@ struct pc__near {
     pc_cache *cache; /* values: 8-byte deadline (ns, 0 = none), then bytes */
     const char *prefix;
     size_t plen;
-    /* Written only with every stripe mutex held; read atomically. */
+    /* Atomics. */
     uint64_t epoch;  /* bumped by every flush and session change */
     uint64_t state;  /* (session << 1) | active */
     uint64_t sub_id; /* the current session's subscriber client id */
