@@ -32,4 +32,18 @@ for policy in clock lru; do
         [ "$got" = "$policy" ] || { echo "find_package $exe says '$got', want $policy" >&2; exit 1; }
     done
     echo "install check ($policy): pkg-config and find_package consumers OK"
+
+    # The Redis tier, when it was built (hiredis present).
+    if [ -f "$prefix/include/purecache_redis.h" ]; then
+        cc "$root/tests/install/consumer_redis.c" -o "$work/pkgconfig-redis-$policy" \
+            $(pkg-config --cflags --libs purecache-redis) \
+            -Wl,-rpath,"$(pkg-config --variable=libdir purecache-redis)"
+        for exe in "$work/pkgconfig-redis-$policy" \
+            "$work/consumer-$policy/consumer_redis" \
+            "$work/consumer-$policy/consumer_redis_static"; do
+            got=$("$exe")
+            [ "$got" = "$policy" ] || { echo "$exe says '$got', want $policy" >&2; exit 1; }
+        done
+        echo "install check ($policy): purecache-redis consumers OK"
+    fi
 done
