@@ -16,9 +16,11 @@
  * Redis's server-assisted client-side caching: each pooled connection runs
  * `CLIENT TRACKING on REDIRECT <id>` to a subscriber connection that a
  * background thread keeps SUBSCRIBEd to `__redis__:invalidate` (RESP2, so
- * hiredis 0.14 works). When any client writes, deletes, expires or
- * flushes a key this process has read, Redis sends its name and the near
- * copy is dropped. Guarantees (src/redis/near.c argues them):
+ * hiredis 0.14 works); or, with tracking = PC_REDIS_TRACK_BCAST, the
+ * subscriber itself tracks `BCAST PREFIX key_prefix`. When any client
+ * writes, deletes, expires, evicts or flushes a key this process has read,
+ * Redis sends its name and the near copy is dropped. Guarantees
+ * (src/redis/near.c argues them):
  *
  *   - A value read from Redis is stored in the near tier only if no
  *     invalidation of its key (nor a flush) was received between sending
@@ -37,11 +39,16 @@
  *   - When the invalidation connection is lost (server down, connection
  *     killed, no answer to a heartbeat PING within timeout_ms), or a pooled
  *     connection that may have filled the near tier is dropped (its
- *     tracking state dies with it on the server), the near tier is flushed
+ *     tracking state dies with it on the server; noticed at its next use,
+ *     or within 100 ms while it sits idle), the near tier is flushed
  *     and bypassed: reads go to Redis (and fail with PC_EIO while it is
  *     unreachable) until the subscriber has reconnected, resubscribed, and
  *     tracking is re-enabled (lazily, per connection, before that
  *     connection's next fill). Never a stale near value.
+ *
+ * In broadcast mode this process's own writes come back as invalidations
+ * too: a read right after a write may fill the near tier only for the echo
+ * to empty it again (one extra miss, never a stale value).
  *
  * Redis semantics: keys are stored as key_prefix + key (binary safe),
  * values as Redis strings, written with SET (and `PX ttl_ms` when ttl_ms is
