@@ -1,13 +1,15 @@
 /*
  * conn: sockets with deadlines, the RESP protocol through hiredis.
  *
- * Every blocking step (connect, send, receive) polls the socket for at most
- * the time left before the caller's absolute deadline, so a request never
- * outlives it whatever the server does (stops answering, trickles bytes,
- * vanishes). Writes use send(MSG_NOSIGNAL): a closed peer is an EPIPE
- * error, never a SIGPIPE. Replies are decoded by a hiredis redisReader fed
- * with what recv(2) returned; several replies may arrive in one read (a
- * pipeline, or the subscriber's messages) and are handed out one by one.
+ * Every blocking step (connect, send, receive) waits for at most the time
+ * left before the caller's absolute deadline (poll(2), or for a reply's
+ * first bytes a blocking recv(2) under an SO_RCVTIMEO no longer than that),
+ * so a request never outlives it whatever the server does (stops
+ * answering, trickles bytes, vanishes). Writes use send(MSG_NOSIGNAL): a closed
+ * peer is an EPIPE error, never a SIGPIPE. Replies are decoded by a hiredis
+ * redisReader fed with what recv(2) returned; several replies may arrive in one
+ * read (a pipeline, or the subscriber's messages) and are handed out one by
+ * one.
  */
 #define _GNU_SOURCE
 #include "conn.h"
@@ -72,6 +74,12 @@ static int connect_addr(const struct addrinfo *ai, uint64_t deadline_ns)
         }
     }
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Blocking from now on, for recv_blocking; every other call passes
+     * MSG_DONTWAIT. */
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        close(fd);
+        return -1;
+    }
     return fd;
 }
 
@@ -101,6 +109,7 @@ int pc__redis_conn_open(struct pc__redis_conn *c, const char *host, int port,
         return -1;
     }
     c->fd = fd;
+    c->rcvtimeo_ms = 0;
     return 0;
 }
 
@@ -189,7 +198,8 @@ int pc__redis_conn_send(struct pc__redis_conn *c,
     if (c->fd < 0 || q->err)
         return -1;
     while (off < q->len) {
-        ssize_t n = send(c->fd, q->buf + off, q->len - off, MSG_NOSIGNAL);
+        ssize_t n = send(c->fd, q->buf + off, q->len - off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
 
         if (n > 0) {
             off += (size_t)n;
@@ -223,6 +233,47 @@ static int recv_some(struct pc__redis_conn *c)
     char buf[16384];
 
     for (;;) {
+        ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+
+        if (n > 0)
+            return redisReaderFeed(c->reader, buf, (size_t)n) == REDIS_OK ? 1
+                                                                          : -1;
+        if (n == 0)
+            return -1;
+        if (errno == EINTR)
+            continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    }
+}
+
+/*
+ * Wait for the reply's first bytes inside recv(2) itself, bounded by
+ * SO_RCVTIMEO: one system call where poll + recv take two, on every
+ * request. The socket timeout is kept at or below the time left (set
+ * again only when it is above it, or far below); if it fires before the
+ * deadline, the caller goes on with poll. 1 got bytes, 0 nothing yet (use
+ * poll), -1 EOF or error.
+ */
+static int recv_blocking(struct pc__redis_conn *c, uint64_t deadline_ns)
+{
+    char buf[16384];
+    uint64_t now = pc__redis_now_ns();
+    long rem_ms;
+
+    if (now >= deadline_ns)
+        return 0;
+    rem_ms = (long)((deadline_ns - now) / 1000000);
+    if (rem_ms < 1)
+        return 0;
+    if (c->rcvtimeo_ms == 0 || c->rcvtimeo_ms > rem_ms ||
+        c->rcvtimeo_ms < rem_ms / 2) {
+        struct timeval tv = {rem_ms / 1000, (rem_ms % 1000) * 1000};
+
+        if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0)
+            return 0;
+        c->rcvtimeo_ms = rem_ms;
+    }
+    for (;;) {
         ssize_t n = recv(c->fd, buf, sizeof buf, 0);
 
         if (n > 0)
@@ -253,13 +304,18 @@ int pc__redis_conn_read(struct pc__redis_conn *c, redisReply **reply,
     *reply = NULL;
     if (c->fd < 0)
         return -1;
-    for (;;) {
+    for (int first = 1;; first = 0) {
         int rc = pc__redis_conn_next(c, reply);
 
         if (rc != 0)
             return rc > 0 ? 0 : -1;
-        /* A reply takes a round trip: wait before the first recv rather
-         * than paying for one that finds nothing. */
+        if (first) {
+            rc = recv_blocking(c, deadline_ns);
+            if (rc < 0)
+                return -1;
+            if (rc > 0)
+                continue;
+        }
         if (wait_fd(c->fd, POLLIN, deadline_ns) != 1)
             return -1;
         if (recv_some(c) < 0)

@@ -4,8 +4,8 @@
  * hiredis 0.14's blocking context bounds each read(2) by SO_RCVTIMEO, not a
  * request as a whole, and it writes with write(2), which raises SIGPIPE on
  * a connection the server has closed: a library may not kill its host
- * process for that. So the socket is ours (non-blocking, TCP_NODELAY,
- * send(MSG_NOSIGNAL), poll(2) against an absolute CLOCK_MONOTONIC
+ * process for that. So the socket is ours (TCP_NODELAY,
+ * send(MSG_NOSIGNAL), every wait bounded by an absolute CLOCK_MONOTONIC
  * deadline) and hiredis does the protocol: redisFormatCommandArgv encodes
  * commands, a redisReader decodes replies.
  *
@@ -22,6 +22,7 @@
 struct pc__redis_conn {
     int fd;              /* -1 when closed */
     redisReader *reader; /* NULL when closed */
+    long rcvtimeo_ms;    /* the socket's SO_RCVTIMEO; 0 = not set */
 };
 
 /* A growable buffer of encoded commands (a pipeline). */
