@@ -9,6 +9,8 @@
  *
  *   near     pc_redis_backend with a near tier holding every key: hits
  *   redis    pc_redis_backend without a near tier: one GET round trip each
+ *   redis-1c the same with a pool of 1 connection: what pooling buys at 2
+ *            threads
  *   hiredis  raw hiredis, redisCommand("GET") on a context per thread: the
  *            reference for our round trip
  *   local    a plain purecache (pc_get): the floor
@@ -33,6 +35,7 @@
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +55,8 @@
 
 static int opt_keys = 1000, opt_runs = 3, opt_writes = 1000, opt_port;
 static double opt_duration = 1.0;
+static int opt_mode_on[5] = {1, 1, 1, 1, 1}; /* --modes */
+static int opt_inval = 1;                    /* --no-inval */
 
 static uint64_t now_ns(void)
 {
@@ -176,11 +181,12 @@ static int server_start(void)
 
 /* ---- throughput modes ---- */
 
-enum mode { M_NEAR, M_REDIS, M_HIREDIS, M_LOCAL, M_COUNT };
-static const char *mode_name[M_COUNT] = {"near", "redis", "hiredis", "local"};
+enum mode { M_NEAR, M_REDIS, M_REDIS1, M_HIREDIS, M_LOCAL, M_COUNT };
+static const char *mode_name[M_COUNT] = {"near", "redis", "redis-1c", "hiredis",
+                                         "local"};
 
 struct target {
-    pc_backend near, redis;
+    pc_backend near, redis, redis1;
     pc_cache *local;
     int port;
 };
@@ -206,7 +212,8 @@ static void *work(void *p)
     redisContext *hc = NULL;
     char key[32], buf[256];
     uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(w->id + 1), ops = 0;
-    int timed = w->mode == M_REDIS || w->mode == M_HIREDIS;
+    int timed =
+        w->mode == M_REDIS || w->mode == M_REDIS1 || w->mode == M_HIREDIS;
 
     if (w->mode == M_HIREDIS)
         hc = client(w->t->port);
@@ -234,6 +241,10 @@ static void *work(void *p)
         case M_REDIS:
             st = w->t->redis.ops->get(w->t->redis.self, key, 13, buf,
                                       sizeof buf, &n);
+            break;
+        case M_REDIS1:
+            st = w->t->redis1.ops->get(w->t->redis1.self, key, 13, buf,
+                                       sizeof buf, &n);
             break;
         case M_LOCAL:
             st = pc_get(w->t->local, key, 13, buf, sizeof buf, &n);
@@ -296,7 +307,7 @@ static void run_once(struct target *t, enum mode m, int threads,
     for (int i = 0; i < threads; i++) {
         w[i] = (struct worker){
             .t = t, .mode = m, .id = i + run * 16, .start = &start};
-        if (m == M_REDIS || m == M_HIREDIS) {
+        if (m == M_REDIS || m == M_REDIS1 || m == M_HIREDIS) {
             w[i].caplat = (size_t)(opt_duration * 200000) + 1;
             w[i].lat = malloc(w[i].caplat * sizeof *w[i].lat);
             if (w[i].lat == NULL)
@@ -395,9 +406,11 @@ static int measure_invalidation(int port, unsigned tracking, struct delays *d)
             return -1;
         freeReplyObject(r);
         give_up = t_ack + 5000000000ull;
+        /* Yield while polling: on a small machine a pure spin would
+         * take the CPU the subscriber thread needs. */
         while (pc_redis_near_get(&be, "k", 1, buf, sizeof buf, &n) == PC_OK &&
                now_ns() < give_up)
-            ;
+            sched_yield();
         t_gone = now_ns();
         if (t_gone >= give_up)
             d->lost++;
@@ -419,7 +432,8 @@ static int measure_invalidation(int port, unsigned tracking, struct delays *d)
 static void usage(void)
 {
     printf("usage: purecache-redis-bench [--port P] [--keys N] "
-           "[--duration S] [--runs R] [--writes W]\n");
+           "[--duration S] [--runs R] [--writes W] [--no-inval]\n"
+           "       [--modes near,redis,redis-1c,hiredis,local]\n");
 }
 
 int main(int argc, char **argv)
@@ -445,7 +459,24 @@ int main(int argc, char **argv)
             opt_runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--writes") && i + 1 < argc)
             opt_writes = atoi(argv[++i]);
-        else {
+        else if (!strcmp(argv[i], "--no-inval"))
+            opt_inval = 0;
+        else if (!strcmp(argv[i], "--modes") && i + 1 < argc) {
+            const char *list = argv[++i];
+
+            for (int m = 0; m < M_COUNT; m++) {
+                size_t len = strlen(mode_name[m]);
+                const char *p = list;
+
+                opt_mode_on[m] = 0;
+                while ((p = strstr(p, mode_name[m])) != NULL) {
+                    if ((p == list || p[-1] == ',') &&
+                        (p[len] == ',' || p[len] == '\0'))
+                        opt_mode_on[m] = 1;
+                    p += len;
+                }
+            }
+        } else {
             usage();
             return strcmp(argv[i], "--help") == 0 ? 0 : 2;
         }
@@ -480,6 +511,10 @@ int main(int argc, char **argv)
     o.connections = 4;
     if (pc_redis_backend(&o, &t.redis) != PC_OK)
         return 1;
+    o.connections = 1;
+    if (pc_redis_backend(&o, &t.redis1) != PC_OK)
+        return 1;
+    o.connections = 4;
     o.near_capacity = (size_t)opt_keys;
     if (pc_redis_backend(&o, &t.near) != PC_OK ||
         pc_redis_wait_near(&t.near, 5000) != PC_OK)
@@ -497,13 +532,18 @@ int main(int argc, char **argv)
     for (int run = 0; run < opt_runs; run++)
         for (int ti = 0; ti < 2; ti++)
             for (int m = 0; m < M_COUNT; m++) {
+                if (!opt_mode_on[m])
+                    continue;
                 fprintf(stderr, "\rrun %d/%d: %-8s %d thread(s)   ", run + 1,
                         opt_runs, mode_name[m], threads_list[ti]);
                 run_once(&t, (enum mode)m, threads_list[ti], &pts[m][ti], run);
             }
     fprintf(stderr, "\rmeasuring invalidation delays...           \n");
-    if (measure_invalidation(t.port, PC_REDIS_TRACK_KEYS, &dk) != 0 ||
-        measure_invalidation(t.port, PC_REDIS_TRACK_BCAST, &db) != 0) {
+    memset(&dk, 0, sizeof dk);
+    memset(&db, 0, sizeof db);
+    if (opt_inval &&
+        (measure_invalidation(t.port, PC_REDIS_TRACK_KEYS, &dk) != 0 ||
+         measure_invalidation(t.port, PC_REDIS_TRACK_BCAST, &db) != 0)) {
         fprintf(stderr, "invalidation measurement failed\n");
         return 1;
     }
@@ -514,7 +554,7 @@ int main(int argc, char **argv)
     printf("%-8s %7s %14s %16s %10s %10s %7s\n", "mode", "threads", "ops/s",
            "(min..max)", "ns/op", "p50/p99 us", "errors");
     for (int m = 0; m < M_COUNT; m++)
-        for (int ti = 0; ti < 2; ti++) {
+        for (int ti = 0; ti < 2 && opt_mode_on[m]; ti++) {
             struct point *p = &pts[m][ti];
             double lo_, hi_, med = median(p->mops, opt_runs, &lo_, &hi_);
             char range[40], pct[32] = "-";
@@ -522,7 +562,7 @@ int main(int argc, char **argv)
             tput[m][ti] = med;
             mean_ns[m][ti] = med > 0 ? 1e9 * threads_list[ti] / med : 0;
             snprintf(range, sizeof range, "%.3g..%.3g", lo_, hi_);
-            if (m == M_REDIS || m == M_HIREDIS)
+            if (m == M_REDIS || m == M_REDIS1 || m == M_HIREDIS)
                 snprintf(pct, sizeof pct, "%.0f/%.0f", p->p50_ns / 1e3,
                          p->p99_ns / 1e3);
             printf("%-8s %7d %14.0f %16s %10.1f %10s %7llu\n", mode_name[m],
@@ -574,6 +614,7 @@ int main(int argc, char **argv)
     }
     t.near.ops->destroy(t.near.self);
     t.redis.ops->destroy(t.redis.self);
+    t.redis1.ops->destroy(t.redis1.self);
     pc_destroy(t.local);
     return 0;
 }
