@@ -95,26 +95,18 @@ static int session_open(struct pc__redis *r, struct pc__redis_conn *c,
         freeReplyObject(rep);
     if (ok && r->tracking == PC_REDIS_TRACK_BCAST) {
         char ids[24];
-        const char *trk[7] = {"CLIENT", "TRACKING", "on",      "BCAST",
-                              "PREFIX", r->prefix,  "REDIRECT"};
-        const char *argv[8];
-        size_t lens[8];
-        struct pc__redis_cmds q;
+        const char *trk[8] = {"CLIENT", "TRACKING", "on", "BCAST"};
+        int argc = 4;
 
-        /* The prefix is binary: no strlen in command(). */
-        snprintf(ids, sizeof ids, "%llu", (unsigned long long)*id);
-        for (int i = 0; i < 7; i++) {
-            argv[i] = trk[i];
-            lens[i] = i == 5 ? r->plen : strlen(trk[i]);
+        /* No PREFIX for an empty prefix: every key. */
+        if (r->plen > 0) {
+            trk[argc++] = "PREFIX";
+            trk[argc++] = r->prefix;
         }
-        argv[7] = ids;
-        lens[7] = strlen(ids);
-        pc__redis_cmds_init(&q);
-        pc__redis_cmds_add(&q, 8, argv, lens);
-        rep = NULL;
-        if (pc__redis_conn_call(c, &q, &rep, deadline) != 0)
-            rep = NULL;
-        pc__redis_cmds_free(&q);
+        snprintf(ids, sizeof ids, "%llu", (unsigned long long)*id);
+        trk[argc++] = "REDIRECT";
+        trk[argc++] = ids;
+        rep = command(c, argc, trk, deadline);
         ok = rep != NULL && rep->type == REDIS_REPLY_STATUS;
         if (rep != NULL)
             freeReplyObject(rep);
