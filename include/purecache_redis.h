@@ -59,6 +59,10 @@
  * loader once, but two processes (two servers sharing the Redis) that miss
  * the same key at the same time each run it once, and the last SET wins.
  *
+ * fork(): a child must not use a backend created before the fork (its
+ * subscriber thread does not exist in the child and its sockets are
+ * shared with the parent); create a new backend in the child.
+ *
  * CONVENTIONS are those of purecache.h: a failing call changes nothing
  * observable (a put that failed with PC_EIO may still have reached the
  * server: the outcome of a timed-out request is unknown, as with any
