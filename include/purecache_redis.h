@@ -44,7 +44,14 @@
  *     and bypassed: reads go to Redis (and fail with PC_EIO while it is
  *     unreachable) until the subscriber has reconnected, resubscribed, and
  *     tracking is re-enabled (lazily, per connection, before that
- *     connection's next fill). Never a stale near value.
+ *     connection's next fill). Never a stale near value, with one window
+ *     stated exactly: between the loss and its detection the near tier
+ *     still serves what it holds: a closed subscriber connection is seen
+ *     at once (within the invalidation delay), a pooled one closed by the
+ *     server while idle within 100 ms (writes by others meanwhile may go
+ *     unseen that long), and a server that stops answering without
+ *     closing anything after 1 s of silence plus timeout_ms (nobody can
+ *     write through it meanwhile).
  *
  * In broadcast mode this process's own writes come back as invalidations
  * too: a read right after a write may fill the near tier only for the echo
