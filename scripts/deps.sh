@@ -26,6 +26,11 @@ PC_BUILD_DEPS=(build-essential cmake pkg-config libck-dev libjemalloc-dev
 # Only the test command needs these: clang for libFuzzer, and its sanitizer
 # runtimes (ASan, UBSan, libFuzzer) from libclang-rt-14-dev.
 PC_TEST_DEPS=(clang libclang-rt-14-dev)
+# The Redis tier (src/redis/, purecache_redis): hiredis to build it, and a
+# redis-server (plus redis-cli) that its tests and bench start themselves.
+PC_BUILD_DEPS+=(libhiredis-dev)
+PC_TEST_DEPS+=(redis-server redis-tools)
+PC_BENCH_DEPS=(redis-server)
 # What the main job needs on top: gnuplot for the PNGs, valgrind for
 # bench/callgrind-get.sh (instructions per get).
-PC_BENCH_DEPS=(gnuplot-nox valgrind)
+PC_BENCH_DEPS+=(gnuplot-nox valgrind)

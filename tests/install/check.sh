@@ -17,7 +17,8 @@ for policy in clock lru; do
     cmake --build "$work/lib-$policy" -j"$(nproc)" >/dev/null
     cmake --install "$work/lib-$policy" >/dev/null
     libdir=$(dirname "$(find "$prefix" -name libpurecache.a | head -n 1)")
-    "$root/tests/install/check-symbols.sh" "$libdir" "$prefix/include/purecache.h"
+    "$root/tests/install/check-symbols.sh" "$libdir" purecache \
+        "$prefix/include/purecache.h"
 
     # pkg-config, shared library
     export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/$(gcc -print-multiarch)/pkgconfig"
@@ -35,4 +36,20 @@ for policy in clock lru; do
         [ "$got" = "$policy" ] || { echo "find_package $exe says '$got', want $policy" >&2; exit 1; }
     done
     echo "install check ($policy): symbols namespaced; pkg-config and find_package consumers OK"
+
+    # The Redis tier, when it was built (hiredis present).
+    if [ -f "$prefix/include/purecache_redis.h" ]; then
+        "$root/tests/install/check-symbols.sh" "$libdir" purecache_redis \
+            "$prefix/include/purecache_redis.h"
+        cc "$root/tests/install/consumer_redis.c" -o "$work/pkgconfig-redis-$policy" \
+            $(pkg-config --cflags --libs purecache-redis) \
+            -Wl,-rpath,"$(pkg-config --variable=libdir purecache-redis)"
+        for exe in "$work/pkgconfig-redis-$policy" \
+            "$work/consumer-$policy/consumer_redis" \
+            "$work/consumer-$policy/consumer_redis_static"; do
+            got=$("$exe")
+            [ "$got" = "$policy" ] || { echo "$exe says '$got', want $policy" >&2; exit 1; }
+        done
+        echo "install check ($policy): purecache-redis consumers OK"
+    fi
 done

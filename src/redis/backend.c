@@ -1,0 +1,508 @@
+/*
+ * backend: pc_redis_backend, its connection pool and its operations.
+ *
+ * POOL. N slots, each a mutex, a connection (opened lazily) and its
+ * tracking state. A request tries the calling thread's home slot first
+ * (threads get consecutive homes, so up to N threads never meet), then
+ * the others with trylock, and only if every slot is busy waits for its
+ * home slot until the request's deadline. No lock is shared by all
+ * requests, and a slot's mutex is held only by the thread using its
+ * connection.
+ *
+ * REQUEST. One deadline (now + timeout_ms) bounds the whole request:
+ * waiting for a slot, connecting, sending and receiving (conn.c). On an I/O
+ * error the connection is closed; if it was an old connection (the server
+ * may have closed it while it sat idle, e.g. after a restart), the request
+ * is retried once on a fresh one within the same deadline. Commands are
+ * idempotent (GET, SET, DEL), so a retry cannot apply anything twice in a
+ * way that matters (a DEL retried after its first attempt deleted may
+ * report PC_NOTFOUND).
+ *
+ * NEAR TIER (near.c has the coherence argument). get: a live near copy is
+ * returned without I/O. Otherwise, when the tier is active, the request is
+ * a fill: fill_begin, then one pipeline on one connection [CLIENT TRACKING
+ * on REDIRECT id (per-key mode, only if this connection does not track for
+ * the current session yet)] GET key, PTTL key; the value is returned to the
+ * caller whatever happens, and stored only through fill_end. put/del
+ * invalidate the key locally after the server answered (or failed: the
+ * write may have happened), before returning.
+ */
+#define _GNU_SOURCE
+#include "backend.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define COUNT(p) __atomic_add_fetch((p), 1, __ATOMIC_RELAXED)
+#define READ(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+
+static const pc_backend_ops redis_ops;
+
+/* ---- pool ---- */
+
+static unsigned thread_home(void)
+{
+    static unsigned next;
+    static __thread unsigned home_plus_one;
+
+    if (home_plus_one == 0)
+        home_plus_one =
+            __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED) % 0x7fffffffu + 1;
+    return home_plus_one - 1;
+}
+
+static struct pc__redis_slot *slot_acquire(struct pc__redis *r,
+                                           uint64_t deadline_ns)
+{
+    unsigned home = thread_home() % r->nslots;
+    struct pc__redis_slot *s;
+    struct timespec abs;
+    uint64_t now;
+
+    for (unsigned i = 0; i < r->nslots; i++) {
+        s = &r->slots[(home + i) % r->nslots];
+        if (pthread_mutex_trylock(&s->mu) == 0)
+            return s;
+    }
+    /* Every slot busy: wait for ours, until the deadline. */
+    s = &r->slots[home];
+    now = pc__redis_now_ns();
+    if (now >= deadline_ns)
+        return NULL;
+    clock_gettime(CLOCK_REALTIME, &abs);
+    abs.tv_sec += (time_t)((deadline_ns - now) / 1000000000u);
+    abs.tv_nsec += (long)((deadline_ns - now) % 1000000000u);
+    if (abs.tv_nsec >= 1000000000L) {
+        abs.tv_sec++;
+        abs.tv_nsec -= 1000000000L;
+    }
+    return pthread_mutex_timedlock(&s->mu, &abs) == 0 ? s : NULL;
+}
+
+void pc__redis_slot_drop(struct pc__redis *r, struct pc__redis_slot *s)
+{
+    pc__redis_conn_close(&s->conn);
+    if (s->track_state != 0 && r->near != NULL) {
+        /* The server forgot which keys this connection read: their
+         * invalidations will never come. */
+        s->track_state = 0;
+        pc__near_flush(r->near);
+    }
+}
+
+/*
+ * Run q on a pooled connection; on success replies[0..q->count) are set.
+ * With fill armed (per-key mode), make sure the connection tracks for the
+ * fill's session first, in the same pipeline; disarm the fill if that
+ * fails.
+ */
+static pc_status call(struct pc__redis *r, const struct pc__redis_cmds *q,
+                      redisReply **replies, struct pc__near_fill *fill)
+{
+    uint64_t deadline = pc__redis_now_ns() + (uint64_t)r->timeout_ms * 1000000u;
+    struct pc__redis_slot *s;
+    redisReply *all[4];
+
+    if (q->err || q->count > 3)
+        return PC_ENOMEM;
+    s = slot_acquire(r, deadline);
+    if (s == NULL) {
+        COUNT(&r->errors);
+        return PC_EIO;
+    }
+    for (int attempt = 0;; attempt++) {
+        struct pc__redis_cmds tq;
+        const struct pc__redis_cmds *send = q;
+        int fresh = 0, track = 0, rc;
+
+        if (!pc__redis_conn_is_open(&s->conn)) {
+            if (pc__redis_conn_open(&s->conn, r->host, r->port, deadline) != 0)
+                break;
+            COUNT(&r->connects);
+            s->track_state = 0;
+            fresh = 1;
+        }
+        if (fill != NULL && fill->armed && r->tracking == PC_REDIS_TRACK_KEYS &&
+            s->track_state != fill->state) {
+            char id[24];
+            const char *argv[5] = {"CLIENT", "TRACKING", "on", "REDIRECT", id};
+            size_t lens[5] = {6, 8, 2, 8, 0};
+
+            lens[4] = (size_t)snprintf(id, sizeof id, "%llu",
+                                       (unsigned long long)fill->sub_id);
+            pc__redis_cmds_init(&tq);
+            pc__redis_cmds_add(&tq, 5, argv, lens);
+            pc__redis_cmds_append(&tq, q);
+            send = &tq;
+            track = 1;
+        }
+        COUNT(&r->requests);
+        rc = pc__redis_conn_call(&s->conn, send, all, deadline);
+        if (track)
+            pc__redis_cmds_free(&tq);
+        if (rc == 0) {
+            if (track) {
+                if (all[0]->type == REDIS_REPLY_STATUS)
+                    s->track_state = fill->state;
+                else
+                    fill->armed = 0; /* e.g. the subscriber just left */
+                freeReplyObject(all[0]);
+            }
+            memcpy(replies, all + track, q->count * sizeof *replies);
+            pthread_mutex_unlock(&s->mu);
+            return PC_OK;
+        }
+        pc__redis_slot_drop(r, s);
+        if (fresh || attempt > 0 || pc__redis_now_ns() >= deadline)
+            break;
+    }
+    pthread_mutex_unlock(&s->mu);
+    COUNT(&r->errors);
+    return PC_EIO;
+}
+
+static void free_replies(redisReply **rep, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rep[i] != NULL)
+            freeReplyObject(rep[i]);
+}
+
+/* ---- operations ---- */
+
+static int key_args_ok(const void *key, size_t klen)
+{
+    return !(key == NULL && klen > 0) && klen <= PC_KEY_MAX;
+}
+
+/* prefix + key into buf (PC_REDIS_PREFIX_MAX + PC_KEY_MAX bytes). */
+static size_t redis_key(const struct pc__redis *r, char *buf, const void *key,
+                        size_t klen)
+{
+    memcpy(buf, r->prefix, r->plen);
+    if (klen > 0)
+        memcpy(buf + r->plen, key, klen);
+    return r->plen + klen;
+}
+
+static pc_status copy_out(const redisReply *v, void *buf, size_t bufcap,
+                          size_t *vlen)
+{
+    size_t len = (size_t)v->len;
+
+    if (vlen != NULL)
+        *vlen = len;
+    if (len > bufcap)
+        return PC_ERANGE;
+    if (len > 0)
+        memcpy(buf, v->str, len);
+    return PC_OK;
+}
+
+static pc_status rb_get(void *self, const void *key, size_t klen, void *buf,
+                        size_t bufcap, size_t *vlen)
+{
+    struct pc__redis *r = self;
+    char rk[PC_REDIS_PREFIX_MAX + PC_KEY_MAX];
+    const char *argv[2];
+    size_t lens[2];
+    struct pc__redis_cmds q;
+    struct pc__near_fill fill = {0};
+    redisReply *rep[2] = {NULL, NULL};
+    uint64_t sent;
+    pc_status st;
+
+    if (r == NULL || !key_args_ok(key, klen) || (buf == NULL && bufcap > 0))
+        return PC_EINVAL;
+    if (r->near != NULL) {
+        st = pc__near_read(r->near, key, klen, buf, bufcap, vlen);
+        if (st != PC_NOTFOUND)
+            return st;
+        pc__near_fill_begin(r->near, key, klen, &fill);
+    }
+    argv[1] = rk;
+    lens[1] = redis_key(r, rk, key, klen);
+    pc__redis_cmds_init(&q);
+    argv[0] = "GET";
+    lens[0] = 3;
+    pc__redis_cmds_add(&q, 2, argv, lens);
+    if (fill.armed) {
+        argv[0] = "PTTL";
+        lens[0] = 4;
+        pc__redis_cmds_add(&q, 2, argv, lens);
+    }
+    sent = pc__redis_now_ns();
+    st = call(r, &q, rep, fill.armed ? &fill : NULL);
+    pc__redis_cmds_free(&q);
+    if (st != PC_OK)
+        return st;
+    if (rep[0]->type == REDIS_REPLY_NIL) {
+        st = PC_NOTFOUND;
+    } else if (rep[0]->type != REDIS_REPLY_STRING) {
+        st = PC_EIO; /* WRONGTYPE and the like */
+        COUNT(&r->errors);
+    } else {
+        st = copy_out(rep[0], buf, bufcap, vlen);
+        /* PTTL: -1 no expiry, -2 gone meanwhile (do not cache), else ms
+         * left when the server ran it, which was after `sent`. */
+        if (fill.armed && rep[1]->type == REDIS_REPLY_INTEGER &&
+            rep[1]->integer != -2) {
+            uint64_t deadline = 0;
+
+            if (rep[1]->integer >= 0)
+                deadline = sent + (uint64_t)rep[1]->integer * 1000000u;
+            pc__near_fill_end(r->near, &fill, key, klen, rep[0]->str,
+                              (size_t)rep[0]->len, deadline);
+        }
+    }
+    free_replies(rep, 2);
+    return st;
+}
+
+static pc_status rb_put(void *self, const void *key, size_t klen,
+                        const void *val, size_t vlen)
+{
+    struct pc__redis *r = self;
+    char rk[PC_REDIS_PREFIX_MAX + PC_KEY_MAX], ttl[24];
+    const char *argv[5] = {"SET", rk, val != NULL ? (const char *)val : "",
+                           "PX", ttl};
+    size_t lens[5] = {3, 0, vlen, 2, 0};
+    struct pc__redis_cmds q;
+    redisReply *rep = NULL;
+    pc_status st;
+
+    if (r == NULL || !key_args_ok(key, klen) || (val == NULL && vlen > 0) ||
+        vlen > PC_VALUE_MAX)
+        return PC_EINVAL;
+    lens[1] = redis_key(r, rk, key, klen);
+    lens[4] = (size_t)snprintf(ttl, sizeof ttl, "%llu",
+                               (unsigned long long)r->ttl_ms);
+    pc__redis_cmds_init(&q);
+    pc__redis_cmds_add(&q, r->ttl_ms > 0 ? 5 : 3, argv, lens);
+    st = call(r, &q, &rep, NULL);
+    pc__redis_cmds_free(&q);
+    if (st != PC_ENOMEM && r->near != NULL)
+        pc__near_invalidate(r->near, key, klen);
+    if (st != PC_OK)
+        return st;
+    if (rep->type != REDIS_REPLY_STATUS) {
+        st = PC_EIO;
+        COUNT(&r->errors);
+    }
+    freeReplyObject(rep);
+    return st;
+}
+
+static pc_status rb_del(void *self, const void *key, size_t klen)
+{
+    struct pc__redis *r = self;
+    char rk[PC_REDIS_PREFIX_MAX + PC_KEY_MAX];
+    const char *argv[2] = {"DEL", rk};
+    size_t lens[2] = {3, 0};
+    struct pc__redis_cmds q;
+    redisReply *rep = NULL;
+    pc_status st;
+
+    if (r == NULL || !key_args_ok(key, klen))
+        return PC_EINVAL;
+    lens[1] = redis_key(r, rk, key, klen);
+    pc__redis_cmds_init(&q);
+    pc__redis_cmds_add(&q, 2, argv, lens);
+    st = call(r, &q, &rep, NULL);
+    pc__redis_cmds_free(&q);
+    if (st != PC_ENOMEM && r->near != NULL)
+        pc__near_invalidate(r->near, key, klen);
+    if (st != PC_OK)
+        return st;
+    if (rep->type != REDIS_REPLY_INTEGER) {
+        st = PC_EIO;
+        COUNT(&r->errors);
+    } else {
+        st = rep->integer > 0 ? PC_OK : PC_NOTFOUND;
+    }
+    freeReplyObject(rep);
+    return st;
+}
+
+static size_t rb_len(void *self)
+{
+    struct pc__redis *r = self;
+
+    return r != NULL && r->near != NULL ? pc__near_len(r->near) : 0;
+}
+
+static void free_backend(struct pc__redis *r)
+{
+    if (r->slots != NULL) {
+        for (unsigned i = 0; i < r->nslots; i++) {
+            pc__redis_conn_close(&r->slots[i].conn);
+            pthread_mutex_destroy(&r->slots[i].mu);
+        }
+        free(r->slots);
+    }
+    pc__near_destroy(r->near);
+    free(r->host);
+    free(r->prefix);
+    free(r);
+}
+
+static void rb_destroy(void *self)
+{
+    struct pc__redis *r = self;
+
+    if (r == NULL)
+        return;
+    if (r->near != NULL)
+        pc__redis_subscriber_stop(r);
+    free_backend(r);
+}
+
+static const pc_backend_ops redis_ops = {
+    .size = sizeof(pc_backend_ops),
+    .get = rb_get,
+    .put = rb_put,
+    .del = rb_del,
+    .len = rb_len,
+    .destroy = rb_destroy,
+};
+
+/* ---- creation ---- */
+
+static char *dup_bounded(const char *s, size_t max, size_t *len)
+{
+    size_t n = strnlen(s, max + 1);
+    char *d;
+
+    if (n > max)
+        return NULL;
+    d = malloc(n + 1);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    *len = n;
+    return d;
+}
+
+pc_status pc_redis_backend(const pc_redis_options *o, pc_backend *out)
+{
+    struct pc__redis *r;
+    const char *host, *prefix;
+    size_t hlen = 0, plen = 0;
+    pc_status st;
+
+    if (o == NULL || out == NULL || o->port < 0 || o->port > 65535 ||
+        o->connections > PC_REDIS_CONNECTIONS_MAX ||
+        o->ttl_ms > PC_REDIS_TTL_MAX ||
+        (o->tracking != PC_REDIS_TRACK_KEYS &&
+         o->tracking != PC_REDIS_TRACK_BCAST))
+        return PC_EINVAL;
+    host = o->host != NULL ? o->host : "127.0.0.1";
+    prefix = o->key_prefix != NULL ? o->key_prefix : "";
+    if (strnlen(host, PC_REDIS_HOST_MAX + 1) > PC_REDIS_HOST_MAX ||
+        host[0] == '\0' ||
+        strnlen(prefix, PC_REDIS_PREFIX_MAX + 1) > PC_REDIS_PREFIX_MAX)
+        return PC_EINVAL;
+    if ((r = calloc(1, sizeof *r)) == NULL)
+        return PC_ENOMEM;
+    r->wake[0] = r->wake[1] = -1;
+    r->host = dup_bounded(host, PC_REDIS_HOST_MAX, &hlen);
+    r->prefix = dup_bounded(prefix, PC_REDIS_PREFIX_MAX, &plen);
+    r->plen = plen;
+    r->port = o->port != 0 ? o->port : PC_REDIS_DEFAULT_PORT;
+    r->timeout_ms =
+        o->timeout_ms != 0 ? o->timeout_ms : PC_REDIS_DEFAULT_TIMEOUT_MS;
+    r->nslots =
+        o->connections != 0 ? o->connections : PC_REDIS_DEFAULT_CONNECTIONS;
+    r->tracking = o->tracking;
+    r->ttl_ms = o->ttl_ms;
+    r->slots = calloc(r->nslots, sizeof *r->slots);
+    if (r->host == NULL || r->prefix == NULL || r->slots == NULL) {
+        free(r->slots);
+        r->slots = NULL;
+        free_backend(r);
+        return PC_ENOMEM;
+    }
+    for (unsigned i = 0; i < r->nslots; i++) {
+        r->slots[i].conn.fd = -1;
+        if (pthread_mutex_init(&r->slots[i].mu, NULL) != 0) {
+            r->nslots = i;
+            free_backend(r);
+            return PC_ENOMEM;
+        }
+    }
+    if (o->near_capacity > 0) {
+        st = pc__near_create(&r->near, o->near_capacity, r->prefix, r->plen);
+        if (st != PC_OK) {
+            free_backend(r);
+            return st;
+        }
+        if (pc__redis_subscriber_start(r) != 0) {
+            free_backend(r);
+            return PC_ENOMEM;
+        }
+    }
+    out->ops = &redis_ops;
+    out->self = r;
+    return PC_OK;
+}
+
+/* ---- extras ---- */
+
+static struct pc__redis *as_redis(const pc_backend *be)
+{
+    return be != NULL && be->ops == &redis_ops ? be->self : NULL;
+}
+
+pc_status pc_redis_stats_get(const pc_backend *be, pc_redis_stats *out)
+{
+    struct pc__redis *r = as_redis(be);
+
+    if (r == NULL || out == NULL)
+        return PC_EINVAL;
+    memset(out, 0, sizeof *out);
+    out->requests = READ(&r->requests);
+    out->errors = READ(&r->errors);
+    out->connects = READ(&r->connects);
+    if (r->near != NULL) {
+        struct pc__near *n = r->near;
+
+        out->near_fills = READ(&n->fills);
+        out->fills_dropped = READ(&n->dropped);
+        out->invalidations = READ(&n->invalidations);
+        out->flushes = READ(&n->flushes);
+        out->sessions = READ(&n->sessions);
+        out->near_active = pc__near_is_active(n);
+    }
+    return PC_OK;
+}
+
+pc_status pc_redis_near_get(const pc_backend *be, const void *key, size_t klen,
+                            void *buf, size_t bufcap, size_t *vlen)
+{
+    struct pc__redis *r = as_redis(be);
+
+    if (r == NULL || !key_args_ok(key, klen) || (buf == NULL && bufcap > 0))
+        return PC_EINVAL;
+    if (r->near == NULL)
+        return PC_NOTFOUND;
+    return pc__near_read(r->near, key, klen, buf, bufcap, vlen);
+}
+
+pc_status pc_redis_wait_near(const pc_backend *be, unsigned int timeout_ms)
+{
+    struct pc__redis *r = as_redis(be);
+    uint64_t deadline = pc__redis_now_ns() + (uint64_t)timeout_ms * 1000000u;
+
+    if (r == NULL || r->near == NULL)
+        return PC_EINVAL;
+    while (!pc__near_is_active(r->near)) {
+        if (pc__redis_now_ns() >= deadline)
+            return PC_EIO;
+        usleep(1000);
+    }
+    return PC_OK;
+}

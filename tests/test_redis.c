@@ -1,0 +1,943 @@
+/*
+ * The Redis tier (include/purecache_redis.h) against a real redis-server
+ * that each test starts on a free loopback port (tests/redis/server.h) and
+ * kills at its end: options checking; write-through and read-back; an
+ * external client's SET / DEL / FLUSHALL / expiry evicting the near copy
+ * within INVAL_BOUND_MS (measured and printed); two backends ("two
+ * servers") staying coherent under concurrent writes (no read returns a
+ * version older than one acknowledged INVAL_BOUND_MS before the read
+ * began); the server killed mid-run (PC_EIO within the timeout, never a
+ * stale near value) and restarted (the backend recovers by itself, and
+ * coherence with it); a stopped server (timeouts); pooled and subscriber
+ * connections killed by the server; the memoizer over the backend; many
+ * threads over a small pool. Each near-tier test runs in both tracking
+ * modes (per-key and BCAST).
+ *
+ * INVAL_BOUND_MS is the stated bound on the invalidation delay that the
+ * tests enforce. It is generous because ctest runs suites in parallel on a
+ * shared 2-core machine and under sanitizers; the delay itself is well
+ * under a millisecond on an idle loopback (purecache-redis-bench measures
+ * its median and p99).
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "purecache_redis.h"
+#include "redis/server.h"
+
+#define INVAL_BOUND_MS 250
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static pc_backend make(const struct rs_server *s, const char *prefix,
+                       size_t near, unsigned tracking, unsigned timeout_ms)
+{
+    pc_redis_options o = {0};
+    pc_backend be;
+
+    o.port = s->port;
+    o.key_prefix = prefix;
+    o.near_capacity = near;
+    o.tracking = tracking;
+    o.timeout_ms = timeout_ms;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    if (near > 0)
+        cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK,
+                     "near tier never became active");
+    return be;
+}
+
+static void destroy(pc_backend *be)
+{
+    be->ops->destroy(be->self);
+}
+
+static pc_status put_s(pc_backend *be, const char *k, const char *v)
+{
+    return be->ops->put(be->self, k, strlen(k), v, strlen(v));
+}
+
+/* get as a NUL-terminated string (buf of 256). */
+static pc_status get_s(pc_backend *be, const char *k, char *buf)
+{
+    size_t n = 0;
+    pc_status st = be->ops->get(be->self, k, strlen(k), buf, 255, &n);
+
+    buf[st == PC_OK ? n : 0] = '\0';
+    return st;
+}
+
+static int near_has(pc_backend *be, const char *k)
+{
+    char buf[256];
+    size_t n;
+
+    return pc_redis_near_get(be, k, strlen(k), buf, sizeof buf, &n) == PC_OK;
+}
+
+/*
+ * Make sure k has a near copy, reading it again if needed: in broadcast
+ * mode this process's own earlier write is echoed back as an invalidation
+ * that may undo the first fill after it (one extra miss, never a stale
+ * value).
+ */
+static int filled(pc_backend *be, const char *k)
+{
+    char buf[256];
+    uint64_t t0 = now_ns();
+
+    while (!near_has(be, k)) {
+        if (now_ns() - t0 > 2000000000ull ||
+            be->ops->get(be->self, k, strlen(k), buf, sizeof buf, NULL) !=
+                PC_OK)
+            return 0;
+        usleep(1000);
+    }
+    return 1;
+}
+
+/* Wait until k leaves the near tier; its delay in ms, or -1 past 5 s. */
+static double wait_evicted(pc_backend *be, const char *k, uint64_t since)
+{
+    while (near_has(be, k)) {
+        if (now_ns() - since > 5000000000ull)
+            return -1;
+        usleep(50);
+    }
+    return (double)(now_ns() - since) / 1e6;
+}
+
+static redisReply *ext(redisContext *c, const char *fmt, const char *a,
+                       const char *b)
+{
+    redisReply *r = redisCommand(c, fmt, a, b);
+
+    cr_assert_not_null(r, "external client: %s", c->errstr);
+    return r;
+}
+
+/* ---- options and arguments ---- */
+
+Test(redis, bad_options_are_refused_and_change_nothing)
+{
+    pc_redis_options o = {0};
+    pc_backend be = {(const pc_backend_ops *)1, (void *)2}, keep = be;
+    char prefix[PC_REDIS_PREFIX_MAX + 2], host[PC_REDIS_HOST_MAX + 2];
+
+    cr_assert_eq(pc_redis_backend(NULL, &be), PC_EINVAL);
+    cr_assert_eq(pc_redis_backend(&o, NULL), PC_EINVAL);
+    o.port = -1;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_EINVAL);
+    o.port = 65536;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_EINVAL);
+    o.port = 0;
+    memset(prefix, 'p', sizeof prefix - 1);
+    prefix[sizeof prefix - 1] = '\0';
+    o.key_prefix = prefix; /* PC_REDIS_PREFIX_MAX + 1 bytes */
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_EINVAL);
+    prefix[PC_REDIS_PREFIX_MAX] = '\0'; /* exactly the maximum: fine */
+    o.key_prefix = NULL;
+    memset(host, 'h', sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    o.host = host;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_EINVAL);
+    o.host = "";
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_EINVAL);
+    o.host = NULL;
+    o.connections = PC_REDIS_CONNECTIONS_MAX + 1;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_EINVAL);
+    o.connections = 0;
+    o.ttl_ms = PC_REDIS_TTL_MAX + 1;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_EINVAL);
+    o.ttl_ms = 0;
+    o.tracking = 7;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_EINVAL);
+    o.tracking = 0;
+    o.near_capacity = SIZE_MAX; /* beyond what pc_create takes */
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_EINVAL);
+    cr_assert(be.ops == keep.ops && be.self == keep.self,
+              "a failing call changed *out");
+
+    /* Port 0 and every other 0 mean the defaults; nothing connects yet. */
+    o = (pc_redis_options){0};
+    o.key_prefix = prefix;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    cr_assert_eq(be.ops->len(be.self), 0);
+    destroy(&be);
+}
+
+Test(redis, bad_arguments_and_foreign_backends_are_refused)
+{
+    pc_redis_options o = {0};
+    pc_backend be, local;
+    pc_options co = {.capacity = 4};
+    pc_cache *c;
+    pc_redis_stats rs;
+    char big[PC_KEY_MAX + 1] = {0}, buf[8];
+    size_t n;
+
+    o.port = 1; /* nothing is sent for bad arguments */
+    o.near_capacity = 16;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    cr_assert_eq(be.ops->get(be.self, NULL, 1, buf, sizeof buf, &n), PC_EINVAL);
+    cr_assert_eq(be.ops->get(be.self, big, sizeof big, buf, sizeof buf, &n),
+                 PC_EINVAL);
+    cr_assert_eq(be.ops->get(be.self, "k", 1, NULL, 4, &n), PC_EINVAL);
+    cr_assert_eq(be.ops->put(be.self, "k", 1, NULL, 1), PC_EINVAL);
+    cr_assert_eq(be.ops->put(be.self, NULL, 2, "v", 1), PC_EINVAL);
+    cr_assert_eq(be.ops->del(be.self, big, sizeof big), PC_EINVAL);
+    cr_assert_eq(pc_redis_stats_get(&be, NULL), PC_EINVAL);
+    cr_assert_eq(pc_redis_stats_get(&be, &rs), PC_OK);
+    cr_assert_eq(rs.requests, 0, "bad arguments reached the network");
+
+    cr_assert_eq(pc_create(&co, &c), PC_OK);
+    cr_assert_eq(pc_backend_from_cache(c, &local), PC_OK);
+    cr_assert_eq(pc_redis_stats_get(&local, &rs), PC_EINVAL);
+    cr_assert_eq(pc_redis_near_get(&local, "k", 1, buf, sizeof buf, &n),
+                 PC_EINVAL);
+    cr_assert_eq(pc_redis_wait_near(&local, 1), PC_EINVAL);
+    cr_assert_eq(pc_redis_wait_near(NULL, 1), PC_EINVAL);
+    local.ops->destroy(local.self);
+    destroy(&be);
+}
+
+Test(redis, unreachable_server_is_eio_within_the_timeout)
+{
+    struct rs_server s;
+    pc_redis_options o = {0};
+    pc_backend be;
+    char buf[8];
+    uint64_t t0;
+
+    rs_start(&s); /* take a free port, then free it again */
+    rs_stop(&s);
+    o.port = s.port;
+    o.timeout_ms = 200;
+    o.near_capacity = 8;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    t0 = now_ns();
+    cr_assert_eq(get_s(&be, "k", buf), PC_EIO);
+    cr_assert_eq(put_s(&be, "k", "v"), PC_EIO);
+    cr_assert_eq(be.ops->del(be.self, "k", 1), PC_EIO);
+    cr_assert_lt(now_ns() - t0, 3 * 300000000ull);
+    cr_assert_eq(pc_redis_wait_near(&be, 50), PC_EIO);
+    destroy(&be);
+}
+
+/* ---- round trips ---- */
+
+static void write_through(size_t near, unsigned tracking)
+{
+    struct rs_server s;
+    pc_redis_options o = {0};
+    pc_backend be;
+    redisContext *x;
+    redisReply *r;
+    char buf[256];
+    const char bin[] = {'a', 0, 'b'};
+    size_t n = 0;
+
+    rs_start(&s);
+    o.port = s.port;
+    o.key_prefix = "app:";
+    o.ttl_ms = 60000;
+    o.near_capacity = near;
+    o.tracking = tracking;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    if (near)
+        cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK);
+    x = rs_client(&s);
+
+    cr_assert_eq(put_s(&be, "user:1", "alice"), PC_OK);
+    r = ext(x, "GET %s", "app:user:1", NULL);
+    cr_assert(r->type == REDIS_REPLY_STRING && strcmp(r->str, "alice") == 0,
+              "Redis does not hold the prefixed key");
+    freeReplyObject(r);
+    r = ext(x, "PTTL %s", "app:user:1", NULL);
+    cr_assert(r->integer > 50000 && r->integer <= 60000, "PX not applied");
+    freeReplyObject(r);
+
+    cr_assert_eq(get_s(&be, "user:1", buf), PC_OK);
+    cr_assert(strcmp(buf, "alice") == 0, "got \"%s\"", buf);
+    cr_assert_eq(near ? filled(&be, "user:1") : near_has(&be, "user:1"),
+                 near > 0);
+    cr_assert_eq(get_s(&be, "user:1", buf), PC_OK); /* near hit if any */
+    cr_assert(strcmp(buf, "alice") == 0, "got \"%s\"", buf);
+    cr_assert_eq(be.ops->len(be.self), near > 0 ? 1u : 0u);
+
+    /* Too small a buffer: PC_ERANGE with the length, from either tier. */
+    for (int i = 0; i < 2; i++) {
+        n = 0;
+        cr_assert_eq(be.ops->get(be.self, "user:1", 6, buf, 2, &n), PC_ERANGE);
+        cr_assert_eq(n, 5);
+    }
+    /* Empty values are values; keys are binary. */
+    cr_assert_eq(be.ops->put(be.self, bin, 3, NULL, 0), PC_OK);
+    for (int i = 0; i < 2; i++) {
+        n = 99;
+        cr_assert_eq(be.ops->get(be.self, bin, 3, NULL, 0, &n), PC_OK);
+        cr_assert_eq(n, 0);
+    }
+    /* Own writes replace the near copy before put returns. */
+    cr_assert_eq(put_s(&be, "user:1", "bob"), PC_OK);
+    cr_assert_eq(get_s(&be, "user:1", buf), PC_OK);
+    cr_assert(strcmp(buf, "bob") == 0, "got \"%s\"", buf);
+    cr_assert_eq(be.ops->del(be.self, "user:1", 6), PC_OK);
+    cr_assert_eq(near_has(&be, "user:1"), 0);
+    cr_assert_eq(get_s(&be, "user:1", buf), PC_NOTFOUND);
+    cr_assert_eq(be.ops->del(be.self, "user:1", 6), PC_NOTFOUND);
+
+    /* A key of another type is an error reply: PC_EIO, not a crash. */
+    freeReplyObject(ext(x, "LPUSH %s %s", "app:list", "x"));
+    cr_assert_eq(get_s(&be, "list", buf), PC_EIO);
+
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
+
+Test(redis, write_through_and_read_back_plain)
+{
+    write_through(0, PC_REDIS_TRACK_KEYS);
+}
+
+Test(redis, write_through_and_read_back_near_per_key)
+{
+    write_through(64, PC_REDIS_TRACK_KEYS);
+}
+
+Test(redis, write_through_and_read_back_near_bcast)
+{
+    write_through(64, PC_REDIS_TRACK_BCAST);
+}
+
+/* ---- external writes evict the near copy ---- */
+
+static void external_writes_evict(unsigned tracking)
+{
+    struct rs_server s;
+    pc_backend be;
+    redisContext *x;
+    char buf[256], key[32], rkey[40];
+    double worst = 0, d;
+
+    rs_start(&s);
+    be = make(&s, "t:", 1024, tracking, 1000);
+    x = rs_client(&s);
+
+    /* redis-cli, an external process: SET then DEL. */
+    cr_assert_eq(put_s(&be, "k", "v1"), PC_OK);
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    cr_assert(filled(&be, "k"), "no near copy of %s", "k");
+    {
+        const char *set[] = {"SET", "t:k", "v2", NULL};
+        const char *del[] = {"DEL", "t:k", NULL};
+        uint64_t t0;
+
+        t0 = now_ns();
+        cr_assert_eq(rs_cli(&s, set), 0, "redis-cli failed");
+        d = wait_evicted(&be, "k", t0);
+        cr_assert(d >= 0 && d <= INVAL_BOUND_MS + 100.0,
+                  "redis-cli SET: near copy stayed %.1f ms", d);
+        cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+        cr_assert(strcmp(buf, "v2") == 0, "got \"%s\"", buf);
+        cr_assert(filled(&be, "k"), "no near copy of %s", "k");
+        t0 = now_ns();
+        cr_assert_eq(rs_cli(&s, del), 0);
+        d = wait_evicted(&be, "k", t0);
+        cr_assert(d >= 0, "redis-cli DEL did not evict");
+        cr_assert_eq(get_s(&be, "k", buf), PC_NOTFOUND);
+    }
+
+    /* 200 external SETs through hiredis, each timed from its reply. */
+    for (int i = 0; i < 200; i++) {
+        uint64_t t0;
+
+        snprintf(key, sizeof key, "key%d", i % 20);
+        snprintf(rkey, sizeof rkey, "t:%s", key);
+        freeReplyObject(ext(x, "SET %s %s", rkey, "old"));
+        /* The previous round's near copy goes within the bound too. */
+        cr_assert(wait_evicted(&be, key, now_ns()) >= 0);
+        cr_assert_eq(get_s(&be, key, buf), PC_OK);
+        cr_assert(strcmp(buf, "old") == 0, "got \"%s\"", buf);
+        cr_assert(filled(&be, key), "no near copy of %s", key);
+        freeReplyObject(ext(x, "SET %s %s", rkey, "new"));
+        t0 = now_ns(); /* the write is acknowledged */
+        d = wait_evicted(&be, key, t0);
+        cr_assert(d >= 0 && d <= INVAL_BOUND_MS,
+                  "near copy of %s outlived an acknowledged SET by %.1f ms",
+                  key, d);
+        if (d > worst)
+            worst = d;
+        cr_assert_eq(get_s(&be, key, buf), PC_OK);
+        cr_assert(strcmp(buf, "new") == 0, "got \"%s\"", buf);
+    }
+    fprintf(stderr,
+            "[redis] %s: worst invalidation delay over 200 SETs "
+            "%.3f ms (bound %d ms)\n",
+            tracking == PC_REDIS_TRACK_BCAST ? "bcast" : "per-key", worst,
+            INVAL_BOUND_MS);
+
+    /* EXPIRE, then FLUSHALL (a nil key list) empties the near tier. */
+    cr_assert_eq(get_s(&be, "key1", buf), PC_OK);
+    freeReplyObject(ext(x, "PEXPIRE %s %s", "t:key1", "100000"));
+    cr_assert(wait_evicted(&be, "key1", now_ns()) >= 0, "EXPIRE kept it");
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "key%d", i);
+        cr_assert_eq(get_s(&be, key, buf), PC_OK);
+    }
+    cr_assert_geq(be.ops->len(be.self), 19);
+    freeReplyObject(ext(x, "FLUSHALL", NULL, NULL));
+    {
+        uint64_t t0 = now_ns();
+
+        while (be.ops->len(be.self) != 0 && now_ns() - t0 < 5000000000ull)
+            usleep(100);
+        cr_assert_eq(be.ops->len(be.self), 0, "FLUSHALL kept near copies");
+    }
+    cr_assert_eq(get_s(&be, "key3", buf), PC_NOTFOUND);
+
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
+
+Test(redis, external_set_del_expire_flushall_evict_near_per_key, .timeout = 60)
+{
+    external_writes_evict(PC_REDIS_TRACK_KEYS);
+}
+
+Test(redis, external_set_del_expire_flushall_evict_near_bcast, .timeout = 60)
+{
+    external_writes_evict(PC_REDIS_TRACK_BCAST);
+}
+
+Test(redis, near_copy_never_outlives_its_redis_ttl)
+{
+    struct rs_server s;
+    pc_redis_options o = {0};
+    pc_backend be;
+    redisContext *x;
+    char buf[256];
+
+    rs_start(&s);
+    o.port = s.port;
+    o.ttl_ms = 300;
+    o.near_capacity = 64;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK);
+    x = rs_client(&s);
+
+    cr_assert_eq(put_s(&be, "a", "1"), PC_OK);
+    cr_assert_eq(get_s(&be, "a", buf), PC_OK);
+    cr_assert(filled(&be, "a"), "no near copy of %s", "a");
+    /* An external value with its own expiry is cached with it too. */
+    freeReplyObject(ext(x, "SET %s %s PX 200", "b", "2"));
+    cr_assert_eq(get_s(&be, "b", buf), PC_OK);
+    cr_assert(filled(&be, "b"), "no near copy of %s", "b");
+    usleep(320000);
+    /* Past both deadlines: misses whether or not the server's expiry
+     * notice has arrived yet. */
+    cr_assert_not(near_has(&be, "a"), "near copy outlived PX 300");
+    cr_assert_not(near_has(&be, "b"), "near copy outlived PX 200");
+    cr_assert_eq(get_s(&be, "a", buf), PC_NOTFOUND);
+    cr_assert_eq(get_s(&be, "b", buf), PC_NOTFOUND);
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
+
+/* ---- two "servers" under concurrent writes ---- */
+
+#define CO_KEYS 8
+#define CO_VERSIONS 100000
+
+struct coherence {
+    pc_backend be[2];
+    uint64_t ack_ns[CO_KEYS][CO_VERSIONS]; /* atomic */
+    uint64_t acked[CO_KEYS];               /* atomic: last acked version */
+    uint64_t until_ns;
+    /* results */
+    uint64_t reads, stale, errors, own_stale, max_lag_ns;
+};
+
+struct co_arg {
+    struct coherence *co;
+    int side, writer;
+};
+
+static void *co_writer(void *p)
+{
+    struct co_arg *a = p;
+    struct coherence *co = a->co;
+    pc_backend *be = &co->be[a->side];
+    char key[16], val[32], buf[256];
+
+    for (uint64_t v = 1; v < CO_VERSIONS && now_ns() < co->until_ns; v++) {
+        for (int k = a->side; k < CO_KEYS; k += 2) { /* side owns k */
+            uint64_t got;
+
+            snprintf(key, sizeof key, "k%d", k);
+            snprintf(val, sizeof val, "%llu", (unsigned long long)v);
+            if (put_s(be, key, val) != PC_OK) {
+                __atomic_add_fetch(&co->errors, 1, __ATOMIC_RELAXED);
+                continue;
+            }
+            __atomic_store_n(&co->ack_ns[k][v], now_ns(), __ATOMIC_RELEASE);
+            __atomic_store_n(&co->acked[k], v, __ATOMIC_RELEASE);
+            /* Read your own write, at once. */
+            if (get_s(be, key, buf) != PC_OK ||
+                (got = strtoull(buf, NULL, 10)) < v)
+                __atomic_add_fetch(&co->own_stale, 1, __ATOMIC_RELAXED);
+        }
+        usleep(200);
+    }
+    return NULL;
+}
+
+static void *co_reader(void *p)
+{
+    struct co_arg *a = p;
+    struct coherence *co = a->co;
+    pc_backend *be = &co->be[a->side];
+    char key[16], buf[256];
+    uint64_t reads = 0, stale = 0, errors = 0, max_lag = 0, x = 1;
+
+    while (now_ns() < co->until_ns) {
+        int k =
+            (int)((x = x * 6364136223846793005ull + 1442695040888963407ull) >>
+                  61);
+        uint64_t t0 = now_ns(), seen, next, acked;
+        pc_status st;
+
+        /* Breathe now and then: six busy threads on a small machine
+         * would otherwise measure the scheduler, not the invalidation. */
+        if ((reads & 127) == 127)
+            usleep(20);
+        snprintf(key, sizeof key, "k%d", k);
+        st = get_s(be, key, buf);
+        reads++;
+        if (st == PC_NOTFOUND)
+            seen = 0;
+        else if (st == PC_OK)
+            seen = strtoull(buf, NULL, 10);
+        else {
+            errors++;
+            continue;
+        }
+        /* The first version this read missed: was it acknowledged
+         * before the read began, and how long before? */
+        next = seen + 1;
+        acked = __atomic_load_n(&co->acked[k], __ATOMIC_ACQUIRE);
+        if (seen > acked + 1)
+            stale++; /* a version nobody wrote yet: corrupt */
+        if (next <= acked && next < CO_VERSIONS) {
+            uint64_t at =
+                __atomic_load_n(&co->ack_ns[k][next], __ATOMIC_ACQUIRE);
+
+            if (at != 0 && at < t0) {
+                if (t0 - at > max_lag)
+                    max_lag = t0 - at;
+                if (t0 - at > (uint64_t)INVAL_BOUND_MS * 1000000u)
+                    stale++;
+            }
+        }
+    }
+    __atomic_add_fetch(&co->reads, reads, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&co->stale, stale, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&co->errors, errors, __ATOMIC_RELAXED);
+    for (uint64_t m = __atomic_load_n(&co->max_lag_ns, __ATOMIC_RELAXED);
+         max_lag > m &&
+         !__atomic_compare_exchange_n(&co->max_lag_ns, &m, max_lag, 0,
+                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED);)
+        ;
+    return NULL;
+}
+
+static void two_backends_coherent(unsigned tracking)
+{
+    struct rs_server s;
+    struct coherence *co = calloc(1, sizeof *co);
+    pthread_t th[6];
+    struct co_arg args[6];
+    pc_redis_stats st[2];
+
+    cr_assert_not_null(co);
+    rs_start(&s);
+    co->be[0] = make(&s, "co:", 64, tracking, 2000);
+    co->be[1] = make(&s, "co:", 64, tracking, 2000);
+    co->until_ns = now_ns() + 2000000000ull;
+    for (int i = 0; i < 6; i++) {
+        args[i] = (struct co_arg){co, i % 2, i < 2};
+        pthread_create(&th[i], NULL, i < 2 ? co_writer : co_reader, &args[i]);
+    }
+    for (int i = 0; i < 6; i++)
+        pthread_join(th[i], NULL);
+    pc_redis_stats_get(&co->be[0], &st[0]);
+    pc_redis_stats_get(&co->be[1], &st[1]);
+    fprintf(stderr,
+            "[redis] coherence (%s): %llu reads, max lag behind an acked "
+            "write %.3f ms (bound %d ms), %llu+%llu invalidations, "
+            "%llu+%llu fills, %llu+%llu dropped fills\n",
+            tracking == PC_REDIS_TRACK_BCAST ? "bcast" : "per-key",
+            (unsigned long long)co->reads, (double)co->max_lag_ns / 1e6,
+            INVAL_BOUND_MS, (unsigned long long)st[0].invalidations,
+            (unsigned long long)st[1].invalidations,
+            (unsigned long long)st[0].near_fills,
+            (unsigned long long)st[1].near_fills,
+            (unsigned long long)st[0].fills_dropped,
+            (unsigned long long)st[1].fills_dropped);
+    cr_assert_eq(co->errors, 0, "requests failed");
+    cr_assert_eq(co->own_stale, 0, "a writer did not read its own write");
+    cr_assert_eq(co->stale, 0,
+                 "%llu reads returned a version older than one acknowledged "
+                 "more than %d ms before the read",
+                 (unsigned long long)co->stale, INVAL_BOUND_MS);
+    cr_assert_gt(co->reads, 100);
+    destroy(&co->be[0]);
+    destroy(&co->be[1]);
+    free(co);
+    rs_stop(&s);
+}
+
+Test(redis, two_backends_stay_coherent_under_concurrent_writes_per_key,
+     .timeout = 60)
+{
+    two_backends_coherent(PC_REDIS_TRACK_KEYS);
+}
+
+Test(redis, two_backends_stay_coherent_under_concurrent_writes_bcast,
+     .timeout = 60)
+{
+    two_backends_coherent(PC_REDIS_TRACK_BCAST);
+}
+
+/* ---- outages ---- */
+
+static void killed_and_restarted(unsigned tracking)
+{
+    struct rs_server s;
+    pc_backend be;
+    pc_redis_stats st;
+    redisContext *x;
+    char buf[256];
+    uint64_t t0, worst = 0;
+    int eio = 0;
+
+    rs_start(&s);
+    be = make(&s, "", 64, tracking, 300);
+    cr_assert_eq(put_s(&be, "k", "before"), PC_OK);
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    cr_assert(filled(&be, "k"), "no near copy of %s", "k");
+
+    rs_kill(&s);
+    /* Until the subscriber notices, the near copy (the value the dead
+     * server held) may still be served; after that, only PC_EIO. */
+    t0 = now_ns();
+    while (now_ns() - t0 < 1500000000ull) {
+        uint64_t c0, d;
+        pc_status r;
+
+        pc_redis_stats_get(&be, &st); /* before the get */
+        c0 = now_ns();
+        r = get_s(&be, "k", buf);
+        d = now_ns() - c0;
+        if (d > worst)
+            worst = d;
+        cr_assert(r == PC_EIO || (r == PC_OK && strcmp(buf, "before") == 0),
+                  "get after the kill: status %d", r);
+        cr_assert(st.near_active || r == PC_EIO,
+                  "near tier bypassed, yet the get did not fail");
+        if (r == PC_EIO)
+            eio++;
+    }
+    pc_redis_stats_get(&be, &st);
+    cr_assert_eq(st.near_active, 0, "near tier still active with no server");
+    cr_assert_gt(eio, 0);
+    cr_assert_lt(worst, 300000000ull + 200000000ull,
+                 "a get took %.1f ms with a 300 ms timeout",
+                 (double)worst / 1e6);
+    cr_assert_eq(put_s(&be, "k", "x"), PC_EIO);
+    cr_assert_eq(be.ops->del(be.self, "k", 1), PC_EIO);
+    cr_assert_eq(be.ops->len(be.self), 0);
+
+    /* A fresh, empty server on the same port: the old value must never
+     * come back, and the backend recovers by itself. */
+    rs_restart(&s);
+    t0 = now_ns();
+    for (;;) {
+        pc_status r = get_s(&be, "k", buf);
+
+        cr_assert(r == PC_EIO || r == PC_NOTFOUND,
+                  "after the restart: status %d (%s)", r, buf);
+        if (r == PC_NOTFOUND)
+            break;
+        cr_assert_lt(now_ns() - t0, 5000000000ull, "never recovered");
+        usleep(10000);
+    }
+    cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK);
+    cr_assert_eq(put_s(&be, "k", "after"), PC_OK);
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    cr_assert(strcmp(buf, "after") == 0, "got \"%s\"", buf);
+    cr_assert(filled(&be, "k"), "no near copy of %s", "k");
+    /* Coherence is back too: tracking follows the new subscriber. */
+    x = rs_client(&s);
+    freeReplyObject(ext(x, "SET %s %s", "k", "external"));
+    cr_assert(wait_evicted(&be, "k", now_ns()) >= 0);
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    cr_assert(strcmp(buf, "external") == 0, "got \"%s\"", buf);
+    pc_redis_stats_get(&be, &st);
+    cr_assert_geq(st.sessions, 2);
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
+
+Test(redis, server_killed_then_restarted_per_key, .timeout = 60)
+{
+    killed_and_restarted(PC_REDIS_TRACK_KEYS);
+}
+
+Test(redis, server_killed_then_restarted_bcast, .timeout = 60)
+{
+    killed_and_restarted(PC_REDIS_TRACK_BCAST);
+}
+
+Test(redis, stopped_server_times_out_and_recovers, .timeout = 60)
+{
+    struct rs_server s;
+    pc_backend plain, be;
+    pc_redis_stats st;
+    char buf[256];
+    uint64_t t0, d;
+
+    rs_start(&s);
+    plain = make(&s, "", 0, 0, 200);
+    be = make(&s, "", 64, 0, 200);
+    cr_assert_eq(put_s(&plain, "k", "v"), PC_OK);
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    kill(s.pid, SIGSTOP);
+    t0 = now_ns();
+    cr_assert_eq(get_s(&plain, "k", buf), PC_EIO);
+    d = now_ns() - t0;
+    cr_assert(d >= 150000000ull && d < 450000000ull,
+              "a 200 ms timeout took %.1f ms", (double)d / 1e6);
+    t0 = now_ns();
+    cr_assert_eq(put_s(&plain, "k", "w"), PC_EIO);
+    cr_assert_lt(now_ns() - t0, 450000000ull);
+    /* The heartbeat (1 s of silence, then timeout_ms) turns the near
+     * tier off. */
+    t0 = now_ns();
+    do {
+        usleep(10000);
+        pc_redis_stats_get(&be, &st);
+    } while (st.near_active && now_ns() - t0 < 4000000000ull);
+    cr_assert_eq(st.near_active, 0, "silent server not detected");
+    kill(s.pid, SIGCONT);
+    cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK);
+    t0 = now_ns();
+    while (get_s(&plain, "k", buf) != PC_OK)
+        cr_assert_lt(now_ns() - t0, 3000000000ull, "never recovered");
+    /* The SET that timed out may or may not have been applied. */
+    cr_assert(strcmp(buf, "v") == 0 || strcmp(buf, "w") == 0);
+    destroy(&plain);
+    destroy(&be);
+    rs_stop(&s);
+}
+
+Test(redis, killed_connections_flush_and_recover, .timeout = 60)
+{
+    struct rs_server s;
+    pc_backend be;
+    pc_redis_stats st;
+    redisContext *x;
+    char buf[256];
+    uint64_t t0;
+
+    rs_start(&s);
+    be = make(&s, "", 64, PC_REDIS_TRACK_KEYS, 1000);
+    x = rs_client(&s);
+    cr_assert_eq(put_s(&be, "k", "v1"), PC_OK);
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    cr_assert(filled(&be, "k"), "no near copy of %s", "k");
+    /* The server closes our idle pooled connections (as its idle
+     * `timeout` would): what they tracked is forgotten, so the near tier
+     * must be flushed before anyone writes. */
+    freeReplyObject(ext(x, "CLIENT KILL TYPE %s", "normal", NULL));
+    t0 = now_ns();
+    while (near_has(&be, "k") && now_ns() - t0 < 2000000000ull)
+        usleep(1000);
+    cr_assert_not(near_has(&be, "k"), "near copy kept after its "
+                                      "connection was killed");
+    freeReplyObject(ext(x, "SET %s %s", "k", "v2"));
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    cr_assert(strcmp(buf, "v2") == 0, "got \"%s\"", buf);
+
+    /* The subscriber killed: flushed, then resubscribed. */
+    cr_assert(filled(&be, "k"), "no near copy of %s", "k");
+    freeReplyObject(ext(x, "CLIENT KILL TYPE %s", "pubsub", NULL));
+    t0 = now_ns();
+    do {
+        pc_redis_stats_get(&be, &st);
+        usleep(1000);
+    } while (st.sessions < 2 && now_ns() - t0 < 3000000000ull);
+    cr_assert_geq(st.sessions, 2, "subscriber did not come back");
+    cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK);
+    cr_assert_not(near_has(&be, "k"));
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    cr_assert(filled(&be, "k"), "no near copy of %s", "k");
+    freeReplyObject(ext(x, "SET %s %s", "k", "v3"));
+    cr_assert(wait_evicted(&be, "k", now_ns()) >= 0);
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    cr_assert(strcmp(buf, "v3") == 0, "got \"%s\"", buf);
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
+
+/* ---- memoizer and pool ---- */
+
+static int slow_square(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    uint64_t k, v;
+
+    __atomic_add_fetch((long *)ctx, 1, __ATOMIC_SEQ_CST);
+    memcpy(&k, key, sizeof k);
+    (void)klen;
+    usleep(2000);
+    v = k * k;
+    return pc_sink_set(out, &v, sizeof v) == PC_OK ? 0 : 1;
+}
+
+struct memo_run {
+    pc_memo *m;
+    long loads;
+    int bad;
+};
+
+static void *memo_worker(void *p)
+{
+    struct memo_run *mr = p;
+
+    for (int round = 0; round < 3; round++) {
+        for (uint64_t k = 0; k < 32; k++) {
+            uint64_t v = 0;
+            size_t n = 0;
+
+            if (pc_memo_call(mr->m, &k, sizeof k, slow_square, &mr->loads, &v,
+                             sizeof v, &n, NULL) != PC_OK ||
+                v != k * k)
+                __atomic_add_fetch(&mr->bad, 1, __ATOMIC_RELAXED);
+        }
+    }
+    return NULL;
+}
+
+Test(redis, memoizer_runs_each_load_once_per_process, .timeout = 60)
+{
+    struct rs_server s;
+    struct memo_run mr = {0};
+    pc_backend be;
+    pthread_t th[6];
+    uint64_t k = 5, v;
+    size_t n;
+
+    rs_start(&s);
+    be = make(&s, "memo:", 256, 0, 2000);
+    cr_assert_eq(pc_memo_create(&be, &mr.m), PC_OK);
+    for (int i = 0; i < 6; i++)
+        pthread_create(&th[i], NULL, memo_worker, &mr);
+    for (int i = 0; i < 6; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(mr.bad, 0);
+    cr_assert_eq(mr.loads, 32, "%ld loads for 32 keys", mr.loads);
+    /* Invalidated elsewhere (deleted in Redis): loaded again. */
+    {
+        redisContext *x = rs_client(&s);
+        char rk[32] = "memo:";
+
+        memcpy(rk + 5, &k, sizeof k);
+        uint64_t t0 = now_ns();
+        size_t vn;
+
+        freeReplyObject(redisCommand(x, "DEL %b", rk, (size_t)13));
+        redisFree(x);
+        /* `be` still names the backend the memoizer owns. */
+        while (pc_redis_near_get(&be, &k, sizeof k, &v, sizeof v, &vn) == PC_OK)
+            cr_assert_lt(now_ns() - t0, 5000000000ull, "DEL not seen");
+    }
+    cr_assert_eq(pc_memo_call(mr.m, &k, sizeof k, slow_square, &mr.loads, &v,
+                              sizeof v, &n, NULL),
+                 PC_OK);
+    cr_assert_eq(v, 25);
+    cr_assert_eq(mr.loads, 33);
+    pc_memo_destroy(mr.m); /* destroys the backend */
+    rs_stop(&s);
+}
+
+struct pool_run {
+    pc_backend *be;
+    int id, bad;
+};
+
+static void *pool_worker(void *p)
+{
+    struct pool_run *pr = p;
+    char key[32], val[64], buf[256];
+
+    for (int i = 0; i < 150; i++) {
+        snprintf(key, sizeof key, "t%d:k%d", pr->id, i % 10);
+        snprintf(val, sizeof val, "%d:%d", pr->id, i);
+        if (put_s(pr->be, key, val) != PC_OK)
+            pr->bad++;
+        if (get_s(pr->be, key, buf) != PC_OK || strcmp(buf, val) != 0)
+            pr->bad++;
+        if (get_s(pr->be, key, buf) != PC_OK || strcmp(buf, val) != 0)
+            pr->bad++;
+        if (i % 7 == 0 &&
+            pr->be->ops->del(pr->be->self, key, strlen(key)) != PC_OK)
+            pr->bad++;
+    }
+    return NULL;
+}
+
+Test(redis, many_threads_share_a_small_pool, .timeout = 60)
+{
+    struct rs_server s;
+    pc_redis_options o = {0};
+    pc_backend be;
+    pthread_t th[8];
+    struct pool_run pr[8];
+    pc_redis_stats st;
+
+    rs_start(&s);
+    o.port = s.port;
+    o.connections = 2;
+    o.near_capacity = 32; /* smaller than the key set: evictions too */
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK);
+    for (int i = 0; i < 8; i++) {
+        pr[i] = (struct pool_run){&be, i, 0};
+        pthread_create(&th[i], NULL, pool_worker, &pr[i]);
+    }
+    for (int i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 8; i++)
+        cr_assert_eq(pr[i].bad, 0, "thread %d: %d failures", i, pr[i].bad);
+    pc_redis_stats_get(&be, &st);
+    cr_assert_leq(st.connects, 2, "more connections than the pool holds");
+    cr_assert_leq(be.ops->len(be.self), 32);
+    destroy(&be);
+    rs_stop(&s);
+}
