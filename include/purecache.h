@@ -66,6 +66,8 @@ extern "C" {
 #define PC_KEY_MAX 4096
 /* Longest value accepted, in bytes. */
 #define PC_VALUE_MAX ((size_t)UINT32_MAX)
+/* Largest capacity accepted (entries): 256 shards of 2^32 - 1. */
+#define PC_CAPACITY_MAX ((size_t)UINT32_MAX * 256)
 
 typedef enum pc_status {
     PC_OK = 0,
@@ -123,8 +125,8 @@ typedef struct pc_stats {
  * Create a cache. On success *out owns a new cache; release it with
  * pc_destroy.
  * Thread-safety: any thread. Progress: blocking (allocates).
- * Limits: clock accepts a capacity up to 2^32 - 2 entries per shard (so
- * up to about 2^40 with 256 shards); lru up to 2^32 - 1 entries.
+ * Limits: a capacity up to PC_CAPACITY_MAX entries; clock also needs every
+ * shard's share below 2^32 - 1 (which an explicit opts->shards can break).
  * Returns PC_OK; PC_EINVAL if opts or out is NULL, opts->capacity is 0 or
  * beyond those limits, or opts->shards > 4096; PC_ENOMEM if memory (or a
  * thread-specific data key, of which the process has PTHREAD_KEYS_MAX) could

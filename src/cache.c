@@ -12,7 +12,7 @@
 pc_status pc_create(const pc_options *opts, pc_cache **out)
 {
     if (opts == NULL || out == NULL || opts->capacity == 0 ||
-        opts->shards > 4096)
+        opts->capacity > PC_CAPACITY_MAX || opts->shards > 4096)
         return PC_EINVAL;
     return pc__policy_create(opts, out);
 }

@@ -108,13 +108,13 @@ static unsigned long pow2_ceil(unsigned long v)
     return p;
 }
 
-/* Index chunks needed by n shards sharing `cap` (index.c sizes a table
- * for at most 4 entries per 7-slot chunk, in a power of two of chunks). */
+/* Index chunks needed by n shards sharing `cap` (a shard's table holds its
+ * capacity plus the one entry a put inserts before it evicts). */
 static unsigned long table_chunks(size_t cap, unsigned long n)
 {
     unsigned long per = (cap + n - 1) / n;
 
-    return n * pow2_ceil((per + 1 + 3) / 4);
+    return n * pc__index_chunks(per + 1);
 }
 
 static uint32_t choose_shards(size_t cap, unsigned int requested)
@@ -272,8 +272,9 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
     struct clock_cache *cc;
     uint32_t n, i;
 
-    if (opts->capacity > (size_t)UINT32_MAX * CLOCK_MAX_AUTO_SHARDS)
-        return PC_EINVAL;
+    _Static_assert(PC_CAPACITY_MAX <=
+                       (size_t)UINT32_MAX * CLOCK_MAX_AUTO_SHARDS,
+                   "every capacity fits 256 automatic shards");
     n = choose_shards(opts->capacity, opts->shards);
     if (opts->capacity / n > UINT32_MAX - 1)
         return PC_EINVAL;
@@ -373,7 +374,7 @@ pc_status pc__policy_put(pc_cache *c, const void *key, size_t klen,
      * index's own growth it is the only step of a put that can fail. */
     if ((s->count < s->cap && !shard_reserve_slot(s)) ||
         !pc__index_put(&s->ix, h, kv, &old, s->w.rc)) {
-        pc__writer_unlock(&s->w);
+        pc__writer_unlock(c, &s->w);
         kv_free(kv);
         return PC_ENOMEM;
     }
@@ -399,7 +400,7 @@ pc_status pc__policy_put(pc_cache *c, const void *key, size_t klen,
     PC__ASSERT(s->count <= s->cap);
     s->ring[kv->w.live.slot] = kv;
     PC__COUNTER_INC(s->w.puts);
-    pc__writer_unlock(&s->w);
+    pc__writer_unlock(c, &s->w);
     return PC_OK;
 }
 
@@ -418,7 +419,7 @@ pc_status pc__policy_delete(pc_cache *c, const void *key, size_t klen)
         pc__reclaimer_retire(s->w.rc, kv);
         PC__COUNTER_INC(s->w.deletes);
     }
-    pc__writer_unlock(&s->w);
+    pc__writer_unlock(c, &s->w);
     return kv != NULL ? PC_OK : PC_NOTFOUND;
 }
 
@@ -442,6 +443,6 @@ void pc__policy_clear(pc_cache *c)
 
         pc__writer_lock(&s->w);
         shard_clear_locked(s);
-        pc__writer_unlock(&s->w);
+        pc__writer_unlock(c, &s->w);
     }
 }

@@ -69,11 +69,14 @@ void pc__writer_lock(struct pc__writer *w)
     pc__lock_acquire(&w->lock);
 }
 
-void pc__writer_unlock(struct pc__writer *w)
+void pc__writer_unlock(struct pc_cache *c, struct pc__writer *w)
 {
     bool step;
     struct pc__garbage ready = pc__reclaimer_poll(w->rc, &step);
 
+    if (c->before_free != NULL &&
+        (ready.batches != NULL || ready.spilled != NULL))
+        c->before_free(c);
     pc__lock_release(&w->lock);
     pc__reclaimer_after_unlock(w->rc, ready, step);
 }
@@ -98,10 +101,13 @@ void pc__core_reclaim(struct pc_cache *c)
         struct pc__garbage chain = {NULL, NULL};
 
         pc__lock_acquire(&w->lock);
-        if (ok)
+        if (ok) {
             chain = pc__reclaimer_drain_finish(w->rc);
-        else
+            if (c->before_free != NULL)
+                c->before_free(c);
+        } else {
             pc__reclaimer_drain_abort(w->rc);
+        }
         pc__lock_release(&w->lock);
         pc__reclaimer_free(w->rc, chain);
         pc__lock_acquire(&w->lock);

@@ -58,6 +58,11 @@ struct pc_cache {
     pthread_mutex_t reclaim_lock; /* one pc_reclaim at a time; level 1 */
     struct pc__writer **writers;  /* every writer lock of the cache */
     unsigned int nwriters, writers_cap;
+    /* Called with a writer lock held just before retired memory that has
+     * passed its grace period is handed over to be freed (NULL: nothing
+     * to do). lru.c drains its access logs there: no log record may name
+     * an entry once it is freed. */
+    void (*before_free)(struct pc_cache *c);
 };
 
 /*
@@ -84,11 +89,12 @@ void pc__core_shutdown(struct pc_cache *c);
 /* Destruction, step 2: release thread records, the flight table, locks. */
 void pc__core_fini(struct pc_cache *c);
 
-/* Take / release a writer lock. The release polls w's reclaimer under the
- * lock, then frees what became safe and runs any due grace-period step
- * with no lock held. */
+/* Take / release a writer lock of c. The release polls w's reclaimer under
+ * the lock (calling c->before_free if that hands anything over), then
+ * frees what became safe and runs any due grace-period step with no lock
+ * held. */
 void pc__writer_lock(struct pc__writer *w);
-void pc__writer_unlock(struct pc__writer *w);
+void pc__writer_unlock(struct pc_cache *c, struct pc__writer *w);
 
 /* pc_reclaim, pc_stats_get. */
 void pc__core_reclaim(struct pc_cache *c);

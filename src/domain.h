@@ -65,6 +65,10 @@ struct pc__record {
     struct pc__domain *dom;
     struct pc__record *next; /* registry list, under dom->registry_lock */
     pthread_t owner;         /* the thread using it, under registry_lock */
+    /* The policy's per-thread state (lru.c's access log), set by the
+     * owning thread; it stays with the record when a thread exits and the
+     * record is recycled, and the policy frees it with the cache. */
+    void *policy_data;
 };
 
 struct pc__domain {

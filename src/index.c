@@ -50,8 +50,7 @@ static void table_free_deferred(ck_epoch_entry_t *ee)
     table_free(PC__CONTAINER_OF(ee, struct pc__table, ee));
 }
 
-/* Chunks for `entries` within the load limit: a power of two, at least 1. */
-static size_t chunks_for(size_t entries)
+size_t pc__index_chunks(size_t entries)
 {
     size_t need = (entries + MAX_LOAD_NUM - 1) / MAX_LOAD_NUM, n = 1;
 
@@ -63,7 +62,7 @@ static size_t chunks_for(size_t entries)
 bool pc__index_init(struct pc__index *ix, size_t expected)
 {
     ix->count = 0;
-    ix->table = table_new(chunks_for(expected + 1));
+    ix->table = table_new(pc__index_chunks(expected + 1));
     return ix->table != NULL;
 }
 

@@ -94,6 +94,9 @@ struct pc__index {
 
 struct pc__reclaimer;
 
+/* Chunks of a table sized for `entries` without growth (a power of two). */
+size_t pc__index_chunks(size_t entries);
+
 /* Set up an empty index sized for `expected` entries without growth.
  * false on allocation failure. */
 bool pc__index_init(struct pc__index *ix, size_t expected);

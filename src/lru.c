@@ -1,60 +1,68 @@
 /*
- * lru: exact LRU over the whole cache, with lock-free lookups.
+ * lru: exact LRU over the whole cache: a recency list with O(1) eviction,
+ * fed by per-thread access logs, and lookups that take no lock.
  *
- * Algorithm. Recency is a global logical clock. Every use of a key (a get
- * that finds it, a put of it) draws a fresh value from the clock and raises
- * the entry's `stamp` to it; the least recently used entry is therefore the
- * one with the smallest stamp. Writers keep a binary min-heap of entries
- * keyed by `heap_key`, the stamp an entry had when the writer last placed
- * it. Readers raise stamps without telling the heap, so heap_key <= stamp
- * always holds, and the heap is repaired lazily at eviction: pop the minimum;
- * if its stamp still equals its heap_key, no entry can have a smaller stamp
- * (every other stamp >= its heap_key >= this one), so it is the exact LRU
- * victim; otherwise re-key it with its current stamp, sift it down and look
- * again. Each read causes at most one such re-key, so eviction is amortised
- * O(log n) per operation. Single-threaded, this is op for op the textbook
- * LRU (an OrderedDict with move_to_end): same hits, same victims.
+ * Algorithm. Entries sit on one doubly linked list, most recently used at
+ * the head. Every use of a key draws a stamp from a global counter (the
+ * recency clock); a put positions its entry at the head under the writer
+ * lock, and a hit does not touch the list at all: it appends (entry,
+ * stamp) to its own thread's access log. Before the writer changes the
+ * cache's contents it drains every log, merging them in stamp order and
+ * moving each entry named to the head. Since the records it applies are
+ * exactly the uses stamped before its own stamp, in stamp order, the list
+ * is then exactly the recency order, and the least recently used entry is
+ * the tail: eviction is O(1) and names the same victim as a textbook LRU
+ * (an OrderedDict with move_to_end); single-threaded the two agree op for
+ * op.
  *
- * Concurrency argument (all writers hold `lock`; readers take none).
- *  - Lookups go through the index inside an epoch section, as in
- *    clock.c; retired entries and old tables are freed after a grace period.
- *  - A reader that finds entry e takes ts = ++clock and raises e->stamp to ts
- *    with a CAS loop. The writer claims a victim with CAS(stamp: heap_key ->
- *    STAMP_REMOVED), so a promotion and an eviction of the same entry are
- *    ordered by that one word: if the promotion lands first the CAS fails and
- *    the writer re-keys e (it is no longer the LRU); if the eviction lands
- *    first the reader sees STAMP_REMOVED and reports a miss, linearised just
- *    after the eviction. Deletes mark STAMP_REMOVED the same way.
- *  - Replacement publishes the new entry with ck_hs_set (one pointer store)
- *    and then marks the old one STAMP_REPLACED; a reader that reaches the
- *    old entry after that retries its lookup and finds the new one.
- *  - A put that evicts changes two keys (adds one, removes another), which
- *    readers must see happen at once. It runs inside a sequence lock (the
- *    "two-key seqlock", seq_begin/seq_end): `seq` is odd while the new key
- *    is published and the victim unlinked, and readers whose lookup
- *    overlapped an odd or changed `seq` retry. pc_clear uses the same
- *    seqlock, so it is atomic too.
- *  - Recency order must agree with the linearisation order, or a later
- *    eviction picks a victim the reference LRU would not. A hit is
- *    linearised when it draws its stamp (its entry was reachable from its
- *    lookup until its CAS succeeds, so it was present then), and a put when
- *    it publishes; but a put draws its stamp before it publishes. So a put
- *    draws it by making the clock odd (a stamp window) and makes it even
- *    again only when its change is complete; a reader that draws an odd
- *    stamp retries after the window. No read stamp therefore falls between
- *    a put's stamp and its publication, and stamp order is linearisation
- *    order. (Without the window, a hit on A stamped between put B's stamp
- *    and its publication made A look more recent than B although it was
- *    linearised before B: the linearizability test found such histories.)
- * Linearisation points: get, when it draws its stamp (a miss: the lookup, or
- * the eviction or delete that beat its CAS); put, the ck_hs store of the new
- * entry; delete, the exchange that marks STAMP_REMOVED.
+ * The clock. Hits add 2 (even stamps). A writer that changes which keys
+ * are present opens a window by adding 1 (its stamp P is odd) and closes it
+ * by adding 1 when its change is complete; a reader that draws an odd
+ * stamp has met an open window, and looks its key up again once it
+ * closes. So no hit is stamped inside a window.
  *
- * Cost of strictness: one shared fetch-and-add and one CAS per hit, and a
- * reader that meets a put's stamp window or an evicting put's two-key seqlock
- * waits for it to close (a few hundred nanoseconds under the lock), so a
- * reader can wait for a preempted writer. The benchmark measures it against a
- * plain mutex + list LRU.
+ * No late records. A reader announces itself in its log (`inflight`)
+ * before it draws its stamp and withdraws after it has published its
+ * record. The writer draws P, then waits until no log is in flight, then
+ * drains. Both draws are read-modify-writes of the clock with
+ * acquire-release order, so if a reader's stamp is below P its
+ * announcement happens before the writer's scan, which therefore waits for
+ * its record; and a reader that draws after P gets an odd stamp and
+ * retries. Every record below P is applied before the writer changes
+ * anything, and every record applied later is above P: the list never
+ * needs an entry placed anywhere but the head. (A reader in flight is a
+ * few instructions from done: the writer's wait is bounded by them, unless
+ * the reader is preempted there; the exact-LRU build is the one that may
+ * pay for strictness.)
+ *
+ * Linearisation points. A hit: its stamp draw (its entry was found before,
+ * and is checked for removal after: a writer marks an entry removed inside
+ * a window, so a hit stamped after that window sees the mark and looks
+ * again, and one stamped before it happened first). A miss: its index
+ * lookup. A put: the moment its change is complete inside its window (an
+ * evicting put publishes the new key before it unlinks the victim, so no
+ * pair of lookups can see both or neither, and any hit on either waits for
+ * the window). A delete: its removal from the index.
+ *
+ * Logs are best effort and bounded (LOG_RECORDS per thread per cache). A
+ * reader whose log is full, or that has none (its first hit, or no memory
+ * for one), takes the writer lock instead, drains every log behind a
+ * stamp of its own and moves its entry to the head itself.
+ *
+ * Memory safety of log records. A record names an entry that may since
+ * have been removed; draining skips removed entries, but must never read a
+ * freed one. Retired entries are freed only after a grace period, which
+ * every reader that found one has left, having published its record
+ * first; and before retired memory is handed over to be freed the writer
+ * drains all logs (lru_before_free, called by core.c with the lock held).
+ * A record published after that drain was stamped after the writer's
+ * cutoff, by a reader that began after the grace period: it cannot name
+ * that memory.
+ *
+ * Cost of strictness: a hit pays one shared fetch-and-add (the clock) and
+ * writes only its own log; it waits only while a writer's window is open.
+ * Writers pay the merge, one list move per logged hit, which a mutex LRU
+ * pays inside every get.
  */
 #include <stddef.h>
 #include <string.h>
@@ -64,25 +72,41 @@
 #include "index.h"
 #include "policy.h"
 
-#define STAMP_REMOVED UINT64_MAX
-#define STAMP_REPLACED (UINT64_MAX - 1)
+#define LOG_RECORDS 256u
+#define REMOVED 1u /* pc__kv.flags bit: the writer unlinked the entry */
 
 struct lru_entry {
-    uint64_t stamp;    /* last use, or a STAMP_ sentinel; atomic */
-    uint64_t heap_key; /* writer-only */
-    uint32_t heap_idx; /* writer-only */
-    uint32_t pad;
-    struct pc__kv kv; /* last: key and value bytes follow */
+    struct lru_entry *prev, *next; /* recency list; writer-only */
+    struct pc__kv kv;              /* last: key and value bytes follow */
 };
+
+struct lru_record {
+    struct pc__kv *kv;
+    uint64_t stamp;
+};
+
+/* One thread's access log on one cache: a ring its owner appends to. */
+struct lru_log {
+    uint32_t inflight;    /* owner: between announcing and publishing */
+    uint64_t tail;        /* owner: records published (release) */
+    struct lru_log *next; /* the cache's list of logs; writer lock */
+    uint64_t head __attribute__((aligned(64))); /* writer: records applied */
+    struct lru_record rec[LOG_RECORDS];
+};
+
+/* The index is split into up to MAX_TABLES tables by the hash's high bits,
+ * as many as make their power-of-two sizes add up to the least memory
+ * (choose_tables): one lock and one list, several tables. */
+#define MAX_TABLES 16
 
 struct lru_cache {
     struct pc_cache base;
     struct pc__writer w; /* the cache's one writer lock */
-    struct pc__index ix;
-    struct lru_entry **heap;
-    size_t heap_len, heap_cap;
-    size_t count;                                /* relaxed reads by pc_len */
-    uint64_t seq __attribute__((aligned(64)));   /* odd: two-key change */
+    unsigned int ntables;
+    struct pc__index ix[MAX_TABLES];
+    struct lru_entry list; /* sentinel: list.next most, list.prev least */
+    size_t count;          /* relaxed reads by pc_len */
+    struct lru_log *logs;  /* writer lock */
     uint64_t clock __attribute__((aligned(64))); /* recency clock */
 } __attribute__((aligned(64)));
 
@@ -98,163 +122,148 @@ const char *pc__policy_name(void)
     return "lru";
 }
 
-static void entry_free(struct pc__kv *kv)
+static inline struct pc__index *index_of(struct lru_cache *c, uint64_t h)
 {
-    pc__free(ENTRY_OF(kv), sizeof(struct lru_entry) + kv->klen + kv->vlen);
+    return &c->ix[((h >> 32) * c->ntables) >> 32];
 }
 
-/*
- * The recency clock. Readers draw even stamps (+2); a writer draws its odd
- * stamp by opening a stamp window (+1) before it publishes anything and
- * closes it (+1) once its change is complete. A reader that draws an odd
- * value has met an open window and retries after it (reader_tick).
- */
-static inline uint64_t reader_tick(struct lru_cache *c)
+/* The table count (1..MAX_TABLES) whose tables, each sized for its share
+ * of cap, take the fewest chunks (pc__index_chunks). */
+static unsigned int choose_tables(size_t cap)
 {
-    return __atomic_add_fetch(&c->clock, 2, __ATOMIC_ACQ_REL);
+    unsigned int best = 1;
+    size_t best_chunks = pc__index_chunks(cap + 1);
+
+    for (unsigned int n = 2; n <= MAX_TABLES && cap / n >= 1024; n++) {
+        size_t chunks = n * pc__index_chunks((cap + n - 1) / n + 1);
+
+        if (chunks < best_chunks) {
+            best = n;
+            best_chunks = chunks;
+        }
+    }
+    return best;
 }
 
-static inline uint64_t stamp_window_open(struct lru_cache *c)
+static void entry_free(struct lru_entry *e)
 {
-    uint64_t ts = __atomic_add_fetch(&c->clock, 1, __ATOMIC_SEQ_CST);
-
-    /* Nothing this put publishes may become visible before the odd clock
-     * (ck_hs stores are plain stores). */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    return ts;
+    pc__free(e, sizeof *e + e->kv.klen + e->kv.vlen);
 }
 
-static inline void stamp_window_close(struct lru_cache *c)
+static bool is_removed(const struct pc__kv *kv)
+{
+    return __atomic_load_n(&kv->flags, __ATOMIC_ACQUIRE) & REMOVED;
+}
+
+/* ---- the recency list (writer lock held) ---- */
+
+static void list_unlink(struct lru_entry *e)
+{
+    e->prev->next = e->next;
+    e->next->prev = e->prev;
+}
+
+static void list_push_head(struct lru_cache *c, struct lru_entry *e)
+{
+    e->prev = &c->list;
+    e->next = c->list.next;
+    c->list.next->prev = e;
+    c->list.next = e;
+}
+
+static void list_move_head(struct lru_cache *c, struct lru_entry *e)
+{
+    if (c->list.next == e)
+        return;
+    list_unlink(e);
+    list_push_head(c, e);
+}
+
+/* Mark kv removed (readers that stamp after the current window see it). */
+static void mark_removed(struct pc__kv *kv)
+{
+    __atomic_store_n(&kv->flags, kv->flags | REMOVED, __ATOMIC_RELEASE);
+}
+
+/* ---- logs (writer lock held) ---- */
+
+/* Wait until no reader is between announcing itself and publishing. */
+static void wait_inflight(struct lru_cache *c)
+{
+    for (struct lru_log *l = c->logs; l != NULL; l = l->next)
+        while (__atomic_load_n(&l->inflight, __ATOMIC_ACQUIRE))
+            ck_pr_stall();
+}
+
+/* Apply, in stamp order, every logged use stamped below cutoff. */
+static void drain_below(struct lru_cache *c, uint64_t cutoff)
+{
+    for (;;) {
+        struct lru_log *best = NULL;
+        uint64_t best_stamp = cutoff;
+
+        for (struct lru_log *l = c->logs; l != NULL; l = l->next) {
+            uint64_t tail = __atomic_load_n(&l->tail, __ATOMIC_ACQUIRE);
+            struct lru_record *r;
+
+            if (l->head == tail)
+                continue;
+            r = &l->rec[l->head % LOG_RECORDS];
+            if (r->stamp < best_stamp) {
+                best_stamp = r->stamp;
+                best = l;
+            }
+        }
+        if (best == NULL)
+            return;
+        struct pc__kv *kv = best->rec[best->head % LOG_RECORDS].kv;
+
+        __atomic_store_n(&best->head, best->head + 1, __ATOMIC_RELEASE);
+        if (!(kv->flags & REMOVED))
+            list_move_head(c, ENTRY_OF(kv));
+    }
+}
+
+/* Make the list the exact recency order as of a stamp drawn now (even:
+ * no window opens); returns that stamp. */
+static uint64_t catch_up(struct lru_cache *c)
+{
+    uint64_t cutoff = __atomic_add_fetch(&c->clock, 2, __ATOMIC_ACQ_REL);
+
+    wait_inflight(c);
+    drain_below(c, cutoff);
+    return cutoff;
+}
+
+/* Open a window (odd stamp) and apply every use stamped before it. */
+static void window_open(struct lru_cache *c)
+{
+    uint64_t p = __atomic_add_fetch(&c->clock, 1, __ATOMIC_ACQ_REL);
+
+    PC__ASSERT(p & 1);
+    wait_inflight(c);
+    drain_below(c, p);
+}
+
+static void window_close(struct lru_cache *c)
 {
     __atomic_add_fetch(&c->clock, 1, __ATOMIC_RELEASE);
 }
 
-/* ---- min-heap on heap_key (writer-only) ---- */
-
-static void heap_set(struct lru_cache *c, size_t i, struct lru_entry *e)
+/* core.h's before_free hook: no record may name memory about to be freed. */
+static void lru_before_free(pc_cache *base)
 {
-    c->heap[i] = e;
-    e->heap_idx = (uint32_t)i;
+    catch_up(lru_of(base));
 }
 
-static void heap_sift_up(struct lru_cache *c, size_t i)
-{
-    struct lru_entry *e = c->heap[i];
-
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-
-        if (c->heap[parent]->heap_key <= e->heap_key)
-            break;
-        heap_set(c, i, c->heap[parent]);
-        i = parent;
-    }
-    heap_set(c, i, e);
-}
-
-static void heap_sift_down(struct lru_cache *c, size_t i)
-{
-    struct lru_entry *e = c->heap[i];
-
-    for (;;) {
-        size_t l = 2 * i + 1, m = i;
-        uint64_t mk = e->heap_key;
-
-        if (l < c->heap_len && c->heap[l]->heap_key < mk)
-            m = l, mk = c->heap[l]->heap_key;
-        if (l + 1 < c->heap_len && c->heap[l + 1]->heap_key < mk)
-            m = l + 1;
-        if (m == i)
-            break;
-        heap_set(c, i, c->heap[m]);
-        i = m;
-    }
-    heap_set(c, i, e);
-}
-
-static bool heap_reserve(struct lru_cache *c)
-{
-    struct lru_entry **h;
-    size_t ncap;
-
-    if (c->heap_len < c->heap_cap)
-        return true;
-    ncap = c->heap_cap ? c->heap_cap * 2 : 64;
-    if (ncap > c->base.capacity)
-        ncap = c->base.capacity;
-    h = pc__alloc(sizeof *h * ncap);
-    if (h == NULL)
-        return false;
-    if (c->heap_len)
-        memcpy(h, c->heap, sizeof *h * c->heap_len);
-    pc__free(c->heap, sizeof *h * c->heap_cap);
-    c->heap = h;
-    c->heap_cap = ncap;
-    return true;
-}
-
-static void heap_push(struct lru_cache *c, struct lru_entry *e)
-{
-    heap_set(c, c->heap_len++, e);
-    heap_sift_up(c, e->heap_idx);
-}
-
-static void heap_remove(struct lru_cache *c, struct lru_entry *e)
-{
-    size_t i = e->heap_idx;
-    struct lru_entry *last = c->heap[--c->heap_len];
-
-    if (last == e)
-        return;
-    heap_set(c, i, last);
-    if (i > 0 && c->heap[(i - 1) / 2]->heap_key > last->heap_key)
-        heap_sift_up(c, i);
-    else
-        heap_sift_down(c, i);
-}
-
-/* Claim the exact LRU entry (heap non-empty); it is marked STAMP_REMOVED
- * and out of the heap on return, still in the index. */
-static struct lru_entry *claim_victim(struct lru_cache *c)
-{
-    for (;;) {
-        struct lru_entry *e = c->heap[0];
-        uint64_t cur = __atomic_load_n(&e->stamp, __ATOMIC_ACQUIRE);
-
-        /* Readers only raise stamps; heap entries are never sentinels. */
-        PC__ASSERT(e->heap_key <= cur && cur < STAMP_REPLACED);
-        if (cur != e->heap_key) {
-            e->heap_key = cur;
-            heap_sift_down(c, 0);
-            continue;
-        }
-        if (__atomic_compare_exchange_n(&e->stamp, &cur, STAMP_REMOVED, false,
-                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-            heap_remove(c, e);
-            return e;
-        }
-    }
-}
-
-/* The two-key seqlock (see the top comment). */
-static void seq_begin(struct lru_cache *c)
-{
-    __atomic_store_n(&c->seq, c->seq + 1, __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-}
-
-static void seq_end(struct lru_cache *c)
-{
-    __atomic_store_n(&c->seq, c->seq + 1, __ATOMIC_RELEASE);
-}
+/* ---- life cycle ---- */
 
 pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
 {
     struct lru_cache *c;
     size_t presize;
+    unsigned int i;
 
-    if (opts->capacity > UINT32_MAX) /* heap positions are 32-bit */
-        return PC_EINVAL;
     c = pc__alloc_aligned(sizeof *c, 64);
     if (c == NULL)
         return PC_ENOMEM;
@@ -263,17 +272,23 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
         pc__free_aligned(c, sizeof *c, 64);
         return PC_ENOMEM;
     }
-    presize = opts->capacity < (1ul << 20) ? opts->capacity : (1ul << 20);
-    if (!pc__index_init(&c->ix, presize))
+    c->base.before_free = lru_before_free;
+    c->list.next = c->list.prev = &c->list;
+    c->ntables = choose_tables(opts->capacity);
+    presize = (opts->capacity + c->ntables - 1) / c->ntables;
+    if (presize > (1ul << 20))
+        presize = 1ul << 20; /* larger ones grow */
+    for (i = 0; i < c->ntables; i++)
+        if (!pc__index_init(&c->ix[i], presize))
+            goto fail;
+    if (!pc__core_add_writer(&c->base, &c->w, offsetof(struct lru_entry, kv)))
         goto fail;
-    if (!pc__core_add_writer(&c->base, &c->w, offsetof(struct lru_entry, kv))) {
-        pc__index_destroy(&c->ix);
-        goto fail;
-    }
     *out = &c->base;
     return PC_OK;
 
 fail:
+    for (i = 0; i < c->ntables; i++)
+        pc__index_destroy(&c->ix[i]);
     pc__core_fini(&c->base);
     pc__free_aligned(c, sizeof *c, 64);
     return PC_ENOMEM;
@@ -282,18 +297,56 @@ fail:
 void pc__policy_destroy(pc_cache *base)
 {
     struct lru_cache *c = lru_of(base);
+    struct lru_entry *e, *next;
+    struct lru_log *l, *lnext;
 
     pc__core_shutdown(base);
-    for (size_t i = 0; i < c->heap_len; i++)
-        entry_free(&c->heap[i]->kv);
-    pc__free(c->heap, sizeof *c->heap * c->heap_cap);
-    pc__index_destroy(&c->ix);
+    for (e = c->list.next; e != &c->list; e = next) {
+        next = e->next;
+        entry_free(e);
+    }
+    for (l = c->logs; l != NULL; l = lnext) {
+        lnext = l->next;
+        pc__free_aligned(l, sizeof *l, 64);
+    }
+    for (unsigned int i = 0; i < c->ntables; i++)
+        pc__index_destroy(&c->ix[i]);
     pc__core_fini(base);
     pc__free_aligned(c, sizeof *c, 64);
 }
 
-/* Inside the caller's read section: find key and record the use (raise its
- * stamp); counts the lookup. NULL on a miss. */
+/* ---- lookups ---- */
+
+/* A hit the reader's log cannot take (no log yet, or full): under the
+ * writer lock, catch up and move the entry to the head directly (the hit
+ * is linearised at the catch-up's stamp). Creates the thread's log on its
+ * first use. False if the entry was removed meanwhile: look again. */
+static bool locked_hit(struct lru_cache *c, struct pc__record *t,
+                       struct pc__kv *kv)
+{
+    bool present;
+
+    pc__writer_lock(&c->w);
+    if (t->policy_data == NULL) {
+        struct lru_log *l = pc__alloc_aligned(sizeof *l, 64);
+
+        if (l != NULL) { /* else every hit takes this path: slower, exact */
+            memset(l, 0, sizeof *l);
+            l->next = c->logs;
+            c->logs = l;
+            t->policy_data = l;
+        }
+    }
+    catch_up(c);
+    present = !(kv->flags & REMOVED);
+    if (present)
+        list_move_head(c, ENTRY_OF(kv));
+    pc__writer_unlock(&c->base, &c->w);
+    return present;
+}
+
+/* Inside the caller's read section: find key and record the use; counts
+ * the lookup. NULL on a miss. */
 static struct pc__kv *lru_lookup(pc_cache *base, struct pc__record *t,
                                  uint64_t h, const void *key, size_t klen)
 {
@@ -301,40 +354,35 @@ static struct pc__kv *lru_lookup(pc_cache *base, struct pc__record *t,
     struct pc__kv *found = NULL;
 
     for (;;) {
-        uint64_t s1 = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
-        struct pc__kv *kv;
-        struct lru_entry *e;
-        uint64_t ts, cur;
+        struct pc__kv *kv = pc__index_get(index_of(c, h), h, key, klen);
+        struct lru_log *l = t->policy_data;
+        uint64_t ts, tail;
 
-        if (s1 & 1) {
-            ck_pr_stall();
-            continue;
-        }
-        kv = pc__index_get(&c->ix, h, key, klen);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        if (__atomic_load_n(&c->seq, __ATOMIC_RELAXED) != s1)
-            continue;
         if (kv == NULL)
             break;
-        e = ENTRY_OF(kv);
-        ts = reader_tick(c);
-        if (ts & 1) {
-            /* A put is between drawing its stamp and completing: this use
-             * must order after it, so look again once it is done. */
+        if (l == NULL ||
+            (tail = l->tail) - __atomic_load_n(&l->head, __ATOMIC_RELAXED) ==
+                LOG_RECORDS) {
+            if (!locked_hit(c, t, kv))
+                continue;
+            found = kv;
+            break;
+        }
+        __atomic_store_n(&l->inflight, 1, __ATOMIC_RELAXED);
+        ts = __atomic_add_fetch(&c->clock, 2, __ATOMIC_ACQ_REL);
+        if ((ts & 1) || is_removed(kv)) {
+            __atomic_store_n(&l->inflight, 0, __ATOMIC_RELEASE);
+            /* A window is open (wait for it), or the entry went: look
+             * again. */
             while (__atomic_load_n(&c->clock, __ATOMIC_ACQUIRE) & 1)
                 ck_pr_stall();
             continue;
         }
-        cur = __atomic_load_n(&e->stamp, __ATOMIC_ACQUIRE);
-        while (cur < ts) { /* sentinels are larger than any stamp */
-            if (__atomic_compare_exchange_n(&e->stamp, &cur, ts, false,
-                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-                break;
-        }
-        if (cur == STAMP_REPLACED)
-            continue;
-        if (cur != STAMP_REMOVED)
-            found = kv;
+        l->rec[tail % LOG_RECORDS].kv = kv;
+        l->rec[tail % LOG_RECORDS].stamp = ts;
+        __atomic_store_n(&l->tail, tail + 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&l->inflight, 0, __ATOMIC_RELEASE);
+        found = kv;
         break;
     }
     if (found != NULL)
@@ -355,6 +403,8 @@ pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
     return pc__core_pin(c, lru_lookup, key, klen, pin);
 }
 
+/* ---- writes ---- */
+
 pc_status pc__policy_put(pc_cache *base, const void *key, size_t klen,
                          const void *val, size_t vlen)
 {
@@ -366,56 +416,40 @@ pc_status pc__policy_put(pc_cache *base, const void *key, size_t klen,
     if (e == NULL)
         return PC_ENOMEM;
     pc__kv_fill(&e->kv, key, klen, val, vlen);
+    e->kv.w.live.slot = (uint32_t)(index_of(c, h) - c->ix); /* its table */
     pc__writer_lock(&c->w);
-    old = pc__index_get(&c->ix, h, key, klen);
+    window_open(c);
+    /* Growing the index is the one step that can fail: first. */
+    if (!pc__index_put(index_of(c, h), h, &e->kv, &old, c->w.rc)) {
+        window_close(c);
+        pc__writer_unlock(base, &c->w);
+        pc__free(e, sizeof *e + klen + vlen);
+        return PC_ENOMEM;
+    }
     if (old != NULL) {
-        struct lru_entry *oe = ENTRY_OF(old);
-
-        e->stamp = e->heap_key = stamp_window_open(c);
-        /* present: a replacement, which cannot fail */
-        pc__index_put(&c->ix, h, &e->kv, &old, c->w.rc);
-        __atomic_exchange_n(&oe->stamp, STAMP_REPLACED, __ATOMIC_ACQ_REL);
-        stamp_window_close(c);
-        heap_set(c, oe->heap_idx, e);
-        heap_sift_down(c, e->heap_idx);
+        /* Replacement: the new entry takes the key's place as its most
+         * recent use; evicts nothing. */
+        mark_removed(old);
+        list_unlink(ENTRY_OF(old));
         pc__reclaimer_retire(c->w.rc, old);
-    } else if (c->count < base->capacity) {
-        e->stamp = e->heap_key = stamp_window_open(c);
-        if (!heap_reserve(c) ||
-            !pc__index_put(&c->ix, h, &e->kv, &old, c->w.rc)) {
-            stamp_window_close(c);
-            goto nomem;
-        }
-        stamp_window_close(c);
-        heap_push(c, e);
-        __atomic_store_n(&c->count, c->count + 1, __ATOMIC_RELAXED);
-    } else {
-        struct lru_entry *victim;
+    } else if (c->count == base->capacity) {
+        /* Published first, victim unlinked second (see the top comment). */
+        struct lru_entry *victim = c->list.prev;
 
-        e->stamp = e->heap_key = stamp_window_open(c);
-        seq_begin(c);
-        if (!pc__index_put(&c->ix, h, &e->kv, &old, c->w.rc)) {
-            seq_end(c);
-            stamp_window_close(c);
-            goto nomem;
-        }
-        victim = claim_victim(c);
-        pc__index_erase(&c->ix, &victim->kv);
-        seq_end(c);
-        stamp_window_close(c);
-        heap_push(c, e);
+        mark_removed(&victim->kv);
+        pc__index_erase(&c->ix[victim->kv.w.live.slot], &victim->kv);
+        list_unlink(victim);
         pc__reclaimer_retire(c->w.rc, &victim->kv);
         PC__COUNTER_INC(c->w.evictions);
+    } else {
+        __atomic_store_n(&c->count, c->count + 1, __ATOMIC_RELAXED);
     }
-    PC__ASSERT(c->count <= base->capacity && c->heap_len == c->count);
+    list_push_head(c, e);
+    window_close(c);
+    PC__ASSERT(c->count <= base->capacity);
     PC__COUNTER_INC(c->w.puts);
-    pc__writer_unlock(&c->w);
+    pc__writer_unlock(base, &c->w);
     return PC_OK;
-
-nomem:
-    pc__writer_unlock(&c->w);
-    pc__free(e, sizeof *e + klen + vlen);
-    return PC_ENOMEM;
 }
 
 pc_status pc__policy_delete(pc_cache *base, const void *key, size_t klen)
@@ -425,18 +459,15 @@ pc_status pc__policy_delete(pc_cache *base, const void *key, size_t klen)
     struct pc__kv *kv;
 
     pc__writer_lock(&c->w);
-    kv = pc__index_get(&c->ix, h, key, klen);
+    kv = pc__index_remove(index_of(c, h), h, key, klen);
     if (kv != NULL) {
-        struct lru_entry *e = ENTRY_OF(kv);
-
-        __atomic_exchange_n(&e->stamp, STAMP_REMOVED, __ATOMIC_ACQ_REL);
-        pc__index_erase(&c->ix, kv);
-        heap_remove(c, e);
+        mark_removed(kv);
+        list_unlink(ENTRY_OF(kv));
         __atomic_store_n(&c->count, c->count - 1, __ATOMIC_RELAXED);
         pc__reclaimer_retire(c->w.rc, kv);
         PC__COUNTER_INC(c->w.deletes);
     }
-    pc__writer_unlock(&c->w);
+    pc__writer_unlock(base, &c->w);
     return kv != NULL ? PC_OK : PC_NOTFOUND;
 }
 
@@ -451,17 +482,18 @@ size_t pc__policy_len(const pc_cache *base)
 void pc__policy_clear(pc_cache *base)
 {
     struct lru_cache *c = lru_of(base);
-    pc__writer_lock(&c->w);
-    seq_begin(c);
-    for (size_t i = 0; i < c->heap_len; i++) {
-        struct lru_entry *e = c->heap[i];
+    struct lru_entry *e, *next;
 
-        __atomic_exchange_n(&e->stamp, STAMP_REMOVED, __ATOMIC_ACQ_REL);
-        pc__index_erase(&c->ix, &e->kv);
+    pc__writer_lock(&c->w);
+    window_open(c); /* every key goes at once */
+    for (e = c->list.next; e != &c->list; e = next) {
+        next = e->next;
+        mark_removed(&e->kv);
+        pc__index_erase(&c->ix[e->kv.w.live.slot], &e->kv);
         pc__reclaimer_retire(c->w.rc, &e->kv);
     }
-    c->heap_len = 0;
+    c->list.next = c->list.prev = &c->list;
     __atomic_store_n(&c->count, 0, __ATOMIC_RELAXED);
-    seq_end(c);
-    pc__writer_unlock(&c->w);
+    window_close(c);
+    pc__writer_unlock(base, &c->w);
 }

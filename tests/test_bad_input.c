@@ -52,6 +52,12 @@ Test(bad_input, create_refuses_null_and_zero_capacity)
     o.shards = 4097;
     cr_assert_eq(pc_create(&o, &c), PC_EINVAL);
     cr_assert_eq(c, (pc_cache *)0x1);
+    o.shards = 0;
+    o.capacity = PC_CAPACITY_MAX + 1;
+    cr_assert_eq(pc_create(&o, &c), PC_EINVAL);
+    o.capacity = SIZE_MAX;
+    cr_assert_eq(pc_create(&o, &c), PC_EINVAL);
+    cr_assert_eq(c, (pc_cache *)0x1);
 }
 
 Test(bad_input, null_cache_is_refused_or_a_no_op)
