@@ -71,7 +71,9 @@ extern "C" {
 
 typedef enum pc_status {
     PC_OK = 0,
-    PC_NOTFOUND = 1, /* key absent (get, delete) */
+    PC_NOTFOUND = 1, /* key absent (get, delete, PC_PUT_IF_PRESENT) */
+    PC_EXISTS = 2,   /* PC_PUT_IF_ABSENT: the key is present; nothing
+                        changed */
     PC_EINVAL = -1,  /* bad argument: NULL where not allowed, capacity 0,
                         key too long */
     PC_ENOMEM = -2,  /* allocation failed; the cache is unchanged */
@@ -86,6 +88,33 @@ typedef enum pc_status {
 
 typedef struct pc_cache pc_cache; /* opaque */
 
+/* Why an entry left the cache (the removal listener's cause argument). */
+typedef enum pc_removal_cause {
+    PC_REMOVED_EVICTED = 1, /* to make room (capacity, byte bound, or a
+                               pc_set_capacity / pc_set_max_bytes shrink) */
+    PC_REMOVED_EXPIRED,     /* its time to live ran out */
+    PC_REMOVED_REPLACED,    /* a put of the same key replaced its value */
+    PC_REMOVED_DELETED,     /* pc_delete */
+    PC_REMOVED_CLEARED,     /* pc_clear */
+} pc_removal_cause;
+
+/*
+ * A removal listener: called once for every entry that leaves the cache,
+ * for every cause above, and never for the entries pc_destroy releases.
+ * It runs on the thread whose call removed the entry, after that call has
+ * released every lock it took and before it returns. key and val are the
+ * entry's bytes, valid only during the call. It may call the cache,
+ * including pc_put (the removals that causes are reported after this call
+ * returns, in a loop, not by recursion), but not pc_destroy.
+ */
+typedef void pc_removal_fn(void *ctx, const void *key, size_t klen,
+                           const void *val, size_t vlen,
+                           pc_removal_cause cause);
+
+/* pc_options.policy */
+#define PC_POLICY_DEFAULT 0u   /* the build's policy: clock or exact LRU */
+#define PC_POLICY_FREQUENCY 1u /* scan- and one-hit-resistant (CLOCK build) */
+
 /*
  * Options for pc_create. Zero-initialise, then set what you need; a field
  * left 0 always means "the default".
@@ -94,12 +123,13 @@ typedef struct pc_options {
     /* Maximum number of entries, >= 1. Required (0 is refused). */
     size_t capacity;
     /*
-     * CLOCK only: number of shards (each an independent hash set, writer
-     * lock and clock hand). 0 picks one from the capacity and the number of
-     * online CPUs, never letting a shard's share fall below 1024 entries
-     * (which keeps the hit ratio close to one unsharded CLOCK). Values above
-     * 4096 are refused with PC_EINVAL. Ignored by the exact-LRU policy, and
-     * clamped to the capacity.
+     * CLOCK and frequency policies: number of shards (each an independent
+     * index, writer lock and eviction order; the capacity and the byte
+     * bound are shared by all of them). 0 picks one from the capacity and
+     * the number of online CPUs, never letting a shard's share fall below
+     * 1024 entries (which keeps the hit ratio close to one unsharded
+     * policy). Values above 4096 are refused with PC_EINVAL. Ignored by
+     * the exact-LRU policy, and clamped to the capacity.
      */
     unsigned int shards;
     /*
@@ -108,17 +138,42 @@ typedef struct pc_options {
      * Non-zero fixes the seed, for reproducible benchmarks and tests only.
      */
     uint64_t hash_seed;
+    /* Bound on the sum of klen + vlen over the entries present; 0 = none.
+     * Per entry the cache also spends a fixed overhead (README, "Memory"),
+     * which this bound does not count. */
+    uint64_t max_bytes;
+    /* Default time to live of entries, in ms of the cache's clock; 0 =
+     * entries never expire (unless a put says otherwise). */
+    uint64_t ttl_ms;
+    /* The cache's clock, in ms (any origin, never decreasing); NULL =
+     * CLOCK_MONOTONIC_COARSE (a resolution of a few ms: expiry is exact on
+     * that clock). Called on the calling thread, with no lock held, by any
+     * call that needs the time; must be thread-safe and must not call the
+     * cache. */
+    uint64_t (*now_ms)(void *ctx);
+    void *now_ctx;
+    /* Removal listener (see pc_removal_fn); NULL = none. */
+    pc_removal_fn *on_removal;
+    void *removal_ctx;
+    /* PC_POLICY_DEFAULT or PC_POLICY_FREQUENCY; anything else, or
+     * PC_POLICY_FREQUENCY in the exact-LRU build, is refused (PC_EINVAL). */
+    unsigned int policy;
 } pc_options;
 
 /* Counters summed over all threads and shards; see pc_stats_get. */
 typedef struct pc_stats {
     uint64_t hits;          /* pc_get (and loads) that found the key */
     uint64_t misses;        /* pc_get that did not */
-    uint64_t puts;          /* successful pc_put calls */
+    uint64_t puts;          /* puts that stored a value */
     uint64_t evictions;     /* entries evicted to make room */
     uint64_t deletes;       /* successful pc_delete calls */
     uint64_t loader_calls;  /* loader invocations (get-or-load) */
     uint64_t loader_errors; /* loader invocations that failed */
+    uint64_t expirations;   /* entries removed because their TTL ran out */
+    uint64_t bytes;         /* as pc_bytes */
+    uint64_t pending;       /* removed entries not yet freed (waiting for
+                               readers, or pinned) */
+    uint64_t pending_bytes; /* their allocated bytes */
 } pc_stats;
 
 /*
@@ -148,16 +203,19 @@ PC_API void pc_destroy(pc_cache *cache);
  * buf, sets *vlen (when vlen is not NULL) and returns PC_OK; an empty value
  * is a hit. If the value is longer than bufcap, returns PC_ERANGE, leaves buf
  * untouched and sets *vlen to the value's length; this still counts as a
- * use. A hit is a use: it promotes the key (lru) or sets its reference bit
- * (clock). buf may be NULL when bufcap is 0; key may be NULL when klen is 0.
+ * use. A hit is a use: it promotes the key (lru), sets its reference bit
+ * (clock) or raises its use count (frequency). An entry whose expiry time
+ * has come (on the cache's clock) is a miss, whether or not it has been
+ * removed yet. buf may be NULL when bufcap is 0; key may be NULL when klen
+ * is 0. Counts exactly one hit or one miss (pc_stats_get).
  * Thread-safety: any thread, concurrently with anything but pc_destroy.
- * Progress: clock: lock-free, and wait-free unless a writer concurrently
- * relocates an entry in this key's probe sequence (ck_hs generation retry);
- * never waits for a lock holder. lru: takes no lock, retries once per
- * concurrent recency update or replacement of the same key, and waits
- * while a put holds the cache's stamp or eviction window open (a few
- * hundred nanoseconds inside the writer lock), so it is blocking in the
- * strict sense: a writer preempted inside that window delays it.
+ * Progress: clock, frequency: wait-free (no lock, no retry, no atomic
+ * read-modify-write; an entry with an expiry time also reads the clock).
+ * lru: takes no lock on most hits (one shared atomic increment, and a
+ * record in this thread's access log); it waits while a writer's window is
+ * open (a few hundred nanoseconds inside the writer lock), and takes the
+ * writer lock itself once per few hundred hits if no writer drains its log
+ * meanwhile: blocking.
  * Returns PC_OK, PC_NOTFOUND, PC_ERANGE; PC_EINVAL if cache is NULL, key is
  * NULL with klen > 0, klen > PC_KEY_MAX, or buf is NULL with bufcap > 0;
  * PC_ENOMEM only on this thread's first call on this cache.
@@ -166,45 +224,136 @@ PC_API pc_status pc_get(pc_cache *cache, const void *key, size_t klen,
                         void *buf, size_t bufcap, size_t *vlen);
 
 /*
- * Insert or replace key -> val. Replacing an existing key never evicts
- * another entry and counts as a use; inserting a new key into a full cache
- * (clock: a full shard) evicts exactly one entry first. Readers see the old
- * or the new value, never a mix. val may be NULL when vlen is 0.
- * Thread-safety: any thread. Progress: blocking (the shard's writer lock,
- * clock; the cache's writer lock, lru). Now and then (at most about once
- * per millisecond per cache in the default build) a put or delete also
- * runs one step of memory reclamation after releasing its lock; with the
- * default "membarrier" read fence (pc_read_fence) that step is one
- * membarrier(2) system call, a few microseconds, the price of reads that
- * execute no fence.
- * Returns PC_OK; PC_EINVAL if cache is NULL, key is NULL with klen > 0,
- * klen > PC_KEY_MAX, val is NULL with vlen > 0, or vlen > PC_VALUE_MAX;
- * PC_ENOMEM if the entry could not be allocated (nothing changed).
+ * Insert or replace key -> val (the cache's default time to live applies).
+ * Exactly pc_put_ex(cache, key, klen, val, vlen, NULL); see there.
  */
 PC_API pc_status pc_put(pc_cache *cache, const void *key, size_t klen,
                         const void *val, size_t vlen);
 
+/* pc_put_args.ttl_ms: the entry never expires, whatever the default. */
+#define PC_TTL_NEVER UINT64_MAX
+/* pc_put_args.flags */
+#define PC_PUT_IF_ABSENT 1u  /* insert only: PC_EXISTS if the key is present */
+#define PC_PUT_IF_PRESENT 2u /* replace only: PC_NOTFOUND if it is absent */
+
+typedef struct pc_put_args { /* zero-initialise */
+    uint64_t ttl_ms;         /* 0: the cache's ttl_ms; PC_TTL_NEVER: none */
+    unsigned int flags;      /* 0, PC_PUT_IF_ABSENT or PC_PUT_IF_PRESENT */
+} pc_put_args;
+
 /*
- * Remove key. Returns PC_OK if it was present, PC_NOTFOUND if not; PC_EINVAL
- * for a NULL cache, NULL key with klen > 0, or klen > PC_KEY_MAX.
+ * Insert or replace key -> val, copying both. args may be NULL (all
+ * defaults).
+ *  - A replacement counts as a use and evicts nothing to make room for
+ *    the key itself; the old value is reported to the removal listener as
+ *    PC_REMOVED_REPLACED.
+ *  - A new key is stored without evicting anything while fewer than
+ *    capacity entries are present; at capacity it evicts exactly one entry
+ *    first (lru: the least recently used; clock: the first with a clear
+ *    reference bit under its shard's hand; frequency: see pc_create), an
+ *    expired entry being everybody's first choice. (Under concurrent puts
+ *    that race for the last free places, a put may evict one entry more
+ *    than it needed; pc_len never exceeds the capacity.)
+ *  - With a byte bound (pc_options.max_bytes), entries are evicted in
+ *    policy order until klen + vlen fits; an entry larger than the bound by
+ *    itself is refused (PC_EINVAL, nothing changed). pc_bytes never exceeds
+ *    the bound.
+ *  - Expiry: the entry is visible strictly before now + ttl (args->ttl_ms,
+ *    else the cache's ttl_ms; none if both are 0 or args->ttl_ms is
+ *    PC_TTL_NEVER), on the cache's clock; a ttl that overflows saturates
+ *    to "never". An expired entry still present counts as absent for the
+ *    conditional flags, and is reported as PC_REMOVED_EXPIRED when a put
+ *    replaces it.
+ *  - Conditional puts are atomic per key against concurrent puts, deletes
+ *    and loads of the same key.
+ *  - A put of key makes any load of key that began before it return its
+ *    value without caching it (pc_get_or_load).
+ * Readers see the old or the new value, never a mix. val may be NULL when
+ * vlen is 0. Evicted and replaced entries are reported to the removal
+ * listener before the call returns.
+ * Thread-safety: any thread. Progress: blocking (a writer lock: one per
+ * shard, or the cache's, lru). Now and then (at most about once per
+ * millisecond per cache in the default build) a put or delete also runs
+ * one step of memory reclamation after releasing its lock; with the
+ * default "membarrier" read fence (pc_read_fence) that step is one
+ * membarrier(2) system call, a few microseconds, the price of reads that
+ * execute no fence.
+ * Returns PC_OK; PC_EXISTS (PC_PUT_IF_ABSENT, key present) or PC_NOTFOUND
+ * (PC_PUT_IF_PRESENT, key absent), nothing changed; PC_EINVAL if cache is
+ * NULL, key is NULL with klen > 0, klen > PC_KEY_MAX, val is NULL with
+ * vlen > 0, vlen > PC_VALUE_MAX, args->flags has a bit other than the two
+ * or both of them, or klen + vlen exceeds a byte bound; PC_ENOMEM if the
+ * entry could not be allocated (nothing changed).
+ */
+PC_API pc_status pc_put_ex(pc_cache *cache, const void *key, size_t klen,
+                           const void *val, size_t vlen,
+                           const pc_put_args *args);
+
+/*
+ * Remove key (reported to the listener as PC_REMOVED_DELETED; an expired
+ * entry as PC_REMOVED_EXPIRED, and then it was not present: PC_NOTFOUND).
+ * A delete of key makes any load of key that began before it return its
+ * value without caching it (pc_get_or_load).
+ * Returns PC_OK if it was present, PC_NOTFOUND if not; PC_EINVAL for a NULL
+ * cache, NULL key with klen > 0, or klen > PC_KEY_MAX.
  * Thread-safety: any thread. Progress: blocking (writer lock; and see
  * pc_put on the occasional reclamation step).
  */
 PC_API pc_status pc_delete(pc_cache *cache, const void *key, size_t klen);
 
 /*
- * Number of entries. Never exceeds pc_capacity. Under concurrent writes it
- * may lag by the writes in flight; exact when the cache is quiescent. 0 for a
- * NULL cache. Thread-safety: any thread. Progress: wait-free.
+ * Remove every entry whose expiry time has come (reported as
+ * PC_REMOVED_EXPIRED) and return how many. Expired entries are otherwise
+ * removed lazily: a put that needs room takes them first, and a write that
+ * meets one removes it; until then they are invisible to reads but still
+ * count in pc_len and pc_bytes. 0 for a NULL cache.
+ * Thread-safety: any thread. Progress: blocking (every writer lock in turn;
+ * O(entries)).
+ */
+PC_API size_t pc_expire(pc_cache *cache);
+
+/*
+ * Number of entries present (expired ones not yet removed included). Never
+ * exceeds pc_capacity. Under concurrent writes it may lag by the writes in
+ * flight; exact when the cache is quiescent. 0 for a NULL cache.
+ * Thread-safety: any thread. Progress: wait-free.
  */
 PC_API size_t pc_len(const pc_cache *cache);
 
-/* The capacity given at creation; 0 for a NULL cache. Wait-free. */
+/* The capacity (as created, or as last set); 0 for a NULL cache.
+ * Wait-free. */
 PC_API size_t pc_capacity(const pc_cache *cache);
 
+/* Sum of klen + vlen over the entries present (expired ones not yet removed
+ * included); never above a non-zero byte bound. 0 for a NULL cache.
+ * Wait-free. */
+PC_API uint64_t pc_bytes(const pc_cache *cache);
+
 /*
- * Remove every entry. Clock clears shard by shard: a put to another shard
- * concurrent with pc_clear may survive it. lru clears atomically.
+ * Change the capacity. Growing takes effect at once; shrinking evicts, in
+ * policy order, until pc_len is within the new capacity before returning
+ * (each reported as PC_REMOVED_EVICTED). Puts concurrent with a shrink may
+ * be evicted by it.
+ * Returns PC_OK; PC_EINVAL for a NULL cache, a capacity of 0 or above
+ * PC_CAPACITY_MAX, or one whose share per shard would pass a shard's limit
+ * (clock, frequency). Thread-safety: any thread. Progress: blocking.
+ */
+PC_API pc_status pc_set_capacity(pc_cache *cache, size_t capacity);
+
+/*
+ * Change the byte bound (0 removes it). Shrinking evicts, in policy order,
+ * until pc_bytes is within the new bound before returning (reported as
+ * PC_REMOVED_EVICTED); a bound below every entry's size evicts everything.
+ * Returns PC_OK; PC_EINVAL for a NULL cache. Thread-safety: any thread.
+ * Progress: blocking.
+ */
+PC_API pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes);
+
+/*
+ * Remove every entry (each reported as PC_REMOVED_CLEARED). Clock and
+ * frequency clear shard by shard: a put to another shard concurrent with
+ * pc_clear may survive it. lru clears atomically. A clear makes every
+ * load that began before it return its value without caching it.
  * NULL is a no-op. Thread-safety: any thread. Progress: blocking.
  */
 PC_API void pc_clear(pc_cache *cache);
@@ -496,6 +645,10 @@ PC_API void pc_key_free(pc_key *k);
 
 /* "clock" or "lru": the policy this library was built with. Wait-free. */
 PC_API const char *pc_policy(void);
+
+/* The policy of this cache: "clock", "lru" or "frequency"; NULL for a NULL
+ * cache. Wait-free. */
+PC_API const char *pc_cache_policy(const pc_cache *cache);
 
 /*
  * How this process orders a read's epoch announcement before its loads

@@ -1,9 +1,10 @@
 /*
  * cache: the public cache API. Validates arguments, then hands the call to
- * the policy linked into this variant of the library (clock.c or lru.c) or
- * to the machinery every policy shares (core.h).
+ * the cache variant linked into this library (shard.c or lru.c) or to the
+ * machinery every variant shares (core.h), and reports the call's removals
+ * to the listener once the variant has released its locks (write.h).
  *
- * Every check happens before the policy sees the call, so a rejected call
+ * Every check happens before the variant sees the call, so a rejected call
  * cannot have changed anything. Nothing here locks or allocates.
  */
 #include "core.h"
@@ -12,7 +13,8 @@
 pc_status pc_create(const pc_options *opts, pc_cache **out)
 {
     if (opts == NULL || out == NULL || opts->capacity == 0 ||
-        opts->capacity > PC_CAPACITY_MAX || opts->shards > 4096)
+        opts->capacity > PC_CAPACITY_MAX || opts->shards > 4096 ||
+        opts->policy > PC_POLICY_FREQUENCY)
         return PC_EINVAL;
     return pc__policy_create(opts, out);
 }
@@ -28,38 +30,123 @@ pc_status pc_get(pc_cache *cache, const void *key, size_t klen, void *buf,
 {
     if (cache == NULL || !pc__key_ok(key, klen) || !pc__bytes_ok(buf, bufcap))
         return PC_EINVAL;
-    return pc__policy_get(cache, key, klen, buf, bufcap, vlen);
+    return pc__policy_get(cache, key, klen, buf, bufcap, vlen, true);
+}
+
+pc_status pc_put_ex(pc_cache *cache, const void *key, size_t klen,
+                    const void *val, size_t vlen, const pc_put_args *args)
+{
+    struct pc__put_req req = {0};
+    struct pc__removals rm;
+    struct pc__writer *w;
+    pc_status st;
+
+    if (cache == NULL || !pc__key_ok(key, klen) || !pc__value_ok(val, vlen))
+        return PC_EINVAL;
+    if (args != NULL) {
+        if ((args->flags & ~(PC_PUT_IF_ABSENT | PC_PUT_IF_PRESENT)) != 0 ||
+            args->flags == (PC_PUT_IF_ABSENT | PC_PUT_IF_PRESENT))
+            return PC_EINVAL;
+        req.flags = args->flags;
+    }
+    req.expires = pc__core_expires(cache, args != NULL ? args->ttl_ms : 0);
+    pc__removals_init(&rm, cache);
+    st = pc__policy_put(cache, pc__hash_key(&cache->seed, key, klen), key, klen,
+                        val, vlen, &req, &rm, &w);
+    pc__removals_finish(cache, &rm, w);
+    return st;
 }
 
 pc_status pc_put(pc_cache *cache, const void *key, size_t klen, const void *val,
                  size_t vlen)
 {
-    if (cache == NULL || !pc__key_ok(key, klen) || !pc__value_ok(val, vlen))
-        return PC_EINVAL;
-    return pc__policy_put(cache, key, klen, val, vlen);
+    return pc_put_ex(cache, key, klen, val, vlen, NULL);
 }
 
 pc_status pc_delete(pc_cache *cache, const void *key, size_t klen)
 {
+    struct pc__removals rm;
+    struct pc__writer *w;
+    pc_status st;
+
     if (cache == NULL || !pc__key_ok(key, klen))
         return PC_EINVAL;
-    return pc__policy_delete(cache, key, klen);
+    pc__removals_init(&rm, cache);
+    st = pc__policy_delete(cache, key, klen, &rm, &w);
+    pc__removals_finish(cache, &rm, w);
+    return st;
+}
+
+size_t pc_expire(pc_cache *cache)
+{
+    struct pc__removals rm;
+    struct pc__writer *w;
+    size_t n;
+
+    if (cache == NULL)
+        return 0;
+    pc__removals_init(&rm, cache);
+    n = pc__policy_expire(cache, &rm, &w);
+    pc__removals_finish(cache, &rm, w);
+    return n;
 }
 
 size_t pc_len(const pc_cache *cache)
 {
-    return cache == NULL ? 0 : pc__policy_len(cache);
+    return cache == NULL ? 0 : __atomic_load_n(&cache->count, __ATOMIC_RELAXED);
 }
 
 size_t pc_capacity(const pc_cache *cache)
 {
-    return cache == NULL ? 0 : cache->capacity;
+    return cache == NULL ? 0
+                         : __atomic_load_n(&cache->capacity, __ATOMIC_RELAXED);
+}
+
+uint64_t pc_bytes(const pc_cache *cache)
+{
+    return cache == NULL ? 0 : __atomic_load_n(&cache->bytes, __ATOMIC_RELAXED);
+}
+
+/* After a limit was lowered: evict down to it, and report the evictions. */
+static void shrink(pc_cache *cache)
+{
+    struct pc__removals rm;
+    struct pc__writer *w = NULL;
+
+    pc__removals_init(&rm, cache);
+    pc__policy_shrink(cache, &rm, &w);
+    if (w != NULL)
+        pc__removals_finish(cache, &rm, w);
+}
+
+pc_status pc_set_capacity(pc_cache *cache, size_t capacity)
+{
+    if (cache == NULL || capacity == 0 || capacity > PC_CAPACITY_MAX)
+        return PC_EINVAL;
+    __atomic_store_n(&cache->capacity, capacity, __ATOMIC_RELAXED);
+    shrink(cache);
+    return PC_OK;
+}
+
+pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes)
+{
+    if (cache == NULL)
+        return PC_EINVAL;
+    __atomic_store_n(&cache->max_bytes, max_bytes, __ATOMIC_RELAXED);
+    shrink(cache);
+    return PC_OK;
 }
 
 void pc_clear(pc_cache *cache)
 {
-    if (cache != NULL)
-        pc__policy_clear(cache);
+    struct pc__removals rm;
+    struct pc__writer *w;
+
+    if (cache == NULL)
+        return;
+    pc__removals_init(&rm, cache);
+    pc__policy_clear(cache, &rm, &w);
+    pc__removals_finish(cache, &rm, w);
 }
 
 void pc_reclaim(pc_cache *cache)
@@ -100,6 +187,11 @@ const char *pc_policy(void)
     return pc__policy_name();
 }
 
+const char *pc_cache_policy(const pc_cache *cache)
+{
+    return cache == NULL ? NULL : cache->policy_name;
+}
+
 const char *pc_read_fence(void)
 {
     return pc__read_fence_name();
@@ -112,6 +204,8 @@ const char *pc_strerror(pc_status status)
         return "success";
     case PC_NOTFOUND:
         return "key not found";
+    case PC_EXISTS:
+        return "the key is present; nothing changed";
     case PC_EINVAL:
         return "invalid argument";
     case PC_ENOMEM:

@@ -1,203 +1,44 @@
 /*
- * clock: the CLOCK policy, a sharded approximation of LRU with wait-free
- * reads.
+ * clock: the CLOCK policy inside one shard (shard.h), a close
+ * approximation of LRU whose hits write at most one byte.
  *
- * Algorithm. The key space is split into shards by the high half of the
- * key's hash. Each shard has an index (index.h), a writer lock, and a ring
- * of its entries with a clock hand. A read that finds its key sets the
- * entry's reference bit, if it is clear. When a new key arrives at a full
- * shard the hand sweeps the ring: an entry whose bit is set has it cleared
- * and is passed over ("second chance"); the first entry found with a clear
- * bit is evicted and the new entry takes its ring slot, just behind the
- * hand, so it gets a full revolution to be read before it can be evicted.
- * Entries read at least once per revolution therefore stay; entries not read
- * since the hand last passed go, oldest position first, which is why CLOCK
- * tracks LRU closely on real traces at a fraction of LRU's cost: a hit
- * writes at most one byte, once per revolution, instead of relinking a list.
- * If readers keep setting bits faster than the hand clears them, the sweep
- * stops after two revolutions and evicts where it stands, bounding a put.
+ * Algorithm. The shard's entries sit in a ring with a clock hand. A read
+ * that finds its key sets the entry's reference bit if it is clear (the
+ * use mark, max_ref 1). To make room, the hand sweeps the ring: an entry
+ * whose bit is set has it cleared and is passed over ("second chance");
+ * the first entry found with a clear bit is the victim, and a new entry
+ * inserted to replace it takes its ring slot, just behind the hand, so it
+ * gets a full revolution to be read before it can be evicted. Entries read
+ * at least once per revolution therefore stay; entries not read since the
+ * hand last passed go, oldest position first, which is why CLOCK tracks
+ * LRU closely on real traces at a fraction of LRU's cost: a hit writes at
+ * most one byte, once per revolution, instead of relinking a list. An
+ * entry whose expiry time has come is taken as soon as the hand reaches
+ * it, whatever its bit. If readers keep setting bits faster than the hand
+ * clears them, the sweep stops after two revolutions and evicts where it
+ * stands, bounding a put.
  *
- * Sharding. Shards are independent CLOCKs over disjoint key subsets. Any
- * count works (a multiply maps the hash's high half onto [0, n)); create
- * picks one from the CPU count (4 per CPU, at most 256), never letting a
- * shard hold fewer than CLOCK_MIN_SHARD entries (small shards fill unevenly
- * and their hit ratio drifts from a single CLOCK's), then nudges it so each
- * shard's table is as full as its load limit allows: the index costs 64
- * bytes per power-of-two chunk, so a count that just crosses a power of two
- * would double it.
+ * Slots. A removed entry's slot goes on a free list threaded through the
+ * ring (a free slot holds (next << 1) | 1 instead of a pointer); a new
+ * entry that evicted nothing takes the last slot freed, else a never-used
+ * one. The ring grows by doubling as the shard's share of the cache grows.
  *
- * Concurrency argument.
- *  - Readers (pc_get) enter an epoch section, look the key up in the index
- *    (wait-free: entries never move inside a table), set the reference bit
- *    with a relaxed byte store if it was clear, copy the value out, and
- *    leave. They take no lock, perform no atomic read-modify-write,
- *    allocate nothing, and write no shared line except that one bit.
- *  - Writers hold the shard lock for every change to the shard's index,
- *    ring, hand and count. An entry is fully written before the index
- *    publishes it and never changed afterwards except for its reference
- *    bit (entry.h), so readers never see a torn value.
- *  - A removed, replaced or evicted entry is retired to the shard's
- *    reclaimer (retire.h), which frees it only after every reader that
- *    might hold it has left its epoch section; old index tables go the
- *    same way.
- *  - The ring is writer-only memory, so it can be reallocated under the lock.
- *  - `count` is written under the lock and read with relaxed loads by
- *    pc_len; each shard's count never exceeds its capacity, and the shard
- *    capacities add up to the cache's, so pc_len never exceeds capacity.
+ * Concurrency: the ring, the hand and the free list are writer-only (the
+ * shard's writer lock); readers only set reference bits, with relaxed
+ * byte stores that the hand reads and clears with relaxed accesses.
  */
-#include <stddef.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "alloc.h"
-#include "core.h"
-#include "index.h"
-#include "policy.h"
+#include "shard.h"
 
-#define CLOCK_MIN_SHARD 1024u
-#define CLOCK_MAX_AUTO_SHARDS 256u
-#define CLOCK_PRESIZE_MAX (1ul << 16) /* per shard; larger ones grow */
 #define SLOT_NONE UINT32_MAX
+#define SLOT_MAX (UINT32_MAX - 1)
 
 /* A free ring slot holds (next free index << 1) | 1 instead of a pointer. */
 #define SLOT_IS_FREE(p) (((uintptr_t)(p)) & 1u)
 #define SLOT_FREE_LINK(next) ((struct pc__kv *)(((uintptr_t)(next) << 1) | 1u))
 #define SLOT_FREE_NEXT(p) ((uint32_t)(((uintptr_t)(p)) >> 1))
-
-/* Readers touch only `ix` (its table pointer), which writers change only
- * when a table is replaced; it gets the first
- * cache line to itself, and everything writers dirty on every put (lock,
- * ring, hand, count, counters) starts on the next one, so a put in a shard
- * does not evict its index handle from the readers' caches. */
-struct clock_shard {
-    struct pc__index ix;
-    struct pc__writer w __attribute__((aligned(64)));
-    struct pc__kv **ring;
-    uint32_t ring_cap;  /* slots allocated */
-    uint32_t used;      /* slots ever handed out (high-water mark) */
-    uint32_t hand;      /* next slot the clock hand examines */
-    uint32_t free_head; /* free-slot list through the ring, or SLOT_NONE */
-    uint32_t cap;       /* entries this shard may hold */
-    uint32_t count;     /* entries it holds; relaxed reads by pc_len */
-} __attribute__((aligned(64)));
-_Static_assert(offsetof(struct clock_shard, w) == 64,
-               "a shard's index handle has its own cache line");
-
-struct clock_cache {
-    struct pc_cache base;
-    uint32_t nshards;
-    struct clock_shard *shards;
-};
-
-static inline struct clock_cache *clock_of(pc_cache *c)
-{
-    return PC__CONTAINER_OF(c, struct clock_cache, base);
-}
-
-const char *pc__policy_name(void)
-{
-    return "clock";
-}
-
-static unsigned long pow2_ceil(unsigned long v)
-{
-    unsigned long p = 1;
-
-    while (p < v)
-        p <<= 1;
-    return p;
-}
-
-/* Index chunks needed by n shards sharing `cap` (a shard's table holds its
- * capacity plus the one entry a put inserts before it evicts). */
-static unsigned long table_chunks(size_t cap, unsigned long n)
-{
-    unsigned long per = (cap + n - 1) / n;
-
-    return n * pc__index_chunks(per + 1);
-}
-
-static uint32_t choose_shards(size_t cap, unsigned int requested)
-{
-    unsigned long cpus, target, best, n;
-
-    if (requested != 0)
-        return (uint32_t)(requested < cap ? requested : cap);
-    cpus = (unsigned long)sysconf(_SC_NPROCESSORS_ONLN);
-    if (cpus < 1)
-        cpus = 1;
-    target = pow2_ceil(4 * cpus);
-    if (target > CLOCK_MAX_AUTO_SHARDS)
-        target = CLOCK_MAX_AUTO_SHARDS;
-    while (target > 1 && cap / target < CLOCK_MIN_SHARD)
-        target >>= 1;
-    if (target == 1)
-        return 1;
-    best = target;
-    for (n = target + 1; n < 2 * target && cap / n >= CLOCK_MIN_SHARD; n++)
-        if (table_chunks(cap, n) < table_chunks(cap, best))
-            best = n;
-    return (uint32_t)best;
-}
-
-static inline struct clock_shard *shard_of(struct clock_cache *cc, uint64_t h)
-{
-    return &cc->shards[((h >> 32) * cc->nshards) >> 32];
-}
-
-static void kv_free(struct pc__kv *kv)
-{
-    pc__free(kv, pc__kv_size(kv->klen, kv->vlen));
-}
-
-static struct pc__kv *kv_new(const void *key, size_t klen, const void *val,
-                             size_t vlen)
-{
-    struct pc__kv *kv = pc__alloc(pc__kv_size(klen, vlen));
-
-    if (kv != NULL)
-        pc__kv_fill(kv, key, klen, val, vlen);
-    return kv;
-}
-
-/* Make sure a never-used slot exists if the free list is empty. */
-static bool shard_reserve_slot(struct clock_shard *s)
-{
-    struct pc__kv **ring;
-    uint32_t ncap;
-
-    if (s->free_head != SLOT_NONE || s->used < s->ring_cap)
-        return true;
-    ncap = s->ring_cap ? s->ring_cap * 2 : 64;
-    if (ncap > s->cap)
-        ncap = s->cap;
-    ring = pc__alloc(sizeof *ring * ncap);
-    if (ring == NULL)
-        return false;
-    if (s->used)
-        memcpy(ring, s->ring, sizeof *ring * s->used);
-    pc__free(s->ring, sizeof *ring * s->ring_cap);
-    s->ring = ring;
-    s->ring_cap = ncap;
-    return true;
-}
-
-static uint32_t shard_take_slot(struct clock_shard *s)
-{
-    uint32_t slot = s->free_head;
-
-    if (slot != SLOT_NONE)
-        s->free_head = SLOT_FREE_NEXT(s->ring[slot]);
-    else
-        slot = s->used++;
-    return slot;
-}
-
-static void shard_release_slot(struct clock_shard *s, uint32_t slot)
-{
-    s->ring[slot] = SLOT_FREE_LINK(s->free_head);
-    s->free_head = slot;
-}
 
 /* How far ahead of the hand the sweep prefetches entries. The hand reads
  * each entry's reference bit, a cache miss per entry (entries are scattered
@@ -205,244 +46,183 @@ static void shard_release_slot(struct clock_shard *s, uint32_t slot)
  * Prefetching a few entries ahead overlaps those misses within a sweep, and
  * the last prefetches of one eviction warm the entries the next one on this
  * shard will examine. */
-#define CLOCK_SWEEP_PREFETCH 4
+#define SWEEP_PREFETCH 4
 
-/* The clock hand: the entry to evict. The shard is full (count == cap >= 1). */
-static struct pc__kv *shard_pick_victim(struct clock_shard *s)
+struct clock_ring {
+    struct pc__kv **ring;
+    uint32_t ring_cap;    /* slots allocated */
+    uint32_t used;        /* slots ever handed out (high-water mark) */
+    uint32_t hand;        /* next slot the clock hand examines */
+    uint32_t free_head;   /* free-slot list through the ring, or SLOT_NONE */
+    uint32_t last_victim; /* the slot the last victim left, or SLOT_NONE */
+};
+
+static void *clock_create(size_t share)
 {
-    uint64_t steps, limit = 2ull * s->used + 1;
+    struct clock_ring *r = pc__alloc(sizeof *r);
+
+    (void)share; /* the ring grows on demand */
+    if (r != NULL) {
+        memset(r, 0, sizeof *r);
+        r->free_head = SLOT_NONE;
+        r->last_victim = SLOT_NONE;
+    }
+    return r;
+}
+
+static void clock_destroy(void *st)
+{
+    struct clock_ring *r = st;
+
+    if (r == NULL)
+        return;
+    pc__free(r->ring, sizeof *r->ring * r->ring_cap);
+    pc__free(r, sizeof *r);
+}
+
+static bool clock_reserve(void *st, size_t n)
+{
+    struct clock_ring *r = st;
+    struct pc__kv **ring;
+    uint64_t ncap;
+
+    (void)n;
+    if (r->free_head != SLOT_NONE || r->last_victim != SLOT_NONE ||
+        r->used < r->ring_cap)
+        return true;
+    if (r->ring_cap == SLOT_MAX)
+        return false; /* a shard holds at most 2^32 - 2 entries */
+    /* 64-bit arithmetic, clamped: doubling must not wrap. */
+    ncap = r->ring_cap ? 2 * (uint64_t)r->ring_cap : 64;
+    if (ncap > SLOT_MAX)
+        ncap = SLOT_MAX;
+    ring = pc__alloc(sizeof *ring * ncap);
+    if (ring == NULL)
+        return false;
+    if (r->used)
+        memcpy(ring, r->ring, sizeof *ring * r->used);
+    pc__free(r->ring, sizeof *ring * r->ring_cap);
+    r->ring = ring;
+    r->ring_cap = (uint32_t)ncap;
+    return true;
+}
+
+static void clock_admit(void *st, struct pc__kv *kv)
+{
+    (void)st;
+    (void)kv;
+}
+
+static void release_slot(struct clock_ring *r, uint32_t slot)
+{
+    r->ring[slot] = SLOT_FREE_LINK(r->free_head);
+    r->free_head = slot;
+}
+
+static struct pc__kv *clock_victim(void *st, uint64_t now)
+{
+    struct clock_ring *r = st;
+    uint64_t steps, limit = 2ull * r->used + 1;
 
     for (steps = 0;; steps++) {
         struct pc__kv *kv, *next;
         uint32_t ahead;
 
-        if (s->hand >= s->used)
-            s->hand = 0;
-        ahead = s->hand + CLOCK_SWEEP_PREFETCH;
-        if (ahead >= s->used)
-            ahead %= s->used;
-        next = s->ring[ahead];
-        if (next != NULL && !SLOT_IS_FREE(next))
+        if (r->hand >= r->used)
+            r->hand = 0;
+        ahead = r->hand + SWEEP_PREFETCH;
+        if (ahead >= r->used)
+            ahead %= r->used;
+        next = r->ring[ahead];
+        if (!SLOT_IS_FREE(next))
             __builtin_prefetch(&next->ref, 1);
-        kv = s->ring[s->hand++];
+        kv = r->ring[r->hand++];
         if (SLOT_IS_FREE(kv))
             continue;
-        if (steps < limit && __atomic_load_n(&kv->ref, __ATOMIC_RELAXED)) {
+        if (steps < limit && __atomic_load_n(&kv->ref, __ATOMIC_RELAXED) &&
+            !pc__kv_expired(kv, now)) {
             __atomic_store_n(&kv->ref, 0, __ATOMIC_RELAXED);
             continue;
         }
-        PC__ASSERT(s->ring[kv->w.live.slot] == kv);
+        PC__ASSERT(r->ring[kv->w.live.slot] == kv);
+        /* The slot stays taken, for the entry inserted next (if any). */
+        if (r->last_victim != SLOT_NONE)
+            release_slot(r, r->last_victim);
+        r->last_victim = kv->w.live.slot;
+        r->ring[kv->w.live.slot] = SLOT_FREE_LINK(SLOT_NONE);
         return kv;
     }
 }
 
-static void shard_clear_locked(struct clock_shard *s)
+static void clock_insert(void *st, struct pc__kv *kv, bool evicted)
 {
-    for (uint32_t i = 0; i < s->used; i++) {
-        struct pc__kv *kv = s->ring[i];
+    struct clock_ring *r = st;
+    uint32_t slot;
 
-        if (SLOT_IS_FREE(kv))
-            continue;
-        pc__index_erase(&s->ix, kv);
-        pc__reclaimer_retire(s->w.rc, kv);
+    if (evicted && r->last_victim != SLOT_NONE) {
+        slot = r->last_victim; /* just behind the hand */
+        r->last_victim = SLOT_NONE;
+    } else if (r->free_head != SLOT_NONE) {
+        slot = r->free_head;
+        r->free_head = SLOT_FREE_NEXT(r->ring[slot]);
+    } else if (r->used < r->ring_cap) {
+        slot = r->used++;
+    } else { /* reserve kept the last victim's slot for us */
+        slot = r->last_victim;
+        r->last_victim = SLOT_NONE;
     }
-    s->used = 0;
-    s->hand = 0;
-    s->free_head = SLOT_NONE;
-    __atomic_store_n(&s->count, 0, __ATOMIC_RELAXED);
+    kv->w.live.slot = slot;
+    r->ring[slot] = kv;
 }
 
-/* Free the live entries, rings and index tables of the first n shards,
- * after pc__core_shutdown (deferred tables before live ones). */
-static void shards_free(struct clock_cache *cc, uint32_t n)
+static void clock_replace(void *st, struct pc__kv *old, struct pc__kv *kv)
 {
-    for (uint32_t i = 0; i < n; i++) {
-        struct clock_shard *s = &cc->shards[i];
+    struct clock_ring *r = st;
 
-        for (uint32_t j = 0; j < s->used; j++)
-            if (!SLOT_IS_FREE(s->ring[j]))
-                kv_free(s->ring[j]);
-        pc__free(s->ring, sizeof *s->ring * s->ring_cap);
-        pc__index_destroy(&s->ix);
-    }
+    kv->w.live.slot = old->w.live.slot;
+    __atomic_store_n(&kv->ref, 1, __ATOMIC_RELAXED); /* a use */
+    r->ring[kv->w.live.slot] = kv;
 }
 
-pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
+static void clock_remove(void *st, struct pc__kv *kv)
 {
-    struct clock_cache *cc;
-    uint32_t n, i;
+    struct clock_ring *r = st;
 
-    _Static_assert(PC_CAPACITY_MAX <=
-                       (size_t)UINT32_MAX * CLOCK_MAX_AUTO_SHARDS,
-                   "every capacity fits 256 automatic shards");
-    n = choose_shards(opts->capacity, opts->shards);
-    if (opts->capacity / n > UINT32_MAX - 1)
-        return PC_EINVAL;
-    cc = pc__alloc(sizeof *cc);
-    if (cc == NULL)
-        return PC_ENOMEM;
-    memset(cc, 0, sizeof *cc);
-    cc->nshards = n;
-    if (!pc__core_init(&cc->base, opts, n)) {
-        pc__free(cc, sizeof *cc);
-        return PC_ENOMEM;
-    }
-    cc->shards = pc__alloc_aligned(sizeof *cc->shards * n, 64);
-    if (cc->shards == NULL)
-        goto fail;
-    memset(cc->shards, 0, sizeof *cc->shards * n);
-    for (i = 0; i < n; i++) {
-        struct clock_shard *s = &cc->shards[i];
-        size_t cap = opts->capacity / n + (i < opts->capacity % n);
-
-        s->cap = (uint32_t)cap;
-        s->free_head = SLOT_NONE;
-        if (!pc__index_init(&s->ix,
-                            cap < CLOCK_PRESIZE_MAX ? cap : CLOCK_PRESIZE_MAX))
-            break;
-        if (!pc__core_add_writer(&cc->base, &s->w, 0)) {
-            pc__index_destroy(&s->ix);
-            break;
-        }
-    }
-    if (i < n) {
-        pc__core_shutdown(&cc->base);
-        shards_free(cc, i);
-        goto fail;
-    }
-    *out = &cc->base;
-    return PC_OK;
-
-fail:
-    pc__free_aligned(cc->shards, sizeof *cc->shards * n, 64);
-    pc__core_fini(&cc->base);
-    pc__free(cc, sizeof *cc);
-    return PC_ENOMEM;
+    PC__ASSERT(r->ring[kv->w.live.slot] == kv);
+    release_slot(r, kv->w.live.slot);
 }
 
-void pc__policy_destroy(pc_cache *c)
+static void clock_each(void *st, void (*fn)(void *arg, struct pc__kv *kv),
+                       void *arg)
 {
-    struct clock_cache *cc = clock_of(c);
+    struct clock_ring *r = st;
 
-    pc__core_shutdown(c);
-    shards_free(cc, cc->nshards);
-    pc__free_aligned(cc->shards, sizeof *cc->shards * cc->nshards, 64);
-    pc__core_fini(c);
-    pc__free(cc, sizeof *cc);
+    for (uint32_t i = 0; i < r->used; i++)
+        if (!SLOT_IS_FREE(r->ring[i]))
+            fn(arg, r->ring[i]);
 }
 
-/* Inside the caller's read section: find key, count the lookup, and mark
- * the use (reference bit). */
-static inline struct pc__kv *clock_lookup(pc_cache *c, struct pc__record *t,
-                                          uint64_t h, const void *key,
-                                          size_t klen)
+static void clock_reset(void *st)
 {
-    struct pc__kv *kv =
-        pc__index_get(&shard_of(clock_of(c), h)->ix, h, key, klen);
+    struct clock_ring *r = st;
 
-    if (kv != NULL) {
-        pc__kv_touch(kv);
-        PC__COUNTER_INC(t->stats.hits);
-    } else {
-        PC__COUNTER_INC(t->stats.misses);
-    }
-    return kv;
+    r->used = 0;
+    r->hand = 0;
+    r->free_head = SLOT_NONE;
+    r->last_victim = SLOT_NONE;
 }
 
-pc_status pc__policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
-                         size_t bufcap, size_t *vlen)
-{
-    return pc__core_get(c, clock_lookup, key, klen, buf, bufcap, vlen);
-}
-
-pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
-{
-    return pc__core_pin(c, clock_lookup, key, klen, pin);
-}
-
-pc_status pc__policy_put(pc_cache *c, const void *key, size_t klen,
-                         const void *val, size_t vlen)
-{
-    uint64_t h = pc__hash_key(&c->seed, key, klen);
-    struct clock_shard *s = shard_of(clock_of(c), h);
-    struct pc__kv *kv = kv_new(key, klen, val, vlen), *old;
-
-    if (kv == NULL)
-        return PC_ENOMEM;
-    pc__writer_lock(&s->w);
-    /* Reserve a ring slot first: it changes nothing visible, and with the
-     * index's own growth it is the only step of a put that can fail. */
-    if ((s->count < s->cap && !shard_reserve_slot(s)) ||
-        !pc__index_put(&s->ix, h, kv, &old, s->w.rc)) {
-        pc__writer_unlock(c, &s->w);
-        kv_free(kv);
-        return PC_ENOMEM;
-    }
-    if (old != NULL) {
-        /* Replacement: same slot, counts as a use, evicts nothing. */
-        kv->w.live.slot = old->w.live.slot;
-        __atomic_store_n(&kv->ref, 1, __ATOMIC_RELAXED);
-        pc__reclaimer_retire(s->w.rc, old);
-    } else if (s->count == s->cap) {
-        /* The new key is already published; the victim goes next (the
-         * shard briefly holds cap + 1 keys, which the table is sized for;
-         * `count`, and so pc_len, never shows it). */
-        struct pc__kv *victim = shard_pick_victim(s);
-
-        pc__index_erase(&s->ix, victim);
-        kv->w.live.slot = victim->w.live.slot;
-        pc__reclaimer_retire(s->w.rc, victim);
-        PC__COUNTER_INC(s->w.evictions);
-    } else {
-        kv->w.live.slot = shard_take_slot(s);
-        __atomic_store_n(&s->count, s->count + 1, __ATOMIC_RELAXED);
-    }
-    PC__ASSERT(s->count <= s->cap);
-    s->ring[kv->w.live.slot] = kv;
-    PC__COUNTER_INC(s->w.puts);
-    pc__writer_unlock(c, &s->w);
-    return PC_OK;
-}
-
-pc_status pc__policy_delete(pc_cache *c, const void *key, size_t klen)
-{
-    uint64_t h = pc__hash_key(&c->seed, key, klen);
-    struct clock_shard *s = shard_of(clock_of(c), h);
-    struct pc__kv *kv;
-
-    pc__writer_lock(&s->w);
-    kv = pc__index_remove(&s->ix, h, key, klen);
-    if (kv != NULL) {
-        PC__ASSERT(s->ring[kv->w.live.slot] == kv && s->count > 0);
-        shard_release_slot(s, kv->w.live.slot);
-        __atomic_store_n(&s->count, s->count - 1, __ATOMIC_RELAXED);
-        pc__reclaimer_retire(s->w.rc, kv);
-        PC__COUNTER_INC(s->w.deletes);
-    }
-    pc__writer_unlock(c, &s->w);
-    return kv != NULL ? PC_OK : PC_NOTFOUND;
-}
-
-size_t pc__policy_len(const pc_cache *c)
-{
-    const struct clock_cache *cc =
-        PC__CONTAINER_OF(c, const struct clock_cache, base);
-    size_t n = 0;
-
-    for (uint32_t i = 0; i < cc->nshards; i++)
-        n += __atomic_load_n(&cc->shards[i].count, __ATOMIC_RELAXED);
-    return n;
-}
-
-void pc__policy_clear(pc_cache *c)
-{
-    struct clock_cache *cc = clock_of(c);
-
-    for (uint32_t i = 0; i < cc->nshards; i++) {
-        struct clock_shard *s = &cc->shards[i];
-
-        pc__writer_lock(&s->w);
-        shard_clear_locked(s);
-        pc__writer_unlock(c, &s->w);
-    }
-}
+const struct pc__shard_policy pc__clock_policy = {
+    .name = "clock",
+    .max_ref = 1,
+    .create = clock_create,
+    .destroy = clock_destroy,
+    .reserve = clock_reserve,
+    .admit = clock_admit,
+    .victim = clock_victim,
+    .insert = clock_insert,
+    .replace = clock_replace,
+    .remove = clock_remove,
+    .each = clock_each,
+    .reset = clock_reset,
+};

@@ -5,6 +5,7 @@
 #include "core.h"
 
 #include <string.h>
+#include <time.h>
 
 #include "alloc.h"
 #include "grace.h"
@@ -13,6 +14,12 @@ bool pc__core_init(struct pc_cache *c, const pc_options *opts,
                    unsigned int nwriters)
 {
     c->capacity = opts->capacity;
+    c->max_bytes = opts->max_bytes;
+    c->ttl_ms = opts->ttl_ms;
+    c->now_ms = opts->now_ms;
+    c->now_ctx = opts->now_ctx;
+    c->on_removal = opts->on_removal;
+    c->removal_ctx = opts->removal_ctx;
     pc__hash_seed_init(&c->seed, opts->hash_seed);
     c->nwriters = 0;
     c->writers_cap = nwriters;
@@ -41,7 +48,8 @@ bool pc__core_add_writer(struct pc_cache *c, struct pc__writer *w,
     if (w->rc == NULL)
         return false;
     w->lock = (pc__lock)PC__LOCK_INIT;
-    w->puts = w->evictions = w->deletes = 0;
+    w->leases = NULL;
+    w->puts = w->evictions = w->deletes = w->expirations = 0;
     PC__ASSERT(c->nwriters < c->writers_cap);
     c->writers[c->nwriters++] = w;
     return true;
@@ -128,8 +136,85 @@ void pc__core_stats(struct pc_cache *c, pc_stats *out)
     out->loader_calls = ts.loader_calls;
     out->loader_errors = ts.loader_errors;
     for (unsigned int i = 0; i < c->nwriters; i++) {
-        out->puts += PC__COUNTER_READ(c->writers[i]->puts);
-        out->evictions += PC__COUNTER_READ(c->writers[i]->evictions);
-        out->deletes += PC__COUNTER_READ(c->writers[i]->deletes);
+        struct pc__writer *w = c->writers[i];
+
+        out->puts += PC__COUNTER_READ(w->puts);
+        out->evictions += PC__COUNTER_READ(w->evictions);
+        out->deletes += PC__COUNTER_READ(w->deletes);
+        out->expirations += PC__COUNTER_READ(w->expirations);
+        pc__reclaimer_pending(w->rc, &out->pending, &out->pending_bytes);
     }
+    out->bytes = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
+}
+
+uint64_t pc__core_now(const struct pc_cache *c)
+{
+    struct timespec ts;
+
+    if (c->now_ms != NULL)
+        return c->now_ms(c->now_ctx);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms)
+{
+    uint64_t now;
+
+    if (ttl_ms == 0)
+        ttl_ms = c->ttl_ms;
+    if (ttl_ms == 0 || ttl_ms == PC_TTL_NEVER)
+        return 0;
+    if (!__atomic_load_n(&c->ttl_used, __ATOMIC_RELAXED))
+        __atomic_store_n(&c->ttl_used, true, __ATOMIC_RELEASE);
+    now = pc__core_now(c);
+    if (ttl_ms >= UINT64_MAX - now)
+        return 0; /* saturates: never */
+    return now + ttl_ms;
+}
+
+bool pc__budget_take(struct pc_cache *c, bool one_more, uint64_t bytes)
+{
+    size_t cap = __atomic_load_n(&c->capacity, __ATOMIC_RELAXED);
+    uint64_t max = __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED);
+    size_t n = __atomic_load_n(&c->count, __ATOMIC_RELAXED);
+    uint64_t b;
+
+    if (one_more) {
+        do {
+            if (n >= cap)
+                return false;
+        } while (!__atomic_compare_exchange_n(
+            &c->count, &n, n + 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    }
+    b = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
+    do {
+        if (max != 0 && (bytes > max || b > max - bytes)) {
+            if (one_more)
+                __atomic_sub_fetch(&c->count, 1, __ATOMIC_RELAXED);
+            return false;
+        }
+    } while (!__atomic_compare_exchange_n(&c->bytes, &b, b + bytes, true,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return true;
+}
+
+bool pc__budget_room(const struct pc_cache *c, bool one_more, uint64_t bytes)
+{
+    size_t cap = __atomic_load_n(&c->capacity, __ATOMIC_RELAXED);
+    uint64_t max = __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED);
+    size_t n = __atomic_load_n(&c->count, __ATOMIC_RELAXED);
+    uint64_t b = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
+
+    if (n + one_more > cap)
+        return false;
+    return max == 0 || (bytes <= max && b <= max - bytes);
+}
+
+void pc__budget_give(struct pc_cache *c, size_t entries, uint64_t bytes)
+{
+    if (entries != 0)
+        __atomic_sub_fetch(&c->count, entries, __ATOMIC_RELAXED);
+    if (bytes != 0)
+        __atomic_sub_fetch(&c->bytes, bytes, __ATOMIC_RELAXED);
 }

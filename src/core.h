@@ -41,20 +41,34 @@
 #include "hash.h"
 #include "lock.h"
 #include "retire.h"
+#include "write.h"
 
 /* One writer lock and what its holder owns. */
 struct pc__writer {
     pc__lock lock; /* a leaf (lock order: internal.h) */
     struct pc__reclaimer *rc;
+    struct pc__lease *leases; /* loads that may store (write.h) */
     /* Written under `lock` (single writer), read by pc_stats_get. */
-    uint64_t puts, evictions, deletes;
+    uint64_t puts, evictions, deletes, expirations;
 };
 
 struct pc_cache {
     struct pc__domain dom;
     struct pc__hash_seed seed;
-    size_t capacity;
-    struct pc__flight_table *flights;
+    const char *policy_name;
+    uint64_t ttl_ms; /* default time to live; 0: none */
+    uint64_t (*now_ms)(void *ctx);
+    void *now_ctx;
+    pc_removal_fn *on_removal;
+    void *removal_ctx;
+    bool ttl_used; /* an entry with an expiry was ever put (atomic) */
+    /* Limits (pc_set_capacity, pc_set_max_bytes) and what they bound:
+     * written by writers with atomics, each on its own line. */
+    size_t capacity __attribute__((aligned(64)));
+    uint64_t max_bytes;                        /* 0: none */
+    size_t count __attribute__((aligned(64))); /* entries present */
+    uint64_t bytes;                            /* sum of klen + vlen */
+    struct pc__flight_table *flights __attribute__((aligned(64)));
     pthread_mutex_t reclaim_lock; /* one pc_reclaim at a time; level 1 */
     struct pc__writer **writers;  /* every writer lock of the cache */
     unsigned int nwriters, writers_cap;
@@ -100,20 +114,55 @@ void pc__writer_unlock(struct pc_cache *c, struct pc__writer *w);
 void pc__core_reclaim(struct pc_cache *c);
 void pc__core_stats(struct pc_cache *c, pc_stats *out);
 
+/* The cache's clock, in ms (pc_options.now_ms). Call with no lock held. */
+uint64_t pc__core_now(const struct pc_cache *c);
+/* The expiry time of an entry put now with this ttl (0: the default;
+ * PC_TTL_NEVER: none); 0 means "never". Notes that expiry is in use. */
+uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms);
+/* Now, if any entry may expire, else 0 (then nothing is ever expired). */
+static inline uint64_t pc__core_now_if_ttl(const struct pc_cache *c)
+{
+    return __atomic_load_n(&c->ttl_used, __ATOMIC_ACQUIRE) ? pc__core_now(c)
+                                                           : 0;
+}
+
+/*
+ * The cache-wide budgets. pc__budget_take claims room for one more entry
+ * (if one_more) and `bytes` more bytes, all or nothing, with atomic
+ * compare-and-swap, and fails if either would pass its limit: the caller
+ * then evicts and tries again. pc__budget_give returns room (entries
+ * removed, bytes freed). pc__budget_room says whether a take would succeed
+ * now, and whether the cache is within its limits at all (which a shrink
+ * of a limit can break until the shrink has evicted).
+ */
+bool pc__budget_take(struct pc_cache *c, bool one_more, uint64_t bytes);
+void pc__budget_give(struct pc_cache *c, size_t entries, uint64_t bytes);
+bool pc__budget_room(const struct pc_cache *c, bool one_more, uint64_t bytes);
+
+static inline void pc__removals_init(struct pc__removals *rm,
+                                     const struct pc_cache *c)
+{
+    rm->head = rm->tail = NULL;
+    rm->fn = c->on_removal;
+    rm->ctx = c->removal_ctx;
+}
+
 /* The calling thread's record on c, registering it; NULL on ENOMEM. */
 static inline struct pc__record *pc__core_record(struct pc_cache *c)
 {
     return pc__domain_record(&c->dom);
 }
 
-/* A policy's lookup, run inside the caller's read section: find the key,
- * count the lookup (hit or miss) in t's counters, record the use. */
+/* A policy's lookup, run inside the caller's read section: find the key
+ * and record the use; NULL on a miss. */
 typedef struct pc__kv *pc__lookup_fn(struct pc_cache *c, struct pc__record *t,
                                      uint64_t h, const void *key, size_t klen);
 
+/* count: add the lookup to t's hits or misses (every pc_get counts exactly
+ * one; get-or-load's later looks count none). */
 static inline __attribute__((always_inline)) pc_status
 pc__core_get(struct pc_cache *c, pc__lookup_fn *lookup, const void *key,
-             size_t klen, void *buf, size_t bufcap, size_t *vlen)
+             size_t klen, void *buf, size_t bufcap, size_t *vlen, bool count)
 {
     struct pc__record *t = pc__core_record(c);
     struct pc__kv *kv;
@@ -129,6 +178,12 @@ pc__core_get(struct pc_cache *c, pc__lookup_fn *lookup, const void *key,
              ? pc__copy_out(pc__kv_value(kv), kv->vlen, buf, bufcap, vlen)
              : PC_NOTFOUND;
     pc__read_leave(t);
+    if (count) {
+        if (kv != NULL)
+            PC__COUNTER_INC(t->stats.hits);
+        else
+            PC__COUNTER_INC(t->stats.misses);
+    }
     return st;
 }
 
@@ -147,8 +202,10 @@ pc__core_pin(struct pc_cache *c, pc__lookup_fn *lookup, const void *key,
     kv = lookup(c, t, h, key, klen);
     if (kv == NULL) {
         pc__read_leave(t);
+        PC__COUNTER_INC(t->stats.misses);
         return PC_NOTFOUND;
     }
+    PC__COUNTER_INC(t->stats.hits);
     pin->value = pc__kv_value(kv);
     pin->len = kv->vlen;
     pin->internal_[0] = t; /* the read section stays open until pc_unpin */

@@ -160,7 +160,7 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
             int j = __builtin_ctzll(m) >> 3;
             struct pc__kv *cur = c->slot[j];
 
-            if (pc__kv_key_equals(cur, kv->data, kv->klen)) {
+            if (pc__kv_key_equals(cur, pc__kv_key(kv), kv->klen)) {
                 __atomic_store_n(&c->slot[j], kv, __ATOMIC_RELEASE);
                 *old = cur;
                 return true;
@@ -172,13 +172,9 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
             break;
     }
     if (ix->count + 1 > t->max_load) {
-        struct pc__table *bigger = grown(t);
-
-        if (bigger == NULL)
+        if (!pc__index_reserve(ix, ix->count + 1, rc))
             return false;
-        __atomic_store_n(&ix->table, bigger, __ATOMIC_RELEASE);
-        pc__reclaimer_defer(rc, &t->ee, table_free_deferred);
-        place(bigger, (uint32_t)h, tag, kv);
+        place(ix->table, (uint32_t)h, tag, kv);
     } else if (room == home) { /* the common case: room at home */
         struct pc__chunk *c = &t->chunks[home];
         int j = free_slot(c->ctrl);
@@ -190,6 +186,20 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
     }
     ix->count++;
     return true;
+}
+
+bool pc__index_reserve(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
+{
+    struct pc__table *t = ix->table, *bigger;
+
+    if (n <= t->max_load)
+        return true;
+    bigger = grown(t);
+    if (bigger == NULL)
+        return false;
+    __atomic_store_n(&ix->table, bigger, __ATOMIC_RELEASE);
+    pc__reclaimer_defer(rc, &t->ee, table_free_deferred);
+    return n <= bigger->max_load || pc__index_reserve(ix, n, rc);
 }
 
 /* Unlink the entry in chunk i, slot j, found by probing from `home` in

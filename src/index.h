@@ -137,12 +137,12 @@ static inline bool pc__kv_key_equals(const struct pc__kv *kv, const void *key,
     if (klen == 8) {
         uint64_t a, b;
 
-        memcpy(&a, kv->data, 8);
+        memcpy(&a, pc__kv_key(kv), 8);
         memcpy(&b, key, 8);
         return a == b;
     }
     /* An empty key may be passed as NULL: memcmp must not see it. */
-    return klen == 0 || memcmp(kv->data, key, klen) == 0;
+    return klen == 0 || memcmp(pc__kv_key(kv), key, klen) == 0;
 }
 
 /* Reader (inside an epoch section) or writer: the entry whose key equals
@@ -180,6 +180,12 @@ static inline struct pc__kv *pc__index_get(const struct pc__index *ix,
  */
 bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
                    struct pc__kv **old, struct pc__reclaimer *rc);
+
+/* Writer: make room for `n` entries in all, growing the table (the old one
+ * retired to rc) if needed, so that the puts that follow do not grow it.
+ * false on ENOMEM, index unchanged. */
+bool pc__index_reserve(struct pc__index *ix, size_t n,
+                       struct pc__reclaimer *rc);
 
 /* Writer: unlink kv, which must be in the index. Wait-free. */
 void pc__index_erase(struct pc__index *ix, struct pc__kv *kv);

@@ -49,6 +49,16 @@
  * for one), takes the writer lock instead, drains every log behind a
  * stamp of its own and moves its entry to the head itself.
  *
+ * Expiry. An entry that can expire is also in a min-heap on its expiry
+ * time. Reads treat an expired entry as a miss. To make room a writer
+ * evicts the entry with the earliest expiry time if that time has come,
+ * else the least recently used: the reference model of an LRU with expiry
+ * (tests/test_policy_lru.c), op for op. pc_expire pops the heap.
+ *
+ * Limits. The capacity and the byte bound are the cache's (core.h's
+ * budget): a new key claims one entry and its bytes, and evicts only if
+ * the claim fails, as many victims as it takes.
+ *
  * Memory safety of log records. A record names an entry that may since
  * have been removed; draining skips removed entries, but must never read a
  * freed one. Retired entries are freed only after a grace period, which
@@ -73,7 +83,6 @@
 #include "policy.h"
 
 #define LOG_RECORDS 256u
-#define REMOVED 1u /* pc__kv.flags bit: the writer unlinked the entry */
 
 struct lru_entry {
     struct lru_entry *prev, *next; /* recency list; writer-only */
@@ -105,8 +114,12 @@ struct lru_cache {
     unsigned int ntables;
     struct pc__index ix[MAX_TABLES];
     struct lru_entry list; /* sentinel: list.next most, list.prev least */
-    size_t count;          /* relaxed reads by pc_len */
     struct lru_log *logs;  /* writer lock */
+    /* Entries that can expire, in a min-heap on expiry time (writer lock);
+     * an entry's heap position is its w.live.slot, its index table its
+     * ref byte (which no lru reader writes). */
+    struct pc__kv **heap;
+    size_t heap_len, heap_cap;
     uint64_t clock __attribute__((aligned(64))); /* recency clock */
 } __attribute__((aligned(64)));
 
@@ -147,12 +160,102 @@ static unsigned int choose_tables(size_t cap)
 
 static void entry_free(struct lru_entry *e)
 {
-    pc__free(e, sizeof *e + e->kv.klen + e->kv.vlen);
+    pc__free(e, offsetof(struct lru_entry, kv) + pc__kv_alloc_size(&e->kv));
+}
+
+static uint64_t kv_payload(const struct pc__kv *kv)
+{
+    return (uint64_t)kv->klen + kv->vlen;
+}
+
+/* ---- the expiry heap (writer lock held) ---- */
+
+static uint64_t heap_key(const struct pc__kv *kv)
+{
+    return pc__kv_expires(kv);
+}
+
+static void heap_set(struct lru_cache *c, size_t i, struct pc__kv *kv)
+{
+    c->heap[i] = kv;
+    kv->w.live.slot = (uint32_t)i;
+}
+
+static void heap_up(struct lru_cache *c, size_t i)
+{
+    struct pc__kv *kv = c->heap[i];
+
+    while (i > 0 && heap_key(c->heap[(i - 1) / 2]) > heap_key(kv)) {
+        heap_set(c, i, c->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(c, i, kv);
+}
+
+static void heap_down(struct lru_cache *c, size_t i)
+{
+    struct pc__kv *kv = c->heap[i];
+
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        uint64_t mk = heap_key(kv);
+
+        if (l < c->heap_len && heap_key(c->heap[l]) < mk)
+            m = l, mk = heap_key(c->heap[l]);
+        if (l + 1 < c->heap_len && heap_key(c->heap[l + 1]) < mk)
+            m = l + 1;
+        if (m == i)
+            break;
+        heap_set(c, i, c->heap[m]);
+        i = m;
+    }
+    heap_set(c, i, kv);
+}
+
+/* Room for one more entry in the heap; false on ENOMEM. */
+static bool heap_reserve(struct lru_cache *c)
+{
+    struct pc__kv **h;
+    size_t ncap;
+
+    if (c->heap_len < c->heap_cap)
+        return true;
+    ncap = c->heap_cap ? 2 * c->heap_cap : 64;
+    h = pc__alloc(sizeof *h * ncap);
+    if (h == NULL)
+        return false;
+    if (c->heap_len)
+        memcpy(h, c->heap, sizeof *h * c->heap_len);
+    pc__free(c->heap, sizeof *h * c->heap_cap);
+    c->heap = h;
+    c->heap_cap = ncap;
+    return true;
+}
+
+static void heap_push(struct lru_cache *c, struct pc__kv *kv)
+{
+    heap_set(c, c->heap_len++, kv);
+    heap_up(c, c->heap_len - 1);
+}
+
+static void heap_remove(struct lru_cache *c, struct pc__kv *kv)
+{
+    size_t i = kv->w.live.slot;
+    struct pc__kv *last = c->heap[--c->heap_len];
+
+    PC__ASSERT(c->heap[i] == kv);
+    if (last == kv)
+        return;
+    heap_set(c, i, last);
+    if (i > 0 && heap_key(c->heap[(i - 1) / 2]) > heap_key(last))
+        heap_up(c, i);
+    else
+        heap_down(c, i);
 }
 
 static bool is_removed(const struct pc__kv *kv)
 {
-    return __atomic_load_n(&kv->flags, __ATOMIC_ACQUIRE) & REMOVED;
+    return __atomic_load_n(&kv->flags, __ATOMIC_ACQUIRE) & PC__KV_REMOVED;
 }
 
 /* ---- the recency list (writer lock held) ---- */
@@ -182,7 +285,8 @@ static void list_move_head(struct lru_cache *c, struct lru_entry *e)
 /* Mark kv removed (readers that stamp after the current window see it). */
 static void mark_removed(struct pc__kv *kv)
 {
-    __atomic_store_n(&kv->flags, kv->flags | REMOVED, __ATOMIC_RELEASE);
+    __atomic_store_n(&kv->flags, (uint8_t)(pc__kv_flags(kv) | PC__KV_REMOVED),
+                     __ATOMIC_RELEASE);
 }
 
 /* ---- logs (writer lock held) ---- */
@@ -219,7 +323,7 @@ static void drain_below(struct lru_cache *c, uint64_t cutoff)
         struct pc__kv *kv = best->rec[best->head % LOG_RECORDS].kv;
 
         __atomic_store_n(&best->head, best->head + 1, __ATOMIC_RELEASE);
-        if (!(kv->flags & REMOVED))
+        if (!(pc__kv_flags(kv) & PC__KV_REMOVED))
             list_move_head(c, ENTRY_OF(kv));
     }
 }
@@ -264,6 +368,8 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
     size_t presize;
     unsigned int i;
 
+    if (opts->policy != PC_POLICY_DEFAULT)
+        return PC_EINVAL; /* the frequency policy is the CLOCK build's */
     c = pc__alloc_aligned(sizeof *c, 64);
     if (c == NULL)
         return PC_ENOMEM;
@@ -273,6 +379,7 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
         return PC_ENOMEM;
     }
     c->base.before_free = lru_before_free;
+    c->base.policy_name = "lru";
     c->list.next = c->list.prev = &c->list;
     c->ntables = choose_tables(opts->capacity);
     presize = (opts->capacity + c->ntables - 1) / c->ntables;
@@ -311,6 +418,7 @@ void pc__policy_destroy(pc_cache *base)
     }
     for (unsigned int i = 0; i < c->ntables; i++)
         pc__index_destroy(&c->ix[i]);
+    pc__free(c->heap, sizeof *c->heap * c->heap_cap);
     pc__core_fini(base);
     pc__free_aligned(c, sizeof *c, 64);
 }
@@ -338,15 +446,15 @@ static bool locked_hit(struct lru_cache *c, struct pc__record *t,
         }
     }
     catch_up(c);
-    present = !(kv->flags & REMOVED);
+    present = !(pc__kv_flags(kv) & PC__KV_REMOVED);
     if (present)
         list_move_head(c, ENTRY_OF(kv));
     pc__writer_unlock(&c->base, &c->w);
     return present;
 }
 
-/* Inside the caller's read section: find key and record the use; counts
- * the lookup. NULL on a miss. */
+/* Inside the caller's read section: find key and record the use. NULL on a
+ * miss (an expired entry is one). */
 static struct pc__kv *lru_lookup(pc_cache *base, struct pc__record *t,
                                  uint64_t h, const void *key, size_t klen)
 {
@@ -359,6 +467,9 @@ static struct pc__kv *lru_lookup(pc_cache *base, struct pc__record *t,
         uint64_t ts, tail;
 
         if (kv == NULL)
+            break;
+        if (__builtin_expect(pc__kv_flags(kv) & PC__KV_EXPIRES, 0) &&
+            pc__core_now(base) >= pc__kv_expires(kv))
             break;
         if (l == NULL ||
             (tail = l->tail) - __atomic_load_n(&l->head, __ATOMIC_RELAXED) ==
@@ -385,17 +496,13 @@ static struct pc__kv *lru_lookup(pc_cache *base, struct pc__record *t,
         found = kv;
         break;
     }
-    if (found != NULL)
-        PC__COUNTER_INC(t->stats.hits);
-    else
-        PC__COUNTER_INC(t->stats.misses);
     return found;
 }
 
 pc_status pc__policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
-                         size_t bufcap, size_t *vlen)
+                         size_t bufcap, size_t *vlen, bool count)
 {
-    return pc__core_get(c, lru_lookup, key, klen, buf, bufcap, vlen);
+    return pc__core_get(c, lru_lookup, key, klen, buf, bufcap, vlen, count);
 }
 
 pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
@@ -403,97 +510,250 @@ pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
     return pc__core_pin(c, lru_lookup, key, klen, pin);
 }
 
-/* ---- writes ---- */
+/* ---- writes (writer lock held) ---- */
 
-pc_status pc__policy_put(pc_cache *base, const void *key, size_t klen,
-                         const void *val, size_t vlen)
+/* kv is out of the index: take it off the list and the heap, return its
+ * room to the budget, dispose of it. */
+static void unlinked(struct lru_cache *c, struct pc__kv *kv,
+                     pc_removal_cause cause, struct pc__removals *rm)
+{
+    mark_removed(kv);
+    list_unlink(ENTRY_OF(kv));
+    if (pc__kv_flags(kv) & PC__KV_EXPIRES)
+        heap_remove(c, kv);
+    pc__budget_give(&c->base, 1, kv_payload(kv));
+    if (cause == PC_REMOVED_EVICTED)
+        PC__COUNTER_INC(c->w.evictions);
+    else if (cause == PC_REMOVED_EXPIRED)
+        PC__COUNTER_INC(c->w.expirations);
+    else if (cause == PC_REMOVED_DELETED)
+        PC__COUNTER_INC(c->w.deletes);
+    pc__removed(rm, c->w.rc, kv, cause);
+}
+
+/* Inside a window: evict the next victim (the entry with the earliest
+ * expiry time if it has come, else the least recently used); the cache
+ * holds an entry. Returns it (already disposed of). */
+static struct pc__kv *evict_one(struct lru_cache *c, uint64_t now,
+                                struct pc__removals *rm)
+{
+    struct pc__kv *v;
+    bool expired = c->heap_len > 0 && pc__kv_expired(c->heap[0], now);
+
+    v = expired ? c->heap[0] : &c->list.prev->kv;
+    pc__index_erase(&c->ix[v->ref], v);
+    unlinked(c, v, expired ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED, rm);
+    return v;
+}
+
+static bool empty(const struct lru_cache *c)
+{
+    return c->list.next == &c->list;
+}
+
+pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
+                         size_t klen, const void *val, size_t vlen,
+                         struct pc__put_req *req, struct pc__removals *rm,
+                         struct pc__writer **w)
 {
     struct lru_cache *c = lru_of(base);
-    uint64_t h = pc__hash_key(&base->seed, key, klen);
-    struct lru_entry *e = pc__alloc(sizeof *e + klen + vlen);
+    struct pc__index *ix = index_of(c, h);
+    uint64_t size = (uint64_t)klen + vlen, now = pc__core_now_if_ttl(base);
+    uint64_t max, was = 0;
+    struct lru_entry *e;
     struct pc__kv *old;
+    pc_status st = PC_OK;
+    bool expires = req->expires != 0;
 
+    e = pc__alloc(offsetof(struct lru_entry, kv) +
+                  pc__kv_size(klen, vlen, expires));
     if (e == NULL)
         return PC_ENOMEM;
-    pc__kv_fill(&e->kv, key, klen, val, vlen);
-    e->kv.w.live.slot = (uint32_t)(index_of(c, h) - c->ix); /* its table */
+    pc__kv_fill(&e->kv, key, klen, val, vlen, req->expires);
+    e->kv.ref = (uint8_t)(ix - c->ix); /* its table */
+    *w = &c->w;
     pc__writer_lock(&c->w);
     window_open(c);
-    /* Growing the index is the one step that can fail: first. */
-    if (!pc__index_put(index_of(c, h), h, &e->kv, &old, c->w.rc)) {
-        window_close(c);
-        pc__writer_unlock(base, &c->w);
-        pc__free(e, sizeof *e + klen + vlen);
-        return PC_ENOMEM;
+    max = __atomic_load_n(&base->max_bytes, __ATOMIC_RELAXED);
+    if (max != 0 && size > max) {
+        st = PC_EINVAL;
+        goto refused;
+    }
+    old = pc__index_get(ix, h, key, klen);
+    if (old != NULL && pc__kv_expired(old, now)) {
+        pc__index_erase(ix, old);
+        unlinked(c, old, PC_REMOVED_EXPIRED, rm);
+        old = NULL;
+    }
+    if (req->lease != NULL) {
+        pc__lease_unlink(&c->w.leases, req->lease);
+        if (req->lease->broken) {
+            req->dropped = true; /* a write won: store nothing */
+            goto refused;
+        }
+    }
+    if (old != NULL && (req->flags & PC_PUT_IF_ABSENT)) {
+        st = PC_EXISTS;
+        goto refused;
+    }
+    if (old == NULL && (req->flags & PC_PUT_IF_PRESENT)) {
+        st = PC_NOTFOUND;
+        goto refused;
+    }
+    /* What can fail, before anything changes. */
+    if (!pc__index_reserve(ix, pc__index_count(ix) + 1, c->w.rc) ||
+        (expires && !heap_reserve(c))) {
+        st = PC_ENOMEM;
+        goto refused;
     }
     if (old != NULL) {
-        /* Replacement: the new entry takes the key's place as its most
-         * recent use; evicts nothing. */
-        mark_removed(old);
+        /* Replacement: a use, so the key is the most recent before
+         * anything is evicted for the bytes it adds (then it is never the
+         * victim: alone, it fits); the new entry takes its place. */
+        was = kv_payload(old);
+        list_move_head(c, ENTRY_OF(old));
+        if (size <= was)
+            pc__budget_give(base, 0, was - size);
+        while (size > was && !pc__budget_take(base, false, size - was))
+            evict_one(c, now, rm);
+        pc__index_put(ix, h, &e->kv, &old, c->w.rc); /* cannot fail */
         list_unlink(ENTRY_OF(old));
-        pc__reclaimer_retire(c->w.rc, old);
-    } else if (c->count == base->capacity) {
-        /* Published first, victim unlinked second (see the top comment). */
-        struct lru_entry *victim = c->list.prev;
-
-        mark_removed(&victim->kv);
-        pc__index_erase(&c->ix[victim->kv.w.live.slot], &victim->kv);
-        list_unlink(victim);
-        pc__reclaimer_retire(c->w.rc, &victim->kv);
-        PC__COUNTER_INC(c->w.evictions);
+        if (pc__kv_flags(old) & PC__KV_EXPIRES)
+            heap_remove(c, old);
+        mark_removed(old);
+        pc__removed(rm, c->w.rc, old, PC_REMOVED_REPLACED);
     } else {
-        __atomic_store_n(&c->count, c->count + 1, __ATOMIC_RELAXED);
+        /* Published before any victim is unlinked (top comment): the
+         * index was reserved for one more, and the budget is claimed
+         * once the victims are gone. */
+        pc__index_put(ix, h, &e->kv, &old, c->w.rc);
+        while (!pc__budget_take(base, true, size)) {
+            PC__ASSERT(!empty(c));
+            evict_one(c, now, rm);
+        }
     }
     list_push_head(c, e);
+    if (expires)
+        heap_push(c, &e->kv);
+    pc__leases_break(c->w.leases, h, false);
     window_close(c);
-    PC__ASSERT(c->count <= base->capacity);
     PC__COUNTER_INC(c->w.puts);
     pc__writer_unlock(base, &c->w);
     return PC_OK;
+
+refused:
+    window_close(c);
+    pc__writer_unlock(base, &c->w);
+    pc__free(e,
+             offsetof(struct lru_entry, kv) + pc__kv_size(klen, vlen, expires));
+    return st;
 }
 
-pc_status pc__policy_delete(pc_cache *base, const void *key, size_t klen)
+pc_status pc__policy_delete(pc_cache *base, const void *key, size_t klen,
+                            struct pc__removals *rm, struct pc__writer **w)
 {
     struct lru_cache *c = lru_of(base);
     uint64_t h = pc__hash_key(&base->seed, key, klen);
+    uint64_t now = pc__core_now_if_ttl(base);
     struct pc__kv *kv;
+    bool expired = false;
 
+    *w = &c->w;
     pc__writer_lock(&c->w);
     kv = pc__index_remove(index_of(c, h), h, key, klen);
     if (kv != NULL) {
-        mark_removed(kv);
-        list_unlink(ENTRY_OF(kv));
-        __atomic_store_n(&c->count, c->count - 1, __ATOMIC_RELAXED);
-        pc__reclaimer_retire(c->w.rc, kv);
-        PC__COUNTER_INC(c->w.deletes);
+        expired = pc__kv_expired(kv, now);
+        unlinked(c, kv, expired ? PC_REMOVED_EXPIRED : PC_REMOVED_DELETED, rm);
     }
+    pc__leases_break(c->w.leases, h, false);
     pc__writer_unlock(base, &c->w);
-    return kv != NULL ? PC_OK : PC_NOTFOUND;
+    return kv != NULL && !expired ? PC_OK : PC_NOTFOUND;
 }
 
-size_t pc__policy_len(const pc_cache *base)
-{
-    const struct lru_cache *c =
-        PC__CONTAINER_OF(base, const struct lru_cache, base);
-
-    return __atomic_load_n(&c->count, __ATOMIC_RELAXED);
-}
-
-void pc__policy_clear(pc_cache *base)
+void pc__policy_clear(pc_cache *base, struct pc__removals *rm,
+                      struct pc__writer **w)
 {
     struct lru_cache *c = lru_of(base);
     struct lru_entry *e, *next;
+    size_t n = 0;
+    uint64_t bytes = 0;
 
+    *w = &c->w;
     pc__writer_lock(&c->w);
     window_open(c); /* every key goes at once */
     for (e = c->list.next; e != &c->list; e = next) {
         next = e->next;
         mark_removed(&e->kv);
-        pc__index_erase(&c->ix[e->kv.w.live.slot], &e->kv);
-        pc__reclaimer_retire(c->w.rc, &e->kv);
+        pc__index_erase(&c->ix[e->kv.ref], &e->kv);
+        n++;
+        bytes += kv_payload(&e->kv);
+        pc__removed(rm, c->w.rc, &e->kv, PC_REMOVED_CLEARED);
     }
     c->list.next = c->list.prev = &c->list;
-    __atomic_store_n(&c->count, 0, __ATOMIC_RELAXED);
+    c->heap_len = 0;
+    pc__budget_give(base, n, bytes);
+    pc__leases_break(c->w.leases, 0, true);
     window_close(c);
+    pc__writer_unlock(base, &c->w);
+}
+
+size_t pc__policy_expire(pc_cache *base, struct pc__removals *rm,
+                         struct pc__writer **w)
+{
+    struct lru_cache *c = lru_of(base);
+    uint64_t now = pc__core_now_if_ttl(base);
+    size_t n = 0;
+
+    *w = &c->w;
+    pc__writer_lock(&c->w);
+    if (c->heap_len > 0 && pc__kv_expired(c->heap[0], now)) {
+        window_open(c);
+        while (c->heap_len > 0 && pc__kv_expired(c->heap[0], now)) {
+            struct pc__kv *kv = c->heap[0];
+
+            pc__index_erase(&c->ix[kv->ref], kv);
+            unlinked(c, kv, PC_REMOVED_EXPIRED, rm);
+            n++;
+        }
+        window_close(c);
+    }
+    pc__writer_unlock(base, &c->w);
+    return n;
+}
+
+void pc__policy_shrink(pc_cache *base, struct pc__removals *rm,
+                       struct pc__writer **w)
+{
+    struct lru_cache *c = lru_of(base);
+    uint64_t now = pc__core_now_if_ttl(base);
+
+    *w = &c->w;
+    pc__writer_lock(&c->w);
+    window_open(c);
+    while (!empty(c) && !pc__budget_room(base, false, 0))
+        evict_one(c, now, rm);
+    window_close(c);
+    pc__writer_unlock(base, &c->w);
+}
+
+void pc__policy_lease_begin(pc_cache *base, uint64_t h, struct pc__lease *l)
+{
+    struct lru_cache *c = lru_of(base);
+
+    l->h = h;
+    l->broken = false;
+    l->owner = &c->w;
+    pc__writer_lock(&c->w);
+    l->next = c->w.leases;
+    c->w.leases = l;
+    pc__writer_unlock(base, &c->w);
+}
+
+void pc__policy_lease_end(pc_cache *base, struct pc__lease *l)
+{
+    struct lru_cache *c = lru_of(base);
+
+    pc__writer_lock(&c->w);
+    pc__lease_unlink(&c->w.leases, l);
     pc__writer_unlock(base, &c->w);
 }

@@ -1,29 +1,58 @@
 /*
- * policy: the interface an eviction policy (clock.c, lru.c) implements.
+ * policy: the interface each library variant's cache implements: shard.c
+ * (the CLOCK build: sharded, with the CLOCK or frequency policy inside its
+ * shards) or lru.c (the exact-LRU build).
  *
- * Exactly one policy is linked into each library variant. cache.c owns the
- * public API and validates every argument first, so a policy function is
- * only ever called with a non-NULL cache and arguments that satisfy the
- * header's contract. What every policy shares (capacity, reclaim, stats,
- * get-or-load's flight table) lives in core.h and is called directly.
+ * cache.c owns the public API and validates every argument first, so these
+ * are only ever called with a non-NULL cache and arguments that satisfy
+ * the header's contract. What every variant shares (reclaim, stats, the
+ * clock, the budgets, the removal listener's reporting) lives in core.h
+ * and write.h.
+ *
+ * Write calls take the call's removal queue (write.h) and set *w to a
+ * writer lock of the cache, which the caller hands to pc__removals_finish
+ * once the call has returned (no lock is held on return).
  */
 #ifndef PC_POLICY_H
 #define PC_POLICY_H
 
+#include <stdbool.h>
+
 #include "purecache.h"
+#include "write.h"
+
+struct pc__writer;
 
 pc_status pc__policy_create(const pc_options *opts, pc_cache **out);
 void pc__policy_destroy(pc_cache *c);
+/* The name of the build's policy ("clock" or "lru"). */
+const char *pc__policy_name(void);
+
+/* pc_get; count: add one hit or miss to the statistics (get-or-load's
+ * second looks do not). */
 pc_status pc__policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
-                         size_t bufcap, size_t *vlen);
+                         size_t bufcap, size_t *vlen, bool count);
 /* Look key up and pin its value (see pc_get_pinned). */
 pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen,
                          pc_pin *pin);
-pc_status pc__policy_put(pc_cache *c, const void *key, size_t klen,
-                         const void *val, size_t vlen);
-pc_status pc__policy_delete(pc_cache *c, const void *key, size_t klen);
-size_t pc__policy_len(const pc_cache *c);
-void pc__policy_clear(pc_cache *c);
-const char *pc__policy_name(void);
+/* Store key -> val under hash h as req says (write.h); PC_OK (check
+ * req->dropped), PC_EXISTS, PC_NOTFOUND, PC_EINVAL (larger than the byte
+ * bound), PC_ENOMEM. */
+pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
+                         const void *val, size_t vlen, struct pc__put_req *req,
+                         struct pc__removals *rm, struct pc__writer **w);
+pc_status pc__policy_delete(pc_cache *c, const void *key, size_t klen,
+                            struct pc__removals *rm, struct pc__writer **w);
+void pc__policy_clear(pc_cache *c, struct pc__removals *rm,
+                      struct pc__writer **w);
+/* Remove every expired entry; returns how many. */
+size_t pc__policy_expire(pc_cache *c, struct pc__removals *rm,
+                         struct pc__writer **w);
+/* Evict until the cache is within its capacity and byte bound. */
+void pc__policy_shrink(pc_cache *c, struct pc__removals *rm,
+                       struct pc__writer **w);
+/* Register / unregister a load's lease on hash h (write.h). */
+void pc__policy_lease_begin(pc_cache *c, uint64_t h, struct pc__lease *l);
+void pc__policy_lease_end(pc_cache *c, struct pc__lease *l);
 
 #endif

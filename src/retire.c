@@ -16,7 +16,7 @@ static void *kv_block(const struct pc__reclaimer *r, struct pc__kv *kv)
 
 static size_t kv_bytes(const struct pc__reclaimer *r, const struct pc__kv *kv)
 {
-    return r->kv_offset + pc__kv_size(kv->klen, kv->vlen);
+    return r->kv_offset + pc__kv_alloc_size(kv);
 }
 
 /* ---- callbacks and buckets ---- */
@@ -187,6 +187,8 @@ void pc__reclaimer_retire(struct pc__reclaimer *r, struct pc__kv *kv)
 {
     struct pc__retire_batch *b = r->open;
 
+    PC__COUNTER_INC(r->retired_n);
+    PC__COUNTER_ADD(r->retired_bytes, kv_bytes(r, kv));
     if (__builtin_expect(b == NULL || b->n == PC__RETIRE_BATCH_ITEMS, 0)) {
         close_open(r);
         b = r->open = batch_take(r);
@@ -207,17 +209,39 @@ void pc__reclaimer_free(struct pc__reclaimer *r, struct pc__garbage g)
     struct pc__retire_batch *b, *next;
     struct pc__kv *kv, *knext;
 
+    uint64_t n = 0, bytes = 0;
+
     for (b = g.batches; b != NULL; b = next) {
         next = b->ready;
         for (uint32_t i = 0; i < b->n; i++)
             pc__free(b->item[i].p, b->item[i].size);
+        n += b->n;
+        bytes += b->bytes;
         /* Back to the writers (batch_take's acquire). */
         __atomic_store_n(&b->state, PC__BATCH_FREE, __ATOMIC_RELEASE);
     }
     for (kv = g.spilled; kv != NULL; kv = knext) {
         knext = kv->w.retire_next;
+        n++;
+        bytes += kv_bytes(r, kv);
         pc__free(kv_block(r, kv), kv_bytes(r, kv));
     }
+    if (n != 0) {
+        __atomic_add_fetch(&r->freed_n, n, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&r->freed_bytes, bytes, __ATOMIC_RELAXED);
+    }
+}
+
+void pc__reclaimer_pending(const struct pc__reclaimer *r, uint64_t *n,
+                           uint64_t *bytes)
+{
+    uint64_t fn = __atomic_load_n(&r->freed_n, __ATOMIC_RELAXED);
+    uint64_t fb = __atomic_load_n(&r->freed_bytes, __ATOMIC_RELAXED);
+    uint64_t rn = PC__COUNTER_READ(r->retired_n);
+    uint64_t rb = PC__COUNTER_READ(r->retired_bytes);
+
+    *n += rn > fn ? rn - fn : 0;
+    *bytes += rb > fb ? rb - fb : 0;
 }
 
 /* ---- life cycle ---- */

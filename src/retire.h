@@ -105,6 +105,9 @@ struct pc__reclaimer {
     struct pc__spill_carrier carrier;
     size_t kv_offset; /* entry header's offset in its block */
     unsigned int writes;
+    /* Retired (writer lock) and freed (atomic adds, by whoever frees)
+     * entries and bytes, for pc_stats's pending garbage. */
+    uint64_t retired_n, retired_bytes, freed_n, freed_bytes;
     struct pc__domain *dom; /* immutable */
     /* Every callback in rec.pending[i] was deferred at epoch
      * bucket_epoch[i]: a bucket never mixes epochs. */
@@ -156,6 +159,11 @@ void pc__reclaimer_free(struct pc__reclaimer *r, struct pc__garbage g);
 void pc__reclaimer_drain_detach(struct pc__reclaimer *r);
 struct pc__garbage pc__reclaimer_drain_finish(struct pc__reclaimer *r);
 void pc__reclaimer_drain_abort(struct pc__reclaimer *r);
+/* Add the entries and bytes retired but not yet freed to *n and *bytes
+ * (any thread; a snapshot). */
+void pc__reclaimer_pending(const struct pc__reclaimer *r, uint64_t *n,
+                           uint64_t *bytes);
+
 /* Free every idle batch (lock held): after a drain, the batches grown for
  * a burst of writes go back to the allocator. */
 void pc__reclaimer_trim(struct pc__reclaimer *r);

@@ -164,10 +164,10 @@ Test(grace, no_free_overtakes_a_reader_fenced_reads)
 
 static struct pc__kv *entry_new(void)
 {
-    struct pc__kv *kv = pc__alloc(pc__kv_size(0, 0));
+    struct pc__kv *kv = pc__alloc(pc__kv_size(0, 0, false));
 
     cr_assert_not_null(kv);
-    pc__kv_fill(kv, NULL, 0, NULL, 0);
+    pc__kv_fill(kv, NULL, 0, NULL, 0, 0);
     return kv;
 }
 

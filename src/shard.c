@@ -1,0 +1,613 @@
+/*
+ * shard: the CLOCK build's cache: shards that each run an eviction policy
+ * (shard.h: CLOCK, or the frequency-aware policy), under one capacity and
+ * one byte bound for the whole cache.
+ *
+ * Sharding. The key space is split into shards by the high half of the
+ * key's hash. Each shard has its own index (index.h), writer lock and
+ * policy state; create picks the count from the CPU count (4 per CPU, at
+ * most 256), never letting a shard's share fall below MIN_SHARD entries
+ * (small shards fill unevenly and their hit ratio drifts from a single
+ * policy's), then nudges it so each shard's table is as full as its load
+ * limit allows (a count that just crosses a power of two would double it).
+ *
+ * One budget. The capacity and the byte bound belong to the cache, not to
+ * the shards (core.h: pc__budget_take): a put of a new key claims one
+ * entry and its bytes from the cache-wide counters with compare-and-swap,
+ * and only if that fails evicts, from its own shard in the policy's order
+ * (an expired entry first, when the policy meets one), until the claim
+ * succeeds. So while fewer than capacity entries are present nothing is
+ * evicted, whatever the shard count; at capacity one new key evicts one
+ * entry; and pc_len and pc_bytes never pass their limits. A shard may hold
+ * more or fewer entries than its share. If the put's own shard has nothing
+ * left to evict, it releases its lock and evicts from the other shards in
+ * turn (one lock at a time), then starts over. Under concurrent puts that
+ * race for the last free places a put may evict one entry more than it
+ * needed; the counters are touched only by writers.
+ *
+ * A put changes nothing before everything that can fail has succeeded: the
+ * entry is allocated before the lock, the policy and the index reserve
+ * their room before any eviction.
+ *
+ * Readers (pc_get) enter an epoch section, look the key up in the index
+ * (wait-free: entries never move inside a table), treat an entry whose
+ * expiry time has come as a miss, raise the entry's use mark with a plain
+ * byte store if it is below the policy's max_ref, copy the value out, and
+ * leave. They take no lock, perform no atomic read-modify-write, allocate
+ * nothing, and write no shared line but that one byte.
+ *
+ * Writers hold the shard's lock for every change to its index, policy
+ * state and local counts. An entry is fully written before the index
+ * publishes it and never changed afterwards but for its use mark (entry.h),
+ * so readers never see a torn value. Removed entries go to the shard's
+ * reclaimer (retire.h), or to the call's removal queue when the cache has a
+ * listener (write.h); leases of loads are checked and broken under the
+ * same lock.
+ */
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "core.h"
+#include "index.h"
+#include "policy.h"
+#include "shard.h"
+
+#define MIN_SHARD 1024u
+#define MAX_AUTO_SHARDS 256u
+#define PRESIZE_MAX (1ul << 16) /* per shard; larger ones grow */
+
+/* Readers touch only `ix` (its table pointer), which writers change only
+ * when a table is replaced; it gets the first cache line to itself, and
+ * everything writers dirty on every put (lock, counts, policy pointer)
+ * starts on the next one, so a put in a shard does not evict its index
+ * handle from the readers' caches. */
+struct shard {
+    struct pc__index ix;
+    struct pc__writer w __attribute__((aligned(64)));
+    void *pol;      /* the policy's state */
+    size_t count;   /* entries in this shard (writer lock) */
+    uint64_t bytes; /* their klen + vlen (writer lock) */
+} __attribute__((aligned(64)));
+_Static_assert(offsetof(struct shard, w) == 64,
+               "a shard's index handle has its own cache line");
+
+struct shard_cache {
+    struct pc_cache base;
+    const struct pc__shard_policy *pol;
+    uint8_t max_ref;
+    uint32_t nshards;
+    struct shard *shards;
+    unsigned int cursor; /* where evictions for other shards start */
+};
+
+static inline struct shard_cache *sc_of(pc_cache *c)
+{
+    return PC__CONTAINER_OF(c, struct shard_cache, base);
+}
+
+const char *pc__policy_name(void)
+{
+    return "clock";
+}
+
+static unsigned long pow2_ceil(unsigned long v)
+{
+    unsigned long p = 1;
+
+    while (p < v)
+        p <<= 1;
+    return p;
+}
+
+/* Index chunks needed by n shards sharing `cap` (a shard's table holds its
+ * share plus the one entry a put inserts before it evicts). */
+static unsigned long table_chunks(size_t cap, unsigned long n)
+{
+    unsigned long per = (cap + n - 1) / n;
+
+    return n * pc__index_chunks(per + 1);
+}
+
+static uint32_t choose_shards(size_t cap, unsigned int requested)
+{
+    unsigned long cpus, target, best, n;
+
+    if (requested != 0)
+        return (uint32_t)(requested < cap ? requested : cap);
+    cpus = (unsigned long)sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        cpus = 1;
+    target = pow2_ceil(4 * cpus);
+    if (target > MAX_AUTO_SHARDS)
+        target = MAX_AUTO_SHARDS;
+    while (target > 1 && cap / target < MIN_SHARD)
+        target >>= 1;
+    if (target == 1)
+        return 1;
+    best = target;
+    for (n = target + 1; n < 2 * target && cap / n >= MIN_SHARD; n++)
+        if (table_chunks(cap, n) < table_chunks(cap, best))
+            best = n;
+    return (uint32_t)best;
+}
+
+static inline struct shard *shard_of(struct shard_cache *sc, uint64_t h)
+{
+    return &sc->shards[((h >> 32) * sc->nshards) >> 32];
+}
+
+static void kv_free(struct pc__kv *kv)
+{
+    pc__free(kv, pc__kv_alloc_size(kv));
+}
+
+/* ---- life cycle ---- */
+
+static void free_entry_cb(void *arg, struct pc__kv *kv)
+{
+    (void)arg;
+    kv_free(kv);
+}
+
+/* Free the live entries, policy states and index tables of the first n
+ * shards, after pc__core_shutdown (deferred tables before live ones). */
+static void shards_free(struct shard_cache *sc, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        struct shard *s = &sc->shards[i];
+
+        if (s->pol != NULL) {
+            sc->pol->each(s->pol, free_entry_cb, NULL);
+            sc->pol->destroy(s->pol);
+        }
+        pc__index_destroy(&s->ix);
+    }
+}
+
+pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
+{
+    struct shard_cache *sc;
+    uint32_t n, i;
+
+    if (opts->policy > PC_POLICY_FREQUENCY)
+        return PC_EINVAL;
+    n = choose_shards(opts->capacity, opts->shards);
+    if (opts->capacity / n > UINT32_MAX - 1)
+        return PC_EINVAL;
+    sc = pc__alloc_aligned(sizeof *sc, 64);
+    if (sc == NULL)
+        return PC_ENOMEM;
+    memset(sc, 0, sizeof *sc);
+    sc->nshards = n;
+    sc->pol = opts->policy == PC_POLICY_FREQUENCY ? &pc__frequency_policy
+                                                  : &pc__clock_policy;
+    sc->max_ref = sc->pol->max_ref;
+    if (!pc__core_init(&sc->base, opts, n)) {
+        pc__free_aligned(sc, sizeof *sc, 64);
+        return PC_ENOMEM;
+    }
+    sc->base.policy_name = sc->pol->name;
+    sc->shards = pc__alloc_aligned(sizeof *sc->shards * n, 64);
+    if (sc->shards == NULL)
+        goto fail;
+    memset(sc->shards, 0, sizeof *sc->shards * n);
+    for (i = 0; i < n; i++) {
+        struct shard *s = &sc->shards[i];
+        size_t share = opts->capacity / n + (i < opts->capacity % n);
+
+        s->pol = sc->pol->create(share);
+        if (s->pol == NULL ||
+            !pc__index_init(&s->ix,
+                            share < PRESIZE_MAX ? share : PRESIZE_MAX) ||
+            !pc__core_add_writer(&sc->base, &s->w, 0)) {
+            i++; /* this shard's parts are freed with the others */
+            break;
+        }
+    }
+    if (sc->base.nwriters < n) {
+        pc__core_shutdown(&sc->base);
+        shards_free(sc, i);
+        goto fail;
+    }
+    *out = &sc->base;
+    return PC_OK;
+
+fail:
+    pc__free_aligned(sc->shards, sizeof *sc->shards * n, 64);
+    pc__core_fini(&sc->base);
+    pc__free_aligned(sc, sizeof *sc, 64);
+    return PC_ENOMEM;
+}
+
+void pc__policy_destroy(pc_cache *c)
+{
+    struct shard_cache *sc = sc_of(c);
+
+    pc__core_shutdown(c);
+    shards_free(sc, sc->nshards);
+    pc__free_aligned(sc->shards, sizeof *sc->shards * sc->nshards, 64);
+    pc__core_fini(c);
+    pc__free_aligned(sc, sizeof *sc, 64);
+}
+
+/* ---- reads ---- */
+
+/* Inside the caller's read section: find key and mark the use. NULL on a
+ * miss (an expired entry is one). */
+static inline struct pc__kv *shard_lookup(pc_cache *c, struct pc__record *t,
+                                          uint64_t h, const void *key,
+                                          size_t klen)
+{
+    struct shard_cache *sc = sc_of(c);
+    struct pc__kv *kv = pc__index_get(&shard_of(sc, h)->ix, h, key, klen);
+
+    (void)t;
+    if (kv == NULL)
+        return NULL;
+    if (__builtin_expect(pc__kv_flags(kv) & PC__KV_EXPIRES, 0) &&
+        pc__core_now(c) >= pc__kv_expires(kv))
+        return NULL;
+    pc__kv_touch(kv, sc->max_ref);
+    return kv;
+}
+
+pc_status pc__policy_get(pc_cache *c, const void *key, size_t klen, void *buf,
+                         size_t bufcap, size_t *vlen, bool count)
+{
+    return pc__core_get(c, shard_lookup, key, klen, buf, bufcap, vlen, count);
+}
+
+pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
+{
+    return pc__core_pin(c, shard_lookup, key, klen, pin);
+}
+
+/* ---- removal helpers (shard lock held) ---- */
+
+static uint64_t kv_payload(const struct pc__kv *kv)
+{
+    return (uint64_t)kv->klen + kv->vlen;
+}
+
+/* kv is out of the index and the policy: account for it and dispose. */
+static void gone(struct shard *s, struct pc__kv *kv, pc_removal_cause cause,
+                 struct pc__removals *rm)
+{
+    s->count--;
+    s->bytes -= kv_payload(kv);
+    if (cause == PC_REMOVED_EVICTED)
+        PC__COUNTER_INC(s->w.evictions);
+    else if (cause == PC_REMOVED_EXPIRED)
+        PC__COUNTER_INC(s->w.expirations);
+    pc__removed(rm, s->w.rc, kv, cause);
+}
+
+/* Evict the policy's next victim from s (which holds an entry), returning
+ * its room to the cache-wide budget. */
+static void evict_one(struct shard_cache *sc, struct shard *s, uint64_t now,
+                      struct pc__removals *rm)
+{
+    struct pc__kv *v = sc->pol->victim(s->pol, now);
+
+    pc__index_erase(&s->ix, v);
+    pc__budget_give(&sc->base, 1, kv_payload(v));
+    gone(s, v, pc__kv_expired(v, now) ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED,
+         rm);
+}
+
+/* No lock held: evict from shards other than `avoid`, one lock at a time,
+ * until the budget has room for one more entry (if need_entry) and `bytes`
+ * more bytes, or nothing is left to evict. */
+static void evict_elsewhere(struct shard_cache *sc, struct shard *avoid,
+                            bool need_entry, uint64_t bytes, uint64_t now,
+                            struct pc__removals *rm, struct pc__writer **w)
+{
+    unsigned int start =
+        __atomic_fetch_add(&sc->cursor, 1, __ATOMIC_RELAXED) % sc->nshards;
+
+    for (uint32_t k = 0; k < sc->nshards; k++) {
+        struct shard *s = &sc->shards[(start + k) % sc->nshards];
+
+        if (s == avoid)
+            continue;
+        bool room;
+
+        pc__writer_lock(&s->w);
+        while (!(room = pc__budget_room(&sc->base, need_entry, bytes)) &&
+               s->count > 0)
+            evict_one(sc, s, now, rm);
+        pc__writer_unlock(&sc->base, &s->w);
+        *w = &s->w;
+        if (room)
+            return; /* the retried put claims it (or evicts again) */
+    }
+}
+
+/* ---- writes ---- */
+
+/* Shard lock held, old == NULL or old in s: evict s's policy victims,
+ * returning their room to the budget, until the budget grants one more
+ * entry (one_more) and `bytes` more bytes, or s has nothing left but old.
+ * Sets *lost if old itself was the victim. True once granted. */
+static bool claim_here(struct shard_cache *sc, struct shard *s,
+                       struct pc__kv *old, bool one_more, uint64_t bytes,
+                       uint64_t now, struct pc__removals *rm, bool *evicted,
+                       bool *lost)
+{
+    while (!pc__budget_take(&sc->base, one_more, bytes)) {
+        struct pc__kv *v;
+
+        if (s->count <= (old != NULL))
+            return false;
+        v = sc->pol->victim(s->pol, now);
+        pc__index_erase(&s->ix, v);
+        pc__budget_give(&sc->base, 1, kv_payload(v));
+        gone(s, v,
+             pc__kv_expired(v, now) ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED,
+             rm);
+        *evicted = true;
+        if (v == old) {
+            *lost = true;
+            return false;
+        }
+    }
+    return true;
+}
+
+pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
+                         const void *val, size_t vlen, struct pc__put_req *req,
+                         struct pc__removals *rm, struct pc__writer **w)
+{
+    struct shard_cache *sc = sc_of(c);
+    const struct pc__shard_policy *pol = sc->pol;
+    struct shard *s = shard_of(sc, h);
+    uint64_t size = (uint64_t)klen + vlen, max, now;
+    struct pc__kv *kv, *old;
+    pc_status st = PC_OK;
+
+    kv = pc__alloc(pc__kv_size(klen, vlen, req->expires != 0));
+    if (kv == NULL)
+        return PC_ENOMEM;
+    pc__kv_fill(kv, key, klen, val, vlen, req->expires);
+    kv->w.live.hash = (uint32_t)h; /* the policy's admit may use it */
+    *w = &s->w;
+    for (;;) {
+        bool evicted = false, lost = false;
+        uint64_t was;
+
+        now = pc__core_now_if_ttl(c);
+        pc__writer_lock(&s->w);
+        max = __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED);
+        if (max != 0 && size > max) {
+            st = PC_EINVAL;
+            goto refused;
+        }
+        old = pc__index_get(&s->ix, h, key, klen);
+        if (old != NULL && pc__kv_expired(old, now)) {
+            pc__index_erase(&s->ix, old);
+            pol->remove(s->pol, old);
+            pc__budget_give(c, 1, kv_payload(old));
+            gone(s, old, PC_REMOVED_EXPIRED, rm);
+            old = NULL;
+        }
+        if (req->lease != NULL) {
+            pc__lease_unlink(&s->w.leases, req->lease);
+            if (req->lease->broken) {
+                req->dropped = true; /* a write won: store nothing */
+                goto refused;
+            }
+        }
+        if (old != NULL && (req->flags & PC_PUT_IF_ABSENT)) {
+            st = PC_EXISTS;
+            goto refused;
+        }
+        if (old == NULL && (req->flags & PC_PUT_IF_PRESENT)) {
+            st = PC_NOTFOUND;
+            goto refused;
+        }
+        /* What can fail, before anything changes. */
+        if (!pol->reserve(s->pol, s->count + 1) ||
+            !pc__index_reserve(&s->ix, s->count + 1, s->w.rc)) {
+            st = PC_ENOMEM;
+            goto refused;
+        }
+        if (old != NULL) {
+            /* A replacement needs room only for the bytes it adds. */
+            was = kv_payload(old);
+            if (size <= was) {
+                pc__budget_give(c, 0, was - size);
+            } else if (!claim_here(sc, s, old, false, size - was, now, rm,
+                                   &evicted, &lost)) {
+                pc__writer_unlock(c, &s->w);
+                if (!lost) /* nothing left here to evict */
+                    evict_elsewhere(sc, s, false, size - was, now, rm, w);
+                continue; /* old is still there, or a new key now */
+            }
+            pc__index_put(&s->ix, h, kv, &old, s->w.rc); /* cannot fail */
+            pol->replace(s->pol, old, kv);
+            s->bytes += size;
+            s->bytes -= was;
+            pc__removed(rm, s->w.rc, old, PC_REMOVED_REPLACED);
+        } else {
+            if (s->count == 0 && !pc__budget_take(c, true, size)) {
+                pc__writer_unlock(c, &s->w);
+                evict_elsewhere(sc, s, true, size, now, rm, w);
+                continue;
+            }
+            if (s->count != 0) { /* (else the claim above succeeded) */
+                pol->admit(s->pol, kv);
+                if (!claim_here(sc, s, NULL, true, size, now, rm, &evicted,
+                                &lost)) {
+                    /* The shard emptied and the bytes still do not fit. */
+                    pc__writer_unlock(c, &s->w);
+                    evict_elsewhere(sc, s, true, size, now, rm, w);
+                    continue;
+                }
+            } else {
+                pol->admit(s->pol, kv);
+            }
+            pc__index_put(&s->ix, h, kv, &old, s->w.rc); /* room reserved */
+            pol->insert(s->pol, kv, evicted);
+            s->count++;
+            s->bytes += size;
+        }
+        pc__leases_break(s->w.leases, h, false);
+        PC__COUNTER_INC(s->w.puts);
+        pc__writer_unlock(c, &s->w);
+        return PC_OK;
+    }
+
+refused:
+    pc__writer_unlock(c, &s->w);
+    pc__free(kv, pc__kv_alloc_size(kv));
+    return st;
+}
+
+pc_status pc__policy_delete(pc_cache *c, const void *key, size_t klen,
+                            struct pc__removals *rm, struct pc__writer **w)
+{
+    struct shard_cache *sc = sc_of(c);
+    uint64_t h = pc__hash_key(&c->seed, key, klen);
+    struct shard *s = shard_of(sc, h);
+    uint64_t now = pc__core_now_if_ttl(c);
+    struct pc__kv *kv;
+    bool expired = false;
+
+    *w = &s->w;
+    pc__writer_lock(&s->w);
+    kv = pc__index_remove(&s->ix, h, key, klen);
+    if (kv != NULL) {
+        expired = pc__kv_expired(kv, now);
+        sc->pol->remove(s->pol, kv);
+        pc__budget_give(c, 1, kv_payload(kv));
+        if (!expired)
+            PC__COUNTER_INC(s->w.deletes);
+        gone(s, kv, expired ? PC_REMOVED_EXPIRED : PC_REMOVED_DELETED, rm);
+    }
+    pc__leases_break(s->w.leases, h, false);
+    pc__writer_unlock(c, &s->w);
+    return kv != NULL && !expired ? PC_OK : PC_NOTFOUND;
+}
+
+/* each() callbacks: argument for removing what they are given. */
+struct sweep {
+    struct shard_cache *sc;
+    struct shard *s;
+    struct pc__removals *rm;
+    uint64_t now;
+    size_t removed;
+};
+
+static void clear_cb(void *arg, struct pc__kv *kv)
+{
+    struct sweep *sw = arg;
+
+    pc__index_erase(&sw->s->ix, kv);
+    sw->removed++;
+    sw->s->count--;
+    sw->s->bytes -= kv_payload(kv);
+    pc__removed(sw->rm, sw->s->w.rc, kv, PC_REMOVED_CLEARED);
+}
+
+void pc__policy_clear(pc_cache *c, struct pc__removals *rm,
+                      struct pc__writer **w)
+{
+    struct shard_cache *sc = sc_of(c);
+
+    for (uint32_t i = 0; i < sc->nshards; i++) {
+        struct shard *s = &sc->shards[i];
+        struct sweep sw = {sc, s, rm, 0, 0};
+        uint64_t bytes;
+
+        pc__writer_lock(&s->w);
+        bytes = s->bytes;
+        sc->pol->each(s->pol, clear_cb, &sw);
+        sc->pol->reset(s->pol);
+        pc__budget_give(c, sw.removed, bytes);
+        pc__leases_break(s->w.leases, 0, true);
+        pc__writer_unlock(c, &s->w);
+        *w = &s->w;
+    }
+}
+
+static void expire_cb(void *arg, struct pc__kv *kv)
+{
+    struct sweep *sw = arg;
+
+    if (!pc__kv_expired(kv, sw->now))
+        return;
+    pc__index_erase(&sw->s->ix, kv);
+    sw->sc->pol->remove(sw->s->pol, kv);
+    pc__budget_give(&sw->sc->base, 1, kv_payload(kv));
+    sw->removed++;
+    gone(sw->s, kv, PC_REMOVED_EXPIRED, sw->rm);
+}
+
+size_t pc__policy_expire(pc_cache *c, struct pc__removals *rm,
+                         struct pc__writer **w)
+{
+    struct shard_cache *sc = sc_of(c);
+    struct sweep sw = {sc, NULL, rm, pc__core_now_if_ttl(c), 0};
+
+    for (uint32_t i = 0; i < sc->nshards; i++) {
+        struct shard *s = &sc->shards[i];
+
+        sw.s = s;
+        pc__writer_lock(&s->w);
+        if (sw.now != 0)
+            sc->pol->each(s->pol, expire_cb, &sw);
+        pc__writer_unlock(c, &s->w);
+        *w = &s->w;
+    }
+    return sw.removed;
+}
+
+void pc__policy_shrink(pc_cache *c, struct pc__removals *rm,
+                       struct pc__writer **w)
+{
+    struct shard_cache *sc = sc_of(c);
+    uint64_t now = pc__core_now_if_ttl(c);
+
+    /* Round robin, a few entries per lock, until within both limits. */
+    for (uint32_t k = 0, idle = 0; idle < sc->nshards; k++) {
+        struct shard *s = &sc->shards[k % sc->nshards];
+        int n = 0;
+
+        pc__writer_lock(&s->w);
+        while (s->count > 0 && n < 16 && !pc__budget_room(c, false, 0)) {
+            evict_one(sc, s, now, rm);
+            n++;
+        }
+        pc__writer_unlock(c, &s->w);
+        *w = &s->w;
+        if (pc__budget_room(c, false, 0))
+            break;
+        idle = n == 0 ? idle + 1 : 0;
+    }
+}
+
+/* ---- leases ---- */
+
+void pc__policy_lease_begin(pc_cache *c, uint64_t h, struct pc__lease *l)
+{
+    struct shard *s = shard_of(sc_of(c), h);
+
+    l->h = h;
+    l->broken = false;
+    l->owner = s;
+    pc__writer_lock(&s->w);
+    l->next = s->w.leases;
+    s->w.leases = l;
+    pc__writer_unlock(c, &s->w);
+}
+
+void pc__policy_lease_end(pc_cache *c, struct pc__lease *l)
+{
+    struct shard *s = l->owner;
+
+    pc__writer_lock(&s->w);
+    pc__lease_unlink(&s->w.leases, l);
+    pc__writer_unlock(c, &s->w);
+}

@@ -1,0 +1,63 @@
+/*
+ * shard: the interface between the sharded cache (shard.c, the CLOCK
+ * build's cache) and the eviction policies that run inside each shard
+ * (clock.c: CLOCK; frequency.c: the frequency-aware policy).
+ *
+ * shard.c owns everything that is the same for every policy: the index,
+ * the writer lock, the cache-wide capacity and byte budgets, expiry,
+ * conditional puts, leases, the removal listener, the read path. A policy
+ * owns only the order in which a shard's entries leave: its per-shard
+ * state, created for a nominal share of the capacity, and the callbacks
+ * below, all called with the shard's writer lock held. A policy never
+ * touches the index or the reclaimer, and never frees an entry.
+ *
+ * Readers see a policy only through `max_ref`: a hit raises the entry's
+ * `ref` byte up to it (entry.h, pc__kv_touch), with a plain store. The
+ * policy reads `ref` with relaxed loads and may write it (under the lock);
+ * it keeps its own writer-only state in the entry's w.live.slot word
+ * (w.live.hash belongs to the index).
+ */
+#ifndef PC_SHARD_H
+#define PC_SHARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "entry.h"
+
+struct pc__shard_policy {
+    const char *name; /* pc_cache_policy's answer */
+    uint8_t max_ref;  /* readers raise ref up to this */
+    /* Per-shard state for a nominal share of `share` entries; NULL on
+     * ENOMEM. (A shard may come to hold more or fewer entries than its
+     * share: the capacity is the cache's.) */
+    void *(*create)(size_t share);
+    void (*destroy)(void *st);
+    /* Room in the policy's structures for `n` entries (may allocate);
+     * false on ENOMEM, nothing changed. Called before any change. */
+    bool (*reserve)(void *st, size_t n);
+    /* A new key is about to enter (before the evictions made for it). */
+    void (*admit)(void *st, struct pc__kv *kv);
+    /* Unlink and return the next victim (the shard holds an entry). An
+     * entry expired at `now` is the cheapest victim, if the policy meets
+     * one on its way. */
+    struct pc__kv *(*victim)(void *st, uint64_t now);
+    /* Place a new key admitted just before; `evicted`: an entry of this
+     * shard was evicted to make room for it. */
+    void (*insert)(void *st, struct pc__kv *kv, bool evicted);
+    /* kv replaces old (same key), taking its place; a use. */
+    void (*replace)(void *st, struct pc__kv *old, struct pc__kv *kv);
+    /* Unlink an entry (delete, expiry). */
+    void (*remove)(void *st, struct pc__kv *kv);
+    /* Call fn for every entry. fn must not change the policy's state. */
+    void (*each)(void *st, void (*fn)(void *arg, struct pc__kv *kv), void *arg);
+    /* Forget every entry (clear); the entries themselves are the
+     * caller's. */
+    void (*reset)(void *st);
+};
+
+extern const struct pc__shard_policy pc__clock_policy;
+extern const struct pc__shard_policy pc__frequency_policy;
+
+#endif

@@ -1,0 +1,92 @@
+/*
+ * write: what a write call (put, delete, clear, expire, a limit change)
+ * carries through a policy: its request, the lease of a load, and the
+ * entries it removed, which the removal listener must see.
+ *
+ * Removals. Without a listener a policy retires what it removes at once,
+ * under its writer lock (retire.h). With one, it unlinks the entry from
+ * everything readers can reach and queues it here instead, the queue
+ * linked through the entry's writer-only link word (entry.h), each link
+ * carrying the next entry's cause in its low bits. After every lock is
+ * released, pc__removals_finish calls the listener for each queued entry, then
+ * retires them all under one writer lock: until then nothing can free them, so
+ * the listener reads their bytes with no further protection. A listener that
+ * writes to the same cache from inside the callback queues its own removals
+ * onto the notification already running on this thread (a per-thread list of
+ * the caches being notified), so the loop in pc__removals_finish reports them
+ * in turn: no recursion, no lock held.
+ *
+ * (pc__removals_init, in core.h, starts a call's queue.)
+ *
+ * Leases. A load (load.c) that may store its value registers a lease on
+ * its key's hash with the writer that owns the key (pc__policy_lease_begin)
+ * before it looks the key up for the last time. Every put, delete or clear
+ * that could change the key afterwards marks matching leases broken, under
+ * the same writer lock; a put with a broken lease stores nothing. So once
+ * a write of the key has returned, no load that began before it can store
+ * over it. Matching is by the full 64-bit hash: a collision only makes a
+ * load uncached, never wrong. Evictions and expiry break no lease.
+ */
+#ifndef PC_WRITE_H
+#define PC_WRITE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "entry.h"
+#include "purecache.h"
+
+struct pc__reclaimer;
+struct pc__writer;
+
+struct pc__lease {
+    struct pc__lease *next; /* in its writer's list (writer lock) */
+    uint64_t h;
+    bool broken;
+    void *owner; /* the writer it is registered with (policy's business) */
+};
+
+struct pc__put_req {
+    unsigned int flags;      /* 0, PC_PUT_IF_ABSENT or PC_PUT_IF_PRESENT */
+    uint64_t expires;        /* absolute, on the cache's clock; 0: never */
+    struct pc__lease *lease; /* a load's lease (unregistered by the put) */
+    bool dropped;            /* out: the lease was broken, nothing stored */
+};
+
+struct pc__removals {
+    struct pc__kv *head, *tail;
+    pc_removal_cause head_cause;
+    pc_removal_fn *fn; /* the cache's listener, or NULL: retire at once */
+    void *ctx;
+};
+
+/* Writer lock held: kv is unlinked from everything readers reach; retire it
+ * to rc, or queue it for the listener. */
+void pc__removed(struct pc__removals *rm, struct pc__reclaimer *rc,
+                 struct pc__kv *kv, pc_removal_cause cause);
+
+/* No lock held: report every queued removal to the listener, then retire
+ * them under w's lock (any writer of the cache will do). */
+void pc__removals_finish(pc_cache *c, struct pc__removals *rm,
+                         struct pc__writer *w);
+
+/* Writer lock held: mark every lease in the list that matches h broken
+ * (all of them if all is true). */
+static inline void pc__leases_break(struct pc__lease *l, uint64_t h, bool all)
+{
+    for (; l != NULL; l = l->next)
+        if (all || l->h == h)
+            l->broken = true;
+}
+
+/* Writer lock held: take lease out of the list headed by *head. */
+static inline void pc__lease_unlink(struct pc__lease **head,
+                                    struct pc__lease *lease)
+{
+    while (*head != NULL && *head != lease)
+        head = &(*head)->next;
+    if (*head != NULL)
+        *head = lease->next;
+}
+
+#endif
