@@ -188,6 +188,23 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
     return true;
 }
 
+void pc__index_insert(struct pc__index *ix, uint64_t h, struct pc__kv *kv)
+{
+    struct pc__table *t = ix->table;
+    struct pc__chunk *c = &t->chunks[h & t->mask];
+    int j = free_slot(c->ctrl);
+
+    PC__ASSERT(ix->count + 1 <= t->max_load);
+    kv->w.live.hash = (uint32_t)h;
+    if (__builtin_expect(j >= 0, 1)) { /* room at home */
+        __atomic_store_n(&c->slot[j], kv, __ATOMIC_RELEASE);
+        ctrl_store(c, c->ctrl | ((uint64_t)pc__index_tag(h) << (8 * j)));
+    } else {
+        place(t, (uint32_t)h, pc__index_tag(h), kv);
+    }
+    ix->count++;
+}
+
 bool pc__index_reserve(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
 {
     struct pc__table *t = ix->table, *bigger;

@@ -181,6 +181,10 @@ static inline struct pc__kv *pc__index_get(const struct pc__index *ix,
 bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
                    struct pc__kv **old, struct pc__reclaimer *rc);
 
+/* Writer: publish kv under hash h, its key known to be absent, in a table
+ * with room (pc__index_reserve). Records h's low half in kv. */
+void pc__index_insert(struct pc__index *ix, uint64_t h, struct pc__kv *kv);
+
 /* Writer: make room for `n` entries in all, growing the table (the old one
  * retired to rc) if needed, so that the puts that follow do not grow it.
  * false on ENOMEM, index unchanged. */

@@ -512,16 +512,20 @@ pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
 
 /* ---- writes (writer lock held) ---- */
 
-/* kv is out of the index: take it off the list and the heap, return its
- * room to the budget, dispose of it. */
-static void unlinked(struct lru_cache *c, struct pc__kv *kv,
-                     pc_removal_cause cause, struct pc__removals *rm)
+static bool empty(const struct lru_cache *c)
+{
+    return c->list.next == &c->list;
+}
+
+/* kv is out of the index: take it off the list and the heap, dispose of
+ * it; its room goes back to the budget unless the caller takes it over. */
+static void unlinked_keep_room(struct lru_cache *c, struct pc__kv *kv,
+                               pc_removal_cause cause, struct pc__removals *rm)
 {
     mark_removed(kv);
     list_unlink(ENTRY_OF(kv));
     if (pc__kv_flags(kv) & PC__KV_EXPIRES)
         heap_remove(c, kv);
-    pc__budget_give(&c->base, 1, kv_payload(kv));
     if (cause == PC_REMOVED_EVICTED)
         PC__COUNTER_INC(c->w.evictions);
     else if (cause == PC_REMOVED_EXPIRED)
@@ -531,24 +535,68 @@ static void unlinked(struct lru_cache *c, struct pc__kv *kv,
     pc__removed(rm, c->w.rc, kv, cause);
 }
 
-/* Inside a window: evict the next victim (the entry with the earliest
- * expiry time if it has come, else the least recently used); the cache
- * holds an entry. Returns it (already disposed of). */
-static struct pc__kv *evict_one(struct lru_cache *c, uint64_t now,
-                                struct pc__removals *rm)
+static void unlinked(struct lru_cache *c, struct pc__kv *kv,
+                     pc_removal_cause cause, struct pc__removals *rm)
+{
+    pc__budget_give(&c->base, 1, kv_payload(kv));
+    unlinked_keep_room(c, kv, cause, rm);
+}
+
+/* Inside a window: the next victim (the entry with the earliest expiry
+ * time if it has come, else the least recently used), out of the index
+ * and disposed of, its room NOT returned. The cache holds an entry. */
+static struct pc__kv *take_victim(struct lru_cache *c, uint64_t now,
+                                  struct pc__removals *rm)
 {
     struct pc__kv *v;
     bool expired = c->heap_len > 0 && pc__kv_expired(c->heap[0], now);
 
     v = expired ? c->heap[0] : &c->list.prev->kv;
     pc__index_erase(&c->ix[v->ref], v);
-    unlinked(c, v, expired ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED, rm);
+    unlinked_keep_room(c, v, expired ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED,
+                       rm);
     return v;
 }
 
-static bool empty(const struct lru_cache *c)
+static void evict_one(struct lru_cache *c, uint64_t now,
+                      struct pc__removals *rm)
 {
-    return c->list.next == &c->list;
+    struct pc__kv *v = take_victim(c, now, rm);
+
+    pc__budget_give(&c->base, 1, kv_payload(v));
+}
+
+/* Inside a window: make room in the budget for one more entry (if
+ * one_more) and `bytes` more bytes, evicting victims as needed and taking
+ * their room in their place (no shared counter touched when a victim's
+ * room covers the put, the common case of a full cache). Never fails: the
+ * caller checked that the put fits the limits by itself, and a victim is
+ * never the key being replaced (moved to the head first). */
+static void claim(struct lru_cache *c, bool one_more, uint64_t bytes,
+                  uint64_t now, struct pc__removals *rm)
+{
+    uint64_t owned = 0;
+    bool have_entry = !one_more;
+
+    if (pc__budget_take(&c->base, one_more, bytes))
+        return;
+    for (;;) {
+        struct pc__kv *v;
+
+        PC__ASSERT(!empty(c));
+        v = take_victim(c, now, rm);
+        owned += kv_payload(v);
+        if (have_entry)
+            pc__budget_give(&c->base, 1, 0);
+        have_entry = true;
+        if (owned >= bytes) {
+            if (owned > bytes)
+                pc__budget_give(&c->base, 0, owned - bytes);
+            return;
+        }
+        if (pc__budget_take(&c->base, false, bytes - owned))
+            return;
+    }
 }
 
 pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
@@ -612,10 +660,10 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
          * victim: alone, it fits); the new entry takes its place. */
         was = kv_payload(old);
         list_move_head(c, ENTRY_OF(old));
-        if (size <= was)
+        if (size < was)
             pc__budget_give(base, 0, was - size);
-        while (size > was && !pc__budget_take(base, false, size - was))
-            evict_one(c, now, rm);
+        else if (size > was)
+            claim(c, false, size - was, now, rm);
         pc__index_put(ix, h, &e->kv, &old, c->w.rc); /* cannot fail */
         list_unlink(ENTRY_OF(old));
         if (pc__kv_flags(old) & PC__KV_EXPIRES)
@@ -626,11 +674,8 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         /* Published before any victim is unlinked (top comment): the
          * index was reserved for one more, and the budget is claimed
          * once the victims are gone. */
-        pc__index_put(ix, h, &e->kv, &old, c->w.rc);
-        while (!pc__budget_take(base, true, size)) {
-            PC__ASSERT(!empty(c));
-            evict_one(c, now, rm);
-        }
+        pc__index_insert(ix, h, &e->kv);
+        claim(c, true, size, now, rm);
     }
     list_push_head(c, e);
     if (expires)

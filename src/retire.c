@@ -179,29 +179,27 @@ static bool close_open(struct pc__reclaimer *r)
     if (b == NULL || b->n == 0)
         return false;
     r->open = NULL;
+    /* Counted per batch, not per entry (pc__reclaimer_pending). */
+    PC__COUNTER_ADD(r->retired_n, b->n);
+    PC__COUNTER_ADD(r->retired_bytes, b->bytes);
     pc__reclaimer_defer(r, &b->ee, batch_dispatch);
     return true;
 }
 
-void pc__reclaimer_retire(struct pc__reclaimer *r, struct pc__kv *kv)
+void pc__reclaimer_retire_slow(struct pc__reclaimer *r, struct pc__kv *kv)
 {
-    struct pc__retire_batch *b = r->open;
+    struct pc__retire_batch *b;
 
-    PC__COUNTER_INC(r->retired_n);
-    PC__COUNTER_ADD(r->retired_bytes, kv_bytes(r, kv));
-    if (__builtin_expect(b == NULL || b->n == PC__RETIRE_BATCH_ITEMS, 0)) {
-        close_open(r);
-        b = r->open = batch_take(r);
-        if (b == NULL) { /* out of memory: spill (retire.h) */
-            kv->w.retire_next = NULL;
-            spill_append(&r->spill, &r->spill_tail, kv, kv);
-            return;
-        }
+    close_open(r);
+    b = r->open = batch_take(r);
+    if (b == NULL) { /* out of memory: spill (retire.h) */
+        PC__COUNTER_INC(r->retired_n);
+        PC__COUNTER_ADD(r->retired_bytes, kv_bytes(r, kv));
+        kv->w.retire_next = NULL;
+        spill_append(&r->spill, &r->spill_tail, kv, kv);
+        return;
     }
-    b->item[b->n].p = kv_block(r, kv);
-    b->item[b->n].size = kv_bytes(r, kv);
-    b->bytes += b->item[b->n].size;
-    b->n++;
+    pc__reclaimer_retire(r, kv);
 }
 
 void pc__reclaimer_free(struct pc__reclaimer *r, struct pc__garbage g)

@@ -105,8 +105,9 @@ struct pc__reclaimer {
     struct pc__spill_carrier carrier;
     size_t kv_offset; /* entry header's offset in its block */
     unsigned int writes;
-    /* Retired (writer lock) and freed (atomic adds, by whoever frees)
-     * entries and bytes, for pc_stats's pending garbage. */
+    /* Retired (writer lock; counted when a batch is deferred, or an entry
+     * spilled) and freed (atomic adds, by whoever frees) entries and
+     * bytes, for pc_stats's pending garbage. */
     uint64_t retired_n, retired_bytes, freed_n, freed_bytes;
     struct pc__domain *dom; /* immutable */
     /* Every callback in rec.pending[i] was deferred at epoch
@@ -128,9 +129,26 @@ struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
  * then the reclaimer itself. NULL is a no-op. */
 void pc__reclaimer_destroy(struct pc__reclaimer *r);
 
+void pc__reclaimer_retire_slow(struct pc__reclaimer *r, struct pc__kv *kv);
+
 /* The entry is unreachable for new readers; free it once every current
  * reader has left. Never fails. */
-void pc__reclaimer_retire(struct pc__reclaimer *r, struct pc__kv *kv);
+static inline void pc__reclaimer_retire(struct pc__reclaimer *r,
+                                        struct pc__kv *kv)
+{
+    struct pc__retire_batch *b = r->open;
+    size_t size;
+
+    if (__builtin_expect(b == NULL || b->n == PC__RETIRE_BATCH_ITEMS, 0)) {
+        pc__reclaimer_retire_slow(r, kv);
+        return;
+    }
+    size = r->kv_offset + pc__kv_alloc_size(kv);
+    b->item[b->n].p = (char *)kv - r->kv_offset;
+    b->item[b->n].size = size;
+    b->bytes += size;
+    b->n++;
+}
 
 /* Run fn(e) once every reader that is now inside a section has left. The
  * caller's unlinks must be visible first: on x86 a store may still sit in

@@ -327,33 +327,50 @@ static void evict_elsewhere(struct shard_cache *sc, struct shard *avoid,
 
 /* ---- writes ---- */
 
-/* Shard lock held, old == NULL or old in s: evict s's policy victims,
- * returning their room to the budget, until the budget grants one more
- * entry (one_more) and `bytes` more bytes, or s has nothing left but old.
- * Sets *lost if old itself was the victim. True once granted. */
+/* Shard lock held: make room in the cache-wide budget for one more entry
+ * (if one_more) and `bytes` more bytes, evicting s's policy victims, but
+ * never `keep` (a key being replaced): claim what is free, else take the
+ * victims' own room in their place (their entry and bytes pass to the put
+ * without touching the shared counters when they cover it, the common case
+ * of a full cache). False, nothing claimed, if s ran out of victims first
+ * (*lost: `keep` was one; the caller starts over). */
 static bool claim_here(struct shard_cache *sc, struct shard *s,
-                       struct pc__kv *old, bool one_more, uint64_t bytes,
+                       struct pc__kv *keep, bool one_more, uint64_t bytes,
                        uint64_t now, struct pc__removals *rm, bool *evicted,
                        bool *lost)
 {
-    while (!pc__budget_take(&sc->base, one_more, bytes)) {
-        struct pc__kv *v;
+    pc_cache *c = &sc->base;
+    uint64_t owned = 0; /* victims' bytes passed to us */
+    bool have_entry = !one_more;
 
-        if (s->count <= (old != NULL))
-            return false;
-        v = sc->pol->victim(s->pol, now);
+    if (pc__budget_take(c, one_more, bytes))
+        return true;
+    while (s->count > (keep != NULL)) {
+        struct pc__kv *v = sc->pol->victim(s->pol, now);
+        bool expired = pc__kv_expired(v, now);
+
         pc__index_erase(&s->ix, v);
-        pc__budget_give(&sc->base, 1, kv_payload(v));
-        gone(s, v,
-             pc__kv_expired(v, now) ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED,
-             rm);
+        owned += kv_payload(v);
+        if (have_entry)
+            pc__budget_give(c, 1, 0); /* one entry more than needed */
+        have_entry = true;
+        gone(s, v, expired ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED, rm);
         *evicted = true;
-        if (v == old) {
+        if (v == keep) {
             *lost = true;
-            return false;
+            break;
         }
+        if (owned >= bytes) {
+            if (owned > bytes)
+                pc__budget_give(c, 0, owned - bytes);
+            return true;
+        }
+        if (pc__budget_take(c, false, bytes - owned))
+            return true;
     }
-    return true;
+    /* Give back what was passed to us. */
+    pc__budget_give(c, have_entry && one_more ? 1 : 0, owned);
+    return false;
 }
 
 pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
@@ -416,10 +433,10 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         if (old != NULL) {
             /* A replacement needs room only for the bytes it adds. */
             was = kv_payload(old);
-            if (size <= was) {
+            if (size < was) {
                 pc__budget_give(c, 0, was - size);
-            } else if (!claim_here(sc, s, old, false, size - was, now, rm,
-                                   &evicted, &lost)) {
+            } else if (size > was && !claim_here(sc, s, old, false, size - was,
+                                                 now, rm, &evicted, &lost)) {
                 pc__writer_unlock(c, &s->w);
                 if (!lost) /* nothing left here to evict */
                     evict_elsewhere(sc, s, false, size - was, now, rm, w);
@@ -448,7 +465,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             } else {
                 pol->admit(s->pol, kv);
             }
-            pc__index_put(&s->ix, h, kv, &old, s->w.rc); /* room reserved */
+            pc__index_insert(&s->ix, h, kv); /* room reserved */
             pol->insert(s->pol, kv, evicted);
             s->count++;
             s->bytes += size;
