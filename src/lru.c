@@ -471,8 +471,10 @@ static struct pc__kv *lru_lookup(pc_cache *base, struct pc__record *t,
         if (__builtin_expect(pc__kv_flags(kv) & PC__KV_EXPIRES, 0) &&
             pc__core_now(base) >= pc__kv_expires(kv))
             break;
+        /* Acquire: the writer's release of head comes after it read the
+         * record we may now overwrite. */
         if (l == NULL ||
-            (tail = l->tail) - __atomic_load_n(&l->head, __ATOMIC_RELAXED) ==
+            (tail = l->tail) - __atomic_load_n(&l->head, __ATOMIC_ACQUIRE) ==
                 LOG_RECORDS) {
             if (!locked_hit(c, t, kv))
                 continue;
