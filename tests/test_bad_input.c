@@ -40,7 +40,7 @@ static void assert_unchanged(pc_cache *c, uint64_t puts)
 
 Test(bad_input, create_refuses_null_and_zero_capacity)
 {
-    pc_options o = {.capacity = 0};
+    pc_options o = test_opts(0);
     pc_cache *c = (pc_cache *)0x1;
 
     cr_assert_eq(pc_create(NULL, &c), PC_EINVAL);
@@ -151,7 +151,7 @@ Test(bad_input, failed_allocation_in_put_returns_enomem_and_changes_nothing)
 
 Test(bad_input, failed_allocation_in_create_returns_enomem_without_leaks)
 {
-    pc_options o = {.capacity = 100000};
+    pc_options o = test_opts(100000);
 
     pc__alloc_track(1);
     long before = pc__alloc_live();

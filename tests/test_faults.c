@@ -47,7 +47,10 @@ static pc_status put_kv(pc_cache *c, uint64_t k, uint64_t ver)
 
 static pc_cache *cache_new(size_t cap, unsigned shards)
 {
-    pc_options o = {.capacity = cap, .shards = shards, .hash_seed = SEED};
+    pc_options o = test_opts(cap);
+
+    o.shards = shards;
+    o.hash_seed = SEED;
     pc_cache *c = NULL;
 
     cr_assert_eq(pc_create(&o, &c), PC_OK);
@@ -276,8 +279,9 @@ Test(faults, create_fails_cleanly_at_every_allocation)
         long base = pc__alloc_live(), n, made;
 
         for (n = 0;; n++) {
-            pc_options o = {.capacity = shapes[i].cap,
-                            .shards = shapes[i].shards};
+            pc_options o = test_opts(shapes[i].cap);
+
+            o.shards = shapes[i].shards;
             pc_cache *c = (pc_cache *)&n; /* must stay untouched on failure */
             pc_status st;
 

@@ -343,7 +343,7 @@ Test(grace, destroy_while_other_caches_tick)
     cr_assert_not_null(h.c);
     cr_assert_eq(pthread_create(&th, NULL, hammer, &h), 0);
     while (now_s() < until) {
-        pc_options o = {0};
+        pc_options o = test_opts(0);
         pc_cache *y;
 
         o.capacity = 256;

@@ -364,7 +364,9 @@ static void check(const struct config *cf)
 {
     const char *env = getenv("PC_LIN_SCALE");
     long rounds = cf->rounds * (env ? atol(env) : 1);
-    pc_options o = {.capacity = cf->cap, .shards = cf->shards};
+    pc_options o = test_opts(cf->cap);
+
+    o.shards = cf->shards;
     struct run r = {.cf = cf};
     struct worker w[T];
     pthread_t th[T];

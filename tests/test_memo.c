@@ -719,7 +719,11 @@ Test(pinned, pin_returns_the_value_and_counts_as_a_use)
     cr_assert_eq(pin.len, 5);
     cr_assert_eq(memcmp(pin.value, "alpha", 5), 0);
     pc_unpin(&pin);
-    pc_unpin(&pin);                /* released pins are inert */
+    pc_unpin(&pin); /* released pins are inert */
+    if (is_frequency()) { /* probation: a second use promotes */
+        cr_assert_eq(pc_get_pinned(c, "a", 1, &pin), PC_OK);
+        pc_unpin(&pin);
+    }
     pc_put(c, "c", 1, "gamma", 5); /* evicts b, not the pinned-and-used a */
     cr_assert_eq(pc_get(c, "a", 1, NULL, 0, NULL), PC_ERANGE);
     cr_assert_eq(pc_get(c, "b", 1, NULL, 0, NULL), PC_NOTFOUND);
@@ -833,7 +837,9 @@ static void *reclaimer(void *p)
 Test(pinned, reclaim_waits_for_pins_without_blocking_their_writes,
      .timeout = 60)
 {
-    pc_options o = {.capacity = 16, .shards = 1};
+    pc_options o = test_opts(16);
+
+    o.shards = 1;
     struct pin_then_write pw = {.put_st = PC_EINVAL};
     pthread_t a, b;
 

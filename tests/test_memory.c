@@ -117,7 +117,9 @@ Test(memory, exited_threads_records_are_recycled)
  */
 Test(memory, deletes_never_rebuild_the_index_however_long_the_churn)
 {
-    pc_options o = {.capacity = 1000, .shards = 1};
+    pc_options o = test_opts(1000);
+
+    o.shards = 1;
     pc_cache *c;
     long made;
 

@@ -10,7 +10,29 @@
 
 Test(semantics, policy_name_matches_build)
 {
-    cr_assert_str_eq(pc_policy(), PC_TEST_POLICY);
+    pc_cache *c = make_cache(4);
+
+    cr_assert_str_eq(pc_policy(), is_frequency() ? "clock" : PC_TEST_POLICY);
+    cr_assert_str_eq(pc_cache_policy(c), PC_TEST_POLICY);
+    cr_assert_null(pc_cache_policy(NULL));
+    pc_destroy(c);
+}
+
+Test(semantics, frequency_policy_is_the_clock_builds_only)
+{
+    pc_options o = test_opts(4);
+    pc_cache *c = (pc_cache *)0x1;
+
+    o.policy = PC_POLICY_FREQUENCY;
+    if (is_lru()) {
+        cr_assert_eq(pc_create(&o, &c), PC_EINVAL);
+        cr_assert_eq(c, (pc_cache *)0x1);
+    } else {
+        cr_assert_eq(pc_create(&o, &c), PC_OK);
+        pc_destroy(c);
+    }
+    o.policy = 2;
+    cr_assert_eq(pc_create(&o, &c), PC_EINVAL);
 }
 
 Test(semantics, read_fence_is_named_and_stable)
@@ -152,7 +174,7 @@ Test(semantics, len_never_exceeds_capacity)
 
 Test(semantics, sharded_cache_holds_exactly_its_capacity)
 {
-    pc_options o = {.capacity = 50000};
+    pc_options o = test_opts(50000);
     pc_cache *c;
     size_t present = 0;
 
@@ -172,11 +194,15 @@ Test(semantics, lru_evicts_the_least_recently_used)
 
     if (!is_lru()) {
         /* CLOCK's equivalent: a read sets the reference bit, which saves the
-         * entry from the next sweep; the first clear bit is evicted. */
+         * entry from the next sweep; the first clear bit is evicted. (The
+         * frequency policy keeps a key on probation unless it is read
+         * twice there.) */
         put_u64(c, 1, 1);
         put_u64(c, 2, 2);
         put_u64(c, 3, 3);
         get_u64(c, 1, NULL);
+        if (is_frequency())
+            get_u64(c, 1, NULL);
         put_u64(c, 4, 4);
         cr_assert_eq(get_u64(c, 1, NULL), PC_OK);
         cr_assert_eq(get_u64(c, 2, NULL), PC_NOTFOUND);
@@ -223,6 +249,8 @@ Test(semantics, erange_still_counts_as_a_use)
     /* A too-small read of key 1 must promote it (LRU) or set its bit
      * (CLOCK), so the next insert evicts key 2, not key 1. */
     cr_assert_eq(pc_get(c, &(uint64_t){1}, 8, NULL, 0, &n), PC_ERANGE);
+    if (is_frequency()) /* probation: a second use promotes */
+        cr_assert_eq(pc_get(c, &(uint64_t){1}, 8, NULL, 0, &n), PC_ERANGE);
     put_u64(c, 3, 3);
     cr_assert_eq(get_u64(c, 1, NULL), PC_OK);
     cr_assert_eq(get_u64(c, 2, NULL), PC_NOTFOUND);
@@ -333,7 +361,10 @@ Test(semantics, statistics_add_up)
 
 Test(semantics, fixed_seed_and_explicit_shards_are_accepted)
 {
-    pc_options o = {.capacity = 10000, .shards = 3, .hash_seed = 42};
+    pc_options o = test_opts(10000);
+
+    o.shards = 3;
+    o.hash_seed = 42;
     pc_cache *c;
 
     cr_assert_eq(pc_create(&o, &c), PC_OK);

@@ -108,7 +108,9 @@ static void soak(size_t cap, unsigned shards)
     double secs = env ? atof(env) : 10.0;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN), base;
     int nw = cpus < 2 ? 2 : cpus > MAXW ? MAXW : (int)cpus;
-    pc_options o = {.capacity = cap, .shards = shards};
+    pc_options o = test_opts(cap);
+
+    o.shards = shards;
     struct soak s = {.keys = 4 * cap};
     pthread_t w[MAXW], mon;
     uint64_t found = 0;

@@ -12,20 +12,57 @@
 
 #include "purecache.h"
 
+/* The suite's policy: "clock" and "frequency" link the CLOCK build (the
+ * latter asks for PC_POLICY_FREQUENCY in every pc_options it makes), "lru"
+ * the exact-LRU build. */
 static inline bool is_lru(void)
 {
     return strcmp(PC_TEST_POLICY, "lru") == 0;
 }
 
-static inline pc_cache *make_cache(size_t capacity)
+static inline bool is_frequency(void)
+{
+    return strcmp(PC_TEST_POLICY, "frequency") == 0;
+}
+
+/* Options for this suite's policy: start from these, then set fields. */
+static inline pc_options test_opts(size_t capacity)
 {
     pc_options o = {0};
-    pc_cache *c = NULL;
 
     o.capacity = capacity;
-    if (pc_create(&o, &c) != PC_OK)
+    o.policy = is_frequency() ? PC_POLICY_FREQUENCY : PC_POLICY_DEFAULT;
+    return o;
+}
+
+static inline pc_cache *make_cache_opts(const pc_options *o)
+{
+    pc_cache *c = NULL;
+
+    if (pc_create(o, &c) != PC_OK)
         return NULL;
     return c;
+}
+
+static inline pc_cache *make_cache(size_t capacity)
+{
+    pc_options o = test_opts(capacity);
+
+    return make_cache_opts(&o);
+}
+
+/* A clock the tests drive (pc_options.now_ms). */
+static uint64_t test_clock_ms = 1000;
+
+static inline uint64_t test_now(void *ctx)
+{
+    (void)ctx;
+    return __atomic_load_n(&test_clock_ms, __ATOMIC_RELAXED);
+}
+
+static inline void test_advance(uint64_t ms)
+{
+    __atomic_add_fetch(&test_clock_ms, ms, __ATOMIC_RELAXED);
 }
 
 static inline pc_status put_u64(pc_cache *c, uint64_t k, uint64_t v)

@@ -1,0 +1,109 @@
+/*
+ * Conditional puts: PC_PUT_IF_ABSENT inserts only (PC_EXISTS, nothing
+ * changed, when the key is present), PC_PUT_IF_PRESENT replaces only
+ * (PC_NOTFOUND when absent); bad flags are refused; pc_put_ex with NULL
+ * arguments is pc_put; and an insert-only put is atomic per key: of many
+ * threads racing to insert one key, exactly one succeeds.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+
+#include "testlib.h"
+
+static pc_status put_flags(pc_cache *c, uint64_t k, uint64_t v, unsigned flags)
+{
+    pc_put_args a = {.flags = flags};
+
+    return pc_put_ex(c, &k, sizeof k, &v, sizeof v, &a);
+}
+
+Test(conditional, if_absent_inserts_only)
+{
+    pc_cache *c = make_cache(10);
+    uint64_t v;
+    pc_stats s;
+
+    cr_assert_eq(put_flags(c, 1, 10, PC_PUT_IF_ABSENT), PC_OK);
+    cr_assert_eq(put_flags(c, 1, 11, PC_PUT_IF_ABSENT), PC_EXISTS);
+    cr_assert_eq(get_u64(c, 1, &v), PC_OK);
+    cr_assert_eq(v, 10, "PC_EXISTS changed the value");
+    pc_stats_get(c, &s);
+    cr_assert_eq(s.puts, 1);
+    pc_destroy(c);
+}
+
+Test(conditional, if_present_replaces_only)
+{
+    pc_cache *c = make_cache(10);
+    uint64_t v;
+
+    cr_assert_eq(put_flags(c, 1, 10, PC_PUT_IF_PRESENT), PC_NOTFOUND);
+    cr_assert_eq(get_u64(c, 1, NULL), PC_NOTFOUND);
+    cr_assert_eq(pc_len(c), 0);
+    put_u64(c, 1, 10);
+    cr_assert_eq(put_flags(c, 1, 12, PC_PUT_IF_PRESENT), PC_OK);
+    cr_assert_eq(get_u64(c, 1, &v), PC_OK);
+    cr_assert_eq(v, 12);
+    pc_destroy(c);
+}
+
+Test(conditional, bad_flags_and_null_args)
+{
+    pc_cache *c = make_cache(10);
+    uint64_t k = 1, v = 2;
+    pc_put_args a = {0};
+
+    cr_assert_eq(put_flags(c, 1, 1, PC_PUT_IF_ABSENT | PC_PUT_IF_PRESENT),
+                 PC_EINVAL);
+    cr_assert_eq(put_flags(c, 1, 1, 4), PC_EINVAL);
+    cr_assert_eq(put_flags(c, 1, 1, ~0u), PC_EINVAL);
+    cr_assert_eq(pc_len(c), 0, "a refused put changed the cache");
+    cr_assert_eq(pc_put_ex(NULL, &k, 8, &v, 8, &a), PC_EINVAL);
+    cr_assert_eq(pc_put_ex(c, NULL, 8, &v, 8, &a), PC_EINVAL);
+    cr_assert_eq(pc_put_ex(c, &k, 8, NULL, 8, &a), PC_EINVAL);
+    cr_assert_eq(pc_put_ex(c, &k, PC_KEY_MAX + 1, &v, 8, &a), PC_EINVAL);
+    cr_assert_eq(pc_len(c), 0);
+    cr_assert_eq(pc_put_ex(c, &k, 8, &v, 8, NULL), PC_OK); /* = pc_put */
+    cr_assert_eq(pc_put_ex(c, &k, 8, &v, 8, NULL), PC_OK); /* replaces */
+    cr_assert_eq(pc_len(c), 1);
+    cr_assert_str_eq(pc_strerror(PC_EXISTS),
+                     "the key is present; nothing changed");
+    pc_destroy(c);
+}
+
+struct race {
+    pc_cache *c;
+    uint64_t key;
+    int wins;
+    pthread_barrier_t go;
+};
+
+static void *insert_once(void *p)
+{
+    struct race *r = p;
+
+    pthread_barrier_wait(&r->go);
+    for (uint64_t round = 0; round < 200; round++) {
+        uint64_t k = r->key + round;
+
+        if (put_flags(r->c, k, (uint64_t)pthread_self(), PC_PUT_IF_ABSENT) ==
+            PC_OK)
+            __atomic_add_fetch(&r->wins, 1, __ATOMIC_RELAXED);
+    }
+    return NULL;
+}
+
+Test(conditional, insert_only_is_atomic_per_key)
+{
+    struct race r = {.c = make_cache(1000), .key = 7};
+    pthread_t th[4];
+
+    pthread_barrier_init(&r.go, NULL, 4);
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, insert_once, &r);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(r.wins, 200, "%d wins for 200 keys", r.wins);
+    pthread_barrier_destroy(&r.go);
+    pc_destroy(r.c);
+}

@@ -1,0 +1,219 @@
+/*
+ * The removal listener: called exactly once for every entry that leaves
+ * the cache, for every cause, with the entry's own key and value, on the
+ * thread whose call removed it, after that call has released its locks
+ * (the listener can call the cache), never for pc_destroy, and never
+ * recursively: a listener's own puts are reported by the same loop.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "testlib.h"
+
+#define MAXLOG 4096
+
+struct event {
+    uint64_t key, val;
+    pc_removal_cause cause;
+};
+
+struct log {
+    pc_cache *c; /* set after create, for listeners that call the cache */
+    struct event ev[MAXLOG];
+    size_t n;
+    int depth, max_depth;
+    pthread_t thread;
+    bool wrong_thread;
+    int reput; /* re-put evicted keys this many times */
+};
+
+static void record(void *ctx, const void *key, size_t klen, const void *val,
+                   size_t vlen, pc_removal_cause cause)
+{
+    struct log *l = ctx;
+    struct event e = {0};
+
+    cr_assert_eq(klen, 8);
+    memcpy(&e.key, key, 8);
+    if (vlen == 8)
+        memcpy(&e.val, val, 8);
+    e.cause = cause;
+    if (l->n < MAXLOG)
+        l->ev[l->n++] = e;
+    if (!pthread_equal(l->thread, pthread_self()))
+        l->wrong_thread = true;
+}
+
+static pc_cache *make_listened(size_t cap, struct log *l, uint64_t ttl)
+{
+    pc_options o = test_opts(cap);
+
+    memset(l, 0, sizeof *l);
+    l->thread = pthread_self();
+    o.on_removal = record;
+    o.removal_ctx = l;
+    o.ttl_ms = ttl;
+    o.now_ms = test_now;
+    o.shards = 1;
+    l->c = make_cache_opts(&o);
+    return l->c;
+}
+
+static size_t count(const struct log *l, uint64_t key, pc_removal_cause cause)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < l->n; i++)
+        n += l->ev[i].key == key && l->ev[i].cause == cause;
+    return n;
+}
+
+Test(listener, every_cause_is_reported_once_with_the_entry)
+{
+    struct log l;
+    pc_cache *c = make_listened(3, &l, 0);
+    pc_put_args ttl = {.ttl_ms = 5};
+    uint64_t k = 4, v = 40;
+
+    put_u64(c, 1, 10);
+    put_u64(c, 1, 11); /* replaces 10 */
+    cr_assert_eq(count(&l, 1, PC_REMOVED_REPLACED), 1);
+    cr_assert_eq(l.ev[0].val, 10, "the listener saw the new value");
+    pc_delete(c, &(uint64_t){1}, 8);
+    cr_assert_eq(count(&l, 1, PC_REMOVED_DELETED), 1);
+    cr_assert_eq(l.ev[1].val, 11);
+    pc_put_ex(c, &k, 8, &v, 8, &ttl);
+    test_advance(5);
+    cr_assert_eq(pc_expire(c), 1);
+    cr_assert_eq(count(&l, 4, PC_REMOVED_EXPIRED), 1);
+    for (uint64_t i = 10; i < 14; i++) /* 4 puts, capacity 3 */
+        put_u64(c, i, i);
+    cr_assert_eq(count(&l, 10, PC_REMOVED_EVICTED), 1, "no eviction seen");
+    pc_clear(c);
+    for (uint64_t i = 11; i < 14; i++)
+        cr_assert_eq(count(&l, i, PC_REMOVED_CLEARED), 1);
+    cr_assert_eq(l.n, 7);
+    cr_assert_not(l.wrong_thread);
+    put_u64(c, 99, 99);
+    pc_destroy(c); /* never reported */
+    cr_assert_eq(l.n, 7);
+}
+
+Test(listener, shrinking_a_limit_reports_evictions)
+{
+    struct log l;
+    pc_cache *c = make_listened(10, &l, 0);
+
+    for (uint64_t i = 0; i < 10; i++)
+        put_u64(c, i, i);
+    pc_set_capacity(c, 4);
+    cr_assert_eq(l.n, 6);
+    for (size_t i = 0; i < l.n; i++)
+        cr_assert_eq(l.ev[i].cause, PC_REMOVED_EVICTED);
+    pc_set_max_bytes(c, 16);
+    cr_assert_eq(l.n, 9);
+    pc_destroy(c);
+}
+
+/* A listener that writes to its own cache: re-puts what was evicted,
+ * a bounded number of times, and reads. */
+static void reputting(void *ctx, const void *key, size_t klen, const void *val,
+                      size_t vlen, pc_removal_cause cause)
+{
+    struct log *l = ctx;
+
+    record(ctx, key, klen, val, vlen, cause);
+    l->depth++;
+    if (l->depth > l->max_depth)
+        l->max_depth = l->depth;
+    if (cause == PC_REMOVED_EVICTED && l->reput > 0) {
+        uint64_t k;
+
+        l->reput--;
+        memcpy(&k, key, 8);
+        cr_assert_eq(get_u64(l->c, k, NULL), PC_NOTFOUND);
+        cr_assert_eq(pc_put(l->c, key, klen, val, vlen), PC_OK);
+    }
+    l->depth--;
+}
+
+Test(listener, a_listener_that_puts_neither_deadlocks_nor_recurses)
+{
+    struct log l;
+    pc_options o = test_opts(2);
+
+    memset(&l, 0, sizeof l);
+    l.thread = pthread_self();
+    l.reput = 50;
+    o.on_removal = reputting;
+    o.removal_ctx = &l;
+    o.shards = 1;
+    l.c = make_cache_opts(&o);
+    put_u64(l.c, 1, 1);
+    put_u64(l.c, 2, 2);
+    put_u64(l.c, 3, 3); /* evicts one; the listener puts it back, ... */
+    cr_assert_eq(l.max_depth, 1, "the listener was called recursively");
+    cr_assert_eq(l.reput, 0);
+    cr_assert_eq(l.n, 51, "%zu reports for 51 evictions", l.n);
+    cr_assert_eq(pc_len(l.c), 2);
+    pc_destroy(l.c);
+}
+
+/* Concurrent writers: every entry that leaves is reported exactly once,
+ * so puts of new keys = reports of evictions/deletes/... + what is left. */
+struct tally {
+    uint64_t removed;
+};
+
+static void tally(void *ctx, const void *key, size_t klen, const void *val,
+                  size_t vlen, pc_removal_cause cause)
+{
+    struct tally *t = ctx;
+
+    (void)key, (void)klen, (void)val, (void)vlen, (void)cause;
+    __atomic_add_fetch(&t->removed, 1, __ATOMIC_RELAXED);
+}
+
+struct writer {
+    pc_cache *c;
+    uint64_t base;
+};
+
+static void *write_keys(void *p)
+{
+    struct writer *w = p;
+
+    for (uint64_t i = 0; i < 20000; i++) {
+        uint64_t k = w->base + i;
+
+        put_u64(w->c, k, k);
+        if (i % 5 == 0)
+            pc_delete(w->c, &k, 8);
+    }
+    return NULL;
+}
+
+Test(listener, concurrent_removals_are_each_reported_once)
+{
+    struct tally t = {0};
+    pc_options o = test_opts(300);
+    struct writer w[3];
+    pthread_t th[3];
+
+    pc_cache *c;
+
+    o.on_removal = tally;
+    o.removal_ctx = &t;
+    c = make_cache_opts(&o);
+    for (int i = 0; i < 3; i++)
+        w[i] = (struct writer){c, (uint64_t)i << 32};
+    for (int i = 0; i < 3; i++)
+        pthread_create(&th[i], NULL, write_keys, &w[i]);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    /* 60000 distinct keys put; what is not in the cache was reported. */
+    cr_assert_eq(t.removed + pc_len(c), 60000, "%lu + %zu != 60000",
+                 (unsigned long)t.removed, pc_len(c));
+    pc_destroy(c);
+}
