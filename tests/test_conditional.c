@@ -20,7 +20,7 @@ static pc_status put_flags(pc_cache *c, uint64_t k, uint64_t v, unsigned flags)
 Test(conditional, if_absent_inserts_only)
 {
     pc_cache *c = make_cache(10);
-    uint64_t v;
+    uint64_t v = 0;
     pc_stats s;
 
     cr_assert_eq(put_flags(c, 1, 10, PC_PUT_IF_ABSENT), PC_OK);
@@ -35,7 +35,7 @@ Test(conditional, if_absent_inserts_only)
 Test(conditional, if_present_replaces_only)
 {
     pc_cache *c = make_cache(10);
-    uint64_t v;
+    uint64_t v = 0;
 
     cr_assert_eq(put_flags(c, 1, 10, PC_PUT_IF_PRESENT), PC_NOTFOUND);
     cr_assert_eq(get_u64(c, 1, NULL), PC_NOTFOUND);

@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 typedef void pcs_test_fn(void);
@@ -79,6 +80,8 @@ pcs_check(bool ok, const char *expr, int line, const char *fmt, ...)
 #define cr_assert_not_null(p, ...)                                             \
     PCS_CHECK((p) != NULL, #p " != NULL", __VA_ARGS__)
 #define cr_assert_fail(...) PCS_CHECK(false, "failure", __VA_ARGS__)
+#define cr_assert_str_eq(a, b, ...)                                            \
+    PCS_CHECK(strcmp((a), (b)) == 0, #a " == " #b, __VA_ARGS__)
 
 int main(int argc, char **argv)
 {
