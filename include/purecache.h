@@ -191,7 +191,8 @@ PC_API pc_status pc_create(const pc_options *opts, pc_cache **out);
 
 /*
  * Destroy a cache and release everything it owns, including entries still
- * waiting for their grace period. NULL is a no-op.
+ * waiting for their grace period and entries still pinned: pins on the
+ * cache that were not released dangle (see "Pinned reads"). NULL is a no-op.
  * Thread-safety: must not overlap any other call on this cache (join or
  * otherwise quiesce its users first). Threads that used the cache may keep
  * running and may exit at any time. Progress: blocking.
@@ -363,10 +364,10 @@ PC_API void pc_clear(pc_cache *cache);
  * could still see them to leave (a grace period). Removed entries are
  * otherwise freed incrementally by later writes; call this to return memory
  * promptly after a burst of writes, or before measuring memory.
- * Must not be called while the calling thread holds a pinned reference on
- * this cache (it would wait for itself); it waits for other threads' pins
- * to be released, without holding any writer lock meanwhile (writers and
- * readers carry on). Concurrent pc_reclaim calls on one cache take turns.
+ * It waits only for reads in progress (each a few instructions long), not
+ * for pins, and holds no writer lock meanwhile (writers and readers carry
+ * on); an entry still pinned is freed by its last pc_unpin instead.
+ * Concurrent pc_reclaim calls on one cache take turns.
  * In the one case where the process can no longer run grace periods at all
  * (the default "membarrier" build, membarrier(2) refused after start-up and
  * no fallback barrier on this CPU; see pc_read_fence), it returns after a
@@ -392,21 +393,26 @@ PC_API pc_status pc_stats_get(pc_cache *cache, pc_stats *out);
  *
  * pc_get_pinned finds a key and, instead of copying its value, hands back a
  * pointer to the cache's own immutable copy, valid until pc_unpin. The pin
- * holds this thread inside the cache's epoch read section, so the entry
- * cannot be freed while pinned even if it is replaced, deleted or evicted
- * meanwhile (readers that look the key up afterwards see the new state; the
- * pinned bytes never change).
+ * is a reference count on that one entry: if the entry is replaced, deleted,
+ * evicted or expired meanwhile, readers that look the key up afterwards see
+ * the new state, and the pinned bytes stay as they were until the last pin
+ * on them is released, which frees them. A pin holds nothing else: other
+ * removed entries are freed as usual, pc_reclaim never waits for pins, and
+ * pc_stats counts a removed-but-pinned entry in `pending`.
  *
- * Rules while a pin is held:
- *  - Release it from the thread that took it, exactly once.
+ * Rules:
  *  - The value is read-only; do not write through it or keep the pointer
  *    after pc_unpin.
- *  - The thread may call any function on this cache (including more pins,
- *    which nest) except pc_reclaim and pc_destroy, which would wait for the
- *    pin itself.
- *  - A pin delays reclamation of everything removed from this cache while
- *    it is held (other threads' writes keep working, their garbage waits).
- *    Hold pins for the duration of a computation, not indefinitely.
+ *  - Release every pin exactly once, from any thread, before pc_destroy
+ *    of its cache. Releasing an already released pin, or a copy of one,
+ *    does nothing (a pin has a unique id, which the release looks up).
+ *  - pc_destroy frees pinned entries too: a pin still held then dangles,
+ *    and neither its value nor pc_unpin may be used afterwards.
+ *  - While holding a pin a thread may call any function on any cache,
+ *    including pc_reclaim and pc_get_or_load: a pin waits for nothing and
+ *    nothing waits for a pin.
+ *  - A pin survives fork(): the child may use and release it; the parent's
+ *    copy is separate.
  * ---------------------------------------------------------------------- */
 typedef struct pc_pin {
     const void *value; /* the value's bytes (not NUL-terminated) */
@@ -417,17 +423,22 @@ typedef struct pc_pin {
 /*
  * Look up key and pin its value. On PC_OK, pin->value/len describe it until
  * pc_unpin(pin); a pinned read counts as a use, like pc_get. On any other
- * status nothing is pinned and pc_unpin must not be called.
- * Thread-safety: any thread. Progress: as pc_get.
+ * status *pin is left as it was and nothing is pinned.
+ * Thread-safety: any thread. Progress: blocking, briefly: unlike pc_get it
+ * allocates a small record and takes the cache's pin-table lock (a leaf
+ * lock held for a few instructions), so it is the read to use for large
+ * values, not the fastest read.
  * Returns PC_OK, PC_NOTFOUND; PC_EINVAL for a NULL cache or pin, NULL key
- * with klen > 0, klen > PC_KEY_MAX; PC_ENOMEM only on this thread's first
- * call on the cache.
+ * with klen > 0, klen > PC_KEY_MAX; PC_ENOMEM if this thread's first call on
+ * the cache, or the pin's record, could not be allocated (nothing pinned).
  */
 PC_API pc_status pc_get_pinned(pc_cache *cache, const void *key, size_t klen,
                                pc_pin *pin);
 
-/* Release a pin taken by this thread. NULL or an unpinned pc_pin (zeroed, or
- * already released) is a no-op. Wait-free. */
+/* Release a pin (from any thread) and clear *pin. NULL, a zeroed pc_pin, a
+ * released pin or a copy of a released pin is a no-op. Frees the entry if it
+ * was removed and this was its last pin. Progress: blocking, briefly (the
+ * pin-table lock). */
 PC_API void pc_unpin(pc_pin *pin);
 
 /* ------------------------------------------------------------------------

@@ -167,7 +167,7 @@ void pc_unpin(pc_pin *pin)
 {
     if (pin == NULL || pin->internal_[0] == NULL)
         return;
-    pc__read_leave(pin->internal_[0]);
+    pc__pins_release(pin->internal_[0], (uint64_t)(uintptr_t)pin->internal_[1]);
     pin->internal_[0] = NULL;
     pin->internal_[1] = NULL;
     pin->value = NULL;

@@ -21,6 +21,8 @@ bool pc__core_init(struct pc_cache *c, const pc_options *opts,
     c->on_removal = opts->on_removal;
     c->removal_ctx = opts->removal_ctx;
     pc__hash_seed_init(&c->seed, opts->hash_seed);
+    memset(&c->pins, 0, sizeof c->pins);
+    c->pins.lock = (pc__lock)PC__LOCK_INIT;
     c->nwriters = 0;
     c->writers_cap = nwriters;
     c->writers = pc__alloc(sizeof *c->writers * nwriters);
@@ -44,7 +46,7 @@ fail_writers:
 bool pc__core_add_writer(struct pc_cache *c, struct pc__writer *w,
                          size_t kv_offset)
 {
-    w->rc = pc__reclaimer_create(&c->dom, kv_offset);
+    w->rc = pc__reclaimer_create(&c->dom, kv_offset, &c->pins);
     if (w->rc == NULL)
         return false;
     w->lock = (pc__lock)PC__LOCK_INIT;
@@ -62,6 +64,7 @@ void pc__core_shutdown(struct pc_cache *c)
         pc__reclaimer_destroy(c->writers[i]->rc);
         c->writers[i]->rc = NULL;
     }
+    pc__pins_fini(&c->pins); /* after the reclaimers handed over theirs */
 }
 
 void pc__core_fini(struct pc_cache *c)
@@ -93,8 +96,7 @@ void pc__core_reclaim(struct pc_cache *c)
 {
     bool ok;
 
-    /* No writer lock is held while waiting for readers: a pinned reader may
-     * be about to take one (retire.h). */
+    /* No writer lock is held while waiting for readers (retire.h). */
     pthread_mutex_lock(&c->reclaim_lock);
     for (unsigned int i = 0; i < c->nwriters; i++) {
         struct pc__writer *w = c->writers[i];
@@ -144,6 +146,7 @@ void pc__core_stats(struct pc_cache *c, pc_stats *out)
         out->expirations += PC__COUNTER_READ(w->expirations);
         pc__reclaimer_pending(w->rc, &out->pending, &out->pending_bytes);
     }
+    pc__pins_pending(&c->pins, &out->pending, &out->pending_bytes);
     out->bytes = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
 }
 

@@ -40,6 +40,7 @@
 #include "flight.h"
 #include "hash.h"
 #include "lock.h"
+#include "pin.h"
 #include "retire.h"
 #include "write.h"
 
@@ -77,6 +78,7 @@ struct pc_cache {
      * to do). lru.c drains its access logs there: no log record may name
      * an entry once it is freed. */
     void (*before_free)(struct pc_cache *c);
+    struct pc__pin_table pins; /* pin.h */
 };
 
 /*
@@ -193,7 +195,7 @@ pc__core_pin(struct pc_cache *c, pc__lookup_fn *lookup, const void *key,
 {
     struct pc__record *t = pc__core_record(c);
     struct pc__kv *kv;
-    uint64_t h;
+    uint64_t h, id;
 
     if (t == NULL)
         return PC_ENOMEM;
@@ -205,11 +207,15 @@ pc__core_pin(struct pc_cache *c, pc__lookup_fn *lookup, const void *key,
         PC__COUNTER_INC(t->stats.misses);
         return PC_NOTFOUND;
     }
+    id = pc__pins_take(&c->pins, kv); /* inside the section: pin.h */
+    pc__read_leave(t);
+    if (id == 0)
+        return PC_ENOMEM;
     PC__COUNTER_INC(t->stats.hits);
     pin->value = pc__kv_value(kv);
     pin->len = kv->vlen;
-    pin->internal_[0] = t; /* the read section stays open until pc_unpin */
-    pin->internal_[1] = c;
+    pin->internal_[0] = &c->pins;
+    pin->internal_[1] = (void *)(uintptr_t)id;
     return PC_OK;
 }
 

@@ -18,10 +18,19 @@
  *   domain.h/.c   epoch domains, thread records, thread exit, read sections
  *   grace.h/.c    grace-period detection, pacing, waiting for readers
  *   retire.h/.c   per-writer reclaimers: batched retirement, pc_reclaim drain
+ *   pin.h/.c      the pin table: pinned reads as per-entry reference
+ *                 counts; the reclaimer hands pinned entries over to it
  *   core.h/.c     struct pc_cache, writer locks, the shared read skeleton,
- *                 pc_reclaim, statistics, creation/destruction order
+ *                 cache-wide budgets (capacity, max_bytes), pc_reclaim,
+ *                 statistics, creation/destruction order
+ *   write.h/.c    what every write shares: removal records queued for the
+ *                 listener and retired after it ran; leases of loads
  *   policy.h      the interface a policy implements
- *   clock.c       the CLOCK policy (sharded, wait-free reads)
+ *   shard.h/.c    the CLOCK build's sharded cache: per-shard index and
+ *                 writer lock, expiry, limits; victims chosen by a ring
+ *                 policy (struct pc__ring_ops)
+ *   clock.c       the CLOCK ring (one reference bit per slot)
+ *   frequency.c   the frequency-aware ring (PC_POLICY_FREQUENCY)
  *   lru.c         the exact-LRU policy
  *   cache.c       the public cache API: argument checks, dispatch
  *   flight.h/.c   single flight and loader deadlock detection
@@ -65,6 +74,10 @@
  *                        barrier_lock) with none held.
  *   -  flights lock      flight.c, process: a leaf (held while waiting on a
  *                        flight's condition variable, which releases it).
+ *   -  pin-table lock    pin.h, per cache: a leaf, taken inside a read
+ *                        section (pinning), by pc_unpin, and by whoever
+ *                        frees retired entries, always after releasing
+ *                        any writer lock.
  *
  *   Locks at the same level are never held together. The paced step takes
  *   pace_lock, the live lock, then (trylock) each flagged domain's
@@ -86,9 +99,12 @@
 #include "index.h"
 #include "load.h"
 #include "lock.h"
+#include "pin.h"
 #include "policy.h"
 #include "retire.h"
+#include "shard.h"
 #include "tsan.h"
 #include "util.h"
+#include "write.h"
 
 #endif

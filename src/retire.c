@@ -8,6 +8,7 @@
 
 #include "alloc.h"
 #include "grace.h"
+#include "pin.h"
 
 static void *kv_block(const struct pc__reclaimer *r, struct pc__kv *kv)
 {
@@ -206,13 +207,21 @@ void pc__reclaimer_free(struct pc__reclaimer *r, struct pc__garbage g)
 {
     struct pc__retire_batch *b, *next;
     struct pc__kv *kv, *knext;
-
     uint64_t n = 0, bytes = 0;
+    /* Pins counted before the grace period that let these go are visible
+     * here (pin.h); with none held at all, nothing needs asking. */
+    bool pinned = r->pins != NULL &&
+                  __atomic_load_n(&r->pins->active, __ATOMIC_ACQUIRE) != 0;
 
     for (b = g.batches; b != NULL; b = next) {
         next = b->ready;
-        for (uint32_t i = 0; i < b->n; i++)
-            pc__free(b->item[i].p, b->item[i].size);
+        for (uint32_t i = 0; i < b->n; i++) {
+            void *p = b->item[i].p;
+
+            if (!pinned || !pc__pins_keep(r->pins, (char *)p + r->kv_offset, p,
+                                          b->item[i].size))
+                pc__free(p, b->item[i].size);
+        }
         n += b->n;
         bytes += b->bytes;
         /* Back to the writers (batch_take's acquire). */
@@ -222,7 +231,9 @@ void pc__reclaimer_free(struct pc__reclaimer *r, struct pc__garbage g)
         knext = kv->w.retire_next;
         n++;
         bytes += kv_bytes(r, kv);
-        pc__free(kv_block(r, kv), kv_bytes(r, kv));
+        if (!pinned ||
+            !pc__pins_keep(r->pins, kv, kv_block(r, kv), kv_bytes(r, kv)))
+            pc__free(kv_block(r, kv), kv_bytes(r, kv));
     }
     if (n != 0) {
         __atomic_add_fetch(&r->freed_n, n, __ATOMIC_RELAXED);
@@ -245,7 +256,8 @@ void pc__reclaimer_pending(const struct pc__reclaimer *r, uint64_t *n,
 /* ---- life cycle ---- */
 
 struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
-                                           size_t kv_offset)
+                                           size_t kv_offset,
+                                           struct pc__pin_table *pins)
 {
     struct pc__reclaimer *r = pc__alloc_aligned(sizeof *r, CK_MD_CACHELINE);
 
@@ -254,6 +266,7 @@ struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
     memset(r, 0, sizeof *r);
     r->kv_offset = kv_offset;
     r->dom = d;
+    r->pins = pins;
     r->carrier.owner = r;
     pc__domain_register_writer(d, &r->rec);
     return r;

@@ -54,6 +54,8 @@
 #include "domain.h"
 #include "entry.h"
 
+struct pc__pin_table;
+
 #define PC__RETIRE_BATCH_ITEMS 128
 #define PC__RETIRE_BATCH_BYTES (1u << 20)
 /* A grace-period step is requested when a batch is deferred, and every
@@ -109,7 +111,8 @@ struct pc__reclaimer {
      * spilled) and freed (atomic adds, by whoever frees) entries and
      * bytes, for pc_stats's pending garbage. */
     uint64_t retired_n, retired_bytes, freed_n, freed_bytes;
-    struct pc__domain *dom; /* immutable */
+    struct pc__domain *dom;     /* immutable */
+    struct pc__pin_table *pins; /* immutable; asked before every free */
     /* Every callback in rec.pending[i] was deferred at epoch
      * bucket_epoch[i]: a bucket never mixes epochs. */
     unsigned int bucket_epoch[CK_EPOCH_LENGTH];
@@ -122,9 +125,12 @@ struct pc__reclaimer {
 
 /* Allocate and register a reclaimer in d for entries whose header
  * (struct pc__kv) sits kv_offset bytes into their allocation, which is
- * kv_offset + pc__kv_size(klen, vlen) bytes long. NULL on ENOMEM. */
+ * kv_offset + pc__kv_size(klen, vlen) bytes long; an entry that pins holds
+ * when its grace period ends is handed to them instead of freed (pin.h).
+ * NULL on ENOMEM. */
 struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
-                                           size_t kv_offset);
+                                           size_t kv_offset,
+                                           struct pc__pin_table *pins);
 /* Free everything still retired, without waiting (no reader may be active),
  * then the reclaimer itself. NULL is a no-op. */
 void pc__reclaimer_destroy(struct pc__reclaimer *r);

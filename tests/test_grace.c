@@ -192,7 +192,7 @@ Test(grace, buckets_drain_whatever_epochs_a_writer_sees)
     pc__alloc_track(1);
     base = pc__alloc_live();
     cr_assert(pc__domain_init(&d));
-    r = pc__reclaimer_create(&d, 0);
+    r = pc__reclaimer_create(&d, 0, NULL);
     cr_assert_not_null(r);
     for (int round = 0; round < 400; round++) {
         bool step;
@@ -225,7 +225,7 @@ Test(grace, retirement_without_memory_spills_and_still_frees)
     pc__alloc_track(1);
     base = pc__alloc_live();
     cr_assert(pc__domain_init(&d));
-    r = pc__reclaimer_create(&d, 0);
+    r = pc__reclaimer_create(&d, 0, NULL);
     cr_assert_not_null(r);
     for (int i = 0; i < 300; i++)
         kv[i] = entry_new();

@@ -1,0 +1,70 @@
+/*
+ * pin: pinned (zero-copy) reads that keep only their own entry alive.
+ *
+ * A pin is a record in the cache's pin table, not an open read section: a
+ * reader finds the entry inside a short epoch section and, before leaving
+ * it, counts a pin on that entry here. From then on the entry's memory is
+ * the pin table's concern: when the reclaimer is about to free a retired
+ * entry (retire.c), it asks pc__pins_keep, and an entry that is pinned is
+ * kept (a "zombie") instead, until its last pin is released, which frees
+ * it. So a held pin delays the freeing of its own entry and nothing else:
+ * grace periods, pc_reclaim and other entries' frees go on.
+ *
+ * Every pin has a unique id (a process-wide counter), which is what the
+ * caller's pc_pin holds: releasing looks the id up, so a pin released
+ * twice, or a copy of a released pin, finds nothing and does nothing, and
+ * a pin may be released from any thread.
+ *
+ * Concurrency: the table is guarded by its own lock, a leaf of the lock
+ * order (internal.h): taken inside a read section (pinning) and by
+ * whoever frees retired memory, never while holding another lock. The
+ * reclaimer checks `active` first, so with no pin held freeing takes no
+ * lock. A pin counted inside the section that found the entry happens
+ * before the section ends, hence before the grace period that allows the
+ * entry's free, hence before pc__pins_keep looks: a pinned entry is never
+ * freed.
+ */
+#ifndef PC_PIN_H
+#define PC_PIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lock.h"
+
+#define PC__PIN_BUCKETS 64
+
+struct pc__pin_entry; /* an entry with pins (or a zombie) */
+struct pc__pin;       /* one pin */
+
+struct pc__pin_table {
+    pc__lock lock;
+    size_t active; /* pins held (atomic reads by the freeing path) */
+    uint64_t zombies, zombie_bytes; /* kept after retirement (lock) */
+    struct pc__pin_entry *by_entry[PC__PIN_BUCKETS];
+    struct pc__pin *by_id[PC__PIN_BUCKETS];
+};
+
+/* Count a pin on the entry kv (inside the read section that found it);
+ * returns its id, or 0 on ENOMEM (nothing counted). */
+uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv);
+
+/* Release the pin with this id; an unknown id (released already, or a
+ * copy's) is a no-op. Frees the entry's block if it was the last pin of a
+ * retired entry. */
+void pc__pins_release(struct pc__pin_table *t, uint64_t id);
+
+/* The reclaimer is about to free block (size bytes) holding the entry kv:
+ * true if kv is pinned, in which case the table keeps the block and frees
+ * it with the last pin. */
+bool pc__pins_keep(struct pc__pin_table *t, const void *kv, void *block,
+                   size_t size);
+
+/* Add the kept blocks to *n and *bytes (pc_stats's pending). */
+void pc__pins_pending(struct pc__pin_table *t, uint64_t *n, uint64_t *bytes);
+
+/* Free every record and kept block (pc_destroy). */
+void pc__pins_fini(struct pc__pin_table *t);
+
+#endif

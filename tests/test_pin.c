@@ -1,0 +1,303 @@
+/*
+ * Pinned reads hold their own entry and nothing else: reclamation, other
+ * threads and pc_reclaim go on while a pin is held; a pin may be released
+ * from any thread, and releasing a released pin, or a copy of one, does
+ * nothing. (Issue 11, items 7, 9 and 10.)
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "purecache.h"
+#include "testlib.h"
+
+#define BIG 4096
+
+static pc_stats stats_of(pc_cache *c)
+{
+    pc_stats s;
+
+    cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+    return s;
+}
+
+/* pc_reclaim returns while this very thread holds a pin, and frees
+ * everything removed meanwhile except the pinned entry itself, which the
+ * statistics show as pending until it is unpinned. */
+Test(pin, reclaim_while_pinned_frees_all_but_the_pinned_entry, .timeout = 60)
+{
+    pc_cache *c = make_cache(64);
+    static unsigned char big[BIG];
+    pc_pin pin;
+
+    memset(big, 'p', sizeof big);
+    cr_assert_eq(pc_put(c, "k", 1, big, sizeof big), PC_OK);
+    cr_assert_eq(pc_get_pinned(c, "k", 1, &pin), PC_OK);
+    memset(big, 'q', sizeof big);
+    for (int i = 0; i < 2000; i++) { /* 8 MiB of replaced values */
+        big[0] = (unsigned char)i;
+        cr_assert_eq(pc_put(c, "k", 1, big, sizeof big), PC_OK);
+        cr_assert_eq(pc_put(c, &i, sizeof i, big, sizeof big), PC_OK);
+    }
+    pc_reclaim(c);
+    pc_stats s = stats_of(c);
+    cr_assert_eq(s.pending, 1, "only the pinned entry may wait, not %llu",
+                 (unsigned long long)s.pending);
+    cr_assert_geq(s.pending_bytes, BIG);
+    cr_assert_lt(s.pending_bytes, 2 * BIG);
+    cr_assert_eq(pin.len, BIG);
+    for (size_t i = 0; i < BIG; i++)
+        cr_assert_eq(((const unsigned char *)pin.value)[i], 'p');
+    pc_unpin(&pin);
+    s = stats_of(c);
+    cr_assert_eq(s.pending, 0, "the last unpin frees the replaced entry");
+    cr_assert_eq(s.pending_bytes, 0);
+    pc_destroy(c);
+}
+
+/* A pin on a live entry that is never removed: unpinning frees nothing, and
+ * the entry stays readable. */
+Test(pin, pin_of_a_live_entry_leaves_it_in_place)
+{
+    pc_cache *c = make_cache(8);
+    pc_pin pin;
+    char out[8];
+    size_t n;
+
+    cr_assert_eq(pc_put(c, "a", 1, "alpha", 5), PC_OK);
+    cr_assert_eq(pc_get_pinned(c, "a", 1, &pin), PC_OK);
+    pc_reclaim(c);
+    pc_unpin(&pin);
+    cr_assert_eq(pin.value, NULL, "an unpinned pc_pin is cleared");
+    cr_assert_eq(pc_get(c, "a", 1, out, sizeof out, &n), PC_OK);
+    cr_assert_eq(n, 5);
+    cr_assert_eq(memcmp(out, "alpha", 5), 0);
+    cr_assert_eq(stats_of(c).pending, 0);
+    pc_destroy(c);
+}
+
+/* Releasing a copy of a released pin, or a pin twice, is a no-op: the other
+ * pins on the same entry keep it alive (AddressSanitizer reports the read
+ * below if they did not). */
+Test(pin, copies_and_double_releases_are_no_ops)
+{
+    pc_cache *c = make_cache(8);
+    pc_pin p1, p2, copy;
+
+    cr_assert_eq(pc_put(c, "a", 1, "first", 5), PC_OK);
+    cr_assert_eq(pc_get_pinned(c, "a", 1, &p1), PC_OK);
+    cr_assert_eq(pc_get_pinned(c, "a", 1, &p2), PC_OK);
+    cr_assert_eq(p1.value, p2.value, "both pins name the same entry");
+    copy = p1;
+    pc_unpin(&p1);
+    pc_unpin(&copy); /* the copy's pin was released through p1 */
+    pc_unpin(&p1);
+    pc_unpin(&copy);
+    cr_assert_eq(pc_put(c, "a", 1, "again", 5), PC_OK);
+    pc_reclaim(c);
+    cr_assert_eq(stats_of(c).pending, 1, "p2 still holds the old entry");
+    cr_assert_eq(memcmp(p2.value, "first", 5), 0);
+    pc_unpin(&p2);
+    cr_assert_eq(stats_of(c).pending, 0);
+    pc_destroy(c);
+}
+
+struct handoff {
+    pc_pin pin;
+    pc_cache *c;
+};
+
+static void *unpin_elsewhere(void *p)
+{
+    struct handoff *h = p;
+
+    pc_unpin(&h->pin);
+    return NULL;
+}
+
+Test(pin, a_pin_may_be_released_from_another_thread)
+{
+    struct handoff h = {.c = make_cache(8)};
+    pthread_t th;
+
+    cr_assert_eq(pc_put(h.c, "a", 1, "first", 5), PC_OK);
+    cr_assert_eq(pc_get_pinned(h.c, "a", 1, &h.pin), PC_OK);
+    cr_assert_eq(pc_delete(h.c, "a", 1), PC_OK);
+    pc_reclaim(h.c);
+    cr_assert_eq(stats_of(h.c).pending, 1);
+    cr_assert_eq(pthread_create(&th, NULL, unpin_elsewhere, &h), 0);
+    pthread_join(th, NULL);
+    cr_assert_eq(stats_of(h.c).pending, 0);
+    pc_reclaim(h.c); /* nothing left to wait for */
+    pc_destroy(h.c);
+}
+
+/* Item 10's scenario: one pin held while another thread replaces 4 KiB
+ * values; memory awaiting reclamation stays bounded by the pinned entry
+ * plus what reclamation has not yet caught up with, not by everything
+ * replaced since the pin was taken. */
+struct replacer {
+    pc_cache *c;
+    uint64_t max_pending_bytes;
+};
+
+static void *replace_values(void *p)
+{
+    struct replacer *r = p;
+    static unsigned char v[BIG];
+
+    for (int i = 0; i < 20000; i++) { /* 80 MiB replaced */
+        v[0] = (unsigned char)i;
+        pc_put(r->c, &(int){i % 16}, sizeof(int), v, sizeof v);
+        if (i % 1000 == 999) {
+            pc_stats s;
+
+            pc_reclaim(r->c);
+            pc_stats_get(r->c, &s);
+            if (s.pending_bytes > r->max_pending_bytes)
+                r->max_pending_bytes = s.pending_bytes;
+        }
+    }
+    return NULL;
+}
+
+Test(pin, a_held_pin_does_not_hold_other_garbage, .timeout = 120)
+{
+    struct replacer r = {.c = make_cache(64)};
+    static unsigned char v[BIG];
+    pthread_t th;
+    pc_pin pin;
+
+    cr_assert_eq(pc_put(r.c, "held", 4, v, sizeof v), PC_OK);
+    cr_assert_eq(pc_get_pinned(r.c, "held", 4, &pin), PC_OK);
+    cr_assert_eq(pc_delete(r.c, "held", 4), PC_OK);
+    cr_assert_eq(pthread_create(&th, NULL, replace_values, &r), 0);
+    pthread_join(th, NULL);
+    /* After each pc_reclaim only the pinned entry remains (other threads
+     * may not write meanwhile: this one is idle). */
+    cr_assert_lt(r.max_pending_bytes, 2 * BIG, "pending reached %llu bytes",
+                 (unsigned long long)r.max_pending_bytes);
+    pc_unpin(&pin);
+    pc_reclaim(r.c);
+    cr_assert_eq(stats_of(r.c).pending, 0);
+    pc_destroy(r.c);
+}
+
+/* Item 7: T holds a pin and waits, as a follower, for a load whose loader
+ * (another thread) calls pc_reclaim. pc_reclaim no longer waits for pins,
+ * so both finish. */
+struct pin_follow {
+    pc_cache *c;
+    int loading; /* the loader has started (atomic) */
+    pc_status follower_st;
+};
+
+static int reclaiming_loader(void *ctx, const void *key, size_t klen,
+                             pc_sink *out)
+{
+    struct pin_follow *pf = ctx;
+
+    (void)key;
+    (void)klen;
+    __atomic_store_n(&pf->loading, 1, __ATOMIC_RELEASE);
+    usleep(100000); /* let the pinned thread become a follower */
+    pc_reclaim(pf->c);
+    return pc_sink_set(out, "loaded", 6) == PC_OK ? 0 : 1;
+}
+
+static void *leader(void *p)
+{
+    struct pin_follow *pf = p;
+    char buf[16];
+
+    pc_get_or_load(pf->c, "K", 1, reclaiming_loader, pf, buf, sizeof buf, NULL,
+                   NULL);
+    return NULL;
+}
+
+static void *pinned_follower(void *p)
+{
+    struct pin_follow *pf = p;
+    char buf[16];
+    pc_pin pin;
+
+    if (pc_get_pinned(pf->c, "a", 1, &pin) != PC_OK)
+        return NULL;
+    while (!__atomic_load_n(&pf->loading, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    pf->follower_st = pc_get_or_load(pf->c, "K", 1, reclaiming_loader, pf, buf,
+                                     sizeof buf, NULL, NULL);
+    pc_unpin(&pin);
+    return NULL;
+}
+
+Test(pin, pinned_follower_and_reclaiming_loader_do_not_deadlock, .timeout = 60)
+{
+    struct pin_follow pf = {.c = make_cache(16), .follower_st = PC_EINVAL};
+    pthread_t a, b;
+
+    cr_assert_eq(pc_put(pf.c, "a", 1, "1", 1), PC_OK);
+    for (int i = 0; i < 100; i++) /* garbage for pc_reclaim to wait on */
+        pc_put(pf.c, "x", 1, &i, sizeof i);
+    cr_assert_eq(pthread_create(&a, NULL, leader, &pf), 0);
+    cr_assert_eq(pthread_create(&b, NULL, pinned_follower, &pf), 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    cr_assert_eq(pf.follower_st, PC_OK);
+    pc_destroy(pf.c);
+}
+
+/* Item 9: fork() while another thread holds a pin; pc_reclaim in the child
+ * returns (the pin holds no read section the child would wait for). */
+struct holder {
+    pc_cache *c;
+    pthread_barrier_t pinned, release;
+};
+
+static void *hold_a_pin(void *p)
+{
+    struct holder *h = p;
+    pc_pin pin;
+
+    pc_get_pinned(h->c, "a", 1, &pin);
+    pthread_barrier_wait(&h->pinned);
+    pthread_barrier_wait(&h->release);
+    pc_unpin(&pin);
+    return NULL;
+}
+
+Test(pin, fork_while_another_thread_holds_a_pin, .timeout = 60)
+{
+    struct holder h = {.c = make_cache(16)};
+    pthread_t th;
+    pid_t pid;
+    int status;
+
+    cr_assert_eq(pc_put(h.c, "a", 1, "1", 1), PC_OK);
+    pthread_barrier_init(&h.pinned, NULL, 2);
+    pthread_barrier_init(&h.release, NULL, 2);
+    cr_assert_eq(pthread_create(&th, NULL, hold_a_pin, &h), 0);
+    pthread_barrier_wait(&h.pinned);
+    pc_put(h.c, "a", 1, "2", 1); /* the pinned entry is now garbage */
+    pid = fork();
+    if (pid == 0) {
+        alarm(20); /* a hang fails the test (SIGALRM) */
+        pc_put(h.c, "b", 1, "3", 1);
+        pc_reclaim(h.c);
+        _exit(pc_get(h.c, "b", 1, NULL, 0, NULL) == PC_ERANGE ? 0 : 3);
+    }
+    cr_assert_gt(pid, 0);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    pthread_barrier_wait(&h.release);
+    pthread_join(th, NULL);
+    cr_assert(WIFEXITED(status), "child killed by signal %d",
+              WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    cr_assert_eq(WEXITSTATUS(status), 0);
+    pthread_barrier_destroy(&h.pinned);
+    pthread_barrier_destroy(&h.release);
+    pc_destroy(h.c);
+}
