@@ -289,11 +289,14 @@ PC_API void pc_unpin(pc_pin *pin);
 typedef struct pc_sink pc_sink;
 
 /*
- * Set the loaded value (copied). May be called more than once; the last call
- * wins. A loader that returns success without calling it produces an empty
- * value, which is cached and is a hit like any other.
+ * Set the loaded value (copied). May be called more than once; the last
+ * successful call wins. A failing call changes nothing: the sink keeps the
+ * value it held, and the loader decides whether to return an error of its
+ * own or to succeed with that value. A loader that returns success without
+ * a successful call produces an empty value, which is cached and is a hit
+ * like any other.
  * Returns PC_OK; PC_EINVAL if sink is NULL, val is NULL with vlen > 0, or
- * vlen > PC_VALUE_MAX; PC_ENOMEM.
+ * vlen > PC_VALUE_MAX; PC_ENOMEM if the value could not be copied.
  */
 PC_API pc_status pc_sink_set(pc_sink *sink, const void *val, size_t vlen);
 

@@ -10,10 +10,12 @@
 #include "backend.h"
 #include "core.h"
 
+/* The loader's value so far. A failing pc_sink_set leaves it as it was:
+ * the loader, told PC_ENOMEM, decides whether to fail the load or to go on
+ * with the value it set before. */
 struct pc_sink {
     unsigned char *data;
     size_t len, cap;
-    int err;
     unsigned char inline_[128];
 };
 
@@ -22,7 +24,6 @@ static void sink_init(struct pc_sink *s)
     s->data = s->inline_;
     s->len = 0;
     s->cap = sizeof s->inline_;
-    s->err = 0;
 }
 
 static void sink_free(struct pc_sink *s)
@@ -38,10 +39,8 @@ pc_status pc_sink_set(pc_sink *s, const void *val, size_t vlen)
     if (vlen > s->cap) {
         unsigned char *p = pc__alloc(vlen);
 
-        if (p == NULL) {
-            s->err = 1;
-            return PC_ENOMEM;
-        }
+        if (p == NULL)
+            return PC_ENOMEM; /* the previous value stays */
         sink_free(s);
         s->data = p;
         s->cap = vlen;
@@ -49,7 +48,6 @@ pc_status pc_sink_set(pc_sink *s, const void *val, size_t vlen)
     if (vlen)
         memcpy(s->data, val, vlen);
     s->len = vlen;
-    s->err = 0;
     return PC_OK;
 }
 
@@ -124,13 +122,6 @@ pc_status pc__load_through(const struct pc__load_ctx *lc, const void *key,
         return st;
     sink_init(&sink);
     err = load(ctx, key, klen, &sink);
-    if (err == 0 && sink.err != 0) {
-        /* The loader's value could not be copied; store nothing. */
-        PC__COUNTER_INC(lc->stats->loader_calls);
-        pc__flight_finish(lc->flights, lead, PC_ENOMEM, 0, NULL, 0);
-        sink_free(&sink);
-        return PC_ENOMEM;
-    }
     st = pc__load_finish(lc, lead, key, klen, err, sink.data, sink.len);
     if (st == PC_OK)
         st = pc__copy_out(sink.data, sink.len, buf, bufcap, vlen);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "testlib.h"
 
 /* ---- helpers ---- */
@@ -938,4 +939,55 @@ Test(memo, oversized_keys_and_bad_sink_arguments_are_refused)
     cr_assert_null(pc_key_data(NULL));
     cr_assert_eq(pc_key_len(NULL), 0);
     pc_memo_destroy(m);
+}
+
+/* ---- the sink: a failing pc_sink_set changes nothing ---- */
+
+struct two_sets {
+    size_t first, second; /* lengths of the two values the loader sets */
+    pc_status second_st;
+};
+
+static int load_two_sets(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    struct two_sets *ts = ctx;
+    static unsigned char big[4096];
+
+    (void)key;
+    (void)klen;
+    memset(big, 'a', ts->first);
+    if (pc_sink_set(out, big, ts->first) != PC_OK)
+        return 1;
+    memset(big, 'b', ts->second);
+    pc__alloc_fail_after(0); /* the larger value cannot be copied */
+    ts->second_st = pc_sink_set(out, big, ts->second);
+    pc__alloc_fail_after(-1);
+    return 0; /* keeps going with what the sink holds */
+}
+
+/* A loader whose second, larger pc_sink_set fails with PC_ENOMEM still
+ * succeeds with its first value: inline (small) or already on the heap. */
+Test(memo, failed_sink_set_keeps_the_previous_value)
+{
+    static const struct two_sets shapes[] = {{8, 1000, PC_OK},
+                                             {500, 3000, PC_OK}};
+    static unsigned char got[4096];
+
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        pc_cache *c = make_cache(4);
+        struct two_sets ts = shapes[i];
+        size_t n = 0;
+
+        cr_assert_eq(pc_get_or_load(c, "k", 1, load_two_sets, &ts, got,
+                                    sizeof got, &n, NULL),
+                     PC_OK, "shape %zu: the load must keep its first value", i);
+        cr_assert_eq(ts.second_st, PC_ENOMEM);
+        cr_assert_eq(n, ts.first);
+        for (size_t j = 0; j < n; j++)
+            cr_assert_eq(got[j], 'a', "shape %zu: byte %zu", i, j);
+        n = 0;
+        cr_assert_eq(pc_get(c, "k", 1, got, sizeof got, &n), PC_OK);
+        cr_assert_eq(n, ts.first, "the first value is the one cached");
+        pc_destroy(c);
+    }
 }
