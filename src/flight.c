@@ -101,10 +101,18 @@ static void release(struct pc__flight *f)
         flight_free(f);
 }
 
-/* Would waiting on f ever end? Not if f's owner chain leads back to us. */
+/*
+ * Would waiting on f ever end? Not if f's owner chain leads back to us.
+ * The walk stops at the first finished flight: whoever waits for it is
+ * about to wake up, so the chain ends there, and its former owner may have
+ * moved on (following it could find this very thread and report a cycle
+ * that does not exist) or exited (its record, thread-local storage, gone).
+ * An owner is only ever read through a flight that is not done, whose
+ * owner must still finish it and so is alive (flight.h).
+ */
 static bool waits_for_self(struct pc__flight *f)
 {
-    for (int hops = 0; f != NULL && hops < 1 << 20; hops++) {
+    for (int hops = 0; f != NULL && !f->done && hops < 1 << 20; hops++) {
         if (f->owner == &self)
             return true;
         f = f->owner->waiting_for;

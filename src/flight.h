@@ -19,6 +19,14 @@
  * loaders), and the call fails with PC_EDEADLK instead. Chains cross tables
  * (a loader of cache A may wait on cache B), so the records and the chain
  * walk are guarded by one process-wide lock, taken only on the miss path.
+ * The walk stops at a finished flight: a thread still recorded as waiting
+ * for it has been woken and will move on, so no cycle runs through it.
+ * That is also what keeps the walk safe. A record lives in its thread's
+ * thread-local storage, which vanishes when the thread exits; the walk
+ * reads a record only as the owner of a flight that is not done, and such
+ * an owner is alive: every path out of a leader (return, error, or
+ * cancellation inside the loader, load.c) finishes its flight first, and a
+ * pc_memo_begin caller must finish before it exits (purecache.h).
  *
  * Concurrency: the table, every flight's fields and all thread records are
  * guarded by that lock; the loader runs without it. A flight is freed by the
