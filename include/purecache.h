@@ -35,6 +35,20 @@
  *               "lock-free": may retry, but only because another thread made
  *               progress. "blocking": may wait for a lock held by another
  *               thread.
+ *   Cancellation  No purecache function acts on a pthread_cancel request
+ *               while it runs its own code: its waits (for another
+ *               thread's load, for readers in pc_reclaim) and a memoizer's
+ *               calls into its backend run with cancellation disabled, and
+ *               a request that arrives meanwhile is acted upon at the
+ *               caller's next cancellation point after the call returns.
+ *               The only cancellation points are the caller's own code
+ *               that a call runs: the loader of pc_get_or_load and
+ *               pc_memo_call, and the function a PC_MEMOIZE wrapper
+ *               computes. A thread cancelled there completes its load as
+ *               failed: every thread waiting for that key returns PC_ELOAD
+ *               with *load_err = ECANCELED, nothing is cached, and the next
+ *               call loads again. Do not enable asynchronous cancellation
+ *               around purecache calls.
  *   fork()      The child of a multithreaded parent may go on using the
  *               parent's caches only if no other thread was inside a
  *               purecache call when fork() ran (the child inherits every
@@ -323,6 +337,8 @@ typedef int pc_loader_fn(void *ctx, const void *key, size_t klen, pc_sink *out);
  * Statistics: the lookups are counted as by pc_get (the thread that runs the
  * loader looks the key up twice, so it adds two misses), plus loader_calls
  * and loader_errors.
+ * Cancellation: a cancellation point only while it runs load (see the
+ * conventions: cancelled there, its waiters get PC_ELOAD and ECANCELED).
  * Thread-safety: any thread. Progress: blocking (waits for the loader).
  * Returns PC_OK, PC_ERANGE, PC_ELOAD, PC_EDEADLK; PC_EINVAL as pc_get, or if
  * load is NULL; PC_ENOMEM.

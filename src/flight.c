@@ -127,13 +127,19 @@ pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
 {
     uint64_t h = pc__hash(&fl->seed, key, klen);
     struct pc__flight *f;
+    int cancel_state;
 
+    /* pthread_cond_wait is a cancellation point, and acting on it would
+     * leave flights_lock held (the wait re-takes it first): cancellation
+     * waits until this call is over (flight.h). */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     pthread_mutex_lock(&flights_lock);
     f = find(fl, h, key, klen);
     if (f == NULL) {
         f = pc__alloc(sizeof *f + klen);
         if (f == NULL) {
             pthread_mutex_unlock(&flights_lock);
+            pthread_setcancelstate(cancel_state, NULL);
             return PC_ENOMEM;
         }
         memset(f, 0, sizeof *f);
@@ -148,12 +154,14 @@ pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
         f->next = *slot_of(fl, h);
         *slot_of(fl, h) = f;
         pthread_mutex_unlock(&flights_lock);
+        pthread_setcancelstate(cancel_state, NULL);
         *role = PC__FLIGHT_LEADER;
         *out = f;
         return PC_OK;
     }
     if (waits_for_self(f)) {
         pthread_mutex_unlock(&flights_lock);
+        pthread_setcancelstate(cancel_state, NULL);
         return PC_EDEADLK;
     }
     f->refs++;
@@ -172,6 +180,7 @@ pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
         *load_err = f->load_err;
     release(f);
     pthread_mutex_unlock(&flights_lock);
+    pthread_setcancelstate(cancel_state, NULL);
     return PC_OK;
 }
 

@@ -28,6 +28,13 @@
  * cancellation inside the loader, load.c) finishes its flight first, and a
  * pc_memo_begin caller must finish before it exits (purecache.h).
  *
+ * Cancellation. A waiter waits with cancellation disabled: pthread_cond_wait
+ * is a cancellation point that re-takes its mutex before acting, which
+ * would leave the process-wide lock held for ever. A cancellation that
+ * arrives meanwhile is acted upon at the caller's next cancellation point.
+ * Leaders are the loaders' business: load.c finishes a flight whose
+ * leader is cancelled inside its loader.
+ *
  * Concurrency: the table, every flight's fields and all thread records are
  * guarded by that lock; the loader runs without it. A flight is freed by the
  * last of its leader and waiters to let go (refcount under the lock).
@@ -67,6 +74,7 @@ enum pc__flight_role {
  *  - PC__FLIGHT_RETRY: the leader found the key already stored; look it up
  *    again.
  * Or returns PC_EDEADLK (waiting would never end) or PC_ENOMEM.
+ * Never acts on a cancellation request (it is disabled during the call).
  */
 pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
                            size_t klen, enum pc__flight_role *role,

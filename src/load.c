@@ -4,6 +4,8 @@
  */
 #include "load.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -51,10 +53,42 @@ pc_status pc_sink_set(pc_sink *s, const void *val, size_t vlen)
     return PC_OK;
 }
 
-pc_status pc__load_lookup_or_lead(const struct pc__load_ctx *lc,
-                                  const void *key, size_t klen, void *buf,
-                                  size_t bufcap, size_t *vlen, int *load_err,
-                                  struct pc__flight **lead)
+/* Cancellation off for a step that must not stop half-way (load.h). */
+static int cancel_off(void)
+{
+    int old;
+
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    return old;
+}
+
+static void cancel_restore(int old)
+{
+    pthread_setcancelstate(old, NULL);
+}
+
+/* This thread leads the flight: look once more, with nothing to cancel
+ * between the flight's start and the loader's call or the abandon. */
+static pc_status recheck_as_leader(const struct pc__load_ctx *lc,
+                                   const void *key, size_t klen, void *buf,
+                                   size_t bufcap, size_t *vlen,
+                                   struct pc__flight **lead)
+{
+    int cs = cancel_off();
+    pc_status st = lc->be->ops->get(lc->be->self, key, klen, buf, bufcap, vlen);
+
+    if (st != PC_NOTFOUND) {
+        pc__flight_abandon(lc->flights, *lead);
+        *lead = NULL;
+    }
+    cancel_restore(cs);
+    return st; /* PC_NOTFOUND with *lead set: load it */
+}
+
+static pc_status lookup_or_lead(const struct pc__load_ctx *lc, const void *key,
+                                size_t klen, void *buf, size_t bufcap,
+                                size_t *vlen, int *load_err,
+                                struct pc__flight **lead)
 {
     bool count = lc->count_lookups; /* one hit or miss per call */
 
@@ -81,29 +115,61 @@ pc_status pc__load_lookup_or_lead(const struct pc__load_ctx *lc,
             return out;
         if (role == PC__FLIGHT_RETRY)
             continue;
-        st = lc->be->ops->get(lc->be->self, key, klen, buf, bufcap, vlen);
-        if (st == PC_NOTFOUND)
-            return PC_NOTFOUND; /* *lead is set: load it */
-        pc__flight_abandon(lc->flights, *lead);
-        *lead = NULL;
-        return st;
+        return recheck_as_leader(lc, key, klen, buf, bufcap, vlen, lead);
     }
+}
+
+pc_status pc__load_lookup_or_lead(const struct pc__load_ctx *lc,
+                                  const void *key, size_t klen, void *buf,
+                                  size_t bufcap, size_t *vlen, int *load_err,
+                                  struct pc__flight **lead)
+{
+    pc_status st;
+    int cs;
+
+    if (!lc->backend_cancels)
+        return lookup_or_lead(lc, key, klen, buf, bufcap, vlen, load_err, lead);
+    cs = cancel_off();
+    st = lookup_or_lead(lc, key, klen, buf, bufcap, vlen, load_err, lead);
+    cancel_restore(cs);
+    return st;
 }
 
 pc_status pc__load_finish(const struct pc__load_ctx *lc,
                           struct pc__flight *lead, const void *key, size_t klen,
                           int err, const void *val, size_t vlen)
 {
+    int cs = cancel_off();
+
     PC__COUNTER_INC(lc->stats->loader_calls);
     if (err != 0) {
         PC__COUNTER_INC(lc->stats->loader_errors);
         pc__flight_finish(lc->flights, lead, PC_ELOAD, err, NULL, 0);
+        cancel_restore(cs);
         return PC_ELOAD;
     }
     /* A failed store still gives everyone the value; it is just not kept. */
     (void)lc->be->ops->put(lc->be->self, key, klen, val, vlen);
     pc__flight_finish(lc->flights, lead, PC_OK, 0, val, vlen);
+    cancel_restore(cs);
     return PC_OK;
+}
+
+/* What the cleanup handler of a running loader needs. */
+struct loading {
+    const struct pc__load_ctx *lc;
+    struct pc__flight *lead;
+    struct pc_sink *sink;
+};
+
+/* The leader was cancelled inside its loader: fail the flight for its
+ * waiters (they must not wait for ever), as a loader error ECANCELED. */
+static void loader_cancelled(void *p)
+{
+    struct loading *l = p;
+
+    pc__load_finish(l->lc, l->lead, NULL, 0, ECANCELED, NULL, 0);
+    sink_free(l->sink);
 }
 
 pc_status pc__load_through(const struct pc__load_ctx *lc, const void *key,
@@ -113,6 +179,7 @@ pc_status pc__load_through(const struct pc__load_ctx *lc, const void *key,
 {
     struct pc__flight *lead;
     struct pc_sink sink;
+    struct loading loading;
     pc_status st;
     int err;
 
@@ -121,7 +188,10 @@ pc_status pc__load_through(const struct pc__load_ctx *lc, const void *key,
     if (lead == NULL)
         return st;
     sink_init(&sink);
+    loading = (struct loading){lc, lead, &sink};
+    pthread_cleanup_push(loader_cancelled, &loading);
     err = load(ctx, key, klen, &sink);
+    pthread_cleanup_pop(0);
     st = pc__load_finish(lc, lead, key, klen, err, sink.data, sink.len);
     if (st == PC_OK)
         st = pc__copy_out(sink.data, sink.len, buf, bufcap, vlen);
