@@ -29,8 +29,11 @@ struct pc__flight {
     unsigned char *key;
     struct flight_waiter *owner;
     unsigned refs;
+    bool linked; /* in its table: new callers of the key join it */
     bool done;
-    bool retry; /* abandoned: the key was stored after all */
+    bool retry;     /* abandoned: the key was stored after all */
+    bool forgotten; /* pc__flight_forget: hand the value over, keep nothing */
+    bool storing;   /* the leader is storing the value (store_begin/end) */
     pc_status status;
     int load_err;
     unsigned char *val;
@@ -83,9 +86,12 @@ static void unlink_flight(struct pc__flight_table *fl, struct pc__flight *f)
 {
     struct pc__flight **p = slot_of(fl, f->h);
 
+    if (!f->linked)
+        return; /* forgotten: unlinked already */
     while (*p != f)
         p = &(*p)->next;
     *p = f->next;
+    f->linked = false;
 }
 
 static void flight_free(struct pc__flight *f)
@@ -150,6 +156,7 @@ pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
         f->klen = klen;
         f->owner = &self;
         f->refs = 1;
+        f->linked = true;
         pthread_cond_init(&f->cv, NULL);
         f->next = *slot_of(fl, h);
         *slot_of(fl, h) = f;
@@ -205,6 +212,47 @@ void pc__flight_finish(struct pc__flight_table *fl, struct pc__flight *f,
     pthread_cond_broadcast(&f->cv);
     release(f);
     pthread_mutex_unlock(&flights_lock);
+}
+
+bool pc__flight_store_begin(struct pc__flight *f)
+{
+    bool store;
+
+    pthread_mutex_lock(&flights_lock);
+    store = !f->forgotten;
+    f->storing = store;
+    pthread_mutex_unlock(&flights_lock);
+    return store;
+}
+
+void pc__flight_store_end(struct pc__flight *f)
+{
+    pthread_mutex_lock(&flights_lock);
+    f->storing = false;
+    pthread_cond_broadcast(&f->cv); /* a pc__flight_forget may wait */
+    pthread_mutex_unlock(&flights_lock);
+}
+
+void pc__flight_forget(struct pc__flight_table *fl, const void *key,
+                       size_t klen)
+{
+    uint64_t h = pc__hash(&fl->seed, key, klen);
+    struct pc__flight *f;
+    int cancel_state;
+
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    pthread_mutex_lock(&flights_lock);
+    f = find(fl, h, key, klen);
+    if (f != NULL) {
+        f->forgotten = true;
+        unlink_flight(fl, f); /* later callers start a new load */
+        f->refs++;
+        while (f->storing)
+            pthread_cond_wait(&f->cv, &flights_lock);
+        release(f);
+    }
+    pthread_mutex_unlock(&flights_lock);
+    pthread_setcancelstate(cancel_state, NULL);
 }
 
 void pc__flight_abandon(struct pc__flight_table *fl, struct pc__flight *f)

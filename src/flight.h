@@ -94,4 +94,21 @@ void pc__flight_finish(struct pc__flight_table *fl, struct pc__flight *f,
  * all. Waiters (PC__FLIGHT_RETRY) look the key up again. */
 void pc__flight_abandon(struct pc__flight_table *fl, struct pc__flight *f);
 
+/*
+ * Forgetting (pc_memo_forget). The leader brackets its store of the value
+ * with pc__flight_store_begin, which returns false (store nothing) if the
+ * flight has been forgotten, and pc__flight_store_end. pc__flight_forget
+ * marks the key's flight, if one is in progress, as forgotten and takes
+ * it out of the table (later callers start a new load; those already
+ * waiting still get its outcome), then waits for a store in progress to
+ * end. The caller deletes the key from the backend after it returns, so
+ * the forgotten flight's value is never left stored: either its leader
+ * saw the mark and stored nothing, or its store ended before the delete.
+ * Forget never acts on a cancellation request.
+ */
+bool pc__flight_store_begin(struct pc__flight *f);
+void pc__flight_store_end(struct pc__flight *f);
+void pc__flight_forget(struct pc__flight_table *fl, const void *key,
+                       size_t klen);
+
 #endif

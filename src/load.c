@@ -148,8 +148,12 @@ pc_status pc__load_finish(const struct pc__load_ctx *lc,
         cancel_restore(cs);
         return PC_ELOAD;
     }
-    /* A failed store still gives everyone the value; it is just not kept. */
-    (void)lc->be->ops->put(lc->be->self, key, klen, val, vlen);
+    /* A failed store still gives everyone the value; it is just not kept.
+     * A forgotten flight (pc_memo_forget) hands it over, stores nothing. */
+    if (pc__flight_store_begin(lead)) {
+        (void)lc->be->ops->put(lc->be->self, key, klen, val, vlen);
+        pc__flight_store_end(lead);
+    }
     pc__flight_finish(lc->flights, lead, PC_OK, 0, val, vlen);
     cancel_restore(cs);
     return PC_OK;

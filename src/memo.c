@@ -172,6 +172,22 @@ pc_status pc_memo_finish(pc_memo *m, pc_flight *lead, int err, const void *val,
     return st;
 }
 
+pc_status pc_memo_forget(pc_memo *m, const void *key, size_t klen)
+{
+    pc_status st;
+    int cs;
+
+    if (m == NULL || !pc__key_ok(key, klen))
+        return PC_EINVAL;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+    /* A load of this key in flight keeps nothing (flight.h,
+     * "Forgetting"); then whatever is stored goes. */
+    pc__flight_forget(m->flights, key, klen);
+    st = m->be.ops->del(m->be.self, key, klen);
+    pthread_setcancelstate(cs, NULL);
+    return st;
+}
+
 pc_status pc_memo_stats(pc_memo *m, pc_stats *out)
 {
     struct pc__record_stats ts = {0};

@@ -65,6 +65,26 @@ static void *unpark_later(void *p)
     return NULL;
 }
 
+/*
+ * Wait until n lookups have missed on c (or on memo m, when not NULL):
+ * threads that missed are at the flight, or about to be. A test then
+ * sleeps a little more before it relies on them waiting there.
+ */
+static void wait_misses(pc_cache *c, pc_memo *m, uint64_t n)
+{
+    pc_stats s;
+
+    for (;;) {
+        if (m != NULL)
+            pc_memo_stats(m, &s);
+        else
+            pc_stats_get(c, &s);
+        if (s.misses >= n)
+            return;
+        usleep(1000);
+    }
+}
+
 /* ---- a chain through a finished flight ---- */
 
 /*
@@ -114,6 +134,8 @@ static int load_g(void *ctx, const void *key, size_t klen, pc_sink *out)
     cr_assert_eq(pthread_create(&ch->w, NULL, w_main, ch), 0);
     while (!__atomic_load_n(&ch->w_asking, __ATOMIC_ACQUIRE))
         usleep(1000);
+    /* Misses: S's g twice, W's f twice, W's g once. */
+    wait_misses(ch->c, NULL, 5);
     usleep(200000); /* W is now waiting for g */
     park(ch->w);
     return pc_sink_set(out, "G", 1) == PC_OK ? 0 : 1;
@@ -361,6 +383,7 @@ Test(flight, a_waiter_may_be_cancelled, .timeout = 60)
         cr_assert_eq(pthread_create(&tl, NULL, call_main, &lead), 0);
         gate_wait_entered(&g); /* the leader is inside its loader */
         cr_assert_eq(pthread_create(&tw, NULL, call_main, &wait), 0);
+        wait_misses(lead.c, lead.m, lead.m ? 2 : 3);
         usleep(100000); /* the waiter now waits for the leader */
         cr_assert_eq(pthread_cancel(tw), 0);
         usleep(50000);
@@ -408,6 +431,8 @@ Test(flight, a_leader_cancelled_in_its_loader_fails_its_waiters, .timeout = 60)
             wait[i] = lead;
             cr_assert_eq(pthread_create(&tw[i], NULL, call_main, &wait[i]), 0);
         }
+        /* Leader: 2 misses on a cache, 1 on a memo; a waiter: 1. */
+        wait_misses(lead.c, lead.m, (lead.m ? 1 : 2) + WAITERS);
         usleep(100000); /* they wait for the leader */
         cr_assert_eq(pthread_cancel(tl), 0);
         pthread_join(tl, &ret);
@@ -480,4 +505,89 @@ Test(flight, pc_reclaim_may_be_cancelled, .timeout = 60)
     pthread_join(rec, NULL);
     within(10, reclaim_main, pr.c, "pc_reclaim after a cancelled one");
     pc_destroy(pr.c);
+}
+
+/* The same for a PC_MEMOIZE wrapper: its function runs in the caller's
+ * cancellation state; cancelled there, the call fails for its waiters. */
+static struct gate memo_gate;
+
+static int64_t gated_value(int64_t x)
+{
+    pthread_mutex_lock(&memo_gate.m);
+    memo_gate.calls++;
+    memo_gate.entered++;
+    pthread_cond_broadcast(&memo_gate.cv);
+    pthread_cleanup_push(gate_unlock, &memo_gate.m);
+    while (!memo_gate.open)
+        pthread_cond_wait(&memo_gate.cv, &memo_gate.m);
+    pthread_cleanup_pop(1);
+    return x + 1;
+}
+
+static int gated_result(int64_t x, int64_t *out)
+{
+    *out = gated_value(x);
+    return 0;
+}
+
+PC_MEMOIZE(gated, int64_t, gated_value, (int64_t x), (x), PC_KEY_I64(x))
+PC_MEMOIZE_ERR(gated_err, int64_t, gated_result, (int64_t x), (x),
+               PC_KEY_I64(x))
+
+struct memo_caller {
+    pc_memo *m;
+    bool with_err;
+    pc_status st;
+    int err;
+    int64_t v;
+};
+
+static void *memo_call_main(void *p)
+{
+    struct memo_caller *a = p;
+
+    if (a->with_err)
+        a->st = gated_err(a->m, &a->v, &a->err, 1);
+    else
+        a->st = gated(a->m, &a->v, 1);
+    return NULL;
+}
+
+Test(flight, a_memoized_function_cancelled_fails_its_waiters, .timeout = 60)
+{
+    for (int with_err = 0; with_err <= 1; with_err++) {
+        struct caller holder;
+        struct memo_caller lead, wait[WAITERS], again;
+        pthread_t tl, tw[WAITERS];
+        void *ret;
+
+        gate_init(&memo_gate);
+        setup_via(&holder, VIA_MEMO);
+        lead = (struct memo_caller){holder.m, with_err, PC_EINVAL, 0, 0};
+        cr_assert_eq(pthread_create(&tl, NULL, memo_call_main, &lead), 0);
+        gate_wait_entered(&memo_gate);
+        for (int i = 0; i < WAITERS; i++) {
+            wait[i] = lead;
+            cr_assert_eq(pthread_create(&tw[i], NULL, memo_call_main, &wait[i]),
+                         0);
+        }
+        wait_misses(NULL, holder.m, 1 + WAITERS);
+        usleep(100000); /* they wait for the leader */
+        cr_assert_eq(pthread_cancel(tl), 0);
+        pthread_join(tl, &ret);
+        cr_assert_eq(ret, PTHREAD_CANCELED);
+        within(10, join_waiters, tw, "waiters of a cancelled memoized call");
+        for (int i = 0; i < WAITERS; i++) {
+            cr_assert_eq(wait[i].st, PC_ELOAD, "waiter %d: %d", i, wait[i].st);
+            if (with_err)
+                cr_assert_eq(wait[i].err, ECANCELED);
+        }
+        again = lead;
+        gate_open(&memo_gate);
+        memo_call_main(&again);
+        cr_assert_eq(again.st, PC_OK);
+        cr_assert_eq(again.v, 2);
+        cr_assert_eq(gate_calls(&memo_gate), 2);
+        teardown_via(&holder);
+    }
 }
