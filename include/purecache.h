@@ -143,10 +143,13 @@ typedef struct pc_stats {
  * Thread-safety: any thread. Progress: blocking (allocates).
  * Limits: a capacity up to PC_CAPACITY_MAX entries; clock also needs every
  * shard's share below 2^32 - 1 (which an explicit opts->shards can break).
+ * Any number of caches may exist at once. The library uses one
+ * thread-specific data key for the whole process (created with its first
+ * cache or memoizer), whatever the number of caches.
  * Returns PC_OK; PC_EINVAL if opts or out is NULL, opts->capacity is 0 or
- * beyond those limits, or opts->shards > 4096; PC_ENOMEM if memory (or a
- * thread-specific data key, of which the process has PTHREAD_KEYS_MAX) could
- * not be had. On failure *out is left untouched.
+ * beyond those limits, or opts->shards > 4096; PC_ENOMEM if memory (or, for
+ * the process's first cache, that one key) could not be had. On failure
+ * *out is left untouched.
  */
 PC_API pc_status pc_create(const pc_options *opts, pc_cache **out);
 

@@ -53,7 +53,7 @@
  *
  *   1. reclaim_lock      core.h, per cache: one pc_reclaim at a time
  *   2. pace_lock         grace.c, process: one paced grace step at a time
- *   3. live lock         domain.c, process: the list of live domains
+ *   3. live lock         domain.c, process: the live domains (list, id map)
  *   4. registry_lock     domain.h, per domain: its thread records
  *   4. grace_lock        domain.h, per domain: advances of its epoch
  *   5. barrier_lock      barrier.c, process: one heavy barrier at a time
