@@ -49,10 +49,17 @@
  *               with *load_err = ECANCELED, nothing is cached, and the next
  *               call loads again. Do not enable asynchronous cancellation
  *               around purecache calls.
- *   fork()      The child of a multithreaded parent may go on using the
- *               parent's caches only if no other thread was inside a
- *               purecache call when fork() ran (the child inherits every
- *               internal lock in the state it had).
+ *   fork()      The child has only the thread that called fork(). A
+ *               pthread_atfork handler releases the parent's other threads'
+ *               records in every cache, so pins they held (and read
+ *               sections they were in) do not hold up pc_reclaim or writers
+ *               in the child. The child may go on using the parent's caches
+ *               if, when fork() ran, no other thread was inside a purecache
+ *               call (holding a pin between calls is fine): a call in
+ *               progress may hold an internal lock, which the child
+ *               inherits held, and a load in progress in another thread
+ *               never completes there (a miss on its key would wait for
+ *               ever).
  */
 #ifndef PURECACHE_H
 #define PURECACHE_H

@@ -260,7 +260,9 @@ static void thread_exit(void *value)
             /* The owner check matters should the address have been
              * reused for a live thread's record: never release someone
              * else's. */
-            if (t == tt->slot[i].val && pthread_equal(t->owner, self)) {
+            if (t == tt->slot[i].val && t->in_use &&
+                pthread_equal(t->owner, self)) {
+                t->in_use = false;
                 ck_epoch_unregister(&t->rec);
                 break;
             }
@@ -271,9 +273,50 @@ static void thread_exit(void *value)
     idmap_free(tt);
 }
 
+/*
+ * fork(). The child has one thread, the one that forked; every other
+ * thread's records would stay as they were for ever, and one left inside
+ * a read section (a pin held, a lookup under way) would make every grace
+ * period, so pc_reclaim, wait for ever. The child handler releases every
+ * record not owned by the forking thread in every live domain, as if those
+ * threads had exited (active cleared, free for recycling). The prepare
+ * handler takes the live lock and every registry lock, so no list is
+ * half-changed when the address space is copied; the parent and child
+ * handlers release them (in the child, on behalf of the same thread).
+ */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&live_lock);
+    for (struct pc__domain *d = live_domains; d != NULL; d = d->live_next)
+        pthread_mutex_lock(&d->registry_lock);
+}
+
+static void fork_parent(void)
+{
+    for (struct pc__domain *d = live_domains; d != NULL; d = d->live_next)
+        pthread_mutex_unlock(&d->registry_lock);
+    pthread_mutex_unlock(&live_lock);
+}
+
+static void fork_child(void)
+{
+    pthread_t self = pthread_self(); /* the forking thread's, here too */
+
+    for (struct pc__domain *d = live_domains; d != NULL; d = d->live_next) {
+        for (struct pc__record *t = d->records; t != NULL; t = t->next)
+            if (t->in_use && !pthread_equal(t->owner, self)) {
+                t->in_use = false;
+                ck_epoch_unregister(&t->rec);
+            }
+        pthread_mutex_unlock(&d->registry_lock);
+    }
+    pthread_mutex_unlock(&live_lock);
+}
+
 static void process_init(void)
 {
-    thread_key_ok = pthread_key_create(&thread_key, thread_exit) == 0;
+    thread_key_ok = pthread_key_create(&thread_key, thread_exit) == 0 &&
+                    pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
 }
 
 /* ---- domains ---- */
@@ -363,6 +406,7 @@ static struct pc__record *register_record(struct pc__domain *d)
     if (r != NULL) {
         t = (struct pc__record *)r;
         t->owner = pthread_self();
+        t->in_use = true;
     } else {
         t = pc__alloc_aligned(sizeof *t, CK_MD_CACHELINE);
         if (t == NULL) {
@@ -372,6 +416,7 @@ static struct pc__record *register_record(struct pc__domain *d)
         memset(t, 0, sizeof *t);
         t->dom = d;
         t->owner = pthread_self();
+        t->in_use = true;
         PC_TSAN_RELEASE(&t->rec); /* tsan.h, case 4 */
         ck_epoch_register(&d->epoch, &t->rec, NULL);
         t->next = d->records;

@@ -18,7 +18,7 @@
  * new one.
  *
  * The thread's table. One pthread key for the whole process (created once,
- * with the first domain) holds each thread's table: an open-addressing
+ * with the first domain, under pthread_once) holds each thread's table: an open-addressing
  * hash of domain id -> record, linear probing, grown by doubling. So the
  * number of caches is not bounded by PTHREAD_KEYS_MAX, and the library
  * takes one of the application's keys, not one per cache. Entries of
@@ -39,6 +39,13 @@
  * and the map under the same lock (pc__domain_unlink) before it frees
  * anything, which also keeps other caches' paced grace-period steps
  * (grace.c) away from its records.
+ *
+ * fork(). A pthread_atfork child handler (registered with the key)
+ * releases, in every live domain, every record the forking thread does not
+ * own: those threads do not exist in the child, and one that was inside a
+ * read section (a pin) would otherwise block every grace period there.
+ * The prepare handler holds the live lock and every registry lock across
+ * fork(), so the child sees no list half-changed (domain.c).
  *
  * Read sections. pc__read_enter stores `active` and a copy of the global
  * epoch into the reader's own record, then the read fence (barrier.h);
@@ -78,6 +85,7 @@ struct pc__record {
     struct pc__domain *dom;
     struct pc__record *next; /* registry list, under dom->registry_lock */
     pthread_t owner;         /* the thread using it, under registry_lock */
+    bool in_use;             /* owner holds it (not released); same lock */
     /* The policy's per-thread state (lru.c's access log), set by the
      * owning thread; it stays with the record when a thread exits and the
      * record is recycled, and the policy frees it with the cache. */

@@ -13,6 +13,7 @@
 #include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -182,4 +183,84 @@ Test(domain, exiting_threads_release_their_records_in_every_cache)
     cr_assert_eq(pc__alloc_live(), base, "%ld allocations leaked",
                  pc__alloc_live() - base);
     pc__alloc_track(0);
+}
+
+/* ---- fork() while another thread holds a read section ---- */
+
+struct pin_holder {
+    pc_cache *c[2];
+    sem_t pinned, release;
+};
+
+static void *pin_both(void *p)
+{
+    struct pin_holder *h = p;
+    pc_pin pin[3];
+
+    cr_assert_eq(pc_get_pinned(h->c[0], "a", 1, &pin[0]), PC_OK);
+    cr_assert_eq(pc_get_pinned(h->c[0], "a", 1, &pin[1]), PC_OK); /* nested */
+    cr_assert_eq(pc_get_pinned(h->c[1], "a", 1, &pin[2]), PC_OK);
+    sem_post(&h->pinned);
+    while (sem_wait(&h->release) != 0)
+        ;
+    for (int i = 2; i >= 0; i--)
+        pc_unpin(&pin[i]);
+    return NULL;
+}
+
+/* In the child: reclaim (waits for no reader: the pinning thread does not
+ * exist here), then use the caches. Exit status 0 when all went well. */
+static int child_uses_caches(pc_cache *c[2])
+{
+    int bad = 0;
+
+    alarm(10); /* a hang kills the child instead of the run */
+    for (int i = 0; i < 2; i++) {
+        uint64_t v = 0;
+
+        pc_reclaim(c[i]);
+        for (uint64_t k = 0; k < 32; k++) /* capacity 64: no eviction */
+            bad += put_u64(c[i], k, k + 1) != PC_OK;
+        for (uint64_t k = 0; k < 32; k++)
+            bad += get_u64(c[i], k, &v) != PC_OK || v != k + 1;
+        pc_reclaim(c[i]);
+        pc_destroy(c[i]);
+    }
+    return bad == 0 ? 0 : 2;
+}
+
+Test(domain, a_fork_child_reclaims_past_the_parents_pins, .timeout = 120)
+{
+    struct pin_holder h;
+    pthread_t th;
+    int status = 0;
+    pid_t pid;
+
+    for (int i = 0; i < 2; i++) {
+        h.c[i] = make_cache(64);
+        for (int v = 0; v < 100; v++) /* garbage for pc_reclaim */
+            cr_assert_eq(pc_put(h.c[i], "a", 1, &v, sizeof v), PC_OK);
+    }
+    sem_init(&h.pinned, 0, 0);
+    sem_init(&h.release, 0, 0);
+    pthread_create(&th, NULL, pin_both, &h);
+    while (sem_wait(&h.pinned) != 0)
+        ;
+    for (int i = 0; i < 2; i++) /* retired while pinned */
+        cr_assert_eq(pc_put(h.c[i], "a", 1, "x", 1), PC_OK);
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0)
+        _exit(child_uses_caches(h.c));
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "child %s %d (a hang ends in SIGALRM, 14)",
+              WIFEXITED(status) ? "exited with" : "killed by signal",
+              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    sem_post(&h.release);
+    pthread_join(th, NULL);
+    for (int i = 0; i < 2; i++) {
+        pc_reclaim(h.c[i]); /* the parent's pins are gone too */
+        pc_destroy(h.c[i]);
+    }
 }
