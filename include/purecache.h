@@ -35,7 +35,8 @@
  *               "lock-free": may retry, but only because another thread made
  *               progress. "blocking": may wait for a lock held by another
  *               thread.
- *   Cancellation  No purecache function acts on a pthread_cancel request
+ *   Cancellation
+ *               No purecache function acts on a pthread_cancel request
  *               while it runs its own code: its waits (for another
  *               thread's load, for readers in pc_reclaim) and a memoizer's
  *               calls into its backend run with cancellation disabled, and
@@ -60,6 +61,53 @@
  *               inherits held, and a load in progress in another thread
  *               never completes there (a miss on its key would wait for
  *               ever).
+ *
+ * WHAT MAY WAIT ON WHAT
+ *
+ *   A call ...                      may wait for ...
+ *   pc_get, pc_get_pinned           nothing (clock); lru: a put's publishing
+ *                                   window (see pc_get)
+ *   pc_put, pc_delete, pc_clear     the writer lock of the shard (clock) or
+ *                                   cache (lru): other writers, briefly;
+ *                                   never a reader, never a pin
+ *   pc_get_or_load, pc_memo_call,   another thread's loader of the same key
+ *   a PC_MEMOIZE wrapper            (single flight), for as long as it runs
+ *   pc_reclaim                      every read section of this cache open
+ *                                   when it began, pins included; another
+ *                                   pc_reclaim of this cache
+ *   pc_memo_forget                  a store of that key in progress (one
+ *                                   backend put)
+ *   pc_stats_get, a thread's        registration of other threads on this
+ *   first call on a cache           cache, briefly
+ *
+ * No library lock is held while the caller's code runs (a loader, a
+ * memoized function, a backend's operations), nor while pc_reclaim waits
+ * for readers, and a get-or-load that would wait, directly or through
+ * other loaders, for its own load returns PC_EDEADLK instead. So waits
+ * close into a cycle only through the misuses below. (The internal lock
+ * order behind this is in src/internal.h.)
+ *
+ *   Code running ...          may call                 must not call
+ *   in a loader or a          anything on any cache    pc_destroy or
+ *   memoized function         or memoizer, including   pc_memo_destroy of the
+ *                             pc_get_or_load and       cache or memoizer it
+ *                             pc_memo_call of other    loads for (calls are
+ *                             keys (its own: EDEADLK)  in flight on it);
+ *                             and pc_memo_forget       pc_reclaim (it waits
+ *                                                      for every pin, and a
+ *                                                      pinning thread may be
+ *                                                      waiting for this load)
+ *   in a backend operation    its own store            the memoizer it serves
+ *   (pc_backend_ops)                                   (pc_memo_forget of the
+ *                                                      key being stored would
+ *                                                      wait for itself)
+ *   while holding a pin       anything on any cache    pc_reclaim, pc_destroy
+ *                             (get-or-load included)   of the pinned cache
+ *                                                      (they wait for the pin)
+ *   anywhere                  -                        pc_destroy or
+ *                                                      pc_memo_destroy while
+ *                                                      another call on it is
+ *                                                      in progress
  */
 #ifndef PURECACHE_H
 #define PURECACHE_H

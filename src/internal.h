@@ -64,7 +64,14 @@
  *                        reclaim_lock and waits for readers (grace_lock,
  *                        barrier_lock) with none held.
  *   -  flights lock      flight.c, process: a leaf (held while waiting on a
- *                        flight's condition variable, which releases it).
+ *                        flight's condition variable, which releases it:
+ *                        for its outcome, or for its store to end in
+ *                        pc_memo_forget).
+ *
+ *   Waits that hold a lock (a flight's condition variable, pc_reclaim's
+ *   sleep under reclaim_lock) run with cancellation disabled: acting on
+ *   pthread_cancel there would leave the lock held (purecache.h,
+ *   "Cancellation"). No lock is held while the caller's code runs.
  *
  *   Locks at the same level are never held together. The paced step takes
  *   pace_lock, the live lock, then (trylock) each flagged domain's
