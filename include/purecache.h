@@ -35,14 +35,85 @@
  *               "lock-free": may retry, but only because another thread made
  *               progress. "blocking": may wait for a lock held by another
  *               thread.
- *   fork()      The child of a multithreaded parent may go on using the
- *               parent's caches only if no other thread was inside a
- *               purecache call when fork() ran (the child inherits every
- *               internal lock in the state it had).
+ *   Cancellation
+ *               No purecache function acts on a pthread_cancel request
+ *               while it runs its own code: its waits (for another
+ *               thread's load, for readers in pc_reclaim) and a memoizer's
+ *               calls into its backend run with cancellation disabled, and
+ *               a request that arrives meanwhile is acted upon at the
+ *               caller's next cancellation point after the call returns.
+ *               The only cancellation points are the caller's own code
+ *               that a call runs: the loader of pc_get_or_load and
+ *               pc_memo_call, and the function a PC_MEMOIZE wrapper
+ *               computes. A thread cancelled there completes its load as
+ *               failed: every thread waiting for that key returns PC_ELOAD
+ *               with *load_err = ECANCELED, nothing is cached, and the next
+ *               call loads again. Do not enable asynchronous cancellation
+ *               around purecache calls.
+ *   fork()      The child has only the thread that called fork(). A
+ *               pthread_atfork handler releases the parent's other threads'
+ *               records in every cache, so pins they held (and read
+ *               sections they were in) do not hold up pc_reclaim or writers
+ *               in the child. The child may go on using the parent's caches
+ *               if, when fork() ran, no other thread was inside a purecache
+ *               call (holding a pin between calls is fine): a call in
+ *               progress may hold an internal lock, which the child
+ *               inherits held, and a load in progress in another thread
+ *               never completes there (a miss on its key would wait for
+ *               ever).
+ *
+ * WHAT MAY WAIT ON WHAT
+ *
+ *   A call ...                      may wait for ...
+ *   pc_get, pc_get_pinned           nothing (clock); lru: a put's publishing
+ *                                   window (see pc_get)
+ *   pc_put, pc_delete, pc_clear     the writer lock of the shard (clock) or
+ *                                   cache (lru): other writers, briefly;
+ *                                   never a reader, never a pin
+ *   pc_get_or_load, pc_memo_call,   another thread's loader of the same key
+ *   a PC_MEMOIZE wrapper            (single flight), for as long as it runs
+ *   pc_reclaim                      every read section of this cache open
+ *                                   when it began, pins included; another
+ *                                   pc_reclaim of this cache
+ *   pc_memo_forget                  a store of that key in progress (one
+ *                                   backend put)
+ *   pc_stats_get, a thread's        registration of other threads on this
+ *   first call on a cache           cache, briefly
+ *
+ * No library lock is held while the caller's code runs (a loader, a
+ * memoized function, a backend's operations), nor while pc_reclaim waits
+ * for readers, and a get-or-load that would wait, directly or through
+ * other loaders, for its own load returns PC_EDEADLK instead. So waits
+ * close into a cycle only through the misuses below. (The internal lock
+ * order behind this is in src/internal.h.)
+ *
+ *   Code running ...          may call                 must not call
+ *   in a loader or a          anything on any cache    pc_destroy or
+ *   memoized function         or memoizer, including   pc_memo_destroy of the
+ *                             pc_get_or_load and       cache or memoizer it
+ *                             pc_memo_call of other    loads for (calls are
+ *                             keys (its own: EDEADLK)  in flight on it);
+ *                             and pc_memo_forget       pc_reclaim (it waits
+ *                                                      for every pin, and a
+ *                                                      pinning thread may be
+ *                                                      waiting for this load)
+ *   in a backend operation    its own store            the memoizer it serves
+ *   (pc_backend_ops)                                   (pc_memo_forget of the
+ *                                                      key being stored would
+ *                                                      wait for itself)
+ *   while holding a pin       anything on any cache    pc_reclaim, pc_destroy
+ *                             (get-or-load included)   of the pinned cache
+ *                                                      (they wait for the pin)
+ *   anywhere                  -                        pc_destroy or
+ *                                                      pc_memo_destroy while
+ *                                                      another call on it is
+ *                                                      in progress
  */
 #ifndef PURECACHE_H
 #define PURECACHE_H
 
+#include <errno.h>   /* ECANCELED (PC_MEMOIZE) */
+#include <pthread.h> /* pthread_cleanup_push (PC_MEMOIZE) */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -182,10 +253,13 @@ typedef struct pc_stats {
  * Thread-safety: any thread. Progress: blocking (allocates).
  * Limits: a capacity up to PC_CAPACITY_MAX entries; clock also needs every
  * shard's share below 2^32 - 1 (which an explicit opts->shards can break).
+ * Any number of caches may exist at once. The library uses one
+ * thread-specific data key for the whole process (created with its first
+ * cache or memoizer), whatever the number of caches.
  * Returns PC_OK; PC_EINVAL if opts or out is NULL, opts->capacity is 0 or
- * beyond those limits, or opts->shards > 4096; PC_ENOMEM if memory (or a
- * thread-specific data key, of which the process has PTHREAD_KEYS_MAX) could
- * not be had. On failure *out is left untouched.
+ * beyond those limits, or opts->shards > 4096; PC_ENOMEM if memory (or, for
+ * the process's first cache, that one key) could not be had. On failure
+ * *out is left untouched.
  */
 PC_API pc_status pc_create(const pc_options *opts, pc_cache **out);
 
@@ -449,11 +523,14 @@ PC_API void pc_unpin(pc_pin *pin);
 typedef struct pc_sink pc_sink;
 
 /*
- * Set the loaded value (copied). May be called more than once; the last call
- * wins. A loader that returns success without calling it produces an empty
- * value, which is cached and is a hit like any other.
+ * Set the loaded value (copied). May be called more than once; the last
+ * successful call wins. A failing call changes nothing: the sink keeps the
+ * value it held, and the loader decides whether to return an error of its
+ * own or to succeed with that value. A loader that returns success without
+ * a successful call produces an empty value, which is cached and is a hit
+ * like any other.
  * Returns PC_OK; PC_EINVAL if sink is NULL, val is NULL with vlen > 0, or
- * vlen > PC_VALUE_MAX; PC_ENOMEM.
+ * vlen > PC_VALUE_MAX; PC_ENOMEM if the value could not be copied.
  */
 PC_API pc_status pc_sink_set(pc_sink *sink, const void *val, size_t vlen);
 
@@ -480,6 +557,8 @@ typedef int pc_loader_fn(void *ctx, const void *key, size_t klen, pc_sink *out);
  * Statistics: the lookups are counted as by pc_get (the thread that runs the
  * loader looks the key up twice, so it adds two misses), plus loader_calls
  * and loader_errors.
+ * Cancellation: a cancellation point only while it runs load (see the
+ * conventions: cancelled there, its waiters get PC_ELOAD and ECANCELED).
  * Thread-safety: any thread. Progress: blocking (waits for the loader).
  * Returns PC_OK, PC_ERANGE, PC_ELOAD, PC_EDEADLK; PC_EINVAL as pc_get, or if
  * load is NULL; PC_ENOMEM.
@@ -546,6 +625,22 @@ PC_API pc_status pc_memo_call(pc_memo *memo, const void *key, size_t klen,
                               size_t bufcap, size_t *vlen, int *load_err);
 
 /*
+ * Forget the remembered result of one call: delete key from the backend,
+ * so the next call for it computes afresh. A load of key in flight when
+ * pc_memo_forget runs still hands its result to the calls already waiting
+ * for it, but keeps nothing: it stores no value, or its store ends before
+ * the delete. Calls that begin after pc_memo_forget returns start a new
+ * load (or find a value a load begun after the forget stored). The
+ * wrapper##_forget function of PC_MEMOIZE builds the key for you.
+ * Thread-safety: any thread. Progress: blocking (waits for a store of this
+ * key in progress, then the backend's del).
+ * Returns PC_OK if a result was remembered, PC_NOTFOUND if none was;
+ * PC_EINVAL for a NULL memo, NULL key with klen > 0 or klen > PC_KEY_MAX;
+ * or the backend's error (PC_EIO for a remote one).
+ */
+PC_API pc_status pc_memo_forget(pc_memo *memo, const void *key, size_t klen);
+
+/*
  * Counters of the memoizer: one hit or miss per call (pc_memo_call,
  * pc_memo_begin), loader calls and loader errors (puts, evictions and deletes
  * are the backend's business and stay 0 here). Returns PC_OK; PC_EINVAL for
@@ -561,7 +656,9 @@ PC_API pc_status pc_memo_stats(pc_memo *memo, pc_stats *out);
  * MUST call pc_memo_finish(memo, *lead, err, val, vlen) exactly once, on
  * the same thread and before that thread exits (err 0 on success, non-zero
  * for a failure of its own), or every other caller of this key waits
- * forever (deadlock detection follows the thread that began the load).
+ * forever (deadlock detection follows the thread that began the load). If
+ * the code between the two calls may be cancelled, finish from a cleanup
+ * handler (pthread_cleanup_push), with err ECANCELED, as PC_MEMOIZE does.
  * pc_memo_finish returns PC_EINVAL, completing nothing, for a lead that
  * another memoizer began; finishing a lead twice is undefined. pc_memo_finish
  * stores the value on success and returns PC_OK, or PC_ELOAD when err is
@@ -592,6 +689,13 @@ typedef struct pc_key {
 } pc_key;
 
 PC_API void pc_key_init(pc_key *k);
+/*
+ * Begin the key of a call of the function called name (NUL-terminated;
+ * NULL is an error reported by pc_key_finish). The name opens the key but
+ * is not an argument: keys of different names never collide, and a named
+ * key never equals an unnamed one (pc_key_init). PC_MEMOIZE uses it.
+ */
+PC_API void pc_key_init_fn(pc_key *k, const char *name);
 PC_API void pc_key_add_i64(pc_key *k, int64_t v);
 PC_API void pc_key_add_u64(pc_key *k, uint64_t v);
 PC_API void pc_key_add_f64(pc_key *k, double v);
@@ -610,17 +714,62 @@ PC_API void pc_key_free(pc_key *k);
  * PC_MEMOIZE(wrapper, ret_type, func, params, args, key-args...)
  *
  * Defines `static pc_status wrapper(pc_memo *memo, ret_type *out, params)`,
- * the memoized form of `ret_type func params`: it builds a key from the
- * key-args (PC_KEY_I64(x), PC_KEY_U64(x), PC_KEY_F64(x), PC_KEY_STR(s),
- * PC_KEY_BYTES(p, n), separated by commas), returns the cached result or,
- * once per key across all threads, calls func and caches the result.
- * ret_type must be a plain value type (its bytes are cached). Example:
+ * the memoized form of `ret_type func params`: it builds a key from func's
+ * name and the key-args (PC_KEY_I64(x), PC_KEY_U64(x), PC_KEY_F64(x),
+ * PC_KEY_STR(s), PC_KEY_BYTES(p, n), separated by commas), returns the
+ * cached result or, once per key across all threads, calls func and caches
+ * the result. ret_type must be a plain value type (its bytes are cached).
+ * params must declare at least one parameter. *out is written only on
+ * PC_OK. Example:
  *
  *     static double slow_price(int64_t id, const char *currency);
  *     PC_MEMOIZE(price, double, slow_price,
  *                (int64_t id, const char *currency), (id, currency),
  *                PC_KEY_I64(id), PC_KEY_STR(currency))
  *     ...  double p; pc_status st = price(memo, &p, 42, "EUR");
+ *          price_forget(memo, 42, "EUR");   (the next call recomputes)
+ *
+ * Function identity. The key opens with func's name as written in the
+ * macro call ("slow_price"; pc_key_init_fn), so any number of memoized
+ * functions share one memo without sharing results, even with the same
+ * argument types. It is the name and not the address, so that it is the
+ * same in every process and every build: memoizers over a shared backend
+ * (the Redis tier, purecache_redis.h) share results across processes.
+ * The flip side: two functions of the same name memoized over one backend
+ * (static functions in different files, or two programs) share results;
+ * give them distinct names, or distinct backends or key prefixes, and
+ * rename a function (or change its prefix) when its meaning changes while
+ * old results may still be stored. func must be a plain identifier.
+ *
+ * Also defines `static pc_status wrapper##_forget(pc_memo *memo, params)`,
+ * which builds the same key and calls pc_memo_forget (unused is fine).
+ *
+ * Returns PC_OK; PC_ERANGE if the stored value is not sizeof(ret_type)
+ * long (something else wrote under this key); PC_ENOMEM, PC_EDEADLK (func
+ * asked, directly or not, for its own call) or the backend's error;
+ * PC_ELOAD if func failed (PC_MEMOIZE_ERR) or the thread running it for
+ * this call was cancelled.
+ *
+ * Cancellation: func runs in the caller's state, under a cleanup handler:
+ * a thread cancelled inside func fails the call for every thread waiting
+ * for it (PC_ELOAD, ECANCELED; see the conventions).
+ *
+ * PC_MEMOIZE_ERR(wrapper, ret_type, func, params, args, key-args...)
+ *
+ * The same for a function that can fail: `int func(params..., ret_type
+ * *result)` returns 0 after writing *result, or a non-zero error code of
+ * its own. Defines `static pc_status wrapper(pc_memo *memo, ret_type *out,
+ * int *err, params)`: a failure of func (in this thread, or in the thread
+ * that ran it for this one) is returned as PC_ELOAD with its code in *err
+ * (when err is not NULL); nothing is cached, so the next call runs func
+ * again. Also defines wrapper##_forget. Example:
+ *
+ *     static int fetch_rate(const char *from, const char *to, double *out);
+ *     PC_MEMOIZE_ERR(rate, double, fetch_rate,
+ *                    (const char *from, const char *to), (from, to),
+ *                    PC_KEY_STR(from), PC_KEY_STR(to))
+ *     ...  double r; int e; if (rate(memo, &r, &e, "EUR", "USD") == PC_ELOAD)
+ *                               log_error(e);
  */
 #define PC_KEY_I64(x) pc_key_add_i64(&pc_key_, (int64_t)(x))
 #define PC_KEY_U64(x) pc_key_add_u64(&pc_key_, (uint64_t)(x))
@@ -628,31 +777,101 @@ PC_API void pc_key_free(pc_key *k);
 #define PC_KEY_STR(s) pc_key_add_str(&pc_key_, (s))
 #define PC_KEY_BYTES(p, n) pc_key_add_bytes(&pc_key_, (p), (n))
 #define PC_MEMO_UNPAREN_(...) __VA_ARGS__
+#if defined(__GNUC__)
+#define PC_MEMO_UNUSED_ __attribute__((unused))
+#else
+#define PC_MEMO_UNUSED_
+#endif
+
+/* Internals of PC_MEMOIZE: the lead a cleanup handler must finish if the
+ * thread is cancelled inside func. */
+struct pc_memo_lead_ {
+    pc_memo *memo;
+    pc_flight *lead;
+    pc_key *key;
+};
+
+static inline void pc_memo_cancelled_(void *p)
+{
+    struct pc_memo_lead_ *l = (struct pc_memo_lead_ *)p;
+
+    (void)pc_memo_finish(l->memo, l->lead, ECANCELED, NULL, 0);
+    pc_key_free(l->key);
+}
+
+/* Build func's key from the key-args into pc_key_; its status into pc_st_. */
+#define PC_MEMO_KEY_(func, ...)                                                \
+    pc_key_init_fn(&pc_key_, #func);                                           \
+    __VA_ARGS__;                                                               \
+    pc_st_ = pc_key_finish(&pc_key_)
+
+/* clang-format off */
+#define PC_MEMO_FORGET_(wrapper, func, params, ...)                            \
+    PC_MEMO_UNUSED_ static pc_status wrapper##_forget(                         \
+        pc_memo *pc_memo_, PC_MEMO_UNPAREN_ params)                            \
+    {                                                                          \
+        pc_key pc_key_;                                                        \
+        pc_status pc_st_;                                                      \
+        PC_MEMO_KEY_(func, __VA_ARGS__);                                       \
+        if (pc_st_ == PC_OK)                                                   \
+            pc_st_ = pc_memo_forget(pc_memo_, pc_key_data(&pc_key_),           \
+                                    pc_key_len(&pc_key_));                     \
+        pc_key_free(&pc_key_);                                                 \
+        return pc_st_;                                                         \
+    }
+/* clang-format on */
+
+/* The body both wrappers share: look up or lead, run `compute` (which sets
+ * pc_e_ and pc_v_) under the cancellation handler, finish, copy out. */
+#define PC_MEMO_BODY_(func, ret_type, pc_err_, compute, ...)                   \
+    pc_key pc_key_;                                                            \
+    pc_flight *pc_lead_ = NULL;                                                \
+    ret_type pc_v_;                                                            \
+    size_t pc_n_ = 0;                                                          \
+    int pc_e_ = 0;                                                             \
+    pc_status pc_st_;                                                          \
+    PC_MEMO_KEY_(func, __VA_ARGS__);                                           \
+    if (pc_st_ == PC_OK)                                                       \
+        pc_st_ = pc_memo_begin(pc_memo_, pc_key_data(&pc_key_),                \
+                               pc_key_len(&pc_key_), &pc_v_, sizeof pc_v_,     \
+                               &pc_n_, pc_err_, &pc_lead_);                    \
+    if (pc_lead_ != NULL) {                                                    \
+        struct pc_memo_lead_ pc_l_ = {pc_memo_, pc_lead_, &pc_key_};           \
+        pthread_cleanup_push(pc_memo_cancelled_, &pc_l_);                      \
+        compute;                                                               \
+        pthread_cleanup_pop(0);                                                \
+        pc_st_ =                                                               \
+            pc_memo_finish(pc_memo_, pc_lead_, pc_e_, &pc_v_, sizeof pc_v_);   \
+        if (pc_st_ == PC_ELOAD && (pc_err_) != NULL)                           \
+            *(pc_err_) = pc_e_;                                                \
+    } else if (pc_st_ == PC_OK && pc_n_ != sizeof pc_v_) {                     \
+        pc_st_ = PC_ERANGE; /* another type stored under this key */           \
+    }                                                                          \
+    if (pc_st_ == PC_OK)                                                       \
+        *pc_out_ = pc_v_;                                                      \
+    pc_key_free(&pc_key_);                                                     \
+    return pc_st_;
+
+/* clang-format off */
 #define PC_MEMOIZE(wrapper, ret_type, func, params, args, ...)                 \
     static pc_status wrapper(pc_memo *pc_memo_, ret_type *pc_out_,             \
                              PC_MEMO_UNPAREN_ params)                          \
     {                                                                          \
-        pc_key pc_key_;                                                        \
-        pc_flight *pc_lead_ = NULL;                                            \
-        size_t pc_n_ = 0;                                                      \
-        pc_status pc_st_;                                                      \
-        pc_key_init(&pc_key_);                                                 \
-        __VA_ARGS__;                                                           \
-        pc_st_ = pc_key_finish(&pc_key_);                                      \
-        if (pc_st_ == PC_OK)                                                   \
-            pc_st_ = pc_memo_begin(pc_memo_, pc_key_data(&pc_key_),            \
-                                   pc_key_len(&pc_key_), pc_out_,              \
-                                   sizeof *pc_out_, &pc_n_, NULL, &pc_lead_);  \
-        if (pc_lead_ != NULL) {                                                \
-            *pc_out_ = func args;                                              \
-            pc_st_ = pc_memo_finish(pc_memo_, pc_lead_, 0, pc_out_,            \
-                                    sizeof *pc_out_);                          \
-        } else if (pc_st_ == PC_OK && pc_n_ != sizeof *pc_out_) {              \
-            pc_st_ = PC_ERANGE; /* another type stored under this key */       \
-        }                                                                      \
-        pc_key_free(&pc_key_);                                                 \
-        return pc_st_;                                                         \
-    }
+        PC_MEMO_BODY_(func, ret_type, (int *)NULL, pc_v_ = func args,          \
+                      __VA_ARGS__)                                             \
+    }                                                                          \
+    PC_MEMO_FORGET_(wrapper, func, params, __VA_ARGS__)
+
+#define PC_MEMOIZE_ERR(wrapper, ret_type, func, params, args, ...)             \
+    static pc_status wrapper(pc_memo *pc_memo_, ret_type *pc_out_,             \
+                             int *pc_err_, PC_MEMO_UNPAREN_ params)            \
+    {                                                                          \
+        PC_MEMO_BODY_(func, ret_type, pc_err_,                                 \
+                      pc_e_ = func(PC_MEMO_UNPAREN_ args, &pc_v_),             \
+                      __VA_ARGS__)                                             \
+    }                                                                          \
+    PC_MEMO_FORGET_(wrapper, func, params, __VA_ARGS__)
+/* clang-format on */
 
 /* "clock" or "lru": the policy this library was built with. Wait-free. */
 PC_API const char *pc_policy(void);

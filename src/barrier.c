@@ -101,9 +101,15 @@ static void setup(void)
 
 bool pc__read_fence_setup(bool refuse)
 {
+    int cs;
+
     if (refuse)
         refused_for_test = true;
+    /* setup reads /proc/cpuinfo (cancellation points): no purecache call
+     * is one (purecache.h, "Cancellation"). */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
     pthread_once(&setup_once, setup);
+    pthread_setcancelstate(cs, NULL);
     return pc__read_fence_elided;
 }
 

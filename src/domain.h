@@ -9,23 +9,43 @@
  * Records. A thread that calls a cache gets a record in the cache's domain
  * (struct pc__record: its ck_epoch record and its statistics counters). The
  * first call registers one (recycling a record an exited thread released,
- * else allocating); later calls find it through a pthread key owned by the
- * domain, whose destructor releases it when the thread exits, so users never
- * call a per-thread init. In front of the key sits a one-entry thread-local
- * cache (domain id -> record; initial-exec TLS, a couple of instructions):
- * a thread that keeps using one cache never reaches pthread_getspecific.
- * Domain ids come from a global counter and are never reused, so an entry
- * left behind by a destroyed cache can never match a new one.
+ * else allocating); later calls find it in the thread's table of records,
+ * so users never call a per-thread init. In front of the table sits a
+ * one-entry thread-local cache (domain id -> record; initial-exec TLS, a
+ * couple of instructions): a thread that keeps using one cache never
+ * reaches the table. Domain ids come from a global counter and are never
+ * reused, so an entry left behind by a destroyed cache can never match a
+ * new one.
  *
- * Thread exit. The key's destructor may run while pc_destroy runs on another
- * thread (POSIX leaves a key deleted during a destructor pass undefined), so
- * it never trusts the record pointer it is given: under the live-domains
- * lock it looks the pointer up among the records of the domains still alive,
- * and releases it only if the record's owner is this thread (the address may
- * have been reused for another thread's record). pc_destroy unlinks its
- * domain from that list under the same lock (pc__domain_unlink) before it
- * frees anything, which also keeps other caches' paced grace-period steps
+ * The thread's table. One pthread key for the whole process (created once,
+ * with the first domain, under pthread_once) holds each thread's table: an open-addressing
+ * hash of domain id -> record, linear probing, grown by doubling. So the
+ * number of caches is not bounded by PTHREAD_KEYS_MAX, and the library
+ * takes one of the application's keys, not one per cache. Entries of
+ * destroyed domains are not removed when the domain goes (other threads'
+ * tables are theirs alone); a table that fills is rebuilt without them
+ * first, checked against the process's map of live domain ids, so a
+ * thread that touches a stream of short-lived caches keeps a table sized
+ * by the caches alive. The thread that destroys a domain removes its own
+ * entry at once (and frees its table when that leaves it empty).
+ *
+ * Thread exit. The key's destructor releases every record in the exiting
+ * thread's table, then frees the table. It may run while pc_destroy runs
+ * on another thread, so it trusts no record pointer by itself: under the
+ * live-domains lock it looks each entry's id up in the map of live
+ * domains, and releases the record only if it is among that domain's
+ * records and owned by this thread (the address may have been reused for
+ * another thread's record). pc_destroy unlinks its domain from the list
+ * and the map under the same lock (pc__domain_unlink) before it frees
+ * anything, which also keeps other caches' paced grace-period steps
  * (grace.c) away from its records.
+ *
+ * fork(). A pthread_atfork child handler (registered with the key)
+ * releases, in every live domain, every record the forking thread does not
+ * own: those threads do not exist in the child, and one that was inside a
+ * read section (a pin) would otherwise block every grace period there.
+ * The prepare handler holds the live lock and every registry lock across
+ * fork(), so the child sees no list half-changed (domain.c).
  *
  * Read sections. pc__read_enter stores `active` and a copy of the global
  * epoch into the reader's own record, then the read fence (barrier.h);
@@ -65,6 +85,7 @@ struct pc__record {
     struct pc__domain *dom;
     struct pc__record *next; /* registry list, under dom->registry_lock */
     pthread_t owner;         /* the thread using it, under registry_lock */
+    bool in_use;             /* owner holds it (not released); same lock */
     /* The policy's per-thread state (lru.c's access log), set by the
      * owning thread; it stays with the record when a thread exits and the
      * record is recycled, and the policy frees it with the cache. */
@@ -74,7 +95,6 @@ struct pc__record {
 struct pc__domain {
     ck_epoch_t epoch;
     uint64_t id; /* unique per domain for the process's life, never 0 */
-    pthread_key_t key;
     pthread_mutex_t registry_lock; /* records, registration; level 4 */
     /* Grace-period state (grace.c). */
     pthread_mutex_t grace_lock; /* serialises epoch advances; level 4 */
@@ -90,7 +110,8 @@ struct pc__domain {
     bool unlinked;                            /* off that list (under it) */
 };
 
-/* Set up d; false (nothing to undo) if no pthread key could be had. */
+/* Set up d; false (nothing to undo) for lack of memory, or if the
+ * process's one pthread key could not be had. */
 bool pc__domain_init(struct pc__domain *d);
 /* Take d off the process's list of live domains (idempotent): after this no
  * other thread's paced step or thread exit looks at it. Call it before
@@ -114,6 +135,10 @@ void pc__domain_register_writer(struct pc__domain *d, ck_epoch_record_t *r);
 void pc__domain_sum_stats(struct pc__domain *d, struct pc__record_stats *out);
 
 struct pc__record *pc__domain_record_slow(struct pc__domain *d);
+
+/* Test hook: the number of slots of the calling thread's table (0 if it
+ * has none). */
+size_t pc__domain_thread_slots(void);
 
 /* The thread-local front cache of pc__domain_record. */
 struct pc__record_cache {

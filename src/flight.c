@@ -29,8 +29,11 @@ struct pc__flight {
     unsigned char *key;
     struct flight_waiter *owner;
     unsigned refs;
+    bool linked; /* in its table: new callers of the key join it */
     bool done;
-    bool retry; /* abandoned: the key was stored after all */
+    bool retry;     /* abandoned: the key was stored after all */
+    bool forgotten; /* pc__flight_forget: hand the value over, keep nothing */
+    bool storing;   /* the leader is storing the value (store_begin/end) */
     pc_status status;
     int load_err;
     unsigned char *val;
@@ -83,9 +86,12 @@ static void unlink_flight(struct pc__flight_table *fl, struct pc__flight *f)
 {
     struct pc__flight **p = slot_of(fl, f->h);
 
+    if (!f->linked)
+        return; /* forgotten: unlinked already */
     while (*p != f)
         p = &(*p)->next;
     *p = f->next;
+    f->linked = false;
 }
 
 static void flight_free(struct pc__flight *f)
@@ -101,10 +107,18 @@ static void release(struct pc__flight *f)
         flight_free(f);
 }
 
-/* Would waiting on f ever end? Not if f's owner chain leads back to us. */
+/*
+ * Would waiting on f ever end? Not if f's owner chain leads back to us.
+ * The walk stops at the first finished flight: whoever waits for it is
+ * about to wake up, so the chain ends there, and its former owner may have
+ * moved on (following it could find this very thread and report a cycle
+ * that does not exist) or exited (its record, thread-local storage, gone).
+ * An owner is only ever read through a flight that is not done, whose
+ * owner must still finish it and so is alive (flight.h).
+ */
 static bool waits_for_self(struct pc__flight *f)
 {
-    for (int hops = 0; f != NULL && hops < 1 << 20; hops++) {
+    for (int hops = 0; f != NULL && !f->done && hops < 1 << 20; hops++) {
         if (f->owner == &self)
             return true;
         f = f->owner->waiting_for;
@@ -119,13 +133,19 @@ pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
 {
     uint64_t h = pc__hash(&fl->seed, key, klen);
     struct pc__flight *f;
+    int cancel_state;
 
+    /* pthread_cond_wait is a cancellation point, and acting on it would
+     * leave flights_lock held (the wait re-takes it first): cancellation
+     * waits until this call is over (flight.h). */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     pthread_mutex_lock(&flights_lock);
     f = find(fl, h, key, klen);
     if (f == NULL) {
         f = pc__alloc(sizeof *f + klen);
         if (f == NULL) {
             pthread_mutex_unlock(&flights_lock);
+            pthread_setcancelstate(cancel_state, NULL);
             return PC_ENOMEM;
         }
         memset(f, 0, sizeof *f);
@@ -136,16 +156,19 @@ pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
         f->klen = klen;
         f->owner = &self;
         f->refs = 1;
+        f->linked = true;
         pthread_cond_init(&f->cv, NULL);
         f->next = *slot_of(fl, h);
         *slot_of(fl, h) = f;
         pthread_mutex_unlock(&flights_lock);
+        pthread_setcancelstate(cancel_state, NULL);
         *role = PC__FLIGHT_LEADER;
         *out = f;
         return PC_OK;
     }
     if (waits_for_self(f)) {
         pthread_mutex_unlock(&flights_lock);
+        pthread_setcancelstate(cancel_state, NULL);
         return PC_EDEADLK;
     }
     f->refs++;
@@ -164,6 +187,7 @@ pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
         *load_err = f->load_err;
     release(f);
     pthread_mutex_unlock(&flights_lock);
+    pthread_setcancelstate(cancel_state, NULL);
     return PC_OK;
 }
 
@@ -188,6 +212,47 @@ void pc__flight_finish(struct pc__flight_table *fl, struct pc__flight *f,
     pthread_cond_broadcast(&f->cv);
     release(f);
     pthread_mutex_unlock(&flights_lock);
+}
+
+bool pc__flight_store_begin(struct pc__flight *f)
+{
+    bool store;
+
+    pthread_mutex_lock(&flights_lock);
+    store = !f->forgotten;
+    f->storing = store;
+    pthread_mutex_unlock(&flights_lock);
+    return store;
+}
+
+void pc__flight_store_end(struct pc__flight *f)
+{
+    pthread_mutex_lock(&flights_lock);
+    f->storing = false;
+    pthread_cond_broadcast(&f->cv); /* a pc__flight_forget may wait */
+    pthread_mutex_unlock(&flights_lock);
+}
+
+void pc__flight_forget(struct pc__flight_table *fl, const void *key,
+                       size_t klen)
+{
+    uint64_t h = pc__hash(&fl->seed, key, klen);
+    struct pc__flight *f;
+    int cancel_state;
+
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    pthread_mutex_lock(&flights_lock);
+    f = find(fl, h, key, klen);
+    if (f != NULL) {
+        f->forgotten = true;
+        unlink_flight(fl, f); /* later callers start a new load */
+        f->refs++;
+        while (f->storing)
+            pthread_cond_wait(&f->cv, &flights_lock);
+        release(f);
+    }
+    pthread_mutex_unlock(&flights_lock);
+    pthread_setcancelstate(cancel_state, NULL);
 }
 
 void pc__flight_abandon(struct pc__flight_table *fl, struct pc__flight *f)

@@ -19,6 +19,21 @@
  * loaders), and the call fails with PC_EDEADLK instead. Chains cross tables
  * (a loader of cache A may wait on cache B), so the records and the chain
  * walk are guarded by one process-wide lock, taken only on the miss path.
+ * The walk stops at a finished flight: a thread still recorded as waiting
+ * for it has been woken and will move on, so no cycle runs through it.
+ * That is also what keeps the walk safe. A record lives in its thread's
+ * thread-local storage, which vanishes when the thread exits; the walk
+ * reads a record only as the owner of a flight that is not done, and such
+ * an owner is alive: every path out of a leader (return, error, or
+ * cancellation inside the loader, load.c) finishes its flight first, and a
+ * pc_memo_begin caller must finish before it exits (purecache.h).
+ *
+ * Cancellation. A waiter waits with cancellation disabled: pthread_cond_wait
+ * is a cancellation point that re-takes its mutex before acting, which
+ * would leave the process-wide lock held for ever. A cancellation that
+ * arrives meanwhile is acted upon at the caller's next cancellation point.
+ * Leaders are the loaders' business: load.c finishes a flight whose
+ * leader is cancelled inside its loader.
  *
  * Concurrency: the table, every flight's fields and all thread records are
  * guarded by that lock; the loader runs without it. A flight is freed by the
@@ -59,6 +74,7 @@ enum pc__flight_role {
  *  - PC__FLIGHT_RETRY: the leader found the key already stored; look it up
  *    again.
  * Or returns PC_EDEADLK (waiting would never end) or PC_ENOMEM.
+ * Never acts on a cancellation request (it is disabled during the call).
  */
 pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
                            size_t klen, enum pc__flight_role *role,
@@ -77,5 +93,22 @@ void pc__flight_finish(struct pc__flight_table *fl, struct pc__flight *f,
 /* Complete a flight without a load: the leader found the key stored after
  * all. Waiters (PC__FLIGHT_RETRY) look the key up again. */
 void pc__flight_abandon(struct pc__flight_table *fl, struct pc__flight *f);
+
+/*
+ * Forgetting (pc_memo_forget). The leader brackets its store of the value
+ * with pc__flight_store_begin, which returns false (store nothing) if the
+ * flight has been forgotten, and pc__flight_store_end. pc__flight_forget
+ * marks the key's flight, if one is in progress, as forgotten and takes
+ * it out of the table (later callers start a new load; those already
+ * waiting still get its outcome), then waits for a store in progress to
+ * end. The caller deletes the key from the backend after it returns, so
+ * the forgotten flight's value is never left stored: either its leader
+ * saw the mark and stored nothing, or its store ended before the delete.
+ * Forget never acts on a cancellation request.
+ */
+bool pc__flight_store_begin(struct pc__flight *f);
+void pc__flight_store_end(struct pc__flight *f);
+void pc__flight_forget(struct pc__flight_table *fl, const void *key,
+                       size_t klen);
 
 #endif

@@ -52,6 +52,7 @@
 #include "grace.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <time.h>
@@ -175,8 +176,14 @@ bool pc__grace_wait(struct pc__domain *d)
 {
     unsigned int goal;
     long wait_ns = 0;
-    int failures = 0;
+    int failures = 0, cancel_state;
 
+    /* nanosleep is a cancellation point, and the caller holds its cache's
+     * reclaim_lock: acting on a cancellation here would keep it held for
+     * ever. The wait runs with cancellation disabled (a request that
+     * arrives meanwhile is acted upon after the call, at the caller's next
+     * cancellation point). */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     /* The caller's unlinks are visible before the epoch they wait on. */
     ck_pr_fence_memory();
     goal = __atomic_load_n(&d->epoch.epoch, __ATOMIC_ACQUIRE) + 2;
@@ -193,8 +200,10 @@ bool pc__grace_wait(struct pc__domain *d)
                          goal) >= 0;
         }
         pthread_mutex_unlock(&d->grace_lock);
-        if (done)
+        if (done) {
+            pthread_setcancelstate(cancel_state, NULL);
             return true;
+        }
         if (a == ADVANCED) {
             wait_ns = 0;
             continue;
@@ -202,8 +211,10 @@ bool pc__grace_wait(struct pc__domain *d)
         /* No barrier to be had (see "Failure"): give up rather than wait
          * for ever; the caller keeps its garbage. A few tries first, in
          * case the failure was transient. */
-        if (a == NO_BARRIER && ++failures >= 8)
+        if (a == NO_BARRIER && ++failures >= 8) {
+            pthread_setcancelstate(cancel_state, NULL);
             return false;
+        }
         if (wait_ns == 0) {
             wait_ns = 1000; /* a reader is inside: let it finish */
             sched_yield();

@@ -28,7 +28,7 @@ bool pc__grace_step(struct pc__domain *d, bool paced);
  * has ended. Must not be called inside a read section on d, nor with a
  * writer lock held. Blocking. False, without waiting for ever, only when
  * no heavy barrier can be had (barrier.c, "Failure"): nothing may then be
- * freed.
+ * freed. Never acts on a cancellation request (disabled while it waits).
  */
 bool pc__grace_wait(struct pc__domain *d);
 

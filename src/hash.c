@@ -10,6 +10,7 @@
 #include "hash.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -30,7 +31,10 @@ void pc__hash_seed_init(struct pc__hash_seed *seed, uint64_t fixed)
 
     if (fixed == 0) {
         unsigned char *buf = (unsigned char *)seed->k;
+        int cs;
 
+        /* getrandom(2) is a cancellation point: pc_create is not. */
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
         while (got < sizeof seed->k) {
             ssize_t r = getrandom(buf + got, sizeof seed->k - got, 0);
 
@@ -40,6 +44,7 @@ void pc__hash_seed_init(struct pc__hash_seed *seed, uint64_t fixed)
                 break;
             got += (size_t)r;
         }
+        pthread_setcancelstate(cs, NULL);
         if (got == sizeof seed->k)
             return;
         struct timespec ts;

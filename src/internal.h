@@ -62,7 +62,7 @@
  *
  *   1. reclaim_lock      core.h, per cache: one pc_reclaim at a time
  *   2. pace_lock         grace.c, process: one paced grace step at a time
- *   3. live lock         domain.c, process: the list of live domains
+ *   3. live lock         domain.c, process: the live domains (list, id map)
  *   4. registry_lock     domain.h, per domain: its thread records
  *   4. grace_lock        domain.h, per domain: advances of its epoch
  *   5. barrier_lock      barrier.c, process: one heavy barrier at a time
@@ -73,11 +73,18 @@
  *                        reclaim_lock and waits for readers (grace_lock,
  *                        barrier_lock) with none held.
  *   -  flights lock      flight.c, process: a leaf (held while waiting on a
- *                        flight's condition variable, which releases it).
+ *                        flight's condition variable, which releases it:
+ *                        for its outcome, or for its store to end in
+ *                        pc_memo_forget).
  *   -  pin-table lock    pin.h, per cache: a leaf, taken inside a read
  *                        section (pinning), by pc_unpin, and by whoever
  *                        frees retired entries, always after releasing
  *                        any writer lock.
+ *
+ *   Waits that hold a lock (a flight's condition variable, pc_reclaim's
+ *   sleep under reclaim_lock) run with cancellation disabled: acting on
+ *   pthread_cancel there would leave the lock held (purecache.h,
+ *   "Cancellation"). No lock is held while the caller's code runs.
  *
  *   Locks at the same level are never held together. The paced step takes
  *   pace_lock, the live lock, then (trylock) each flagged domain's

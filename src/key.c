@@ -16,6 +16,14 @@
  * collision). The encoding is the same on every platform of the same byte
  * order for doubles, and fully portable otherwise.
  *
+ * A key begun with pc_key_init_fn (PC_MEMOIZE's) opens with
+ *   'f' + varint length + bytes  the function's name
+ * which is not an argument (not counted). No argument field starts with
+ * 'f', so a named key never equals an unnamed one, and keys of two names
+ * never collide: the memoized function is part of the call's identity.
+ * The name, not the function's address, so that the key is the same in
+ * every process (memoizers sharing a remote backend share results).
+ *
  * Errors (a key beyond PC_KEY_MAX, out of memory, NULL bytes with a length)
  * are sticky: the first one is kept and reported by pc_key_finish.
  * Not thread-safe per pc_key (it is a caller's local value).
@@ -82,6 +90,30 @@ static void put_varint(pc_key *k, uint64_t v)
         v >>= 7;
     }
     put_byte(k, (unsigned char)v);
+}
+
+void pc_key_init_fn(pc_key *k, const char *name)
+{
+    size_t n;
+
+    pc_key_init(k);
+    if (k == NULL)
+        return;
+    if (name == NULL) {
+        k->err_ = PC_EINVAL;
+        return;
+    }
+    n = strlen(name);
+    if (n > PC_KEY_MAX) {
+        k->err_ = PC_EINVAL;
+        return;
+    }
+    if (!key_reserve(k, 1 + 10 + n))
+        return;
+    put_byte(k, 'f');
+    put_varint(k, n);
+    memcpy(k->data_ + k->len_, name, n);
+    k->len_ += n;
 }
 
 static void add_fixed(pc_key *k, unsigned char tag, uint64_t v)

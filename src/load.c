@@ -4,16 +4,20 @@
  */
 #include "load.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "backend.h"
 #include "core.h"
 
+/* The loader's value so far. A failing pc_sink_set leaves it as it was:
+ * the loader, told PC_ENOMEM, decides whether to fail the load or to go on
+ * with the value it set before. */
 struct pc_sink {
     unsigned char *data;
     size_t len, cap;
-    int err;
     unsigned char inline_[128];
 };
 
@@ -22,7 +26,6 @@ static void sink_init(struct pc_sink *s)
     s->data = s->inline_;
     s->len = 0;
     s->cap = sizeof s->inline_;
-    s->err = 0;
 }
 
 static void sink_free(struct pc_sink *s)
@@ -38,10 +41,8 @@ pc_status pc_sink_set(pc_sink *s, const void *val, size_t vlen)
     if (vlen > s->cap) {
         unsigned char *p = pc__alloc(vlen);
 
-        if (p == NULL) {
-            s->err = 1;
-            return PC_ENOMEM;
-        }
+        if (p == NULL)
+            return PC_ENOMEM; /* the previous value stays */
         sink_free(s);
         s->data = p;
         s->cap = vlen;
@@ -49,14 +50,45 @@ pc_status pc_sink_set(pc_sink *s, const void *val, size_t vlen)
     if (vlen)
         memcpy(s->data, val, vlen);
     s->len = vlen;
-    s->err = 0;
     return PC_OK;
 }
 
-pc_status pc__load_lookup_or_lead(const struct pc__load_ctx *lc,
-                                  const void *key, size_t klen, void *buf,
-                                  size_t bufcap, size_t *vlen, int *load_err,
-                                  struct pc__flight **lead)
+/* Cancellation off for a step that must not stop half-way (load.h). */
+static int cancel_off(void)
+{
+    int old;
+
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old);
+    return old;
+}
+
+static void cancel_restore(int old)
+{
+    pthread_setcancelstate(old, NULL);
+}
+
+/* This thread leads the flight: look once more, with nothing to cancel
+ * between the flight's start and the loader's call or the abandon. */
+static pc_status recheck_as_leader(const struct pc__load_ctx *lc,
+                                   const void *key, size_t klen, void *buf,
+                                   size_t bufcap, size_t *vlen,
+                                   struct pc__flight **lead)
+{
+    int cs = cancel_off();
+    pc_status st = lc->be->ops->get(lc->be->self, key, klen, buf, bufcap, vlen);
+
+    if (st != PC_NOTFOUND) {
+        pc__flight_abandon(lc->flights, *lead);
+        *lead = NULL;
+    }
+    cancel_restore(cs);
+    return st; /* PC_NOTFOUND with *lead set: load it */
+}
+
+static pc_status lookup_or_lead(const struct pc__load_ctx *lc, const void *key,
+                                size_t klen, void *buf, size_t bufcap,
+                                size_t *vlen, int *load_err,
+                                struct pc__flight **lead)
 {
     bool count = lc->count_lookups; /* one hit or miss per call */
 
@@ -83,29 +115,65 @@ pc_status pc__load_lookup_or_lead(const struct pc__load_ctx *lc,
             return out;
         if (role == PC__FLIGHT_RETRY)
             continue;
-        st = lc->be->ops->get(lc->be->self, key, klen, buf, bufcap, vlen);
-        if (st == PC_NOTFOUND)
-            return PC_NOTFOUND; /* *lead is set: load it */
-        pc__flight_abandon(lc->flights, *lead);
-        *lead = NULL;
-        return st;
+        return recheck_as_leader(lc, key, klen, buf, bufcap, vlen, lead);
     }
+}
+
+pc_status pc__load_lookup_or_lead(const struct pc__load_ctx *lc,
+                                  const void *key, size_t klen, void *buf,
+                                  size_t bufcap, size_t *vlen, int *load_err,
+                                  struct pc__flight **lead)
+{
+    pc_status st;
+    int cs;
+
+    if (!lc->backend_cancels)
+        return lookup_or_lead(lc, key, klen, buf, bufcap, vlen, load_err, lead);
+    cs = cancel_off();
+    st = lookup_or_lead(lc, key, klen, buf, bufcap, vlen, load_err, lead);
+    cancel_restore(cs);
+    return st;
 }
 
 pc_status pc__load_finish(const struct pc__load_ctx *lc,
                           struct pc__flight *lead, const void *key, size_t klen,
                           int err, const void *val, size_t vlen)
 {
+    int cs = cancel_off();
+
     PC__COUNTER_INC(lc->stats->loader_calls);
     if (err != 0) {
         PC__COUNTER_INC(lc->stats->loader_errors);
         pc__flight_finish(lc->flights, lead, PC_ELOAD, err, NULL, 0);
+        cancel_restore(cs);
         return PC_ELOAD;
     }
-    /* A failed store still gives everyone the value; it is just not kept. */
-    (void)lc->be->ops->put(lc->be->self, key, klen, val, vlen);
+    /* A failed store still gives everyone the value; it is just not kept.
+     * A forgotten flight (pc_memo_forget) hands it over, stores nothing. */
+    if (pc__flight_store_begin(lead)) {
+        (void)lc->be->ops->put(lc->be->self, key, klen, val, vlen);
+        pc__flight_store_end(lead);
+    }
     pc__flight_finish(lc->flights, lead, PC_OK, 0, val, vlen);
+    cancel_restore(cs);
     return PC_OK;
+}
+
+/* What the cleanup handler of a running loader needs. */
+struct loading {
+    const struct pc__load_ctx *lc;
+    struct pc__flight *lead;
+    struct pc_sink *sink;
+};
+
+/* The leader was cancelled inside its loader: fail the flight for its
+ * waiters (they must not wait for ever), as a loader error ECANCELED. */
+static void loader_cancelled(void *p)
+{
+    struct loading *l = p;
+
+    pc__load_finish(l->lc, l->lead, NULL, 0, ECANCELED, NULL, 0);
+    sink_free(l->sink);
 }
 
 pc_status pc__load_through(const struct pc__load_ctx *lc, const void *key,
@@ -115,6 +183,7 @@ pc_status pc__load_through(const struct pc__load_ctx *lc, const void *key,
 {
     struct pc__flight *lead;
     struct pc_sink sink;
+    struct loading loading;
     pc_status st;
     int err;
 
@@ -123,14 +192,10 @@ pc_status pc__load_through(const struct pc__load_ctx *lc, const void *key,
     if (lead == NULL)
         return st;
     sink_init(&sink);
+    loading = (struct loading){lc, lead, &sink};
+    pthread_cleanup_push(loader_cancelled, &loading);
     err = load(ctx, key, klen, &sink);
-    if (err == 0 && sink.err != 0) {
-        /* The loader's value could not be copied; store nothing. */
-        PC__COUNTER_INC(lc->stats->loader_calls);
-        pc__flight_finish(lc->flights, lead, PC_ENOMEM, 0, NULL, 0);
-        sink_free(&sink);
-        return PC_ENOMEM;
-    }
+    pthread_cleanup_pop(0);
     st = pc__load_finish(lc, lead, key, klen, err, sink.data, sink.len);
     if (st == PC_OK)
         st = pc__copy_out(sink.data, sink.len, buf, bufcap, vlen);

@@ -21,6 +21,18 @@
  * own records, or a memoizer's private domain), summed on read, so the hit
  * path writes no shared line.
  *
+ * Cancellation. The only cancellation point is the caller's loader. Every
+ * step that leads or completes a flight runs with cancellation disabled
+ * (the wait in flight.c, the leader's second lookup, the store and the
+ * completion), since a leader stopped there would strand its waiters; a
+ * backend whose operations may be cancellation points (a user's backend,
+ * load_ctx.backend_cancels) also has its first lookup guarded. The loader
+ * itself runs in the caller's cancellation state, under a cleanup handler
+ * that completes the flight as failed (PC_ELOAD with ECANCELED for every
+ * waiter, counted as a loader error) if the thread is cancelled inside it.
+ * The leader of a two-step load (pc_memo_begin) holds the flight between
+ * the calls: PC_MEMOIZE installs the same handler around its function.
+ *
  * Concurrency: backends are called concurrently from any thread (their
  * contract); the flight table serialises only the miss path of each key.
  */
@@ -37,7 +49,8 @@ struct pc__load_ctx {
     const pc_backend *be;
     struct pc__flight_table *flights;
     struct pc__record_stats *stats;
-    bool count_lookups; /* the backend does not count hits/misses itself */
+    bool count_lookups;   /* the backend does not count hits/misses itself */
+    bool backend_cancels; /* its operations may be cancellation points */
 };
 
 /* Steps 1-3: returns the outcome, or PC_NOTFOUND with *lead set, which

@@ -8,6 +8,7 @@
  * table and counters carry their own synchronisation (flight.h, domain.h),
  * and the backend is called concurrently, as its contract allows.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -54,13 +55,19 @@ pc_status pc_memo_create(const pc_backend *backend, pc_memo **out)
 
 void pc_memo_destroy(pc_memo *m)
 {
+    int cs;
+
     if (m == NULL)
         return;
+    /* A backend's destroy may wait (join its threads): not a place to be
+     * cancelled half-way (purecache.h, "Cancellation"). */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
     if (m->be.ops->destroy != NULL)
         m->be.ops->destroy(m->be.self);
     pc__flight_table_destroy(m->flights);
     pc__domain_fini(&m->dom);
     pc__free(m, sizeof *m);
+    pthread_setcancelstate(cs, NULL);
 }
 
 static pc_status memo_ctx(pc_memo *m, struct pc__load_ctx *lc)
@@ -72,7 +79,8 @@ static pc_status memo_ctx(pc_memo *m, struct pc__load_ctx *lc)
     *lc = (struct pc__load_ctx){.be = &m->be,
                                 .flights = m->flights,
                                 .stats = &t->stats,
-                                .count_lookups = true};
+                                .count_lookups = true,
+                                .backend_cancels = true};
     return PC_OK;
 }
 
@@ -154,11 +162,29 @@ pc_status pc_memo_finish(pc_memo *m, pc_flight *lead, int err, const void *val,
         /* Cannot count it; still complete the flight for the waiters. */
         struct pc__record_stats scratch = {0};
 
-        lc = (struct pc__load_ctx){
-            .be = &m->be, .flights = m->flights, .stats = &scratch};
+        lc = (struct pc__load_ctx){.be = &m->be,
+                                   .flights = m->flights,
+                                   .stats = &scratch,
+                                   .backend_cancels = true};
     }
     st = pc__load_finish(&lc, l->flight, l->key, l->klen, err, val, vlen);
     pc__free(l, sizeof *l + l->klen);
+    return st;
+}
+
+pc_status pc_memo_forget(pc_memo *m, const void *key, size_t klen)
+{
+    pc_status st;
+    int cs;
+
+    if (m == NULL || !pc__key_ok(key, klen))
+        return PC_EINVAL;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+    /* A load of this key in flight keeps nothing (flight.h,
+     * "Forgetting"); then whatever is stored goes. */
+    pc__flight_forget(m->flights, key, klen);
+    st = m->be.ops->del(m->be.self, key, klen);
+    pthread_setcancelstate(cs, NULL);
     return st;
 }
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "testlib.h"
 
 /* ---- helpers ---- */
@@ -944,4 +945,386 @@ Test(memo, oversized_keys_and_bad_sink_arguments_are_refused)
     cr_assert_null(pc_key_data(NULL));
     cr_assert_eq(pc_key_len(NULL), 0);
     pc_memo_destroy(m);
+}
+
+/* ---- the sink: a failing pc_sink_set changes nothing ---- */
+
+struct two_sets {
+    size_t first, second; /* lengths of the two values the loader sets */
+    pc_status second_st;
+};
+
+static int load_two_sets(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    struct two_sets *ts = ctx;
+    static unsigned char big[4096];
+
+    (void)key;
+    (void)klen;
+    memset(big, 'a', ts->first);
+    if (pc_sink_set(out, big, ts->first) != PC_OK)
+        return 1;
+    memset(big, 'b', ts->second);
+    pc__alloc_fail_after(0); /* the larger value cannot be copied */
+    ts->second_st = pc_sink_set(out, big, ts->second);
+    pc__alloc_fail_after(-1);
+    return 0; /* keeps going with what the sink holds */
+}
+
+/* A loader whose second, larger pc_sink_set fails with PC_ENOMEM still
+ * succeeds with its first value: inline (small) or already on the heap. */
+Test(memo, failed_sink_set_keeps_the_previous_value)
+{
+    static const struct two_sets shapes[] = {{8, 1000, PC_OK},
+                                             {500, 3000, PC_OK}};
+    static unsigned char got[4096];
+
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        pc_cache *c = make_cache(4);
+        struct two_sets ts = shapes[i];
+        size_t n = 0;
+
+        cr_assert_eq(pc_get_or_load(c, "k", 1, load_two_sets, &ts, got,
+                                    sizeof got, &n, NULL),
+                     PC_OK, "shape %zu: the load must keep its first value", i);
+        cr_assert_eq(ts.second_st, PC_ENOMEM);
+        cr_assert_eq(n, ts.first);
+        for (size_t j = 0; j < n; j++)
+            cr_assert_eq(got[j], 'a', "shape %zu: byte %zu", i, j);
+        n = 0;
+        cr_assert_eq(pc_get(c, "k", 1, got, sizeof got, &n), PC_OK);
+        cr_assert_eq(n, ts.first, "the first value is the one cached");
+        pc_destroy(c);
+    }
+}
+
+/* ---- memoized functions: one memo, several functions ---- */
+
+static long twice_calls, square_calls;
+
+static int64_t twice_of(int64_t x)
+{
+    __atomic_add_fetch(&twice_calls, 1, __ATOMIC_RELAXED);
+    return 2 * x;
+}
+
+static int64_t square_of(int64_t x)
+{
+    __atomic_add_fetch(&square_calls, 1, __ATOMIC_RELAXED);
+    return x * x;
+}
+
+static double half_of(int64_t x)
+{
+    return (double)x / 2;
+}
+
+PC_MEMOIZE(twice, int64_t, twice_of, (int64_t x), (x), PC_KEY_I64(x))
+PC_MEMOIZE(square, int64_t, square_of, (int64_t x), (x), PC_KEY_I64(x))
+PC_MEMOIZE(half, double, half_of, (int64_t x), (x), PC_KEY_I64(x))
+
+static pc_memo *memo_over_cache(size_t capacity)
+{
+    pc_backend be;
+    pc_memo *m = NULL;
+
+    cr_assert_eq(pc_backend_from_cache(make_cache(capacity), &be), PC_OK);
+    cr_assert_eq(pc_memo_create(&be, &m), PC_OK);
+    return m;
+}
+
+Test(memo, two_memoized_functions_over_one_memo_keep_their_own_results)
+{
+    pc_memo *m = memo_over_cache(64);
+    int64_t v = 0;
+    double d = 0;
+
+    twice_calls = square_calls = 0;
+    cr_assert_eq(twice(m, &v, 3), PC_OK);
+    cr_assert_eq(v, 6);
+    cr_assert_eq(square(m, &v, 3), PC_OK);
+    cr_assert_eq(v, 9, "square(3) returned twice(3)'s result");
+    cr_assert_eq(half(m, &d, 3), PC_OK, "a function of another type");
+    cr_assert(d == 1.5);
+    cr_assert_eq(twice(m, &v, 3), PC_OK);
+    cr_assert_eq(v, 6);
+    cr_assert_eq(square(m, &v, 3), PC_OK);
+    cr_assert_eq(v, 9);
+    cr_assert_eq(twice_calls, 1);
+    cr_assert_eq(square_calls, 1);
+    pc_memo_destroy(m);
+}
+
+/* The key is the function's name and the arguments, nothing else (not an
+ * address): two memoizers over one shared store share results. */
+Test(memo, memoizers_over_a_shared_backend_share_results_by_function_name)
+{
+    struct tiny_store store = {.m = PTHREAD_MUTEX_INITIALIZER};
+    pc_backend be = {.ops = &tiny_ops, .self = &store};
+    pc_memo *a, *b;
+    uint64_t v = 0;
+    pc_key k;
+
+    fib_calls = 0;
+    cr_assert_eq(pc_memo_create(&be, &a), PC_OK);
+    cr_assert_eq(pc_memo_create(&be, &b), PC_OK);
+    cr_assert_eq(memo_fib(a, &v, 30), PC_OK);
+    cr_assert_eq(memo_fib(b, &v, 30), PC_OK);
+    cr_assert_eq(v, 832040);
+    cr_assert_eq(fib_calls, 1, "the second memoizer found the first's result");
+    /* What another process would build for the same call. */
+    pc_key_init_fn(&k, "slow_fib");
+    pc_key_add_u64(&k, 30);
+    cr_assert_eq(pc_key_finish(&k), PC_OK);
+    cr_assert_eq(store.n, 1);
+    cr_assert_eq(store.klen[0], pc_key_len(&k));
+    cr_assert_eq(memcmp(store.key[0], pc_key_data(&k), pc_key_len(&k)), 0);
+    pc_key_free(&k);
+    pc_memo_destroy(a);
+    pc_memo_destroy(b);
+}
+
+Test(key_builder, function_names_are_part_of_the_key)
+{
+    pc_key a, b;
+
+    pc_key_init_fn(&a, "f"), pc_key_add_i64(&a, 1);
+    pc_key_init_fn(&b, "g"), pc_key_add_i64(&b, 1);
+    cr_assert_not(same_key(&a, &b), "f(1) == g(1)");
+
+    pc_key_init_fn(&a, "f"), pc_key_add_i64(&a, 1);
+    key_of(&b), pc_key_add_i64(&b, 1);
+    cr_assert_not(same_key(&a, &b), "f(1) == unnamed (1)");
+
+    pc_key_init_fn(&a, "f"), pc_key_add_str(&a, "x");
+    key_of(&b), pc_key_add_str(&b, "f"), pc_key_add_str(&b, "x");
+    cr_assert_not(same_key(&a, &b), "f(\"x\") == unnamed (\"f\", \"x\")");
+
+    pc_key_init_fn(&a, "ab"), pc_key_add_str(&a, "c");
+    pc_key_init_fn(&b, "a"), pc_key_add_str(&b, "bc");
+    cr_assert_not(same_key(&a, &b), "ab(\"c\") == a(\"bc\")");
+
+    pc_key_init_fn(&a, "f"), pc_key_add_i64(&a, 1);
+    pc_key_init_fn(&b, "f"), pc_key_add_i64(&b, 1);
+    cr_assert(same_key(&a, &b));
+
+    pc_key_init_fn(&a, NULL);
+    cr_assert_eq(pc_key_finish(&a), PC_EINVAL);
+    pc_key_free(&a);
+    pc_key_init_fn(NULL, "f"); /* a no-op */
+}
+
+/* ---- forgetting one call ---- */
+
+Test(memo, forget_drops_one_call_and_the_next_call_recomputes)
+{
+    pc_memo *m = memo_over_cache(64);
+    int64_t v = 0;
+
+    twice_calls = square_calls = 0;
+    cr_assert_eq(twice(m, &v, 10), PC_OK);
+    cr_assert_eq(twice(m, &v, 20), PC_OK);
+    cr_assert_eq(square(m, &v, 10), PC_OK);
+    cr_assert_eq(twice_forget(m, 10), PC_OK);
+    cr_assert_eq(twice_forget(m, 10), PC_NOTFOUND, "forgotten already");
+    cr_assert_eq(twice(m, &v, 10), PC_OK);
+    cr_assert_eq(v, 20);
+    cr_assert_eq(twice_calls, 3, "twice(10) ran again");
+    cr_assert_eq(twice(m, &v, 20), PC_OK);
+    cr_assert_eq(square(m, &v, 10), PC_OK);
+    cr_assert_eq(twice_calls, 3, "twice(20) is still remembered");
+    cr_assert_eq(square_calls, 1, "square(10) is another function's call");
+    cr_assert_eq(pc_memo_forget(m, "nope", 4), PC_NOTFOUND);
+    cr_assert_eq(pc_memo_forget(NULL, "k", 1), PC_EINVAL);
+    cr_assert_eq(pc_memo_forget(m, NULL, 1), PC_EINVAL);
+    cr_assert_eq(pc_memo_forget(m, "k", PC_KEY_MAX + 1), PC_EINVAL);
+    pc_memo_destroy(m);
+}
+
+/* A load in flight when its key is forgotten hands its value to the
+ * callers already waiting, stores nothing, and callers that come after
+ * the forget start a load of their own. */
+struct held_load {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int entered, go;
+    long calls;
+};
+
+static int load_held_first(void *ctx, const void *key, size_t klen,
+                           pc_sink *out)
+{
+    struct held_load *h = ctx;
+    long call;
+
+    (void)key;
+    (void)klen;
+    pthread_mutex_lock(&h->m);
+    call = ++h->calls;
+    h->entered++;
+    pthread_cond_broadcast(&h->cv);
+    while (call == 1 && !h->go) /* only the first load is held */
+        pthread_cond_wait(&h->cv, &h->m);
+    pthread_mutex_unlock(&h->m);
+    return pc_sink_set(out, &call, sizeof call) == PC_OK ? 0 : 1;
+}
+
+struct held_caller {
+    pc_memo *m;
+    struct held_load *h;
+    pc_status st;
+    long got;
+};
+
+static void *held_call(void *p)
+{
+    struct held_caller *c = p;
+
+    c->st = pc_memo_call(c->m, "k", 1, load_held_first, c->h, &c->got,
+                         sizeof c->got, NULL, NULL);
+    return NULL;
+}
+
+Test(memo, a_load_in_flight_when_forgotten_keeps_nothing, .timeout = 30)
+{
+    struct held_load h = {.m = PTHREAD_MUTEX_INITIALIZER,
+                          .cv = PTHREAD_COND_INITIALIZER};
+    pc_memo *m = memo_over_cache(64);
+    struct held_caller lead = {m, &h, PC_EINVAL, 0}, early = lead, late = lead;
+    pthread_t tl, te;
+    long got = 0;
+
+    cr_assert_eq(pthread_create(&tl, NULL, held_call, &lead), 0);
+    pthread_mutex_lock(&h.m);
+    while (h.entered == 0)
+        pthread_cond_wait(&h.cv, &h.m);
+    pthread_mutex_unlock(&h.m);
+    cr_assert_eq(pthread_create(&te, NULL, held_call, &early), 0);
+    for (pc_stats s = {0}; s.misses < 2; usleep(1000))
+        pc_memo_stats(m, &s); /* early missed: it is at the flight */
+    usleep(100000);           /* early waits for the first load */
+    cr_assert_eq(pc_memo_forget(m, "k", 1), PC_NOTFOUND);
+    held_call(&late); /* a new load, not the forgotten one */
+    cr_assert_eq(late.st, PC_OK);
+    cr_assert_eq(late.got, 2);
+    pthread_mutex_lock(&h.m);
+    h.go = 1;
+    pthread_cond_broadcast(&h.cv);
+    pthread_mutex_unlock(&h.m);
+    pthread_join(tl, NULL);
+    pthread_join(te, NULL);
+    cr_assert_eq(lead.st, PC_OK);
+    cr_assert_eq(lead.got, 1);
+    cr_assert_eq(early.st, PC_OK);
+    cr_assert_eq(early.got, 1, "a caller waiting before the forget");
+    cr_assert_eq(pc_memo_call(m, "k", 1, load_held_first, &h, &got, sizeof got,
+                              NULL, NULL),
+                 PC_OK);
+    cr_assert_eq(got, 2, "the forgotten load's value was stored");
+    cr_assert_eq(h.calls, 2);
+    pc_memo_destroy(m);
+}
+
+/* ---- memoized functions that can fail ---- */
+
+static long fetch_calls;
+static int fetch_fails_with;
+
+static int fetch_scaled(int64_t x, int64_t scale, int64_t *out)
+{
+    __atomic_add_fetch(&fetch_calls, 1, __ATOMIC_RELAXED);
+    *out = -1; /* written even on failure: the wrapper must not pass it on */
+    if (fetch_fails_with != 0)
+        return fetch_fails_with;
+    *out = x * scale;
+    return 0;
+}
+
+PC_MEMOIZE_ERR(scaled, int64_t, fetch_scaled, (int64_t x, int64_t scale),
+               (x, scale), PC_KEY_I64(x), PC_KEY_I64(scale))
+
+Test(memo, a_failing_memoized_function_returns_eload_and_caches_nothing)
+{
+    pc_memo *m = memo_over_cache(64);
+    int64_t v = 77;
+    int err = 0;
+
+    fetch_calls = 0;
+    fetch_fails_with = 42;
+    cr_assert_eq(scaled(m, &v, &err, 6, 7), PC_ELOAD);
+    cr_assert_eq(err, 42);
+    cr_assert_eq(v, 77, "*out is written only on success");
+    cr_assert_eq(scaled(m, &v, NULL, 6, 7), PC_ELOAD, "err may be NULL");
+    cr_assert_eq(fetch_calls, 2, "a failure is not remembered");
+    fetch_fails_with = 0;
+    err = 0;
+    cr_assert_eq(scaled(m, &v, &err, 6, 7), PC_OK);
+    cr_assert_eq(v, 42);
+    cr_assert_eq(scaled(m, &v, &err, 6, 7), PC_OK);
+    cr_assert_eq(fetch_calls, 3, "a success is");
+    cr_assert_eq(scaled_forget(m, 6, 7), PC_OK);
+    cr_assert_eq(scaled(m, &v, &err, 6, 7), PC_OK);
+    cr_assert_eq(fetch_calls, 4);
+    pc_memo_destroy(m);
+}
+
+/* Callers waiting for a failing call get the same PC_ELOAD and code. */
+static int fetch_slowly_failing(int64_t x, int64_t *out)
+{
+    __atomic_add_fetch(&fetch_calls, 1, __ATOMIC_RELAXED);
+    usleep(100000);
+    (void)x;
+    (void)out;
+    return 17;
+}
+
+PC_MEMOIZE_ERR(slow_fail, int64_t, fetch_slowly_failing, (int64_t x), (x),
+               PC_KEY_I64(x))
+
+struct fail_crowd {
+    pc_memo *m;
+    pthread_barrier_t start;
+    pc_status st[CROWD];
+    int err[CROWD];
+};
+
+struct fail_crowd_arg {
+    struct fail_crowd *fc;
+    int i;
+};
+
+static void *fail_crowd_member(void *p)
+{
+    struct fail_crowd_arg *a = p;
+    int64_t v;
+
+    pthread_barrier_wait(&a->fc->start);
+    a->fc->st[a->i] = slow_fail(a->fc->m, &v, &a->fc->err[a->i], 5);
+    return NULL;
+}
+
+Test(memo, waiters_of_a_failing_memoized_call_get_its_error)
+{
+    struct fail_crowd fc = {.m = memo_over_cache(64)};
+    struct fail_crowd_arg args[CROWD];
+    pthread_t th[CROWD];
+
+    fetch_calls = 0;
+    pthread_barrier_init(&fc.start, NULL, CROWD);
+    for (int i = 0; i < CROWD; i++) {
+        args[i] = (struct fail_crowd_arg){&fc, i};
+        pthread_create(&th[i], NULL, fail_crowd_member, &args[i]);
+    }
+    for (int i = 0; i < CROWD; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < CROWD; i++) {
+        cr_assert_eq(fc.st[i], PC_ELOAD);
+        cr_assert_eq(fc.err[i], 17);
+    }
+    /* All overlapped the first (100 ms) call, unless the machine stalled
+     * a thread that long; then it ran the function itself. */
+    cr_assert_leq(fetch_calls, CROWD);
+    cr_assert_geq(fetch_calls, 1);
+    pthread_barrier_destroy(&fc.start);
+    pc_memo_destroy(fc.m);
 }

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs each policy into a scratch prefix and builds a consumer against it
-# twice: with pkg-config and with find_package(purecache). The consumer
-# prints pc_policy(), which must match the PURECACHE_EXACT_LRU setting.
-# First, check-symbols.sh checks the installed libraries' namespace.
+# with pkg-config (shared, and static from the archive with
+# pkg-config --static) and with find_package(purecache) (shared and static
+# targets). The consumer prints pc_policy(), which must match the
+# PURECACHE_EXACT_LRU setting. First, check-symbols.sh checks the installed
+# libraries' namespace, and check-relocatable.sh that the package names its
+# dependencies (Concurrency Kit, jemalloc, hiredis) as things to find on
+# the consumer's machine, not as paths on the build machine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mkdir -p "$1" && cd "$1" && pwd)
@@ -19,6 +23,7 @@ for policy in clock lru; do
     libdir=$(dirname "$(find "$prefix" -name libpurecache.a | head -n 1)")
     "$root/tests/install/check-symbols.sh" "$libdir" purecache \
         "$prefix/include/purecache.h"
+    "$root/tests/install/check-relocatable.sh" "$prefix"
 
     # pkg-config, shared library
     export PKG_CONFIG_PATH="$prefix/lib/pkgconfig:$prefix/lib/$(gcc -print-multiarch)/pkgconfig"
@@ -26,6 +31,14 @@ for policy in clock lru; do
         $(pkg-config --cflags --libs purecache) -Wl,-rpath,"$(pkg-config --variable=libdir purecache)"
     got=$("$work/pkgconfig-$policy")
     [ "$got" = "$policy" ] || { echo "pkg-config consumer says '$got', want $policy" >&2; exit 1; }
+
+    # pkg-config, static archive: its private dependencies come from
+    # pkg-config --static (Requires.private / Libs.private)
+    cc "$root/tests/install/consumer.c" -o "$work/pkgconfig-static-$policy" \
+        $(pkg-config --cflags purecache) "$libdir/libpurecache.a" \
+        $(pkg-config --static --libs purecache | sed 's/ *-lpurecache\b//')
+    got=$("$work/pkgconfig-static-$policy")
+    [ "$got" = "$policy" ] || { echo "static pkg-config consumer says '$got', want $policy" >&2; exit 1; }
 
     # find_package, shared and static targets
     cmake -S "$root/tests/install" -B "$work/consumer-$policy" \
@@ -35,7 +48,22 @@ for policy in clock lru; do
         got=$("$work/consumer-$policy/$exe")
         [ "$got" = "$policy" ] || { echo "find_package $exe says '$got', want $policy" >&2; exit 1; }
     done
-    echo "install check ($policy): symbols namespaced; pkg-config and find_package consumers OK"
+
+    # A consumer whose Concurrency Kit lives in another prefix (here a link
+    # to the system's): the static target must link the one found there.
+    deps="$work/deps-$policy"
+    rm -rf "$deps" "$work/consumer-deps-$policy"
+    mkdir -p "$deps/lib"
+    ln -s "$(cc -print-file-name=libck.so)" "$deps/lib/libck.so"
+    cmake -S "$root/tests/install" -B "$work/consumer-deps-$policy" \
+        -DCMAKE_PREFIX_PATH="$deps;$prefix" >/dev/null
+    cmake --build "$work/consumer-deps-$policy" --target consumer_static >/dev/null
+    grep -q "$deps/lib/libck.so" \
+        "$work/consumer-deps-$policy/CMakeFiles/consumer_static.dir/link.txt" ||
+        { echo "the static consumer did not link the consumer's own libck" >&2; exit 1; }
+    got=$("$work/consumer-deps-$policy/consumer_static")
+    [ "$got" = "$policy" ] || { echo "consumer with ck elsewhere says '$got', want $policy" >&2; exit 1; }
+    echo "install check ($policy): symbols namespaced, no build-machine paths; pkg-config and find_package consumers OK"
 
     # The Redis tier, when it was built (hiredis present).
     if [ -f "$prefix/include/purecache_redis.h" ]; then

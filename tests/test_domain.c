@@ -1,0 +1,266 @@
+/*
+ * Epoch domains and thread records at scale: thousands of caches at once,
+ * threads that use many caches, caches that come and go under a thread
+ * that outlives them, and fork() while other threads hold read sections.
+ *
+ * Every cache (and memoizer) is an epoch domain, and every thread that
+ * calls one gets a record in it. The library finds a thread's records
+ * through one process-wide pthread key (domain.h): creating caches never
+ * consumes the application's keys, and nothing limits how many exist.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "domain.h"
+#include "testlib.h"
+
+#define MANY 5000
+
+struct many {
+    pc_cache **cs;
+    int n;
+    pthread_barrier_t start;
+    uint64_t bad[2];
+};
+
+struct many_arg {
+    struct many *mc;
+    int id;
+};
+
+static void *use_every_cache(void *p)
+{
+    struct many_arg *a = p;
+    struct many *mc = a->mc;
+    uint64_t bad = 0;
+
+    pthread_barrier_wait(&mc->start);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < mc->n; i++) {
+            int j = a->id ? mc->n - 1 - i : i; /* opposite orders */
+            uint64_t k = (uint64_t)a->id, v = 0;
+
+            bad += put_u64(mc->cs[j], k, (uint64_t)j * 2 + k) != PC_OK;
+            bad += get_u64(mc->cs[j], k, &v) != PC_OK;
+            bad += v != (uint64_t)j * 2 + k;
+        }
+    mc->bad[a->id] = bad;
+    return NULL;
+}
+
+/* One pthread key per cache used to run out at PTHREAD_KEYS_MAX (1024):
+ * pc_create failed, and so did the application's own pthread_key_create. */
+Test(domain, thousands_of_caches_live_at_once_from_two_threads, .timeout = 300)
+{
+    struct many mc = {.n = MANY};
+    struct many_arg args[2] = {{&mc, 0}, {&mc, 1}};
+    pthread_t th[2];
+    pthread_key_t key;
+
+    mc.cs = calloc(MANY, sizeof *mc.cs);
+    cr_assert_not_null(mc.cs);
+    for (int i = 0; i < MANY; i++) {
+        pc_options o = {.capacity = 4, .shards = 1};
+
+        cr_assert_eq(pc_create(&o, &mc.cs[i]), PC_OK, "cache %d", i);
+    }
+    cr_assert_eq(pthread_key_create(&key, NULL), 0,
+                 "the application can still create a pthread key");
+    pthread_barrier_init(&mc.start, NULL, 2);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, use_every_cache, &args[i]);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&mc.start);
+    cr_assert_eq(mc.bad[0] + mc.bad[1], 0, "%lu failed calls",
+                 (unsigned long)(mc.bad[0] + mc.bad[1]));
+    for (int i = 0; i < MANY; i++) {
+        uint64_t v = 0;
+
+        cr_assert_eq(get_u64(mc.cs[i], 1, &v), PC_OK);
+        cr_assert_eq(v, (uint64_t)i * 2 + 1);
+        pc_destroy(mc.cs[i]);
+    }
+    cr_assert_eq(pthread_key_delete(key), 0);
+    free(mc.cs);
+}
+
+/* A thread records the caches it uses in a per-thread table. Caches
+ * destroyed by other threads leave stale entries, purged when the table
+ * fills: a long-lived thread that touches a stream of short-lived caches
+ * keeps a small table. */
+struct stream {
+    pc_cache *c;
+    sem_t ready, used;
+    int stop;
+    size_t max_slots;
+    uint64_t bad;
+};
+
+static void *touch_each_new_cache(void *p)
+{
+    struct stream *s = p;
+
+    for (;;) {
+        size_t slots;
+
+        while (sem_wait(&s->ready) != 0)
+            ;
+        if (s->stop)
+            break;
+        s->bad += put_u64(s->c, 1, 2) != PC_OK;
+        slots = pc__domain_thread_slots();
+        if (slots > s->max_slots)
+            s->max_slots = slots;
+        sem_post(&s->used);
+    }
+    return NULL;
+}
+
+Test(domain, a_thread_outliving_many_caches_keeps_a_small_table, .timeout = 300)
+{
+    struct stream s = {.c = NULL};
+    pthread_t th;
+
+    sem_init(&s.ready, 0, 0);
+    sem_init(&s.used, 0, 0);
+    pthread_create(&th, NULL, touch_each_new_cache, &s);
+    for (int i = 0; i < 3000; i++) {
+        s.c = make_cache(4);
+        cr_assert_not_null(s.c);
+        sem_post(&s.ready);
+        while (sem_wait(&s.used) != 0)
+            ;
+        pc_destroy(s.c); /* the worker's entry for it is now stale */
+    }
+    s.stop = 1;
+    sem_post(&s.ready);
+    pthread_join(th, NULL);
+    cr_assert_eq(s.bad, 0);
+    cr_assert_leq(s.max_slots, 16, "table grew to %zu slots", s.max_slots);
+}
+
+/* Thread exit releases the thread's record in every cache it used, for
+ * the next thread to recycle: no allocation grows per thread. */
+#define SEVERAL 300
+
+static void *use_several(void *p)
+{
+    pc_cache **cs = p;
+
+    for (int i = 0; i < SEVERAL; i++)
+        get_u64(cs[i], 1, NULL); /* registers, allocates nothing else */
+    return NULL;
+}
+
+Test(domain, exiting_threads_release_their_records_in_every_cache)
+{
+    pc_cache *cs[SEVERAL];
+    long after_first = 0;
+
+    pc__alloc_track(1);
+    long base = pc__alloc_live();
+    for (int i = 0; i < SEVERAL; i++)
+        cs[i] = make_cache(4);
+    for (int round = 0; round < 20; round++) {
+        pthread_t th;
+
+        pthread_create(&th, NULL, use_several, cs);
+        pthread_join(th, NULL);
+        if (round == 0)
+            after_first = pc__alloc_live();
+    }
+    cr_assert_eq(pc__alloc_live(), after_first,
+                 "each thread's records were recycled by the next");
+    for (int i = 0; i < SEVERAL; i++)
+        pc_destroy(cs[i]);
+    cr_assert_eq(pc__alloc_live(), base, "%ld allocations leaked",
+                 pc__alloc_live() - base);
+    pc__alloc_track(0);
+}
+
+/* ---- fork() while another thread holds a read section ---- */
+
+struct pin_holder {
+    pc_cache *c[2];
+    sem_t pinned, release;
+};
+
+static void *pin_both(void *p)
+{
+    struct pin_holder *h = p;
+    pc_pin pin[3];
+
+    cr_assert_eq(pc_get_pinned(h->c[0], "a", 1, &pin[0]), PC_OK);
+    cr_assert_eq(pc_get_pinned(h->c[0], "a", 1, &pin[1]), PC_OK); /* nested */
+    cr_assert_eq(pc_get_pinned(h->c[1], "a", 1, &pin[2]), PC_OK);
+    sem_post(&h->pinned);
+    while (sem_wait(&h->release) != 0)
+        ;
+    for (int i = 2; i >= 0; i--)
+        pc_unpin(&pin[i]);
+    return NULL;
+}
+
+/* In the child: reclaim (waits for no reader: the pinning thread does not
+ * exist here), then use the caches. Exit status 0 when all went well. */
+static int child_uses_caches(pc_cache *c[2])
+{
+    int bad = 0;
+
+    alarm(10); /* a hang kills the child instead of the run */
+    for (int i = 0; i < 2; i++) {
+        uint64_t v = 0;
+
+        pc_reclaim(c[i]);
+        for (uint64_t k = 0; k < 32; k++) /* capacity 64: no eviction */
+            bad += put_u64(c[i], k, k + 1) != PC_OK;
+        for (uint64_t k = 0; k < 32; k++)
+            bad += get_u64(c[i], k, &v) != PC_OK || v != k + 1;
+        pc_reclaim(c[i]);
+        pc_destroy(c[i]);
+    }
+    return bad == 0 ? 0 : 2;
+}
+
+Test(domain, a_fork_child_reclaims_past_the_parents_pins, .timeout = 120)
+{
+    struct pin_holder h;
+    pthread_t th;
+    int status = 0;
+    pid_t pid;
+
+    for (int i = 0; i < 2; i++) {
+        h.c[i] = make_cache(64);
+        for (int v = 0; v < 100; v++) /* garbage for pc_reclaim */
+            cr_assert_eq(pc_put(h.c[i], "a", 1, &v, sizeof v), PC_OK);
+    }
+    sem_init(&h.pinned, 0, 0);
+    sem_init(&h.release, 0, 0);
+    pthread_create(&th, NULL, pin_both, &h);
+    while (sem_wait(&h.pinned) != 0)
+        ;
+    for (int i = 0; i < 2; i++) /* retired while pinned */
+        cr_assert_eq(pc_put(h.c[i], "a", 1, "x", 1), PC_OK);
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0)
+        _exit(child_uses_caches(h.c));
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "child %s %d (a hang ends in SIGALRM, 14)",
+              WIFEXITED(status) ? "exited with" : "killed by signal",
+              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    sem_post(&h.release);
+    pthread_join(th, NULL);
+    for (int i = 0; i < 2; i++) {
+        pc_reclaim(h.c[i]); /* the parent's pins are gone too */
+        pc_destroy(h.c[i]);
+    }
+}
