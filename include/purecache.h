@@ -52,9 +52,9 @@
  *               around purecache calls.
  *   fork()      The child has only the thread that called fork(). A
  *               pthread_atfork handler releases the parent's other threads'
- *               records in every cache, so pins they held (and read
- *               sections they were in) do not hold up pc_reclaim or writers
- *               in the child. The child may go on using the parent's caches
+ *               records in every cache, so read sections they were in do
+ *               not hold up pc_reclaim or writers in the child (pins never
+ *               do: a pin pins one entry, see "Pinned reads"). The child may go on using the parent's caches
  *               if, when fork() ran, no other thread was inside a purecache
  *               call (holding a pin between calls is fine): a call in
  *               progress may hold an internal lock, which the child
@@ -65,15 +65,18 @@
  * WHAT MAY WAIT ON WHAT
  *
  *   A call ...                      may wait for ...
- *   pc_get, pc_get_pinned           nothing (clock); lru: a put's publishing
+ *   pc_get                          nothing (clock); lru: a put's publishing
  *                                   window (see pc_get)
+ *   pc_get_pinned, pc_unpin         as pc_get, and the cache's pin-table
+ *                                   lock (held for a few instructions)
  *   pc_put, pc_delete, pc_clear     the writer lock of the shard (clock) or
  *                                   cache (lru): other writers, briefly;
  *                                   never a reader, never a pin
  *   pc_get_or_load, pc_memo_call,   another thread's loader of the same key
  *   a PC_MEMOIZE wrapper            (single flight), for as long as it runs
  *   pc_reclaim                      every read section of this cache open
- *                                   when it began, pins included; another
+ *                                   when it began (each a single get's
+ *                                   lookup; never a pin); another
  *                                   pc_reclaim of this cache
  *   pc_memo_forget                  a store of that key in progress (one
  *                                   backend put)
@@ -92,18 +95,16 @@
  *   memoized function         or memoizer, including   pc_memo_destroy of the
  *                             pc_get_or_load and       cache or memoizer it
  *                             pc_memo_call of other    loads for (calls are
- *                             keys (its own: EDEADLK)  in flight on it);
- *                             and pc_memo_forget       pc_reclaim (it waits
- *                                                      for every pin, and a
- *                                                      pinning thread may be
- *                                                      waiting for this load)
+ *                             keys (its own: EDEADLK), in flight on it)
+ *                             pc_memo_forget and
+ *                             pc_reclaim
  *   in a backend operation    its own store            the memoizer it serves
  *   (pc_backend_ops)                                   (pc_memo_forget of the
  *                                                      key being stored would
  *                                                      wait for itself)
- *   while holding a pin       anything on any cache    pc_reclaim, pc_destroy
- *                             (get-or-load included)   of the pinned cache
- *                                                      (they wait for the pin)
+ *   while holding a pin       anything on any cache    pc_destroy of the
+ *                             (get-or-load and         pinned cache (it frees
+ *                             pc_reclaim included)     the pinned entry)
  *   anywhere                  -                        pc_destroy or
  *                                                      pc_memo_destroy while
  *                                                      another call on it is
