@@ -555,9 +555,16 @@ typedef int pc_loader_fn(void *ctx, const void *key, size_t klen, pc_sink *out);
  * *load_err to the loader's code; nothing is cached and the next call loads
  * again. A loader that, directly or through loaders it waits on, asks for a
  * key whose load is waiting on it gets PC_EDEADLK instead of hanging.
- * Statistics: the lookups are counted as by pc_get (the thread that runs the
- * loader looks the key up twice, so it adds two misses), plus loader_calls
- * and loader_errors.
+ * Writes win over loads: once a pc_put, pc_put_ex, pc_delete or pc_clear
+ * that changes key has returned, no load of key that began before it
+ * stores its value over it. The callers of such a load still receive the
+ * loaded value; it is just not cached. (A load registers a lease on its
+ * key before its last lookup; such a write breaks it. As in memcached's
+ * leases, matching is by the key's 64-bit hash, so a rare collision only
+ * leaves a load uncached.) Evictions and expiry break no lease.
+ * Statistics: each call counts exactly one hit or one miss, as one pc_get
+ * would (a thread that waits for another's load counts its own miss),
+ * plus loader_calls and loader_errors for the thread that loads.
  * Cancellation: a cancellation point only while it runs load (see the
  * conventions: cancelled there, its waiters get PC_ELOAD and ECANCELED).
  * Thread-safety: any thread. Progress: blocking (waits for the loader).
@@ -567,6 +574,20 @@ typedef int pc_loader_fn(void *ctx, const void *key, size_t klen, pc_sink *out);
 PC_API pc_status pc_get_or_load(pc_cache *cache, const void *key, size_t klen,
                                 pc_loader_fn *load, void *ctx, void *buf,
                                 size_t bufcap, size_t *vlen, int *load_err);
+
+typedef struct pc_load_args { /* zero-initialise */
+    uint64_t ttl_ms; /* for the stored value, as pc_put_args.ttl_ms */
+} pc_load_args;
+
+/*
+ * pc_get_or_load, storing the loaded value as pc_put_ex(args) would: with
+ * args->ttl_ms as its time to live (0: the cache's ttl_ms; PC_TTL_NEVER:
+ * none). args may be NULL (exactly pc_get_or_load). Same statuses.
+ */
+PC_API pc_status pc_get_or_load_ex(pc_cache *cache, const void *key,
+                                   size_t klen, pc_loader_fn *load, void *ctx,
+                                   void *buf, size_t bufcap, size_t *vlen,
+                                   int *load_err, const pc_load_args *args);
 
 /* ------------------------------------------------------------------------
  * Backends: the operations a memoizer needs from a store
@@ -587,6 +608,11 @@ typedef struct pc_backend_ops {
     pc_status (*del)(void *self, const void *key, size_t klen);
     size_t (*len)(void *self);
     void (*destroy)(void *self); /* may be NULL: nothing to release */
+    /* Since 0.2, optional (NULL, or not covered by size): put with a time
+     * to live, args as pc_put_ex's (the memoizer passes its ttl_ms here;
+     * without put_ex it calls put, and values never expire). */
+    pc_status (*put_ex)(void *self, const void *key, size_t klen,
+                        const void *val, size_t vlen, const pc_put_args *args);
 } pc_backend_ops;
 
 typedef struct pc_backend {
@@ -612,6 +638,19 @@ typedef struct pc_memo pc_memo;
  * NULL, or ops->size is smaller than the first version's; PC_ENOMEM.
  */
 PC_API pc_status pc_memo_create(const pc_backend *backend, pc_memo **out);
+
+typedef struct pc_memo_options { /* zero-initialise */
+    /* Time to live of every stored result, as pc_put_args.ttl_ms (0: the
+     * backend's default; PC_TTL_NEVER: none). Needs a backend with put_ex
+     * (the cache's and the Redis backend have it); else PC_EINVAL. */
+    uint64_t ttl_ms;
+} pc_memo_options;
+
+/* pc_memo_create with options (NULL: as pc_memo_create). Same statuses, and
+ * PC_EINVAL for a ttl_ms the backend cannot honour (no put_ex). */
+PC_API pc_status pc_memo_create_ex(const pc_backend *backend,
+                                   const pc_memo_options *opts,
+                                   pc_memo **out);
 
 /* Destroy the memoizer and its backend. NULL is a no-op. No call may be in
  * flight on it. Blocking. */

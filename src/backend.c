@@ -17,6 +17,13 @@ static pc_status cache_put(void *self, const void *key, size_t klen,
     return pc_put(self, key, klen, val, vlen);
 }
 
+static pc_status cache_put_ex(void *self, const void *key, size_t klen,
+                              const void *val, size_t vlen,
+                              const pc_put_args *args)
+{
+    return pc_put_ex(self, key, klen, val, vlen, args);
+}
+
 static pc_status cache_del(void *self, const void *key, size_t klen)
 {
     return pc_delete(self, key, klen);
@@ -39,12 +46,18 @@ static const pc_backend_ops cache_ops = {
     .del = cache_del,
     .len = cache_len,
     .destroy = cache_destroy,
+    .put_ex = cache_put_ex,
 };
 
 void pc__backend_of_cache(pc_cache *cache, pc_backend *out)
 {
     out->ops = &cache_ops;
     out->self = cache;
+}
+
+pc_cache *pc__backend_cache(const pc_backend *be)
+{
+    return be->ops == &cache_ops ? be->self : NULL;
 }
 
 pc_status pc_backend_from_cache(pc_cache *cache, pc_backend *out)

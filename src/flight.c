@@ -14,6 +14,7 @@
 #include "alloc.h"
 #include "hash.h"
 #include "util.h"
+#include "write.h"
 
 #define FLIGHT_BUCKETS 64
 
@@ -39,6 +40,7 @@ struct pc__flight {
     unsigned char *val;
     size_t vlen;
     pthread_cond_t cv;
+    struct pc__lease lease; /* the leader's, when it loads into a cache */
 };
 
 struct pc__flight_table {
@@ -264,4 +266,9 @@ void pc__flight_abandon(struct pc__flight_table *fl, struct pc__flight *f)
     pthread_cond_broadcast(&f->cv);
     release(f);
     pthread_mutex_unlock(&flights_lock);
+}
+
+struct pc__lease *pc__flight_lease(struct pc__flight *f)
+{
+    return &f->lease;
 }

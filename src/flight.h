@@ -48,6 +48,8 @@
 
 #include "purecache.h"
 
+struct pc__lease;
+
 /* A cache's or memoizer's table of loads in progress. */
 struct pc__flight_table;
 /* One load in progress (one key). */
@@ -110,5 +112,9 @@ bool pc__flight_store_begin(struct pc__flight *f);
 void pc__flight_store_end(struct pc__flight *f);
 void pc__flight_forget(struct pc__flight_table *fl, const void *key,
                        size_t klen);
+
+/* Room for the lease of the flight's load (write.h), owned by its leader
+ * until the flight completes. */
+struct pc__lease *pc__flight_lease(struct pc__flight *f);
 
 #endif

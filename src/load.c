@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "backend.h"
 #include "core.h"
+#include "policy.h"
 
 /* The loader's value so far. A failing pc_sink_set leaves it as it was:
  * the loader, told PC_ENOMEM, decides whether to fail the load or to go on
@@ -67,17 +68,43 @@ static void cancel_restore(int old)
     pthread_setcancelstate(old, NULL);
 }
 
+/* Look key up: through the backend's get, or, in one of our caches,
+ * through the policy, counting only the call's first lookup there (each
+ * get-or-load is one hit or one miss, like one pc_get). */
+static pc_status backend_get(const struct pc__load_ctx *lc, bool first,
+                             const void *key, size_t klen, void *buf,
+                             size_t bufcap, size_t *vlen)
+{
+    if (lc->cache != NULL)
+        return pc__policy_get(lc->cache, key, klen, buf, bufcap, vlen, first);
+    return lc->be->ops->get(lc->be->self, key, klen, buf, bufcap, vlen);
+}
+
+static void lease_end(const struct pc__load_ctx *lc, struct pc__flight *lead)
+{
+    if (lc->cache != NULL)
+        pc__policy_lease_end(lc->cache, pc__flight_lease(lead));
+}
+
 /* This thread leads the flight: look once more, with nothing to cancel
- * between the flight's start and the loader's call or the abandon. */
+ * between the flight's start and the loader's call or the abandon. In one
+ * of our caches the lease is taken first (write.h): a write of the key
+ * from here on keeps the loaded value out of the cache. */
 static pc_status recheck_as_leader(const struct pc__load_ctx *lc,
                                    const void *key, size_t klen, void *buf,
                                    size_t bufcap, size_t *vlen,
                                    struct pc__flight **lead)
 {
     int cs = cancel_off();
-    pc_status st = lc->be->ops->get(lc->be->self, key, klen, buf, bufcap, vlen);
+    pc_status st;
 
+    if (lc->cache != NULL)
+        pc__policy_lease_begin(lc->cache,
+                               pc__hash_key(&lc->cache->seed, key, klen),
+                               pc__flight_lease(*lead));
+    st = backend_get(lc, false, key, klen, buf, bufcap, vlen);
     if (st != PC_NOTFOUND) {
+        lease_end(lc, *lead);
         pc__flight_abandon(lc->flights, *lead);
         *lead = NULL;
     }
@@ -90,21 +117,23 @@ static pc_status lookup_or_lead(const struct pc__load_ctx *lc, const void *key,
                                 size_t *vlen, int *load_err,
                                 struct pc__flight **lead)
 {
-    bool count = lc->count_lookups; /* one hit or miss per call */
+    bool first = true;
 
     *lead = NULL;
     for (;;) {
         enum pc__flight_role role;
         pc_status st, out = PC_OK;
 
-        st = lc->be->ops->get(lc->be->self, key, klen, buf, bufcap, vlen);
-        if (count && st != PC_NOTFOUND && st != PC_OK && st != PC_ERANGE)
-            return st; /* the backend failed: not a lookup */
-        if (count && st == PC_NOTFOUND)
-            PC__COUNTER_INC(lc->stats->misses);
-        else if (count)
-            PC__COUNTER_INC(lc->stats->hits);
-        count = false;
+        st = backend_get(lc, first, key, klen, buf, bufcap, vlen);
+        if (first && lc->count_lookups) { /* the memoizer's own counts */
+            if (st != PC_NOTFOUND && st != PC_OK && st != PC_ERANGE)
+                return st; /* the backend failed: not a lookup */
+            if (st == PC_NOTFOUND)
+                PC__COUNTER_INC(lc->stats->misses);
+            else
+                PC__COUNTER_INC(lc->stats->hits);
+        }
+        first = false;
         if (st != PC_NOTFOUND)
             return st;
         st = pc__flight_begin(lc->flights, key, klen, &role, lead, buf, bufcap,
@@ -135,6 +164,35 @@ pc_status pc__load_lookup_or_lead(const struct pc__load_ctx *lc,
     return st;
 }
 
+/* Store the loaded value: in one of our caches under the flight's lease
+ * (a put that stores nothing if a write of the key broke it, and that
+ * unregisters it whatever happens); else through the backend, with the
+ * load's time to live if the backend takes one. */
+static void store(const struct pc__load_ctx *lc, struct pc__flight *lead,
+                  const void *key, size_t klen, const void *val, size_t vlen)
+{
+    const pc_backend *be = lc->be;
+
+    if (lc->cache != NULL) {
+        pc_cache *c = lc->cache;
+        struct pc__put_req req = {.expires = pc__core_expires(c, lc->ttl_ms),
+                                  .lease = pc__flight_lease(lead)};
+        struct pc__removals rm;
+        struct pc__writer *w = NULL;
+
+        pc__removals_init(&rm, c);
+        (void)pc__policy_put(c, pc__hash_key(&c->seed, key, klen), key, klen,
+                             val, vlen, &req, &rm, &w);
+        pc__removals_finish(c, &rm, w);
+    } else if (lc->ttl_ms != 0 && pc__backend_has_put_ex(be->ops)) {
+        pc_put_args args = {.ttl_ms = lc->ttl_ms};
+
+        (void)be->ops->put_ex(be->self, key, klen, val, vlen, &args);
+    } else {
+        (void)be->ops->put(be->self, key, klen, val, vlen);
+    }
+}
+
 pc_status pc__load_finish(const struct pc__load_ctx *lc,
                           struct pc__flight *lead, const void *key, size_t klen,
                           int err, const void *val, size_t vlen)
@@ -144,6 +202,7 @@ pc_status pc__load_finish(const struct pc__load_ctx *lc,
     PC__COUNTER_INC(lc->stats->loader_calls);
     if (err != 0) {
         PC__COUNTER_INC(lc->stats->loader_errors);
+        lease_end(lc, lead);
         pc__flight_finish(lc->flights, lead, PC_ELOAD, err, NULL, 0);
         cancel_restore(cs);
         return PC_ELOAD;
@@ -151,8 +210,10 @@ pc_status pc__load_finish(const struct pc__load_ctx *lc,
     /* A failed store still gives everyone the value; it is just not kept.
      * A forgotten flight (pc_memo_forget) hands it over, stores nothing. */
     if (pc__flight_store_begin(lead)) {
-        (void)lc->be->ops->put(lc->be->self, key, klen, val, vlen);
+        store(lc, lead, key, klen, val, vlen);
         pc__flight_store_end(lead);
+    } else {
+        lease_end(lc, lead);
     }
     pc__flight_finish(lc->flights, lead, PC_OK, 0, val, vlen);
     cancel_restore(cs);
@@ -205,9 +266,10 @@ pc_status pc__load_through(const struct pc__load_ctx *lc, const void *key,
     return st;
 }
 
-pc_status pc_get_or_load(pc_cache *cache, const void *key, size_t klen,
-                         pc_loader_fn *load, void *ctx, void *buf,
-                         size_t bufcap, size_t *vlen, int *load_err)
+pc_status pc_get_or_load_ex(pc_cache *cache, const void *key, size_t klen,
+                            pc_loader_fn *load, void *ctx, void *buf,
+                            size_t bufcap, size_t *vlen, int *load_err,
+                            const pc_load_args *args)
 {
     pc_backend be;
     struct pc__record *t;
@@ -221,9 +283,19 @@ pc_status pc_get_or_load(pc_cache *cache, const void *key, size_t klen,
         return PC_ENOMEM;
     pc__backend_of_cache(cache, &be);
     lc = (struct pc__load_ctx){.be = &be,
+                               .cache = cache,
+                               .ttl_ms = args != NULL ? args->ttl_ms : 0,
                                .flights = cache->flights,
                                .stats = &t->stats,
                                .count_lookups = false};
     return pc__load_through(&lc, key, klen, load, ctx, buf, bufcap, vlen,
                             load_err);
+}
+
+pc_status pc_get_or_load(pc_cache *cache, const void *key, size_t klen,
+                         pc_loader_fn *load, void *ctx, void *buf,
+                         size_t bufcap, size_t *vlen, int *load_err)
+{
+    return pc_get_or_load_ex(cache, key, klen, load, ctx, buf, bufcap, vlen,
+                             load_err, NULL);
 }

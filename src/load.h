@@ -9,15 +9,23 @@
  *      and takes the leader's outcome.
  *   3. The leader looks the key up once more (a previous leader may have
  *      stored it and left the table in between); if it is there, it
- *      abandons the flight and followers look the key up themselves.
+ *      abandons the flight and followers look the key up themselves. When
+ *      the backend is one of our caches, the leader first registers a
+ *      lease on the key (write.h): any put, delete or clear of the key
+ *      after that point breaks it, and the store in step 4 then stores
+ *      nothing, so a load never overwrites a write that returned while it
+ *      ran (the stale-set race of cache-aside).
  *   4. Otherwise it runs the loader with no lock held, stores the value in
  *      the backend on success (before the flight leaves the table, so a
  *      later miss finds it stored), then completes the flight for the
  *      waiters. A loader error is handed to the leader and every waiter and
  *      nothing is stored.
  *
- * Statistics: loader calls and errors (and, for a memoizer, its hits and
- * misses) go to per-thread counters (struct pc__record_stats: the cache's
+ * Statistics: each call counts one hit or one miss, its first lookup (the
+ * cache's own counters for pc_get_or_load, where later lookups go through
+ * the policy uncounted; the memoizer's for pc_memo_call). Loader calls and
+ * errors (and, for a memoizer, its hits and misses) go to per-thread
+ * counters (struct pc__record_stats: the cache's
  * own records, or a memoizer's private domain), summed on read, so the hit
  * path writes no shared line.
  *
@@ -47,6 +55,10 @@
 /* What a load works on. */
 struct pc__load_ctx {
     const pc_backend *be;
+    /* be is one of our caches (pc__backend_cache): leases, lookups through
+     * the policy (one counted per call), stores through it. Else NULL. */
+    pc_cache *cache;
+    uint64_t ttl_ms; /* of stored values, as pc_put_args.ttl_ms */
     struct pc__flight_table *flights;
     struct pc__record_stats *stats;
     bool count_lookups;   /* the backend does not count hits/misses itself */

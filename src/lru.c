@@ -617,8 +617,11 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
 
     e = pc__alloc(offsetof(struct lru_entry, kv) +
                   pc__kv_size(klen, vlen, expires));
-    if (e == NULL)
+    if (e == NULL) {
+        if (req->lease != NULL)
+            pc__policy_lease_end(base, req->lease);
         return PC_ENOMEM;
+    }
     pc__kv_fill(&e->kv, key, klen, val, vlen, req->expires);
     e->kv.ref = (uint8_t)(ix - c->ix); /* its table */
     *w = &c->w;
@@ -689,6 +692,8 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     return PC_OK;
 
 refused:
+    if (req->lease != NULL) /* (unless unlinked above) */
+        pc__lease_unlink(&c->w.leases, req->lease);
     window_close(c);
     pc__writer_unlock(base, &c->w);
     pc__free(e,

@@ -12,18 +12,22 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "backend.h"
 #include "domain.h"
 #include "load.h"
 
 struct pc_memo {
     pc_backend be;
+    pc_cache *cache; /* the backend is one of our caches (pc__backend_cache) */
+    uint64_t ttl_ms; /* pc_memo_options.ttl_ms */
     struct pc__flight_table *flights;
     struct pc__domain dom; /* per-thread counters only */
 };
 
 #define OPS_V1_SIZE (offsetof(pc_backend_ops, destroy) + sizeof(void (*)(void)))
 
-pc_status pc_memo_create(const pc_backend *backend, pc_memo **out)
+pc_status pc_memo_create_ex(const pc_backend *backend,
+                            const pc_memo_options *opts, pc_memo **out)
 {
     const pc_backend_ops *ops;
     pc_memo *m;
@@ -34,11 +38,15 @@ pc_status pc_memo_create(const pc_backend *backend, pc_memo **out)
     if (ops->size < OPS_V1_SIZE || ops->get == NULL || ops->put == NULL ||
         ops->del == NULL || ops->len == NULL)
         return PC_EINVAL;
+    if (opts != NULL && opts->ttl_ms != 0 && !pc__backend_has_put_ex(ops))
+        return PC_EINVAL;
     m = pc__alloc(sizeof *m);
     if (m == NULL)
         return PC_ENOMEM;
     memset(m, 0, sizeof *m);
     m->be = *backend;
+    m->cache = pc__backend_cache(backend);
+    m->ttl_ms = opts != NULL ? opts->ttl_ms : 0;
     m->flights = pc__flight_table_create();
     if (m->flights == NULL) {
         pc__free(m, sizeof *m);
@@ -51,6 +59,11 @@ pc_status pc_memo_create(const pc_backend *backend, pc_memo **out)
     }
     *out = m;
     return PC_OK;
+}
+
+pc_status pc_memo_create(const pc_backend *backend, pc_memo **out)
+{
+    return pc_memo_create_ex(backend, NULL, out);
 }
 
 void pc_memo_destroy(pc_memo *m)
@@ -77,10 +90,12 @@ static pc_status memo_ctx(pc_memo *m, struct pc__load_ctx *lc)
     if (t == NULL)
         return PC_ENOMEM;
     *lc = (struct pc__load_ctx){.be = &m->be,
+                                .cache = m->cache,
+                                .ttl_ms = m->ttl_ms,
                                 .flights = m->flights,
                                 .stats = &t->stats,
                                 .count_lookups = true,
-                                .backend_cancels = true};
+                                .backend_cancels = m->cache == NULL};
     return PC_OK;
 }
 
@@ -163,9 +178,11 @@ pc_status pc_memo_finish(pc_memo *m, pc_flight *lead, int err, const void *val,
         struct pc__record_stats scratch = {0};
 
         lc = (struct pc__load_ctx){.be = &m->be,
+                                   .cache = m->cache,
+                                   .ttl_ms = m->ttl_ms,
                                    .flights = m->flights,
                                    .stats = &scratch,
-                                   .backend_cancels = true};
+                                   .backend_cancels = m->cache == NULL};
     }
     st = pc__load_finish(&lc, l->flight, l->key, l->klen, err, val, vlen);
     pc__free(l, sizeof *l + l->klen);

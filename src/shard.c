@@ -385,8 +385,11 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     pc_status st = PC_OK;
 
     kv = pc__alloc(pc__kv_size(klen, vlen, req->expires != 0));
-    if (kv == NULL)
+    if (kv == NULL) {
+        if (req->lease != NULL)
+            pc__policy_lease_end(c, req->lease);
         return PC_ENOMEM;
+    }
     pc__kv_fill(kv, key, klen, val, vlen, req->expires);
     kv->w.live.hash = (uint32_t)h; /* the policy's admit may use it */
     *w = &s->w;
@@ -409,12 +412,12 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             gone(s, old, PC_REMOVED_EXPIRED, rm);
             old = NULL;
         }
-        if (req->lease != NULL) {
-            pc__lease_unlink(&s->w.leases, req->lease);
-            if (req->lease->broken) {
-                req->dropped = true; /* a write won: store nothing */
-                goto refused;
-            }
+        /* The lease stays registered until this put commits or refuses:
+         * the lock is released between tries, and a write meanwhile must
+         * still break it. */
+        if (req->lease != NULL && req->lease->broken) {
+            req->dropped = true; /* a write won: store nothing */
+            goto refused;
         }
         if (old != NULL && (req->flags & PC_PUT_IF_ABSENT)) {
             st = PC_EXISTS;
@@ -470,6 +473,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             s->count++;
             s->bytes += size;
         }
+        if (req->lease != NULL)
+            pc__lease_unlink(&s->w.leases, req->lease);
         pc__leases_break(s->w.leases, h, false);
         PC__COUNTER_INC(s->w.puts);
         pc__writer_unlock(c, &s->w);
@@ -477,6 +482,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     }
 
 refused:
+    if (req->lease != NULL)
+        pc__lease_unlink(&s->w.leases, req->lease);
     pc__writer_unlock(c, &s->w);
     pc__free(kv, pc__kv_alloc_size(kv));
     return st;

@@ -49,7 +49,8 @@ struct pc__lease {
 struct pc__put_req {
     unsigned int flags;      /* 0, PC_PUT_IF_ABSENT or PC_PUT_IF_PRESENT */
     uint64_t expires;        /* absolute, on the cache's clock; 0: never */
-    struct pc__lease *lease; /* a load's lease (unregistered by the put) */
+    struct pc__lease *lease; /* a load's lease, or NULL; the put
+                                unregisters it whatever its outcome */
     bool dropped;            /* out: the lease was broken, nothing stored */
 };
 

@@ -1,0 +1,452 @@
+/*
+ * Get-or-load against concurrent writes (issue 11, item 1): once a put,
+ * delete or clear of a key has returned, no load that began before it
+ * stores its value over it; the loading callers still get their value.
+ * Also: one hit or one miss per call (item 4), and the time to live of
+ * loaded values (pc_get_or_load_ex, pc_memo_create_ex).
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "purecache.h"
+#include "testlib.h"
+
+/* A loader held until the test lets it go. */
+struct gate {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int entered, go;
+    const char *value;
+};
+
+#define GATE_INIT(v)                                                           \
+    {                                                                          \
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, v           \
+    }
+
+static int gated_load(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    struct gate *g = ctx;
+
+    (void)key;
+    (void)klen;
+    pthread_mutex_lock(&g->m);
+    g->entered++;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->go)
+        pthread_cond_wait(&g->cv, &g->m);
+    pthread_mutex_unlock(&g->m);
+    return pc_sink_set(out, g->value, strlen(g->value)) == PC_OK ? 0 : 1;
+}
+
+static void gate_wait_entered(struct gate *g)
+{
+    pthread_mutex_lock(&g->m);
+    while (g->entered == 0)
+        pthread_cond_wait(&g->cv, &g->m);
+    pthread_mutex_unlock(&g->m);
+}
+
+static void gate_open(struct gate *g)
+{
+    pthread_mutex_lock(&g->m);
+    g->go = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->m);
+}
+
+struct loading {
+    pc_cache *c;
+    pc_memo *memo; /* or NULL: pc_get_or_load on c */
+    struct gate *g;
+    pc_status st;
+    char got[32];
+    size_t n;
+};
+
+static void *load_k(void *p)
+{
+    struct loading *l = p;
+
+    if (l->memo != NULL)
+        l->st = pc_memo_call(l->memo, "k", 1, gated_load, l->g, l->got,
+                             sizeof l->got, &l->n, NULL);
+    else
+        l->st = pc_get_or_load(l->c, "k", 1, gated_load, l->g, l->got,
+                               sizeof l->got, &l->n, NULL);
+    return NULL;
+}
+
+enum write_kind { PUT, DELETE, CLEAR, PUT_OTHER, PUT_EX };
+
+/* Start a load of "k", do the write while the loader runs, let it finish;
+ * returns what pc_get then finds for "k" (into got/n). */
+static pc_status race(pc_cache *c, pc_memo *memo, enum write_kind kind,
+                      char *got, size_t *n)
+{
+    struct gate g = GATE_INIT("loaded");
+    struct loading l = {.c = c, .memo = memo, .g = &g, .st = PC_EINVAL};
+    pthread_t th;
+
+    cr_assert_eq(pthread_create(&th, NULL, load_k, &l), 0);
+    gate_wait_entered(&g);
+    switch (kind) {
+    case PUT:
+        cr_assert_eq(pc_put(c, "k", 1, "fresh", 5), PC_OK);
+        break;
+    case PUT_EX: {
+        pc_put_args a = {.ttl_ms = PC_TTL_NEVER};
+
+        cr_assert_eq(pc_put_ex(c, "k", 1, "fresh", 5, &a), PC_OK);
+        break;
+    }
+    case DELETE:
+        cr_assert_eq(pc_delete(c, "k", 1), PC_NOTFOUND);
+        break;
+    case CLEAR:
+        pc_clear(c);
+        break;
+    case PUT_OTHER:
+        cr_assert_eq(pc_put(c, "other", 5, "x", 1), PC_OK);
+        break;
+    }
+    gate_open(&g);
+    pthread_join(th, NULL);
+    /* The loading caller gets the loaded value whatever happened. */
+    cr_assert_eq(l.st, PC_OK);
+    cr_assert_eq(l.n, 6);
+    cr_assert_eq(memcmp(l.got, "loaded", 6), 0);
+    return pc_get(c, "k", 1, got, 32, n);
+}
+
+Test(load, a_put_during_a_load_wins)
+{
+    pc_cache *c = make_cache(16);
+    char got[32];
+    size_t n;
+
+    cr_assert_eq(race(c, NULL, PUT, got, &n), PC_OK);
+    cr_assert_eq(n, 5, "the load overwrote the newer put");
+    cr_assert_eq(memcmp(got, "fresh", 5), 0);
+    pc_delete(c, "k", 1);
+    cr_assert_eq(race(c, NULL, PUT_EX, got, &n), PC_OK);
+    cr_assert_eq(memcmp(got, "fresh", 5), 0);
+    pc_destroy(c);
+}
+
+Test(load, a_delete_during_a_load_wins)
+{
+    pc_cache *c = make_cache(16);
+    char got[32];
+    size_t n;
+
+    /* The key is absent throughout: the delete finds nothing, yet the value
+     * the load read before it (say, from a database row the deleter just
+     * changed) must not be cached after it. */
+    cr_assert_eq(race(c, NULL, DELETE, got, &n), PC_NOTFOUND);
+    pc_destroy(c);
+}
+
+Test(load, a_clear_during_a_load_wins)
+{
+    pc_cache *c = make_cache(16);
+    char got[32];
+    size_t n;
+
+    cr_assert_eq(race(c, NULL, CLEAR, got, &n), PC_NOTFOUND);
+    pc_destroy(c);
+}
+
+Test(load, writes_of_other_keys_do_not_stop_a_load_from_caching)
+{
+    pc_cache *c = make_cache(16);
+    char got[32];
+    size_t n;
+
+    cr_assert_eq(race(c, NULL, PUT_OTHER, got, &n), PC_OK);
+    cr_assert_eq(n, 6);
+    cr_assert_eq(memcmp(got, "loaded", 6), 0);
+    /* and a load with no write at all caches as before */
+    pc_delete(c, "k", 1);
+    struct gate open = GATE_INIT("again");
+    open.go = 1;
+    cr_assert_eq(
+        pc_get_or_load(c, "k", 1, gated_load, &open, NULL, 0, NULL, NULL),
+        PC_ERANGE);
+    cr_assert_eq(pc_get(c, "k", 1, got, sizeof got, &n), PC_OK);
+    cr_assert_eq(memcmp(got, "again", 5), 0);
+    pc_destroy(c);
+}
+
+Test(load, the_memoizer_over_a_cache_loses_to_writes_too)
+{
+    pc_cache *c = make_cache(16);
+    pc_backend be;
+    pc_memo *m;
+    char got[32];
+    size_t n;
+
+    cr_assert_eq(pc_backend_from_cache(c, &be), PC_OK);
+    cr_assert_eq(pc_memo_create(&be, &m), PC_OK);
+    cr_assert_eq(race(c, m, PUT, got, &n), PC_OK);
+    cr_assert_eq(memcmp(got, "fresh", 5), 0);
+    pc_delete(c, "k", 1);
+    cr_assert_eq(race(c, m, DELETE, got, &n), PC_NOTFOUND);
+    cr_assert_eq(race(c, m, PUT_OTHER, got, &n), PC_OK);
+    cr_assert_eq(memcmp(got, "loaded", 6), 0);
+    pc_memo_destroy(m); /* and the cache */
+}
+
+/* Many loads and writes of a few keys at once: each key's final value is
+ * the last write's unless a load that began after that write stored. With
+ * distinct values per write and per load, "stale" means: a value from a
+ * load that began before the last completed write. Checked by version
+ * numbers: writes store even versions, loads odd ones read from a
+ * "database" counter they sample when they begin. */
+#define KEYS 4
+#define ROUNDS 3000
+
+struct db {
+    uint64_t version[KEYS]; /* the source of truth (atomic) */
+    pc_cache *c;
+    int stop;
+};
+
+struct db_load {
+    struct db *db;
+    int key;
+};
+
+static int db_loader(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    struct db_load *dl = ctx;
+    uint64_t v = __atomic_load_n(&dl->db->version[dl->key], __ATOMIC_ACQUIRE);
+
+    (void)key;
+    (void)klen;
+    if (v % 7 == 0)
+        usleep(50); /* widen the window now and then */
+    return pc_sink_set(out, &v, sizeof v) == PC_OK ? 0 : 1;
+}
+
+static void *db_reader(void *p)
+{
+    struct db *db = p;
+    unsigned seed = 1;
+
+    while (!__atomic_load_n(&db->stop, __ATOMIC_ACQUIRE)) {
+        int k = (int)(rand_r(&seed) % KEYS);
+        struct db_load dl = {db, k};
+        uint64_t v;
+
+        pc_get_or_load(db->c, &k, sizeof k, db_loader, &dl, &v, sizeof v, NULL,
+                       NULL);
+    }
+    return NULL;
+}
+
+Test(load, cache_aside_with_invalidation_never_ends_stale, .timeout = 120)
+{
+    struct db db = {.c = make_cache(64)};
+    pthread_t r[2];
+
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&r[i], NULL, db_reader, &db), 0);
+    for (int round = 0; round < ROUNDS; round++) {
+        int k = round % KEYS;
+
+        /* Update the source, then invalidate (delete) the cached copy. */
+        __atomic_add_fetch(&db.version[k], 1, __ATOMIC_RELEASE);
+        pc_delete(db.c, &k, sizeof k);
+        if (round % 64 == 0)
+            usleep(100);
+    }
+    __atomic_store_n(&db.stop, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 2; i++)
+        pthread_join(r[i], NULL);
+    /* Every value still cached is the current version: a load that read an
+     * older one began before the delete that followed its version. */
+    for (int k = 0; k < KEYS; k++) {
+        uint64_t v;
+
+        if (pc_get(db.c, &k, sizeof k, &v, sizeof v, NULL) == PC_OK)
+            cr_assert_eq(
+                v, db.version[k], "key %d: cached version %llu, source %llu", k,
+                (unsigned long long)v, (unsigned long long)db.version[k]);
+    }
+    pc_destroy(db.c);
+}
+
+/* ---- statistics: one hit or one miss per call ---- */
+
+static int quick_load(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    (void)ctx;
+    return pc_sink_set(out, key, klen) == PC_OK ? 0 : 1;
+}
+
+Test(load, each_call_counts_one_hit_or_one_miss)
+{
+    pc_cache *c = make_cache(16);
+    pc_stats s;
+
+    cr_assert_eq(
+        pc_get_or_load(c, "a", 1, quick_load, NULL, NULL, 0, NULL, NULL),
+        PC_ERANGE);
+    pc_stats_get(c, &s);
+    cr_assert_eq(s.misses, 1, "the loading call counted %llu misses",
+                 (unsigned long long)s.misses);
+    cr_assert_eq(s.hits, 0);
+    cr_assert_eq(s.loader_calls, 1);
+    cr_assert_eq(
+        pc_get_or_load(c, "a", 1, quick_load, NULL, NULL, 0, NULL, NULL),
+        PC_ERANGE);
+    pc_stats_get(c, &s);
+    cr_assert_eq(s.misses, 1);
+    cr_assert_eq(s.hits, 1);
+    cr_assert_eq(s.loader_calls, 1);
+    pc_destroy(c);
+}
+
+#define CROWD 8
+
+struct crowd {
+    pc_cache *c;
+    struct gate *g;
+    pthread_barrier_t start;
+};
+
+static void *crowd_member(void *p)
+{
+    struct crowd *cr = p;
+    char buf[16];
+
+    pthread_barrier_wait(&cr->start);
+    pc_get_or_load(cr->c, "k", 1, gated_load, cr->g, buf, sizeof buf, NULL,
+                   NULL);
+    return NULL;
+}
+
+Test(load, waiters_and_the_loader_count_one_miss_each, .timeout = 60)
+{
+    struct gate g = GATE_INIT("v");
+    struct crowd cr = {.c = make_cache(16), .g = &g};
+    pthread_t th[CROWD];
+    pc_stats s;
+
+    pthread_barrier_init(&cr.start, NULL, CROWD + 1);
+    for (int i = 0; i < CROWD; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, crowd_member, &cr), 0);
+    pthread_barrier_wait(&cr.start);
+    gate_wait_entered(&g);
+    usleep(50000); /* let the others reach the flight (or not: either way) */
+    gate_open(&g);
+    for (int i = 0; i < CROWD; i++)
+        pthread_join(th[i], NULL);
+    pc_stats_get(cr.c, &s);
+    cr_assert_eq(s.hits + s.misses, CROWD, "%llu hits + %llu misses",
+                 (unsigned long long)s.hits, (unsigned long long)s.misses);
+    cr_assert_geq(s.misses, 1);
+    cr_assert_eq(s.loader_calls, 1);
+    pthread_barrier_destroy(&cr.start);
+    pc_destroy(cr.c);
+}
+
+/* ---- time to live of loaded values ---- */
+
+Test(load, get_or_load_ex_stores_with_its_ttl)
+{
+    pc_options o = test_opts(16);
+    pc_load_args a = {.ttl_ms = 100};
+    pc_cache *c;
+
+    o.now_ms = test_now;
+    o.ttl_ms = 1000; /* the default, for the call without args */
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    cr_assert_eq(
+        pc_get_or_load_ex(c, "a", 1, quick_load, NULL, NULL, 0, NULL, NULL, &a),
+        PC_ERANGE);
+    cr_assert_eq(pc_get_or_load_ex(c, "b", 1, quick_load, NULL, NULL, 0, NULL,
+                                   NULL, NULL),
+                 PC_ERANGE);
+    a.ttl_ms = PC_TTL_NEVER;
+    cr_assert_eq(
+        pc_get_or_load_ex(c, "n", 1, quick_load, NULL, NULL, 0, NULL, NULL, &a),
+        PC_ERANGE);
+    test_advance(99);
+    cr_assert_eq(pc_get(c, "a", 1, NULL, 0, NULL), PC_ERANGE);
+    test_advance(1);
+    cr_assert_eq(pc_get(c, "a", 1, NULL, 0, NULL), PC_NOTFOUND, "a expired");
+    cr_assert_eq(pc_get(c, "b", 1, NULL, 0, NULL), PC_ERANGE);
+    test_advance(900);
+    cr_assert_eq(pc_get(c, "b", 1, NULL, 0, NULL), PC_NOTFOUND, "b expired");
+    cr_assert_eq(pc_get(c, "n", 1, NULL, 0, NULL), PC_ERANGE, "n never does");
+    pc_destroy(c);
+}
+
+static pc_status nothing_get(void *self, const void *key, size_t klen,
+                             void *buf, size_t bufcap, size_t *vlen)
+{
+    (void)self, (void)key, (void)klen, (void)buf, (void)bufcap, (void)vlen;
+    return PC_NOTFOUND;
+}
+
+static pc_status nothing_put(void *self, const void *key, size_t klen,
+                             const void *val, size_t vlen)
+{
+    (void)self, (void)key, (void)klen, (void)val, (void)vlen;
+    return PC_OK;
+}
+
+static pc_status nothing_del(void *self, const void *key, size_t klen)
+{
+    (void)self, (void)key, (void)klen;
+    return PC_NOTFOUND;
+}
+
+static size_t nothing_len(void *self)
+{
+    (void)self;
+    return 0;
+}
+
+Test(load, memoizer_passes_its_ttl_to_the_backend)
+{
+    pc_options o = test_opts(16);
+    pc_memo_options mo = {.ttl_ms = 50};
+    pc_backend be;
+    pc_memo *m;
+    pc_cache *c;
+    char buf[8];
+
+    o.now_ms = test_now;
+    c = make_cache_opts(&o);
+    cr_assert_eq(pc_backend_from_cache(c, &be), PC_OK);
+    cr_assert_eq(pc_memo_create_ex(&be, &mo, &m), PC_OK);
+    cr_assert_eq(
+        pc_memo_call(m, "a", 1, quick_load, NULL, buf, sizeof buf, NULL, NULL),
+        PC_OK);
+    cr_assert_eq(pc_get(c, "a", 1, NULL, 0, NULL), PC_ERANGE);
+    test_advance(50);
+    cr_assert_eq(pc_get(c, "a", 1, NULL, 0, NULL), PC_NOTFOUND);
+    pc_memo_destroy(m);
+
+    /* A backend without put_ex cannot honour a ttl: refused up front. */
+    static const pc_backend_ops v1 = {
+        .size = offsetof(pc_backend_ops, put_ex),
+        .get = nothing_get,
+        .put = nothing_put,
+        .del = nothing_del,
+        .len = nothing_len,
+    };
+    pc_backend plain = {.ops = &v1, .self = NULL};
+    m = (pc_memo *)0x1;
+    cr_assert_eq(pc_memo_create_ex(&plain, &mo, &m), PC_EINVAL);
+    cr_assert_eq(m, (pc_memo *)0x1, "nothing created");
+    mo.ttl_ms = 0;
+    cr_assert_eq(pc_memo_create_ex(&plain, &mo, &m), PC_OK);
+    pc_memo_destroy(m);
+}
