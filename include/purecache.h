@@ -657,8 +657,10 @@ PC_API pc_status pc_memo_create_ex(const pc_backend *backend,
 PC_API void pc_memo_destroy(pc_memo *memo);
 
 /*
- * pc_get_or_load over the memoizer's backend: same single-flight, error and
- * deadlock semantics. Thread-safety: any thread. Progress: blocking.
+ * pc_get_or_load over the memoizer's backend: same single-flight, error,
+ * deadlock and cancellation semantics (a cancellation point only while it
+ * runs load; the backend is called with cancellation disabled).
+ * Thread-safety: any thread. Progress: blocking.
  */
 PC_API pc_status pc_memo_call(pc_memo *memo, const void *key, size_t klen,
                               pc_loader_fn *load, void *ctx, void *buf,

@@ -18,16 +18,17 @@
  * new one.
  *
  * The thread's table. One pthread key for the whole process (created once,
- * with the first domain, under pthread_once) holds each thread's table: an open-addressing
- * hash of domain id -> record, linear probing, grown by doubling. So the
- * number of caches is not bounded by PTHREAD_KEYS_MAX, and the library
- * takes one of the application's keys, not one per cache. Entries of
- * destroyed domains are not removed when the domain goes (other threads'
- * tables are theirs alone); a table that fills is rebuilt without them
- * first, checked against the process's map of live domain ids, so a
- * thread that touches a stream of short-lived caches keeps a table sized
- * by the caches alive. The thread that destroys a domain removes its own
- * entry at once (and frees its table when that leaves it empty).
+ * with the first domain, under pthread_once) holds each thread's table:
+ * an open-addressing hash of domain id -> record, linear probing, grown
+ * by doubling. So the number of caches is not bounded by PTHREAD_KEYS_MAX,
+ * and the library takes one of the application's keys, not one per cache.
+ * Entries of destroyed domains are not removed when the domain goes
+ * (other threads' tables are theirs alone); a table that fills is rebuilt
+ * without them first, checked against the process's map of live domain
+ * ids, so a thread that touches a stream of short-lived caches keeps a
+ * table sized by the caches alive. The thread that destroys a domain
+ * removes its own entry at once (and frees its table when that leaves it
+ * empty).
  *
  * Thread exit. The key's destructor releases every record in the exiting
  * thread's table, then frees the table. It may run while pc_destroy runs
