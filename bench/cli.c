@@ -93,7 +93,8 @@ static const struct opt_spec options[] = {
     {"--lat-every", "K", OPT_UINT, OFF(lat_every),
      "latency run samples 1 op in K (default 64)"},
     {"--peers", "LIST", OPT_STRING, OFF(peers),
-     "all, or of clock,lru,ck_hs,mutex-lru,striped-lru,tbb-lru,cuckoo"},
+     "all, or of clock,frequency,lru,ck_hs,mutex-lru,striped-lru,tbb-lru,"
+     "cuckoo"},
     {"--traces", "SET", OPT_STRING, OFF(traces),
      "default (traces under 1M requests), all, none, or a list of names "
      "(e.g. lirs-cpp,arc-OLTP)"},
