@@ -44,6 +44,8 @@ static const struct bench_opts defaults = {
     .lib_clock = PC_BENCH_LIB_CLOCK,
     .lib_lru = PC_BENCH_LIB_LRU,
     .hash_seed = 0x5eed5eed5eedull,
+    .hit_ops = 4000000,
+    .hit_dists = "zipf",
     .pin = true,
     .plot = true,
     .synth = true,
@@ -95,6 +97,11 @@ static const struct opt_spec options[] = {
     {"--peers", "LIST", OPT_STRING, OFF(peers),
      "all, or of clock,frequency,lru,ck_hs,mutex-lru,striped-lru,tbb-lru,"
      "cuckoo"},
+    {"--hit-ops", "N", OPT_SIZE, OFF(hit_ops),
+     "hit-ratio report: cache-aside ops counted, single-threaded, after the "
+     "warm-up and 2N more (default 4000000; 0 skips it)"},
+    {"--hit-dists", "LIST", OPT_STRING, OFF(hit_dists),
+     "its distributions (default zipf)"},
     {"--traces", "SET", OPT_STRING, OFF(traces),
      "default (traces under 1M requests), all, none, or a list of names "
      "(e.g. lirs-cpp,arc-OLTP)"},
@@ -209,6 +216,7 @@ static int cli_finish(struct bench_opts *o)
         o->runs = 1;
         o->duration = 0.05;
         o->stream_len = 1u << 14;
+        o->hit_ops = 50000;
         if (strcmp(o->traces, "default") == 0)
             o->traces = "lirs-cpp";
         if (o->nthreads == 0)

@@ -3,8 +3,10 @@
  *
  * What it measures, per (key distribution, mix, peer, thread count):
  * throughput (Mops/s, median of --runs timed runs, and its ratio to
- * CLOCK's), hit ratio, latency percentiles from a separate sampled run,
- * and once per peer the memory per entry beyond key and value. In trace
+ * CLOCK's), hit ratio, latency percentiles from a separate sampled run;
+ * per distribution, every bounded peer's steady-state hit ratio beside
+ * the static optimum; once per peer the memory per entry beyond key and
+ * value. In trace
  * mode, the miss ratio of the CLOCK and exact-LRU policies and a reference
  * LRU on real traces. Then the targets those figures are held to. All
  * peers run in the same process, on the same pre-generated keys, through
@@ -18,6 +20,7 @@
  *   runner.c    warm-up, interleaved timed runs, latency sampling
  *   results.c   the points and figures of this run
  *   report.c    stdout tables, CSV files
+ *   hitratio.c  hit ratios outside the timed runs, the static optimum
  *   memory.c    jemalloc per-entry measurement
  *   targets.c   the targets table
  *   plot.c      gnuplot data, scripts and PNGs
@@ -37,6 +40,7 @@
 
 #include "callgrind.h"
 #include "cli.h"
+#include "hitratio.h"
 #include "memory.h"
 #include "opts.h"
 #include "peer.h"
@@ -64,8 +68,8 @@ static int count_steps(const struct bench_opts *o,
                     (bench_list_has(o->dists, "uniform") ? 1 : 0));
 }
 
-/* The synthetic mode: every distribution and mix, then memory. Returns 0,
- * or -1 for a bad --dists. */
+/* The synthetic mode: every distribution and mix, its hit ratios, then
+ * memory. Returns 0, or -1 for a bad --dists. */
 static int run_synthetic(const struct bench_opts *o,
                          const struct bench_peer *peers, int npeers)
 {
@@ -99,6 +103,8 @@ static int run_synthetic(const struct bench_opts *o,
             report_mix_end(&csv, first, results_npoints());
             plot_throughput(o, dn, (enum mix)m, peers, npeers);
         }
+        if (bench_list_has(o->hit_dists, dn))
+            hitratio_run(o, &wl, peers, npeers, csv.hit);
         workload_fini(&wl);
     }
     report_memory_begin(o);

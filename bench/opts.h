@@ -35,6 +35,8 @@ struct bench_opts {
     const char *out_dir;
     const char *lib_clock, *lib_lru;
     uint64_t hash_seed;
+    size_t hit_ops;             /* hit-ratio report: ops measured (0: skip) */
+    const char *hit_dists;      /* its distributions: "zipf" */
     long callgrind_get;         /* > 0: callgrind get mode, this many ops */
     long callgrind_miss;        /* > 0: callgrind miss mode, this many */
     const char *callgrind_peer; /* callgrind mode on this peer */

@@ -13,6 +13,7 @@
  */
 #include <string.h>
 
+#include "hitratio.h"
 #include "report.h"
 #include "results.h"
 #include "util.h"
@@ -52,6 +53,8 @@ void report_open(const struct bench_opts *o, struct report_csv *csv)
                          "mops_max,hit_ratio,p50_ns,p99_ns,p999_ns,"
                          "vs_clock\n");
     fprintf(csv->memory, "peer,capacity,bytes_per_entry_beyond_kv\n");
+    csv->hit = bench_open_out(o->out_dir, "hitratio.csv");
+    hitratio_csv_header(csv->hit);
 }
 
 void report_close(struct report_csv *csv)
@@ -59,6 +62,7 @@ void report_close(struct report_csv *csv)
     fclose(csv->runs);
     fclose(csv->points);
     fclose(csv->memory);
+    fclose(csv->hit);
 }
 
 void report_workload(const struct workload *wl)
@@ -192,7 +196,7 @@ void report_memory_row(struct report_csv *csv, const char *peer,
 void report_footer(const struct bench_opts *o, int missed)
 {
     printf("\nresults in %s/ (throughput.csv, runs.csv, memory.csv, "
-           "traces.csv, *.png)\n",
+           "hitratio.csv, traces.csv, *.png)\n",
            o->out_dir);
     printf("targets missed in this run: %d\n", missed);
 }

@@ -120,6 +120,9 @@ static const struct target targets[] = {
     MEM("clock", 48),
     MEM("lru", 56),
     MEM("frequency", 56),
+    /* hit ratio, Zipf 0.99, C = 10% of 1M keys (issue 13) */
+    FIG_GE("hit.zipf.frequency",
+           "frequency hit ratio, zipf 0.99, C = 10% of 1M", 0.81),
 };
 /* clang-format on */
 
