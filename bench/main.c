@@ -7,8 +7,9 @@
  * per distribution, every bounded peer's steady-state hit ratio beside
  * the static optimum; once per peer the memory per entry beyond key and
  * value. In trace
- * mode, the miss ratio of the CLOCK and exact-LRU policies and a reference
- * LRU on real traces. Then the targets those figures are held to. All
+ * mode, the miss ratio of the three purecache policies and a reference
+ * LRU on real traces, beside libCacheSim's for the same cells. Then the
+ * targets those figures are held to. All
  * peers run in the same process, on the same pre-generated keys, through
  * the same loop, behind one vtable (peer.h).
  *
@@ -25,6 +26,7 @@
  *   targets.c   the targets table
  *   plot.c      gnuplot data, scripts and PNGs
  *   trace.c     trace replay and its policy checks
+ *   refmiss.c   libCacheSim's miss ratios for the same trace cells
  *   callgrind.c the instruction-counting modes (bench/callgrind-*.sh)
  *
  * The purecache policies are loaded from their shared libraries with
@@ -125,9 +127,9 @@ int main(int argc, char **argv)
     struct bench_opts o;
     struct bench_peer peers[BENCH_MAX_PEERS], *clock = NULL, *freq = NULL,
                                               *lru = NULL, *ref = NULL;
-    /* Trace mode always uses clock, lru and the mutex-lru reference; the
-     * synthetic benchmarks run the peers --peers selects. */
-    struct bench_peer trace_peers[3];
+    /* Trace mode always uses clock, frequency, lru and the mutex-lru
+     * reference; the synthetic benchmarks run the peers --peers selects. */
+    struct bench_peer trace_peers[4];
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int npeers = 0, missed = 0, status;
 
@@ -136,9 +138,9 @@ int main(int argc, char **argv)
     if (status >= 0)
         return status;
 
-    /* Peers, in table order. clock, lru and mutex-lru are also trace
-     * mode's. The frequency policy is optional (a CLOCK library older than
-     * it). */
+    /* Peers, in table order. clock, frequency, lru and mutex-lru are also
+     * trace mode's. The frequency policy is optional (a CLOCK library
+     * older than it). */
     if (peer_purecache(&peers[npeers], "clock", o.lib_clock, o.hash_seed) == 0)
         clock = &peers[npeers++];
     if (peer_purecache(&peers[npeers], "frequency", o.lib_clock, o.hash_seed) ==
@@ -185,8 +187,10 @@ int main(int argc, char **argv)
         return 2;
     }
     trace_peers[0] = *clock;
-    trace_peers[1] = *lru;
-    trace_peers[2] = *ref;
+    if (freq != NULL)
+        trace_peers[1] = *freq;
+    trace_peers[2] = *lru;
+    trace_peers[3] = *ref;
     {
         int k = 0;
 
@@ -205,8 +209,9 @@ int main(int argc, char **argv)
     if (o.synth && run_synthetic(&o, peers, npeers) < 0)
         return 2;
     if (strcmp(o.traces, "none") != 0)
-        missed +=
-            trace_run(&o, &trace_peers[0], &trace_peers[1], &trace_peers[2]);
+        missed += trace_run(&o, &trace_peers[0],
+                            freq != NULL ? &trace_peers[1] : NULL,
+                            &trace_peers[2], &trace_peers[3]);
     missed += targets_check(&o);
     report_footer(&o, missed);
     return 0;

@@ -123,6 +123,11 @@ static const struct target targets[] = {
     /* hit ratio, Zipf 0.99, C = 10% of 1M keys (issue 13) */
     FIG_GE("hit.zipf.frequency",
            "frequency hit ratio, zipf 0.99, C = 10% of 1M", 0.81),
+    /* the shared traces (issue 13) */
+    FIG_LE("trace.mean.frequency",
+           "frequency mean miss ratio, shared trace cells", 0.505, false),
+    FIG_LE("trace.worst.frequency",
+           "frequency - lru miss ratio, worst trace cell", 0.02, true),
 };
 /* clang-format on */
 
