@@ -5,13 +5,14 @@
  * throughput (Mops/s, median of --runs timed runs, and its ratio to
  * CLOCK's), hit ratio, latency percentiles from a separate sampled run;
  * per distribution, every bounded peer's steady-state hit ratio beside
- * the static optimum; once per peer the memory per entry beyond key and
- * value. In trace
- * mode, the miss ratio of the three purecache policies and a reference
- * LRU on real traces, beside libCacheSim's for the same cells. Then the
- * targets those figures are held to. All
- * peers run in the same process, on the same pre-generated keys, through
- * the same loop, behind one vtable (peer.h).
+ * the static optimum, and the purecache policies with a time to live and
+ * with a byte bound beside their plain forms; once per peer the memory per
+ * entry beyond key and value, and for the purecache policies the RSS of a
+ * byte-bounded cache per byte of its bound. In trace mode, the miss ratio
+ * of the three purecache policies and a reference LRU on real traces,
+ * beside libCacheSim's for the same cells. Then the targets all those
+ * figures are held to. All peers run in the same process, on the same
+ * pre-generated keys, through the same loop, behind one vtable (peer.h).
  *
  * This file only wires the modules together, each of which explains its
  * own method at its top:
@@ -22,7 +23,9 @@
  *   results.c   the points and figures of this run
  *   report.c    stdout tables, CSV files
  *   hitratio.c  hit ratios outside the timed runs, the static optimum
+ *   variants.c  expiry and byte-bound variants beside the plain caches
  *   memory.c    jemalloc per-entry measurement
+ *   rss.c       RSS / max_bytes of byte-bounded caches
  *   targets.c   the targets table
  *   plot.c      gnuplot data, scripts and PNGs
  *   trace.c     trace replay and its policy checks
@@ -49,10 +52,12 @@
 #include "plot.h"
 #include "report.h"
 #include "results.h"
+#include "rss.h"
 #include "runner.h"
 #include "targets.h"
 #include "trace.h"
 #include "util.h"
+#include "variants.h"
 #include "workload.h"
 
 /* Timed (distribution, mix) steps, for the progress line's [i/n]. */
@@ -70,8 +75,8 @@ static int count_steps(const struct bench_opts *o,
                     (bench_list_has(o->dists, "uniform") ? 1 : 0));
 }
 
-/* The synthetic mode: every distribution and mix, its hit ratios, then
- * memory. Returns 0, or -1 for a bad --dists. */
+/* The synthetic mode: every distribution and mix, its hit ratios and
+ * variants, then memory and RSS. Returns 0, or -1 for a bad --dists. */
 static int run_synthetic(const struct bench_opts *o,
                          const struct bench_peer *peers, int npeers)
 {
@@ -107,6 +112,8 @@ static int run_synthetic(const struct bench_opts *o,
         }
         if (bench_list_has(o->hit_dists, dn))
             hitratio_run(o, &wl, peers, npeers, csv.hit);
+        if (bench_list_has(o->var_dists, dn))
+            variants_run(o, &wl, peers, npeers, csv.variants);
         workload_fini(&wl);
     }
     report_memory_begin(o);
@@ -118,6 +125,7 @@ static int run_synthetic(const struct bench_opts *o,
         report_memory_row(&csv, peers[pi].name, o->capacity, per);
         results_add_memory(peers[pi].name, per);
     }
+    rss_run(o, peers, npeers, csv.rss);
     report_close(&csv);
     return 0;
 }

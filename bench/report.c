@@ -16,7 +16,9 @@
 #include "hitratio.h"
 #include "report.h"
 #include "results.h"
+#include "rss.h"
 #include "util.h"
+#include "variants.h"
 
 void report_banner(const struct bench_opts *o, long ncpu, uint32_t timer_ns,
                    const struct bench_peer *peers, int npeers)
@@ -55,6 +57,10 @@ void report_open(const struct bench_opts *o, struct report_csv *csv)
     fprintf(csv->memory, "peer,capacity,bytes_per_entry_beyond_kv\n");
     csv->hit = bench_open_out(o->out_dir, "hitratio.csv");
     hitratio_csv_header(csv->hit);
+    csv->variants = bench_open_out(o->out_dir, "variants.csv");
+    variants_csv_header(csv->variants);
+    csv->rss = bench_open_out(o->out_dir, "rss.csv");
+    rss_csv_header(csv->rss);
 }
 
 void report_close(struct report_csv *csv)
@@ -63,6 +69,8 @@ void report_close(struct report_csv *csv)
     fclose(csv->points);
     fclose(csv->memory);
     fclose(csv->hit);
+    fclose(csv->variants);
+    fclose(csv->rss);
 }
 
 void report_workload(const struct workload *wl)
@@ -196,7 +204,7 @@ void report_memory_row(struct report_csv *csv, const char *peer,
 void report_footer(const struct bench_opts *o, int missed)
 {
     printf("\nresults in %s/ (throughput.csv, runs.csv, memory.csv, "
-           "hitratio.csv, traces.csv, *.png)\n",
+           "hitratio.csv, variants.csv, rss.csv, traces.csv, *.png)\n",
            o->out_dir);
     printf("targets missed in this run: %d\n", missed);
 }

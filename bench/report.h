@@ -15,10 +15,12 @@
 #include "workload.h"
 
 struct report_csv {
-    FILE *runs;   /* runs.csv: every timed run */
-    FILE *points; /* throughput.csv: one row per point */
-    FILE *memory; /* memory.csv: one row per peer */
-    FILE *hit;    /* hitratio.csv (rows: hitratio.c) */
+    FILE *runs;     /* runs.csv: every timed run */
+    FILE *points;   /* throughput.csv: one row per point */
+    FILE *memory;   /* memory.csv: one row per peer */
+    FILE *hit;      /* hitratio.csv (rows: hitratio.c) */
+    FILE *variants; /* variants.csv (rows: variants.c) */
+    FILE *rss;      /* rss.csv (rows: rss.c) */
 };
 
 /* The settings line and the legend of the peers that will run. */
