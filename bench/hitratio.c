@@ -47,8 +47,8 @@ static void record(const struct bench_opts *o, const char *dist,
     if (target_workload)
         snprintf(note, sizeof note, "%zu ops", o->hit_ops);
     else
-        snprintf(note, sizeof note, "N=%zu C=%zu skew %.2f", o->keys,
-                 o->capacity, o->skew);
+        snprintf(note, sizeof note, "N=%zu C=%zu s=%.2f", o->keys, o->capacity,
+                 o->skew);
     results_add_figure(name, hit, note, !target_workload);
 }
 
