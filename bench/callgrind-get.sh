@@ -6,6 +6,10 @@
 # 8-byte key, through the pointer dlsym returned for the CLOCK library.
 # Prints Ir / N, and the same without the loop's own instructions (the
 # loop function's self cost: counter, argument set-up, indirect call).
+# The same for a cache of the frequency policy (CLOCK build,
+# PC_POLICY_FREQUENCY; --callgrind-peer frequency): its read path is
+# CLOCK's with a use count instead of a reference bit, so the two should
+# match.
 # For scale it then counts the raw ck_hs peer's get (hash, ck_hs_get,
 # compare callback, copy; called through the harness's peer vtable) the
 # same way: the floor under any read path built on ck_hs_get.
@@ -33,7 +37,7 @@ count() { # label toggle-function args...
     self=$(callgrind_annotate --inclusive=no "$out/cg.out" 2>/dev/null |
         awk -v fn="$fn" '$0 ~ ":" fn " " || $0 ~ ":" fn "$" {gsub(",", "", $1); print $1; exit}')
     awk -v ir="$ir" -v self="${self:-0}" -v n="$n" -v l="$label" 'BEGIN {
-        printf "callgrind-get: %-32s %6.1f instructions per get (%.1f without the loop)\n",
+        printf "callgrind-get: %-35s %6.1f instructions per get (%.1f without the loop)\n",
             l, ir / n, (ir - self) / n
     }'
     if [ -n "${CALLGRIND_ANNOTATE:-}" ]; then
@@ -41,4 +45,5 @@ count() { # label toggle-function args...
     fi
 }
 count "clock pc_get hit, 8-byte key:" bench_get_loop --callgrind-get "$n"
+count "frequency pc_get hit, 8-byte key:" bench_get_loop --callgrind-get "$n" --callgrind-peer frequency
 count "raw ck_hs get (ceiling peer):" bench_peer_get_loop --callgrind-get "$n" --callgrind-peer ck_hs

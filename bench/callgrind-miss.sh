@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per cache-aside miss: a get that misses, then the put of
-# that key into a full cache, which evicts. Counted by callgrind for both
-# purecache policies and the mutex-lru peer, on the same keys.
+# that key into a full cache, which evicts. Counted by callgrind for the
+# purecache policies (clock, frequency, lru) and the mutex-lru peer, on
+# the same keys.
 #
 # Runs `purecache-bench --callgrind-miss N --callgrind-peer P` under
 # valgrind with collection switched on only inside bench_miss_loop: the
@@ -12,7 +13,8 @@
 # hit and, for purecache, that exactly N entries were evicted, and fails
 # otherwise. Prints Ir / N per peer, and the same without the loop's own
 # instructions (bench_miss_loop's self cost), then the target: CLOCK's
-# count without the loop <= mutex-lru's.
+# count without the loop <= mutex-lru's (frequency and lru: no target,
+# their ratio to mutex-lru for scale).
 #
 # usage: bench/callgrind-miss.sh [path/to/purecache-bench] [N] [harness options]
 # e.g.   bench/callgrind-miss.sh build/release/bench/purecache-bench 200000 --capacity 10000
@@ -47,7 +49,7 @@ count() { # peer extra-args... ; writes "<with loop> <without loop>" to $out/res
 }
 
 declare -A with without
-for peer in clock lru mutex-lru; do
+for peer in clock frequency lru mutex-lru; do
     count "$peer" "$@"
     read -r with[$peer] without[$peer] <"$out/res-$peer"
     printf "callgrind-miss: %-10s get miss + put that evicts: %7.1f instructions (%.1f without the loop)\n" \
@@ -57,8 +59,11 @@ for peer in clock lru mutex-lru; do
         callgrind_annotate --inclusive=no "$out/cg-$peer.out" | grep -E '^ *[0-9,]+ ' | head -12
     fi
 done
-awk -v c="${without[clock]}" -v m="${without[mutex-lru]}" -v l="${without[lru]}" 'BEGIN {
+awk -v c="${without[clock]}" -v m="${without[mutex-lru]}" -v l="${without[lru]}" \
+    -v f="${without[frequency]}" 'BEGIN {
     printf "callgrind-miss: target clock <= mutex-lru: %.1f vs %.1f (%.2fx)  %s\n",
         c, m, c / m, c <= m ? "MET" : "MISSED"
+    printf "callgrind-miss: (frequency, no target: %.1f, %.2fx mutex-lru, %.2fx clock)\n",
+        f, f / m, f / c
     printf "callgrind-miss: (lru, no target: %.1f, %.2fx mutex-lru)\n", l, l / m
 }'

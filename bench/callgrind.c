@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "peer_purecache.h"
 #include "workload.h"
 
 #include "callgrind.h"
@@ -88,22 +89,23 @@ int callgrind_peer(const struct bench_peer *p, const struct bench_opts *o,
     return 0;
 }
 
-int callgrind_get(const struct bench_peer *clock, const struct bench_opts *o,
+int callgrind_get(const struct bench_peer *pc, const struct bench_opts *o,
                   long n)
 {
-    void *h = clock->create(clock->ctx, o->capacity);
+    void *h = pc->create(pc->ctx, o->capacity);
     uint64_t key = 42, v;
     int (*get)(void *, const void *, size_t, void *, size_t, size_t *);
 
     if (h == NULL)
         return 1;
-    clock->put(h, key, bench_value_of(key));
-    clock->get(h, key, &v); /* registers this thread outside the count */
-    *(void **)&get = peer_purecache_get_fn(clock);
+    pc->put(h, key, bench_value_of(key));
+    pc->get(h, key, &v); /* registers this thread outside the count */
+    *(void **)&get = peer_purecache_get_fn(pc);
     v = bench_get_loop(get, peer_purecache_cache(h), key, n);
-    printf("callgrind-get: %ld gets of a present 8-byte key (checksum %llu)\n",
-           n, (unsigned long long)v);
-    clock->destroy(h);
+    printf("callgrind-get: %ld %s gets of a present 8-byte key (checksum "
+           "%llu)\n",
+           n, pc->name, (unsigned long long)v);
+    pc->destroy(h);
     return 0;
 }
 
@@ -155,7 +157,7 @@ int callgrind_miss(const struct bench_peer *p, const struct bench_opts *o,
         miss_put(p, h, key_of_rank(r));
     for (long i = 0; i < n; i++)
         keys[i] = key_of_rank(3 * c + (uint64_t)i);
-    evictions = strcmp(p->name, "clock") == 0 || strcmp(p->name, "lru") == 0;
+    evictions = peer_purecache_is(p);
     if (evictions)
         evictions = peer_purecache_evictions(h, &ev0) == 0;
     hits = bench_miss_loop(p, h, keys, n);

@@ -11,9 +11,11 @@
 #include "opts.h"
 #include "peer.h"
 
-/* --callgrind-get N: N CLOCK pc_get hits of one 8-byte key, through the
- * library's own pc_get, in bench_get_loop. Returns the exit status. */
-int callgrind_get(const struct bench_peer *clock, const struct bench_opts *o,
+/* --callgrind-get N: N pc_get hits of one 8-byte key in a cache of the
+ * purecache peer pc (clock; with --callgrind-peer frequency, that policy),
+ * through the library's own pc_get, in bench_get_loop. Returns the exit
+ * status. */
+int callgrind_get(const struct bench_peer *pc, const struct bench_opts *o,
                   long n);
 
 /* --callgrind-peer P: N get hits of one key through peer p's vtable, in

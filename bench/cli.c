@@ -44,6 +44,14 @@ static const struct bench_opts defaults = {
     .lib_clock = PC_BENCH_LIB_CLOCK,
     .lib_lru = PC_BENCH_LIB_LRU,
     .hash_seed = 0x5eed5eed5eedull,
+    .hit_ops = 4000000,
+    .hit_dists = "zipf",
+    .var_dists = "zipf",
+    .var_mixes = "get,aside,put",
+    .var_duration = 0.25,
+    .ttl_ms = 10000,
+    .var_bytes = 32u << 20,
+    .rss_bytes = 64u << 20,
     .pin = true,
     .plot = true,
     .synth = true,
@@ -56,6 +64,7 @@ enum opt_kind {
     OPT_STRING,  /* const char *, the argument itself */
     OPT_DOUBLE,  /* double, atof */
     OPT_SIZE,    /* size_t, strtoull */
+    OPT_U64,     /* uint64_t, strtoull */
     OPT_UINT,    /* unsigned, atoi */
     OPT_LONG,    /* long, atol */
     OPT_THREADS, /* the --threads list */
@@ -93,7 +102,29 @@ static const struct opt_spec options[] = {
     {"--lat-every", "K", OPT_UINT, OFF(lat_every),
      "latency run samples 1 op in K (default 64)"},
     {"--peers", "LIST", OPT_STRING, OFF(peers),
-     "all, or of clock,lru,ck_hs,mutex-lru,striped-lru,tbb-lru,cuckoo"},
+     "all, or of clock,frequency,lru,ck_hs,mutex-lru,striped-lru,tbb-lru,"
+     "cuckoo"},
+    {"--hit-ops", "N", OPT_SIZE, OFF(hit_ops),
+     "hit-ratio report: cache-aside ops counted, single-threaded, after the "
+     "warm-up and 2N more (default 4000000; 0 skips it)"},
+    {"--hit-dists", "LIST", OPT_STRING, OFF(hit_dists),
+     "its distributions (default zipf)"},
+    {"--variant-dists", "LIST", OPT_STRING, OFF(var_dists),
+     "expiry and byte-bound variants of clock, frequency, lru: on these "
+     "distributions (default zipf; none skips them)"},
+    {"--variant-mixes", "LIST", OPT_STRING, OFF(var_mixes),
+     "their mixes (default get,aside,put)"},
+    {"--variant-duration", "SEC", OPT_DOUBLE, OFF(var_duration),
+     "their seconds per timed run (default 0.25; no latency run)"},
+    {"--ttl-ms", "MS", OPT_U64, OFF(ttl_ms),
+     "the expiry variant's ttl (default 10000: 10% of entries expire per "
+     "second)"},
+    {"--variant-bytes", "B", OPT_U64, OFF(var_bytes),
+     "the byte-bound variant's max_bytes, values of 10..4096 bytes "
+     "(default 33554432)"},
+    {"--rss-bytes", "B", OPT_U64, OFF(rss_bytes),
+     "RSS / max_bytes of byte-bounded caches of 100-byte values: the bound "
+     "(default 67108864; 0 skips it)"},
     {"--traces", "SET", OPT_STRING, OFF(traces),
      "default (traces under 1M requests), all, none, or a list of names "
      "(e.g. lirs-cpp,arc-OLTP)"},
@@ -185,6 +216,9 @@ static int apply(struct bench_opts *o, const struct opt_spec *s, const char *v)
     case OPT_SIZE:
         *(size_t *)field = strtoull(v, NULL, 10);
         return 0;
+    case OPT_U64:
+        *(uint64_t *)field = strtoull(v, NULL, 10);
+        return 0;
     case OPT_UINT:
         *(unsigned *)field = (unsigned)atoi(v);
         return 0;
@@ -208,6 +242,10 @@ static int cli_finish(struct bench_opts *o)
         o->runs = 1;
         o->duration = 0.05;
         o->stream_len = 1u << 14;
+        o->hit_ops = 50000;
+        o->var_duration = 0.05;
+        o->var_bytes = 4u << 20;
+        o->rss_bytes = 8u << 20;
         if (strcmp(o->traces, "default") == 0)
             o->traces = "lirs-cpp";
         if (o->nthreads == 0)
@@ -231,7 +269,7 @@ static int cli_finish(struct bench_opts *o)
         o->stream_len = p;
     }
     if (o->keys == 0 || o->capacity == 0 || o->runs == 0 ||
-        o->runs > BENCH_MAX_RUNS || o->duration <= 0) {
+        o->runs > BENCH_MAX_RUNS || o->duration <= 0 || o->var_duration <= 0) {
         fprintf(stderr, "purecache-bench: bad keys/capacity/runs/duration\n");
         return -1;
     }

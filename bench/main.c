@@ -2,11 +2,16 @@
  * purecache-bench: the benchmark harness (the README's main job).
  *
  * What it measures, per (key distribution, mix, peer, thread count):
- * throughput (Mops/s, median of --runs timed runs), hit ratio, latency
- * percentiles from a separate sampled run, and once per peer the memory per
- * entry beyond key and value; then the targets those figures are held to.
- * In trace mode, the miss ratio of both purecache policies and a reference
- * LRU on real traces. All peers run in the same process, on the same
+ * throughput (Mops/s, median of --runs timed runs, and its ratio to
+ * CLOCK's), hit ratio, latency percentiles from a separate sampled run;
+ * per distribution, every bounded peer's steady-state hit ratio beside
+ * the static optimum, and the purecache policies with a time to live and
+ * with a byte bound beside their plain forms; once per peer the memory per
+ * entry beyond key and value, and for the purecache policies the RSS of a
+ * byte-bounded cache per byte of its bound. In trace mode, the miss ratio
+ * of the three purecache policies and a reference LRU on real traces,
+ * beside libCacheSim's for the same cells. Then the targets all those
+ * figures are held to. All peers run in the same process, on the same
  * pre-generated keys, through the same loop, behind one vtable (peer.h).
  *
  * This file only wires the modules together, each of which explains its
@@ -15,15 +20,19 @@
  *   peer_*.c    the caches compared                 -> struct bench_peer
  *   workload.c  Zipf / uniform key streams, mixes
  *   runner.c    warm-up, interleaved timed runs, latency sampling
- *   results.c   the points and memory figures of this run
+ *   results.c   the points and figures of this run
  *   report.c    stdout tables, CSV files
+ *   hitratio.c  hit ratios outside the timed runs, the static optimum
+ *   variants.c  expiry and byte-bound variants beside the plain caches
  *   memory.c    jemalloc per-entry measurement
+ *   rss.c       RSS / max_bytes of byte-bounded caches
  *   targets.c   the targets table
  *   plot.c      gnuplot data, scripts and PNGs
  *   trace.c     trace replay and its policy checks
+ *   refmiss.c   libCacheSim's miss ratios for the same trace cells
  *   callgrind.c the instruction-counting modes (bench/callgrind-*.sh)
  *
- * Both purecache policies are loaded from their shared libraries with
+ * The purecache policies are loaded from their shared libraries with
  * dlopen (see peer_purecache.c). The harness is single-binary and prints
  * tables on stdout, a progress line on stderr, CSV files and gnuplot PNGs
  * into --out (default bench-out/).
@@ -36,16 +45,19 @@
 
 #include "callgrind.h"
 #include "cli.h"
+#include "hitratio.h"
 #include "memory.h"
 #include "opts.h"
 #include "peer.h"
 #include "plot.h"
 #include "report.h"
 #include "results.h"
+#include "rss.h"
 #include "runner.h"
 #include "targets.h"
 #include "trace.h"
 #include "util.h"
+#include "variants.h"
 #include "workload.h"
 
 /* Timed (distribution, mix) steps, for the progress line's [i/n]. */
@@ -63,8 +75,8 @@ static int count_steps(const struct bench_opts *o,
                     (bench_list_has(o->dists, "uniform") ? 1 : 0));
 }
 
-/* The synthetic mode: every distribution and mix, then memory and the
- * targets. Returns the number of targets missed, or -1 for a bad --dists. */
+/* The synthetic mode: every distribution and mix, its hit ratios and
+ * variants, then memory and RSS. Returns 0, or -1 for a bad --dists. */
 static int run_synthetic(const struct bench_opts *o,
                          const struct bench_peer *peers, int npeers)
 {
@@ -94,10 +106,14 @@ static int run_synthetic(const struct bench_opts *o,
             if (!bench_list_has(o->mixes, mix_name[m]))
                 continue;
             report_mix_begin(o, dn, (enum mix)m);
-            runner_mix(o, &wl, (enum mix)m, peers, npeers, &step, steps);
+            runner_mix(o, &wl, (enum mix)m, peers, npeers, &step, steps, NULL);
             report_mix_end(&csv, first, results_npoints());
             plot_throughput(o, dn, (enum mix)m, peers, npeers);
         }
+        if (bench_list_has(o->hit_dists, dn))
+            hitratio_run(o, &wl, peers, npeers, csv.hit);
+        if (bench_list_has(o->var_dists, dn))
+            variants_run(o, &wl, peers, npeers, csv.variants);
         workload_fini(&wl);
     }
     report_memory_begin(o);
@@ -109,18 +125,19 @@ static int run_synthetic(const struct bench_opts *o,
         report_memory_row(&csv, peers[pi].name, o->capacity, per);
         results_add_memory(peers[pi].name, per);
     }
+    rss_run(o, peers, npeers, csv.rss);
     report_close(&csv);
-    return targets_check();
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     struct bench_opts o;
-    struct bench_peer peers[BENCH_MAX_PEERS], *clock = NULL, *lru = NULL,
-                                              *ref = NULL;
-    /* Trace mode always uses clock, lru and the mutex-lru reference; the
-     * synthetic benchmarks run the peers --peers selects. */
-    struct bench_peer trace_peers[3];
+    struct bench_peer peers[BENCH_MAX_PEERS], *clock = NULL, *freq = NULL,
+                                              *lru = NULL, *ref = NULL;
+    /* Trace mode always uses clock, frequency, lru and the mutex-lru
+     * reference; the synthetic benchmarks run the peers --peers selects. */
+    struct bench_peer trace_peers[4];
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int npeers = 0, missed = 0, status;
 
@@ -129,9 +146,14 @@ int main(int argc, char **argv)
     if (status >= 0)
         return status;
 
-    /* Peers, in table order. The first three are also trace mode's. */
+    /* Peers, in table order. clock, frequency, lru and mutex-lru are also
+     * trace mode's. The frequency policy is optional (a CLOCK library
+     * older than it). */
     if (peer_purecache(&peers[npeers], "clock", o.lib_clock, o.hash_seed) == 0)
         clock = &peers[npeers++];
+    if (peer_purecache(&peers[npeers], "frequency", o.lib_clock, o.hash_seed) ==
+        0)
+        freq = &peers[npeers++];
     if (peer_purecache(&peers[npeers], "lru", o.lib_lru, o.hash_seed) == 0)
         lru = &peers[npeers++];
     if (clock == NULL || lru == NULL) {
@@ -141,6 +163,9 @@ int main(int argc, char **argv)
     }
     if (o.callgrind_get > 0 && o.callgrind_peer == NULL)
         return callgrind_get(clock, &o, o.callgrind_get);
+    if (o.callgrind_get > 0 && freq != NULL &&
+        strcmp(o.callgrind_peer, "frequency") == 0)
+        return callgrind_get(freq, &o, o.callgrind_get);
     peer_ckhs(&peers[npeers++]);
     peer_mutex_lru(&peers[npeers]);
     ref = &peers[npeers++];
@@ -170,8 +195,10 @@ int main(int argc, char **argv)
         return 2;
     }
     trace_peers[0] = *clock;
-    trace_peers[1] = *lru;
-    trace_peers[2] = *ref;
+    if (freq != NULL)
+        trace_peers[1] = *freq;
+    trace_peers[2] = *lru;
+    trace_peers[3] = *ref;
     {
         int k = 0;
 
@@ -187,16 +214,13 @@ int main(int argc, char **argv)
         return 1;
     }
     report_banner(&o, ncpu, runner_init(), peers, npeers);
-    if (o.synth) {
-        int m = run_synthetic(&o, peers, npeers);
-
-        if (m < 0)
-            return 2;
-        missed += m;
-    }
+    if (o.synth && run_synthetic(&o, peers, npeers) < 0)
+        return 2;
     if (strcmp(o.traces, "none") != 0)
-        missed +=
-            trace_run(&o, &trace_peers[0], &trace_peers[1], &trace_peers[2]);
+        missed += trace_run(&o, &trace_peers[0],
+                            freq != NULL ? &trace_peers[1] : NULL,
+                            &trace_peers[2], &trace_peers[3]);
+    missed += targets_check(&o);
     report_footer(&o, missed);
     return 0;
 }

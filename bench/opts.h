@@ -35,8 +35,16 @@ struct bench_opts {
     const char *out_dir;
     const char *lib_clock, *lib_lru;
     uint64_t hash_seed;
-    long callgrind_get;         /* > 0: callgrind get mode, this many ops */
-    long callgrind_miss;        /* > 0: callgrind miss mode, this many */
+    size_t hit_ops;        /* hit-ratio report: ops measured (0: skip) */
+    const char *hit_dists; /* its distributions: "zipf" */
+    const char *var_dists; /* expiry/byte-bound variants: "zipf", "none" */
+    const char *var_mixes; /* their mixes: "get,aside,put" */
+    double var_duration;   /* their seconds per timed run */
+    uint64_t ttl_ms;       /* the expiry variant's ttl */
+    uint64_t var_bytes;    /* the byte-bound variant's max_bytes */
+    uint64_t rss_bytes;    /* RSS / max_bytes measurement's bound (0: skip) */
+    long callgrind_get;    /* > 0: callgrind get mode, this many ops */
+    long callgrind_miss;   /* > 0: callgrind miss mode, this many */
     const char *callgrind_peer; /* callgrind mode on this peer */
     bool pin, plot, synth, quick;
 };

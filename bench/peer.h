@@ -18,7 +18,10 @@
  *
  * Thread-safety: every function except create/destroy may be called from
  * any number of threads at once. quiesce (optional) returns retired memory
- * before a memory measurement (purecache: pc_reclaim).
+ * before a memory measurement (purecache: pc_reclaim). warmed (optional)
+ * is called once the harness has warmed a cache up, before it is timed
+ * (purecache variants with a time to live switch their puts from the
+ * warm-up's staggered ttls to the cache's own).
  */
 #ifndef BENCH_PEER_H
 #define BENCH_PEER_H
@@ -50,6 +53,7 @@ struct bench_peer {
     /* 1 on a hit, 0 when the value had to be computed (a miss). */
     int (*load)(void *h, uint64_t key, uint64_t *val);
     void (*quiesce)(void *h);
+    void (*warmed)(void *h);
 };
 
 /* The value every peer stores for key (computed on a miss). */
@@ -70,7 +74,9 @@ static inline uint64_t bench_hash64(uint64_t k)
 }
 
 /* Peer constructors; each returns 0 and fills *p, or -1 (message on
- * stderr) when the peer is unavailable. */
+ * stderr) when the peer is unavailable. peer_purecache's policy is
+ * "clock" or "frequency" (lib_path: the CLOCK build) or "lru" (the
+ * exact-LRU build). */
 int peer_purecache(struct bench_peer *p, const char *policy,
                    const char *lib_path, uint64_t hash_seed);
 int peer_ckhs(struct bench_peer *p);

@@ -84,7 +84,7 @@ void plot_throughput(const struct bench_opts *o, const char *dist, enum mix m,
 }
 
 void plot_trace(const struct bench_opts *o, const char *trace,
-                const double rows[][4], int nrows)
+                const double rows[][5], int nrows)
 {
     char fn[512];
     FILE *dat, *gp;
@@ -93,10 +93,10 @@ void plot_trace(const struct bench_opts *o, const char *trace,
         return;
     snprintf(fn, sizeof fn, "miss-%s.dat", trace);
     dat = bench_open_out(o->out_dir, fn);
-    fprintf(dat, "# size clock lru ref-lru\n");
+    fprintf(dat, "# size clock frequency lru ref-lru\n");
     for (int i = 0; i < nrows; i++)
-        fprintf(dat, "%.0f %.6f %.6f %.6f\n", rows[i][0], rows[i][1],
-                rows[i][2], rows[i][3]);
+        fprintf(dat, "%.0f %.6f %.6f %.6f %.6f\n", rows[i][0], rows[i][1],
+                rows[i][2], rows[i][3], rows[i][4]);
     fclose(dat);
     snprintf(fn, sizeof fn, "miss-%s.gp", trace);
     gp = bench_open_out(o->out_dir, fn);
@@ -109,8 +109,10 @@ void plot_trace(const struct bench_opts *o, const char *trace,
             "set yrange [0:*]\nset offsets graph 0.05, graph 0.05, 0, 0\n"
             "plot 'miss-%s.dat' using 1:2 with linespoints lw 2 pt 7 "
             "title 'clock', \\\n"
-            "     '' using 1:3 with linespoints lw 2 pt 5 title 'lru', \\\n"
-            "     '' using 1:4 with linespoints lw 1 pt 1 dt 2 "
+            "     '' using 1:3 with linespoints lw 2 pt 9 title 'frequency', "
+            "\\\n"
+            "     '' using 1:4 with linespoints lw 2 pt 5 title 'lru', \\\n"
+            "     '' using 1:5 with linespoints lw 1 pt 1 dt 2 "
             "title 'ref mutex-lru'\n",
             trace, trace, trace);
     fclose(gp);

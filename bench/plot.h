@@ -15,8 +15,9 @@ void plot_throughput(const struct bench_opts *o, const char *dist, enum mix m,
                      const struct bench_peer *peers, int npeers);
 
 /* miss-<trace>.{dat,gp,png}: miss ratio against cache size; rows[i] is
- * {size, clock, lru, reference lru}. Nothing when nrows is 0. */
+ * {size, clock, frequency, lru, reference lru} (NAN: not replayed).
+ * Nothing when nrows is 0. */
 void plot_trace(const struct bench_opts *o, const char *trace,
-                const double rows[][4], int nrows);
+                const double rows[][5], int nrows);
 
 #endif

@@ -2,17 +2,23 @@
  * report: stdout tables and CSV files of the synthetic mode.
  *
  * A table row per point: peer, threads, median Mops/s with the min..max of
- * the timed runs, hit ratio (mean over runs; "-" for the put mix, which
- * does no gets, and an empty field in the CSV files), and the latency
- * percentiles of the separate sampled run. Rows are grouped by peer, so each
+ * the timed runs, the throughput relative to clock's at the same thread
+ * count (the median of the per-run ratios of interleaved runs, as the
+ * targets take it; "-" when clock did not run the mix), hit ratio (mean
+ * over runs; "-" for the put mix, which does no gets, and an empty field
+ * in the CSV files), and the latency percentiles of the separate sampled
+ * run. Rows are grouped by peer, so each
  * peer's thread counts read together. The CSV files carry the same numbers, and
  * runs.csv every run behind a median, in the order the runs were taken.
  */
 #include <string.h>
 
+#include "hitratio.h"
 #include "report.h"
 #include "results.h"
+#include "rss.h"
 #include "util.h"
+#include "variants.h"
 
 void report_banner(const struct bench_opts *o, long ncpu, uint32_t timer_ns,
                    const struct bench_peer *peers, int npeers)
@@ -46,8 +52,15 @@ void report_open(const struct bench_opts *o, struct report_csv *csv)
     csv->memory = bench_open_out(o->out_dir, "memory.csv");
     fprintf(csv->runs, "dist,mix,peer,threads,run,mops,hit_ratio\n");
     fprintf(csv->points, "dist,mix,peer,threads,runs,mops_median,mops_min,"
-                         "mops_max,hit_ratio,p50_ns,p99_ns,p999_ns\n");
+                         "mops_max,hit_ratio,p50_ns,p99_ns,p999_ns,"
+                         "vs_clock\n");
     fprintf(csv->memory, "peer,capacity,bytes_per_entry_beyond_kv\n");
+    csv->hit = bench_open_out(o->out_dir, "hitratio.csv");
+    hitratio_csv_header(csv->hit);
+    csv->variants = bench_open_out(o->out_dir, "variants.csv");
+    variants_csv_header(csv->variants);
+    csv->rss = bench_open_out(o->out_dir, "rss.csv");
+    rss_csv_header(csv->rss);
 }
 
 void report_close(struct report_csv *csv)
@@ -55,6 +68,9 @@ void report_close(struct report_csv *csv)
     fclose(csv->runs);
     fclose(csv->points);
     fclose(csv->memory);
+    fclose(csv->hit);
+    fclose(csv->variants);
+    fclose(csv->rss);
 }
 
 void report_workload(const struct workload *wl)
@@ -77,19 +93,34 @@ void report_mix_begin(const struct bench_opts *o, const char *dist, enum mix m)
            "==\n",
            dname, o->keys, o->capacity, mix_name[m], mix_desc[m], o->runs,
            o->duration);
-    printf("  %-12s %3s  %8s  %-18s  %7s  %7s %7s %8s\n", "peer", "thr",
-           "Mops/s", "(min..max)", "hit", "p50ns", "p99ns", "p99.9ns");
+    printf("  %-12s %3s  %8s  %-18s  %8s  %7s  %7s %7s %8s\n", "peer", "thr",
+           "Mops/s", "(min..max)", "vs clock", "hit", "p50ns", "p99ns",
+           "p99.9ns");
     fflush(stdout);
+}
+
+/* pt's throughput over clock's at the same thread count (see the top
+ * comment); false when clock has no such point. */
+static bool vs_clock(const struct point *pt, double *ratio)
+{
+    const struct point *c =
+        results_find_in(pt->set, pt->dist, pt->mix, "clock", pt->threads);
+    double lo, hi;
+
+    return results_ratio(pt, c, ratio, &lo, &hi) > 0;
 }
 
 static void print_point(const struct point *pt)
 {
-    char hit[16] = "      -";
+    char hit[16] = "      -", vs[16] = "       -";
+    double r;
 
     if (mix_has_gets(pt->mix))
         snprintf(hit, sizeof hit, "%6.2f%%", 100 * pt->hit);
-    printf("  %-12s %3u  %8.2f  (%7.2f..%7.2f)  %s  %7.0f %7.0f %8.0f\n",
-           pt->peer, pt->threads, pt->med, pt->min, pt->max, hit, pt->p50,
+    if (vs_clock(pt, &r))
+        snprintf(vs, sizeof vs, "%7.2fx", r);
+    printf("  %-12s %3u  %8.2f  (%7.2f..%7.2f)  %s  %s  %7.0f %7.0f %8.0f\n",
+           pt->peer, pt->threads, pt->med, pt->min, pt->max, vs, hit, pt->p50,
            pt->p99, pt->p999);
     fflush(stdout);
 }
@@ -138,16 +169,19 @@ void report_mix_end(struct report_csv *csv, size_t first, size_t last)
     for (size_t li = first; li < first + nlive; li++) {
         for (size_t i = li; i < last; i += nlive) {
             const struct point *pt = results_point(i);
-            char hit[32];
+            char hit[32], vs[32] = "";
+            double r;
 
             print_point(pt);
+            if (vs_clock(pt, &r))
+                snprintf(vs, sizeof vs, "%.4f", r);
             fprintf(csv->points,
                     "%s,%s,%s,%u,%u,%.4f,%.4f,%.4f,%s,%.0f,%.0f,"
-                    "%.0f\n",
+                    "%.0f,%s\n",
                     pt->dist, mix_name[pt->mix], pt->peer, pt->threads,
                     pt->runs, pt->med, pt->min, pt->max,
                     csv_hit(hit, sizeof hit, pt->mix, pt->hit), pt->p50,
-                    pt->p99, pt->p999);
+                    pt->p99, pt->p999, vs);
         }
         fflush(csv->points);
     }
@@ -170,7 +204,7 @@ void report_memory_row(struct report_csv *csv, const char *peer,
 void report_footer(const struct bench_opts *o, int missed)
 {
     printf("\nresults in %s/ (throughput.csv, runs.csv, memory.csv, "
-           "traces.csv, *.png)\n",
+           "hitratio.csv, variants.csv, rss.csv, traces.csv, *.png)\n",
            o->out_dir);
     printf("targets missed in this run: %d\n", missed);
 }

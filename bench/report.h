@@ -15,16 +15,20 @@
 #include "workload.h"
 
 struct report_csv {
-    FILE *runs;   /* runs.csv: every timed run */
-    FILE *points; /* throughput.csv: one row per point */
-    FILE *memory; /* memory.csv: one row per peer */
+    FILE *runs;     /* runs.csv: every timed run */
+    FILE *points;   /* throughput.csv: one row per point */
+    FILE *memory;   /* memory.csv: one row per peer */
+    FILE *hit;      /* hitratio.csv (rows: hitratio.c) */
+    FILE *variants; /* variants.csv (rows: variants.c) */
+    FILE *rss;      /* rss.csv (rows: rss.c) */
 };
 
 /* The settings line and the legend of the peers that will run. */
 void report_banner(const struct bench_opts *o, long ncpu, uint32_t timer_ns,
                    const struct bench_peer *peers, int npeers);
 
-/* Create the CSV files in o->out_dir, headers written; exits on failure. */
+/* Create the CSV files in o->out_dir, headers written (each by the module
+ * that writes its rows); exits on failure. */
 void report_open(const struct bench_opts *o, struct report_csv *csv);
 void report_close(struct report_csv *csv);
 

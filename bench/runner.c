@@ -26,7 +26,8 @@
  *  - Latency: one extra run per point, not counted in throughput, in which
  *    every --lat-every'th op of each thread is bracketed by clock_gettime;
  *    the median cost of an empty clock_gettime pair is subtracted. So the
- *    throughput runs carry no sampling overhead at all.
+ *    throughput runs carry no sampling overhead at all. --lat-every 0 (and
+ *    the expiry/byte-bound variants) skip it.
  *  - Interleaving: for each thread count, run 1 of every peer, then run 2
  *    of every peer, and so on, each peer continuing its own streams. A
  *    shared machine's load drifts over seconds; measured peer after peer, a
@@ -105,9 +106,14 @@ static inline int op_aside(const struct bench_peer *p, void *h, uint64_t k)
     return 0;
 }
 
+int runner_aside(const struct bench_peer *p, void *h, uint64_t k)
+{
+    return op_aside(p, h, k);
+}
+
 /* Warm (bounded peers) or pre-fill (unbounded ones); see the top comment. */
-static void peer_warm(const struct bench_peer *p, void *h,
-                      const struct workload *w, const struct bench_opts *o)
+void runner_warm(const struct bench_peer *p, void *h, const struct workload *w,
+                 const struct bench_opts *o)
 {
     if (p->caps & PEER_EVICTS) {
         for (size_t i = 0; i < w->nfill; i++)
@@ -118,6 +124,8 @@ static void peer_warm(const struct bench_peer *p, void *h,
         for (size_t r = 0; r < o->capacity && r < o->keys; r++)
             p->put(h, key_of_rank(r), bench_value_of(key_of_rank(r)));
     }
+    if (p->warmed != NULL)
+        p->warmed(h);
 }
 
 /* ------------------------------------------------------------- timed run */
@@ -362,6 +370,9 @@ static void run_block(const struct bench_opts *o, struct workload *wl,
         struct run_result rr;
 
         pt->med = median(pt->mops, o->runs);
+        pt->p50 = pt->p99 = pt->p999 = NAN;
+        if (o->lat_every == 0)
+            continue;
         bench_progress("[%d/%d] %s %s %-11s threads=%u latency run", step + li,
                        steps, wl->dist, mix_name[m], lp->p->name, nthr);
         memcpy(wl->pos, lp->pos, wl->nthr * sizeof *wl->pos);
@@ -377,7 +388,7 @@ static void run_block(const struct bench_opts *o, struct workload *wl,
 
 void runner_mix(const struct bench_opts *o, struct workload *wl, enum mix m,
                 const struct bench_peer *peers, int npeers, int *step,
-                int steps)
+                int steps, const char *set)
 {
     struct live_peer live[BENCH_MAX_PEERS];
     int nlive = 0;
@@ -398,7 +409,7 @@ void runner_mix(const struct bench_opts *o, struct workload *wl, enum mix m,
             continue;
         }
         lp->p = p;
-        peer_warm(p, lp->h, wl, o);
+        runner_warm(p, lp->h, wl, o);
         nlive++;
     }
     for (unsigned ti = 0; ti < o->nthreads; ti++) {
@@ -408,6 +419,7 @@ void runner_mix(const struct bench_opts *o, struct workload *wl, enum mix m,
             size_t i = results_add_point();
             struct point *pt = results_point(i);
 
+            pt->set = set;
             pt->dist = wl->dist;
             pt->mix = m;
             pt->peer = live[li].p->name;

@@ -22,11 +22,22 @@ bool runner_can_run(const struct bench_peer *p, enum mix m);
 uint32_t runner_init(void);
 
 /* Run mix m of workload wl on every peer that can run it, at every thread
- * count of o. step/steps number the progress line; *step advances by one
- * per (peer, thread count). Adds the points to results in blocks, one
- * block per thread count, the peers in the same order in each. */
+ * count of o (o->duration per run; no latency run when o->lat_every is 0).
+ * step/steps number the progress line; *step advances by one per (peer,
+ * thread count). Adds the points to results in blocks, one block per
+ * thread count, the peers in the same order in each, each point tagged
+ * with `set` (NULL for the main tables; see struct point). */
 void runner_mix(const struct bench_opts *o, struct workload *wl, enum mix m,
                 const struct bench_peer *peers, int npeers, int *step,
-                int steps);
+                int steps, const char *set);
+
+/* Warm a freshly created cache of peer p up as runner_mix does (bounded
+ * peers: the workload's fill and warm-up keys by cache-aside; unbounded
+ * ones: the C hottest keys), then call its warmed hook. */
+void runner_warm(const struct bench_peer *p, void *h, const struct workload *w,
+                 const struct bench_opts *o);
+
+/* One cache-aside op on key k (get, put on a miss; or load): 1 on a hit. */
+int runner_aside(const struct bench_peer *p, void *h, uint64_t k);
 
 #endif

@@ -5,7 +5,9 @@
 #ifndef BENCH_TARGETS_H
 #define BENCH_TARGETS_H
 
+#include "opts.h"
+
 /* Print the targets table; returns how many targets were missed. */
-int targets_check(void);
+int targets_check(const struct bench_opts *o);
 
 #endif

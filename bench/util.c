@@ -1,6 +1,6 @@
 /*
- * util: clock, progress line, output files, lists, allocation (see
- * util.h). Nothing here is on a timed path.
+ * util: clock, progress line, output files, lists, allocation, interned
+ * names (see util.h). Nothing here is on a timed path.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -102,4 +102,25 @@ void *bench_xmalloc(size_t n)
         exit(1);
     }
     return p;
+}
+
+const char *bench_intern(const char *s)
+{
+    static char **pool;
+    static size_t n, cap;
+    char *copy;
+
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(pool[i], s) == 0)
+            return pool[i];
+    if (n == cap) {
+        cap = cap ? 2 * cap : 32;
+        pool = realloc(pool, cap * sizeof *pool);
+        if (pool == NULL)
+            exit(1);
+    }
+    copy = strdup(s);
+    if (copy == NULL)
+        exit(1);
+    return pool[n++] = copy;
 }

@@ -1,8 +1,9 @@
 /*
  * util: the few helpers every part of the harness uses: a monotonic
  * clock, the progress line on stderr, output files, comma-separated
- * lists, and an allocator that exits instead of returning NULL (a
- * benchmark that ran out of memory has no result worth continuing for).
+ * lists, an allocator that exits instead of returning NULL (a benchmark
+ * that ran out of memory has no result worth continuing for), and
+ * interned names.
  */
 #ifndef BENCH_UTIL_H
 #define BENCH_UTIL_H
@@ -29,5 +30,9 @@ bool bench_list_has(const char *list, const char *item);
 
 /* malloc that exits on failure. */
 void *bench_xmalloc(size_t n);
+
+/* A copy of s that lives until exit, the same pointer for equal strings:
+ * for names that results keep after their owner is gone. */
+const char *bench_intern(const char *s);
 
 #endif

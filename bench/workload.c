@@ -152,3 +152,22 @@ void workload_fini(struct workload *w)
     free(w->fill);
     free(w->cdf);
 }
+
+void workload_sample(const struct workload *w, const struct bench_opts *o,
+                     uint64_t seed, uint64_t *keys, size_t n)
+{
+    uint64_t rng = seed;
+
+    for (size_t i = 0; i < n; i++)
+        keys[i] = key_of_rank(sample_rank(w, o, &rng));
+}
+
+double workload_top_mass(const struct workload *w, const struct bench_opts *o,
+                         size_t c)
+{
+    if (c == 0)
+        return 0;
+    if (c >= o->keys)
+        return 1;
+    return w->cdf != NULL ? w->cdf[c - 1] : (double)c / (double)o->keys;
+}

@@ -58,4 +58,15 @@ void workload_init(struct workload *w, const struct bench_opts *o,
                    const char *dist);
 void workload_fini(struct workload *w);
 
+/* n more keys of w's distribution, from the generator seeded with seed (a
+ * stream of its own, for measurements outside the timed runs). */
+void workload_sample(const struct workload *w, const struct bench_opts *o,
+                     uint64_t seed, uint64_t *keys, size_t n);
+
+/* The probability that a key of w's distribution is one of its c hottest:
+ * the hit ratio of a cache that statically holds those c keys (the best
+ * any cache of c entries can do on independent requests). */
+double workload_top_mass(const struct workload *w, const struct bench_opts *o,
+                         size_t c);
+
 #endif
