@@ -150,16 +150,6 @@ void pc__core_stats(struct pc_cache *c, pc_stats *out)
     out->bytes = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
 }
 
-uint64_t pc__core_now(const struct pc_cache *c)
-{
-    struct timespec ts;
-
-    if (c->now_ms != NULL)
-        return c->now_ms(c->now_ctx);
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms)
 {
     uint64_t now;

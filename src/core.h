@@ -34,6 +34,7 @@
 #define PC_CORE_H
 
 #include <pthread.h>
+#include <time.h>
 
 #include "domain.h"
 #include "entry.h"
@@ -116,8 +117,19 @@ void pc__writer_unlock(struct pc_cache *c, struct pc__writer *w);
 void pc__core_reclaim(struct pc_cache *c);
 void pc__core_stats(struct pc_cache *c, pc_stats *out);
 
-/* The cache's clock, in ms (pc_options.now_ms). Call with no lock held. */
-uint64_t pc__core_now(const struct pc_cache *c);
+/* The cache's clock, in ms (pc_options.now_ms, else CLOCK_MONOTONIC_COARSE:
+ * a vDSO read of the kernel's tick time, no syscall). Inline: the read
+ * path calls it for every hit of an entry that can expire. Call with no
+ * lock held (a user's now_ms may do anything). */
+static inline uint64_t pc__core_now(const struct pc_cache *c)
+{
+    struct timespec ts;
+
+    if (__builtin_expect(c->now_ms != NULL, 0))
+        return c->now_ms(c->now_ctx);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 /* The expiry time of an entry put now with this ttl (0: the default;
  * PC_TTL_NEVER: none); 0 means "never". Notes that expiry is in use. */
 uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms);

@@ -385,6 +385,8 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
     presize = (opts->capacity + c->ntables - 1) / c->ntables;
     if (presize > (1ul << 20))
         presize = 1ul << 20; /* larger ones grow */
+    if (opts->max_bytes != 0 && presize > 64)
+        presize = 64; /* the count may stay far below capacity: grow */
     for (i = 0; i < c->ntables; i++)
         if (!pc__index_init(&c->ix[i], presize))
             goto fail;

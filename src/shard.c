@@ -58,6 +58,16 @@
 #define MAX_AUTO_SHARDS 256u
 #define PRESIZE_MAX (1ul << 16) /* per shard; larger ones grow */
 
+/* Entries a shard's index is first sized for: its share of the capacity,
+ * up to PRESIZE_MAX, unless a byte bound may keep the count far below the
+ * capacity (then it grows with the entries, and memory follows them). */
+static size_t presize(const pc_options *opts, size_t share)
+{
+    if (opts->max_bytes != 0)
+        return share < 64 ? share : 64;
+    return share < PRESIZE_MAX ? share : PRESIZE_MAX;
+}
+
 /* Readers touch only `ix` (its table pointer), which writers change only
  * when a table is replaced; it gets the first cache line to itself, and
  * everything writers dirty on every put (lock, counts, policy pointer)
@@ -198,9 +208,7 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
         size_t share = opts->capacity / n + (i < opts->capacity % n);
 
         s->pol = sc->pol->create(share);
-        if (s->pol == NULL ||
-            !pc__index_init(&s->ix,
-                            share < PRESIZE_MAX ? share : PRESIZE_MAX) ||
+        if (s->pol == NULL || !pc__index_init(&s->ix, presize(opts, share)) ||
             !pc__core_add_writer(&sc->base, &s->w, 0)) {
             i++; /* this shard's parts are freed with the others */
             break;
