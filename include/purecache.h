@@ -211,7 +211,7 @@ typedef struct pc_options {
      */
     uint64_t hash_seed;
     /* Bound on the sum of klen + vlen over the entries present; 0 = none.
-     * Per entry the cache also spends a fixed overhead (README, "Memory"),
+     * Per entry the cache also spends a fixed overhead (README, "Byte bound"),
      * which this bound does not count. */
     uint64_t max_bytes;
     /* Default time to live of entries, in ms of the cache's clock; 0 =
