@@ -123,10 +123,10 @@ extern "C" {
 #endif
 
 #define PURECACHE_VERSION_MAJOR 0
-#define PURECACHE_VERSION_MINOR 1
+#define PURECACHE_VERSION_MINOR 2
 #define PURECACHE_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH */
-#define PURECACHE_VERSION 100
+#define PURECACHE_VERSION 200
 
 #if defined(__GNUC__)
 #define PC_API __attribute__((visibility("default")))

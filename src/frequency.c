@@ -515,8 +515,10 @@ static void freq_reset(void *st)
 {
     struct freq *f = st;
 
-    memset(f->small.s, 0, sizeof *f->small.s * f->small.size);
-    memset(f->main.s, 0, sizeof *f->main.s * f->main.size);
+    if (f->small.s != NULL) /* (a ring never grown has no array) */
+        memset(f->small.s, 0, sizeof *f->small.s * f->small.size);
+    if (f->main.s != NULL)
+        memset(f->main.s, 0, sizeof *f->main.s * f->main.size);
     f->small.head = f->small.used = f->small.live = 0;
     f->main.head = f->main.used = f->main.live = 0;
 }

@@ -31,7 +31,10 @@
  *                 policy (struct pc__ring_ops)
  *   clock.c       the CLOCK ring (one reference bit per slot)
  *   frequency.c   the frequency-aware ring (PC_POLICY_FREQUENCY)
- *   lru.c         the exact-LRU policy
+ *   lru.h         the exact-LRU build's types and recency list
+ *   lru.c         the exact-LRU policy: lookups, writes, life cycle
+ *   lru_log.c     its per-thread access logs, windows, draining
+ *   lru_heap.c    its expiry heap
  *   cache.c       the public cache API: argument checks, dispatch
  *   flight.h/.c   single flight and loader deadlock detection
  *   load.h/.c     get-or-load over a backend; pc_get_or_load; pc_sink_set

@@ -21,19 +21,8 @@
  * stamp has met an open window, and looks its key up again once it
  * closes. So no hit is stamped inside a window.
  *
- * No late records. A reader announces itself in its log (`inflight`)
- * before it draws its stamp and withdraws after it has published its
- * record. The writer draws P, then waits until no log is in flight, then
- * drains. Both draws are read-modify-writes of the clock with
- * acquire-release order, so if a reader's stamp is below P its
- * announcement happens before the writer's scan, which therefore waits for
- * its record; and a reader that draws after P gets an odd stamp and
- * retries. Every record below P is applied before the writer changes
- * anything, and every record applied later is above P: the list never
- * needs an entry placed anywhere but the head. (A reader in flight is a
- * few instructions from done: the writer's wait is bounded by them, unless
- * the reader is preempted there; the exact-LRU build is the one that may
- * pay for strictness.)
+ * How no use is drained late, and why draining never reads freed memory:
+ * lru_log.c. The expiry heap: lru_heap.c. Shared types: lru.h.
  *
  * Linearisation points. A hit: its stamp draw (its entry was found before,
  * and is checked for removal after: a writer marks an entry removed inside
@@ -59,16 +48,6 @@
  * budget): a new key claims one entry and its bytes, and evicts only if
  * the claim fails, as many victims as it takes.
  *
- * Memory safety of log records. A record names an entry that may since
- * have been removed; draining skips removed entries, but must never read a
- * freed one. Retired entries are freed only after a grace period, which
- * every reader that found one has left, having published its record
- * first; and before retired memory is handed over to be freed the writer
- * drains all logs (lru_before_free, called by core.c with the lock held).
- * A record published after that drain was stamped after the writer's
- * cutoff, by a reader that began after the grace period: it cannot name
- * that memory.
- *
  * Cost of strictness: a hit pays one shared fetch-and-add (the clock) and
  * writes only its own log; it waits only while a writer's window is open.
  * Writers pay the merge, one list move per logged hit, which a mutex LRU
@@ -78,57 +57,8 @@
 #include <string.h>
 
 #include "alloc.h"
-#include "core.h"
-#include "index.h"
+#include "lru.h"
 #include "policy.h"
-
-#define LOG_RECORDS 256u
-
-struct lru_entry {
-    struct lru_entry *prev, *next; /* recency list; writer-only */
-    struct pc__kv kv;              /* last: key and value bytes follow */
-};
-
-struct lru_record {
-    struct pc__kv *kv;
-    uint64_t stamp;
-};
-
-/* One thread's access log on one cache: a ring its owner appends to. */
-struct lru_log {
-    uint32_t inflight;    /* owner: between announcing and publishing */
-    uint64_t tail;        /* owner: records published (release) */
-    struct lru_log *next; /* the cache's list of logs; writer lock */
-    uint64_t head __attribute__((aligned(64))); /* writer: records applied */
-    struct lru_record rec[LOG_RECORDS];
-};
-
-/* The index is split into up to MAX_TABLES tables by the hash's high bits,
- * as many as make their power-of-two sizes add up to the least memory
- * (choose_tables): one lock and one list, several tables. */
-#define MAX_TABLES 16
-
-struct lru_cache {
-    struct pc_cache base;
-    struct pc__writer w; /* the cache's one writer lock */
-    unsigned int ntables;
-    struct pc__index ix[MAX_TABLES];
-    struct lru_entry list; /* sentinel: list.next most, list.prev least */
-    struct lru_log *logs;  /* writer lock */
-    /* Entries that can expire, in a min-heap on expiry time (writer lock);
-     * an entry's heap position is its w.live.slot, its index table its
-     * ref byte (which no lru reader writes). */
-    struct pc__kv **heap;
-    size_t heap_len, heap_cap;
-    uint64_t clock __attribute__((aligned(64))); /* recency clock */
-} __attribute__((aligned(64)));
-
-#define ENTRY_OF(kvp) PC__CONTAINER_OF(kvp, struct lru_entry, kv)
-
-static inline struct lru_cache *lru_of(pc_cache *c)
-{
-    return PC__CONTAINER_OF(c, struct lru_cache, base);
-}
 
 const char *pc__policy_name(void)
 {
@@ -168,198 +98,6 @@ static uint64_t kv_payload(const struct pc__kv *kv)
     return (uint64_t)kv->klen + kv->vlen;
 }
 
-/* ---- the expiry heap (writer lock held) ---- */
-
-static uint64_t heap_key(const struct pc__kv *kv)
-{
-    return pc__kv_expires(kv);
-}
-
-static void heap_set(struct lru_cache *c, size_t i, struct pc__kv *kv)
-{
-    c->heap[i] = kv;
-    kv->w.live.slot = (uint32_t)i;
-}
-
-static void heap_up(struct lru_cache *c, size_t i)
-{
-    struct pc__kv *kv = c->heap[i];
-
-    while (i > 0 && heap_key(c->heap[(i - 1) / 2]) > heap_key(kv)) {
-        heap_set(c, i, c->heap[(i - 1) / 2]);
-        i = (i - 1) / 2;
-    }
-    heap_set(c, i, kv);
-}
-
-static void heap_down(struct lru_cache *c, size_t i)
-{
-    struct pc__kv *kv = c->heap[i];
-
-    for (;;) {
-        size_t l = 2 * i + 1, m = i;
-        uint64_t mk = heap_key(kv);
-
-        if (l < c->heap_len && heap_key(c->heap[l]) < mk)
-            m = l, mk = heap_key(c->heap[l]);
-        if (l + 1 < c->heap_len && heap_key(c->heap[l + 1]) < mk)
-            m = l + 1;
-        if (m == i)
-            break;
-        heap_set(c, i, c->heap[m]);
-        i = m;
-    }
-    heap_set(c, i, kv);
-}
-
-/* Room for one more entry in the heap; false on ENOMEM. */
-static bool heap_reserve(struct lru_cache *c)
-{
-    struct pc__kv **h;
-    size_t ncap;
-
-    if (c->heap_len < c->heap_cap)
-        return true;
-    ncap = c->heap_cap ? 2 * c->heap_cap : 64;
-    h = pc__alloc(sizeof *h * ncap);
-    if (h == NULL)
-        return false;
-    if (c->heap_len)
-        memcpy(h, c->heap, sizeof *h * c->heap_len);
-    pc__free(c->heap, sizeof *h * c->heap_cap);
-    c->heap = h;
-    c->heap_cap = ncap;
-    return true;
-}
-
-static void heap_push(struct lru_cache *c, struct pc__kv *kv)
-{
-    heap_set(c, c->heap_len++, kv);
-    heap_up(c, c->heap_len - 1);
-}
-
-static void heap_remove(struct lru_cache *c, struct pc__kv *kv)
-{
-    size_t i = kv->w.live.slot;
-    struct pc__kv *last = c->heap[--c->heap_len];
-
-    PC__ASSERT(c->heap[i] == kv);
-    if (last == kv)
-        return;
-    heap_set(c, i, last);
-    if (i > 0 && heap_key(c->heap[(i - 1) / 2]) > heap_key(last))
-        heap_up(c, i);
-    else
-        heap_down(c, i);
-}
-
-static bool is_removed(const struct pc__kv *kv)
-{
-    return __atomic_load_n(&kv->flags, __ATOMIC_ACQUIRE) & PC__KV_REMOVED;
-}
-
-/* ---- the recency list (writer lock held) ---- */
-
-static void list_unlink(struct lru_entry *e)
-{
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
-}
-
-static void list_push_head(struct lru_cache *c, struct lru_entry *e)
-{
-    e->prev = &c->list;
-    e->next = c->list.next;
-    c->list.next->prev = e;
-    c->list.next = e;
-}
-
-static void list_move_head(struct lru_cache *c, struct lru_entry *e)
-{
-    if (c->list.next == e)
-        return;
-    list_unlink(e);
-    list_push_head(c, e);
-}
-
-/* Mark kv removed (readers that stamp after the current window see it). */
-static void mark_removed(struct pc__kv *kv)
-{
-    __atomic_store_n(&kv->flags, (uint8_t)(pc__kv_flags(kv) | PC__KV_REMOVED),
-                     __ATOMIC_RELEASE);
-}
-
-/* ---- logs (writer lock held) ---- */
-
-/* Wait until no reader is between announcing itself and publishing. */
-static void wait_inflight(struct lru_cache *c)
-{
-    for (struct lru_log *l = c->logs; l != NULL; l = l->next)
-        while (__atomic_load_n(&l->inflight, __ATOMIC_ACQUIRE))
-            ck_pr_stall();
-}
-
-/* Apply, in stamp order, every logged use stamped below cutoff. */
-static void drain_below(struct lru_cache *c, uint64_t cutoff)
-{
-    for (;;) {
-        struct lru_log *best = NULL;
-        uint64_t best_stamp = cutoff;
-
-        for (struct lru_log *l = c->logs; l != NULL; l = l->next) {
-            uint64_t tail = __atomic_load_n(&l->tail, __ATOMIC_ACQUIRE);
-            struct lru_record *r;
-
-            if (l->head == tail)
-                continue;
-            r = &l->rec[l->head % LOG_RECORDS];
-            if (r->stamp < best_stamp) {
-                best_stamp = r->stamp;
-                best = l;
-            }
-        }
-        if (best == NULL)
-            return;
-        struct pc__kv *kv = best->rec[best->head % LOG_RECORDS].kv;
-
-        __atomic_store_n(&best->head, best->head + 1, __ATOMIC_RELEASE);
-        if (!(pc__kv_flags(kv) & PC__KV_REMOVED))
-            list_move_head(c, ENTRY_OF(kv));
-    }
-}
-
-/* Make the list the exact recency order as of a stamp drawn now (even:
- * no window opens); returns that stamp. */
-static uint64_t catch_up(struct lru_cache *c)
-{
-    uint64_t cutoff = __atomic_add_fetch(&c->clock, 2, __ATOMIC_ACQ_REL);
-
-    wait_inflight(c);
-    drain_below(c, cutoff);
-    return cutoff;
-}
-
-/* Open a window (odd stamp) and apply every use stamped before it. */
-static void window_open(struct lru_cache *c)
-{
-    uint64_t p = __atomic_add_fetch(&c->clock, 1, __ATOMIC_ACQ_REL);
-
-    PC__ASSERT(p & 1);
-    wait_inflight(c);
-    drain_below(c, p);
-}
-
-static void window_close(struct lru_cache *c)
-{
-    __atomic_add_fetch(&c->clock, 1, __ATOMIC_RELEASE);
-}
-
-/* core.h's before_free hook: no record may name memory about to be freed. */
-static void lru_before_free(pc_cache *base)
-{
-    catch_up(lru_of(base));
-}
-
 /* ---- life cycle ---- */
 
 pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
@@ -378,7 +116,7 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
         pc__free_aligned(c, sizeof *c, 64);
         return PC_ENOMEM;
     }
-    c->base.before_free = lru_before_free;
+    c->base.before_free = pc__lru_before_free;
     c->base.policy_name = "lru";
     c->list.next = c->list.prev = &c->list;
     c->ntables = choose_tables(opts->capacity);
@@ -447,7 +185,7 @@ static bool locked_hit(struct lru_cache *c, struct pc__record *t,
             t->policy_data = l;
         }
     }
-    catch_up(c);
+    pc__lru_catch_up(c);
     present = !(pc__kv_flags(kv) & PC__KV_REMOVED);
     if (present)
         list_move_head(c, ENTRY_OF(kv));
@@ -529,7 +267,7 @@ static void unlinked_keep_room(struct lru_cache *c, struct pc__kv *kv,
     mark_removed(kv);
     list_unlink(ENTRY_OF(kv));
     if (pc__kv_flags(kv) & PC__KV_EXPIRES)
-        heap_remove(c, kv);
+        pc__lru_heap_remove(c, kv);
     if (cause == PC_REMOVED_EVICTED)
         PC__COUNTER_INC(c->w.evictions);
     else if (cause == PC_REMOVED_EXPIRED)
@@ -628,7 +366,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     e->kv.ref = (uint8_t)(ix - c->ix); /* its table */
     *w = &c->w;
     pc__writer_lock(&c->w);
-    window_open(c);
+    pc__lru_window_open(c);
     max = __atomic_load_n(&base->max_bytes, __ATOMIC_RELAXED);
     if (max != 0 && size > max) {
         st = PC_EINVAL;
@@ -657,7 +395,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     }
     /* What can fail, before anything changes. */
     if (!pc__index_reserve(ix, pc__index_count(ix) + 1, c->w.rc) ||
-        (expires && !heap_reserve(c))) {
+        (expires && !pc__lru_heap_reserve(c))) {
         st = PC_ENOMEM;
         goto refused;
     }
@@ -674,7 +412,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         pc__index_put(ix, h, &e->kv, &old, c->w.rc); /* cannot fail */
         list_unlink(ENTRY_OF(old));
         if (pc__kv_flags(old) & PC__KV_EXPIRES)
-            heap_remove(c, old);
+            pc__lru_heap_remove(c, old);
         mark_removed(old);
         pc__removed(rm, c->w.rc, old, PC_REMOVED_REPLACED);
     } else {
@@ -686,9 +424,9 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     }
     list_push_head(c, e);
     if (expires)
-        heap_push(c, &e->kv);
+        pc__lru_heap_push(c, &e->kv);
     pc__leases_break(c->w.leases, h, false);
-    window_close(c);
+    pc__lru_window_close(c);
     PC__COUNTER_INC(c->w.puts);
     pc__writer_unlock(base, &c->w);
     return PC_OK;
@@ -696,7 +434,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
 refused:
     if (req->lease != NULL) /* (unless unlinked above) */
         pc__lease_unlink(&c->w.leases, req->lease);
-    window_close(c);
+    pc__lru_window_close(c);
     pc__writer_unlock(base, &c->w);
     pc__free(e,
              offsetof(struct lru_entry, kv) + pc__kv_size(klen, vlen, expires));
@@ -734,7 +472,7 @@ void pc__policy_clear(pc_cache *base, struct pc__removals *rm,
 
     *w = &c->w;
     pc__writer_lock(&c->w);
-    window_open(c); /* every key goes at once */
+    pc__lru_window_open(c); /* every key goes at once */
     for (e = c->list.next; e != &c->list; e = next) {
         next = e->next;
         mark_removed(&e->kv);
@@ -747,7 +485,7 @@ void pc__policy_clear(pc_cache *base, struct pc__removals *rm,
     c->heap_len = 0;
     pc__budget_give(base, n, bytes);
     pc__leases_break(c->w.leases, 0, true);
-    window_close(c);
+    pc__lru_window_close(c);
     pc__writer_unlock(base, &c->w);
 }
 
@@ -761,7 +499,7 @@ size_t pc__policy_expire(pc_cache *base, struct pc__removals *rm,
     *w = &c->w;
     pc__writer_lock(&c->w);
     if (c->heap_len > 0 && pc__kv_expired(c->heap[0], now)) {
-        window_open(c);
+        pc__lru_window_open(c);
         while (c->heap_len > 0 && pc__kv_expired(c->heap[0], now)) {
             struct pc__kv *kv = c->heap[0];
 
@@ -769,7 +507,7 @@ size_t pc__policy_expire(pc_cache *base, struct pc__removals *rm,
             unlinked(c, kv, PC_REMOVED_EXPIRED, rm);
             n++;
         }
-        window_close(c);
+        pc__lru_window_close(c);
     }
     pc__writer_unlock(base, &c->w);
     return n;
@@ -783,10 +521,10 @@ void pc__policy_shrink(pc_cache *base, struct pc__removals *rm,
 
     *w = &c->w;
     pc__writer_lock(&c->w);
-    window_open(c);
+    pc__lru_window_open(c);
     while (!empty(c) && !pc__budget_room(base, false, 0))
         evict_one(c, now, rm);
-    window_close(c);
+    pc__lru_window_close(c);
     pc__writer_unlock(base, &c->w);
 }
 

@@ -1,0 +1,95 @@
+/*
+ * lru_log: the exact-LRU build's per-thread access logs (algorithm atop
+ * lru.c): windows on the recency clock, and draining the logs into the
+ * recency list in stamp order.
+ *
+ * No late records. A reader announces itself in its log (`inflight`)
+ * before it draws its stamp and withdraws after it has published its
+ * record. The writer draws P, then waits until no log is in flight, then
+ * drains. Both draws are read-modify-writes of the clock with
+ * acquire-release order, so if a reader's stamp is below P its
+ * announcement happens before the writer's scan, which therefore waits for
+ * its record; and a reader that draws after P gets an odd stamp and
+ * retries. Every record below P is applied before the writer changes
+ * anything, and every record applied later is above P: the list never
+ * needs an entry placed anywhere but the head. (A reader in flight is a
+ * few instructions from done: the writer's wait is bounded by them, unless
+ * the reader is preempted there; the exact-LRU build is the one that may
+ * pay for strictness.)
+ *
+ * Memory safety of log records. A record names an entry that may since
+ * have been removed; draining skips removed entries, but must never read a
+ * freed one. Retired entries are freed only after a grace period, which
+ * every reader that found one has left, having published its record
+ * first; and before retired memory is handed over to be freed the writer
+ * drains all logs (lru_before_free, called by core.c with the lock held).
+ * A record published after that drain was stamped after the writer's
+ * cutoff, by a reader that began after the grace period: it cannot name
+ * that memory.
+ */
+#include "lru.h"
+
+/* Wait until no reader is between announcing itself and publishing. */
+static void wait_inflight(struct lru_cache *c)
+{
+    for (struct lru_log *l = c->logs; l != NULL; l = l->next)
+        while (__atomic_load_n(&l->inflight, __ATOMIC_ACQUIRE))
+            ck_pr_stall();
+}
+
+/* Apply, in stamp order, every logged use stamped below cutoff. */
+static void drain_below(struct lru_cache *c, uint64_t cutoff)
+{
+    for (;;) {
+        struct lru_log *best = NULL;
+        uint64_t best_stamp = cutoff;
+
+        for (struct lru_log *l = c->logs; l != NULL; l = l->next) {
+            uint64_t tail = __atomic_load_n(&l->tail, __ATOMIC_ACQUIRE);
+            struct lru_record *r;
+
+            if (l->head == tail)
+                continue;
+            r = &l->rec[l->head % LOG_RECORDS];
+            if (r->stamp < best_stamp) {
+                best_stamp = r->stamp;
+                best = l;
+            }
+        }
+        if (best == NULL)
+            return;
+        struct pc__kv *kv = best->rec[best->head % LOG_RECORDS].kv;
+
+        __atomic_store_n(&best->head, best->head + 1, __ATOMIC_RELEASE);
+        if (!(pc__kv_flags(kv) & PC__KV_REMOVED))
+            list_move_head(c, ENTRY_OF(kv));
+    }
+}
+
+uint64_t pc__lru_catch_up(struct lru_cache *c)
+{
+    uint64_t cutoff = __atomic_add_fetch(&c->clock, 2, __ATOMIC_ACQ_REL);
+
+    wait_inflight(c);
+    drain_below(c, cutoff);
+    return cutoff;
+}
+
+void pc__lru_window_open(struct lru_cache *c)
+{
+    uint64_t p = __atomic_add_fetch(&c->clock, 1, __ATOMIC_ACQ_REL);
+
+    PC__ASSERT(p & 1);
+    wait_inflight(c);
+    drain_below(c, p);
+}
+
+void pc__lru_window_close(struct lru_cache *c)
+{
+    __atomic_add_fetch(&c->clock, 1, __ATOMIC_RELEASE);
+}
+
+void pc__lru_before_free(pc_cache *base)
+{
+    pc__lru_catch_up(lru_of(base));
+}
