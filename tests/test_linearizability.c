@@ -37,6 +37,13 @@
  *    object, a reference LRU of the same capacity (a hit promotes; a put of
  *    a new key into a full cache evicts the least recently used), so the
  *    check covers evictions across keys in short windows.
+ * Expiry (config.ttl): each round starts from a state in which some keys
+ * have already expired (put with short TTLs on the test's clock, which
+ * then moves past them and stays still during the round), others expire
+ * later or never. An expired key is absent to every operation; in the LRU
+ * model it is still present until a write removes it, and a put that needs
+ * room evicts the expired entry with the earliest expiry time first (the
+ * initial expiry times are distinct), else the least recently used.
  * A failing round prints its history.
  */
 #include <criterion/criterion.h>
@@ -67,6 +74,7 @@ struct mstate {
     uint32_t key[MAXCAP];  /* lru: keys, least recent first */
     uint32_t lval[MAXCAP];
     uint32_t n;
+    uint32_t exp[MAXCAP]; /* lru: expiry time of key[i], 0 = never */
 };
 
 struct config {
@@ -75,7 +83,24 @@ struct config {
     unsigned shards;
     uint32_t keys;
     long rounds;
+    bool ttl; /* rounds start with expired keys (see the top) */
 };
+
+/* The test clock's time during the current round (it stands still). */
+static uint32_t round_now;
+
+static void lru_unlink(struct mstate *s, uint32_t i)
+{
+    memmove(&s->key[i], &s->key[i + 1], (s->n - i - 1) * 4);
+    memmove(&s->lval[i], &s->lval[i + 1], (s->n - i - 1) * 4);
+    memmove(&s->exp[i], &s->exp[i + 1], (s->n - i - 1) * 4);
+    s->n--;
+}
+
+static bool lru_expired(const struct mstate *s, uint32_t i)
+{
+    return s->exp[i] != 0 && round_now >= s->exp[i];
+}
 
 static bool step(const struct config *cf, struct mstate *s, const struct op *o)
 {
@@ -112,6 +137,16 @@ static bool step(const struct config *cf, struct mstate *s, const struct op *o)
         ;
     bool found = i < s->n;
 
+    if (found && lru_expired(s, i)) { /* absent to all; a get changes nothing */
+        if (o->kind == GET)
+            return o->res == PC_NOTFOUND;
+        if (o->kind == DEL && o->res != PC_NOTFOUND)
+            return false;
+        lru_unlink(s, i); /* a write removes it */
+        found = false;
+        if (o->kind == DEL)
+            return true;
+    }
     if (o->kind == GET && !found)
         return o->res == PC_NOTFOUND;
     if (o->kind == GET && (o->res != PC_OK || s->lval[i] != o->val))
@@ -119,23 +154,27 @@ static bool step(const struct config *cf, struct mstate *s, const struct op *o)
     if (o->kind == DEL && (o->res == PC_OK) != found)
         return false;
     if (found) { /* unlink i */
-        uint32_t v = s->lval[i];
+        uint32_t v = s->lval[i], e = s->exp[i];
 
-        memmove(&s->key[i], &s->key[i + 1], (s->n - i - 1) * 4);
-        memmove(&s->lval[i], &s->lval[i + 1], (s->n - i - 1) * 4);
-        s->n--;
+        lru_unlink(s, i);
         if (o->kind == GET) { /* promote */
             s->key[s->n] = o->key;
+            s->exp[s->n] = e;
             s->lval[s->n++] = v;
         }
     }
     if (o->kind == PUT) {
-        if (s->n == cf->cap) { /* evict the least recently used */
-            memmove(&s->key[0], &s->key[1], (s->n - 1) * 4);
-            memmove(&s->lval[0], &s->lval[1], (s->n - 1) * 4);
-            s->n--;
+        if (s->n == cf->cap) { /* evict: expired first, else the LRU */
+            uint32_t victim = 0;
+
+            for (uint32_t j = 0; j < s->n; j++)
+                if (lru_expired(s, j) &&
+                    (!lru_expired(s, victim) || s->exp[j] < s->exp[victim]))
+                    victim = j;
+            lru_unlink(s, victim);
         }
         s->key[s->n] = o->key;
+        s->exp[s->n] = 0; /* the rounds' puts never expire */
         s->lval[s->n++] = o->val;
     }
     return true;
@@ -332,32 +371,51 @@ static void round_setup(struct run *r, struct mstate *s)
     uint64_t x = mix64((uint64_t)r->round ^ 0xabcdef);
 
     memset(s, 0, sizeof *s);
+    /* With expiry: put at t0, key k with ttl 1 + (its order of insertion)
+     * or never; the round runs at t0 + 2, so the first two inserted with a
+     * ttl have expired, the others not. */
+    uint64_t t0 = test_now(NULL);
+
+    round_now = (uint32_t)(t0 + 2);
     if (cf->model == LRU) {
         pc_clear(r->c);
         for (uint64_t k = 0; k < cf->keys && s->n < cf->cap; k++) {
             uint32_t v = 0x80000000u | (uint32_t)(r->round << 4) | (uint32_t)k;
             uint64_t key = (k + x) % cf->keys;
+            pc_put_args a = {.ttl_ms = PC_TTL_NEVER};
 
             if (mix64(x + k) & 1)
                 continue;
-            cr_assert_eq(pc_put(r->c, &key, sizeof key, &v, sizeof v), PC_OK);
+            if (cf->ttl && (mix64(x ^ k) & 2))
+                a.ttl_ms = 1 + s->n;
+            cr_assert_eq(pc_put_ex(r->c, &key, sizeof key, &v, sizeof v, &a),
+                         PC_OK);
             for (uint32_t i = 0; i < s->n; i++)
                 cr_assert_neq(s->key[i], (uint32_t)key);
             s->key[s->n] = (uint32_t)key;
+            s->exp[s->n] =
+                a.ttl_ms == PC_TTL_NEVER ? 0 : (uint32_t)(t0 + a.ttl_ms);
             s->lval[s->n++] = v;
         }
-        return;
-    }
-    for (uint64_t k = 0; k < cf->keys; k++) {
-        uint32_t v = 0x80000000u | (uint32_t)(r->round << 4) | (uint32_t)k;
+    } else {
+        for (uint64_t k = 0; k < cf->keys; k++) {
+            uint32_t v = 0x80000000u | (uint32_t)(r->round << 4) | (uint32_t)k;
+            pc_put_args a = {.ttl_ms = PC_TTL_NEVER};
 
-        if (mix64(x + k) & 1) {
-            pc_delete(r->c, &k, sizeof k);
-        } else {
-            cr_assert_eq(pc_put(r->c, &k, sizeof k, &v, sizeof v), PC_OK);
-            s->val[k] = v;
+            if (mix64(x + k) & 1) {
+                pc_delete(r->c, &k, sizeof k);
+                continue;
+            }
+            if (cf->ttl && (mix64(x ^ k) & 2))
+                a.ttl_ms = 1 + k % 4; /* expired if 1 or 2 */
+            cr_assert_eq(pc_put_ex(r->c, &k, sizeof k, &v, sizeof v, &a),
+                         PC_OK);
+            if (a.ttl_ms == PC_TTL_NEVER || t0 + a.ttl_ms > round_now)
+                s->val[k] = v;
         }
     }
+    if (cf->ttl)
+        test_advance(2);
 }
 
 static void check(const struct config *cf)
@@ -367,6 +425,8 @@ static void check(const struct config *cf)
     pc_options o = test_opts(cf->cap);
 
     o.shards = cf->shards;
+    if (cf->ttl)
+        o.now_ms = test_now;
     struct run r = {.cf = cf};
     struct worker w[T];
     pthread_t th[T];
@@ -402,7 +462,7 @@ static void check(const struct config *cf)
 /* Self-test of the checker: it must reject a history that is not. */
 Test(linearizability, checker_rejects_a_stale_read)
 {
-    struct config cf = {REGISTER, 8, 0, 1, 0};
+    struct config cf = {REGISTER, 8, 0, 1, 0, false};
     struct mstate init;
 
     memset(&init, 0, sizeof init);
@@ -424,14 +484,14 @@ Test(linearizability, checker_rejects_a_stale_read)
 
 Test(linearizability, register_without_eviction_one_shard)
 {
-    struct config cf = {REGISTER, 8, 1, 3, 40000};
+    struct config cf = {REGISTER, 8, 1, 3, 40000, false};
 
     check(&cf);
 }
 
 Test(linearizability, register_without_eviction_two_shards)
 {
-    struct config cf = {REGISTER, 8, 2, 4, 20000};
+    struct config cf = {REGISTER, 8, 2, 4, 20000, false};
 
     check(&cf);
 }
@@ -439,7 +499,23 @@ Test(linearizability, register_without_eviction_two_shards)
 Test(linearizability, with_eviction_against_the_policy_model)
 {
     /* clock: register that may lose keys; lru: exact reference LRU. */
-    struct config cf = {is_lru() ? LRU : REGISTER_EVICT, 2, 1, 3, 40000};
+    struct config cf = {is_lru() ? LRU : REGISTER_EVICT, 2, 1, 3, 40000, false};
+
+    check(&cf);
+}
+
+Test(linearizability, with_expired_keys_and_eviction)
+{
+    /* lru: the reference LRU with TTL; clock and frequency: registers in
+     * which expired keys are absent, and any key may be evicted. */
+    struct config cf = {is_lru() ? LRU : REGISTER_EVICT, 3, 1, 4, 20000, true};
+
+    check(&cf);
+}
+
+Test(linearizability, with_expired_keys_without_eviction)
+{
+    struct config cf = {REGISTER, 8, 2, 4, 10000, true};
 
     check(&cf);
 }

@@ -1,7 +1,9 @@
 /*
  * Exact LRU, differential: random sequences of get/put/delete/clear on a
  * small key space, checked op for op (status, value, length) against an
- * in-test reference LRU of the same capacity.
+ * in-test reference LRU of the same capacity; then the same with expiry
+ * (per-entry TTLs on a clock the test drives, pc_expire) against a
+ * reference LRU with TTL.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -127,4 +129,160 @@ Test(lru_exact, matches_reference_lru_on_random_sequences)
 Test(lru_exact, capacity_one_keeps_only_the_last_key)
 {
     run_sequence(4242, 1, 5000);
+}
+
+/* ---- with expiry ----
+ *
+ * The reference LRU with TTL: an entry is visible strictly before its
+ * expiry time; expired entries stay (and count in len) until a write
+ * removes them: a put or delete of their key, pc_expire, or eviction,
+ * which takes the expired entry with the earliest expiry time first and
+ * otherwise the least recently used. A get of an expired entry is a miss
+ * and changes nothing. Expiry times are kept distinct among the entries
+ * present, so "the earliest" is never a tie.
+ */
+struct ref_ttl {
+    struct ref_lru lru;
+    uint64_t exp[KEYS]; /* by key; 0: never */
+};
+
+static bool ref_expired(const struct ref_ttl *r, uint64_t k, uint64_t now)
+{
+    return r->exp[k] != 0 && now >= r->exp[k];
+}
+
+static void ref_ttl_remove(struct ref_ttl *r, uint64_t k)
+{
+    int i = ref_find(&r->lru, k);
+
+    if (i >= 0)
+        ref_remove_at(&r->lru, (size_t)i);
+    r->exp[k] = 0;
+}
+
+static pc_status ref_ttl_get(struct ref_ttl *r, uint64_t k, uint64_t now,
+                             uint64_t *v)
+{
+    if (ref_find(&r->lru, k) < 0 || ref_expired(r, k, now))
+        return PC_NOTFOUND;
+    return ref_get(&r->lru, k, v);
+}
+
+static void ref_ttl_put(struct ref_ttl *r, uint64_t k, uint64_t v, uint64_t exp,
+                        uint64_t now)
+{
+    int i = ref_find(&r->lru, k);
+
+    if (i >= 0 && ref_expired(r, k, now)) {
+        ref_ttl_remove(r, k);
+        i = -1;
+    }
+    if (i < 0 && r->lru.n == r->lru.cap) {
+        uint64_t victim = r->lru.key[0], best = 0;
+
+        for (size_t j = 0; j < r->lru.n; j++) {
+            uint64_t kj = r->lru.key[j];
+
+            if (ref_expired(r, kj, now) && (best == 0 || r->exp[kj] < best)) {
+                best = r->exp[kj];
+                victim = kj;
+            }
+        }
+        ref_ttl_remove(r, victim);
+    }
+    if (i >= 0)
+        ref_remove_at(&r->lru, (size_t)i);
+    ref_append(&r->lru, k, v);
+    r->exp[k] = exp;
+}
+
+static pc_status ref_ttl_delete(struct ref_ttl *r, uint64_t k, uint64_t now)
+{
+    bool live = ref_find(&r->lru, k) >= 0 && !ref_expired(r, k, now);
+
+    ref_ttl_remove(r, k);
+    return live ? PC_OK : PC_NOTFOUND;
+}
+
+static size_t ref_ttl_expire(struct ref_ttl *r, uint64_t now)
+{
+    size_t n = 0;
+
+    for (uint64_t k = 0; k < KEYS; k++)
+        if (ref_find(&r->lru, k) >= 0 && ref_expired(r, k, now)) {
+            ref_ttl_remove(r, k);
+            n++;
+        }
+    return n;
+}
+
+/* A ttl whose expiry time no entry present has (PC_TTL_NEVER if none). */
+static uint64_t fresh_ttl(const struct ref_ttl *r, uint64_t now)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        uint64_t ttl = 1 + (uint64_t)(rand() % 40), clash = 0;
+
+        for (size_t j = 0; j < r->lru.n; j++)
+            clash |= r->exp[r->lru.key[j]] == now + ttl;
+        if (!clash)
+            return ttl;
+    }
+    return PC_TTL_NEVER;
+}
+
+static void run_sequence_ttl(unsigned seed, size_t cap, int ops)
+{
+    struct ref_ttl ref = {.lru = {.cap = cap}};
+    pc_options o = test_opts(cap);
+    pc_cache *c;
+
+    o.now_ms = test_now;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    srand(seed);
+    for (int op = 0; op < ops; op++) {
+        uint64_t k = (uint64_t)(rand() % KEYS), got = 0, want = 0;
+        uint64_t now = test_now(NULL);
+        int dice = rand() % 100;
+
+        if (dice < 40) {
+            pc_status a = get_u64(c, k, &got);
+            pc_status b = ref_ttl_get(&ref, k, now, &want);
+
+            cr_assert_eq(a, b, "seed %u op %d: get(%lu) status %d, want %d",
+                         seed, op, k, a, b);
+            if (a == PC_OK)
+                cr_assert_eq(got, want, "seed %u op %d: get(%lu) value", seed,
+                             op, k);
+        } else if (dice < 75) {
+            uint64_t v = (uint64_t)rand();
+            pc_put_args a = {.ttl_ms = rand() % 4 == 0 ? PC_TTL_NEVER
+                                                       : fresh_ttl(&ref, now)};
+
+            cr_assert_eq(pc_put_ex(c, &k, sizeof k, &v, sizeof v, &a), PC_OK);
+            ref_ttl_put(&ref, k, v,
+                        a.ttl_ms == PC_TTL_NEVER ? 0 : now + a.ttl_ms, now);
+        } else if (dice < 85) {
+            cr_assert_eq(pc_delete(c, &k, sizeof k),
+                         ref_ttl_delete(&ref, k, now),
+                         "seed %u op %d: delete(%lu)", seed, op, k);
+        } else if (dice < 88) {
+            cr_assert_eq(pc_expire(c), ref_ttl_expire(&ref, now),
+                         "seed %u op %d: expire", seed, op);
+        } else if (dice < 89) {
+            pc_clear(c);
+            ref.lru.n = 0;
+            memset(ref.exp, 0, sizeof ref.exp);
+        } else {
+            test_advance(1 + (uint64_t)(rand() % 6));
+        }
+        cr_assert_eq(pc_len(c), ref.lru.n, "seed %u op %d: len", seed, op);
+    }
+    pc_destroy(c);
+}
+
+Test(lru_exact, matches_reference_lru_with_ttl_on_random_sequences)
+{
+    for (unsigned seed = 1; seed <= 300; seed++)
+        run_sequence_ttl(seed, 1 + seed % MAXCAP, 2000);
 }
