@@ -1,6 +1,7 @@
 /*
- * alloc: jemalloc-backed allocation with a failure-injection hook for tests.
- * See alloc.h for the why; there is no algorithm here beyond the countdown.
+ * alloc: jemalloc-backed allocation with a failure-injection hook for tests,
+ * and a per-thread magazine of small freed blocks in front of jemalloc
+ * (below). See alloc.h for the why.
  */
 #include "alloc.h"
 
@@ -8,6 +9,9 @@
 
 #ifdef PC_USE_JEMALLOC
 #include <jemalloc/jemalloc.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #endif
 
 static long fail_countdown = -1; /* < 0: never fail */
@@ -53,12 +57,123 @@ long pc__alloc_fail_after(long n)
     return made;
 }
 
+#ifdef PC_USE_JEMALLOC
+/*
+ * The magazine: each thread keeps blocks of 16..128 bytes it freed, in one
+ * LIFO list per 16-byte size class, and hands them out again before asking
+ * jemalloc. A cache frees entries in bursts (a grace period's batches, up
+ * to a few hundred at once, retire.h) and allocates them one by one;
+ * jemalloc's own thread cache absorbs that too, but mallocx has no fast
+ * path in jemalloc 5.3 (its general entry is several times malloc's), and
+ * a burst larger than the thread cache's bin is flushed to the arena and
+ * fetched back. Only sizes whose 16-byte round-up is a jemalloc size class
+ * (9..128 bytes) are kept, so a block serves any request of its class, and
+ * sdallocx later receives a size of the block's class.
+ *
+ * Bounds: MAG_BLOCKS blocks per class and MAG_BYTES in all per thread;
+ * past either, a free goes to jemalloc. The blocks are released at thread
+ * exit (a pthread key's destructor, registered on the thread's first keep;
+ * if it cannot be, nothing is kept). Thread-local, so no synchronisation:
+ * a block changes threads only through jemalloc or through the caches'
+ * own grace periods, exactly as without the magazine.
+ */
+#define MAG_CLASSES 8   /* 16, 32, ..., 128 bytes */
+#define MAG_BLOCKS 1024 /* per class */
+#define MAG_BYTES 65536 /* per thread, all classes */
+
+struct mag_block {
+    struct mag_block *next;
+};
+
+struct magazine {
+    struct mag_block *top[MAG_CLASSES];
+    uint16_t n[MAG_CLASSES];
+    uint32_t bytes;
+    bool armed; /* the thread-exit destructor is registered */
+};
+
+static __thread struct magazine mag __attribute__((tls_model("initial-exec")));
+static pthread_once_t mag_once = PTHREAD_ONCE_INIT;
+static pthread_key_t mag_key;
+static bool mag_key_ok;
+
+/* The key's destructor: the exiting thread's blocks back to jemalloc. A
+ * later free on this thread (another key's destructor) arms it afresh. */
+static void mag_release(void *arg)
+{
+    struct magazine *m = arg;
+
+    for (unsigned c = 0; c < MAG_CLASSES; c++) {
+        while (m->top[c] != NULL) {
+            struct mag_block *b = m->top[c];
+
+            m->top[c] = b->next;
+            sdallocx(b, (c + 1) * 16, 0);
+        }
+        m->n[c] = 0;
+    }
+    m->bytes = 0;
+    m->armed = false;
+}
+
+static void mag_key_init(void)
+{
+    mag_key_ok = pthread_key_create(&mag_key, mag_release) == 0;
+}
+
+static bool mag_arm(void)
+{
+    pthread_once(&mag_once, mag_key_init);
+    if (!mag_key_ok || pthread_setspecific(mag_key, &mag) != 0)
+        return false;
+    mag.armed = true;
+    return true;
+}
+
+/* The magazine class of an n-byte block, or -1. */
+static inline int mag_class(size_t n)
+{
+    return n > 8 && n <= MAG_CLASSES * 16 ? (int)((n - 1) >> 4) : -1;
+}
+
+static inline void *mag_take(size_t n)
+{
+    int c = mag_class(n);
+    struct mag_block *b;
+
+    if (c < 0 || (b = mag.top[c]) == NULL)
+        return NULL;
+    mag.top[c] = b->next;
+    mag.n[c]--;
+    mag.bytes -= (uint32_t)(c + 1) * 16;
+    return b;
+}
+
+static inline bool mag_keep(void *p, size_t n)
+{
+    int c = mag_class(n);
+    uint32_t size = (uint32_t)(c + 1) * 16;
+    struct mag_block *b = p;
+
+    if (c < 0 || mag.n[c] >= MAG_BLOCKS || mag.bytes + size > MAG_BYTES ||
+        (!mag.armed && !mag_arm()))
+        return false;
+    b->next = mag.top[c];
+    mag.top[c] = b;
+    mag.n[c]++;
+    mag.bytes += size;
+    return true;
+}
+#endif
+
 void *pc__alloc(size_t n)
 {
     if (inject_failure())
         return NULL;
 #ifdef PC_USE_JEMALLOC
-    return track(mallocx(n == 0 ? 1 : n, 0));
+    void *p = mag_take(n);
+
+    return track(p != NULL ? p : mallocx(n == 0 ? 1 : n, 0));
 #else
     return track(malloc(n == 0 ? 1 : n));
 #endif
@@ -106,6 +221,8 @@ void pc__free(void *p, size_t n)
         return;
     untrack(p);
 #ifdef PC_USE_JEMALLOC
+    if (mag_keep(p, n))
+        return;
     /* Sized: jemalloc's fast path needs no lookup of the size class. */
     sdallocx(p, n == 0 ? 1 : n, 0);
 #else

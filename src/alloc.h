@@ -10,6 +10,11 @@
  * Sanitizer builds (PC_USE_JEMALLOC undefined) use the C library's allocator,
  * because AddressSanitizer must see every allocation.
  *
+ * With jemalloc, blocks of 9..128 bytes freed by a thread are kept in its
+ * magazine (up to 64 KiB per thread) and serve its next allocations of the
+ * same size class; they are returned to jemalloc when the thread exits
+ * (alloc.c). Sanitizer builds have no magazine.
+ *
  * Concurrency: these functions are as thread-safe as the allocator beneath.
  * The failure-injection countdown is a relaxed atomic; it is a test hook and
  * costs one load on the allocation path.

@@ -140,3 +140,76 @@ Test(memory, deletes_never_rebuild_the_index_however_long_the_churn)
     cr_assert_leq(made, 1, "100 deletes made %ld allocations", made);
     pc_destroy(c);
 }
+
+#ifdef PC_TEST_JEMALLOC
+#include <jemalloc/jemalloc.h>
+
+/* Bytes jemalloc has handed this thread, all time. */
+static uint64_t thread_allocated(void)
+{
+    uint64_t v = 0;
+    size_t len = sizeof v;
+
+    if (mallctl("thread.allocated", &v, &len, NULL, 0) != 0)
+        return UINT64_MAX / 2; /* fails the test's checks */
+    return v;
+}
+
+/* Bytes allocated in the whole process, as of now. */
+static size_t process_allocated(void)
+{
+    uint64_t epoch = 1;
+    size_t v = 0, len = sizeof v;
+
+    cr_assert_eq(mallctl("epoch", NULL, NULL, &epoch, sizeof epoch), 0);
+    cr_assert_eq(mallctl("stats.allocated", &v, &len, NULL, 0), 0);
+    return v;
+}
+
+#define MAG_TEST_BLOCKS 1000 /* of 40 bytes: 48,000 held, under 64 KiB */
+
+static void *magazine_round_trip(void *arg)
+{
+    static void *blk[MAG_TEST_BLOCKS];
+    uint64_t *jemalloc_bytes = arg;
+
+    for (int round = 0; round < 2; round++) {
+        uint64_t before = thread_allocated();
+
+        for (int i = 0; i < MAG_TEST_BLOCKS; i++) {
+            blk[i] = pc__alloc(40);
+            if (blk[i] == NULL)
+                return (void *)1;
+            memset(blk[i], 0xab, 40);
+        }
+        jemalloc_bytes[round] = thread_allocated() - before;
+        for (int i = 0; i < MAG_TEST_BLOCKS; i++)
+            pc__free(blk[i], 40);
+    }
+    return NULL;
+}
+
+/* alloc.c's magazine: a thread's freed entry-sized blocks serve its next
+ * allocations without jemalloc, and are returned when the thread exits. */
+Test(memory, freed_small_blocks_are_reused_by_their_thread_and_released_at_exit)
+{
+    uint64_t jemalloc_bytes[2];
+    size_t before = process_allocated();
+    pthread_t t;
+    void *failed;
+
+    cr_assert_eq(pthread_create(&t, NULL, magazine_round_trip, jemalloc_bytes),
+                 0);
+    cr_assert_eq(pthread_join(t, &failed), 0);
+    cr_assert_null(failed, "pc__alloc failed");
+    cr_assert_geq(jemalloc_bytes[0], MAG_TEST_BLOCKS * 40);
+    cr_assert_eq(jemalloc_bytes[1], 0,
+                 "second round asked jemalloc for %lu bytes",
+                 (unsigned long)jemalloc_bytes[1]);
+    /* Held by the exited thread unless its destructor gave them back. */
+    size_t after = process_allocated();
+    cr_assert_lt(after, before + MAG_TEST_BLOCKS * 48 / 2,
+                 "%zu bytes still allocated after the thread exited",
+                 after - before);
+}
+#endif
