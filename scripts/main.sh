@@ -3,7 +3,7 @@
 # harness (purecache-bench) on its default workload, then count
 # instructions per get, and per miss + evicting put, with callgrind, and
 # run the Redis tier's bench (purecache-redis-bench) against a throwaway
-# redis-server. About eight minutes on 2 cores (--traces all adds one or
+# redis-server. About seven minutes on 2 cores (--traces all adds one or
 # two: every shared trace cell, so the 44-cell trace targets are evaluated).
 # Extra arguments go to the harness (e.g. --traces all, --threads 1,2,4);
 # results land in bench-out/ (CSV, gnuplot PNGs) besides the stdout table.
