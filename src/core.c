@@ -84,12 +84,14 @@ void pc__writer_unlock(struct pc_cache *c, struct pc__writer *w)
 {
     bool step;
     struct pc__garbage ready = pc__reclaimer_poll(w->rc, &step);
+    bool garbage = ready.batches != NULL || ready.spilled != NULL;
 
-    if (c->before_free != NULL &&
-        (ready.batches != NULL || ready.spilled != NULL))
+    if (c->before_free != NULL && garbage)
         c->before_free(c);
     pc__lock_release(&w->lock);
-    pc__reclaimer_after_unlock(w->rc, ready, step);
+    /* Most unlocks have nothing to free and no step to take. */
+    if (garbage || step)
+        pc__reclaimer_after_unlock(w->rc, ready, step);
 }
 
 void pc__core_reclaim(struct pc_cache *c)
