@@ -22,7 +22,10 @@
  *
  *   Ownership   Keys and values are copied in by pc_put and copied out by
  *               pc_get; the cache never keeps a pointer the caller passed.
- *               The cache owns its memory; pc_destroy releases all of it.
+ *               The cache owns its memory; pc_destroy releases all of it,
+ *               except that each thread that freed entries may keep up to
+ *               64 KiB of freed blocks for its next ones (returned when
+ *               the thread exits, or by pc_destroy on that thread).
  *   Errors      Every failing call returns a negative pc_status and changes
  *               nothing observable. No call aborts, asserts or prints.
  *   Threads     Every function may be called concurrently with every other on
@@ -54,13 +57,13 @@
  *               pthread_atfork handler releases the parent's other threads'
  *               records in every cache, so read sections they were in do
  *               not hold up pc_reclaim or writers in the child (pins never
- *               do: a pin pins one entry, see "Pinned reads"). The child may go on using the parent's caches
- *               if, when fork() ran, no other thread was inside a purecache
- *               call (holding a pin between calls is fine): a call in
- *               progress may hold an internal lock, which the child
- *               inherits held, and a load in progress in another thread
- *               never completes there (a miss on its key would wait for
- *               ever).
+ *               do: a pin pins one entry, see "Pinned reads"). The
+ *               child may go on using the parent's caches if, when fork()
+ *               ran, no other thread was inside a purecache call (holding
+ *               a pin between calls is fine): a call in progress may hold
+ *               an internal lock, which the child inherits held, and a
+ *               load in progress in another thread never completes there
+ *               (a miss on its key would wait for ever).
  *
  * WHAT MAY WAIT ON WHAT
  *
@@ -576,7 +579,7 @@ PC_API pc_status pc_get_or_load(pc_cache *cache, const void *key, size_t klen,
                                 size_t bufcap, size_t *vlen, int *load_err);
 
 typedef struct pc_load_args { /* zero-initialise */
-    uint64_t ttl_ms; /* for the stored value, as pc_put_args.ttl_ms */
+    uint64_t ttl_ms;          /* for the stored value, as pc_put_args.ttl_ms */
 } pc_load_args;
 
 /*
@@ -649,8 +652,7 @@ typedef struct pc_memo_options { /* zero-initialise */
 /* pc_memo_create with options (NULL: as pc_memo_create). Same statuses, and
  * PC_EINVAL for a ttl_ms the backend cannot honour (no put_ex). */
 PC_API pc_status pc_memo_create_ex(const pc_backend *backend,
-                                   const pc_memo_options *opts,
-                                   pc_memo **out);
+                                   const pc_memo_options *opts, pc_memo **out);
 
 /* Destroy the memoizer and its backend. NULL is a no-op. No call may be in
  * flight on it. Blocking. */

@@ -116,8 +116,15 @@ static void mag_release(void *arg)
     m->armed = false;
 }
 
+/* Once per process: the magazine is used only if jemalloc's size classes
+ * in 9..128 bytes are the 16-byte multiples (its quantum is 16 on x86-64
+ * and most 64-bit targets, 8 on some 32-bit ones or if so configured), so
+ * that a block serves any request of its magazine class. */
 static void mag_key_init(void)
 {
+    for (size_t n = 9; n <= MAG_CLASSES * 16; n++)
+        if (nallocx(n, 0) != ((n + 15) & ~(size_t)15))
+            return;
     mag_key_ok = pthread_key_create(&mag_key, mag_release) == 0;
 }
 
@@ -128,6 +135,12 @@ static bool mag_arm(void)
         return false;
     mag.armed = true;
     return true;
+}
+
+void pc__alloc_release_thread(void)
+{
+    if (mag.armed)
+        mag_release(&mag);
 }
 
 /* The magazine class of an n-byte block, or -1. */
@@ -163,6 +176,10 @@ static inline bool mag_keep(void *p, size_t n)
     mag.n[c]++;
     mag.bytes += size;
     return true;
+}
+#else
+void pc__alloc_release_thread(void)
+{
 }
 #endif
 
@@ -223,8 +240,13 @@ void pc__free(void *p, size_t n)
 #ifdef PC_USE_JEMALLOC
     if (mag_keep(p, n))
         return;
-    /* Sized: jemalloc's fast path needs no lookup of the size class. */
-    sdallocx(p, n == 0 ? 1 : n, 0);
+    /* Sized: jemalloc's fast path needs no lookup of the size class. A
+     * block of a magazine class may have been asked for with another size
+     * of the class: its class's size is the one always valid. */
+    sdallocx(p,
+             mag_class(n) >= 0 ? (size_t)(mag_class(n) + 1) * 16
+                               : (n == 0 ? 1 : n),
+             0);
 #else
     (void)n;
     free(p);

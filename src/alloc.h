@@ -13,7 +13,8 @@
  * With jemalloc, blocks of 9..128 bytes freed by a thread are kept in its
  * magazine (up to 64 KiB per thread) and serve its next allocations of the
  * same size class; they are returned to jemalloc when the thread exits
- * (alloc.c). Sanitizer builds have no magazine.
+ * and by pc_destroy on its thread (alloc.c). Sanitizer builds have no
+ * magazine.
  *
  * Concurrency: these functions are as thread-safe as the allocator beneath.
  * The failure-injection countdown is a relaxed atomic; it is a test hook and
@@ -33,6 +34,9 @@ void *pc__alloc_aligned(size_t n, size_t align);
 void pc__free(void *p, size_t n);
 /* Return memory from pc__alloc_aligned, with the same n and align. */
 void pc__free_aligned(void *p, size_t n, size_t align);
+/* Return the calling thread's magazine to jemalloc (pc_destroy does, so a
+ * destroyed cache's entries do not stay with the destroying thread). */
+void pc__alloc_release_thread(void);
 
 /*
  * Test hook: let the next `n` allocations succeed and fail every one after

@@ -7,6 +7,7 @@
  * Every check happens before the variant sees the call, so a rejected call
  * cannot have changed anything. Nothing here locks or allocates.
  */
+#include "alloc.h"
 #include "core.h"
 #include "policy.h"
 
@@ -21,8 +22,10 @@ pc_status pc_create(const pc_options *opts, pc_cache **out)
 
 void pc_destroy(pc_cache *cache)
 {
-    if (cache != NULL)
+    if (cache != NULL) {
         pc__policy_destroy(cache);
+        pc__alloc_release_thread();
+    }
 }
 
 pc_status pc_get(pc_cache *cache, const void *key, size_t klen, void *buf,
