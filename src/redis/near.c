@@ -61,10 +61,12 @@
  * everything. In broadcast mode the subscriber's own connection carries
  * BCAST tracking for the prefix; pooled connections do not matter.
  *
- * READS. pc__near_read checks the state word (one load) and pins the
- * value: no lock, no shared write. A reader that raced a flush returns a
- * value the flush was about to drop: it is ordered before the flush, like
- * a read before the write that caused it. Every near value carries the
+ * READS. pc__near_read checks the state word (one load) and copies the
+ * value out with pc_get: no lock, no shared write (a value over 1 KiB is
+ * read through a pin instead, which takes the near cache's pin-table lock
+ * for a few instructions). A reader that raced a flush returns a value the
+ * flush was about to drop: it is ordered before the flush, like a read
+ * before the write that caused it. Every near value carries the
  * monotonic deadline of its Redis value (from PTTL, measured from before
  * the GET was sent, so it is never later than the server's), and reads at
  * or after it are misses, so a near copy never outlives its Redis value
@@ -80,6 +82,7 @@
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
 #define COUNT(p) __atomic_add_fetch((p), 1, __ATOMIC_RELAXED)
+#define NEAR_COPY 1024 /* values up to this size are read by copy */
 
 static unsigned stripe_of(const void *key, size_t klen)
 {
@@ -143,37 +146,49 @@ int pc__near_is_active(const struct pc__near *n)
     return (int)(__atomic_load_n(&n->state, __ATOMIC_ACQUIRE) & 1);
 }
 
+/* A near value: its deadline, then the value's bytes, at most len bytes
+ * from p. */
+static pc_status near_value(const unsigned char *p, size_t len, void *buf,
+                            size_t bufcap, size_t *vlen)
+{
+    uint64_t deadline;
+
+    if (len < sizeof deadline) /* never stored so; be safe */
+        return PC_NOTFOUND;
+    memcpy(&deadline, p, sizeof deadline);
+    if (deadline != 0 && pc__redis_now_ns() >= deadline)
+        return PC_NOTFOUND;
+    len -= sizeof deadline;
+    if (vlen != NULL)
+        *vlen = len;
+    if (len > bufcap)
+        return PC_ERANGE;
+    if (len > 0)
+        memcpy(buf, p + sizeof deadline, len);
+    return PC_OK;
+}
+
 pc_status pc__near_read(struct pc__near *n, const void *key, size_t klen,
                         void *buf, size_t bufcap, size_t *vlen)
 {
-    pc_pin pin;
-    uint64_t deadline;
+    /* Values up to NEAR_COPY bytes are copied out by pc_get (wait-free, no
+     * shared write); larger ones are read in place through a pin, whose
+     * table lock would otherwise be every near hit's shared line. */
+    unsigned char tmp[sizeof(uint64_t) + NEAR_COPY];
     size_t len;
+    pc_pin pin;
+    pc_status st;
 
     if (!(__atomic_load_n(&n->state, __ATOMIC_ACQUIRE) & 1))
         return PC_NOTFOUND; /* bypassed: the channel is down */
-    if (pc_get_pinned(n->cache, key, klen, &pin) != PC_OK)
+    st = pc_get(n->cache, key, klen, tmp, sizeof tmp, &len);
+    if (st == PC_OK)
+        return near_value(tmp, len, buf, bufcap, vlen);
+    if (st != PC_ERANGE || pc_get_pinned(n->cache, key, klen, &pin) != PC_OK)
         return PC_NOTFOUND;
-    if (pin.len < sizeof deadline) { /* never stored so; be safe */
-        pc_unpin(&pin);
-        return PC_NOTFOUND;
-    }
-    memcpy(&deadline, pin.value, sizeof deadline);
-    if (deadline != 0 && pc__redis_now_ns() >= deadline) {
-        pc_unpin(&pin);
-        return PC_NOTFOUND;
-    }
-    len = pin.len - sizeof deadline;
-    if (vlen != NULL)
-        *vlen = len;
-    if (len > bufcap) {
-        pc_unpin(&pin);
-        return PC_ERANGE;
-    }
-    if (len > 0)
-        memcpy(buf, (const unsigned char *)pin.value + sizeof deadline, len);
+    st = near_value(pin.value, pin.len, buf, bufcap, vlen);
     pc_unpin(&pin);
-    return PC_OK;
+    return st;
 }
 
 void pc__near_fill_begin(struct pc__near *n, const void *key, size_t klen,
