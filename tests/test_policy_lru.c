@@ -74,6 +74,17 @@ static pc_status ref_delete(struct ref_lru *r, uint64_t k)
     return PC_OK;
 }
 
+/* The cache's get (status a, value got) against the model's (b, want). */
+static void check_get(unsigned seed, int op, uint64_t k, pc_status a,
+                      pc_status b, uint64_t got, uint64_t want)
+{
+    cr_assert_eq(a, b, "seed %u op %d: get(%lu) status %d, want %d", seed, op,
+                 (unsigned long)k, a, b);
+    if (a == PC_OK)
+        cr_assert_eq(got, want, "seed %u op %d: get(%lu) value", seed, op,
+                     (unsigned long)k);
+}
+
 static void run_sequence(unsigned seed, size_t cap, int ops)
 {
     struct ref_lru ref = {.cap = cap};
@@ -87,11 +98,7 @@ static void run_sequence(unsigned seed, size_t cap, int ops)
         if (dice < 50) {
             pc_status a = get_u64(c, k, &got), b = ref_get(&ref, k, &want);
 
-            cr_assert_eq(a, b, "seed %u op %d: get(%lu) status %d, want %d",
-                         seed, op, k, a, b);
-            if (a == PC_OK)
-                cr_assert_eq(got, want, "seed %u op %d: get(%lu) value", seed,
-                             op, k);
+            check_get(seed, op, k, a, b, got, want);
         } else if (dice < 88) {
             uint64_t v = (uint64_t)rand();
 
@@ -249,11 +256,7 @@ static void run_sequence_ttl(unsigned seed, size_t cap, int ops)
             pc_status a = get_u64(c, k, &got);
             pc_status b = ref_ttl_get(&ref, k, now, &want);
 
-            cr_assert_eq(a, b, "seed %u op %d: get(%lu) status %d, want %d",
-                         seed, op, k, a, b);
-            if (a == PC_OK)
-                cr_assert_eq(got, want, "seed %u op %d: get(%lu) value", seed,
-                             op, k);
+            check_get(seed, op, k, a, b, got, want);
         } else if (dice < 75) {
             uint64_t v = (uint64_t)rand();
             pc_put_args a = {.ttl_ms = rand() % 4 == 0 ? PC_TTL_NEVER
