@@ -291,9 +291,9 @@ static struct pc__kv *take_victim(struct lru_cache *c, uint64_t now,
                                   struct pc__removals *rm)
 {
     struct pc__kv *v;
-    bool expired = c->heap_len > 0 && pc__kv_expired(c->heap[0], now);
+    bool expired = c->heap_len > 0 && now >= c->heap[0].key;
 
-    v = expired ? c->heap[0] : &c->list.prev->kv;
+    v = expired ? c->heap[0].kv : &c->list.prev->kv;
     pc__index_erase(&c->ix[v->ref], v);
     unlinked_keep_room(c, v, expired ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED,
                        rm);
@@ -498,10 +498,10 @@ size_t pc__policy_expire(pc_cache *base, struct pc__removals *rm,
 
     *w = &c->w;
     pc__writer_lock(&c->w);
-    if (c->heap_len > 0 && pc__kv_expired(c->heap[0], now)) {
+    if (c->heap_len > 0 && now >= c->heap[0].key) {
         pc__lru_window_open(c);
-        while (c->heap_len > 0 && pc__kv_expired(c->heap[0], now)) {
-            struct pc__kv *kv = c->heap[0];
+        while (c->heap_len > 0 && now >= c->heap[0].key) {
+            struct pc__kv *kv = c->heap[0].kv;
 
             pc__index_erase(&c->ix[kv->ref], kv);
             unlinked(c, kv, PC_REMOVED_EXPIRED, rm);

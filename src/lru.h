@@ -21,6 +21,13 @@ struct lru_entry {
     struct pc__kv kv;              /* last: key and value bytes follow */
 };
 
+/* A slot of the expiry heap: the entry's expiry time beside it, so that
+ * sifting compares keys in the array, not in scattered entries. */
+struct lru_heap_slot {
+    uint64_t key; /* pc__kv_expires(kv) */
+    struct pc__kv *kv;
+};
+
 struct lru_record {
     struct pc__kv *kv;
     uint64_t stamp;
@@ -50,7 +57,7 @@ struct lru_cache {
     /* Entries that can expire, in a min-heap on expiry time (writer lock);
      * an entry's heap position is its w.live.slot, its index table its
      * ref byte (which no lru reader writes). */
-    struct pc__kv **heap;
+    struct lru_heap_slot *heap;
     size_t heap_len, heap_cap;
     uint64_t clock __attribute__((aligned(64))); /* recency clock */
 } __attribute__((aligned(64)));

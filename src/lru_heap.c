@@ -1,59 +1,62 @@
 /*
  * lru_heap: the exact-LRU build's expiry heap (lru.c, "Expiry"): entries
- * that can expire, in a binary min-heap on their expiry time, each
+ * that can expire, in a min-heap on their expiry time, each
  * entry's position kept in its w.live.slot so it can be removed in
- * O(log n). Writer lock held throughout.
+ * O(log n); 4-ary. Each slot holds the expiry time beside the entry pointer, so
+ * a sift reads only the array and writes one position per level (rather
+ * than reading two scattered entries per level). Writer lock held
+ * throughout.
  */
 #include <string.h>
 
 #include "alloc.h"
 #include "lru.h"
 
-static uint64_t heap_key(const struct pc__kv *kv)
+static void heap_set(struct lru_cache *c, size_t i, struct lru_heap_slot e)
 {
-    return pc__kv_expires(kv);
+    c->heap[i] = e;
+    e.kv->w.live.slot = (uint32_t)i;
 }
 
-static void heap_set(struct lru_cache *c, size_t i, struct pc__kv *kv)
-{
-    c->heap[i] = kv;
-    kv->w.live.slot = (uint32_t)i;
-}
+/* A 4-ary heap: half the levels of a binary one, so half the scattered
+ * position writes per sift; a node's four children are adjacent slots. */
+#define ARITY 4
 
 static void heap_up(struct lru_cache *c, size_t i)
 {
-    struct pc__kv *kv = c->heap[i];
+    struct lru_heap_slot e = c->heap[i];
 
-    while (i > 0 && heap_key(c->heap[(i - 1) / 2]) > heap_key(kv)) {
-        heap_set(c, i, c->heap[(i - 1) / 2]);
-        i = (i - 1) / 2;
+    while (i > 0 && c->heap[(i - 1) / ARITY].key > e.key) {
+        heap_set(c, i, c->heap[(i - 1) / ARITY]);
+        i = (i - 1) / ARITY;
     }
-    heap_set(c, i, kv);
+    heap_set(c, i, e);
 }
 
 static void heap_down(struct lru_cache *c, size_t i)
 {
-    struct pc__kv *kv = c->heap[i];
+    struct lru_heap_slot e = c->heap[i];
 
     for (;;) {
-        size_t l = 2 * i + 1, m = i;
-        uint64_t mk = heap_key(kv);
+        size_t first = ARITY * i + 1, end = first + ARITY, m = i;
+        uint64_t mk = e.key;
 
-        if (l < c->heap_len && heap_key(c->heap[l]) < mk)
-            m = l, mk = heap_key(c->heap[l]);
-        if (l + 1 < c->heap_len && heap_key(c->heap[l + 1]) < mk)
-            m = l + 1;
+        if (end > c->heap_len)
+            end = c->heap_len;
+        for (size_t k = first; k < end; k++)
+            if (c->heap[k].key < mk)
+                m = k, mk = c->heap[k].key;
         if (m == i)
             break;
         heap_set(c, i, c->heap[m]);
         i = m;
     }
-    heap_set(c, i, kv);
+    heap_set(c, i, e);
 }
 
 bool pc__lru_heap_reserve(struct lru_cache *c)
 {
-    struct pc__kv **h;
+    struct lru_heap_slot *h;
     size_t ncap;
 
     if (c->heap_len < c->heap_cap)
@@ -72,20 +75,21 @@ bool pc__lru_heap_reserve(struct lru_cache *c)
 
 void pc__lru_heap_push(struct lru_cache *c, struct pc__kv *kv)
 {
-    heap_set(c, c->heap_len++, kv);
+    heap_set(c, c->heap_len++,
+             (struct lru_heap_slot){.key = pc__kv_expires(kv), .kv = kv});
     heap_up(c, c->heap_len - 1);
 }
 
 void pc__lru_heap_remove(struct lru_cache *c, struct pc__kv *kv)
 {
     size_t i = kv->w.live.slot;
-    struct pc__kv *last = c->heap[--c->heap_len];
+    struct lru_heap_slot last = c->heap[--c->heap_len];
 
-    PC__ASSERT(c->heap[i] == kv);
-    if (last == kv)
+    PC__ASSERT(c->heap[i].kv == kv);
+    if (last.kv == kv)
         return;
     heap_set(c, i, last);
-    if (i > 0 && heap_key(c->heap[(i - 1) / 2]) > heap_key(last))
+    if (i > 0 && c->heap[(i - 1) / ARITY].key > last.key)
         heap_up(c, i);
     else
         heap_down(c, i);
