@@ -31,6 +31,7 @@ static void heap_up(struct lru_cache *c, size_t i)
         i = (i - 1) / ARITY;
     }
     heap_set(c, i, e);
+    PC__ASSERT(i == 0 || c->heap[(i - 1) / ARITY].key <= e.key);
 }
 
 static void heap_down(struct lru_cache *c, size_t i)
@@ -52,6 +53,7 @@ static void heap_down(struct lru_cache *c, size_t i)
         i = m;
     }
     heap_set(c, i, e);
+    PC__ASSERT(i == 0 || c->heap[(i - 1) / ARITY].key <= e.key);
 }
 
 bool pc__lru_heap_reserve(struct lru_cache *c)
