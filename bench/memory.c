@@ -20,7 +20,7 @@
 #include "util.h"
 #include "workload.h"
 
-static size_t mem_allocated(void)
+size_t memory_allocated(void)
 {
     uint64_t epoch = 1;
     size_t sz = sizeof epoch, allocated = 0;
@@ -40,7 +40,7 @@ int memory_per_entry(const struct bench_opts *o, const struct bench_peer *p,
     void *h;
 
     bench_progress("memory: %s", p->name);
-    before = mem_allocated();
+    before = memory_allocated();
     h = p->create(p->ctx, o->capacity);
     if (h == NULL)
         return -1;
@@ -54,7 +54,7 @@ int memory_per_entry(const struct bench_opts *o, const struct bench_peer *p,
     }
     if (p->quiesce != NULL)
         p->quiesce(h);
-    after = mem_allocated();
+    after = memory_allocated();
     p->destroy(h);
     *bytes_per_entry =
         ((double)after - (double)before - 16.0 * (double)o->capacity) /

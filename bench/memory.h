@@ -11,6 +11,10 @@
 /* Create a cache of o->capacity, fill it with that many distinct keys and
  * store (allocated - 16 C) / C in *bytes_per_entry. Returns 0, or -1 when
  * the peer could not create a cache. */
+/* jemalloc's stats.allocated now, after flushing this thread's cache (0 if
+ * the statistics are unavailable). */
+size_t memory_allocated(void);
+
 int memory_per_entry(const struct bench_opts *o, const struct bench_peer *p,
                      double *bytes_per_entry);
 

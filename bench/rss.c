@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "memory.h"
 #include "peer_purecache.h"
 #include "results.h"
 #include "rss.h"
@@ -47,19 +48,6 @@ static void jemalloc_purge(void)
     mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
     snprintf(name, sizeof name, "arena.%u.purge", (unsigned)MALLCTL_ARENAS_ALL);
     mallctl(name, NULL, NULL, NULL, 0);
-}
-
-static double jemalloc_allocated(void)
-{
-    uint64_t epoch = 1;
-    size_t sz = sizeof epoch, allocated = 0;
-
-    mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
-    mallctl("epoch", &epoch, &sz, &epoch, sz);
-    sz = sizeof allocated;
-    if (mallctl("stats.allocated", &allocated, &sz, NULL, 0) != 0)
-        return 0;
-    return (double)allocated;
 }
 
 static double rss_now(void)
@@ -102,7 +90,7 @@ static double measure(const struct bench_opts *o, const struct bench_peer *base,
     bench_progress("rss: %s, capacity %zu", base->name, capacity);
     jemalloc_purge();
     before = rss_now();
-    a0 = jemalloc_allocated();
+    a0 = (double)memory_allocated();
     h = p.create(p.ctx, capacity);
     if (h == NULL) {
         bench_progress_done();
@@ -113,7 +101,7 @@ static double measure(const struct bench_opts *o, const struct bench_peer *base,
     for (size_t r = 0; r < fill; r++)
         p.put(h, key_of_rank(r), bench_value_of(key_of_rank(r)));
     p.quiesce(h);
-    a1 = jemalloc_allocated();
+    a1 = (double)memory_allocated();
     after = rss_now();
     len = (double)peer_purecache_len(h);
     bytes = (double)peer_purecache_bytes(h);

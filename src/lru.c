@@ -378,21 +378,10 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         unlinked(c, old, PC_REMOVED_EXPIRED, rm);
         old = NULL;
     }
-    if (req->lease != NULL) {
+    if (req->lease != NULL)
         pc__lease_unlink(&c->w.leases, req->lease);
-        if (req->lease->broken) {
-            req->dropped = true; /* a write won: store nothing */
-            goto refused;
-        }
-    }
-    if (old != NULL && (req->flags & PC_PUT_IF_ABSENT)) {
-        st = PC_EXISTS;
+    if (pc__put_refused(req, old != NULL, &st))
         goto refused;
-    }
-    if (old == NULL && (req->flags & PC_PUT_IF_PRESENT)) {
-        st = PC_NOTFOUND;
-        goto refused;
-    }
     /* What can fail, before anything changes. */
     if (!pc__index_reserve(ix, pc__index_count(ix) + 1, c->w.rc) ||
         (expires && !pc__lru_heap_reserve(c))) {

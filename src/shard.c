@@ -423,18 +423,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         /* The lease stays registered until this put commits or refuses:
          * the lock is released between tries, and a write meanwhile must
          * still break it. */
-        if (req->lease != NULL && req->lease->broken) {
-            req->dropped = true; /* a write won: store nothing */
+        if (pc__put_refused(req, old != NULL, &st))
             goto refused;
-        }
-        if (old != NULL && (req->flags & PC_PUT_IF_ABSENT)) {
-            st = PC_EXISTS;
-            goto refused;
-        }
-        if (old == NULL && (req->flags & PC_PUT_IF_PRESENT)) {
-            st = PC_NOTFOUND;
-            goto refused;
-        }
         /* What can fail, before anything changes. */
         if (!pol->reserve(s->pol, s->count + 1) ||
             !pc__index_reserve(&s->ix, s->count + 1, s->w.rc)) {

@@ -54,6 +54,28 @@ struct pc__put_req {
     bool dropped;            /* out: the lease was broken, nothing stored */
 };
 
+/* Writer lock held, the key's present entry known (present): whether the
+ * put must store nothing, and why: a broken lease (req->dropped, *st left
+ * PC_OK), PC_EXISTS for PC_PUT_IF_ABSENT, PC_NOTFOUND for
+ * PC_PUT_IF_PRESENT. One rule for every policy. */
+static inline bool pc__put_refused(struct pc__put_req *req, bool present,
+                                   pc_status *st)
+{
+    if (req->lease != NULL && req->lease->broken) {
+        req->dropped = true; /* a write won: store nothing */
+        return true;
+    }
+    if (present && (req->flags & PC_PUT_IF_ABSENT)) {
+        *st = PC_EXISTS;
+        return true;
+    }
+    if (!present && (req->flags & PC_PUT_IF_PRESENT)) {
+        *st = PC_NOTFOUND;
+        return true;
+    }
+    return false;
+}
+
 struct pc__removals {
     struct pc__kv *head, *tail;
     pc_removal_cause head_cause;

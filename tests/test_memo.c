@@ -720,7 +720,7 @@ Test(pinned, pin_returns_the_value_and_counts_as_a_use)
     cr_assert_eq(pin.len, 5);
     cr_assert_eq(memcmp(pin.value, "alpha", 5), 0);
     pc_unpin(&pin);
-    pc_unpin(&pin); /* released pins are inert */
+    pc_unpin(&pin);       /* released pins are inert */
     if (is_frequency()) { /* probation: a second use promotes */
         cr_assert_eq(pc_get_pinned(c, "a", 1, &pin), PC_OK);
         pc_unpin(&pin);
