@@ -450,3 +450,50 @@ Test(load, memoizer_passes_its_ttl_to_the_backend)
     cr_assert_eq(pc_memo_create_ex(&plain, &mo, &m), PC_OK);
     pc_memo_destroy(m);
 }
+
+/* A loader that must never run: the call was refused first. */
+static int counting_load(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    ++*(int *)ctx;
+    return pc_sink_set(out, key, klen) == PC_OK ? 0 : 1;
+}
+
+Test(load, bad_arguments_of_the_ex_calls_are_refused_and_change_nothing)
+{
+    pc_cache *c = make_cache(16);
+    char big[PC_KEY_MAX + 1] = {0}, buf[8];
+    pc_load_args a = {.ttl_ms = 100};
+    int runs = 0;
+    pc_backend be, no_ops = {.ops = NULL, .self = NULL};
+    pc_memo *m = (pc_memo *)0x1;
+    pc_memo_options mo = {.ttl_ms = 10};
+
+    cr_assert_not_null(c);
+    cr_assert_eq(put_u64(c, 1, 1), PC_OK);
+    cr_assert_eq(pc_get_or_load_ex(NULL, "k", 1, counting_load, &runs, buf,
+                                   sizeof buf, NULL, NULL, &a),
+                 PC_EINVAL);
+    cr_assert_eq(pc_get_or_load_ex(c, "k", 1, NULL, &runs, buf, sizeof buf,
+                                   NULL, NULL, &a),
+                 PC_EINVAL);
+    cr_assert_eq(pc_get_or_load_ex(c, NULL, 1, counting_load, &runs, buf,
+                                   sizeof buf, NULL, NULL, &a),
+                 PC_EINVAL);
+    cr_assert_eq(pc_get_or_load_ex(c, big, sizeof big, counting_load, &runs,
+                                   buf, sizeof buf, NULL, NULL, &a),
+                 PC_EINVAL);
+    cr_assert_eq(pc_get_or_load_ex(c, "k", 1, counting_load, &runs, NULL, 8,
+                                   NULL, NULL, &a),
+                 PC_EINVAL);
+    cr_assert_eq(runs, 0, "a refused call ran its loader");
+    cr_assert_eq(pc_len(c), 1u, "a refused call changed the cache");
+    cr_assert_eq(pc_get(c, "k", 1, NULL, 0, NULL), PC_NOTFOUND);
+
+    cr_assert_eq(pc_memo_create_ex(NULL, &mo, &m), PC_EINVAL);
+    cr_assert_eq(pc_memo_create_ex(&no_ops, &mo, &m), PC_EINVAL);
+    cr_assert_eq(m, (pc_memo *)0x1, "nothing created");
+    cr_assert_eq(pc_backend_from_cache(c, &be), PC_OK);
+    cr_assert_eq(pc_memo_create_ex(&be, &mo, NULL), PC_EINVAL);
+    cr_assert_eq(pc_len(c), 1u);
+    pc_destroy(c);
+}
