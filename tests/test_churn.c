@@ -18,6 +18,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "testlib.h"
@@ -31,6 +32,7 @@
 struct churn {
     pc_cache *c;
     int stop;
+    int reading; /* readers that have made their first read */
     uint64_t reads, bad;
 };
 
@@ -46,7 +48,8 @@ static void *reader(void *p)
 
         if (pc_get(ch->c, &k, sizeof k, buf, sizeof buf, &n) == PC_OK)
             bad += !sv_check(buf, n, k);
-        reads++;
+        if (reads++ == 0)
+            __atomic_fetch_add(&ch->reading, 1, __ATOMIC_RELEASE);
     }
     __atomic_fetch_add(&ch->reads, reads, __ATOMIC_RELAXED);
     __atomic_fetch_add(&ch->bad, bad, __ATOMIC_RELAXED);
@@ -111,6 +114,13 @@ Test(churn, exiting_threads_recycle_records_while_readers_run)
 
     for (int i = 0; i < READERS; i++)
         pthread_create(&rd[i], NULL, reader, &ch);
+    /* The churn must overlap running readers: on a loaded machine the waves
+     * can otherwise end before a reader is first scheduled. */
+    for (int spins = 0;
+         __atomic_load_n(&ch.reading, __ATOMIC_ACQUIRE) < READERS; spins++) {
+        cr_assert_lt(spins, 100000, "readers never started");
+        usleep(100);
+    }
     for (uint64_t wave = 0; wave < WAVES; wave++) {
         pthread_t th[W];
         struct churner_arg args[W];
