@@ -59,9 +59,12 @@
  *
  * Deletes and expiry leave a tombstone (NULL) in their ring, which the
  * queue drops when it reaches it; a ring full of tombstones is compacted
- * in place. Rings grow by doubling when a shard comes to hold more than
- * its share. Memory beyond CLOCK's: the ghost (4 bytes per entry of the
- * share) and SMALL's ring.
+ * in place. Rings grow by doubling, but stop at the size their queue
+ * needs while the shard holds its share (MAIN: the share; SMALL: its
+ * largest target), and double on only if the shard outgrows it: every
+ * slot of a ring is written as its head goes round, so the ring's whole
+ * size is resident. Memory beyond CLOCK's: the ghost (4 bytes per entry
+ * of the share) and SMALL's ring (sized by SMALL's largest size so far).
  *
  * Concurrency: everything here is writer-only (the shard's lock), except
  * `ref`, which readers raise and the writer reads and writes with relaxed
@@ -147,16 +150,28 @@ static void ring_relayout(struct ring *r, struct pc__kv **to, uint32_t size)
     r->s = to;
 }
 
-/* Room for `live` entries plus slack; false on ENOMEM (ring unchanged). */
-static bool ring_reserve(struct ring *r, uint32_t live)
+/* Slots for `live` entries: the entries plus slack for tombstones. */
+static uint64_t ring_want(uint32_t live)
 {
-    uint64_t want = (uint64_t)live + live / 32 + 8, size;
+    return (uint64_t)live + live / 32 + 8;
+}
+
+/* Room for `live` entries; false on ENOMEM (ring unchanged). The ring
+ * doubles, but never past `fit` slots (what the queue's usual largest size
+ * needs) while those suffice: every slot of a ring is written as its head
+ * goes round, so a ring's whole size is resident memory, and a doubling
+ * just past the shard's share would waste up to half of it. */
+static bool ring_reserve(struct ring *r, uint32_t live, uint64_t fit)
+{
+    uint64_t want = ring_want(live), size;
     struct pc__kv **s, **old = r->s;
     uint32_t old_size = r->size;
 
     if (want <= r->size)
         return true;
     size = r->size ? 2 * (uint64_t)r->size : 64;
+    if (size > fit && want <= fit)
+        size = fit;
     if (size < want)
         size = want;
     if (size > SLOT_LIMIT)
@@ -342,15 +357,17 @@ static bool freq_reserve(void *st, size_t n)
 {
     struct freq *f = st;
 
-    /* MAIN may come to hold every entry of the shard; SMALL never holds
-     * more than its largest target and one newcomer (a new key goes to
-     * MAIN when SMALL is at its target and nothing is evicted, and an
-     * eviction takes from SMALL whenever SMALL is at its target). */
+    /* MAIN may come to hold every entry of the shard (n, this put's
+     * included); SMALL gains at most this put's entry (evictions only take
+     * from it, promotions go to MAIN). Each ring stops doubling at the size
+     * its queue reaches when the shard holds its share: MAIN all of it
+     * (and an eighth more, as keys spread over shards unevenly), SMALL its
+     * largest target. */
     if (n > SLOT_LIMIT / 2)
         return false;
-    return ring_reserve(&f->main, (uint32_t)n) &&
-           ring_reserve(&f->small,
-                        (uint32_t)(n < f->cs_max + 1 ? n : f->cs_max + 1));
+    return ring_reserve(&f->main, (uint32_t)n,
+                        ring_want(f->cap + f->cap / 8)) &&
+           ring_reserve(&f->small, f->small.live + 1, ring_want(f->cs_max + 1));
 }
 
 /* MAIN's hand (MAIN not empty): spend units until the entry under the hand

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "hash.h"
 #include "testlib.h"
 
 static pc_stats stats(pc_cache *c)
@@ -49,6 +50,51 @@ Test(limits, no_eviction_before_the_cache_is_full)
     fill_exactly(100, 64);
     fill_exactly(1000, 7);
     fill_exactly(1, 0);
+}
+
+/* Keys all in one shard (of 8, under a fixed seed): that shard comes to
+ * hold many times its share, as the cache-wide budget allows. Its policy's
+ * structures grow past the share they were sized for (the frequency
+ * policy's rings stop doubling there while the share suffices), and
+ * tombstones from deletes are reused on the way. */
+Test(limits, one_shard_may_hold_the_whole_cache)
+{
+    enum { CAP = 8000, SHARDS = 8, FIRST = 6000, MORE = 3000 };
+    pc_options o = test_opts(CAP);
+    struct pc__hash_seed seed;
+    static uint64_t keys[FIRST + MORE];
+    pc_cache *c;
+
+    o.shards = SHARDS;
+    o.hash_seed = 0x5eedf00dULL;
+    pc__hash_seed_init(&seed, o.hash_seed);
+    for (uint64_t k = 0, n = 0; n < FIRST + MORE; k++)
+        if (((pc__hash_key(&seed, &k, 8) >> 32) * SHARDS) >> 32 == 0)
+            keys[n++] = k;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    for (size_t i = 0; i < FIRST; i++)
+        cr_assert_eq(put_u64(c, keys[i], i), PC_OK);
+    for (size_t i = 0; i < FIRST; i += 3)
+        cr_assert_eq(pc_delete(c, &keys[i], 8), PC_OK);
+    cr_assert_eq(pc_len(c), FIRST - FIRST / 3);
+    for (size_t i = 0; i < FIRST; i += 3)
+        cr_assert_eq(put_u64(c, keys[i], i), PC_OK);
+    cr_assert_eq(pc_len(c), FIRST);
+    cr_assert_eq(stats(c).evictions, 0);
+    for (size_t i = 0; i < FIRST; i++) {
+        uint64_t v = ~0ull;
+
+        cr_assert_eq(get_u64(c, keys[i], &v), PC_OK, "key %zu lost", i);
+        cr_assert_eq(v, i);
+    }
+    /* Up to the capacity in that one shard, still without evicting; then
+     * each new key evicts one. */
+    for (size_t i = FIRST; i < FIRST + MORE; i++)
+        cr_assert_eq(put_u64(c, keys[i], i), PC_OK);
+    cr_assert_eq(pc_len(c), CAP);
+    cr_assert_eq(stats(c).evictions, FIRST + MORE - CAP);
+    cr_assert_eq(get_u64(c, keys[FIRST + MORE - 1], NULL), PC_OK);
+    pc_destroy(c);
 }
 
 struct racer {
