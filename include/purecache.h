@@ -255,8 +255,12 @@ typedef struct pc_stats {
  * Create a cache. On success *out owns a new cache; release it with
  * pc_destroy.
  * Thread-safety: any thread. Progress: blocking (allocates).
- * Limits: a capacity up to PC_CAPACITY_MAX entries; clock also needs every
- * shard's share below 2^32 - 1 (which an explicit opts->shards can break).
+ * Limits: a capacity up to PC_CAPACITY_MAX entries; clock and frequency
+ * also need every shard's share of it within a shard's limit, 2^32 - 2
+ * entries (clock) or 2^26 - 1 (frequency), which an explicit opts->shards,
+ * or a frequency cache of over 2^29 entries on a machine of few CPUs, can
+ * break. (A shard may come to hold more than its share; past its limit a
+ * put of a new key to it fails with PC_ENOMEM.)
  * Any number of caches may exist at once. The library uses one
  * thread-specific data key for the whole process (created with its first
  * cache or memoizer), whatever the number of caches.
@@ -362,7 +366,12 @@ typedef struct pc_put_args { /* zero-initialise */
  * NULL, key is NULL with klen > 0, klen > PC_KEY_MAX, val is NULL with
  * vlen > 0, vlen > PC_VALUE_MAX, args->flags has a bit other than the two
  * or both of them, or klen + vlen exceeds a byte bound; PC_ENOMEM if the
- * entry could not be allocated (nothing changed).
+ * entry could not be allocated (nothing changed). One exception to
+ * "nothing changed" (clock, frequency): a put whose own shard had nothing
+ * left to evict makes room in other shards, one lock at a time, then
+ * looks again; if a concurrent write of the key, or a limit lowered
+ * meanwhile, now refuses it, the entries it evicted elsewhere stay evicted
+ * (they were reported as PC_REMOVED_EVICTED).
  */
 PC_API pc_status pc_put_ex(pc_cache *cache, const void *key, size_t klen,
                            const void *val, size_t vlen,
@@ -413,9 +422,13 @@ PC_API uint64_t pc_bytes(const pc_cache *cache);
  * policy order, until pc_len is within the new capacity before returning
  * (each reported as PC_REMOVED_EVICTED). Puts concurrent with a shrink may
  * be evicted by it.
+ * A put that claimed room against the old capacity while it changed
+ * checks again once its entry is in and evicts for it, so when both calls
+ * have returned pc_len is within the capacity.
  * Returns PC_OK; PC_EINVAL for a NULL cache, a capacity of 0 or above
  * PC_CAPACITY_MAX, or one whose share per shard would pass a shard's limit
- * (clock, frequency). Thread-safety: any thread. Progress: blocking.
+ * (clock, frequency: see pc_create), with nothing changed.
+ * Thread-safety: any thread. Progress: blocking.
  */
 PC_API pc_status pc_set_capacity(pc_cache *cache, size_t capacity);
 

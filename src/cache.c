@@ -124,9 +124,12 @@ static void shrink(pc_cache *cache)
 
 pc_status pc_set_capacity(pc_cache *cache, size_t capacity)
 {
-    if (cache == NULL || capacity == 0 || capacity > PC_CAPACITY_MAX)
+    if (cache == NULL || capacity == 0 || capacity > PC_CAPACITY_MAX ||
+        !pc__policy_capacity_ok(cache, capacity))
         return PC_EINVAL;
-    __atomic_store_n(&cache->capacity, capacity, __ATOMIC_RELAXED);
+    /* Sequentially consistent, as pc__budget_take's check of it: a put
+     * racing this store either sees it or is seen by the shrink. */
+    __atomic_store_n(&cache->capacity, capacity, __ATOMIC_SEQ_CST);
     shrink(cache);
     return PC_OK;
 }
@@ -135,7 +138,7 @@ pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes)
 {
     if (cache == NULL)
         return PC_EINVAL;
-    __atomic_store_n(&cache->max_bytes, max_bytes, __ATOMIC_RELAXED);
+    __atomic_store_n(&cache->max_bytes, max_bytes, __ATOMIC_SEQ_CST); /* idem */
     shrink(cache);
     return PC_OK;
 }

@@ -175,6 +175,12 @@ static void clock_insert(void *st, struct pc__kv *kv, bool evicted)
     r->ring[slot] = kv;
 }
 
+static void clock_keep(void *st, struct pc__kv *kv)
+{
+    clock_insert(st, kv, true);                      /* a slot victim() freed */
+    __atomic_store_n(&kv->ref, 1, __ATOMIC_RELAXED); /* a use */
+}
+
 static void clock_replace(void *st, struct pc__kv *old, struct pc__kv *kv)
 {
     struct clock_ring *r = st;
@@ -215,12 +221,14 @@ static void clock_reset(void *st)
 const struct pc__shard_policy pc__clock_policy = {
     .name = "clock",
     .max_ref = 1,
+    .max_share = SLOT_MAX,
     .create = clock_create,
     .destroy = clock_destroy,
     .reserve = clock_reserve,
     .admit = clock_admit,
     .victim = clock_victim,
     .insert = clock_insert,
+    .keep = clock_keep,
     .replace = clock_replace,
     .remove = clock_remove,
     .each = clock_each,

@@ -170,17 +170,33 @@ uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms)
 
 bool pc__budget_take(struct pc_cache *c, bool one_more, uint64_t bytes)
 {
+    return pc__budget_take_within(
+        c, one_more, bytes, __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED));
+}
+
+#ifdef PC_DEBUG
+void (*pc__debug_budget_hook)(void);
+#endif
+
+bool pc__budget_take_within(struct pc_cache *c, bool one_more, uint64_t bytes,
+                            uint64_t max)
+{
     size_t cap = __atomic_load_n(&c->capacity, __ATOMIC_RELAXED);
-    uint64_t max = __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED);
     size_t n = __atomic_load_n(&c->count, __ATOMIC_RELAXED);
     uint64_t b;
 
+#ifdef PC_DEBUG
+    if (pc__debug_budget_hook != NULL) /* tests: a preemption, here */
+        pc__debug_budget_hook();
+#endif
+
+    /* Sequentially consistent swaps: see pc__budget_room. */
     if (one_more) {
         do {
             if (n >= cap)
                 return false;
         } while (!__atomic_compare_exchange_n(
-            &c->count, &n, n + 1, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+            &c->count, &n, n + 1, true, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
     }
     b = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
     do {
@@ -190,16 +206,21 @@ bool pc__budget_take(struct pc_cache *c, bool one_more, uint64_t bytes)
             return false;
         }
     } while (!__atomic_compare_exchange_n(&c->bytes, &b, b + bytes, true,
-                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
     return true;
 }
 
 bool pc__budget_room(const struct pc_cache *c, bool one_more, uint64_t bytes)
 {
-    size_t cap = __atomic_load_n(&c->capacity, __ATOMIC_RELAXED);
-    uint64_t max = __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED);
-    size_t n = __atomic_load_n(&c->count, __ATOMIC_RELAXED);
-    uint64_t b = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
+    /* Sequentially consistent loads, as the limit setters' stores and
+     * pc__budget_take's swaps: a put that claimed room against an old
+     * limit and then checks this after its insert, and a setter that
+     * stores the new limit and then has its shrink check this, cannot
+     * both miss the other (core.h). */
+    size_t cap = __atomic_load_n(&c->capacity, __ATOMIC_SEQ_CST);
+    uint64_t max = __atomic_load_n(&c->max_bytes, __ATOMIC_SEQ_CST);
+    size_t n = __atomic_load_n(&c->count, __ATOMIC_SEQ_CST);
+    uint64_t b = __atomic_load_n(&c->bytes, __ATOMIC_SEQ_CST);
 
     if (n + one_more > cap)
         return false;

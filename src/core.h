@@ -148,10 +148,39 @@ static inline uint64_t pc__core_now_if_ttl(const struct pc_cache *c)
  * removed, bytes freed). pc__budget_room says whether a take would succeed
  * now, and whether the cache is within its limits at all (which a shrink
  * of a limit can break until the shrink has evicted).
+ *
+ * A limit lowered while a put is under way: the put claimed room against
+ * the old limit, and the setter's shrink may already have passed the put's
+ * shard. So every put that claimed room checks the limits again once its
+ * entry is in, under its lock, and evicts in its shard until the cache is
+ * within them. The setter's store and its shrink's first look at the
+ * counts, and the put's claim and its check, are sequentially consistent
+ * operations: either the put's check sees the new limit, or the shrink
+ * sees the claim (and then finds the entry, or takes the put's lock after
+ * it).
  */
 bool pc__budget_take(struct pc_cache *c, bool one_more, uint64_t bytes);
+/* The same against a byte bound the caller read (0: none), not the
+ * current one: a put that checked its entry against that bound claims
+ * within it, so evicting everything else always makes room (lru.c). */
+bool pc__budget_take_within(struct pc_cache *c, bool one_more, uint64_t bytes,
+                            uint64_t max);
+#ifdef PC_DEBUG
+/* Debug builds: called by every take after it read the limits (tests
+ * stall a put there to race a limit change against it). */
+extern void (*pc__debug_budget_hook)(void);
+#endif
 void pc__budget_give(struct pc_cache *c, size_t entries, uint64_t bytes);
 bool pc__budget_room(const struct pc_cache *c, bool one_more, uint64_t bytes);
+
+/* Whether an entry of `size` bytes fits the byte bound by itself now (a
+ * bound lowered meanwhile may refuse a put already under way). */
+static inline bool pc__budget_fits(const struct pc_cache *c, uint64_t size)
+{
+    uint64_t max = __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED);
+
+    return max == 0 || size <= max;
+}
 
 static inline void pc__removals_init(struct pc__removals *rm,
                                      const struct pc_cache *c)

@@ -427,8 +427,12 @@ static struct pc__kv *freq_victim(void *st, uint64_t now)
 
     if (f->small.live >= f->cs && f->small.live > 0)
         v = evict_small(f, now);
+    if (v == NULL && f->main.live == 0)
+        v = evict_small(f, now);
+    /* evict_small returns NULL when it promoted all of SMALL to MAIN (a
+     * shrink, or a shard holding few entries): MAIN has them now. */
     if (v == NULL)
-        v = f->main.live ? evict_main(f, now) : evict_small(f, now);
+        v = evict_main(f, now);
     PC__ASSERT(v != NULL);
     set_state(v, 0, Q_NONE, mc_of(v));
     return v;
@@ -478,6 +482,17 @@ static void freq_insert(void *st, struct pc__kv *kv, bool evicted)
     ref_set(kv, 0);
     ring_push(to_main ? &f->main : &f->small, kv, to_main ? Q_MAIN : Q_SMALL,
               mc_of(kv));
+}
+
+static void freq_keep(void *st, struct pc__kv *kv)
+{
+    struct freq *f = st;
+
+    /* victim() remembered it in the ghost, as its bucket's newest word:
+     * it is not gone after all. It returns to MAIN (a use), into room that
+     * reserve kept for every entry of the shard. */
+    ghost_take(&f->ghost, kv->w.live.hash);
+    ring_push(&f->main, kv, Q_MAIN, mc_of(kv));
 }
 
 static struct ring *ring_of(struct freq *f, const struct pc__kv *e)
@@ -543,12 +558,14 @@ static void freq_reset(void *st)
 const struct pc__shard_policy pc__frequency_policy = {
     .name = "frequency",
     .max_ref = REF_MAX,
+    .max_share = SLOT_LIMIT / 2,
     .create = freq_create,
     .destroy = freq_destroy,
     .reserve = freq_reserve,
     .admit = freq_admit,
     .victim = freq_victim,
     .insert = freq_insert,
+    .keep = freq_keep,
     .replace = freq_replace,
     .remove = freq_remove,
     .each = freq_each,

@@ -100,6 +100,13 @@ static uint64_t kv_payload(const struct pc__kv *kv)
 
 /* ---- life cycle ---- */
 
+bool pc__policy_capacity_ok(const pc_cache *c, size_t capacity)
+{
+    (void)c;
+    (void)capacity;
+    return true; /* one list, tables that grow: PC_CAPACITY_MAX is the limit */
+}
+
 pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
 {
     struct lru_cache *c;
@@ -311,21 +318,32 @@ static void evict_one(struct lru_cache *c, uint64_t now,
 /* Inside a window: make room in the budget for one more entry (if
  * one_more) and `bytes` more bytes, evicting victims as needed and taking
  * their room in their place (no shared counter touched when a victim's
- * room covers the put, the common case of a full cache). Never fails: the
- * caller checked that the put fits the limits by itself, and a victim is
- * never the key being replaced (moved to the head first). */
+ * room covers the put, the common case of a full cache). Claims within
+ * the byte bound `max` the put was checked against under this lock, not
+ * the current one (pc_set_max_bytes does not take the lock; its shrink
+ * does, after this put): the put fits it by itself, and a victim is never
+ * the key being replaced (moved to the head first), so evicting every
+ * other entry makes room, and the claim never fails. */
 static void claim(struct lru_cache *c, bool one_more, uint64_t bytes,
-                  uint64_t now, struct pc__removals *rm)
+                  uint64_t max, uint64_t now, struct pc__removals *rm)
 {
     uint64_t owned = 0;
     bool have_entry = !one_more;
 
-    if (pc__budget_take(&c->base, one_more, bytes))
+    if (pc__budget_take_within(&c->base, one_more, bytes, max))
         return;
     for (;;) {
         struct pc__kv *v;
 
         PC__ASSERT(!empty(c));
+        if (__builtin_expect(empty(c), 0)) {
+            /* Unreachable (above); were it not, take the room over the
+             * limit rather than evict the list's sentinel. */
+            __atomic_add_fetch(&c->base.count, have_entry ? 0 : 1,
+                               __ATOMIC_RELAXED);
+            __atomic_add_fetch(&c->base.bytes, bytes - owned, __ATOMIC_RELAXED);
+            return;
+        }
         v = take_victim(c, now, rm);
         owned += kv_payload(v);
         if (have_entry)
@@ -336,7 +354,7 @@ static void claim(struct lru_cache *c, bool one_more, uint64_t bytes,
                 pc__budget_give(&c->base, 0, owned - bytes);
             return;
         }
-        if (pc__budget_take(&c->base, false, bytes - owned))
+        if (pc__budget_take_within(&c->base, false, bytes - owned, max))
             return;
     }
 }
@@ -397,7 +415,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         if (size < was)
             pc__budget_give(base, 0, was - size);
         else if (size > was)
-            claim(c, false, size - was, now, rm);
+            claim(c, false, size - was, max, now, rm);
         pc__index_put(ix, h, &e->kv, &old, c->w.rc); /* cannot fail */
         list_unlink(ENTRY_OF(old));
         if (pc__kv_flags(old) & PC__KV_EXPIRES)
@@ -409,7 +427,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
          * index was reserved for one more, and the budget is claimed
          * once the victims are gone. */
         pc__index_insert(ix, h, &e->kv);
-        claim(c, true, size, now, rm);
+        claim(c, true, size, max, now, rm);
     }
     list_push_head(c, e);
     if (expires)

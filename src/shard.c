@@ -176,23 +176,40 @@ static void shards_free(struct shard_cache *sc, uint32_t n)
     }
 }
 
+/* Whether every one of n shards' share of cap is within the policy's
+ * limit for a shard. */
+static bool share_ok(const struct pc__shard_policy *pol, size_t cap, uint32_t n)
+{
+    return cap / n + (cap % n != 0) <= pol->max_share;
+}
+
+bool pc__policy_capacity_ok(const pc_cache *c, size_t capacity)
+{
+    const struct shard_cache *sc =
+        PC__CONTAINER_OF(c, const struct shard_cache, base);
+
+    return share_ok(sc->pol, capacity, sc->nshards);
+}
+
 pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
 {
+    const struct pc__shard_policy *pol;
     struct shard_cache *sc;
     uint32_t n, i;
 
     if (opts->policy > PC_POLICY_FREQUENCY)
         return PC_EINVAL;
     n = choose_shards(opts->capacity, opts->shards);
-    if (opts->capacity / n > UINT32_MAX - 1)
+    pol = opts->policy == PC_POLICY_FREQUENCY ? &pc__frequency_policy
+                                              : &pc__clock_policy;
+    if (!share_ok(pol, opts->capacity, n))
         return PC_EINVAL;
     sc = pc__alloc_aligned(sizeof *sc, 64);
     if (sc == NULL)
         return PC_ENOMEM;
     memset(sc, 0, sizeof *sc);
     sc->nshards = n;
-    sc->pol = opts->policy == PC_POLICY_FREQUENCY ? &pc__frequency_policy
-                                                  : &pc__clock_policy;
+    sc->pol = pol;
     sc->max_ref = sc->pol->max_ref;
     if (!pc__core_init(&sc->base, opts, n)) {
         pc__free_aligned(sc, sizeof *sc, 64);
@@ -337,26 +354,35 @@ static void evict_elsewhere(struct shard_cache *sc, struct shard *avoid,
 
 /* Shard lock held: make room in the cache-wide budget for one more entry
  * (if one_more) and `bytes` more bytes, evicting s's policy victims, but
- * never `keep` (a key being replaced): claim what is free, else take the
- * victims' own room in their place (their entry and bytes pass to the put
- * without touching the shared counters when they cover it, the common case
- * of a full cache). False, nothing claimed, if s ran out of victims first
- * (*lost: `keep` was one; the caller starts over). */
+ * never `keep` (a key being replaced: if the policy offers it, it is put
+ * back as just used once the claim is done): claim what is free, else take
+ * the victims' own room in their place (their entry and bytes pass to the
+ * put without touching the shared counters when they cover it, the common
+ * case of a full cache). False, nothing claimed, if s ran out of victims
+ * first. */
 static bool claim_here(struct shard_cache *sc, struct shard *s,
                        struct pc__kv *keep, bool one_more, uint64_t bytes,
-                       uint64_t now, struct pc__removals *rm, bool *evicted,
-                       bool *lost)
+                       uint64_t now, struct pc__removals *rm, bool *evicted)
 {
     pc_cache *c = &sc->base;
     uint64_t owned = 0; /* victims' bytes passed to us */
-    bool have_entry = !one_more;
+    bool have_entry = !one_more, ok = false;
+    struct pc__kv *held = NULL; /* keep, taken out by the policy */
 
     if (pc__budget_take(c, one_more, bytes))
         return true;
-    while (s->count > (keep != NULL)) {
+    /* While s holds an entry other than keep (keep, once held, is not in
+     * the policy, so the policy still has one), and the bytes can fit at
+     * all (a bound lowered meanwhile: the retry refuses the put). */
+    while (s->count > (keep != NULL) && pc__budget_fits(c, bytes)) {
         struct pc__kv *v = sc->pol->victim(s->pol, now);
-        bool expired = pc__kv_expired(v, now);
+        bool expired;
 
+        if (v == keep) {
+            held = keep;
+            continue;
+        }
+        expired = pc__kv_expired(v, now);
         pc__index_erase(&s->ix, v);
         owned += kv_payload(v);
         if (have_entry)
@@ -364,21 +390,22 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
         have_entry = true;
         gone(s, v, expired ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED, rm);
         *evicted = true;
-        if (v == keep) {
-            *lost = true;
-            break;
-        }
         if (owned >= bytes) {
             if (owned > bytes)
                 pc__budget_give(c, 0, owned - bytes);
-            return true;
+            ok = true;
+            break;
         }
-        if (pc__budget_take(c, false, bytes - owned))
-            return true;
+        if (pc__budget_take(c, false, bytes - owned)) {
+            ok = true;
+            break;
+        }
     }
-    /* Give back what was passed to us. */
-    pc__budget_give(c, have_entry && one_more ? 1 : 0, owned);
-    return false;
+    if (held != NULL)
+        sc->pol->keep(s->pol, held);
+    if (!ok) /* give back what was passed to us */
+        pc__budget_give(c, have_entry && one_more ? 1 : 0, owned);
+    return ok;
 }
 
 pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
@@ -402,7 +429,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     kv->w.live.hash = (uint32_t)h; /* the policy's admit may use it */
     *w = &s->w;
     for (;;) {
-        bool evicted = false, lost = false;
+        bool evicted = false;
         uint64_t was;
 
         now = pc__core_now_if_ttl(c);
@@ -437,11 +464,12 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             if (size < was) {
                 pc__budget_give(c, 0, was - size);
             } else if (size > was && !claim_here(sc, s, old, false, size - was,
-                                                 now, rm, &evicted, &lost)) {
+                                                 now, rm, &evicted)) {
+                /* Nothing left here to evict but the key itself. */
                 pc__writer_unlock(c, &s->w);
-                if (!lost) /* nothing left here to evict */
+                if (pc__budget_fits(c, size))
                     evict_elsewhere(sc, s, false, size - was, now, rm, w);
-                continue; /* old is still there, or a new key now */
+                continue; /* old is still there, or gone meanwhile */
             }
             pc__index_put(&s->ix, h, kv, &old, s->w.rc); /* cannot fail */
             pol->replace(s->pol, old, kv);
@@ -451,16 +479,17 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         } else {
             if (s->count == 0 && !pc__budget_take(c, true, size)) {
                 pc__writer_unlock(c, &s->w);
-                evict_elsewhere(sc, s, true, size, now, rm, w);
+                if (pc__budget_fits(c, size))
+                    evict_elsewhere(sc, s, true, size, now, rm, w);
                 continue;
             }
             if (s->count != 0) { /* (else the claim above succeeded) */
                 pol->admit(s->pol, kv);
-                if (!claim_here(sc, s, NULL, true, size, now, rm, &evicted,
-                                &lost)) {
+                if (!claim_here(sc, s, NULL, true, size, now, rm, &evicted)) {
                     /* The shard emptied and the bytes still do not fit. */
                     pc__writer_unlock(c, &s->w);
-                    evict_elsewhere(sc, s, true, size, now, rm, w);
+                    if (pc__budget_fits(c, size))
+                        evict_elsewhere(sc, s, true, size, now, rm, w);
                     continue;
                 }
             } else {
@@ -471,6 +500,11 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             s->count++;
             s->bytes += size;
         }
+        /* A limit lowered while this put claimed against the old one: the
+         * shrink may have passed this shard already (core.h). */
+        while (__builtin_expect(!pc__budget_room(c, false, 0), 0) &&
+               s->count > 0)
+            evict_one(sc, s, now, rm);
         if (req->lease != NULL)
             pc__lease_unlink(&s->w.leases, req->lease);
         pc__leases_break(s->w.leases, h, false);

@@ -29,6 +29,9 @@
 struct pc__shard_policy {
     const char *name; /* pc_cache_policy's answer */
     uint8_t max_ref;  /* readers raise ref up to this */
+    /* The largest share of the capacity a shard may be given (pc_create
+     * and pc_set_capacity refuse more). */
+    size_t max_share;
     /* Per-shard state for a nominal share of `share` entries; NULL on
      * ENOMEM. (A shard may come to hold more or fewer entries than its
      * share: the capacity is the cache's.) */
@@ -46,6 +49,11 @@ struct pc__shard_policy {
     /* Place a new key admitted just before; `evicted`: an entry of this
      * shard was evicted to make room for it. */
     void (*insert)(void *st, struct pc__kv *kv, bool evicted);
+    /* Put back kv, which victim() has just returned, as just used: the key
+     * a growing replacement keeps is never evicted for its own new value.
+     * It takes the room victim() freed; nothing else changed meanwhile but
+     * other victims taken. */
+    void (*keep)(void *st, struct pc__kv *kv);
     /* kv replaces old (same key), taking its place; a use. */
     void (*replace)(void *st, struct pc__kv *old, struct pc__kv *kv);
     /* Unlink an entry (delete, expiry). */

@@ -7,7 +7,10 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "hash.h"
 #include "testlib.h"
@@ -197,6 +200,74 @@ Test(limits, replacing_with_a_larger_value_evicts_others_first)
     pc_destroy(c);
 }
 
+/* Causes reported per key (keys 0..15). */
+struct causes {
+    unsigned n[16][PC_REMOVED_CLEARED + 1];
+};
+
+static void count_cause(void *ctx, const void *key, size_t klen,
+                        const void *val, size_t vlen, pc_removal_cause cause)
+{
+    struct causes *cs = ctx;
+    uint64_t k;
+
+    (void)val;
+    (void)vlen;
+    cr_assert_eq(klen, 8);
+    memcpy(&k, key, 8);
+    if (k < 16)
+        cs->n[k][cause]++;
+}
+
+/* The key a growing replacement keeps is the one every policy would evict
+ * first (the oldest, never read): it must stay, reported REPLACED, while
+ * another entry makes room; a PC_PUT_IF_PRESENT of it must succeed. */
+static void grow_first_victim(unsigned flags)
+{
+    pc_options o = test_opts(100);
+    struct causes cs = {0};
+    unsigned char v[92];
+    size_t vlen = 0;
+    pc_put_args args = {.flags = flags};
+    pc_cache *c;
+    uint64_t k0 = 0;
+
+    o.max_bytes = 100;
+    o.shards = 1;
+    o.on_removal = count_cause;
+    o.removal_ctx = &cs;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    for (uint64_t k = 0; k < 10; k++)
+        cr_assert_eq(put_bytes(c, k, 2), PC_OK); /* 10 bytes each: full */
+    cr_assert_eq(pc_bytes(c), 100);
+    memset(v, 7, sizeof v);
+    cr_assert_eq(pc_put_ex(c, &k0, 8, v, 10, &args), PC_OK,
+                 "flags %u: the key's own put refused", flags);
+    cr_assert_eq(pc_get(c, &k0, 8, v, sizeof v, &vlen), PC_OK,
+                 "flags %u: the key was evicted for its own value", flags);
+    cr_assert_eq(vlen, 10);
+    cr_assert_eq(cs.n[0][PC_REMOVED_REPLACED], 1);
+    cr_assert_eq(cs.n[0][PC_REMOVED_EVICTED], 0);
+    /* +8 bytes: exactly one other 10-byte entry evicted. */
+    cr_assert_eq(stats(c).evictions, 1);
+    cr_assert_eq(pc_len(c), 9);
+    cr_assert_eq(pc_bytes(c), 98);
+    /* Growing it again, past everything else: all others go, it stays. */
+    cr_assert_eq(pc_put_ex(c, &k0, 8, v, 92, &args), PC_OK);
+    cr_assert_eq(pc_len(c), 1);
+    cr_assert_eq(pc_bytes(c), 100);
+    cr_assert_eq(get_u64(c, 0, NULL), PC_ERANGE, "the key itself was lost");
+    cr_assert_eq(cs.n[0][PC_REMOVED_EVICTED], 0);
+    cr_assert_eq(cs.n[0][PC_REMOVED_REPLACED], 2);
+    pc_destroy(c);
+}
+
+Test(limits, a_growing_replacement_never_evicts_its_own_key)
+{
+    grow_first_victim(0);
+    grow_first_victim(PC_PUT_IF_PRESENT);
+}
+
 Test(limits, set_capacity_shrinks_now_and_grows_at_once)
 {
     pc_cache *c = make_cache(100);
@@ -216,6 +287,212 @@ Test(limits, set_capacity_shrinks_now_and_grows_at_once)
         put_u64(c, k, k);
     cr_assert_eq(pc_len(c), 50);
     cr_assert_eq(stats(c).evictions, 90, "grown capacity evicted");
+    pc_destroy(c);
+}
+
+#ifdef PC_DEBUG
+#include "core.h"
+
+/* A put stalled inside its budget claim, after it read the old limits,
+ * while another thread lowers a limit (debug builds' hook): the shrink may
+ * find nothing to do yet (clock: no lock of the put's), so the put must
+ * check again once its entry is in. The stall ends when the shrink has
+ * returned, or after 200 ms if it waits for the put's lock (lru). */
+static int stall_armed, stall_entered, stall_release;
+
+static void stall_hook(void)
+{
+    if (!__atomic_exchange_n(&stall_armed, 0, __ATOMIC_ACQ_REL))
+        return;
+    __atomic_store_n(&stall_entered, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&stall_release, __ATOMIC_ACQUIRE))
+        sched_yield();
+}
+
+struct lowering {
+    pc_cache *c;
+    bool bytes; /* lower max_bytes, not the capacity */
+    int done;
+};
+
+static void *lower_limit(void *p)
+{
+    struct lowering *l = p;
+
+    if (l->bytes)
+        cr_assert_eq(pc_set_max_bytes(l->c, 50 * 16), PC_OK);
+    else
+        cr_assert_eq(pc_set_capacity(l->c, 50), PC_OK);
+    __atomic_store_n(&l->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static uint64_t stalled_key;
+
+static void *put_new_key(void *p)
+{
+    put_u64(p, stalled_key, 1);
+    return NULL;
+}
+
+static void race_lowered_limit(bool bytes)
+{
+    pc_options o = test_opts(100);
+    struct lowering l = {NULL, bytes, 0};
+    pthread_t putter, setter;
+
+    struct pc__hash_seed seed;
+
+    if (bytes) {
+        o.max_bytes = 100 * 16;
+        o.capacity = 1000;
+    }
+    /* Four shards (clock, frequency), the stalled key not in the first,
+     * where a shrink starts: it finds the cache within the new limit
+     * without waiting for the put's lock. */
+    o.shards = 4;
+    o.hash_seed = 0xfeedULL;
+    pc__hash_seed_init(&seed, o.hash_seed);
+    stalled_key = 1000;
+    while ((pc__hash_key(&seed, &stalled_key, 8) >> 32) * 4 >> 32 == 0)
+        stalled_key++;
+    cr_assert_eq(pc_create(&o, &l.c), PC_OK);
+    for (uint64_t k = 0; k < 50; k++)
+        put_u64(l.c, k, k);
+    stall_entered = stall_release = 0;
+    __atomic_store_n(&stall_armed, 1, __ATOMIC_RELEASE);
+    pc__debug_budget_hook = stall_hook;
+    pthread_create(&putter, NULL, put_new_key, l.c);
+    while (!__atomic_load_n(&stall_entered, __ATOMIC_ACQUIRE))
+        sched_yield();
+    pthread_create(&setter, NULL, lower_limit, &l);
+    for (int i = 0; i < 200 && !__atomic_load_n(&l.done, __ATOMIC_ACQUIRE); i++)
+        usleep(1000);
+    __atomic_store_n(&stall_release, 1, __ATOMIC_RELEASE);
+    pthread_join(putter, NULL);
+    pthread_join(setter, NULL);
+    pc__debug_budget_hook = NULL;
+    if (bytes)
+        cr_assert_leq(pc_bytes(l.c), 50 * 16, "bytes %lu over the bound",
+                      (unsigned long)pc_bytes(l.c));
+    else
+        cr_assert_leq(pc_len(l.c), 50, "len %zu over the capacity",
+                      pc_len(l.c));
+    for (uint64_t k = 2000; k < 3000; k++)
+        put_u64(l.c, k, k);
+    cr_assert_leq(pc_len(l.c), bytes ? 50 : pc_capacity(l.c));
+    cr_assert_leq(pc_bytes(l.c), 50 * 16);
+    pc_destroy(l.c);
+}
+
+Test(limits, a_put_racing_a_lowered_limit_ends_within_it)
+{
+    race_lowered_limit(false);
+    race_lowered_limit(true);
+}
+#endif
+
+/* A shrink of a cache holding a few entries, each used twice since it
+ * came in (frequency: all on probation, all due for promotion, nothing yet
+ * in MAIN; its victim choice once came back empty-handed). */
+Test(limits, shrinking_evicts_entries_used_twice_on_probation)
+{
+    pc_cache *c = make_cache(1000);
+
+    for (uint64_t k = 0; k < 3; k++) {
+        put_u64(c, k, k);
+        put_u64(c, k, k + 1); /* a use */
+        put_u64(c, k, k + 2); /* and another */
+    }
+    cr_assert_eq(pc_len(c), 3);
+    cr_assert_eq(pc_set_max_bytes(c, 16), PC_OK);
+    cr_assert_eq(pc_len(c), 1);
+    cr_assert_eq(pc_set_capacity(c, 1), PC_OK);
+    cr_assert_eq(pc_set_max_bytes(c, 1), PC_OK);
+    cr_assert_eq(pc_len(c), 0);
+    cr_assert_eq(pc_bytes(c), 0);
+    pc_destroy(c);
+}
+
+/* Puts racing pc_set_max_bytes flipping between a bound smaller than the
+ * entries and none: new keys and growing replacements of one key. A put
+ * checked against one bound claims within it, whatever the setter does
+ * meanwhile (lru: before, a claim could evict the whole cache and then its
+ * sentinel, or the entry being replaced); at rest the cache is within the
+ * last bound set and every count adds up. */
+struct flipper {
+    pc_cache *c;
+    uint64_t low;
+    int stop;
+};
+
+static void *flip_max_bytes(void *p)
+{
+    struct flipper *f = p;
+
+    while (!__atomic_load_n(&f->stop, __ATOMIC_ACQUIRE)) {
+        pc_set_max_bytes(f->c, f->low);
+        pc_set_max_bytes(f->c, 0);
+    }
+    return NULL;
+}
+
+Test(limits, puts_racing_a_flipping_byte_bound_stay_consistent)
+{
+    pc_options o = test_opts(1000);
+    unsigned char small[40] = {0}, big[100] = {0};
+    struct flipper f = {NULL, 60, 0};
+    pthread_t t;
+
+    cr_assert_eq(pc_create(&o, &f.c), PC_OK);
+    pthread_create(&t, NULL, flip_max_bytes, &f);
+    for (uint64_t i = 0; i < 100000; i++) {
+        pc_status st = pc_put(f.c, &i, 8, big, sizeof big);
+
+        cr_assert(st == PC_OK || st == PC_EINVAL, "put: %d", st);
+    }
+    for (int i = 0; i < 50000; i++) {
+        pc_put(f.c, "K", 1, small, sizeof small);
+        pc_put(f.c, "K", 1, big, sizeof big);
+    }
+    __atomic_store_n(&f.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(t, NULL);
+    cr_assert_eq(pc_set_max_bytes(f.c, 1000), PC_OK);
+    cr_assert_leq(pc_bytes(f.c), 1000);
+    cr_assert_leq(pc_len(f.c), 1000);
+    cr_assert_eq(pc_put(f.c, "K", 1, big, sizeof big), PC_OK);
+    cr_assert_eq(pc_get(f.c, "K", 1, NULL, 0, NULL), PC_ERANGE);
+    pc_clear(f.c);
+    cr_assert_eq(pc_len(f.c), 0);
+    cr_assert_eq(pc_bytes(f.c), 0, "bytes %lu after clear: accounting drifted",
+                 (unsigned long)pc_bytes(f.c));
+    pc_destroy(f.c);
+}
+
+/* A capacity whose share per shard passes a shard's limit is refused by
+ * pc_set_capacity as by pc_create (clock: 2^32 - 2 entries a shard;
+ * frequency: 2^26 - 1), with nothing changed; lru has no such limit. */
+Test(limits, set_capacity_refuses_a_share_past_a_shards_limit)
+{
+    pc_options o = test_opts(100);
+    size_t over = is_frequency() ? (size_t)1 << 26 : (size_t)UINT32_MAX;
+    pc_cache *c;
+
+    o.shards = 1;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    put_u64(c, 1, 1);
+    if (strcmp(PC_TEST_POLICY, "lru") == 0) {
+        cr_assert_eq(pc_set_capacity(c, over), PC_OK);
+        cr_assert_eq(pc_capacity(c), over);
+    } else {
+        cr_assert_eq(pc_set_capacity(c, over), PC_EINVAL);
+        cr_assert_eq(pc_capacity(c), 100, "a refused call changed it");
+        cr_assert_eq(pc_set_capacity(c, over - 1), PC_OK);
+        cr_assert_eq(pc_capacity(c), over - 1);
+        o.capacity = over;
+        cr_assert_eq(pc_create(&o, &(pc_cache *){NULL}), PC_EINVAL);
+    }
+    cr_assert_eq(get_u64(c, 1, NULL), PC_OK);
     pc_destroy(c);
 }
 
