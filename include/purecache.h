@@ -381,7 +381,10 @@ PC_API pc_status pc_put_ex(pc_cache *cache, const void *key, size_t klen,
  * Remove key (reported to the listener as PC_REMOVED_DELETED; an expired
  * entry as PC_REMOVED_EXPIRED, and then it was not present: PC_NOTFOUND).
  * A delete of key makes any load of key that began before it return its
- * value without caching it (pc_get_or_load).
+ * value without caching it (pc_get_or_load), and a pc_get_or_load of key
+ * that begins after pc_delete returned starts a load of its own: it never
+ * joins (and returns the value of) one that began before, which may have
+ * read the source before the caller changed it.
  * Returns PC_OK if it was present, PC_NOTFOUND if not; PC_EINVAL for a NULL
  * cache, NULL key with klen > 0, or klen > PC_KEY_MAX.
  * Thread-safety: any thread. Progress: blocking (writer lock; and see
@@ -445,7 +448,8 @@ PC_API pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes);
  * Remove every entry (each reported as PC_REMOVED_CLEARED). Clock and
  * frequency clear shard by shard: a put to another shard concurrent with
  * pc_clear may survive it. lru clears atomically. A clear makes every
- * load that began before it return its value without caching it.
+ * load that began before it return its value without caching it, and
+ * get-or-loads that begin after it start loads of their own (pc_delete).
  * NULL is a no-op. Thread-safety: any thread. Progress: blocking.
  */
 PC_API void pc_clear(pc_cache *cache);

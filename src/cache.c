@@ -9,6 +9,7 @@
  */
 #include "alloc.h"
 #include "core.h"
+#include "flight.h"
 #include "policy.h"
 
 pc_status pc_create(const pc_options *opts, pc_cache **out)
@@ -77,6 +78,7 @@ pc_status pc_delete(pc_cache *cache, const void *key, size_t klen)
     pc__removals_init(&rm, cache);
     st = pc__policy_delete(cache, key, klen, &rm, &w);
     pc__removals_finish(cache, &rm, w);
+    pc__flight_detach(cache->flights, key, klen, false);
     return st;
 }
 
@@ -153,6 +155,7 @@ void pc_clear(pc_cache *cache)
     pc__removals_init(&rm, cache);
     pc__policy_clear(cache, &rm, &w);
     pc__removals_finish(cache, &rm, w);
+    pc__flight_detach(cache->flights, NULL, 0, true);
 }
 
 void pc_reclaim(pc_cache *cache)

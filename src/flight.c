@@ -45,6 +45,7 @@ struct pc__flight {
 
 struct pc__flight_table {
     struct pc__hash_seed seed;
+    unsigned linked; /* flights in the table (changed under flights_lock) */
     struct pc__flight *bucket[FLIGHT_BUCKETS];
 };
 
@@ -94,6 +95,7 @@ static void unlink_flight(struct pc__flight_table *fl, struct pc__flight *f)
         p = &(*p)->next;
     *p = f->next;
     f->linked = false;
+    __atomic_store_n(&fl->linked, fl->linked - 1, __ATOMIC_RELAXED);
 }
 
 static void flight_free(struct pc__flight *f)
@@ -159,6 +161,9 @@ pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
         f->owner = &self;
         f->refs = 1;
         f->linked = true;
+        /* Release: a pc__flight_detach that sees the key deleted after
+         * this flight's lease was registered also sees this. */
+        __atomic_store_n(&fl->linked, fl->linked + 1, __ATOMIC_RELEASE);
         pthread_cond_init(&f->cv, NULL);
         f->next = *slot_of(fl, h);
         *slot_of(fl, h) = f;
@@ -252,6 +257,30 @@ void pc__flight_forget(struct pc__flight_table *fl, const void *key,
         while (f->storing)
             pthread_cond_wait(&f->cv, &flights_lock);
         release(f);
+    }
+    pthread_mutex_unlock(&flights_lock);
+    pthread_setcancelstate(cancel_state, NULL);
+}
+
+void pc__flight_detach(struct pc__flight_table *fl, const void *key,
+                       size_t klen, bool all)
+{
+    int cancel_state;
+
+    if (__atomic_load_n(&fl->linked, __ATOMIC_ACQUIRE) == 0)
+        return; /* the common case: no load in flight */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    pthread_mutex_lock(&flights_lock);
+    if (all) {
+        for (unsigned int i = 0; i < FLIGHT_BUCKETS; i++)
+            while (fl->bucket[i] != NULL)
+                unlink_flight(fl, fl->bucket[i]);
+    } else {
+        struct pc__flight *f =
+            find(fl, pc__hash(&fl->seed, key, klen), key, klen);
+
+        if (f != NULL)
+            unlink_flight(fl, f);
     }
     pthread_mutex_unlock(&flights_lock);
     pthread_setcancelstate(cancel_state, NULL);

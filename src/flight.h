@@ -113,6 +113,18 @@ void pc__flight_store_end(struct pc__flight *f);
 void pc__flight_forget(struct pc__flight_table *fl, const void *key,
                        size_t klen);
 
+/* A delete (all: a clear) of a cache's key: take its flight, if one is in
+ * progress, out of the table, so that callers that begin after the delete
+ * start a new load instead of joining one that may have read the source
+ * before the delete's caller changed it. Those already waiting still get
+ * its outcome; whether its value is stored is its lease's business (the
+ * same delete broke it). Called after the delete, with no lock held; costs
+ * one load when no load is in flight: a flight is in the table before its
+ * lease is registered, so a delete that could have broken the lease sees
+ * the flight. */
+void pc__flight_detach(struct pc__flight_table *fl, const void *key,
+                       size_t klen, bool all);
+
 /* Room for the lease of the flight's load (write.h), owned by its leader
  * until the flight completes. */
 struct pc__lease *pc__flight_lease(struct pc__flight *f);

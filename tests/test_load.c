@@ -159,6 +159,77 @@ Test(load, a_clear_during_a_load_wins)
     pc_destroy(c);
 }
 
+static int fresh_load(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    (void)ctx;
+    (void)key;
+    (void)klen;
+    return pc_sink_set(out, "fresh", 5) == PC_OK ? 0 : 1;
+}
+
+struct late_call {
+    pc_cache *c;
+    pc_status st;
+    char got[32];
+    size_t n;
+    int done;
+};
+
+static void *late_get_or_load(void *p)
+{
+    struct late_call *lc = p;
+
+    lc->st = pc_get_or_load(lc->c, "k", 1, fresh_load, NULL, lc->got,
+                            sizeof lc->got, &lc->n, NULL);
+    __atomic_store_n(&lc->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Cache-aside invalidation: the source changes, then the key is deleted
+ * (or the cache cleared). A get-or-load that begins after that must load
+ * anew, not join a load that began before (and may have read the source
+ * before it changed): it returns "fresh" while the old load is still
+ * held. (Joining would block it until the gate opens: 10 s is the
+ * failure detector, not a timing target.) */
+static void load_after(enum write_kind kind)
+{
+    pc_cache *c = make_cache(16);
+    struct gate g = GATE_INIT("loaded");
+    struct loading l = {.c = c, .g = &g, .st = PC_EINVAL};
+    struct late_call lc = {.c = c, .st = PC_EINVAL};
+    pthread_t old_load, late;
+    int waited = 0;
+
+    cr_assert_eq(pthread_create(&old_load, NULL, load_k, &l), 0);
+    gate_wait_entered(&g);
+    if (kind == DELETE)
+        cr_assert_eq(pc_delete(c, "k", 1), PC_NOTFOUND);
+    else
+        pc_clear(c);
+    cr_assert_eq(pthread_create(&late, NULL, late_get_or_load, &lc), 0);
+    while (!__atomic_load_n(&lc.done, __ATOMIC_ACQUIRE) && waited++ < 10000)
+        usleep(1000);
+    gate_open(&g);
+    pthread_join(late, NULL);
+    pthread_join(old_load, NULL);
+    cr_assert_eq(lc.st, PC_OK);
+    cr_assert_eq(lc.n, 5);
+    cr_assert_eq(memcmp(lc.got, "fresh", 5), 0,
+                 "a call begun after the write joined the load begun before");
+    cr_assert_eq(l.st, PC_OK); /* the old load's caller still gets its own */
+    cr_assert_eq(memcmp(l.got, "loaded", 6), 0);
+    /* And the cache keeps the fresh value, not the old load's. */
+    cr_assert_eq(pc_get(c, "k", 1, lc.got, sizeof lc.got, &lc.n), PC_OK);
+    cr_assert_eq(memcmp(lc.got, "fresh", 5), 0);
+    pc_destroy(c);
+}
+
+Test(load, a_get_or_load_after_a_delete_or_clear_loads_anew)
+{
+    load_after(DELETE);
+    load_after(CLEAR);
+}
+
 Test(load, writes_of_other_keys_do_not_stop_a_load_from_caching)
 {
     pc_cache *c = make_cache(16);
