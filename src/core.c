@@ -168,12 +168,6 @@ uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms)
     return now + ttl_ms;
 }
 
-bool pc__budget_take(struct pc_cache *c, bool one_more, uint64_t bytes)
-{
-    return pc__budget_take_within(
-        c, one_more, bytes, __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED));
-}
-
 #ifdef PC_DEBUG
 void (*pc__debug_budget_hook)(void);
 #endif

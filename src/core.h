@@ -153,18 +153,26 @@ static inline uint64_t pc__core_now_if_ttl(const struct pc_cache *c)
  * the old limit, and the setter's shrink may already have passed the put's
  * shard. So every put that claimed room checks the limits again once its
  * entry is in, under its lock, and evicts in its shard until the cache is
- * within them. The setter's store and its shrink's first look at the
- * counts, and the put's claim and its check, are sequentially consistent
+ * within them (only a put that claimed room needs to: one that took over
+ * its victims' room added nothing). The setter's store and its shrink's
+ * first look at the counts, and the put's claim and its check, are
+ * sequentially consistent
  * operations: either the put's check sees the new limit, or the shrink
  * sees the claim (and then finds the entry, or takes the put's lock after
  * it).
  */
-bool pc__budget_take(struct pc_cache *c, bool one_more, uint64_t bytes);
-/* The same against a byte bound the caller read (0: none), not the
+/* pc__budget_take against a byte bound the caller read (0: none), not the
  * current one: a put that checked its entry against that bound claims
  * within it, so evicting everything else always makes room (lru.c). */
 bool pc__budget_take_within(struct pc_cache *c, bool one_more, uint64_t bytes,
                             uint64_t max);
+
+static inline bool pc__budget_take(struct pc_cache *c, bool one_more,
+                                   uint64_t bytes)
+{
+    return pc__budget_take_within(
+        c, one_more, bytes, __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED));
+}
 #ifdef PC_DEBUG
 /* Debug builds: called by every take after it read the limits (tests
  * stall a put there to race a limit change against it). */

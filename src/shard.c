@@ -358,11 +358,13 @@ static void evict_elsewhere(struct shard_cache *sc, struct shard *avoid,
  * back as just used once the claim is done): claim what is free, else take
  * the victims' own room in their place (their entry and bytes pass to the
  * put without touching the shared counters when they cover it, the common
- * case of a full cache). False, nothing claimed, if s ran out of victims
+ * case of a full cache; *claimed is set when room was taken from the
+ * counters instead). False, nothing claimed, if s ran out of victims
  * first. */
 static bool claim_here(struct shard_cache *sc, struct shard *s,
                        struct pc__kv *keep, bool one_more, uint64_t bytes,
-                       uint64_t now, struct pc__removals *rm, bool *evicted)
+                       uint64_t now, struct pc__removals *rm, bool *evicted,
+                       bool *claimed)
 {
     pc_cache *c = &sc->base;
     uint64_t owned = 0; /* victims' bytes passed to us */
@@ -370,7 +372,7 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
     struct pc__kv *held = NULL; /* keep, taken out by the policy */
 
     if (pc__budget_take(c, one_more, bytes))
-        return true;
+        return *claimed = true;
     /* While s holds an entry other than keep (keep, once held, is not in
      * the policy, so the policy still has one), and the bytes can fit at
      * all (a bound lowered meanwhile: the retry refuses the put). */
@@ -397,7 +399,7 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
             break;
         }
         if (pc__budget_take(c, false, bytes - owned)) {
-            ok = true;
+            ok = *claimed = true;
             break;
         }
     }
@@ -429,7 +431,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     kv->w.live.hash = (uint32_t)h; /* the policy's admit may use it */
     *w = &s->w;
     for (;;) {
-        bool evicted = false;
+        bool evicted = false, claimed = false;
         uint64_t was;
 
         now = pc__core_now_if_ttl(c);
@@ -464,7 +466,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             if (size < was) {
                 pc__budget_give(c, 0, was - size);
             } else if (size > was && !claim_here(sc, s, old, false, size - was,
-                                                 now, rm, &evicted)) {
+                                                 now, rm, &evicted, &claimed)) {
                 /* Nothing left here to evict but the key itself. */
                 pc__writer_unlock(c, &s->w);
                 if (pc__budget_fits(c, size))
@@ -477,7 +479,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             s->bytes -= was;
             pc__removed(rm, s->w.rc, old, PC_REMOVED_REPLACED);
         } else {
-            if (s->count == 0 && !pc__budget_take(c, true, size)) {
+            if (s->count == 0 && !(claimed = pc__budget_take(c, true, size))) {
                 pc__writer_unlock(c, &s->w);
                 if (pc__budget_fits(c, size))
                     evict_elsewhere(sc, s, true, size, now, rm, w);
@@ -485,7 +487,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             }
             if (s->count != 0) { /* (else the claim above succeeded) */
                 pol->admit(s->pol, kv);
-                if (!claim_here(sc, s, NULL, true, size, now, rm, &evicted)) {
+                if (!claim_here(sc, s, NULL, true, size, now, rm, &evicted,
+                                &claimed)) {
                     /* The shard emptied and the bytes still do not fit. */
                     pc__writer_unlock(c, &s->w);
                     if (pc__budget_fits(c, size))
@@ -502,8 +505,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         }
         /* A limit lowered while this put claimed against the old one: the
          * shrink may have passed this shard already (core.h). */
-        while (__builtin_expect(!pc__budget_room(c, false, 0), 0) &&
-               s->count > 0)
+        while (claimed && !pc__budget_room(c, false, 0) && s->count > 0)
             evict_one(sc, s, now, rm);
         if (req->lease != NULL)
             pc__lease_unlink(&s->w.leases, req->lease);
