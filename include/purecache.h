@@ -382,13 +382,16 @@ PC_API pc_status pc_put_ex(pc_cache *cache, const void *key, size_t klen,
  * entry as PC_REMOVED_EXPIRED, and then it was not present: PC_NOTFOUND).
  * A delete of key makes any load of key that began before it return its
  * value without caching it (pc_get_or_load), and a pc_get_or_load of key
- * that begins after pc_delete returned starts a load of its own: it never
- * joins (and returns the value of) one that began before, which may have
- * read the source before the caller changed it.
+ * that begins after pc_delete returned never joins a load that may have
+ * read the source before the delete (it starts its own, or joins one that
+ * looked the key up after the delete). (A memoizer over this cache keeps
+ * its own loads: invalidate through pc_memo_forget, which does the same
+ * for pc_memo_call.)
  * Returns PC_OK if it was present, PC_NOTFOUND if not; PC_EINVAL for a NULL
  * cache, NULL key with klen > 0, or klen > PC_KEY_MAX.
- * Thread-safety: any thread. Progress: blocking (writer lock; and see
- * pc_put on the occasional reclamation step).
+ * Thread-safety: any thread. Progress: blocking (writer lock; while a
+ * get-or-load of the cache is in flight, also the loads' table lock; and
+ * see pc_put on the occasional reclamation step).
  */
 PC_API pc_status pc_delete(pc_cache *cache, const void *key, size_t klen);
 

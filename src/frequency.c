@@ -488,9 +488,12 @@ static void freq_keep(void *st, struct pc__kv *kv)
 {
     struct freq *f = st;
 
-    /* victim() remembered it in the ghost, as its bucket's newest word:
-     * it is not gone after all. It returns to MAIN (a use), into room that
-     * reserve kept for every entry of the shard. */
+    /* victim() remembered it in the ghost: it is not gone after all.
+     * (Taken by fingerprint, newest first: should later victims of the
+     * same claim share its bucket and 20-bit fingerprint, or push it out
+     * of its 8 words, a ghost word is lost or stays, a hint either way.)
+     * It returns to MAIN (a use), into room that reserve kept for every
+     * entry of the shard. */
     ghost_take(&f->ghost, kv->w.live.hash);
     ring_push(&f->main, kv, Q_MAIN, mc_of(kv));
 }

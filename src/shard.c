@@ -374,9 +374,11 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
     if (pc__budget_take(c, one_more, bytes))
         return *claimed = true;
     /* While s holds an entry other than keep (keep, once held, is not in
-     * the policy, so the policy still has one), and the bytes can fit at
-     * all (a bound lowered meanwhile: the retry refuses the put). */
-    while (s->count > (keep != NULL) && pc__budget_fits(c, bytes)) {
+     * the policy, so the policy still has one), and the whole entry can
+     * fit at all (a bound lowered meanwhile: the retry refuses the put). */
+    while (
+        s->count > (keep != NULL) &&
+        pc__budget_fits(c, keep != NULL ? bytes + kv_payload(keep) : bytes)) {
         struct pc__kv *v = sc->pol->victim(s->pol, now);
         bool expired;
 
