@@ -528,7 +528,8 @@ typedef struct pc_pin {
  * values, not the fastest read.
  * Returns PC_OK, PC_NOTFOUND; PC_EINVAL for a NULL cache or pin, NULL key
  * with klen > 0, klen > PC_KEY_MAX; PC_ENOMEM if this thread's first call on
- * the cache, or the pin's record, could not be allocated (nothing pinned).
+ * the cache, or the pin's record, could not be allocated (nothing pinned,
+ * and the key's use not recorded: the policy's order is unchanged).
  */
 PC_API pc_status pc_get_pinned(pc_cache *cache, const void *key, size_t klen,
                                pc_pin *pin);

@@ -243,23 +243,23 @@ pc__core_pin(struct pc_cache *c, pc__lookup_fn *lookup, const void *key,
              size_t klen, pc_pin *pin)
 {
     struct pc__record *t = pc__core_record(c);
+    struct pc__pin_prep prep;
     struct pc__kv *kv;
     uint64_t h, id;
 
-    if (t == NULL)
-        return PC_ENOMEM;
+    if (t == NULL || !pc__pins_prepare(&prep))
+        return PC_ENOMEM; /* before the lookup records a use */
     h = pc__hash_key(&c->seed, key, klen);
     pc__read_enter(t);
     kv = lookup(c, t, h, key, klen);
     if (kv == NULL) {
         pc__read_leave(t);
+        pc__pins_unprepare(&prep);
         PC__COUNTER_INC(t->stats.misses);
         return PC_NOTFOUND;
     }
-    id = pc__pins_take(&c->pins, kv); /* inside the section: pin.h */
+    id = pc__pins_take(&c->pins, kv, &prep); /* inside the section: pin.h */
     pc__read_leave(t);
-    if (id == 0)
-        return PC_ENOMEM;
     PC__COUNTER_INC(t->stats.hits);
     pin->value = pc__kv_value(kv);
     pin->len = kv->vlen;

@@ -46,24 +46,38 @@ static struct pc__pin_entry **find_entry(struct pc__pin_table *t,
     return p;
 }
 
-uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv)
+bool pc__pins_prepare(struct pc__pin_prep *prep)
 {
-    struct pc__pin *pin = pc__alloc(sizeof *pin);
-    struct pc__pin_entry *spare = pc__alloc(sizeof *spare), **e;
+    prep->pin = pc__alloc(sizeof *prep->pin);
+    prep->spare = pc__alloc(sizeof *prep->spare);
+    if (prep->pin != NULL && prep->spare != NULL)
+        return true;
+    pc__pins_unprepare(prep);
+    return false;
+}
+
+void pc__pins_unprepare(struct pc__pin_prep *prep)
+{
+    pc__free(prep->pin, sizeof *prep->pin);
+    pc__free(prep->spare, sizeof *prep->spare);
+    prep->pin = NULL;
+    prep->spare = NULL;
+}
+
+uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv,
+                       struct pc__pin_prep *prep)
+{
+    struct pc__pin *pin = prep->pin;
+    struct pc__pin_entry **e;
     uint64_t id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
 
-    if (pin == NULL || spare == NULL) {
-        pc__free(pin, sizeof *pin);
-        pc__free(spare, sizeof *spare);
-        return 0;
-    }
     pc__lock_acquire(&t->lock);
     e = find_entry(t, kv);
     if (*e == NULL) {
-        memset(spare, 0, sizeof *spare);
-        spare->kv = kv;
-        *e = spare;
-        spare = NULL;
+        memset(prep->spare, 0, sizeof *prep->spare);
+        prep->spare->kv = kv;
+        *e = prep->spare;
+        prep->spare = NULL;
     }
     (*e)->pins++;
     pin->id = id;
@@ -72,7 +86,8 @@ uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv)
     t->by_id[bucket_of_id(id)] = pin;
     __atomic_add_fetch(&t->active, 1, __ATOMIC_RELAXED);
     pc__lock_release(&t->lock);
-    pc__free(spare, sizeof *spare);
+    prep->pin = NULL;
+    pc__pins_unprepare(prep); /* the spare, if the entry had pins */
     return id;
 }
 

@@ -46,9 +46,22 @@ struct pc__pin_table {
     struct pc__pin *by_id[PC__PIN_BUCKETS];
 };
 
-/* Count a pin on the entry kv (inside the read section that found it);
- * returns its id, or 0 on ENOMEM (nothing counted). */
-uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv);
+/* The memory a pin needs, allocated before the lookup it follows, so that
+ * a pin that cannot be had fails before the lookup has recorded a use
+ * (the exact-LRU policy's lookup promotes the key). */
+struct pc__pin_prep {
+    struct pc__pin *pin;
+    struct pc__pin_entry *spare;
+};
+
+/* False on ENOMEM (nothing held). */
+bool pc__pins_prepare(struct pc__pin_prep *prep);
+/* Give back what a prepare allocated and no take used (a miss). */
+void pc__pins_unprepare(struct pc__pin_prep *prep);
+/* Count a pin on the entry kv (inside the read section that found it),
+ * with prepared memory (consumed; cannot fail); returns its id. */
+uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv,
+                       struct pc__pin_prep *prep);
 
 /* Release the pin with this id; an unknown id (released already, or a
  * copy's) is a no-op. Frees the entry's block if it was the last pin of a

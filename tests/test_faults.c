@@ -407,3 +407,29 @@ Test(faults, reclaim_is_unaffected_by_allocation_failure)
 
     run_scenario(&sc);
 }
+
+/* A pinned read whose pin cannot be allocated records no use: the next
+ * eviction picks the victim it would have picked without the call (lru:
+ * the key stays least recent; clock: its reference bit stays clear). */
+Test(faults, pinned_read_that_fails_records_no_use)
+{
+    pc_cache *c = cache_new(2, 1);
+    uint64_t a = 1, b = 2, x = 3;
+    pc_pin pin;
+
+    cr_assert_eq(put_kv(c, a, 0), PC_OK);
+    cr_assert_eq(put_kv(c, b, 0), PC_OK);
+    cr_assert_eq(pc_get(c, &x, sizeof x, NULL, 0, NULL), PC_NOTFOUND);
+    pc__alloc_fail_after(0);
+    cr_assert_eq(pc_get_pinned(c, &a, sizeof a, &pin), PC_ENOMEM);
+    cr_assert_gt(pc__alloc_fail_after(-1), 0);
+    cr_assert_eq(put_kv(c, x, 0), PC_OK); /* evicts one */
+    if (!is_frequency()) { /* (one use does not move a probation entry) */
+        cr_assert_eq(pc_get(c, &a, sizeof a, NULL, 0, NULL), PC_NOTFOUND,
+                     "the failed pinned read counted as a use");
+        cr_assert_neq(pc_get(c, &b, sizeof b, NULL, 0, NULL), PC_NOTFOUND);
+    }
+    cr_assert_eq(pc_get_pinned(c, &x, sizeof x, &pin), PC_OK);
+    pc_unpin(&pin);
+    pc_destroy(c);
+}
