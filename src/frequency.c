@@ -370,6 +370,27 @@ static bool freq_reserve(void *st, size_t n)
            ring_reserve(&f->small, f->small.live + 1, ring_want(f->cs_max + 1));
 }
 
+/* How far ahead of SMALL's head evictions prefetch entries (as CLOCK's
+ * sweep does): a victim's use count and hash are a cache miss each time,
+ * entries being scattered over the heap while the ring is sequential.
+ * (MAIN's hand gained nothing from it: measured, left out.) */
+#define QUEUE_PREFETCH 4
+
+static void prefetch_ahead(const struct ring *r)
+{
+    uint32_t j;
+    struct pc__kv *e;
+
+    if (r->used <= QUEUE_PREFETCH)
+        return;
+    j = r->head + QUEUE_PREFETCH;
+    if (j >= r->size)
+        j -= r->size;
+    e = r->s[j];
+    if (e != NULL)
+        __builtin_prefetch(e, 1);
+}
+
 /* MAIN's hand (MAIN not empty): spend units until the entry under the hand
  * has none (or has expired), and return it, still in MAIN. */
 static struct pc__kv *main_hand(struct freq *f, uint64_t now)
@@ -406,6 +427,7 @@ static struct pc__kv *evict_small(struct freq *f, uint64_t now)
     struct pc__kv *e;
 
     while ((e = ring_peek(&f->small)) != NULL) {
+        prefetch_ahead(&f->small);
         ring_pop(&f->small);
         if (ref_get(e) >= PROMOTE && !pc__kv_expired(e, now)) {
             ref_set(e, 0);
@@ -436,6 +458,16 @@ static struct pc__kv *freq_victim(void *st, uint64_t now)
     PC__ASSERT(v != NULL);
     set_state(v, 0, Q_NONE, mc_of(v));
     return v;
+}
+
+/* Before the shard's lock: warm the ghost bucket admit will probe (the
+ * ghost's array and size never change after creation). */
+static void freq_prefetch(const void *st, uint32_t h)
+{
+    const struct freq *f = st;
+    uint32_t fp;
+
+    __builtin_prefetch(ghost_bucket(&f->ghost, h, &fp), 1);
 }
 
 static void freq_admit(void *st, struct pc__kv *kv)
@@ -565,6 +597,7 @@ const struct pc__shard_policy pc__frequency_policy = {
     .create = freq_create,
     .destroy = freq_destroy,
     .reserve = freq_reserve,
+    .prefetch = freq_prefetch,
     .admit = freq_admit,
     .victim = freq_victim,
     .insert = freq_insert,

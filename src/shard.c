@@ -431,6 +431,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     }
     pc__kv_fill(kv, key, klen, val, vlen, req->expires);
     kv->w.live.hash = (uint32_t)h; /* the policy's admit may use it */
+    if (pol->prefetch != NULL)
+        pol->prefetch(s->pol, (uint32_t)h);
     *w = &s->w;
     for (;;) {
         bool evicted = false, claimed = false;

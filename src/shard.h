@@ -40,6 +40,10 @@ struct pc__shard_policy {
     /* Room in the policy's structures for `n` entries (may allocate);
      * false on ENOMEM, nothing changed. Called before any change. */
     bool (*reserve)(void *st, size_t n);
+    /* Optional (NULL: none), called WITHOUT the lock, before a put takes
+     * it: prefetch what admit will read for a key of this hash. May read
+     * only state that never changes after create. */
+    void (*prefetch)(const void *st, uint32_t h);
     /* A new key is about to enter (before the evictions made for it). */
     void (*admit)(void *st, struct pc__kv *kv);
     /* Unlink and return the next victim (the shard holds an entry). An
