@@ -240,13 +240,12 @@ void pc__free(void *p, size_t n)
 #ifdef PC_USE_JEMALLOC
     if (mag_keep(p, n))
         return;
+    int c = mag_class(n);
+
     /* Sized: jemalloc's fast path needs no lookup of the size class. A
      * block of a magazine class may have been asked for with another size
      * of the class: its class's size is the one always valid. */
-    sdallocx(p,
-             mag_class(n) >= 0 ? (size_t)(mag_class(n) + 1) * 16
-                               : (n == 0 ? 1 : n),
-             0);
+    sdallocx(p, c >= 0 ? (size_t)(c + 1) * 16 : (n == 0 ? 1 : n), 0);
 #else
     (void)n;
     free(p);
