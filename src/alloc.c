@@ -196,6 +196,17 @@ void *pc__alloc(size_t n)
 #endif
 }
 
+size_t pc__alloc_usable(size_t n)
+{
+#ifdef PC_USE_JEMALLOC
+    size_t u = nallocx(n == 0 ? 1 : n, 0);
+
+    return u >= n ? u : n; /* (0: a size past every class) */
+#else
+    return n;
+#endif
+}
+
 void *pc__alloc_aligned(size_t n, size_t align)
 {
     if (inject_failure())

@@ -34,6 +34,11 @@ void *pc__alloc_aligned(size_t n, size_t align);
 void pc__free(void *p, size_t n);
 /* Return memory from pc__alloc_aligned, with the same n and align. */
 void pc__free_aligned(void *p, size_t n, size_t align);
+/* The bytes an allocation of n really occupies: its size class under
+ * jemalloc (nallocx), n itself otherwise. An array sized to it uses memory
+ * that would be paid for anyway; pass that size to pc__alloc and pc__free.
+ * Thread-safe, lock-free (a table lookup). */
+size_t pc__alloc_usable(size_t n);
 /* Return the calling thread's magazine to jemalloc (pc_destroy does, so a
  * destroyed cache's entries do not stay with the destroying thread). */
 void pc__alloc_release_thread(void);

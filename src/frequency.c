@@ -9,7 +9,7 @@
  *   MAIN   a FIFO ring with reinsertion: a CLOCK whose per-entry count
  *          (the entry's ref byte, raised by readers up to 3) is spent one
  *          unit per pass of the hand.
- *   GHOST  cap 32-bit words in buckets of 8 (one 32-byte probe): keys
+ *   GHOST  up to cap 32-bit words in buckets of 8 (one 32-byte probe): keys
  *          recently evicted, each word holding which queue evicted it, that
  *          queue's coarse eviction time, the key's recent miss count (1..7)
  *          and a 20-bit fingerprint; FIFO per bucket, a hit removes it.
@@ -59,12 +59,15 @@
  *
  * Deletes and expiry leave a tombstone (NULL) in their ring, which the
  * queue drops when it reaches it; a ring full of tombstones is compacted
- * in place. Rings grow by doubling, but stop at the size their queue
- * needs while the shard holds its share (MAIN: the share; SMALL: its
- * largest target), and double on only if the shard outgrows it: every
- * slot of a ring is written as its head goes round, so the ring's whole
- * size is resident. Memory beyond CLOCK's: the ghost (4 bytes per entry
- * of the share) and SMALL's ring (sized by SMALL's largest size so far).
+ * in place. Memory follows what the shard holds, not its share (a cache
+ * bounded by bytes may hold far fewer entries than its capacity): rings
+ * grow by an eighth or more, to the end of their allocation's size class
+ * (every slot of a ring is written as its head goes round, so its whole
+ * size is resident, and doubling would waste up to half), and the ghost
+ * grows from 64 words to a word per entry held (and its size class), at most
+ * the share's. Memory beyond CLOCK's: the ghost (at most 4 bytes per
+ * entry of the share) and SMALL's ring (sized by SMALL's largest size so
+ * far).
  *
  * Concurrency: everything here is writer-only (the shard's lock), except
  * `ref`, which readers raise and the writer reads and writes with relaxed
@@ -157,11 +160,12 @@ static uint64_t ring_want(uint32_t live)
 }
 
 /* Room for `live` entries; false on ENOMEM (ring unchanged). The ring
- * doubles, but never past `fit` slots (what the queue's usual largest size
- * needs) while those suffice: every slot of a ring is written as its head
- * goes round, so a ring's whole size is resident memory, and a doubling
- * just past the shard's share would waste up to half of it. */
-static bool ring_reserve(struct ring *r, uint32_t live, uint64_t fit)
+ * grows by an eighth at least (geometric, so a push's relayout cost stays
+ * amortised O(1)), then to the end of the allocator's size class. Not by
+ * doubling: every slot of a ring is written as its head goes round, so a
+ * ring's whole size is resident memory, and a doubling just past what the
+ * queue holds would waste up to half of it. */
+static bool ring_reserve(struct ring *r, uint32_t live)
 {
     uint64_t want = ring_want(live), size;
     struct pc__kv **s, **old = r->s;
@@ -169,15 +173,14 @@ static bool ring_reserve(struct ring *r, uint32_t live, uint64_t fit)
 
     if (want <= r->size)
         return true;
-    size = r->size ? 2 * (uint64_t)r->size : 64;
-    if (size > fit && want <= fit)
-        size = fit;
+    if (want > SLOT_LIMIT)
+        return false;
+    size = (uint64_t)r->size + r->size / 8;
     if (size < want)
-        size = want;
+        size = want < 64 ? 64 : want;
+    size = pc__alloc_usable(size * sizeof *s) / sizeof *s;
     if (size > SLOT_LIMIT)
         size = SLOT_LIMIT;
-    if (want > size)
-        return false;
     s = pc__alloc(sizeof *s * size);
     if (s == NULL)
         return false;
@@ -260,8 +263,20 @@ static void ring_pop(struct ring *r) /* after ring_peek found one */
 
 struct ghost {
     uint32_t *w;
-    uint32_t nb; /* buckets */
+    uint32_t nb;     /* buckets */
+    uint32_t nb_max; /* the share's worth: nb grows up to it */
 };
+
+/* The ghost's words are read before the shard's lock (freq_prefetch) and
+ * replaced under it when the ghost grows: both fields are atomic. */
+static uint32_t *ghost_words(const struct ghost *g)
+{
+    return __atomic_load_n(&g->w, __ATOMIC_RELAXED);
+}
+static uint32_t ghost_nb(const struct ghost *g)
+{
+    return __atomic_load_n(&g->nb, __ATOMIC_RELAXED);
+}
 
 static uint32_t *ghost_bucket(const struct ghost *g, uint32_t h, uint32_t *fp)
 {
@@ -270,6 +285,39 @@ static uint32_t *ghost_bucket(const struct ghost *g, uint32_t h, uint32_t *fp)
 
     *fp = f ? f : 1;
     return g->w + (size_t)(((x >> 32) * g->nb) >> 32) * GB;
+}
+
+static size_t ghost_bytes(uint32_t nb)
+{
+    return (size_t)nb * GB * sizeof(uint32_t);
+}
+
+/* Buckets for a shard of n entries: a word per entry, to the end of the
+ * allocator's size class (so growth is geometric), at most the share's
+ * worth. */
+static uint32_t ghost_want(uint64_t n, uint32_t nb_max)
+{
+    uint64_t nb = (n + GB - 1) / GB;
+
+    nb = pc__alloc_usable(ghost_bytes(nb < 8 ? 8 : (uint32_t)nb)) /
+         ghost_bytes(1);
+    return nb > nb_max ? nb_max : (uint32_t)nb;
+}
+
+/* Grow the ghost to nb buckets, forgetting what it held (its buckets are
+ * addressed by the bucket count; a shard only grows while it fills, when
+ * the ghost has little to forget). Keeps the old ghost if memory is short:
+ * the ghost is a hint, so that is never an error. */
+static void ghost_grow(struct ghost *g, uint32_t nb)
+{
+    uint32_t *w = pc__alloc_aligned(ghost_bytes(nb), 32), *old = g->w;
+
+    if (w == NULL)
+        return;
+    memset(w, 0, ghost_bytes(nb));
+    pc__free_aligned(old, ghost_bytes(g->nb), 32);
+    __atomic_store_n(&g->w, w, __ATOMIC_RELAXED);
+    __atomic_store_n(&g->nb, nb, __ATOMIC_RELAXED);
 }
 
 /* Remove h's word if present and return it (0 if absent). */
@@ -331,13 +379,14 @@ static void *freq_create(size_t share)
     if (f->marginal < 1)
         f->marginal = 1;
     f->filter_below = cap * 3 / 100;
-    f->ghost.nb = (cap + GB - 1) / GB;
-    f->ghost.w = pc__alloc_aligned((size_t)f->ghost.nb * GB * 4, 32);
+    f->ghost.nb_max = (cap + GB - 1) / GB;
+    f->ghost.nb = ghost_want(0, f->ghost.nb_max);
+    f->ghost.w = pc__alloc_aligned(ghost_bytes(f->ghost.nb), 32);
     if (f->ghost.w == NULL) {
         pc__free(f, sizeof *f);
         return NULL;
     }
-    memset(f->ghost.w, 0, (size_t)f->ghost.nb * GB * 4);
+    memset(f->ghost.w, 0, ghost_bytes(f->ghost.nb));
     return f;
 }
 
@@ -349,7 +398,7 @@ static void freq_destroy(void *st)
         return;
     ring_free(&f->small);
     ring_free(&f->main);
-    pc__free_aligned(f->ghost.w, (size_t)f->ghost.nb * GB * 4, 32);
+    pc__free_aligned(f->ghost.w, ghost_bytes(f->ghost.nb), 32);
     pc__free(f, sizeof *f);
 }
 
@@ -359,15 +408,20 @@ static bool freq_reserve(void *st, size_t n)
 
     /* MAIN may come to hold every entry of the shard (n, this put's
      * included); SMALL gains at most this put's entry (evictions only take
-     * from it, promotions go to MAIN). Each ring stops doubling at the size
-     * its queue reaches when the shard holds its share: MAIN all of it
-     * (and an eighth more, as keys spread over shards unevenly), SMALL its
-     * largest target. */
+     * from it, promotions go to MAIN). */
     if (n > SLOT_LIMIT / 2)
         return false;
-    return ring_reserve(&f->main, (uint32_t)n,
-                        ring_want(f->cap + f->cap / 8)) &&
-           ring_reserve(&f->small, f->small.live + 1, ring_want(f->cs_max + 1));
+    /* The ghost remembers about as many keys as the shard holds: sized by
+     * the share from the start, a cache bounded by bytes below its
+     * capacity would pay for words it never fills. */
+    if (n > (uint64_t)f->ghost.nb * GB && f->ghost.nb < f->ghost.nb_max) {
+        uint32_t nb = ghost_want(n, f->ghost.nb_max);
+
+        if (nb > f->ghost.nb)
+            ghost_grow(&f->ghost, nb);
+    }
+    return ring_reserve(&f->main, (uint32_t)n) &&
+           ring_reserve(&f->small, f->small.live + 1);
 }
 
 /* How far ahead of SMALL's head evictions prefetch entries (as CLOCK's
@@ -460,14 +514,19 @@ static struct pc__kv *freq_victim(void *st, uint64_t now)
     return v;
 }
 
-/* Before the shard's lock: warm the ghost bucket admit will probe (the
- * ghost's array and size never change after creation). */
+/* Before the shard's lock: warm the ghost bucket admit will probe. The
+ * ghost may grow meanwhile: its two fields are read atomically, but may
+ * come from different sizes, so the address is computed as an integer (a
+ * prefetch never faults, whatever it points at). */
 static void freq_prefetch(const void *st, uint32_t h)
 {
     const struct freq *f = st;
-    uint32_t fp;
+    uint64_t x = (uint64_t)h * 0x9E3779B97F4A7C15ull;
+    uintptr_t b = (uintptr_t)ghost_words(&f->ghost) +
+                  (uintptr_t)(((x >> 32) * ghost_nb(&f->ghost)) >> 32) * GB *
+                      sizeof(uint32_t);
 
-    __builtin_prefetch(ghost_bucket(&f->ghost, h, &fp), 1);
+    __builtin_prefetch((const void *)b, 1);
 }
 
 static void freq_admit(void *st, struct pc__kv *kv)

@@ -256,3 +256,31 @@ Test(memory, pc_destroy_returns_the_blocks_its_thread_kept)
                  (long long)net);
 }
 #endif
+
+#ifdef PC_TEST_JEMALLOC
+/* A byte-bounded cache holding far fewer entries than its capacity pays
+ * for the entries it holds, not for its capacity: every structure sized
+ * per entry (index, rings, the frequency policy's ghost) grows with what
+ * the shards hold. */
+Test(memory, a_byte_bounded_cache_below_its_capacity_costs_what_it_holds)
+{
+    enum { HELD = 4000 };
+    pc_options o = test_opts(1u << 22);
+    int64_t before = thread_net(), net;
+    pc_cache *c;
+
+    o.max_bytes = 1u << 30;
+    c = make_cache_opts(&o);
+
+    cr_assert_not_null(c);
+    for (uint64_t k = 0; k < HELD; k++)
+        put_u64(c, k, k);
+    pc_reclaim(c);
+    net = thread_net() - before;
+    /* About 70-80 bytes (entry, index, policy, the cache's own fixed
+     * parts amortised); a ghost sized by the capacity was 4,800. */
+    cr_assert_lt(net, 160 * HELD, "%.1f bytes per held entry",
+                 (double)net / HELD);
+    pc_destroy(c);
+}
+#endif
