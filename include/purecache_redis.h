@@ -152,6 +152,12 @@ typedef struct pc_redis_options { /* zero-initialise */
  *        error reply such as WRONGTYPE), PC_ENOMEM. A near hit is served
  *        without I/O: no lock, no allocation, no shared write.
  *   put  PC_OK, PC_EINVAL (as pc_put), PC_EIO, PC_ENOMEM.
+ *   put_ex  as put, as one SET: args->ttl_ms as PX (0: the backend's
+ *        ttl_ms; PC_TTL_NEVER: none; longer than PC_REDIS_TTL_MAX: that),
+ *        PC_PUT_IF_ABSENT as NX (PC_EXISTS when the key is in Redis),
+ *        PC_PUT_IF_PRESENT as XX (PC_NOTFOUND when it is not); PC_EINVAL
+ *        for other flags, as pc_put_ex. NULL args: put. So a memoizer with
+ *        a ttl_ms (pc_memo_create_ex) works over the backend.
  *   del  PC_OK (the key existed in Redis), PC_NOTFOUND, PC_EINVAL, PC_EIO.
  *   len  the near tier's entry count (as pc_len); 0 without a near tier.
  * Progress: a get served by the near tier progresses as pc_get_pinned

@@ -499,6 +499,106 @@ Test(redis, near_copy_never_outlives_its_redis_ttl)
     rs_stop(&s);
 }
 
+/* PTTL of k in Redis, through an external client: -1 none, -2 absent. */
+static long long pttl(redisContext *x, const char *k)
+{
+    redisReply *r = ext(x, "PTTL %s", k, NULL);
+    long long v;
+
+    cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
+    v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static int one_square(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    uint64_t k, v;
+
+    (void)ctx;
+    cr_assert_eq(klen, sizeof k);
+    memcpy(&k, key, sizeof k);
+    v = k * k;
+    return pc_sink_set(out, &v, sizeof v) == PC_OK ? 0 : -1;
+}
+
+/* put_ex: a put's own ttl (0: the backend's, PC_TTL_NEVER: none) reaches
+ * Redis as PX, PC_PUT_IF_ABSENT / _PRESENT as NX / XX with pc_put_ex's
+ * statuses; so a memoizer with a ttl works over the backend. */
+Test(redis, put_ex_sends_ttls_and_conditions_and_memoizes_with_a_ttl)
+{
+    struct rs_server s;
+    pc_redis_options o = {0};
+    pc_backend be;
+    redisContext *x;
+    char buf[256];
+    pc_put_args a = {0};
+    pc_memo *m;
+    pc_memo_options mo = {0};
+    uint64_t k = 7, v = 0;
+    long long t;
+
+    rs_start(&s);
+    o.port = s.port;
+    o.ttl_ms = 600000;
+    o.near_capacity = 64;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    cr_assert_not_null(be.ops->put_ex);
+    x = rs_client(&s);
+
+    a.ttl_ms = 50000;
+    cr_assert_eq(be.ops->put_ex(be.self, "a", 1, "1", 1, &a), PC_OK);
+    t = pttl(x, "a");
+    cr_assert(t > 40000 && t <= 50000, "PTTL %lld after ttl 50000", t);
+    a.ttl_ms = 0; /* the backend's */
+    cr_assert_eq(be.ops->put_ex(be.self, "b", 1, "2", 1, &a), PC_OK);
+    t = pttl(x, "b");
+    cr_assert(t > 500000 && t <= 600000, "PTTL %lld after the default", t);
+    a.ttl_ms = PC_TTL_NEVER;
+    cr_assert_eq(be.ops->put_ex(be.self, "c", 1, "3", 1, &a), PC_OK);
+    cr_assert_eq(pttl(x, "c"), -1);
+    cr_assert_eq(be.ops->put_ex(be.self, "d", 1, "4", 1, NULL), PC_OK);
+    t = pttl(x, "d");
+    cr_assert(t > 500000 && t <= 600000, "PTTL %lld without args", t);
+
+    a.ttl_ms = 0;
+    a.flags = PC_PUT_IF_ABSENT;
+    cr_assert_eq(be.ops->put_ex(be.self, "a", 1, "9", 1, &a), PC_EXISTS);
+    cr_assert_eq(be.ops->put_ex(be.self, "e", 1, "5", 1, &a), PC_OK);
+    a.flags = PC_PUT_IF_PRESENT;
+    cr_assert_eq(be.ops->put_ex(be.self, "f", 1, "6", 1, &a), PC_NOTFOUND);
+    cr_assert_eq(get_s(&be, "f", buf), PC_NOTFOUND);
+    cr_assert_eq(be.ops->put_ex(be.self, "a", 1, "8", 1, &a), PC_OK);
+    cr_assert_eq(get_s(&be, "a", buf), PC_OK);
+    cr_assert_str_eq(buf, "8");
+    cr_assert_eq(get_s(&be, "e", buf), PC_OK);
+    cr_assert_str_eq(buf, "5");
+    a.flags = PC_PUT_IF_ABSENT | PC_PUT_IF_PRESENT;
+    cr_assert_eq(be.ops->put_ex(be.self, "g", 1, "7", 1, &a), PC_EINVAL);
+    a.flags = 4;
+    cr_assert_eq(be.ops->put_ex(be.self, "g", 1, "7", 1, &a), PC_EINVAL);
+    cr_assert_eq(get_s(&be, "g", buf), PC_NOTFOUND);
+
+    mo.ttl_ms = 30000;
+    cr_assert_eq(pc_memo_create_ex(&be, &mo, &m), PC_OK);
+    cr_assert_eq(pc_memo_call(m, &k, sizeof k, one_square, NULL, &v, sizeof v,
+                              NULL, NULL),
+                 PC_OK);
+    cr_assert_eq(v, 49);
+    {
+        redisReply *r = redisCommand(x, "PTTL %b", &k, sizeof k);
+
+        cr_assert_not_null(r);
+        cr_assert_eq(r->type, REDIS_REPLY_INTEGER);
+        cr_assert(r->integer > 20000 && r->integer <= 30000,
+                  "memoized PTTL %lld after ttl 30000", r->integer);
+        freeReplyObject(r);
+    }
+    redisFree(x);
+    pc_memo_destroy(m); /* destroys the backend */
+    rs_stop(&s);
+}
+
 /* ---- two "servers" under concurrent writes ---- */
 
 #define CO_KEYS 8

@@ -262,38 +262,66 @@ static pc_status rb_get(void *self, const void *key, size_t klen, void *buf,
     return st;
 }
 
-static pc_status rb_put(void *self, const void *key, size_t klen,
-                        const void *val, size_t vlen)
+/* SET, with PX (the put's ttl, else the backend's) and NX or XX for the
+ * conditional puts. */
+static pc_status rb_put_ex(void *self, const void *key, size_t klen,
+                           const void *val, size_t vlen,
+                           const pc_put_args *args)
 {
     struct pc__redis *r = self;
     char rk[PC_REDIS_PREFIX_MAX + PC_KEY_MAX], ttl[24];
-    const char *argv[5] = {"SET", rk, val != NULL ? (const char *)val : "",
-                           "PX", ttl};
-    size_t lens[5] = {3, 0, vlen, 2, 0};
+    const char *argv[6] = {"SET", rk, val != NULL ? (const char *)val : ""};
+    size_t lens[6] = {3, 0, vlen}, argc = 3;
+    unsigned int flags = args != NULL ? args->flags : 0;
+    uint64_t ttl_ms = args != NULL && args->ttl_ms != 0 ? args->ttl_ms
+                      : r != NULL                       ? r->ttl_ms
+                                                        : 0;
     struct pc__redis_cmds q;
     redisReply *rep = NULL;
     pc_status st;
 
     if (r == NULL || !key_args_ok(key, klen) || (val == NULL && vlen > 0) ||
-        vlen > PC_VALUE_MAX)
+        vlen > PC_VALUE_MAX ||
+        (flags & ~(PC_PUT_IF_ABSENT | PC_PUT_IF_PRESENT)) != 0 ||
+        flags == (PC_PUT_IF_ABSENT | PC_PUT_IF_PRESENT))
         return PC_EINVAL;
     lens[1] = redis_key(r, rk, key, klen);
-    lens[4] = (size_t)snprintf(ttl, sizeof ttl, "%llu",
-                               (unsigned long long)r->ttl_ms);
+    if (ttl_ms != 0 && ttl_ms != PC_TTL_NEVER) {
+        if (ttl_ms > PC_REDIS_TTL_MAX)
+            ttl_ms = PC_REDIS_TTL_MAX; /* saturate, as pc_put_ex does */
+        argv[argc] = "PX";
+        lens[argc++] = 2;
+        argv[argc] = ttl;
+        lens[argc++] = (size_t)snprintf(ttl, sizeof ttl, "%llu",
+                                        (unsigned long long)ttl_ms);
+    }
+    if (flags != 0) {
+        argv[argc] = flags == PC_PUT_IF_ABSENT ? "NX" : "XX";
+        lens[argc++] = 2;
+    }
     pc__redis_cmds_init(&q);
-    pc__redis_cmds_add(&q, r->ttl_ms > 0 ? 5 : 3, argv, lens);
+    pc__redis_cmds_add(&q, (int)argc, argv, lens);
     st = call(r, &q, &rep, NULL);
     pc__redis_cmds_free(&q);
     if (st != PC_ENOMEM && r->near != NULL)
         pc__near_invalidate(r->near, key, klen);
     if (st != PC_OK)
         return st;
-    if (rep->type != REDIS_REPLY_STATUS) {
+    if (rep->type == REDIS_REPLY_NIL && flags != 0) {
+        /* NX found the key, or XX did not. */
+        st = flags == PC_PUT_IF_ABSENT ? PC_EXISTS : PC_NOTFOUND;
+    } else if (rep->type != REDIS_REPLY_STATUS) {
         st = PC_EIO;
         COUNT(&r->errors);
     }
     freeReplyObject(rep);
     return st;
+}
+
+static pc_status rb_put(void *self, const void *key, size_t klen,
+                        const void *val, size_t vlen)
+{
+    return rb_put_ex(self, key, klen, val, vlen, NULL);
 }
 
 static pc_status rb_del(void *self, const void *key, size_t klen)
@@ -364,6 +392,7 @@ static const pc_backend_ops redis_ops = {
     .size = sizeof(pc_backend_ops),
     .get = rb_get,
     .put = rb_put,
+    .put_ex = rb_put_ex,
     .del = rb_del,
     .len = rb_len,
     .destroy = rb_destroy,
