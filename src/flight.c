@@ -33,7 +33,8 @@ struct pc__flight {
     bool linked; /* in its table: new callers of the key join it */
     bool done;
     bool retry;     /* abandoned: the key was stored after all */
-    bool forgotten; /* pc__flight_forget: hand the value over, keep nothing */
+    bool forgotten; /* pc__flight_forget: hand the value over, keep nothing;
+                       on the table's forgotten list until it ends */
     bool storing;   /* the leader is storing the value (store_begin/end) */
     pc_status status;
     int load_err;
@@ -47,6 +48,10 @@ struct pc__flight_table {
     struct pc__hash_seed seed;
     unsigned linked; /* flights in the table (changed under flights_lock) */
     struct pc__flight *bucket[FLIGHT_BUCKETS];
+    /* Forgotten flights not ended yet, through their `next`: out of the
+     * buckets (new callers do not join them), but a later forget of the
+     * key must still wait for a store of theirs in progress. */
+    struct pc__flight *forgotten;
 };
 
 /* One lock for every table: waits-for chains cross tables. A leaf of the
@@ -96,6 +101,19 @@ static void unlink_flight(struct pc__flight_table *fl, struct pc__flight *f)
     *p = f->next;
     f->linked = false;
     __atomic_store_n(&fl->linked, fl->linked - 1, __ATOMIC_RELAXED);
+}
+
+/* f ends (done): off the forgotten list if it is on it. */
+static void forgotten_unlink(struct pc__flight_table *fl, struct pc__flight *f)
+{
+    struct pc__flight **p = &fl->forgotten;
+
+    if (!f->forgotten)
+        return;
+    while (*p != NULL && *p != f)
+        p = &(*p)->next;
+    if (*p == f)
+        *p = f->next;
 }
 
 static void flight_free(struct pc__flight *f)
@@ -204,6 +222,7 @@ void pc__flight_finish(struct pc__flight_table *fl, struct pc__flight *f,
 {
     pthread_mutex_lock(&flights_lock);
     unlink_flight(fl, f); /* no new waiters from here on */
+    forgotten_unlink(fl, f);
     if (status == PC_OK && vlen > 0 && f->refs > 1) {
         /* Waiters read the value after the leader has returned: copy. */
         f->val = pc__alloc(vlen);
@@ -253,6 +272,19 @@ void pc__flight_forget(struct pc__flight_table *fl, const void *key,
     if (f != NULL) {
         f->forgotten = true;
         unlink_flight(fl, f); /* later callers start a new load */
+        f->next = fl->forgotten;
+        fl->forgotten = f;
+    }
+    /* Wait while any forgotten flight of the key is storing: this one, or
+     * one an earlier forget took out of the table (a store that began
+     * before that forget). Each wait lets the list change: look again. */
+    for (;;) {
+        for (f = fl->forgotten; f != NULL; f = f->next)
+            if (f->storing && f->h == h && f->klen == klen &&
+                (klen == 0 || memcmp(f->key, key, klen) == 0))
+                break;
+        if (f == NULL)
+            break;
         f->refs++;
         while (f->storing)
             pthread_cond_wait(&f->cv, &flights_lock);
@@ -290,6 +322,7 @@ void pc__flight_abandon(struct pc__flight_table *fl, struct pc__flight *f)
 {
     pthread_mutex_lock(&flights_lock);
     unlink_flight(fl, f);
+    forgotten_unlink(fl, f);
     f->done = true;
     f->retry = true;
     pthread_cond_broadcast(&f->cv);

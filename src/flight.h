@@ -103,9 +103,12 @@ void pc__flight_abandon(struct pc__flight_table *fl, struct pc__flight *f);
  * marks the key's flight, if one is in progress, as forgotten and takes
  * it out of the table (later callers start a new load; those already
  * waiting still get its outcome), then waits for a store in progress to
- * end. The caller deletes the key from the backend after it returns, so
- * the forgotten flight's value is never left stored: either its leader
- * saw the mark and stored nothing, or its store ended before the delete.
+ * end, of that flight or of any flight of the key an earlier forget took
+ * out (forgotten flights stay on a list of the table until they end, so a
+ * second forget racing the first waits too). The caller deletes the key
+ * from the backend after it returns, so the forgotten flight's value is
+ * never left stored: either its leader saw the mark and stored nothing, or
+ * its store ended before the delete.
  * Forget never acts on a cancellation request.
  */
 bool pc__flight_store_begin(struct pc__flight *f);

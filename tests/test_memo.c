@@ -1225,6 +1225,127 @@ Test(memo, a_load_in_flight_when_forgotten_keeps_nothing, .timeout = 30)
     pc_memo_destroy(m);
 }
 
+/* A backend over a cache whose put waits for a go (a store held open). */
+struct held_store {
+    pc_cache *c;
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int entered, go;
+};
+
+static pc_status hs_get(void *self, const void *key, size_t klen, void *buf,
+                        size_t bufcap, size_t *vlen)
+{
+    return pc_get(((struct held_store *)self)->c, key, klen, buf, bufcap, vlen);
+}
+static pc_status hs_put(void *self, const void *key, size_t klen,
+                        const void *val, size_t vlen)
+{
+    struct held_store *h = self;
+
+    pthread_mutex_lock(&h->m);
+    h->entered++;
+    pthread_cond_broadcast(&h->cv);
+    while (!h->go)
+        pthread_cond_wait(&h->cv, &h->m);
+    pthread_mutex_unlock(&h->m);
+    return pc_put(h->c, key, klen, val, vlen);
+}
+static pc_status hs_del(void *self, const void *key, size_t klen)
+{
+    return pc_delete(((struct held_store *)self)->c, key, klen);
+}
+static size_t hs_len(void *self)
+{
+    return pc_len(((struct held_store *)self)->c);
+}
+static const pc_backend_ops held_store_ops = {.size = sizeof(pc_backend_ops),
+                                              .get = hs_get,
+                                              .put = hs_put,
+                                              .del = hs_del,
+                                              .len = hs_len};
+
+static int load_const(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    long v = *(long *)ctx;
+
+    (void)key;
+    (void)klen;
+    return pc_sink_set(out, &v, sizeof v) == PC_OK ? 0 : -1;
+}
+
+struct forgetter {
+    pc_memo *m;
+    int done; /* atomic */
+};
+
+static void *forget_k(void *p)
+{
+    struct forgetter *f = p;
+
+    pc_memo_forget(f->m, "k", 1);
+    __atomic_store_n(&f->done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+static long one = 1, two = 2;
+
+static void *call_one(void *p)
+{
+    long got = 0;
+
+    cr_assert_eq(
+        pc_memo_call(p, "k", 1, load_const, &one, &got, sizeof got, NULL, NULL),
+        PC_OK);
+    cr_assert_eq(got, 1);
+    return NULL;
+}
+
+/* Two forgets racing a store in progress: each returns only after the
+ * store ended (the second used to find the flight gone from the table and
+ * return at once, and the store then landed after it). */
+Test(memo, a_second_forget_also_waits_for_the_store_in_progress, .timeout = 30)
+{
+    struct held_store h = {.m = PTHREAD_MUTEX_INITIALIZER,
+                           .cv = PTHREAD_COND_INITIALIZER};
+    pc_backend be = {&held_store_ops, &h};
+    pc_memo *m;
+    struct forgetter f1, f2;
+    pthread_t tl, t1, t2;
+    long got = 0;
+
+    h.c = make_cache(64);
+    cr_assert_not_null(h.c);
+    cr_assert_eq(pc_memo_create(&be, &m), PC_OK);
+    f1 = (struct forgetter){m, 0};
+    f2 = f1;
+    cr_assert_eq(pthread_create(&tl, NULL, call_one, m), 0);
+    pthread_mutex_lock(&h.m);
+    while (h.entered == 0) /* the load's store is in progress */
+        pthread_cond_wait(&h.cv, &h.m);
+    pthread_mutex_unlock(&h.m);
+    cr_assert_eq(pthread_create(&t1, NULL, forget_k, &f1), 0);
+    usleep(50000);
+    cr_assert_eq(pthread_create(&t2, NULL, forget_k, &f2), 0);
+    usleep(100000);
+    cr_assert_not(__atomic_load_n(&f1.done, __ATOMIC_SEQ_CST) ||
+                      __atomic_load_n(&f2.done, __ATOMIC_SEQ_CST),
+                  "a forget returned while the store was in progress");
+    pthread_mutex_lock(&h.m);
+    h.go = 1;
+    pthread_cond_broadcast(&h.cv);
+    pthread_mutex_unlock(&h.m);
+    pthread_join(tl, NULL);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    cr_assert_eq(
+        pc_memo_call(m, "k", 1, load_const, &two, &got, sizeof got, NULL, NULL),
+        PC_OK);
+    cr_assert_eq(got, 2, "the forgotten load's value was kept");
+    pc_memo_destroy(m); /* the backend has no destroy: the cache stays */
+    pc_destroy(h.c);
+}
+
 /* ---- memoized functions that can fail ---- */
 
 static long fetch_calls;
