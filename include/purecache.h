@@ -332,11 +332,15 @@ typedef struct pc_put_args { /* zero-initialise */
  *    PC_REMOVED_REPLACED.
  *  - A new key is stored without evicting anything while fewer than
  *    capacity entries are present; at capacity it evicts exactly one entry
- *    first (lru: the least recently used; clock: the first with a clear
- *    reference bit under its shard's hand; frequency: see pc_create), an
- *    expired entry being everybody's first choice. (Under concurrent puts
- *    that race for the last free places, a put may evict one entry more
- *    than it needed; pc_len never exceeds the capacity.)
+ *    first: an expired entry if there is one, else lru's least recently
+ *    used, clock's first entry with a clear reference bit under its
+ *    shard's hand, frequency's choice (see pc_create). clock and frequency
+ *    evict in the shard the key belongs to (each shard keeps its expired
+ *    entries in expiry order), so there "an expired entry" means one of
+ *    that shard's; an expired entry of another shard goes when a put
+ *    evicts there, or at pc_expire. (Under concurrent puts that race for the last free places, a put may
+ *    evict one entry more than it needed; pc_len never exceeds the
+ *    capacity.)
  *  - With a byte bound (pc_options.max_bytes), entries are evicted in
  *    policy order until klen + vlen fits; an entry larger than the bound by
  *    itself is refused (PC_EINVAL, nothing changed). pc_bytes never exceeds
@@ -398,9 +402,10 @@ PC_API pc_status pc_delete(pc_cache *cache, const void *key, size_t klen);
 /*
  * Remove every entry whose expiry time has come (reported as
  * PC_REMOVED_EXPIRED) and return how many. Expired entries are otherwise
- * removed lazily: a put that needs room takes them first, and a write that
- * meets one removes it; until then they are invisible to reads but still
- * count in pc_len and pc_bytes. 0 for a NULL cache.
+ * removed lazily: a put that needs room takes them first (clock, frequency:
+ * those of the shard it evicts in; see pc_put_ex), and a write that meets
+ * one removes it; until then they are invisible to
+ * reads but still count in pc_len and pc_bytes. 0 for a NULL cache.
  * Thread-safety: any thread. Progress: blocking (every writer lock in turn;
  * O(entries)).
  */

@@ -563,8 +563,10 @@ static void freq_insert(void *st, struct pc__kv *kv, bool evicted)
 
     /* The filter, in the frequency regime only (SMALL kept tiny by the
      * adaptation): a returning key enters MAIN only if it has missed more
-     * often lately than MAIN's next victim. (now 0: the hand treats no
-     * entry as expired; it only looks.) */
+     * often lately than MAIN's next victim. Finding that victim moves the
+     * hand as an eviction would (spending the units of the entries it
+     * passes) but evicts nothing; now 0: no entry counts as expired. The
+     * measured hit ratios include this. */
     if (to_main && f->cs < f->filter_below && f->main.live &&
         mc_of(kv) <= mc_of(main_hand(f, 0)))
         to_main = false;

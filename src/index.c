@@ -253,6 +253,26 @@ void pc__index_erase(struct pc__index *ix, struct pc__kv *kv)
     PC__ASSERT(!"pc__index_erase: entry not in the index");
 }
 
+bool pc__index_holds(const struct pc__index *ix, uint32_t hash,
+                     const struct pc__kv *kv)
+{
+    const struct pc__table *t = ix->table;
+    size_t i = hash & t->mask, step = pc__index_step(hash, t->mask);
+
+    /* Where an entry of this hash can be: its home chunk, and on along
+     * its probe sequence while the chunks passed count overflows. */
+    for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
+        const struct pc__chunk *c = &t->chunks[i];
+
+        for (int j = 0; j < PC__CHUNK_SLOTS; j++)
+            if (c->slot[j] == kv)
+                return true;
+        if (overflow_of(c->ctrl) == 0)
+            return false;
+    }
+    return false;
+}
+
 struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
                                 const void *key, size_t klen)
 {

@@ -193,6 +193,11 @@ bool pc__index_reserve(struct pc__index *ix, size_t n,
 
 /* Writer: unlink kv, which must be in the index. Wait-free. */
 void pc__index_erase(struct pc__index *ix, struct pc__kv *kv);
+/* Writer: whether the index holds the pointer kv, whose key's hash has
+ * this low half; kv is never dereferenced (it may be a freed entry's
+ * address). Wait-free. */
+bool pc__index_holds(const struct pc__index *ix, uint32_t hash,
+                     const struct pc__kv *kv);
 
 /* Writer: unlink and return the entry whose key equals key, or NULL. */
 struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,

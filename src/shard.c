@@ -15,7 +15,8 @@
  * the shards (core.h: pc__budget_take): a put of a new key claims one
  * entry and its bytes from the cache-wide counters with compare-and-swap,
  * and only if that fails evicts, from its own shard in the policy's order
- * (an expired entry first, when the policy meets one), until the claim
+ * (an expired entry first: from the shard's expiry queue, exq.h, or
+ * wherever the policy meets one), until the claim
  * succeeds. So while fewer than capacity entries are present nothing is
  * evicted, whatever the shard count; at capacity one new key evicts one
  * entry; and pc_len and pc_bytes never pass their limits. A shard may hold
@@ -50,6 +51,7 @@
 
 #include "alloc.h"
 #include "core.h"
+#include "exq.h"
 #include "index.h"
 #include "policy.h"
 #include "shard.h"
@@ -76,9 +78,10 @@ static size_t presize(const pc_options *opts, size_t share)
 struct shard {
     struct pc__index ix;
     struct pc__writer w __attribute__((aligned(64)));
-    void *pol;      /* the policy's state */
-    size_t count;   /* entries in this shard (writer lock) */
-    uint64_t bytes; /* their klen + vlen (writer lock) */
+    void *pol;          /* the policy's state */
+    size_t count;       /* entries in this shard (writer lock) */
+    uint64_t bytes;     /* their klen + vlen (writer lock) */
+    struct pc__exq exq; /* its entries that can expire (writer lock) */
 } __attribute__((aligned(64)));
 _Static_assert(offsetof(struct shard, w) == 64,
                "a shard's index handle has its own cache line");
@@ -172,6 +175,7 @@ static void shards_free(struct shard_cache *sc, uint32_t n)
             sc->pol->each(s->pol, free_entry_cb, NULL);
             sc->pol->destroy(s->pol);
         }
+        pc__exq_free(&s->exq);
         pc__index_destroy(&s->ix);
     }
 }
@@ -309,12 +313,62 @@ static void gone(struct shard *s, struct pc__kv *kv, pc_removal_cause cause,
     pc__removed(rm, s->w.rc, kv, cause);
 }
 
+/* ---- expiry queue (exq.h) ---- */
+
+/* An entry of s expired at now, from its expiry queue, taken out of the
+ * policy (not the index); NULL if none is due. Never `keep`. */
+static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
+                                   uint64_t now, const struct pc__kv *keep)
+{
+    while (pc__exq_due(&s->exq, now)) {
+        struct pc__exq_item it = pc__exq_pop(&s->exq);
+
+        /* Pointer tests first: a stale item's entry may be freed. */
+        if (it.kv == keep || !pc__index_holds(&s->ix, it.hash, it.kv) ||
+            !pc__kv_expired(it.kv, now))
+            continue;
+        sc->pol->remove(s->pol, it.kv);
+        return it.kv;
+    }
+    return NULL;
+}
+
+static void exq_append_cb(void *arg, struct pc__kv *kv)
+{
+    if (pc__kv_flags(kv) & PC__KV_EXPIRES)
+        pc__exq_append(arg, kv);
+}
+
+/* kv, which can expire, has entered s (room reserved): queue it, and
+ * rebuild the queue from s's entries once stale items outnumber them two
+ * to one (exq.h). */
+static void exq_note(struct shard_cache *sc, struct shard *s, struct pc__kv *kv)
+{
+    pc__exq_push(&s->exq, kv);
+    if (s->exq.n > 3 * (uint64_t)s->count + 64) {
+        pc__exq_reset(&s->exq);
+        sc->pol->each(s->pol, exq_append_cb, &s->exq);
+        pc__exq_heapify(&s->exq);
+    }
+}
+
+/* The next victim of s (which holds an entry other than keep): an expired
+ * entry if its queue has one, else the policy's choice, unlinked from the
+ * policy either way. The policy may return keep (claim_here). */
+static struct pc__kv *next_victim(struct shard_cache *sc, struct shard *s,
+                                  uint64_t now, const struct pc__kv *keep)
+{
+    struct pc__kv *v = take_expired(sc, s, now, keep);
+
+    return v != NULL ? v : sc->pol->victim(s->pol, now);
+}
+
 /* Evict the policy's next victim from s (which holds an entry), returning
  * its room to the cache-wide budget. */
 static void evict_one(struct shard_cache *sc, struct shard *s, uint64_t now,
                       struct pc__removals *rm)
 {
-    struct pc__kv *v = sc->pol->victim(s->pol, now);
+    struct pc__kv *v = next_victim(sc, s, now, NULL);
 
     pc__index_erase(&s->ix, v);
     pc__budget_give(&sc->base, 1, kv_payload(v));
@@ -379,7 +433,7 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
     while (
         s->count > (keep != NULL) &&
         pc__budget_fits(c, keep != NULL ? bytes + kv_payload(keep) : bytes)) {
-        struct pc__kv *v = sc->pol->victim(s->pol, now);
+        struct pc__kv *v = next_victim(sc, s, now, keep);
         bool expired;
 
         if (v == keep) {
@@ -460,7 +514,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             goto refused;
         /* What can fail, before anything changes. */
         if (!pol->reserve(s->pol, s->count + 1) ||
-            !pc__index_reserve(&s->ix, s->count + 1, s->w.rc)) {
+            !pc__index_reserve(&s->ix, s->count + 1, s->w.rc) ||
+            (req->expires != 0 && !pc__exq_reserve(&s->exq))) {
             st = PC_ENOMEM;
             goto refused;
         }
@@ -507,6 +562,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             s->count++;
             s->bytes += size;
         }
+        if (req->expires != 0)
+            exq_note(sc, s, kv);
         /* A limit lowered while this put claimed against the old one: the
          * shrink may have passed this shard already (core.h). */
         while (claimed && !pc__budget_room(c, false, 0) && s->count > 0)
@@ -587,6 +644,7 @@ void pc__policy_clear(pc_cache *c, struct pc__removals *rm,
         bytes = s->bytes;
         sc->pol->each(s->pol, clear_cb, &sw);
         sc->pol->reset(s->pol);
+        pc__exq_reset(&s->exq);
         pc__budget_give(c, sw.removed, bytes);
         pc__leases_break(s->w.leases, 0, true);
         pc__writer_unlock(c, &s->w);

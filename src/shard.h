@@ -42,13 +42,16 @@ struct pc__shard_policy {
     bool (*reserve)(void *st, size_t n);
     /* Optional (NULL: none), called WITHOUT the lock, before a put takes
      * it: prefetch what admit will read for a key of this hash. May read
-     * only state that never changes after create. */
+     * only state that never changes after create, or that writers change
+     * with atomic stores and it reads with atomic loads (a prefetch of a
+     * stale address is harmless). */
     void (*prefetch)(const void *st, uint32_t h);
     /* A new key is about to enter (before the evictions made for it). */
     void (*admit)(void *st, struct pc__kv *kv);
     /* Unlink and return the next victim (the shard holds an entry). An
      * entry expired at `now` is the cheapest victim, if the policy meets
-     * one on its way. */
+     * one on its way (the shard has already taken those its expiry queue
+     * knows of, exq.h, but an entry may expire while it waits). */
     struct pc__kv *(*victim)(void *st, uint64_t now);
     /* Place a new key admitted just before; `evicted`: an entry of this
      * shard was evicted to make room for it. */

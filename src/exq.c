@@ -1,0 +1,121 @@
+/*
+ * exq: the expiry queue's binary min-heap (the design and why stale items
+ * are safe: exq.h). Writer-only.
+ */
+#include "exq.h"
+
+#include "alloc.h"
+
+bool pc__exq_reserve(struct pc__exq *q)
+{
+    struct pc__exq_item *a;
+    size_t cap;
+
+    if (q->n < q->cap)
+        return true;
+    if (q->cap >= UINT32_MAX / 2)
+        return false;
+    cap = q->cap ? 2 * (size_t)q->cap : 16;
+    a = pc__alloc(sizeof *a * cap);
+    if (a == NULL)
+        return false;
+    if (q->n)
+        memcpy(a, q->a, sizeof *a * q->n);
+    pc__free(q->a, sizeof *q->a * q->cap);
+    q->a = a;
+    q->cap = (uint32_t)cap;
+    return true;
+}
+
+static void sift_up(struct pc__exq *q, uint32_t i)
+{
+    struct pc__exq_item it = q->a[i];
+
+    while (i > 0) {
+        uint32_t p = (i - 1) / 2;
+
+        if (q->a[p].at <= it.at)
+            break;
+        q->a[i] = q->a[p];
+        i = p;
+    }
+    q->a[i] = it;
+}
+
+static void sift_down(struct pc__exq *q, uint32_t i)
+{
+    struct pc__exq_item it = q->a[i];
+
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+
+        if (c >= q->n)
+            break;
+        if (c + 1 < q->n && q->a[c + 1].at < q->a[c].at)
+            c++;
+        if (it.at <= q->a[c].at)
+            break;
+        q->a[i] = q->a[c];
+        i = c;
+    }
+    q->a[i] = it;
+}
+
+void pc__exq_append(struct pc__exq *q, struct pc__kv *kv)
+{
+    PC__ASSERT(q->n < q->cap);
+    q->a[q->n++] =
+        (struct pc__exq_item){pc__kv_expires(kv), kv, kv->w.live.hash};
+}
+
+static void note_max(struct pc__exq *q)
+{
+    q->max_at = 0;
+    for (uint32_t i = q->n / 2; i < q->n; i++) /* the maximum is a leaf */
+        if (q->a[i].at > q->max_at)
+            q->max_at = q->a[i].at;
+}
+
+void pc__exq_push(struct pc__exq *q, struct pc__kv *kv)
+{
+    pc__exq_append(q, kv);
+    /* Expiring no sooner than any other (one default TTL): its place is
+     * the end, without reading its parent, a cache miss in a large heap. */
+    if (q->a[q->n - 1].at >= q->max_at)
+        q->max_at = q->a[q->n - 1].at;
+    else
+        sift_up(q, q->n - 1);
+}
+
+struct pc__exq_item pc__exq_pop(struct pc__exq *q)
+{
+    struct pc__exq_item top = q->a[0];
+
+    q->a[0] = q->a[--q->n];
+    if (q->n > 1)
+        sift_down(q, 0);
+    if (q->n == 0)
+        q->max_at = 0;
+    return top;
+}
+
+void pc__exq_reset(struct pc__exq *q)
+{
+    q->n = 0;
+    q->max_at = 0;
+}
+
+void pc__exq_heapify(struct pc__exq *q)
+{
+    for (uint32_t i = q->n / 2; i-- > 0;)
+        sift_down(q, i);
+    note_max(q);
+}
+
+void pc__exq_free(struct pc__exq *q)
+{
+    pc__free(q->a, sizeof *q->a * q->cap);
+    q->a = NULL;
+    q->n = q->cap = 0;
+    q->max_at = 0;
+}
