@@ -209,6 +209,16 @@ static pc_status op_put_new(pc_cache *c)
     return put_kv(c, 7777, 3);
 }
 
+/* A put with a ttl: clock and frequency queue it for expiry (exq.h), one
+ * more allocation site. */
+static pc_status op_put_new_ttl(pc_cache *c)
+{
+    uint64_t k = 7777, v = 3;
+    pc_put_args a = {.ttl_ms = 3600000};
+
+    return pc_put_ex(c, &k, sizeof k, &v, sizeof v, &a);
+}
+
 static pc_status op_put_existing(pc_cache *c)
 {
     return put_kv(c, 1, 9);
@@ -346,6 +356,19 @@ Test(faults, put_at_capacity_across_shards_fails_cleanly)
                           4,
                           setup_full_some_used,
                           op_put_new,
+                          true,
+                          1};
+
+    run_scenario(&sc);
+}
+
+Test(faults, put_with_a_ttl_at_capacity_fails_cleanly_and_evicts_nothing)
+{
+    struct scenario sc = {"put with a ttl at capacity",
+                          12,
+                          0,
+                          setup_full_some_used,
+                          op_put_new_ttl,
                           true,
                           1};
 
