@@ -189,7 +189,9 @@ typedef struct pc_redis_stats {
                                came between their GET and their store */
     uint64_t invalidations; /* key names received from the server */
     uint64_t flushes;       /* whole near tier dropped (FLUSHALL, channel
-                               lost or regained, pooled connection lost) */
+                               lost, pooled connection lost; a channel
+                               regained empties it again, counted in
+                               sessions) */
     uint64_t sessions;      /* invalidation channel (re)established */
     int near_active;        /* 1 while the near tier serves reads */
 } pc_redis_stats;
