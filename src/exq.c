@@ -61,7 +61,7 @@ static void sift_down(struct pc__exq *q, uint32_t i)
     q->a[i] = it;
 }
 
-void pc__exq_append(struct pc__exq *q, struct pc__kv *kv)
+static void append(struct pc__exq *q, struct pc__kv *kv)
 {
     PC__ASSERT(q->n < q->cap);
     q->a[q->n++] =
@@ -78,7 +78,7 @@ static void note_max(struct pc__exq *q)
 
 void pc__exq_push(struct pc__exq *q, struct pc__kv *kv)
 {
-    pc__exq_append(q, kv);
+    append(q, kv);
     /* Expiring no sooner than any other (one default TTL): its place is
      * the end, without reading its parent, a cache miss in a large heap. */
     if (q->a[q->n - 1].at >= q->max_at)
@@ -99,23 +99,37 @@ struct pc__exq_item pc__exq_pop(struct pc__exq *q)
     return top;
 }
 
-void pc__exq_reset(struct pc__exq *q)
+void pc__exq_compact(struct pc__exq *q,
+                     bool (*live)(void *arg, const struct pc__exq_item *it),
+                     void *arg)
 {
-    q->n = 0;
-    q->max_at = 0;
-}
+    uint32_t k = 0;
 
-void pc__exq_heapify(struct pc__exq *q)
-{
+    for (uint32_t i = 0; i < q->n; i++)
+        if (live(arg, &q->a[i]))
+            q->a[k++] = q->a[i];
+    q->n = q->kept = k;
     for (uint32_t i = q->n / 2; i-- > 0;)
         sift_down(q, i);
     note_max(q);
+    if (q->cap > 64 && q->n < q->cap / 4) { /* give back what is unused */
+        size_t cap = q->n < 16 ? 32 : 2 * (size_t)q->n;
+        struct pc__exq_item *a = pc__alloc(sizeof *a * cap);
+
+        if (a != NULL) { /* else keep the larger array: nothing is lost */
+            if (q->n)
+                memcpy(a, q->a, sizeof *a * q->n);
+            pc__free(q->a, sizeof *q->a * q->cap);
+            q->a = a;
+            q->cap = (uint32_t)cap;
+        }
+    }
 }
 
 void pc__exq_free(struct pc__exq *q)
 {
     pc__free(q->a, sizeof *q->a * q->cap);
     q->a = NULL;
-    q->n = q->cap = 0;
+    q->n = q->cap = q->kept = 0;
     q->max_at = 0;
 }

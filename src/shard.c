@@ -333,22 +333,37 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
     return NULL;
 }
 
-static void exq_append_cb(void *arg, struct pc__kv *kv)
+static void set_flags(struct pc__kv *kv, unsigned int f)
 {
-    if (pc__kv_flags(kv) & PC__KV_EXPIRES)
-        pc__exq_append(arg, kv);
+    __atomic_store_n(&kv->flags, (uint8_t)f, __ATOMIC_RELAXED);
+}
+
+/* Compaction's test (exq.h): the item is its entry's own, first seen. */
+static bool exq_live(void *arg, const struct pc__exq_item *it)
+{
+    struct shard *s = arg;
+    unsigned int f;
+
+    if (!pc__index_holds(&s->ix, it->hash, it->kv))
+        return false; /* stale: the pointer may be freed, not read */
+    f = pc__kv_flags(it->kv);
+    if ((f & PC__KV_QUEUED) || !(f & PC__KV_EXPIRES) ||
+        it->kv->w.live.hash != it->hash || pc__kv_expires(it->kv) != it->at)
+        return false; /* a duplicate, or a reused address's old item */
+    set_flags(it->kv, f | PC__KV_QUEUED);
+    return true;
 }
 
 /* kv, which can expire, has entered s (room reserved): queue it, and
- * rebuild the queue from s's entries once stale items outnumber them two
- * to one (exq.h). */
-static void exq_note(struct shard_cache *sc, struct shard *s, struct pc__kv *kv)
+ * compact the queue once stale items may outnumber live ones (exq.h). */
+static void exq_note(struct shard *s, struct pc__kv *kv)
 {
     pc__exq_push(&s->exq, kv);
-    if (s->exq.n > 3 * (uint64_t)s->count + 64) {
-        pc__exq_reset(&s->exq);
-        sc->pol->each(s->pol, exq_append_cb, &s->exq);
-        pc__exq_heapify(&s->exq);
+    if (pc__exq_bloated(&s->exq)) {
+        pc__exq_compact(&s->exq, exq_live, s);
+        for (uint32_t i = 0; i < s->exq.n; i++) /* the marks go */
+            set_flags(s->exq.a[i].kv,
+                      pc__kv_flags(s->exq.a[i].kv) & ~PC__KV_QUEUED);
     }
 }
 
@@ -563,7 +578,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             s->bytes += size;
         }
         if (req->expires != 0)
-            exq_note(sc, s, kv);
+            exq_note(s, kv);
         /* A limit lowered while this put claimed against the old one: the
          * shrink may have passed this shard already (core.h). */
         while (claimed && !pc__budget_room(c, false, 0) && s->count > 0)
@@ -644,7 +659,7 @@ void pc__policy_clear(pc_cache *c, struct pc__removals *rm,
         bytes = s->bytes;
         sc->pol->each(s->pol, clear_cb, &sw);
         sc->pol->reset(s->pol);
-        pc__exq_reset(&s->exq);
+        pc__exq_free(&s->exq);
         pc__budget_give(c, sw.removed, bytes);
         pc__leases_break(s->w.leases, 0, true);
         pc__writer_unlock(c, &s->w);

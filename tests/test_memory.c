@@ -258,6 +258,35 @@ Test(memory, pc_destroy_returns_the_blocks_its_thread_kept)
 #endif
 
 #ifdef PC_TEST_JEMALLOC
+/* The expiry queue (clock, frequency) holds items for entries that can
+ * expire, not for the others: one key rewritten with a ttl, over and over,
+ * in a shard of 50,000 entries that never expire, keeps it small (the
+ * queue grew to 3 x 50,000 items, 6 MB, before it was compacted by what
+ * can expire). */
+Test(memory, the_expiry_queue_is_sized_by_the_entries_that_can_expire)
+{
+    pc_options o = test_opts(100000);
+    pc_put_args a = {.ttl_ms = 3600000};
+    uint64_t k = 1u << 20;
+    int64_t before, net;
+    pc_cache *c;
+
+    o.shards = 1;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (uint64_t i = 0; i < 50000; i++)
+        put_u64(c, i, i);
+    pc_reclaim(c);
+    before = thread_net();
+    for (uint64_t i = 0; i < 300000; i++)
+        cr_assert_eq(pc_put_ex(c, &k, sizeof k, &i, sizeof i, &a), PC_OK);
+    pc_reclaim(c);
+    net = thread_net() - before;
+    cr_assert_lt(net, 1 << 20, "%lld bytes more after 300,000 rewrites",
+                 (long long)net);
+    pc_destroy(c);
+}
+
 /* A byte-bounded cache holding far fewer entries than its capacity pays
  * for the entries it holds, not for its capacity: every structure sized
  * per entry (index, rings, the frequency policy's ghost) grows with what
