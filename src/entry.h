@@ -11,9 +11,7 @@
  *               changes; cleared by the writer
  *   flags  u8   PC__KV_EXPIRES: an expiry time follows the header
  *               (immutable); PC__KV_REMOVED: the writer unlinked the entry
- *               (lru.c; written with release, read with acquire);
- *               PC__KV_QUEUED: a mark the shard's writer sets and clears
- *               within one compaction of its expiry queue (exq.h). Every
+ *               (lru.c; written with release, read with acquire). Every
  *               access is atomic (plain moves on x86-64).
  *   w           writer-only, never read by readers, so these may share
  *               space: while the entry is published, the low half of its
@@ -57,7 +55,6 @@ struct pc__kv {
 
 #define PC__KV_EXPIRES 0x01u
 #define PC__KV_REMOVED 0x02u
-#define PC__KV_QUEUED 0x04u /* writer-only, transient: exq compaction */
 
 static inline unsigned int pc__kv_flags(const struct pc__kv *kv)
 {

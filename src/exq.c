@@ -61,7 +61,7 @@ static void sift_down(struct pc__exq *q, uint32_t i)
     q->a[i] = it;
 }
 
-static void append(struct pc__exq *q, struct pc__kv *kv)
+void pc__exq_append(struct pc__exq *q, struct pc__kv *kv)
 {
     PC__ASSERT(q->n < q->cap);
     q->a[q->n++] =
@@ -78,7 +78,7 @@ static void note_max(struct pc__exq *q)
 
 void pc__exq_push(struct pc__exq *q, struct pc__kv *kv)
 {
-    append(q, kv);
+    pc__exq_append(q, kv);
     /* Expiring no sooner than any other (one default TTL): its place is
      * the end, without reading its parent, a cache miss in a large heap. */
     if (q->a[q->n - 1].at >= q->max_at)
@@ -99,16 +99,14 @@ struct pc__exq_item pc__exq_pop(struct pc__exq *q)
     return top;
 }
 
-void pc__exq_compact(struct pc__exq *q,
-                     bool (*live)(void *arg, const struct pc__exq_item *it),
-                     void *arg)
+void pc__exq_reset(struct pc__exq *q)
 {
-    uint32_t k = 0;
+    q->n = 0;
+    q->max_at = 0;
+}
 
-    for (uint32_t i = 0; i < q->n; i++)
-        if (live(arg, &q->a[i]))
-            q->a[k++] = q->a[i];
-    q->n = q->kept = k;
+void pc__exq_heapify(struct pc__exq *q)
+{
     for (uint32_t i = q->n / 2; i-- > 0;)
         sift_down(q, i);
     note_max(q);
@@ -130,6 +128,6 @@ void pc__exq_free(struct pc__exq *q)
 {
     pc__free(q->a, sizeof *q->a * q->cap);
     q->a = NULL;
-    q->n = q->cap = q->kept = 0;
+    q->n = q->cap = 0;
     q->max_at = 0;
 }

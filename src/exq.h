@@ -14,20 +14,22 @@
  * there has expired. A freed pointer reused by another entry that the
  * index holds passes the first test; the second then judges that entry by
  * its own expiry time, so whatever is taken has expired. Stale items are
- * bounded: once the queue holds more than twice the items its last
- * compaction kept (plus 64), it is compacted in place: an item stays only
- * if the index holds its pointer and the entry there (now safe to read)
- * has the item's hash and expiry time and no earlier item of this
- * compaction (a mark in its flags), so each entry that can expire keeps
- * exactly its own item. O(items) once per as many pushes: amortised O(1).
- * The array shrinks when a quarter of it is in use, and is freed by a
- * clear.
+ * bounded: when the queue holds more than three items per entry of the
+ * shard that can expire, plus one per eight entries in all, plus 64, the
+ * shard rebuilds it from its live entries (a walk over all of them), so
+ * each rebuild follows at least as many pushes as a quarter of the entries
+ * it visits: amortised O(1) per push. The array shrinks after a rebuild
+ * when a quarter of it is in use, and a clear frees it. (Rebuilding past
+ * twice the entries cost about 15% of a TTL put in the benchmark; past
+ * four times, 8%; compacting the items in place instead, checking each
+ * through the index, cost more than either.)
  *
- * Costs: 24 bytes per item, so 24 to about 72 bytes (with the array's
- * doubling, up to 150 just before a compaction) per entry that can expire;
- * entries that never expire cost nothing. A push of an entry that expires
- * no sooner than the others (one default TTL) is O(1) and reads nothing
- * but the array's end; otherwise O(log n) within the array, as is a pop.
+ * Costs: 24 bytes per item, so 24 to 72 bytes per entry that can expire
+ * (144 with the array's doubling, just before a rebuild), plus at most 3
+ * bytes per entry that cannot. A push of an entry that expires no sooner
+ * than the others (one default TTL) is O(1) and reads nothing but the
+ * array's end; otherwise O(log n) within the array, as is a pop. Caches
+ * whose entries never expire never push.
  *
  * Concurrency: writer-only, under the shard's lock.
  */
@@ -48,7 +50,6 @@ struct pc__exq_item {
 struct pc__exq {
     struct pc__exq_item *a;
     uint32_t n, cap;
-    uint32_t kept;   /* items left by the last compaction */
     uint64_t max_at; /* no item expires later (0 when empty) */
 };
 
@@ -64,19 +65,12 @@ static inline bool pc__exq_due(const struct pc__exq *q, uint64_t now)
 }
 /* Remove and return the earliest item (the queue is not empty). */
 struct pc__exq_item pc__exq_pop(struct pc__exq *q);
-/* Whether the queue is due for a compaction: more than twice the items
- * the last one left, plus 64. */
-static inline bool pc__exq_bloated(const struct pc__exq *q)
-{
-    return q->n > 2 * (uint64_t)q->kept + 64;
-}
-/* Compact: keep the items `live` accepts (called once per item, in queue
- * order; it may read the entry only once it knows it is live), restore the
- * heap order, and give back memory the queue no longer needs. */
-void pc__exq_compact(struct pc__exq *q,
-                     bool (*live)(void *arg, const struct pc__exq_item *it),
-                     void *arg);
-/* Empty the queue and release its memory. */
+/* Rebuilding: empty the queue, append entries (no allocation: at most as
+ * many as it held), then restore the heap order (and give back memory the
+ * queue no longer needs). */
+void pc__exq_reset(struct pc__exq *q);
+void pc__exq_append(struct pc__exq *q, struct pc__kv *kv);
+void pc__exq_heapify(struct pc__exq *q);
 void pc__exq_free(struct pc__exq *q);
 
 #endif

@@ -82,6 +82,7 @@ struct shard {
     size_t count;       /* entries in this shard (writer lock) */
     uint64_t bytes;     /* their klen + vlen (writer lock) */
     struct pc__exq exq; /* its entries that can expire (writer lock) */
+    size_t expiring;    /* how many there are (writer lock) */
 } __attribute__((aligned(64)));
 _Static_assert(offsetof(struct shard, w) == 64,
                "a shard's index handle has its own cache line");
@@ -306,6 +307,8 @@ static void gone(struct shard *s, struct pc__kv *kv, pc_removal_cause cause,
 {
     s->count--;
     s->bytes -= kv_payload(kv);
+    if (pc__kv_flags(kv) & PC__KV_EXPIRES)
+        s->expiring--;
     if (cause == PC_REMOVED_EVICTED)
         PC__COUNTER_INC(s->w.evictions);
     else if (cause == PC_REMOVED_EXPIRED)
@@ -333,37 +336,24 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
     return NULL;
 }
 
-static void set_flags(struct pc__kv *kv, unsigned int f)
+static void exq_append_cb(void *arg, struct pc__kv *kv)
 {
-    __atomic_store_n(&kv->flags, (uint8_t)f, __ATOMIC_RELAXED);
+    if (pc__kv_flags(kv) & PC__KV_EXPIRES)
+        pc__exq_append(arg, kv);
 }
 
-/* Compaction's test (exq.h): the item is its entry's own, first seen. */
-static bool exq_live(void *arg, const struct pc__exq_item *it)
-{
-    struct shard *s = arg;
-    unsigned int f;
-
-    if (!pc__index_holds(&s->ix, it->hash, it->kv))
-        return false; /* stale: the pointer may be freed, not read */
-    f = pc__kv_flags(it->kv);
-    if ((f & PC__KV_QUEUED) || !(f & PC__KV_EXPIRES) ||
-        it->kv->w.live.hash != it->hash || pc__kv_expires(it->kv) != it->at)
-        return false; /* a duplicate, or a reused address's old item */
-    set_flags(it->kv, f | PC__KV_QUEUED);
-    return true;
-}
-
-/* kv, which can expire, has entered s (room reserved): queue it, and
- * compact the queue once stale items may outnumber live ones (exq.h). */
-static void exq_note(struct shard *s, struct pc__kv *kv)
+/* kv, which can expire, has entered s (room reserved, s->expiring
+ * counts it): queue it, and rebuild the queue from s's entries once stale
+ * items outnumber live ones two to one. A rebuild visits every entry of s,
+ * so the count of those that never expire, an eighth of it, also pays for
+ * its next one (exq.h). */
+static void exq_note(struct shard_cache *sc, struct shard *s, struct pc__kv *kv)
 {
     pc__exq_push(&s->exq, kv);
-    if (pc__exq_bloated(&s->exq)) {
-        pc__exq_compact(&s->exq, exq_live, s);
-        for (uint32_t i = 0; i < s->exq.n; i++) /* the marks go */
-            set_flags(s->exq.a[i].kv,
-                      pc__kv_flags(s->exq.a[i].kv) & ~PC__KV_QUEUED);
+    if (s->exq.n > 3 * (uint64_t)s->expiring + s->count / 8 + 64) {
+        pc__exq_reset(&s->exq);
+        sc->pol->each(s->pol, exq_append_cb, &s->exq);
+        pc__exq_heapify(&s->exq);
     }
 }
 
@@ -549,6 +539,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             }
             pc__index_put(&s->ix, h, kv, &old, s->w.rc); /* cannot fail */
             pol->replace(s->pol, old, kv);
+            if (pc__kv_flags(old) & PC__KV_EXPIRES)
+                s->expiring--;
             s->bytes += size;
             s->bytes -= was;
             pc__removed(rm, s->w.rc, old, PC_REMOVED_REPLACED);
@@ -577,8 +569,10 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             s->count++;
             s->bytes += size;
         }
-        if (req->expires != 0)
-            exq_note(s, kv);
+        if (req->expires != 0) {
+            s->expiring++;
+            exq_note(sc, s, kv);
+        }
         /* A limit lowered while this put claimed against the old one: the
          * shrink may have passed this shard already (core.h). */
         while (claimed && !pc__budget_room(c, false, 0) && s->count > 0)
@@ -660,6 +654,7 @@ void pc__policy_clear(pc_cache *c, struct pc__removals *rm,
         sc->pol->each(s->pol, clear_cb, &sw);
         sc->pol->reset(s->pol);
         pc__exq_free(&s->exq);
+        s->expiring = 0;
         pc__budget_give(c, sw.removed, bytes);
         pc__leases_break(s->w.leases, 0, true);
         pc__writer_unlock(c, &s->w);
