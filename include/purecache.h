@@ -338,9 +338,9 @@ typedef struct pc_put_args { /* zero-initialise */
  *    evict in the shard the key belongs to (each shard keeps its expired
  *    entries in expiry order), so there "an expired entry" means one of
  *    that shard's; an expired entry of another shard goes when a put
- *    evicts there, or at pc_expire. (Under concurrent puts that race for the last free places, a put may
- *    evict one entry more than it needed; pc_len never exceeds the
- *    capacity.)
+ *    evicts there, or at pc_expire. (Under concurrent puts that race for
+ *    the last free places, a put may evict one entry more than it needed;
+ *    pc_len never exceeds the capacity.)
  *  - With a byte bound (pc_options.max_bytes), entries are evicted in
  *    policy order until klen + vlen fits; an entry larger than the bound by
  *    itself is refused (PC_EINVAL, nothing changed). pc_bytes never exceeds
