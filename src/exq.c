@@ -6,17 +6,12 @@
 
 #include "alloc.h"
 
-bool pc__exq_reserve(struct pc__exq *q)
+/* Move the items to an array of cap (>= n) items; false on ENOMEM (the
+ * queue unchanged). */
+static bool resize(struct pc__exq *q, size_t cap)
 {
-    struct pc__exq_item *a;
-    size_t cap;
+    struct pc__exq_item *a = pc__alloc(sizeof *a * cap);
 
-    if (q->n < q->cap)
-        return true;
-    if (q->cap >= UINT32_MAX / 2)
-        return false;
-    cap = q->cap ? 2 * (size_t)q->cap : 16;
-    a = pc__alloc(sizeof *a * cap);
     if (a == NULL)
         return false;
     if (q->n)
@@ -25,6 +20,15 @@ bool pc__exq_reserve(struct pc__exq *q)
     q->a = a;
     q->cap = (uint32_t)cap;
     return true;
+}
+
+bool pc__exq_reserve(struct pc__exq *q)
+{
+    if (q->n < q->cap)
+        return true;
+    if (q->cap >= UINT32_MAX / 2)
+        return false;
+    return resize(q, q->cap ? 2 * (size_t)q->cap : 16);
 }
 
 static void sift_up(struct pc__exq *q, uint32_t i)
@@ -110,18 +114,10 @@ void pc__exq_heapify(struct pc__exq *q)
     for (uint32_t i = q->n / 2; i-- > 0;)
         sift_down(q, i);
     note_max(q);
-    if (q->cap > 64 && q->n < q->cap / 4) { /* give back what is unused */
-        size_t cap = q->n < 16 ? 32 : 2 * (size_t)q->n;
-        struct pc__exq_item *a = pc__alloc(sizeof *a * cap);
-
-        if (a != NULL) { /* else keep the larger array: nothing is lost */
-            if (q->n)
-                memcpy(a, q->a, sizeof *a * q->n);
-            pc__free(q->a, sizeof *q->a * q->cap);
-            q->a = a;
-            q->cap = (uint32_t)cap;
-        }
-    }
+    /* Give back what is unused (if memory is short, the larger array
+     * stays: nothing is lost). */
+    if (q->cap > 64 && q->n < q->cap / 4)
+        resize(q, q->n < 16 ? 32 : 2 * (size_t)q->n);
 }
 
 void pc__exq_free(struct pc__exq *q)

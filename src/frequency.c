@@ -278,13 +278,20 @@ static uint32_t ghost_nb(const struct ghost *g)
     return __atomic_load_n(&g->nb, __ATOMIC_RELAXED);
 }
 
-static uint32_t *ghost_bucket(const struct ghost *g, uint32_t h, uint32_t *fp)
+/* h's bucket among nb (the high half of a multiplicative hash) and its
+ * fingerprint (the low bits, never 0). */
+static size_t bucket_of(uint32_t h, uint32_t nb, uint32_t *fp)
 {
     uint64_t x = (uint64_t)h * 0x9E3779B97F4A7C15ull;
     uint32_t f = (uint32_t)x & FP_MASK;
 
     *fp = f ? f : 1;
-    return g->w + (size_t)(((x >> 32) * g->nb) >> 32) * GB;
+    return (size_t)(((x >> 32) * nb) >> 32);
+}
+
+static uint32_t *ghost_bucket(const struct ghost *g, uint32_t h, uint32_t *fp)
+{
+    return g->w + bucket_of(h, g->nb, fp) * GB;
 }
 
 static size_t ghost_bytes(uint32_t nb)
@@ -521,10 +528,10 @@ static struct pc__kv *freq_victim(void *st, uint64_t now)
 static void freq_prefetch(const void *st, uint32_t h)
 {
     const struct freq *f = st;
-    uint64_t x = (uint64_t)h * 0x9E3779B97F4A7C15ull;
-    uintptr_t b = (uintptr_t)ghost_words(&f->ghost) +
-                  (uintptr_t)(((x >> 32) * ghost_nb(&f->ghost)) >> 32) * GB *
-                      sizeof(uint32_t);
+    uint32_t fp;
+    uintptr_t b =
+        (uintptr_t)ghost_words(&f->ghost) +
+        bucket_of(h, ghost_nb(&f->ghost), &fp) * GB * sizeof(uint32_t);
 
     __builtin_prefetch((const void *)b, 1);
 }

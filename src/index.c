@@ -234,43 +234,51 @@ static void erase_at(struct pc__index *ix, size_t home, size_t step, size_t i,
     ix->count--;
 }
 
-void pc__index_erase(struct pc__index *ix, struct pc__kv *kv)
+/* Where the pointer kv is (chunk *ci, slot *cj), searching from the home
+ * chunk of its hash along its probe sequence while the chunks passed count
+ * overflows (an entry lies past a chunk only if that chunk counts it);
+ * false if it is not there. Never dereferences kv. */
+static bool find_ptr(const struct pc__table *t, uint32_t hash,
+                     const struct pc__kv *kv, size_t *ci, int *cj)
 {
-    struct pc__table *t = ix->table;
-    size_t home = kv->w.live.hash & t->mask, i = home;
-    size_t step = pc__index_step(kv->w.live.hash, t->mask);
+    size_t i = hash & t->mask, step = pc__index_step(hash, t->mask);
 
     for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
-        struct pc__chunk *c = &t->chunks[i];
+        const struct pc__chunk *c = &t->chunks[i];
 
         for (int j = 0; j < PC__CHUNK_SLOTS; j++) {
             if (c->slot[j] == kv) {
-                erase_at(ix, home, step, i, j);
-                return;
+                *ci = i;
+                *cj = j;
+                return true;
             }
         }
+        if (overflow_of(c->ctrl) == 0)
+            return false;
     }
-    PC__ASSERT(!"pc__index_erase: entry not in the index");
+    return false;
+}
+
+void pc__index_erase(struct pc__index *ix, struct pc__kv *kv)
+{
+    struct pc__table *t = ix->table;
+    uint32_t hash = kv->w.live.hash;
+    size_t i;
+    int j;
+
+    if (find_ptr(t, hash, kv, &i, &j))
+        erase_at(ix, hash & t->mask, pc__index_step(hash, t->mask), i, j);
+    else
+        PC__ASSERT(!"pc__index_erase: entry not in the index");
 }
 
 bool pc__index_holds(const struct pc__index *ix, uint32_t hash,
                      const struct pc__kv *kv)
 {
-    const struct pc__table *t = ix->table;
-    size_t i = hash & t->mask, step = pc__index_step(hash, t->mask);
+    size_t i;
+    int j;
 
-    /* Where an entry of this hash can be: its home chunk, and on along
-     * its probe sequence while the chunks passed count overflows. */
-    for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
-        const struct pc__chunk *c = &t->chunks[i];
-
-        for (int j = 0; j < PC__CHUNK_SLOTS; j++)
-            if (c->slot[j] == kv)
-                return true;
-        if (overflow_of(c->ctrl) == 0)
-            return false;
-    }
-    return false;
+    return find_ptr(ix->table, hash, kv, &i, &j);
 }
 
 struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
