@@ -46,7 +46,10 @@ fail_writers:
 bool pc__core_add_writer(struct pc_cache *c, struct pc__writer *w,
                          size_t kv_offset)
 {
-    w->rc = pc__reclaimer_create(&c->dom, kv_offset, &c->pins);
+    /* Paced frees, unless every handover costs the policy something
+     * (before_free: the LRU's log catch-up). */
+    w->rc = pc__reclaimer_create(&c->dom, kv_offset, &c->pins,
+                                 c->before_free == NULL);
     if (w->rc == NULL)
         return false;
     w->lock = (pc__lock)PC__LOCK_INIT;
@@ -83,15 +86,15 @@ void pc__writer_lock(struct pc__writer *w)
 void pc__writer_unlock(struct pc_cache *c, struct pc__writer *w)
 {
     bool step;
-    struct pc__garbage ready = pc__reclaimer_poll(w->rc, &step);
-    bool garbage = ready.batches != NULL || ready.spilled != NULL;
+    struct pc__handover h;
+    bool garbage = pc__reclaimer_poll(w->rc, &h, &step);
 
     if (c->before_free != NULL && garbage)
         c->before_free(c);
     pc__lock_release(&w->lock);
     /* Most unlocks have nothing to free and no step to take. */
     if (garbage || step)
-        pc__reclaimer_after_unlock(w->rc, ready, step);
+        pc__reclaimer_after_unlock(w->rc, &h, step);
 }
 
 void pc__core_reclaim(struct pc_cache *c)

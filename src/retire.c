@@ -135,6 +135,7 @@ static void batch_dispatch(ck_epoch_entry_t *ee)
     PC_TSAN_ACQUIRE(&r->dom->tsan_grace);
     b->ready = r->ready.batches;
     r->ready.batches = b;
+    r->ready_n += b->n - b->done;
 }
 
 static void carrier_dispatch(ck_epoch_entry_t *ee)
@@ -168,6 +169,7 @@ static struct pc__retire_batch *batch_take(struct pc__reclaimer *r)
     }
     b->state = PC__BATCH_OPEN;
     b->n = 0;
+    b->done = 0;
     b->bytes = 0;
     return b;
 }
@@ -203,37 +205,48 @@ void pc__reclaimer_retire_slow(struct pc__reclaimer *r, struct pc__kv *kv)
     pc__reclaimer_retire(r, kv);
 }
 
+/* Free one retired allocation, unless a pin keeps it (pinned: any pin was
+ * held when its grace period ended). */
+static void free_item(struct pc__reclaimer *r, const struct pc__retired *it,
+                      bool pinned)
+{
+    if (!pinned ||
+        !pc__pins_keep(r->pins, (char *)it->p + r->kv_offset, it->p, it->size))
+        pc__free(it->p, it->size);
+}
+
+/* Pins counted before the grace period that let these go are visible here
+ * (pin.h); with none held at all, nothing needs asking. */
+static bool any_pinned(const struct pc__reclaimer *r)
+{
+    return r->pins != NULL &&
+           __atomic_load_n(&r->pins->active, __ATOMIC_ACQUIRE) != 0;
+}
+
 void pc__reclaimer_free(struct pc__reclaimer *r, struct pc__garbage g)
 {
     struct pc__retire_batch *b, *next;
     struct pc__kv *kv, *knext;
     uint64_t n = 0, bytes = 0;
-    /* Pins counted before the grace period that let these go are visible
-     * here (pin.h); with none held at all, nothing needs asking. */
-    bool pinned = r->pins != NULL &&
-                  __atomic_load_n(&r->pins->active, __ATOMIC_ACQUIRE) != 0;
+    bool pinned = any_pinned(r);
 
     for (b = g.batches; b != NULL; b = next) {
         next = b->ready;
-        for (uint32_t i = 0; i < b->n; i++) {
-            void *p = b->item[i].p;
-
-            if (!pinned || !pc__pins_keep(r->pins, (char *)p + r->kv_offset, p,
-                                          b->item[i].size))
-                pc__free(p, b->item[i].size);
+        for (uint32_t i = b->done; i < b->n; i++) {
+            free_item(r, &b->item[i], pinned);
+            bytes += b->item[i].size;
         }
-        n += b->n;
-        bytes += b->bytes;
+        n += b->n - b->done;
         /* Back to the writers (batch_take's acquire). */
         __atomic_store_n(&b->state, PC__BATCH_FREE, __ATOMIC_RELEASE);
     }
     for (kv = g.spilled; kv != NULL; kv = knext) {
+        struct pc__retired it = {kv_block(r, kv), kv_bytes(r, kv)};
+
         knext = kv->w.retire_next;
         n++;
-        bytes += kv_bytes(r, kv);
-        if (!pinned ||
-            !pc__pins_keep(r->pins, kv, kv_block(r, kv), kv_bytes(r, kv)))
-            pc__free(kv_block(r, kv), kv_bytes(r, kv));
+        bytes += it.size;
+        free_item(r, &it, pinned);
     }
     if (n != 0) {
         __atomic_add_fetch(&r->freed_n, n, __ATOMIC_RELAXED);
@@ -244,8 +257,10 @@ void pc__reclaimer_free(struct pc__reclaimer *r, struct pc__garbage g)
 void pc__reclaimer_pending(const struct pc__reclaimer *r, uint64_t *n,
                            uint64_t *bytes)
 {
-    uint64_t fn = __atomic_load_n(&r->freed_n, __ATOMIC_RELAXED);
-    uint64_t fb = __atomic_load_n(&r->freed_bytes, __ATOMIC_RELAXED);
+    uint64_t fn = __atomic_load_n(&r->freed_n, __ATOMIC_RELAXED) +
+                  PC__COUNTER_READ(r->handed_n);
+    uint64_t fb = __atomic_load_n(&r->freed_bytes, __ATOMIC_RELAXED) +
+                  PC__COUNTER_READ(r->handed_bytes);
     uint64_t rn = PC__COUNTER_READ(r->retired_n);
     uint64_t rb = PC__COUNTER_READ(r->retired_bytes);
 
@@ -257,7 +272,8 @@ void pc__reclaimer_pending(const struct pc__reclaimer *r, uint64_t *n,
 
 struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
                                            size_t kv_offset,
-                                           struct pc__pin_table *pins)
+                                           struct pc__pin_table *pins,
+                                           bool paced)
 {
     struct pc__reclaimer *r = pc__alloc_aligned(sizeof *r, CK_MD_CACHELINE);
 
@@ -267,6 +283,8 @@ struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
     r->kv_offset = kv_offset;
     r->dom = d;
     r->pins = pins;
+    r->quota = paced ? PC__FREE_QUOTA : 0;
+    r->ready_max = paced ? PC__READY_MAX : 0;
     r->carrier.owner = r;
     pc__domain_register_writer(d, &r->rec);
     return r;
@@ -297,9 +315,37 @@ void pc__reclaimer_destroy(struct pc__reclaimer *r)
 
 /* ---- the poll after every write ---- */
 
-struct pc__garbage pc__reclaimer_poll(struct pc__reclaimer *r, bool *step)
+/* Hand over up to the quota of entries, then whole batches while more
+ * than ready_max entries would wait (see "Paced frees"). */
+static void hand_over(struct pc__reclaimer *r, struct pc__handover *h)
 {
-    struct pc__garbage g;
+    struct pc__retire_batch *b;
+    uint64_t bytes = 0;
+
+    while (h->n < r->quota && (b = r->ready.batches) != NULL) {
+        const struct pc__retired *it = &b->item[b->done++];
+
+        h->item[h->n++] = *it;
+        bytes += it->size;
+        if (b->done == b->n) { /* emptied: back to the writers */
+            r->ready.batches = b->ready;
+            __atomic_store_n(&b->state, PC__BATCH_FREE, __ATOMIC_RELEASE);
+        }
+    }
+    r->ready_n -= h->n;
+    PC__COUNTER_ADD(r->handed_n, h->n);
+    PC__COUNTER_ADD(r->handed_bytes, bytes);
+    while (r->ready_n > r->ready_max && (b = r->ready.batches) != NULL) {
+        r->ready.batches = b->ready;
+        r->ready_n -= b->n - b->done;
+        b->ready = h->g.batches;
+        h->g.batches = b;
+    }
+}
+
+bool pc__reclaimer_poll(struct pc__reclaimer *r, struct pc__handover *h,
+                        bool *step)
+{
     bool queued = false;
 
     if (r->open != NULL && (r->open->n == PC__RETIRE_BATCH_ITEMS ||
@@ -317,15 +363,26 @@ struct pc__garbage pc__reclaimer_poll(struct pc__reclaimer *r, bool *step)
         dispatch(r);
     *step = r->rec.n_pending > 0 &&
             (queued || ++r->writes % PC__POLL_INTERVAL == 0);
-    g = r->ready;
-    r->ready = (struct pc__garbage){NULL, NULL};
-    return g;
+    h->n = 0;
+    h->g.batches = NULL;
+    h->g.spilled = r->ready.spilled;
+    r->ready.spilled = NULL;
+    if (r->ready.batches != NULL)
+        hand_over(r, h);
+    return h->n != 0 || h->g.batches != NULL || h->g.spilled != NULL;
 }
 
-void pc__reclaimer_after_unlock(struct pc__reclaimer *r, struct pc__garbage g,
-                                bool step)
+void pc__reclaimer_after_unlock(struct pc__reclaimer *r,
+                                const struct pc__handover *h, bool step)
 {
-    pc__reclaimer_free(r, g);
+    bool pinned = h->n != 0 && any_pinned(r);
+
+    /* (Counted as handed over by the poll, under the lock: no atomic
+     * read-modify-write per write.) */
+    for (uint32_t i = 0; i < h->n; i++)
+        free_item(r, &h->item[i], pinned);
+    if (__builtin_expect(h->g.batches != NULL || h->g.spilled != NULL, 0))
+        pc__reclaimer_free(r, h->g);
     if (step)
         pc__grace_step(r->dom, true);
 }
@@ -392,6 +449,7 @@ struct pc__garbage pc__reclaimer_drain_finish(struct pc__reclaimer *r)
     r->drain_spill = r->drain_spill_tail = NULL;
     g = r->ready;
     r->ready = (struct pc__garbage){NULL, NULL};
+    r->ready_n = 0;
     return g;
 }
 

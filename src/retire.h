@@ -30,6 +30,18 @@
  * that stops writing keeps its last batches until its next write,
  * pc_reclaim or pc_destroy.
  *
+ * Paced frees. Grace periods end for many batches at once (a paced step,
+ * grace.c, comes about once a millisecond, and frees every shard's batches
+ * of the epochs before), so handing a writer every batch that is safe would
+ * make it free hundreds of entries after one put: such bursts were most of
+ * CLOCK's slowest thousandth of operations. A poll hands over at most
+ * `quota` entries (copied out of their batch, which is free again once all
+ * its entries are out), so the writes that follow a step share the work;
+ * quota entries per write is several times what a write retires. What
+ * waits is bounded: past `ready_max` entries, whole batches go at once, as
+ * they all did before. A reclaimer created with quota 0 hands over whole
+ * batches (the LRU cache: every handover costs it a log catch-up).
+ *
  * pc_reclaim drains in three steps, so that no writer lock is held while
  * waiting for readers (a pinned reader may itself be about to take that
  * lock): detach (lock held) defers the open batch and sets aside every
@@ -63,6 +75,9 @@ struct pc__pin_table;
  * write would make every put bump the global epoch that every reader
  * loads. */
 #define PC__POLL_INTERVAL 64
+/* Paced frees (above): entries a poll hands over, and what may wait. */
+#define PC__FREE_QUOTA 2
+#define PC__READY_MAX (4 * PC__RETIRE_BATCH_ITEMS)
 
 struct pc__reclaimer;
 
@@ -80,6 +95,7 @@ struct pc__retire_batch {
     struct pc__retire_batch *ready; /* next on a list handed to free */
     uint32_t state;                 /* enum pc__batch_state; atomic */
     uint32_t n;
+    uint32_t done; /* item[0..done) already handed over (paced frees) */
     size_t bytes;
     struct pc__retired item[PC__RETIRE_BATCH_ITEMS];
 };
@@ -92,10 +108,19 @@ struct pc__spill_carrier {
     bool queued;
 };
 
-/* What a poll (or a drain) hands over to be freed after unlocking. */
+/* What a drain (or a poll) hands over to be freed after unlocking. */
 struct pc__garbage {
-    struct pc__retire_batch *batches; /* linked through ->ready */
+    struct pc__retire_batch *batches; /* linked through ->ready; each from
+                                         its item[done] */
     struct pc__kv *spilled;           /* linked through w.retire_next */
+};
+
+/* What a poll hands over: up to a quota of entries, and whole batches only
+ * past ready_max (see "Paced frees"). */
+struct pc__handover {
+    struct pc__garbage g;
+    uint32_t n;
+    struct pc__retired item[PC__FREE_QUOTA];
 };
 
 struct pc__reclaimer {
@@ -103,14 +128,18 @@ struct pc__reclaimer {
     struct pc__retire_batch *open;     /* being filled, or NULL */
     struct pc__retire_batch *all;      /* every batch allocated */
     struct pc__garbage ready;          /* past their grace period */
+    size_t ready_n;                    /* entries of ready.batches left */
+    uint32_t quota, ready_max;         /* paced frees; immutable */
     struct pc__kv *spill, *spill_tail; /* spilled, not yet deferred */
     struct pc__spill_carrier carrier;
     size_t kv_offset; /* entry header's offset in its block */
     unsigned int writes;
     /* Retired (writer lock; counted when a batch is deferred, or an entry
-     * spilled) and freed (atomic adds, by whoever frees) entries and
-     * bytes, for pc_stats's pending garbage. */
-    uint64_t retired_n, retired_bytes, freed_n, freed_bytes;
+     * spilled), handed over a quota at a time (writer lock) and freed
+     * otherwise (atomic adds, by whoever frees) entries and bytes, for
+     * pc_stats's pending garbage. */
+    uint64_t retired_n, retired_bytes, handed_n, handed_bytes;
+    uint64_t freed_n, freed_bytes;
     struct pc__domain *dom;     /* immutable */
     struct pc__pin_table *pins; /* immutable; asked before every free */
     /* Every callback in rec.pending[i] was deferred at epoch
@@ -127,10 +156,12 @@ struct pc__reclaimer {
  * (struct pc__kv) sits kv_offset bytes into their allocation, which is
  * kv_offset + pc__kv_size(klen, vlen) bytes long; an entry that pins holds
  * when its grace period ends is handed to them instead of freed (pin.h).
- * NULL on ENOMEM. */
+ * paced: polls hand over PC__FREE_QUOTA entries at a time (see "Paced
+ * frees"), else whole batches. NULL on ENOMEM. */
 struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
                                            size_t kv_offset,
-                                           struct pc__pin_table *pins);
+                                           struct pc__pin_table *pins,
+                                           bool paced);
 /* Free everything still retired, without waiting (no reader may be active),
  * then the reclaimer itself. NULL is a no-op. */
 void pc__reclaimer_destroy(struct pc__reclaimer *r);
@@ -166,14 +197,16 @@ void pc__reclaimer_defer(struct pc__reclaimer *r, ck_epoch_entry_t *e,
                          ck_epoch_cb_t *fn);
 
 /* After every write: defer the open batch when it is full, and hand over
- * what is safe to free. Sets *step when a grace-period step is due. After
- * releasing its lock the caller passes both to pc__reclaimer_after_unlock,
- * keeping the frees and the step (a heavy barrier, perhaps) out of the
- * critical section. */
-struct pc__garbage pc__reclaimer_poll(struct pc__reclaimer *r, bool *step);
-void pc__reclaimer_after_unlock(struct pc__reclaimer *r, struct pc__garbage g,
-                                bool step);
-/* Free garbage handed over by a poll or a drain. Any thread, no lock. */
+ * (into *h) what is safe to free, paced. Sets *step when a grace-period
+ * step is due. Returns whether *h holds anything. After releasing its lock
+ * the caller passes both to pc__reclaimer_after_unlock, keeping the frees
+ * and the step (a heavy barrier, perhaps) out of the critical section. */
+bool pc__reclaimer_poll(struct pc__reclaimer *r, struct pc__handover *h,
+                        bool *step);
+void pc__reclaimer_after_unlock(struct pc__reclaimer *r,
+                                const struct pc__handover *h, bool step);
+/* Free garbage handed over by a drain (or a poll's whole batches). Any
+ * thread, no lock. */
 void pc__reclaimer_free(struct pc__reclaimer *r, struct pc__garbage g);
 
 /* pc_reclaim's steps (see the top comment): detach with the writer lock

@@ -171,6 +171,17 @@ static struct pc__kv *entry_new(void)
     return kv;
 }
 
+/* A write's unlock: poll, then free what it handed over. Returns the
+ * entries handed over one by one; *whole: whether whole batches came. */
+static uint32_t poll_and_free(struct pc__reclaimer *r, bool *step)
+{
+    struct pc__handover h;
+
+    pc__reclaimer_poll(r, &h, step);
+    pc__reclaimer_after_unlock(r, &h, false);
+    return h.n;
+}
+
 /* Step the epoch until it is 0 or 1 mod 4 (never the same one twice): a
  * writer that only ever looks at those residues. */
 static void step_to_low_residue(struct pc__domain *d)
@@ -192,7 +203,7 @@ Test(grace, buckets_drain_whatever_epochs_a_writer_sees)
     pc__alloc_track(1);
     base = pc__alloc_live();
     cr_assert(pc__domain_init(&d));
-    r = pc__reclaimer_create(&d, 0, NULL);
+    r = pc__reclaimer_create(&d, 0, NULL, false);
     cr_assert_not_null(r);
     for (int round = 0; round < 400; round++) {
         bool step;
@@ -200,7 +211,7 @@ Test(grace, buckets_drain_whatever_epochs_a_writer_sees)
         step_to_low_residue(&d);
         for (int i = 0; i < PC__RETIRE_BATCH_ITEMS; i++)
             pc__reclaimer_retire(r, entry_new());
-        pc__reclaimer_free(r, pc__reclaimer_poll(r, &step));
+        poll_and_free(r, &step);
     }
     /* At most the last few rounds' entries (and the batches holding them,
      * the reclaimer itself) may still be allocated. */
@@ -225,7 +236,7 @@ Test(grace, retirement_without_memory_spills_and_still_frees)
     pc__alloc_track(1);
     base = pc__alloc_live();
     cr_assert(pc__domain_init(&d));
-    r = pc__reclaimer_create(&d, 0, NULL);
+    r = pc__reclaimer_create(&d, 0, NULL, false);
     cr_assert_not_null(r);
     for (int i = 0; i < 300; i++)
         kv[i] = entry_new();
@@ -237,7 +248,7 @@ Test(grace, retirement_without_memory_spills_and_still_frees)
     for (int round = 0; round < 8; round++) {
         bool step;
 
-        pc__reclaimer_free(r, pc__reclaimer_poll(r, &step));
+        poll_and_free(r, &step);
         pc__grace_step(&d, false);
     }
     cr_assert_null(r->spill);
@@ -245,6 +256,68 @@ Test(grace, retirement_without_memory_spills_and_still_frees)
                  pc__alloc_live() - base - 1);
     pc__reclaimer_destroy(r);
     cr_assert_eq(pc__alloc_live(), base);
+    pc__domain_fini(&d);
+    pc__alloc_track(0);
+}
+
+/* Retire n entries, one write's poll, then two grace periods: all of
+ * them are safe to free at the next poll. */
+static void retire_and_wait(struct pc__domain *d, struct pc__reclaimer *r,
+                            int n)
+{
+    bool step;
+
+    for (int i = 0; i < n; i++)
+        pc__reclaimer_retire(r, entry_new());
+    cr_assert_eq(poll_and_free(r, &step), 0, "freed before a grace period");
+    for (int i = 0; i < 3; i++)
+        cr_assert(pc__grace_step(d, false));
+}
+
+/* Paced frees (retire.h): a grace period that makes many batches safe
+ * spreads their frees over the writes that follow, PC__FREE_QUOTA each,
+ * and past PC__READY_MAX waiting entries whole batches go at once. */
+Test(grace, paced_frees_spread_a_grace_period_over_writes_and_bound_the_rest)
+{
+    struct pc__domain d;
+    struct pc__reclaimer *r;
+    const int few = 3 * PC__RETIRE_BATCH_ITEMS;
+    const int many = 3 * PC__READY_MAX;
+    long base, extra;
+    int polls = 0;
+    uint32_t n;
+    bool step;
+
+    pc__alloc_track(1);
+    base = pc__alloc_live();
+    cr_assert(pc__domain_init(&d));
+    r = pc__reclaimer_create(&d, 0, NULL, true);
+    cr_assert_not_null(r);
+    retire_and_wait(&d, r, few);
+    extra = pc__alloc_live() - base - few; /* the reclaimer, its batches */
+    while ((n = poll_and_free(r, &step)) != 0) {
+        cr_assert_eq(n, PC__FREE_QUOTA, "poll %d handed over %u", polls, n);
+        polls++;
+        cr_assert_eq(pc__alloc_live() - base - extra,
+                     few - polls * PC__FREE_QUOTA);
+    }
+    cr_assert_eq(polls, few / PC__FREE_QUOTA);
+    cr_assert_eq(r->ready_n, 0);
+
+    /* More than may wait: the first poll hands over whole batches too,
+     * down to PC__READY_MAX, which the following polls pace. */
+    retire_and_wait(&d, r, many);
+    extra = pc__alloc_live() - base - many;
+    cr_assert_eq(poll_and_free(r, &step), PC__FREE_QUOTA);
+    cr_assert_leq(r->ready_n, PC__READY_MAX);
+    cr_assert_gt(r->ready_n, PC__READY_MAX - PC__RETIRE_BATCH_ITEMS);
+    cr_assert_eq(pc__alloc_live() - base - extra, (long)r->ready_n);
+
+    /* A batch left half handed over is freed from where it stands, by a
+     * drain as by destruction: nothing twice, nothing leaked. */
+    poll_and_free(r, &step);
+    pc__reclaimer_destroy(r);
+    cr_assert_eq(pc__alloc_live(), base, "leaked %ld", pc__alloc_live() - base);
     pc__domain_fini(&d);
     pc__alloc_track(0);
 }

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "alloc.h"
 #include "testlib.h"
@@ -313,3 +314,48 @@ Test(memory, a_byte_bounded_cache_below_its_capacity_costs_what_it_holds)
     pc_destroy(c);
 }
 #endif
+
+/* Frees are paced (retire.h): the hundreds of entries one grace period
+ * makes safe are freed two per write by the writes that follow, not all by
+ * one call. (The LRU cache hands over whole batches: each handover costs it
+ * a log catch-up.) */
+Test(memory, a_write_frees_at_most_two_removed_entries_while_few_wait)
+{
+    pc_options o = test_opts(2000);
+    pc_stats st;
+    uint64_t before, most = 0, freed = 0, k = 0;
+    pc_cache *c;
+
+    o.shards = 1; /* one reclaimer: every write polls the same one */
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    /* 500 evictions: at most four batches of 128 become safe at once,
+     * which is as many as may wait (PC__READY_MAX). */
+    for (; k < 2500; k++)
+        put_u64(c, k, k);
+    pc_stats_get(c, &st);
+    before = st.pending;
+    /* Writes step grace periods (paced to one a millisecond), so within
+     * some milliseconds of writes the batches become safe and are freed. */
+    for (int i = 0; i < 4000 && freed < 400; i++, k++) {
+        struct timespec ms = {0, 200000};
+
+        put_u64(c, k, k);
+        pc_stats_get(c, &st);
+        if (st.pending < before) {
+            freed += before - st.pending;
+            if (before - st.pending > most)
+                most = before - st.pending;
+        }
+        before = st.pending;
+        nanosleep(&ms, NULL);
+    }
+    cr_assert_geq(freed, 400, "only %llu freed", (unsigned long long)freed);
+    if (is_lru())
+        cr_assert_geq(most, 128, "lru freed %llu at most",
+                      (unsigned long long)most);
+    else
+        cr_assert_leq(most, 2, "one write freed %llu",
+                      (unsigned long long)most);
+    pc_destroy(c);
+}
