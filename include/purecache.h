@@ -247,7 +247,8 @@ typedef struct pc_stats {
     uint64_t expirations;   /* entries removed because their TTL ran out */
     uint64_t bytes;         /* as pc_bytes */
     uint64_t pending;       /* removed entries not yet freed (waiting for
-                               readers, or pinned) */
+                               readers, for later writes to free them, or
+                               pinned) */
     uint64_t pending_bytes; /* their allocated bytes */
 } pc_stats;
 
@@ -465,11 +466,12 @@ PC_API void pc_clear(pc_cache *cache);
 /*
  * Free the memory of entries already removed, waiting for every reader that
  * could still see them to leave (a grace period). Removed entries are
- * otherwise freed incrementally by later writes (in the default build, two
- * per write while more wait, so that the many a grace period frees at once
- * do not all fall on one call; a shard lets at most 512 wait so, past which
- * a write frees whole batches of 128); call this to return memory promptly
- * after a burst of writes, or before measuring memory.
+ * otherwise freed incrementally by later writes to their shard (in the
+ * default build, two per write while more wait, so that the many a grace
+ * period frees at once do not all fall on one call; a shard lets at most
+ * 512 entries or 1 MiB of them wait so, past which a write frees whole
+ * batches of up to 128); call this to return memory promptly after a burst
+ * of writes, or before measuring memory.
  * It waits only for reads in progress (each a few instructions long), not
  * for pins, and holds no writer lock meanwhile (writers and readers carry
  * on); an entry still pinned is freed by its last pc_unpin instead.

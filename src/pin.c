@@ -111,7 +111,9 @@ void pc__pins_release(struct pc__pin_table *t, uint64_t id)
                 t->zombie_bytes -= gone->kept_size;
             }
         }
-        __atomic_sub_fetch(&t->active, 1, __ATOMIC_RELAXED);
+        /* Release: the holder's reads of the pinned value happen before
+         * a reclaimer that reads the count 0 (acquire) frees it. */
+        __atomic_sub_fetch(&t->active, 1, __ATOMIC_RELEASE);
     }
     pc__lock_release(&t->lock);
     if (pin == NULL)
@@ -128,8 +130,8 @@ bool pc__pins_keep(struct pc__pin_table *t, const void *kv, void *block,
 {
     struct pc__pin_entry *e;
 
-    if (__atomic_load_n(&t->active, __ATOMIC_RELAXED) == 0)
-        return false;
+    if (__atomic_load_n(&t->active, __ATOMIC_ACQUIRE) == 0)
+        return false; /* (pairs with pc_unpin's release) */
     pc__lock_acquire(&t->lock);
     e = *find_entry(t, kv);
     if (e != NULL) {

@@ -135,7 +135,8 @@ static void batch_dispatch(ck_epoch_entry_t *ee)
     PC_TSAN_ACQUIRE(&r->dom->tsan_grace);
     b->ready = r->ready.batches;
     r->ready.batches = b;
-    r->ready_n += b->n - b->done;
+    r->ready_n += b->n; /* (done is 0: never handed over before) */
+    r->ready_bytes += b->bytes;
 }
 
 static void carrier_dispatch(ck_epoch_entry_t *ee)
@@ -285,6 +286,7 @@ struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
     r->pins = pins;
     r->quota = paced ? PC__FREE_QUOTA : 0;
     r->ready_max = paced ? PC__READY_MAX : 0;
+    r->ready_max_bytes = paced ? PC__READY_MAX_BYTES : 0;
     r->carrier.owner = r;
     pc__domain_register_writer(d, &r->rec);
     return r;
@@ -333,11 +335,18 @@ static void hand_over(struct pc__reclaimer *r, struct pc__handover *h)
         }
     }
     r->ready_n -= h->n;
+    r->ready_bytes -= bytes;
     PC__COUNTER_ADD(r->handed_n, h->n);
     PC__COUNTER_ADD(r->handed_bytes, bytes);
-    while (r->ready_n > r->ready_max && (b = r->ready.batches) != NULL) {
+    while ((r->ready_n > r->ready_max || r->ready_bytes > r->ready_max_bytes) &&
+           (b = r->ready.batches) != NULL) {
+        size_t left = b->bytes;
+
+        for (uint32_t i = 0; i < b->done; i++)
+            left -= b->item[i].size;
         r->ready.batches = b->ready;
         r->ready_n -= b->n - b->done;
+        r->ready_bytes -= left;
         b->ready = h->g.batches;
         h->g.batches = b;
     }
@@ -449,7 +458,7 @@ struct pc__garbage pc__reclaimer_drain_finish(struct pc__reclaimer *r)
     r->drain_spill = r->drain_spill_tail = NULL;
     g = r->ready;
     r->ready = (struct pc__garbage){NULL, NULL};
-    r->ready_n = 0;
+    r->ready_n = r->ready_bytes = 0;
     return g;
 }
 

@@ -26,21 +26,24 @@
  * as its own epoch allows, whatever epochs this writer happens to observe.
  * Because frees live on the writer's record and not on a reader's, a
  * thread that exits never strands garbage. Writes poll, so under a write
- * load garbage stays bounded by the writes of the last few epochs; a cache
- * that stops writing keeps its last batches until its next write,
- * pc_reclaim or pc_destroy.
+ * load garbage stays bounded by the writes of the last few epochs plus
+ * what may wait to be freed (below); a shard that stops being written
+ * keeps its last batches, and what waits, until later writes, pc_reclaim
+ * or pc_destroy.
  *
  * Paced frees. Grace periods end for many batches at once (a paced step,
  * grace.c, comes about once a millisecond, and frees every shard's batches
  * of the epochs before), so handing a writer every batch that is safe would
  * make it free hundreds of entries after one put: such bursts were most of
  * CLOCK's slowest thousandth of operations. A poll hands over at most
- * `quota` entries (copied out of their batch, which is free again once all
- * its entries are out), so the writes that follow a step share the work;
- * quota entries per write is several times what a write retires. What
- * waits is bounded: past `ready_max` entries, whole batches go at once, as
- * they all did before. A reclaimer created with quota 0 hands over whole
- * batches (the LRU cache: every handover costs it a log catch-up).
+ * `quota` (2) entries, copied out of their batch, which is free again once
+ * all its entries are out: so the writes that follow a step share the
+ * work, and a put or a delete, which retires one entry, frees up to two.
+ * What waits is bounded: past `ready_max` (512) entries or
+ * PC__READY_MAX_BYTES (1 MiB) of them, whole batches go at once, as they
+ * all did before (after a pc_clear, a shrink, or a put that evicted many,
+ * and with large values). A reclaimer created with quota 0 hands over
+ * whole batches (the LRU cache: every handover costs it a log catch-up).
  *
  * pc_reclaim drains in three steps, so that no writer lock is held while
  * waiting for readers (a pinned reader may itself be about to take that
@@ -53,9 +56,11 @@
  * not covered by that grace period. Callers serialise whole pc_reclaim
  * calls (the set-aside state is per reclaimer).
  *
- * Concurrency: every function here except pc__reclaimer_free runs with the
- * owning writer lock held. A batch handed out by a poll belongs to the
- * thread freeing it until that thread stores its state back to free.
+ * Concurrency: every function here runs with the owning writer lock held,
+ * except pc__reclaimer_after_unlock and pc__reclaimer_free (after it is
+ * released) and pc__reclaimer_pending (any thread). A batch handed out by a
+ * poll belongs to the thread freeing it until that thread stores its state back
+ * to free.
  */
 #ifndef PC_RETIRE_H
 #define PC_RETIRE_H
@@ -78,6 +83,7 @@ struct pc__pin_table;
 /* Paced frees (above): entries a poll hands over, and what may wait. */
 #define PC__FREE_QUOTA 2
 #define PC__READY_MAX (4 * PC__RETIRE_BATCH_ITEMS)
+#define PC__READY_MAX_BYTES (1u << 20)
 
 struct pc__reclaimer;
 
@@ -128,8 +134,9 @@ struct pc__reclaimer {
     struct pc__retire_batch *open;     /* being filled, or NULL */
     struct pc__retire_batch *all;      /* every batch allocated */
     struct pc__garbage ready;          /* past their grace period */
-    size_t ready_n;                    /* entries of ready.batches left */
+    size_t ready_n, ready_bytes;       /* left in ready.batches */
     uint32_t quota, ready_max;         /* paced frees; immutable */
+    size_t ready_max_bytes;            /* same */
     struct pc__kv *spill, *spill_tail; /* spilled, not yet deferred */
     struct pc__spill_carrier carrier;
     size_t kv_offset; /* entry header's offset in its block */

@@ -162,24 +162,49 @@ Test(grace, no_free_overtakes_a_reader_fenced_reads)
 
 /* ------------------------------------------------------- bucket liveness */
 
-static struct pc__kv *entry_new(void)
+static struct pc__kv *entry_sized(size_t vlen)
 {
-    struct pc__kv *kv = pc__alloc(pc__kv_size(0, 0, false));
+    static const unsigned char value[8192];
+    struct pc__kv *kv = pc__alloc(pc__kv_size(0, vlen, false));
 
     cr_assert_not_null(kv);
-    pc__kv_fill(kv, NULL, 0, NULL, 0, 0);
+    cr_assert_leq(vlen, sizeof value);
+    pc__kv_fill(kv, NULL, 0, value, vlen, 0);
     return kv;
 }
 
+static struct pc__kv *entry_new(void)
+{
+    return entry_sized(0);
+}
+
 /* A write's unlock: poll, then free what it handed over. Returns the
- * entries handed over one by one; *whole: whether whole batches came. */
-static uint32_t poll_and_free(struct pc__reclaimer *r, bool *step)
+ * entries handed over one by one; *whole (if not NULL): whether whole
+ * batches (or spilled entries) came too. */
+static uint32_t poll_and_free_whole(struct pc__reclaimer *r, bool *step,
+                                    bool *whole)
 {
     struct pc__handover h;
+    bool any = pc__reclaimer_poll(r, &h, step);
 
-    pc__reclaimer_poll(r, &h, step);
+    cr_assert_eq(any, h.n != 0 || h.g.batches != NULL || h.g.spilled != NULL);
+    if (whole != NULL)
+        *whole = h.g.batches != NULL || h.g.spilled != NULL;
     pc__reclaimer_after_unlock(r, &h, false);
     return h.n;
+}
+
+static uint32_t poll_and_free(struct pc__reclaimer *r, bool *step)
+{
+    return poll_and_free_whole(r, step, NULL);
+}
+
+static uint64_t pending_of(const struct pc__reclaimer *r)
+{
+    uint64_t n = 0, bytes = 0;
+
+    pc__reclaimer_pending(r, &n, &bytes);
+    return n;
 }
 
 /* Step the epoch until it is 0 or 1 mod 4 (never the same one twice): a
@@ -260,18 +285,26 @@ Test(grace, retirement_without_memory_spills_and_still_frees)
     pc__alloc_track(0);
 }
 
-/* Retire n entries, one write's poll, then two grace periods: all of
- * them are safe to free at the next poll. */
+/* Retire n entries of vlen-byte values, one write's poll, then two grace
+ * periods: all of them are safe to free at the next poll. */
+static void retire_sized_and_wait(struct pc__domain *d, struct pc__reclaimer *r,
+                                  int n, size_t vlen)
+{
+    bool step, whole;
+
+    for (int i = 0; i < n; i++)
+        pc__reclaimer_retire(r, entry_sized(vlen));
+    cr_assert_eq(poll_and_free_whole(r, &step, &whole), 0,
+                 "freed before a grace period");
+    cr_assert(!whole, "freed before a grace period");
+    for (int i = 0; i < 3; i++)
+        cr_assert(pc__grace_step(d, false));
+}
+
 static void retire_and_wait(struct pc__domain *d, struct pc__reclaimer *r,
                             int n)
 {
-    bool step;
-
-    for (int i = 0; i < n; i++)
-        pc__reclaimer_retire(r, entry_new());
-    cr_assert_eq(poll_and_free(r, &step), 0, "freed before a grace period");
-    for (int i = 0; i < 3; i++)
-        cr_assert(pc__grace_step(d, false));
+    retire_sized_and_wait(d, r, n, 0);
 }
 
 /* Paced frees (retire.h): a grace period that makes many batches safe
@@ -316,6 +349,71 @@ Test(grace, paced_frees_spread_a_grace_period_over_writes_and_bound_the_rest)
     /* A batch left half handed over is freed from where it stands, by a
      * drain as by destruction: nothing twice, nothing leaked. */
     poll_and_free(r, &step);
+    pc__reclaimer_destroy(r);
+    cr_assert_eq(pc__alloc_live(), base, "leaked %ld", pc__alloc_live() - base);
+    pc__domain_fini(&d);
+    pc__alloc_track(0);
+}
+
+/* pc_reclaim's drain frees a batch that polls left half handed over from
+ * where it stands, and nothing waits after it. */
+Test(grace, a_drain_frees_what_paced_polls_left_half_handed_over)
+{
+    struct pc__domain d;
+    struct pc__reclaimer *r;
+    long base;
+    bool step;
+
+    pc__alloc_track(1);
+    base = pc__alloc_live();
+    cr_assert(pc__domain_init(&d));
+    r = pc__reclaimer_create(&d, 0, NULL, true);
+    cr_assert_not_null(r);
+    retire_and_wait(&d, r, 2 * PC__RETIRE_BATCH_ITEMS);
+    for (int i = 0; i < 5; i++) /* 10 out, one batch half handed over */
+        cr_assert_eq(poll_and_free(r, &step), PC__FREE_QUOTA);
+    /* Some retired since, not yet past a grace period. */
+    for (int i = 0; i < 7; i++)
+        pc__reclaimer_retire(r, entry_new());
+    cr_assert_eq(pending_of(r),
+                 2 * PC__RETIRE_BATCH_ITEMS - 5 * PC__FREE_QUOTA);
+    pc__reclaimer_drain_detach(r);
+    cr_assert(pc__grace_wait(&d));
+    pc__reclaimer_free(r, pc__reclaimer_drain_finish(r));
+    cr_assert_eq(r->ready_n, 0);
+    cr_assert_eq(r->ready_bytes, 0);
+    cr_assert_eq(pending_of(r), 0, "%llu pending",
+                 (unsigned long long)pending_of(r));
+    pc__reclaimer_trim(r);
+    cr_assert_eq(pc__alloc_live() - base, 1, "%ld left besides the reclaimer",
+                 pc__alloc_live() - base - 1);
+    pc__reclaimer_destroy(r);
+    cr_assert_eq(pc__alloc_live(), base);
+    pc__domain_fini(&d);
+    pc__alloc_track(0);
+}
+
+/* Large entries: what waits is bounded in bytes too (PC__READY_MAX_BYTES),
+ * so a few hundred large values are not left for hundreds of writes. */
+Test(grace, paced_frees_let_at_most_a_mebibyte_wait)
+{
+    struct pc__domain d;
+    struct pc__reclaimer *r;
+    const size_t vlen = 8000; /* an 8 KiB class: 384 of them, 3 MiB */
+    long base, extra;
+    bool step, whole;
+
+    pc__alloc_track(1);
+    base = pc__alloc_live();
+    cr_assert(pc__domain_init(&d));
+    r = pc__reclaimer_create(&d, 0, NULL, true);
+    cr_assert_not_null(r);
+    retire_sized_and_wait(&d, r, 3 * PC__RETIRE_BATCH_ITEMS, vlen);
+    extra = pc__alloc_live() - base - 3 * PC__RETIRE_BATCH_ITEMS;
+    cr_assert_eq(poll_and_free_whole(r, &step, &whole), PC__FREE_QUOTA);
+    cr_assert(whole, "3 MiB waited for two entries a write");
+    cr_assert_leq(r->ready_bytes, PC__READY_MAX_BYTES);
+    cr_assert_eq(pc__alloc_live() - base - extra, (long)r->ready_n);
     pc__reclaimer_destroy(r);
     cr_assert_eq(pc__alloc_live(), base, "leaked %ld", pc__alloc_live() - base);
     pc__domain_fini(&d);
