@@ -318,7 +318,8 @@ void pc__reclaimer_destroy(struct pc__reclaimer *r)
 /* ---- the poll after every write ---- */
 
 /* Hand over up to the quota of entries, then whole batches while more
- * than ready_max entries would wait (see "Paced frees"). */
+ * than ready_max entries, or ready_max_bytes, would wait (see "Paced
+ * frees"). */
 static void hand_over(struct pc__reclaimer *r, struct pc__handover *h)
 {
     struct pc__retire_batch *b;
