@@ -307,6 +307,29 @@ static void retire_and_wait(struct pc__domain *d, struct pc__reclaimer *r,
     retire_sized_and_wait(d, r, n, 0);
 }
 
+/* A paced reclaimer on a fresh domain, allocations counted from *base. */
+static struct pc__reclaimer *paced_setup(struct pc__domain *d, long *base)
+{
+    struct pc__reclaimer *r;
+
+    pc__alloc_track(1);
+    *base = pc__alloc_live();
+    cr_assert(pc__domain_init(d));
+    r = pc__reclaimer_create(d, 0, NULL, true);
+    cr_assert_not_null(r);
+    return r;
+}
+
+/* Destroy it: everything it held is freed, nothing twice. */
+static void paced_teardown(struct pc__domain *d, struct pc__reclaimer *r,
+                           long base)
+{
+    pc__reclaimer_destroy(r);
+    cr_assert_eq(pc__alloc_live(), base, "leaked %ld", pc__alloc_live() - base);
+    pc__domain_fini(d);
+    pc__alloc_track(0);
+}
+
 /* Paced frees (retire.h): a grace period that makes many batches safe
  * spreads their frees over the writes that follow, PC__FREE_QUOTA each,
  * and past PC__READY_MAX waiting entries whole batches go at once. */
@@ -321,11 +344,7 @@ Test(grace, paced_frees_spread_a_grace_period_over_writes_and_bound_the_rest)
     uint32_t n;
     bool step;
 
-    pc__alloc_track(1);
-    base = pc__alloc_live();
-    cr_assert(pc__domain_init(&d));
-    r = pc__reclaimer_create(&d, 0, NULL, true);
-    cr_assert_not_null(r);
+    r = paced_setup(&d, &base);
     retire_and_wait(&d, r, few);
     extra = pc__alloc_live() - base - few; /* the reclaimer, its batches */
     while ((n = poll_and_free(r, &step)) != 0) {
@@ -349,10 +368,7 @@ Test(grace, paced_frees_spread_a_grace_period_over_writes_and_bound_the_rest)
     /* A batch left half handed over is freed from where it stands, by a
      * drain as by destruction: nothing twice, nothing leaked. */
     poll_and_free(r, &step);
-    pc__reclaimer_destroy(r);
-    cr_assert_eq(pc__alloc_live(), base, "leaked %ld", pc__alloc_live() - base);
-    pc__domain_fini(&d);
-    pc__alloc_track(0);
+    paced_teardown(&d, r, base);
 }
 
 /* pc_reclaim's drain frees a batch that polls left half handed over from
@@ -364,11 +380,7 @@ Test(grace, a_drain_frees_what_paced_polls_left_half_handed_over)
     long base;
     bool step;
 
-    pc__alloc_track(1);
-    base = pc__alloc_live();
-    cr_assert(pc__domain_init(&d));
-    r = pc__reclaimer_create(&d, 0, NULL, true);
-    cr_assert_not_null(r);
+    r = paced_setup(&d, &base);
     retire_and_wait(&d, r, 2 * PC__RETIRE_BATCH_ITEMS);
     for (int i = 0; i < 5; i++) /* 10 out, one batch half handed over */
         cr_assert_eq(poll_and_free(r, &step), PC__FREE_QUOTA);
@@ -387,10 +399,7 @@ Test(grace, a_drain_frees_what_paced_polls_left_half_handed_over)
     pc__reclaimer_trim(r);
     cr_assert_eq(pc__alloc_live() - base, 1, "%ld left besides the reclaimer",
                  pc__alloc_live() - base - 1);
-    pc__reclaimer_destroy(r);
-    cr_assert_eq(pc__alloc_live(), base);
-    pc__domain_fini(&d);
-    pc__alloc_track(0);
+    paced_teardown(&d, r, base);
 }
 
 /* Large entries: what waits is bounded in bytes too (PC__READY_MAX_BYTES),
@@ -403,21 +412,14 @@ Test(grace, paced_frees_let_at_most_a_mebibyte_wait)
     long base, extra;
     bool step, whole;
 
-    pc__alloc_track(1);
-    base = pc__alloc_live();
-    cr_assert(pc__domain_init(&d));
-    r = pc__reclaimer_create(&d, 0, NULL, true);
-    cr_assert_not_null(r);
+    r = paced_setup(&d, &base);
     retire_sized_and_wait(&d, r, 3 * PC__RETIRE_BATCH_ITEMS, vlen);
     extra = pc__alloc_live() - base - 3 * PC__RETIRE_BATCH_ITEMS;
     cr_assert_eq(poll_and_free_whole(r, &step, &whole), PC__FREE_QUOTA);
     cr_assert(whole, "3 MiB waited for two entries a write");
     cr_assert_leq(r->ready_bytes, PC__READY_MAX_BYTES);
     cr_assert_eq(pc__alloc_live() - base - extra, (long)r->ready_n);
-    pc__reclaimer_destroy(r);
-    cr_assert_eq(pc__alloc_live(), base, "leaked %ld", pc__alloc_live() - base);
-    pc__domain_fini(&d);
-    pc__alloc_track(0);
+    paced_teardown(&d, r, base);
 }
 
 /* ------------------------------------- membarrier failing after startup */
