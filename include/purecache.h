@@ -220,11 +220,21 @@ typedef struct pc_options {
     /* Default time to live of entries, in ms of the cache's clock; 0 =
      * entries never expire (unless a put says otherwise). */
     uint64_t ttl_ms;
-    /* The cache's clock, in ms (any origin, never decreasing); NULL =
-     * CLOCK_MONOTONIC_COARSE (a resolution of a few ms: expiry is exact on
-     * that clock). Called on the calling thread, with no lock held, by any
-     * call that needs the time; must be thread-safe and must not call the
-     * cache. */
+    /* The cache's clock, in ms (any origin, never decreasing). Called on
+     * the calling thread, with no lock held, by any call that needs the
+     * time; must be thread-safe and must not call the cache.
+     * NULL = the default clock: CLOCK_MONOTONIC_COARSE as read by one
+     * thread per process (the "ticker", named pc-ticker) every few ms (the
+     * clock's resolution, 4 ms at HZ = 250), so that a hit reads the time
+     * with one load. It is a tick or two behind CLOCK_MONOTONIC_COARSE
+     * (more while the ticker waits for a CPU), never ahead, never
+     * decreasing; expiry is exact on it. The ticker starts with the first
+     * entry given an expiry time by a cache on the default clock (that
+     * put blocks while it starts) and stops when the last such cache is
+     * destroyed (pc_destroy joins it); caches that never expire anything
+     * start none. If it cannot start, or in a process forked while it ran
+     * (the child has no ticker), caches read CLOCK_MONOTONIC_COARSE
+     * directly on each check instead. */
     uint64_t (*now_ms)(void *ctx);
     void *now_ctx;
     /* Removal listener (see pc_removal_fn); NULL = none. */
@@ -278,7 +288,9 @@ PC_API pc_status pc_create(const pc_options *opts, pc_cache **out);
  * cache that were not released dangle (see "Pinned reads"). NULL is a no-op.
  * Thread-safety: must not overlap any other call on this cache (join or
  * otherwise quiesce its users first). Threads that used the cache may keep
- * running and may exit at any time. Progress: blocking.
+ * running and may exit at any time. Progress: blocking (the last cache on
+ * the default clock that expired entries also stops and joins the ticker
+ * thread: see pc_options.now_ms).
  */
 PC_API void pc_destroy(pc_cache *cache);
 
@@ -365,7 +377,8 @@ typedef struct pc_put_args { /* zero-initialise */
  * one step of memory reclamation after releasing its lock; with the
  * default "membarrier" read fence (pc_read_fence) that step is one
  * membarrier(2) system call, a few microseconds, the price of reads that
- * execute no fence.
+ * execute no fence. A cache's first put with an expiry time on the
+ * default clock may start the ticker thread (pc_options.now_ms).
  * Returns PC_OK; PC_EXISTS (PC_PUT_IF_ABSENT, key present) or PC_NOTFOUND
  * (PC_PUT_IF_PRESENT, key absent), nothing changed; PC_EINVAL if cache is
  * NULL, key is NULL with klen > 0, klen > PC_KEY_MAX, val is NULL with

@@ -34,7 +34,6 @@
 #define PC_CORE_H
 
 #include <pthread.h>
-#include <time.h>
 
 #include "domain.h"
 #include "entry.h"
@@ -43,6 +42,7 @@
 #include "lock.h"
 #include "pin.h"
 #include "retire.h"
+#include "ticker.h"
 #include "write.h"
 
 /* One writer lock and what its holder owns. */
@@ -64,6 +64,7 @@ struct pc_cache {
     pc_removal_fn *on_removal;
     void *removal_ctx;
     bool ttl_used; /* an entry with an expiry was ever put (atomic) */
+    bool ticking;  /* the cache's clock is the ticker's (ticker.h; atomic) */
     /* Limits (pc_set_capacity, pc_set_max_bytes) and what they bound:
      * written by writers with atomics, each on its own line. */
     size_t capacity __attribute__((aligned(64)));
@@ -117,21 +118,24 @@ void pc__writer_unlock(struct pc_cache *c, struct pc__writer *w);
 void pc__core_reclaim(struct pc_cache *c);
 void pc__core_stats(struct pc_cache *c, pc_stats *out);
 
-/* The cache's clock, in ms (pc_options.now_ms, else CLOCK_MONOTONIC_COARSE:
- * a vDSO read of the kernel's tick time, no syscall). Inline: the read
- * path calls it for every hit of an entry that can expire. Call with no
- * lock held (a user's now_ms may do anything). */
+/* The cache's clock, in ms: pc_options.now_ms, else the ticker's global
+ * (ticker.h: one load), else, if no ticker could be started for the cache,
+ * CLOCK_MONOTONIC_COARSE (a vDSO read). Which one is fixed when the cache
+ * first uses an expiry, before any entry has an expiry time. Inline: the
+ * read path calls it for every hit of an entry that can expire. Call with
+ * no lock held (a user's now_ms may do anything). */
 static inline uint64_t pc__core_now(const struct pc_cache *c)
 {
-    struct timespec ts;
-
-    if (__builtin_expect(c->now_ms != NULL, 0))
+    if (__builtin_expect(__atomic_load_n(&c->ticking, __ATOMIC_RELAXED), 1))
+        return pc__ticker_now();
+    if (c->now_ms != NULL)
         return c->now_ms(c->now_ctx);
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return pc__coarse_ms();
 }
 /* The expiry time of an entry put now with this ttl (0: the default;
- * PC_TTL_NEVER: none); 0 means "never". Notes that expiry is in use. */
+ * PC_TTL_NEVER: none); 0 means "never". The first one fixes the cache's
+ * clock (pc__core_now; may start the ticker, blocking briefly) and then
+ * notes that expiry is in use. */
 uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms);
 /* Now, if any entry may expire, else 0 (then nothing is ever expired). */
 static inline uint64_t pc__core_now_if_ttl(const struct pc_cache *c)

@@ -20,6 +20,8 @@
  *   retire.h/.c   per-writer reclaimers: batched retirement, pc_reclaim drain
  *   pin.h/.c      the pin table: pinned reads as per-entry reference
  *                 counts; the reclaimer hands pinned entries over to it
+ *   ticker.h/.c   the default clock of caches that expire entries: a
+ *                 process-wide ms counter one thread refreshes
  *   core.h/.c     struct pc_cache, writer locks, the shared read skeleton,
  *                 cache-wide budgets (capacity, max_bytes), pc_reclaim,
  *                 statistics, creation/destruction order
@@ -64,6 +66,11 @@
  * LOCK ORDER (a lock may be taken while holding only locks above it)
  *
  *   1. reclaim_lock      core.h, per cache: one pc_reclaim at a time
+ *   1. ttl_lock          core.c, process: a cache's first expiry fixes its
+ *                        clock (taken with no other lock held)
+ *   2. ticker life_lock  ticker.c, process: starting and stopping the
+ *                        ticker thread (pc_destroy takes it alone)
+ *   3. ticker wait_lock  ticker.c, process: the ticker's sleep
  *   2. pace_lock         grace.c, process: one paced grace step at a time
  *   3. live lock         domain.c, process: the live domains (list, id map)
  *   4. registry_lock     domain.h, per domain: its thread records
@@ -113,6 +120,7 @@
 #include "policy.h"
 #include "retire.h"
 #include "shard.h"
+#include "ticker.h"
 #include "tsan.h"
 #include "util.h"
 #include "write.h"

@@ -8,11 +8,13 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "alloc.h"
 #include "grace.h"
 #include "retire.h"
 #include "testlib.h"
+#include "ticker.h"
 
 #define WORKERS 4
 
@@ -216,4 +218,111 @@ Test(concurrency, one_hot_key_replaced_while_read)
         pthread_join(th[i], NULL);
     cr_assert_eq(h.torn, 0);
     pc_destroy(h.c);
+}
+
+/* ---- expiry on the default clock (the ticker thread, ticker.h) ---- */
+
+struct ttl_stress {
+    pc_cache *c;
+    double until;
+    uint64_t torn, errors;
+};
+
+static void *ttl_worker(void *p)
+{
+    struct ttl_stress *s = p;
+    unsigned char val[SV_MAX], buf[SV_MAX];
+    uint64_t x = (uint64_t)pthread_self(), ops = 0, torn = 0, errors = 0;
+
+    while ((ops & 255) != 0 || now_s() < s->until) {
+        uint64_t r = mix64(x++), k = r % 512;
+
+        if ((r >> 32) % 4 == 0) {
+            pc_put_args a = {.ttl_ms = 1 + (r >> 40) % 20};
+
+            errors +=
+                pc_put_ex(s->c, &k, 8, val, sv_make(val, k, r), &a) != PC_OK;
+        } else {
+            size_t n = 0;
+            pc_status st = pc_get(s->c, &k, 8, buf, sizeof buf, &n);
+
+            if (st == PC_OK)
+                torn += !sv_check(buf, n, k);
+            else
+                errors += st != PC_NOTFOUND;
+        }
+        ops++;
+    }
+    __atomic_add_fetch(&s->torn, torn, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->errors, errors, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+/* Readers and writers of entries that live 1 to 20 ms, on the clock the
+ * ticker refreshes; then, once the clock has passed every expiry, nothing
+ * is visible and pc_expire removes everything. */
+Test(concurrency, entries_expire_on_the_default_clock_while_threads_run)
+{
+    pc_options o = test_opts(256);
+    struct ttl_stress s = {0};
+    pthread_t th[WORKERS];
+    struct timespec pause = {0, 300 * 1000000};
+    size_t left;
+
+    s.c = make_cache_opts(&o);
+    s.until = now_s() + 1.0;
+    for (int i = 0; i < WORKERS; i++)
+        pthread_create(&th[i], NULL, ttl_worker, &s);
+    for (int i = 0; i < WORKERS; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(s.torn, 0);
+    cr_assert_eq(s.errors, 0);
+    nanosleep(&pause, NULL); /* 15x the longest ttl */
+    for (uint64_t k = 0; k < 512; k++)
+        cr_assert_eq(get_u64(s.c, k, NULL), PC_NOTFOUND, "key %lu", k);
+    left = pc_len(s.c);
+    cr_assert_eq(pc_expire(s.c), left);
+    cr_assert_eq(pc_len(s.c), 0);
+    pc_destroy(s.c);
+}
+
+static void *ticker_cycler(void *p)
+{
+    uint64_t *failures = p;
+
+    for (int i = 0; i < 40; i++) {
+        pc_options o = test_opts(16);
+        pc_cache *c;
+
+        o.ttl_ms = 60000;
+        if (pc_create(&o, &c) != PC_OK) {
+            (*failures)++;
+            continue;
+        }
+        /* The first expiry starts (or joins) the ticker; destroy stops it
+         * when this was its last user. */
+        *failures += put_u64(c, 1, 1) != PC_OK || get_u64(c, 1, NULL) != PC_OK;
+        pc_destroy(c);
+    }
+    return NULL;
+}
+
+/* Threads that start and stop the ticker at once, over and over. */
+Test(concurrency, the_ticker_starts_and_stops_under_concurrent_caches)
+{
+    pthread_t th[3];
+    uint64_t failures[3] = {0};
+    long live_before;
+
+    pc__alloc_track(1);
+    live_before = pc__alloc_live();
+    for (int i = 0; i < 3; i++)
+        pthread_create(&th[i], NULL, ticker_cycler, &failures[i]);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(failures[i], 0);
+    cr_assert(!pc__ticker_running(), "the last cache stopped it");
+    cr_assert_eq(pc_alloc_live_delta(live_before), 0);
+    pc__alloc_track(0);
 }

@@ -7,10 +7,22 @@
  * are the first victims, wherever the policy's order stands; conditional
  * puts and deletes treat an expired
  * entry as absent.
+ *
+ * The default clock (ticker.h): one ticker thread per process while some
+ * cache that uses it lives, none otherwise; entries expire on it, on the
+ * fallback when no ticker can start, and in a forked child (which has no
+ * ticker thread).
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "testlib.h"
+#include "ticker.h"
 
 static pc_cache *make_timed(size_t cap, uint64_t ttl_ms)
 {
@@ -255,3 +267,152 @@ Test(expiry, the_default_clock_expires_entries_too)
     cr_assert_eq(get_u64(c, 1, NULL), PC_NOTFOUND);
     pc_destroy(c);
 }
+
+/* ---- the default clock: the ticker ---- */
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* Threads of this process named as the ticker names its thread. */
+static int ticker_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+
+    cr_assert_not_null(d);
+    while ((e = readdir(d)) != NULL) {
+        char path[288], comm[32] = "";
+        FILE *f;
+
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue; /* the thread just exited */
+        if (fgets(comm, sizeof comm, f) != NULL &&
+            strcmp(comm, "pc-ticker\n") == 0)
+            n++;
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+static pc_cache *make_default_clock(uint64_t ttl_ms)
+{
+    pc_options o = test_opts(16);
+
+    o.ttl_ms = ttl_ms;
+    return make_cache_opts(&o);
+}
+
+Test(expiry, one_ticker_runs_while_a_cache_on_the_default_clock_expires_entries)
+{
+    cr_assert_eq(ticker_threads(), 0);
+    pc_cache *plain = make_default_clock(0);
+    pc_cache *a = make_default_clock(1000);
+    pc_cache *b = make_default_clock(1000);
+    pc_cache *own = make_timed(16, 1000); /* its own clock: no ticker */
+
+    put_u64(plain, 1, 1); /* no expiry: no clock at all */
+    put_u64(own, 1, 1);
+    cr_assert(!pc__ticker_running());
+    cr_assert_eq(ticker_threads(), 0);
+    put_u64(a, 1, 1); /* the first expiry on the default clock */
+    cr_assert(pc__ticker_running());
+    cr_assert_eq(ticker_threads(), 1);
+    put_u64(b, 1, 1);
+    cr_assert_eq(ticker_threads(), 1, "one ticker for the process");
+    pc_destroy(a);
+    cr_assert(pc__ticker_running(), "b still uses it");
+    cr_assert_eq(get_u64(b, 1, NULL), PC_OK);
+    pc_destroy(b);
+    cr_assert(!pc__ticker_running(), "the last user stopped it");
+    cr_assert_eq(ticker_threads(), 0, "and joined its thread");
+    /* A new user starts a new one. */
+    a = make_default_clock(30);
+    put_u64(a, 2, 2);
+    cr_assert_eq(ticker_threads(), 1);
+    cr_assert_eq(get_u64(a, 2, NULL), PC_OK);
+    sleep_ms(120);
+    cr_assert_eq(get_u64(a, 2, NULL), PC_NOTFOUND, "the new ticker ticks");
+    pc_destroy(a);
+    cr_assert_eq(ticker_threads(), 0);
+    pc_destroy(own);
+    pc_destroy(plain);
+}
+
+/* What a forked child checks (0: all well). */
+static int child_expires(pc_cache *inherited)
+{
+    pc_cache *fresh;
+
+    if (pc__ticker_running() || ticker_threads() != 0)
+        return 1; /* the child has no ticker thread */
+    sleep_ms(120);
+    if (get_u64(inherited, 1, NULL) != PC_NOTFOUND)
+        return 2; /* its clock stood still */
+    if (pc_put(inherited, &(uint64_t){2}, 8, &(uint64_t){2}, 8) != PC_OK ||
+        get_u64(inherited, 2, NULL) != PC_OK)
+        return 3;
+    fresh = make_default_clock(30);
+    put_u64(fresh, 3, 3);
+    if (get_u64(fresh, 3, NULL) != PC_OK || pc__ticker_running())
+        return 4; /* never a ticker again in this child */
+    sleep_ms(120);
+    if (get_u64(inherited, 2, NULL) != PC_NOTFOUND ||
+        get_u64(fresh, 3, NULL) != PC_NOTFOUND)
+        return 5;
+    pc_destroy(fresh);
+    pc_destroy(inherited);
+    return 0;
+}
+
+Test(expiry, a_forked_child_reads_the_clock_itself)
+{
+    pc_cache *c = make_default_clock(30);
+    int status;
+    pid_t pid;
+
+    put_u64(c, 1, 1);
+    cr_assert(pc__ticker_running());
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        alarm(10);
+        _exit(child_expires(c));
+    }
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %s %d",
+              WIFEXITED(status) ? "exited with" : "killed by",
+              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    cr_assert(pc__ticker_running(), "the parent's ticker runs on");
+    cr_assert_eq(get_u64(c, 1, NULL), PC_NOTFOUND);
+    pc_destroy(c);
+    cr_assert(!pc__ticker_running());
+}
+
+#ifdef PC_DEBUG
+Test(expiry, without_a_ticker_the_default_clock_is_read_directly)
+{
+    pc_cache *c;
+
+    pc__debug_ticker_fail = true;
+    c = make_default_clock(30);
+    put_u64(c, 1, 1);
+    cr_assert(!pc__ticker_running());
+    cr_assert_eq(get_u64(c, 1, NULL), PC_OK);
+    pc__debug_ticker_fail = false; /* the cache keeps its direct clock */
+    sleep_ms(120);
+    cr_assert_eq(get_u64(c, 1, NULL), PC_NOTFOUND);
+    cr_assert(!pc__ticker_running());
+    pc_destroy(c);
+}
+#endif

@@ -1,0 +1,198 @@
+/*
+ * ticker: the ticker thread's life and loop (the algorithm and the
+ * concurrency argument are atop ticker.h).
+ *
+ * Locks: life_lock (process) guards users, running, forked_off and the
+ * thread handle; wait_lock (process, taken under life_lock or by the
+ * thread alone) guards `stop` and is the condition variable's mutex. The
+ * thread holds wait_lock except while it waits, so a stop is seen at the
+ * latest when the wait it interrupts returns.
+ */
+#define _GNU_SOURCE
+#include "ticker.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+struct pc__ticker_clock pc__ticker_clock;
+
+#ifdef PC_DEBUG
+bool pc__debug_ticker_fail;
+#endif
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static bool init_ok; /* the condition variable and fork handlers are set */
+static uint64_t period_ns;
+
+static pthread_mutex_t life_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned long users; /* caches that acquired the ticker */
+static bool running;        /* a ticker thread exists (to be joined) */
+static bool forked_off;     /* a child forked while a ticker ran */
+static pthread_t thread;
+
+static pthread_mutex_t wait_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wait_cond;
+static bool stop;
+
+/* The clock, never 0 (which means "no ticker"). */
+static uint64_t tick_ms(void)
+{
+    uint64_t ms = pc__coarse_ms();
+
+    return ms != 0 ? ms : 1;
+}
+
+static void *ticker_main(void *arg)
+{
+    struct timespec next;
+
+    (void)arg;
+    pthread_mutex_lock(&wait_lock);
+    while (!stop) {
+        __atomic_store_n(&pc__ticker_clock.ms, tick_ms(), __ATOMIC_RELAXED);
+        /* From now, not from the last deadline: a ticker that was late
+         * does not run a burst of ticks to catch up. */
+        clock_gettime(CLOCK_MONOTONIC, &next);
+        next.tv_nsec += (long)period_ns;
+        if (next.tv_nsec >= 1000000000L) {
+            next.tv_sec++;
+            next.tv_nsec -= 1000000000L;
+        }
+        (void)pthread_cond_timedwait(&wait_cond, &wait_lock, &next);
+    }
+    pthread_mutex_unlock(&wait_lock);
+    return NULL;
+}
+
+/* Under life_lock, no thread running: start one. */
+static bool start(void)
+{
+    pthread_attr_t attr;
+    sigset_t all, old;
+    int rc;
+
+#ifdef PC_DEBUG
+    if (pc__debug_ticker_fail)
+        return false;
+#endif
+    /* The previous thread, if any, was joined: no race on `stop`. The
+     * time is stored before the thread exists, so a cache that acquired
+     * the ticker never reads 0 (then the clock directly) before the
+     * thread's first tick, which could be older than such a read. */
+    stop = false;
+    __atomic_store_n(&pc__ticker_clock.ms, tick_ms(), __ATOMIC_RELAXED);
+    if (pthread_attr_init(&attr) != 0) {
+        __atomic_store_n(&pc__ticker_clock.ms, 0, __ATOMIC_RELAXED);
+        return false;
+    }
+    (void)pthread_attr_setstacksize(&attr, 256 * 1024); /* a few frames */
+    /* Born with every signal blocked: it never takes the application's. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&thread, &attr, ticker_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        __atomic_store_n(&pc__ticker_clock.ms, 0, __ATOMIC_RELAXED);
+        return false;
+    }
+    (void)pthread_setname_np(thread, "pc-ticker");
+    return true;
+}
+
+/* Under life_lock, a thread running: stop it and wait for it. */
+static void stop_and_join(void)
+{
+    pthread_mutex_lock(&wait_lock);
+    stop = true;
+    pthread_cond_signal(&wait_cond);
+    pthread_mutex_unlock(&wait_lock);
+    pthread_join(thread, NULL);
+    __atomic_store_n(&pc__ticker_clock.ms, 0, __ATOMIC_RELAXED);
+}
+
+/* Across fork(): no start or stop half done; the child has no ticker
+ * thread, so its caches read the clock directly from then on. */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&life_lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&life_lock);
+}
+
+static void fork_child(void)
+{
+    if (running) {
+        __atomic_store_n(&pc__ticker_clock.ms, 0, __ATOMIC_RELAXED);
+        running = false;
+        forked_off = true;
+    }
+    pthread_mutex_unlock(&life_lock);
+}
+
+static void process_init(void)
+{
+    pthread_condattr_t ca;
+    struct timespec res;
+
+    /* The resolution of the clock it reads: ticking faster would store
+     * the same value again. Between 1 and 10 ms. */
+    period_ns = 4000000;
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0)
+        period_ns = (uint64_t)res.tv_sec * 1000000000u + (uint64_t)res.tv_nsec;
+    if (period_ns < 1000000)
+        period_ns = 1000000;
+    if (period_ns > 10000000)
+        period_ns = 10000000;
+    if (pthread_condattr_init(&ca) != 0)
+        return;
+    init_ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+              pthread_cond_init(&wait_cond, &ca) == 0 &&
+              pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+    pthread_condattr_destroy(&ca);
+}
+
+bool pc__ticker_acquire(void)
+{
+    bool ok;
+
+    pthread_once(&once, process_init);
+    if (!init_ok)
+        return false;
+    pthread_mutex_lock(&life_lock);
+    ok = !forked_off && (running || start());
+    if (ok) {
+        running = true;
+        users++;
+    }
+    pthread_mutex_unlock(&life_lock);
+    return ok;
+}
+
+void pc__ticker_release(void)
+{
+    int cs;
+
+    /* pthread_join is a cancellation point; this runs in pc_destroy. */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+    pthread_mutex_lock(&life_lock);
+    if (--users == 0 && running) {
+        stop_and_join();
+        running = false;
+    }
+    pthread_mutex_unlock(&life_lock);
+    pthread_setcancelstate(cs, NULL);
+}
+
+bool pc__ticker_running(void)
+{
+    bool r;
+
+    pthread_mutex_lock(&life_lock);
+    r = running;
+    pthread_mutex_unlock(&life_lock);
+    return r;
+}

@@ -1,0 +1,103 @@
+/*
+ * ticker: the default clock of caches whose entries expire, read with one
+ * load instead of a clock_gettime call.
+ *
+ * Why. A hit on an entry that can expire must compare its expiry time with
+ * the cache's clock. CLOCK_MONOTONIC_COARSE through the vDSO costs a call,
+ * a seqlock read of the kernel's time page and a division: about 8 ns per
+ * hit in the benchmark's get mix, 15-20% of a hit. memcached and moka
+ * (quanta's "recent" clock) read a time that one thread refreshes instead;
+ * so does purecache.
+ *
+ * Algorithm. One thread per process (the ticker), started by the first
+ * cache that puts an entry with an expiry and uses the default clock,
+ * stopped (and joined) when the last such cache is destroyed, so a
+ * process whose caches never expire anything runs no thread, and a
+ * library that is unloaded leaves none behind. Every period (the
+ * resolution of CLOCK_MONOTONIC_COARSE, 4 ms at HZ = 250; 1 to 10 ms) it
+ * reads CLOCK_MONOTONIC_COARSE and stores the time in ms into a global
+ * that readers load. Its value is a read of that same clock made up to a
+ * period (plus the ticker's scheduling delay) before: the cache's clock
+ * runs a little late, never early, and never goes backwards.
+ *
+ * Which clock a cache reads is fixed for its life when it first uses an
+ * expiry (pc__ticker_acquire, before any entry with an expiry time exists):
+ * the ticker's global, or, if no ticker could be started, a direct read of
+ * CLOCK_MONOTONIC_COARSE. So a cache never mixes two clocks, except in
+ * one way that moves only forward:
+ *
+ * fork(). The child has no ticker thread. A pthread_atfork child handler
+ * zeroes `ms`, so every cache in the child reads CLOCK_MONOTONIC_COARSE
+ * directly from then on (a later read of the same clock than the last
+ * value the ticker stored: forward only), and the child never starts a
+ * ticker again (a new one would move its caches back to a value read up
+ * to a period late). The prepare handler holds the lifecycle lock across
+ * fork() so the child never sees a start or stop half done.
+ *
+ * Concurrency. `ms` is 0 while no ticker runs (before the first start,
+ * after the last stop, in a forked child): readers then read the clock
+ * themselves. Otherwise it is written by the ticker only (and by the
+ * thread that starts it, before creating it) and read with relaxed loads:
+ * each reader sees it move forward (read-read coherence), and a read that
+ * happens after another never sees an older value. It sits alone on a
+ * line written once a period, so a reader misses on it at most once a
+ * period. Starting and stopping the thread, and the
+ * count of caches that use it, are under the lifecycle lock; stop wakes
+ * the thread through a condition variable and joins it with no lock held
+ * that the thread needs.
+ */
+#ifndef PC_TICKER_H
+#define PC_TICKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+struct pc__ticker_clock {
+    /* The ticker's last read of the clock, in ms; 0 while no ticker runs
+     * (one load tells both). */
+    uint64_t ms;
+} __attribute__((aligned(64)));
+
+extern struct pc__ticker_clock pc__ticker_clock;
+
+/* CLOCK_MONOTONIC_COARSE in ms (a vDSO read, no syscall). */
+static inline uint64_t pc__coarse_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The clock of a cache that acquired the ticker: its global while a ticker
+ * runs, else (a forked child) a direct read. Wait-free; any thread. */
+static inline uint64_t pc__ticker_now(void)
+{
+    uint64_t ms = __atomic_load_n(&pc__ticker_clock.ms, __ATOMIC_RELAXED);
+
+    return __builtin_expect(ms != 0, 1) ? ms : pc__coarse_ms();
+}
+
+/*
+ * A cache starts using the ticker: starts it if none runs. True if the
+ * cache may read pc__ticker_now from now on (then it must call
+ * pc__ticker_release once, when destroyed); false if no ticker could be
+ * started (thread creation failed, or this is a forked child of a process
+ * whose ticker ran): the cache reads pc__coarse_ms instead. Blocking
+ * (the lifecycle lock); any thread.
+ */
+bool pc__ticker_acquire(void);
+/* The cache no longer uses the ticker; the last one stops and joins it.
+ * Blocking; any thread but the ticker. */
+void pc__ticker_release(void);
+/* Whether a ticker thread runs now (tests). */
+bool pc__ticker_running(void);
+
+#ifdef PC_DEBUG
+/* Debug builds: when set, pc__ticker_acquire fails as if the thread could
+ * not be created (tests of the fallback). */
+extern bool pc__debug_ticker_fail;
+#endif
+
+#endif
