@@ -306,7 +306,8 @@ PC_API void pc_destroy(pc_cache *cache);
  * is 0. Counts exactly one hit or one miss (pc_stats_get).
  * Thread-safety: any thread, concurrently with anything but pc_destroy.
  * Progress: clock, frequency: wait-free (no lock, no retry, no atomic
- * read-modify-write; an entry with an expiry time also reads the clock).
+ * read-modify-write; an entry with an expiry time also reads the clock:
+ * one load on the default clock, see pc_options.now_ms).
  * lru: takes no lock on most hits (one shared atomic increment, and a
  * record in this thread's access log); it waits while a writer's window is
  * open (a few hundred nanoseconds inside the writer lock), and takes the
