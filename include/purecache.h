@@ -85,6 +85,10 @@
  *                                   backend put)
  *   pc_stats_get, a thread's        registration of other threads on this
  *   first call on a cache           cache, briefly
+ *   a cache's first put or load     the start of the ticker thread, or
+ *   with an expiry (default clock)  another cache's pc_destroy joining it
+ *                                   (pc_options.now_ms), briefly
+ *   pc_destroy                      as above: the ticker's end
  *
  * No library lock is held while the caller's code runs (a loader, a
  * memoized function, a backend's operations), nor while pc_reclaim waits
@@ -228,7 +232,9 @@ typedef struct pc_options {
      * clock's resolution, 4 ms at HZ = 250), so that a hit reads the time
      * with one load. It is a tick or two behind CLOCK_MONOTONIC_COARSE
      * (more while the ticker waits for a CPU), never ahead, never
-     * decreasing; expiry is exact on it. The ticker starts with the first
+     * decreasing; expiry is exact on it (an entry put while it lags L ms
+     * lives about ttl - L ms of real time). The ticker wakes once a tick
+     * while it runs, idle or not. The ticker starts with the first
      * entry given an expiry time by a cache on the default clock (that
      * put blocks while it starts) and stops when the last such cache is
      * destroyed (pc_destroy joins it); caches that never expire anything

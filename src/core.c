@@ -156,24 +156,6 @@ void pc__core_stats(struct pc_cache *c, pc_stats *out)
     out->bytes = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
 }
 
-/* A cache's first expiry: fix its clock (the ticker's, unless the user
- * gave one or no ticker can start), then publish ttl_used with release, so
- * whoever sees it, or an entry with an expiry time, sees `ticking` too.
- * ttl_lock (process, taken with no other lock held) makes concurrent
- * first puts agree; the ticker's locks are taken under it. */
-static void ttl_start(struct pc_cache *c)
-{
-    static pthread_mutex_t ttl_lock = PTHREAD_MUTEX_INITIALIZER;
-
-    pthread_mutex_lock(&ttl_lock);
-    if (!__atomic_load_n(&c->ttl_used, __ATOMIC_RELAXED)) {
-        if (c->now_ms == NULL && pc__ticker_acquire())
-            __atomic_store_n(&c->ticking, true, __ATOMIC_RELAXED);
-        __atomic_store_n(&c->ttl_used, true, __ATOMIC_RELEASE);
-    }
-    pthread_mutex_unlock(&ttl_lock);
-}
-
 uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms)
 {
     uint64_t now;
@@ -183,7 +165,7 @@ uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms)
     if (ttl_ms == 0 || ttl_ms == PC_TTL_NEVER)
         return 0;
     if (!__atomic_load_n(&c->ttl_used, __ATOMIC_ACQUIRE))
-        ttl_start(c);
+        pc__ticker_first_use(&c->ttl_used, &c->ticking, c->now_ms == NULL);
     now = pc__core_now(c);
     if (ttl_ms >= UINT64_MAX - now)
         return 0; /* saturates: never */

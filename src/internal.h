@@ -66,11 +66,6 @@
  * LOCK ORDER (a lock may be taken while holding only locks above it)
  *
  *   1. reclaim_lock      core.h, per cache: one pc_reclaim at a time
- *   1. ttl_lock          core.c, process: a cache's first expiry fixes its
- *                        clock (taken with no other lock held)
- *   2. ticker life_lock  ticker.c, process: starting and stopping the
- *                        ticker thread (pc_destroy takes it alone)
- *   3. ticker wait_lock  ticker.c, process: the ticker's sleep
  *   2. pace_lock         grace.c, process: one paced grace step at a time
  *   3. live lock         domain.c, process: the live domains (list, id map)
  *   4. registry_lock     domain.h, per domain: its thread records
@@ -82,6 +77,12 @@
  *                        nested: pc_reclaim takes them one at a time under
  *                        reclaim_lock and waits for readers (grace_lock,
  *                        barrier_lock) with none held.
+ *   -  ticker locks      ticker.c, process, in this order: first_lock (a
+ *                        cache's first expiry fixes its clock), life_lock
+ *                        (starting and stopping the ticker thread;
+ *                        pc_destroy takes it alone), wait_lock (the
+ *                        ticker's sleep). Taken with no other library
+ *                        lock held; held across fork().
  *   -  flights lock      flight.c, process: a leaf (held while waiting on a
  *                        flight's condition variable, which releases it:
  *                        for its outcome, or for its store to end in

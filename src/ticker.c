@@ -2,17 +2,20 @@
  * ticker: the ticker thread's life and loop (the algorithm and the
  * concurrency argument are atop ticker.h).
  *
- * Locks: life_lock (process) guards users, running, forked_off and the
- * thread handle; wait_lock (process, taken under life_lock or by the
- * thread alone) guards `stop` and is the condition variable's mutex. The
- * thread holds wait_lock except while it waits, so a stop is seen at the
- * latest when the wait it interrupts returns.
+ * Locks: first_lock (process) makes a cache's concurrent first expiries
+ * agree on its clock; life_lock (process, taken under first_lock or
+ * alone) guards users, running, forked_off and the thread handle; wait_lock
+ * (process, taken under life_lock or by the thread alone) guards `stop` and is
+ * the condition variable's mutex. The thread holds wait_lock except while it
+ * waits, so a stop is seen at the latest when the wait it interrupts returns.
  */
 #define _GNU_SOURCE
 #include "ticker.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <unistd.h>
 
 struct pc__ticker_clock pc__ticker_clock;
 
@@ -24,6 +27,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static bool init_ok; /* the condition variable and fork handlers are set */
 static uint64_t period_ns;
 
+static pthread_mutex_t first_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t life_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long users; /* caches that acquired the ticker */
 static bool running;        /* a ticker thread exists (to be joined) */
@@ -45,8 +49,13 @@ static uint64_t tick_ms(void)
 static void *ticker_main(void *arg)
 {
     struct timespec next;
+    cpu_set_t cpus;
 
     (void)arg;
+    /* Any CPU the process may use, not just those of the thread that
+     * started it (a thread pinned to a busy core would starve it). */
+    if (sched_getaffinity(getpid(), sizeof cpus, &cpus) == 0)
+        (void)sched_setaffinity(0, sizeof cpus, &cpus);
     pthread_mutex_lock(&wait_lock);
     while (!stop) {
         __atomic_store_n(&pc__ticker_clock.ms, tick_ms(), __ATOMIC_RELAXED);
@@ -86,6 +95,12 @@ static bool start(void)
         return false;
     }
     (void)pthread_attr_setstacksize(&attr, 256 * 1024); /* a few frames */
+    /* Normal scheduling whatever the starting thread's (a real-time
+     * thread that never yields would otherwise starve it). */
+    struct sched_param prio = {.sched_priority = 0};
+    (void)pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+    (void)pthread_attr_setschedpolicy(&attr, SCHED_OTHER);
+    (void)pthread_attr_setschedparam(&attr, &prio);
     /* Born with every signal blocked: it never takes the application's. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -111,16 +126,19 @@ static void stop_and_join(void)
     __atomic_store_n(&pc__ticker_clock.ms, 0, __ATOMIC_RELAXED);
 }
 
-/* Across fork(): no start or stop half done; the child has no ticker
- * thread, so its caches read the clock directly from then on. */
+/* Across fork(): no first use, start or stop half done (both locks held,
+ * in their order); the child has no ticker thread, so its caches read the
+ * clock directly from then on. */
 static void fork_prepare(void)
 {
+    pthread_mutex_lock(&first_lock);
     pthread_mutex_lock(&life_lock);
 }
 
 static void fork_parent(void)
 {
     pthread_mutex_unlock(&life_lock);
+    pthread_mutex_unlock(&first_lock);
 }
 
 static void fork_child(void)
@@ -131,6 +149,7 @@ static void fork_child(void)
         forked_off = true;
     }
     pthread_mutex_unlock(&life_lock);
+    pthread_mutex_unlock(&first_lock);
 }
 
 static void process_init(void)
@@ -155,11 +174,10 @@ static void process_init(void)
     pthread_condattr_destroy(&ca);
 }
 
-bool pc__ticker_acquire(void)
+static bool acquire(void)
 {
     bool ok;
 
-    pthread_once(&once, process_init);
     if (!init_ok)
         return false;
     pthread_mutex_lock(&life_lock);
@@ -170,6 +188,18 @@ bool pc__ticker_acquire(void)
     }
     pthread_mutex_unlock(&life_lock);
     return ok;
+}
+
+void pc__ticker_first_use(bool *used, bool *ticking, bool want)
+{
+    pthread_once(&once, process_init);
+    pthread_mutex_lock(&first_lock);
+    if (!__atomic_load_n(used, __ATOMIC_RELAXED)) {
+        if (want && acquire())
+            __atomic_store_n(ticking, true, __ATOMIC_RELAXED);
+        __atomic_store_n(used, true, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&first_lock);
 }
 
 void pc__ticker_release(void)

@@ -18,10 +18,17 @@
  * reads CLOCK_MONOTONIC_COARSE and stores the time in ms into a global
  * that readers load. Its value is a read of that same clock made up to a
  * period (plus the ticker's scheduling delay) before: the cache's clock
- * runs a little late, never early, and never goes backwards.
+ * runs a little late, never early, and never goes backwards. Its lag L
+ * shortens, in real time, the life of an entry put meanwhile to about
+ * ttl - L (the reads of that put and of later gets are both L late, and
+ * the ticker's next tick catches up). The thread runs under SCHED_OTHER
+ * on any CPU the process may use, whatever the starting thread's policy
+ * and affinity, and wakes once a period while it runs (250 times a
+ * second at HZ = 250), busy or idle. "Per process" means per loaded copy
+ * of the library: two copies (dlopen RTLD_LOCAL) run two.
  *
  * Which clock a cache reads is fixed for its life when it first uses an
- * expiry (pc__ticker_acquire, before any entry with an expiry time exists):
+ * expiry (pc__ticker_first_use, before any entry has an expiry time):
  * the ticker's global, or, if no ticker could be started, a direct read of
  * CLOCK_MONOTONIC_COARSE. So a cache never mixes two clocks, except in
  * one way that moves only forward:
@@ -80,14 +87,18 @@ static inline uint64_t pc__ticker_now(void)
 }
 
 /*
- * A cache starts using the ticker: starts it if none runs. True if the
- * cache may read pc__ticker_now from now on (then it must call
- * pc__ticker_release once, when destroyed); false if no ticker could be
- * started (thread creation failed, or this is a forked child of a process
- * whose ticker ran): the cache reads pc__coarse_ms instead. Blocking
- * (the lifecycle lock); any thread.
+ * A cache's first expiry: if *used is still false, fixes the cache's clock
+ * and then stores *used = true with release, all under a process-wide
+ * lock, so concurrent first expiries agree. With want (the cache has no
+ * clock of its own) it acquires the ticker, starting it if none runs, and
+ * on success sets *ticking: the cache reads pc__ticker_now from then on
+ * and must call pc__ticker_release once, when destroyed. Otherwise (no
+ * thread could be started, or this is a forked child of a process whose
+ * ticker ran) *ticking stays false: the cache reads pc__coarse_ms. Both
+ * flags are accessed atomically. Blocking (may start a thread); any
+ * thread, no lock held.
  */
-bool pc__ticker_acquire(void);
+void pc__ticker_first_use(bool *used, bool *ticking, bool want);
 /* The cache no longer uses the ticker; the last one stops and joins it.
  * Blocking; any thread but the ticker. */
 void pc__ticker_release(void);
@@ -95,8 +106,8 @@ void pc__ticker_release(void);
 bool pc__ticker_running(void);
 
 #ifdef PC_DEBUG
-/* Debug builds: when set, pc__ticker_acquire fails as if the thread could
- * not be created (tests of the fallback). */
+/* Debug builds: when set, pc__ticker_first_use does not start the
+ * thread, as if it could not be created (tests of the fallback). */
 extern bool pc__debug_ticker_fail;
 #endif
 
