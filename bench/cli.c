@@ -103,7 +103,7 @@ static const struct opt_spec options[] = {
      "latency run samples 1 op in K (default 64)"},
     {"--peers", "LIST", OPT_STRING, OFF(peers),
      "all, or of clock,frequency,lru,ck_hs,mutex-lru,striped-lru,tbb-lru,"
-     "cuckoo"},
+     "cuckoo (and clock-b,frequency-b,lru-b with --lib-b)"},
     {"--hit-ops", "N", OPT_SIZE, OFF(hit_ops),
      "hit-ratio report: cache-aside ops counted, single-threaded, after the "
      "warm-up and 2N more (default 4000000; 0 skips it)"},
@@ -140,6 +140,10 @@ static const struct opt_spec options[] = {
      "the CLOCK policy's shared library"},
     {"--lib-lru", "PATH", OPT_STRING, OFF(lib_lru),
      "the exact-LRU policy's shared library"},
+    {"--lib-b", "PATH", OPT_STRING, OFF(lib_b),
+     "a second build of either policy, run as peers clock-b and frequency-b "
+     "(or lru-b) beside the others: an A/B comparison in one process, "
+     "whose 'vs clock' column is B / A"},
     {"--quick", NULL, OPT_TRUE, OFF(quick), "a few-second smoke run (CI)"},
     {"--callgrind-get", "N", OPT_LONG, OFF(callgrind_get),
      "only run N CLOCK gets in bench_get_loop (see bench/callgrind-get.sh)"},

@@ -161,6 +161,25 @@ int main(int argc, char **argv)
                         "(--lib-clock / --lib-lru)\n");
         return 1;
     }
+    /* --lib-b: the second build's peers, as its policy allows. */
+    if (o.lib_b != NULL) {
+        const char *pol = peer_purecache_lib_policy(o.lib_b);
+
+        if (pol == NULL)
+            return 1;
+        if (strcmp(pol, "lru") == 0) {
+            if (peer_purecache_as(&peers[npeers], "lru", o.lib_b, o.hash_seed,
+                                  "lru-b") == 0)
+                npeers++;
+        } else {
+            if (peer_purecache_as(&peers[npeers], "clock", o.lib_b, o.hash_seed,
+                                  "clock-b") == 0)
+                npeers++;
+            if (peer_purecache_as(&peers[npeers], "frequency", o.lib_b,
+                                  o.hash_seed, "frequency-b") == 0)
+                npeers++;
+        }
+    }
     if (o.callgrind_get > 0 && o.callgrind_peer == NULL)
         return callgrind_get(clock, &o, o.callgrind_get);
     if (o.callgrind_get > 0 && freq != NULL &&

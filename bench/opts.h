@@ -34,6 +34,7 @@ struct bench_opts {
     const char *trace_dir;
     const char *out_dir;
     const char *lib_clock, *lib_lru;
+    const char *lib_b; /* --lib-b: a second build, as peers "<policy>-b" */
     uint64_t hash_seed;
     size_t hit_ops;        /* hit-ratio report: ops measured (0: skip) */
     const char *hit_dists; /* its distributions: "zipf" */

@@ -79,6 +79,14 @@ static inline uint64_t bench_hash64(uint64_t k)
  * exact-LRU build). */
 int peer_purecache(struct bench_peer *p, const char *policy,
                    const char *lib_path, uint64_t hash_seed);
+/* The policy a purecache library was built with ("clock" or "lru"), or
+ * NULL (message on stderr) if it cannot be loaded. */
+const char *peer_purecache_lib_policy(const char *lib_path);
+/* The same, named `name` (--lib-b: a second build of a policy, "clock-b",
+ * run beside the first for an A/B comparison in one process). */
+int peer_purecache_as(struct bench_peer *p, const char *policy,
+                      const char *lib_path, uint64_t hash_seed,
+                      const char *name);
 int peer_ckhs(struct bench_peer *p);
 int peer_mutex_lru(struct bench_peer *p);
 int peer_striped_lru(struct bench_peer *p);

@@ -237,8 +237,38 @@ static bool creates_policy(struct pc_lib *lib, unsigned policy,
     return ok;
 }
 
+const char *peer_purecache_lib_policy(const char *path)
+{
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    const char *(*policy)(void);
+    const char *name = NULL;
+
+    if (dl == NULL) {
+        fprintf(stderr, "purecache-bench: %s\n", dlerror());
+        return NULL;
+    }
+    policy = (const char *(*)(void))dlsym(dl, "pc_policy");
+    if (policy == NULL)
+        fprintf(stderr, "purecache-bench: %s: no pc_policy\n", path);
+    else if (strcmp(policy(), "lru") == 0)
+        name = "lru";
+    else if (strcmp(policy(), "clock") == 0)
+        name = "clock";
+    else
+        fprintf(stderr, "purecache-bench: %s: unknown policy %s\n", path,
+                policy());
+    dlclose(dl);
+    return name;
+}
+
 int peer_purecache(struct bench_peer *p, const char *policy, const char *path,
                    uint64_t hash_seed)
+{
+    return peer_purecache_as(p, policy, path, hash_seed, policy);
+}
+
+int peer_purecache_as(struct bench_peer *p, const char *policy,
+                      const char *path, uint64_t hash_seed, const char *name)
 {
     bool freq = strcmp(policy, "frequency") == 0;
     const char *build = freq ? "clock" : policy;
@@ -281,18 +311,20 @@ int peer_purecache(struct bench_peer *p, const char *policy, const char *path,
         fprintf(stderr, "purecache-bench: %s has no frequency policy\n", path);
         goto fail;
     }
-    snprintf(c->name, sizeof c->name, "%s", policy);
+    snprintf(c->name, sizeof c->name, "%s", name);
     {
         /* Optional: libraries older than pc_read_fence lack it. */
         const char *(*fence)(void) =
             (const char *(*)(void))dlsym(lib->dl, "pc_read_fence");
 
-        snprintf(c->what, sizeof c->what, "%s; read fence: %s",
+        snprintf(c->what, sizeof c->what, "%s; read fence: %s%s%s",
                  freq ? "purecache frequency (S3-FIFO-like, CLOCK build)"
                  : strcmp(policy, "clock") == 0
                      ? "purecache CLOCK (sharded, wait-free reads)"
                      : "purecache exact LRU",
-                 fence != NULL ? fence() : "unknown");
+                 fence != NULL ? fence() : "unknown",
+                 strcmp(name, policy) != 0 ? "; from " : "",
+                 strcmp(name, policy) != 0 ? path : "");
     }
     memset(p, 0, sizeof *p);
     p->name = c->name;
