@@ -145,31 +145,66 @@ static inline bool pc__kv_key_equals(const struct pc__kv *kv, const void *key,
     return klen == 0 || memcmp(pc__kv_key(kv), key, klen) == 0;
 }
 
+/* The lookup: the entry whose key equals key and the slot holding it, or
+ * NULL (and *slot NULL). The entry is the one loaded from the slot and
+ * compared: a reader must not load the slot again. */
+static inline struct pc__kv *pc__index_lookup(const struct pc__index *ix,
+                                              uint64_t h, const void *key,
+                                              size_t klen,
+                                              struct pc__kv ***slot)
+{
+    struct pc__table *t = __atomic_load_n(&ix->table, __ATOMIC_ACQUIRE);
+    uint8_t tag = pc__index_tag(h);
+    size_t i = h & t->mask, step = pc__index_step((uint32_t)h, t->mask);
+
+    for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
+        struct pc__chunk *c = &t->chunks[i];
+        uint64_t ctrl = __atomic_load_n(&c->ctrl, __ATOMIC_ACQUIRE);
+
+        for (uint64_t m = pc__index_match(ctrl, tag); m != 0; m &= m - 1) {
+            struct pc__kv **at = &c->slot[__builtin_ctzll(m) >> 3];
+            struct pc__kv *kv = __atomic_load_n(at, __ATOMIC_ACQUIRE);
+
+            if (kv != NULL && pc__kv_key_equals(kv, key, klen)) {
+                *slot = at;
+                return kv;
+            }
+        }
+        if ((ctrl >> 56) == 0)
+            break;
+    }
+    *slot = NULL;
+    return NULL;
+}
+
 /* Reader (inside an epoch section) or writer: the entry whose key equals
  * key, or NULL. Wait-free. */
 static inline struct pc__kv *pc__index_get(const struct pc__index *ix,
                                            uint64_t h, const void *key,
                                            size_t klen)
 {
-    const struct pc__table *t = __atomic_load_n(&ix->table, __ATOMIC_ACQUIRE);
-    uint8_t tag = pc__index_tag(h);
-    size_t i = h & t->mask, step = pc__index_step((uint32_t)h, t->mask);
+    struct pc__kv **slot;
 
-    for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
-        const struct pc__chunk *c = &t->chunks[i];
-        uint64_t ctrl = __atomic_load_n(&c->ctrl, __ATOMIC_ACQUIRE);
+    return pc__index_lookup(ix, h, key, klen, &slot);
+}
 
-        for (uint64_t m = pc__index_match(ctrl, tag); m != 0; m &= m - 1) {
-            struct pc__kv *kv = __atomic_load_n(
-                &c->slot[__builtin_ctzll(m) >> 3], __ATOMIC_ACQUIRE);
+/* Writer: the entry whose key equals key, or NULL, and in *slot where the
+ * index holds it, for pc__index_replace_at. */
+static inline struct pc__kv *pc__index_find(struct pc__index *ix, uint64_t h,
+                                            const void *key, size_t klen,
+                                            struct pc__kv ***slot)
+{
+    return pc__index_lookup(ix, h, key, klen, slot);
+}
 
-            if (kv != NULL && pc__kv_key_equals(kv, key, klen))
-                return kv;
-        }
-        if ((ctrl >> 56) == 0)
-            break;
-    }
-    return NULL;
+/* Writer: publish kv (same key, its hash already recorded in it) in place
+ * of the entry in `slot`, which pc__index_find returned, while that entry
+ * is still there and the index has not grown since (nothing moves within
+ * a table; growth replaces the table). One release store: a reader that
+ * loads the slot finds the old entry or the new one, each complete. */
+static inline void pc__index_replace_at(struct pc__kv **slot, struct pc__kv *kv)
+{
+    __atomic_store_n(slot, kv, __ATOMIC_RELEASE);
 }
 
 /*

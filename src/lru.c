@@ -369,7 +369,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     uint64_t size = (uint64_t)klen + vlen, now = pc__core_now_if_ttl(base);
     uint64_t max, was = 0;
     struct lru_entry *e;
-    struct pc__kv *old;
+    struct pc__kv *old, **old_slot;
     pc_status st = PC_OK;
     bool expires = req->expires != 0;
 
@@ -390,7 +390,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         st = PC_EINVAL;
         goto refused;
     }
-    old = pc__index_get(ix, h, key, klen);
+    old = pc__index_find(ix, h, key, klen, &old_slot);
     if (old != NULL && pc__kv_expired(old, now)) {
         pc__index_erase(ix, old);
         unlinked(c, old, PC_REMOVED_EXPIRED, rm);
@@ -400,8 +400,12 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         pc__lease_unlink(&c->w.leases, req->lease);
     if (pc__put_refused(req, old != NULL, &st))
         goto refused;
-    /* What can fail, before anything changes. */
-    if (!pc__index_reserve(ix, pc__index_count(ix) + 1, c->w.rc) ||
+    /* What can fail, before anything changes. A replacement that adds no
+     * bytes needs no room in the index (which then cannot grow under
+     * old_slot). */
+    was = old != NULL ? kv_payload(old) : 0;
+    if (((old == NULL || size > was) &&
+         !pc__index_reserve(ix, pc__index_count(ix) + 1, c->w.rc)) ||
         (expires && !pc__lru_heap_reserve(c))) {
         st = PC_ENOMEM;
         goto refused;
@@ -410,13 +414,16 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         /* Replacement: a use, so the key is the most recent before
          * anything is evicted for the bytes it adds (then it is never the
          * victim: alone, it fits); the new entry takes its place. */
-        was = kv_payload(old);
         list_move_head(c, ENTRY_OF(old));
-        if (size < was)
-            pc__budget_give(base, 0, was - size);
-        else if (size > was)
+        if (size <= was) {
+            if (size < was)
+                pc__budget_give(base, 0, was - size);
+            e->kv.w.live.hash = (uint32_t)h;
+            pc__index_replace_at(old_slot, &e->kv);
+        } else {
             claim(c, false, size - was, max, now, rm);
-        pc__index_put(ix, h, &e->kv, &old, c->w.rc); /* cannot fail */
+            pc__index_put(ix, h, &e->kv, &old, c->w.rc); /* no growth */
+        }
         list_unlink(ENTRY_OF(old));
         if (pc__kv_flags(old) & PC__KV_EXPIRES)
             pc__lru_heap_remove(c, old);

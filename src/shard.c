@@ -479,7 +479,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     const struct pc__shard_policy *pol = sc->pol;
     struct shard *s = shard_of(sc, h);
     uint64_t size = (uint64_t)klen + vlen, max, now;
-    struct pc__kv *kv, *old;
+    struct pc__kv *kv, *old, **old_slot;
     pc_status st = PC_OK;
 
     kv = pc__alloc(pc__kv_size(klen, vlen, req->expires != 0));
@@ -504,7 +504,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             st = PC_EINVAL;
             goto refused;
         }
-        old = pc__index_get(&s->ix, h, key, klen);
+        old = pc__index_find(&s->ix, h, key, klen, &old_slot);
         if (old != NULL && pc__kv_expired(old, now)) {
             pc__index_erase(&s->ix, old);
             pol->remove(s->pol, old);
@@ -517,27 +517,34 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
          * still break it. */
         if (pc__put_refused(req, old != NULL, &st))
             goto refused;
-        /* What can fail, before anything changes. */
-        if (!pol->reserve(s->pol, s->count + 1) ||
-            !pc__index_reserve(&s->ix, s->count + 1, s->w.rc) ||
+        /* What can fail, before anything changes. A replacement that adds
+         * no bytes evicts nothing and takes old's place in the index and
+         * the policy: it needs no room there (and the index cannot grow
+         * under old_slot). */
+        was = old != NULL ? kv_payload(old) : 0;
+        if (((old == NULL || size > was) &&
+             (!pol->reserve(s->pol, s->count + 1) ||
+              !pc__index_reserve(&s->ix, s->count + 1, s->w.rc))) ||
             (req->expires != 0 && !pc__exq_reserve(&s->exq))) {
             st = PC_ENOMEM;
             goto refused;
         }
         if (old != NULL) {
             /* A replacement needs room only for the bytes it adds. */
-            was = kv_payload(old);
-            if (size < was) {
-                pc__budget_give(c, 0, was - size);
-            } else if (size > was && !claim_here(sc, s, old, false, size - was,
-                                                 now, rm, &evicted, &claimed)) {
+            if (size <= was) {
+                if (size < was)
+                    pc__budget_give(c, 0, was - size);
+                pc__index_replace_at(old_slot, kv);
+            } else if (claim_here(sc, s, old, false, size - was, now, rm,
+                                  &evicted, &claimed)) {
+                pc__index_put(&s->ix, h, kv, &old, s->w.rc); /* no growth */
+            } else {
                 /* Nothing left here to evict but the key itself. */
                 pc__writer_unlock(c, &s->w);
                 if (pc__budget_fits(c, size))
                     evict_elsewhere(sc, s, false, size - was, now, rm, w);
                 continue; /* old is still there, or gone meanwhile */
             }
-            pc__index_put(&s->ix, h, kv, &old, s->w.rc); /* cannot fail */
             pol->replace(s->pol, old, kv);
             if (pc__kv_flags(old) & PC__KV_EXPIRES)
                 s->expiring--;
