@@ -489,7 +489,9 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         return PC_ENOMEM;
     }
     pc__kv_fill(kv, key, klen, val, vlen, req->expires);
-    kv->w.live.hash = (uint32_t)h; /* the policy's admit may use it */
+    /* The policy's admit may use it, and pc__index_replace_at relies on
+     * it: a same-size replacement publishes kv in the slot found for h. */
+    kv->w.live.hash = (uint32_t)h;
     if (pol->prefetch != NULL)
         pol->prefetch(s->pol, (uint32_t)h);
     *w = &s->w;

@@ -38,7 +38,9 @@ struct pc__shard_policy {
     void *(*create)(size_t share);
     void (*destroy)(void *st);
     /* Room in the policy's structures for `n` entries (may allocate);
-     * false on ENOMEM, nothing changed. Called before any change. */
+     * false on ENOMEM, nothing changed. Called before any change by a
+     * put that may add an entry; a replacement that adds no bytes does
+     * not call it, so replace() must never need room. */
     bool (*reserve)(void *st, size_t n);
     /* Optional (NULL: none), called WITHOUT the lock, before a put takes
      * it: prefetch what admit will read for a key of this hash. May read

@@ -405,6 +405,58 @@ Test(faults, put_that_grows_the_index_fails_cleanly)
     run_scenario(&sc);
 }
 
+/* A replacement that adds no bytes takes the slot its lookup found and
+ * reserves no room: at the growth point it must not grow the index, so it
+ * reaches the entry's allocation and at most a retirement batch, and a
+ * refusal of either changes nothing. */
+static pc_status op_replace_same_size(pc_cache *c)
+{
+    return put_kv(c, 10000, 0); /* as setup_before_growth put it */
+}
+
+Test(faults, same_size_replacement_at_the_growth_point_fails_cleanly)
+{
+    struct scenario sc = {"same-size replacement at the growth point",
+                          GROWTH_CAP,
+                          1,
+                          setup_before_growth,
+                          op_replace_same_size,
+                          true,
+                          1};
+    long sites = run_scenario(&sc);
+
+    cr_assert_leq(sites, 2,
+                  "a same-size replacement reached %ld allocation "
+                  "sites (entry, retirement batch: no index growth)",
+                  sites);
+}
+
+/* Same-size replacements of every key of a shard at its growth point,
+ * then the new keys that make it grow: every key keeps its latest value. */
+Test(faults, same_size_replacements_survive_index_growth)
+{
+    pc_cache *c = cache_new(GROWTH_CAP, 1);
+
+    setup_before_growth(c);
+    for (uint64_t k = 0; k < GROWTH_AT; k++)
+        cr_assert_eq(put_kv(c, 10000 + k, 60), PC_OK); /* same size: +60 */
+    for (uint64_t k = 0; k < GROWTH_AT / 4; k++)
+        cr_assert_eq(put_kv(c, 500000 + k, 1), PC_OK);
+    cr_assert_eq(pc_len(c), GROWTH_AT + GROWTH_AT / 4);
+    for (uint64_t k = 0; k < GROWTH_AT + GROWTH_AT / 4; k++) {
+        uint64_t key = k < GROWTH_AT ? 10000 + k : 500000 + k - GROWTH_AT;
+        uint64_t ver = k < GROWTH_AT ? 60 : 1;
+        unsigned char want[64], got[64];
+        size_t wn = val_make(want, key, ver), gn = 0;
+
+        cr_assert_eq(pc_get(c, &key, sizeof key, got, sizeof got, &gn), PC_OK,
+                     "key %lu lost", (unsigned long)key);
+        cr_assert(gn == wn && memcmp(got, want, wn) == 0,
+                  "key %lu: wrong value", (unsigned long)key);
+    }
+    pc_destroy(c);
+}
+
 /* A delete or clear may allocate a retirement batch, but never fails for
  * want of one (retire.h spills instead). */
 Test(faults, delete_never_fails)
