@@ -74,6 +74,9 @@
  * byte accesses, as CLOCK's hand does.
  */
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "alloc.h"
 #include "shard.h"
@@ -159,20 +162,19 @@ static uint64_t ring_want(uint32_t live)
     return (uint64_t)live + live / 32 + 8;
 }
 
-/* Room for `live` entries; false on ENOMEM (ring unchanged). The ring
+/* Grow to `want` slots or more; false on ENOMEM (ring unchanged). The ring
  * grows by an eighth at least (geometric, so a push's relayout cost stays
  * amortised O(1)), then to the end of the allocator's size class. Not by
  * doubling: every slot of a ring is written as its head goes round, so a
  * ring's whole size is resident memory, and a doubling just past what the
  * queue holds would waste up to half of it. */
-static bool ring_reserve(struct ring *r, uint32_t live)
+static __attribute__((noinline, cold)) bool ring_grow(struct ring *r,
+                                                      uint64_t want)
 {
-    uint64_t want = ring_want(live), size;
+    uint64_t size;
     struct pc__kv **s, **old = r->s;
     uint32_t old_size = r->size;
 
-    if (want <= r->size)
-        return true;
     if (want > SLOT_LIMIT)
         return false;
     size = (uint64_t)r->size + r->size / 8;
@@ -188,6 +190,15 @@ static bool ring_reserve(struct ring *r, uint32_t live)
     ring_relayout(r, s, (uint32_t)size);
     pc__free(old, sizeof *old * old_size);
     return true;
+}
+
+/* Room for `live` entries; false on ENOMEM (ring unchanged). Inline: a
+ * put calls it twice, and the ring rarely needs to grow. */
+static inline bool ring_reserve(struct ring *r, uint32_t live)
+{
+    uint64_t want = ring_want(live);
+
+    return want <= r->size || ring_grow(r, want);
 }
 
 /* Squeeze tombstones out, in place and in order (when they fill the
@@ -315,7 +326,8 @@ static uint32_t ghost_want(uint64_t n, uint32_t nb_max)
  * addressed by the bucket count; a shard only grows while it fills, when
  * the ghost has little to forget). Keeps the old ghost if memory is short:
  * the ghost is a hint, so that is never an error. */
-static void ghost_grow(struct ghost *g, uint32_t nb)
+static __attribute__((noinline, cold)) void ghost_grow(struct ghost *g,
+                                                       uint32_t nb)
 {
     uint32_t *w = pc__alloc_aligned(ghost_bytes(nb), 32), *old = g->w;
 
@@ -327,29 +339,60 @@ static void ghost_grow(struct ghost *g, uint32_t nb)
     __atomic_store_n(&g->nb, nb, __ATOMIC_RELAXED);
 }
 
+/* The position of h's fingerprint among a bucket's 8 words, or -1. Words
+ * in use come first (ghost_put shifts, ghost_take compacts) and a word's
+ * fingerprint is never 0, so the first match among all 8 is the first
+ * among those in use: with SSE2, two compares and no branch per word. */
+static int ghost_find(const uint32_t *b, uint32_t fp)
+{
+#if defined(__SSE2__)
+    const __m128i mask = _mm_set1_epi32((int)FP_MASK);
+    const __m128i want = _mm_set1_epi32((int)fp);
+    __m128i lo = _mm_load_si128((const __m128i *)b); /* 32-byte aligned */
+    __m128i hi = _mm_load_si128((const __m128i *)(b + 4));
+    unsigned m =
+        (unsigned)_mm_movemask_ps(
+            _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(lo, mask), want))) |
+        (unsigned)_mm_movemask_ps(
+            _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(hi, mask), want)))
+            << 4;
+
+    return m != 0 ? __builtin_ctz(m) : -1;
+#else
+    for (int i = 0; i < GB && b[i]; i++)
+        if ((b[i] & FP_MASK) == fp)
+            return i;
+    return -1;
+#endif
+}
+
 /* Remove h's word if present and return it (0 if absent). */
 static uint32_t ghost_take(struct ghost *g, uint32_t h)
 {
-    uint32_t fp, *b = ghost_bucket(g, h, &fp);
+    uint32_t fp, *b = ghost_bucket(g, h, &fp), w;
+    int i = ghost_find(b, fp);
 
-    for (int i = 0; i < GB && b[i]; i++) {
-        if ((b[i] & FP_MASK) == fp) {
-            uint32_t w = b[i];
-
-            memmove(b + i, b + i + 1, (size_t)(GB - 1 - i) * 4);
-            b[GB - 1] = 0;
-            return w;
-        }
-    }
-    return 0;
+    if (i < 0)
+        return 0;
+    w = b[i];
+    for (; i < GB - 1; i++)
+        b[i] = b[i + 1];
+    b[GB - 1] = 0;
+    return w;
 }
 
+/* Shift the bucket's words one place (the last falls out) and put h's in
+ * front: two 16-byte loads and stores, both loads first, in place of an
+ * overlapping memmove's library call. */
 static void ghost_put(struct ghost *g, uint32_t h, uint32_t tag, uint32_t t,
                       uint32_t mc)
 {
-    uint32_t fp, *b = ghost_bucket(g, h, &fp);
+    uint32_t fp, *b = ghost_bucket(g, h, &fp), lo[4], hi[4];
 
-    memmove(b + 1, b, (GB - 1) * 4);
+    memcpy(lo, b, sizeof lo);     /* words 0..3 */
+    memcpy(hi, b + 3, sizeof hi); /* words 3..6 */
+    memcpy(b + 4, hi, sizeof hi); /* to 4..7 */
+    memcpy(b + 1, lo, sizeof lo); /* to 1..4 */
     b[0] = tag | ((t & 255u) << 23) | ((mc & 7u) << 20) | fp;
 }
 
