@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
 #endif
 
 static long fail_countdown = -1; /* < 0: never fail */
@@ -40,6 +42,12 @@ void pc__alloc_track(int on)
 long pc__alloc_live(void)
 {
     return __atomic_load_n(&live_allocs, __ATOMIC_RELAXED);
+}
+
+static void untrack(void *p)
+{
+    if (p != NULL && __atomic_load_n(&tracking, __ATOMIC_RELAXED))
+        __atomic_fetch_sub(&live_allocs, 1, __ATOMIC_RELAXED);
 }
 
 static void *track(void *p)
@@ -183,6 +191,101 @@ void pc__alloc_release_thread(void)
 }
 #endif
 
+#ifdef PC_USE_JEMALLOC
+/*
+ * Arrays (below): an array of ARRAY_MIN bytes or more comes from a private
+ * arena whose freed pages go back to the system at once (dirty and muzzy
+ * decay 0), bypassing the thread cache. Rings, ghosts, heaps and index
+ * tables are replaced by larger copies as a cache grows; from the default
+ * arena, each replaced copy would stay resident as jemalloc's dirty pages
+ * for its decay time (10 s by default), a few percent of a full cache's
+ * memory that no accounting of the cache shows. Growth is geometric, so
+ * the madvise per free is amortised like the copy itself. Entries stay in
+ * the default arena: their frees are frequent and their pages reused.
+ * If the arena cannot be made, arrays come from the default arena.
+ */
+#define ARRAY_MIN ((size_t)64 << 10)
+
+static pthread_once_t array_once = PTHREAD_ONCE_INIT;
+static int array_flags; /* MALLOCX_ARENA(private) | MALLOCX_TCACHE_NONE */
+
+static void array_arena_init(void)
+{
+    unsigned a;
+    size_t sz = sizeof a;
+    ssize_t zero = 0;
+    char name[64];
+
+    if (mallctl("arenas.create", &a, &sz, NULL, 0) != 0)
+        return;
+    snprintf(name, sizeof name, "arena.%u.dirty_decay_ms", a);
+    if (mallctl(name, NULL, NULL, &zero, sizeof zero) != 0)
+        return;
+    snprintf(name, sizeof name, "arena.%u.muzzy_decay_ms", a);
+    if (mallctl(name, NULL, NULL, &zero, sizeof zero) != 0)
+        return;
+    array_flags = MALLOCX_ARENA(a) | MALLOCX_TCACHE_NONE;
+}
+
+static int array_flags_for(size_t n)
+{
+    if (n < ARRAY_MIN)
+        return 0;
+    pthread_once(&array_once, array_arena_init);
+    return array_flags;
+}
+#endif
+
+int pc__alloc_array_arena(void)
+{
+#ifdef PC_USE_JEMALLOC
+    int f = array_flags_for(ARRAY_MIN);
+
+    /* (MALLOCX_ARENA(a) is (a + 1) << 20.) */
+    return f != 0 ? (int)(((unsigned)f >> 20) & 0xfffu) - 1 : -1;
+#else
+    return -1;
+#endif
+}
+
+void *pc__alloc_array(size_t n, size_t align)
+{
+    if (inject_failure())
+        return NULL;
+#ifdef PC_USE_JEMALLOC
+    return track(
+        mallocx(n == 0 ? 1 : n,
+                array_flags_for(n) | (align > 16 ? MALLOCX_ALIGN(align) : 0)));
+#else
+    void *p = NULL;
+
+    if (align <= 16)
+        return track(malloc(n == 0 ? 1 : n));
+    n = (n + align - 1) & ~(align - 1);
+    if (posix_memalign(&p, align, n == 0 ? align : n) != 0)
+        return NULL;
+    return track(p);
+#endif
+}
+
+void pc__free_array(void *p, size_t n, size_t align)
+{
+    if (p == NULL)
+        return;
+    untrack(p);
+#ifdef PC_USE_JEMALLOC
+    /* (The arena is found from the pointer; the flags keep the block out
+     * of the thread cache, and give the alignment it was made with.) */
+    sdallocx(p, n == 0 ? 1 : n,
+             (array_flags_for(n) & MALLOCX_TCACHE_NONE) |
+                 (align > 16 ? MALLOCX_ALIGN(align) : 0));
+#else
+    (void)n;
+    (void)align;
+    free(p);
+#endif
+}
+
 void *pc__alloc(size_t n)
 {
     if (inject_failure())
@@ -221,12 +324,6 @@ void *pc__alloc_aligned(size_t n, size_t align)
         return NULL;
     return track(p);
 #endif
-}
-
-static void untrack(void *p)
-{
-    if (p != NULL && __atomic_load_n(&tracking, __ATOMIC_RELAXED))
-        __atomic_fetch_sub(&live_allocs, 1, __ATOMIC_RELAXED);
 }
 
 void pc__free_aligned(void *p, size_t n, size_t align)

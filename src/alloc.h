@@ -34,6 +34,15 @@ void *pc__alloc_aligned(size_t n, size_t align);
 void pc__free(void *p, size_t n);
 /* Return memory from pc__alloc_aligned, with the same n and align. */
 void pc__free_aligned(void *p, size_t n, size_t align);
+/* An array the cache replaces by a larger copy as it grows (a ring, a
+ * ghost, a heap, an index table), aligned to align (a power of two; <= 16
+ * for malloc's alignment), or NULL. With jemalloc, one of 64 KiB or more
+ * comes from a private arena that returns freed pages to the system at
+ * once, so replaced copies do not stay resident (alloc.c). Free it with
+ * pc__free_array, the same n and align. Sizes and classes are those of
+ * pc__alloc (pc__alloc_usable applies). */
+void *pc__alloc_array(size_t n, size_t align);
+void pc__free_array(void *p, size_t n, size_t align);
 /* The bytes an allocation of n really occupies: its size class under
  * jemalloc (nallocx), n itself otherwise. An array sized to it uses memory
  * that would be paid for anyway; pass that size to pc__alloc and pc__free.
@@ -60,5 +69,10 @@ long pc__alloc_fail_after(long n);
  */
 void pc__alloc_track(int on);
 long pc__alloc_live(void);
+
+/* Test hook: the private arena of large arrays (jemalloc's index), or -1
+ * if there is none (no jemalloc, or it could not be made). Makes it if no
+ * array has yet. */
+int pc__alloc_array_arena(void);
 
 #endif

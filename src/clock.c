@@ -76,7 +76,7 @@ static void clock_destroy(void *st)
 
     if (r == NULL)
         return;
-    pc__free(r->ring, sizeof *r->ring * r->ring_cap);
+    pc__free_array(r->ring, sizeof *r->ring * r->ring_cap, 0);
     pc__free(r, sizeof *r);
 }
 
@@ -96,12 +96,12 @@ static bool clock_reserve(void *st, size_t n)
     ncap = r->ring_cap ? 2 * (uint64_t)r->ring_cap : 64;
     if (ncap > SLOT_MAX)
         ncap = SLOT_MAX;
-    ring = pc__alloc(sizeof *ring * ncap);
+    ring = pc__alloc_array(sizeof *ring * ncap, 0);
     if (ring == NULL)
         return false;
     if (r->used)
         memcpy(ring, r->ring, sizeof *ring * r->used);
-    pc__free(r->ring, sizeof *ring * r->ring_cap);
+    pc__free_array(r->ring, sizeof *ring * r->ring_cap, 0);
     r->ring = ring;
     r->ring_cap = (uint32_t)ncap;
     return true;

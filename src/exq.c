@@ -10,13 +10,13 @@
  * queue unchanged). */
 static bool resize(struct pc__exq *q, size_t cap)
 {
-    struct pc__exq_item *a = pc__alloc(sizeof *a * cap);
+    struct pc__exq_item *a = pc__alloc_array(sizeof *a * cap, 0);
 
     if (a == NULL)
         return false;
     if (q->n)
         memcpy(a, q->a, sizeof *a * q->n);
-    pc__free(q->a, sizeof *q->a * q->cap);
+    pc__free_array(q->a, sizeof *q->a * q->cap, 0);
     q->a = a;
     q->cap = (uint32_t)cap;
     return true;
@@ -122,7 +122,7 @@ void pc__exq_heapify(struct pc__exq *q)
 
 void pc__exq_free(struct pc__exq *q)
 {
-    pc__free(q->a, sizeof *q->a * q->cap);
+    pc__free_array(q->a, sizeof *q->a * q->cap, 0);
     q->a = NULL;
     q->n = q->cap = 0;
     q->max_at = 0;

@@ -127,7 +127,7 @@ struct ring {
 
 static void ring_free(struct ring *r)
 {
-    pc__free(r->s, sizeof *r->s * r->size);
+    pc__free_array(r->s, sizeof *r->s * r->size, 0);
 }
 
 /* Move the ring's contents to new storage of `size` slots (tombstones
@@ -183,12 +183,12 @@ static __attribute__((noinline, cold)) bool ring_grow(struct ring *r,
     size = pc__alloc_usable(size * sizeof *s) / sizeof *s;
     if (size > SLOT_LIMIT)
         size = SLOT_LIMIT;
-    s = pc__alloc(sizeof *s * size);
+    s = pc__alloc_array(sizeof *s * size, 0);
     if (s == NULL)
         return false;
     memset(s, 0, sizeof *s * size);
     ring_relayout(r, s, (uint32_t)size);
-    pc__free(old, sizeof *old * old_size);
+    pc__free_array(old, sizeof *old * old_size, 0);
     return true;
 }
 
@@ -329,12 +329,12 @@ static uint32_t ghost_want(uint64_t n, uint32_t nb_max)
 static __attribute__((noinline, cold)) void ghost_grow(struct ghost *g,
                                                        uint32_t nb)
 {
-    uint32_t *w = pc__alloc_aligned(ghost_bytes(nb), 32), *old = g->w;
+    uint32_t *w = pc__alloc_array(ghost_bytes(nb), 32), *old = g->w;
 
     if (w == NULL)
         return;
     memset(w, 0, ghost_bytes(nb));
-    pc__free_aligned(old, ghost_bytes(g->nb), 32);
+    pc__free_array(old, ghost_bytes(g->nb), 32);
     __atomic_store_n(&g->w, w, __ATOMIC_RELAXED);
     __atomic_store_n(&g->nb, nb, __ATOMIC_RELAXED);
 }
@@ -431,7 +431,7 @@ static void *freq_create(size_t share)
     f->filter_below = cap * 3 / 100;
     f->ghost.nb_max = (cap + GB - 1) / GB;
     f->ghost.nb = ghost_want(0, f->ghost.nb_max);
-    f->ghost.w = pc__alloc_aligned(ghost_bytes(f->ghost.nb), 32);
+    f->ghost.w = pc__alloc_array(ghost_bytes(f->ghost.nb), 32);
     if (f->ghost.w == NULL) {
         pc__free(f, sizeof *f);
         return NULL;
@@ -448,7 +448,7 @@ static void freq_destroy(void *st)
         return;
     ring_free(&f->small);
     ring_free(&f->main);
-    pc__free_aligned(f->ghost.w, ghost_bytes(f->ghost.nb), 32);
+    pc__free_array(f->ghost.w, ghost_bytes(f->ghost.nb), 32);
     pc__free(f, sizeof *f);
 }
 

@@ -30,7 +30,7 @@ static size_t table_bytes(size_t nchunks)
 
 static struct pc__table *table_new(size_t nchunks)
 {
-    struct pc__table *t = pc__alloc_aligned(table_bytes(nchunks), 64);
+    struct pc__table *t = pc__alloc_array(table_bytes(nchunks), 64);
 
     if (t == NULL)
         return NULL;
@@ -42,7 +42,7 @@ static struct pc__table *table_new(size_t nchunks)
 
 static void table_free(struct pc__table *t)
 {
-    pc__free_aligned(t, table_bytes(t->mask + 1), 64);
+    pc__free_array(t, table_bytes(t->mask + 1), 64);
 }
 
 static void table_free_deferred(ck_epoch_entry_t *ee)

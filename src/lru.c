@@ -165,7 +165,7 @@ void pc__policy_destroy(pc_cache *base)
     }
     for (unsigned int i = 0; i < c->ntables; i++)
         pc__index_destroy(&c->ix[i]);
-    pc__free(c->heap, sizeof *c->heap * c->heap_cap);
+    pc__free_array(c->heap, sizeof *c->heap * c->heap_cap, 0);
     pc__core_fini(base);
     pc__free_aligned(c, sizeof *c, 64);
 }

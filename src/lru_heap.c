@@ -64,12 +64,12 @@ bool pc__lru_heap_reserve(struct lru_cache *c)
     if (c->heap_len < c->heap_cap)
         return true;
     ncap = c->heap_cap ? 2 * c->heap_cap : 64;
-    h = pc__alloc(sizeof *h * ncap);
+    h = pc__alloc_array(sizeof *h * ncap, 0);
     if (h == NULL)
         return false;
     if (c->heap_len)
         memcpy(h, c->heap, sizeof *h * c->heap_len);
-    pc__free(c->heap, sizeof *h * c->heap_cap);
+    pc__free_array(c->heap, sizeof *h * c->heap_cap, 0);
     c->heap = h;
     c->heap_cap = ncap;
     return true;

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "alloc.h"
@@ -165,6 +166,48 @@ static size_t process_allocated(void)
     cr_assert_eq(mallctl("epoch", NULL, NULL, &epoch, sizeof epoch), 0);
     cr_assert_eq(mallctl("stats.allocated", &v, &len, NULL, 0), 0);
     return v;
+}
+
+/* A jemalloc statistic of one arena, as of now (SIZE_MAX if unreadable). */
+static size_t arena_stat(int arena, const char *stat)
+{
+    uint64_t epoch = 1;
+    size_t v = 0, len = sizeof v;
+    char name[96];
+
+    snprintf(name, sizeof name, "stats.arenas.%d.%s", arena, stat);
+    if (mallctl("epoch", NULL, NULL, &epoch, sizeof epoch) != 0 ||
+        mallctl(name, &v, &len, NULL, 0) != 0)
+        return SIZE_MAX;
+    return v;
+}
+
+/* A cache filling from empty replaces its rings (and the frequency
+ * policy's ghost) by larger copies again and again: the copies it let go
+ * are returned to the system at once, not kept as jemalloc's dirty pages,
+ * while the arrays it holds come from that arena. */
+Test(memory, arrays_a_growing_cache_replaced_do_not_stay_resident)
+{
+    pc_options o = test_opts(1u << 20);
+    int arena = pc__alloc_array_arena();
+    size_t held0, held;
+    pc_cache *c;
+
+    cr_assert_geq(arena, 0, "no arena for arrays");
+    held0 = arena_stat(arena, "large.allocated");
+    o.shards = 2; /* rings of 150k entries: past 64 KiB many times */
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (uint64_t k = 0; k < 300000; k++)
+        put_u64(c, k, k);
+    pc_reclaim(c);
+    held = arena_stat(arena, "large.allocated");
+    cr_assert(held != SIZE_MAX && held >= held0 + 300000 * sizeof(void *),
+              "arrays held %zu bytes, %zu before", held, held0);
+    cr_assert_eq(arena_stat(arena, "pdirty"), 0);
+    cr_assert_eq(arena_stat(arena, "pmuzzy"), 0);
+    pc_destroy(c);
+    cr_assert_eq(arena_stat(arena, "pdirty"), 0);
 }
 
 #define MAG_TEST_BLOCKS 1000 /* of 40 bytes: 48,000 held, under 64 KiB */
