@@ -154,6 +154,19 @@ static struct pc__kv *clock_victim(void *st, uint64_t now)
     }
 }
 
+/* The entry under the hand: the sweep prefetched it SWEEP_PREFETCH steps
+ * ago. */
+static const struct pc__kv *clock_upcoming(const void *st)
+{
+    const struct clock_ring *r = st;
+    const struct pc__kv *kv;
+
+    if (r->used == 0)
+        return NULL;
+    kv = r->ring[r->hand < r->used ? r->hand : 0];
+    return SLOT_IS_FREE(kv) ? NULL : kv;
+}
+
 static void clock_insert(void *st, struct pc__kv *kv, bool evicted)
 {
     struct clock_ring *r = st;
@@ -227,6 +240,7 @@ const struct pc__shard_policy pc__clock_policy = {
     .reserve = clock_reserve,
     .admit = clock_admit,
     .victim = clock_victim,
+    .upcoming = clock_upcoming,
     .insert = clock_insert,
     .keep = clock_keep,
     .replace = clock_replace,

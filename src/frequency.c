@@ -564,6 +564,19 @@ static struct pc__kv *freq_victim(void *st, uint64_t now)
     return v;
 }
 
+/* SMALL's head, when SMALL is where the next eviction starts: its header
+ * was prefetched (prefetch_ahead) evictions ago. MAIN's head is not
+ * prefetched, so nothing is said of it. */
+static const struct pc__kv *freq_upcoming(const void *st)
+{
+    const struct freq *f = st;
+    const struct ring *r = &f->small;
+
+    if (f->small.live < f->cs || r->used == 0)
+        return NULL;
+    return r->s[r->head]; /* (NULL if a tombstone) */
+}
+
 /* Before the shard's lock: warm the ghost bucket admit will probe. The
  * ghost may grow meanwhile: its two fields are read atomically, but may
  * come from different sizes, so the address is computed as an integer (a
@@ -711,6 +724,7 @@ const struct pc__shard_policy pc__frequency_policy = {
     .prefetch = freq_prefetch,
     .admit = freq_admit,
     .victim = freq_victim,
+    .upcoming = freq_upcoming,
     .insert = freq_insert,
     .keep = freq_keep,
     .replace = freq_replace,

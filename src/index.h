@@ -238,6 +238,16 @@ bool pc__index_holds(const struct pc__index *ix, uint32_t hash,
 struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
                                 const void *key, size_t klen);
 
+/* Writer: prefetch, for writing, the chunk where an entry of this stored
+ * hash (kv->w.live.hash) most likely sits, its home: ahead of an erase. */
+static inline void pc__index_prefetch_home(const struct pc__index *ix,
+                                           uint32_t hash)
+{
+    const struct pc__table *t = ix->table;
+
+    __builtin_prefetch(&t->chunks[hash & t->mask], 1);
+}
+
 /* Entries in the index (writer, or any thread for an estimate). */
 static inline size_t pc__index_count(const struct pc__index *ix)
 {

@@ -466,6 +466,12 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
     }
     if (held != NULL)
         sc->pol->keep(s->pol, held);
+    if (*evicted && sc->pol->upcoming != NULL) {
+        const struct pc__kv *next = sc->pol->upcoming(s->pol);
+
+        if (next != NULL)
+            pc__index_prefetch_home(&s->ix, next->w.live.hash);
+    }
     if (!ok) /* give back what was passed to us */
         pc__budget_give(c, have_entry && one_more ? 1 : 0, owned);
     return ok;
