@@ -24,7 +24,7 @@
  *               pc_get; the cache never keeps a pointer the caller passed.
  *               The cache owns its memory; pc_destroy releases all of it,
  *               except that each thread that freed entries may keep up to
- *               64 KiB of freed blocks for its next ones (returned when
+ *               256 KiB of freed blocks for its next ones (returned when
  *               the thread exits, or by pc_destroy on that thread).
  *   Errors      Every failing call returns a negative pc_status and changes
  *               nothing observable. No call aborts, asserts or prints.

@@ -11,7 +11,7 @@
  * because AddressSanitizer must see every allocation.
  *
  * With jemalloc, blocks of 9..128 bytes freed by a thread are kept in its
- * magazine (up to 64 KiB per thread) and serve its next allocations of the
+ * magazine (up to 256 KiB per thread) and serve its next allocations of the
  * same size class; they are returned to jemalloc when the thread exits
  * and by pc_destroy on its thread (alloc.c). Sanitizer builds have no
  * magazine.
