@@ -89,7 +89,10 @@ struct pc__table {
 
 struct pc__index {
     struct pc__table *table; /* replaced by growth; readers load it */
-    size_t count;            /* writer-only */
+    /* Writer-only, changed by every insert and erase: on a line of its
+     * own, so that writes do not take the table pointer's line away from
+     * readers on other cores (every lookup loads it). */
+    size_t count __attribute__((aligned(64)));
 };
 
 struct pc__reclaimer;

@@ -72,9 +72,9 @@ static size_t presize(const pc_options *opts, size_t share)
 
 /* Readers touch only `ix` (its table pointer), which writers change only
  * when a table is replaced; it gets the first cache line to itself, and
- * everything writers dirty on every put (lock, counts, policy pointer)
- * starts on the next one, so a put in a shard does not evict its index
- * handle from the readers' caches. */
+ * everything writers dirty on every put (the index's count, lock, counts,
+ * policy pointer) starts on the next one, so a put in a shard does not
+ * evict its index handle from the readers' caches. */
 struct shard {
     struct pc__index ix;
     struct pc__writer w __attribute__((aligned(64)));
@@ -84,8 +84,9 @@ struct shard {
     struct pc__exq exq; /* its entries that can expire (writer lock) */
     size_t expiring;    /* how many there are (writer lock) */
 } __attribute__((aligned(64)));
-_Static_assert(offsetof(struct shard, w) == 64,
-               "a shard's index handle has its own cache line");
+_Static_assert(offsetof(struct shard, ix.count) == 64 &&
+                   offsetof(struct shard, w) == 128,
+               "a shard's index table pointer has its own cache line");
 
 struct shard_cache {
     struct pc_cache base;
