@@ -155,7 +155,10 @@ bool pc__grace_step(struct pc__domain *d, bool paced)
 
 #ifdef PC__READ_FENCE_ELIDABLE
     if (paced && pc__read_fence_elided) {
-        __atomic_store_n(&d->step_wanted, true, __ATOMIC_RELAXED);
+        /* (Stored only if clear: writers on every core ask, and a store
+         * of what the line already holds still takes it from them.) */
+        if (!__atomic_load_n(&d->step_wanted, __ATOMIC_RELAXED))
+            __atomic_store_n(&d->step_wanted, true, __ATOMIC_RELAXED);
         if (monotonic_ns() - __atomic_load_n(&pace_last_ns, __ATOMIC_RELAXED) >=
             PACE_NS)
             step_all();
