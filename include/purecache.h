@@ -24,8 +24,9 @@
  *               pc_get; the cache never keeps a pointer the caller passed.
  *               The cache owns its memory; pc_destroy releases all of it,
  *               except that each thread that freed entries may keep up to
- *               256 KiB of freed blocks for its next ones (returned when
- *               the thread exits, or by pc_destroy on that thread).
+ *               256 KiB of freed blocks for its next ones, and 32 KiB of
+ *               pointers to them per block size (returned when the thread
+ *               exits, or by pc_destroy on that thread).
  *   Errors      Every failing call returns a negative pc_status and changes
  *               nothing observable. No call aborts, asserts or prints.
  *   Threads     Every function may be called concurrently with every other on

@@ -68,7 +68,7 @@ long pc__alloc_fail_after(long n)
 #ifdef PC_USE_JEMALLOC
 /*
  * The magazine: each thread keeps blocks of 16..128 bytes it freed, in one
- * LIFO list per 16-byte size class, and hands them out again before asking
+ * LIFO stack per 16-byte size class, and hands them out again before asking
  * jemalloc. A cache frees entries in bursts (a grace period's batches, up
  * to a few hundred at once, retire.h) and allocates them one by one;
  * jemalloc's own thread cache absorbs that too, but mallocx has no fast
@@ -95,15 +95,20 @@ long pc__alloc_fail_after(long n)
  * own grace periods, exactly as without the magazine.
  */
 #define MAG_CLASSES 8    /* 16, 32, ..., 128 bytes */
-#define MAG_BLOCKS 4096  /* per class */
+#define MAG_BLOCKS 4096  /* per class (an array of 32 KiB per class used) */
 #define MAG_BYTES 262144 /* per thread, all classes */
 
-struct mag_block {
-    struct mag_block *next;
-};
-
+/* A class's blocks are kept as pointers in an array of its own (made on
+ * the class's first keep), not linked through the blocks: a free then
+ * does not write into the block it frees, nor a take read from the block
+ * it takes. A freed entry has not been touched for a grace period, so it
+ * is rarely in cache; through a list, each take waited for the block's
+ * line to read the next link, right after the free that pushed it had
+ * missed on it (measured: three quarters of pc__alloc's time). Now a keep
+ * prefetches the block for writing (the caller's next take hands it out
+ * and the caller fills it), and a take prefetches the one below it. */
 struct magazine {
-    struct mag_block *top[MAG_CLASSES];
+    void **slot[MAG_CLASSES]; /* MAG_BLOCKS pointers each, or NULL */
     uint16_t n[MAG_CLASSES];
     uint32_t bytes;
     bool armed; /* the thread-exit destructor is registered */
@@ -114,19 +119,19 @@ static pthread_once_t mag_once = PTHREAD_ONCE_INIT;
 static pthread_key_t mag_key;
 static bool mag_key_ok;
 
-/* The key's destructor: the exiting thread's blocks back to jemalloc. A
- * later free on this thread (another key's destructor) arms it afresh. */
+/* The key's destructor: the exiting thread's blocks, and the arrays that
+ * held them, back to jemalloc. A later free on this thread (another key's
+ * destructor) arms it afresh. */
 static void mag_release(void *arg)
 {
     struct magazine *m = arg;
 
     for (unsigned c = 0; c < MAG_CLASSES; c++) {
-        while (m->top[c] != NULL) {
-            struct mag_block *b = m->top[c];
-
-            m->top[c] = b->next;
-            sdallocx(b, (c + 1) * 16, 0);
-        }
+        for (unsigned i = 0; i < m->n[c]; i++)
+            sdallocx(m->slot[c][i], (c + 1) * 16, 0);
+        if (m->slot[c] != NULL)
+            sdallocx(m->slot[c], MAG_BLOCKS * sizeof(void *), 0);
+        m->slot[c] = NULL;
         m->n[c] = 0;
     }
     m->bytes = 0;
@@ -169,28 +174,32 @@ static inline int mag_class(size_t n)
 static inline void *mag_take(size_t n)
 {
     int c = mag_class(n);
-    struct mag_block *b;
+    unsigned k;
+    void *p;
 
-    if (c < 0 || (b = mag.top[c]) == NULL)
+    if (c < 0 || mag.n[c] == 0)
         return NULL;
-    mag.top[c] = b->next;
-    mag.n[c]--;
+    k = --mag.n[c];
+    p = mag.slot[c][k];
+    if (k != 0)
+        __builtin_prefetch(mag.slot[c][k - 1], 1);
     mag.bytes -= (uint32_t)(c + 1) * 16;
-    return b;
+    return p;
 }
 
 static inline bool mag_keep(void *p, size_t n)
 {
     int c = mag_class(n);
     uint32_t size = (uint32_t)(c + 1) * 16;
-    struct mag_block *b = p;
 
     if (c < 0 || mag.n[c] >= MAG_BLOCKS || mag.bytes + size > MAG_BYTES ||
         (!mag.armed && !mag_arm()))
         return false;
-    b->next = mag.top[c];
-    mag.top[c] = b;
-    mag.n[c]++;
+    if (__builtin_expect(mag.slot[c] == NULL, 0) &&
+        (mag.slot[c] = mallocx(MAG_BLOCKS * sizeof(void *), 0)) == NULL)
+        return false;
+    __builtin_prefetch(p, 1);
+    mag.slot[c][mag.n[c]++] = p;
     mag.bytes += size;
     return true;
 }

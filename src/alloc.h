@@ -11,10 +11,10 @@
  * because AddressSanitizer must see every allocation.
  *
  * With jemalloc, blocks of 9..128 bytes freed by a thread are kept in its
- * magazine (up to 256 KiB per thread) and serve its next allocations of the
- * same size class; they are returned to jemalloc when the thread exits
- * and by pc_destroy on its thread (alloc.c). Sanitizer builds have no
- * magazine.
+ * magazine (up to 256 KiB per thread, and 32 KiB of pointers per size
+ * class used) and serve its next allocations of the same size class;
+ * they are returned to jemalloc when the thread exits and by pc_destroy
+ * on its thread (alloc.c). Sanitizer builds have no magazine.
  *
  * Concurrency: these functions are as thread-safe as the allocator beneath.
  * The failure-injection countdown is a relaxed atomic; it is a test hook and
