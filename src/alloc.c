@@ -268,39 +268,30 @@ int pc__alloc_array_arena(void)
 
 void *pc__alloc_array(size_t n, size_t align)
 {
+#ifdef PC_USE_JEMALLOC
     if (inject_failure())
         return NULL;
-#ifdef PC_USE_JEMALLOC
     return track(
         mallocx(n == 0 ? 1 : n,
                 array_flags_for(n) | (align > 16 ? MALLOCX_ALIGN(align) : 0)));
 #else
-    void *p = NULL;
-
-    if (align <= 16)
-        return track(malloc(n == 0 ? 1 : n));
-    n = (n + align - 1) & ~(align - 1);
-    if (posix_memalign(&p, align, n == 0 ? align : n) != 0)
-        return NULL;
-    return track(p);
+    return align <= 16 ? pc__alloc(n) : pc__alloc_aligned(n, align);
 #endif
 }
 
 void pc__free_array(void *p, size_t n, size_t align)
 {
+#ifdef PC_USE_JEMALLOC
     if (p == NULL)
         return;
     untrack(p);
-#ifdef PC_USE_JEMALLOC
     /* (The arena is found from the pointer; the flags keep the block out
      * of the thread cache, and give the alignment it was made with.) */
     sdallocx(p, n == 0 ? 1 : n,
              (array_flags_for(n) & MALLOCX_TCACHE_NONE) |
                  (align > 16 ? MALLOCX_ALIGN(align) : 0));
 #else
-    (void)n;
-    (void)align;
-    free(p);
+    pc__free_aligned(p, n, align); /* free(), whatever the alignment */
 #endif
 }
 
