@@ -1,6 +1,6 @@
 /*
- * exq: the expiry queue's binary min-heap (the design and why stale items
- * are safe: exq.h). Writer-only.
+ * exq: the expiry queue's binary min-heap (the design, and how the shard
+ * keeps every entry that can expire covered: exq.h). Writer-only.
  */
 #include "exq.h"
 
@@ -65,11 +65,12 @@ static void sift_down(struct pc__exq *q, uint32_t i)
     q->a[i] = it;
 }
 
-void pc__exq_append(struct pc__exq *q, struct pc__kv *kv)
+void pc__exq_append(struct pc__exq *q, uint64_t at, const struct pc__kv *kv,
+                    struct pc__index_pos pos)
 {
-    PC__ASSERT(q->n < q->cap);
-    q->a[q->n++] =
-        (struct pc__exq_item){pc__kv_expires(kv), kv, kv->w.live.hash};
+    PC__ASSERT(q->n < q->cap && pos.slot < 8);
+    q->a[q->n++] = (struct pc__exq_item){at, pos.chunk,
+                                         (kv->w.live.hash & ~7u) | pos.slot};
 }
 
 static void note_max(struct pc__exq *q)
@@ -80,9 +81,10 @@ static void note_max(struct pc__exq *q)
             q->max_at = q->a[i].at;
 }
 
-void pc__exq_push(struct pc__exq *q, struct pc__kv *kv)
+void pc__exq_push(struct pc__exq *q, uint64_t at, const struct pc__kv *kv,
+                  struct pc__index_pos pos)
 {
-    pc__exq_append(q, kv);
+    pc__exq_append(q, at, kv, pos);
     /* Expiring no sooner than any other (one default TTL): its place is
      * the end, without reading its parent, a cache miss in a large heap. */
     if (q->a[q->n - 1].at >= q->max_at)
@@ -103,8 +105,9 @@ struct pc__exq_item pc__exq_pop(struct pc__exq *q)
     return top;
 }
 
-void pc__exq_reset(struct pc__exq *q)
+void pc__exq_reset(struct pc__exq *q, uint64_t gen)
 {
+    q->gen = gen;
     q->n = 0;
     q->max_at = 0;
 }

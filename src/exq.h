@@ -1,35 +1,40 @@
 /*
- * exq: a shard's expiry queue (CLOCK build): a binary min-heap, by expiry
- * time, of the shard's entries that can expire, so that a put that needs
- * room takes an expired entry before any live one, wherever the policy's
- * hand happens to be (lru keeps its own heap, lru_heap.c).
+ * exq: a shard's expiry queue (CLOCK and frequency builds): a binary
+ * min-heap of times at which to look for an expired entry, so that a put
+ * that needs room takes an expired entry before any live one, wherever the
+ * policy's hand happens to be (lru keeps its own heap, lru_heap.c).
  *
- * Items are (expiry time, entry pointer, low half of the key's hash),
- * pushed when an entry that can expire enters the shard. Entries leave in
- * many other ways (evicted, replaced, deleted, cleared) without touching
- * the queue: their items stay, stale, and are recognised when they reach
- * the top. The shard takes an item's entry only if its index still holds
- * that very pointer (found by pointer from the stored hash, never
- * dereferencing it: a stale pointer may have been freed) and the entry
- * there has expired. A freed pointer reused by another entry that the
- * index holds passes the first test; the second then judges that entry by
- * its own expiry time, so whatever is taken has expired. Stale items are
- * bounded: when the queue holds more than three items per entry of the
- * shard that can expire, plus one per eight entries in all, plus 64, the
- * shard rebuilds it from its live entries (a walk over all of them), so
- * each rebuild follows at least as many pushes as a quarter of the entries
- * it visits: amortised O(1) per push. The array shrinks after a rebuild
- * when a quarter of it is in use, and a clear frees it. (Rebuilding past
- * twice the entries cost about 15% of a TTL put in the benchmark; past
- * four times, 8%; compacting the items in place instead, checking each
- * through the index, cost more than either.)
+ * An item names a key's position in the shard's index (chunk and slot,
+ * index.h's pc__index_pos) and the key's stored hash, not an entry: a
+ * replacement takes its predecessor's slot, so one item covers a key
+ * through any number of replacements. The shard keeps this invariant: every
+ * entry that can expire is covered by an item (same position, same hash)
+ * due no later than the entry expires. A put that replaces an entry with
+ * one that expires no sooner pushes nothing (the common case: one default
+ * TTL); any other entry that can expire pushes one item at its own expiry
+ * time. When an item comes due the shard looks at the entry now at its
+ * position: gone, or another key's (the hash differs), and the item is
+ * stale and dropped; the same key's, not yet expired (it was replaced),
+ * and the item is pushed again at that entry's time; expired, and it is
+ * taken. Positions hold only while the index keeps its table: the queue
+ * records the index's generation, and when a growth has changed it the
+ * shard rebuilds the queue from the index before it uses a position.
  *
- * Costs: 24 bytes per item, so 24 to 72 bytes per entry that can expire
- * (144 with the array's doubling, just before a rebuild), plus at most 3
- * bytes per entry that cannot. A push of an entry that expires no sooner
- * than the others (one default TTL) is O(1) and reads nothing but the
- * array's end; otherwise O(log n) within the array, as is a pop. Caches
- * whose entries never expire never push.
+ * Stale items (keys evicted, deleted, cleared) stay until they come due
+ * or a rebuild drops them: when the queue holds more than three items per
+ * entry of the shard that can expire, plus one per eight entries in all,
+ * plus 64, the shard rebuilds it with one item per entry that can expire
+ * (a walk over the index's table), so each rebuild follows at least as
+ * many pushes as an eighth of the entries it visits: amortised O(1) per
+ * push. The array shrinks after a rebuild when a quarter of it is in use,
+ * and a clear frees it.
+ *
+ * Costs: 16 bytes per item, so 16 to 48 bytes per entry that can expire
+ * (96 with the array's doubling, just before a rebuild), plus at most 2
+ * bytes per entry that cannot. A push of an item due no sooner than the
+ * others (one default TTL) is O(1) and writes nothing but the array's end;
+ * otherwise O(log n) within the array, as is a pop. Caches whose entries
+ * never expire never push.
  *
  * Concurrency: writer-only, under the shard's lock.
  */
@@ -40,24 +45,44 @@
 #include <stdint.h>
 
 #include "entry.h"
+#include "index.h"
 
 struct pc__exq_item {
-    uint64_t at;       /* the entry's expiry time */
-    struct pc__kv *kv; /* not to be dereferenced before the index has it */
-    uint32_t hash;     /* kv->w.live.hash, to find it in the index */
+    uint64_t at;    /* due: no later than the covered entry expires */
+    uint32_t chunk; /* the key's position in the index: its chunk, */
+    uint32_t key;   /* and in bits 0..2 its slot; bits 3..31: those of the
+                       key's stored hash (kv->w.live.hash) */
 };
 
 struct pc__exq {
     struct pc__exq_item *a;
     uint32_t n, cap;
-    uint64_t max_at; /* no item expires later (0 when empty) */
+    uint64_t max_at; /* no item is due later (0 when empty) */
+    uint64_t gen;    /* the index generation its positions refer to */
 };
 
 /* Room for one more push (may allocate); false on ENOMEM, nothing
  * changed. */
 bool pc__exq_reserve(struct pc__exq *q);
-/* Push kv (an entry with an expiry time, its hash set), after a reserve. */
-void pc__exq_push(struct pc__exq *q, struct pc__kv *kv);
+/* Push an item due at `at` for the entry kv (its hash set) at pos, after a
+ * reserve (or a pop). */
+void pc__exq_push(struct pc__exq *q, uint64_t at, const struct pc__kv *kv,
+                  struct pc__index_pos pos);
+/* The index position an item names. */
+static inline struct pc__index_pos pc__exq_pos(struct pc__exq_item it)
+{
+    return (struct pc__index_pos){it.chunk, (uint8_t)(it.key & 7u)};
+}
+/* Whether the item covers kv, the entry at its position: an entry that
+ * can expire, of the item's key (its hash agrees in the 29 bits kept; a
+ * false match is another key whose entry the shard then judges by its own
+ * expiry time, so it costs at most a needless push). */
+static inline bool pc__exq_covers(struct pc__exq_item it,
+                                  const struct pc__kv *kv)
+{
+    return (pc__kv_flags(kv) & PC__KV_EXPIRES) &&
+           ((kv->w.live.hash ^ it.key) & ~7u) == 0;
+}
 /* Whether the earliest item is due at now (now 0: never). */
 static inline bool pc__exq_due(const struct pc__exq *q, uint64_t now)
 {
@@ -65,11 +90,13 @@ static inline bool pc__exq_due(const struct pc__exq *q, uint64_t now)
 }
 /* Remove and return the earliest item (the queue is not empty). */
 struct pc__exq_item pc__exq_pop(struct pc__exq *q);
-/* Rebuilding: empty the queue, append entries (no allocation: at most as
- * many as it held), then restore the heap order (and give back memory the
+/* Rebuilding: empty the queue (its positions now refer to index generation
+ * gen), append items (no allocation: no more than it held, plus the one
+ * push reserved), then restore the heap order (and give back memory the
  * queue no longer needs). */
-void pc__exq_reset(struct pc__exq *q);
-void pc__exq_append(struct pc__exq *q, struct pc__kv *kv);
+void pc__exq_reset(struct pc__exq *q, uint64_t gen);
+void pc__exq_append(struct pc__exq *q, uint64_t at, const struct pc__kv *kv,
+                    struct pc__index_pos pos);
 void pc__exq_heapify(struct pc__exq *q);
 void pc__exq_free(struct pc__exq *q);
 

@@ -62,6 +62,7 @@ size_t pc__index_chunks(size_t entries)
 bool pc__index_init(struct pc__index *ix, size_t expected)
 {
     ix->count = 0;
+    ix->gen = 0;
     ix->table = table_new(pc__index_chunks(expected + 1));
     return ix->table != NULL;
 }
@@ -106,9 +107,9 @@ static int free_slot(uint64_t ctrl)
 
 /* Place kv (tag) in the first chunk with room from its home on, raising
  * the overflow counts of the full chunks it passes (before publishing it:
- * index.h). The table has room (count < max_load). */
-static void place(struct pc__table *t, uint32_t hash, uint8_t tag,
-                  struct pc__kv *kv)
+ * index.h), and return where. The table has room (count < max_load). */
+static struct pc__index_pos place(struct pc__table *t, uint32_t hash,
+                                  uint8_t tag, struct pc__kv *kv)
 {
     size_t i = hash & t->mask, step = pc__index_step(hash, t->mask);
     int j;
@@ -121,6 +122,7 @@ static void place(struct pc__table *t, uint32_t hash, uint8_t tag,
 
     __atomic_store_n(&c->slot[j], kv, __ATOMIC_RELEASE);
     ctrl_store(c, c->ctrl | ((uint64_t)tag << (8 * j)));
+    return (struct pc__index_pos){(uint32_t)i, (uint8_t)j};
 }
 
 /* A table twice the size holding every entry of ix's; NULL on ENOMEM. */
@@ -188,21 +190,26 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
     return true;
 }
 
-void pc__index_insert(struct pc__index *ix, uint64_t h, struct pc__kv *kv)
+struct pc__index_pos pc__index_insert(struct pc__index *ix, uint64_t h,
+                                      struct pc__kv *kv)
 {
     struct pc__table *t = ix->table;
-    struct pc__chunk *c = &t->chunks[h & t->mask];
+    size_t home = h & t->mask;
+    struct pc__chunk *c = &t->chunks[home];
     int j = free_slot(c->ctrl);
+    struct pc__index_pos pos;
 
     PC__ASSERT(ix->count + 1 <= t->max_load);
     kv->w.live.hash = (uint32_t)h;
     if (__builtin_expect(j >= 0, 1)) { /* room at home */
         __atomic_store_n(&c->slot[j], kv, __ATOMIC_RELEASE);
         ctrl_store(c, c->ctrl | ((uint64_t)pc__index_tag(h) << (8 * j)));
+        pos = (struct pc__index_pos){(uint32_t)home, (uint8_t)j};
     } else {
-        place(t, (uint32_t)h, pc__index_tag(h), kv);
+        pos = place(t, (uint32_t)h, pc__index_tag(h), kv);
     }
     ix->count++;
+    return pos;
 }
 
 bool pc__index_reserve(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
@@ -215,6 +222,7 @@ bool pc__index_reserve(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
     if (bigger == NULL)
         return false;
     __atomic_store_n(&ix->table, bigger, __ATOMIC_RELEASE);
+    ix->gen++;
     pc__reclaimer_defer(rc, &t->ee, table_free_deferred);
     return n <= bigger->max_load || pc__index_reserve(ix, n, rc);
 }
@@ -272,13 +280,36 @@ void pc__index_erase(struct pc__index *ix, struct pc__kv *kv)
         PC__ASSERT(!"pc__index_erase: entry not in the index");
 }
 
-bool pc__index_holds(const struct pc__index *ix, uint32_t hash,
-                     const struct pc__kv *kv)
+struct pc__index_pos pc__index_locate(const struct pc__index *ix,
+                                      const struct pc__kv *kv)
 {
-    size_t i;
-    int j;
+    size_t i = 0;
+    int j = 0;
+    bool found = find_ptr(ix->table, kv->w.live.hash, kv, &i, &j);
 
-    return find_ptr(ix->table, hash, kv, &i, &j);
+    PC__ASSERT(found);
+    (void)found;
+    return (struct pc__index_pos){(uint32_t)i, (uint8_t)j};
+}
+
+void pc__index_each(const struct pc__index *ix,
+                    void (*fn)(void *arg, struct pc__kv *kv,
+                               struct pc__index_pos pos),
+                    void *arg)
+{
+    const struct pc__table *t = ix->table;
+
+    for (size_t i = 0; i <= t->mask; i++) {
+        const struct pc__chunk *c = &t->chunks[i];
+        uint64_t used = ~pc__index_match(c->ctrl, 0) & 0x0080808080808080ull;
+
+        for (; used != 0; used &= used - 1) {
+            int j = __builtin_ctzll(used) >> 3;
+
+            fn(arg, c->slot[j],
+               (struct pc__index_pos){(uint32_t)i, (uint8_t)j});
+        }
+    }
 }
 
 struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,

@@ -93,6 +93,20 @@ struct pc__index {
      * own, so that writes do not take the table pointer's line away from
      * readers on other cores (every lookup loads it). */
     size_t count __attribute__((aligned(64)));
+    /* Writer-only: tables this index has had (growth adds one), so that a
+     * position (pc__index_pos) recorded under one table is known not to
+     * hold under another, even one at the same address. */
+    uint64_t gen;
+};
+
+/* Where an entry sits in the current table: chunk and slot. Nothing moves
+ * within a table, and a replacement (pc__index_replace_at, or
+ * pc__index_put of a present key) takes its predecessor's slot, so a
+ * position stays the key's for as long as the key is present and the
+ * table is not replaced (pc__index_gen unchanged). */
+struct pc__index_pos {
+    uint32_t chunk;
+    uint8_t slot;
 };
 
 struct pc__reclaimer;
@@ -220,8 +234,10 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
                    struct pc__kv **old, struct pc__reclaimer *rc);
 
 /* Writer: publish kv under hash h, its key known to be absent, in a table
- * with room (pc__index_reserve). Records h's low half in kv. */
-void pc__index_insert(struct pc__index *ix, uint64_t h, struct pc__kv *kv);
+ * with room (pc__index_reserve). Records h's low half in kv; returns its
+ * position. */
+struct pc__index_pos pc__index_insert(struct pc__index *ix, uint64_t h,
+                                      struct pc__kv *kv);
 
 /* Writer: make room for `n` entries in all, growing the table (the old one
  * retired to rc) if needed, so that the puts that follow do not grow it.
@@ -231,11 +247,31 @@ bool pc__index_reserve(struct pc__index *ix, size_t n,
 
 /* Writer: unlink kv, which must be in the index. Wait-free. */
 void pc__index_erase(struct pc__index *ix, struct pc__kv *kv);
-/* Writer: whether the index holds the pointer kv, whose key's hash has
- * this low half; kv is never dereferenced (it may be a freed entry's
- * address). Wait-free. */
-bool pc__index_holds(const struct pc__index *ix, uint32_t hash,
-                     const struct pc__kv *kv);
+/* Writer: the position of kv, which must be in the index (found by
+ * pointer from its stored hash, without dereferencing it). */
+struct pc__index_pos pc__index_locate(const struct pc__index *ix,
+                                      const struct pc__kv *kv);
+
+/* Writer: the entry at pos (NULL if the slot is empty), which must lie in
+ * the current table (recorded while pc__index_gen had today's value). */
+static inline struct pc__kv *pc__index_at(const struct pc__index *ix,
+                                          struct pc__index_pos pos)
+{
+    return ix->table->chunks[pos.chunk].slot[pos.slot];
+}
+
+/* The current table's generation (writer, or the owner of the index). */
+static inline uint64_t pc__index_gen(const struct pc__index *ix)
+{
+    return ix->gen;
+}
+
+/* Writer: call fn on every entry with its position, in table order (the
+ * chunks sequentially, each entry dereferenced only by fn). */
+void pc__index_each(const struct pc__index *ix,
+                    void (*fn)(void *arg, struct pc__kv *kv,
+                               struct pc__index_pos pos),
+                    void *arg);
 
 /* Writer: unlink and return the entry whose key equals key, or NULL. */
 struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,

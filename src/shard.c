@@ -319,43 +319,79 @@ static void gone(struct shard *s, struct pc__kv *kv, pc_removal_cause cause,
 
 /* ---- expiry queue (exq.h) ---- */
 
+static void exq_append_cb(void *arg, struct pc__kv *kv,
+                          struct pc__index_pos pos)
+{
+    if (pc__kv_flags(kv) & PC__KV_EXPIRES)
+        pc__exq_append(arg, pc__kv_expires(kv), kv, pos);
+}
+
+/* Rebuild s's queue from its index: one item per entry that can expire,
+ * at its expiry time and its position in today's table (exq.h). */
+static void exq_rebuild(struct shard *s)
+{
+    pc__exq_reset(&s->exq, pc__index_gen(&s->ix));
+    pc__index_each(&s->ix, exq_append_cb, &s->exq);
+    pc__exq_heapify(&s->exq);
+}
+
 /* An entry of s expired at now, from its expiry queue, taken out of the
  * policy (not the index); NULL if none is due. Never `keep`. */
 static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
                                    uint64_t now, const struct pc__kv *keep)
 {
-    while (pc__exq_due(&s->exq, now)) {
-        struct pc__exq_item it = pc__exq_pop(&s->exq);
+    bool keep_due = false;
 
-        /* Pointer tests first: a stale item's entry may be freed. */
-        if (it.kv == keep || !pc__index_holds(&s->ix, it.hash, it.kv) ||
-            !pc__kv_expired(it.kv, now))
+    while (pc__exq_due(&s->exq, now)) {
+        if (s->exq.gen != pc__index_gen(&s->ix)) {
+            exq_rebuild(s); /* positions from before a growth */
             continue;
-        sc->pol->remove(s->pol, it.kv);
-        return it.kv;
+        }
+        struct pc__exq_item it = pc__exq_pop(&s->exq);
+        struct pc__index_pos pos = pc__exq_pos(it);
+        struct pc__kv *kv = pc__index_at(&s->ix, pos);
+
+        if (kv == NULL || !pc__exq_covers(it, kv))
+            continue; /* stale: its key left the shard */
+        if (!pc__kv_expired(kv, now)) {
+            /* Replaced by an entry that expires later: cover that one at
+             * its own time (in the room the pop left). */
+            pc__exq_push(&s->exq, pc__kv_expires(kv), kv, pos);
+        } else if (kv == keep) {
+            keep_due = true; /* covered again below, not taken */
+        } else {
+            if (keep_due)
+                pc__exq_push(&s->exq, pc__kv_expires(keep), keep,
+                             pc__index_locate(&s->ix, keep));
+            sc->pol->remove(s->pol, kv);
+            return kv;
+        }
     }
+    if (keep_due) /* (not expected: a put removes an expired old first) */
+        pc__exq_push(&s->exq, pc__kv_expires(keep), keep,
+                     pc__index_locate(&s->ix, keep));
     return NULL;
 }
 
-static void exq_append_cb(void *arg, struct pc__kv *kv)
+/* kv, which can expire, has entered s and is not covered (room reserved,
+ * s->expiring counts it; *pos its position, if known, else NULL): queue
+ * it, and rebuild the queue from s's index once stale items outnumber live
+ * ones two to one. A rebuild visits every entry of s, so the count of those
+ * that never expire, an eighth of it, also pays for its next one (exq.h). */
+static void exq_note(struct shard *s, struct pc__kv *kv,
+                     const struct pc__index_pos *pos)
 {
-    if (pc__kv_flags(kv) & PC__KV_EXPIRES)
-        pc__exq_append(arg, kv);
-}
-
-/* kv, which can expire, has entered s (room reserved, s->expiring
- * counts it): queue it, and rebuild the queue from s's entries once stale
- * items outnumber live ones two to one. A rebuild visits every entry of s,
- * so the count of those that never expire, an eighth of it, also pays for
- * its next one (exq.h). */
-static void exq_note(struct shard_cache *sc, struct shard *s, struct pc__kv *kv)
-{
-    pc__exq_push(&s->exq, kv);
-    if (s->exq.n > 3 * (uint64_t)s->expiring + s->count / 8 + 64) {
-        pc__exq_reset(&s->exq);
-        sc->pol->each(s->pol, exq_append_cb, &s->exq);
-        pc__exq_heapify(&s->exq);
+    if (s->exq.gen != pc__index_gen(&s->ix)) {
+        if (s->exq.n != 0) { /* kv is in the index: the rebuild has it */
+            exq_rebuild(s);
+            return;
+        }
+        s->exq.gen = pc__index_gen(&s->ix); /* nothing else can expire */
     }
+    pc__exq_push(&s->exq, pc__kv_expires(kv), kv,
+                 pos != NULL ? *pos : pc__index_locate(&s->ix, kv));
+    if (s->exq.n > 3 * (uint64_t)s->expiring + s->count / 8 + 64)
+        exq_rebuild(s);
 }
 
 /* The next victim of s (which holds an entry other than keep): an expired
@@ -503,7 +539,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         pol->prefetch(s->pol, (uint32_t)h);
     *w = &s->w;
     for (;;) {
-        bool evicted = false, claimed = false;
+        bool evicted = false, claimed = false, covered = false;
+        struct pc__index_pos pos, *at = NULL; /* kv's, if known */
         uint64_t was;
 
         now = pc__core_now_if_ttl(c);
@@ -555,8 +592,12 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                 continue; /* old is still there, or gone meanwhile */
             }
             pol->replace(s->pol, old, kv);
-            if (pc__kv_flags(old) & PC__KV_EXPIRES)
+            if (pc__kv_flags(old) & PC__KV_EXPIRES) {
                 s->expiring--;
+                /* kv took old's position: old's item covers it too if
+                 * it is due no later than kv expires (exq.h). */
+                covered = pc__kv_expires(old) <= req->expires;
+            }
             s->bytes += size;
             s->bytes -= was;
             pc__removed(rm, s->w.rc, old, PC_REMOVED_REPLACED);
@@ -580,14 +621,16 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             } else {
                 pol->admit(s->pol, kv);
             }
-            pc__index_insert(&s->ix, h, kv); /* room reserved */
+            pos = pc__index_insert(&s->ix, h, kv); /* room reserved */
+            at = &pos;
             pol->insert(s->pol, kv, evicted);
             s->count++;
             s->bytes += size;
         }
         if (req->expires != 0) {
             s->expiring++;
-            exq_note(sc, s, kv);
+            if (!covered)
+                exq_note(s, kv, at);
         }
         /* A limit lowered while this put claimed against the old one: the
          * shrink may have passed this shard already (core.h). */

@@ -152,6 +152,98 @@ Test(expiry, an_expired_entry_goes_first_wherever_the_policy_stands)
     pc_destroy(c);
 }
 
+/* An entry replaced by one that expires later is not taken at the first
+ * entry's time (it is live), and is taken at its own (clock and frequency
+ * queue a key once, and look again when the item comes due). */
+Test(expiry, a_replacement_that_expires_later_goes_first_at_its_own_time)
+{
+    pc_cache *c = make_timed(64, 0);
+    pc_stats s;
+
+    for (uint64_t k = 0; k < 64; k++)
+        put_ttl(c, k, k == 40 ? 10 : PC_TTL_NEVER);
+    for (int i = 0; i < 5; i++) { /* key 40 now expires at 15 */
+        test_advance(1);
+        put_ttl(c, 40, 10);
+    }
+    cr_assert_eq(get_u64(c, 40, NULL), PC_OK); /* used: no policy victim */
+    test_advance(6); /* 11, past the first expiry time: key 40 is live */
+    put_u64(c, 1000, 1000);
+    pc_stats_get(c, &s);
+    cr_assert_eq(s.expirations, 0, "a live replacement was taken as expired");
+    cr_assert_eq(s.evictions, 1);
+    cr_assert_eq(get_u64(c, 40, NULL), PC_OK);
+    test_advance(3); /* 14, one before the replacement's expiry time */
+    put_u64(c, 1001, 1001);
+    pc_stats_get(c, &s);
+    cr_assert_eq(s.expirations, 0);
+    cr_assert_eq(s.evictions, 2);
+    test_advance(1);
+    put_u64(c, 1002, 1002);
+    pc_stats_get(c, &s);
+    cr_assert_eq(s.expirations, 1, "the expired replacement was not first");
+    cr_assert_eq(s.evictions, 2);
+    cr_assert_eq(get_u64(c, 40, NULL), PC_NOTFOUND);
+    pc_destroy(c);
+}
+
+/* An entry replaced by one that expires sooner goes first at the sooner
+ * time. */
+Test(expiry, a_replacement_that_expires_sooner_goes_first_at_its_own_time)
+{
+    pc_cache *c = make_timed(64, 0);
+    pc_stats s;
+
+    for (uint64_t k = 0; k < 64; k++)
+        put_ttl(c, k, k == 40 ? 100 : PC_TTL_NEVER);
+    test_advance(1);
+    put_ttl(c, 40, 5);
+    test_advance(5);
+    put_u64(c, 1000, 1000);
+    pc_stats_get(c, &s);
+    cr_assert_eq(s.expirations, 1, "the expired replacement was not first");
+    cr_assert_eq(s.evictions, 0);
+    pc_destroy(c);
+}
+
+/* Expired entries still go first after the index has grown (clock and
+ * frequency: positions recorded in the old table are not used in the new
+ * one), whether put before the growth, replaced after it, or put after
+ * it. */
+Test(expiry, expired_entries_go_first_after_the_index_grows)
+{
+    pc_options o = test_opts(2000);
+    pc_cache *c;
+    pc_stats s;
+
+    o.now_ms = test_now;
+    o.shards = 1;
+    o.max_bytes = 1u << 30; /* (an index presized small, then grown) */
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    put_ttl(c, 7, 10);
+    put_ttl(c, 8, 15);
+    for (uint64_t k = 100; k < 1100; k++)
+        put_ttl(c, k, PC_TTL_NEVER);
+    test_advance(1);
+    put_ttl(c, 8, 15); /* expires 16 after the start */
+    put_ttl(c, 9, 12); /* 13 */
+    for (uint64_t k = 1100; k < 2096; k++)
+        put_ttl(c, k, PC_TTL_NEVER);
+    put_ttl(c, 10, PC_TTL_NEVER);
+    cr_assert_eq(pc_len(c), 2000);
+    const uint64_t steps[][2] = {{9, 7}, {3, 9}, {3, 8}};
+    for (int i = 0; i < 3; i++) {
+        test_advance(steps[i][0]);
+        put_u64(c, 5000 + i, 0);
+        pc_stats_get(c, &s);
+        cr_assert_eq(s.expirations, (uint64_t)i + 1,
+                     "step %d: the expired key was not first", i);
+        cr_assert_eq(s.evictions, 0);
+        cr_assert_eq(get_u64(c, steps[i][1], NULL), PC_NOTFOUND);
+    }
+    pc_destroy(c);
+}
+
 /* A model of one shard under churn: which keys are present, and when
  * each expires (0: never). Values are the expiry times. */
 #define CHURN_KEYS 200
