@@ -408,6 +408,7 @@ struct freq {
     uint32_t marginal;           /* the recent window, in units */
     uint32_t ev_small, ev_main;  /* eviction counters (ghost clocks) */
     bool to_main;                /* admit's decision, for insert */
+    bool admitted;               /* admit done, insert to come */
 };
 
 static void *freq_create(size_t share)
@@ -565,15 +566,23 @@ static struct pc__kv *freq_victim(void *st, uint64_t now)
 }
 
 /* SMALL's head, when SMALL is where the next eviction starts: its header
- * was prefetched (prefetch_ahead) evictions ago. MAIN's head is not
- * prefetched, so nothing is said of it. */
+ * was prefetched (prefetch_ahead) evictions ago. Asked after the evictions
+ * for a new key, before the key is inserted: where the next eviction
+ * starts depends on where the key goes (admit's decision; the filter may
+ * still turn it from MAIN, making this a wasted prefetch). When MAIN is
+ * next, its head's header is prefetched for the hand, and nothing is said
+ * (that header is not in cache yet). */
 static const struct pc__kv *freq_upcoming(const void *st)
 {
     const struct freq *f = st;
     const struct ring *r = &f->small;
 
-    if (f->small.live < f->cs || r->used == 0)
+    if (f->small.live + (f->admitted && !f->to_main) < f->cs || r->used == 0) {
+        r = &f->main;
+        if (r->used != 0 && r->s[r->head] != NULL)
+            __builtin_prefetch(r->s[r->head], 1);
         return NULL;
+    }
     return r->s[r->head]; /* (NULL if a tombstone) */
 }
 
@@ -599,6 +608,7 @@ static void freq_admit(void *st, struct pc__kv *kv)
     unsigned mc = 1;
 
     f->to_main = false;
+    f->admitted = true;
     if (w != 0) {
         bool from_main = (w & TAG_MAIN) != 0;
         uint32_t now = (from_main ? f->ev_main : f->ev_small) / f->unit;
@@ -624,6 +634,7 @@ static void freq_insert(void *st, struct pc__kv *kv, bool evicted)
     struct freq *f = st;
     bool to_main = f->to_main;
 
+    f->admitted = false;
     /* The filter, in the frequency regime only (SMALL kept tiny by the
      * adaptation): a returning key enters MAIN only if it has missed more
      * often lately than MAIN's next victim. Finding that victim moves the

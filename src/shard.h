@@ -57,9 +57,9 @@ struct pc__shard_policy {
     struct pc__kv *(*victim)(void *st, uint64_t now);
     /* Optional (NULL: none): the entry the next victim() will examine
      * first, if the policy knows it and its header is likely in cache
-     * (NULL otherwise). A hint: the shard prefetches the index line that
-     * evicting it would erase from, so that the next eviction does not
-     * wait for it. */
+     * (NULL otherwise; the policy may prefetch that header instead). A
+     * hint: the shard prefetches the index line that evicting it would
+     * erase from, so that the next eviction does not wait for it. */
     const struct pc__kv *(*upcoming)(const void *st);
     /* Place a new key admitted just before; `evicted`: an entry of this
      * shard was evicted to make room for it. */
