@@ -542,6 +542,13 @@ static struct pc__kv *evict_small(struct freq *f, uint64_t now)
         f->ev_small++;
         ghost_put(&f->ghost, e->w.live.hash, 0, f->ev_small / f->unit,
                   mc_of(e));
+        /* Warm the ghost bucket of SMALL's next victim, likely its head
+         * now, whose header prefetch_ahead fetched evictions ago. */
+        if (f->small.used != 0 && f->small.s[f->small.head] != NULL) {
+            uint32_t fp, h = f->small.s[f->small.head]->w.live.hash;
+
+            __builtin_prefetch(ghost_bucket(&f->ghost, h, &fp), 1);
+        }
         return e;
     }
     return NULL;
