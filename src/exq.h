@@ -22,19 +22,22 @@
  *
  * Stale items (keys evicted, deleted, cleared) stay until they come due
  * or a rebuild drops them: when the queue holds more than three items per
- * entry of the shard that can expire, plus one per eight entries in all,
- * plus 64, the shard rebuilds it with one item per entry that can expire
- * (a walk over the index's table), so each rebuild follows at least as
- * many pushes as an eighth of the entries it visits: amortised O(1) per
- * push. The array shrinks after a rebuild when a quarter of it is in use,
- * and a clear frees it.
+ * entry of the shard that can expire, plus one per eight entries in all
+ * and one per eight chunks of the index's table, plus 64, the shard
+ * rebuilds it with one item per entry that can expire (a walk over the
+ * table: every chunk's control word, every entry), so each rebuild follows
+ * at least as many pushes as an eighth of the chunks and entries it
+ * visits: amortised O(1) per push, even in a table left large by a
+ * shrink. The array shrinks after a rebuild when a quarter of it is in
+ * use, and a clear frees it.
  *
  * Costs: 16 bytes per item, so 16 to 48 bytes per entry that can expire
  * (96 with the array's doubling, just before a rebuild), plus at most 2
- * bytes per entry that cannot. A push of an item due no sooner than the
- * others (one default TTL) is O(1) and writes nothing but the array's end;
- * otherwise O(log n) within the array, as is a pop. Caches whose entries
- * never expire never push.
+ * bytes per entry that cannot and per chunk of the table (a chunk per 2
+ * to 4 entries at the table's load, more after a shrink). A push of an item due
+ * no sooner than the others (one default TTL) is O(1) and writes nothing but
+ * the array's end; otherwise O(log n) within the array, as is a pop. Caches
+ * whose entries never expire never push.
  *
  * Concurrency: writer-only, under the shard's lock.
  */

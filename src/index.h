@@ -260,6 +260,12 @@ static inline struct pc__kv *pc__index_at(const struct pc__index *ix,
     return ix->table->chunks[pos.chunk].slot[pos.slot];
 }
 
+/* Chunks in the current table (writer). */
+static inline size_t pc__index_chunk_count(const struct pc__index *ix)
+{
+    return ix->table->mask + 1;
+}
+
 /* The current table's generation (writer, or the owner of the index). */
 static inline uint64_t pc__index_gen(const struct pc__index *ix)
 {

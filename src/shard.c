@@ -376,8 +376,8 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
 /* kv, which can expire, has entered s and is not covered (room reserved,
  * s->expiring counts it; *pos its position, if known, else NULL): queue
  * it, and rebuild the queue from s's index once stale items outnumber live
- * ones two to one. A rebuild visits every entry of s, so the count of those
- * that never expire, an eighth of it, also pays for its next one (exq.h). */
+ * ones two to one. A rebuild visits every entry of s and every chunk of its
+ * table, so an eighth of those counts also pays for its next one (exq.h). */
 static void exq_note(struct shard *s, struct pc__kv *kv,
                      const struct pc__index_pos *pos)
 {
@@ -390,7 +390,8 @@ static void exq_note(struct shard *s, struct pc__kv *kv,
     }
     pc__exq_push(&s->exq, pc__kv_expires(kv), kv,
                  pos != NULL ? *pos : pc__index_locate(&s->ix, kv));
-    if (s->exq.n > 3 * (uint64_t)s->expiring + s->count / 8 + 64)
+    if (s->exq.n > 3 * (uint64_t)s->expiring +
+                       (s->count + pc__index_chunk_count(&s->ix)) / 8 + 64)
         exq_rebuild(s);
 }
 

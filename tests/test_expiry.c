@@ -208,40 +208,56 @@ Test(expiry, a_replacement_that_expires_sooner_goes_first_at_its_own_time)
 
 /* Expired entries still go first after the index has grown (clock and
  * frequency: positions recorded in the old table are not used in the new
- * one), whether put before the growth, replaced after it, or put after
- * it. */
-Test(expiry, expired_entries_go_first_after_the_index_grows)
+ * one): 40 keys that expire, put before the growth (a few replaced after
+ * it, expiring later), then entries that never expire (so the queue sees
+ * no push, while the table grows), and optionally one more that expires,
+ * put after the last growth (the queue's first push since). */
+static void grown_run(bool push_after)
 {
     pc_options o = test_opts(2000);
     pc_cache *c;
     pc_stats s;
+    uint64_t n = push_after ? 41 : 40;
 
     o.now_ms = test_now;
     o.shards = 1;
     o.max_bytes = 1u << 30; /* (an index presized small, then grown) */
     cr_assert_eq(pc_create(&o, &c), PC_OK);
-    put_ttl(c, 7, 10);
-    put_ttl(c, 8, 15);
-    for (uint64_t k = 100; k < 1100; k++)
+    for (uint64_t k = 0; k < 40; k++)
+        put_ttl(c, k, 10);
+    for (uint64_t k = 100; k < 2000 + 100 - n; k++) /* last growth: 1025 */
         put_ttl(c, k, PC_TTL_NEVER);
     test_advance(1);
-    put_ttl(c, 8, 15); /* expires 16 after the start */
-    put_ttl(c, 9, 12); /* 13 */
-    for (uint64_t k = 1100; k < 2096; k++)
-        put_ttl(c, k, PC_TTL_NEVER);
-    put_ttl(c, 10, PC_TTL_NEVER);
+    for (uint64_t k = 0; k < 40; k += 8)
+        put_ttl(c, k, 10); /* expires at 11, not 10 */
+    if (push_after)
+        put_ttl(c, 50, 9); /* expires at 10 */
     cr_assert_eq(pc_len(c), 2000);
-    const uint64_t steps[][2] = {{9, 7}, {3, 9}, {3, 8}};
-    for (int i = 0; i < 3; i++) {
-        test_advance(steps[i][0]);
+    test_advance(9); /* 10: all but the five replaced have expired */
+    for (uint64_t i = 0; i < n - 5; i++)
         put_u64(c, 5000 + i, 0);
-        pc_stats_get(c, &s);
-        cr_assert_eq(s.expirations, (uint64_t)i + 1,
-                     "step %d: the expired key was not first", i);
-        cr_assert_eq(s.evictions, 0);
-        cr_assert_eq(get_u64(c, steps[i][1], NULL), PC_NOTFOUND);
-    }
+    pc_stats_get(c, &s);
+    cr_assert_eq(s.expirations, n - 5, "%lu of %lu expired keys went first",
+                 (unsigned long)s.expirations, (unsigned long)(n - 5));
+    cr_assert_eq(s.evictions, 0);
+    cr_assert_eq(get_u64(c, 8, NULL), PC_OK, "a live replacement was taken");
+    test_advance(1);
+    for (uint64_t i = 0; i < 5; i++)
+        put_u64(c, 6000 + i, 0);
+    pc_stats_get(c, &s);
+    cr_assert_eq(s.expirations, n, "the replaced keys did not go first");
+    cr_assert_eq(s.evictions, 0);
     pc_destroy(c);
+}
+
+Test(expiry, expired_entries_go_first_after_the_index_grows)
+{
+    grown_run(false);
+}
+
+Test(expiry, expired_entries_go_first_after_a_push_that_follows_a_growth)
+{
+    grown_run(true);
 }
 
 /* A model of one shard under churn: which keys are present, and when
@@ -283,8 +299,10 @@ static void churn_listener(void *ctx, const void *key, size_t klen,
  * driven clock: every expiration is of an expired entry, and no eviction
  * happens while an expired entry is present (the expiry queue's stale
  * items, left by every other way out, are never taken; under ASan, never
- * dereferenced once freed). */
-Test(expiry, under_churn_evictions_never_pass_an_expired_entry)
+ * dereferenced once freed). With `resize`, the capacity also goes up to
+ * 256 (more than the keys: the index grows) and back down to 64 (the
+ * shrink evicts, leaving a table larger than the entries). */
+static void churn_run(bool resize)
 {
     pc_options o = test_opts(64);
     pc_cache *c;
@@ -292,11 +310,15 @@ Test(expiry, under_churn_evictions_never_pass_an_expired_entry)
     o.now_ms = test_now;
     o.shards = 1;
     o.on_removal = churn_listener;
+    if (resize)
+        o.max_bytes = 1u << 20; /* (an index presized small: it grows) */
     cr_assert_eq(pc_create(&o, &c), PC_OK);
     memset(&churn, 0, sizeof churn);
     for (uint64_t i = 0; i < 40000; i++) {
         uint64_t r = mix64(i), k = r % CHURN_KEYS, op = (r >> 16) % 100;
 
+        if (resize && i % 4000 == 2000)
+            cr_assert_eq(pc_set_capacity(c, (i / 4000) % 2 ? 64 : 256), PC_OK);
         if (op < 60) {
             uint64_t ttl =
                 (r >> 24) % 5 == 0 ? PC_TTL_NEVER : 1 + (r >> 32) % 50;
@@ -319,11 +341,21 @@ Test(expiry, under_churn_evictions_never_pass_an_expired_entry)
             pc_clear(c);
             memset(churn.present, 0, sizeof churn.present);
         }
-        cr_assert_leq(pc_len(c), 64);
+        cr_assert_leq(pc_len(c), pc_capacity(c));
     }
     cr_assert_gt(churn.expired, 1000, "only %lu expirations", churn.expired);
     cr_assert_gt(churn.evicted, 1000, "only %lu evictions", churn.evicted);
     pc_destroy(c);
+}
+
+Test(expiry, under_churn_evictions_never_pass_an_expired_entry)
+{
+    churn_run(false);
+}
+
+Test(expiry, under_churn_and_resizing_evictions_never_pass_an_expired_entry)
+{
+    churn_run(true);
 }
 
 Test(expiry, conditional_puts_and_deletes_see_an_expired_entry_as_absent)
