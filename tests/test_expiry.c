@@ -42,6 +42,19 @@ static pc_status put_ttl(pc_cache *c, uint64_t k, uint64_t ttl)
     return pc_put_ex(c, &k, sizeof k, &k, sizeof k, &a);
 }
 
+/* The cache has counted these expirations and evictions so far. */
+static void assert_removed(pc_cache *c, uint64_t expired, uint64_t evicted,
+                           const char *when)
+{
+    pc_stats s;
+
+    cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+    cr_assert_eq(s.expirations, expired, "%s: %lu expirations, not %lu", when,
+                 (unsigned long)s.expirations, (unsigned long)expired);
+    cr_assert_eq(s.evictions, evicted, "%s: %lu evictions, not %lu", when,
+                 (unsigned long)s.evictions, (unsigned long)evicted);
+}
+
 Test(expiry, visible_strictly_before_the_expiry_time)
 {
     pc_cache *c = make_timed(10, 100);
@@ -88,7 +101,6 @@ Test(expiry, no_default_ttl_means_entries_never_expire)
 Test(expiry, removal_is_lazy_and_pc_expire_removes_every_expired_entry)
 {
     pc_cache *c = make_timed(100, 50);
-    pc_stats s;
 
     for (uint64_t k = 0; k < 10; k++)
         put_ttl(c, k, k < 6 ? 50 : PC_TTL_NEVER);
@@ -100,16 +112,13 @@ Test(expiry, removal_is_lazy_and_pc_expire_removes_every_expired_entry)
     cr_assert_eq(pc_bytes(c), 4 * 16);
     cr_assert_eq(pc_expire(c), 0);
     cr_assert_eq(pc_expire(NULL), 0);
-    pc_stats_get(c, &s);
-    cr_assert_eq(s.expirations, 6);
-    cr_assert_eq(s.evictions, 0);
+    assert_removed(c, 6, 0, "after the put");
     pc_destroy(c);
 }
 
 Test(expiry, an_expired_entry_is_the_first_victim)
 {
     pc_cache *c = make_timed(4, 0);
-    pc_stats s;
 
     put_ttl(c, 1, 10);
     for (uint64_t k = 2; k <= 4; k++)
@@ -121,10 +130,19 @@ Test(expiry, an_expired_entry_is_the_first_victim)
     for (uint64_t k = 2; k <= 5; k++)
         cr_assert_eq(get_u64(c, k, NULL), PC_OK, "key %lu evicted",
                      (unsigned long)k);
-    pc_stats_get(c, &s);
-    cr_assert_eq(s.expirations, 1);
-    cr_assert_eq(s.evictions, 0);
+    assert_removed(c, 1, 0, "after the put");
     pc_destroy(c);
+}
+
+/* A full cache of 64 keys, 0..63, one shard: key 40 with this ttl, the
+ * others never expiring. */
+static pc_cache *make_full_with_key_40(uint64_t ttl)
+{
+    pc_cache *c = make_timed(64, 0);
+
+    for (uint64_t k = 0; k < 64; k++)
+        put_ttl(c, k, k == 40 ? ttl : PC_TTL_NEVER);
+    return c;
 }
 
 /* An expired entry is the first victim even where the policy's order has
@@ -132,22 +150,15 @@ Test(expiry, an_expired_entry_is_the_first_victim)
  * hand would take key 0, frequency's queues a new key. */
 Test(expiry, an_expired_entry_goes_first_wherever_the_policy_stands)
 {
-    pc_cache *c = make_timed(64, 0);
-    pc_stats s;
+    pc_cache *c = make_full_with_key_40(10);
 
-    for (uint64_t k = 0; k < 64; k++)
-        put_ttl(c, k, k == 40 ? 10 : PC_TTL_NEVER);
     test_advance(10);
     put_u64(c, 1000, 1000);
-    pc_stats_get(c, &s);
-    cr_assert_eq(s.expirations, 1, "the expired entry was not taken first");
-    cr_assert_eq(s.evictions, 0);
+    assert_removed(c, 1, 0, "the expired entry was not taken first");
     cr_assert_eq(get_u64(c, 0, NULL), PC_OK);
     for (uint64_t k = 1001; k < 1064; k++)
         put_u64(c, k, k);
-    pc_stats_get(c, &s);
-    cr_assert_eq(s.expirations, 1);
-    cr_assert_eq(s.evictions, 63);
+    assert_removed(c, 1, 63, "after the put");
     cr_assert_eq(pc_len(c), 64);
     pc_destroy(c);
 }
@@ -157,11 +168,8 @@ Test(expiry, an_expired_entry_goes_first_wherever_the_policy_stands)
  * queue a key once, and look again when the item comes due). */
 Test(expiry, a_replacement_that_expires_later_goes_first_at_its_own_time)
 {
-    pc_cache *c = make_timed(64, 0);
-    pc_stats s;
+    pc_cache *c = make_full_with_key_40(10);
 
-    for (uint64_t k = 0; k < 64; k++)
-        put_ttl(c, k, k == 40 ? 10 : PC_TTL_NEVER);
     for (int i = 0; i < 5; i++) { /* key 40 now expires at 15 */
         test_advance(1);
         put_ttl(c, 40, 10);
@@ -169,20 +177,14 @@ Test(expiry, a_replacement_that_expires_later_goes_first_at_its_own_time)
     cr_assert_eq(get_u64(c, 40, NULL), PC_OK); /* used: no policy victim */
     test_advance(6); /* 11, past the first expiry time: key 40 is live */
     put_u64(c, 1000, 1000);
-    pc_stats_get(c, &s);
-    cr_assert_eq(s.expirations, 0, "a live replacement was taken as expired");
-    cr_assert_eq(s.evictions, 1);
+    assert_removed(c, 0, 1, "a live replacement was taken as expired");
     cr_assert_eq(get_u64(c, 40, NULL), PC_OK);
     test_advance(3); /* 14, one before the replacement's expiry time */
     put_u64(c, 1001, 1001);
-    pc_stats_get(c, &s);
-    cr_assert_eq(s.expirations, 0);
-    cr_assert_eq(s.evictions, 2);
+    assert_removed(c, 0, 2, "after the put");
     test_advance(1);
     put_u64(c, 1002, 1002);
-    pc_stats_get(c, &s);
-    cr_assert_eq(s.expirations, 1, "the expired replacement was not first");
-    cr_assert_eq(s.evictions, 2);
+    assert_removed(c, 1, 2, "the expired replacement was not first");
     cr_assert_eq(get_u64(c, 40, NULL), PC_NOTFOUND);
     pc_destroy(c);
 }
@@ -191,18 +193,13 @@ Test(expiry, a_replacement_that_expires_later_goes_first_at_its_own_time)
  * time. */
 Test(expiry, a_replacement_that_expires_sooner_goes_first_at_its_own_time)
 {
-    pc_cache *c = make_timed(64, 0);
-    pc_stats s;
+    pc_cache *c = make_full_with_key_40(100);
 
-    for (uint64_t k = 0; k < 64; k++)
-        put_ttl(c, k, k == 40 ? 100 : PC_TTL_NEVER);
     test_advance(1);
     put_ttl(c, 40, 5);
     test_advance(5);
     put_u64(c, 1000, 1000);
-    pc_stats_get(c, &s);
-    cr_assert_eq(s.expirations, 1, "the expired replacement was not first");
-    cr_assert_eq(s.evictions, 0);
+    assert_removed(c, 1, 0, "the expired replacement was not first");
     pc_destroy(c);
 }
 
@@ -216,7 +213,6 @@ static void grown_run(bool push_after)
 {
     pc_options o = test_opts(2000);
     pc_cache *c;
-    pc_stats s;
     uint64_t n = push_after ? 41 : 40;
 
     o.now_ms = test_now;
@@ -236,17 +232,12 @@ static void grown_run(bool push_after)
     test_advance(9); /* 10: all but the five replaced have expired */
     for (uint64_t i = 0; i < n - 5; i++)
         put_u64(c, 5000 + i, 0);
-    pc_stats_get(c, &s);
-    cr_assert_eq(s.expirations, n - 5, "%lu of %lu expired keys went first",
-                 (unsigned long)s.expirations, (unsigned long)(n - 5));
-    cr_assert_eq(s.evictions, 0);
+    assert_removed(c, n - 5, 0, "not every expired key went first");
     cr_assert_eq(get_u64(c, 8, NULL), PC_OK, "a live replacement was taken");
     test_advance(1);
     for (uint64_t i = 0; i < 5; i++)
         put_u64(c, 6000 + i, 0);
-    pc_stats_get(c, &s);
-    cr_assert_eq(s.expirations, n, "the replaced keys did not go first");
-    cr_assert_eq(s.evictions, 0);
+    assert_removed(c, n, 0, "the replaced keys did not go first");
     pc_destroy(c);
 }
 
