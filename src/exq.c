@@ -68,7 +68,7 @@ static void sift_down(struct pc__exq *q, uint32_t i)
 void pc__exq_append(struct pc__exq *q, uint64_t at, const struct pc__kv *kv,
                     struct pc__index_pos pos)
 {
-    PC__ASSERT(q->n < q->cap && pos.slot < 8);
+    PC__ASSERT(q->n < q->cap && pos.slot < PC__CHUNK_SLOTS);
     q->a[q->n++] = (struct pc__exq_item){at, pos.chunk,
                                          (kv->w.live.hash & ~7u) | pos.slot};
 }

@@ -549,10 +549,14 @@ static struct pc__kv *evict_small(struct freq *f, uint64_t now)
                   mc_of(e));
         /* Warm the ghost bucket of SMALL's next victim, likely its head
          * now, whose header prefetch_ahead fetched evictions ago. */
-        if (f->small.used != 0 && f->small.s[f->small.head] != NULL) {
-            uint32_t fp, h = f->small.s[f->small.head]->w.live.hash;
+        const struct pc__kv *next =
+            f->small.used != 0 ? f->small.s[f->small.head] : NULL;
 
-            __builtin_prefetch(ghost_bucket(&f->ghost, h, &fp), 1);
+        if (next != NULL) {
+            uint32_t fp;
+
+            __builtin_prefetch(ghost_bucket(&f->ghost, next->w.live.hash, &fp),
+                               1);
         }
         return e;
     }

@@ -105,6 +105,18 @@ static int free_slot(uint64_t ctrl)
     return m != 0 ? __builtin_ctzll(m) >> 3 : -1;
 }
 
+/* Publish kv (tag) in free slot j of chunk i: the pointer, then the tag
+ * (index.h); return the position. */
+static struct pc__index_pos publish(struct pc__table *t, size_t i, int j,
+                                    uint8_t tag, struct pc__kv *kv)
+{
+    struct pc__chunk *c = &t->chunks[i];
+
+    __atomic_store_n(&c->slot[j], kv, __ATOMIC_RELEASE);
+    ctrl_store(c, c->ctrl | ((uint64_t)tag << (8 * j)));
+    return (struct pc__index_pos){(uint32_t)i, (uint8_t)j};
+}
+
 /* Place kv (tag) in the first chunk with room from its home on, raising
  * the overflow counts of the full chunks it passes (before publishing it:
  * index.h), and return where. The table has room (count < max_load). */
@@ -118,11 +130,7 @@ static struct pc__index_pos place(struct pc__table *t, uint32_t hash,
         overflow_add(&t->chunks[i], +1);
         i = (i + step) & t->mask;
     }
-    struct pc__chunk *c = &t->chunks[i];
-
-    __atomic_store_n(&c->slot[j], kv, __ATOMIC_RELEASE);
-    ctrl_store(c, c->ctrl | ((uint64_t)tag << (8 * j)));
-    return (struct pc__index_pos){(uint32_t)i, (uint8_t)j};
+    return publish(t, i, j, tag, kv);
 }
 
 /* A table twice the size holding every entry of ix's; NULL on ENOMEM. */
@@ -178,11 +186,7 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
             return false;
         place(ix->table, (uint32_t)h, tag, kv);
     } else if (room == home) { /* the common case: room at home */
-        struct pc__chunk *c = &t->chunks[home];
-        int j = free_slot(c->ctrl);
-
-        __atomic_store_n(&c->slot[j], kv, __ATOMIC_RELEASE);
-        ctrl_store(c, c->ctrl | ((uint64_t)tag << (8 * j)));
+        publish(t, home, free_slot(t->chunks[home].ctrl), tag, kv);
     } else {
         place(t, (uint32_t)h, tag, kv);
     }
@@ -195,21 +199,14 @@ struct pc__index_pos pc__index_insert(struct pc__index *ix, uint64_t h,
 {
     struct pc__table *t = ix->table;
     size_t home = h & t->mask;
-    struct pc__chunk *c = &t->chunks[home];
-    int j = free_slot(c->ctrl);
-    struct pc__index_pos pos;
+    int j = free_slot(t->chunks[home].ctrl);
 
     PC__ASSERT(ix->count + 1 <= t->max_load);
     kv->w.live.hash = (uint32_t)h;
-    if (__builtin_expect(j >= 0, 1)) { /* room at home */
-        __atomic_store_n(&c->slot[j], kv, __ATOMIC_RELEASE);
-        ctrl_store(c, c->ctrl | ((uint64_t)pc__index_tag(h) << (8 * j)));
-        pos = (struct pc__index_pos){(uint32_t)home, (uint8_t)j};
-    } else {
-        pos = place(t, (uint32_t)h, pc__index_tag(h), kv);
-    }
     ix->count++;
-    return pos;
+    if (__builtin_expect(j >= 0, 1)) /* room at home */
+        return publish(t, home, j, pc__index_tag(h), kv);
+    return place(t, (uint32_t)h, pc__index_tag(h), kv);
 }
 
 bool pc__index_reserve(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)

@@ -248,7 +248,7 @@ bool pc__index_reserve(struct pc__index *ix, size_t n,
 /* Writer: unlink kv, which must be in the index. Wait-free. */
 void pc__index_erase(struct pc__index *ix, struct pc__kv *kv);
 /* Writer: the position of kv, which must be in the index (found by
- * pointer from its stored hash, without dereferencing it). */
+ * pointer, probing from the home chunk of its stored hash). */
 struct pc__index_pos pc__index_locate(const struct pc__index *ix,
                                       const struct pc__kv *kv);
 
@@ -266,7 +266,7 @@ static inline size_t pc__index_chunk_count(const struct pc__index *ix)
     return ix->table->mask + 1;
 }
 
-/* The current table's generation (writer, or the owner of the index). */
+/* The current table's generation (writer). */
 static inline uint64_t pc__index_gen(const struct pc__index *ix)
 {
     return ix->gen;

@@ -340,6 +340,7 @@ static void exq_rebuild(struct shard *s)
 static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
                                    uint64_t now, const struct pc__kv *keep)
 {
+    struct pc__kv *taken = NULL;
     bool keep_due = false;
 
     while (pc__exq_due(&s->exq, now)) {
@@ -360,17 +361,15 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
         } else if (kv == keep) {
             keep_due = true; /* covered again below, not taken */
         } else {
-            if (keep_due)
-                pc__exq_push(&s->exq, pc__kv_expires(keep), keep,
-                             pc__index_locate(&s->ix, keep));
             sc->pol->remove(s->pol, kv);
-            return kv;
+            taken = kv;
+            break;
         }
     }
     if (keep_due) /* (not expected: a put removes an expired old first) */
         pc__exq_push(&s->exq, pc__kv_expires(keep), keep,
                      pc__index_locate(&s->ix, keep));
-    return NULL;
+    return taken;
 }
 
 /* kv, which can expire, has entered s and is not covered (room reserved,
