@@ -278,7 +278,10 @@ typedef struct pc_stats {
  * entries (clock) or 2^26 - 1 (frequency), which an explicit opts->shards,
  * or a frequency cache of over 2^29 entries on a machine of few CPUs, can
  * break. (A shard may come to hold more than its share; past its limit a
- * put of a new key to it fails with PC_ENOMEM.)
+ * put of a new key to it fails with PC_ENOMEM.) The exact-LRU build holds
+ * at most 2^27 entries in each of its index tables (1 to 16, as many as
+ * its capacity needs), so at most about 2^31 in all: past a table's limit
+ * a put of a new key to it fails with PC_ENOMEM.
  * Any number of caches may exist at once. The library uses one
  * thread-specific data key for the whole process (created with its first
  * cache or memoizer), whatever the number of caches.

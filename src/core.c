@@ -42,13 +42,11 @@ fail_writers:
     return false;
 }
 
-bool pc__core_add_writer(struct pc_cache *c, struct pc__writer *w,
-                         size_t kv_offset)
+bool pc__core_add_writer(struct pc_cache *c, struct pc__writer *w)
 {
     /* Paced frees, unless every handover costs the policy something
      * (before_free: the LRU's log catch-up). */
-    w->rc = pc__reclaimer_create(&c->dom, kv_offset, &c->pins,
-                                 c->before_free == NULL);
+    w->rc = pc__reclaimer_create(&c->dom, &c->pins, c->before_free == NULL);
     if (w->rc == NULL)
         return false;
     w->lock = (pc__lock)PC__LOCK_INIT;

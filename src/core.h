@@ -90,12 +90,10 @@ struct pc_cache {
  */
 bool pc__core_init(struct pc_cache *c, const pc_options *opts,
                    unsigned int nwriters);
-/* Initialise w (its lock, and its reclaimer for entries whose header sits
- * kv_offset bytes into their allocation: retire.h) and register it as the
+/* Initialise w (its lock, and its reclaimer: retire.h) and register it as the
  * cache's next writer. False on allocation failure; pc__core_shutdown then
  * cleans up every writer added so far. */
-bool pc__core_add_writer(struct pc_cache *c, struct pc__writer *w,
-                         size_t kv_offset);
+bool pc__core_add_writer(struct pc_cache *c, struct pc__writer *w);
 /*
  * Destruction, step 1: unlink the domain (no other thread's paced step or
  * thread exit looks at it any more), then destroy every writer's reclaimer,

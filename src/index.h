@@ -252,12 +252,20 @@ void pc__index_erase(struct pc__index *ix, struct pc__kv *kv);
 struct pc__index_pos pc__index_locate(const struct pc__index *ix,
                                       const struct pc__kv *kv);
 
-/* Writer: the entry at pos (NULL if the slot is empty), which must lie in
- * the current table (recorded while pc__index_gen had today's value). */
+/* Writer: where the current table holds the entry at pos, which must lie
+ * in it (recorded while pc__index_gen had today's value): to prefetch its
+ * chunk, or to load the entry (pc__index_at). */
+static inline struct pc__kv *const *pc__index_slot(const struct pc__index *ix,
+                                                   struct pc__index_pos pos)
+{
+    return &ix->table->chunks[pos.chunk].slot[pos.slot];
+}
+
+/* Writer: the entry at pos (NULL if the slot is empty), as above. */
 static inline struct pc__kv *pc__index_at(const struct pc__index *ix,
                                           struct pc__index_pos pos)
 {
-    return ix->table->chunks[pos.chunk].slot[pos.slot];
+    return *pc__index_slot(ix, pos);
 }
 
 /* Chunks in the current table (writer). */

@@ -37,6 +37,7 @@
  *   lru.c         the exact-LRU policy: lookups, writes, life cycle
  *   lru_log.c     its per-thread access logs, windows, draining
  *   lru_heap.c    its expiry heap
+ *   lru_nodes.c   its recency list's nodes (ids, array growth, positions)
  *   cache.c       the public cache API: argument checks, dispatch
  *   flight.h/.c   single flight and loader deadlock detection
  *   load.h/.c     get-or-load over a backend; pc_get_or_load; pc_sink_set

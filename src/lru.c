@@ -3,7 +3,8 @@
  * fed by per-thread access logs, and lookups that take no lock.
  *
  * Algorithm. Entries sit on one doubly linked list, most recently used at
- * the head. Every use of a key draws a stamp from a global counter (the
+ * the head (its nodes live beside the entries, not in them: lru.h and
+ * lru_nodes.c). Every use of a key draws a stamp from a global counter (the
  * recency clock); a put positions its entry at the head under the writer
  * lock, and a hit does not touch the list at all: it appends (entry,
  * stamp) to its own thread's access log. Before the writer changes the
@@ -22,7 +23,8 @@
  * closes. So no hit is stamped inside a window.
  *
  * How no use is drained late, and why draining never reads freed memory:
- * lru_log.c. The expiry heap: lru_heap.c. Shared types: lru.h.
+ * lru_log.c. The expiry heap: lru_heap.c. The list's nodes: lru_nodes.c.
+ * Shared types: lru.h.
  *
  * Linearisation points. A hit: its stamp draw (its entry was found before,
  * and is checked for removal after: a writer marks an entry removed inside
@@ -71,15 +73,23 @@ static inline struct pc__index *index_of(struct lru_cache *c, uint64_t h)
 }
 
 /* The table count (1..MAX_TABLES) whose tables, each sized for its share
- * of cap, take the fewest chunks (pc__index_chunks). */
+ * of cap, take the fewest chunks (pc__index_chunks), among those whose
+ * share leaves a table 1/16 below TABLE_ENTRY_LIMIT (keys spread over the
+ * tables by hash, not exactly evenly). */
 static unsigned int choose_tables(size_t cap)
 {
-    unsigned int best = 1;
-    size_t best_chunks = pc__index_chunks(cap + 1);
+    const size_t share_max = TABLE_ENTRY_LIMIT / 16 * 15;
+    unsigned int best = 0;
+    size_t best_chunks = SIZE_MAX;
 
-    for (unsigned int n = 2; n <= MAX_TABLES && cap / n >= 1024; n++) {
-        size_t chunks = n * pc__index_chunks((cap + n - 1) / n + 1);
+    for (unsigned int n = 1; n <= MAX_TABLES; n++) {
+        size_t share = (cap + n - 1) / n, chunks;
 
+        if (n > 1 && cap / n < 1024)
+            break;
+        if (share > share_max && n < MAX_TABLES)
+            continue;
+        chunks = n * pc__index_chunks(share + 1);
         if (chunks < best_chunks) {
             best = n;
             best_chunks = chunks;
@@ -88,9 +98,9 @@ static unsigned int choose_tables(size_t cap)
     return best;
 }
 
-static void entry_free(struct lru_entry *e)
+static void entry_free(struct pc__kv *kv)
 {
-    pc__free(e, offsetof(struct lru_entry, kv) + pc__kv_alloc_size(&e->kv));
+    pc__free(kv, pc__kv_alloc_size(kv));
 }
 
 static uint64_t kv_payload(const struct pc__kv *kv)
@@ -125,7 +135,6 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
     }
     c->base.before_free = pc__lru_before_free;
     c->base.policy_name = "lru";
-    c->list.next = c->list.prev = &c->list;
     c->ntables = choose_tables(opts->capacity);
     presize = (opts->capacity + c->ntables - 1) / c->ntables;
     if (presize > (1ul << 20))
@@ -135,12 +144,13 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
     for (i = 0; i < c->ntables; i++)
         if (!pc__index_init(&c->ix[i], presize))
             goto fail;
-    if (!pc__core_add_writer(&c->base, &c->w, offsetof(struct lru_entry, kv)))
+    if (!pc__lru_nodes_init(c) || !pc__core_add_writer(&c->base, &c->w))
         goto fail;
     *out = &c->base;
     return PC_OK;
 
 fail:
+    pc__lru_nodes_fini(c);
     for (i = 0; i < c->ntables; i++)
         pc__index_destroy(&c->ix[i]);
     pc__core_fini(&c->base);
@@ -151,14 +161,16 @@ fail:
 void pc__policy_destroy(pc_cache *base)
 {
     struct lru_cache *c = lru_of(base);
-    struct lru_entry *e, *next;
     struct lru_log *l, *lnext;
 
     pc__core_shutdown(base);
-    for (e = c->list.next; e != &c->list; e = next) {
-        next = e->next;
-        entry_free(e);
+    for (uint32_t id = node(c, SENTINEL)->next; id != SENTINEL;) {
+        struct pc__kv *kv = kv_of(c, id);
+
+        id = node(c, id)->next;
+        entry_free(kv);
     }
+    pc__lru_nodes_fini(c);
     for (l = c->logs; l != NULL; l = lnext) {
         lnext = l->next;
         pc__free_aligned(l, sizeof *l, 64);
@@ -195,7 +207,7 @@ static bool locked_hit(struct lru_cache *c, struct pc__record *t,
     pc__lru_catch_up(c);
     present = !(pc__kv_flags(kv) & PC__KV_REMOVED);
     if (present)
-        list_move_head(c, ENTRY_OF(kv));
+        list_move_head(c, node_of(kv));
     pc__writer_unlock(&c->base, &c->w);
     return present;
 }
@@ -263,7 +275,7 @@ pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
 
 static bool empty(const struct lru_cache *c)
 {
-    return c->list.next == &c->list;
+    return list_tail(c) == SENTINEL;
 }
 
 /* kv is out of the index: take it off the list and the heap, dispose of
@@ -272,9 +284,10 @@ static void unlinked_keep_room(struct lru_cache *c, struct pc__kv *kv,
                                pc_removal_cause cause, struct pc__removals *rm)
 {
     mark_removed(kv);
-    list_unlink(ENTRY_OF(kv));
+    list_unlink(c, node_of(kv));
     if (pc__kv_flags(kv) & PC__KV_EXPIRES)
         pc__lru_heap_remove(c, kv);
+    node_give(c, node_of(kv)); /* before rm reuses w */
     if (cause == PC_REMOVED_EVICTED)
         PC__COUNTER_INC(c->w.evictions);
     else if (cause == PC_REMOVED_EXPIRED)
@@ -300,7 +313,14 @@ static struct pc__kv *take_victim(struct lru_cache *c, uint64_t now,
     struct pc__kv *v;
     bool expired = c->heap_len > 0 && now >= c->heap[0].key;
 
-    v = expired ? c->heap[0].kv : &c->list.prev->kv;
+    if (expired) {
+        v = c->heap[0].kv;
+    } else {
+        uint32_t t = list_tail(c);
+
+        v = kv_of(c, t);
+        prefetch_victims(c, t);
+    }
     pc__index_erase(&c->ix[v->ref], v);
     unlinked_keep_room(c, v, expired ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED,
                        rm);
@@ -367,21 +387,21 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     struct lru_cache *c = lru_of(base);
     struct pc__index *ix = index_of(c, h);
     uint64_t size = (uint64_t)klen + vlen, now = pc__core_now_if_ttl(base);
-    uint64_t max, was = 0;
-    struct lru_entry *e;
-    struct pc__kv *old, **old_slot;
+    unsigned int t = (unsigned int)(ix - c->ix);
+    uint64_t max, was = 0, gen;
+    struct pc__kv *e, *old, **old_slot;
     pc_status st = PC_OK;
     bool expires = req->expires != 0;
+    uint32_t id;
 
-    e = pc__alloc(offsetof(struct lru_entry, kv) +
-                  pc__kv_size(klen, vlen, expires));
+    e = pc__alloc(pc__kv_size(klen, vlen, expires));
     if (e == NULL) {
         if (req->lease != NULL)
             pc__policy_lease_end(base, req->lease);
         return PC_ENOMEM;
     }
-    pc__kv_fill(&e->kv, key, klen, val, vlen, req->expires);
-    e->kv.ref = (uint8_t)(ix - c->ix); /* its table */
+    pc__kv_fill(e, key, klen, val, vlen, req->expires);
+    e->ref = (uint8_t)t; /* its table */
     *w = &c->w;
     pc__writer_lock(&c->w);
     pc__lru_window_open(c);
@@ -400,31 +420,42 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         pc__lease_unlink(&c->w.leases, req->lease);
     if (pc__put_refused(req, old != NULL, &st))
         goto refused;
-    /* What can fail, before anything changes. A replacement that adds no
-     * bytes needs no room in the index (which then cannot grow under
-     * old_slot). */
+    /* What can fail, before anything changes: room in the index (a
+     * replacement that adds no bytes needs none, and then the index cannot
+     * grow under old_slot), a node id for a new key (a replacement takes
+     * over its predecessor's), room in the heap. */
     was = old != NULL ? kv_payload(old) : 0;
-    if (((old == NULL || size > was) &&
-         !pc__index_reserve(ix, pc__index_count(ix) + 1, c->w.rc)) ||
-        (expires && !pc__lru_heap_reserve(c))) {
+    gen = pc__index_gen(ix);
+    if ((old == NULL || size > was) &&
+        (pc__index_count(ix) >= TABLE_ENTRY_LIMIT ||
+         !pc__index_reserve(ix, pc__index_count(ix) + 1, c->w.rc))) {
         st = PC_ENOMEM;
         goto refused;
     }
+    if (pc__index_gen(ix) != gen)
+        pc__lru_relocate(c, t); /* a new table: its positions are new */
+    id = old != NULL ? node_of(old) : node_next(c);
+    if (id == SENTINEL ||
+        (expires && (!pc__lru_heap_reserve(c) || !pc__lru_hpos_reserve(c)))) {
+        st = PC_ENOMEM;
+        goto refused;
+    }
+    e->w.live.slot = id;
     if (old != NULL) {
         /* Replacement: a use, so the key is the most recent before
          * anything is evicted for the bytes it adds (then it is never the
-         * victim: alone, it fits); the new entry takes its place. */
-        list_move_head(c, ENTRY_OF(old));
+         * victim: alone, it fits); the new entry takes its index slot and
+         * its node, at the head. */
+        list_move_head(c, id);
         if (size <= was) {
             if (size < was)
                 pc__budget_give(base, 0, was - size);
-            e->kv.w.live.hash = (uint32_t)h;
-            pc__index_replace_at(old_slot, &e->kv);
+            e->w.live.hash = (uint32_t)h;
+            pc__index_replace_at(old_slot, e);
         } else {
             claim(c, false, size - was, max, now, rm);
-            pc__index_put(ix, h, &e->kv, &old, c->w.rc); /* no growth */
+            pc__index_put(ix, h, e, &old, c->w.rc); /* no growth, same slot */
         }
-        list_unlink(ENTRY_OF(old));
         if (pc__kv_flags(old) & PC__KV_EXPIRES)
             pc__lru_heap_remove(c, old);
         mark_removed(old);
@@ -433,12 +464,13 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         /* Published before any victim is unlinked (top comment): the
          * index was reserved for one more, and the budget is claimed
          * once the victims are gone. */
-        pc__index_insert(ix, h, &e->kv);
+        node_take(c, id);
+        node(c, id)->pos = pos_pack(t, pc__index_insert(ix, h, e));
+        list_push_head(c, id);
         claim(c, true, size, max, now, rm);
     }
-    list_push_head(c, e);
     if (expires)
-        pc__lru_heap_push(c, &e->kv);
+        pc__lru_heap_push(c, e);
     pc__leases_break(c->w.leases, h, false);
     pc__lru_window_close(c);
     PC__COUNTER_INC(c->w.puts);
@@ -450,8 +482,7 @@ refused:
         pc__lease_unlink(&c->w.leases, req->lease);
     pc__lru_window_close(c);
     pc__writer_unlock(base, &c->w);
-    pc__free(e,
-             offsetof(struct lru_entry, kv) + pc__kv_size(klen, vlen, expires));
+    pc__free(e, pc__kv_size(klen, vlen, expires));
     return st;
 }
 
@@ -480,22 +511,23 @@ void pc__policy_clear(pc_cache *base, struct pc__removals *rm,
                       struct pc__writer **w)
 {
     struct lru_cache *c = lru_of(base);
-    struct lru_entry *e, *next;
     size_t n = 0;
     uint64_t bytes = 0;
 
     *w = &c->w;
     pc__writer_lock(&c->w);
     pc__lru_window_open(c); /* every key goes at once */
-    for (e = c->list.next; e != &c->list; e = next) {
-        next = e->next;
-        mark_removed(&e->kv);
-        pc__index_erase(&c->ix[e->kv.ref], &e->kv);
+    for (uint32_t id = node(c, SENTINEL)->next; id != SENTINEL;) {
+        struct pc__kv *kv = kv_of(c, id);
+
+        id = node(c, id)->next;
+        mark_removed(kv);
+        pc__index_erase(&c->ix[kv->ref], kv);
         n++;
-        bytes += kv_payload(&e->kv);
-        pc__removed(rm, c->w.rc, &e->kv, PC_REMOVED_CLEARED);
+        bytes += kv_payload(kv);
+        pc__removed(rm, c->w.rc, kv, PC_REMOVED_CLEARED);
     }
-    c->list.next = c->list.prev = &c->list;
+    pc__lru_nodes_reset(c);
     c->heap_len = 0;
     pc__budget_give(base, n, bytes);
     pc__leases_break(c->w.leases, 0, true);

@@ -16,9 +16,39 @@
 
 #define LOG_RECORDS 256u
 
-struct lru_entry {
-    struct lru_entry *prev, *next; /* recency list; writer-only */
-    struct pc__kv kv;              /* last: key and value bytes follow */
+/*
+ * The recency list lives outside the entries, in an array of 12-byte nodes
+ * named by 32-bit ids (lru_nodes.c). An entry's node id
+ * is its w.live.slot; a node names its entry by the entry's position in
+ * the index (table, chunk and slot, packed: pos_pack), which does not move
+ * while the table stands: an index growth renews the positions of its
+ * table's entries (pc__lru_relocate). So the entry itself is the same
+ * allocation as in the CLOCK build (header, key, value), and a list move
+ * touches only nodes, which are dense. Node 0 is the list's sentinel:
+ * its next is the most recently used entry's node, its prev the least's.
+ * Writer lock held for every node access.
+ */
+struct lru_node {
+    uint32_t prev, next; /* node ids; on the free list, next links it */
+    uint32_t pos;        /* the entry's packed index position */
+};
+
+#define SENTINEL 0u
+
+/* Positions: chunk (25 bits), table (4 bits), slot (3 bits). */
+#define POS_TABLE_BITS 4u
+#define POS_CHUNK_LIMIT (1u << 25)
+/* Entries per table: a table of POS_CHUNK_LIMIT chunks holds this many
+ * before it would grow (index.c's load limit, 4 per chunk). */
+#define TABLE_ENTRY_LIMIT ((size_t)POS_CHUNK_LIMIT * 4u)
+
+struct lru_nodes {
+    struct lru_node *v; /* cap nodes */
+    uint32_t *hpos;     /* cap heap positions (made for the first
+                         * expiring entry), or NULL */
+    uint64_t cap;       /* ids below cap have room */
+    uint64_t top;       /* ids below top have been handed out */
+    uint32_t free;      /* free list (SENTINEL: empty), through next */
 };
 
 /* A slot of the expiry heap: the entry's expiry time beside it, so that
@@ -52,17 +82,15 @@ struct lru_cache {
     struct pc__writer w; /* the cache's one writer lock */
     unsigned int ntables;
     struct pc__index ix[MAX_TABLES];
-    struct lru_entry list; /* sentinel: list.next most, list.prev least */
-    struct lru_log *logs;  /* writer lock */
+    struct lru_nodes nodes; /* the recency list (node 0: sentinel) */
+    struct lru_log *logs;   /* writer lock */
     /* Entries that can expire, in a min-heap on expiry time (writer lock);
-     * an entry's heap position is its w.live.slot, its index table its
-     * ref byte (which no lru reader writes). */
+     * an entry's heap position is nodes.hpos[its node id], its index
+     * table its ref byte (which no lru reader writes). */
     struct lru_heap_slot *heap;
     size_t heap_len, heap_cap;
     uint64_t clock __attribute__((aligned(64))); /* recency clock */
 } __attribute__((aligned(64)));
-
-#define ENTRY_OF(kvp) PC__CONTAINER_OF(kvp, struct lru_entry, kv)
 
 static inline struct lru_cache *lru_of(pc_cache *c)
 {
@@ -76,26 +104,95 @@ static inline bool is_removed(const struct pc__kv *kv)
 
 /* The recency list. */
 
-static inline void list_unlink(struct lru_entry *e)
+static inline struct lru_node *node(const struct lru_cache *c, uint32_t id)
 {
-    e->prev->next = e->next;
-    e->next->prev = e->prev;
+    return &c->nodes.v[id];
 }
 
-static inline void list_push_head(struct lru_cache *c, struct lru_entry *e)
+/* The node id of an entry in the index. */
+static inline uint32_t node_of(const struct pc__kv *kv)
 {
-    e->prev = &c->list;
-    e->next = c->list.next;
-    c->list.next->prev = e;
-    c->list.next = e;
+    return kv->w.live.slot;
 }
 
-static inline void list_move_head(struct lru_cache *c, struct lru_entry *e)
+static inline uint32_t pos_pack(unsigned int table, struct pc__index_pos p)
 {
-    if (c->list.next == e)
+    return p.chunk << (POS_TABLE_BITS + 3) | table << 3 | p.slot;
+}
+
+/* Where the index holds the entry a node names. */
+static inline struct pc__kv *const *slot_of(const struct lru_cache *c,
+                                            uint32_t id)
+{
+    uint32_t p = node(c, id)->pos;
+
+    return pc__index_slot(
+        &c->ix[(p >> 3) & ((1u << POS_TABLE_BITS) - 1)],
+        (struct pc__index_pos){p >> (POS_TABLE_BITS + 3), (uint8_t)(p & 7)});
+}
+
+/* The entry a node names. */
+static inline struct pc__kv *kv_of(const struct lru_cache *c, uint32_t id)
+{
+    struct pc__kv *kv = *slot_of(c, id);
+
+    PC__ASSERT(kv != NULL && node_of(kv) == id);
+    return kv;
+}
+
+/* Evicting the entry of node t: start the loads the next evictions will
+ * wait for, a step further for each (the list's tail changes little
+ * between puts, and a wrong guess costs a wasted prefetch): the entry of
+ * the next victim (its chunk prefetched one eviction ago), the chunk of
+ * the one after (its node prefetched one eviction ago), the node of the
+ * third. Each is a dependent miss otherwise: node, then chunk, then
+ * entry. Always inlined: GCC deletes a call to a static function that
+ * only loads and prefetches. */
+static inline __attribute__((always_inline)) void
+prefetch_victims(const struct lru_cache *c, uint32_t t)
+{
+    uint32_t p1 = node(c, t)->prev, p2, p3;
+
+    if (p1 == SENTINEL)
         return;
-    list_unlink(e);
-    list_push_head(c, e);
+    __builtin_prefetch(*slot_of(c, p1), 1);
+    if ((p2 = node(c, p1)->prev) == SENTINEL)
+        return;
+    __builtin_prefetch(slot_of(c, p2), 1);
+    if ((p3 = node(c, p2)->prev) != SENTINEL)
+        __builtin_prefetch(node(c, p3), 1);
+}
+
+static inline void list_unlink(struct lru_cache *c, uint32_t id)
+{
+    struct lru_node *n = node(c, id);
+
+    node(c, n->prev)->next = n->next;
+    node(c, n->next)->prev = n->prev;
+}
+
+static inline void list_push_head(struct lru_cache *c, uint32_t id)
+{
+    struct lru_node *n = node(c, id), *s = node(c, SENTINEL);
+
+    n->prev = SENTINEL;
+    n->next = s->next;
+    node(c, s->next)->prev = id;
+    s->next = id;
+}
+
+static inline void list_move_head(struct lru_cache *c, uint32_t id)
+{
+    if (node(c, SENTINEL)->next == id)
+        return;
+    list_unlink(c, id);
+    list_push_head(c, id);
+}
+
+/* The least recently used entry's node (SENTINEL: the list is empty). */
+static inline uint32_t list_tail(const struct lru_cache *c)
+{
+    return node(c, SENTINEL)->prev;
 }
 
 /* Mark kv removed (readers that stamp after the current window see it). */
@@ -115,8 +212,57 @@ uint64_t pc__lru_catch_up(struct lru_cache *c);
 /* core.h's before_free hook: no record may name memory about to be freed. */
 void pc__lru_before_free(pc_cache *base);
 
+/* lru_nodes.c: node storage (writer lock held). */
+/* Set up the sentinel's block; false on ENOMEM. */
+bool pc__lru_nodes_init(struct lru_cache *c);
+void pc__lru_nodes_fini(struct lru_cache *c);
+/* Every id free again (the list emptied by the caller). */
+void pc__lru_nodes_reset(struct lru_cache *c);
+/* Room for ids up to top (doubling the arrays); false on ENOMEM or once
+ * 2^32 - 1 ids are in use. */
+bool pc__lru_nodes_grow(struct lru_cache *c);
+/* Room for heap positions (the cache's first expiring entry); false on
+ * ENOMEM. */
+bool pc__lru_hpos_reserve(struct lru_cache *c);
+/* After table `t` was replaced (pc__index_gen changed): renew the
+ * positions its entries' nodes hold. */
+void pc__lru_relocate(struct lru_cache *c, unsigned int t);
+
+/* The id the next node_take returns, with room; SENTINEL on ENOMEM or
+ * once 2^32 - 1 ids are in use. */
+static inline uint32_t node_next(struct lru_cache *c)
+{
+    struct lru_nodes *n = &c->nodes;
+
+    if (n->free != SENTINEL)
+        return n->free;
+    if (__builtin_expect(n->top >= n->cap, 0) && !pc__lru_nodes_grow(c))
+        return SENTINEL;
+    return (uint32_t)n->top;
+}
+
+/* Take that id (node_next returned it, nothing taken since). */
+static inline void node_take(struct lru_cache *c, uint32_t id)
+{
+    struct lru_nodes *n = &c->nodes;
+
+    if (n->free != SENTINEL) {
+        PC__ASSERT(id == n->free);
+        n->free = node(c, id)->next;
+    } else {
+        PC__ASSERT(id == n->top);
+        n->top++;
+    }
+}
+
+/* id back to the free list (its entry gone from the list and heap). */
+static inline void node_give(struct lru_cache *c, uint32_t id)
+{
+    node(c, id)->next = c->nodes.free;
+    c->nodes.free = id;
+}
 /* lru_heap.c: entries that can expire, in a min-heap on expiry time; an
- * entry's heap position is its w.live.slot (writer lock held). */
+ * entry's heap position is kept beside its node (writer lock held). */
 /* Room for one more entry; false on ENOMEM. */
 bool pc__lru_heap_reserve(struct lru_cache *c);
 void pc__lru_heap_push(struct lru_cache *c, struct pc__kv *kv);

@@ -12,10 +12,17 @@
 #include "alloc.h"
 #include "lru.h"
 
+/* Where an expiring entry's heap position is kept (pc__lru_hpos_reserve
+ * made the array). */
+static inline uint32_t *hpos_of(struct lru_cache *c, const struct pc__kv *kv)
+{
+    return &c->nodes.hpos[node_of(kv)];
+}
+
 static void heap_set(struct lru_cache *c, size_t i, struct lru_heap_slot e)
 {
     c->heap[i] = e;
-    e.kv->w.live.slot = (uint32_t)i;
+    *hpos_of(c, e.kv) = (uint32_t)i;
 }
 
 /* A 4-ary heap: half the levels of a binary one, so half the scattered
@@ -84,7 +91,7 @@ void pc__lru_heap_push(struct lru_cache *c, struct pc__kv *kv)
 
 void pc__lru_heap_remove(struct lru_cache *c, struct pc__kv *kv)
 {
-    size_t i = kv->w.live.slot;
+    size_t i = *hpos_of(c, kv);
     struct lru_heap_slot last = c->heap[--c->heap_len];
 
     PC__ASSERT(c->heap[i].kv == kv);

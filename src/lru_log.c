@@ -62,7 +62,7 @@ static void drain_below(struct lru_cache *c, uint64_t cutoff)
 
         __atomic_store_n(&best->head, best->head + 1, __ATOMIC_RELEASE);
         if (!(pc__kv_flags(kv) & PC__KV_REMOVED))
-            list_move_head(c, ENTRY_OF(kv));
+            list_move_head(c, node_of(kv));
     }
 }
 

@@ -125,8 +125,7 @@ void pc__pins_release(struct pc__pin_table *t, uint64_t id)
     }
 }
 
-bool pc__pins_keep(struct pc__pin_table *t, const void *kv, void *block,
-                   size_t size)
+bool pc__pins_keep(struct pc__pin_table *t, void *kv, size_t size)
 {
     struct pc__pin_entry *e;
 
@@ -136,7 +135,7 @@ bool pc__pins_keep(struct pc__pin_table *t, const void *kv, void *block,
     e = *find_entry(t, kv);
     if (e != NULL) {
         PC__ASSERT(e->kept == NULL);
-        e->kept = block;
+        e->kept = kv;
         e->kept_size = size;
         t->zombies++;
         t->zombie_bytes += size;

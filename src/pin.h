@@ -68,11 +68,10 @@ uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv,
  * retired entry. */
 void pc__pins_release(struct pc__pin_table *t, uint64_t id);
 
-/* The reclaimer is about to free block (size bytes) holding the entry kv:
- * true if kv is pinned, in which case the table keeps the block and frees
- * it with the last pin. */
-bool pc__pins_keep(struct pc__pin_table *t, const void *kv, void *block,
-                   size_t size);
+/* The reclaimer is about to free the entry kv (size bytes): true if it is
+ * pinned, in which case the table keeps it and frees it with the last
+ * pin. */
+bool pc__pins_keep(struct pc__pin_table *t, void *kv, size_t size);
 
 /* Add the kept blocks to *n and *bytes (pc_stats's pending). */
 void pc__pins_pending(struct pc__pin_table *t, uint64_t *n, uint64_t *bytes);

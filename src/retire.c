@@ -10,16 +10,6 @@
 #include "grace.h"
 #include "pin.h"
 
-static void *kv_block(const struct pc__reclaimer *r, struct pc__kv *kv)
-{
-    return (char *)kv - r->kv_offset;
-}
-
-static size_t kv_bytes(const struct pc__reclaimer *r, const struct pc__kv *kv)
-{
-    return r->kv_offset + pc__kv_alloc_size(kv);
-}
-
 /* ---- callbacks and buckets ---- */
 
 static ck_epoch_entry_t *entry_of(ck_stack_entry_t *cursor)
@@ -198,7 +188,7 @@ void pc__reclaimer_retire_slow(struct pc__reclaimer *r, struct pc__kv *kv)
     b = r->open = batch_take(r);
     if (b == NULL) { /* out of memory: spill (retire.h) */
         PC__COUNTER_INC(r->retired_n);
-        PC__COUNTER_ADD(r->retired_bytes, kv_bytes(r, kv));
+        PC__COUNTER_ADD(r->retired_bytes, pc__kv_alloc_size(kv));
         kv->w.retire_next = NULL;
         spill_append(&r->spill, &r->spill_tail, kv, kv);
         return;
@@ -211,8 +201,7 @@ void pc__reclaimer_retire_slow(struct pc__reclaimer *r, struct pc__kv *kv)
 static void free_item(struct pc__reclaimer *r, const struct pc__retired *it,
                       bool pinned)
 {
-    if (!pinned ||
-        !pc__pins_keep(r->pins, (char *)it->p + r->kv_offset, it->p, it->size))
+    if (!pinned || !pc__pins_keep(r->pins, it->p, it->size))
         pc__free(it->p, it->size);
 }
 
@@ -242,7 +231,7 @@ void pc__reclaimer_free(struct pc__reclaimer *r, struct pc__garbage g)
         __atomic_store_n(&b->state, PC__BATCH_FREE, __ATOMIC_RELEASE);
     }
     for (kv = g.spilled; kv != NULL; kv = knext) {
-        struct pc__retired it = {kv_block(r, kv), kv_bytes(r, kv)};
+        struct pc__retired it = {kv, pc__kv_alloc_size(kv)};
 
         knext = kv->w.retire_next;
         n++;
@@ -272,7 +261,6 @@ void pc__reclaimer_pending(const struct pc__reclaimer *r, uint64_t *n,
 /* ---- life cycle ---- */
 
 struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
-                                           size_t kv_offset,
                                            struct pc__pin_table *pins,
                                            bool paced)
 {
@@ -281,7 +269,6 @@ struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
     if (r == NULL)
         return NULL;
     memset(r, 0, sizeof *r);
-    r->kv_offset = kv_offset;
     r->dom = d;
     r->pins = pins;
     r->quota = paced ? PC__FREE_QUOTA : 0;

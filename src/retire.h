@@ -139,7 +139,6 @@ struct pc__reclaimer {
     size_t ready_max_bytes;            /* same */
     struct pc__kv *spill, *spill_tail; /* spilled, not yet deferred */
     struct pc__spill_carrier carrier;
-    size_t kv_offset; /* entry header's offset in its block */
     unsigned int writes;
     /* Retired (writer lock; counted when a batch is deferred, or an entry
      * spilled), handed over a quota at a time (writer lock) and freed
@@ -159,14 +158,12 @@ struct pc__reclaimer {
     struct pc__kv *drain_spill, *drain_spill_tail;
 };
 
-/* Allocate and register a reclaimer in d for entries whose header
- * (struct pc__kv) sits kv_offset bytes into their allocation, which is
- * kv_offset + pc__kv_size(klen, vlen) bytes long; an entry that pins holds
+/* Allocate and register a reclaimer in d for entries (each its own
+ * allocation of pc__kv_alloc_size bytes); an entry that pins holds
  * when its grace period ends is handed to them instead of freed (pin.h).
  * paced: polls hand over PC__FREE_QUOTA entries at a time (see "Paced
  * frees"), else whole batches. NULL on ENOMEM. */
 struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
-                                           size_t kv_offset,
                                            struct pc__pin_table *pins,
                                            bool paced);
 /* Free everything still retired, without waiting (no reader may be active),
@@ -187,8 +184,8 @@ static inline void pc__reclaimer_retire(struct pc__reclaimer *r,
         pc__reclaimer_retire_slow(r, kv);
         return;
     }
-    size = r->kv_offset + pc__kv_alloc_size(kv);
-    b->item[b->n].p = (char *)kv - r->kv_offset;
+    size = pc__kv_alloc_size(kv);
+    b->item[b->n].p = kv;
     b->item[b->n].size = size;
     b->bytes += size;
     b->n++;

@@ -232,7 +232,7 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
 
         s->pol = sc->pol->create(share);
         if (s->pol == NULL || !pc__index_init(&s->ix, presize(opts, share)) ||
-            !pc__core_add_writer(&sc->base, &s->w, 0)) {
+            !pc__core_add_writer(&sc->base, &s->w)) {
             i++; /* this shard's parts are freed with the others */
             break;
         }

@@ -228,7 +228,7 @@ Test(grace, buckets_drain_whatever_epochs_a_writer_sees)
     pc__alloc_track(1);
     base = pc__alloc_live();
     cr_assert(pc__domain_init(&d));
-    r = pc__reclaimer_create(&d, 0, NULL, false);
+    r = pc__reclaimer_create(&d, NULL, false);
     cr_assert_not_null(r);
     for (int round = 0; round < 400; round++) {
         bool step;
@@ -261,7 +261,7 @@ Test(grace, retirement_without_memory_spills_and_still_frees)
     pc__alloc_track(1);
     base = pc__alloc_live();
     cr_assert(pc__domain_init(&d));
-    r = pc__reclaimer_create(&d, 0, NULL, false);
+    r = pc__reclaimer_create(&d, NULL, false);
     cr_assert_not_null(r);
     for (int i = 0; i < 300; i++)
         kv[i] = entry_new();
@@ -315,7 +315,7 @@ static struct pc__reclaimer *paced_setup(struct pc__domain *d, long *base)
     pc__alloc_track(1);
     *base = pc__alloc_live();
     cr_assert(pc__domain_init(d));
-    r = pc__reclaimer_create(d, 0, NULL, true);
+    r = pc__reclaimer_create(d, NULL, true);
     cr_assert_not_null(r);
     return r;
 }

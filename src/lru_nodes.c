@@ -1,0 +1,123 @@
+/*
+ * lru_nodes: where the exact-LRU build's recency list lives (lru.h, "The
+ * recency list"): one array of 12-byte nodes named by 32-bit ids, and,
+ * once the cache holds an expiring entry, a parallel array of heap
+ * positions (lru_heap.c).
+ *
+ * Why not links in the entry: two pointers would add 16 bytes to every
+ * entry, and an entry's allocation is rounded up to an allocator size
+ * class (an 8-byte key with a 100-byte value: 124 bytes in the 128-byte
+ * class as a bare entry, 140 in the 160-byte class with links). A node
+ * costs 12 bytes whatever the class, names its entry through the index
+ * (which already holds the pointer), and keeps the list's moves in one
+ * dense array instead of three scattered entries.
+ *
+ * Ids. Freed ids go on a free list (LIFO, linked through next) and are
+ * taken first; otherwise the next id never handed out (top). The arrays
+ * double when top reaches their end: the ids in use are at most the most
+ * entries ever held at once, and the pages past top are never touched.
+ * Arrays of 64 KiB or more come from alloc.c's array arena, which returns
+ * a replaced copy's pages at once.
+ *
+ * Positions. A node holds its entry's index position, which stays put
+ * while its table stands (index.h). An index growth replaces a table:
+ * pc__lru_relocate then walks the new table once and writes each entry's
+ * position into its node, as the growth itself walked every entry.
+ *
+ * Everything here runs under the cache's writer lock; readers never look
+ * at nodes.
+ */
+#include <string.h>
+
+#include "alloc.h"
+#include "lru.h"
+
+#define ID_LIMIT ((uint64_t)UINT32_MAX) /* ids 0 .. ID_LIMIT - 1 */
+#define FIRST_CAP 64u
+
+bool pc__lru_nodes_grow(struct lru_cache *c)
+{
+    struct lru_nodes *n = &c->nodes;
+    uint64_t ncap = n->cap ? 2 * n->cap : FIRST_CAP;
+    struct lru_node *v;
+    uint32_t *h = NULL;
+
+    if (n->cap >= ID_LIMIT)
+        return false;
+    if (ncap > ID_LIMIT)
+        ncap = ID_LIMIT;
+    v = pc__alloc_array(sizeof *v * ncap, 0);
+    if (v == NULL)
+        return false;
+    if (n->hpos != NULL && (h = pc__alloc_array(sizeof *h * ncap, 0)) == NULL) {
+        pc__free_array(v, sizeof *v * ncap, 0);
+        return false;
+    }
+    if (n->v != NULL) {
+        memcpy(v, n->v, sizeof *v * n->top);
+        pc__free_array(n->v, sizeof *v * n->cap, 0);
+    }
+    if (n->hpos != NULL) {
+        memcpy(h, n->hpos, sizeof *h * n->top);
+        pc__free_array(n->hpos, sizeof *h * n->cap, 0);
+    }
+    n->v = v;
+    n->hpos = h;
+    n->cap = ncap;
+    return true;
+}
+
+bool pc__lru_nodes_init(struct lru_cache *c)
+{
+    if (!pc__lru_nodes_grow(c))
+        return false;
+    pc__lru_nodes_reset(c);
+    return true;
+}
+
+void pc__lru_nodes_fini(struct lru_cache *c)
+{
+    struct lru_nodes *n = &c->nodes;
+
+    if (n->v != NULL)
+        pc__free_array(n->v, sizeof *n->v * n->cap, 0);
+    if (n->hpos != NULL)
+        pc__free_array(n->hpos, sizeof *n->hpos * n->cap, 0);
+    memset(n, 0, sizeof *n);
+}
+
+void pc__lru_nodes_reset(struct lru_cache *c)
+{
+    struct lru_node *s = node(c, SENTINEL);
+
+    s->prev = s->next = SENTINEL;
+    c->nodes.top = SENTINEL + 1;
+    c->nodes.free = SENTINEL;
+}
+
+bool pc__lru_hpos_reserve(struct lru_cache *c)
+{
+    struct lru_nodes *n = &c->nodes;
+
+    if (n->hpos == NULL)
+        n->hpos = pc__alloc_array(sizeof *n->hpos * n->cap, 0);
+    return n->hpos != NULL;
+}
+struct relocation {
+    struct lru_cache *c;
+    unsigned int t;
+};
+
+static void relocate_one(void *arg, struct pc__kv *kv, struct pc__index_pos p)
+{
+    struct relocation *r = arg;
+
+    node(r->c, node_of(kv))->pos = pos_pack(r->t, p);
+}
+
+void pc__lru_relocate(struct lru_cache *c, unsigned int t)
+{
+    struct relocation r = {c, t};
+
+    pc__index_each(&c->ix[t], relocate_one, &r);
+}
