@@ -278,10 +278,11 @@ typedef struct pc_stats {
  * entries (clock) or 2^26 - 1 (frequency), which an explicit opts->shards,
  * or a frequency cache of over 2^29 entries on a machine of few CPUs, can
  * break. (A shard may come to hold more than its share; past its limit a
- * put of a new key to it fails with PC_ENOMEM.) The exact-LRU build holds
- * at most 2^27 entries in each of its index tables (1 to 16, as many as
- * its capacity needs), so at most about 2^31 in all: past a table's limit
- * a put of a new key to it fails with PC_ENOMEM.
+ * put of a new key to it fails with PC_ENOMEM.) The exact-LRU build
+ * takes a capacity up to 16 x 125,829,120 (its index tables: 1 to 16,
+ * chosen from the capacity, each for at most 125,829,120 entries; a table
+ * that came to hold 2^27, its hard limit, would refuse a new key with
+ * PC_ENOMEM, which keys spread by hash make all but impossible).
  * Any number of caches may exist at once. The library uses one
  * thread-specific data key for the whole process (created with its first
  * cache or memoizer), whatever the number of caches.
@@ -463,7 +464,9 @@ PC_API uint64_t pc_bytes(const pc_cache *cache);
  * have returned pc_len is within the capacity.
  * Returns PC_OK; PC_EINVAL for a NULL cache, a capacity of 0 or above
  * PC_CAPACITY_MAX, or one whose share per shard would pass a shard's limit
- * (clock, frequency: see pc_create), with nothing changed.
+ * (clock, frequency: see pc_create), or, in the exact-LRU build, one past
+ * 125,829,120 entries per index table it was created with (one table
+ * below a creation capacity of about 2,000), with nothing changed.
  * Thread-safety: any thread. Progress: blocking.
  */
 PC_API pc_status pc_set_capacity(pc_cache *cache, size_t capacity);

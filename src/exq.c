@@ -22,10 +22,8 @@ static bool resize(struct pc__exq *q, size_t cap)
     return true;
 }
 
-bool pc__exq_reserve(struct pc__exq *q)
+bool pc__exq_grow(struct pc__exq *q)
 {
-    if (q->n < q->cap)
-        return true;
     if (q->cap >= UINT32_MAX / 2)
         return false;
     return resize(q, q->cap ? 2 * (size_t)q->cap : 16);

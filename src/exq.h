@@ -64,9 +64,14 @@ struct pc__exq {
     uint64_t gen;    /* the index generation its positions refer to */
 };
 
+/* Double the array (pc__exq_reserve's slow path); false on ENOMEM. */
+bool pc__exq_grow(struct pc__exq *q);
 /* Room for one more push (may allocate); false on ENOMEM, nothing
  * changed. */
-bool pc__exq_reserve(struct pc__exq *q);
+static inline bool pc__exq_reserve(struct pc__exq *q)
+{
+    return q->n < q->cap || pc__exq_grow(q);
+}
 /* Push an item due at `at` for the entry kv (its hash set) at pos, after a
  * reserve (or a pop). */
 void pc__exq_push(struct pc__exq *q, uint64_t at, const struct pc__kv *kv,

@@ -72,13 +72,16 @@ static inline struct pc__index *index_of(struct lru_cache *c, uint64_t h)
     return &c->ix[((h >> 32) * c->ntables) >> 32];
 }
 
+/* Entries a table is given a share of at most: TABLE_ENTRY_LIMIT less a
+ * sixteenth, as keys spread over the tables by hash, not exactly evenly.
+ * So a cache of n tables takes a capacity up to n * SHARE_MAX. */
+#define SHARE_MAX (TABLE_ENTRY_LIMIT / 16 * 15)
+
 /* The table count (1..MAX_TABLES) whose tables, each sized for its share
  * of cap, take the fewest chunks (pc__index_chunks), among those whose
- * share leaves a table 1/16 below TABLE_ENTRY_LIMIT (keys spread over the
- * tables by hash, not exactly evenly). */
+ * share is at most SHARE_MAX. */
 static unsigned int choose_tables(size_t cap)
 {
-    const size_t share_max = TABLE_ENTRY_LIMIT / 16 * 15;
     unsigned int best = 0;
     size_t best_chunks = SIZE_MAX;
 
@@ -87,7 +90,7 @@ static unsigned int choose_tables(size_t cap)
 
         if (n > 1 && cap / n < 1024)
             break;
-        if (share > share_max && n < MAX_TABLES)
+        if (share > SHARE_MAX)
             continue;
         chunks = n * pc__index_chunks(share + 1);
         if (chunks < best_chunks) {
@@ -112,9 +115,11 @@ static uint64_t kv_payload(const struct pc__kv *kv)
 
 bool pc__policy_capacity_ok(const pc_cache *c, size_t capacity)
 {
-    (void)c;
-    (void)capacity;
-    return true; /* one list, tables that grow: PC_CAPACITY_MAX is the limit */
+    /* The tables chosen at creation must hold it (choose_tables). */
+    const struct lru_cache *lc =
+        PC__CONTAINER_OF(c, const struct lru_cache, base);
+
+    return capacity <= (size_t)lc->ntables * SHARE_MAX;
 }
 
 pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
@@ -123,7 +128,8 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
     size_t presize;
     unsigned int i;
 
-    if (opts->policy != PC_POLICY_DEFAULT)
+    if (opts->policy != PC_POLICY_DEFAULT ||
+        opts->capacity > (size_t)MAX_TABLES * SHARE_MAX)
         return PC_EINVAL; /* the frequency policy is the CLOCK build's */
     c = pc__alloc_aligned(sizeof *c, 64);
     if (c == NULL)
@@ -388,7 +394,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     struct pc__index *ix = index_of(c, h);
     uint64_t size = (uint64_t)klen + vlen, now = pc__core_now_if_ttl(base);
     unsigned int t = (unsigned int)(ix - c->ix);
-    uint64_t max, was = 0, gen;
+    uint64_t max, was = 0;
     struct pc__kv *e, *old, **old_slot;
     pc_status st = PC_OK;
     bool expires = req->expires != 0;
@@ -420,20 +426,23 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         pc__lease_unlink(&c->w.leases, req->lease);
     if (pc__put_refused(req, old != NULL, &st))
         goto refused;
-    /* What can fail, before anything changes: room in the index (a
-     * replacement that adds no bytes needs none, and then the index cannot
-     * grow under old_slot), a node id for a new key (a replacement takes
-     * over its predecessor's), room in the heap. */
+    /* What can fail, before anything changes: room in the index for a new
+     * key (a replacement takes its predecessor's slot, so the index does
+     * not grow under old_slot), a node id for a new key (a replacement
+     * takes over its predecessor's), room in the heap. */
     was = old != NULL ? kv_payload(old) : 0;
-    gen = pc__index_gen(ix);
-    if ((old == NULL || size > was) &&
-        (pc__index_count(ix) >= TABLE_ENTRY_LIMIT ||
-         !pc__index_reserve(ix, pc__index_count(ix) + 1, c->w.rc))) {
-        st = PC_ENOMEM;
-        goto refused;
+    if (old == NULL) {
+        uint64_t gen = pc__index_gen(ix);
+        bool room = pc__index_count(ix) < TABLE_ENTRY_LIMIT &&
+                    pc__index_reserve(ix, pc__index_count(ix) + 1, c->w.rc);
+
+        if (pc__index_gen(ix) != gen) /* a new table, its positions new */
+            pc__lru_relocate(c, t);   /* (even if a second growth failed) */
+        if (!room) {
+            st = PC_ENOMEM;
+            goto refused;
+        }
     }
-    if (pc__index_gen(ix) != gen)
-        pc__lru_relocate(c, t); /* a new table: its positions are new */
     id = old != NULL ? node_of(old) : node_next(c);
     if (id == SENTINEL ||
         (expires && (!pc__lru_heap_reserve(c) || !pc__lru_hpos_reserve(c)))) {
@@ -447,15 +456,12 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
          * victim: alone, it fits); the new entry takes its index slot and
          * its node, at the head. */
         list_move_head(c, id);
-        if (size <= was) {
-            if (size < was)
-                pc__budget_give(base, 0, was - size);
-            e->w.live.hash = (uint32_t)h;
-            pc__index_replace_at(old_slot, e);
-        } else {
+        if (size < was)
+            pc__budget_give(base, 0, was - size);
+        else if (size > was) /* evicts others: nothing moves in the index */
             claim(c, false, size - was, max, now, rm);
-            pc__index_put(ix, h, e, &old, c->w.rc); /* no growth, same slot */
-        }
+        e->w.live.hash = (uint32_t)h;
+        pc__index_replace_at(old_slot, e);
         if (pc__kv_flags(old) & PC__KV_EXPIRES)
             pc__lru_heap_remove(c, old);
         mark_removed(old);

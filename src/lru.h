@@ -1,7 +1,8 @@
 /*
  * lru.h: the exact-LRU build's cache (algorithm atop lru.c): its types,
  * the recency list's O(1) operations, and the functions lru_log.c (access
- * logs and windows) and lru_heap.c (the expiry heap) provide to lru.c.
+ * logs and windows), lru_heap.c (the expiry heap) and lru_nodes.c (the
+ * list's nodes) provide to lru.c.
  * Everything here runs with the cache's writer lock held, except
  * is_removed, which readers call.
  */

@@ -1,10 +1,10 @@
 /*
  * lru_heap: the exact-LRU build's expiry heap (lru.c, "Expiry"): entries
- * that can expire, in a min-heap on their expiry time, each
- * entry's position kept in its w.live.slot so it can be removed in
- * O(log n); 4-ary. Each slot holds the expiry time beside the entry pointer, so
- * a sift reads only the array and writes one position per level (rather
- * than reading two scattered entries per level). Writer lock held
+ * that can expire, in a min-heap on their expiry time, each entry's
+ * position kept beside its node (nodes.hpos, lru_nodes.c) so it can be
+ * removed in O(log n); 4-ary. Each slot holds the expiry time beside the entry
+ * pointer, so a sift reads only the array and writes one position per level
+ * (rather than reading two scattered entries per level). Writer lock held
  * throughout.
  */
 #include <string.h>

@@ -14,8 +14,9 @@
  *
  * Ids. Freed ids go on a free list (LIFO, linked through next) and are
  * taken first; otherwise the next id never handed out (top). The arrays
- * double when top reaches their end: the ids in use are at most the most
- * entries ever held at once, and the pages past top are never touched.
+ * double when top reaches their end: the ids below top are at most the
+ * most entries ever held at once (a clear starts top again, and the
+ * arrays keep their size), and the pages past top are never touched.
  * Arrays of 64 KiB or more come from alloc.c's array arena, which returns
  * a replaced copy's pages at once.
  *

@@ -471,27 +471,27 @@ Test(limits, puts_racing_a_flipping_byte_bound_stay_consistent)
 
 /* A capacity whose share per shard passes a shard's limit is refused by
  * pc_set_capacity as by pc_create (clock: 2^32 - 2 entries a shard;
- * frequency: 2^26 - 1), with nothing changed; lru has no such limit. */
+ * frequency: 2^26 - 1), with nothing changed. lru: a capacity past what
+ * the index tables chosen at creation hold (125,829,120 entries a table;
+ * a cache of capacity 100 has one), and pc_create one past 16 tables'. */
 Test(limits, set_capacity_refuses_a_share_past_a_shards_limit)
 {
+    const size_t lru_table = ((size_t)1 << 27) / 16 * 15;
     pc_options o = test_opts(100);
-    size_t over = is_frequency() ? (size_t)1 << 26 : (size_t)UINT32_MAX;
+    size_t over = is_lru()         ? lru_table + 1
+                  : is_frequency() ? (size_t)1 << 26
+                                   : (size_t)UINT32_MAX;
     pc_cache *c;
 
     o.shards = 1;
     cr_assert_eq(pc_create(&o, &c), PC_OK);
     put_u64(c, 1, 1);
-    if (strcmp(PC_TEST_POLICY, "lru") == 0) {
-        cr_assert_eq(pc_set_capacity(c, over), PC_OK);
-        cr_assert_eq(pc_capacity(c), over);
-    } else {
-        cr_assert_eq(pc_set_capacity(c, over), PC_EINVAL);
-        cr_assert_eq(pc_capacity(c), 100, "a refused call changed it");
-        cr_assert_eq(pc_set_capacity(c, over - 1), PC_OK);
-        cr_assert_eq(pc_capacity(c), over - 1);
-        o.capacity = over;
-        cr_assert_eq(pc_create(&o, &(pc_cache *){NULL}), PC_EINVAL);
-    }
+    cr_assert_eq(pc_set_capacity(c, over), PC_EINVAL);
+    cr_assert_eq(pc_capacity(c), 100, "a refused call changed it");
+    cr_assert_eq(pc_set_capacity(c, over - 1), PC_OK);
+    cr_assert_eq(pc_capacity(c), over - 1);
+    o.capacity = is_lru() ? 16 * lru_table + 1 : over;
+    cr_assert_eq(pc_create(&o, &(pc_cache *){NULL}), PC_EINVAL);
     cr_assert_eq(get_u64(c, 1, NULL), PC_OK);
     pc_destroy(c);
 }
