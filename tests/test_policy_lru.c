@@ -1,9 +1,11 @@
 /*
  * Exact LRU, differential: random sequences of get/put/delete/clear on a
  * small key space, checked op for op (status, value, length) against an
- * in-test reference LRU of the same capacity; then the same with expiry
- * (per-entry TTLs on a clock the test drives, pc_expire) against a
- * reference LRU with TTL.
+ * in-test reference LRU of the same capacity; the same on thousands of
+ * keys under a byte bound, so that the index grows while the recency list
+ * holds positions in it (lru_nodes.c); then with expiry (per-entry TTLs
+ * on a clock the test drives, pc_expire) against a reference LRU with
+ * TTL.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -12,11 +14,13 @@
 
 #define KEYS 24
 #define MAXCAP 16
+#define BIGCAP 3000 /* the byte-bounded runs' entries */
 
 /* Reference: keys in recency order, oldest first. */
 struct ref_lru {
     size_t cap, n;
-    uint64_t key[MAXCAP], val[MAXCAP];
+    uint64_t evicted; /* by ref_put */
+    uint64_t key[BIGCAP], val[BIGCAP];
 };
 
 static int ref_find(struct ref_lru *r, uint64_t k)
@@ -59,8 +63,10 @@ static void ref_put(struct ref_lru *r, uint64_t k, uint64_t v)
 
     if (i >= 0)
         ref_remove_at(r, (size_t)i);
-    else if (r->n == r->cap)
+    else if (r->n == r->cap) {
         ref_remove_at(r, 0);
+        r->evicted++;
+    }
     ref_append(r, k, v);
 }
 
@@ -85,14 +91,24 @@ static void check_get(unsigned seed, int op, uint64_t k, pc_status a,
                      (unsigned long)k);
 }
 
-static void run_sequence(unsigned seed, size_t cap, int ops)
+/* ops random operations on keys 0..keys-1 against a reference LRU of cap
+ * entries; c (destroyed here) must hold cap 16-byte entries, by capacity
+ * or byte bound. One op in 100 clears, or with clear_in > 1 one in 100 *
+ * clear_in. */
+static uint64_t run_sequence_on(pc_cache *c, unsigned seed, size_t cap,
+                                uint64_t keys, int ops, unsigned clear_in)
 {
-    struct ref_lru ref = {.cap = cap};
-    pc_cache *c = make_cache(cap);
+    static struct ref_lru ref;
+    pc_stats st;
 
+    cr_assert_not_null(c);
+    cr_assert_leq(cap, BIGCAP);
+    ref.cap = cap;
+    ref.n = 0;
+    ref.evicted = 0;
     srand(seed);
     for (int op = 0; op < ops; op++) {
-        uint64_t k = (uint64_t)(rand() % KEYS), got = 0, want = 0;
+        uint64_t k = (uint64_t)rand() % keys, got = 0, want = 0;
         int dice = rand() % 100;
 
         if (dice < 50) {
@@ -104,7 +120,8 @@ static void run_sequence(unsigned seed, size_t cap, int ops)
 
             cr_assert_eq(put_u64(c, k, v), PC_OK);
             ref_put(&ref, k, v);
-        } else if (dice < 99) {
+        } else if (dice < 99 ||
+                   (clear_in > 1 && (unsigned)rand() % clear_in != 0)) {
             cr_assert_eq(pc_delete(c, &k, sizeof k), ref_delete(&ref, k),
                          "seed %u op %d: delete(%lu)", seed, op, k);
         } else {
@@ -114,7 +131,7 @@ static void run_sequence(unsigned seed, size_t cap, int ops)
         cr_assert_eq(pc_len(c), ref.n, "seed %u op %d: len", seed, op);
     }
     /* Final state: exactly the reference's keys, with its values. */
-    for (uint64_t k = 0; k < KEYS; k++) {
+    for (uint64_t k = 0; k < keys; k++) {
         int i = ref_find(&ref, k);
         uint64_t got;
         size_t n;
@@ -124,7 +141,17 @@ static void run_sequence(unsigned seed, size_t cap, int ops)
         if (i >= 0)
             cr_assert_eq(got, ref.val[i]);
     }
+    /* Every eviction the reference made, and no other. */
+    cr_assert_eq(pc_stats_get(c, &st), PC_OK);
+    cr_assert_eq(st.evictions, ref.evicted, "seed %u: %lu evictions, want %lu",
+                 seed, (unsigned long)st.evictions, (unsigned long)ref.evicted);
     pc_destroy(c);
+    return ref.evicted;
+}
+
+static void run_sequence(unsigned seed, size_t cap, int ops)
+{
+    run_sequence_on(make_cache(cap), seed, cap, KEYS, ops, 1);
 }
 
 Test(lru_exact, matches_reference_lru_on_random_sequences)
@@ -136,6 +163,25 @@ Test(lru_exact, matches_reference_lru_on_random_sequences)
 Test(lru_exact, capacity_one_keeps_only_the_last_key)
 {
     run_sequence(4242, 1, 5000);
+}
+
+/* A byte bound of cap 16-byte entries and a capacity far above it: the
+ * index starts small and grows many times (each growth renews the
+ * positions the recency list holds), and evictions by bytes follow the
+ * reference LRU of cap entries. */
+Test(lru_exact, matches_reference_lru_under_a_byte_bound_while_the_index_grows)
+{
+    for (unsigned seed = 1; seed <= 6; seed++) {
+        size_t cap = 250 * seed;
+        pc_options o = test_opts((size_t)1 << 20);
+        uint64_t evicted;
+
+        o.max_bytes = 16 * cap;
+        evicted = run_sequence_on(make_cache_opts(&o), seed, cap, 4 * cap,
+                                  30000, 100);
+        cr_assert_gt(evicted, 1000, "seed %u: %lu evictions, too few", seed,
+                     (unsigned long)evicted);
+    }
 }
 
 /* ---- with expiry ----
