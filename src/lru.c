@@ -410,13 +410,39 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     e->ref = (uint8_t)t; /* its table */
     *w = &c->w;
     pc__writer_lock(&c->w);
-    pc__lru_window_open(c);
+    /* What can fail, before the window opens (readers that meet a window
+     * wait for it to close, and none of this changes which keys are
+     * present): the size, then room for the key if it is new (nobody but
+     * this writer changes the index meanwhile, and now is fixed): in the
+     * index, whose growth and the relocation after it walk every entry of
+     * the table, and a node id; room in the heap. A replacement takes its
+     * predecessor's index slot and node, so the index does not grow under
+     * old_slot. */
     max = __atomic_load_n(&base->max_bytes, __ATOMIC_RELAXED);
     if (max != 0 && size > max) {
         st = PC_EINVAL;
-        goto refused;
+        goto refused_early;
     }
     old = pc__index_find(ix, h, key, klen, &old_slot);
+    if (old == NULL || pc__kv_expired(old, now)) {
+        uint64_t gen = pc__index_gen(ix);
+        bool room = pc__index_count(ix) < TABLE_ENTRY_LIMIT &&
+                    pc__index_reserve(ix, pc__index_count(ix) + 1, c->w.rc);
+
+        if (pc__index_gen(ix) != gen) {
+            pc__lru_relocate(c, t); /* (even if a second growth failed) */
+            old = pc__index_find(ix, h, key, klen, &old_slot);
+        }
+        if (!room || !node_room(c)) {
+            st = PC_ENOMEM;
+            goto refused_early;
+        }
+    }
+    if (expires && (!pc__lru_heap_reserve(c) || !pc__lru_hpos_reserve(c))) {
+        st = PC_ENOMEM;
+        goto refused_early;
+    }
+    pc__lru_window_open(c);
     if (old != NULL && pc__kv_expired(old, now)) {
         pc__index_erase(ix, old);
         unlinked(c, old, PC_REMOVED_EXPIRED, rm);
@@ -426,29 +452,9 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         pc__lease_unlink(&c->w.leases, req->lease);
     if (pc__put_refused(req, old != NULL, &st))
         goto refused;
-    /* What can fail, before anything changes: room in the index for a new
-     * key (a replacement takes its predecessor's slot, so the index does
-     * not grow under old_slot), a node id for a new key (a replacement
-     * takes over its predecessor's), room in the heap. */
     was = old != NULL ? kv_payload(old) : 0;
-    if (old == NULL) {
-        uint64_t gen = pc__index_gen(ix);
-        bool room = pc__index_count(ix) < TABLE_ENTRY_LIMIT &&
-                    pc__index_reserve(ix, pc__index_count(ix) + 1, c->w.rc);
-
-        if (pc__index_gen(ix) != gen) /* a new table, its positions new */
-            pc__lru_relocate(c, t);   /* (even if a second growth failed) */
-        if (!room) {
-            st = PC_ENOMEM;
-            goto refused;
-        }
-    }
-    id = old != NULL ? node_of(old) : node_next(c);
-    if (id == SENTINEL ||
-        (expires && (!pc__lru_heap_reserve(c) || !pc__lru_hpos_reserve(c)))) {
-        st = PC_ENOMEM;
-        goto refused;
-    }
+    id = old != NULL ? node_of(old) : node_next(c); /* (room made above) */
+    PC__ASSERT(id != SENTINEL);
     e->w.live.slot = id;
     if (old != NULL) {
         /* Replacement: a use, so the key is the most recent before
@@ -484,9 +490,10 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     return PC_OK;
 
 refused:
+    pc__lru_window_close(c);
+refused_early:
     if (req->lease != NULL) /* (unless unlinked above) */
         pc__lease_unlink(&c->w.leases, req->lease);
-    pc__lru_window_close(c);
     pc__writer_unlock(base, &c->w);
     pc__free(e, pc__kv_size(klen, vlen, expires));
     return st;

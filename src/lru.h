@@ -229,6 +229,15 @@ bool pc__lru_hpos_reserve(struct lru_cache *c);
  * positions its entries' nodes hold. */
 void pc__lru_relocate(struct lru_cache *c, unsigned int t);
 
+/* Room for one more id: the next node_next cannot fail. False on ENOMEM
+ * or once 2^32 - 1 ids are in use. */
+static inline bool node_room(struct lru_cache *c)
+{
+    struct lru_nodes *n = &c->nodes;
+
+    return n->free != SENTINEL || n->top < n->cap || pc__lru_nodes_grow(c);
+}
+
 /* The id the next node_take returns, with room; SENTINEL on ENOMEM or
  * once 2^32 - 1 ids are in use. */
 static inline uint32_t node_next(struct lru_cache *c)
