@@ -453,8 +453,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     if (pc__put_refused(req, old != NULL, &st))
         goto refused;
     was = old != NULL ? kv_payload(old) : 0;
-    id = old != NULL ? node_of(old) : node_next(c); /* (room made above) */
-    PC__ASSERT(id != SENTINEL);
+    id = old != NULL ? node_of(old) : node_take(c); /* (room made above) */
     e->w.live.slot = id;
     if (old != NULL) {
         /* Replacement: a use, so the key is the most recent before
@@ -476,7 +475,6 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         /* Published before any victim is unlinked (top comment): the
          * index was reserved for one more, and the budget is claimed
          * once the victims are gone. */
-        node_take(c, id);
         node(c, id)->pos = pos_pack(t, pc__index_insert(ix, h, e));
         list_push_head(c, id);
         claim(c, true, size, max, now, rm);

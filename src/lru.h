@@ -229,7 +229,7 @@ bool pc__lru_hpos_reserve(struct lru_cache *c);
  * positions its entries' nodes hold. */
 void pc__lru_relocate(struct lru_cache *c, unsigned int t);
 
-/* Room for one more id: the next node_next cannot fail. False on ENOMEM
+/* Room for one more id: the next node_take cannot fail. False on ENOMEM
  * or once 2^32 - 1 ids are in use. */
 static inline bool node_room(struct lru_cache *c)
 {
@@ -238,31 +238,20 @@ static inline bool node_room(struct lru_cache *c)
     return n->free != SENTINEL || n->top < n->cap || pc__lru_nodes_grow(c);
 }
 
-/* The id the next node_take returns, with room; SENTINEL on ENOMEM or
- * once 2^32 - 1 ids are in use. */
-static inline uint32_t node_next(struct lru_cache *c)
+/* A free id (node_room made sure there is one): the free list's first, or
+ * the next never handed out. */
+static inline uint32_t node_take(struct lru_cache *c)
 {
     struct lru_nodes *n = &c->nodes;
+    uint32_t id = n->free;
 
-    if (n->free != SENTINEL)
-        return n->free;
-    if (__builtin_expect(n->top >= n->cap, 0) && !pc__lru_nodes_grow(c))
-        return SENTINEL;
-    return (uint32_t)n->top;
-}
-
-/* Take that id (node_next returned it, nothing taken since). */
-static inline void node_take(struct lru_cache *c, uint32_t id)
-{
-    struct lru_nodes *n = &c->nodes;
-
-    if (n->free != SENTINEL) {
-        PC__ASSERT(id == n->free);
+    if (id != SENTINEL) {
         n->free = node(c, id)->next;
     } else {
-        PC__ASSERT(id == n->top);
-        n->top++;
+        PC__ASSERT(n->top < n->cap);
+        id = (uint32_t)n->top++;
     }
+    return id;
 }
 
 /* id back to the free list (its entry gone from the list and heap). */
