@@ -57,8 +57,9 @@ struct clock_ring {
     uint32_t last_victim; /* the slot the last victim left, or SLOT_NONE */
 };
 
-static void *clock_create(size_t share)
+static void *clock_create(size_t share, const struct pc__hash_seed *seed)
 {
+    (void)seed;
     struct clock_ring *r = pc__alloc(sizeof *r);
 
     (void)share; /* the ring grows on demand */
@@ -107,10 +108,11 @@ static bool clock_reserve(void *st, size_t n)
     return true;
 }
 
-static void clock_admit(void *st, struct pc__kv *kv)
+static void clock_admit(void *st, struct pc__kv *kv, uint32_t h)
 {
     (void)st;
     (void)kv;
+    (void)h;
 }
 
 static void release_slot(struct clock_ring *r, uint32_t slot)
@@ -119,7 +121,7 @@ static void release_slot(struct clock_ring *r, uint32_t slot)
     r->free_head = slot;
 }
 
-static struct pc__kv *clock_victim(void *st, uint64_t now)
+static struct pc__kv *clock_victim(void *st, struct pc__now now)
 {
     struct clock_ring *r = st;
     uint64_t steps, limit = 2ull * r->used + 1;

@@ -9,9 +9,14 @@
 #include "alloc.h"
 #include "grace.h"
 
+/* The time readers load before a cache's clock is the ticker's (entry.h:
+ * 0 sends them to pc__core_now). */
+static const uint64_t no_tick = 0;
+
 bool pc__core_init(struct pc_cache *c, const pc_options *opts,
                    unsigned int nwriters)
 {
+    c->tick = &no_tick;
     c->capacity = opts->capacity;
     c->max_bytes = opts->max_bytes;
     c->ttl_ms = opts->ttl_ms;
@@ -154,6 +159,16 @@ void pc__core_stats(struct pc_cache *c, pc_stats *out)
     out->bytes = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
 }
 
+int pc__core_visible_slow(const struct pc_cache *c, const struct pc__kv *kv,
+                          unsigned int f, uint32_t lo)
+{
+    uint64_t at;
+
+    if (!pc__kv_read_expiry(kv, f, lo, pc__core_origin(c), &at))
+        return -1;
+    return pc__core_now(c) < at;
+}
+
 uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms)
 {
     uint64_t now;
@@ -162,9 +177,19 @@ uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms)
         ttl_ms = c->ttl_ms;
     if (ttl_ms == 0 || ttl_ms == PC_TTL_NEVER)
         return 0;
-    if (!__atomic_load_n(&c->ttl_used, __ATOMIC_ACQUIRE))
+    if (!__atomic_load_n(&c->ttl_used, __ATOMIC_ACQUIRE)) {
         pc__ticker_first_use(&c->ttl_used, &c->ticking, c->now_ms == NULL);
+        if (__atomic_load_n(&c->ticking, __ATOMIC_RELAXED))
+            __atomic_store_n(&c->tick, &pc__ticker_clock.ms, __ATOMIC_RELAXED);
+    }
     now = pc__core_now(c);
+    if (__atomic_load_n(&c->origin_p1, __ATOMIC_ACQUIRE) == 0) {
+        uint64_t unset = 0, origin = c->now_ms == NULL ? 0 : now;
+        uint64_t p1 = (origin < UINT64_MAX ? origin : origin - 1) + 1;
+
+        __atomic_compare_exchange_n(&c->origin_p1, &unset, p1, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    }
     if (ttl_ms >= UINT64_MAX - now)
         return 0; /* saturates: never */
     return now + ttl_ms;

@@ -63,8 +63,17 @@ struct pc_cache {
     void *now_ctx;
     pc_removal_fn *on_removal;
     void *removal_ctx;
-    bool ttl_used; /* an entry with an expiry was ever put (atomic) */
+    bool ttl_used; /* the cache's clock is fixed (pc__core_expires; atomic) */
     bool ticking;  /* the cache's clock is the ticker's (ticker.h; atomic) */
+    /* The expiry origin plus one (entry.h's near times count from it); 0
+     * until the first expiry fixes it (pc__core_expires); atomic. The
+     * origin is 0 on the default clock (its ms count from boot), else the
+     * cache's clock at its first expiry. */
+    uint64_t origin_p1;
+    /* What readers load as the time: the ticker's global if the cache's
+     * clock is the ticker's, else a constant 0 (then they call
+     * pc__core_now); atomic. */
+    const uint64_t *tick;
     /* Limits (pc_set_capacity, pc_set_max_bytes) and what they bound:
      * written by writers with atomics, each on its own line. */
     size_t capacity __attribute__((aligned(64)));
@@ -132,14 +141,58 @@ static inline uint64_t pc__core_now(const struct pc_cache *c)
 }
 /* The expiry time of an entry put now with this ttl (0: the default;
  * PC_TTL_NEVER: none); 0 means "never". The first one fixes the cache's
- * clock (pc__core_now; may start the ticker, blocking briefly) and then
- * notes that expiry is in use. */
+ * clock (pc__core_now; may start the ticker, blocking briefly), notes that
+ * expiry is in use, and fixes the expiry origin at the time it read (the
+ * first of racing calls to store it wins). */
 uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms);
-/* Now, if any entry may expire, else 0 (then nothing is ever expired). */
-static inline uint64_t pc__core_now_if_ttl(const struct pc_cache *c)
+/* The expiry origin (entry.h), once an expiry has fixed it: read with no
+ * lock by readers of an entry whose expiry time is near (the entry was
+ * published after the origin was fixed, which never changes again). */
+static inline uint64_t pc__core_origin(const struct pc_cache *c)
 {
-    return __atomic_load_n(&c->ttl_used, __ATOMIC_ACQUIRE) ? pc__core_now(c)
-                                                           : 0;
+    return __atomic_load_n(&c->origin_p1, __ATOMIC_RELAXED) - 1;
+}
+/* Readers, inside a read section, of kv just found in the index: 1 if it
+ * is visible now, 0 if it has expired (a miss), -1 if its writer unlinked
+ * it meanwhile and may have reused the header that held its expiry time
+ * (entry.h: look the key up again). pc__core_visible_slow is the rest:
+ * a far time, an unlinked entry, a clock other than the running ticker. */
+int pc__core_visible_slow(const struct pc_cache *c, const struct pc__kv *kv,
+                          unsigned int f, uint32_t lo);
+static inline int pc__core_visible(const struct pc_cache *c,
+                                   const struct pc__kv *kv)
+{
+    uint32_t lo = pc__kv_read_hx(kv); /* (before the flags: entry.h) */
+    unsigned int f = pc__kv_flags(kv);
+    uint64_t now;
+
+    if (__builtin_expect(!(f & PC__KV_EXPIRES), 1))
+        return 1;
+    /* The common case in one test: near, not unlinked, and the cache on
+     * the ticker (origin 0), the ticker running. */
+    if (__builtin_expect(!(f & (PC__KV_FAR | PC__KV_REMOVED)), 1) &&
+        __builtin_expect(
+            (now = __atomic_load_n(__atomic_load_n(&c->tick, __ATOMIC_RELAXED),
+                                   __ATOMIC_RELAXED)) != 0,
+            1))
+        return now < pc__kv_near_offset_live(f, lo);
+    return pc__core_visible_slow(c, kv, f, lo);
+}
+/* Now, if any entry may expire, else 0 (then nothing is ever expired),
+ * with the expiry origin. The origin is fixed before any entry has an
+ * expiry time, so it is what tells: a writer that reads it unset and then
+ * meets an expiring entry under its lock read the clock before that entry
+ * was made, as if its clock lagged. */
+static inline struct pc__now pc__core_now_if_ttl(const struct pc_cache *c)
+{
+    uint64_t p1 = __atomic_load_n(&c->origin_p1, __ATOMIC_ACQUIRE);
+    struct pc__now now = {0, 0};
+
+    if (p1 != 0) {
+        now.ms = pc__core_now(c);
+        now.origin = p1 - 1;
+    }
+    return now;
 }
 
 /*

@@ -5,7 +5,7 @@
  * policy's hand happens to be (lru keeps its own heap, lru_heap.c).
  *
  * An item names a key's position in the shard's index (chunk and slot,
- * index.h's pc__index_pos) and the key's stored hash, not an entry: a
+ * index.h's pc__index_pos) and the key's hash (pc__kv_hash), not an entry: a
  * replacement takes its predecessor's slot, so one item covers a key
  * through any number of replacements. The shard keeps this invariant: every
  * entry that can expire is covered by an item (same position, same hash)
@@ -54,7 +54,7 @@ struct pc__exq_item {
     uint64_t at;    /* due: no later than the covered entry expires */
     uint32_t chunk; /* the key's position in the index: its chunk, */
     uint32_t key;   /* and in bits 0..2 its slot; bits 3..31: those of the
-                       key's stored hash (kv->w.live.hash) */
+                       key's hash (pc__kv_hash) */
 };
 
 struct pc__exq {
@@ -72,9 +72,9 @@ static inline bool pc__exq_reserve(struct pc__exq *q)
 {
     return q->n < q->cap || pc__exq_grow(q);
 }
-/* Push an item due at `at` for the entry kv (its hash set) at pos, after a
- * reserve (or a pop). */
-void pc__exq_push(struct pc__exq *q, uint64_t at, const struct pc__kv *kv,
+/* Push an item due at `at` for the entry at pos whose key's hash is
+ * `hash` (pc__kv_hash), after a reserve (or a pop). */
+void pc__exq_push(struct pc__exq *q, uint64_t at, uint32_t hash,
                   struct pc__index_pos pos);
 /* The index position an item names. */
 static inline struct pc__index_pos pc__exq_pos(struct pc__exq_item it)
@@ -86,10 +86,11 @@ static inline struct pc__index_pos pc__exq_pos(struct pc__exq_item it)
  * false match is another key whose entry the shard then judges by its own
  * expiry time, so it costs at most a needless push). */
 static inline bool pc__exq_covers(struct pc__exq_item it,
-                                  const struct pc__kv *kv)
+                                  const struct pc__kv *kv,
+                                  const struct pc__hash_seed *seed)
 {
     return (pc__kv_flags(kv) & PC__KV_EXPIRES) &&
-           ((kv->w.live.hash ^ it.key) & ~7u) == 0;
+           ((pc__kv_hash(kv, seed) ^ it.key) & ~7u) == 0;
 }
 /* Whether the earliest item is due at now (now 0: never). */
 static inline bool pc__exq_due(const struct pc__exq *q, uint64_t now)
@@ -103,7 +104,7 @@ struct pc__exq_item pc__exq_pop(struct pc__exq *q);
  * push reserved), then restore the heap order (and give back memory the
  * queue no longer needs). */
 void pc__exq_reset(struct pc__exq *q, uint64_t gen);
-void pc__exq_append(struct pc__exq *q, uint64_t at, const struct pc__kv *kv,
+void pc__exq_append(struct pc__exq *q, uint64_t at, uint32_t hash,
                     struct pc__index_pos pos);
 void pc__exq_heapify(struct pc__exq *q);
 void pc__exq_free(struct pc__exq *q);

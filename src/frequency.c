@@ -14,8 +14,8 @@
  *          queue's coarse eviction time, the key's recent miss count (1..7)
  *          and a 20-bit fingerprint; FIFO per bucket, a hit removes it.
  *   Per entry, writer-only, in w.live.slot: ring slot (27 bits), queue
- *   (2 bits), miss count (3 bits). w.live.hash (the index's) feeds the
- *   ghost.
+ *   (2 bits), miss count (3 bits). The key's hash (pc__kv_hash) feeds
+ *   the ghost.
  *
  * Read path: exactly CLOCK's, with max_ref 3: `f = ref; if (f < 3) ref =
  * f + 1`, a plain relaxed store (lost increments between racing readers
@@ -402,16 +402,17 @@ struct freq {
     struct ring small, main;
     struct ghost ghost;
     uint32_t cap;
-    uint32_t cs, cs_min, cs_max; /* SMALL's target and its bounds */
-    uint32_t filter_below;       /* admission filter on while cs < this */
-    uint32_t unit;               /* evictions per ghost time unit */
-    uint32_t marginal;           /* the recent window, in units */
-    uint32_t ev_small, ev_main;  /* eviction counters (ghost clocks) */
-    bool to_main;                /* admit's decision, for insert */
-    bool admitted;               /* admit done, insert to come */
+    uint32_t cs, cs_min, cs_max;      /* SMALL's target and its bounds */
+    uint32_t filter_below;            /* admission filter on while cs < this */
+    uint32_t unit;                    /* evictions per ghost time unit */
+    uint32_t marginal;                /* the recent window, in units */
+    uint32_t ev_small, ev_main;       /* eviction counters (ghost clocks) */
+    bool to_main;                     /* admit's decision, for insert */
+    bool admitted;                    /* admit done, insert to come */
+    const struct pc__hash_seed *seed; /* the cache's (pc__kv_hash) */
 };
 
-static void *freq_create(size_t share)
+static void *freq_create(size_t share, const struct pc__hash_seed *seed)
 {
     struct freq *f = pc__alloc(sizeof *f);
     uint32_t cap = share > SLOT_LIMIT / 2 ? SLOT_LIMIT / 2 : (uint32_t)share;
@@ -422,6 +423,7 @@ static void *freq_create(size_t share)
     if (cap == 0)
         cap = 1;
     f->cap = cap;
+    f->seed = seed;
     f->cs_min = cap / 100 ? cap / 100 : 1;
     f->cs_max = cap / 2 > f->cs_min ? cap / 2 : f->cs_min;
     f->cs = cap / 20 > f->cs_min ? cap / 20 : f->cs_min;
@@ -502,7 +504,7 @@ prefetch_ahead(const struct ring *r)
 
 /* MAIN's hand (MAIN not empty): spend units until the entry under the hand
  * has none (or has expired), and return it, still in MAIN. */
-static struct pc__kv *main_hand(struct freq *f, uint64_t now)
+static struct pc__kv *main_hand(struct freq *f, struct pc__now now)
 {
     uint64_t steps = 0, limit = 4ull * f->main.live + 4;
 
@@ -519,20 +521,20 @@ static struct pc__kv *main_hand(struct freq *f, uint64_t now)
     }
 }
 
-static struct pc__kv *evict_main(struct freq *f, uint64_t now)
+static struct pc__kv *evict_main(struct freq *f, struct pc__now now)
 {
     struct pc__kv *e = main_hand(f, now);
 
     ring_pop(&f->main);
     f->ev_main++;
-    ghost_put(&f->ghost, e->w.live.hash, TAG_MAIN, f->ev_main / f->unit,
-              mc_of(e));
+    ghost_put(&f->ghost, pc__kv_hash(e, f->seed), TAG_MAIN,
+              f->ev_main / f->unit, mc_of(e));
     return e;
 }
 
 /* Promote entries read twice on probation; evict the first that was not.
  * NULL if promotions alone emptied SMALL. */
-static struct pc__kv *evict_small(struct freq *f, uint64_t now)
+static struct pc__kv *evict_small(struct freq *f, struct pc__now now)
 {
     struct pc__kv *e;
 
@@ -545,7 +547,7 @@ static struct pc__kv *evict_small(struct freq *f, uint64_t now)
             continue;
         }
         f->ev_small++;
-        ghost_put(&f->ghost, e->w.live.hash, 0, f->ev_small / f->unit,
+        ghost_put(&f->ghost, pc__kv_hash(e, f->seed), 0, f->ev_small / f->unit,
                   mc_of(e));
         /* Warm the ghost bucket of SMALL's next victim, likely its head
          * now, whose header prefetch_ahead fetched evictions ago. */
@@ -555,15 +557,15 @@ static struct pc__kv *evict_small(struct freq *f, uint64_t now)
         if (next != NULL) {
             uint32_t fp;
 
-            __builtin_prefetch(ghost_bucket(&f->ghost, next->w.live.hash, &fp),
-                               1);
+            __builtin_prefetch(
+                ghost_bucket(&f->ghost, pc__kv_hash(next, f->seed), &fp), 1);
         }
         return e;
     }
     return NULL;
 }
 
-static struct pc__kv *freq_victim(void *st, uint64_t now)
+static struct pc__kv *freq_victim(void *st, struct pc__now now)
 {
     struct freq *f = st;
     struct pc__kv *v = NULL;
@@ -617,10 +619,10 @@ static void freq_prefetch(const void *st, uint32_t h)
     __builtin_prefetch((const void *)b, 1);
 }
 
-static void freq_admit(void *st, struct pc__kv *kv)
+static void freq_admit(void *st, struct pc__kv *kv, uint32_t h)
 {
     struct freq *f = st;
-    uint32_t w = ghost_take(&f->ghost, kv->w.live.hash);
+    uint32_t w = ghost_take(&f->ghost, h);
     unsigned mc = 1;
 
     f->to_main = false;
@@ -658,7 +660,7 @@ static void freq_insert(void *st, struct pc__kv *kv, bool evicted)
      * passes) but evicts nothing; now 0: no entry counts as expired. The
      * measured hit ratios include this. */
     if (to_main && f->cs < f->filter_below && f->main.live &&
-        mc_of(kv) <= mc_of(main_hand(f, 0)))
+        mc_of(kv) <= mc_of(main_hand(f, (struct pc__now){0, 0})))
         to_main = false;
     if (!evicted && f->small.live >= f->cs)
         to_main = true; /* free room, SMALL at target: no probation */
@@ -677,7 +679,7 @@ static void freq_keep(void *st, struct pc__kv *kv)
      * of its 8 words, a ghost word is lost or stays, a hint either way.)
      * It returns to MAIN (a use), into room that reserve kept for every
      * entry of the shard. */
-    ghost_take(&f->ghost, kv->w.live.hash);
+    ghost_take(&f->ghost, pc__kv_hash(kv, f->seed));
     ring_push(&f->main, kv, Q_MAIN, mc_of(kv));
 }
 

@@ -59,8 +59,10 @@ size_t pc__index_chunks(size_t entries)
     return n;
 }
 
-bool pc__index_init(struct pc__index *ix, size_t expected)
+bool pc__index_init(struct pc__index *ix, size_t expected,
+                    const struct pc__hash_seed *seed)
 {
+    ix->seed = seed;
     ix->count = 0;
     ix->gen = 0;
     ix->table = table_new(pc__index_chunks(expected + 1));
@@ -134,7 +136,8 @@ static struct pc__index_pos place(struct pc__table *t, uint32_t hash,
 }
 
 /* A table twice the size holding every entry of ix's; NULL on ENOMEM. */
-static struct pc__table *grown(const struct pc__table *old)
+static struct pc__table *grown(const struct pc__table *old,
+                               const struct pc__hash_seed *seed)
 {
     struct pc__table *t = table_new(2 * (old->mask + 1));
 
@@ -147,7 +150,7 @@ static struct pc__table *grown(const struct pc__table *old)
             uint8_t tag = (uint8_t)(c->ctrl >> (8 * j));
 
             if (tag != 0)
-                place(t, c->slot[j]->w.live.hash, tag, c->slot[j]);
+                place(t, pc__kv_hash(c->slot[j], seed), tag, c->slot[j]);
         }
     }
     return t;
@@ -162,7 +165,7 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
     size_t home = i, room = SIZE_MAX; /* first chunk seen with a free slot */
 
     *old = NULL;
-    kv->w.live.hash = (uint32_t)h;
+    pc__kv_set_hash(kv, h);
     for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
         struct pc__chunk *c = &t->chunks[i];
 
@@ -202,7 +205,7 @@ struct pc__index_pos pc__index_insert(struct pc__index *ix, uint64_t h,
     int j = free_slot(t->chunks[home].ctrl);
 
     PC__ASSERT(ix->count + 1 <= t->max_load);
-    kv->w.live.hash = (uint32_t)h;
+    pc__kv_set_hash(kv, h);
     ix->count++;
     if (__builtin_expect(j >= 0, 1)) /* room at home */
         return publish(t, home, j, pc__index_tag(h), kv);
@@ -215,7 +218,7 @@ bool pc__index_reserve(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
 
     if (n <= t->max_load)
         return true;
-    bigger = grown(t);
+    bigger = grown(t, ix->seed);
     if (bigger == NULL)
         return false;
     __atomic_store_n(&ix->table, bigger, __ATOMIC_RELEASE);
@@ -267,7 +270,7 @@ static bool find_ptr(const struct pc__table *t, uint32_t hash,
 void pc__index_erase(struct pc__index *ix, struct pc__kv *kv)
 {
     struct pc__table *t = ix->table;
-    uint32_t hash = kv->w.live.hash;
+    uint32_t hash = pc__kv_hash(kv, ix->seed);
     size_t i;
     int j;
 
@@ -282,7 +285,7 @@ struct pc__index_pos pc__index_locate(const struct pc__index *ix,
 {
     size_t i = 0;
     int j = 0;
-    bool found = find_ptr(ix->table, kv->w.live.hash, kv, &i, &j);
+    bool found = find_ptr(ix->table, pc__kv_hash(kv, ix->seed), kv, &i, &j);
 
     PC__ASSERT(found);
     (void)found;

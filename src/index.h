@@ -34,11 +34,12 @@
  * reason ck_hs-style readers must retry on a generation counter. Removing
  * a victim needs no key comparison: the writer finds it by pointer, from
  * the home chunk given by the low half of its hash, which the entry keeps
- * (entry.h) so that nothing is ever rehashed.
+ * (entry.h) so that nothing is rehashed (but an entry whose header holds
+ * a near expiry time instead: pc__kv_hash hashes its key again).
  *
  * Growth. When an insert would pass the load limit the writer builds a
  * table twice the size from the old one (home chunks from the entries'
- * stored hashes, tags copied), publishes it with one release store, and
+ * hashes, pc__kv_hash; tags copied), publishes it with one release store, and
  * retires the old table to its reclaimer (retire.h): readers still probing
  * the old one finish there safely. Growing allocates; if that fails the
  * insert fails with nothing changed.
@@ -97,6 +98,9 @@ struct pc__index {
      * position (pc__index_pos) recorded under one table is known not to
      * hold under another, even one at the same address. */
     uint64_t gen;
+    /* The cache's hash seed: a growth or an erase recomputes the hash of
+     * an entry whose header holds a near expiry time (entry.h). */
+    const struct pc__hash_seed *seed;
 };
 
 /* Where an entry sits in the current table: chunk and slot. Nothing moves
@@ -114,13 +118,15 @@ struct pc__reclaimer;
 /* Chunks of a table sized for `entries` without growth (a power of two). */
 size_t pc__index_chunks(size_t entries);
 
-/* Set up an empty index sized for `expected` entries without growth.
- * false on allocation failure. */
-bool pc__index_init(struct pc__index *ix, size_t expected);
+/* Set up an empty index sized for `expected` entries without growth, for
+ * keys hashed with seed (which must outlive it). false on allocation
+ * failure. */
+bool pc__index_init(struct pc__index *ix, size_t expected,
+                    const struct pc__hash_seed *seed);
 /* Free the table (not the entries). No reader may be inside. */
 void pc__index_destroy(struct pc__index *ix);
 
-/* The probe stride, from the hash's low half (which entries keep): odd, so
+/* The probe stride, from the hash's low half (pc__kv_hash): odd, so
  * a power-of-two table's every chunk is visited. Strides that differ from
  * key to key avoid the clustering of linear probing. */
 static inline size_t pc__index_step(uint32_t hash, size_t mask)
@@ -248,7 +254,7 @@ bool pc__index_reserve(struct pc__index *ix, size_t n,
 /* Writer: unlink kv, which must be in the index. Wait-free. */
 void pc__index_erase(struct pc__index *ix, struct pc__kv *kv);
 /* Writer: the position of kv, which must be in the index (found by
- * pointer, probing from the home chunk of its stored hash). */
+ * pointer, probing from the home chunk of its hash, pc__kv_hash). */
 struct pc__index_pos pc__index_locate(const struct pc__index *ix,
                                       const struct pc__kv *kv);
 
@@ -291,8 +297,8 @@ void pc__index_each(const struct pc__index *ix,
 struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
                                 const void *key, size_t klen);
 
-/* Writer: prefetch, for writing, the chunk where an entry of this stored
- * hash (kv->w.live.hash) most likely sits, its home: ahead of an erase. */
+/* Writer: prefetch, for writing, the chunk where an entry of this hash
+ * (pc__kv_hash) most likely sits, its home: ahead of an erase. */
 static inline void pc__index_prefetch_home(const struct pc__index *ix,
                                            uint32_t hash)
 {

@@ -148,7 +148,7 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
     if (opts->max_bytes != 0 && presize > 64)
         presize = 64; /* the count may stay far below capacity: grow */
     for (i = 0; i < c->ntables; i++)
-        if (!pc__index_init(&c->ix[i], presize))
+        if (!pc__index_init(&c->ix[i], presize, &c->base.seed))
             goto fail;
     if (!pc__lru_nodes_init(c) || !pc__core_add_writer(&c->base, &c->w))
         goto fail;
@@ -230,11 +230,14 @@ static struct pc__kv *lru_lookup(pc_cache *base, struct pc__record *t,
         struct pc__kv *kv = pc__index_get(index_of(c, h), h, key, klen);
         struct lru_log *l = t->policy_data;
         uint64_t ts, tail;
+        int visible;
 
         if (kv == NULL)
             break;
-        if (__builtin_expect(pc__kv_flags(kv) & PC__KV_EXPIRES, 0) &&
-            pc__core_now(base) >= pc__kv_expires(kv))
+        visible = pc__core_visible(base, kv);
+        if (__builtin_expect(visible < 0, 0))
+            continue; /* unlinked meanwhile: look again */
+        if (!visible)
             break;
         /* Acquire: the writer's release of head comes after it read the
          * record we may now overwrite. */
@@ -313,11 +316,11 @@ static void unlinked(struct lru_cache *c, struct pc__kv *kv,
 /* Inside a window: the next victim (the entry with the earliest expiry
  * time if it has come, else the least recently used), out of the index
  * and disposed of, its room NOT returned. The cache holds an entry. */
-static struct pc__kv *take_victim(struct lru_cache *c, uint64_t now,
+static struct pc__kv *take_victim(struct lru_cache *c, struct pc__now now,
                                   struct pc__removals *rm)
 {
     struct pc__kv *v;
-    bool expired = c->heap_len > 0 && now >= c->heap[0].key;
+    bool expired = c->heap_len > 0 && now.ms >= c->heap[0].key;
 
     if (expired) {
         v = c->heap[0].kv;
@@ -333,7 +336,7 @@ static struct pc__kv *take_victim(struct lru_cache *c, uint64_t now,
     return v;
 }
 
-static void evict_one(struct lru_cache *c, uint64_t now,
+static void evict_one(struct lru_cache *c, struct pc__now now,
                       struct pc__removals *rm)
 {
     struct pc__kv *v = take_victim(c, now, rm);
@@ -351,7 +354,7 @@ static void evict_one(struct lru_cache *c, uint64_t now,
  * the key being replaced (moved to the head first), so evicting every
  * other entry makes room, and the claim never fails. */
 static void claim(struct lru_cache *c, bool one_more, uint64_t bytes,
-                  uint64_t max, uint64_t now, struct pc__removals *rm)
+                  uint64_t max, struct pc__now now, struct pc__removals *rm)
 {
     uint64_t owned = 0;
     bool have_entry = !one_more;
@@ -392,21 +395,23 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
 {
     struct lru_cache *c = lru_of(base);
     struct pc__index *ix = index_of(c, h);
-    uint64_t size = (uint64_t)klen + vlen, now = pc__core_now_if_ttl(base);
+    uint64_t size = (uint64_t)klen + vlen;
+    struct pc__now now = pc__core_now_if_ttl(base);
     unsigned int t = (unsigned int)(ix - c->ix);
-    uint64_t max, was = 0;
+    uint64_t max, was = 0, origin = pc__core_origin(base);
+    unsigned int xflags = pc__kv_expiry_flags(req->expires, origin);
     struct pc__kv *e, *old, **old_slot;
     pc_status st = PC_OK;
     bool expires = req->expires != 0;
     uint32_t id;
 
-    e = pc__alloc(pc__kv_size(klen, vlen, expires));
+    e = pc__alloc(pc__kv_size(klen, vlen, xflags));
     if (e == NULL) {
         if (req->lease != NULL)
             pc__policy_lease_end(base, req->lease);
         return PC_ENOMEM;
     }
-    pc__kv_fill(e, key, klen, val, vlen, req->expires);
+    pc__kv_fill(e, key, klen, val, vlen, req->expires, xflags, origin);
     e->ref = (uint8_t)t; /* its table */
     *w = &c->w;
     pc__writer_lock(&c->w);
@@ -465,7 +470,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
             pc__budget_give(base, 0, was - size);
         else if (size > was) /* evicts others: nothing moves in the index */
             claim(c, false, size - was, max, now, rm);
-        e->w.live.hash = (uint32_t)h;
+        pc__kv_set_hash(e, h);
         pc__index_replace_at(old_slot, e);
         if (pc__kv_flags(old) & PC__KV_EXPIRES)
             pc__lru_heap_remove(c, old);
@@ -493,7 +498,7 @@ refused_early:
     if (req->lease != NULL) /* (unless unlinked above) */
         pc__lease_unlink(&c->w.leases, req->lease);
     pc__writer_unlock(base, &c->w);
-    pc__free(e, pc__kv_size(klen, vlen, expires));
+    pc__free(e, pc__kv_size(klen, vlen, xflags));
     return st;
 }
 
@@ -502,7 +507,7 @@ pc_status pc__policy_delete(pc_cache *base, const void *key, size_t klen,
 {
     struct lru_cache *c = lru_of(base);
     uint64_t h = pc__hash_key(&base->seed, key, klen);
-    uint64_t now = pc__core_now_if_ttl(base);
+    struct pc__now now = pc__core_now_if_ttl(base);
     struct pc__kv *kv;
     bool expired = false;
 
@@ -550,14 +555,14 @@ size_t pc__policy_expire(pc_cache *base, struct pc__removals *rm,
                          struct pc__writer **w)
 {
     struct lru_cache *c = lru_of(base);
-    uint64_t now = pc__core_now_if_ttl(base);
+    struct pc__now now = pc__core_now_if_ttl(base);
     size_t n = 0;
 
     *w = &c->w;
     pc__writer_lock(&c->w);
-    if (c->heap_len > 0 && now >= c->heap[0].key) {
+    if (c->heap_len > 0 && now.ms >= c->heap[0].key) {
         pc__lru_window_open(c);
-        while (c->heap_len > 0 && now >= c->heap[0].key) {
+        while (c->heap_len > 0 && now.ms >= c->heap[0].key) {
             struct pc__kv *kv = c->heap[0].kv;
 
             pc__index_erase(&c->ix[kv->ref], kv);
@@ -574,7 +579,7 @@ void pc__policy_shrink(pc_cache *base, struct pc__removals *rm,
                        struct pc__writer **w)
 {
     struct lru_cache *c = lru_of(base);
-    uint64_t now = pc__core_now_if_ttl(base);
+    struct pc__now now = pc__core_now_if_ttl(base);
 
     *w = &c->w;
     pc__writer_lock(&c->w);

@@ -84,8 +84,10 @@ bool pc__lru_heap_reserve(struct lru_cache *c)
 
 void pc__lru_heap_push(struct lru_cache *c, struct pc__kv *kv)
 {
-    heap_set(c, c->heap_len++,
-             (struct lru_heap_slot){.key = pc__kv_expires(kv), .kv = kv});
+    heap_set(
+        c, c->heap_len++,
+        (struct lru_heap_slot){
+            .key = pc__kv_expires(kv, pc__core_origin(&c->base)), .kv = kv});
     heap_up(c, c->heap_len - 1);
 }
 

@@ -100,7 +100,7 @@ static void spill_append(struct pc__kv **head, struct pc__kv **tail,
     if (*head == NULL)
         *head = chain;
     else
-        (*tail)->w.retire_next = chain;
+        pc__kv_set_link(*tail, chain); /* (entry.h: atomic) */
     *tail = chain_tail;
 }
 
@@ -189,7 +189,8 @@ void pc__reclaimer_retire_slow(struct pc__reclaimer *r, struct pc__kv *kv)
     if (b == NULL) { /* out of memory: spill (retire.h) */
         PC__COUNTER_INC(r->retired_n);
         PC__COUNTER_ADD(r->retired_bytes, pc__kv_alloc_size(kv));
-        kv->w.retire_next = NULL;
+        pc__kv_unlinking(kv); /* before w is reused (entry.h) */
+        pc__kv_set_link(kv, NULL);
         spill_append(&r->spill, &r->spill_tail, kv, kv);
         return;
     }

@@ -230,8 +230,9 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
         struct shard *s = &sc->shards[i];
         size_t share = opts->capacity / n + (i < opts->capacity % n);
 
-        s->pol = sc->pol->create(share);
-        if (s->pol == NULL || !pc__index_init(&s->ix, presize(opts, share)) ||
+        s->pol = sc->pol->create(share, &sc->base.seed);
+        if (s->pol == NULL ||
+            !pc__index_init(&s->ix, presize(opts, share), &sc->base.seed) ||
             !pc__core_add_writer(&sc->base, &s->w)) {
             i++; /* this shard's parts are freed with the others */
             break;
@@ -265,6 +266,27 @@ void pc__policy_destroy(pc_cache *c)
 
 /* ---- reads ---- */
 
+/* shard_lookup's rare path: the entry found was unlinked meanwhile and
+ * its header reused (entry.h): look again, as often as that happens. */
+static __attribute__((noinline, cold)) struct pc__kv *
+lookup_again(pc_cache *c, uint64_t h, const void *key, size_t klen)
+{
+    struct shard_cache *sc = sc_of(c);
+    const struct pc__index *ix = &shard_of(sc, h)->ix;
+
+    for (;;) {
+        struct pc__kv *kv = pc__index_get(ix, h, key, klen);
+        int visible = kv != NULL ? pc__core_visible(c, kv) : 0;
+
+        if (visible > 0) {
+            pc__kv_touch(kv, sc->max_ref);
+            return kv;
+        }
+        if (visible == 0)
+            return NULL;
+    }
+}
+
 /* Inside the caller's read section: find key and mark the use. NULL on a
  * miss (an expired entry is one). */
 static inline struct pc__kv *shard_lookup(pc_cache *c, struct pc__record *t,
@@ -273,13 +295,14 @@ static inline struct pc__kv *shard_lookup(pc_cache *c, struct pc__record *t,
 {
     struct shard_cache *sc = sc_of(c);
     struct pc__kv *kv = pc__index_get(&shard_of(sc, h)->ix, h, key, klen);
+    int visible;
 
     (void)t;
     if (kv == NULL)
         return NULL;
-    if (__builtin_expect(pc__kv_flags(kv) & PC__KV_EXPIRES, 0) &&
-        pc__core_now(c) >= pc__kv_expires(kv))
-        return NULL;
+    visible = pc__core_visible(c, kv);
+    if (__builtin_expect(visible <= 0, 0))
+        return visible == 0 ? NULL : lookup_again(c, h, key, klen);
     pc__kv_touch(kv, sc->max_ref);
     return kv;
 }
@@ -319,45 +342,64 @@ static void gone(struct shard *s, struct pc__kv *kv, pc_removal_cause cause,
 
 /* ---- expiry queue (exq.h) ---- */
 
+/* Push an item for kv (which can expire) at pos, due when it expires. */
+static void exq_push(struct shard_cache *sc, struct shard *s,
+                     const struct pc__kv *kv, struct pc__index_pos pos)
+{
+    pc__exq_push(&s->exq, pc__kv_expires(kv, pc__core_origin(&sc->base)),
+                 pc__kv_hash(kv, s->ix.seed), pos);
+}
+
+struct rebuild {
+    struct shard *s;
+    uint64_t origin;
+};
+
 static void exq_append_cb(void *arg, struct pc__kv *kv,
                           struct pc__index_pos pos)
 {
+    const struct rebuild *rb = arg;
+
     if (pc__kv_flags(kv) & PC__KV_EXPIRES)
-        pc__exq_append(arg, pc__kv_expires(kv), kv, pos);
+        pc__exq_append(&rb->s->exq, pc__kv_expires(kv, rb->origin),
+                       pc__kv_hash(kv, rb->s->ix.seed), pos);
 }
 
 /* Rebuild s's queue from its index: one item per entry that can expire,
  * at its expiry time and its position in today's table (exq.h). */
-static void exq_rebuild(struct shard *s)
+static void exq_rebuild(struct shard_cache *sc, struct shard *s)
 {
+    struct rebuild rb = {s, pc__core_origin(&sc->base)};
+
     pc__exq_reset(&s->exq, pc__index_gen(&s->ix));
-    pc__index_each(&s->ix, exq_append_cb, &s->exq);
+    pc__index_each(&s->ix, exq_append_cb, &rb);
     pc__exq_heapify(&s->exq);
 }
 
 /* An entry of s expired at now, from its expiry queue, taken out of the
  * policy (not the index); NULL if none is due. Never `keep`. */
 static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
-                                   uint64_t now, const struct pc__kv *keep)
+                                   struct pc__now now,
+                                   const struct pc__kv *keep)
 {
     struct pc__kv *taken = NULL;
     bool keep_due = false;
 
-    while (pc__exq_due(&s->exq, now)) {
+    while (pc__exq_due(&s->exq, now.ms)) {
         if (s->exq.gen != pc__index_gen(&s->ix)) {
-            exq_rebuild(s); /* positions from before a growth */
+            exq_rebuild(sc, s); /* positions from before a growth */
             continue;
         }
         struct pc__exq_item it = pc__exq_pop(&s->exq);
         struct pc__index_pos pos = pc__exq_pos(it);
         struct pc__kv *kv = pc__index_at(&s->ix, pos);
 
-        if (kv == NULL || !pc__exq_covers(it, kv))
+        if (kv == NULL || !pc__exq_covers(it, kv, s->ix.seed))
             continue; /* stale: its key left the shard */
         if (!pc__kv_expired(kv, now)) {
             /* Replaced by an entry that expires later: cover that one at
              * its own time (in the room the pop left). */
-            pc__exq_push(&s->exq, pc__kv_expires(kv), kv, pos);
+            exq_push(sc, s, kv, pos);
         } else if (kv == keep) {
             keep_due = true; /* covered again below, not taken */
         } else {
@@ -367,8 +409,7 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
         }
     }
     if (keep_due) /* (not expected: a put removes an expired old first) */
-        pc__exq_push(&s->exq, pc__kv_expires(keep), keep,
-                     pc__index_locate(&s->ix, keep));
+        exq_push(sc, s, keep, pc__index_locate(&s->ix, keep));
     return taken;
 }
 
@@ -377,28 +418,27 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
  * it, and rebuild the queue from s's index once stale items outnumber live
  * ones two to one. A rebuild visits every entry of s and every chunk of its
  * table, so an eighth of those counts also pays for its next one (exq.h). */
-static void exq_note(struct shard *s, struct pc__kv *kv,
+static void exq_note(struct shard_cache *sc, struct shard *s, struct pc__kv *kv,
                      const struct pc__index_pos *pos)
 {
     if (s->exq.gen != pc__index_gen(&s->ix)) {
         if (s->exq.n != 0) { /* kv is in the index: the rebuild has it */
-            exq_rebuild(s);
+            exq_rebuild(sc, s);
             return;
         }
         s->exq.gen = pc__index_gen(&s->ix); /* nothing else can expire */
     }
-    pc__exq_push(&s->exq, pc__kv_expires(kv), kv,
-                 pos != NULL ? *pos : pc__index_locate(&s->ix, kv));
+    exq_push(sc, s, kv, pos != NULL ? *pos : pc__index_locate(&s->ix, kv));
     if (s->exq.n > 3 * (uint64_t)s->expiring +
                        (s->count + pc__index_chunk_count(&s->ix)) / 8 + 64)
-        exq_rebuild(s);
+        exq_rebuild(sc, s);
 }
 
 /* The next victim of s (which holds an entry other than keep): an expired
  * entry if its queue has one, else the policy's choice, unlinked from the
  * policy either way. The policy may return keep (claim_here). */
 static struct pc__kv *next_victim(struct shard_cache *sc, struct shard *s,
-                                  uint64_t now, const struct pc__kv *keep)
+                                  struct pc__now now, const struct pc__kv *keep)
 {
     struct pc__kv *v = take_expired(sc, s, now, keep);
 
@@ -407,8 +447,8 @@ static struct pc__kv *next_victim(struct shard_cache *sc, struct shard *s,
 
 /* Evict the policy's next victim from s (which holds an entry), returning
  * its room to the cache-wide budget. */
-static void evict_one(struct shard_cache *sc, struct shard *s, uint64_t now,
-                      struct pc__removals *rm)
+static void evict_one(struct shard_cache *sc, struct shard *s,
+                      struct pc__now now, struct pc__removals *rm)
 {
     struct pc__kv *v = next_victim(sc, s, now, NULL);
 
@@ -422,7 +462,7 @@ static void evict_one(struct shard_cache *sc, struct shard *s, uint64_t now,
  * until the budget has room for one more entry (if need_entry) and `bytes`
  * more bytes, or nothing is left to evict. */
 static void evict_elsewhere(struct shard_cache *sc, struct shard *avoid,
-                            bool need_entry, uint64_t bytes, uint64_t now,
+                            bool need_entry, uint64_t bytes, struct pc__now now,
                             struct pc__removals *rm, struct pc__writer **w)
 {
     unsigned int start =
@@ -459,8 +499,8 @@ static void evict_elsewhere(struct shard_cache *sc, struct shard *avoid,
  * first. */
 static bool claim_here(struct shard_cache *sc, struct shard *s,
                        struct pc__kv *keep, bool one_more, uint64_t bytes,
-                       uint64_t now, struct pc__removals *rm, bool *evicted,
-                       bool *claimed)
+                       struct pc__now now, struct pc__removals *rm,
+                       bool *evicted, bool *claimed)
 {
     pc_cache *c = &sc->base;
     uint64_t owned = 0; /* victims' bytes passed to us */
@@ -507,7 +547,7 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
         const struct pc__kv *next = sc->pol->upcoming(s->pol);
 
         if (next != NULL)
-            pc__index_prefetch_home(&s->ix, next->w.live.hash);
+            pc__index_prefetch_home(&s->ix, pc__kv_hash(next, s->ix.seed));
     }
     if (!ok) /* give back what was passed to us */
         pc__budget_give(c, have_entry && one_more ? 1 : 0, owned);
@@ -521,20 +561,24 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     struct shard_cache *sc = sc_of(c);
     const struct pc__shard_policy *pol = sc->pol;
     struct shard *s = shard_of(sc, h);
-    uint64_t size = (uint64_t)klen + vlen, max, now;
+    uint64_t size = (uint64_t)klen + vlen, max, origin;
+    struct pc__now now;
+    unsigned int xflags;
     struct pc__kv *kv, *old, **old_slot;
     pc_status st = PC_OK;
 
-    kv = pc__alloc(pc__kv_size(klen, vlen, req->expires != 0));
+    origin = pc__core_origin(c); /* (fixed, if req->expires is set) */
+    xflags = pc__kv_expiry_flags(req->expires, origin);
+    kv = pc__alloc(pc__kv_size(klen, vlen, xflags));
     if (kv == NULL) {
         if (req->lease != NULL)
             pc__policy_lease_end(c, req->lease);
         return PC_ENOMEM;
     }
-    pc__kv_fill(kv, key, klen, val, vlen, req->expires);
-    /* The policy's admit may use it, and pc__index_replace_at relies on
-     * it: a same-size replacement publishes kv in the slot found for h. */
-    kv->w.live.hash = (uint32_t)h;
+    pc__kv_fill(kv, key, klen, val, vlen, req->expires, xflags, origin);
+    /* pc__index_replace_at relies on it: a same-size replacement
+     * publishes kv in the slot found for h. */
+    pc__kv_set_hash(kv, h);
     if (pol->prefetch != NULL)
         pol->prefetch(s->pol, (uint32_t)h);
     *w = &s->w;
@@ -596,7 +640,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                 s->expiring--;
                 /* kv took old's position: old's item covers it too if
                  * it is due no later than kv expires (exq.h). */
-                covered = pc__kv_expires(old) <= req->expires;
+                covered =
+                    pc__kv_expires(old, pc__core_origin(c)) <= req->expires;
             }
             s->bytes += size;
             s->bytes -= was;
@@ -609,7 +654,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                 continue;
             }
             if (s->count != 0) { /* (else the claim above succeeded) */
-                pol->admit(s->pol, kv);
+                pol->admit(s->pol, kv, (uint32_t)h);
                 if (!claim_here(sc, s, NULL, true, size, now, rm, &evicted,
                                 &claimed)) {
                     /* The shard emptied and the bytes still do not fit. */
@@ -619,7 +664,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                     continue;
                 }
             } else {
-                pol->admit(s->pol, kv);
+                pol->admit(s->pol, kv, (uint32_t)h);
             }
             pos = pc__index_insert(&s->ix, h, kv); /* room reserved */
             at = &pos;
@@ -630,7 +675,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         if (req->expires != 0) {
             s->expiring++;
             if (!covered)
-                exq_note(s, kv, at);
+                exq_note(sc, s, kv, at);
         }
         /* A limit lowered while this put claimed against the old one: the
          * shrink may have passed this shard already (core.h). */
@@ -658,7 +703,7 @@ pc_status pc__policy_delete(pc_cache *c, const void *key, size_t klen,
     struct shard_cache *sc = sc_of(c);
     uint64_t h = pc__hash_key(&c->seed, key, klen);
     struct shard *s = shard_of(sc, h);
-    uint64_t now = pc__core_now_if_ttl(c);
+    struct pc__now now = pc__core_now_if_ttl(c);
     struct pc__kv *kv;
     bool expired = false;
 
@@ -683,7 +728,7 @@ struct sweep {
     struct shard_cache *sc;
     struct shard *s;
     struct pc__removals *rm;
-    uint64_t now;
+    struct pc__now now;
     size_t removed;
 };
 
@@ -705,7 +750,7 @@ void pc__policy_clear(pc_cache *c, struct pc__removals *rm,
 
     for (uint32_t i = 0; i < sc->nshards; i++) {
         struct shard *s = &sc->shards[i];
-        struct sweep sw = {sc, s, rm, 0, 0};
+        struct sweep sw = {sc, s, rm, {0, 0}, 0};
         uint64_t bytes;
 
         pc__writer_lock(&s->w);
@@ -745,7 +790,7 @@ size_t pc__policy_expire(pc_cache *c, struct pc__removals *rm,
 
         sw.s = s;
         pc__writer_lock(&s->w);
-        if (sw.now != 0)
+        if (sw.now.ms != 0)
             sc->pol->each(s->pol, expire_cb, &sw);
         pc__writer_unlock(c, &s->w);
         *w = &s->w;
@@ -757,7 +802,7 @@ void pc__policy_shrink(pc_cache *c, struct pc__removals *rm,
                        struct pc__writer **w)
 {
     struct shard_cache *sc = sc_of(c);
-    uint64_t now = pc__core_now_if_ttl(c);
+    struct pc__now now = pc__core_now_if_ttl(c);
 
     /* Round robin, a few entries per lock, until within both limits. */
     for (uint32_t k = 0, idle = 0; idle < sc->nshards; k++) {

@@ -15,7 +15,8 @@
  * `ref` byte up to it (entry.h, pc__kv_touch), with a plain store. The
  * policy reads `ref` with relaxed loads and may write it (under the lock);
  * it keeps its own writer-only state in the entry's w.live.slot word
- * (w.live.hash belongs to the index).
+ * (w.live.hx belongs to the index and expiry; pc__kv_hash gives the key's
+ * hash).
  */
 #ifndef PC_SHARD_H
 #define PC_SHARD_H
@@ -32,10 +33,11 @@ struct pc__shard_policy {
     /* The largest share of the capacity a shard may be given (pc_create
      * and pc_set_capacity refuse more). */
     size_t max_share;
-    /* Per-shard state for a nominal share of `share` entries; NULL on
-     * ENOMEM. (A shard may come to hold more or fewer entries than its
-     * share: the capacity is the cache's.) */
-    void *(*create)(size_t share);
+    /* Per-shard state for a nominal share of `share` entries, for keys
+     * hashed with `seed` (the cache's, for its life); NULL on ENOMEM.
+     * (A shard may come to hold more or fewer entries than its share:
+     * the capacity is the cache's.) */
+    void *(*create)(size_t share, const struct pc__hash_seed *seed);
     void (*destroy)(void *st);
     /* Room in the policy's structures for `n` entries (may allocate);
      * false on ENOMEM, nothing changed. Called before any change by a
@@ -48,13 +50,14 @@ struct pc__shard_policy {
      * with atomic stores and it reads with atomic loads (a prefetch of a
      * stale address is harmless). */
     void (*prefetch)(const void *st, uint32_t h);
-    /* A new key is about to enter (before the evictions made for it). */
-    void (*admit)(void *st, struct pc__kv *kv);
+    /* A new key, of hash h (low half), is about to enter (before the
+     * evictions made for it). */
+    void (*admit)(void *st, struct pc__kv *kv, uint32_t h);
     /* Unlink and return the next victim (the shard holds an entry). An
      * entry expired at `now` is the cheapest victim, if the policy meets
      * one on its way (the shard has already taken those its expiry queue
      * knows of, exq.h, but an entry may expire while it waits). */
-    struct pc__kv *(*victim)(void *st, uint64_t now);
+    struct pc__kv *(*victim)(void *st, struct pc__now now);
     /* Optional (NULL: none): the entry the next victim() will examine
      * first, if the policy knows it and its header is likely in cache
      * (NULL otherwise; the policy may prefetch that header instead). A

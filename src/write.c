@@ -19,8 +19,10 @@ static _Thread_local struct notifier *running;
 
 /* The queue is linked through w.retire_next; entries are 16-byte aligned,
  * so a link's low 3 bits carry the cause of the entry it points to (the
- * entry's own bytes may still be read by readers: they stay untouched).
- * The head's cause lives in rm->head_cause. */
+ * entry's own bytes may still be read by readers: they stay untouched,
+ * but for the header's hx, so the links are stored as entry.h says:
+ * pc__kv_unlinking first, then atomic stores). The head's cause lives in
+ * rm->head_cause. */
 #define CAUSE_MASK ((uintptr_t)7)
 
 static struct pc__kv *link_kv(uintptr_t link)
@@ -46,12 +48,13 @@ void pc__removed(struct pc__removals *rm, struct pc__reclaimer *rc,
         return;
     }
     PC__ASSERT(((uintptr_t)kv & CAUSE_MASK) == 0);
-    kv->w.retire_next = NULL;
+    pc__kv_unlinking(kv);
+    pc__kv_set_link(kv, NULL);
     if (rm->head == NULL) {
         rm->head = kv;
         rm->head_cause = cause;
     } else {
-        rm->tail->w.retire_next = (struct pc__kv *)link_of(kv, cause);
+        pc__kv_set_link(rm->tail, (struct pc__kv *)link_of(kv, cause));
     }
     rm->tail = kv;
 }
@@ -82,8 +85,8 @@ void pc__removals_finish(pc_cache *c, struct pc__removals *rm,
                 n->queue->head = rm->head;
                 n->queue->head_cause = rm->head_cause;
             } else {
-                n->queue->tail->w.retire_next =
-                    (struct pc__kv *)link_of(rm->head, rm->head_cause);
+                pc__kv_set_link(n->queue->tail, (struct pc__kv *)link_of(
+                                                    rm->head, rm->head_cause));
             }
             n->queue->tail = rm->tail;
             rm->head = rm->tail = NULL;
@@ -104,11 +107,11 @@ void pc__removals_finish(pc_cache *c, struct pc__removals *rm,
             rm->tail = NULL;
         rm->fn(rm->ctx, pc__kv_key(kv), kv->klen, pc__kv_value(kv), kv->vlen,
                cause);
-        kv->w.retire_next = NULL;
+        pc__kv_set_link(kv, NULL);
         if (done == NULL)
             done = kv;
         else
-            done_tail->w.retire_next = kv;
+            pc__kv_set_link(done_tail, kv);
         done_tail = kv;
     }
     running = self.outer;

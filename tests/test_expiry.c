@@ -16,6 +16,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -365,6 +366,149 @@ Test(expiry, conditional_puts_and_deletes_see_an_expired_entry_as_absent)
     test_advance(10);
     cr_assert_eq(pc_delete(c, &k, 8), PC_NOTFOUND);
     cr_assert_eq(pc_len(c), 0, "the delete did not remove the expired entry");
+    pc_destroy(c);
+}
+
+/* entry.h's layouts: an expiry time within 2^37 ms after the cache's
+ * origin is near (kept in the header: the entry is no larger than one that
+ * never expires), any other is far (8 bytes after the header); both read
+ * back exactly, for the writer and for readers, and the key's hash is the
+ * one the index computed. */
+Test(expiry, near_and_far_expiry_times_round_trip)
+{
+    const uint64_t o = 5000, span = (uint64_t)1 << 37;
+    const uint64_t near[] = {o, o + 1, o + UINT32_MAX, o + ((uint64_t)1 << 32),
+                             o + span - 1};
+    const uint64_t far[] = {o + span, o - 1, 1, UINT64_MAX};
+    struct pc__hash_seed seed;
+    uint64_t key = 0x1122334455667788u, val = 42;
+
+    pc__hash_seed_init(&seed, 7);
+    cr_assert_eq(pc__kv_expiry_flags(0, o), 0u, "never: no expiry flags");
+    for (size_t i = 0; i < 9; i++) {
+        bool is_near = i < 5;
+        uint64_t at = is_near ? near[i] : far[i - 5], got = 0, h;
+        unsigned int xf = pc__kv_expiry_flags(at, o);
+        struct pc__kv *kv;
+
+        cr_assert_eq(pc__kv_near_flags(xf), is_near, "%lu: near %d",
+                     (unsigned long)at, is_near);
+        cr_assert_eq(pc__kv_size(8, 8, xf),
+                     pc__kv_size(8, 8, 0) + (is_near ? 0 : 8));
+        kv = calloc(1, pc__kv_size(8, 8, xf));
+        cr_assert_not_null(kv);
+        pc__kv_fill(kv, &key, 8, &val, 8, at, xf, o);
+        h = pc__hash_key(&seed, &key, 8);
+        pc__kv_set_hash(kv, h);
+        cr_assert_eq(pc__kv_expires(kv, o), at, "%lu read back as %lu",
+                     (unsigned long)at, (unsigned long)pc__kv_expires(kv, o));
+        cr_assert(pc__kv_read_expiry(kv, pc__kv_flags(kv), pc__kv_read_hx(kv),
+                                     o, &got));
+        cr_assert_eq(got, at);
+        cr_assert_eq(pc__kv_hash(kv, &seed), (uint32_t)h);
+        if (is_near) /* the readers' shortcut, on a live near entry */
+            cr_assert_eq(o + pc__kv_near_offset_live(pc__kv_flags(kv),
+                                                     pc__kv_read_hx(kv)),
+                         at);
+        cr_assert_eq(memcmp(pc__kv_key(kv), &key, 8), 0);
+        cr_assert_eq(memcmp(pc__kv_value(kv), &val, 8), 0);
+        cr_assert(!pc__kv_expired(kv, (struct pc__now){at - 1, o}) || at == 1);
+        cr_assert(pc__kv_expired(kv, (struct pc__now){at, o}));
+        cr_assert(!pc__kv_expired(kv, (struct pc__now){0, 0}), "now 0");
+        /* Unlinked and its header reused: readers look again. */
+        pc__kv_unlinking(kv);
+        pc__kv_set_link(kv, (struct pc__kv *)&seed);
+        cr_assert_eq(pc__kv_read_expiry(kv, pc__kv_flags(kv),
+                                        pc__kv_read_hx(kv), o, &got),
+                     !is_near, "a reused header read as an expiry time");
+        free(kv);
+    }
+}
+
+/* The readers' check (core.h, pc__core_visible) on entries made by hand
+ * in a cache whose clock is made to look like the ticker's (origin 0): the
+ * shortcut for near times, the slow path (no ticker time) and far times
+ * agree, each visible strictly before its time; once the writer has
+ * marked an entry unlinked and reused its header, both paths say "look
+ * again" rather than read a link as a time. */
+static void set_clock_ms(uint64_t ms)
+{
+    __atomic_store_n(&test_clock_ms, ms, __ATOMIC_RELAXED);
+}
+
+Test(expiry, the_readers_check_reads_near_and_far_times_and_sees_reuse)
+{
+    const uint64_t ats[] = {5000, ((uint64_t)1 << 33) + 7,
+                            ((uint64_t)1 << 37) - 1, (uint64_t)1 << 37};
+    pc_cache *c = make_timed(10, 0);
+    uint64_t tick = 0, key = 1, val = 2;
+    const uint64_t *saved = c->tick;
+
+    c->tick = &tick;
+    __atomic_store_n(&c->origin_p1, 1, __ATOMIC_RELAXED); /* origin 0 */
+    for (size_t i = 0; i < 4; i++) {
+        uint64_t at = ats[i];
+        unsigned int xf = pc__kv_expiry_flags(at, 0);
+        struct pc__kv *kv = calloc(1, pc__kv_size(8, 8, xf));
+
+        cr_assert_not_null(kv);
+        cr_assert_eq(pc__kv_near_flags(xf), i < 3);
+        pc__kv_fill(kv, &key, 8, &val, 8, at, xf, 0);
+        pc__kv_set_hash(kv, 0x12345678u);
+        for (uint64_t now = at - 2; now <= at + 1; now++) {
+            tick = now; /* the shortcut (the slow path for a far time) */
+            set_clock_ms(now);
+            cr_assert_eq(pc__core_visible(c, kv), now < at, "at %lu, now %lu",
+                         (unsigned long)at, (unsigned long)now);
+            tick = 0; /* no ticker time: the cache's own clock */
+            cr_assert_eq(pc__core_visible(c, kv), now < at);
+        }
+        tick = at - 1;
+        set_clock_ms(at - 1);
+        pc__kv_unlinking(kv);
+        pc__kv_set_link(kv, (struct pc__kv *)&tick);
+        cr_assert_eq(pc__core_visible(c, kv), i < 3 ? -1 : 1,
+                     "%zu: a reused header read as a time", i);
+        tick = 0;
+        cr_assert_eq(pc__core_visible(c, kv), i < 3 ? -1 : 1);
+        free(kv);
+    }
+    c->tick = saved;
+    pc_destroy(c);
+}
+
+/* Through the API, on every policy: the last near time, the first far
+ * one, a far one, and one before the origin (a clock that went back), each
+ * visible strictly before its time and not at it. */
+Test(expiry, times_near_and_far_from_the_origin_expire_exactly)
+{
+    const uint64_t span = (uint64_t)1 << 37, t0 = 1000;
+    pc_cache *c = make_timed(10, 0);
+
+    set_clock_ms(t0);
+    cr_assert_eq(put_ttl(c, 0, 5), PC_OK); /* fixes the origin at t0 */
+    cr_assert_eq(put_ttl(c, 1, span - 1), PC_OK);
+    cr_assert_eq(put_ttl(c, 2, span), PC_OK);
+    cr_assert_eq(put_ttl(c, 3, span * 8), PC_OK);
+    set_clock_ms(t0 + span - 2);
+    cr_assert_eq(get_u64(c, 1, NULL), PC_OK);
+    cr_assert_eq(get_u64(c, 2, NULL), PC_OK);
+    test_advance(1);
+    cr_assert_eq(get_u64(c, 1, NULL), PC_NOTFOUND, "near: visible at its time");
+    cr_assert_eq(get_u64(c, 2, NULL), PC_OK);
+    test_advance(1);
+    cr_assert_eq(get_u64(c, 2, NULL), PC_NOTFOUND, "far: visible at its time");
+    cr_assert_eq(get_u64(c, 3, NULL), PC_OK);
+    cr_assert_eq(pc_expire(c), 3); /* 0, 1, 2 */
+    set_clock_ms(t0 - 1000);       /* back before the origin */
+    cr_assert_eq(put_ttl(c, 4, 500), PC_OK);
+    test_advance(499);
+    cr_assert_eq(get_u64(c, 4, NULL), PC_OK);
+    test_advance(1);
+    cr_assert_eq(get_u64(c, 4, NULL), PC_NOTFOUND, "before the origin");
+    cr_assert_eq(pc_expire(c), 1);
+    cr_assert_eq(get_u64(c, 3, NULL), PC_OK);
+    cr_assert_eq(pc_len(c), 1);
     pc_destroy(c);
 }
 

@@ -165,11 +165,11 @@ Test(grace, no_free_overtakes_a_reader_fenced_reads)
 static struct pc__kv *entry_sized(size_t vlen)
 {
     static const unsigned char value[8192];
-    struct pc__kv *kv = pc__alloc(pc__kv_size(0, vlen, false));
+    struct pc__kv *kv = pc__alloc(pc__kv_size(0, vlen, 0));
 
     cr_assert_not_null(kv);
     cr_assert_leq(vlen, sizeof value);
-    pc__kv_fill(kv, NULL, 0, value, vlen, 0);
+    pc__kv_fill(kv, NULL, 0, value, vlen, 0, 0, 0);
     return kv;
 }
 

@@ -217,3 +217,89 @@ Test(listener, concurrent_removals_are_each_reported_once)
                  (unsigned long)t.removed, pc_len(c));
     pc_destroy(c);
 }
+
+/* Readers of one key that a writer keeps replacing under a listener, each
+ * entry expiring (far off, so its expiry time sits in the entry's header,
+ * entry.h): the listener's queue reuses the header of every replaced entry
+ * while readers may still be reading it. A reader that meets one must look
+ * the key up again: it never misses the key and always reads one of the
+ * values put. */
+struct replacing {
+    pc_cache *c;
+    uint64_t puts;
+    bool stop;
+    uint64_t misses, wrong, reads;
+};
+
+static void *replace_one_key(void *p)
+{
+    struct replacing *r = p;
+    pc_put_args a = {.ttl_ms = 1000000000}; /* 11.6 days: near (entry.h) */
+    uint64_t k = 7;
+
+    for (uint64_t i = 1; i <= r->puts; i++)
+        cr_assert_eq(pc_put_ex(r->c, &k, sizeof k, &i, sizeof i, &a), PC_OK);
+    __atomic_store_n(&r->stop, true, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void *read_one_key(void *p)
+{
+    struct replacing *r = p;
+    uint64_t misses = 0, wrong = 0, reads = 0;
+
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+        uint64_t v = 0;
+
+        if (get_u64(r->c, 7, &v) != PC_OK)
+            misses++;
+        else if (v == 0 || v > r->puts)
+            wrong++;
+        reads++;
+    }
+    __atomic_add_fetch(&r->misses, misses, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&r->wrong, wrong, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&r->reads, reads, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+static void replaced_under_readers(bool own_clock)
+{
+    struct tally t = {0};
+    struct replacing r = {.puts = 200000};
+    pc_options o = test_opts(64);
+    pthread_t th[3];
+    uint64_t k = 7, first = r.puts; /* a value the readers accept */
+    pc_put_args a = {.ttl_ms = 1000000000};
+
+    o.on_removal = tally;
+    o.removal_ctx = &t;
+    if (own_clock)
+        o.now_ms = test_now; /* (else the default clock: the ticker's) */
+    r.c = make_cache_opts(&o);
+    cr_assert_eq(pc_put_ex(r.c, &k, sizeof k, &first, sizeof first, &a), PC_OK);
+    pthread_create(&th[1], NULL, read_one_key, &r);
+    pthread_create(&th[2], NULL, read_one_key, &r);
+    pthread_create(&th[0], NULL, replace_one_key, &r);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(r.misses, 0, "%lu of %lu reads missed a present key",
+                 (unsigned long)r.misses, (unsigned long)r.reads);
+    cr_assert_eq(r.wrong, 0, "%lu reads saw a value never put",
+                 (unsigned long)r.wrong);
+    cr_assert_eq(t.removed, r.puts, "every replaced entry reported once");
+    cr_assert(r.reads > 0);
+    pc_destroy(r.c);
+}
+
+/* Readers take two paths to an expiry time: the default clock's (the
+ * ticker's time, no call) and any other clock's. */
+Test(listener, readers_of_a_key_replaced_under_a_listener_never_miss_it)
+{
+    replaced_under_readers(true);
+}
+
+Test(listener, the_same_on_the_default_clock)
+{
+    replaced_under_readers(false);
+}
