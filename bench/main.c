@@ -49,6 +49,7 @@
 #include "memory.h"
 #include "opts.h"
 #include "peer.h"
+#include "peer_purecache.h"
 #include "plot.h"
 #include "report.h"
 #include "results.h"
@@ -124,6 +125,23 @@ static int run_synthetic(const struct bench_opts *o,
             continue;
         report_memory_row(&csv, peers[pi].name, o->capacity, per);
         results_add_memory(peers[pi].name, per);
+    }
+    /* Each purecache policy again with every entry given a ttl (an hour):
+     * what expiry adds per entry (the shard's expiry queue, or lru's heap;
+     * near expiry times live in the entry's header, src/entry.h). */
+    for (int pi = 0; pi < npeers; pi++) {
+        struct peer_pc_variant v = {.suffix = "+ttl", .ttl_ms = 3600000};
+        struct bench_peer vp;
+        double per;
+
+        if (!peer_purecache_is(&peers[pi]) ||
+            peer_purecache_variant(&vp, &peers[pi], &v) != 0)
+            continue;
+        if (memory_per_entry(o, &vp, &per) == 0) {
+            report_memory_row(&csv, vp.name, o->capacity, per);
+            results_add_memory(vp.name, per);
+        }
+        peer_purecache_variant_free(&vp);
     }
     rss_run(o, peers, npeers, csv.rss);
     report_close(&csv);

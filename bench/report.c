@@ -197,7 +197,7 @@ void report_memory_begin(const struct bench_opts *o)
 void report_memory_row(struct report_csv *csv, const char *peer,
                        size_t capacity, double bytes_per_entry)
 {
-    printf("  %-12s %8.1f bytes/entry\n", peer, bytes_per_entry);
+    printf("  %-14s %8.1f bytes/entry\n", peer, bytes_per_entry);
     fprintf(csv->memory, "%s,%zu,%.2f\n", peer, capacity, bytes_per_entry);
 }
 
