@@ -316,9 +316,15 @@ PC_API void pc_destroy(pc_cache *cache);
  * removed yet. buf may be NULL when bufcap is 0; key may be NULL when klen
  * is 0. Counts exactly one hit or one miss (pc_stats_get).
  * Thread-safety: any thread, concurrently with anything but pc_destroy.
- * Progress: clock, frequency: wait-free (no lock, no retry, no atomic
+ * Progress: clock, frequency: wait-free (no lock, no atomic
  * read-modify-write; an entry with an expiry time also reads the clock:
- * one load on the default clock, see pc_options.now_ms).
+ * one load on the default clock, see pc_options.now_ms), with one
+ * exception that makes them lock-free: a get that finds an entry whose
+ * expiry time lies in its header (any time within 4.3 years of the
+ * cache's first expiry) just as a write removes that entry and reuses
+ * the header (only with a removal listener, or when the write could not
+ * allocate) looks the key up again; each retry means another write
+ * removed that key meanwhile.
  * lru: takes no lock on most hits (one shared atomic increment, and a
  * record in this thread's access log); it waits while a writer's window is
  * open (a few hundred nanoseconds inside the writer lock), and takes the

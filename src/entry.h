@@ -222,11 +222,24 @@ static inline void pc__kv_unlinking(struct pc__kv *kv)
     }
 }
 
-/* A list link in w of an unlinked entry (after pc__kv_unlinking): atomic,
- * as readers may still load hx. */
+/* A list link in w of an unlinked entry (after pc__kv_unlinking), stored
+ * as its two halves with 32-bit atomic stores: readers load hx, the first
+ * half, with a 32-bit atomic load, and the fence-to-acquire pairing of
+ * pc__kv_unlinking holds between accesses to the same object. (The
+ * writers that follow the list read retire_next whole, ordered after
+ * these stores by their own thread or by a lock.) */
 static inline void pc__kv_set_link(struct pc__kv *kv, struct pc__kv *next)
 {
-    __atomic_store_n(&kv->w.retire_next, next, __ATOMIC_RELAXED);
+    uint32_t half[2];
+
+    _Static_assert(offsetof(struct pc__kv, w.live.hx) ==
+                           offsetof(struct pc__kv, w.retire_next) &&
+                       offsetof(struct pc__kv, w.live.slot) ==
+                           offsetof(struct pc__kv, w.retire_next) + 4,
+                   "hx and slot are the link's two halves");
+    memcpy(half, &next, sizeof half);
+    __atomic_store_n(&kv->w.live.hx, half[0], __ATOMIC_RELAXED);
+    __atomic_store_n(&kv->w.live.slot, half[1], __ATOMIC_RELAXED);
 }
 
 /* Bytes of the allocation holding an entry of this key and value, with

@@ -35,7 +35,9 @@
  * expiry time has come as a miss, raise the entry's use mark with a plain
  * byte store if it is below the policy's max_ref, copy the value out, and
  * leave. They take no lock, perform no atomic read-modify-write, allocate
- * nothing, and write no shared line but that one byte.
+ * nothing, and write no shared line but that one byte. They look the key
+ * up again only if the entry they found was removed meanwhile and its
+ * header, which held its expiry time, reused (entry.h; lookup_again).
  *
  * Writers hold the shard's lock for every change to its index, policy
  * state and local counts. An entry is fully written before the index
