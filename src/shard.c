@@ -344,14 +344,6 @@ static void gone(struct shard *s, struct pc__kv *kv, pc_removal_cause cause,
 
 /* ---- expiry queue (exq.h) ---- */
 
-/* Push an item for kv (which can expire) at pos, due when it expires. */
-static void exq_push(struct shard_cache *sc, struct shard *s,
-                     const struct pc__kv *kv, struct pc__index_pos pos)
-{
-    pc__exq_push(&s->exq, pc__kv_expires(kv, pc__core_origin(&sc->base)),
-                 pc__kv_hash(kv, s->ix.seed), pos);
-}
-
 struct rebuild {
     struct shard *s;
     uint64_t origin;
@@ -400,8 +392,9 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
             continue; /* stale: its key left the shard */
         if (!pc__kv_expired(kv, now)) {
             /* Replaced by an entry that expires later: cover that one at
-             * its own time (in the room the pop left). */
-            exq_push(sc, s, kv, pos);
+             * its own time (in the room the pop left; the same key, so
+             * the item's hash bits). */
+            pc__exq_push(&s->exq, pc__kv_expires(kv, now.origin), it.key, pos);
         } else if (kv == keep) {
             keep_due = true; /* covered again below, not taken */
         } else {
@@ -411,16 +404,20 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
         }
     }
     if (keep_due) /* (not expected: a put removes an expired old first) */
-        exq_push(sc, s, keep, pc__index_locate(&s->ix, keep));
+        pc__exq_push(&s->exq, pc__kv_expires(keep, now.origin),
+                     pc__kv_hash(keep, s->ix.seed),
+                     pc__index_locate(&s->ix, keep));
     return taken;
 }
 
-/* kv, which can expire, has entered s and is not covered (room reserved,
- * s->expiring counts it; *pos its position, if known, else NULL): queue
- * it, and rebuild the queue from s's index once stale items outnumber live
- * ones two to one. A rebuild visits every entry of s and every chunk of its
- * table, so an eighth of those counts also pays for its next one (exq.h). */
-static void exq_note(struct shard_cache *sc, struct shard *s, struct pc__kv *kv,
+/* kv, of hash h, which expires at `at`, has entered s and is not covered
+ * (room reserved, s->expiring counts it; *pos its position, if known, else
+ * NULL): queue it, and rebuild the queue from s's index once stale items
+ * outnumber live ones two to one. A rebuild visits every entry of s and
+ * every chunk of its table, so an eighth of those counts also pays for its
+ * next one (exq.h). */
+static void exq_note(struct shard_cache *sc, struct shard *s,
+                     const struct pc__kv *kv, uint64_t at, uint32_t h,
                      const struct pc__index_pos *pos)
 {
     if (s->exq.gen != pc__index_gen(&s->ix)) {
@@ -430,7 +427,8 @@ static void exq_note(struct shard_cache *sc, struct shard *s, struct pc__kv *kv,
         }
         s->exq.gen = pc__index_gen(&s->ix); /* nothing else can expire */
     }
-    exq_push(sc, s, kv, pos != NULL ? *pos : pc__index_locate(&s->ix, kv));
+    pc__exq_push(&s->exq, at, h,
+                 pos != NULL ? *pos : pc__index_locate(&s->ix, kv));
     if (s->exq.n > 3 * (uint64_t)s->expiring +
                        (s->count + pc__index_chunk_count(&s->ix)) / 8 + 64)
         exq_rebuild(sc, s);
@@ -677,7 +675,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         if (req->expires != 0) {
             s->expiring++;
             if (!covered)
-                exq_note(sc, s, kv, at);
+                exq_note(sc, s, kv, req->expires, (uint32_t)h, at);
         }
         /* A limit lowered while this put claimed against the old one: the
          * shrink may have passed this shard already (core.h). */
