@@ -5,9 +5,14 @@
  * Decoding. Byte 0 picks the capacity (1..8, or 64 so nothing is evicted).
  * Then each operation takes one byte (its kind) and the bytes it needs:
  * get (key, buffer size: small buffers exercise PC_ERANGE), put (key,
- * value length, value bytes), delete (key), clear, reclaim, and a
- * consistency check (pc_len and every statistics counter). Keys are 16 byte
- * strings of lengths 0..4, the empty key included; values are 0..40 bytes.
+ * value length, value bytes; every other put is a pc_put_ex with a ttl
+ * byte: none, one whose time lies in the entry's header, one whose time
+ * follows it, or PC_TTL_NEVER, on a clock that stands still, so nothing
+ * expires and the models hold, while both entry layouts, the expiry queue
+ * and the hashing of near entries' keys are exercised), delete (key),
+ * clear, reclaim, pc_expire (which finds nothing), and a consistency check
+ * (pc_len and every statistics counter). Keys are 16 byte strings of
+ * lengths 0..4, the empty key included; values are 0..40 bytes.
  *
  * Models, single-threaded and op for op: exact LRU (a hit or a replacement
  * promotes; a new key at capacity evicts the least recently used) for
@@ -182,9 +187,18 @@ static void check_all(pc_cache *c)
     CHECK(st.deletes == m.st.deletes);
 }
 
+/* The cache's clock: it stands still (entries given a ttl never expire). */
+static uint64_t still_clock(void *ctx)
+{
+    (void)ctx;
+    return 1000;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    pc_options o = {.hash_seed = 1};
+    static const uint64_t ttls[4] = {0, 1000000000, (uint64_t)1 << 38,
+                                     PC_TTL_NEVER};
+    pc_options o = {.hash_seed = 1, .now_ms = still_clock};
     pc_cache *c = NULL;
     size_t p = 1;
 
@@ -235,7 +249,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
             for (size_t j = 0; j < vl; j++)
                 v[j] = NEXT();
-            CHECK(pc_put(c, kl ? kb : NULL, kl, vl ? v : NULL, vl) == PC_OK);
+            if (op == 4) {
+                pc_put_args a = {.ttl_ms = ttls[NEXT() % 4]};
+
+                CHECK(pc_put_ex(c, kl ? kb : NULL, kl, vl ? v : NULL, vl, &a) ==
+                      PC_OK);
+            } else {
+                CHECK(pc_put(c, kl ? kb : NULL, kl, vl ? v : NULL, vl) ==
+                      PC_OK);
+            }
             model_put(k, v, vl);
             break;
         }
@@ -249,6 +271,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 model_clear();
             } else if (k == 1) {
                 pc_reclaim(c);
+            } else if (k == 2) {
+                CHECK(pc_expire(c) == 0);
             }
             break;
         case 7:
