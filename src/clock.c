@@ -59,10 +59,10 @@ struct clock_ring {
 
 static void *clock_create(size_t share, const struct pc__hash_seed *seed)
 {
-    (void)seed;
     struct clock_ring *r = pc__alloc(sizeof *r);
 
     (void)share; /* the ring grows on demand */
+    (void)seed;
     if (r != NULL) {
         memset(r, 0, sizeof *r);
         r->free_head = SLOT_NONE;
