@@ -137,11 +137,18 @@ static inline const unsigned char *pc__kv_value(const struct pc__kv *kv)
 
 /* The low half of the hash of kv's key: kept in hx, or, if kv's expiry
  * time is near, computed again from the key (writers only). */
+static __attribute__((noinline, cold, unused)) uint32_t
+pc__kv_hash_again(const struct pc__kv *kv, const struct pc__hash_seed *seed)
+{
+    return (uint32_t)pc__hash_key(seed, pc__kv_key(kv), kv->klen);
+}
 static inline uint32_t pc__kv_hash(const struct pc__kv *kv,
                                    const struct pc__hash_seed *seed)
 {
-    if (pc__kv_near(kv))
-        return (uint32_t)pc__hash_key(seed, pc__kv_key(kv), kv->klen);
+    /* Out of line: the writers' paths for entries that never expire
+     * stay as they were. */
+    if (__builtin_expect(pc__kv_near(kv), 0))
+        return pc__kv_hash_again(kv, seed);
     return kv->w.live.hx;
 }
 

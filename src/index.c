@@ -267,10 +267,10 @@ static bool find_ptr(const struct pc__table *t, uint32_t hash,
     return false;
 }
 
-void pc__index_erase(struct pc__index *ix, struct pc__kv *kv)
+static inline __attribute__((always_inline)) void
+erase_hashed(struct pc__index *ix, struct pc__kv *kv, uint32_t hash)
 {
     struct pc__table *t = ix->table;
-    uint32_t hash = pc__kv_hash(kv, ix->seed);
     size_t i;
     int j;
 
@@ -278,6 +278,22 @@ void pc__index_erase(struct pc__index *ix, struct pc__kv *kv)
         erase_at(ix, hash & t->mask, pc__index_step(hash, t->mask), i, j);
     else
         PC__ASSERT(!"pc__index_erase: entry not in the index");
+}
+
+/* An entry whose header holds a near expiry time: hash its key again
+ * (out of line, so the common erase saves no registers for the call). */
+static __attribute__((noinline, cold)) void erase_near(struct pc__index *ix,
+                                                       struct pc__kv *kv)
+{
+    erase_hashed(ix, kv, pc__kv_hash_again(kv, ix->seed));
+}
+
+void pc__index_erase(struct pc__index *ix, struct pc__kv *kv)
+{
+    if (__builtin_expect(pc__kv_near(kv), 0))
+        erase_near(ix, kv);
+    else
+        erase_hashed(ix, kv, kv->w.live.hx);
 }
 
 struct pc__index_pos pc__index_locate(const struct pc__index *ix,

@@ -567,8 +567,12 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     struct pc__kv *kv, *old, **old_slot;
     pc_status st = PC_OK;
 
-    origin = pc__core_origin(c); /* (fixed, if req->expires is set) */
-    xflags = pc__kv_expiry_flags(req->expires, origin);
+    origin = 0;
+    xflags = 0;
+    if (__builtin_expect(req->expires != 0, 0)) {
+        origin = pc__core_origin(c); /* (fixed: pc__core_expires) */
+        xflags = pc__kv_expiry_flags(req->expires, origin);
+    }
     kv = pc__alloc(pc__kv_size(klen, vlen, xflags));
     if (kv == NULL) {
         if (req->lease != NULL)
@@ -578,7 +582,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     pc__kv_fill(kv, key, klen, val, vlen, req->expires, xflags, origin);
     /* pc__index_replace_at relies on it: a same-size replacement
      * publishes kv in the slot found for h. */
-    pc__kv_set_hash(kv, h);
+    if (!pc__kv_near_flags(xflags))
+        kv->w.live.hx = (uint32_t)h;
     if (pol->prefetch != NULL)
         pol->prefetch(s->pol, (uint32_t)h);
     *w = &s->w;
