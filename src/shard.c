@@ -554,6 +554,39 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
     return ok;
 }
 
+/* A put's new entry, filled, with its key's hash in hx unless hx holds
+ * its near expiry time (pc__index_replace_at publishes it in the slot
+ * found for h); NULL on ENOMEM. Two functions, so that a put without an
+ * expiry carries no expiry state through its body (21 instructions fewer
+ * per evicting put, callgrind). */
+static inline struct pc__kv *new_entry(uint64_t h, const void *key, size_t klen,
+                                       const void *val, size_t vlen)
+{
+    struct pc__kv *kv = pc__alloc(pc__kv_size(klen, vlen, 0));
+
+    if (kv != NULL) {
+        pc__kv_fill(kv, key, klen, val, vlen, 0, 0, 0);
+        kv->w.live.hx = (uint32_t)h;
+    }
+    return kv;
+}
+
+static inline struct pc__kv *new_expiring_entry(const pc_cache *c, uint64_t h,
+                                                const void *key, size_t klen,
+                                                const void *val, size_t vlen,
+                                                uint64_t expires)
+{
+    uint64_t origin = pc__core_origin(c); /* (fixed: pc__core_expires) */
+    unsigned int xflags = pc__kv_expiry_flags(expires, origin);
+    struct pc__kv *kv = pc__alloc(pc__kv_size(klen, vlen, xflags));
+
+    if (kv != NULL) {
+        pc__kv_fill(kv, key, klen, val, vlen, expires, xflags, origin);
+        pc__kv_set_hash(kv, h);
+    }
+    return kv;
+}
+
 pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                          const void *val, size_t vlen, struct pc__put_req *req,
                          struct pc__removals *rm, struct pc__writer **w)
@@ -561,29 +594,19 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     struct shard_cache *sc = sc_of(c);
     const struct pc__shard_policy *pol = sc->pol;
     struct shard *s = shard_of(sc, h);
-    uint64_t size = (uint64_t)klen + vlen, max, origin;
+    uint64_t size = (uint64_t)klen + vlen, max;
     struct pc__now now;
-    unsigned int xflags;
     struct pc__kv *kv, *old, **old_slot;
     pc_status st = PC_OK;
 
-    origin = 0;
-    xflags = 0;
-    if (__builtin_expect(req->expires != 0, 0)) {
-        origin = pc__core_origin(c); /* (fixed: pc__core_expires) */
-        xflags = pc__kv_expiry_flags(req->expires, origin);
-    }
-    kv = pc__alloc(pc__kv_size(klen, vlen, xflags));
+    kv = __builtin_expect(req->expires == 0, 1)
+             ? new_entry(h, key, klen, val, vlen)
+             : new_expiring_entry(c, h, key, klen, val, vlen, req->expires);
     if (kv == NULL) {
         if (req->lease != NULL)
             pc__policy_lease_end(c, req->lease);
         return PC_ENOMEM;
     }
-    pc__kv_fill(kv, key, klen, val, vlen, req->expires, xflags, origin);
-    /* pc__index_replace_at relies on it: a same-size replacement
-     * publishes kv in the slot found for h. */
-    if (!pc__kv_near_flags(xflags))
-        kv->w.live.hx = (uint32_t)h;
     if (pol->prefetch != NULL)
         pol->prefetch(s->pol, (uint32_t)h);
     *w = &s->w;
