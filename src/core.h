@@ -35,6 +35,7 @@
 
 #include <pthread.h>
 
+#include "alloc.h"
 #include "domain.h"
 #include "entry.h"
 #include "flight.h"
@@ -177,6 +178,48 @@ static inline int pc__core_visible(const struct pc_cache *c,
             1))
         return now < pc__kv_near_offset_live(f, lo);
     return pc__core_visible_slow(c, kv, f, lo);
+}
+/* A put's new entry (entry.h), filled, expiring at `expires` (0: never,
+ * else a time pc__core_expires gave, which fixed the origin), with its
+ * key's hash h in hx unless hx holds its near expiry time; NULL on
+ * ENOMEM. The two cases are two functions, so that a put without an
+ * expiry carries no expiry state through its body (21 instructions fewer
+ * per evicting put, callgrind). */
+static inline struct pc__kv *pc__core_entry_plain(uint64_t h, const void *key,
+                                                  size_t klen, const void *val,
+                                                  size_t vlen)
+{
+    struct pc__kv *kv = pc__alloc(pc__kv_size(klen, vlen, 0));
+
+    if (kv != NULL) {
+        pc__kv_fill(kv, key, klen, val, vlen, 0, 0, 0);
+        kv->w.live.hx = (uint32_t)h;
+    }
+    return kv;
+}
+static inline struct pc__kv *
+pc__core_entry_expiring(const struct pc_cache *c, uint64_t h, const void *key,
+                        size_t klen, const void *val, size_t vlen,
+                        uint64_t expires)
+{
+    uint64_t origin = pc__core_origin(c);
+    unsigned int xflags = pc__kv_expiry_flags(expires, origin);
+    struct pc__kv *kv = pc__alloc(pc__kv_size(klen, vlen, xflags));
+
+    if (kv != NULL) {
+        pc__kv_fill(kv, key, klen, val, vlen, expires, xflags, origin);
+        pc__kv_set_hash(kv, h);
+    }
+    return kv;
+}
+static inline struct pc__kv *pc__core_entry_new(const struct pc_cache *c,
+                                                uint64_t h, const void *key,
+                                                size_t klen, const void *val,
+                                                size_t vlen, uint64_t expires)
+{
+    if (__builtin_expect(expires == 0, 1))
+        return pc__core_entry_plain(h, key, klen, val, vlen);
+    return pc__core_entry_expiring(c, h, key, klen, val, vlen, expires);
 }
 /* Now, if any entry may expire, else 0 (then nothing is ever expired),
  * with the expiry origin. The origin is fixed before any entry has an

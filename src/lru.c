@@ -398,20 +398,18 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     uint64_t size = (uint64_t)klen + vlen;
     struct pc__now now = pc__core_now_if_ttl(base);
     unsigned int t = (unsigned int)(ix - c->ix);
-    uint64_t max, was = 0, origin = pc__core_origin(base);
-    unsigned int xflags = pc__kv_expiry_flags(req->expires, origin);
+    uint64_t max, was = 0;
     struct pc__kv *e, *old, **old_slot;
     pc_status st = PC_OK;
     bool expires = req->expires != 0;
     uint32_t id;
 
-    e = pc__alloc(pc__kv_size(klen, vlen, xflags));
+    e = pc__core_entry_new(base, h, key, klen, val, vlen, req->expires);
     if (e == NULL) {
         if (req->lease != NULL)
             pc__policy_lease_end(base, req->lease);
         return PC_ENOMEM;
     }
-    pc__kv_fill(e, key, klen, val, vlen, req->expires, xflags, origin);
     e->ref = (uint8_t)t; /* its table */
     *w = &c->w;
     pc__writer_lock(&c->w);
@@ -498,7 +496,7 @@ refused_early:
     if (req->lease != NULL) /* (unless unlinked above) */
         pc__lease_unlink(&c->w.leases, req->lease);
     pc__writer_unlock(base, &c->w);
-    pc__free(e, pc__kv_size(klen, vlen, xflags));
+    pc__free(e, pc__kv_alloc_size(e));
     return st;
 }
 

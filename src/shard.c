@@ -554,39 +554,6 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
     return ok;
 }
 
-/* A put's new entry, filled, with its key's hash in hx unless hx holds
- * its near expiry time (pc__index_replace_at publishes it in the slot
- * found for h); NULL on ENOMEM. Two functions, so that a put without an
- * expiry carries no expiry state through its body (21 instructions fewer
- * per evicting put, callgrind). */
-static inline struct pc__kv *new_entry(uint64_t h, const void *key, size_t klen,
-                                       const void *val, size_t vlen)
-{
-    struct pc__kv *kv = pc__alloc(pc__kv_size(klen, vlen, 0));
-
-    if (kv != NULL) {
-        pc__kv_fill(kv, key, klen, val, vlen, 0, 0, 0);
-        kv->w.live.hx = (uint32_t)h;
-    }
-    return kv;
-}
-
-static inline struct pc__kv *new_expiring_entry(const pc_cache *c, uint64_t h,
-                                                const void *key, size_t klen,
-                                                const void *val, size_t vlen,
-                                                uint64_t expires)
-{
-    uint64_t origin = pc__core_origin(c); /* (fixed: pc__core_expires) */
-    unsigned int xflags = pc__kv_expiry_flags(expires, origin);
-    struct pc__kv *kv = pc__alloc(pc__kv_size(klen, vlen, xflags));
-
-    if (kv != NULL) {
-        pc__kv_fill(kv, key, klen, val, vlen, expires, xflags, origin);
-        pc__kv_set_hash(kv, h);
-    }
-    return kv;
-}
-
 pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                          const void *val, size_t vlen, struct pc__put_req *req,
                          struct pc__removals *rm, struct pc__writer **w)
@@ -599,9 +566,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     struct pc__kv *kv, *old, **old_slot;
     pc_status st = PC_OK;
 
-    kv = __builtin_expect(req->expires == 0, 1)
-             ? new_entry(h, key, klen, val, vlen)
-             : new_expiring_entry(c, h, key, klen, val, vlen, req->expires);
+    kv = pc__core_entry_new(c, h, key, klen, val, vlen, req->expires);
     if (kv == NULL) {
         if (req->lease != NULL)
             pc__policy_lease_end(c, req->lease);
