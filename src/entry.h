@@ -176,17 +176,24 @@ static inline uint64_t pc__kv_near_offset_live(unsigned int f, uint32_t lo)
            ((uint64_t)PC__KV_EXPIRES << (32 - PC__KV_NEAR_SHIFT));
 }
 
+/* The expiry time that follows the header of an entry with PC__KV_FAR
+ * (immutable: readers and writers alike). */
+static inline uint64_t pc__kv_far_time(const struct pc__kv *kv)
+{
+    uint64_t t;
+
+    memcpy(&t, kv->data, sizeof t);
+    return t;
+}
+
 /* The expiry time (ms, the cache's clock) of an entry with
  * PC__KV_EXPIRES, for its writer, before the entry is unlinked. */
 static inline uint64_t pc__kv_expires(const struct pc__kv *kv, uint64_t origin)
 {
     unsigned int f = pc__kv_flags(kv);
-    uint64_t t;
 
-    if (f & PC__KV_FAR) {
-        memcpy(&t, kv->data, sizeof t);
-        return t;
-    }
+    if (f & PC__KV_FAR)
+        return pc__kv_far_time(kv);
     return origin + pc__kv_near_offset(f, kv->w.live.hx);
 }
 
@@ -205,7 +212,7 @@ static inline bool pc__kv_read_expiry(const struct pc__kv *kv, unsigned int f,
                                       uint64_t *at)
 {
     if (f & PC__KV_FAR) {
-        memcpy(at, kv->data, sizeof *at);
+        *at = pc__kv_far_time(kv);
         return true;
     }
     if (f & PC__KV_REMOVED)

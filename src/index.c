@@ -165,7 +165,7 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
     size_t home = i, room = SIZE_MAX; /* first chunk seen with a free slot */
 
     *old = NULL;
-    pc__kv_set_hash(kv, h);
+    PC__ASSERT(pc__kv_hash(kv, ix->seed) == (uint32_t)h);
     for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
         struct pc__chunk *c = &t->chunks[i];
 
@@ -205,7 +205,7 @@ struct pc__index_pos pc__index_insert(struct pc__index *ix, uint64_t h,
     int j = free_slot(t->chunks[home].ctrl);
 
     PC__ASSERT(ix->count + 1 <= t->max_load);
-    pc__kv_set_hash(kv, h);
+    PC__ASSERT(pc__kv_hash(kv, ix->seed) == (uint32_t)h);
     ix->count++;
     if (__builtin_expect(j >= 0, 1)) /* room at home */
         return publish(t, home, j, pc__index_tag(h), kv);

@@ -232,16 +232,17 @@ static inline void pc__index_replace_at(struct pc__kv **slot, struct pc__kv *kv)
 
 /*
  * Writer: publish kv under hash h, replacing the entry with the same key
- * if there is one (returned in *old, else NULL). Records h's low half in
- * kv (entry.h). May grow the table, retiring the old one to rc; returns
- * false, index unchanged, if that allocation failed (only when inserting).
+ * if there is one (returned in *old, else NULL); kv already carries h as
+ * its hash (pc__kv_hash: pc__core_entry_new keeps it). May grow the table,
+ * retiring the old one to rc; returns false, index unchanged, if that
+ * allocation failed (only when inserting).
  */
 bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
                    struct pc__kv **old, struct pc__reclaimer *rc);
 
-/* Writer: publish kv under hash h, its key known to be absent, in a table
- * with room (pc__index_reserve). Records h's low half in kv; returns its
- * position. */
+/* Writer: publish kv under hash h (which kv carries, as for
+ * pc__index_put), its key known to be absent, in a table with room
+ * (pc__index_reserve); returns its position. */
 struct pc__index_pos pc__index_insert(struct pc__index *ix, uint64_t h,
                                       struct pc__kv *kv);
 
