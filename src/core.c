@@ -9,14 +9,15 @@
 #include "alloc.h"
 #include "grace.h"
 
-/* The time readers load before a cache's clock is the ticker's (entry.h:
- * 0 sends them to pc__core_now). */
-static const uint64_t no_tick = 0;
+/* What readers compare with before a cache's clock is the ticker's (and
+ * for good if it never is): above every pc__kv_vis, it sends them to
+ * pc__core_visible_slow, which reads the cache's own clock. */
+static const uint64_t no_tick = UINT64_MAX;
 
 bool pc__core_init(struct pc_cache *c, const pc_options *opts,
                    unsigned int nwriters)
 {
-    c->tick = &no_tick;
+    c->vis = &no_tick;
     c->capacity = opts->capacity;
     c->max_bytes = opts->max_bytes;
     c->ttl_ms = opts->ttl_ms;
@@ -180,7 +181,7 @@ uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms)
     if (!__atomic_load_n(&c->ttl_used, __ATOMIC_ACQUIRE)) {
         pc__ticker_first_use(&c->ttl_used, &c->ticking, c->now_ms == NULL);
         if (__atomic_load_n(&c->ticking, __ATOMIC_RELAXED))
-            __atomic_store_n(&c->tick, &pc__ticker_clock.ms, __ATOMIC_RELAXED);
+            __atomic_store_n(&c->vis, &pc__ticker_clock.vis, __ATOMIC_RELAXED);
     }
     now = pc__core_now(c);
     if (__atomic_load_n(&c->origin_p1, __ATOMIC_ACQUIRE) == 0) {

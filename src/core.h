@@ -71,10 +71,10 @@ struct pc_cache {
      * origin is 0 on the default clock (its ms count from boot), else the
      * cache's clock at its first expiry. */
     uint64_t origin_p1;
-    /* What readers load as the time: the ticker's global if the cache's
-     * clock is the ticker's, else a constant 0 (then they call
-     * pc__core_now); atomic. */
-    const uint64_t *tick;
+    /* What readers compare near expiry times with (pc__core_visible): the
+     * ticker's `vis` if the cache's clock is the ticker's, else a constant
+     * UINT64_MAX (then they call pc__core_now); atomic. */
+    const uint64_t *vis;
     /* Limits (pc_set_capacity, pc_set_max_bytes) and what they bound:
      * written by writers with atomics, each on its own line. */
     size_t capacity __attribute__((aligned(64)));
@@ -157,26 +157,29 @@ static inline uint64_t pc__core_origin(const struct pc_cache *c)
  * is visible now, 0 if it has expired (a miss), -1 if its writer unlinked
  * it meanwhile and may have reused the header that held its expiry time
  * (entry.h: look the key up again). pc__core_visible_slow is the rest:
- * a far time, an unlinked entry, a clock other than the running ticker. */
+ * a far time, an unlinked entry, a clock other than the running ticker,
+ * and an entry that has expired. */
 int pc__core_visible_slow(const struct pc_cache *c, const struct pc__kv *kv,
                           unsigned int f, uint32_t lo);
+_Static_assert(PC__KV_VIS_BIAS == PC__TICKER_VIS_BIAS,
+               "the ticker's vis and entries' pc__kv_vis agree");
 static inline int pc__core_visible(const struct pc_cache *c,
                                    const struct pc__kv *kv)
 {
     uint32_t lo = pc__kv_read_hx(kv); /* (before the flags: entry.h) */
     unsigned int f = pc__kv_flags(kv);
-    uint64_t now;
 
     if (__builtin_expect(!(f & PC__KV_EXPIRES), 1))
         return 1;
-    /* The common case in one test: near, not unlinked, and the cache on
-     * the ticker (origin 0), the ticker running. */
-    if (__builtin_expect(!(f & (PC__KV_FAR | PC__KV_REMOVED)), 1) &&
-        __builtin_expect(
-            (now = __atomic_load_n(__atomic_load_n(&c->tick, __ATOMIC_RELAXED),
-                                   __ATOMIC_RELAXED)) != 0,
+    /* The common case in one comparison: a live entry whose time is near
+     * and not yet come, in a cache on the running ticker (origin 0; the
+     * ticker's vis is its time plus the bias pc__kv_vis adds, and
+     * UINT64_MAX for any other cache or while no ticker runs). */
+    if (__builtin_expect(
+            __atomic_load_n(__atomic_load_n(&c->vis, __ATOMIC_RELAXED),
+                            __ATOMIC_RELAXED) < pc__kv_vis(f, lo),
             1))
-        return now < pc__kv_near_offset_live(f, lo);
+        return 1;
     return pc__core_visible_slow(c, kv, f, lo);
 }
 /* A put's new entry (entry.h), filled, expiring at `expires` (0: never,

@@ -9,13 +9,16 @@
  *   ref    u8   the policy's use mark (CLOCK's reference bit): set by
  *               readers with a plain relaxed byte store, and only when it
  *               changes; cleared by the writer
- *   flags  u8   PC__KV_EXPIRES: the entry has an expiry time;
- *               PC__KV_FAR: that time follows the header (else it is
- *               near: bits 3..7 of flags and w.live.hx hold it);
- *               PC__KV_REMOVED: the writer unlinked the entry (lru.c, and
- *               any entry whose time is near before w is reused). Only
- *               REMOVED changes after publication. Every access is atomic
- *               (plain moves on x86-64).
+ *   flags  u8   PC__KV_LIVE: set when the entry is made, cleared when
+ *               the writer unlinks it (lru.c; and any entry whose time is
+ *               near, before w is reused: then it reads as "removed");
+ *               PC__KV_NEAR: the entry has an expiry time, near, kept in
+ *               bits 0..4 of flags (its bits 32..36) and w.live.hx;
+ *               PC__KV_FAR: it has one, far, in the 8 bytes after the
+ *               header (PC__KV_EXPIRES is either). Only LIVE changes
+ *               after publication. Every access is atomic (plain moves
+ *               on x86-64). The order of the bits makes a reader's check
+ *               of a near time one comparison (pc__kv_vis).
  *   w           while the entry is published: `hx`, the low half of its
  *               key's hash (index.h finds its home chunk from it, so a
  *               removal or a table growth never rehashes a key), or, if its
@@ -41,17 +44,17 @@
  *
  * Readers read `hx` of a near entry, and the writer reuses w as a list
  * link once the entry is unlinked, while readers that found it earlier may
- * still be reading it. So before its first such write the writer sets
- * REMOVED, then a release fence (pc__kv_unlinking), and every later write
+ * still be reading it. So before its first such write the writer clears
+ * LIVE, then a release fence (pc__kv_unlinking), and every later write
  * of w is atomic; a reader loads `hx` with acquire, then the flags:
- * REMOVED set, and what it read may be a link, so it looks the key up
- * again (pc__kv_read_expiry). Not set, and it read the expiry time (a
- * link stored after the fence would have carried REMOVED with it).
+ * LIVE clear, and what it read may be a link, so it looks the key up
+ * again (pc__kv_read_expiry). Set, and it read the expiry time (a link
+ * stored after the fence would have come with LIVE clear).
  *
  * An entry is published (made reachable through the index) only after every
  * byte of it is written, by the index's release store of the pointer; a
  * reader loads that pointer with acquire. After that nothing but `ref` and
- * REMOVED changes until it is unlinked; an update publishes a new entry. So
+ * LIVE changes until it is unlinked; an update publishes a new entry. So
  * a reader that reached an entry inside an epoch section can copy its value
  * without any further synchronisation and never sees a torn value.
  */
@@ -82,11 +85,14 @@ struct pc__kv {
     unsigned char data[]; /* [expiry u64], key bytes, value bytes */
 };
 
-#define PC__KV_EXPIRES 0x01u
-#define PC__KV_REMOVED 0x02u
-#define PC__KV_FAR 0x04u
-#define PC__KV_NEAR_SHIFT 3 /* flags bits 3..7: a near time's bits 32..36 */
+#define PC__KV_NEAR_HI 0x1fu /* flags bits 0..4: a near time's bits 32..36 */
+#define PC__KV_FAR 0x20u
+#define PC__KV_NEAR 0x40u
+#define PC__KV_LIVE 0x80u
+#define PC__KV_EXPIRES (PC__KV_NEAR | PC__KV_FAR) /* a mask: either */
 #define PC__KV_NEAR_SPAN ((uint64_t)1 << 37)
+/* What pc__kv_vis adds to a live near entry's offset (below). */
+#define PC__KV_VIS_BIAS ((uint64_t)(PC__KV_LIVE | PC__KV_NEAR) << 32)
 
 static inline unsigned int pc__kv_flags(const struct pc__kv *kv)
 {
@@ -105,13 +111,19 @@ static inline unsigned int pc__kv_expiry_flags(uint64_t at, uint64_t origin)
     if (at == 0)
         return 0;
     if (at < origin || d >= PC__KV_NEAR_SPAN)
-        return PC__KV_EXPIRES | PC__KV_FAR;
-    return PC__KV_EXPIRES | (unsigned int)(d >> 32) << PC__KV_NEAR_SHIFT;
+        return PC__KV_FAR;
+    return PC__KV_NEAR | (unsigned int)(d >> 32);
 }
 
 static inline bool pc__kv_near_flags(unsigned int flags)
 {
-    return (flags & (PC__KV_EXPIRES | PC__KV_FAR)) == PC__KV_EXPIRES;
+    return flags & PC__KV_NEAR;
+}
+
+/* Whether flags say the writer has unlinked the entry (LIVE clear). */
+static inline bool pc__kv_removed_flags(unsigned int flags)
+{
+    return !(flags & PC__KV_LIVE);
 }
 
 /* Whether kv's expiry time is in its header (so hx is not its hash). */
@@ -164,16 +176,19 @@ static inline void pc__kv_set_hash(struct pc__kv *kv, uint64_t h)
  * and its hx lo. */
 static inline uint64_t pc__kv_near_offset(unsigned int f, uint32_t lo)
 {
-    return (uint64_t)(f & 0xf8u) << (32 - PC__KV_NEAR_SHIFT) | lo;
+    return (uint64_t)(f & PC__KV_NEAR_HI) << 32 | lo;
 }
 
-/* The same, for flags whose bits 0..2 are PC__KV_EXPIRES alone (the
- * readers' common case): that bit, at 29 after the shift, is taken off
- * again with a constant (a shift and one lea, no mask). */
-static inline uint64_t pc__kv_near_offset_live(unsigned int f, uint32_t lo)
+/* The readers' one comparison: flags f and hx lo as one number, LIVE at
+ * bit 39, NEAR at 38, FAR at 37, a near time's offset in bits 0..36. For
+ * a live entry whose time is near it is PC__KV_VIS_BIAS + that offset;
+ * for any other entry with an expiry it is below PC__KV_VIS_BIAS (LIVE or
+ * NEAR clear). So for a key k >= PC__KV_VIS_BIAS (the ticker's time plus
+ * the bias, ticker.h), k < pc__kv_vis(f, lo) says exactly "live, near,
+ * and not yet expired at that time"; anything else needs a closer look. */
+static inline uint64_t pc__kv_vis(unsigned int f, uint32_t lo)
 {
-    return ((uint64_t)f << (32 - PC__KV_NEAR_SHIFT)) + lo -
-           ((uint64_t)PC__KV_EXPIRES << (32 - PC__KV_NEAR_SHIFT));
+    return (uint64_t)f << 32 | lo;
 }
 
 /* The expiry time that follows the header of an entry with PC__KV_FAR
@@ -215,10 +230,17 @@ static inline bool pc__kv_read_expiry(const struct pc__kv *kv, unsigned int f,
         *at = pc__kv_far_time(kv);
         return true;
     }
-    if (f & PC__KV_REMOVED)
+    if (pc__kv_removed_flags(f))
         return false;
     *at = origin + pc__kv_near_offset(f, lo);
     return true;
+}
+
+/* The writer: mark kv removed (clear LIVE), with memory order `mo`. */
+static inline void pc__kv_mark_removed(struct pc__kv *kv, int mo)
+{
+    __atomic_store_n(&kv->flags, (uint8_t)(pc__kv_flags(kv) & ~PC__KV_LIVE),
+                     mo);
 }
 
 /* The writer, before it first writes w of an unlinked entry that readers
@@ -229,9 +251,8 @@ static inline void pc__kv_unlinking(struct pc__kv *kv)
     unsigned int f = pc__kv_flags(kv);
 
     if (pc__kv_near_flags(f)) {
-        if (!(f & PC__KV_REMOVED))
-            __atomic_store_n(&kv->flags, (uint8_t)(f | PC__KV_REMOVED),
-                             __ATOMIC_RELAXED);
+        if (!pc__kv_removed_flags(f))
+            pc__kv_mark_removed(kv, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_RELEASE);
     }
 }
@@ -269,7 +290,8 @@ static inline size_t pc__kv_alloc_size(const struct pc__kv *kv)
 }
 
 /* Fill an already-allocated entry (header at kv) that expires at `at`
- * (0: never), with xflags = pc__kv_expiry_flags(at, origin). */
+ * (0: never), with xflags = pc__kv_expiry_flags(at, origin); it is
+ * live. */
 static inline void pc__kv_fill(struct pc__kv *kv, const void *key, size_t klen,
                                const void *val, size_t vlen, uint64_t at,
                                unsigned int xflags, uint64_t origin)
@@ -279,12 +301,12 @@ static inline void pc__kv_fill(struct pc__kv *kv, const void *key, size_t klen,
     kv->vlen = (uint32_t)vlen;
     kv->klen = (uint16_t)klen;
     kv->ref = 0;
-    kv->flags = (uint8_t)xflags;
+    kv->flags = (uint8_t)(xflags | PC__KV_LIVE);
     kv->w.retire_next = NULL;
     if (xflags & PC__KV_FAR) {
         memcpy(p, &at, sizeof at);
         p += sizeof at;
-    } else if (xflags & PC__KV_EXPIRES) {
+    } else if (xflags & PC__KV_NEAR) {
         kv->w.live.hx = (uint32_t)(at - origin);
     }
     if (klen == 8 && vlen == 8) { /* the common case, without memcpy calls */

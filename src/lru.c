@@ -211,7 +211,7 @@ static bool locked_hit(struct lru_cache *c, struct pc__record *t,
         }
     }
     pc__lru_catch_up(c);
-    present = !(pc__kv_flags(kv) & PC__KV_REMOVED);
+    present = !pc__kv_removed_flags(pc__kv_flags(kv));
     if (present)
         list_move_head(c, node_of(kv));
     pc__writer_unlock(&c->base, &c->w);

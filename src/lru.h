@@ -100,7 +100,7 @@ static inline struct lru_cache *lru_of(pc_cache *c)
 
 static inline bool is_removed(const struct pc__kv *kv)
 {
-    return __atomic_load_n(&kv->flags, __ATOMIC_ACQUIRE) & PC__KV_REMOVED;
+    return pc__kv_removed_flags(__atomic_load_n(&kv->flags, __ATOMIC_ACQUIRE));
 }
 
 /* The recency list. */
@@ -199,8 +199,7 @@ static inline uint32_t list_tail(const struct lru_cache *c)
 /* Mark kv removed (readers that stamp after the current window see it). */
 static inline void mark_removed(struct pc__kv *kv)
 {
-    __atomic_store_n(&kv->flags, (uint8_t)(pc__kv_flags(kv) | PC__KV_REMOVED),
-                     __ATOMIC_RELEASE);
+    pc__kv_mark_removed(kv, __ATOMIC_RELEASE);
 }
 
 /* lru_log.c: windows and draining (writer lock held). */

@@ -61,7 +61,7 @@ static void drain_below(struct lru_cache *c, uint64_t cutoff)
         struct pc__kv *kv = best->rec[best->head % LOG_RECORDS].kv;
 
         __atomic_store_n(&best->head, best->head + 1, __ATOMIC_RELEASE);
-        if (!(pc__kv_flags(kv) & PC__KV_REMOVED))
+        if (!pc__kv_removed_flags(pc__kv_flags(kv)))
             list_move_head(c, node_of(kv));
     }
 }

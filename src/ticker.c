@@ -17,7 +17,7 @@
 #include <signal.h>
 #include <unistd.h>
 
-struct pc__ticker_clock pc__ticker_clock;
+struct pc__ticker_clock pc__ticker_clock = {.vis = UINT64_MAX};
 
 #ifdef PC_DEBUG
 bool pc__debug_ticker_fail;
@@ -38,12 +38,18 @@ static pthread_mutex_t wait_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wait_cond;
 static bool stop;
 
-/* The clock, never 0 (which means "no ticker"). */
-static uint64_t tick_ms(void)
+/* The clock as the global holds it (ticker.h): biased, never UINT64_MAX
+ * (which means "no ticker"). */
+static uint64_t tick_vis(void)
 {
-    uint64_t ms = pc__coarse_ms();
+    uint64_t vis = pc__coarse_ms() + PC__TICKER_VIS_BIAS;
 
-    return ms != 0 ? ms : 1;
+    return vis != UINT64_MAX ? vis : vis - 1;
+}
+
+static void set_vis(uint64_t vis)
+{
+    __atomic_store_n(&pc__ticker_clock.vis, vis, __ATOMIC_RELAXED);
 }
 
 static void *ticker_main(void *arg)
@@ -58,7 +64,7 @@ static void *ticker_main(void *arg)
         (void)sched_setaffinity(0, sizeof cpus, &cpus);
     pthread_mutex_lock(&wait_lock);
     while (!stop) {
-        __atomic_store_n(&pc__ticker_clock.ms, tick_ms(), __ATOMIC_RELAXED);
+        set_vis(tick_vis());
         /* From now, not from the last deadline: a ticker that was late
          * does not run a burst of ticks to catch up. */
         clock_gettime(CLOCK_MONOTONIC, &next);
@@ -86,12 +92,13 @@ static bool start(void)
 #endif
     /* The previous thread, if any, was joined: no race on `stop`. The
      * time is stored before the thread exists, so a cache that acquired
-     * the ticker never reads 0 (then the clock directly) before the
+     * the ticker never finds no time there (then reads the clock
+     * directly) before the
      * thread's first tick, which could be older than such a read. */
     stop = false;
-    __atomic_store_n(&pc__ticker_clock.ms, tick_ms(), __ATOMIC_RELAXED);
+    set_vis(tick_vis());
     if (pthread_attr_init(&attr) != 0) {
-        __atomic_store_n(&pc__ticker_clock.ms, 0, __ATOMIC_RELAXED);
+        set_vis(UINT64_MAX);
         return false;
     }
     (void)pthread_attr_setstacksize(&attr, 256 * 1024); /* a few frames */
@@ -108,7 +115,7 @@ static bool start(void)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
-        __atomic_store_n(&pc__ticker_clock.ms, 0, __ATOMIC_RELAXED);
+        set_vis(UINT64_MAX);
         return false;
     }
     (void)pthread_setname_np(thread, "pc-ticker");
@@ -123,7 +130,7 @@ static void stop_and_join(void)
     pthread_cond_signal(&wait_cond);
     pthread_mutex_unlock(&wait_lock);
     pthread_join(thread, NULL);
-    __atomic_store_n(&pc__ticker_clock.ms, 0, __ATOMIC_RELAXED);
+    set_vis(UINT64_MAX);
 }
 
 /* Across fork(): no first use, start or stop half done (both locks held,
@@ -144,7 +151,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     if (running) {
-        __atomic_store_n(&pc__ticker_clock.ms, 0, __ATOMIC_RELAXED);
+        set_vis(UINT64_MAX);
         running = false;
         forked_off = true;
     }

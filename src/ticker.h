@@ -34,19 +34,19 @@
  * one way that moves only forward:
  *
  * fork(). The child has no ticker thread. A pthread_atfork child handler
- * zeroes `ms`, so every cache in the child reads CLOCK_MONOTONIC_COARSE
- * directly from then on (a later read of the same clock than the last
- * value the ticker stored: forward only), and the child never starts a
- * ticker again (a new one would move its caches back to a value read up
- * to a period late). The prepare handler holds the lifecycle lock across
+ * sets `vis` to UINT64_MAX, so every cache in the child reads
+ * CLOCK_MONOTONIC_COARSE directly from then on (a later read of the same clock
+ * than the last value the ticker stored: forward only), and the child never
+ * starts a ticker again (a new one would move its caches back to a value read
+ * up to a period late). The prepare handler holds the lifecycle lock across
  * fork() so the child never sees a start or stop half done.
  *
- * Concurrency. `ms` is 0 while no ticker runs (before the first start,
- * after the last stop, in a forked child): readers then read the clock
- * themselves. Otherwise it is written by the ticker only (and by the
- * thread that starts it, before creating it) and read with relaxed loads:
- * each reader sees it move forward (read-read coherence), and a read that
- * happens after another never sees an older value. It sits alone on a
+ * Concurrency. `vis` is UINT64_MAX while no ticker runs
+ * (before the first start, after the last stop, in a forked child):
+ * readers then read the clock themselves. Otherwise it is written by the ticker
+ * only (and by the thread that starts it, before creating it) and read with
+ * relaxed loads: each reader sees it move forward (read-read coherence), and a
+ * read that happens after another never sees an older value. It sits alone on a
  * line written once a period, so a reader misses on it at most once a
  * period. Starting and stopping the thread, and the
  * count of caches that use it, are under the lifecycle lock; stop wakes
@@ -60,10 +60,19 @@
 #include <stdint.h>
 #include <time.h>
 
+/* What `vis` adds to the time (entry.h's PC__KV_VIS_BIAS: core.h checks
+ * they agree). */
+#define PC__TICKER_VIS_BIAS ((uint64_t)0xc0 << 32)
+
 struct pc__ticker_clock {
-    /* The ticker's last read of the clock, in ms; 0 while no ticker runs
-     * (one load tells both). */
-    uint64_t ms;
+    /* The ticker's last read of the clock, in ms, plus
+     * PC__TICKER_VIS_BIAS; UINT64_MAX while no ticker runs (one load
+     * tells both). Biased so that a reader compares an entry's near
+     * expiry time with it in one comparison that also checks the entry's
+     * flags (entry.h, pc__kv_vis; core.h, pc__core_visible); writers take
+     * the bias off (pc__ticker_now). One variable, so every thread sees
+     * one clock that never goes back. */
+    uint64_t vis;
 } __attribute__((aligned(64)));
 
 extern struct pc__ticker_clock pc__ticker_clock;
@@ -81,9 +90,10 @@ static inline uint64_t pc__coarse_ms(void)
  * runs, else (a forked child) a direct read. Wait-free; any thread. */
 static inline uint64_t pc__ticker_now(void)
 {
-    uint64_t ms = __atomic_load_n(&pc__ticker_clock.ms, __ATOMIC_RELAXED);
+    uint64_t vis = __atomic_load_n(&pc__ticker_clock.vis, __ATOMIC_RELAXED);
 
-    return __builtin_expect(ms != 0, 1) ? ms : pc__coarse_ms();
+    return __builtin_expect(vis != UINT64_MAX, 1) ? vis - PC__TICKER_VIS_BIAS
+                                                  : pc__coarse_ms();
 }
 
 /*

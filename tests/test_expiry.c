@@ -406,10 +406,14 @@ Test(expiry, near_and_far_expiry_times_round_trip)
                                      o, &got));
         cr_assert_eq(got, at);
         cr_assert_eq(pc__kv_hash(kv, &seed), (uint32_t)h);
-        if (is_near) /* the readers' shortcut, on a live near entry */
-            cr_assert_eq(o + pc__kv_near_offset_live(pc__kv_flags(kv),
-                                                     pc__kv_read_hx(kv)),
-                         at);
+        /* The readers' comparison: bias + offset on a live near entry,
+         * below the bias (so never taken for visible) on a far one. */
+        if (is_near)
+            cr_assert_eq(pc__kv_vis(pc__kv_flags(kv), pc__kv_read_hx(kv)),
+                         PC__KV_VIS_BIAS + (at - o));
+        else
+            cr_assert_lt(pc__kv_vis(pc__kv_flags(kv), pc__kv_read_hx(kv)),
+                         PC__KV_VIS_BIAS);
         cr_assert_eq(memcmp(pc__kv_key(kv), &key, 8), 0);
         cr_assert_eq(memcmp(pc__kv_value(kv), &val, 8), 0);
         cr_assert(!pc__kv_expired(kv, (struct pc__now){at - 1, o}) || at == 1);
@@ -442,9 +446,9 @@ Test(expiry, the_readers_check_reads_near_and_far_times_and_sees_reuse)
                             ((uint64_t)1 << 37) - 1, (uint64_t)1 << 37};
     pc_cache *c = make_timed(10, 0);
     uint64_t tick = 0, key = 1, val = 2;
-    const uint64_t *saved = c->tick;
+    const uint64_t *saved = c->vis;
 
-    c->tick = &tick;
+    c->vis = &tick;
     __atomic_store_n(&c->origin_p1, 1, __ATOMIC_RELAXED); /* origin 0 */
     for (size_t i = 0; i < 4; i++) {
         uint64_t at = ats[i];
@@ -456,24 +460,30 @@ Test(expiry, the_readers_check_reads_near_and_far_times_and_sees_reuse)
         pc__kv_fill(kv, &key, 8, &val, 8, at, xf, 0);
         pc__kv_set_hash(kv, 0x12345678u);
         for (uint64_t now = at - 2; now <= at + 1; now++) {
-            tick = now; /* the shortcut (the slow path for a far time) */
+            /* the shortcut (the slow path for a far time) */
+            tick = PC__KV_VIS_BIAS + now;
             set_clock_ms(now);
             cr_assert_eq(pc__core_visible(c, kv), now < at, "at %lu, now %lu",
                          (unsigned long)at, (unsigned long)now);
-            tick = 0; /* no ticker time: the cache's own clock */
+            tick = UINT64_MAX; /* no ticker time: the cache's own clock */
             cr_assert_eq(pc__core_visible(c, kv), now < at);
         }
-        tick = at - 1;
+        /* A ticker time past every near time (a machine up for more
+         * than 2^37 ms): expired, whatever the comparison makes of it. */
+        tick = PC__KV_VIS_BIAS + PC__KV_NEAR_SPAN + 5;
+        set_clock_ms(PC__KV_NEAR_SPAN + 5);
+        cr_assert_eq(pc__core_visible(c, kv), 0);
+        tick = PC__KV_VIS_BIAS + at - 1;
         set_clock_ms(at - 1);
         pc__kv_unlinking(kv);
         pc__kv_set_link(kv, (struct pc__kv *)&tick);
         cr_assert_eq(pc__core_visible(c, kv), i < 3 ? -1 : 1,
                      "%zu: a reused header read as a time", i);
-        tick = 0;
+        tick = UINT64_MAX;
         cr_assert_eq(pc__core_visible(c, kv), i < 3 ? -1 : 1);
         free(kv);
     }
-    c->tick = saved;
+    c->vis = saved;
     pc_destroy(c);
 }
 
