@@ -49,6 +49,7 @@ static const struct bench_opts defaults = {
     .var_dists = "zipf",
     .var_mixes = "get,aside,put",
     .var_duration = 0.25,
+    .var_runs = 7,
     .ttl_ms = 10000,
     .var_bytes = 32u << 20,
     .rss_bytes = 64u << 20,
@@ -114,6 +115,9 @@ static const struct opt_spec options[] = {
      "distributions (default zipf; none skips them)"},
     {"--variant-mixes", "LIST", OPT_STRING, OFF(var_mixes),
      "their mixes (default get,aside,put)"},
+    {"--variant-runs", "R", OPT_UINT, OFF(var_runs),
+     "their timed runs per point (default 7: their ratios compare two "
+     "caches a few percent apart)"},
     {"--variant-duration", "SEC", OPT_DOUBLE, OFF(var_duration),
      "their seconds per timed run (default 0.25; no latency run)"},
     {"--ttl-ms", "MS", OPT_U64, OFF(ttl_ms),
@@ -248,6 +252,7 @@ static int cli_finish(struct bench_opts *o)
         o->stream_len = 1u << 14;
         o->hit_ops = 50000;
         o->var_duration = 0.05;
+        o->var_runs = 1;
         o->var_bytes = 4u << 20;
         o->rss_bytes = 8u << 20;
         if (strcmp(o->traces, "default") == 0)
@@ -273,7 +278,9 @@ static int cli_finish(struct bench_opts *o)
         o->stream_len = p;
     }
     if (o->keys == 0 || o->capacity == 0 || o->runs == 0 ||
-        o->runs > BENCH_MAX_RUNS || o->duration <= 0 || o->var_duration <= 0) {
+        o->runs > BENCH_MAX_RUNS || o->var_runs == 0 ||
+        o->var_runs > BENCH_MAX_RUNS || o->duration <= 0 ||
+        o->var_duration <= 0) {
         fprintf(stderr, "purecache-bench: bad keys/capacity/runs/duration\n");
         return -1;
     }

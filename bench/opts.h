@@ -41,6 +41,7 @@ struct bench_opts {
     const char *var_dists; /* expiry/byte-bound variants: "zipf", "none" */
     const char *var_mixes; /* their mixes: "get,aside,put" */
     double var_duration;   /* their seconds per timed run */
+    unsigned var_runs;     /* their timed runs per point */
     uint64_t ttl_ms;       /* the expiry variant's ttl */
     uint64_t var_bytes;    /* the byte-bound variant's max_bytes */
     uint64_t rss_bytes;    /* RSS / max_bytes measurement's bound (0: skip) */
