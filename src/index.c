@@ -63,6 +63,7 @@ bool pc__index_init(struct pc__index *ix, size_t expected,
                     const struct pc__hash_seed *seed)
 {
     ix->seed = seed;
+    ix->hint = NULL;
     ix->count = 0;
     ix->gen = 0;
     ix->table = table_new(pc__index_chunks(expected + 1));
@@ -174,7 +175,7 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
             struct pc__kv *cur = c->slot[j];
 
             if (pc__kv_key_equals(cur, pc__kv_key(kv), kv->klen)) {
-                __atomic_store_n(&c->slot[j], kv, __ATOMIC_RELEASE);
+                pc__index_replace_at(ix, &c->slot[j], kv);
                 *old = cur;
                 return true;
             }
@@ -280,12 +281,30 @@ erase_hashed(struct pc__index *ix, struct pc__kv *kv, uint32_t hash)
         PC__ASSERT(!"pc__index_erase: entry not in the index");
 }
 
-/* An entry whose header holds a near expiry time: hash its key again
- * (out of line, so the common erase saves no registers for the call). */
+void pc__index_hint(struct pc__index *ix, const struct pc__kv *kv)
+{
+    if (kv != ix->hint) {
+        ix->hint_hash = pc__kv_hash_again(kv, ix->seed);
+        ix->hint = kv;
+    }
+}
+
+/* An entry whose header holds a near expiry time: its hash from the hint,
+ * or its key hashed again (out of line, so the common erase saves no
+ * registers for the call). */
 static __attribute__((noinline, cold)) void erase_near(struct pc__index *ix,
                                                        struct pc__kv *kv)
 {
-    erase_hashed(ix, kv, pc__kv_hash_again(kv, ix->seed));
+    uint32_t hash;
+
+    if (kv == ix->hint) {
+        hash = ix->hint_hash;
+        ix->hint = NULL;
+        PC__ASSERT(hash == pc__kv_hash_again(kv, ix->seed));
+    } else {
+        hash = pc__kv_hash_again(kv, ix->seed);
+    }
+    erase_hashed(ix, kv, hash);
 }
 
 void pc__index_erase(struct pc__index *ix, struct pc__kv *kv)
@@ -344,6 +363,8 @@ struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
             struct pc__kv *cur = c->slot[j];
 
             if (pc__kv_key_equals(cur, key, klen)) {
+                if (cur == ix->hint)
+                    ix->hint = NULL;
                 erase_at(ix, home, step, i, j);
                 return cur;
             }

@@ -101,6 +101,14 @@ struct pc__index {
     /* The cache's hash seed: a growth or an erase recomputes the hash of
      * an entry whose header holds a near expiry time (entry.h). */
     const struct pc__hash_seed *seed;
+    /* Writer-only: one such entry and its hash, computed for
+     * pc__index_prefetch_entry (a policy's next victim), so that erasing
+     * it does not hash its key a second time. Every removal from the
+     * index (erase, remove, a replacement) forgets it if it names the
+     * entry removed, so it never outlives the entry (whose memory may
+     * later hold another). NULL: none. */
+    const struct pc__kv *hint;
+    uint32_t hint_hash;
 };
 
 /* Where an entry sits in the current table: chunk and slot. Nothing moves
@@ -225,8 +233,11 @@ static inline struct pc__kv *pc__index_find(struct pc__index *ix, uint64_t h,
  * is still there and the index has not grown since (nothing moves within
  * a table; growth replaces the table). One release store: a reader that
  * loads the slot finds the old entry or the new one, each complete. */
-static inline void pc__index_replace_at(struct pc__kv **slot, struct pc__kv *kv)
+static inline void pc__index_replace_at(struct pc__index *ix,
+                                        struct pc__kv **slot, struct pc__kv *kv)
 {
+    if (*slot == ix->hint)
+        ix->hint = NULL;
     __atomic_store_n(slot, kv, __ATOMIC_RELEASE);
 }
 
@@ -298,13 +309,21 @@ void pc__index_each(const struct pc__index *ix,
 struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
                                 const void *key, size_t klen);
 
-/* Writer: prefetch, for writing, the chunk where an entry of this hash
- * (pc__kv_hash) most likely sits, its home: ahead of an erase. */
-static inline void pc__index_prefetch_home(const struct pc__index *ix,
-                                           uint32_t hash)
+/* Writer: prefetch, for writing, the chunk where kv (in the index) most
+ * likely sits, its home: ahead of its erase. If kv's header holds a near
+ * expiry time, its key is hashed here, and the hash kept for the erase
+ * (`hint`). */
+void pc__index_hint(struct pc__index *ix, const struct pc__kv *kv);
+static inline void pc__index_prefetch_entry(struct pc__index *ix,
+                                            const struct pc__kv *kv)
 {
     const struct pc__table *t = ix->table;
+    uint32_t hash = kv->w.live.hx;
 
+    if (__builtin_expect(pc__kv_near(kv), 0)) {
+        pc__index_hint(ix, kv);
+        hash = ix->hint_hash;
+    }
     __builtin_prefetch(&t->chunks[hash & t->mask], 1);
 }
 

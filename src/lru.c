@@ -468,7 +468,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
             pc__budget_give(base, 0, was - size);
         else if (size > was) /* evicts others: nothing moves in the index */
             claim(c, false, size - was, max, now, rm);
-        pc__index_replace_at(old_slot, e); /* (e carries h: core.h) */
+        pc__index_replace_at(ix, old_slot, e); /* (e carries h: core.h) */
         if (pc__kv_flags(old) & PC__KV_EXPIRES)
             pc__lru_heap_remove(c, old);
         mark_removed(old);

@@ -547,7 +547,7 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
         const struct pc__kv *next = sc->pol->upcoming(s->pol);
 
         if (next != NULL)
-            pc__index_prefetch_home(&s->ix, pc__kv_hash(next, s->ix.seed));
+            pc__index_prefetch_entry(&s->ix, next);
     }
     if (!ok) /* give back what was passed to us */
         pc__budget_give(c, have_entry && one_more ? 1 : 0, owned);
@@ -617,7 +617,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             if (size <= was) {
                 if (size < was)
                     pc__budget_give(c, 0, was - size);
-                pc__index_replace_at(old_slot, kv);
+                pc__index_replace_at(&s->ix, old_slot, kv);
             } else if (claim_here(sc, s, old, false, size - was, now, rm,
                                   &evicted, &claimed)) {
                 pc__index_put(&s->ix, h, kv, &old, s->w.rc); /* no growth */

@@ -522,6 +522,46 @@ Test(expiry, times_near_and_far_from_the_origin_expire_exactly)
     pc_destroy(c);
 }
 
+/* The index remembers the hash of the next victim whose time is near,
+ * computed for its prefetch, for the erase that follows (index.h, `hint`).
+ * Replacements, deletes, reclamation (which frees the memory a later entry
+ * reuses) and evictions in any order: the index and the counts must still
+ * agree on every key, and no entry may be erased with another key's hash
+ * (the debug build checks each hint it uses; ASan sees a freed entry left
+ * in the index). */
+Test(expiry, the_next_victims_remembered_hash_never_outlives_it)
+{
+    pc_cache *c = make_timed(8, 3600000);
+    uint64_t x = 0x9e3779b97f4a7c15u;
+
+    set_clock_ms(1000);
+    for (int op = 0; op < 20000; op++) {
+        uint64_t k, v, present = 0;
+        size_t n;
+
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        k = (x >> 8) % 16;
+        switch (x % 4) {
+        case 0:
+        case 1: /* insert or replace (a near time either way) */
+            cr_assert_eq(put_ttl(c, k, 0), PC_OK);
+            break;
+        case 2:
+            (void)pc_delete(c, &k, sizeof k);
+            break;
+        default:
+            pc_reclaim(c);
+        }
+        for (uint64_t j = 0; j < 16; j++)
+            present += pc_get(c, &j, sizeof j, &v, sizeof v, &n) == PC_OK;
+        cr_assert_eq(present, pc_len(c), "op %d: %lu keys found, len %zu", op,
+                     (unsigned long)present, pc_len(c));
+    }
+    pc_destroy(c);
+}
+
 Test(expiry, the_default_clock_expires_entries_too)
 {
     pc_options o = test_opts(10);
