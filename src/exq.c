@@ -63,12 +63,12 @@ static void sift_down(struct pc__exq *q, uint32_t i)
     q->a[i] = it;
 }
 
-void pc__exq_append(struct pc__exq *q, uint64_t at, uint32_t hash,
+void pc__exq_append(struct pc__exq *q, uint64_t at, uint8_t tag,
                     struct pc__index_pos pos)
 {
     PC__ASSERT(q->n < q->cap && pos.slot < PC__CHUNK_SLOTS);
     q->a[q->n++] =
-        (struct pc__exq_item){at, pos.chunk, (hash & ~7u) | pos.slot};
+        (struct pc__exq_item){at, pos.chunk, (uint32_t)tag << 3 | pos.slot};
 }
 
 static void note_max(struct pc__exq *q)
@@ -79,10 +79,10 @@ static void note_max(struct pc__exq *q)
             q->max_at = q->a[i].at;
 }
 
-void pc__exq_push(struct pc__exq *q, uint64_t at, uint32_t hash,
+void pc__exq_push(struct pc__exq *q, uint64_t at, uint8_t tag,
                   struct pc__index_pos pos)
 {
-    pc__exq_append(q, at, hash, pos);
+    pc__exq_append(q, at, tag, pos);
     /* Expiring no sooner than any other (one default TTL): its place is
      * the end, without reading its parent, a cache miss in a large heap. */
     if (q->a[q->n - 1].at >= q->max_at)

@@ -5,15 +5,16 @@
  * policy's hand happens to be (lru keeps its own heap, lru_heap.c).
  *
  * An item names a key's position in the shard's index (chunk and slot,
- * index.h's pc__index_pos) and the key's hash (pc__kv_hash), not an entry: a
- * replacement takes its predecessor's slot, so one item covers a key
- * through any number of replacements. The shard keeps this invariant: every
- * entry that can expire is covered by an item (same position, same hash)
- * due no later than the entry expires. A put that replaces an entry with
- * one that expires no sooner pushes nothing (the common case: one default
- * TTL); any other entry that can expire pushes one item at its own expiry
- * time. When an item comes due the shard looks at the entry now at its
- * position: gone, or another key's (the hash differs), and the item is
+ * index.h's pc__index_pos) and the key's tag there (8 bits of its hash,
+ * which the index keeps in the chunk beside the slot: pc__index_tag_at),
+ * not an entry: a replacement takes its predecessor's slot and tag, so one
+ * item covers a key through any number of replacements. The shard keeps
+ * this invariant: every entry that can expire is covered by an item (same
+ * position, same tag) due no later than the entry expires. A put that replaces
+ * an entry with one that expires no sooner pushes nothing (the common case: one
+ * default TTL); any other entry that can expire pushes one item at its own
+ * expiry time. When an item comes due the shard looks at the entry now at its
+ * position: gone, or another key's (the tag differs), and the item is
  * stale and dropped; the same key's, not yet expired (it was replaced),
  * and the item is pushed again at that entry's time; expired, and it is
  * taken. Positions hold only while the index keeps its table: the queue
@@ -53,8 +54,8 @@
 struct pc__exq_item {
     uint64_t at;    /* due: no later than the covered entry expires */
     uint32_t chunk; /* the key's position in the index: its chunk, */
-    uint32_t key;   /* and in bits 0..2 its slot; bits 3..31: those of the
-                       key's hash (pc__kv_hash) */
+    uint32_t key;   /* and in bits 0..2 its slot; bits 3..10: the key's
+                       tag (pc__index_tag) */
 };
 
 struct pc__exq {
@@ -72,25 +73,29 @@ static inline bool pc__exq_reserve(struct pc__exq *q)
 {
     return q->n < q->cap || pc__exq_grow(q);
 }
-/* Push an item due at `at` for the entry at pos whose key's hash is
- * `hash` (pc__kv_hash), after a reserve (or a pop). */
-void pc__exq_push(struct pc__exq *q, uint64_t at, uint32_t hash,
+/* Push an item due at `at` for the entry at pos whose key's tag is `tag`
+ * (pc__index_tag), after a reserve (or a pop). */
+void pc__exq_push(struct pc__exq *q, uint64_t at, uint8_t tag,
                   struct pc__index_pos pos);
 /* The index position an item names. */
 static inline struct pc__index_pos pc__exq_pos(struct pc__exq_item it)
 {
     return (struct pc__index_pos){it.chunk, (uint8_t)(it.key & 7u)};
 }
-/* Whether the item covers kv, the entry at its position: an entry that
- * can expire, of the item's key (its hash agrees in the 29 bits kept; a
- * false match is another key whose entry the shard then judges by its own
- * expiry time, so it costs at most a needless push). */
-static inline bool pc__exq_covers(struct pc__exq_item it,
-                                  const struct pc__kv *kv,
-                                  const struct pc__hash_seed *seed)
+/* The key's tag an item carries. */
+static inline uint8_t pc__exq_tag(struct pc__exq_item it)
 {
-    return (pc__kv_flags(kv) & PC__KV_EXPIRES) &&
-           ((pc__kv_hash(kv, seed) ^ it.key) & ~7u) == 0;
+    return (uint8_t)(it.key >> 3);
+}
+/* Whether the item covers kv, the entry at its position, whose tag there
+ * is `tag`: an entry that can expire, of the item's key (the tags agree; a
+ * false match, 1 in 255, is another key whose entry the shard then judges
+ * by its own expiry time, so it costs at most a needless push). No key is
+ * hashed: a near expiry time keeps the hash out of the entry (entry.h). */
+static inline bool pc__exq_covers(struct pc__exq_item it,
+                                  const struct pc__kv *kv, uint8_t tag)
+{
+    return (pc__kv_flags(kv) & PC__KV_EXPIRES) && tag == pc__exq_tag(it);
 }
 /* Whether the earliest item is due at now (now 0: never). */
 static inline bool pc__exq_due(const struct pc__exq *q, uint64_t now)
@@ -104,7 +109,7 @@ struct pc__exq_item pc__exq_pop(struct pc__exq *q);
  * push reserved), then restore the heap order (and give back memory the
  * queue no longer needs). */
 void pc__exq_reset(struct pc__exq *q, uint64_t gen);
-void pc__exq_append(struct pc__exq *q, uint64_t at, uint32_t hash,
+void pc__exq_append(struct pc__exq *q, uint64_t at, uint8_t tag,
                     struct pc__index_pos pos);
 void pc__exq_heapify(struct pc__exq *q);
 void pc__exq_free(struct pc__exq *q);

@@ -356,7 +356,7 @@ static void exq_append_cb(void *arg, struct pc__kv *kv,
 
     if (pc__kv_flags(kv) & PC__KV_EXPIRES)
         pc__exq_append(&rb->s->exq, pc__kv_expires(kv, rb->origin),
-                       pc__kv_hash(kv, rb->s->ix.seed), pos);
+                       pc__index_tag_at(&rb->s->ix, pos), pos);
 }
 
 /* Rebuild s's queue from its index: one item per entry that can expire,
@@ -388,13 +388,15 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
         struct pc__index_pos pos = pc__exq_pos(it);
         struct pc__kv *kv = pc__index_at(&s->ix, pos);
 
-        if (kv == NULL || !pc__exq_covers(it, kv, s->ix.seed))
+        if (kv == NULL ||
+            !pc__exq_covers(it, kv, pc__index_tag_at(&s->ix, pos)))
             continue; /* stale: its key left the shard */
         if (!pc__kv_expired(kv, now)) {
             /* Replaced by an entry that expires later: cover that one at
              * its own time (in the room the pop left; the same key, so
-             * the item's hash bits). */
-            pc__exq_push(&s->exq, pc__kv_expires(kv, now.origin), it.key, pos);
+             * the item's tag). */
+            pc__exq_push(&s->exq, pc__kv_expires(kv, now.origin),
+                         pc__exq_tag(it), pos);
         } else if (kv == keep) {
             keep_due = true; /* covered again below, not taken */
         } else {
@@ -403,10 +405,12 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
             break;
         }
     }
-    if (keep_due) /* (not expected: a put removes an expired old first) */
+    if (keep_due) { /* (not expected: a put removes an expired old first) */
+        struct pc__index_pos pos = pc__index_locate(&s->ix, keep);
+
         pc__exq_push(&s->exq, pc__kv_expires(keep, now.origin),
-                     pc__kv_hash(keep, s->ix.seed),
-                     pc__index_locate(&s->ix, keep));
+                     pc__index_tag_at(&s->ix, pos), pos);
+    }
     return taken;
 }
 
@@ -417,7 +421,7 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
  * every chunk of its table, so an eighth of those counts also pays for its
  * next one (exq.h). */
 static void exq_note(struct shard_cache *sc, struct shard *s,
-                     const struct pc__kv *kv, uint64_t at, uint32_t h,
+                     const struct pc__kv *kv, uint64_t at, uint64_t h,
                      const struct pc__index_pos *pos)
 {
     if (s->exq.gen != pc__index_gen(&s->ix)) {
@@ -427,7 +431,7 @@ static void exq_note(struct shard_cache *sc, struct shard *s,
         }
         s->exq.gen = pc__index_gen(&s->ix); /* nothing else can expire */
     }
-    pc__exq_push(&s->exq, at, h,
+    pc__exq_push(&s->exq, at, pc__index_tag(h),
                  pos != NULL ? *pos : pc__index_locate(&s->ix, kv));
     if (s->exq.n > 3 * (uint64_t)s->expiring +
                        (s->count + pc__index_chunk_count(&s->ix)) / 8 + 64)
@@ -668,7 +672,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         if (req->expires != 0) {
             s->expiring++;
             if (!covered)
-                exq_note(sc, s, kv, req->expires, (uint32_t)h, at);
+                exq_note(sc, s, kv, req->expires, h, at);
         }
         /* A limit lowered while this put claimed against the old one: the
          * shrink may have passed this shard already (core.h). */
