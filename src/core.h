@@ -73,7 +73,7 @@ struct pc_cache {
     uint64_t origin_p1;
     /* What readers compare near expiry times with (pc__core_visible): the
      * ticker's `vis` if the cache's clock is the ticker's, else a constant
-     * UINT64_MAX (then they call pc__core_now); atomic. */
+     * UINT64_MAX (then they call pc__core_visible_slow); atomic. */
     const uint64_t *vis;
     /* Limits (pc_set_capacity, pc_set_max_bytes) and what they bound:
      * written by writers with atomics, each on its own line. */

@@ -39,9 +39,9 @@
  * other time (later, or earlier than the origin: a user's clock that went
  * back) is far and takes the 8 bytes after the header, as every expiry
  * time used to. The writer recomputes the hash of a near entry's key
- * where it needs it (pc__kv_hash: a removal, once per eviction thanks to
- * the index's hint, a growth, the frequency ghost; the expiry queue keeps
- * the index's tag instead).
+ * where it needs it (pc__kv_hash: a removal, where the index's hint saves
+ * the CLOCK policy's evictions a second hash; a growth; the frequency
+ * policy's ghost; the expiry queue keeps the index's tag instead).
  *
  * Readers read `hx` of a near entry, and the writer reuses w as a list
  * link once the entry is unlinked, while readers that found it earlier may

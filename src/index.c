@@ -283,6 +283,13 @@ erase_hashed(struct pc__index *ix, struct pc__kv *kv, uint32_t hash)
 
 void pc__index_hint(struct pc__index *ix, const struct pc__kv *kv)
 {
+#ifdef PC_DEBUG
+    size_t i;
+    int j;
+
+    PC__ASSERT(
+        find_ptr(ix->table, pc__kv_hash_again(kv, ix->seed), kv, &i, &j));
+#endif
     if (kv != ix->hint) {
         ix->hint_hash = pc__kv_hash_again(kv, ix->seed);
         ix->hint = kv;

@@ -35,7 +35,8 @@
  * a victim needs no key comparison: the writer finds it by pointer, from
  * the home chunk given by the low half of its hash, which the entry keeps
  * (entry.h) so that nothing is rehashed (but an entry whose header holds
- * a near expiry time instead: pc__kv_hash hashes its key again).
+ * a near expiry time instead: pc__kv_hash hashes its key again, once per
+ * eviction with the `hint` below).
  *
  * Growth. When an insert would pass the load limit the writer builds a
  * table twice the size from the old one (home chunks from the entries'

@@ -62,7 +62,9 @@ struct pc__shard_policy {
      * first, if the policy knows it and its header is likely in cache
      * (NULL otherwise; the policy may prefetch that header instead). A
      * hint: the shard prefetches the index line that evicting it would
-     * erase from, so that the next eviction does not wait for it. */
+     * erase from, so that the next eviction does not wait for it, and the
+     * index keeps its hash (index.h, `hint`). It must be an entry in the
+     * shard's index (placed by insert, not merely admitted). */
     const struct pc__kv *(*upcoming)(const void *st);
     /* Place a new key admitted just before; `evicted`: an entry of this
      * shard was evicted to make room for it. */

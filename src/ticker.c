@@ -42,9 +42,15 @@ static bool stop;
  * (which means "no ticker"). */
 static uint64_t tick_vis(void)
 {
-    uint64_t vis = pc__coarse_ms() + PC__TICKER_VIS_BIAS;
+    uint64_t ms = pc__coarse_ms();
 
-    return vis != UINT64_MAX ? vis : vis - 1;
+    /* Never 0 ms either: writers take a time of 0 for "nothing can
+     * expire" (core.h, pc__core_now_if_ttl). */
+    if (ms == 0)
+        ms = 1;
+    if (ms > UINT64_MAX - 1 - PC__TICKER_VIS_BIAS)
+        ms = UINT64_MAX - 1 - PC__TICKER_VIS_BIAS;
+    return ms + PC__TICKER_VIS_BIAS;
 }
 
 static void set_vis(uint64_t vis)
@@ -92,9 +98,9 @@ static bool start(void)
 #endif
     /* The previous thread, if any, was joined: no race on `stop`. The
      * time is stored before the thread exists, so a cache that acquired
-     * the ticker never finds no time there (then reads the clock
-     * directly) before the
-     * thread's first tick, which could be older than such a read. */
+     * the ticker never finds no time there (and reads the clock itself)
+     * before the thread's first tick, which could be older than such a
+     * read. */
     stop = false;
     set_vis(tick_vis());
     if (pthread_attr_init(&attr) != 0) {

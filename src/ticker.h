@@ -15,17 +15,17 @@
  * process whose caches never expire anything runs no thread, and a
  * library that is unloaded leaves none behind. Every period (the
  * resolution of CLOCK_MONOTONIC_COARSE, 4 ms at HZ = 250; 1 to 10 ms) it
- * reads CLOCK_MONOTONIC_COARSE and stores the time in ms into a global
- * that readers load. Its value is a read of that same clock made up to a
- * period (plus the ticker's scheduling delay) before: the cache's clock
- * runs a little late, never early, and never goes backwards. Its lag L
- * shortens, in real time, the life of an entry put meanwhile to about
- * ttl - L (the reads of that put and of later gets are both L late, and
- * the ticker's next tick catches up). The thread runs under SCHED_OTHER
- * on any CPU the process may use, whatever the starting thread's policy
- * and affinity, and wakes once a period while it runs (250 times a
- * second at HZ = 250), busy or idle. "Per process" means per loaded copy
- * of the library: two copies (dlopen RTLD_LOCAL) run two.
+ * reads CLOCK_MONOTONIC_COARSE and stores the time in ms (plus a
+ * constant bias: the struct below) into a global that readers load. Its value
+ * is a read of that same clock made up to a period (plus the ticker's
+ * scheduling delay) before: the cache's clock runs a little late, never early,
+ * and never goes backwards. Its lag L shortens, in real time, the life of an
+ * entry put meanwhile to about ttl - L (the reads of that put and of later gets
+ * are both L late, and the ticker's next tick catches up). The thread runs
+ * under SCHED_OTHER on any CPU the process may use, whatever the starting
+ * thread's policy and affinity, and wakes once a period while it runs (250
+ * times a second at HZ = 250), busy or idle. "Per process" means per loaded
+ * copy of the library: two copies (dlopen RTLD_LOCAL) run two.
  *
  * Which clock a cache reads is fixed for its life when it first uses an
  * expiry (pc__ticker_first_use, before any entry has an expiry time):
