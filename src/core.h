@@ -194,10 +194,8 @@ static inline struct pc__kv *pc__core_entry_plain(uint64_t h, const void *key,
 {
     struct pc__kv *kv = pc__alloc(pc__kv_size(klen, vlen, 0));
 
-    if (kv != NULL) {
-        pc__kv_fill(kv, key, klen, val, vlen, 0, 0, 0);
-        kv->w.live.hx = (uint32_t)h;
-    }
+    if (kv != NULL)
+        pc__kv_fill(kv, h, key, klen, val, vlen, 0, 0, 0);
     return kv;
 }
 static inline struct pc__kv *
@@ -209,10 +207,8 @@ pc__core_entry_expiring(const struct pc_cache *c, uint64_t h, const void *key,
     unsigned int xflags = pc__kv_expiry_flags(expires, origin);
     struct pc__kv *kv = pc__alloc(pc__kv_size(klen, vlen, xflags));
 
-    if (kv != NULL) {
-        pc__kv_fill(kv, key, klen, val, vlen, expires, xflags, origin);
-        pc__kv_set_hash(kv, h);
-    }
+    if (kv != NULL)
+        pc__kv_fill(kv, h, key, klen, val, vlen, expires, xflags, origin);
     return kv;
 }
 static inline struct pc__kv *pc__core_entry_new(const struct pc_cache *c,

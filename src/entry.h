@@ -165,14 +165,6 @@ static inline uint32_t pc__kv_hash(const struct pc__kv *kv,
     return kv->w.live.hx;
 }
 
-/* Keep h's low half in kv (before publication), unless hx holds kv's
- * near expiry time. */
-static inline void pc__kv_set_hash(struct pc__kv *kv, uint64_t h)
-{
-    if (!pc__kv_near(kv))
-        kv->w.live.hx = (uint32_t)h;
-}
-
 /* A near expiry time's offset from the origin, from the entry's flags f
  * and its hx lo. */
 static inline uint64_t pc__kv_near_offset(unsigned int f, uint32_t lo)
@@ -290,12 +282,14 @@ static inline size_t pc__kv_alloc_size(const struct pc__kv *kv)
     return pc__kv_size(kv->klen, kv->vlen, pc__kv_flags(kv));
 }
 
-/* Fill an already-allocated entry (header at kv) that expires at `at`
- * (0: never), with xflags = pc__kv_expiry_flags(at, origin); it is
- * live. */
-static inline void pc__kv_fill(struct pc__kv *kv, const void *key, size_t klen,
-                               const void *val, size_t vlen, uint64_t at,
-                               unsigned int xflags, uint64_t origin)
+/* Fill an already-allocated entry (header at kv) for a key of hash h
+ * that expires at `at` (0: never), with xflags = pc__kv_expiry_flags(at,
+ * origin); it is live, and hx holds h's low half unless it holds the
+ * near expiry time. */
+static inline void pc__kv_fill(struct pc__kv *kv, uint64_t h, const void *key,
+                               size_t klen, const void *val, size_t vlen,
+                               uint64_t at, unsigned int xflags,
+                               uint64_t origin)
 {
     unsigned char *p = kv->data;
 
@@ -303,12 +297,15 @@ static inline void pc__kv_fill(struct pc__kv *kv, const void *key, size_t klen,
     kv->klen = (uint16_t)klen;
     kv->ref = 0;
     kv->flags = (uint8_t)(xflags | PC__KV_LIVE);
-    kv->w.retire_next = NULL;
-    if (xflags & PC__KV_FAR) {
-        memcpy(p, &at, sizeof at);
-        p += sizeof at;
-    } else if (xflags & PC__KV_NEAR) {
+    kv->w.live.slot = 0;
+    if (xflags & PC__KV_NEAR) {
         kv->w.live.hx = (uint32_t)(at - origin);
+    } else {
+        kv->w.live.hx = (uint32_t)h;
+        if (xflags & PC__KV_FAR) {
+            memcpy(p, &at, sizeof at);
+            p += sizeof at;
+        }
     }
     if (klen == 8 && vlen == 8) { /* the common case, without memcpy calls */
         memcpy(p, key, 8);

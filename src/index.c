@@ -281,7 +281,7 @@ erase_hashed(struct pc__index *ix, struct pc__kv *kv, uint32_t hash)
         PC__ASSERT(!"pc__index_erase: entry not in the index");
 }
 
-void pc__index_hint(struct pc__index *ix, const struct pc__kv *kv)
+uint32_t pc__index_hint(struct pc__index *ix, const struct pc__kv *kv)
 {
 #ifdef PC_DEBUG
     size_t i;
@@ -294,6 +294,7 @@ void pc__index_hint(struct pc__index *ix, const struct pc__kv *kv)
         ix->hint_hash = pc__kv_hash_again(kv, ix->seed);
         ix->hint = kv;
     }
+    return ix->hint_hash;
 }
 
 /* An entry whose header holds a near expiry time: its hash from the hint,

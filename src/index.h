@@ -320,19 +320,17 @@ struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
 
 /* Writer: prefetch, for writing, the chunk where kv (in the index) most
  * likely sits, its home: ahead of its erase. If kv's header holds a near
- * expiry time, its key is hashed here, and the hash kept for the erase
- * (`hint`). */
-void pc__index_hint(struct pc__index *ix, const struct pc__kv *kv);
+ * expiry time, its key is hashed here (pc__index_hint, which returns the
+ * hash), and the hash kept for the erase (`hint`). */
+uint32_t pc__index_hint(struct pc__index *ix, const struct pc__kv *kv);
 static inline void pc__index_prefetch_entry(struct pc__index *ix,
                                             const struct pc__kv *kv)
 {
     const struct pc__table *t = ix->table;
-    uint32_t hash = kv->w.live.hx;
+    uint32_t hash = __builtin_expect(pc__kv_near(kv), 0)
+                        ? pc__index_hint(ix, kv)
+                        : kv->w.live.hx;
 
-    if (__builtin_expect(pc__kv_near(kv), 0)) {
-        pc__index_hint(ix, kv);
-        hash = ix->hint_hash;
-    }
     __builtin_prefetch(&t->chunks[hash & t->mask], 1);
 }
 

@@ -397,9 +397,8 @@ Test(expiry, near_and_far_expiry_times_round_trip)
                      pc__kv_size(8, 8, 0) + (is_near ? 0 : 8));
         kv = calloc(1, pc__kv_size(8, 8, xf));
         cr_assert_not_null(kv);
-        pc__kv_fill(kv, &key, 8, &val, 8, at, xf, o);
         h = pc__hash_key(&seed, &key, 8);
-        pc__kv_set_hash(kv, h);
+        pc__kv_fill(kv, h, &key, 8, &val, 8, at, xf, o);
         cr_assert_eq(pc__kv_expires(kv, o), at, "%lu read back as %lu",
                      (unsigned long)at, (unsigned long)pc__kv_expires(kv, o));
         cr_assert(pc__kv_read_expiry(kv, pc__kv_flags(kv), pc__kv_read_hx(kv),
@@ -457,8 +456,7 @@ Test(expiry, the_readers_check_reads_near_and_far_times_and_sees_reuse)
 
         cr_assert_not_null(kv);
         cr_assert_eq(pc__kv_near_flags(xf), i < 3);
-        pc__kv_fill(kv, &key, 8, &val, 8, at, xf, 0);
-        pc__kv_set_hash(kv, 0x12345678u);
+        pc__kv_fill(kv, 0x12345678u, &key, 8, &val, 8, at, xf, 0);
         for (uint64_t now = at - 2; now <= at + 1; now++) {
             /* the shortcut (the slow path for a far time) */
             tick = PC__KV_VIS_BIAS + now;

@@ -169,7 +169,7 @@ static struct pc__kv *entry_sized(size_t vlen)
 
     cr_assert_not_null(kv);
     cr_assert_leq(vlen, sizeof value);
-    pc__kv_fill(kv, NULL, 0, value, vlen, 0, 0, 0);
+    pc__kv_fill(kv, 0, NULL, 0, value, vlen, 0, 0, 0);
     return kv;
 }
 
