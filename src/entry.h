@@ -41,7 +41,7 @@
  * time used to. The writer recomputes the hash of a near entry's key
  * where it needs it (pc__kv_hash: a removal, where the index's hint saves
  * the CLOCK policy's evictions a second hash; a growth; the frequency
- * policy's ghost; the expiry queue keeps the index's tag instead).
+ * policy's ghost; the expiry queue names index positions and hashes nothing).
  *
  * Readers read `hx` of a near entry, and the writer reuses w as a list
  * link once the entry is unlinked, while readers that found it earlier may

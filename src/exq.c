@@ -63,12 +63,25 @@ static void sift_down(struct pc__exq *q, uint32_t i)
     q->a[i] = it;
 }
 
-void pc__exq_append(struct pc__exq *q, uint64_t at, uint8_t tag,
-                    struct pc__index_pos pos)
+void pc__exq_append(struct pc__exq *q, uint64_t at, struct pc__index_pos pos)
 {
     PC__ASSERT(q->n < q->cap && pos.slot < PC__CHUNK_SLOTS);
-    q->a[q->n++] =
-        (struct pc__exq_item){at, pos.chunk, (uint32_t)tag << 3 | pos.slot};
+    q->a[q->n++] = (struct pc__exq_item){at, pos.chunk, pos.slot};
+    if (pos.chunk < q->nmarks)
+        q->marks[pos.chunk] |= (uint8_t)(1u << pos.slot);
+}
+
+bool pc__exq_mark_room(struct pc__exq *q, size_t chunks)
+{
+    uint8_t *m = pc__alloc_array(chunks, 0);
+
+    if (m == NULL)
+        return false;
+    memset(m, 0, chunks);
+    pc__free_array(q->marks, q->nmarks, 0);
+    q->marks = m;
+    q->nmarks = chunks;
+    return true;
 }
 
 static void note_max(struct pc__exq *q)
@@ -79,10 +92,9 @@ static void note_max(struct pc__exq *q)
             q->max_at = q->a[i].at;
 }
 
-void pc__exq_push(struct pc__exq *q, uint64_t at, uint8_t tag,
-                  struct pc__index_pos pos)
+void pc__exq_push(struct pc__exq *q, uint64_t at, struct pc__index_pos pos)
 {
-    pc__exq_append(q, at, tag, pos);
+    pc__exq_append(q, at, pos);
     /* Expiring no sooner than any other (one default TTL): its place is
      * the end, without reading its parent, a cache miss in a large heap. */
     if (q->a[q->n - 1].at >= q->max_at)
@@ -108,6 +120,8 @@ void pc__exq_reset(struct pc__exq *q, uint64_t gen)
     q->gen = gen;
     q->n = 0;
     q->max_at = 0;
+    if (q->nmarks != 0)
+        memset(q->marks, 0, q->nmarks);
 }
 
 void pc__exq_heapify(struct pc__exq *q)
@@ -116,15 +130,20 @@ void pc__exq_heapify(struct pc__exq *q)
         sift_down(q, i);
     note_max(q);
     /* Give back what is unused (if memory is short, the larger array
-     * stays: nothing is lost). */
-    if (q->cap > 64 && q->n < q->cap / 4)
-        resize(q, q->n < 16 ? 32 : 2 * (size_t)q->n);
+     * stays: nothing is lost), but only when most of it is: a queue that
+     * refills to the same size between rebuilds keeps its array, since a
+     * large one comes back from the system page by page (alloc.c). */
+    if (q->cap > 64 && q->n < q->cap / 6)
+        resize(q, q->n < 11 ? 32 : 3 * (size_t)q->n);
 }
 
 void pc__exq_free(struct pc__exq *q)
 {
     pc__free_array(q->a, sizeof *q->a * q->cap, 0);
+    pc__free_array(q->marks, q->nmarks, 0);
     q->a = NULL;
     q->n = q->cap = 0;
     q->max_at = 0;
+    q->marks = NULL;
+    q->nmarks = 0;
 }

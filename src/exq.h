@@ -4,41 +4,62 @@
  * that needs room takes an expired entry before any live one, wherever the
  * policy's hand happens to be (lru keeps its own heap, lru_heap.c).
  *
- * An item names a key's position in the shard's index (chunk and slot,
- * index.h's pc__index_pos) and the key's tag there (8 bits of its hash,
- * which the index keeps in the chunk beside the slot: pc__index_tag_at),
- * not an entry: a replacement takes its predecessor's slot and tag, so one
- * item covers a key through any number of replacements. The shard keeps
- * this invariant: every entry that can expire is covered by an item (same
- * position, same tag) due no later than the entry expires. A put that replaces
- * an entry with one that expires no sooner pushes nothing (the common case: one
- * default TTL); any other entry that can expire pushes one item at its own
- * expiry time. When an item comes due the shard looks at the entry now at its
- * position: gone, or another key's (the tag differs), and the item is
- * stale and dropped; the same key's, not yet expired (it was replaced),
- * and the item is pushed again at that entry's time; expired, and it is
- * taken. Positions hold only while the index keeps its table: the queue
- * records the index's generation, and when a growth has changed it the
- * shard rebuilds the queue from the index before it uses a position.
+ * An item names a position in the shard's index (chunk and slot, index.h's
+ * pc__index_pos), not an entry, and covers whatever entry that can expire
+ * sits there and expires no sooner than the item is due. The shard keeps
+ * this invariant: every entry that can expire is covered by an item at its
+ * position. The queue marks each position that an item names (a bit per
+ * slot, a byte per chunk), and knows `max_at`, a time no item is due
+ * after; so an entry that expires at max_at or later and lands on a marked
+ * position is covered already, and pushes nothing. That is the common
+ * case with one default TTL: a replacement keeps its predecessor's
+ * position, and a new key that takes the slot some earlier entry left
+ * (the index puts a key in the first free slot of its chunk, so a few
+ * slots of each chunk serve in turn) inherits that entry's item: new
+ * keys streaming through a full cache that evicts them before they
+ * expire pushed one item per put, and now about one per twenty (an entry
+ * that expires first takes its item with it: the next key there pushes
+ * again). Any other entry that can expire pushes one item at its own
+ * expiry time.
+ * When an item comes due the shard looks at the entry now at its
+ * position: none, or one that cannot expire, and the item is dropped (its
+ * mark cleared); one not yet expired (a later occupant, or a
+ * replacement), and the item is pushed again at that entry's time;
+ * expired, and the entry is taken. A mark is set only while an item names
+ * the position (a pop clears it even if another item names the position
+ * too: a mark missing costs at most a needless push). Positions hold only
+ * while the index keeps its table: the queue records the index's
+ * generation, and when a growth has changed it the shard rebuilds the
+ * queue from the index before it uses a position (a put that trusts an
+ * old mark meanwhile skips the push of an entry that rebuild covers).
  *
- * Stale items (keys evicted, deleted, cleared) stay until they come due
- * or a rebuild drops them: when the queue holds more than three items per
- * entry of the shard that can expire, plus one per eight entries in all
- * and one per eight chunks of the index's table, plus 64, the shard
- * rebuilds it with one item per entry that can expire (a walk over the
- * table: every chunk's control word, every entry), so each rebuild follows
- * at least as many pushes as an eighth of the chunks and entries it
- * visits: amortised O(1) per push, even in a table left large by a
- * shrink. The array shrinks after a rebuild when a quarter of it is in
- * use, and a clear frees it.
+ * Items whose position no entry that can expire holds (keys evicted,
+ * deleted, cleared, and not followed there) stay until they come due or a
+ * rebuild drops them. A rebuild (a walk over the index's table:
+ * every chunk's control word, every entry) is worth its walk once the
+ * queue holds more than two items per entry of the shard that can expire,
+ * plus one per eight entries in all and one per eight chunks of the table,
+ * plus 64: a push that finds the array full then rebuilds it rather than
+ * doubling it, and any push rebuilds once the queue holds one more item
+ * per entry that can expire than that. So each rebuild follows at least
+ * as many pushes as an eighth of the chunks and entries it visits:
+ * amortised O(1) per push, even in a table left large by a shrink. The
+ * array doubles only when it is full of items a rebuild would mostly
+ * keep, and shrinks after a rebuild only when less than a sixth of it is
+ * in use (to three times what it holds): a queue that refills between
+ * rebuilds keeps one array (a large array freed and made again comes back
+ * from the system page by page, alloc.c). A clear frees the array and
+ * the marks.
  *
- * Costs: 16 bytes per item, so 16 to 48 bytes per entry that can expire
- * (96 with the array's doubling, just before a rebuild), plus at most 2
- * bytes per entry that cannot and per chunk of the table (a chunk per 2
- * to 4 entries at the table's load, more after a shrink). A push of an item due
- * no sooner than the others (one default TTL) is O(1) and writes nothing but
- * the array's end; otherwise O(log n) within the array, as is a pop. Caches
- * whose entries never expire never push.
+ * Costs: 16 bytes per item, so 16 to 48 bytes per entry that can expire,
+ * in an array of room for up to six items per such entry (plus the
+ * rebuild's slack above, and 32 items at least), plus at most 2 bytes per
+ * entry that cannot and 3 per chunk of the table (a chunk per 2 to 4
+ * entries at the table's load, more after a shrink), its mark byte
+ * included. A push of an item due no sooner than the others (one default
+ * TTL) is O(1) and writes nothing but the array's end and a mark;
+ * otherwise O(log n) within the array, as is a pop. Caches whose entries
+ * never expire never push.
  *
  * Concurrency: writer-only, under the shard's lock.
  */
@@ -53,9 +74,8 @@
 
 struct pc__exq_item {
     uint64_t at;    /* due: no later than the covered entry expires */
-    uint32_t chunk; /* the key's position in the index: its chunk, */
-    uint32_t key;   /* and in bits 0..2 its slot; bits 3..10: the key's
-                       tag (pc__index_tag) */
+    uint32_t chunk; /* the position in the index it names */
+    uint32_t slot;
 };
 
 struct pc__exq {
@@ -63,6 +83,10 @@ struct pc__exq {
     uint32_t n, cap;
     uint64_t max_at; /* no item is due later (0 when empty) */
     uint64_t gen;    /* the index generation its positions refer to */
+    /* marks[c] bit s: an item names chunk c's slot s (nmarks chunks; a
+     * chunk beyond them is never marked: nothing but a push is lost). */
+    uint8_t *marks;
+    size_t nmarks;
 };
 
 /* Double the array (pc__exq_reserve's slow path); false on ENOMEM. */
@@ -73,44 +97,46 @@ static inline bool pc__exq_reserve(struct pc__exq *q)
 {
     return q->n < q->cap || pc__exq_grow(q);
 }
-/* Push an item due at `at` for the entry at pos whose key's tag is `tag`
- * (pc__index_tag), after a reserve (or a pop). */
-void pc__exq_push(struct pc__exq *q, uint64_t at, uint8_t tag,
-                  struct pc__index_pos pos);
+/* Room for marks for a table of `chunks` chunks, all clear, the queue
+ * then to be rebuilt (its marks were lost); false on ENOMEM, nothing
+ * changed. */
+bool pc__exq_mark_room(struct pc__exq *q, size_t chunks);
+/* Push an item due at `at` for the entry at pos, after a reserve (or a
+ * pop), and mark pos. */
+void pc__exq_push(struct pc__exq *q, uint64_t at, struct pc__index_pos pos);
 /* The index position an item names. */
 static inline struct pc__index_pos pc__exq_pos(struct pc__exq_item it)
 {
-    return (struct pc__index_pos){it.chunk, (uint8_t)(it.key & 7u)};
+    return (struct pc__index_pos){it.chunk, (uint8_t)it.slot};
 }
-/* The key's tag an item carries. */
-static inline uint8_t pc__exq_tag(struct pc__exq_item it)
+/* Whether an entry at pos that expires at `at` is covered by an item
+ * already (the queue's positions refer to today's table). */
+static inline bool pc__exq_covered(const struct pc__exq *q,
+                                   struct pc__index_pos pos, uint64_t at)
 {
-    return (uint8_t)(it.key >> 3);
+    return at >= q->max_at && pos.chunk < q->nmarks &&
+           (q->marks[pos.chunk] >> pos.slot & 1u);
 }
-/* Whether the item covers kv, the entry at its position, whose tag there
- * is `tag`: an entry that can expire, of the item's key (the tags agree; a
- * false match, 1 in 255, is another key whose entry the shard then judges
- * by its own expiry time, so it costs at most a needless push). No key is
- * hashed: a near expiry time keeps the hash out of the entry (entry.h). */
-static inline bool pc__exq_covers(struct pc__exq_item it,
-                                  const struct pc__kv *kv, uint8_t tag)
+/* Forget pos's mark (its item has left the queue). */
+static inline void pc__exq_unmark(struct pc__exq *q, struct pc__index_pos pos)
 {
-    return (pc__kv_flags(kv) & PC__KV_EXPIRES) && tag == pc__exq_tag(it);
+    if (pos.chunk < q->nmarks)
+        q->marks[pos.chunk] &= (uint8_t) ~(1u << pos.slot);
 }
 /* Whether the earliest item is due at now (now 0: never). */
 static inline bool pc__exq_due(const struct pc__exq *q, uint64_t now)
 {
     return q->n != 0 && q->a[0].at <= now;
 }
-/* Remove and return the earliest item (the queue is not empty). */
+/* Remove and return the earliest item (the queue is not empty); its mark
+ * stays until the caller pushes it again or unmarks it. */
 struct pc__exq_item pc__exq_pop(struct pc__exq *q);
-/* Rebuilding: empty the queue (its positions now refer to index generation
- * gen), append items (no allocation: no more than it held, plus the one
- * push reserved), then restore the heap order (and give back memory the
- * queue no longer needs). */
+/* Rebuilding: empty the queue and clear its marks (its positions now refer
+ * to index generation gen), append items (no allocation: no more than it
+ * held, plus the one push reserved), then restore the heap order (and give
+ * back memory the queue no longer needs). */
 void pc__exq_reset(struct pc__exq *q, uint64_t gen);
-void pc__exq_append(struct pc__exq *q, uint64_t at, uint8_t tag,
-                    struct pc__index_pos pos);
+void pc__exq_append(struct pc__exq *q, uint64_t at, struct pc__index_pos pos);
 void pc__exq_heapify(struct pc__exq *q);
 void pc__exq_free(struct pc__exq *q);
 

@@ -287,14 +287,6 @@ static inline struct pc__kv *pc__index_at(const struct pc__index *ix,
     return *pc__index_slot(ix, pos);
 }
 
-/* Writer: the tag (pc__index_tag) of the entry at pos, as above; 0 if
- * the slot is empty. */
-static inline uint8_t pc__index_tag_at(const struct pc__index *ix,
-                                       struct pc__index_pos pos)
-{
-    return (uint8_t)(ix->table->chunks[pos.chunk].ctrl >> (8 * pos.slot));
-}
-
 /* Chunks in the current table (writer). */
 static inline size_t pc__index_chunk_count(const struct pc__index *ix)
 {

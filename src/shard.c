@@ -355,8 +355,7 @@ static void exq_append_cb(void *arg, struct pc__kv *kv,
     const struct rebuild *rb = arg;
 
     if (pc__kv_flags(kv) & PC__KV_EXPIRES)
-        pc__exq_append(&rb->s->exq, pc__kv_expires(kv, rb->origin),
-                       pc__index_tag_at(&rb->s->ix, pos), pos);
+        pc__exq_append(&rb->s->exq, pc__kv_expires(kv, rb->origin), pos);
 }
 
 /* Rebuild s's queue from its index: one item per entry that can expire,
@@ -388,18 +387,18 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
         struct pc__index_pos pos = pc__exq_pos(it);
         struct pc__kv *kv = pc__index_at(&s->ix, pos);
 
-        if (kv == NULL ||
-            !pc__exq_covers(it, kv, pc__index_tag_at(&s->ix, pos)))
-            continue; /* stale: its key left the shard */
+        if (kv == NULL || !(pc__kv_flags(kv) & PC__KV_EXPIRES)) {
+            pc__exq_unmark(&s->exq, pos); /* nothing there to cover */
+            continue;
+        }
         if (!pc__kv_expired(kv, now)) {
-            /* Replaced by an entry that expires later: cover that one at
-             * its own time (in the room the pop left; the same key, so
-             * the item's tag). */
-            pc__exq_push(&s->exq, pc__kv_expires(kv, now.origin),
-                         pc__exq_tag(it), pos);
+            /* A later occupant, or a replacement, that expires later:
+             * cover it at its own time (in the room the pop left). */
+            pc__exq_push(&s->exq, pc__kv_expires(kv, now.origin), pos);
         } else if (kv == keep) {
             keep_due = true; /* covered again below, not taken */
         } else {
+            pc__exq_unmark(&s->exq, pos); /* (its entry leaves) */
             sc->pol->remove(s->pol, kv);
             taken = kv;
             break;
@@ -408,20 +407,45 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
     if (keep_due) { /* (not expected: a put removes an expired old first) */
         struct pc__index_pos pos = pc__index_locate(&s->ix, keep);
 
-        pc__exq_push(&s->exq, pc__kv_expires(keep, now.origin),
-                     pc__index_tag_at(&s->ix, pos), pos);
+        pc__exq_push(&s->exq, pc__kv_expires(keep, now.origin), pos);
     }
     return taken;
 }
 
-/* kv, of hash h, which expires at `at`, has entered s and is not covered
+/* How many items s's queue may hold before a rebuild is worth its walk:
+ * twice an item per entry that can expire, plus an eighth of the entries
+ * and chunks the walk visits, plus 64 (exq.h). */
+static uint64_t exq_worth(const struct shard *s)
+{
+    return 2 * (uint64_t)s->expiring +
+           (s->count + pc__index_chunk_count(&s->ix)) / 8 + 64;
+}
+
+/* Room in s's queue for one more push, and marks for every chunk of s's
+ * table: a full array whose items are mostly stale is rebuilt in place
+ * rather than doubled; false on ENOMEM, nothing changed (a rebuild changes
+ * what the queue holds, not what it covers). */
+static bool exq_room(struct shard_cache *sc, struct shard *s)
+{
+    size_t chunks = pc__index_chunk_count(&s->ix);
+
+    /* (Marks lost with a smaller array cost needless pushes, no more.) */
+    if (s->exq.nmarks < chunks && !pc__exq_mark_room(&s->exq, chunks))
+        return false;
+    if (s->exq.n == s->exq.cap && s->exq.n > exq_worth(s))
+        exq_rebuild(sc, s); /* (then at most expiring < n items) */
+    return pc__exq_reserve(&s->exq);
+}
+
+/* kv, which expires at `at`, has entered s and is not covered
  * (room reserved, s->expiring counts it; *pos its position, if known, else
  * NULL): queue it, and rebuild the queue from s's index once stale items
- * outnumber live ones two to one. A rebuild visits every entry of s and
- * every chunk of its table, so an eighth of those counts also pays for its
- * next one (exq.h). */
+ * outnumber live ones two to one in an array that has room (exq_room
+ * rebuilds a full one sooner). A rebuild visits every entry of s and every
+ * chunk of its table, so an eighth of those counts also pays for its next
+ * one (exq.h). */
 static void exq_note(struct shard_cache *sc, struct shard *s,
-                     const struct pc__kv *kv, uint64_t at, uint64_t h,
+                     const struct pc__kv *kv, uint64_t at,
                      const struct pc__index_pos *pos)
 {
     if (s->exq.gen != pc__index_gen(&s->ix)) {
@@ -431,10 +455,9 @@ static void exq_note(struct shard_cache *sc, struct shard *s,
         }
         s->exq.gen = pc__index_gen(&s->ix); /* nothing else can expire */
     }
-    pc__exq_push(&s->exq, at, pc__index_tag(h),
+    pc__exq_push(&s->exq, at,
                  pos != NULL ? *pos : pc__index_locate(&s->ix, kv));
-    if (s->exq.n > 3 * (uint64_t)s->expiring +
-                       (s->count + pc__index_chunk_count(&s->ix)) / 8 + 64)
+    if (s->exq.n > exq_worth(s) + s->expiring)
         exq_rebuild(sc, s);
 }
 
@@ -612,7 +635,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         if (((old == NULL || size > was) &&
              (!pol->reserve(s->pol, s->count + 1) ||
               !pc__index_reserve(&s->ix, s->count + 1, s->w.rc))) ||
-            (req->expires != 0 && !pc__exq_reserve(&s->exq))) {
+            (req->expires != 0 && !exq_room(sc, s))) {
             st = PC_ENOMEM;
             goto refused;
         }
@@ -671,8 +694,14 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         }
         if (req->expires != 0) {
             s->expiring++;
-            if (!covered)
-                exq_note(sc, s, kv, req->expires, h, at);
+            /* A new key is covered by an item for an earlier occupant of
+             * its position if the item is due no later than kv expires
+             * (exq.h). (If the index has grown since the queue was built,
+             * the marks name old positions; but the queue is rebuilt from
+             * the index, kv included, before it is used again.) */
+            if (!covered &&
+                (at == NULL || !pc__exq_covered(&s->exq, pos, req->expires)))
+                exq_note(sc, s, kv, req->expires, at);
         }
         /* A limit lowered while this put claimed against the old one: the
          * shrink may have passed this shard already (core.h). */
