@@ -30,8 +30,10 @@
  * too: a mark missing costs at most a needless push). Positions hold only
  * while the index keeps its table: the queue records the index's
  * generation, and when a growth has changed it the shard rebuilds the
- * queue from the index before it uses a position (a put that trusts an
- * old mark meanwhile skips the push of an entry that rebuild covers).
+ * queue from the index before it uses a position. The marks are sized for
+ * the table: the index only grows, by doubling, and the first put with a
+ * ttl after a growth makes new marks, all clear, before it looks at one
+ * (shard.c, exq_room), so no put trusts a mark of an old table.
  *
  * Items whose position no entry that can expire holds (keys evicted,
  * deleted, cleared, and not followed there) stay until they come due or a
@@ -51,15 +53,16 @@
  * from the system page by page, alloc.c). A clear frees the array and
  * the marks.
  *
- * Costs: 16 bytes per item, so 16 to 48 bytes per entry that can expire,
- * in an array of room for up to six items per such entry (plus the
- * rebuild's slack above, and 32 items at least), plus at most 2 bytes per
- * entry that cannot and 3 per chunk of the table (a chunk per 2 to 4
- * entries at the table's load, more after a shrink), its mark byte
- * included. A push of an item due no sooner than the others (one default
- * TTL) is O(1) and writes nothing but the array's end and a mark;
- * otherwise O(log n) within the array, as is a pop. Caches whose entries
- * never expire never push.
+ * Costs: 16 bytes per item, so 16 to 48 bytes per entry that can expire
+ * (and 2 per entry that cannot and per chunk of the table: the slack), in
+ * an array of room for up to six items per such entry, or four plus twice
+ * the slack as it grows (32 items at least; more until the next rebuild
+ * if entries that can expire leave), plus the marks, a byte per chunk (a
+ * chunk per 2 to 4 entries at the table's load, more after a shrink). A
+ * push of an item due no sooner than the others (one default TTL) is O(1)
+ * and writes nothing but the array's end and a mark; otherwise O(log n)
+ * within the array, as is a pop. Caches whose entries never expire never
+ * push.
  *
  * Concurrency: writer-only, under the shard's lock.
  */
@@ -97,9 +100,8 @@ static inline bool pc__exq_reserve(struct pc__exq *q)
 {
     return q->n < q->cap || pc__exq_grow(q);
 }
-/* Room for marks for a table of `chunks` chunks, all clear, the queue
- * then to be rebuilt (its marks were lost); false on ENOMEM, nothing
- * changed. */
+/* Marks for a table of `chunks` chunks, all clear (marks lost cost only
+ * needless pushes); false on ENOMEM, nothing changed. */
 bool pc__exq_mark_room(struct pc__exq *q, size_t chunks);
 /* Push an item due at `at` for the entry at pos, after a reserve (or a
  * pop), and mark pos. */
@@ -110,7 +112,7 @@ static inline struct pc__index_pos pc__exq_pos(struct pc__exq_item it)
     return (struct pc__index_pos){it.chunk, (uint8_t)it.slot};
 }
 /* Whether an entry at pos that expires at `at` is covered by an item
- * already (the queue's positions refer to today's table). */
+ * already (the marks are sized for today's table: pc__exq_mark_room). */
 static inline bool pc__exq_covered(const struct pc__exq *q,
                                    struct pc__index_pos pos, uint64_t at)
 {

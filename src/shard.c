@@ -422,9 +422,10 @@ static uint64_t exq_worth(const struct shard *s)
 }
 
 /* Room in s's queue for one more push, and marks for every chunk of s's
- * table: a full array whose items are mostly stale is rebuilt in place
- * rather than doubled; false on ENOMEM, nothing changed (a rebuild changes
- * what the queue holds, not what it covers). */
+ * table (new ones, all clear, after a growth: exq.h): a full array whose
+ * items are mostly stale is rebuilt in place rather than doubled; false on
+ * ENOMEM, with nothing changed that the queue covers (a rebuild, or marks
+ * made anew, change only what it holds). */
 static bool exq_room(struct shard_cache *sc, struct shard *s)
 {
     size_t chunks = pc__index_chunk_count(&s->ix);
@@ -696,9 +697,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             s->expiring++;
             /* A new key is covered by an item for an earlier occupant of
              * its position if the item is due no later than kv expires
-             * (exq.h). (If the index has grown since the queue was built,
-             * the marks name old positions; but the queue is rebuilt from
-             * the index, kv included, before it is used again.) */
+             * (exq.h; exq_room sized the marks for today's table). */
             if (!covered &&
                 (at == NULL || !pc__exq_covered(&s->exq, pos, req->expires)))
                 exq_note(sc, s, kv, req->expires, at);

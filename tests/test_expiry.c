@@ -204,6 +204,78 @@ Test(expiry, a_replacement_that_expires_sooner_goes_first_at_its_own_time)
     pc_destroy(c);
 }
 
+/* How many of keys [from, to) the cache holds (a get of each). */
+static uint64_t held(pc_cache *c, uint64_t from, uint64_t to)
+{
+    uint64_t n = 0;
+
+    for (uint64_t k = from; k < to; k++)
+        n += get_u64(c, k, NULL) == PC_OK;
+    return n;
+}
+
+/* New keys that take the index slots evicted keys left (whose queue items
+ * then cover them, clock and frequency: exq.h) still go first once they
+ * expire: 64 keys expiring at 10, then 64 keys expiring at 100, each
+ * evicting one (clock evicts the first keys; frequency mostly new keys
+ * from probation); at 10 the first keys' items come due (those left go
+ * first, and the rest cover the new keys there again); at 100 every new
+ * key left goes before any live key. */
+Test(expiry, new_keys_on_slots_evicted_keys_left_expire_first)
+{
+    pc_cache *c = make_timed(64, 0);
+    uint64_t first, second, live = 1000;
+
+    for (uint64_t k = 0; k < 64; k++)
+        put_ttl(c, k, 10);
+    test_advance(1);
+    for (uint64_t k = 100; k < 164; k++)
+        put_ttl(c, k, 99); /* expires at 100 */
+    assert_removed(c, 0, 64, "64 keys added, not 64 evicted");
+    first = held(c, 0, 64);
+    second = held(c, 100, 164);
+    cr_assert_eq(first + second, 64);
+    cr_assert(is_frequency() || first == 0, "clock kept %lu first keys",
+              (unsigned long)first);
+    test_advance(9); /* 10: the first keys expire, their items come due */
+    for (uint64_t i = 0; i <= first; i++)
+        put_ttl(c, live++, PC_TTL_NEVER);
+    assert_removed(c, first, 65, "at 10: not exactly the first keys first");
+    second = held(c, 100, 164);
+    test_advance(90); /* 100: the second keys expire */
+    for (uint64_t i = 0; i < second; i++)
+        put_ttl(c, live++, PC_TTL_NEVER);
+    assert_removed(c, first + second, 65,
+                   "at 100: not exactly the second keys first");
+    cr_assert_eq(held(c, 1000, live), live - 1000, "a live key was evicted");
+    pc_destroy(c);
+}
+
+/* A new key that expires sooner than every item of the queue is not
+ * covered by the item of the slot it takes (exq.h: max_at): 64 keys
+ * expiring at 100, then 64 expiring at 20, each evicting one; at 20 every
+ * second key left goes before any live key. */
+Test(expiry, new_keys_that_expire_sooner_than_the_slots_item_still_go_first)
+{
+    pc_cache *c = make_timed(64, 0);
+    uint64_t second, live = 1000;
+
+    for (uint64_t k = 0; k < 64; k++)
+        put_ttl(c, k, 100);
+    test_advance(1);
+    for (uint64_t k = 100; k < 164; k++)
+        put_ttl(c, k, 19); /* expires at 20 */
+    assert_removed(c, 0, 64, "64 keys added, not 64 evicted");
+    second = held(c, 100, 164);
+    cr_assert(is_frequency() || second == 64, "clock kept %lu second keys",
+              (unsigned long)second);
+    test_advance(19); /* 20 */
+    for (uint64_t i = 0; i < second; i++)
+        put_ttl(c, live++, PC_TTL_NEVER);
+    assert_removed(c, second, 64, "at 20: not exactly the second keys first");
+    pc_destroy(c);
+}
+
 /* Expired entries still go first after the index has grown (clock and
  * frequency: positions recorded in the old table are not used in the new
  * one): 40 keys that expire, put before the growth (a few replaced after
