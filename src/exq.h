@@ -20,10 +20,9 @@
  * expire pushed one item per put, and now about one per twenty (an entry
  * that expires first takes its item with it: the next key there pushes
  * again). Any other entry that can expire pushes one item at its own
- * expiry time.
- * When an item comes due the shard looks at the entry now at its
- * position: none, or one that cannot expire, and the item is dropped (its
- * mark cleared); one not yet expired (a later occupant, or a
+ * expiry time. When an item comes due the shard looks at the entry now at
+ * its position: none, or one that cannot expire, and the item is dropped
+ * (its mark cleared); one not yet expired (a later occupant, or a
  * replacement), and the item is pushed again at that entry's time;
  * expired, and the entry is taken. A mark is set only while an item names
  * the position (a pop clears it even if another item names the position
@@ -37,8 +36,8 @@
  *
  * Items whose position no entry that can expire holds (keys evicted,
  * deleted, cleared, and not followed there) stay until they come due or a
- * rebuild drops them. A rebuild (a walk over the index's table:
- * every chunk's control word, every entry) is worth its walk once the
+ * rebuild drops them. A rebuild (a walk over the index's table: every
+ * chunk's control word, every entry) is worth its walk once the
  * queue holds more than two items per entry of the shard that can expire,
  * plus one per eight entries in all and one per eight chunks of the table,
  * plus 64: a push that finds the array full then rebuilds it rather than

@@ -214,6 +214,21 @@ static uint64_t held(pc_cache *c, uint64_t from, uint64_t to)
     return n;
 }
 
+/* A one-shard cache of 64 entries: keys 0..63 put with ttl1 at time t,
+ * then, at t + 1, keys 100..163 with ttl2, each evicting one. */
+static pc_cache *two_generations(uint64_t ttl1, uint64_t ttl2)
+{
+    pc_cache *c = make_timed(64, 0);
+
+    for (uint64_t k = 0; k < 64; k++)
+        put_ttl(c, k, ttl1);
+    test_advance(1);
+    for (uint64_t k = 100; k < 164; k++)
+        put_ttl(c, k, ttl2);
+    assert_removed(c, 0, 64, "64 keys added, not 64 evicted");
+    return c;
+}
+
 /* New keys that take the index slots evicted keys left (whose queue items
  * then cover them, clock and frequency: exq.h) still go first once they
  * expire: 64 keys expiring at 10, then 64 keys expiring at 100, each
@@ -223,15 +238,9 @@ static uint64_t held(pc_cache *c, uint64_t from, uint64_t to)
  * key left goes before any live key. */
 Test(expiry, new_keys_on_slots_evicted_keys_left_expire_first)
 {
-    pc_cache *c = make_timed(64, 0);
+    pc_cache *c = two_generations(10, 99); /* expiring at 10, then 100 */
     uint64_t first, second, live = 1000;
 
-    for (uint64_t k = 0; k < 64; k++)
-        put_ttl(c, k, 10);
-    test_advance(1);
-    for (uint64_t k = 100; k < 164; k++)
-        put_ttl(c, k, 99); /* expires at 100 */
-    assert_removed(c, 0, 64, "64 keys added, not 64 evicted");
     first = held(c, 0, 64);
     second = held(c, 100, 164);
     cr_assert_eq(first + second, 64);
@@ -257,15 +266,9 @@ Test(expiry, new_keys_on_slots_evicted_keys_left_expire_first)
  * second key left goes before any live key. */
 Test(expiry, new_keys_that_expire_sooner_than_the_slots_item_still_go_first)
 {
-    pc_cache *c = make_timed(64, 0);
+    pc_cache *c = two_generations(100, 19); /* expiring at 100, then 20 */
     uint64_t second, live = 1000;
 
-    for (uint64_t k = 0; k < 64; k++)
-        put_ttl(c, k, 100);
-    test_advance(1);
-    for (uint64_t k = 100; k < 164; k++)
-        put_ttl(c, k, 19); /* expires at 20 */
-    assert_removed(c, 0, 64, "64 keys added, not 64 evicted");
     second = held(c, 100, 164);
     cr_assert(is_frequency() || second == 64, "clock kept %lu second keys",
               (unsigned long)second);
