@@ -73,14 +73,14 @@ void pc__exq_append(struct pc__exq *q, uint64_t at, struct pc__index_pos pos)
 
 bool pc__exq_mark_room(struct pc__exq *q, size_t chunks)
 {
-    uint8_t *m = pc__alloc_array(chunks, 0);
+    uint8_t *m = chunks <= UINT32_MAX ? pc__alloc_array(chunks, 0) : NULL;
 
     if (m == NULL)
         return false;
     memset(m, 0, chunks);
     pc__free_array(q->marks, q->nmarks, 0);
     q->marks = m;
-    q->nmarks = chunks;
+    q->nmarks = (uint32_t)chunks;
     return true;
 }
 
@@ -115,7 +115,7 @@ struct pc__exq_item pc__exq_pop(struct pc__exq *q)
     return top;
 }
 
-void pc__exq_reset(struct pc__exq *q, uint64_t gen)
+void pc__exq_reset(struct pc__exq *q, uint32_t gen)
 {
     q->gen = gen;
     q->n = 0;

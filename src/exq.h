@@ -84,11 +84,14 @@ struct pc__exq {
     struct pc__exq_item *a;
     uint32_t n, cap;
     uint64_t max_at; /* no item is due later (0 when empty) */
-    uint64_t gen;    /* the index generation its positions refer to */
     /* marks[c] bit s: an item names chunk c's slot s (nmarks chunks; a
      * chunk beyond them is never marked: nothing but a push is lost). */
     uint8_t *marks;
-    size_t nmarks;
+    /* The index generation its positions refer to (a growth adds one, and
+     * the table only doubles: 32 bits never wrap). 40 bytes in all, so
+     * that a shard keeps to four cache lines (shard.c). */
+    uint32_t gen;
+    uint32_t nmarks;
 };
 
 /* Double the array (pc__exq_reserve's slow path); false on ENOMEM. */
@@ -136,7 +139,7 @@ struct pc__exq_item pc__exq_pop(struct pc__exq *q);
  * to index generation gen), append items (no allocation: no more than it
  * held, plus the one push reserved), then restore the heap order (and give
  * back memory the queue no longer needs). */
-void pc__exq_reset(struct pc__exq *q, uint64_t gen);
+void pc__exq_reset(struct pc__exq *q, uint32_t gen);
 void pc__exq_append(struct pc__exq *q, uint64_t at, struct pc__index_pos pos);
 void pc__exq_heapify(struct pc__exq *q);
 void pc__exq_free(struct pc__exq *q);
