@@ -192,13 +192,25 @@ static __attribute__((noinline, cold)) bool ring_grow(struct ring *r,
     return true;
 }
 
-/* Room for `live` entries; false on ENOMEM (ring unchanged). Inline: a
- * put calls it twice, and the ring rarely needs to grow. */
-static inline bool ring_reserve(struct ring *r, uint32_t live)
+/* Room for `live` entries; false on ENOMEM (ring unchanged). */
+static bool ring_reserve(struct ring *r, uint32_t live)
 {
     uint64_t want = ring_want(live);
 
     return want <= r->size || ring_grow(r, want);
+}
+
+/* The most entries a ring of `size` slots has room for without growing
+ * (the largest n with ring_want(n) <= size; 0 if none). */
+static uint32_t ring_room(uint32_t size)
+{
+    uint64_t n = size < 8 ? 0 : (uint64_t)(size - 8) * 32 / 33;
+
+    while (ring_want(n + 1) <= size)
+        n++;
+    while (n > 0 && ring_want(n) > size)
+        n--;
+    return (uint32_t)n;
 }
 
 /* Squeeze tombstones out, in place and in order (when they fill the
@@ -402,15 +414,30 @@ struct freq {
     struct ring small, main;
     struct ghost ghost;
     uint32_t cap;
-    uint32_t cs, cs_min, cs_max;      /* SMALL's target and its bounds */
-    uint32_t filter_below;            /* admission filter on while cs < this */
-    uint32_t unit;                    /* evictions per ghost time unit */
-    uint32_t marginal;                /* the recent window, in units */
-    uint32_t ev_small, ev_main;       /* eviction counters (ghost clocks) */
+    uint32_t cs, cs_min, cs_max;    /* SMALL's target and its bounds */
+    uint32_t filter_below;          /* admission filter on while cs < this */
+    uint32_t unit;                  /* evictions per ghost time unit */
+    uint32_t marginal;              /* the recent window, in units */
+    uint32_t t_small, t_main;       /* ghost clocks: evictions / unit */
+    uint32_t left_small, left_main; /* evictions until they tick */
+    /* reserve(n) has nothing to do for n <= quiet while SMALL holds fewer
+     * entries than small_quiet (note_room) */
+    uint32_t quiet, small_quiet;
     bool to_main;                     /* admit's decision, for insert */
     bool admitted;                    /* admit done, insert to come */
     const struct pc__hash_seed *seed; /* the cache's (pc__kv_hash) */
 };
+
+/* One eviction more on a ghost clock, whose time is evictions / unit;
+ * returns the time. */
+static uint32_t ghost_tick(uint32_t *t, uint32_t *left, uint32_t unit)
+{
+    if (--*left == 0) {
+        *left = unit;
+        ++*t;
+    }
+    return *t;
+}
 
 static void *freq_create(size_t share, const struct pc__hash_seed *seed)
 {
@@ -428,6 +455,7 @@ static void *freq_create(size_t share, const struct pc__hash_seed *seed)
     f->cs_max = cap / 2 > f->cs_min ? cap / 2 : f->cs_min;
     f->cs = cap / 20 > f->cs_min ? cap / 20 : f->cs_min;
     f->unit = cap / 64 ? cap / 64 : 1;
+    f->left_small = f->left_main = f->unit;
     f->marginal = cap / 10 / f->unit;
     if (f->marginal < 1)
         f->marginal = 1;
@@ -455,10 +483,26 @@ static void freq_destroy(void *st)
     pc__free(f, sizeof *f);
 }
 
+/* Below which sizes freq_reserve has nothing to do (it is called for
+ * every put, and usually finds room), from the rings' and the ghost's
+ * sizes: recomputed whenever it has grown any of them. */
+static void note_room(struct freq *f)
+{
+    uint32_t q = ring_room(f->main.size);
+
+    if (f->ghost.nb < f->ghost.nb_max && (uint64_t)f->ghost.nb * GB < q)
+        q = f->ghost.nb * GB;
+    f->quiet = q < SLOT_LIMIT / 2 ? q : SLOT_LIMIT / 2;
+    f->small_quiet = ring_room(f->small.size);
+}
+
 static bool freq_reserve(void *st, size_t n)
 {
     struct freq *f = st;
+    bool ok;
 
+    if (n <= f->quiet && f->small.live < f->small_quiet)
+        return true;
     /* MAIN may come to hold every entry of the shard (n, this put's
      * included); SMALL gains at most this put's entry (evictions only take
      * from it, promotions go to MAIN). */
@@ -473,8 +517,10 @@ static bool freq_reserve(void *st, size_t n)
         if (nb > f->ghost.nb)
             ghost_grow(&f->ghost, nb);
     }
-    return ring_reserve(&f->main, (uint32_t)n) &&
-           ring_reserve(&f->small, f->small.live + 1);
+    ok = ring_reserve(&f->main, (uint32_t)n) &&
+         ring_reserve(&f->small, f->small.live + 1);
+    note_room(f);
+    return ok;
 }
 
 /* How far ahead of a queue's head evictions (SMALL's) and the hand's steps
@@ -526,15 +572,15 @@ static struct pc__kv *evict_main(struct freq *f, struct pc__now now)
     struct pc__kv *e = main_hand(f, now);
 
     ring_pop(&f->main);
-    f->ev_main++;
     ghost_put(&f->ghost, pc__kv_hash(e, f->seed), TAG_MAIN,
-              f->ev_main / f->unit, mc_of(e));
+              ghost_tick(&f->t_main, &f->left_main, f->unit), mc_of(e));
     return e;
 }
 
 /* Promote entries read twice on probation; evict the first that was not.
  * NULL if promotions alone emptied SMALL. */
-static struct pc__kv *evict_small(struct freq *f, struct pc__now now)
+static inline __attribute__((always_inline)) struct pc__kv *
+evict_small(struct freq *f, struct pc__now now)
 {
     struct pc__kv *e;
 
@@ -546,9 +592,8 @@ static struct pc__kv *evict_small(struct freq *f, struct pc__now now)
             ring_push(&f->main, e, Q_MAIN, mc_of(e));
             continue;
         }
-        f->ev_small++;
-        ghost_put(&f->ghost, pc__kv_hash(e, f->seed), 0, f->ev_small / f->unit,
-                  mc_of(e));
+        ghost_put(&f->ghost, pc__kv_hash(e, f->seed), 0,
+                  ghost_tick(&f->t_small, &f->left_small, f->unit), mc_of(e));
         /* Warm the ghost bucket of SMALL's next victim, likely its head
          * now, whose header prefetch_ahead fetched evictions ago. */
         const struct pc__kv *next =
@@ -570,12 +615,11 @@ static struct pc__kv *freq_victim(void *st, struct pc__now now)
     struct freq *f = st;
     struct pc__kv *v = NULL;
 
-    if (f->small.live >= f->cs && f->small.live > 0)
+    /* SMALL if it is at its target, or if MAIN is empty. evict_small
+     * returns NULL when it promoted all of SMALL to MAIN (a shrink, or a
+     * shard holding few entries): MAIN has them now. */
+    if ((f->small.live >= f->cs && f->small.live > 0) || f->main.live == 0)
         v = evict_small(f, now);
-    if (v == NULL && f->main.live == 0)
-        v = evict_small(f, now);
-    /* evict_small returns NULL when it promoted all of SMALL to MAIN (a
-     * shrink, or a shard holding few entries): MAIN has them now. */
     if (v == NULL)
         v = evict_main(f, now);
     PC__ASSERT(v != NULL);
@@ -629,7 +673,7 @@ static void freq_admit(void *st, struct pc__kv *kv, uint32_t h)
     f->admitted = true;
     if (w != 0) {
         bool from_main = (w & TAG_MAIN) != 0;
-        uint32_t now = (from_main ? f->ev_main : f->ev_small) / f->unit;
+        uint32_t now = from_main ? f->t_main : f->t_small;
         uint32_t age = (now - (w >> 23)) & 255u;
         unsigned was = (w >> 20) & 7u;
 
