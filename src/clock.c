@@ -108,13 +108,6 @@ static bool clock_reserve(void *st, size_t n)
     return true;
 }
 
-static void clock_admit(void *st, struct pc__kv *kv, uint32_t h)
-{
-    (void)st;
-    (void)kv;
-    (void)h;
-}
-
 static void release_slot(struct clock_ring *r, uint32_t slot)
 {
     r->ring[slot] = SLOT_FREE_LINK(r->free_head);
@@ -240,7 +233,6 @@ const struct pc__shard_policy pc__clock_policy = {
     .create = clock_create,
     .destroy = clock_destroy,
     .reserve = clock_reserve,
-    .admit = clock_admit,
     .victim = clock_victim,
     .upcoming = clock_upcoming,
     .insert = clock_insert,

@@ -678,8 +678,9 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                     evict_elsewhere(sc, s, true, size, now, rm, w);
                 continue;
             }
-            if (s->count != 0) { /* (else the claim above succeeded) */
+            if (pol->admit != NULL)
                 pol->admit(s->pol, kv, (uint32_t)h);
+            if (s->count != 0) { /* (else the claim above succeeded) */
                 if (!claim_here(sc, s, NULL, true, size, now, rm, &evicted,
                                 &claimed)) {
                     /* The shard emptied and the bytes still do not fit. */
@@ -688,8 +689,6 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                         evict_elsewhere(sc, s, true, size, now, rm, w);
                     continue;
                 }
-            } else {
-                pol->admit(s->pol, kv, (uint32_t)h);
             }
             pos = pc__index_insert(&s->ix, h, kv); /* room reserved */
             at = &pos;

@@ -50,8 +50,8 @@ struct pc__shard_policy {
      * with atomic stores and it reads with atomic loads (a prefetch of a
      * stale address is harmless). */
     void (*prefetch)(const void *st, uint32_t h);
-    /* A new key, of hash h (low half), is about to enter (before the
-     * evictions made for it). */
+    /* Optional (NULL: none). A new key, of hash h (low half), is about
+     * to enter (before the evictions made for it). */
     void (*admit)(void *st, struct pc__kv *kv, uint32_t h);
     /* Unlink and return the next victim (the shard holds an entry). An
      * entry expired at `now` is the cheapest victim, if the policy meets
