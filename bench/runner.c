@@ -29,12 +29,19 @@
  *    throughput runs carry no sampling overhead at all. --lat-every 0 (and
  *    the expiry/byte-bound variants) skip it.
  *  - Interleaving: for each thread count, run 1 of every peer, then run 2
- *    of every peer, and so on, each peer continuing its own streams. A
- *    shared machine's load drifts over seconds; measured peer after peer, a
- *    ratio between two peers would compare different moments, interleaved
- *    it compares neighbouring ones, and the medians absorb the rest. Every
- *    peer's cache is therefore created and warmed up front and lives until
- *    the mix is done.
+ *    of every peer in reverse order, and so on, each peer continuing its
+ *    own streams. A shared machine's load drifts over seconds; measured
+ *    peer after peer, a ratio between two peers would compare different
+ *    moments, interleaved it compares neighbouring ones, and the medians
+ *    absorb the rest. The order alternates because a peer's place in a
+ *    round showed: with one library A/B'd against a byte-identical copy
+ *    (--lib-b), the copy, always run right after it, measured 2-9% faster
+ *    in 11 of 12 comparisons (1 thread, put and aside, both
+ *    distributions); alternating, about 2% (perhaps the copy's own
+ *    thread-local and global state, where the original shares its library
+ *    with the clock peer: not established). Every peer's cache is
+ *    therefore created and warmed up front and lives until the mix is
+ *    done.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -338,13 +345,15 @@ struct live_peer {
     size_t pt;   /* index of its current point */
 };
 
-/* Run r of every live peer at nthr threads, then their latency runs. */
+/* Run r of every live peer at nthr threads (odd runs in reverse order:
+ * see Interleaving above), then their latency runs. */
 static void run_block(const struct bench_opts *o, struct workload *wl,
                       enum mix m, struct live_peer *live, int nlive,
                       unsigned nthr, int step, int steps)
 {
     for (unsigned r = 0; r < o->runs; r++) {
-        for (int li = 0; li < nlive; li++) {
+        for (int k = 0; k < nlive; k++) {
+            int li = (r & 1) ? nlive - 1 - k : k;
             struct live_peer *lp = &live[li];
             struct point *pt = results_point(lp->pt);
             struct run_result rr;
