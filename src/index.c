@@ -67,6 +67,7 @@ bool pc__index_init(struct pc__index *ix, size_t expected,
     ix->count = 0;
     ix->gen = 0;
     ix->table = table_new(pc__index_chunks(expected + 1));
+    ix->mask = ix->table != NULL ? ix->table->mask : 0;
     return ix->table != NULL;
 }
 
@@ -223,6 +224,7 @@ bool pc__index_reserve(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
     if (bigger == NULL)
         return false;
     __atomic_store_n(&ix->table, bigger, __ATOMIC_RELEASE);
+    __atomic_store_n(&ix->mask, bigger->mask, __ATOMIC_RELAXED);
     ix->gen++;
     pc__reclaimer_defer(rc, &t->ee, table_free_deferred);
     return n <= bigger->max_load || pc__index_reserve(ix, n, rc);

@@ -91,6 +91,10 @@ struct pc__table {
 
 struct pc__index {
     struct pc__table *table; /* replaced by growth; readers load it */
+    /* The table's mask, beside the pointer (stored after it at growth):
+     * pc__index_prefetch_home computes a chunk's address from the two
+     * without dereferencing a table that may be freed meanwhile. */
+    size_t mask;
     /* Writer-only, changed by every insert and erase: on a line of its
      * own, so that writes do not take the table pointer's line away from
      * readers on other cores (every lookup loads it). */
@@ -324,6 +328,23 @@ static inline void pc__index_prefetch_entry(struct pc__index *ix,
                         : kv->w.live.hx;
 
     __builtin_prefetch(&t->chunks[hash & t->mask], 1);
+}
+
+/* Any thread, no lock needed, no epoch section: prefetch, for writing,
+ * the home chunk of hash h, ahead of a writer's lookup (a put's, before
+ * its lock). Loads the table pointer and the mask atomically but not
+ * together: across a growth they may come from different tables, and the
+ * address computed from them is then wrong, but a prefetch never faults
+ * (so it is computed as an integer and never dereferenced). */
+static inline void pc__index_prefetch_home(const struct pc__index *ix,
+                                           uint64_t h)
+{
+    uintptr_t t = (uintptr_t)__atomic_load_n(&ix->table, __ATOMIC_RELAXED);
+    size_t m = __atomic_load_n(&ix->mask, __ATOMIC_RELAXED);
+
+    __builtin_prefetch((const void *)(t + offsetof(struct pc__table, chunks) +
+                                      (h & m) * sizeof(struct pc__chunk)),
+                       1);
 }
 
 /* Entries in the index (writer, or any thread for an estimate). */

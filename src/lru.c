@@ -404,6 +404,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     bool expires = req->expires != 0;
     uint32_t id;
 
+    pc__index_prefetch_home(ix, h); /* as shard.c's put does */
     e = pc__core_entry_new(base, h, key, klen, val, vlen, req->expires);
     if (e == NULL) {
         if (req->lease != NULL)

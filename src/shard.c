@@ -598,6 +598,9 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     struct pc__kv *kv, *old, **old_slot;
     pc_status st = PC_OK;
 
+    /* The lookup under the lock starts with a cache miss on the key's home
+     * chunk: start it now, to overlap the entry's allocation and copy. */
+    pc__index_prefetch_home(&s->ix, h);
     kv = pc__core_entry_new(c, h, key, klen, val, vlen, req->expires);
     if (kv == NULL) {
         if (req->lease != NULL)
