@@ -335,9 +335,11 @@ static inline void pc__index_prefetch_entry(struct pc__index *ix,
  * its lock). Loads the table pointer and the mask atomically but not
  * together: across a growth they may come from different tables, and the
  * address computed from them is then wrong, but a prefetch never faults
- * (so it is computed as an integer and never dereferenced). */
-static inline void pc__index_prefetch_home(const struct pc__index *ix,
-                                           uint64_t h)
+ * (so it is computed as an integer and never dereferenced). Always
+ * inlined: a helper that only loads and prefetches may be deleted, prefetch
+ * and all, where it is not (README, "Prefetches must reach the binary"). */
+static inline __attribute__((always_inline)) void
+pc__index_prefetch_home(const struct pc__index *ix, uint64_t h)
 {
     uintptr_t t = (uintptr_t)__atomic_load_n(&ix->table, __ATOMIC_RELAXED);
     size_t m = __atomic_load_n(&ix->mask, __ATOMIC_RELAXED);
