@@ -348,6 +348,13 @@ static void gone(struct shard *s, struct pc__kv *kv, pc_removal_cause cause,
 
 /* ---- expiry queue (exq.h) ---- */
 
+/* The generation of s's index table, as the expiry queue keeps it (32
+ * bits: exq.h says why that cannot wrap). */
+static uint32_t table_gen(const struct shard *s)
+{
+    return (uint32_t)pc__index_gen(&s->ix);
+}
+
 struct rebuild {
     struct shard *s;
     uint64_t origin;
@@ -368,7 +375,7 @@ static void exq_rebuild(struct shard_cache *sc, struct shard *s)
 {
     struct rebuild rb = {s, pc__core_origin(&sc->base)};
 
-    pc__exq_reset(&s->exq, (uint32_t)pc__index_gen(&s->ix));
+    pc__exq_reset(&s->exq, table_gen(s));
     pc__index_each(&s->ix, exq_append_cb, &rb);
     pc__exq_heapify(&s->exq);
 }
@@ -383,7 +390,7 @@ static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
     bool keep_due = false;
 
     while (pc__exq_due(&s->exq, now.ms)) {
-        if (s->exq.gen != (uint32_t)pc__index_gen(&s->ix)) {
+        if (s->exq.gen != table_gen(s)) {
             exq_rebuild(sc, s); /* positions from before a growth */
             continue;
         }
@@ -453,12 +460,12 @@ static void exq_note(struct shard_cache *sc, struct shard *s,
                      const struct pc__kv *kv, uint64_t at,
                      const struct pc__index_pos *pos)
 {
-    if (s->exq.gen != (uint32_t)pc__index_gen(&s->ix)) {
+    if (s->exq.gen != table_gen(s)) {
         if (s->exq.n != 0) { /* kv is in the index: the rebuild has it */
             exq_rebuild(sc, s);
             return;
         }
-        s->exq.gen = (uint32_t)pc__index_gen(&s->ix); /* none else expires */
+        s->exq.gen = table_gen(s); /* none else expires */
     }
     pc__exq_push(&s->exq, at,
                  pos != NULL ? *pos : pc__index_locate(&s->ix, kv));
