@@ -22,15 +22,6 @@
  * only make the count a hint).
  *
  * Insert of a new key (shard lock held):
- *   admit:  probe the ghost; the key's miss count is one more than the
- *           ghost remembered (else 1). A ghost hit that is recent (within
- *           the last ~10% of cap evictions of the queue that evicted it)
- *           is a miss a slightly larger queue would have hit: SMALL's
- *           target grows by one if SMALL evicted it, shrinks if MAIN did.
- *           So the split settles where the two queues' marginal hit rates
- *           are equal (the shadow-queue idea of ARC and Cliffhanger, on
- *           recent hits only: counting every ghost hit pushes SMALL to its
- *           maximum on Zipf and scans).
  *   evict:  (shard.c, as many as the budget needs) from SMALL if it holds
  *           at least cs entries, else MAIN. SMALL pops its oldest: read
  *           twice on probation (ref >= 2) moves it to MAIN with ref 0;
@@ -39,6 +30,17 @@
  *           sends the entry round again; ref 0 is the victim, remembered
  *           as MAIN's. After four revolutions' worth of steps the hand
  *           evicts where it stands. An expired entry is a victim at once.
+ *   admit:  then probe the ghost; the key's miss count is one more than the
+ *           ghost remembered (else 1). A ghost hit that is recent (within
+ *           the last ~10% of cap evictions of the queue that evicted it)
+ *           is a miss a slightly larger queue would have hit: SMALL's
+ *           target grows by one if SMALL evicted it, shrinks if MAIN did.
+ *           So the split settles where the two queues' marginal hit rates
+ *           are equal (the shadow-queue idea of ARC and Cliffhanger, on
+ *           recent hits only: counting every ghost hit pushes SMALL to its
+ *           maximum on Zipf and scans). (After the evictions, so a
+ *           split moved by this key's return counts from the next put:
+ *           one hook, insert, does admit and place.)
  *   place:  to MAIN if SMALL recently evicted the key (reuse proven),
  *           unless, while cs < 3% of cap (a frequency-dominated workload,
  *           where such returns are mostly scans and loops), its miss count
@@ -423,8 +425,6 @@ struct freq {
     /* reserve(n) has nothing to do for n <= quiet while SMALL holds fewer
      * entries than small_quiet (note_room) */
     uint32_t quiet, small_quiet;
-    bool to_main;                     /* admit's decision, for insert */
-    bool admitted;                    /* admit done, insert to come */
     const struct pc__hash_seed *seed; /* the cache's (pc__kv_hash) */
 };
 
@@ -630,16 +630,16 @@ static struct pc__kv *freq_victim(void *st, struct pc__now now)
 /* SMALL's head, when SMALL is where the next eviction starts: its header
  * was prefetched (prefetch_ahead) evictions ago. Asked after the evictions
  * for a new key, before the key is inserted: where the next eviction
- * starts depends on where the key goes (admit's decision; the filter may
- * still turn it from MAIN, making this a wasted prefetch). When MAIN is
- * next, its head's header is prefetched for the hand, and nothing is said
- * (that header is not in cache yet). */
+ * starts depends on where the key goes, which insert decides later; this
+ * assumes SMALL, the common case (a ghost hit sent to MAIN makes it a
+ * wasted prefetch). When MAIN is next, its head's header is prefetched
+ * for the hand, and nothing is said (that header is not in cache yet). */
 static const struct pc__kv *freq_upcoming(const void *st)
 {
     const struct freq *f = st;
     const struct ring *r = &f->small;
 
-    if (f->small.live + (f->admitted && !f->to_main) < f->cs || r->used == 0) {
+    if (f->small.live + 1 < f->cs || r->used == 0) {
         r = &f->main;
         if (r->used != 0 && r->s[r->head] != NULL)
             __builtin_prefetch(r->s[r->head], 1);
@@ -648,7 +648,7 @@ static const struct pc__kv *freq_upcoming(const void *st)
     return r->s[r->head]; /* (NULL if a tombstone) */
 }
 
-/* Before the shard's lock: warm the ghost bucket admit will probe. The
+/* Before the shard's lock: warm the ghost bucket insert will probe. The
  * ghost may grow meanwhile: its two fields are read atomically, but may
  * come from different sizes, so the address is computed as an integer (a
  * prefetch never faults, whatever it points at). */
@@ -663,14 +663,13 @@ static void freq_prefetch(const void *st, uint32_t h)
     __builtin_prefetch((const void *)b, 1);
 }
 
-static void freq_admit(void *st, struct pc__kv *kv, uint32_t h)
+static void freq_insert(void *st, struct pc__kv *kv, bool evicted)
 {
     struct freq *f = st;
-    uint32_t w = ghost_take(&f->ghost, h);
+    uint32_t w = ghost_take(&f->ghost, pc__kv_hash(kv, f->seed));
     unsigned mc = 1;
+    bool to_main = false;
 
-    f->to_main = false;
-    f->admitted = true;
     if (w != 0) {
         bool from_main = (w & TAG_MAIN) != 0;
         uint32_t now = from_main ? f->t_main : f->t_small;
@@ -686,17 +685,8 @@ static void freq_admit(void *st, struct pc__kv *kv, uint32_t h)
                 f->cs++;
             }
         }
-        f->to_main = !from_main;
+        to_main = !from_main;
     }
-    set_state(kv, 0, Q_NONE, mc);
-}
-
-static void freq_insert(void *st, struct pc__kv *kv, bool evicted)
-{
-    struct freq *f = st;
-    bool to_main = f->to_main;
-
-    f->admitted = false;
     /* The filter, in the frequency regime only (SMALL kept tiny by the
      * adaptation): a returning key enters MAIN only if it has missed more
      * often lately than MAIN's next victim. Finding that victim moves the
@@ -704,13 +694,13 @@ static void freq_insert(void *st, struct pc__kv *kv, bool evicted)
      * passes) but evicts nothing; now 0: no entry counts as expired. The
      * measured hit ratios include this. */
     if (to_main && f->cs < f->filter_below && f->main.live &&
-        mc_of(kv) <= mc_of(main_hand(f, (struct pc__now){0, 0})))
+        mc <= mc_of(main_hand(f, (struct pc__now){0, 0})))
         to_main = false;
     if (!evicted && f->small.live >= f->cs)
         to_main = true; /* free room, SMALL at target: no probation */
     ref_set(kv, 0);
     ring_push(to_main ? &f->main : &f->small, kv, to_main ? Q_MAIN : Q_SMALL,
-              mc_of(kv));
+              mc);
 }
 
 static void freq_keep(void *st, struct pc__kv *kv)
@@ -795,7 +785,6 @@ const struct pc__shard_policy pc__frequency_policy = {
     .destroy = freq_destroy,
     .reserve = freq_reserve,
     .prefetch = freq_prefetch,
-    .admit = freq_admit,
     .victim = freq_victim,
     .upcoming = freq_upcoming,
     .insert = freq_insert,

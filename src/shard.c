@@ -688,8 +688,6 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                     evict_elsewhere(sc, s, true, size, now, rm, w);
                 continue;
             }
-            if (pol->admit != NULL)
-                pol->admit(s->pol, kv, (uint32_t)h);
             if (s->count != 0) { /* (else the claim above succeeded) */
                 if (!claim_here(sc, s, NULL, true, size, now, rm, &evicted,
                                 &claimed)) {

@@ -45,14 +45,11 @@ struct pc__shard_policy {
      * not call it, so replace() must never need room. */
     bool (*reserve)(void *st, size_t n);
     /* Optional (NULL: none), called WITHOUT the lock, before a put takes
-     * it: prefetch what admit will read for a key of this hash. May read
+     * it: prefetch what insert will read for a key of this hash. May read
      * only state that never changes after create, or that writers change
      * with atomic stores and it reads with atomic loads (a prefetch of a
      * stale address is harmless). */
     void (*prefetch)(const void *st, uint32_t h);
-    /* Optional (NULL: none). A new key, of hash h (low half), is about
-     * to enter (before the evictions made for it). */
-    void (*admit)(void *st, struct pc__kv *kv, uint32_t h);
     /* Unlink and return the next victim (the shard holds an entry). An
      * entry expired at `now` is the cheapest victim, if the policy meets
      * one on its way (the shard has already taken those its expiry queue
@@ -64,10 +61,11 @@ struct pc__shard_policy {
      * hint: the shard prefetches the index line that evicting it would
      * erase from, so that the next eviction does not wait for it, and the
      * index keeps its hash (index.h, `hint`). It must be an entry in the
-     * shard's index (placed by insert, not merely admitted). */
+     * shard's index (placed by insert). */
     const struct pc__kv *(*upcoming)(const void *st);
-    /* Place a new key admitted just before; `evicted`: an entry of this
-     * shard was evicted to make room for it. */
+    /* Place a new key, after the evictions made for it and its insertion
+     * into the index; `evicted`: an entry of this shard was evicted to
+     * make room for it. */
     void (*insert)(void *st, struct pc__kv *kv, bool evicted);
     /* Put back kv, which victim() has just returned, as just used: the key
      * a growing replacement keeps is never evicted for its own new value.
