@@ -76,7 +76,9 @@ struct pc__shard_policy {
     void (*replace)(void *st, struct pc__kv *old, struct pc__kv *kv);
     /* Unlink an entry (delete, expiry). */
     void (*remove)(void *st, struct pc__kv *kv);
-    /* Call fn for every entry. fn must not change the policy's state. */
+    /* Call fn for every entry. fn may remove() the entry it is given
+     * (pc_expire does), and must change the policy's state no other way:
+     * each must not skip or repeat an entry because of that removal. */
     void (*each)(void *st, void (*fn)(void *arg, struct pc__kv *kv), void *arg);
     /* Forget every entry (clear); the entries themselves are the
      * caller's. */
