@@ -55,11 +55,11 @@ struct clock_ring {
     uint32_t hand;        /* next slot the clock hand examines */
     uint32_t free_head;   /* free-slot list through the ring, or SLOT_NONE */
     uint32_t last_victim; /* the slot the last victim left, or SLOT_NONE */
-};
+} __attribute__((aligned(64)));
 
 static void *clock_create(size_t share, const struct pc__hash_seed *seed)
 {
-    struct clock_ring *r = pc__alloc(sizeof *r);
+    struct clock_ring *r = pc__alloc_aligned(sizeof *r, 64);
 
     (void)share; /* the ring grows on demand */
     (void)seed;
@@ -78,7 +78,7 @@ static void clock_destroy(void *st)
     if (r == NULL)
         return;
     pc__free_array(r->ring, sizeof *r->ring * r->ring_cap, 0);
-    pc__free(r, sizeof *r);
+    pc__free_aligned(r, sizeof *r, 64);
 }
 
 static bool clock_reserve(void *st, size_t n)

@@ -426,7 +426,7 @@ struct freq {
      * entries than small_quiet (note_room) */
     uint32_t quiet, small_quiet;
     const struct pc__hash_seed *seed; /* the cache's (pc__kv_hash) */
-};
+} __attribute__((aligned(64)));
 
 /* One eviction more on a ghost clock, whose time is evictions / unit;
  * returns the time. */
@@ -441,7 +441,7 @@ static uint32_t ghost_tick(uint32_t *t, uint32_t *left, uint32_t unit)
 
 static void *freq_create(size_t share, const struct pc__hash_seed *seed)
 {
-    struct freq *f = pc__alloc(sizeof *f);
+    struct freq *f = pc__alloc_aligned(sizeof *f, 64);
     uint32_t cap = share > SLOT_LIMIT / 2 ? SLOT_LIMIT / 2 : (uint32_t)share;
 
     if (f == NULL)
@@ -464,7 +464,7 @@ static void *freq_create(size_t share, const struct pc__hash_seed *seed)
     f->ghost.nb = ghost_want(0, f->ghost.nb_max);
     f->ghost.w = pc__alloc_array(ghost_bytes(f->ghost.nb), 32);
     if (f->ghost.w == NULL) {
-        pc__free(f, sizeof *f);
+        pc__free_aligned(f, sizeof *f, 64);
         return NULL;
     }
     memset(f->ghost.w, 0, ghost_bytes(f->ghost.nb));
@@ -480,7 +480,7 @@ static void freq_destroy(void *st)
     ring_free(&f->small);
     ring_free(&f->main);
     pc__free_array(f->ghost.w, ghost_bytes(f->ghost.nb), 32);
-    pc__free(f, sizeof *f);
+    pc__free_aligned(f, sizeof *f, 64);
 }
 
 /* Below which sizes freq_reserve has nothing to do (it is called for
