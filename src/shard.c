@@ -642,12 +642,15 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
          * still break it. */
         if (pc__put_refused(req, old != NULL, &st))
             goto refused;
-        /* What can fail, before anything changes. A replacement that adds
-         * no bytes evicts nothing and takes old's place in the index and
-         * the policy: it needs no room there (and the index cannot grow
-         * under old_slot). */
+        /* What can fail, before anything changes. A replacement takes
+         * old's place in the index and the policy, and the shard will not
+         * hold more entries than now, even if it evicts others to make
+         * room for its bytes (the policy then hands old back, keep): it
+         * needs no room in either (and the index cannot grow under
+         * old_slot; a growth for an entry that never comes could only
+         * fail the put). */
         was = old != NULL ? kv_payload(old) : 0;
-        if (((old == NULL || size > was) &&
+        if ((old == NULL &&
              (!pol->reserve(s->pol, s->count + 1) ||
               !pc__index_reserve(&s->ix, s->count + 1, s->w.rc))) ||
             (req->expires != 0 && !exq_room(sc, s))) {

@@ -41,8 +41,8 @@ struct pc__shard_policy {
     void (*destroy)(void *st);
     /* Room in the policy's structures for `n` entries (may allocate);
      * false on ENOMEM, nothing changed. Called before any change by a
-     * put that may add an entry; a replacement that adds no bytes does
-     * not call it, so replace() must never need room. */
+     * put of a new key; a replacement does not call it, so replace(), and
+     * keep() of a key whose victim() it follows, must never need room. */
     bool (*reserve)(void *st, size_t n);
     /* Optional (NULL: none), called WITHOUT the lock, before a put takes
      * it: prefetch what insert will read for a key of this hash. May read

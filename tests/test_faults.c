@@ -431,6 +431,31 @@ Test(faults, same_size_replacement_at_the_growth_point_fails_cleanly)
                   sites);
 }
 
+/* A replacement that adds bytes, at the growth point: it may evict, but
+ * the shard will not hold one entry more, so it must not grow the index
+ * either (a refused growth would fail a put that needed none). */
+static pc_status op_replace_larger(pc_cache *c)
+{
+    return put_kv(c, 10000, 1); /* 47 bytes of value where 40 were */
+}
+
+Test(faults, larger_replacement_at_the_growth_point_fails_cleanly)
+{
+    struct scenario sc = {"larger replacement at the growth point",
+                          GROWTH_CAP,
+                          1,
+                          setup_before_growth,
+                          op_replace_larger,
+                          true,
+                          1};
+    long sites = run_scenario(&sc);
+
+    cr_assert_leq(sites, 2,
+                  "a larger replacement reached %ld allocation sites "
+                  "(entry, retirement batch: no index growth)",
+                  sites);
+}
+
 /* Same-size replacements of every key of a shard at its growth point,
  * then the new keys that make it grow: every key keeps its latest value. */
 Test(faults, same_size_replacements_survive_index_growth)
