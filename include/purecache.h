@@ -274,11 +274,13 @@ typedef struct pc_stats {
  * pc_destroy.
  * Thread-safety: any thread. Progress: blocking (allocates).
  * Limits: a capacity up to PC_CAPACITY_MAX entries; clock and frequency
- * also need every shard's share of it within a shard's limit, 2^32 - 2
+ * also need every shard's share of it within a shard's limit, 2^32 - 3
  * entries (clock) or 2^26 - 1 (frequency), which an explicit opts->shards,
  * or a frequency cache of over 2^29 entries on a machine of few CPUs, can
- * break. (A shard may come to hold more than its share; past its limit a
- * put of a new key to it fails with PC_ENOMEM.) The exact-LRU build
+ * break. (A shard may come to hold more than its share, as keys spread by
+ * hash; past what it can hold at all, 2^32 - 2 entries (clock) or
+ * 130,150,496 (frequency), a put of a new key to it fails with
+ * PC_ENOMEM.) The exact-LRU build
  * takes a capacity up to 16 x 125,829,120 (its index tables: 1 to 16,
  * chosen from the capacity, each for at most 125,829,120 entries; a table
  * that came to hold 2^27, its hard limit, would refuse a new key with

@@ -229,7 +229,9 @@ static void clock_reset(void *st)
 const struct pc__shard_policy pc__clock_policy = {
     .name = "clock",
     .max_ref = 1,
-    .max_share = SLOT_MAX,
+    /* One less than a ring holds: a shard at its share still takes the
+     * new key it evicts for (reserve asks for room before evicting). */
+    .max_share = SLOT_MAX - 1,
     .create = clock_create,
     .destroy = clock_destroy,
     .reserve = clock_reserve,

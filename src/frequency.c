@@ -89,6 +89,11 @@ enum { Q_NONE = 0, Q_SMALL = 1, Q_MAIN = 2 };
 #define PROMOTE 2
 #define SLOT_BITS 27
 #define SLOT_LIMIT ((1u << SLOT_BITS) - 1)
+/* The most entries a shard takes: as many as a ring of SLOT_LIMIT slots
+ * holds (ring_want), about 1.9 times the largest share (max_share), so a
+ * shard at its share still takes a new key, and one over it, as keys
+ * spread by hash make some, has room to spare. */
+#define ENTRY_LIMIT ((SLOT_LIMIT - 8) / 33 * 32)
 
 /* w.live.slot: slot (27 bits) | queue (2 bits) | miss count (3 bits). */
 static uint32_t slot_of(const struct pc__kv *e)
@@ -163,6 +168,8 @@ static uint64_t ring_want(uint32_t live)
 {
     return (uint64_t)live + live / 32 + 8;
 }
+_Static_assert((uint64_t)ENTRY_LIMIT + ENTRY_LIMIT / 32 + 8 <= SLOT_LIMIT,
+               "a ring of SLOT_LIMIT slots holds ENTRY_LIMIT entries");
 
 /* Grow to `want` slots or more; false on ENOMEM (ring unchanged). The ring
  * grows by an eighth at least (geometric, so a push's relayout cost stays
@@ -492,7 +499,7 @@ static void note_room(struct freq *f)
 
     if (f->ghost.nb < f->ghost.nb_max && (uint64_t)f->ghost.nb * GB < q)
         q = f->ghost.nb * GB;
-    f->quiet = q < SLOT_LIMIT / 2 ? q : SLOT_LIMIT / 2;
+    f->quiet = q < ENTRY_LIMIT ? q : ENTRY_LIMIT;
     f->small_quiet = ring_room(f->small.size);
 }
 
@@ -506,7 +513,7 @@ static bool freq_reserve(void *st, size_t n)
     /* MAIN may come to hold every entry of the shard (n, this put's
      * included); SMALL gains at most this put's entry (evictions only take
      * from it, promotions go to MAIN). */
-    if (n > SLOT_LIMIT / 2)
+    if (n > ENTRY_LIMIT)
         return false;
     /* The ghost remembers about as many keys as the shard holds: sized by
      * the share from the start, a cache bounded by bytes below its

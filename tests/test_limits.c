@@ -470,7 +470,7 @@ Test(limits, puts_racing_a_flipping_byte_bound_stay_consistent)
 }
 
 /* A capacity whose share per shard passes a shard's limit is refused by
- * pc_set_capacity as by pc_create (clock: 2^32 - 2 entries a shard;
+ * pc_set_capacity as by pc_create (clock: 2^32 - 3 entries a shard;
  * frequency: 2^26 - 1), with nothing changed. lru: a capacity past what
  * the index tables chosen at creation hold (125,829,120 entries a table;
  * a cache of capacity 100 has one), and pc_create one past 16 tables'. */
@@ -480,7 +480,7 @@ Test(limits, set_capacity_refuses_a_share_past_a_shards_limit)
     pc_options o = test_opts(100);
     size_t over = is_lru()         ? lru_table + 1
                   : is_frequency() ? (size_t)1 << 26
-                                   : (size_t)UINT32_MAX;
+                                   : (size_t)UINT32_MAX - 1;
     pc_cache *c;
 
     o.shards = 1;
