@@ -87,7 +87,11 @@ enum { Q_NONE = 0, Q_SMALL = 1, Q_MAIN = 2 };
 
 #define REF_MAX 3
 #define PROMOTE 2
+#ifdef PC_TEST_FREQ_SLOT_BITS /* a test's small limit (test_shard_limit) */
+#define SLOT_BITS PC_TEST_FREQ_SLOT_BITS
+#else
 #define SLOT_BITS 27
+#endif
 #define SLOT_LIMIT ((1u << SLOT_BITS) - 1)
 /* The most entries a shard takes: as many as a ring of SLOT_LIMIT slots
  * holds (ring_want), about 1.9 times the largest share (max_share), so a
