@@ -5,7 +5,9 @@
  *
  * Structures (per shard, nominal share `cap`):
  *   SMALL  a FIFO ring of entries on probation; new keys go here. Its
- *          target size cs adapts within [1%, 50%] of cap (starts at 5%).
+ *          target size cs adapts within [1%, 50%] of cap (starts at 5%),
+ *          scaled down in a shard that holds fewer than cap entries
+ *          (small_at_target).
  *   MAIN   a FIFO ring with reinsertion: a CLOCK whose per-entry count
  *          (the entry's ref byte, raised by readers up to 3) is spent one
  *          unit per pass of the hand.
