@@ -162,11 +162,12 @@ static const struct pc__kv *clock_upcoming(const void *st)
     return SLOT_IS_FREE(kv) ? NULL : kv;
 }
 
-static void clock_insert(void *st, struct pc__kv *kv, bool evicted)
+static void clock_insert(void *st, struct pc__kv *kv, uint32_t h, bool evicted)
 {
     struct clock_ring *r = st;
     uint32_t slot;
 
+    (void)h; /* (frequency's probes its ghost with it) */
     if (evicted && r->last_victim != SLOT_NONE) {
         slot = r->last_victim; /* just behind the hand */
         r->last_victim = SLOT_NONE;
@@ -185,7 +186,7 @@ static void clock_insert(void *st, struct pc__kv *kv, bool evicted)
 
 static void clock_keep(void *st, struct pc__kv *kv)
 {
-    clock_insert(st, kv, true);                      /* a slot victim() freed */
+    clock_insert(st, kv, 0, true);                   /* a slot victim() freed */
     __atomic_store_n(&kv->ref, 1, __ATOMIC_RELAXED); /* a use */
 }
 

@@ -6,7 +6,7 @@
  * Structures (per shard, nominal share `cap`):
  *   SMALL  a FIFO ring of entries on probation; new keys go here. Its
  *          target size cs adapts within [1%, 50%] of cap (starts at 5%),
- *          scaled down in a shard that holds fewer than cap entries
+ *          scaled down in a shard that holds under half its share
  *          (small_at_target).
  *   MAIN   a FIFO ring with reinsertion: a CLOCK whose per-entry count
  *          (the entry's ref byte, raised by readers up to 3) is spent one
@@ -24,8 +24,8 @@
  * only make the count a hint).
  *
  * Insert of a new key (shard lock held):
- *   evict:  (shard.c, as many as the budget needs) from SMALL if it holds
- *           at least cs entries, else MAIN. SMALL pops its oldest: read
+ *   evict:  (shard.c, as many as the budget needs) from SMALL if it is
+ *           at its target, else MAIN. SMALL pops its oldest: read
  *           twice on probation (ref >= 2) moves it to MAIN with ref 0;
  *           the first that was not is the victim, remembered in the ghost
  *           as SMALL's. MAIN's hand spends one unit of a positive ref and
@@ -696,10 +696,10 @@ static void freq_prefetch(const void *st, uint32_t h)
     __builtin_prefetch((const void *)b, 1);
 }
 
-static void freq_insert(void *st, struct pc__kv *kv, bool evicted)
+static void freq_insert(void *st, struct pc__kv *kv, uint32_t h, bool evicted)
 {
     struct freq *f = st;
-    uint32_t w = ghost_take(&f->ghost, pc__kv_hash(kv, f->seed));
+    uint32_t w = ghost_take(&f->ghost, h);
     unsigned mc = 1;
     bool to_main = false;
 

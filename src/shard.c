@@ -703,7 +703,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             }
             pos = pc__index_insert(&s->ix, h, kv); /* room reserved */
             at = &pos;
-            pol->insert(s->pol, kv, evicted);
+            pol->insert(s->pol, kv, (uint32_t)h, evicted);
             s->count++;
             s->bytes += size;
         }

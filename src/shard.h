@@ -63,10 +63,10 @@ struct pc__shard_policy {
      * index keeps its hash (index.h, `hint`). It must be an entry in the
      * shard's index (placed by insert). */
     const struct pc__kv *(*upcoming)(const void *st);
-    /* Place a new key, after the evictions made for it and its insertion
-     * into the index; `evicted`: an entry of this shard was evicted to
-     * make room for it. */
-    void (*insert)(void *st, struct pc__kv *kv, bool evicted);
+    /* Place a new key, of hash h (low half), after the evictions made for
+     * it and its insertion into the index; `evicted`: an entry of this
+     * shard was evicted to make room for it. */
+    void (*insert)(void *st, struct pc__kv *kv, uint32_t h, bool evicted);
     /* Put back kv, which victim() has just returned, as just used: the key
      * a growing replacement keeps is never evicted for its own new value.
      * It takes the room victim() freed; nothing else changed meanwhile but
