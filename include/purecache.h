@@ -470,6 +470,10 @@ PC_API uint64_t pc_bytes(const pc_cache *cache);
  * A put that claimed room against the old capacity while it changed
  * checks again once its entry is in and evicts for it, so when both calls
  * have returned pc_len is within the capacity.
+ * The frequency policy's parameters follow the new capacity, as if the
+ * cache had been created with it (what it has learned is kept): one pass
+ * over each shard's ghost (4 bytes per entry of its share) under the
+ * shard's lock.
  * Returns PC_OK; PC_EINVAL for a NULL cache, a capacity of 0 or above
  * PC_CAPACITY_MAX, or one whose share per shard would pass a shard's limit
  * (clock, frequency: see pc_create), or, in the exact-LRU build, one past

@@ -132,6 +132,7 @@ pc_status pc_set_capacity(pc_cache *cache, size_t capacity)
     /* Sequentially consistent, as pc__budget_take's check of it: a put
      * racing this store either sees it or is seen by the shrink. */
     __atomic_store_n(&cache->capacity, capacity, __ATOMIC_SEQ_CST);
+    pc__policy_resize(cache);
     shrink(cache);
     return PC_OK;
 }

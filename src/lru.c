@@ -122,6 +122,11 @@ bool pc__policy_capacity_ok(const pc_cache *c, size_t capacity)
     return capacity <= (size_t)lc->ntables * SHARE_MAX;
 }
 
+void pc__policy_resize(pc_cache *c)
+{
+    (void)c; /* exact LRU has no parameter that follows the capacity */
+}
+
 pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
 {
     struct lru_cache *c;

@@ -27,6 +27,9 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out);
 /* Whether the cache could hold `capacity` entries (pc_set_capacity): every
  * shard's share within a shard's limit. */
 bool pc__policy_capacity_ok(const pc_cache *c, size_t capacity);
+/* The capacity has just changed (pc_set_capacity, before its shrink):
+ * let the policy's parameters follow. */
+void pc__policy_resize(pc_cache *c);
 void pc__policy_destroy(pc_cache *c);
 /* The name of the build's policy ("clock" or "lru"). */
 const char *pc__policy_name(void);

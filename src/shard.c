@@ -188,6 +188,13 @@ static void shards_free(struct shard_cache *sc, uint32_t n)
     }
 }
 
+/* Shard i's share of cap among n shards (the first cap % n have one
+ * more). */
+static size_t share_of(size_t cap, uint32_t n, uint32_t i)
+{
+    return cap / n + (i < cap % n);
+}
+
 /* Whether every one of n shards' share of cap is within the policy's
  * limit for a shard. */
 static bool share_ok(const struct pc__shard_policy *pol, size_t cap, uint32_t n)
@@ -201,6 +208,26 @@ bool pc__policy_capacity_ok(const pc_cache *c, size_t capacity)
         PC__CONTAINER_OF(c, const struct shard_cache, base);
 
     return share_ok(sc->pol, capacity, sc->nshards);
+}
+
+/* Each shard's share follows the capacity read under its lock: of calls
+ * racing, the last to lock a shard read the newest capacity (each call
+ * stored its own before), so every shard ends with its share of it. */
+void pc__policy_resize(pc_cache *c)
+{
+    struct shard_cache *sc = sc_of(c);
+
+    if (sc->pol->resize == NULL)
+        return;
+    for (uint32_t i = 0; i < sc->nshards; i++) {
+        struct shard *s = &sc->shards[i];
+        size_t cap;
+
+        pc__writer_lock(&s->w);
+        cap = __atomic_load_n(&c->capacity, __ATOMIC_RELAXED);
+        sc->pol->resize(s->pol, share_of(cap, sc->nshards, i));
+        pc__writer_unlock(c, &s->w);
+    }
 }
 
 pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
@@ -234,7 +261,7 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
     memset(sc->shards, 0, sizeof *sc->shards * n);
     for (i = 0; i < n; i++) {
         struct shard *s = &sc->shards[i];
-        size_t share = opts->capacity / n + (i < opts->capacity % n);
+        size_t share = share_of(opts->capacity, n, i);
 
         s->pol = sc->pol->create(share, &sc->base.seed);
         if (s->pol == NULL ||

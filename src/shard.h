@@ -44,6 +44,10 @@ struct pc__shard_policy {
      * put of a new key; a replacement does not call it, so replace(), and
      * keep() of a key whose victim() it follows, must never need room. */
     bool (*reserve)(void *st, size_t n);
+    /* Optional (NULL: none): the shard's nominal share is now `share`
+     * (pc_set_capacity; at most max_share), before any eviction the
+     * change needs. Cannot fail: what it would allocate is a hint's. */
+    void (*resize)(void *st, size_t share);
     /* Optional (NULL: none), called WITHOUT the lock, before a put takes
      * it: prefetch what insert will read for a key of this hash. May read
      * only state that never changes after create, or that writers change

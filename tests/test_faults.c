@@ -250,6 +250,13 @@ static pc_status op_reclaim(pc_cache *c)
     return PC_OK;
 }
 
+/* Halve the capacity (a cache of KEYS, the key space assert_same
+ * compares). */
+static pc_status op_halve_capacity(pc_cache *c)
+{
+    return pc_set_capacity(c, KEYS / 2);
+}
+
 struct get_arg {
     pc_cache *c;
     pc_status st;
@@ -496,6 +503,22 @@ Test(faults, clear_never_fails)
 {
     struct scenario sc = {"clear",  12,    0, setup_full_some_used,
                           op_clear, false, 0};
+
+    run_scenario(&sc);
+}
+
+/* A capacity change never fails: what it may allocate is optional (the
+ * frequency policy's ghost, rebuilt at the smaller share's size: kept as it
+ * is if that fails). */
+Test(faults, set_capacity_never_fails)
+{
+    struct scenario sc = {"set_capacity",
+                          KEYS,
+                          1,
+                          setup_full_some_used,
+                          op_halve_capacity,
+                          false,
+                          is_frequency() ? 1 : 0};
 
     run_scenario(&sc);
 }
