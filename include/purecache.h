@@ -473,7 +473,11 @@ PC_API uint64_t pc_bytes(const pc_cache *cache);
  * The frequency policy's parameters follow the new capacity, as if the
  * cache had been created with it (what it has learned is kept): one pass
  * over each shard's ghost (4 bytes per entry of its share) under the
- * shard's lock.
+ * shard's lock. After a shrink, structures sized per entry (index tables,
+ * the policy's arrays) that are four times larger than what the new limit
+ * lets the cache hold are rebuilt smaller, under the lock that guards
+ * them (a pass over their entries; readers carry on), so memory follows
+ * the limit (the old tables are freed as removed entries are: pc_reclaim).
  * Returns PC_OK; PC_EINVAL for a NULL cache, a capacity of 0 or above
  * PC_CAPACITY_MAX, or one whose share per shard would pass a shard's limit
  * (clock, frequency: see pc_create), or, in the exact-LRU build, one past
@@ -487,6 +491,8 @@ PC_API pc_status pc_set_capacity(pc_cache *cache, size_t capacity);
  * Change the byte bound (0 removes it). Shrinking evicts, in policy order,
  * until pc_bytes is within the new bound before returning (reported as
  * PC_REMOVED_EVICTED); a bound below every entry's size evicts everything.
+ * Structures then four times larger than the entries left need are
+ * rebuilt smaller, as for pc_set_capacity.
  * Returns PC_OK; PC_EINVAL for a NULL cache. Thread-safety: any thread.
  * Progress: blocking.
  */

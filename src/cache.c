@@ -112,7 +112,8 @@ uint64_t pc_bytes(const pc_cache *cache)
     return cache == NULL ? 0 : __atomic_load_n(&cache->bytes, __ATOMIC_RELAXED);
 }
 
-/* After a limit was lowered: evict down to it, and report the evictions. */
+/* After a limit was lowered: evict down to it, give back the memory the
+ * structures no longer need, and report the evictions. */
 static void shrink(pc_cache *cache)
 {
     struct pc__removals rm;
@@ -120,6 +121,7 @@ static void shrink(pc_cache *cache)
 
     pc__removals_init(&rm, cache);
     pc__policy_shrink(cache, &rm, &w);
+    pc__policy_trim(cache);
     if (w != NULL)
         pc__removals_finish(cache, &rm, w);
 }

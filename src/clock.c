@@ -21,7 +21,9 @@
  * Slots. A removed entry's slot goes on a free list threaded through the
  * ring (a free slot holds (next << 1) | 1 instead of a pointer); a new
  * entry that evicted nothing takes the last slot freed, else a never-used
- * one. The ring grows by doubling as the shard's share of the cache grows.
+ * one. The ring grows by doubling as the shard's share of the cache grows,
+ * and is packed into a smaller one when a lowered limit leaves it four
+ * times larger than its entries need (trim).
  *
  * Concurrency: the ring, the hand and the free list are writer-only (the
  * shard's writer lock); readers only set reference bits, with relaxed
@@ -106,6 +108,44 @@ static bool clock_reserve(void *st, size_t n)
     r->ring = ring;
     r->ring_cap = (uint32_t)ncap;
     return true;
+}
+
+/* After a limit was lowered: a ring at least four times the size `n`
+ * entries need (a power of two, 64 at least, as reserve grows it) moves to
+ * one of that size, its entries packed in the hand's order from the hand
+ * on (the sweep meets them as before; the free slots, threaded between
+ * them, are gone). Kept if memory is short. */
+static void clock_trim(void *st, size_t n)
+{
+    struct clock_ring *r = st;
+    uint64_t want = 64;
+    struct pc__kv **ring;
+    uint32_t k = 0, h = r->hand < r->used ? r->hand : 0;
+
+    while (want < (uint64_t)n + 1)
+        want *= 2;
+    if ((uint64_t)r->ring_cap < 4 * want)
+        return;
+    ring = pc__alloc_array(sizeof *ring * want, 0);
+    if (ring == NULL)
+        return;
+    for (uint32_t i = 0; i < r->used; i++) {
+        uint32_t j = h + i < r->used ? h + i : h + i - r->used;
+        struct pc__kv *kv = r->ring[j];
+
+        if (SLOT_IS_FREE(kv))
+            continue;
+        PC__ASSERT(k < want);
+        kv->w.live.slot = k;
+        ring[k++] = kv;
+    }
+    pc__free_array(r->ring, sizeof *ring * r->ring_cap, 0);
+    r->ring = ring;
+    r->ring_cap = (uint32_t)want;
+    r->used = k;
+    r->hand = 0;
+    r->free_head = SLOT_NONE;
+    r->last_victim = SLOT_NONE;
 }
 
 static void release_slot(struct clock_ring *r, uint32_t slot)
@@ -236,6 +276,7 @@ const struct pc__shard_policy pc__clock_policy = {
     .create = clock_create,
     .destroy = clock_destroy,
     .reserve = clock_reserve,
+    .trim = clock_trim,
     .victim = clock_victim,
     .upcoming = clock_upcoming,
     .insert = clock_insert,

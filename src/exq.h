@@ -30,9 +30,11 @@
  * while the index keeps its table: the queue records the index's
  * generation, and when a growth has changed it the shard rebuilds the
  * queue from the index before it uses a position. The marks are sized for
- * the table: the index only grows, by doubling, and the first put with a
- * ttl after a growth makes new marks, all clear, before it looks at one
- * (shard.c, exq_room), so no put trusts a mark of an old table.
+ * the table: the index grows by doubling, and the first put with a ttl
+ * after a growth makes new marks, all clear, before it looks at one
+ * (shard.c, exq_room); a trim (a smaller table, after a lowered limit)
+ * rebuilds the queue at once, marks included (shard.c, pc__policy_trim).
+ * So no put trusts a mark of an old table.
  *
  * Items whose position no entry that can expire holds (keys evicted,
  * deleted, cleared, and not followed there) stay until they come due or a

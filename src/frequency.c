@@ -607,6 +607,53 @@ static void freq_resize(void *st, size_t share)
     note_room(f);
 }
 
+/* Move ring r to storage of about `live` entries' worth (ring_want, to the
+ * end of its size class) if it has at least four times that; kept if
+ * memory is short. */
+static void ring_trim(struct ring *r, uint32_t live)
+{
+    uint64_t want = ring_want(live);
+    struct pc__kv **s, **old = r->s;
+    uint32_t old_size = r->size;
+
+    if (r->size < 4 * want)
+        return;
+    want = pc__alloc_usable(want * sizeof *s) / sizeof *s;
+    if (want > SLOT_LIMIT)
+        want = SLOT_LIMIT;
+    s = pc__alloc_array(sizeof *s * want, 0);
+    if (s == NULL)
+        return;
+    memset(s, 0, sizeof *s * want);
+    ring_relayout(r, s, (uint32_t)want);
+    pc__free_array(old, sizeof *old * old_size, 0);
+}
+
+/* After a limit was lowered: rings and ghost four times larger than n
+ * entries need (MAIN may come to hold them all, SMALL its target for a
+ * shard of n) move to smaller storage, the ghost forgetting its words. */
+static void freq_trim(void *st, size_t n)
+{
+    struct freq *f = st;
+    uint32_t held = f->small.live + f->main.live, nb;
+    uint64_t small;
+
+    if (n < held)
+        n = held;
+    if (n > ENTRY_LIMIT)
+        n = ENTRY_LIMIT;
+    /* SMALL's target, scaled as small_at_target scales it for a shard
+     * holding n entries. */
+    small = n >= f->cap ? f->cs : (uint64_t)f->cs * n / f->cap;
+    ring_trim(&f->main, (uint32_t)n);
+    ring_trim(&f->small,
+              f->small.live > small ? f->small.live : (uint32_t)small);
+    nb = ghost_want(n, f->ghost.nb_max);
+    if (f->ghost.nb >= 4 * (uint64_t)nb)
+        ghost_rebuild(&f->ghost, nb);
+    note_room(f);
+}
+
 /* How far ahead of a queue's head evictions (SMALL's) and the hand's steps
  * (MAIN's) prefetch entries, as CLOCK's sweep does: a victim's use count
  * and hash are a cache miss each time, entries being scattered over the
@@ -889,6 +936,7 @@ const struct pc__shard_policy pc__frequency_policy = {
     .destroy = freq_destroy,
     .reserve = freq_reserve,
     .resize = freq_resize,
+    .trim = freq_trim,
     .prefetch = freq_prefetch,
     .victim = freq_victim,
     .upcoming = freq_upcoming,

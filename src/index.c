@@ -1,7 +1,8 @@
 /*
  * index: the writer side of the chunked hash table (design and concurrency
  * argument in index.h): insertion with overflow counts, removal in place,
- * growth into a new table with the old one retired.
+ * growth (and a trim after a lowered limit) into a new table with the old
+ * one retired.
  *
  * Every function here runs with the owning writer lock held, so plain
  * loads of the table's words are race-free; stores that readers may
@@ -137,11 +138,12 @@ static struct pc__index_pos place(struct pc__table *t, uint32_t hash,
     return publish(t, i, j, tag, kv);
 }
 
-/* A table twice the size holding every entry of ix's; NULL on ENOMEM. */
-static struct pc__table *grown(const struct pc__table *old,
-                               const struct pc__hash_seed *seed)
+/* A table of `nchunks` chunks holding every entry of old (which it has
+ * room for); NULL on ENOMEM. */
+static struct pc__table *rebuilt(const struct pc__table *old, size_t nchunks,
+                                 const struct pc__hash_seed *seed)
 {
-    struct pc__table *t = table_new(2 * (old->mask + 1));
+    struct pc__table *t = table_new(nchunks);
 
     if (t == NULL)
         return NULL;
@@ -156,6 +158,19 @@ static struct pc__table *grown(const struct pc__table *old,
         }
     }
     return t;
+}
+
+/* Publish t in place of ix's table, which goes to rc (readers still in it
+ * finish there), and count a generation. */
+static void table_replace(struct pc__index *ix, struct pc__table *t,
+                          struct pc__reclaimer *rc)
+{
+    struct pc__table *old = ix->table;
+
+    __atomic_store_n(&ix->table, t, __ATOMIC_RELEASE);
+    __atomic_store_n(&ix->mask, t->mask, __ATOMIC_RELAXED);
+    ix->gen++;
+    pc__reclaimer_defer(rc, &old->ee, table_free_deferred);
 }
 
 bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
@@ -216,18 +231,29 @@ struct pc__index_pos pc__index_insert(struct pc__index *ix, uint64_t h,
 
 bool pc__index_reserve(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
 {
-    struct pc__table *t = ix->table, *bigger;
+    struct pc__table *bigger;
 
-    if (n <= t->max_load)
+    if (n <= ix->table->max_load)
         return true;
-    bigger = grown(t, ix->seed);
+    bigger = rebuilt(ix->table, 2 * (ix->table->mask + 1), ix->seed);
     if (bigger == NULL)
         return false;
-    __atomic_store_n(&ix->table, bigger, __ATOMIC_RELEASE);
-    __atomic_store_n(&ix->mask, bigger->mask, __ATOMIC_RELAXED);
-    ix->gen++;
-    pc__reclaimer_defer(rc, &t->ee, table_free_deferred);
+    table_replace(ix, bigger, rc);
     return n <= bigger->max_load || pc__index_reserve(ix, n, rc);
+}
+
+bool pc__index_trim(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
+{
+    size_t want = pc__index_chunks((n > ix->count ? n : ix->count) + 1);
+    struct pc__table *smaller;
+
+    if (ix->table->mask + 1 < 4 * want)
+        return false;
+    smaller = rebuilt(ix->table, want, ix->seed);
+    if (smaller == NULL)
+        return false;
+    table_replace(ix, smaller, rc);
+    return true;
 }
 
 /* Unlink the entry in chunk i, slot j, found by probing from `home` in

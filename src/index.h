@@ -43,7 +43,8 @@
  * hashes, pc__kv_hash; tags copied), publishes it with one release store, and
  * retires the old table to its reclaimer (retire.h): readers still probing
  * the old one finish there safely. Growing allocates; if that fails the
- * insert fails with nothing changed.
+ * insert fails with nothing changed. A trim, after a limit was lowered,
+ * builds a smaller table the same way (pc__index_trim).
  *
  * Concurrency argument. Every word a reader loads is accessed atomically.
  * A writer publishes an entry by storing its pointer (release), then the
@@ -267,6 +268,14 @@ struct pc__index_pos pc__index_insert(struct pc__index *ix, uint64_t h,
  * false on ENOMEM, index unchanged. */
 bool pc__index_reserve(struct pc__index *ix, size_t n,
                        struct pc__reclaimer *rc);
+
+/* Writer: after a limit was lowered, rebuild the table smaller (the old one
+ * retired to rc) if it is at least four times the size that `n` entries,
+ * or those present if more, need (a margin: a cache that changes its limit
+ * a little rebuilds nothing). true if it did: positions recorded under the
+ * old table no longer hold (pc__index_gen counts it). false if there was
+ * nothing to do or no memory for the smaller table (nothing changed). */
+bool pc__index_trim(struct pc__index *ix, size_t n, struct pc__reclaimer *rc);
 
 /* Writer: unlink kv, which must be in the index. Wait-free. */
 void pc__index_erase(struct pc__index *ix, struct pc__kv *kv);

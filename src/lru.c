@@ -593,6 +593,31 @@ void pc__policy_shrink(pc_cache *base, struct pc__removals *rm,
     pc__writer_unlock(base, &c->w);
 }
 
+/* Each index table is sized for what the limits let it hold: its share of
+ * the capacity, or, under a byte bound, what it holds now (at least); a
+ * smaller table moves every entry, whose nodes then learn their new
+ * positions; the recency list's nodes are renumbered into smaller arrays
+ * likewise (lru_nodes.c). */
+void pc__policy_trim(pc_cache *base)
+{
+    struct lru_cache *c = lru_of(base);
+    size_t cap = __atomic_load_n(&base->capacity, __ATOMIC_RELAXED);
+    bool bounded = __atomic_load_n(&base->max_bytes, __ATOMIC_RELAXED) != 0;
+
+    size_t held = 0;
+
+    pc__writer_lock(&c->w);
+    for (unsigned int t = 0; t < c->ntables; t++) {
+        size_t n = bounded ? 0 : (cap + c->ntables - 1) / c->ntables;
+
+        if (pc__index_trim(&c->ix[t], n, c->w.rc))
+            pc__lru_relocate(c, t);
+        held += pc__index_count(&c->ix[t]);
+    }
+    pc__lru_nodes_trim(c, bounded || held > cap ? held : cap);
+    pc__writer_unlock(base, &c->w);
+}
+
 void pc__policy_lease_begin(pc_cache *base, uint64_t h, struct pc__lease *l)
 {
     struct lru_cache *c = lru_of(base);

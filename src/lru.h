@@ -221,6 +221,10 @@ void pc__lru_nodes_reset(struct lru_cache *c);
 /* Room for ids up to top (doubling the arrays); false on ENOMEM or once
  * 2^32 - 1 ids are in use. */
 bool pc__lru_nodes_grow(struct lru_cache *c);
+/* After a limit was lowered: arrays at least four times larger than `n`
+ * entries (at least those present) need move to smaller ones, every entry
+ * renumbered in list order (its w.live.slot). Kept if memory is short. */
+void pc__lru_nodes_trim(struct lru_cache *c, size_t n);
 /* Room for heap positions (the cache's first expiring entry); false on
  * ENOMEM. */
 bool pc__lru_hpos_reserve(struct lru_cache *c);

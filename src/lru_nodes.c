@@ -17,6 +17,9 @@
  * double when top reaches their end: the ids below top are at most the
  * most entries ever held at once (a clear starts top again, and the
  * arrays keep their size), and the pages past top are never touched.
+ * After a lowered limit, arrays four times larger than the entries the
+ * limits allow need are replaced by smaller ones, the ids renumbered in
+ * list order (pc__lru_nodes_trim).
  * Arrays of 64 KiB or more come from alloc.c's array arena, which returns
  * a replaced copy's pages at once.
  *
@@ -104,6 +107,46 @@ bool pc__lru_hpos_reserve(struct lru_cache *c)
         n->hpos = pc__alloc_array(sizeof *n->hpos * n->cap, 0);
     return n->hpos != NULL;
 }
+void pc__lru_nodes_trim(struct lru_cache *c, size_t n)
+{
+    struct lru_nodes *ns = &c->nodes;
+    uint64_t cap = FIRST_CAP;
+    struct lru_node *v;
+    uint32_t *h = NULL, k = SENTINEL + 1;
+
+    while (cap < (uint64_t)n + 2) /* (the sentinel's id, one to spare) */
+        cap *= 2;
+    if (ns->cap < 4 * cap)
+        return;
+    v = pc__alloc_array(sizeof *v * cap, 0);
+    if (v == NULL)
+        return;
+    if (ns->hpos != NULL && (h = pc__alloc_array(sizeof *h * cap, 0)) == NULL) {
+        pc__free_array(v, sizeof *v * cap, 0);
+        return;
+    }
+    /* Ids 1, 2, ... in list order, most recent first. */
+    for (uint32_t id = node(c, SENTINEL)->next; id != SENTINEL;
+         id = node(c, id)->next, k++) {
+        PC__ASSERT(k < cap);
+        kv_of(c, id)->w.live.slot = k;
+        v[k] = (struct lru_node){k - 1, k + 1, node(c, id)->pos};
+        if (h != NULL)
+            h[k] = ns->hpos[id];
+    }
+    v[SENTINEL] =
+        (struct lru_node){k - 1, k > SENTINEL + 1 ? SENTINEL + 1 : SENTINEL, 0};
+    v[k - 1].next = SENTINEL;
+    pc__free_array(ns->v, sizeof *v * ns->cap, 0);
+    if (ns->hpos != NULL)
+        pc__free_array(ns->hpos, sizeof *h * ns->cap, 0);
+    ns->v = v;
+    ns->hpos = h;
+    ns->cap = cap;
+    ns->top = k;
+    ns->free = SENTINEL;
+}
+
 struct relocation {
     struct lru_cache *c;
     unsigned int t;

@@ -30,6 +30,10 @@ bool pc__policy_capacity_ok(const pc_cache *c, size_t capacity);
 /* The capacity has just changed (pc_set_capacity, before its shrink):
  * let the policy's parameters follow. */
 void pc__policy_resize(pc_cache *c);
+/* A limit was lowered and the cache evicted down to it: give back the
+ * memory its structures (index tables, policy arrays) hold beyond what
+ * the entries the limits allow need. */
+void pc__policy_trim(pc_cache *c);
 void pc__policy_destroy(pc_cache *c);
 /* The name of the build's policy ("clock" or "lru"). */
 const char *pc__policy_name(void);

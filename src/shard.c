@@ -888,6 +888,42 @@ void pc__policy_shrink(pc_cache *c, struct pc__removals *rm,
     }
 }
 
+/* Each shard is sized for what the limits let it hold: its share of the
+ * capacity, or, under a byte bound, what it holds now (at least). A
+ * smaller index table moves every entry: the expiry queue's positions and
+ * marks are of the old table, so the queue is rebuilt at once (exq.h),
+ * its marks made anew at the new table's size if memory allows (else the
+ * rebuild clears the old ones, a few bytes too many). */
+void pc__policy_trim(pc_cache *c)
+{
+    struct shard_cache *sc = sc_of(c);
+
+    for (uint32_t i = 0; i < sc->nshards; i++) {
+        struct shard *s = &sc->shards[i];
+        size_t n;
+
+        pc__writer_lock(&s->w);
+        n = s->count;
+        if (__atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED) == 0) {
+            size_t share =
+                share_of(__atomic_load_n(&c->capacity, __ATOMIC_RELAXED),
+                         sc->nshards, i);
+
+            n = n > share ? n : share;
+        }
+        if (pc__index_trim(&s->ix, n, s->w.rc)) {
+            size_t chunks = pc__index_chunk_count(&s->ix);
+
+            if (s->exq.nmarks > chunks)
+                pc__exq_mark_room(&s->exq, chunks);
+            exq_rebuild(sc, s);
+        }
+        if (sc->pol->trim != NULL)
+            sc->pol->trim(s->pol, n);
+        pc__writer_unlock(c, &s->w);
+    }
+}
+
 /* ---- leases ---- */
 
 void pc__policy_lease_begin(pc_cache *c, uint64_t h, struct pc__lease *l)

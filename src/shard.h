@@ -48,6 +48,11 @@ struct pc__shard_policy {
      * (pc_set_capacity; at most max_share), before any eviction the
      * change needs. Cannot fail: what it would allocate is a hint's. */
     void (*resize)(void *st, size_t share);
+    /* Optional (NULL: none): after a limit was lowered and the shard's
+     * entries evicted down to it, give back memory beyond what `n`
+     * entries (at least those present) need. Cannot fail: if memory for a
+     * smaller copy is short, keeps what it has. */
+    void (*trim)(void *st, size_t n);
     /* Optional (NULL: none), called WITHOUT the lock, before a put takes
      * it: prefetch what insert will read for a key of this hash. May read
      * only state that never changes after create, or that writers change

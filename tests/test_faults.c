@@ -507,6 +507,12 @@ Test(faults, clear_never_fails)
     run_scenario(&sc);
 }
 
+/* Lower a 2000-entry cache's capacity to 100. */
+static pc_status op_lower_capacity(pc_cache *c)
+{
+    return pc_set_capacity(c, 100);
+}
+
 /* A capacity change never fails: what it may allocate is optional (the
  * frequency policy's ghost, rebuilt at the smaller share's size: kept as it
  * is if that fails). */
@@ -519,6 +525,30 @@ Test(faults, set_capacity_never_fails)
                           op_halve_capacity,
                           false,
                           is_frequency() ? 1 : 0};
+
+    run_scenario(&sc);
+}
+
+/* Nor when it leaves the index, the policy's arrays and the expiry queue
+ * (some entries can expire) at least four times larger than the entries
+ * need: their smaller copies are optional too (index.h, pc__index_trim),
+ * and a copy that could not be made changes no victim. (The evictions
+ * reach 14 or 15 sites, retirement batches mostly; the copies 3 or 4.) */
+static void setup_full_some_expiring(pc_cache *c)
+{
+    setup_full_some_used(c);
+    for (uint64_t k = 0; k < pc_capacity(c); k += 5) {
+        uint64_t v = k;
+        pc_put_args a = {.ttl_ms = 3600000};
+
+        pc_put_ex(c, &k, sizeof k, &v, sizeof v, &a);
+    }
+}
+
+Test(faults, lowering_the_capacity_far_never_fails)
+{
+    struct scenario sc = {"lower capacity",  2000,  1, setup_full_some_expiring,
+                          op_lower_capacity, false, 16};
 
     run_scenario(&sc);
 }
