@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "grace.h"
@@ -27,6 +28,9 @@ struct stress {
     uint64_t ops[WORKERS], torn[WORKERS], errors[WORKERS];
     uint64_t over_capacity;
     int stop_monitor;
+    size_t cap;
+    size_t resize_to; /* not 0: a thread moves the capacity to it and back */
+    uint64_t resizes;
 };
 
 struct worker_arg {
@@ -74,7 +78,7 @@ static void *worker(void *p)
 static void *monitor(void *p)
 {
     struct stress *s = p;
-    size_t cap = pc_capacity(s->c);
+    size_t cap = s->cap; /* (the largest, if a resizer changes it) */
 
     while (!__atomic_load_n(&s->stop_monitor, __ATOMIC_ACQUIRE))
         if (pc_len(s->c) > cap)
@@ -82,12 +86,34 @@ static void *monitor(void *p)
     return NULL;
 }
 
-static void run_stress(size_t cap, uint64_t keys, int put_pct, int del_pct,
-                       double seconds)
+/* Lower the capacity to s->resize_to and raise it back, again and again
+ * (every lowering by 4 or more rebuilds the index tables and the policy's
+ * arrays smaller: pc__index_trim), until the workers are done. */
+static void *resizer(void *p)
 {
-    struct stress s = {.keys = keys, .put_pct = put_pct, .del_pct = del_pct};
+    struct stress *s = p;
+    size_t cap = s->cap;
+
+    while (!__atomic_load_n(&s->stop_monitor, __ATOMIC_ACQUIRE)) {
+        cr_assert_eq(pc_set_capacity(s->c, s->resize_to), PC_OK);
+        usleep(2000);
+        cr_assert_eq(pc_set_capacity(s->c, cap), PC_OK);
+        usleep(2000);
+        s->resizes++;
+    }
+    return NULL;
+}
+
+static void run_stress_ex(size_t cap, uint64_t keys, int put_pct, int del_pct,
+                          double seconds, size_t resize_to)
+{
+    struct stress s = {.keys = keys,
+                       .cap = cap,
+                       .put_pct = put_pct,
+                       .del_pct = del_pct,
+                       .resize_to = resize_to};
     struct worker_arg args[WORKERS];
-    pthread_t th[WORKERS], mon;
+    pthread_t th[WORKERS], mon, rs;
     long live_before;
     uint64_t total = 0;
 
@@ -97,6 +123,8 @@ static void run_stress(size_t cap, uint64_t keys, int put_pct, int del_pct,
     cr_assert_not_null(s.c);
     s.until = now_s() + seconds;
     pthread_create(&mon, NULL, monitor, &s);
+    if (resize_to != 0)
+        pthread_create(&rs, NULL, resizer, &s);
     for (int i = 0; i < WORKERS; i++) {
         args[i] = (struct worker_arg){.s = &s, .id = i};
         pthread_create(&th[i], NULL, worker, &args[i]);
@@ -105,6 +133,11 @@ static void run_stress(size_t cap, uint64_t keys, int put_pct, int del_pct,
         pthread_join(th[i], NULL);
     __atomic_store_n(&s.stop_monitor, 1, __ATOMIC_RELEASE);
     pthread_join(mon, NULL);
+    if (resize_to != 0) {
+        pthread_join(rs, NULL);
+        cr_assert_gt(s.resizes, 10, "%lu resizes", (unsigned long)s.resizes);
+        cr_assert_eq(pc_capacity(s.c), cap);
+    }
 
     for (int i = 0; i < WORKERS; i++) {
         cr_assert_eq(s.torn[i], 0, "worker %d saw %lu torn values", i,
@@ -136,6 +169,12 @@ static void run_stress(size_t cap, uint64_t keys, int put_pct, int del_pct,
     pc__alloc_track(0);
 }
 
+static void run_stress(size_t cap, uint64_t keys, int put_pct, int del_pct,
+                       double seconds)
+{
+    run_stress_ex(cap, keys, put_pct, del_pct, seconds, 0);
+}
+
 Test(concurrency, mixed_get_put_delete_small_cache)
 {
     run_stress(64, 256, 30, 10, 1.5);
@@ -154,6 +193,15 @@ Test(concurrency, read_mostly_with_replacements)
 Test(concurrency, write_heavy_constant_eviction)
 {
     run_stress(100, 100000, 90, 0, 1.0);
+}
+
+/* Readers and writers while the capacity drops eightfold and comes back
+ * every few milliseconds: every drop rebuilds each shard's index table
+ * (readers still in the old one finish there) and the policy's arrays
+ * smaller, every rise grows them again. */
+Test(concurrency, capacity_lowered_and_raised_while_threads_run)
+{
+    run_stress_ex(20000, 60000, 20, 5, 1.5, 2500);
 }
 
 /* The read path's fallback: a kernel without membarrier(2) (or a seccomp
