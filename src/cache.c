@@ -112,39 +112,47 @@ uint64_t pc_bytes(const pc_cache *cache)
     return cache == NULL ? 0 : __atomic_load_n(&cache->bytes, __ATOMIC_RELAXED);
 }
 
-/* After a limit was lowered: evict down to it, give back the memory the
- * structures no longer need, and report the evictions. */
-static void shrink(pc_cache *cache)
+/* After a limit changed: evict down to it and report the evictions; if it
+ * was lowered, give back the memory the structures no longer need (not
+ * after a raise: a shard holding few entries for another reason, deletes,
+ * keeps its tables). */
+static void shrink(pc_cache *cache, bool lowered)
 {
     struct pc__removals rm;
     struct pc__writer *w = NULL;
 
     pc__removals_init(&rm, cache);
     pc__policy_shrink(cache, &rm, &w);
-    pc__policy_trim(cache);
+    if (lowered)
+        pc__policy_trim(cache);
     if (w != NULL)
         pc__removals_finish(cache, &rm, w);
 }
 
 pc_status pc_set_capacity(pc_cache *cache, size_t capacity)
 {
+    size_t was;
+
     if (cache == NULL || capacity == 0 || capacity > PC_CAPACITY_MAX ||
         !pc__policy_capacity_ok(cache, capacity))
         return PC_EINVAL;
     /* Sequentially consistent, as pc__budget_take's check of it: a put
      * racing this store either sees it or is seen by the shrink. */
-    __atomic_store_n(&cache->capacity, capacity, __ATOMIC_SEQ_CST);
+    was = __atomic_exchange_n(&cache->capacity, capacity, __ATOMIC_SEQ_CST);
     pc__policy_resize(cache);
-    shrink(cache);
+    shrink(cache, capacity < was);
     return PC_OK;
 }
 
 pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes)
 {
+    uint64_t was;
+
     if (cache == NULL)
         return PC_EINVAL;
-    __atomic_store_n(&cache->max_bytes, max_bytes, __ATOMIC_SEQ_CST); /* idem */
-    shrink(cache);
+    was = __atomic_exchange_n(&cache->max_bytes, max_bytes,
+                              __ATOMIC_SEQ_CST); /* idem */
+    shrink(cache, max_bytes != 0 && (was == 0 || max_bytes < was));
     return PC_OK;
 }
 
