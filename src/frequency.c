@@ -186,24 +186,14 @@ static uint64_t ring_want(uint32_t live)
 _Static_assert((uint64_t)ENTRY_LIMIT + ENTRY_LIMIT / 32 + 8 <= SLOT_LIMIT,
                "a ring of SLOT_LIMIT slots holds ENTRY_LIMIT entries");
 
-/* Grow to `want` slots or more; false on ENOMEM (ring unchanged). The ring
- * grows by an eighth at least (geometric, so a push's relayout cost stays
- * amortised O(1)), then to the end of the allocator's size class. Not by
- * doubling: every slot of a ring is written as its head goes round, so a
- * ring's whole size is resident memory, and a doubling just past what the
- * queue holds would waste up to half of it. */
-static __attribute__((noinline, cold)) bool ring_grow(struct ring *r,
-                                                      uint64_t want)
+/* Move the ring to new storage of `size` slots or more (to the end of the
+ * allocator's size class, at most SLOT_LIMIT: enough for what it holds);
+ * false on ENOMEM (ring unchanged). */
+static bool ring_move(struct ring *r, uint64_t size)
 {
-    uint64_t size;
     struct pc__kv **s, **old = r->s;
     uint32_t old_size = r->size;
 
-    if (want > SLOT_LIMIT)
-        return false;
-    size = (uint64_t)r->size + r->size / 8;
-    if (size < want)
-        size = want < 64 ? 64 : want;
     size = pc__alloc_usable(size * sizeof *s) / sizeof *s;
     if (size > SLOT_LIMIT)
         size = SLOT_LIMIT;
@@ -214,6 +204,25 @@ static __attribute__((noinline, cold)) bool ring_grow(struct ring *r,
     ring_relayout(r, s, (uint32_t)size);
     pc__free_array(old, sizeof *old * old_size, 0);
     return true;
+}
+
+/* Grow to `want` slots or more; false on ENOMEM (ring unchanged). The ring
+ * grows by an eighth at least (geometric, so a push's relayout cost stays
+ * amortised O(1)), then to the end of the allocator's size class. Not by
+ * doubling: every slot of a ring is written as its head goes round, so a
+ * ring's whole size is resident memory, and a doubling just past what the
+ * queue holds would waste up to half of it. */
+static __attribute__((noinline, cold)) bool ring_grow(struct ring *r,
+                                                      uint64_t want)
+{
+    uint64_t size;
+
+    if (want > SLOT_LIMIT)
+        return false;
+    size = (uint64_t)r->size + r->size / 8;
+    if (size < want)
+        size = want < 64 ? 64 : want;
+    return ring_move(r, size);
 }
 
 /* Room for `live` entries; false on ENOMEM (ring unchanged). */
@@ -613,20 +622,9 @@ static void freq_resize(void *st, size_t share)
 static void ring_trim(struct ring *r, uint32_t live)
 {
     uint64_t want = ring_want(live);
-    struct pc__kv **s, **old = r->s;
-    uint32_t old_size = r->size;
 
-    if (r->size < 4 * want)
-        return;
-    want = pc__alloc_usable(want * sizeof *s) / sizeof *s;
-    if (want > SLOT_LIMIT)
-        want = SLOT_LIMIT;
-    s = pc__alloc_array(sizeof *s * want, 0);
-    if (s == NULL)
-        return;
-    memset(s, 0, sizeof *s * want);
-    ring_relayout(r, s, (uint32_t)want);
-    pc__free_array(old, sizeof *old * old_size, 0);
+    if (r->size >= 4 * want)
+        ring_move(r, want); /* (kept as it is if memory is short) */
 }
 
 /* After a limit was lowered: rings and ghost four times larger than n
