@@ -471,13 +471,14 @@ PC_API uint64_t pc_bytes(const pc_cache *cache);
  * checks again once its entry is in and evicts for it, so when both calls
  * have returned pc_len is within the capacity.
  * The frequency policy's parameters follow the new capacity, as if the
- * cache had been created with it (what it has learned is kept): one pass
- * over each shard's ghost (4 bytes per entry of its share) under the
- * shard's lock. After a shrink, structures sized per entry (index tables,
- * the policy's arrays) that are four times larger than what the new limit
- * lets the cache hold are rebuilt smaller, under the lock that guards
- * them (a pass over their entries; readers carry on), so memory follows
- * the limit (the old tables are freed as removed entries are: pc_reclaim).
+ * cache had been created with it, except the split it has learned between
+ * new and proven entries, which is kept (a lowered capacity may make it
+ * forget the keys it remembered evicting). After a shrink, structures
+ * sized per entry (index tables, the policy's arrays) that are four times
+ * larger than what the new limit lets the cache hold are rebuilt smaller,
+ * under the lock that guards them (a pass over their entries; readers
+ * carry on), so memory follows the limit (the old tables are freed as
+ * removed entries are: pc_reclaim).
  * Returns PC_OK; PC_EINVAL for a NULL cache, a capacity of 0 or above
  * PC_CAPACITY_MAX, or one whose share per shard would pass a shard's limit
  * (clock, frequency: see pc_create), or, in the exact-LRU build, one past

@@ -62,13 +62,12 @@
  * ratio 0.815 (bench/trace.c reports these).
  *
  * A capacity change (resize) sets the share's parameters anew as create
- * would, SMALL's target at the fraction of the share it had reached, and
- * restates the ghost words' times in the new unit (one pass over the
- * ghost, under the shard's lock); a ghost over the new share's size is
- * rebuilt empty at that size. A cache grown tenfold after creation kept
- * the small share's parameters before: Zipf 0.99, 10k grown to 100k of 1M
- * keys, hit ratio 0.801 against 0.823 when created at 100k; now 0.818
- * (2M operations after the change; the ghost fills with the entries).
+ * would, SMALL's target at the fraction of the share it had reached; a
+ * ghost over the new share's size is rebuilt empty at that size. A cache
+ * grown tenfold after creation kept the small share's parameters before:
+ * Zipf 0.99, 10k grown to 100k of 1M keys, hit ratio 0.801 against 0.823
+ * when created at 100k; now 0.818 (2M operations after the change; the
+ * ghost, rebuilt as it grows with the entries, fills again).
  *
  * Deletes and expiry leave a tombstone (NULL) in their ring, which the
  * queue drops when it reaches it; a ring full of tombstones is compacted
@@ -78,9 +77,11 @@
  * (every slot of a ring is written as its head goes round, so its whole
  * size is resident, and doubling would waste up to half), and the ghost
  * grows from 64 words to a word per entry held (and its size class), at most
- * the share's. Memory beyond CLOCK's: the ghost (at most 4 bytes per
- * entry of the share) and SMALL's ring (sized by SMALL's largest size so
- * far).
+ * the share's. A lowered limit moves rings and a ghost four times larger
+ * than the shard may now hold to smaller storage (trim). Memory beyond
+ * CLOCK's: the ghost (at most 4 bytes per entry of the share, unless
+ * memory was short when a lowered limit shrank it) and SMALL's ring
+ * (sized by SMALL's largest size so far).
  *
  * Concurrency: everything here is writer-only (the shard's lock), except
  * `ref`, which readers raise and the writer reads and writes with relaxed
@@ -319,8 +320,10 @@ static void ring_pop(struct ring *r) /* after ring_peek found one */
 
 struct ghost {
     uint32_t *w;
-    uint32_t nb;     /* buckets */
-    uint32_t nb_max; /* the share's worth: nb grows up to it */
+    uint32_t nb;       /* buckets */
+    uint32_t nb_max;   /* the share's worth: nb grows up to it */
+    uint32_t nb_alloc; /* buckets allocated (more than nb only if memory
+                        * was short when it shrank: ghost_rebuild) */
 };
 
 /* The ghost's words are read before the shard's lock (freq_prefetch) and
@@ -369,18 +372,25 @@ static uint32_t ghost_want(uint64_t n, uint32_t nb_max)
 
 /* Rebuild the ghost with nb buckets, forgetting what it held (its buckets
  * are addressed by the bucket count; a shard only grows while it fills,
- * when the ghost has little to forget, and a ghost shrinks only with the
- * share). Keeps the old ghost if memory is short: the ghost is a hint, so
- * that is never an error. */
+ * when the ghost has little to forget, and a ghost shrinks only with a
+ * lowered limit). If memory is short, a growth keeps the old ghost and a
+ * shrink uses the first nb buckets of the old allocation, emptied: the
+ * ghost is a hint, so that is never an error. */
 static __attribute__((noinline, cold)) void ghost_rebuild(struct ghost *g,
                                                           uint32_t nb)
 {
     uint32_t *w = pc__alloc_array(ghost_bytes(nb), 32), *old = g->w;
 
-    if (w == NULL)
+    if (w == NULL) {
+        if (nb < g->nb) {
+            memset(old, 0, ghost_bytes(nb));
+            __atomic_store_n(&g->nb, nb, __ATOMIC_RELAXED);
+        }
         return;
+    }
     memset(w, 0, ghost_bytes(nb));
-    pc__free_array(old, ghost_bytes(g->nb), 32);
+    pc__free_array(old, ghost_bytes(g->nb_alloc), 32);
+    g->nb_alloc = nb;
     __atomic_store_n(&g->w, w, __ATOMIC_RELAXED);
     __atomic_store_n(&g->nb, nb, __ATOMIC_RELAXED);
 }
@@ -448,17 +458,20 @@ struct freq {
     struct ring small, main;
     struct ghost ghost;
     uint32_t cap;
-    uint32_t cs, cs_min, cs_max;    /* SMALL's target and its bounds */
-    uint32_t filter_below;          /* admission filter on while cs < this */
-    uint32_t unit;                  /* evictions per ghost time unit */
-    uint32_t marginal;              /* the recent window, in units */
-    uint32_t t_small, t_main;       /* ghost clocks: evictions / unit */
+    uint32_t cs, cs_min, cs_max; /* SMALL's target and its bounds */
+    uint32_t cs_frac;         /* cs / cap at the last resize (create: 1/20) */
+    uint32_t filter_below;    /* admission filter on while cs < this */
+    uint32_t unit;            /* evictions per ghost time unit */
+    uint32_t marginal;        /* the recent window, in units */
+    uint32_t t_small, t_main; /* ghost clocks: evictions / unit */
     uint32_t left_small, left_main; /* evictions until they tick */
     /* reserve(n) has nothing to do for n <= quiet while SMALL holds fewer
      * entries than small_quiet (note_room) */
     uint32_t quiet, small_quiet;
     const struct pc__hash_seed *seed; /* the cache's (pc__kv_hash) */
 } __attribute__((aligned(64)));
+
+#define CS_FRAC_BITS 24 /* cs_frac's fixed point (cs <= cap / 2 < 2^31) */
 
 /* One eviction more on a ghost clock, whose time is evictions / unit;
  * returns the time. */
@@ -501,6 +514,7 @@ static void *freq_create(size_t share, const struct pc__hash_seed *seed)
     set_share(f, share);
     f->seed = seed;
     f->cs = f->cap / 20 > f->cs_min ? f->cap / 20 : f->cs_min;
+    f->cs_frac = (1u << CS_FRAC_BITS) / 20;
     f->left_small = f->left_main = f->unit;
     f->ghost.nb = ghost_want(0, f->ghost.nb_max);
     f->ghost.w = pc__alloc_array(ghost_bytes(f->ghost.nb), 32);
@@ -509,6 +523,7 @@ static void *freq_create(size_t share, const struct pc__hash_seed *seed)
         return NULL;
     }
     memset(f->ghost.w, 0, ghost_bytes(f->ghost.nb));
+    f->ghost.nb_alloc = f->ghost.nb;
     return f;
 }
 
@@ -520,7 +535,7 @@ static void freq_destroy(void *st)
         return;
     ring_free(&f->small);
     ring_free(&f->main);
-    pc__free_array(f->ghost.w, ghost_bytes(f->ghost.nb), 32);
+    pc__free_array(f->ghost.w, ghost_bytes(f->ghost.nb_alloc), 32);
     pc__free_aligned(f, sizeof *f, 64);
 }
 
@@ -564,42 +579,28 @@ static bool freq_reserve(void *st, size_t n)
     return ok;
 }
 
-/* Ghost words keep their queue's eviction time in units of `unit`
- * evictions: when the unit changes from `was`, restate each word's age in
- * the new unit (at most 255: the time field's range, as for any word that
- * old). */
-static void ghost_restate(struct freq *f, uint32_t was)
-{
-    uint32_t *w = f->ghost.w;
-
-    for (size_t i = 0; i < (size_t)f->ghost.nb * GB; i++) {
-        uint32_t now, age;
-
-        if (w[i] == 0)
-            continue;
-        now = (w[i] & TAG_MAIN) ? f->t_main : f->t_small;
-        age = (now - (w[i] >> 23)) & 255u;
-        age = (uint32_t)((uint64_t)age * was / f->unit);
-        if (age > 255)
-            age = 255;
-        w[i] = (w[i] & (TAG_MAIN | 0x7fffffu)) | (((now - age) & 255u) << 23);
-    }
-}
-
 /* The share is now `share` (pc_set_capacity). The parameters follow it,
- * SMALL's target keeps its fraction of the share (what the adaptation
- * has learned), the ghost's words keep their ages in evictions. A ghost
- * larger than the new share's worth is rebuilt at that size, forgetting
- * its words (its buckets cannot be re-addressed without the keys'
- * hashes); a smaller one grows with the entries, as before (reserve). */
+ * and SMALL's target keeps the fraction of the share it had (what the
+ * adaptation learned; kept as it was when the old share was too small to
+ * say, under 100 entries, and rounded, so repeated small changes do not
+ * wear it down). A ghost larger than the new share's worth is rebuilt at
+ * that size, forgetting its words (its buckets cannot be re-addressed
+ * without the keys' hashes): every shrink of a full shard does that. A
+ * ghost kept has its words' times read in the new unit, a hint off for
+ * a while (a word may count as a recent miss or not wrongly until
+ * evictions replace it); a smaller one grows with the entries, as
+ * before (reserve). */
 static void freq_resize(void *st, size_t share)
 {
     struct freq *f = st;
-    uint32_t was_cap = f->cap, was_unit = f->unit;
+    uint32_t was_cap = f->cap;
     uint64_t cs;
 
+    if (was_cap >= 100)
+        f->cs_frac = (uint32_t)(((uint64_t)f->cs << CS_FRAC_BITS) / was_cap);
     set_share(f, share);
-    cs = (uint64_t)f->cs * f->cap / was_cap;
+    cs = ((uint64_t)f->cs_frac * f->cap + (1u << (CS_FRAC_BITS - 1))) >>
+         CS_FRAC_BITS;
     f->cs = cs < f->cs_min   ? f->cs_min
             : cs > f->cs_max ? f->cs_max
                              : (uint32_t)cs;
@@ -611,8 +612,6 @@ static void freq_resize(void *st, size_t share)
         ghost_rebuild(&f->ghost,
                       ghost_want((uint64_t)f->small.live + f->main.live,
                                  f->ghost.nb_max));
-    if (f->unit != was_unit)
-        ghost_restate(f, was_unit);
     note_room(f);
 }
 
@@ -798,8 +797,8 @@ static const struct pc__kv *freq_upcoming(const void *st)
 }
 
 /* Before the shard's lock: warm the ghost bucket insert will probe. The
- * ghost may grow meanwhile: its two fields are read atomically, but may
- * come from different sizes, so the address is computed as an integer (a
+ * ghost may grow or shrink meanwhile: its two fields are read atomically, but
+ * may come from different sizes, so the address is computed as an integer (a
  * prefetch never faults, whatever it points at). */
 static void freq_prefetch(const void *st, uint32_t h)
 {
