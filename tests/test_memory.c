@@ -4,6 +4,7 @@
  * reused rather than accumulated.
  */
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <time.h>
@@ -457,4 +458,36 @@ Test(memory, a_write_frees_at_most_two_removed_entries_while_few_wait)
         cr_assert_leq(most, 2, "one write freed %llu",
                       (unsigned long long)most);
     pc_destroy(c);
+}
+
+/* A filling shard grows its structures (index table, policy arrays,
+ * frequency's ghost) geometrically, whatever the allocator's size classes:
+ * a fill allocates each entry once and rebuilds a structure a logarithmic
+ * number of times. (The ghost once grew to the end of jemalloc's size
+ * class, which is geometric; with the sanitizer builds' exact-size malloc
+ * it was rebuilt every eight puts, a quadratic fill.) Without and with a
+ * byte bound, which makes the index start small too. */
+Test(memory, a_filling_shard_rebuilds_its_structures_a_few_times)
+{
+    enum { N = 150000 };
+
+    for (int bytes = 0; bytes < 2; bytes++) {
+        pc_options o = test_opts(N);
+        pc_cache *c;
+        long made;
+
+        o.shards = 1;
+        o.max_bytes = bytes ? (uint64_t)N * 64 : 0;
+        c = make_cache_opts(&o);
+        cr_assert_not_null(c);
+        pc__alloc_fail_after(LONG_MAX); /* count, never fail */
+        for (uint64_t k = 0; k < N; k++)
+            cr_assert_eq(put_u64(c, k, k), PC_OK);
+        made = pc__alloc_fail_after(-1);
+        cr_assert_eq(pc_len(c), N);
+        cr_assert_leq(made - N, 300,
+                      "%s: %ld allocations beside the %d entries' own",
+                      bytes ? "byte bound" : "capacity", made - N, N);
+        pc_destroy(c);
+    }
 }
