@@ -35,6 +35,10 @@ void pc__policy_resize(pc_cache *c);
  * the entries the limits allow need. */
 void pc__policy_trim(pc_cache *c);
 void pc__policy_destroy(pc_cache *c);
+/* The CLOCK build only: the shard that holds key (a diagnostic's hook,
+ * bench/sharing.c, which gives each thread keys of its own shards). */
+unsigned int pc__policy_shard_of(const pc_cache *c, const void *key,
+                                 size_t klen);
 /* The name of the build's policy ("clock" or "lru"). */
 const char *pc__policy_name(void);
 

@@ -159,6 +159,15 @@ static inline struct shard *shard_of(struct shard_cache *sc, uint64_t h)
     return &sc->shards[((h >> 32) * sc->nshards) >> 32];
 }
 
+unsigned int pc__policy_shard_of(const pc_cache *c, const void *key,
+                                 size_t klen)
+{
+    struct shard_cache *sc = sc_of((pc_cache *)c);
+
+    return (unsigned int)(shard_of(sc, pc__hash_key(&c->seed, key, klen)) -
+                          sc->shards);
+}
+
 static void kv_free(struct pc__kv *kv)
 {
     pc__free(kv, pc__kv_alloc_size(kv));

@@ -1,0 +1,240 @@
+/*
+ * purecache-sharing: what two threads' puts into one cache lose to each
+ * other, and why (a diagnostic for the write path's scaling, issue 10).
+ *
+ * One workload, four arrangements, each run interleaved with the others:
+ *   1 thread    one thread puts into a cache of capacity C.
+ *   shared      two threads put into one cache of capacity C, each from its
+ *               own stream of keys spread over every shard (the harness's
+ *               put mix).
+ *   split       the same cache, but each thread's keys fall in its own half
+ *               of the shards (pc__policy_shard_of, the library's own
+ *               mapping): the threads share the cache's global state (the
+ *               budgets, the epoch domain, the allocator) but no shard, so
+ *               no index chunk, entry, ring slot, lock or retirement batch.
+ *   separate    two caches of C/2, one per thread: nothing shared at all.
+ * Keys are uniform over N (8 bytes, 8-byte values); each cache is first
+ * filled by cache-aside puts over its thread's stream, so the timed puts
+ * of keys not held evict. Prints Mops/s (total over the threads), the
+ * median of --runs runs of --ops puts per thread.
+ *
+ * If split runs near separate and both far above shared, the threads'
+ * cost is the lines of shard state and data they pass between their
+ * caches (every line a put writes was last written by the other thread
+ * about half the time), not a global counter or lock: no layout of a
+ * shard's header can remove the index chunks and entries a uniform
+ * stream spreads over both threads.
+ *
+ * usage: purecache-sharing [--policy clock|frequency] [--keys N]
+ *        [--capacity C] [--ops N] [--runs R]
+ * Links the CLOCK build's static library (pc__policy_shard_of is internal).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "policy.h"
+#include "purecache.h"
+
+#define SHARDS 8u /* explicit: the split needs both halves non-empty */
+#define THREADS 2
+
+enum arrangement { ONE, SHARED, SPLIT, SEPARATE, NARR };
+static const char *const arr_name[NARR] = {"1 thread", "shared", "split",
+                                           "separate"};
+
+struct conf {
+    unsigned int policy;
+    uint64_t keys, capacity;
+    long ops, runs;
+};
+
+struct worker {
+    pc_cache *cache;
+    const uint64_t *keys; /* ops + fill keys */
+    long n;
+    int cpu;
+    pthread_barrier_t *start;
+};
+
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void pin(int cpu)
+{
+    cpu_set_t s;
+
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    (void)pthread_setaffinity_np(pthread_self(), sizeof s, &s);
+}
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+
+    pin(w->cpu);
+    pthread_barrier_wait(w->start);
+    for (long i = 0; i < w->n; i++)
+        (void)pc_put(w->cache, &w->keys[i], 8, &w->keys[i], 8);
+    return NULL;
+}
+
+static pc_cache *cache_new(const struct conf *cf, uint64_t capacity)
+{
+    pc_options o = {
+        .capacity = capacity, .policy = cf->policy, .shards = SHARDS};
+    pc_cache *c = NULL;
+
+    return pc_create(&o, &c) == PC_OK ? c : NULL;
+}
+
+/* Stream of n keys for thread t: uniform over the key space, restricted to
+ * shards [lo, hi) of c (all shards: lo 0, hi SHARDS). */
+static uint64_t *stream(const struct conf *cf, pc_cache *c, int t, long n,
+                        unsigned lo, unsigned hi)
+{
+    uint64_t *k = malloc((size_t)n * sizeof *k), x = 0x5eed + (uint64_t)t;
+
+    for (long i = 0; k != NULL && i < n;) {
+        uint64_t key = mix64(mix64(x++) % cf->keys);
+        unsigned s = pc__policy_shard_of(c, &key, sizeof key);
+
+        if (s >= lo && s < hi)
+            k[i++] = key;
+    }
+    return k;
+}
+
+/* One run of arrangement a: Mops/s, or a negative number on failure. */
+static double run(const struct conf *cf, enum arrangement a)
+{
+    int nt = a == ONE ? 1 : THREADS;
+    long fill = (long)(2 * cf->capacity), n = fill + cf->ops;
+    pc_cache *c[THREADS] = {NULL, NULL};
+    uint64_t *keys[THREADS] = {NULL, NULL};
+    struct worker w[THREADS];
+    pthread_t tid[THREADS];
+    pthread_barrier_t start;
+    double t0, mops = -1;
+
+    c[0] = cache_new(cf, a == SEPARATE ? cf->capacity / 2 : cf->capacity);
+    c[1] = a == SEPARATE ? cache_new(cf, cf->capacity / 2) : c[0];
+    if (c[0] == NULL || c[1] == NULL)
+        goto out;
+    for (int t = 0; t < nt; t++) {
+        unsigned half = SHARDS / 2;
+
+        keys[t] = a == SPLIT ? stream(cf, c[t], t, n, t * half, t * half + half)
+                             : stream(cf, c[t], t, n, 0, SHARDS);
+        if (keys[t] == NULL)
+            goto out;
+        for (long i = 0; i < fill; i++) /* fill: the timed puts evict */
+            (void)pc_put(c[t], &keys[t][i], 8, &keys[t][i], 8);
+    }
+    pthread_barrier_init(&start, NULL, (unsigned)nt + 1);
+    for (int t = 0; t < nt; t++) {
+        w[t] = (struct worker){c[t], keys[t] + fill, cf->ops, t, &start};
+        pthread_create(&tid[t], NULL, work, &w[t]);
+    }
+    pthread_barrier_wait(&start);
+    t0 = now_s();
+    for (int t = 0; t < nt; t++)
+        pthread_join(tid[t], NULL);
+    mops = (double)nt * (double)cf->ops / (now_s() - t0) / 1e6;
+    pthread_barrier_destroy(&start);
+out:
+    for (int t = 0; t < THREADS; t++)
+        free(keys[t]);
+    if (c[1] != c[0])
+        pc_destroy(c[1]);
+    pc_destroy(c[0]);
+    return mops;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+
+    return (x > y) - (x < y);
+}
+
+static bool parse(int argc, char **argv, struct conf *cf)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+        if (v == NULL)
+            return false;
+        if (strcmp(argv[i], "--policy") == 0 && strcmp(v, "clock") == 0)
+            cf->policy = PC_POLICY_DEFAULT;
+        else if (strcmp(argv[i], "--policy") == 0 &&
+                 strcmp(v, "frequency") == 0)
+            cf->policy = PC_POLICY_FREQUENCY;
+        else if (strcmp(argv[i], "--keys") == 0)
+            cf->keys = strtoull(v, NULL, 10);
+        else if (strcmp(argv[i], "--capacity") == 0)
+            cf->capacity = strtoull(v, NULL, 10);
+        else if (strcmp(argv[i], "--ops") == 0)
+            cf->ops = strtol(v, NULL, 10);
+        else if (strcmp(argv[i], "--runs") == 0)
+            cf->runs = strtol(v, NULL, 10);
+        else
+            return false;
+        i++;
+    }
+    return cf->keys > cf->capacity && cf->capacity >= 2 * SHARDS &&
+           cf->ops > 0 && cf->runs > 0 && cf->runs <= 99;
+}
+
+int main(int argc, char **argv)
+{
+    struct conf cf = {PC_POLICY_DEFAULT, 1000000, 100000, 2000000, 3};
+    double m[NARR][99];
+
+    if (!parse(argc, argv, &cf)) {
+        fprintf(stderr, "usage: purecache-sharing [--policy clock|frequency] "
+                        "[--keys N] [--capacity C] [--ops N] [--runs R]\n");
+        return 2;
+    }
+    printf("purecache-sharing: %s, uniform puts of %llu keys, capacity "
+           "%llu, %u shards, %ld puts per thread, median of %ld runs\n",
+           cf.policy == PC_POLICY_FREQUENCY ? "frequency" : "clock",
+           (unsigned long long)cf.keys, (unsigned long long)cf.capacity, SHARDS,
+           cf.ops, cf.runs);
+    for (long r = 0; r < cf.runs; r++) /* interleaved, order alternating */
+        for (int k = 0; k < NARR; k++) {
+            int a = r % 2 ? NARR - 1 - k : k;
+
+            m[a][r] = run(&cf, (enum arrangement)a);
+            if (m[a][r] < 0) {
+                fprintf(stderr, "purecache-sharing: out of memory\n");
+                return 1;
+            }
+        }
+    for (int a = 0; a < NARR; a++) {
+        qsort(m[a], (size_t)cf.runs, sizeof m[a][0], cmp_double);
+        printf("  %-9s %7.2f Mops/s  (%.2f..%.2f)\n", arr_name[a],
+               m[a][cf.runs / 2], m[a][0], m[a][cf.runs - 1]);
+    }
+    return 0;
+}
