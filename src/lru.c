@@ -597,7 +597,8 @@ void pc__policy_shrink(pc_cache *base, struct pc__removals *rm,
  * the capacity, or, under a byte bound, what it holds now (at least); a
  * smaller table moves every entry, whose nodes then learn their new
  * positions; the recency list's nodes are renumbered into smaller arrays
- * likewise (lru_nodes.c). */
+ * likewise (lru_nodes.c), and the expiry heap moves to one sized by the
+ * entries that can expire (lru_heap.c). */
 void pc__policy_trim(pc_cache *base)
 {
     struct lru_cache *c = lru_of(base);
@@ -615,6 +616,7 @@ void pc__policy_trim(pc_cache *base)
         held += pc__index_count(&c->ix[t]);
     }
     pc__lru_nodes_trim(c, bounded || held > cap ? held : cap);
+    pc__lru_heap_trim(c);
     pc__writer_unlock(base, &c->w);
 }
 

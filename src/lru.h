@@ -269,5 +269,9 @@ static inline void node_give(struct lru_cache *c, uint32_t id)
 bool pc__lru_heap_reserve(struct lru_cache *c);
 void pc__lru_heap_push(struct lru_cache *c, struct pc__kv *kv);
 void pc__lru_heap_remove(struct lru_cache *c, struct pc__kv *kv);
+/* After a limit was lowered: an array four times larger than its entries
+ * need (and than its first size) moves to a smaller one; kept if memory is
+ * short. */
+void pc__lru_heap_trim(struct lru_cache *c);
 
 #endif

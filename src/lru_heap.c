@@ -63,15 +63,14 @@ static void heap_down(struct lru_cache *c, size_t i)
     PC__ASSERT(i == 0 || c->heap[(i - 1) / ARITY].key <= e.key);
 }
 
-bool pc__lru_heap_reserve(struct lru_cache *c)
-{
-    struct lru_heap_slot *h;
-    size_t ncap;
+#define HEAP_FIRST 64 /* slots: the first array; each growth doubles it */
 
-    if (c->heap_len < c->heap_cap)
-        return true;
-    ncap = c->heap_cap ? 2 * c->heap_cap : 64;
-    h = pc__alloc_array(sizeof *h * ncap, 0);
+/* Move the heap to an array of ncap slots (>= heap_len); false on ENOMEM
+ * (heap unchanged). Slots keep their indices, so positions hold. */
+static bool heap_move(struct lru_cache *c, size_t ncap)
+{
+    struct lru_heap_slot *h = pc__alloc_array(sizeof *h * ncap, 0);
+
     if (h == NULL)
         return false;
     if (c->heap_len)
@@ -80,6 +79,23 @@ bool pc__lru_heap_reserve(struct lru_cache *c)
     c->heap = h;
     c->heap_cap = ncap;
     return true;
+}
+
+bool pc__lru_heap_reserve(struct lru_cache *c)
+{
+    if (c->heap_len < c->heap_cap)
+        return true;
+    return heap_move(c, c->heap_cap ? 2 * c->heap_cap : HEAP_FIRST);
+}
+
+void pc__lru_heap_trim(struct lru_cache *c)
+{
+    size_t want = HEAP_FIRST;
+
+    while (want < c->heap_len)
+        want *= 2;
+    if (c->heap_cap >= 4 * want)
+        (void)heap_move(c, want); /* (kept as it is if memory is short) */
 }
 
 void pc__lru_heap_push(struct lru_cache *c, struct pc__kv *kv)
