@@ -492,8 +492,10 @@ PC_API pc_status pc_set_capacity(pc_cache *cache, size_t capacity);
  * Change the byte bound (0 removes it). Shrinking evicts, in policy order,
  * until pc_bytes is within the new bound before returning (reported as
  * PC_REMOVED_EVICTED); a bound below every entry's size evicts everything.
- * Structures then four times larger than the entries left need are
- * rebuilt smaller, as for pc_set_capacity.
+ * If the new bound is below the bytes held (it evicts), structures then
+ * four times larger than the entries left need are rebuilt smaller, as
+ * for pc_set_capacity; a bound that evicts nothing leaves them (they are
+ * sized by the entries held, which it does not change).
  * Returns PC_OK; PC_EINVAL for a NULL cache. Thread-safety: any thread.
  * Progress: blocking.
  */

@@ -146,13 +146,19 @@ pc_status pc_set_capacity(pc_cache *cache, size_t capacity)
 
 pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes)
 {
-    uint64_t was;
+    uint64_t was, held;
 
     if (cache == NULL)
         return PC_EINVAL;
+    held = __atomic_load_n(&cache->bytes, __ATOMIC_RELAXED);
     was = __atomic_exchange_n(&cache->max_bytes, max_bytes,
                               __ATOMIC_SEQ_CST); /* idem */
-    shrink(cache, max_bytes != 0 && (was == 0 || max_bytes < was));
+    /* Trim only under a bound that binds: under a byte bound the tables
+     * are sized by the entries held, and a cache that holds few (after
+     * deletes) below a new bound would rebuild them only to grow them
+     * again. */
+    shrink(cache,
+           max_bytes != 0 && (was == 0 || max_bytes < was) && max_bytes < held);
     return PC_OK;
 }
 

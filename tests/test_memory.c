@@ -497,3 +497,46 @@ Test(memory, a_filling_shard_rebuilds_its_structures_a_few_times)
         pc_destroy(c);
     }
 }
+
+/* A byte bound that evicts nothing rebuilds nothing: the tables of a
+ * cache holding few entries after deletes stay as they are (rebuilt for
+ * those few, they would only grow back by doubling), while one that evicts
+ * trims them (a_lowered_capacity_costs_what_it_may_hold). */
+Test(memory, a_byte_bound_that_evicts_nothing_rebuilds_nothing)
+{
+    enum { FULL = 1 << 16, KEPT = 500 };
+    pc_options o = test_opts(FULL);
+    pc_cache *c;
+    long made;
+
+    o.shards = 2;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (uint64_t k = 0; k < FULL; k++)
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    for (uint64_t k = KEPT; k < FULL; k++)
+        cr_assert_eq(pc_delete(c, &k, sizeof k), PC_OK);
+    pc_reclaim(c);
+    for (int step = 0; step < 2; step++) { /* from none, then lower */
+        pc__alloc_fail_after(LONG_MAX);    /* count, never fail */
+        cr_assert_eq(pc_set_max_bytes(c, step ? 1u << 24 : 1u << 30), PC_OK);
+        made = pc__alloc_fail_after(-1);
+        cr_assert_eq(made, 0,
+                     "setting a bound above what is held made %ld "
+                     "allocations",
+                     made);
+    }
+    cr_assert_eq(pc_len(c), KEPT);
+#ifdef PC_TEST_JEMALLOC /* (thread_net) */
+    /* A bound that evicts does trim: smaller tables, megabytes freed. */
+    int64_t before = thread_net();
+
+    cr_assert_eq(pc_set_max_bytes(c, 16 * KEPT / 2), PC_OK);
+    pc_reclaim(c);
+    cr_assert_leq(pc_len(c), KEPT / 2);
+    cr_assert_lt(thread_net(), before - (1 << 20),
+                 "a bound that evicted freed %lld bytes",
+                 (long long)(before - thread_net()));
+#endif
+    pc_destroy(c);
+}
