@@ -110,38 +110,61 @@ static bool clock_reserve(void *st, size_t n)
     return true;
 }
 
+static void reverse(struct pc__kv **a, uint32_t from, uint32_t to)
+{
+    while (from + 1 < to) {
+        struct pc__kv *t = a[from];
+
+        a[from++] = a[--to];
+        a[to] = t;
+    }
+}
+
 /* After a limit was lowered: a ring at least four times the size `n`
  * entries need (a power of two, 64 at least, as reserve grows it) moves to
  * one of that size, its entries packed in the hand's order from the hand
  * on (the sweep meets them as before; the free slots, threaded between
- * them, are gone). Kept if memory is short. */
+ * them, are gone). If memory is short, the entries are packed so in place
+ * (squeezed, then rotated by three reversals), the ring keeping its size:
+ * later puts then take the same slots, and evict the same victims, as
+ * after a trim that could allocate. */
 static void clock_trim(void *st, size_t n)
 {
     struct clock_ring *r = st;
     uint64_t want = 64;
     struct pc__kv **ring;
-    uint32_t k = 0, h = r->hand < r->used ? r->hand : 0;
+    uint32_t k = 0, before = 0, h = r->hand < r->used ? r->hand : 0;
 
     while (want < (uint64_t)n + 1)
         want *= 2;
     if ((uint64_t)r->ring_cap < 4 * want)
         return;
     ring = pc__alloc_array(sizeof *ring * want, 0);
-    if (ring == NULL)
-        return;
-    for (uint32_t i = 0; i < r->used; i++) {
-        uint32_t j = h + i < r->used ? h + i : h + i - r->used;
-        struct pc__kv *kv = r->ring[j];
+    if (ring != NULL) {
+        for (uint32_t i = 0; i < r->used; i++) {
+            uint32_t j = h + i < r->used ? h + i : h + i - r->used;
 
-        if (SLOT_IS_FREE(kv))
-            continue;
-        PC__ASSERT(k < want);
-        kv->w.live.slot = k;
-        ring[k++] = kv;
+            if (!SLOT_IS_FREE(r->ring[j])) {
+                PC__ASSERT(k < want);
+                ring[k++] = r->ring[j];
+            }
+        }
+        pc__free_array(r->ring, sizeof *ring * r->ring_cap, 0);
+        r->ring = ring;
+        r->ring_cap = (uint32_t)want;
+    } else {
+        for (uint32_t i = 0; i < r->used; i++) {
+            if (SLOT_IS_FREE(r->ring[i]))
+                continue;
+            before += i < h;
+            r->ring[k++] = r->ring[i];
+        }
+        reverse(r->ring, 0, before);
+        reverse(r->ring, before, k);
+        reverse(r->ring, 0, k);
     }
-    pc__free_array(r->ring, sizeof *ring * r->ring_cap, 0);
-    r->ring = ring;
-    r->ring_cap = (uint32_t)want;
+    for (uint32_t i = 0; i < k; i++)
+        r->ring[i]->w.live.slot = i;
     r->used = k;
     r->hand = 0;
     r->free_head = SLOT_NONE;
