@@ -34,7 +34,15 @@
  * after a growth makes new marks, all clear, before it looks at one
  * (shard.c, exq_room); a trim (a smaller table, after a lowered limit)
  * rebuilds the queue at once, marks included (shard.c, pc__policy_trim).
- * So no put trusts a mark of an old table.
+ * So no put trusts a mark of an old table, with one harmless exception:
+ * if a trim cannot allocate smaller marks, the old, larger array stays,
+ * and a regrowth it still covers keeps it, so a put may read a mark left
+ * from before the trim and push no item. Harmless: a mark is set only
+ * while some item is queued, and a put skips its push only for an entry
+ * due at max_at or later, so an item due no later than the entry is
+ * queued; when it comes due, take_expired sees the generation changed and
+ * rebuilds the queue from the index (which covers the entry) before it
+ * uses any position.
  *
  * Items whose position no entry that can expire holds (keys evicted,
  * deleted, cleared, and not followed there) stay until they come due or a
@@ -89,9 +97,10 @@ struct pc__exq {
     /* marks[c] bit s: an item names chunk c's slot s (nmarks chunks; a
      * chunk beyond them is never marked: nothing but a push is lost). */
     uint8_t *marks;
-    /* The index generation its positions refer to (a growth adds one, and
-     * the table only doubles: 32 bits never wrap). 40 bytes in all, so
-     * that a shard keeps to four cache lines (shard.c). */
+    /* The index generation its positions refer to (a growth or a trim
+     * adds one). 32 bits never wrap: the table only doubles between
+     * trims, and every trim rebuilds the queue at once. 40 bytes in all,
+     * so that a shard keeps to four cache lines (shard.c). */
     uint32_t gen;
     uint32_t nmarks;
 };
