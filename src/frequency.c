@@ -379,8 +379,14 @@ static uint32_t ghost_want(uint64_t n, uint32_t nb_max)
 static __attribute__((noinline, cold)) void ghost_rebuild(struct ghost *g,
                                                           uint32_t nb)
 {
-    uint32_t *w = pc__alloc_array(ghost_bytes(nb), 32), *old = g->w;
+    uint32_t *w, *old = g->w;
 
+    if (nb > g->nb && nb <= g->nb_alloc) { /* a growth the old one holds */
+        memset(old, 0, ghost_bytes(nb));
+        __atomic_store_n(&g->nb, nb, __ATOMIC_RELAXED);
+        return;
+    }
+    w = pc__alloc_array(ghost_bytes(nb), 32);
     if (w == NULL) {
         if (nb < g->nb) {
             memset(old, 0, ghost_bytes(nb));
@@ -652,7 +658,9 @@ static void freq_trim(void *st, size_t n)
     ring_trim(&f->small,
               f->small.live > small ? f->small.live : (uint32_t)small);
     nb = ghost_want(n, f->ghost.nb_max);
-    if (f->ghost.nb >= 4 * (uint64_t)nb)
+    /* (The allocation's size: a shrink that could not allocate before, and
+     * kept the old one, tries again.) */
+    if (f->ghost.nb_alloc >= 4 * (uint64_t)nb)
         ghost_rebuild(&f->ghost, nb);
     note_room(f);
 }

@@ -419,6 +419,45 @@ Test(memory, a_lowered_capacity_costs_what_it_may_hold)
         }
     }
 }
+
+/* A lowered limit whose smaller copies could not be allocated keeps the
+ * larger structures (the frequency ghost: its old allocation's first
+ * buckets); the next lowered limit makes them again, and the cache then
+ * costs what one lowered at once does. */
+static int64_t lowered_net(bool short_first)
+{
+    enum { FULL = 1 << 16 };
+    pc_options o = test_opts(FULL);
+    int64_t before = thread_net(), net;
+    pc_cache *c;
+
+    o.shards = 1;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (uint64_t k = 0; k < FULL + FULL / 2; k++)
+        put_u64(c, k, k);
+    if (short_first) {
+        pc__alloc_fail_after(0); /* every allocation fails */
+        cr_assert_eq(pc_set_capacity(c, 1000), PC_OK);
+        pc__alloc_fail_after(-1);
+    }
+    cr_assert_eq(pc_set_capacity(c, 999), PC_OK);
+    pc_reclaim(c);
+    net = thread_net() - before;
+    cr_assert_eq(pc_len(c), 999);
+    pc_destroy(c);
+    return net;
+}
+
+Test(memory, a_trim_short_of_memory_is_made_by_the_next_one)
+{
+    int64_t direct = lowered_net(false), retried = lowered_net(true);
+
+    cr_assert_lt(retried, direct + 16384,
+                 "lowered after a trim short of memory: %lld bytes, at once: "
+                 "%lld",
+                 (long long)retried, (long long)direct);
+}
 #endif
 
 /* Frees are paced (retire.h): the hundreds of entries one grace period
