@@ -3,10 +3,12 @@
  * what separates it from CLOCK. Keys used twice on probation outlive a scan
  * longer than the cache, keys used once do not; a key that returns soon
  * after SMALL evicted it (a ghost hit) enters MAIN and outlives a scan,
- * while a key seen once does not. The ghost checks run on a fresh cache
- * and on one whose capacity was lowered and raised again (the ghost rebuilt
- * smaller, then grown back with the entries), with many returning keys, so
- * that several share a ghost bucket and are taken from it out of order.
+ * while a key seen once does not; most keys returning after half a cache
+ * of evictions still do (the ghost's buckets keep their newest 8 words).
+ * The ghost checks run on a fresh cache and on one whose capacity was
+ * lowered and raised again (the ghost rebuilt smaller, then grown back
+ * with the entries), with many returning keys, so that several share a
+ * ghost bucket and are taken from it out of order.
  *
  * Each test drives the cache to its steady state first (a full cache, then
  * 2x its capacity of one-time keys through SMALL), uses a fixed hash seed,
@@ -89,17 +91,18 @@ Test(frequency_policy, keys_used_twice_on_probation_outlive_a_scan)
 }
 
 /* 100 keys put once and evicted from SMALL (which holds about 5% of CAP);
- * put again at once (in reverse), they are ghost hits and go to MAIN; 100
- * other keys put once stay on probation. Then a scan of 5 * CAP one-time
- * keys. */
-static void returning_keys_outlive_a_scan(pc_cache *c)
+ * put again (in reverse) after `gap` more one-time keys, they are ghost
+ * hits and go to MAIN; 100 other keys put once stay on probation. Then a
+ * scan of 5 * CAP one-time keys: at least `least` of the 100 outlive it. */
+static void returning_keys_outlive_a_scan(pc_cache *c, uint64_t gap,
+                                          size_t least)
 {
     pc_stats st;
     uint64_t evicted;
     size_t kept;
 
     put_range(c, HOT, 100);
-    put_range(c, SCAN, 60); /* SMALL's 50 or so, and the hot keys gone */
+    put_range(c, SCAN, 60 + gap); /* SMALL's 50 or so: the hot keys gone */
     cr_assert_eq(present(c, HOT, 100), 0, "the hot keys were not evicted");
     cr_assert_eq(pc_stats_get(c, &st), PC_OK);
     evicted = st.evictions;
@@ -110,12 +113,12 @@ static void returning_keys_outlive_a_scan(pc_cache *c)
     cr_assert_eq(pc_stats_get(c, &st), PC_OK);
     cr_assert_eq(st.evictions, evicted + 100);
     put_range(c, COLD, 100);
-    put_range(c, SCAN + 60, 5 * CAP);
+    put_range(c, SCAN + 60 + gap, 5 * CAP);
     kept = present(c, HOT, 100);
-    cr_assert_eq(kept, 100,
-                 "of 100 keys that returned soon after eviction (ghost hits, "
-                 "to MAIN), %zu outlived the scan",
-                 kept);
+    cr_assert_geq(kept, least,
+                  "of 100 keys that returned after eviction (ghost hits, to "
+                  "MAIN), %zu outlived the scan",
+                  kept);
     cr_assert_eq(present(c, COLD, 100), 0);
     cr_assert_eq(pc_len(c), CAP);
 }
@@ -125,7 +128,22 @@ Test(frequency_policy, keys_that_return_soon_after_eviction_outlive_a_scan)
     pc_cache *c = frequency_cache();
 
     settle(c);
-    returning_keys_outlive_a_scan(c);
+    returning_keys_outlive_a_scan(c, 0, 100);
+    pc_destroy(c);
+}
+
+/* After CAP / 2 more evictions, about four newer words have entered each
+ * ghost bucket (8 words, FIFO): most hot keys' words are still there, a
+ * few fell out (measured: 89 of 100 outlive the scan, 99 after 300
+ * evictions, 70 after 700; a ghost_put whose shift dropped a bucket's
+ * fifth word kept 55). */
+Test(frequency_policy,
+     most_keys_that_return_after_half_a_cache_of_evictions_outlive_a_scan)
+{
+    pc_cache *c = frequency_cache();
+
+    settle(c);
+    returning_keys_outlive_a_scan(c, CAP / 2, 75);
     pc_destroy(c);
 }
 
@@ -139,6 +157,6 @@ Test(frequency_policy, the_ghost_still_works_after_a_lowered_and_raised_limit)
     cr_assert_eq(pc_set_capacity(c, CAP), PC_OK);
     put_range(c, BASE, CAP);
     put_range(c, FILLER, 2 * CAP);
-    returning_keys_outlive_a_scan(c);
+    returning_keys_outlive_a_scan(c, 0, 100);
     pc_destroy(c);
 }
