@@ -52,7 +52,10 @@
 
 struct clock_ring {
     struct pc__kv **ring;
-    uint32_t ring_cap;    /* slots allocated */
+    uint32_t ring_cap;    /* slots usable: the size the ring would have had
+                           * had every allocation succeeded */
+    uint32_t ring_alloc;  /* slots allocated (more than ring_cap only after
+                           * a trim that could not allocate: clock_trim) */
     uint32_t used;        /* slots ever handed out (high-water mark) */
     uint32_t hand;        /* next slot the clock hand examines */
     uint32_t free_head;   /* free-slot list through the ring, or SLOT_NONE */
@@ -79,14 +82,30 @@ static void clock_destroy(void *st)
 
     if (r == NULL)
         return;
-    pc__free_array(r->ring, sizeof *r->ring * r->ring_cap, 0);
+    pc__free_array(r->ring, sizeof *r->ring * r->ring_alloc, 0);
     pc__free_aligned(r, sizeof *r, 64);
+}
+
+/* Move the ring to an allocation of `size` slots (at least `used`), its
+ * layout kept; ring_cap becomes `size`. false on ENOMEM (nothing
+ * changed). */
+static bool ring_move(struct clock_ring *r, uint32_t size)
+{
+    struct pc__kv **ring = pc__alloc_array(sizeof *ring * size, 0);
+
+    if (ring == NULL)
+        return false;
+    if (r->used)
+        memcpy(ring, r->ring, sizeof *ring * r->used);
+    pc__free_array(r->ring, sizeof *ring * r->ring_alloc, 0);
+    r->ring = ring;
+    r->ring_cap = r->ring_alloc = size;
+    return true;
 }
 
 static bool clock_reserve(void *st, size_t n)
 {
     struct clock_ring *r = st;
-    struct pc__kv **ring;
     uint64_t ncap;
 
     (void)n;
@@ -99,15 +118,11 @@ static bool clock_reserve(void *st, size_t n)
     ncap = r->ring_cap ? 2 * (uint64_t)r->ring_cap : 64;
     if (ncap > SLOT_MAX)
         ncap = SLOT_MAX;
-    ring = pc__alloc_array(sizeof *ring * ncap, 0);
-    if (ring == NULL)
-        return false;
-    if (r->used)
-        memcpy(ring, r->ring, sizeof *ring * r->used);
-    pc__free_array(r->ring, sizeof *ring * r->ring_cap, 0);
-    r->ring = ring;
-    r->ring_cap = (uint32_t)ncap;
-    return true;
+    if (ncap <= r->ring_alloc) { /* the allocation holds it already */
+        r->ring_cap = (uint32_t)ncap;
+        return true;
+    }
+    return ring_move(r, (uint32_t)ncap);
 }
 
 static void reverse(struct pc__kv **a, uint32_t from, uint32_t to)
@@ -125,9 +140,11 @@ static void reverse(struct pc__kv **a, uint32_t from, uint32_t to)
  * one of that size, its entries packed in the hand's order from the hand
  * on (the sweep meets them as before; the free slots, threaded between
  * them, are gone). If memory is short, the entries are packed so in place
- * (squeezed, then rotated by three reversals), the ring keeping its size:
- * later puts then take the same slots, and evict the same victims, as
- * after a trim that could allocate. */
+ * (squeezed, then rotated by three reversals) and the ring's usable size
+ * becomes that size while its allocation stays: later puts, growths and
+ * trims then do what they would after a trim that could allocate (same
+ * slots, same victims), and the next trim moves the allocation to the
+ * usable size, the layout kept. */
 static void clock_trim(void *st, size_t n)
 {
     struct clock_ring *r = st;
@@ -137,8 +154,11 @@ static void clock_trim(void *st, size_t n)
 
     while (want < (uint64_t)n + 1)
         want *= 2;
-    if ((uint64_t)r->ring_cap < 4 * want)
+    if ((uint64_t)r->ring_cap < 4 * want) {
+        if (r->ring_alloc > r->ring_cap) /* left by one short of memory */
+            ring_move(r, r->ring_cap);   /* (kept if memory is short) */
         return;
+    }
     ring = pc__alloc_array(sizeof *ring * want, 0);
     if (ring != NULL) {
         for (uint32_t i = 0; i < r->used; i++) {
@@ -149,9 +169,9 @@ static void clock_trim(void *st, size_t n)
                 ring[k++] = r->ring[j];
             }
         }
-        pc__free_array(r->ring, sizeof *ring * r->ring_cap, 0);
+        pc__free_array(r->ring, sizeof *ring * r->ring_alloc, 0);
         r->ring = ring;
-        r->ring_cap = (uint32_t)want;
+        r->ring_cap = r->ring_alloc = (uint32_t)want;
     } else {
         for (uint32_t i = 0; i < r->used; i++) {
             if (SLOT_IS_FREE(r->ring[i]))
@@ -162,6 +182,7 @@ static void clock_trim(void *st, size_t n)
         reverse(r->ring, 0, before);
         reverse(r->ring, before, k);
         reverse(r->ring, 0, k);
+        r->ring_cap = (uint32_t)want;
     }
     for (uint32_t i = 0; i < k; i++)
         r->ring[i]->w.live.slot = i;

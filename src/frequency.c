@@ -401,6 +401,22 @@ static __attribute__((noinline, cold)) void ghost_rebuild(struct ghost *g,
     __atomic_store_n(&g->nb, nb, __ATOMIC_RELAXED);
 }
 
+/* Move the ghost's buckets, words and all, to an allocation of their own
+ * size (after a shrink that could not allocate, which left them at the
+ * start of a larger one); kept as they are if memory is short. The bucket
+ * count does not change, so every word stays where its key looks. */
+static __attribute__((noinline, cold)) void ghost_move(struct ghost *g)
+{
+    uint32_t *w = pc__alloc_array(ghost_bytes(g->nb), 32);
+
+    if (w == NULL)
+        return;
+    memcpy(w, g->w, ghost_bytes(g->nb));
+    pc__free_array(g->w, ghost_bytes(g->nb_alloc), 32);
+    g->nb_alloc = g->nb;
+    __atomic_store_n(&g->w, w, __ATOMIC_RELAXED);
+}
+
 /* The position of h's fingerprint among a bucket's 8 words, or -1. Words
  * in use come first (ghost_put shifts, ghost_take compacts) and a word's
  * fingerprint is never 0, so the first match among all 8 is the first
@@ -658,10 +674,14 @@ static void freq_trim(void *st, size_t n)
     ring_trim(&f->small,
               f->small.live > small ? f->small.live : (uint32_t)small);
     nb = ghost_want(n, f->ghost.nb_max);
-    /* (The allocation's size: a shrink that could not allocate before, and
-     * kept the old one, tries again.) */
-    if (f->ghost.nb_alloc >= 4 * (uint64_t)nb)
+    /* Decided on the buckets in use, as a ghost whose every allocation
+     * succeeded decides, so that the words it forgets are the same; an
+     * allocation left larger by a shrink short of memory moves to their
+     * size, words kept. */
+    if (f->ghost.nb >= 4 * (uint64_t)nb)
         ghost_rebuild(&f->ghost, nb);
+    else if (f->ghost.nb_alloc > f->ghost.nb)
+        ghost_move(&f->ghost);
     note_room(f);
 }
 

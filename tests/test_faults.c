@@ -577,6 +577,87 @@ Test(faults, lowering_the_capacity_far_never_fails)
     run_scenario(&raised);
 }
 
+/* Caches A and B of 4096 entries, one shard, filled, every third key read;
+ * A's next call (`lower`) has no memory at all, B's has; then both get the
+ * same calls (`then`). Every key either may hold must then be in both or
+ * in neither. */
+static void same_after_a_short_lowering(void (*lower)(pc_cache *c),
+                                        void (*then)(pc_cache *c),
+                                        const char *what)
+{
+    pc_cache *a = cache_new(4096, 1), *b = cache_new(4096, 1);
+    uint64_t v;
+
+    for (uint64_t k = 0; k < 4096; k++) {
+        put_u64(a, k, k);
+        put_u64(b, k, k);
+    }
+    for (uint64_t k = 0; k < 4096; k += 3) {
+        get_u64(a, k, &v);
+        get_u64(b, k, &v);
+    }
+    pc__alloc_fail_after(0);
+    lower(a);
+    pc__alloc_fail_after(-1);
+    lower(b);
+    then(a);
+    then(b);
+    cr_assert_eq(pc_len(a), pc_len(b), "%s: len %zu vs %zu", what, pc_len(a),
+                 pc_len(b));
+    for (uint64_t k = 0; k < 20000; k++)
+        cr_assert_eq(get_u64(a, k, &v) == PC_OK, get_u64(b, k, &v) == PC_OK,
+                     "%s: key %lu in one cache only", what, (unsigned long)k);
+    pc_destroy(a);
+    pc_destroy(b);
+}
+
+static void capacity_600(pc_cache *c)
+{
+    cr_assert_eq(pc_set_capacity(c, 600), PC_OK);
+}
+
+/* Lowered again, a little (a trim that could allocate the first time has
+ * nothing to do now), raised, every key read (a use each), then 400 new
+ * keys: 300 into free room, 100 evicting. clock, once, packed its ring a
+ * second time (the allocation it had kept, not the ring's size, decided):
+ * the new keys took other slots, and 100 other keys were evicted. */
+static void capacity_300_then_600_then_puts(pc_cache *c)
+{
+    cr_assert_eq(pc_set_capacity(c, 300), PC_OK);
+    cr_assert_eq(pc_set_capacity(c, 600), PC_OK);
+    for (uint64_t k = 0; k < 4096; k++)
+        get_u64(c, k, NULL);
+    for (uint64_t k = 10000; k < 10400; k++)
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+}
+
+static void bytes_100_entries(pc_cache *c)
+{
+    cr_assert_eq(pc_set_max_bytes(c, 16 * 100), PC_OK);
+}
+
+/* Churned, lowered again (to 50 entries), then keys the frequency policy's
+ * ghost remembers come back: it once forgot its ghost in the second
+ * lowering (decided by the allocation it had kept), where a cache whose
+ * first lowering had memory kept it, and 24 keys differed. */
+static void churn_bytes_50_entries_then_returns(pc_cache *c)
+{
+    for (uint64_t k = 10000; k < 10600; k++)
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    cr_assert_eq(pc_set_max_bytes(c, 16 * 50), PC_OK);
+    for (int r = 0; r < 3; r++)
+        for (uint64_t k = 10400; k < 10600; k++)
+            cr_assert_eq(put_u64(c, k, k), PC_OK);
+}
+
+Test(faults, a_limit_lowered_short_of_memory_evicts_as_if_it_had_not_been)
+{
+    same_after_a_short_lowering(capacity_600, capacity_300_then_600_then_puts,
+                                "capacity");
+    same_after_a_short_lowering(bytes_100_entries,
+                                churn_bytes_50_entries_then_returns, "bytes");
+}
+
 Test(faults, reclaim_is_unaffected_by_allocation_failure)
 {
     struct scenario sc = {"reclaim",  12,    0, setup_full_some_used,
