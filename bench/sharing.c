@@ -109,11 +109,14 @@ static pc_cache *cache_new(const struct conf *cf, uint64_t capacity)
 }
 
 /* Stream of n keys for thread t: uniform over the key space, restricted to
- * shards [lo, hi) of c (all shards: lo 0, hi SHARDS). */
+ * shards [lo, hi) of c (all shards: lo 0, hi SHARDS). Each thread counts
+ * from its own start, 2^40 apart (adjacent starts made thread 1's keys
+ * thread 0's, one step later). */
 static uint64_t *stream(const struct conf *cf, pc_cache *c, int t, long n,
                         unsigned lo, unsigned hi)
 {
-    uint64_t *k = malloc((size_t)n * sizeof *k), x = 0x5eed + (uint64_t)t;
+    uint64_t *k = malloc((size_t)n * sizeof *k),
+             x = 0x5eed + ((uint64_t)t << 40);
 
     for (long i = 0; k != NULL && i < n;) {
         uint64_t key = mix64(mix64(x++) % cf->keys);

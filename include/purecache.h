@@ -494,8 +494,9 @@ PC_API pc_status pc_set_capacity(pc_cache *cache, size_t capacity);
  * PC_REMOVED_EVICTED); a bound below every entry's size evicts everything.
  * If the new bound is below the bytes held (it evicts), structures then
  * four times larger than the entries left need are rebuilt smaller, as
- * for pc_set_capacity; a bound that evicts nothing leaves them (they are
- * sized by the entries held, which it does not change).
+ * for pc_set_capacity; a bound that evicts nothing rebuilds nothing, even
+ * structures larger than the entries held need (say, after deletes, in a
+ * cache that had no bound: the puts to come would grow them again).
  * Returns PC_OK; PC_EINVAL for a NULL cache. Thread-safety: any thread.
  * Progress: blocking.
  */

@@ -35,9 +35,11 @@
  * (shard.c, exq_room); a trim (a smaller table, after a lowered limit)
  * rebuilds the queue at once, marks included (shard.c, pc__policy_trim).
  * So no put trusts a mark of an old table, with one harmless exception:
- * if a trim cannot allocate smaller marks, the old, larger array stays,
- * and a regrowth it still covers keeps it, so a put may read a mark left
- * from before the trim and push no item. Harmless: a mark is set only
+ * if a trim cannot allocate smaller marks, the old, larger array stays
+ * (cleared, and marked again for the trimmed table's positions), and a
+ * regrowth it still covers keeps it, so a put may read a mark set for a
+ * position of the trimmed table, which names another slot now, and push
+ * no item. Harmless: a mark is set only
  * while some item is queued, and a put skips its push only for an entry
  * due at max_at or later, so an item due no later than the entry is
  * queued; when it comes due, take_expired sees the generation changed and
