@@ -420,33 +420,51 @@ Test(memory, a_lowered_capacity_costs_what_it_may_hold)
     }
 }
 
+/* A one-shard cache of 65536 entries, filled with half as many more keys
+ * (*before: the thread's net allocated bytes before it was made). */
+static pc_cache *full_one_shard(int64_t *before)
+{
+    enum { FULL = 1 << 16 };
+    pc_options o = test_opts(FULL);
+    pc_cache *c;
+
+    *before = thread_net();
+    o.shards = 1;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (uint64_t k = 0; k < FULL + FULL / 2; k++)
+        put_u64(c, k, k);
+    return c;
+}
+
+/* What c costs now that it holds `len` entries; destroys it. */
+static int64_t net_of(pc_cache *c, int64_t before, size_t len)
+{
+    int64_t net;
+
+    pc_reclaim(c);
+    net = thread_net() - before;
+    cr_assert_eq(pc_len(c), len);
+    pc_destroy(c);
+    return net;
+}
+
 /* A lowered limit whose smaller copies could not be allocated keeps the
  * larger structures (the frequency ghost: its old allocation's first
  * buckets); the next lowered limit makes them again, and the cache then
  * costs what one lowered at once does. */
 static int64_t lowered_net(bool short_first)
 {
-    enum { FULL = 1 << 16 };
-    pc_options o = test_opts(FULL);
-    int64_t before = thread_net(), net;
-    pc_cache *c;
+    int64_t before;
+    pc_cache *c = full_one_shard(&before);
 
-    o.shards = 1;
-    c = make_cache_opts(&o);
-    cr_assert_not_null(c);
-    for (uint64_t k = 0; k < FULL + FULL / 2; k++)
-        put_u64(c, k, k);
     if (short_first) {
         pc__alloc_fail_after(0); /* every allocation fails */
         cr_assert_eq(pc_set_capacity(c, 1000), PC_OK);
         pc__alloc_fail_after(-1);
     }
     cr_assert_eq(pc_set_capacity(c, 999), PC_OK);
-    pc_reclaim(c);
-    net = thread_net() - before;
-    cr_assert_eq(pc_len(c), 999);
-    pc_destroy(c);
-    return net;
+    return net_of(c, before, 999);
 }
 
 /* The same through a byte bound: bound to 50 entries (its trim short of
@@ -460,27 +478,16 @@ static int64_t lowered_net(bool short_first)
  * 139 KB (lru) more. */
 static int64_t bound_then_lowered_net(bool short_first)
 {
-    enum { FULL = 1 << 16 };
-    pc_options o = test_opts(FULL);
-    int64_t before = thread_net(), net;
-    pc_cache *c;
+    int64_t before;
+    pc_cache *c = full_one_shard(&before);
 
-    o.shards = 1;
-    c = make_cache_opts(&o);
-    cr_assert_not_null(c);
-    for (uint64_t k = 0; k < FULL + FULL / 2; k++)
-        put_u64(c, k, k);
     if (short_first)
         pc__alloc_fail_after(0);
     cr_assert_eq(pc_set_max_bytes(c, 16 * 50), PC_OK);
     pc__alloc_fail_after(-1);
     cr_assert_eq(pc_set_max_bytes(c, 0), PC_OK);
     cr_assert_eq(pc_set_capacity(c, 4000), PC_OK);
-    pc_reclaim(c);
-    net = thread_net() - before;
-    cr_assert_eq(pc_len(c), 50);
-    pc_destroy(c);
-    return net;
+    return net_of(c, before, 50);
 }
 
 Test(memory, a_trim_short_of_memory_is_made_by_the_next_one)
