@@ -142,7 +142,11 @@ static void ref_set(struct pc__kv *e, uint8_t v)
 
 struct ring {
     struct pc__kv **s;
-    uint32_t size; /* slots */
+    uint32_t size; /* slots allocated (what the head goes round) */
+    uint32_t cap;  /* slots usable: the size the ring would have had if
+                    * every allocation had succeeded (less than size only
+                    * after a trim short of memory); growth and trims
+                    * decide on it, so they do what they would have done */
     uint32_t head; /* oldest slot */
     uint32_t used; /* slots in use from head, tombstones included */
     uint32_t live; /* entries */
@@ -187,29 +191,38 @@ static uint64_t ring_want(uint32_t live)
 _Static_assert((uint64_t)ENTRY_LIMIT + ENTRY_LIMIT / 32 + 8 <= SLOT_LIMIT,
                "a ring of SLOT_LIMIT slots holds ENTRY_LIMIT entries");
 
-/* Move the ring to new storage of `size` slots or more (to the end of the
- * allocator's size class, at most SLOT_LIMIT: enough for what it holds);
- * false on ENOMEM (ring unchanged). */
+/* The slots an allocation for `size` slots gives (to the end of the
+ * allocator's size class, at most SLOT_LIMIT). */
+static uint32_t ring_slots(uint64_t size)
+{
+    size = pc__alloc_usable(size * sizeof(struct pc__kv *)) /
+           sizeof(struct pc__kv *);
+    return size > SLOT_LIMIT ? SLOT_LIMIT : (uint32_t)size;
+}
+
+/* Move the ring to new storage of ring_slots(size) slots (enough for what
+ * it holds), all of them usable; false on ENOMEM (ring unchanged). */
 static bool ring_move(struct ring *r, uint64_t size)
 {
     struct pc__kv **s, **old = r->s;
-    uint32_t old_size = r->size;
+    uint32_t old_size = r->size, slots = ring_slots(size);
 
-    size = pc__alloc_usable(size * sizeof *s) / sizeof *s;
-    if (size > SLOT_LIMIT)
-        size = SLOT_LIMIT;
-    s = pc__alloc_array(sizeof *s * size, 0);
+    s = pc__alloc_array(sizeof *s * slots, 0);
     if (s == NULL)
         return false;
-    memset(s, 0, sizeof *s * size);
-    ring_relayout(r, s, (uint32_t)size);
+    memset(s, 0, sizeof *s * slots);
+    ring_relayout(r, s, slots);
+    r->cap = slots;
     pc__free_array(old, sizeof *old * old_size, 0);
     return true;
 }
 
-/* Grow to `want` slots or more; false on ENOMEM (ring unchanged). The ring
- * grows by an eighth at least (geometric, so a push's relayout cost stays
- * amortised O(1)), then to the end of the allocator's size class. Not by
+/* Grow to `want` usable slots or more; false on ENOMEM (ring unchanged).
+ * The ring grows by an eighth at least (geometric, so a push's relayout
+ * cost stays amortised O(1)), then to the end of the allocator's size
+ * class; within an allocation a trim short of memory kept, only its usable
+ * size grows (the entries stay where they are: a FIFO's order does not
+ * depend on how far its head goes round). Not by
  * doubling: every slot of a ring is written as its head goes round, so a
  * ring's whole size is resident memory, and a doubling just past what the
  * queue holds would waste up to half of it. */
@@ -220,9 +233,13 @@ static __attribute__((noinline, cold)) bool ring_grow(struct ring *r,
 
     if (want > SLOT_LIMIT)
         return false;
-    size = (uint64_t)r->size + r->size / 8;
+    size = (uint64_t)r->cap + r->cap / 8;
     if (size < want)
         size = want < 64 ? 64 : want;
+    if (ring_slots(size) <= r->size) {
+        r->cap = ring_slots(size);
+        return true;
+    }
     return ring_move(r, size);
 }
 
@@ -231,7 +248,7 @@ static bool ring_reserve(struct ring *r, uint32_t live)
 {
     uint64_t want = ring_want(live);
 
-    return want <= r->size || ring_grow(r, want);
+    return want <= r->cap || ring_grow(r, want);
 }
 
 /* The most entries a ring of `size` slots has room for without growing
@@ -566,12 +583,12 @@ static void freq_destroy(void *st)
  * sizes: recomputed whenever it has grown any of them. */
 static void note_room(struct freq *f)
 {
-    uint32_t q = ring_room(f->main.size);
+    uint32_t q = ring_room(f->main.cap);
 
     if (f->ghost.nb < f->ghost.nb_max && (uint64_t)f->ghost.nb * GB < q)
         q = f->ghost.nb * GB;
     f->quiet = q < ENTRY_LIMIT ? q : ENTRY_LIMIT;
-    f->small_quiet = ring_room(f->small.size);
+    f->small_quiet = ring_room(f->small.cap);
 }
 
 static bool freq_reserve(void *st, size_t n)
@@ -644,14 +661,21 @@ static void freq_resize(void *st, size_t share)
 }
 
 /* Move ring r to storage of about `live` entries' worth (ring_want, to the
- * end of its size class) if it has at least four times that; kept if
- * memory is short. */
+ * end of its size class) if its usable size is at least four times that.
+ * If memory is short the allocation stays and only the usable size drops,
+ * so that later growths and trims decide as they would have; the next
+ * trim that has nothing else to do moves the allocation to the usable
+ * size. */
 static void ring_trim(struct ring *r, uint32_t live)
 {
     uint64_t want = ring_want(live);
 
-    if (r->size >= 4 * want)
-        ring_move(r, want); /* (kept as it is if memory is short) */
+    if (r->cap >= 4 * want) {
+        if (!ring_move(r, want))
+            r->cap = ring_slots(want);
+    } else if (r->size > r->cap) {
+        ring_move(r, r->cap); /* (kept if memory is short) */
+    }
 }
 
 /* After a limit was lowered: rings and ghost four times larger than n

@@ -229,13 +229,22 @@ struct pc__index_pos pc__index_insert(struct pc__index *ix, uint64_t h,
     return place(t, (uint32_t)h, pc__index_tag(h), kv);
 }
 
+/* The chunks a table's load limit allows for: all of them, but for a table
+ * a trim short of memory kept (pc__index_trim), the chunks of the table
+ * the trim would have made. Growth and trims decide on this, so that they
+ * do what they would have done after a trim that could allocate. */
+static size_t usable_chunks(const struct pc__table *t)
+{
+    return t->max_load / MAX_LOAD_NUM;
+}
+
 bool pc__index_reserve(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
 {
     struct pc__table *bigger;
 
     if (n <= ix->table->max_load)
         return true;
-    bigger = rebuilt(ix->table, 2 * (ix->table->mask + 1), ix->seed);
+    bigger = rebuilt(ix->table, 2 * usable_chunks(ix->table), ix->seed);
     if (bigger == NULL)
         return false;
     table_replace(ix, bigger, rc);
@@ -244,14 +253,20 @@ bool pc__index_reserve(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
 
 bool pc__index_trim(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
 {
+    struct pc__table *t = ix->table, *smaller;
     size_t want = pc__index_chunks((n > ix->count ? n : ix->count) + 1);
-    struct pc__table *smaller;
+    size_t usable = usable_chunks(t);
 
-    if (ix->table->mask + 1 < 4 * want)
+    if (usable >= 4 * want) {
+        usable = want;
+    } else if (usable == t->mask + 1) {
+        return false; /* nothing to do */
+    }
+    smaller = rebuilt(t, usable, ix->seed);
+    if (smaller == NULL) { /* the table stays, with the smaller one's limit */
+        t->max_load = usable * MAX_LOAD_NUM;
         return false;
-    smaller = rebuilt(ix->table, want, ix->seed);
-    if (smaller == NULL)
-        return false;
+    }
     table_replace(ix, smaller, rc);
     return true;
 }

@@ -274,7 +274,11 @@ bool pc__index_reserve(struct pc__index *ix, size_t n,
  * or those present if more, need (a margin: a cache that changes its limit
  * a little rebuilds nothing). true if it did: positions recorded under the
  * old table no longer hold (pc__index_gen counts it). false if there was
- * nothing to do or no memory for the smaller table (nothing changed). */
+ * nothing to do or no memory for the smaller table: then the table stays,
+ * positions and all, but takes the smaller table's load limit, so that
+ * later growths and trims decide as they would have (a growth past that
+ * limit builds the table the smaller one would have grown to; the next
+ * trim with nothing else to do builds the smaller table itself). */
 bool pc__index_trim(struct pc__index *ix, size_t n, struct pc__reclaimer *rc);
 
 /* Writer: unlink kv, which must be in the index. Wait-free. */

@@ -19,7 +19,12 @@
  * arrays keep their size), and the pages past top are never touched.
  * After a lowered limit, arrays four times larger than the entries the
  * limits allow need are replaced by smaller ones, the ids renumbered in
- * list order (pc__lru_nodes_trim).
+ * list order (pc__lru_nodes_trim). If memory is short the arrays stay,
+ * and the next trim renumbers them to its own size, which may be more
+ * than the failed trim's (it sizes for the capacity share, where a cache
+ * whose first trim had memory would have kept the smaller arrays and
+ * grown them only as ids were taken; the index and CLOCK's ring emulate
+ * that, these do not: up to 12 bytes per id of the share).
  * Arrays of 64 KiB or more come from alloc.c's array arena, which returns
  * a replaced copy's pages at once.
  *
