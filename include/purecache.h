@@ -478,7 +478,13 @@ PC_API uint64_t pc_bytes(const pc_cache *cache);
  * larger than what the new limit lets the cache hold are rebuilt smaller,
  * under the lock that guards them (a pass over their entries; readers
  * carry on), so memory follows the limit (the old tables are freed as
- * removed entries are: pc_reclaim).
+ * removed entries are: pc_reclaim). If memory for a smaller structure
+ * cannot be allocated, the larger one stays (the call still succeeds: the
+ * limit holds) and a later shrink makes it; until then the cache evicts
+ * what it would have evicted, with one exception: several expired
+ * entries may go in another order (still before any live one), and clock
+ * (frequency, under a byte bound) may then place new keys, and evict live
+ * ones later, differently.
  * Returns PC_OK; PC_EINVAL for a NULL cache, a capacity of 0 or above
  * PC_CAPACITY_MAX, or one whose share per shard would pass a shard's limit
  * (clock, frequency: see pc_create), or, in the exact-LRU build, one past

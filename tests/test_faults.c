@@ -658,6 +658,97 @@ Test(faults, a_limit_lowered_short_of_memory_evicts_as_if_it_had_not_been)
                                 churn_bytes_50_entries_then_returns, "bytes");
 }
 
+static uint64_t fault_now_ms;
+
+static uint64_t fault_now(void *ctx)
+{
+    (void)ctx;
+    return fault_now_ms;
+}
+
+/* A cache of 4096 entries, one shard, on the clock above: every even key
+ * expires at 1100 ms, the odd ones never; every third key read. */
+static pc_cache *cache_half_expiring(void)
+{
+    pc_options o = test_opts(4096);
+    pc_cache *c = NULL;
+
+    o.shards = 1;
+    o.hash_seed = SEED;
+    o.now_ms = fault_now;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    fault_now_ms = 1000;
+    for (uint64_t k = 0; k < 4096; k++) {
+        pc_put_args a = {.ttl_ms = k % 2 == 0 ? 100 : 0};
+
+        cr_assert_eq(pc_put_ex(c, &k, sizeof k, &k, sizeof k, &a), PC_OK);
+    }
+    for (uint64_t k = 0; k < 4096; k += 3)
+        get_u64(c, k, NULL);
+    return c;
+}
+
+/* How many of the keys that never expire c holds (a use of each). */
+static size_t live_held(pc_cache *c)
+{
+    size_t n = 0;
+
+    for (uint64_t k = 1; k < 4096; k += 2)
+        n += get_u64(c, k, NULL) == PC_OK;
+    return n;
+}
+
+/* What every key reads in a and in b is the same. */
+static void reads_alike(pc_cache *a, pc_cache *b, const char *when)
+{
+    for (uint64_t k = 0; k < 20000; k++)
+        cr_assert_eq(get_u64(a, k, NULL), get_u64(b, k, NULL),
+                     "%s: key %lu reads differently", when, (unsigned long)k);
+}
+
+/* With entries that can expire, a trim short of memory keeps the index
+ * table, and with it the expiry queue's order among entries due at the
+ * same time (a trim that could allocate rebuilds the queue). Which of
+ * several expired entries a put takes first may then differ, and with it
+ * where CLOCK places the new key: what no read can tell apart, until
+ * live entries are evicted (pc_set_capacity's comment). What must hold:
+ * expired entries still go before every live one, and reads agree while
+ * only expired entries go. */
+Test(faults, a_lowering_short_of_memory_still_takes_expired_entries_first)
+{
+    pc_cache *a = cache_half_expiring(), *b = cache_half_expiring();
+    size_t live = 0, len;
+
+    pc__alloc_fail_after(0);
+    cr_assert_eq(pc_set_capacity(a, 1000), PC_OK);
+    pc__alloc_fail_after(-1);
+    cr_assert_eq(pc_set_capacity(b, 1000), PC_OK);
+    reads_alike(a, b, "lowered");
+    fault_now_ms = 2000; /* the even keys have expired */
+    live = live_held(a);
+    cr_assert_eq(live_held(b), live);
+    len = pc_len(a);
+    cr_assert_gt(len - live, 100, "%zu expired entries held", len - live);
+    /* As many new keys as there are expired entries: only those go. */
+    for (uint64_t k = 0; k < len - live; k++) {
+        cr_assert_eq(put_u64(a, 10000 + k, k), PC_OK);
+        cr_assert_eq(put_u64(b, 10000 + k, k), PC_OK);
+    }
+    reads_alike(a, b, "expired entries replaced");
+    cr_assert_eq(live_held(a), live,
+                 "live entries evicted before expired ones");
+    cr_assert_eq(live_held(b), live,
+                 "live entries evicted before expired ones");
+    for (uint64_t k = 0; k < 400; k++) {
+        cr_assert_eq(put_u64(a, 15000 + k, k), PC_OK);
+        cr_assert_eq(put_u64(b, 15000 + k, k), PC_OK);
+    }
+    cr_assert_eq(pc_len(a), 1000); /* (which live keys went may differ) */
+    cr_assert_eq(pc_len(b), 1000);
+    pc_destroy(a);
+    pc_destroy(b);
+}
+
 Test(faults, reclaim_is_unaffected_by_allocation_failure)
 {
     struct scenario sc = {"reclaim",  12,    0, setup_full_some_used,
