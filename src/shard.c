@@ -477,9 +477,19 @@ static bool exq_room(struct shard_cache *sc, struct shard *s)
 {
     size_t chunks = pc__index_chunk_count(&s->ix);
 
-    /* (Marks lost with a smaller array cost needless pushes, no more.) */
-    if (s->exq.nmarks < chunks && !pc__exq_mark_room(&s->exq, chunks))
-        return false;
+    /* (Marks lost with a smaller array cost needless pushes, no more.) A
+     * table replaced by a smaller one (the growth after a trim short of
+     * memory) leaves marks of the old positions: made anew, or, if memory
+     * is short, cleared (a mark missing costs a push; one left would
+     * skip a push the entry needs). */
+    if (s->exq.nmarks < chunks ||
+        (s->exq.nmarks > chunks && s->exq.gen != table_gen(s))) {
+        if (!pc__exq_mark_room(&s->exq, chunks)) {
+            if (s->exq.nmarks < chunks)
+                return false;
+            memset(s->exq.marks, 0, s->exq.nmarks);
+        }
+    }
     if (s->exq.n == s->exq.cap && s->exq.n > exq_worth(s))
         exq_rebuild(sc, s); /* (then at most expiring < n items) */
     return pc__exq_reserve(&s->exq);
