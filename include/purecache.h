@@ -480,7 +480,7 @@ PC_API uint64_t pc_bytes(const pc_cache *cache);
  * carry on), so memory follows the limit (the old tables are freed as
  * removed entries are: pc_reclaim). If memory for a smaller structure
  * cannot be allocated, the larger one stays (the call still succeeds: the
- * limit holds) and a later shrink makes it; until then the cache evicts
+ * limit holds) and the next lowering makes it; until then the cache evicts
  * what it would have evicted, with one exception: several expired
  * entries may go in another order (still before any live one), and clock
  * (frequency, under a byte bound) may then place new keys, and evict live

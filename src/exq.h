@@ -30,7 +30,9 @@
  * while the index keeps its table: the queue records the index's
  * generation, and when a growth has changed it the shard rebuilds the
  * queue from the index before it uses a position. The marks are sized for
- * the table: the index grows by doubling, and the first put with a ttl
+ * the table: the index grows by doubling (or, after a trim short of
+ * memory, to a smaller table: shard.c's exq_room remakes or clears the
+ * marks then), and the first put with a ttl
  * after a growth makes new marks, all clear, before it looks at one
  * (shard.c, exq_room); a trim (a smaller table, after a lowered limit)
  * rebuilds the queue at once, marks included (shard.c, pc__policy_trim).

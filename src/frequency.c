@@ -173,6 +173,7 @@ static void ring_relayout(struct ring *r, struct pc__kv **to, uint32_t size)
         if (e == NULL)
             continue;
         r->s[from] = NULL;
+        PC__ASSERT(k < size);
         to[k] = e;
         set_state(e, k, queue_of(e), mc_of(e));
         k++;

@@ -39,10 +39,11 @@
  * eviction with the `hint` below).
  *
  * Growth. When an insert would pass the load limit the writer builds a
- * table twice the size from the old one (home chunks from the entries'
- * hashes, pc__kv_hash; tags copied), publishes it with one release store, and
- * retires the old table to its reclaimer (retire.h): readers still probing
- * the old one finish there safely. Growing allocates; if that fails the
+ * table twice the size (twice its usable size after a trim short of
+ * memory, pc__index_trim: possibly smaller) from the old one (home chunks from
+ * the entries' hashes, pc__kv_hash; tags copied), publishes it with one release
+ * store, and retires the old table to its reclaimer (retire.h): readers still
+ * probing the old one finish there safely. Growing allocates; if that fails the
  * insert fails with nothing changed. A trim, after a limit was lowered,
  * builds a smaller table the same way (pc__index_trim).
  *
@@ -274,7 +275,8 @@ bool pc__index_reserve(struct pc__index *ix, size_t n,
  * or those present if more, need (a margin: a cache that changes its limit
  * a little rebuilds nothing). true if it did: positions recorded under the
  * old table no longer hold (pc__index_gen counts it). false if there was
- * nothing to do or no memory for the smaller table: then the table stays,
+ * nothing to do or no memory for the smaller table: then the table stays
+ * (nothing else changes),
  * positions and all, but takes the smaller table's load limit, so that
  * later growths and trims decide as they would have (a growth past that
  * limit builds the table the smaller one would have grown to; the next
