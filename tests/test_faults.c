@@ -749,6 +749,104 @@ Test(faults, a_lowering_short_of_memory_still_takes_expired_entries_first)
     pc_destroy(b);
 }
 
+/* Random puts (half with a ttl), reads, deletes, and lowered limits whose
+ * smaller structures cannot be allocated, then raised ones: the expiry
+ * queue must cover every entry that can expire through every table the
+ * index keeps or builds. A growth after a trim short of memory can build a
+ * table smaller than the one kept, and marks left from the larger one
+ * named other positions: puts skipped pushes, and the next rebuild of the
+ * queue wrote past its array (the debug build's invariant check, and
+ * ASan, stop there; about one seed in twenty did). Afterwards, with every
+ * entry that can expire past its time, puts of new keys take only those:
+ * no entry that never expires goes while one that expired is held. */
+#define RND_KEYS 12000
+
+static uint64_t rnd_state;
+
+static uint64_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+/* How many of the keys below RND_KEYS that never expire (the odd ones) c
+ * holds (a use of each). */
+static size_t odd_held(pc_cache *c)
+{
+    size_t n = 0, len;
+    char buf[64];
+
+    for (uint64_t k = 1; k < RND_KEYS; k += 2)
+        n += pc_get(c, &k, sizeof k, buf, sizeof buf, &len) == PC_OK;
+    return n;
+}
+
+static void random_limits_short_of_memory(unsigned seed)
+{
+    pc_options o = test_opts(0);
+    pc_cache *c = NULL;
+    char val[64] = {0};
+
+    rnd_state = seed * 2654435761u + 1;
+    o.capacity = 64 + rnd() % 8192;
+    o.shards = 1;
+    o.hash_seed = SEED;
+    o.now_ms = fault_now;
+    fault_now_ms = 1000;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    for (int i = 0; i < 2000; i++) {
+        unsigned op = rnd() % 1000;
+        uint64_t k = rnd() % RND_KEYS;
+
+        if (op < 600) {
+            pc_put_args a = {.ttl_ms = k % 2 == 0 ? 2000 : 0};
+
+            /* (injection is off here; every entry fits the byte bound) */
+            cr_assert_eq(pc_put_ex(c, &k, sizeof k, val, 1 + rnd() % 40, &a),
+                         PC_OK);
+            fault_now_ms++;
+        } else if (op < 850) {
+            get_u64(c, k, NULL);
+        } else if (op < 950) {
+            pc_delete(c, &k, sizeof k);
+        } else if (op < 980) {
+            size_t to = 1 + k % 8192;
+            bool lower = to < pc_capacity(c);
+
+            pc__alloc_fail_after(lower ? 0 : -1);
+            cr_assert_eq(pc_set_capacity(c, to), PC_OK);
+            pc__alloc_fail_after(-1);
+        } else {
+            pc__alloc_fail_after(0);
+            cr_assert_eq(pc_set_max_bytes(c, k % 3 == 0 ? 0 : 64 + k * 32),
+                         PC_OK);
+            pc__alloc_fail_after(-1);
+        }
+    }
+    cr_assert_eq(pc_set_max_bytes(c, 0), PC_OK);
+    fault_now_ms += 10000; /* every entry that can expire has */
+    size_t held = pc_len(c), room = pc_capacity(c) - held;
+    size_t live = odd_held(c);
+    for (uint64_t k = 0; k < room + (held - live); k++)
+        cr_assert_eq(put_u64(c, RND_KEYS + k, k), PC_OK);
+    size_t after = odd_held(c);
+
+    cr_assert_eq(pc_len(c), pc_capacity(c), "seed %u", seed);
+    cr_assert_eq(after, live,
+                 "seed %u: %zu entries that never expire evicted while "
+                 "expired ones were held",
+                 seed, live - after);
+    pc_destroy(c);
+}
+
+Test(faults, random_limits_lowered_short_of_memory_keep_every_expiry_queued)
+{
+    for (unsigned seed = 1; seed <= 64; seed++)
+        random_limits_short_of_memory(seed);
+}
+
 Test(faults, reclaim_is_unaffected_by_allocation_failure)
 {
     struct scenario sc = {"reclaim",  12,    0, setup_full_some_used,
