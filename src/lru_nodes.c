@@ -20,11 +20,13 @@
  * After a lowered limit, arrays four times larger than the entries the
  * limits allow need are replaced by smaller ones, the ids renumbered in
  * list order (pc__lru_nodes_trim). If memory is short the arrays stay,
- * and the next trim renumbers them to its own size, which may be more
- * than the failed trim's (it sizes for the capacity share, where a cache
- * whose first trim had memory would have kept the smaller arrays and
- * grown them only as ids were taken; the index and CLOCK's ring emulate
- * that, these do not: up to 12 bytes per id of the share).
+ * and the next trim renumbers them to its own size, the capacity share,
+ * where a cache whose first trim had memory would have kept the smaller
+ * arrays and doubled them only as ids were taken: so more (ids never
+ * taken since) or less (a doubling past the share) than that cache
+ * holds, by up to 12 bytes per id of the share. The index and CLOCK's
+ * ring emulate the cache whose trim had memory; these do not (that
+ * needs the most ids held since the failed trim, tracked on every put).
  * Arrays of 64 KiB or more come from alloc.c's array arena, which returns
  * a replaced copy's pages at once.
  *
