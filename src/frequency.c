@@ -14,7 +14,8 @@
  *   GHOST  up to cap 32-bit words in buckets of 8 (one 32-byte probe): keys
  *          recently evicted, each word holding which queue evicted it, that
  *          queue's coarse eviction time, the key's recent miss count (1..7)
- *          and a 20-bit fingerprint; FIFO per bucket, a hit removes it.
+ *          and a 20-bit fingerprint; FIFO per bucket, a hit removes it
+ *          (ghost.h).
  *   Per entry, writer-only, in w.live.slot: ring slot (27 bits), queue
  *   (2 bits), miss count (3 bits). The key's hash (pc__kv_hash) feeds
  *   the ghost.
@@ -88,11 +89,9 @@
  * byte accesses, as CLOCK's hand does.
  */
 #include <string.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include "alloc.h"
+#include "ghost.h"
 #include "shard.h"
 
 enum { Q_NONE = 0, Q_SMALL = 1, Q_MAIN = 2 };
@@ -330,173 +329,11 @@ static void ring_pop(struct ring *r) /* after ring_peek found one */
     r->live--;
 }
 
-/* ---- the ghost: buckets of 8 words, FIFO per bucket ---- */
-
-#define GB 8
-#define FP_MASK 0xfffffu
-#define TAG_MAIN 0x80000000u
-
-struct ghost {
-    uint32_t *w;
-    uint32_t nb;       /* buckets */
-    uint32_t nb_max;   /* the share's worth: nb grows up to it */
-    uint32_t nb_alloc; /* buckets allocated (more than nb only if memory
-                        * was short when it shrank: ghost_rebuild) */
-};
-
-/* The ghost's words are read before the shard's lock (freq_prefetch) and
- * replaced under it when the ghost grows: both fields are atomic. */
-static uint32_t *ghost_words(const struct ghost *g)
-{
-    return __atomic_load_n(&g->w, __ATOMIC_RELAXED);
-}
-static uint32_t ghost_nb(const struct ghost *g)
-{
-    return __atomic_load_n(&g->nb, __ATOMIC_RELAXED);
-}
-
-/* h's bucket among nb (the high half of a multiplicative hash) and its
- * fingerprint (the low bits, never 0). */
-static size_t bucket_of(uint32_t h, uint32_t nb, uint32_t *fp)
-{
-    uint64_t x = (uint64_t)h * 0x9E3779B97F4A7C15ull;
-    uint32_t f = (uint32_t)x & FP_MASK;
-
-    *fp = f ? f : 1;
-    return (size_t)(((x >> 32) * nb) >> 32);
-}
-
-static uint32_t *ghost_bucket(const struct ghost *g, uint32_t h, uint32_t *fp)
-{
-    return g->w + bucket_of(h, g->nb, fp) * GB;
-}
-
-static size_t ghost_bytes(uint32_t nb)
-{
-    return (size_t)nb * GB * sizeof(uint32_t);
-}
-
-/* Buckets for a shard of n entries: a word per entry, to the end of the
- * allocator's size class (so growth is geometric), at most the share's
- * worth. */
-static uint32_t ghost_want(uint64_t n, uint32_t nb_max)
-{
-    uint64_t nb = (n + GB - 1) / GB;
-
-    nb = pc__alloc_usable(ghost_bytes(nb < 8 ? 8 : (uint32_t)nb)) /
-         ghost_bytes(1);
-    return nb > nb_max ? nb_max : (uint32_t)nb;
-}
-
-/* Rebuild the ghost with nb buckets, forgetting what it held (its buckets
- * are addressed by the bucket count; a shard only grows while it fills,
- * when the ghost has little to forget, and a ghost shrinks only with a
- * lowered limit). If memory is short, a growth keeps the old ghost and a
- * shrink uses the first nb buckets of the old allocation, emptied: the
- * ghost is a hint, so that is never an error. */
-static __attribute__((noinline, cold)) void ghost_rebuild(struct ghost *g,
-                                                          uint32_t nb)
-{
-    uint32_t *w, *old = g->w;
-
-    if (nb > g->nb && nb <= g->nb_alloc) { /* a growth the old one holds */
-        memset(old, 0, ghost_bytes(nb));
-        __atomic_store_n(&g->nb, nb, __ATOMIC_RELAXED);
-        return;
-    }
-    w = pc__alloc_array(ghost_bytes(nb), 32);
-    if (w == NULL) {
-        if (nb < g->nb) {
-            memset(old, 0, ghost_bytes(nb));
-            __atomic_store_n(&g->nb, nb, __ATOMIC_RELAXED);
-        }
-        return;
-    }
-    memset(w, 0, ghost_bytes(nb));
-    pc__free_array(old, ghost_bytes(g->nb_alloc), 32);
-    g->nb_alloc = nb;
-    __atomic_store_n(&g->w, w, __ATOMIC_RELAXED);
-    __atomic_store_n(&g->nb, nb, __ATOMIC_RELAXED);
-}
-
-/* Move the ghost's buckets, words and all, to an allocation of their own
- * size (after a shrink that could not allocate, which left them at the
- * start of a larger one); kept as they are if memory is short. The bucket
- * count does not change, so every word stays where its key looks. */
-static __attribute__((noinline, cold)) void ghost_move(struct ghost *g)
-{
-    uint32_t *w = pc__alloc_array(ghost_bytes(g->nb), 32);
-
-    if (w == NULL)
-        return;
-    memcpy(w, g->w, ghost_bytes(g->nb));
-    pc__free_array(g->w, ghost_bytes(g->nb_alloc), 32);
-    g->nb_alloc = g->nb;
-    __atomic_store_n(&g->w, w, __ATOMIC_RELAXED);
-}
-
-/* The position of h's fingerprint among a bucket's 8 words, or -1. Words
- * in use come first (ghost_put shifts, ghost_take compacts) and a word's
- * fingerprint is never 0, so the first match among all 8 is the first
- * among those in use: with SSE2, two compares and no branch per word. */
-static int ghost_find(const uint32_t *b, uint32_t fp)
-{
-#if defined(__SSE2__)
-    const __m128i mask = _mm_set1_epi32((int)FP_MASK);
-    const __m128i want = _mm_set1_epi32((int)fp);
-    __m128i lo = _mm_load_si128((const __m128i *)b); /* 32-byte aligned */
-    __m128i hi = _mm_load_si128((const __m128i *)(b + 4));
-    unsigned m =
-        (unsigned)_mm_movemask_ps(
-            _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(lo, mask), want))) |
-        (unsigned)_mm_movemask_ps(
-            _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(hi, mask), want)))
-            << 4;
-
-    return m != 0 ? __builtin_ctz(m) : -1;
-#else
-    for (int i = 0; i < GB && b[i]; i++)
-        if ((b[i] & FP_MASK) == fp)
-            return i;
-    return -1;
-#endif
-}
-
-/* Remove h's word if present and return it (0 if absent). */
-static uint32_t ghost_take(struct ghost *g, uint32_t h)
-{
-    uint32_t fp, *b = ghost_bucket(g, h, &fp), w;
-    int i = ghost_find(b, fp);
-
-    if (i < 0)
-        return 0;
-    w = b[i];
-    for (; i < GB - 1; i++)
-        b[i] = b[i + 1];
-    b[GB - 1] = 0;
-    return w;
-}
-
-/* Shift the bucket's words one place (the last falls out) and put h's in
- * front: two 16-byte loads and stores, both loads first, in place of an
- * overlapping memmove's library call. */
-static void ghost_put(struct ghost *g, uint32_t h, uint32_t tag, uint32_t t,
-                      uint32_t mc)
-{
-    uint32_t fp, *b = ghost_bucket(g, h, &fp), lo[4], hi[4];
-
-    memcpy(lo, b, sizeof lo);     /* words 0..3 */
-    memcpy(hi, b + 3, sizeof hi); /* words 3..6 */
-    memcpy(b + 4, hi, sizeof hi); /* to 4..7 */
-    memcpy(b + 1, lo, sizeof lo); /* to 1..4 */
-    b[0] = tag | ((t & 255u) << 23) | ((mc & 7u) << 20) | fp;
-}
-
 /* ---- the shard's state ---- */
 
 struct freq {
     struct ring small, main;
-    struct ghost ghost;
+    struct pc__ghost ghost;
     uint32_t cap;
     uint32_t cs, cs_min, cs_max; /* SMALL's target and its bounds */
     uint32_t cs_frac;         /* cs / cap at the last resize (create: 1/20) */
@@ -541,7 +378,7 @@ static void set_share(struct freq *f, size_t share)
     if (f->marginal < 1)
         f->marginal = 1;
     f->filter_below = cap * 3 / 100;
-    f->ghost.nb_max = (cap + GB - 1) / GB;
+    f->ghost.nb_max = (cap + PC__GHOST_GB - 1) / PC__GHOST_GB;
 }
 
 static void *freq_create(size_t share, const struct pc__hash_seed *seed)
@@ -556,14 +393,10 @@ static void *freq_create(size_t share, const struct pc__hash_seed *seed)
     f->cs = f->cap / 20 > f->cs_min ? f->cap / 20 : f->cs_min;
     f->cs_frac = (1u << CS_FRAC_BITS) / 20;
     f->left_small = f->left_main = f->unit;
-    f->ghost.nb = ghost_want(0, f->ghost.nb_max);
-    f->ghost.w = pc__alloc_array(ghost_bytes(f->ghost.nb), 32);
-    if (f->ghost.w == NULL) {
+    if (!pc__ghost_init(&f->ghost)) {
         pc__free_aligned(f, sizeof *f, 64);
         return NULL;
     }
-    memset(f->ghost.w, 0, ghost_bytes(f->ghost.nb));
-    f->ghost.nb_alloc = f->ghost.nb;
     return f;
 }
 
@@ -575,7 +408,7 @@ static void freq_destroy(void *st)
         return;
     ring_free(&f->small);
     ring_free(&f->main);
-    pc__free_array(f->ghost.w, ghost_bytes(f->ghost.nb_alloc), 32);
+    pc__ghost_free(&f->ghost);
     pc__free_aligned(f, sizeof *f, 64);
 }
 
@@ -586,8 +419,9 @@ static void note_room(struct freq *f)
 {
     uint32_t q = ring_room(f->main.cap);
 
-    if (f->ghost.nb < f->ghost.nb_max && (uint64_t)f->ghost.nb * GB < q)
-        q = f->ghost.nb * GB;
+    if (f->ghost.nb < f->ghost.nb_max &&
+        (uint64_t)f->ghost.nb * PC__GHOST_GB < q)
+        q = f->ghost.nb * PC__GHOST_GB;
     f->quiet = q < ENTRY_LIMIT ? q : ENTRY_LIMIT;
     f->small_quiet = ring_room(f->small.cap);
 }
@@ -612,12 +446,13 @@ static bool freq_reserve(void *st, size_t n)
      * builds' malloc) had it rebuilt, memset and all, every eight puts of
      * a filling shard, a quadratic fill (131k entries: 100 s under ASan,
      * against 1 s for CLOCK). */
-    if (n > (uint64_t)f->ghost.nb * GB && f->ghost.nb < f->ghost.nb_max) {
-        uint64_t least = (uint64_t)f->ghost.nb * GB * 9 / 8 + 1;
-        uint32_t nb = ghost_want(n > least ? n : least, f->ghost.nb_max);
+    if (n > (uint64_t)f->ghost.nb * PC__GHOST_GB &&
+        f->ghost.nb < f->ghost.nb_max) {
+        uint64_t least = (uint64_t)f->ghost.nb * PC__GHOST_GB * 9 / 8 + 1;
+        uint32_t nb = pc__ghost_want(n > least ? n : least, f->ghost.nb_max);
 
         if (nb > f->ghost.nb)
-            ghost_rebuild(&f->ghost, nb);
+            pc__ghost_rebuild(&f->ghost, nb);
     }
     ok = ring_reserve(&f->main, (uint32_t)n) &&
          ring_reserve(&f->small, f->small.live + 1);
@@ -655,9 +490,9 @@ static void freq_resize(void *st, size_t share)
     if (f->left_main > f->unit)
         f->left_main = f->unit;
     if (f->ghost.nb > f->ghost.nb_max)
-        ghost_rebuild(&f->ghost,
-                      ghost_want((uint64_t)f->small.live + f->main.live,
-                                 f->ghost.nb_max));
+        pc__ghost_rebuild(&f->ghost,
+                          pc__ghost_want((uint64_t)f->small.live + f->main.live,
+                                         f->ghost.nb_max));
     note_room(f);
 }
 
@@ -698,15 +533,15 @@ static void freq_trim(void *st, size_t n)
     ring_trim(&f->main, (uint32_t)n);
     ring_trim(&f->small,
               f->small.live > small ? f->small.live : (uint32_t)small);
-    nb = ghost_want(n, f->ghost.nb_max);
+    nb = pc__ghost_want(n, f->ghost.nb_max);
     /* Decided on the buckets in use, as a ghost whose every allocation
      * succeeded decides, so that the words it forgets are the same; an
      * allocation left larger by a shrink short of memory moves to their
      * size, words kept. */
     if (f->ghost.nb >= 4 * (uint64_t)nb)
-        ghost_rebuild(&f->ghost, nb);
+        pc__ghost_rebuild(&f->ghost, nb);
     else if (f->ghost.nb_alloc > f->ghost.nb)
-        ghost_move(&f->ghost);
+        pc__ghost_move(&f->ghost);
     note_room(f);
 }
 
@@ -759,8 +594,8 @@ static struct pc__kv *evict_main(struct freq *f, struct pc__now now)
     struct pc__kv *e = main_hand(f, now);
 
     ring_pop(&f->main);
-    ghost_put(&f->ghost, pc__kv_hash(e, f->seed), TAG_MAIN,
-              ghost_tick(&f->t_main, &f->left_main, f->unit), mc_of(e));
+    pc__ghost_put(&f->ghost, pc__kv_hash(e, f->seed), PC__GHOST_TAG_MAIN,
+                  ghost_tick(&f->t_main, &f->left_main, f->unit), mc_of(e));
     return e;
 }
 
@@ -779,8 +614,9 @@ evict_small(struct freq *f, struct pc__now now)
             ring_push(&f->main, e, Q_MAIN, mc_of(e));
             continue;
         }
-        ghost_put(&f->ghost, pc__kv_hash(e, f->seed), 0,
-                  ghost_tick(&f->t_small, &f->left_small, f->unit), mc_of(e));
+        pc__ghost_put(&f->ghost, pc__kv_hash(e, f->seed), 0,
+                      ghost_tick(&f->t_small, &f->left_small, f->unit),
+                      mc_of(e));
         /* Warm the ghost bucket of SMALL's next victim, likely its head
          * now, whose header prefetch_ahead fetched evictions ago. */
         const struct pc__kv *next =
@@ -790,7 +626,8 @@ evict_small(struct freq *f, struct pc__now now)
             uint32_t fp;
 
             __builtin_prefetch(
-                ghost_bucket(&f->ghost, pc__kv_hash(next, f->seed), &fp), 1);
+                pc__ghost_bucket(&f->ghost, pc__kv_hash(next, f->seed), &fp),
+                1);
         }
         return e;
     }
@@ -863,9 +700,9 @@ static void freq_prefetch(const void *st, uint32_t h)
 {
     const struct freq *f = st;
     uint32_t fp;
-    uintptr_t b =
-        (uintptr_t)ghost_words(&f->ghost) +
-        bucket_of(h, ghost_nb(&f->ghost), &fp) * GB * sizeof(uint32_t);
+    uintptr_t b = (uintptr_t)pc__ghost_words(&f->ghost) +
+                  pc__ghost_bucket_of(h, pc__ghost_nb(&f->ghost), &fp) *
+                      PC__GHOST_GB * sizeof(uint32_t);
 
     __builtin_prefetch((const void *)b, 1);
 }
@@ -873,12 +710,12 @@ static void freq_prefetch(const void *st, uint32_t h)
 static void freq_insert(void *st, struct pc__kv *kv, uint32_t h, bool evicted)
 {
     struct freq *f = st;
-    uint32_t w = ghost_take(&f->ghost, h);
+    uint32_t w = pc__ghost_take(&f->ghost, h);
     unsigned mc = 1;
     bool to_main = false;
 
     if (w != 0) {
-        bool from_main = (w & TAG_MAIN) != 0;
+        bool from_main = (w & PC__GHOST_TAG_MAIN) != 0;
         uint32_t now = from_main ? f->t_main : f->t_small;
         uint32_t age = (now - (w >> 23)) & 255u;
         unsigned was = (w >> 20) & 7u;
@@ -920,7 +757,7 @@ static void freq_keep(void *st, struct pc__kv *kv)
      * of its 8 words, a ghost word is lost or stays, a hint either way.)
      * It returns to MAIN (a use), into room that reserve kept for every
      * entry of the shard. */
-    ghost_take(&f->ghost, pc__kv_hash(kv, f->seed));
+    pc__ghost_take(&f->ghost, pc__kv_hash(kv, f->seed));
     ring_push(&f->main, kv, Q_MAIN, mc_of(kv));
 }
 
