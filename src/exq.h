@@ -31,22 +31,22 @@
  * generation, and when a growth has changed it the shard rebuilds the
  * queue from the index before it uses a position. The marks are sized for
  * the table: the index grows by doubling (or, after a trim short of
- * memory, to a smaller table: shard.c's exq_room remakes or clears the
- * marks then), and the first put with a ttl
- * after a growth makes new marks, all clear, before it looks at one
- * (shard.c, exq_room); a trim (a smaller table, after a lowered limit)
+ * memory, to a smaller table: pc__shard_exq_room remakes or clears the
+ * marks then), and the first put with a ttl after a growth makes new
+ * marks, all clear, before it looks at one (shard_exq.c,
+ * pc__shard_exq_room); a trim (a smaller table, after a lowered limit)
  * rebuilds the queue at once, marks included (shard.c, pc__policy_trim).
  * So no put trusts a mark of an old table, with one harmless exception:
  * if a trim cannot allocate smaller marks, the old, larger array stays
  * (cleared, and marked again for the trimmed table's positions), and a
  * regrowth it still covers keeps it, so a put may read a mark set for a
  * position of the trimmed table, which names another slot now, and push
- * no item. Harmless: a mark is set only
- * while some item is queued, and a put skips its push only for an entry
- * due at max_at or later, so an item due no later than the entry is
- * queued; when it comes due, take_expired sees the generation changed and
- * rebuilds the queue from the index (which covers the entry) before it
- * uses any position.
+ * no item. Harmless: a mark is set only while some item is queued, and a
+ * put skips its push only for an entry due at max_at or later, so an item
+ * due no later than the entry is queued; when it comes due,
+ * pc__shard_take_expired sees the generation changed and rebuilds the
+ * queue from the index (which covers the entry) before it uses any
+ * position.
  *
  * Items whose position no entry that can expire holds (keys evicted,
  * deleted, cleared, and not followed there) stay until they come due or a

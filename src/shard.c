@@ -52,11 +52,8 @@
 #include <unistd.h>
 
 #include "alloc.h"
-#include "core.h"
-#include "exq.h"
-#include "index.h"
 #include "policy.h"
-#include "shard.h"
+#include "shard_state.h"
 
 #define MIN_SHARD 1024u
 #define MAX_AUTO_SHARDS 256u
@@ -70,42 +67,6 @@ static size_t presize(const pc_options *opts, size_t share)
     if (opts->max_bytes != 0)
         return share < 64 ? share : 64;
     return share < PRESIZE_MAX ? share : PRESIZE_MAX;
-}
-
-/* Readers touch only `ix` (its table pointer), which writers change only
- * when a table is replaced; it gets the first cache line to itself, and
- * everything writers dirty on every put (the index's count, lock, counts,
- * policy pointer) starts on the next one, so a put in a shard does not
- * evict its index handle from the readers' caches. */
-struct shard {
-    struct pc__index ix;
-    struct pc__writer w __attribute__((aligned(64)));
-    void *pol;          /* the policy's state */
-    size_t count;       /* entries in this shard (writer lock) */
-    uint64_t bytes;     /* their klen + vlen (writer lock) */
-    struct pc__exq exq; /* its entries that can expire (writer lock) */
-    size_t expiring;    /* how many there are (writer lock) */
-} __attribute__((aligned(64)));
-_Static_assert(offsetof(struct shard, ix.count) == 64 &&
-                   offsetof(struct shard, w) == 128,
-               "a shard's index table pointer has its own cache line");
-/* (A five-line shard, as the expiry queue's marks first made it, ran CLOCK
- * gets at 2 threads 2-6% slower than a four-line one in three A/B runs of
- * the zipf get mix: this machine's noise, but the same way each time.) */
-_Static_assert(sizeof(struct shard) == 256, "a shard is four cache lines");
-
-struct shard_cache {
-    struct pc_cache base;
-    const struct pc__shard_policy *pol;
-    uint8_t max_ref;
-    uint32_t nshards;
-    struct shard *shards;
-    unsigned int cursor; /* where evictions for other shards start */
-};
-
-static inline struct shard_cache *sc_of(pc_cache *c)
-{
-    return PC__CONTAINER_OF(c, struct shard_cache, base);
 }
 
 const char *pc__policy_name(void)
@@ -362,17 +323,12 @@ pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
 
 /* ---- removal helpers (shard lock held) ---- */
 
-static uint64_t kv_payload(const struct pc__kv *kv)
-{
-    return (uint64_t)kv->klen + kv->vlen;
-}
-
 /* kv is out of the index and the policy: account for it and dispose. */
 static void gone(struct shard *s, struct pc__kv *kv, pc_removal_cause cause,
                  struct pc__removals *rm)
 {
     s->count--;
-    s->bytes -= kv_payload(kv);
+    s->bytes -= pc__shard_payload(kv);
     if (pc__kv_flags(kv) & PC__KV_EXPIRES)
         s->expiring--;
     if (cause == PC_REMOVED_EVICTED)
@@ -382,150 +338,15 @@ static void gone(struct shard *s, struct pc__kv *kv, pc_removal_cause cause,
     pc__removed(rm, s->w.rc, kv, cause);
 }
 
-/* ---- expiry queue (exq.h) ---- */
-
-/* The generation of s's index table, as the expiry queue keeps it (32
- * bits: exq.h says why that cannot wrap). */
-static uint32_t table_gen(const struct shard *s)
-{
-    return (uint32_t)pc__index_gen(&s->ix);
-}
-
-struct rebuild {
-    struct shard *s;
-    uint64_t origin;
-};
-
-static void exq_append_cb(void *arg, struct pc__kv *kv,
-                          struct pc__index_pos pos)
-{
-    const struct rebuild *rb = arg;
-
-    if (pc__kv_flags(kv) & PC__KV_EXPIRES)
-        pc__exq_append(&rb->s->exq, pc__kv_expires(kv, rb->origin), pos);
-}
-
-/* Rebuild s's queue from its index: one item per entry that can expire,
- * at its expiry time and its position in today's table (exq.h). */
-static void exq_rebuild(struct shard_cache *sc, struct shard *s)
-{
-    struct rebuild rb = {s, pc__core_origin(&sc->base)};
-
-    pc__exq_reset(&s->exq, table_gen(s));
-    pc__index_each(&s->ix, exq_append_cb, &rb);
-    pc__exq_heapify(&s->exq);
-}
-
-/* An entry of s expired at now, from its expiry queue, taken out of the
- * policy (not the index); NULL if none is due. Never `keep`. */
-static struct pc__kv *take_expired(struct shard_cache *sc, struct shard *s,
-                                   struct pc__now now,
-                                   const struct pc__kv *keep)
-{
-    struct pc__kv *taken = NULL;
-    bool keep_due = false;
-
-    while (pc__exq_due(&s->exq, now.ms)) {
-        if (s->exq.gen != table_gen(s)) {
-            exq_rebuild(sc, s); /* positions from before a growth */
-            continue;
-        }
-        struct pc__exq_item it = pc__exq_pop(&s->exq);
-        struct pc__index_pos pos = pc__exq_pos(it);
-        struct pc__kv *kv = pc__index_at(&s->ix, pos);
-
-        if (kv == NULL || !(pc__kv_flags(kv) & PC__KV_EXPIRES)) {
-            pc__exq_unmark(&s->exq, pos); /* nothing there to cover */
-            continue;
-        }
-        if (!pc__kv_expired(kv, now)) {
-            /* A later occupant, or a replacement, that expires later:
-             * cover it at its own time (in the room the pop left). */
-            pc__exq_push(&s->exq, pc__kv_expires(kv, now.origin), pos);
-        } else if (kv == keep) {
-            keep_due = true; /* covered again below, not taken */
-        } else {
-            pc__exq_unmark(&s->exq, pos); /* (its entry leaves) */
-            sc->pol->remove(s->pol, kv);
-            taken = kv;
-            break;
-        }
-    }
-    if (keep_due) { /* (not expected: a put removes an expired old first) */
-        struct pc__index_pos pos = pc__index_locate(&s->ix, keep);
-
-        pc__exq_push(&s->exq, pc__kv_expires(keep, now.origin), pos);
-    }
-    return taken;
-}
-
-/* How many items s's queue may hold before a rebuild is worth its walk:
- * twice an item per entry that can expire, plus an eighth of the entries
- * and chunks the walk visits, plus 64 (exq.h). */
-static uint64_t exq_worth(const struct shard *s)
-{
-    return 2 * (uint64_t)s->expiring +
-           (s->count + pc__index_chunk_count(&s->ix)) / 8 + 64;
-}
-
-/* Room in s's queue for one more push, and marks for every chunk of s's
- * table (new ones, all clear, after a growth: exq.h): a full array whose
- * items are mostly stale is rebuilt in place rather than doubled; false on
- * ENOMEM, with nothing changed that the queue covers (a rebuild, or marks
- * made anew, change only what it holds). */
-static bool exq_room(struct shard_cache *sc, struct shard *s)
-{
-    size_t chunks = pc__index_chunk_count(&s->ix);
-
-    /* (Marks lost with a smaller array cost needless pushes, no more.) A
-     * table replaced by a smaller one (the growth after a trim short of
-     * memory) leaves marks of the old positions: made anew, or, if memory
-     * is short, cleared (a mark missing costs a push; one left would
-     * skip a push the entry needs). */
-    if (s->exq.nmarks < chunks ||
-        (s->exq.nmarks > chunks && s->exq.gen != table_gen(s))) {
-        if (!pc__exq_mark_room(&s->exq, chunks)) {
-            if (s->exq.nmarks < chunks)
-                return false;
-            memset(s->exq.marks, 0, s->exq.nmarks);
-        }
-    }
-    if (s->exq.n == s->exq.cap && s->exq.n > exq_worth(s))
-        exq_rebuild(sc, s); /* (then at most expiring < n items) */
-    return pc__exq_reserve(&s->exq);
-}
-
-/* kv, which expires at `at`, has entered s and is not covered
- * (room reserved, s->expiring counts it; *pos its position, if known, else
- * NULL): queue it, and rebuild the queue from s's index once stale items
- * outnumber live ones two to one in an array that has room (exq_room
- * rebuilds a full one sooner). A rebuild visits every entry of s and every
- * chunk of its table, so an eighth of those counts also pays for its next
- * one (exq.h). */
-static void exq_note(struct shard_cache *sc, struct shard *s,
-                     const struct pc__kv *kv, uint64_t at,
-                     const struct pc__index_pos *pos)
-{
-    if (s->exq.gen != table_gen(s)) {
-        if (s->exq.n != 0) { /* kv is in the index: the rebuild has it */
-            exq_rebuild(sc, s);
-            return;
-        }
-        s->exq.gen = table_gen(s); /* none else expires */
-    }
-    pc__exq_push(&s->exq, at,
-                 pos != NULL ? *pos : pc__index_locate(&s->ix, kv));
-    if (s->exq.n > exq_worth(s) + s->expiring)
-        exq_rebuild(sc, s);
-}
-
 /* The next victim of s (which holds an entry other than keep): an expired
  * entry if its queue has one, else the policy's choice, unlinked from the
  * policy either way. The policy may return keep (claim_here). */
 static struct pc__kv *next_victim(struct shard_cache *sc, struct shard *s,
                                   struct pc__now now, const struct pc__kv *keep)
 {
-    struct pc__kv *v = take_expired(sc, s, now, keep);
+    struct pc__kv *v = pc__exq_due(&s->exq, now.ms)
+                           ? pc__shard_take_expired(sc, s, now, keep)
+                           : NULL;
 
     return v != NULL ? v : sc->pol->victim(s->pol, now);
 }
@@ -538,7 +359,7 @@ static void evict_one(struct shard_cache *sc, struct shard *s,
     struct pc__kv *v = next_victim(sc, s, now, NULL);
 
     pc__index_erase(&s->ix, v);
-    pc__budget_give(&sc->base, 1, kv_payload(v));
+    pc__budget_give(&sc->base, 1, pc__shard_payload(v));
     gone(s, v, pc__kv_expired(v, now) ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED,
          rm);
 }
@@ -597,9 +418,9 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
     /* While s holds an entry other than keep (keep, once held, is not in
      * the policy, so the policy still has one), and the whole entry can
      * fit at all (a bound lowered meanwhile: the retry refuses the put). */
-    while (
-        s->count > (keep != NULL) &&
-        pc__budget_fits(c, keep != NULL ? bytes + kv_payload(keep) : bytes)) {
+    while (s->count > (keep != NULL) &&
+           pc__budget_fits(c, keep != NULL ? bytes + pc__shard_payload(keep)
+                                           : bytes)) {
         struct pc__kv *v = next_victim(sc, s, now, keep);
         bool expired;
 
@@ -609,7 +430,7 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
         }
         expired = pc__kv_expired(v, now);
         pc__index_erase(&s->ix, v);
-        owned += kv_payload(v);
+        owned += pc__shard_payload(v);
         if (have_entry)
             pc__budget_give(c, 1, 0); /* one entry more than needed */
         have_entry = true;
@@ -679,7 +500,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         if (old != NULL && pc__kv_expired(old, now)) {
             pc__index_erase(&s->ix, old);
             pol->remove(s->pol, old);
-            pc__budget_give(c, 1, kv_payload(old));
+            pc__budget_give(c, 1, pc__shard_payload(old));
             gone(s, old, PC_REMOVED_EXPIRED, rm);
             old = NULL;
         }
@@ -695,11 +516,11 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
          * needs no room in either (and the index cannot grow under
          * old_slot; a growth for an entry that never comes could only
          * fail the put). */
-        was = old != NULL ? kv_payload(old) : 0;
+        was = old != NULL ? pc__shard_payload(old) : 0;
         if ((old == NULL &&
              (!pol->reserve(s->pol, s->count + 1) ||
               !pc__index_reserve(&s->ix, s->count + 1, s->w.rc))) ||
-            (req->expires != 0 && !exq_room(sc, s))) {
+            (req->expires != 0 && !pc__shard_exq_room(sc, s))) {
             st = PC_ENOMEM;
             goto refused;
         }
@@ -757,10 +578,10 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             s->expiring++;
             /* A new key is covered by an item for an earlier occupant of
              * its position if the item is due no later than kv expires
-             * (exq.h; exq_room sized the marks for today's table). */
+             * (exq.h; pc__shard_exq_room sized the marks for today's table). */
             if (!covered &&
                 (at == NULL || !pc__exq_covered(&s->exq, pos, req->expires)))
-                exq_note(sc, s, kv, req->expires, at);
+                pc__shard_exq_note(sc, s, kv, req->expires, at);
         }
         /* A limit lowered while this put claimed against the old one: the
          * shrink may have passed this shard already (core.h). */
@@ -798,7 +619,7 @@ pc_status pc__policy_delete(pc_cache *c, const void *key, size_t klen,
     if (kv != NULL) {
         expired = pc__kv_expired(kv, now);
         sc->pol->remove(s->pol, kv);
-        pc__budget_give(c, 1, kv_payload(kv));
+        pc__budget_give(c, 1, pc__shard_payload(kv));
         if (!expired)
             PC__COUNTER_INC(s->w.deletes);
         gone(s, kv, expired ? PC_REMOVED_EXPIRED : PC_REMOVED_DELETED, rm);
@@ -824,7 +645,7 @@ static void clear_cb(void *arg, struct pc__kv *kv)
     pc__index_erase(&sw->s->ix, kv);
     sw->removed++;
     sw->s->count--;
-    sw->s->bytes -= kv_payload(kv);
+    sw->s->bytes -= pc__shard_payload(kv);
     pc__removed(sw->rm, sw->s->w.rc, kv, PC_REMOVED_CLEARED);
 }
 
@@ -859,7 +680,7 @@ static void expire_cb(void *arg, struct pc__kv *kv)
         return;
     pc__index_erase(&sw->s->ix, kv);
     sw->sc->pol->remove(sw->s->pol, kv);
-    pc__budget_give(&sw->sc->base, 1, kv_payload(kv));
+    pc__budget_give(&sw->sc->base, 1, pc__shard_payload(kv));
     sw->removed++;
     gone(sw->s, kv, PC_REMOVED_EXPIRED, sw->rm);
 }
@@ -935,7 +756,7 @@ void pc__policy_trim(pc_cache *c)
 
             if (s->exq.nmarks > chunks)
                 pc__exq_mark_room(&s->exq, chunks);
-            exq_rebuild(sc, s);
+            pc__shard_exq_rebuild(sc, s);
         }
         if (sc->pol->trim != NULL)
             sc->pol->trim(s->pol, n);

@@ -1,0 +1,84 @@
+/*
+ * shard_state: the CLOCK build's shard and cache structures, shared by
+ * shard.c (the cache: life cycle, reads, writes) and shard_exq.c (each
+ * shard's expiry queue). Internal to those two files.
+ *
+ * Concurrency: readers touch only a shard's `ix` (index.h); every other
+ * field is the shard's writer's (its lock, w.lock), but the counters that
+ * pc_stats_get reads (core.h).
+ */
+#ifndef PC_SHARD_STATE_H
+#define PC_SHARD_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+#include "exq.h"
+#include "index.h"
+#include "shard.h"
+
+/* Readers touch only `ix` (its table pointer), which writers change only
+ * when a table is replaced; it gets the first cache line to itself, and
+ * everything writers dirty on every put (the index's count, lock, counts,
+ * policy pointer) starts on the next one, so a put in a shard does not
+ * evict its index handle from the readers' caches. */
+struct shard {
+    struct pc__index ix;
+    struct pc__writer w __attribute__((aligned(64)));
+    void *pol;          /* the policy's state */
+    size_t count;       /* entries in this shard (writer lock) */
+    uint64_t bytes;     /* their klen + vlen (writer lock) */
+    struct pc__exq exq; /* its entries that can expire (writer lock) */
+    size_t expiring;    /* how many there are (writer lock) */
+} __attribute__((aligned(64)));
+_Static_assert(offsetof(struct shard, ix.count) == 64 &&
+                   offsetof(struct shard, w) == 128,
+               "a shard's index table pointer has its own cache line");
+/* (A five-line shard, as the expiry queue's marks first made it, ran CLOCK
+ * gets at 2 threads 2-6% slower than a four-line one in three A/B runs of
+ * the zipf get mix: this machine's noise, but the same way each time.) */
+_Static_assert(sizeof(struct shard) == 256, "a shard is four cache lines");
+
+struct shard_cache {
+    struct pc_cache base;
+    const struct pc__shard_policy *pol;
+    uint8_t max_ref;
+    uint32_t nshards;
+    struct shard *shards;
+    unsigned int cursor; /* where evictions for other shards start */
+};
+
+static inline struct shard_cache *sc_of(pc_cache *c)
+{
+    return PC__CONTAINER_OF(c, struct shard_cache, base);
+}
+
+/* The bytes kv counts against the byte bound. */
+static inline uint64_t pc__shard_payload(const struct pc__kv *kv)
+{
+    return (uint64_t)kv->klen + kv->vlen;
+}
+
+/* ---- the expiry queue's glue (shard_exq.c; shard lock held) ---- */
+
+/* Rebuild s's queue from its index. */
+void pc__shard_exq_rebuild(struct shard_cache *sc, struct shard *s);
+
+/* An entry of s expired at now, from its expiry queue, taken out of the
+ * policy (not the index); NULL if none is due. Never `keep`. */
+struct pc__kv *pc__shard_take_expired(struct shard_cache *sc, struct shard *s,
+                                      struct pc__now now,
+                                      const struct pc__kv *keep);
+
+/* Room in s's queue for one more push, and marks for every chunk of s's
+ * table; false on ENOMEM, with nothing changed that the queue covers. */
+bool pc__shard_exq_room(struct shard_cache *sc, struct shard *s);
+
+/* kv, which expires at `at`, has entered s and is not covered: queue it
+ * (room reserved by pc__shard_exq_room; pos its position, if known). */
+void pc__shard_exq_note(struct shard_cache *sc, struct shard *s,
+                        const struct pc__kv *kv, uint64_t at,
+                        const struct pc__index_pos *pos);
+
+#endif
