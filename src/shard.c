@@ -460,6 +460,16 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
     return ok;
 }
 
+/* Remove kv, s's entry for a put's key, found expired (shard lock held). */
+static void drop_expired(struct shard_cache *sc, struct shard *s,
+                         struct pc__kv *kv, struct pc__removals *rm)
+{
+    pc__index_erase(&s->ix, kv);
+    sc->pol->remove(s->pol, kv);
+    pc__budget_give(&sc->base, 1, pc__shard_payload(kv));
+    gone(s, kv, PC_REMOVED_EXPIRED, rm);
+}
+
 pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                          const void *val, size_t vlen, struct pc__put_req *req,
                          struct pc__removals *rm, struct pc__writer **w)
@@ -485,7 +495,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         pol->prefetch(s->pol, (uint32_t)h);
     *w = &s->w;
     for (;;) {
-        bool evicted = false, claimed = false, covered = false;
+        bool evicted = false, claimed = false, covered = false, stale;
         struct pc__index_pos pos, *at = NULL; /* kv's, if known */
         uint64_t was;
 
@@ -497,18 +507,18 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             goto refused;
         }
         old = pc__index_find(&s->ix, h, key, klen, &old_slot);
-        if (old != NULL && pc__kv_expired(old, now)) {
-            pc__index_erase(&s->ix, old);
-            pol->remove(s->pol, old);
-            pc__budget_give(c, 1, pc__shard_payload(old));
-            gone(s, old, PC_REMOVED_EXPIRED, rm);
-            old = NULL;
-        }
+        /* An expired old goes as the put commits (or is refused by its
+         * conditions): the put is then a new key's, which must first
+         * reserve as one, with nothing yet removed if that fails. */
+        stale = old != NULL && pc__kv_expired(old, now);
         /* The lease stays registered until this put commits or refuses:
          * the lock is released between tries, and a write meanwhile must
          * still break it. */
-        if (pc__put_refused(req, old != NULL, &st))
+        if (pc__put_refused(req, old != NULL && !stale, &st)) {
+            if (stale)
+                drop_expired(sc, s, old, rm);
             goto refused;
+        }
         /* What can fail, before anything changes. A replacement takes
          * old's place in the index and the policy, and the shard will not
          * hold more entries than now, even if it evicts others to make
@@ -516,14 +526,18 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
          * needs no room in either (and the index cannot grow under
          * old_slot; a growth for an entry that never comes could only
          * fail the put). */
-        was = old != NULL ? pc__shard_payload(old) : 0;
-        if ((old == NULL &&
+        if (((old == NULL || stale) &&
              (!pol->reserve(s->pol, s->count + 1) ||
               !pc__index_reserve(&s->ix, s->count + 1, s->w.rc))) ||
             (req->expires != 0 && !pc__shard_exq_room(sc, s))) {
             st = PC_ENOMEM;
             goto refused;
         }
+        if (stale) {
+            drop_expired(sc, s, old, rm);
+            old = NULL;
+        }
+        was = old != NULL ? pc__shard_payload(old) : 0;
         if (old != NULL) {
             /* A replacement needs room only for the bytes it adds. */
             if (size <= was) {

@@ -22,6 +22,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdio.h>
 
 #include "alloc.h"
 #include "testlib.h"
@@ -845,6 +846,77 @@ Test(faults, random_limits_lowered_short_of_memory_keep_every_expiry_queued)
 {
     for (unsigned seed = 1; seed <= 64; seed++)
         random_limits_short_of_memory(seed);
+}
+
+static int rm_reports;
+
+static void count_removal(void *ctx, const void *key, size_t klen,
+                          const void *val, size_t vlen, pc_removal_cause cause)
+{
+    (void)ctx, (void)key, (void)klen, (void)val, (void)vlen, (void)cause;
+    rm_reports++;
+}
+
+/* A put with a ttl over its key's own expired entry, refused for memory
+ * at some allocation after the entry's (the expiry queue's room, found by
+ * trying m other expiring entries and n allocations), changes nothing:
+ * the expired entry stays until a put commits (helper-34: it had gone,
+ * reported, counted and its room given back). */
+Test(faults, a_put_over_its_expired_entry_that_fails_removes_nothing)
+{
+    long refused = 0;
+
+    for (int m = 0; m < 64; m++) {
+        for (long n = 0; n < 4; n++) {
+            pc_options o = test_opts(64);
+            pc_cache *c = NULL;
+            pc_stats a, b;
+            pc_put_args ttl = {.ttl_ms = 5}, later = {.ttl_ms = 1000};
+
+            o.shards = 1;
+            o.hash_seed = 7;
+            o.now_ms = fault_now;
+            o.on_removal = count_removal;
+            fault_now_ms = 1000;
+            rm_reports = 0;
+            cr_assert_eq(pc_create(&o, &c), PC_OK);
+            for (int i = 0; i < m; i++) {
+                char k[16];
+                pc_put_args t = {.ttl_ms = 1000 + (uint64_t)i};
+
+                snprintf(k, sizeof k, "k%d", i);
+                cr_assert_eq(pc_put_ex(c, k, strlen(k), "v", 1, &t), PC_OK);
+            }
+            cr_assert_eq(pc_put_ex(c, "key", 3, "old-value", 9, &ttl), PC_OK);
+            fault_now_ms += 10; /* "key" has expired, still held */
+            pc_stats_get(c, &a);
+            size_t len = pc_len(c);
+            uint64_t bytes = pc_bytes(c);
+
+            pc__alloc_fail_after(n);
+            pc_status st = pc_put_ex(c, "key", 3, "new", 3, &later);
+            pc__alloc_fail_after(-1);
+            pc_stats_get(c, &b);
+            if (st == PC_ENOMEM) {
+                refused++;
+                cr_assert_eq(pc_len(c), len, "m=%d n=%ld", m, n);
+                cr_assert_eq(pc_bytes(c), bytes, "m=%d n=%ld", m, n);
+                cr_assert_eq(b.expirations, a.expirations, "m=%d n=%ld", m, n);
+                cr_assert_eq(rm_reports, 0, "m=%d n=%ld", m, n);
+            } else {
+                cr_assert_eq(st, PC_OK);
+            }
+            /* and the put then works */
+            cr_assert_eq(pc_put_ex(c, "key", 3, "new", 3, &later), PC_OK);
+            char buf[16];
+            size_t vlen = 0;
+
+            cr_assert_eq(pc_get(c, "key", 3, buf, sizeof buf, &vlen), PC_OK);
+            cr_assert_eq(vlen, 3);
+            pc_destroy(c);
+        }
+    }
+    cr_assert_gt(refused, 0, "no put was refused: the search found nothing");
 }
 
 Test(faults, reclaim_is_unaffected_by_allocation_failure)
