@@ -463,10 +463,11 @@ PC_API size_t pc_capacity(const pc_cache *cache);
 PC_API uint64_t pc_bytes(const pc_cache *cache);
 
 /*
- * Change the capacity. Growing takes effect at once; shrinking evicts, in
- * policy order, until pc_len is within the new capacity before returning
- * (each reported as PC_REMOVED_EVICTED). Puts concurrent with a shrink may
- * be evicted by it.
+ * Change the capacity. Growing takes effect at once; shrinking removes
+ * entries until pc_len is within the new capacity before returning:
+ * expired entries first, from every shard (reported as
+ * PC_REMOVED_EXPIRED), then live ones in policy order (as
+ * PC_REMOVED_EVICTED). Puts concurrent with a shrink may be evicted by it.
  * A put that claimed room against the old capacity while it changed
  * checks again once its entry is in and evicts for it, so when both calls
  * have returned pc_len is within the capacity.
@@ -495,9 +496,10 @@ PC_API uint64_t pc_bytes(const pc_cache *cache);
 PC_API pc_status pc_set_capacity(pc_cache *cache, size_t capacity);
 
 /*
- * Change the byte bound (0 removes it). Shrinking evicts, in policy order,
- * until pc_bytes is within the new bound before returning (reported as
- * PC_REMOVED_EVICTED); a bound below every entry's size evicts everything.
+ * Change the byte bound (0 removes it). Shrinking removes entries until
+ * pc_bytes is within the new bound before returning, in the order
+ * pc_set_capacity removes them (expired entries first, from every shard);
+ * a bound below every entry's size evicts everything.
  * If the new bound is below the bytes held (it evicts), structures then
  * four times larger than the entries left need are rebuilt smaller, as
  * for pc_set_capacity; a bound that evicts nothing rebuilds nothing, even

@@ -351,17 +351,22 @@ static struct pc__kv *next_victim(struct shard_cache *sc, struct shard *s,
     return v != NULL ? v : sc->pol->victim(s->pol, now);
 }
 
-/* Evict the policy's next victim from s (which holds an entry), returning
- * its room to the cache-wide budget. */
-static void evict_one(struct shard_cache *sc, struct shard *s,
-                      struct pc__now now, struct pc__removals *rm)
+/* v, out of s's policy, leaves the index; its room returns to the
+ * cache-wide budget. */
+static void evicted(struct shard_cache *sc, struct shard *s, struct pc__kv *v,
+                    struct pc__now now, struct pc__removals *rm)
 {
-    struct pc__kv *v = next_victim(sc, s, now, NULL);
-
     pc__index_erase(&s->ix, v);
     pc__budget_give(&sc->base, 1, pc__shard_payload(v));
     gone(s, v, pc__kv_expired(v, now) ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED,
          rm);
+}
+
+/* Evict the policy's next victim from s (which holds an entry). */
+static void evict_one(struct shard_cache *sc, struct shard *s,
+                      struct pc__now now, struct pc__removals *rm)
+{
+    evicted(sc, s, next_victim(sc, s, now, NULL), now, rm);
 }
 
 /* No lock held: evict from shards other than `avoid`, one lock at a time,
@@ -692,11 +697,8 @@ static void expire_cb(void *arg, struct pc__kv *kv)
 
     if (!pc__kv_expired(kv, sw->now))
         return;
-    pc__index_erase(&sw->s->ix, kv);
-    sw->sc->pol->remove(sw->s->pol, kv);
-    pc__budget_give(&sw->sc->base, 1, pc__shard_payload(kv));
+    drop_expired(sw->sc, sw->s, kv, sw->rm);
     sw->removed++;
-    gone(sw->s, kv, PC_REMOVED_EXPIRED, sw->rm);
 }
 
 size_t pc__policy_expire(pc_cache *c, struct pc__removals *rm,
@@ -724,21 +726,31 @@ void pc__policy_shrink(pc_cache *c, struct pc__removals *rm,
     struct shard_cache *sc = sc_of(c);
     struct pc__now now = pc__core_now_if_ttl(c);
 
-    /* Round robin, a few entries per lock, until within both limits. */
-    for (uint32_t k = 0, idle = 0; idle < sc->nshards; k++) {
-        struct shard *s = &sc->shards[k % sc->nshards];
-        int n = 0;
+    /* Round robin, a few entries per lock, until within both limits: the
+     * expired entries of every shard first (each shard's queue has them),
+     * then the policies' victims. */
+    for (int live = now.ms == 0; live < 2; live++) {
+        for (uint32_t k = 0, idle = 0; idle < sc->nshards; k++) {
+            struct shard *s = &sc->shards[k % sc->nshards];
+            struct pc__kv *v;
+            int n = 0;
 
-        pc__writer_lock(&s->w);
-        while (s->count > 0 && n < 16 && !pc__budget_room(c, false, 0)) {
-            evict_one(sc, s, now, rm);
-            n++;
+            pc__writer_lock(&s->w);
+            while (s->count > 0 && n < 16 && !pc__budget_room(c, false, 0)) {
+                if (live)
+                    evict_one(sc, s, now, rm);
+                else if ((v = pc__shard_take_expired(sc, s, now, NULL)) != NULL)
+                    evicted(sc, s, v, now, rm);
+                else
+                    break;
+                n++;
+            }
+            pc__writer_unlock(c, &s->w);
+            *w = &s->w;
+            if (pc__budget_room(c, false, 0))
+                return;
+            idle = n == 0 ? idle + 1 : 0;
         }
-        pc__writer_unlock(c, &s->w);
-        *w = &s->w;
-        if (pc__budget_room(c, false, 0))
-            break;
-        idle = n == 0 ? idle + 1 : 0;
     }
 }
 

@@ -135,6 +135,52 @@ Test(expiry, an_expired_entry_is_the_first_victim)
     pc_destroy(c);
 }
 
+/* Lowering a limit removes the expired entries of every shard before any
+ * live one: 8 live keys and 40 expired ones over 4 shards, the limit
+ * lowered to what the live keys need (a shard's own expired entries would
+ * not be enough: a round robin that took each shard's expired entries and
+ * then its live ones evicted live keys). */
+static void shrink_after_expiry(bool bytes)
+{
+    pc_options o = test_opts(64);
+    pc_cache *c;
+
+    o.now_ms = test_now;
+    o.shards = 4;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (uint64_t k = 0; k < 48; k++)
+        put_ttl(c, k, k % 6 == 0 ? PC_TTL_NEVER : 10);
+    test_advance(10);
+    if (bytes)
+        cr_assert_eq(pc_set_max_bytes(c, 8 * 16), PC_OK);
+    else
+        cr_assert_eq(pc_set_capacity(c, 8), PC_OK);
+    assert_removed(c, 40, 0, bytes ? "max_bytes lowered" : "capacity lowered");
+    cr_assert_eq(pc_len(c), 8);
+    for (uint64_t k = 0; k < 48; k += 6)
+        cr_assert_eq(get_u64(c, k, NULL), PC_OK, "live key %lu evicted",
+                     (unsigned long)k);
+    /* Lowered again, live entries go in policy order. */
+    if (bytes)
+        cr_assert_eq(pc_set_max_bytes(c, 4 * 16), PC_OK);
+    else
+        cr_assert_eq(pc_set_capacity(c, 4), PC_OK);
+    assert_removed(c, 40, 4, "lowered again");
+    cr_assert_eq(pc_len(c), 4);
+    pc_destroy(c);
+}
+
+Test(expiry, lowering_the_capacity_removes_every_expired_entry_first)
+{
+    shrink_after_expiry(false);
+}
+
+Test(expiry, lowering_the_byte_bound_removes_every_expired_entry_first)
+{
+    shrink_after_expiry(true);
+}
+
 /* A full cache of 64 keys, 0..63, one shard: key 40 with this ttl, the
  * others never expiring. */
 static pc_cache *make_full_with_key_40(uint64_t ttl)
