@@ -655,7 +655,8 @@ typedef int pc_loader_fn(void *ctx, const void *key, size_t klen, pc_sink *out);
  * leaves a load uncached.) Evictions and expiry break no lease.
  * Statistics: each call counts exactly one hit or one miss, as one pc_get
  * would (a thread that waits for another's load counts its own miss),
- * plus loader_calls and loader_errors for the thread that loads.
+ * plus loader_calls and loader_errors for the thread that loads; a call
+ * that returns PC_ENOMEM counts nothing.
  * Cancellation: a cancellation point only while it runs load (see the
  * conventions: cancelled there, its waiters get PC_ELOAD and ECANCELED).
  * Thread-safety: any thread. Progress: blocking (waits for the loader).
@@ -774,7 +775,8 @@ PC_API pc_status pc_memo_forget(pc_memo *memo, const void *key, size_t klen);
 
 /*
  * Counters of the memoizer: one hit or miss per call (pc_memo_call,
- * pc_memo_begin), loader calls and loader errors (puts, evictions and deletes
+ * pc_memo_begin; none for a call that fails with PC_ENOMEM or the
+ * backend's error), loader calls and loader errors (puts, evictions and deletes
  * are the backend's business and stay 0 here). Returns PC_OK; PC_EINVAL for
  * NULL arguments.
  */

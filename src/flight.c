@@ -149,9 +149,10 @@ static bool waits_for_self(struct pc__flight *f)
 }
 
 pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
-                           size_t klen, enum pc__flight_role *role,
-                           struct pc__flight **out, void *buf, size_t bufcap,
-                           size_t *vlen, int *load_err, pc_status *out_status)
+                           size_t klen, const struct pc__flight_join *join,
+                           enum pc__flight_role *role, struct pc__flight **out,
+                           void *buf, size_t bufcap, size_t *vlen,
+                           int *load_err, pc_status *out_status)
 {
     uint64_t h = pc__hash(&fl->seed, key, klen);
     struct pc__flight *f;
@@ -185,12 +186,16 @@ pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
         pthread_cond_init(&f->cv, NULL);
         f->next = *slot_of(fl, h);
         *slot_of(fl, h) = f;
+        if (join != NULL)
+            join->fn(join->arg);
         pthread_mutex_unlock(&flights_lock);
         pthread_setcancelstate(cancel_state, NULL);
         *role = PC__FLIGHT_LEADER;
         *out = f;
         return PC_OK;
     }
+    if (join != NULL)
+        join->fn(join->arg);
     if (waits_for_self(f)) {
         pthread_mutex_unlock(&flights_lock);
         pthread_setcancelstate(cancel_state, NULL);

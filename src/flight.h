@@ -76,12 +76,23 @@ enum pc__flight_role {
  *  - PC__FLIGHT_RETRY: the leader found the key already stored; look it up
  *    again.
  * Or returns PC_EDEADLK (waiting would never end) or PC_ENOMEM.
+ * join, if not NULL, is called once the call can no longer fail for
+ * memory: as this thread becomes the leader, or before it waits (or finds
+ * it would deadlock) as a follower; never on PC_ENOMEM. It runs under the
+ * table's lock, so it must only do a little bookkeeping (get-or-load
+ * counts its miss there: one that waits is counted while it waits).
  * Never acts on a cancellation request (it is disabled during the call).
  */
+struct pc__flight_join {
+    void (*fn)(void *arg);
+    void *arg;
+};
+
 pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
-                           size_t klen, enum pc__flight_role *role,
-                           struct pc__flight **f, void *buf, size_t bufcap,
-                           size_t *vlen, int *load_err, pc_status *out_status);
+                           size_t klen, const struct pc__flight_join *join,
+                           enum pc__flight_role *role, struct pc__flight **f,
+                           void *buf, size_t bufcap, size_t *vlen,
+                           int *load_err, pc_status *out_status);
 
 /*
  * Complete a flight this thread leads: status PC_OK with the value (copied

@@ -69,15 +69,46 @@ static void cancel_restore(int old)
 }
 
 /* Look key up: through the backend's get, or, in one of our caches,
- * through the policy, counting only the call's first lookup there (each
- * get-or-load is one hit or one miss, like one pc_get). */
-static pc_status backend_get(const struct pc__load_ctx *lc, bool first,
-                             const void *key, size_t klen, void *buf,
-                             size_t bufcap, size_t *vlen)
+ * through the policy, uncounted (count_first counts the call's first). */
+static pc_status backend_get(const struct pc__load_ctx *lc, const void *key,
+                             size_t klen, void *buf, size_t bufcap,
+                             size_t *vlen)
 {
     if (lc->cache != NULL)
-        return pc__policy_get(lc->cache, key, klen, buf, bufcap, vlen, first);
+        return pc__policy_get(lc->cache, key, klen, buf, bufcap, vlen, false);
     return lc->be->ops->get(lc->be->self, key, klen, buf, bufcap, vlen);
+}
+
+/* The call's first lookup, counted once as one pc_get would count it: in
+ * the memoizer's counters (count_lookups) and in those of the cache it
+ * went through. A miss is counted once the call can no longer fail for
+ * memory (as its flight is joined: flight.h), so a call that returns
+ * PC_ENOMEM counts nothing. */
+struct first_lookup {
+    const struct pc__load_ctx *lc;
+    bool counted;
+};
+
+static void count_first(struct first_lookup *fl, bool hit)
+{
+    const struct pc__load_ctx *lc = fl->lc;
+
+    if (fl->counted)
+        return;
+    fl->counted = true;
+    if (lc->count_lookups) {
+        if (hit)
+            PC__COUNTER_INC(lc->stats->hits);
+        else
+            PC__COUNTER_INC(lc->stats->misses);
+    }
+    if (lc->cache != NULL)
+        pc__core_count(lc->cache, hit);
+}
+
+static void count_first_miss(void *fl)
+{
+    count_first(fl, false);
 }
 
 static void lease_end(const struct pc__load_ctx *lc, struct pc__flight *lead)
@@ -102,7 +133,7 @@ static pc_status recheck_as_leader(const struct pc__load_ctx *lc,
         pc__policy_lease_begin(lc->cache,
                                pc__hash_key(&lc->cache->seed, key, klen),
                                pc__flight_lease(*lead));
-    st = backend_get(lc, false, key, klen, buf, bufcap, vlen);
+    st = backend_get(lc, key, klen, buf, bufcap, vlen);
     if (st != PC_NOTFOUND) {
         lease_end(lc, *lead);
         pc__flight_abandon(lc->flights, *lead);
@@ -117,27 +148,24 @@ static pc_status lookup_or_lead(const struct pc__load_ctx *lc, const void *key,
                                 size_t *vlen, int *load_err,
                                 struct pc__flight **lead)
 {
-    bool first = true;
+    struct first_lookup first = {lc, false};
+    struct pc__flight_join join = {count_first_miss, &first};
 
     *lead = NULL;
     for (;;) {
         enum pc__flight_role role;
         pc_status st, out = PC_OK;
 
-        st = backend_get(lc, first, key, klen, buf, bufcap, vlen);
-        if (first && lc->count_lookups) { /* the memoizer's own counts */
-            if (st != PC_NOTFOUND && st != PC_OK && st != PC_ERANGE)
-                return st; /* the backend failed: not a lookup */
-            if (st == PC_NOTFOUND)
-                PC__COUNTER_INC(lc->stats->misses);
-            else
-                PC__COUNTER_INC(lc->stats->hits);
-        }
-        first = false;
-        if (st != PC_NOTFOUND)
+        st = backend_get(lc, key, klen, buf, bufcap, vlen);
+        if (st != PC_NOTFOUND) {
+            /* A failed lookup (the backend's, or no memory for this
+             * thread's record) is not counted. */
+            if (st == PC_OK || st == PC_ERANGE)
+                count_first(&first, true);
             return st;
-        st = pc__flight_begin(lc->flights, key, klen, &role, lead, buf, bufcap,
-                              vlen, load_err, &out);
+        }
+        st = pc__flight_begin(lc->flights, key, klen, &join, &role, lead, buf,
+                              bufcap, vlen, load_err, &out);
         if (st != PC_OK)
             return st;
         if (role == PC__FLIGHT_FOLLOWER)

@@ -952,3 +952,82 @@ Test(faults, pinned_read_that_fails_records_no_use)
     pc_unpin(&pin);
     pc_destroy(c);
 }
+
+static int load_small(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    (void)ctx;
+    return pc_sink_set(out, key, klen) == PC_OK ? 0 : 1;
+}
+
+/* pc_get_or_load or pc_memo_call of a missing key, given n allocations:
+ * one that fails with PC_ENOMEM changes nothing, its statistics included
+ * (it counts no miss); one that succeeds counts one miss and one loader
+ * call (a store short of memory does not fail it). */
+static void get_or_load_short_of_memory(bool memo)
+{
+    for (long n = 0;; n++) {
+        pc_cache *c = cache_new(KEYS, 2);
+        pc_backend be;
+        pc_memo *m = NULL;
+        pc_stats before, after;
+        uint64_t k = 7777;
+        unsigned char v[16];
+        size_t len = 0;
+        pc_status st;
+        long made;
+
+        setup_half_full(c);
+        if (memo) {
+            cr_assert_eq(pc_backend_from_cache(c, &be), PC_OK);
+            cr_assert_eq(pc_memo_create(&be, &m), PC_OK);
+            st = pc_memo_call(m, "warm", 4, load_small, NULL, v, sizeof v, &len,
+                              NULL); /* registers this thread */
+            cr_assert_eq(st, PC_OK);
+            cr_assert_eq(pc_memo_stats(m, &before), PC_OK);
+        } else {
+            cr_assert_eq(get_u64(c, 0, NULL), PC_OK); /* registers it */
+            cr_assert_eq(pc_stats_get(c, &before), PC_OK);
+        }
+        size_t len0 = pc_len(c);
+
+        pc__alloc_fail_after(n);
+        st = memo ? pc_memo_call(m, &k, sizeof k, load_small, NULL, v, sizeof v,
+                                 &len, NULL)
+                  : pc_get_or_load(c, &k, sizeof k, load_small, NULL, v,
+                                   sizeof v, &len, NULL);
+        made = pc__alloc_fail_after(-1);
+        cr_assert_eq(memo ? pc_memo_stats(m, &after) : pc_stats_get(c, &after),
+                     PC_OK);
+        if (st == PC_ENOMEM) {
+            cr_assert_eq(after.misses, before.misses,
+                         "n=%ld: a failed call counted a miss", n);
+            cr_assert_eq(after.hits, before.hits);
+            cr_assert_eq(after.loader_calls, before.loader_calls);
+            cr_assert_eq(pc_len(c), len0, "n=%ld: a failed call stored", n);
+        } else {
+            cr_assert_eq(st, PC_OK, "n=%ld: status %d", n, st);
+            cr_assert(len == sizeof k && memcmp(v, &k, len) == 0);
+            cr_assert_eq(after.misses, before.misses + 1, "n=%ld", n);
+            cr_assert_eq(after.hits, before.hits, "n=%ld", n);
+            cr_assert_eq(after.loader_calls, before.loader_calls + 1);
+        }
+        if (memo)
+            pc_memo_destroy(m); /* and its backend, c */
+        else
+            pc_destroy(c);
+        if (made <= n) {
+            cr_assert_gt(n, 0, "the call allocated nothing");
+            break;
+        }
+    }
+}
+
+Test(faults, get_or_load_short_of_memory_counts_nothing)
+{
+    get_or_load_short_of_memory(false);
+}
+
+Test(faults, memo_call_short_of_memory_counts_nothing)
+{
+    get_or_load_short_of_memory(true);
+}
