@@ -44,6 +44,7 @@ pc_status pc_put_ex(pc_cache *cache, const void *key, size_t klen,
     struct pc__removals rm;
     struct pc__writer *w;
     pc_status st;
+    uint64_t max;
 
     if (cache == NULL || !pc__key_ok(key, klen) || !pc__value_ok(val, vlen))
         return PC_EINVAL;
@@ -53,6 +54,11 @@ pc_status pc_put_ex(pc_cache *cache, const void *key, size_t klen,
             return PC_EINVAL;
         req.flags = args->flags;
     }
+    /* Refused before anything is allocated (so as PC_EINVAL even short of
+     * memory); checked again under the lock against a bound lowered since. */
+    max = __atomic_load_n(&cache->max_bytes, __ATOMIC_RELAXED);
+    if (max != 0 && (uint64_t)klen + vlen > max)
+        return PC_EINVAL;
     req.expires = pc__core_expires(cache, args != NULL ? args->ttl_ms : 0);
     pc__removals_init(&rm, cache);
     st = pc__policy_put(cache, pc__hash_key(&cache->seed, key, klen), key, klen,

@@ -149,6 +149,29 @@ Test(bad_input, failed_allocation_in_put_returns_enomem_and_changes_nothing)
     pc_destroy(c);
 }
 
+/* An entry larger than the byte bound is refused as such, short of memory
+ * too (the bound is checked before anything is allocated). */
+Test(bad_input, oversized_put_is_einval_even_short_of_memory)
+{
+    pc_options o = test_opts(100);
+    pc_cache *c;
+    uint64_t k = 1;
+    unsigned char big[64] = {0};
+
+    o.max_bytes = 32;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    cr_assert_eq(put_u64(c, 2, 2), PC_OK); /* registers this thread */
+    pc__alloc_fail_after(0);
+    cr_assert_eq(pc_put(c, &k, sizeof k, big, sizeof big), PC_EINVAL);
+    cr_assert_eq(pc_put_ex(c, &k, sizeof k, big, 25, NULL), PC_EINVAL);
+    pc__alloc_fail_after(-1);
+    cr_assert_eq(pc_len(c), 1);
+    cr_assert_eq(pc_bytes(c), 16);
+    cr_assert_eq(pc_put(c, &k, sizeof k, big, 24), PC_OK); /* exactly fits */
+    pc_destroy(c);
+}
+
 Test(bad_input, failed_allocation_in_create_returns_enomem_without_leaks)
 {
     pc_options o = test_opts(100000);
