@@ -375,9 +375,11 @@ typedef struct pc_put_args { /* zero-initialise */
  *    the last free places, a put may evict one entry more than it needed;
  *    pc_len never exceeds the capacity.)
  *  - With a byte bound (pc_options.max_bytes), entries are evicted in
- *    policy order until klen + vlen fits; an entry larger than the bound by
- *    itself is refused (PC_EINVAL, nothing changed). pc_bytes never exceeds
- *    the bound.
+ *    policy order until klen + vlen fits (clock and frequency: in the
+ *    key's shard; if it has nothing left to evict, in the others, the
+ *    expired entries of every shard first); an entry larger than the bound
+ *    by itself is refused (PC_EINVAL, nothing changed). pc_bytes never
+ *    exceeds the bound.
  *  - Expiry: the entry is visible strictly before now + ttl (args->ttl_ms,
  *    else the cache's ttl_ms; none if both are 0 or args->ttl_ms is
  *    PC_TTL_NEVER), on the cache's clock; a ttl that overflows saturates

@@ -47,6 +47,7 @@
  * listener (write.h); leases of loads are checked and broken under the
  * same lock.
  */
+#include <limits.h>
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
@@ -362,16 +363,35 @@ static void evicted(struct shard_cache *sc, struct shard *s, struct pc__kv *v,
          rm);
 }
 
-/* Evict the policy's next victim from s (which holds an entry). */
-static void evict_one(struct shard_cache *sc, struct shard *s,
-                      struct pc__now now, struct pc__removals *rm)
+/* Remove entries from s (lock held) until the budget has room for one
+ * more entry (if need_entry) and `bytes` more bytes, or `max` have gone:
+ * only entries its queue finds expired (!live: it stops when none is
+ * due), or the policy's victims (expired ones first). Returns how many
+ * went. */
+static int shed(struct shard_cache *sc, struct shard *s, bool live,
+                bool need_entry, uint64_t bytes, int max, struct pc__now now,
+                struct pc__removals *rm)
 {
-    evicted(sc, s, next_victim(sc, s, now, NULL), now, rm);
+    struct pc__kv *v;
+    int n = 0;
+
+    while (n < max && s->count > 0 &&
+           !pc__budget_room(&sc->base, need_entry, bytes)) {
+        if (live)
+            v = next_victim(sc, s, now, NULL);
+        else if ((v = pc__shard_take_expired(sc, s, now, NULL)) == NULL)
+            break;
+        evicted(sc, s, v, now, rm);
+        n++;
+    }
+    return n;
 }
 
 /* No lock held: evict from shards other than `avoid`, one lock at a time,
  * until the budget has room for one more entry (if need_entry) and `bytes`
- * more bytes, or nothing is left to evict. */
+ * more bytes, or nothing is left to evict: every shard's expired entries
+ * before any live one (a pass over the shards for each, the first only
+ * when entries can expire). */
 static void evict_elsewhere(struct shard_cache *sc, struct shard *avoid,
                             bool need_entry, uint64_t bytes, struct pc__now now,
                             struct pc__removals *rm, struct pc__writer **w)
@@ -379,21 +399,21 @@ static void evict_elsewhere(struct shard_cache *sc, struct shard *avoid,
     unsigned int start =
         __atomic_fetch_add(&sc->cursor, 1, __ATOMIC_RELAXED) % sc->nshards;
 
-    for (uint32_t k = 0; k < sc->nshards; k++) {
-        struct shard *s = &sc->shards[(start + k) % sc->nshards];
+    for (int live = now.ms == 0; live < 2; live++) {
+        for (uint32_t k = 0; k < sc->nshards; k++) {
+            struct shard *s = &sc->shards[(start + k) % sc->nshards];
+            bool room;
 
-        if (s == avoid)
-            continue;
-        bool room;
-
-        pc__writer_lock(&s->w);
-        while (!(room = pc__budget_room(&sc->base, need_entry, bytes)) &&
-               s->count > 0)
-            evict_one(sc, s, now, rm);
-        pc__writer_unlock(&sc->base, &s->w);
-        *w = &s->w;
-        if (room)
-            return; /* the retried put claims it (or evicts again) */
+            if (s == avoid)
+                continue;
+            pc__writer_lock(&s->w);
+            shed(sc, s, live, need_entry, bytes, INT_MAX, now, rm);
+            room = pc__budget_room(&sc->base, need_entry, bytes);
+            pc__writer_unlock(&sc->base, &s->w);
+            *w = &s->w;
+            if (room)
+                return; /* the retried put claims it (or evicts again) */
+        }
     }
 }
 
@@ -604,8 +624,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         }
         /* A limit lowered while this put claimed against the old one: the
          * shrink may have passed this shard already (core.h). */
-        while (claimed && !pc__budget_room(c, false, 0) && s->count > 0)
-            evict_one(sc, s, now, rm);
+        if (claimed)
+            shed(sc, s, true, false, 0, INT_MAX, now, rm);
         if (req->lease != NULL)
             pc__lease_unlink(&s->w.leases, req->lease);
         pc__leases_break(s->w.leases, h, false);
@@ -727,24 +747,14 @@ void pc__policy_shrink(pc_cache *c, struct pc__removals *rm,
     struct pc__now now = pc__core_now_if_ttl(c);
 
     /* Round robin, a few entries per lock, until within both limits: the
-     * expired entries of every shard first (each shard's queue has them),
-     * then the policies' victims. */
+     * expired entries of every shard first, then the policies' victims. */
     for (int live = now.ms == 0; live < 2; live++) {
         for (uint32_t k = 0, idle = 0; idle < sc->nshards; k++) {
             struct shard *s = &sc->shards[k % sc->nshards];
-            struct pc__kv *v;
-            int n = 0;
+            int n;
 
             pc__writer_lock(&s->w);
-            while (s->count > 0 && n < 16 && !pc__budget_room(c, false, 0)) {
-                if (live)
-                    evict_one(sc, s, now, rm);
-                else if ((v = pc__shard_take_expired(sc, s, now, NULL)) != NULL)
-                    evicted(sc, s, v, now, rm);
-                else
-                    break;
-                n++;
-            }
+            n = shed(sc, s, live, false, 0, 16, now, rm);
             pc__writer_unlock(c, &s->w);
             *w = &s->w;
             if (pc__budget_room(c, false, 0))

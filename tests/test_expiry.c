@@ -181,6 +181,60 @@ Test(expiry, lowering_the_byte_bound_removes_every_expired_entry_first)
     shrink_after_expiry(true);
 }
 
+/* The shard of 4 that holds k (clock, frequency: shard.c's shard_of; the
+ * exact-LRU build has none, and the test below holds for it as is). */
+static unsigned shard_of_4(pc_cache *c, uint64_t k)
+{
+    uint64_t h = pc__hash_key(&c->seed, &k, sizeof k);
+
+    return (unsigned)(((h >> 32) * 4) >> 32);
+}
+
+/* The first key from `from` on that shard_of_4 puts in shard `want`. */
+static uint64_t key_in_shard(pc_cache *c, unsigned want, uint64_t from)
+{
+    while (shard_of_4(c, from) != want)
+        from++;
+    return from;
+}
+
+/* A put under a byte bound whose own shard is empty evicts in the others,
+ * every shard's expired entries before a live one: 2 live entries in
+ * shard 1, 8 expired ones in shards 2 and 3, and a new key of shard 0
+ * that needs the room of 8 (a pass that evicted each shard to the end,
+ * from shard 1 on, took the live ones). */
+Test(expiry, a_put_that_evicts_in_other_shards_takes_expired_entries_first)
+{
+    pc_options o = test_opts(64);
+    pc_cache *c;
+    uint64_t live[2], k = 0, big = 0;
+    unsigned char v[120] = {0};
+
+    o.now_ms = test_now;
+    o.shards = 4;
+    o.max_bytes = 10 * 16;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (int i = 0; i < 2; i++) {
+        live[i] = k = key_in_shard(c, 1, k + 1);
+        cr_assert_eq(put_ttl(c, k, PC_TTL_NEVER), PC_OK);
+    }
+    for (int i = 0; i < 8; i++) {
+        k = key_in_shard(c, 2 + i % 2, k + 1);
+        cr_assert_eq(put_ttl(c, k, 10), PC_OK);
+    }
+    cr_assert_eq(pc_bytes(c), 10 * 16);
+    test_advance(10);
+    big = key_in_shard(c, 0, k + 1);
+    cr_assert_eq(pc_put(c, &big, sizeof big, v, sizeof v), PC_OK);
+    assert_removed(c, 8, 0, "the put evicted a live entry");
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(get_u64(c, live[i], NULL), PC_OK, "live key %lu evicted",
+                     (unsigned long)live[i]);
+    cr_assert_eq(pc_bytes(c), 2 * 16 + 128);
+    pc_destroy(c);
+}
+
 /* A full cache of 64 keys, 0..63, one shard: key 40 with this ttl, the
  * others never expiring. */
 static pc_cache *make_full_with_key_40(uint64_t ttl)
