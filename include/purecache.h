@@ -371,9 +371,9 @@ typedef struct pc_put_args { /* zero-initialise */
  *    evict in the shard the key belongs to (each shard keeps its expired
  *    entries in expiry order), so there "an expired entry" means one of
  *    that shard's; an expired entry of another shard goes when a put
- *    evicts there, or at pc_expire. (Under concurrent puts that race for
- *    the last free places, a put may evict one entry more than it needed;
- *    pc_len never exceeds the capacity.)
+ *    evicts there, when a limit is lowered, or at pc_expire. (Under concurrent
+ * puts that race for the last free places, a put may evict one entry more than
+ * it needed; pc_len never exceeds the capacity.)
  *  - With a byte bound (pc_options.max_bytes), entries are evicted in
  *    policy order until klen + vlen fits (clock and frequency: in the
  *    key's shard; if it has nothing left to evict, in the others, the
@@ -658,7 +658,9 @@ typedef int pc_loader_fn(void *ctx, const void *key, size_t klen, pc_sink *out);
  * Statistics: each call counts exactly one hit or one miss, as one pc_get
  * would (a thread that waits for another's load counts its own miss),
  * plus loader_calls and loader_errors for the thread that loads; a call
- * that returns PC_ENOMEM counts nothing.
+ * that returns PC_ENOMEM before it has started or waited on a load counts
+ * nothing (a waiter whose value could not be copied for it has counted
+ * its miss).
  * Cancellation: a cancellation point only while it runs load (see the
  * conventions: cancelled there, its waiters get PC_ELOAD and ECANCELED).
  * Thread-safety: any thread. Progress: blocking (waits for the loader).
@@ -777,10 +779,11 @@ PC_API pc_status pc_memo_forget(pc_memo *memo, const void *key, size_t klen);
 
 /*
  * Counters of the memoizer: one hit or miss per call (pc_memo_call,
- * pc_memo_begin; none for a call that fails with PC_ENOMEM or the
- * backend's error), loader calls and loader errors (puts, evictions and deletes
- * are the backend's business and stay 0 here). Returns PC_OK; PC_EINVAL for
- * NULL arguments.
+ * pc_memo_begin; none for a call whose first lookup fails with the
+ * backend's error, nor for one that returns PC_ENOMEM before it has
+ * started or waited on a load), loader calls and loader errors (puts, evictions
+ * and deletes are the backend's business and stay 0 here). Returns PC_OK;
+ * PC_EINVAL for NULL arguments.
  */
 PC_API pc_status pc_memo_stats(pc_memo *memo, pc_stats *out);
 

@@ -301,20 +301,6 @@ static inline struct pc__record *pc__core_record(struct pc_cache *c)
     return pc__domain_record(&c->dom);
 }
 
-/* Add a lookup made uncounted (pc__core_get's count false) to this
- * thread's hits or misses; nothing if the thread has no record. */
-static inline void pc__core_count(struct pc_cache *c, bool hit)
-{
-    struct pc__record *t = pc__core_record(c);
-
-    if (t == NULL)
-        return;
-    if (hit)
-        PC__COUNTER_INC(t->stats.hits);
-    else
-        PC__COUNTER_INC(t->stats.misses);
-}
-
 /* A policy's lookup, run inside the caller's read section: find the key
  * and record the use; NULL on a miss. */
 typedef struct pc__kv *pc__lookup_fn(struct pc_cache *c, struct pc__record *t,

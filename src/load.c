@@ -81,11 +81,15 @@ static pc_status backend_get(const struct pc__load_ctx *lc, const void *key,
 
 /* The call's first lookup, counted once as one pc_get would count it: in
  * the memoizer's counters (count_lookups) and in those of the cache it
- * went through. A miss is counted once the call can no longer fail for
- * memory (as its flight is joined: flight.h), so a call that returns
- * PC_ENOMEM counts nothing. */
+ * went through (cache: that thread's record, found before the flight is
+ * joined, so the count under the flight table's lock only increments). A
+ * miss is counted once the call can no longer fail for memory before it
+ * reaches a load (as its flight is joined: flight.h), so a call that
+ * returns PC_ENOMEM without having started or waited on a load counts
+ * nothing. */
 struct first_lookup {
     const struct pc__load_ctx *lc;
+    struct pc__record_stats *cache;
     bool counted;
 };
 
@@ -102,8 +106,12 @@ static void count_first(struct first_lookup *fl, bool hit)
         else
             PC__COUNTER_INC(lc->stats->misses);
     }
-    if (lc->cache != NULL)
-        pc__core_count(lc->cache, hit);
+    if (fl->cache != NULL) {
+        if (hit)
+            PC__COUNTER_INC(fl->cache->hits);
+        else
+            PC__COUNTER_INC(fl->cache->misses);
+    }
 }
 
 static void count_first_miss(void *fl)
@@ -148,10 +156,17 @@ static pc_status lookup_or_lead(const struct pc__load_ctx *lc, const void *key,
                                 size_t *vlen, int *load_err,
                                 struct pc__flight **lead)
 {
-    struct first_lookup first = {lc, false};
+    struct first_lookup first = {lc, NULL, false};
     struct pc__flight_join join = {count_first_miss, &first};
 
     *lead = NULL;
+    if (lc->cache != NULL) {
+        struct pc__record *t = pc__core_record(lc->cache);
+
+        if (t == NULL)
+            return PC_ENOMEM; /* (the lookup would fail the same way) */
+        first.cache = &t->stats;
+    }
     for (;;) {
         enum pc__flight_role role;
         pc_status st, out = PC_OK;

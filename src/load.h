@@ -25,10 +25,11 @@
  * cache's own counters for pc_get_or_load; the memoizer's for
  * pc_memo_call, and the cache's too if its backend is one). Every lookup
  * goes through the policy uncounted: a hit is counted at once, a miss as
- * the call joins its key's flight (it can then no longer fail for memory;
- * a waiter is counted while it waits), so a call that returns PC_ENOMEM
- * counts nothing. Loader calls and
- * errors (and, for a memoizer, its hits and misses) go to per-thread
+ * the call joins its key's flight (a waiter is counted while it waits),
+ * so a call that returns PC_ENOMEM before it has started or waited on a
+ * load counts nothing; a later failure (the leader's second lookup
+ * through a user's backend, a waiter's copy) has counted its miss. Loader calls
+ * and errors (and, for a memoizer, its hits and misses) go to per-thread
  * counters (struct pc__record_stats: the cache's
  * own records, or a memoizer's private domain), summed on read, so the hit
  * path writes no shared line.

@@ -969,7 +969,7 @@ static void get_or_load_short_of_memory(bool memo)
         pc_cache *c = cache_new(KEYS, 2);
         pc_backend be;
         pc_memo *m = NULL;
-        pc_stats before, after;
+        pc_stats before, after, cbefore, cafter;
         uint64_t k = 7777;
         unsigned char v[16];
         size_t len = 0;
@@ -990,6 +990,7 @@ static void get_or_load_short_of_memory(bool memo)
         }
         size_t len0 = pc_len(c);
 
+        cr_assert_eq(pc_stats_get(c, &cbefore), PC_OK);
         pc__alloc_fail_after(n);
         st = memo ? pc_memo_call(m, &k, sizeof k, load_small, NULL, v, sizeof v,
                                  &len, NULL)
@@ -998,6 +999,11 @@ static void get_or_load_short_of_memory(bool memo)
         made = pc__alloc_fail_after(-1);
         cr_assert_eq(memo ? pc_memo_stats(m, &after) : pc_stats_get(c, &after),
                      PC_OK);
+        /* A memoizer over a cache counts in both (the cache's as pc_get). */
+        cr_assert_eq(pc_stats_get(c, &cafter), PC_OK);
+        cr_assert_eq(cafter.misses - cbefore.misses,
+                     after.misses - before.misses, "n=%ld: cache misses", n);
+        cr_assert_eq(cafter.hits, cbefore.hits, "n=%ld: cache hits", n);
         if (st == PC_ENOMEM) {
             cr_assert_eq(after.misses, before.misses,
                          "n=%ld: a failed call counted a miss", n);
