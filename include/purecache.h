@@ -28,13 +28,18 @@
  *               pointers to them per block size (returned when the thread
  *               exits, or by pc_destroy on that thread).
  *   Errors      Every failing call returns a negative pc_status and changes
- *               nothing observable. No call aborts, asserts or prints.
+ *               nothing observable (it may still free memory that earlier
+ *               removals left for reclamation, as any call that takes a
+ *               writer lock may: pc_stats pending). No call aborts, asserts
+ *               or prints.
  *   Threads     Every function may be called concurrently with every other on
  *               the same cache, except pc_destroy, which must not overlap any
  *               other call on that cache. A thread is registered with a cache
- *               lazily on its first call (no per-thread init), and released
- *               when the thread exits. A thread's first call on a cache may
- *               therefore allocate, and may fail with PC_ENOMEM.
+ *               lazily on its first read (pc_get, pc_get_pinned, a
+ *               get-or-load; no per-thread init), and released when the
+ *               thread exits. A thread's first read of a cache may
+ *               therefore allocate, and may fail with PC_ENOMEM (writes,
+ *               deletes and the rest never register).
  *   Progress    "wait-free": finishes in a bounded number of its own steps.
  *               "lock-free": may retry, but only because another thread made
  *               progress. "blocking": may wait for a lock held by another
@@ -85,7 +90,7 @@
  *   pc_memo_forget                  a store of that key in progress (one
  *                                   backend put)
  *   pc_stats_get, a thread's        registration of other threads on this
- *   first call on a cache           cache, briefly
+ *   first read of a cache           cache, briefly
  *   a cache's first put or load     the start of the ticker thread, or
  *   with an expiry (default clock)  another cache's pc_destroy joining it
  *                                   (pc_options.now_ms), briefly
@@ -265,7 +270,8 @@ typedef struct pc_stats {
     uint64_t bytes;         /* as pc_bytes */
     uint64_t pending;       /* removed entries not yet freed (waiting for
                                readers, for later writes to free them, or
-                               pinned) */
+                               pinned); any call that takes a writer lock,
+                               a failing one too, may free some */
     uint64_t pending_bytes; /* their allocated bytes */
 } pc_stats;
 
@@ -334,7 +340,7 @@ PC_API void pc_destroy(pc_cache *cache);
  * meanwhile: blocking.
  * Returns PC_OK, PC_NOTFOUND, PC_ERANGE; PC_EINVAL if cache is NULL, key is
  * NULL with klen > 0, klen > PC_KEY_MAX, or buf is NULL with bufcap > 0;
- * PC_ENOMEM only on this thread's first call on this cache.
+ * PC_ENOMEM only on this thread's first read of this cache (see Threads).
  */
 PC_API pc_status pc_get(pc_cache *cache, const void *key, size_t klen,
                         void *buf, size_t bufcap, size_t *vlen);
@@ -596,7 +602,7 @@ typedef struct pc_pin {
  * lock held for a few instructions), so it is the read to use for large
  * values, not the fastest read.
  * Returns PC_OK, PC_NOTFOUND; PC_EINVAL for a NULL cache or pin, NULL key
- * with klen > 0, klen > PC_KEY_MAX; PC_ENOMEM if this thread's first call on
+ * with klen > 0, klen > PC_KEY_MAX; PC_ENOMEM if this thread's first read of
  * the cache, or the pin's record, could not be allocated (nothing pinned,
  * and the key's use not recorded: the policy's order is unchanged).
  */
