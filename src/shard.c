@@ -22,7 +22,10 @@
  * entry; and pc_len and pc_bytes never pass their limits. A shard may hold
  * more or fewer entries than its share. If the put's own shard has nothing
  * left to evict, it releases its lock and evicts from the other shards in
- * turn (one lock at a time), then starts over. Under concurrent puts that
+ * turn (one lock at a time; the expired entries of every shard first, a
+ * pass for them, then one for live entries), then starts over. A lowered
+ * limit (pc__policy_shrink) removes entries the same way, round robin, a
+ * few per lock. Under concurrent puts that
  * race for the last free places a put may evict one entry more than it
  * needed; the counters are touched only by writers.
  *
