@@ -488,14 +488,14 @@ static bool claim_here(struct shard_cache *sc, struct shard *s,
     return ok;
 }
 
-/* Remove kv, s's entry for a put's key, found expired (shard lock held). */
+/* Remove kv, an entry of s found expired at now, still in the policy
+ * (shard lock held): a put's old entry, or pc_expire's. */
 static void drop_expired(struct shard_cache *sc, struct shard *s,
-                         struct pc__kv *kv, struct pc__removals *rm)
+                         struct pc__kv *kv, struct pc__now now,
+                         struct pc__removals *rm)
 {
-    pc__index_erase(&s->ix, kv);
     sc->pol->remove(s->pol, kv);
-    pc__budget_give(&sc->base, 1, pc__shard_payload(kv));
-    gone(s, kv, PC_REMOVED_EXPIRED, rm);
+    evicted(sc, s, kv, now, rm); /* (reported as expired) */
 }
 
 pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
@@ -544,7 +544,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
          * still break it. */
         if (pc__put_refused(req, old != NULL && !stale, &st)) {
             if (stale)
-                drop_expired(sc, s, old, rm);
+                drop_expired(sc, s, old, now, rm);
             goto refused;
         }
         /* What can fail, before anything changes. A replacement takes
@@ -562,7 +562,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             goto refused;
         }
         if (stale) {
-            drop_expired(sc, s, old, rm);
+            drop_expired(sc, s, old, now, rm);
             old = NULL;
         }
         was = old != NULL ? pc__shard_payload(old) : 0;
@@ -720,7 +720,7 @@ static void expire_cb(void *arg, struct pc__kv *kv)
 
     if (!pc__kv_expired(kv, sw->now))
         return;
-    drop_expired(sw->sc, sw->s, kv, sw->rm);
+    drop_expired(sw->sc, sw->s, kv, sw->now, sw->rm);
     sw->removed++;
 }
 
