@@ -377,9 +377,9 @@ typedef struct pc_put_args { /* zero-initialise */
  *    evict in the shard the key belongs to (each shard keeps its expired
  *    entries in expiry order), so there "an expired entry" means one of
  *    that shard's; an expired entry of another shard goes when a put
- *    evicts there, when a limit is lowered, or at pc_expire. (Under concurrent
- * puts that race for the last free places, a put may evict one entry more than
- * it needed; pc_len never exceeds the capacity.)
+ *    evicts there, when a limit is lowered, or at pc_expire. (Under
+ *    concurrent puts that race for the last free places, a put may evict
+ *    one entry more than it needed; pc_len never exceeds the capacity.)
  *  - With a byte bound (pc_options.max_bytes), entries are evicted in
  *    policy order until klen + vlen fits (clock and frequency: in the
  *    key's shard; if it has nothing left to evict, in the others, the
