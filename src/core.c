@@ -170,14 +170,11 @@ int pc__core_visible_slow(const struct pc_cache *c, const struct pc__kv *kv,
     return pc__core_now(c) < at;
 }
 
-uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms)
+/* pc__core_expires with a ttl (neither 0 nor PC_TTL_NEVER). */
+uint64_t pc__core_expires_slow(struct pc_cache *c, uint64_t ttl_ms)
 {
     uint64_t now;
 
-    if (ttl_ms == 0)
-        ttl_ms = c->ttl_ms;
-    if (ttl_ms == 0 || ttl_ms == PC_TTL_NEVER)
-        return 0;
     if (!__atomic_load_n(&c->ttl_used, __ATOMIC_ACQUIRE)) {
         pc__ticker_first_use(&c->ttl_used, &c->ticking, c->now_ms == NULL);
         if (__atomic_load_n(&c->ticking, __ATOMIC_RELAXED))

@@ -145,7 +145,16 @@ static inline uint64_t pc__core_now(const struct pc_cache *c)
  * clock (pc__core_now; may start the ticker, blocking briefly), notes that
  * expiry is in use, and fixes the expiry origin at the time it read (the
  * first of racing calls to store it wins). */
-uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms);
+uint64_t pc__core_expires_slow(struct pc_cache *c, uint64_t ttl_ms);
+static inline uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms)
+{
+    /* Inline: most puts have no ttl, and ttl_ms is fixed at create. */
+    if (ttl_ms == 0)
+        ttl_ms = c->ttl_ms;
+    if (ttl_ms == 0 || ttl_ms == PC_TTL_NEVER)
+        return 0;
+    return pc__core_expires_slow(c, ttl_ms);
+}
 /* The expiry origin (entry.h), once an expiry has fixed it: read with no
  * lock by readers of an entry whose expiry time is near (the entry was
  * published after the origin was fixed, which never changes again). */

@@ -40,13 +40,10 @@ static uintptr_t link_of(struct pc__kv *kv, pc_removal_cause cause)
     return (uintptr_t)kv | (uintptr_t)cause;
 }
 
-void pc__removed(struct pc__removals *rm, struct pc__reclaimer *rc,
-                 struct pc__kv *kv, pc_removal_cause cause)
+/* pc__removed with a listener: queue kv for it. */
+void pc__removed_queue(struct pc__removals *rm, struct pc__kv *kv,
+                       pc_removal_cause cause)
 {
-    if (rm->fn == NULL) {
-        pc__reclaimer_retire(rc, kv);
-        return;
-    }
     PC__ASSERT(((uintptr_t)kv & CAUSE_MASK) == 0);
     pc__kv_unlinking(kv);
     pc__kv_set_link(kv, NULL);
@@ -71,14 +68,13 @@ static void retire_all(struct pc__writer *w, struct pc__kv *kv, pc_cache *c)
     pc__writer_unlock(c, w);
 }
 
-void pc__removals_finish(pc_cache *c, struct pc__removals *rm,
+/* pc__removals_finish with removals queued. */
+void pc__removals_report(pc_cache *c, struct pc__removals *rm,
                          struct pc__writer *w)
 {
     struct notifier self, *n;
     struct pc__kv *done = NULL, *done_tail = NULL;
 
-    if (rm->head == NULL)
-        return;
     for (n = running; n != NULL; n = n->outer) {
         if (n->cache == c) { /* a listener's own write: join its report */
             if (n->queue->head == NULL) {

@@ -35,6 +35,7 @@
 
 #include "entry.h"
 #include "purecache.h"
+#include "retire.h"
 
 struct pc__reclaimer;
 struct pc__writer;
@@ -85,13 +86,30 @@ struct pc__removals {
 
 /* Writer lock held: kv is unlinked from everything readers reach; retire it
  * to rc, or queue it for the listener. */
-void pc__removed(struct pc__removals *rm, struct pc__reclaimer *rc,
-                 struct pc__kv *kv, pc_removal_cause cause);
+void pc__removed_queue(struct pc__removals *rm, struct pc__kv *kv,
+                       pc_removal_cause cause);
+static inline void pc__removed(struct pc__removals *rm,
+                               struct pc__reclaimer *rc, struct pc__kv *kv,
+                               pc_removal_cause cause)
+{
+    /* Inline: without a listener, every eviction takes this branch. */
+    if (rm->fn == NULL)
+        pc__reclaimer_retire(rc, kv);
+    else
+        pc__removed_queue(rm, kv, cause);
+}
 
 /* No lock held: report every queued removal to the listener, then retire
  * them under w's lock (any writer of the cache will do). */
-void pc__removals_finish(pc_cache *c, struct pc__removals *rm,
+void pc__removals_report(pc_cache *c, struct pc__removals *rm,
                          struct pc__writer *w);
+static inline void pc__removals_finish(pc_cache *c, struct pc__removals *rm,
+                                       struct pc__writer *w)
+{
+    /* Inline: without a listener (or removals) the queue is empty. */
+    if (rm->head != NULL)
+        pc__removals_report(c, rm, w);
+}
 
 /* Writer lock held: mark every lease in the list that matches h broken
  * (all of them if all is true). */
