@@ -293,9 +293,11 @@ static bool empty(const struct lru_cache *c)
 }
 
 /* kv is out of the index: take it off the list and the heap, dispose of
- * it; its room goes back to the budget unless the caller takes it over. */
-static void unlinked_keep_room(struct lru_cache *c, struct pc__kv *kv,
-                               pc_removal_cause cause, struct pc__removals *rm)
+ * it; its room goes back to the budget unless the caller takes it over.
+ * Always inlined, as claim is: both are on every evicting put. */
+static inline __attribute__((always_inline)) void
+unlinked_keep_room(struct lru_cache *c, struct pc__kv *kv,
+                   pc_removal_cause cause, struct pc__removals *rm)
 {
     mark_removed(kv);
     list_unlink(c, node_of(kv));
@@ -358,8 +360,9 @@ static void evict_one(struct lru_cache *c, struct pc__now now,
  * does, after this put): the put fits it by itself, and a victim is never
  * the key being replaced (moved to the head first), so evicting every
  * other entry makes room, and the claim never fails. */
-static void claim(struct lru_cache *c, bool one_more, uint64_t bytes,
-                  uint64_t max, struct pc__now now, struct pc__removals *rm)
+static inline __attribute__((always_inline)) void
+claim(struct lru_cache *c, bool one_more, uint64_t bytes, uint64_t max,
+      struct pc__now now, struct pc__removals *rm)
 {
     uint64_t owned = 0;
     bool have_entry = !one_more;
