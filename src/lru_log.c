@@ -37,32 +37,47 @@ static void wait_inflight(struct lru_cache *c)
             ck_pr_stall();
 }
 
-/* Apply, in stamp order, every logged use stamped below cutoff. */
+/* Apply, in stamp order, every logged use stamped below cutoff. Each log's
+ * records are in stamp order (a thread's stamps grow), so this is a merge:
+ * one scan finds the log with the oldest record and the oldest record of
+ * every other log, and that log's records are applied in a run up to the
+ * latter (or the cutoff). No record below the cutoff appears during the
+ * drain (above: every one was published before it began), so the bound
+ * found by the scan holds for the whole run. The head is stored once per
+ * run: a reader sees its log full a little longer, never a record
+ * overwritten before it was read. */
 static void drain_below(struct lru_cache *c, uint64_t cutoff)
 {
     for (;;) {
         struct lru_log *best = NULL;
-        uint64_t best_stamp = cutoff;
+        uint64_t best_stamp = cutoff, bound = cutoff, head, tail;
 
         for (struct lru_log *l = c->logs; l != NULL; l = l->next) {
-            uint64_t tail = __atomic_load_n(&l->tail, __ATOMIC_ACQUIRE);
-            struct lru_record *r;
+            uint64_t t = __atomic_load_n(&l->tail, __ATOMIC_ACQUIRE), s;
 
-            if (l->head == tail)
+            if (l->head == t)
                 continue;
-            r = &l->rec[l->head % LOG_RECORDS];
-            if (r->stamp < best_stamp) {
-                best_stamp = r->stamp;
+            s = l->rec[l->head % LOG_RECORDS].stamp;
+            if (s < best_stamp) {
+                bound = best_stamp;
+                best_stamp = s;
                 best = l;
+            } else if (s < bound) {
+                bound = s;
             }
         }
         if (best == NULL)
             return;
-        struct pc__kv *kv = best->rec[best->head % LOG_RECORDS].kv;
+        tail = __atomic_load_n(&best->tail, __ATOMIC_ACQUIRE);
+        head = best->head;
+        do {
+            struct pc__kv *kv = best->rec[head % LOG_RECORDS].kv;
 
-        __atomic_store_n(&best->head, best->head + 1, __ATOMIC_RELEASE);
-        if (!pc__kv_removed_flags(pc__kv_flags(kv)))
-            list_move_head(c, node_of(kv));
+            head++;
+            if (!pc__kv_removed_flags(pc__kv_flags(kv)))
+                list_move_head(c, node_of(kv));
+        } while (head != tail && best->rec[head % LOG_RECORDS].stamp < bound);
+        __atomic_store_n(&best->head, head, __ATOMIC_RELEASE);
     }
 }
 
