@@ -175,6 +175,7 @@ uint64_t pc__core_expires_slow(struct pc_cache *c, uint64_t ttl_ms)
 {
     uint64_t now;
 
+    PC__ASSERT(ttl_ms != 0 && ttl_ms != PC_TTL_NEVER);
     if (!__atomic_load_n(&c->ttl_used, __ATOMIC_ACQUIRE)) {
         pc__ticker_first_use(&c->ttl_used, &c->ticking, c->now_ms == NULL);
         if (__atomic_load_n(&c->ticking, __ATOMIC_RELAXED))

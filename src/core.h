@@ -140,12 +140,14 @@ static inline uint64_t pc__core_now(const struct pc_cache *c)
         return c->now_ms(c->now_ctx);
     return pc__coarse_ms();
 }
+/* pc__core_expires with a ttl (neither 0 nor PC_TTL_NEVER; core.c). */
+uint64_t pc__core_expires_slow(struct pc_cache *c, uint64_t ttl_ms);
+
 /* The expiry time of an entry put now with this ttl (0: the default;
  * PC_TTL_NEVER: none); 0 means "never". The first one fixes the cache's
  * clock (pc__core_now; may start the ticker, blocking briefly), notes that
  * expiry is in use, and fixes the expiry origin at the time it read (the
  * first of racing calls to store it wins). */
-uint64_t pc__core_expires_slow(struct pc_cache *c, uint64_t ttl_ms);
 static inline uint64_t pc__core_expires(struct pc_cache *c, uint64_t ttl_ms)
 {
     /* Inline: most puts have no ttl, and ttl_ms is fixed at create. */

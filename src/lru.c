@@ -225,8 +225,8 @@ static bool locked_hit(struct lru_cache *c, struct pc__record *t,
 
 /* Inside the caller's read section: find key and record the use. NULL on a
  * miss (an expired entry is one). Always inlined into pc__core_get (and
- * pc__core_pin), as CLOCK's lookup is: as a call through the pointer they
- * are given it cost every get about 12 instructions. */
+ * pc__core_pin), as CLOCK's lookup is, rather than called through the
+ * pointer they are given on every get. */
 static inline __attribute__((always_inline)) struct pc__kv *
 lru_lookup(pc_cache *base, struct pc__record *t, uint64_t h, const void *key,
            size_t klen)

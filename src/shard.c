@@ -433,9 +433,9 @@ static void evict_elsewhere(struct shard_cache *sc, struct shard *avoid,
  * put without touching the shared counters when they cover it, the common
  * case of a full cache; *claimed is set when room was taken from the
  * counters instead). False, nothing claimed, if s ran out of victims
- * first. Always inlined into its two calls in pc__policy_put: as a call it
- * cost every evicting put about 40 instructions (callgrind-miss.sh), the
- * flags passed through memory included. */
+ * first. Always inlined into its two calls in pc__policy_put: every
+ * evicting put runs it, and as a call it took many arguments and returned
+ * two flags through memory. */
 static inline __attribute__((always_inline)) bool
 claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
            bool one_more, uint64_t bytes, struct pc__now now,
@@ -701,6 +701,7 @@ void pc__policy_clear(pc_cache *c, struct pc__removals *rm,
 {
     struct shard_cache *sc = sc_of(c);
 
+    *w = &sc->shards[0].w; /* (set for the compiler: the loop sets it) */
     for (uint32_t i = 0; i < sc->nshards; i++) {
         struct shard *s = &sc->shards[i];
         struct sweep sw = {sc, s, rm, {0, 0}, 0};
@@ -735,6 +736,7 @@ size_t pc__policy_expire(pc_cache *c, struct pc__removals *rm,
     struct shard_cache *sc = sc_of(c);
     struct sweep sw = {sc, NULL, rm, pc__core_now_if_ttl(c), 0};
 
+    *w = &sc->shards[0].w; /* (set for the compiler: the loop sets it) */
     for (uint32_t i = 0; i < sc->nshards; i++) {
         struct shard *s = &sc->shards[i];
 
@@ -754,6 +756,7 @@ void pc__policy_shrink(pc_cache *c, struct pc__removals *rm,
     struct shard_cache *sc = sc_of(c);
     struct pc__now now = pc__core_now_if_ttl(c);
 
+    *w = &sc->shards[0].w; /* (set for the compiler: the loop sets it) */
     /* Round robin, a few entries per lock, until within both limits: the
      * expired entries of every shard first, then the policies' victims. */
     for (int live = now.ms == 0; live < 2; live++) {

@@ -75,6 +75,7 @@ void pc__removals_report(pc_cache *c, struct pc__removals *rm,
     struct notifier self, *n;
     struct pc__kv *done = NULL, *done_tail = NULL;
 
+    PC__ASSERT(rm->head != NULL);
     for (n = running; n != NULL; n = n->outer) {
         if (n->cache == c) { /* a listener's own write: join its report */
             if (n->queue->head == NULL) {

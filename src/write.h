@@ -13,7 +13,7 @@
  * the listener reads their bytes with no further protection. A listener that
  * writes to the same cache from inside the callback queues its own removals
  * onto the notification already running on this thread (a per-thread list of
- * the caches being notified), so the loop in pc__removals_finish reports them
+ * the caches being notified), so the loop in pc__removals_report reports them
  * in turn: no recursion, no lock held.
  *
  * (pc__removals_init, in core.h, starts a call's queue.)
@@ -37,7 +37,6 @@
 #include "purecache.h"
 #include "retire.h"
 
-struct pc__reclaimer;
 struct pc__writer;
 
 struct pc__lease {
@@ -84,10 +83,12 @@ struct pc__removals {
     void *ctx;
 };
 
-/* Writer lock held: kv is unlinked from everything readers reach; retire it
- * to rc, or queue it for the listener. */
+/* pc__removed with a listener: queue kv for it (write.c). */
 void pc__removed_queue(struct pc__removals *rm, struct pc__kv *kv,
                        pc_removal_cause cause);
+
+/* Writer lock held: kv is unlinked from everything readers reach; retire it
+ * to rc, or queue it for the listener. */
 static inline void pc__removed(struct pc__removals *rm,
                                struct pc__reclaimer *rc, struct pc__kv *kv,
                                pc_removal_cause cause)
@@ -99,10 +100,12 @@ static inline void pc__removed(struct pc__removals *rm,
         pc__removed_queue(rm, kv, cause);
 }
 
-/* No lock held: report every queued removal to the listener, then retire
- * them under w's lock (any writer of the cache will do). */
+/* pc__removals_finish with removals queued (write.c). */
 void pc__removals_report(pc_cache *c, struct pc__removals *rm,
                          struct pc__writer *w);
+
+/* No lock held: report every queued removal to the listener, then retire
+ * them under w's lock (any writer of the cache will do). */
 static inline void pc__removals_finish(pc_cache *c, struct pc__removals *rm,
                                        struct pc__writer *w)
 {
