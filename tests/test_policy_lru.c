@@ -3,11 +3,14 @@
  * small key space, checked op for op (status, value, length) against an
  * in-test reference LRU of the same capacity; the same on thousands of
  * keys under a byte bound, so that the index grows while the recency list
- * holds positions in it (lru_nodes.c); then with expiry (per-entry TTLs
- * on a clock the test drives, pc_expire) against a reference LRU with
- * TTL.
+ * holds positions in it (lru_nodes.c); the same with several threads
+ * taking strict turns, so that drains merge several threads' access logs;
+ * then with expiry (per-entry TTLs on a clock the test drives, pc_expire)
+ * against a reference LRU with TTL.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "testlib.h"
@@ -163,6 +166,181 @@ Test(lru_exact, matches_reference_lru_on_random_sequences)
 Test(lru_exact, capacity_one_keeps_only_the_last_key)
 {
     run_sequence(4242, 1, 5000);
+}
+
+/*
+ * Several threads taking strict turns: each hit is logged in its own
+ * thread's access log, so a writer's drain merges records from several
+ * logs (lru_log.c), which one thread alone never makes it do. The turns
+ * still order every operation, so the reference LRU applies op for op:
+ * each get's status and value, each put's victim (through the removal
+ * listener), the length, and at the end the keys held. Long bursts fill a
+ * thread's log (256 records) and make it drain under the lock too. Workers
+ * record the first mismatch; the test asserts after joining them.
+ */
+#define TURN_THREADS 3
+
+struct turns {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int turn; /* the thread that may run; -1: stop */
+    pc_cache *c;
+    struct ref_lru *ref;
+    uint64_t rng, keys;
+    long ops_left, done;
+    uint64_t victim; /* the listener's last eviction, or UINT64_MAX */
+    char fail[200];
+};
+
+static uint64_t turns_next(struct turns *t)
+{
+    t->rng ^= t->rng << 13;
+    t->rng ^= t->rng >> 7;
+    t->rng ^= t->rng << 17;
+    return t->rng;
+}
+
+static void turns_listener(void *ctx, const void *key, size_t klen,
+                           const void *val, size_t vlen, pc_removal_cause cause)
+{
+    struct turns *t = ctx;
+
+    (void)val;
+    (void)vlen;
+    if (cause == PC_REMOVED_EVICTED && klen == sizeof(uint64_t))
+        memcpy(&t->victim, key, sizeof t->victim);
+}
+
+/* One operation of the turn's owner; false (and t->fail set) on a
+ * mismatch with the reference. */
+static bool turns_op(struct turns *t)
+{
+    uint64_t k = turns_next(t) % t->keys, got = 0, want = 0;
+    unsigned dice = (unsigned)(turns_next(t) % 100);
+
+    if (dice < 80) {
+        pc_status a = get_u64(t->c, k, &got), b = ref_get(t->ref, k, &want);
+
+        if (a != b || (a == PC_OK && got != want)) {
+            snprintf(t->fail, sizeof t->fail,
+                     "get(%lu): status %d value %lu, want %d value %lu",
+                     (unsigned long)k, a, (unsigned long)got, b,
+                     (unsigned long)want);
+            return false;
+        }
+    } else if (dice < 97) {
+        uint64_t v = turns_next(t), evicted = t->ref->evicted;
+        uint64_t expect = t->ref->n == t->ref->cap && ref_find(t->ref, k) < 0
+                              ? t->ref->key[0]
+                              : UINT64_MAX;
+
+        t->victim = UINT64_MAX;
+        if (put_u64(t->c, k, v) != PC_OK) {
+            snprintf(t->fail, sizeof t->fail, "put(%lu) failed",
+                     (unsigned long)k);
+            return false;
+        }
+        ref_put(t->ref, k, v);
+        if (t->victim != expect ||
+            (t->ref->evicted != evicted) != (expect != UINT64_MAX)) {
+            snprintf(t->fail, sizeof t->fail, "put(%lu) evicted %lu, want %lu",
+                     (unsigned long)k, (unsigned long)t->victim,
+                     (unsigned long)expect);
+            return false;
+        }
+    } else if (pc_delete(t->c, &k, sizeof k) != ref_delete(t->ref, k)) {
+        snprintf(t->fail, sizeof t->fail, "delete(%lu)", (unsigned long)k);
+        return false;
+    }
+    if (pc_len(t->c) != t->ref->n) {
+        snprintf(t->fail, sizeof t->fail, "len %zu, want %zu", pc_len(t->c),
+                 t->ref->n);
+        return false;
+    }
+    return true;
+}
+
+static void *turns_worker(void *arg)
+{
+    struct turns *t = ((void **)arg)[0];
+    int me = (int)(intptr_t)((void **)arg)[1];
+
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        while (t->turn != me && t->turn != -1)
+            pthread_cond_wait(&t->cv, &t->mu);
+        if (t->turn == -1)
+            break;
+        /* Our turn: the others wait on the condition variable. Mostly a
+         * few operations, often no put among them, so that a log holds
+         * records older and newer than another log's when a put drains;
+         * one turn in four up to 600, which fills a log. */
+        long burst = turns_next(t) % 4 == 0 ? 1 + (long)(turns_next(t) % 600)
+                                            : 1 + (long)(turns_next(t) % 3);
+
+        for (; burst > 0 && t->ops_left > 0;
+             burst--, t->ops_left--, t->done++) {
+            if (!turns_op(t)) {
+                t->ops_left = 0;
+                break;
+            }
+        }
+        t->turn = t->ops_left > 0 ? (int)(turns_next(t) % TURN_THREADS) : -1;
+        pthread_cond_broadcast(&t->cv);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+static void run_turns(uint64_t seed, size_t cap, uint64_t keys, long ops)
+{
+    static struct ref_lru ref;
+    struct turns t = {.turn = 0, .rng = seed, .keys = keys, .ops_left = ops};
+    pc_options o = test_opts(cap);
+    pthread_t th[TURN_THREADS];
+    void *args[TURN_THREADS][2];
+    pc_stats st;
+
+    pthread_mutex_init(&t.mu, NULL);
+    pthread_cond_init(&t.cv, NULL);
+    o.on_removal = turns_listener;
+    o.removal_ctx = &t;
+    t.c = make_cache_opts(&o);
+    cr_assert_not_null(t.c);
+    ref.cap = cap;
+    ref.n = 0;
+    ref.evicted = 0;
+    t.ref = &ref;
+    for (int i = 0; i < TURN_THREADS; i++) {
+        args[i][0] = &t;
+        args[i][1] = (void *)(intptr_t)i;
+        cr_assert_eq(pthread_create(&th[i], NULL, turns_worker, args[i]), 0);
+    }
+    for (int i = 0; i < TURN_THREADS; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(t.fail[0], '\0', "seed %lu, op %ld: %s", (unsigned long)seed,
+                 t.done, t.fail);
+    for (uint64_t k = 0; k < keys; k++) {
+        int i = ref_find(&ref, k);
+        uint64_t got = 0;
+
+        cr_assert_eq(get_u64(t.c, k, &got), i < 0 ? PC_NOTFOUND : PC_OK);
+        if (i >= 0)
+            cr_assert_eq(got, ref.val[i]);
+    }
+    cr_assert_eq(pc_stats_get(t.c, &st), PC_OK);
+    cr_assert_eq(st.evictions, ref.evicted);
+    pc_destroy(t.c);
+    pthread_cond_destroy(&t.cv);
+    pthread_mutex_destroy(&t.mu);
+}
+
+Test(lru_exact, matches_reference_lru_when_threads_take_turns)
+{
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        run_turns(seed * 0x9e3779b97f4a7c15ull, 64, 200, 150000);
+        run_turns(seed * 0xbf58476d1ce4e5b9ull, 8, 20, 50000);
+    }
 }
 
 /* A byte bound of cap 16-byte entries and a capacity far above it: the
