@@ -266,7 +266,7 @@ static uint32_t ring_room(uint32_t size)
 
 /* Squeeze tombstones out, in place and in order (when they fill the
  * slack). */
-static void ring_compact(struct ring *r)
+static __attribute__((noinline, cold)) void ring_compact(struct ring *r)
 {
     uint32_t k = 0;
 
@@ -426,13 +426,11 @@ static void note_room(struct freq *f)
     f->small_quiet = ring_room(f->small.cap);
 }
 
-static bool freq_reserve(void *st, size_t n)
+/* freq_reserve when it may have to grow something. */
+static __attribute__((noinline)) bool reserve_grow(struct freq *f, size_t n)
 {
-    struct freq *f = st;
     bool ok;
 
-    if (n <= f->quiet && f->small.live < f->small_quiet)
-        return true;
     /* MAIN may come to hold every entry of the shard (n, this put's
      * included); SMALL gains at most this put's entry (evictions only take
      * from it, promotions go to MAIN). */
@@ -458,6 +456,14 @@ static bool freq_reserve(void *st, size_t n)
          ring_reserve(&f->small, f->small.live + 1);
     note_room(f);
     return ok;
+}
+
+static bool freq_reserve(void *st, size_t n)
+{
+    struct freq *f = st;
+
+    return (n <= f->quiet && f->small.live < f->small_quiet) ||
+           reserve_grow(f, n);
 }
 
 /* The share is now `share` (pc_set_capacity). The parameters follow it,
@@ -599,37 +605,44 @@ static struct pc__kv *evict_main(struct freq *f, struct pc__now now)
     return e;
 }
 
+/* SMALL's head e, which is its victim (not read twice on probation, or
+ * expired: evict_small's test), leaves: remembered in the ghost as
+ * SMALL's. Then the ghost bucket of SMALL's next victim, likely its head
+ * now, whose header prefetch_ahead fetched evictions ago, is warmed. */
+static inline __attribute__((always_inline)) struct pc__kv *
+small_victim(struct freq *f, struct pc__kv *e)
+{
+    const struct pc__kv *next;
+
+    prefetch_ahead(&f->small);
+    ring_pop(&f->small);
+    pc__ghost_put(&f->ghost, pc__kv_hash(e, f->seed), 0,
+                  ghost_tick(&f->t_small, &f->left_small, f->unit), mc_of(e));
+    next = f->small.used != 0 ? f->small.s[f->small.head] : NULL;
+    if (next != NULL) {
+        uint32_t fp;
+
+        __builtin_prefetch(
+            pc__ghost_bucket(&f->ghost, pc__kv_hash(next, f->seed), &fp), 1);
+    }
+    return e;
+}
+
 /* Promote entries read twice on probation; evict the first that was not.
  * NULL if promotions alone emptied SMALL. */
-static inline __attribute__((always_inline)) struct pc__kv *
-evict_small(struct freq *f, struct pc__now now)
+static struct pc__kv *evict_small(struct freq *f, struct pc__now now)
 {
     struct pc__kv *e;
 
     while ((e = ring_peek(&f->small)) != NULL) {
-        prefetch_ahead(&f->small);
-        ring_pop(&f->small);
         if (ref_get(e) >= PROMOTE && !pc__kv_expired(e, now)) {
+            prefetch_ahead(&f->small);
+            ring_pop(&f->small);
             ref_set(e, 0);
             ring_push(&f->main, e, Q_MAIN, mc_of(e));
             continue;
         }
-        pc__ghost_put(&f->ghost, pc__kv_hash(e, f->seed), 0,
-                      ghost_tick(&f->t_small, &f->left_small, f->unit),
-                      mc_of(e));
-        /* Warm the ghost bucket of SMALL's next victim, likely its head
-         * now, whose header prefetch_ahead fetched evictions ago. */
-        const struct pc__kv *next =
-            f->small.used != 0 ? f->small.s[f->small.head] : NULL;
-
-        if (next != NULL) {
-            uint32_t fp;
-
-            __builtin_prefetch(
-                pc__ghost_bucket(&f->ghost, pc__kv_hash(next, f->seed), &fp),
-                1);
-        }
-        return e;
+        return small_victim(f, e);
     }
     return NULL;
 }
@@ -654,18 +667,34 @@ static bool small_at_target(const struct freq *f, uint32_t extra)
     return small * f->cap >= (uint64_t)f->cs * held;
 }
 
-static struct pc__kv *freq_victim(void *st, struct pc__now now)
+/* freq_victim's general case: SMALL (promoting what was read twice)
+ * if it is at its target, or if MAIN is empty; else MAIN. evict_small
+ * returns NULL when it promoted all of SMALL to MAIN (a shrink, or a
+ * shard holding few entries): MAIN has them now. */
+static __attribute__((noinline)) struct pc__kv *victim_any(struct freq *f,
+                                                           struct pc__now now)
 {
-    struct freq *f = st;
     struct pc__kv *v = NULL;
 
-    /* SMALL if it is at its target, or if MAIN is empty. evict_small
-     * returns NULL when it promoted all of SMALL to MAIN (a shrink, or a
-     * shard holding few entries): MAIN has them now. */
     if ((f->small.live > 0 && small_at_target(f, 0)) || f->main.live == 0)
         v = evict_small(f, now);
     if (v == NULL)
         v = evict_main(f, now);
+    return v;
+}
+
+/* The common case inline (SMALL at its target, its head the victim: a
+ * full cache's steady state); the rest in victim_any. The same choice
+ * either way. */
+static struct pc__kv *freq_victim(void *st, struct pc__now now)
+{
+    struct freq *f = st;
+    struct pc__kv *v = f->small.used != 0 ? f->small.s[f->small.head] : NULL;
+
+    if (v != NULL && ref_get(v) < PROMOTE && small_at_target(f, 0))
+        v = small_victim(f, v);
+    else
+        v = victim_any(f, now);
     PC__ASSERT(v != NULL);
     set_state(v, 0, Q_NONE, mc_of(v));
     return v;
@@ -707,44 +736,52 @@ static void freq_prefetch(const void *st, uint32_t h)
     __builtin_prefetch((const void *)b, 1);
 }
 
+/* Where a key the ghost remembered (its word w) goes, and with what miss
+ * count: the count, plus TO_MAIN if MAIN; the split moves if the ghost hit
+ * is recent. Out of line: a put of a key the ghost does not hold skips
+ * it. */
+#define TO_MAIN 8u
+static __attribute__((noinline)) unsigned returning(struct freq *f, uint32_t w)
+{
+    bool from_main = (w & PC__GHOST_TAG_MAIN) != 0;
+    uint32_t now = from_main ? f->t_main : f->t_small;
+    uint32_t age = (now - (w >> 23)) & 255u;
+    unsigned was = (w >> 20) & 7u, mc = was < 7 ? was + 1 : 7;
+
+    if (age <= f->marginal) { /* a recent ghost hit: move the split */
+        if (from_main) {
+            if (f->cs > f->cs_min)
+                f->cs--;
+        } else if (f->cs < f->cs_max) {
+            f->cs++;
+        }
+    }
+    /* Keys MAIN let go go back to SMALL: their ghost words only measure
+     * MAIN. The filter, in the frequency regime only (SMALL kept tiny by
+     * the adaptation): a returning key enters MAIN only if it has missed
+     * more often lately than MAIN's next victim. Finding that victim moves
+     * the hand as an eviction would (spending the units of the entries it
+     * passes) but evicts nothing; now 0: no entry counts as expired. The
+     * measured hit ratios include this. */
+    if (from_main || (f->cs < f->filter_below && f->main.live &&
+                      mc <= mc_of(main_hand(f, (struct pc__now){0, 0}))))
+        return mc;
+    return mc | TO_MAIN;
+}
+
 static void freq_insert(void *st, struct pc__kv *kv, uint32_t h, bool evicted)
 {
     struct freq *f = st;
     uint32_t w = pc__ghost_take(&f->ghost, h);
-    unsigned mc = 1;
-    bool to_main = false;
+    unsigned how = w != 0 ? returning(f, w) : 1;
 
-    if (w != 0) {
-        bool from_main = (w & PC__GHOST_TAG_MAIN) != 0;
-        uint32_t now = from_main ? f->t_main : f->t_small;
-        uint32_t age = (now - (w >> 23)) & 255u;
-        unsigned was = (w >> 20) & 7u;
-
-        mc = was < 7 ? was + 1 : 7;
-        if (age <= f->marginal) { /* a recent ghost hit: move the split */
-            if (from_main) {
-                if (f->cs > f->cs_min)
-                    f->cs--;
-            } else if (f->cs < f->cs_max) {
-                f->cs++;
-            }
-        }
-        to_main = !from_main;
-    }
-    /* The filter, in the frequency regime only (SMALL kept tiny by the
-     * adaptation): a returning key enters MAIN only if it has missed more
-     * often lately than MAIN's next victim. Finding that victim moves the
-     * hand as an eviction would (spending the units of the entries it
-     * passes) but evicts nothing; now 0: no entry counts as expired. The
-     * measured hit ratios include this. */
-    if (to_main && f->cs < f->filter_below && f->main.live &&
-        mc <= mc_of(main_hand(f, (struct pc__now){0, 0})))
-        to_main = false;
     if (!evicted && f->small.live >= f->cs)
-        to_main = true; /* free room, SMALL at target: no probation */
+        how |= TO_MAIN; /* free room, SMALL at target: no probation */
     ref_set(kv, 0);
-    ring_push(to_main ? &f->main : &f->small, kv, to_main ? Q_MAIN : Q_SMALL,
-              mc);
+    if (how & TO_MAIN)
+        ring_push(&f->main, kv, Q_MAIN, how & 7u);
+    else
+        ring_push(&f->small, kv, Q_SMALL, how);
 }
 
 static void freq_keep(void *st, struct pc__kv *kv)
