@@ -183,7 +183,7 @@ static int cmp_double(const void *a, const void *b)
 
 static bool parse(int argc, char **argv, struct conf *cf)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* option, value */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
         if (v == NULL)
@@ -203,7 +203,6 @@ static bool parse(int argc, char **argv, struct conf *cf)
             cf->runs = strtol(v, NULL, 10);
         else
             return false;
-        i++;
     }
     return cf->keys > cf->capacity && cf->capacity >= 2 * SHARDS &&
            cf->ops > 0 && cf->runs > 0 && cf->runs <= 99;
