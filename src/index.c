@@ -238,17 +238,16 @@ static size_t usable_chunks(const struct pc__table *t)
     return t->max_load / MAX_LOAD_NUM;
 }
 
-bool pc__index_reserve(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
+bool pc__index_grow(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
 {
     struct pc__table *bigger;
 
-    if (n <= ix->table->max_load)
-        return true;
+    PC__ASSERT(n > ix->table->max_load);
     bigger = rebuilt(ix->table, 2 * usable_chunks(ix->table), ix->seed);
     if (bigger == NULL)
         return false;
     table_replace(ix, bigger, rc);
-    return n <= bigger->max_load || pc__index_reserve(ix, n, rc);
+    return n <= bigger->max_load || pc__index_grow(ix, n, rc);
 }
 
 bool pc__index_trim(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)

@@ -264,11 +264,19 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
 struct pc__index_pos pc__index_insert(struct pc__index *ix, uint64_t h,
                                       struct pc__kv *kv);
 
+/* pc__index_reserve's growth: the table grown (the old one retired to rc)
+ * until it has room for n entries; false on ENOMEM, index unchanged. */
+bool pc__index_grow(struct pc__index *ix, size_t n, struct pc__reclaimer *rc);
+
 /* Writer: make room for `n` entries in all, growing the table (the old one
  * retired to rc) if needed, so that the puts that follow do not grow it.
- * false on ENOMEM, index unchanged. */
-bool pc__index_reserve(struct pc__index *ix, size_t n,
-                       struct pc__reclaimer *rc);
+ * false on ENOMEM, index unchanged. Inline: every put of a new key asks,
+ * and the table almost always has room already. */
+static inline bool pc__index_reserve(struct pc__index *ix, size_t n,
+                                     struct pc__reclaimer *rc)
+{
+    return n <= ix->table->max_load || pc__index_grow(ix, n, rc);
+}
 
 /* Writer: after a limit was lowered, rebuild the table smaller (the old one
  * retired to rc) if it is at least four times the size that `n` entries,
