@@ -34,9 +34,25 @@ static int inject_failure(void)
     return 0;
 }
 
+#ifdef PC_USE_JEMALLOC
+int pc__alloc_hooked;
+#endif
+
+/* pc__alloc_hooked follows the hooks (set by one test thread at a time). */
+static void hooks_changed(void)
+{
+#ifdef PC_USE_JEMALLOC
+    __atomic_store_n(&pc__alloc_hooked,
+                     __atomic_load_n(&fail_countdown, __ATOMIC_RELAXED) >= 0 ||
+                         __atomic_load_n(&tracking, __ATOMIC_RELAXED) != 0,
+                     __ATOMIC_RELAXED);
+#endif
+}
+
 void pc__alloc_track(int on)
 {
     __atomic_store_n(&tracking, on, __ATOMIC_RELAXED);
+    hooks_changed();
 }
 
 long pc__alloc_live(void)
@@ -62,6 +78,7 @@ long pc__alloc_fail_after(long n)
     long made = __atomic_exchange_n(&alloc_count, 0, __ATOMIC_RELAXED);
 
     __atomic_store_n(&fail_countdown, n, __ATOMIC_RELAXED);
+    hooks_changed();
     return made;
 }
 
@@ -78,7 +95,7 @@ long pc__alloc_fail_after(long n)
  * (9..128 bytes) are kept, so a block serves any request of its class, and
  * sdallocx later receives a size of the block's class.
  *
- * Bounds: MAG_BLOCKS blocks per class and MAG_BYTES in all per thread;
+ * Bounds: PC__MAG_BLOCKS blocks per class and PC__MAG_BYTES in all per thread;
  * past either, a free goes to jemalloc. Sized to hold what one grace
  * period makes safe on a busy thread: grace periods are paced at 1 ms
  * (grace.c), so a thread evicting 4 million entries a second gets back
@@ -94,10 +111,6 @@ long pc__alloc_fail_after(long n)
  * a block changes threads only through jemalloc or through the caches'
  * own grace periods, exactly as without the magazine.
  */
-#define MAG_CLASSES 8    /* 16, 32, ..., 128 bytes */
-#define MAG_BLOCKS 4096  /* per class (an array of 32 KiB per class used) */
-#define MAG_BYTES 262144 /* per thread, all classes */
-
 /* A class's blocks are kept as pointers in an array of its own (made on
  * the class's first keep), not linked through the blocks: a free then
  * does not write into the block it frees, nor a take read from the block
@@ -107,14 +120,7 @@ long pc__alloc_fail_after(long n)
  * missed on it (measured: three quarters of pc__alloc's time). Now a keep
  * prefetches the block for writing (the caller's next take hands it out
  * and the caller fills it), and a take prefetches the one below it. */
-struct magazine {
-    void **slot[MAG_CLASSES]; /* MAG_BLOCKS pointers each, or NULL */
-    uint16_t n[MAG_CLASSES];
-    uint32_t bytes;
-    bool armed; /* the thread-exit destructor is registered */
-};
-
-static __thread struct magazine mag __attribute__((tls_model("initial-exec")));
+__thread struct pc__magazine pc__mag __attribute__((tls_model("initial-exec")));
 static pthread_once_t mag_once = PTHREAD_ONCE_INIT;
 static pthread_key_t mag_key;
 static bool mag_key_ok;
@@ -124,13 +130,13 @@ static bool mag_key_ok;
  * destructor) arms it afresh. */
 static void mag_release(void *arg)
 {
-    struct magazine *m = arg;
+    struct pc__magazine *m = arg;
 
-    for (unsigned c = 0; c < MAG_CLASSES; c++) {
+    for (unsigned c = 0; c < PC__MAG_CLASSES; c++) {
         for (unsigned i = 0; i < m->n[c]; i++)
             sdallocx(m->slot[c][i], (c + 1) * 16, 0);
         if (m->slot[c] != NULL)
-            sdallocx(m->slot[c], MAG_BLOCKS * sizeof(void *), 0);
+            sdallocx(m->slot[c], PC__MAG_BLOCKS * sizeof(void *), 0);
         m->slot[c] = NULL;
         m->n[c] = 0;
     }
@@ -144,7 +150,7 @@ static void mag_release(void *arg)
  * that a block serves any request of its magazine class. */
 static void mag_key_init(void)
 {
-    for (size_t n = 9; n <= MAG_CLASSES * 16; n++)
+    for (size_t n = 9; n <= PC__MAG_CLASSES * 16; n++)
         if (nallocx(n, 0) != ((n + 15) & ~(size_t)15))
             return;
     mag_key_ok = pthread_key_create(&mag_key, mag_release) == 0;
@@ -153,54 +159,34 @@ static void mag_key_init(void)
 static bool mag_arm(void)
 {
     pthread_once(&mag_once, mag_key_init);
-    if (!mag_key_ok || pthread_setspecific(mag_key, &mag) != 0)
+    if (!mag_key_ok || pthread_setspecific(mag_key, &pc__mag) != 0)
         return false;
-    mag.armed = true;
+    pc__mag.armed = true;
     return true;
 }
 
 void pc__alloc_release_thread(void)
 {
-    if (mag.armed)
-        mag_release(&mag);
+    if (pc__mag.armed)
+        mag_release(&pc__mag);
 }
 
-/* The magazine class of an n-byte block, or -1. */
-static inline int mag_class(size_t n)
+/* Keep p, an n-byte block, in the magazine (arming the thread-exit
+ * destructor and making the class's array if need be); false if it is not
+ * of a magazine class, the magazine is full, or either could not be
+ * done. */
+static bool mag_keep(void *p, size_t n)
 {
-    return n > 8 && n <= MAG_CLASSES * 16 ? (int)((n - 1) >> 4) : -1;
-}
+    int c = pc__mag_class(n);
 
-static inline void *mag_take(size_t n)
-{
-    int c = mag_class(n);
-    unsigned k;
-    void *p;
-
-    if (c < 0 || mag.n[c] == 0)
-        return NULL;
-    k = --mag.n[c];
-    p = mag.slot[c][k];
-    if (k != 0)
-        __builtin_prefetch(mag.slot[c][k - 1], 1);
-    mag.bytes -= (uint32_t)(c + 1) * 16;
-    return p;
-}
-
-static inline bool mag_keep(void *p, size_t n)
-{
-    int c = mag_class(n);
-    uint32_t size = (uint32_t)(c + 1) * 16;
-
-    if (c < 0 || mag.n[c] >= MAG_BLOCKS || mag.bytes + size > MAG_BYTES ||
-        (!mag.armed && !mag_arm()))
+    if (c < 0 || pc__mag.n[c] >= PC__MAG_BLOCKS ||
+        pc__mag.bytes + (uint32_t)(c + 1) * 16 > PC__MAG_BYTES ||
+        (!pc__mag.armed && !mag_arm()))
         return false;
-    if (__builtin_expect(mag.slot[c] == NULL, 0) &&
-        (mag.slot[c] = mallocx(MAG_BLOCKS * sizeof(void *), 0)) == NULL)
+    if (__builtin_expect(pc__mag.slot[c] == NULL, 0) &&
+        (pc__mag.slot[c] = mallocx(PC__MAG_BLOCKS * sizeof(void *), 0)) == NULL)
         return false;
-    __builtin_prefetch(p, 1);
-    mag.slot[c][mag.n[c]++] = p;
-    mag.bytes += size;
+    pc__mag_put(c, p);
     return true;
 }
 #else
@@ -295,12 +281,13 @@ void pc__free_array(void *p, size_t n, size_t align)
 #endif
 }
 
-void *pc__alloc(size_t n)
+void *pc__alloc_slow(size_t n)
 {
     if (inject_failure())
         return NULL;
 #ifdef PC_USE_JEMALLOC
-    void *p = mag_take(n);
+    int c = pc__mag_class(n);
+    void *p = c >= 0 ? pc__mag_take(c) : NULL;
 
     return track(p != NULL ? p : mallocx(n == 0 ? 1 : n, 0));
 #else
@@ -349,7 +336,7 @@ void pc__free_aligned(void *p, size_t n, size_t align)
 #endif
 }
 
-void pc__free(void *p, size_t n)
+void pc__free_slow(void *p, size_t n)
 {
     if (p == NULL)
         return;
@@ -357,7 +344,7 @@ void pc__free(void *p, size_t n)
 #ifdef PC_USE_JEMALLOC
     if (mag_keep(p, n))
         return;
-    int c = mag_class(n);
+    int c = pc__mag_class(n);
 
     /* Sized: jemalloc's fast path needs no lookup of the size class. A
      * block of a magazine class may have been asked for with another size

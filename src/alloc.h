@@ -17,21 +17,120 @@
  * on its thread (alloc.c). Sanitizer builds have no magazine.
  *
  * Concurrency: these functions are as thread-safe as the allocator beneath.
- * The failure-injection countdown is a relaxed atomic; it is a test hook and
- * costs one load on the allocation path.
+ * The test hooks' state is relaxed atomics; while both are off, the common
+ * allocation and free cost one load of a flag for them.
  */
 #ifndef PC_ALLOC_H
 #define PC_ALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* pc__alloc and pc__free past their inline fast paths (below). */
+void *pc__alloc_slow(size_t n);
+void pc__free_slow(void *p, size_t n);
+
+#ifdef PC_USE_JEMALLOC
+/* The per-thread magazine (alloc.c has the design): per 16-byte size class
+ * of 16..128 bytes, an array of blocks this thread freed, taken back LIFO.
+ * Thread-local, so no synchronisation. Its common take and keep are inline
+ * (an entry's allocation and its free after a grace period are on every
+ * evicting put); arming the thread-exit destructor, making a class's array
+ * and everything jemalloc does stay in alloc.c. */
+#define PC__MAG_CLASSES 8    /* 16, 32, ..., 128 bytes */
+#define PC__MAG_BLOCKS 4096  /* per class (an array of 32 KiB per class) */
+#define PC__MAG_BYTES 262144 /* per thread, all classes */
+
+struct pc__magazine {
+    void **slot[PC__MAG_CLASSES]; /* PC__MAG_BLOCKS pointers each, or NULL */
+    uint16_t n[PC__MAG_CLASSES];
+    uint32_t bytes;
+    bool armed; /* the thread-exit destructor is registered */
+};
+
+extern __thread struct pc__magazine pc__mag
+    __attribute__((tls_model("initial-exec")));
+/* Non-zero while a test hook is on (failure injection armed, or tracking):
+ * then every call takes the slow path, which counts it. */
+extern int pc__alloc_hooked;
+
+/* The magazine class of an n-byte block, or -1. */
+static inline int pc__mag_class(size_t n)
+{
+    return n > 8 && n <= PC__MAG_CLASSES * 16 ? (int)((n - 1) >> 4) : -1;
+}
+
+/* A block of class c (>= 0) from the magazine, or NULL if it has none. */
+static inline void *pc__mag_take(int c)
+{
+    unsigned k;
+    void *p;
+
+    if (pc__mag.n[c] == 0)
+        return NULL;
+    k = --pc__mag.n[c];
+    p = pc__mag.slot[c][k];
+    if (k != 0) /* the next take's block, which it will write */
+        __builtin_prefetch(pc__mag.slot[c][k - 1], 1);
+    pc__mag.bytes -= (uint32_t)(c + 1) * 16;
+    return p;
+}
+
+/* Whether a block of class c (>= 0) fits in the magazine as it is (armed,
+ * the class's array made, both bounds kept). */
+static inline bool pc__mag_room(int c)
+{
+    return pc__mag.slot[c] != NULL && pc__mag.n[c] < PC__MAG_BLOCKS &&
+           pc__mag.bytes + (uint32_t)(c + 1) * 16 <= PC__MAG_BYTES &&
+           pc__mag.armed;
+}
+
+/* Keep p, of class c, where pc__mag_room(c). */
+static inline void pc__mag_put(int c, void *p)
+{
+    __builtin_prefetch(p, 1); /* the take that hands it out next writes it */
+    pc__mag.slot[c][pc__mag.n[c]++] = p;
+    pc__mag.bytes += (uint32_t)(c + 1) * 16;
+}
+#endif
 
 /* Memory for n bytes aligned for any object, or NULL. */
-void *pc__alloc(size_t n);
+static inline __attribute__((always_inline)) void *pc__alloc(size_t n)
+{
+#ifdef PC_USE_JEMALLOC
+    int c = pc__mag_class(n);
+
+    if (__builtin_expect(c >= 0, 1) &&
+        !__atomic_load_n(&pc__alloc_hooked, __ATOMIC_RELAXED)) {
+        void *p = pc__mag_take(c);
+
+        if (p != NULL)
+            return p;
+    }
+#endif
+    return pc__alloc_slow(n);
+}
+
 /* Memory for n bytes aligned to align (a power of two >= 16), or NULL. */
 void *pc__alloc_aligned(size_t n, size_t align);
+
 /* Return memory from pc__alloc; n must be the size asked for (jemalloc's
  * sized deallocation trusts it). NULL is a no-op. */
-void pc__free(void *p, size_t n);
+static inline __attribute__((always_inline)) void pc__free(void *p, size_t n)
+{
+#ifdef PC_USE_JEMALLOC
+    int c = pc__mag_class(n);
+
+    if (__builtin_expect(c >= 0, 1) && p != NULL &&
+        !__atomic_load_n(&pc__alloc_hooked, __ATOMIC_RELAXED) &&
+        pc__mag_room(c)) {
+        pc__mag_put(c, p);
+        return;
+    }
+#endif
+    pc__free_slow(p, n);
+}
 /* Return memory from pc__alloc_aligned, with the same n and align. */
 void pc__free_aligned(void *p, size_t n, size_t align);
 /* An array the cache replaces by a larger copy as it grows (a ring, a
