@@ -736,11 +736,12 @@ static void freq_prefetch(const void *st, uint32_t h)
     __builtin_prefetch((const void *)b, 1);
 }
 
+#define TO_MAIN 8u /* above a miss count (1..7): the key goes to MAIN */
+
 /* Where a key the ghost remembered (its word w) goes, and with what miss
  * count: the count, plus TO_MAIN if MAIN; the split moves if the ghost hit
  * is recent. Out of line: a put of a key the ghost does not hold skips
  * it. */
-#define TO_MAIN 8u
 static __attribute__((noinline)) unsigned returning(struct freq *f, uint32_t w)
 {
     bool from_main = (w & PC__GHOST_TAG_MAIN) != 0;
