@@ -28,8 +28,8 @@
 #include <stdint.h>
 
 /* pc__alloc and pc__free past their inline fast paths (below). */
-void *pc__alloc_slow(size_t n);
-void pc__free_slow(void *p, size_t n);
+__attribute__((noinline)) void *pc__alloc_slow(size_t n);
+__attribute__((noinline)) void pc__free_slow(void *p, size_t n);
 
 #ifdef PC_USE_JEMALLOC
 /* The per-thread magazine (alloc.c has the design): per 16-byte size class

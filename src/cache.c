@@ -6,6 +6,18 @@
  *
  * Every check happens before the variant sees the call, so a rejected call
  * cannot have changed anything. Nothing here locks or allocates.
+ *
+ * pc_get and pc_put_ex are flattened: the compiler inlines every call in
+ * them, all the way down (across files, in the link-time optimised
+ * shared libraries), but for functions declared noinline. Those are the
+ * slow and cold paths (a contended lock, a grace-period step, a batch
+ * full, an index growth, expiry bookkeeping, a listener's queue,
+ * eviction in other shards), kept as calls so that what is inlined is
+ * the common path, not every rare one. A put's common path is then one
+ * function: no call passing nine arguments, three on the stack, to the
+ * variant, nor calls from it to unlock, reclaim and unlink, each saving
+ * and restoring the registers the caller keeps live. Policy hooks remain
+ * indirect calls.
  */
 #include "alloc.h"
 #include "core.h"
@@ -29,20 +41,23 @@ void pc_destroy(pc_cache *cache)
     }
 }
 
-pc_status pc_get(pc_cache *cache, const void *key, size_t klen, void *buf,
-                 size_t bufcap, size_t *vlen)
+__attribute__((flatten)) pc_status pc_get(pc_cache *cache, const void *key,
+                                          size_t klen, void *buf, size_t bufcap,
+                                          size_t *vlen)
 {
     if (cache == NULL || !pc__key_ok(key, klen) || !pc__bytes_ok(buf, bufcap))
         return PC_EINVAL;
     return pc__policy_get(cache, key, klen, buf, bufcap, vlen, true);
 }
 
-pc_status pc_put_ex(pc_cache *cache, const void *key, size_t klen,
-                    const void *val, size_t vlen, const pc_put_args *args)
+__attribute__((flatten)) pc_status pc_put_ex(pc_cache *cache, const void *key,
+                                             size_t klen, const void *val,
+                                             size_t vlen,
+                                             const pc_put_args *args)
 {
     struct pc__put_req req = {0};
     struct pc__removals rm;
-    struct pc__writer *w;
+    struct pc__writer *w = NULL; /* (set by the policy unless ENOMEM) */
     pc_status st;
     uint64_t max;
 

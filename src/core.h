@@ -141,7 +141,8 @@ static inline uint64_t pc__core_now(const struct pc_cache *c)
     return pc__coarse_ms();
 }
 /* pc__core_expires with a ttl (neither 0 nor PC_TTL_NEVER; core.c). */
-uint64_t pc__core_expires_slow(struct pc_cache *c, uint64_t ttl_ms);
+__attribute__((noinline)) uint64_t pc__core_expires_slow(struct pc_cache *c,
+                                                         uint64_t ttl_ms);
 
 /* The expiry time of an entry put now with this ttl (0: the default;
  * PC_TTL_NEVER: none); 0 means "never". The first one fixes the cache's
@@ -209,7 +210,7 @@ static inline struct pc__kv *pc__core_entry_plain(uint64_t h, const void *key,
         pc__kv_fill(kv, h, key, klen, val, vlen, 0, 0, 0);
     return kv;
 }
-static inline struct pc__kv *
+static __attribute__((noinline, unused)) struct pc__kv *
 pc__core_entry_expiring(const struct pc_cache *c, uint64_t h, const void *key,
                         size_t klen, const void *val, size_t vlen,
                         uint64_t expires)

@@ -21,7 +21,8 @@
  * waits for readers. True if this call advanced d's epoch.
  * Any thread; no writer lock may be held (it may issue a heavy barrier).
  */
-bool pc__grace_step(struct pc__domain *d, bool paced);
+__attribute__((noinline, cold)) bool pc__grace_step(struct pc__domain *d,
+                                                    bool paced);
 
 /*
  * Wait until every read section that was active on d when the call began

@@ -255,8 +255,10 @@ static inline void pc__index_replace_at(struct pc__index *ix,
  * retiring the old one to rc; returns false, index unchanged, if that
  * allocation failed (only when inserting).
  */
-bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
-                   struct pc__kv **old, struct pc__reclaimer *rc);
+__attribute__((noinline)) bool pc__index_put(struct pc__index *ix, uint64_t h,
+                                             struct pc__kv *kv,
+                                             struct pc__kv **old,
+                                             struct pc__reclaimer *rc);
 
 /* Writer: publish kv under hash h (which kv carries, as for
  * pc__index_put), its key known to be absent, in a table with room
@@ -266,7 +268,8 @@ struct pc__index_pos pc__index_insert(struct pc__index *ix, uint64_t h,
 
 /* pc__index_reserve's growth: the table grown (the old one retired to rc)
  * until it has room for n entries; false on ENOMEM, index unchanged. */
-bool pc__index_grow(struct pc__index *ix, size_t n, struct pc__reclaimer *rc);
+__attribute__((noinline, cold)) bool
+pc__index_grow(struct pc__index *ix, size_t n, struct pc__reclaimer *rc);
 
 /* Writer: make room for `n` entries in all, growing the table (the old one
  * retired to rc) if needed, so that the puts that follow do not grow it.

@@ -36,8 +36,8 @@ typedef struct pc__lock {
         0                                                                      \
     }
 
-void pc__lock_slow(pc__lock *l);
-void pc__unlock_wake(pc__lock *l);
+__attribute__((noinline, cold)) void pc__lock_slow(pc__lock *l);
+__attribute__((noinline, cold)) void pc__unlock_wake(pc__lock *l);
 
 static inline void pc__lock_acquire(pc__lock *l)
 {

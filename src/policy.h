@@ -67,6 +67,7 @@ void pc__policy_shrink(pc_cache *c, struct pc__removals *rm,
                        struct pc__writer **w);
 /* Register / unregister a load's lease on hash h (write.h). */
 void pc__policy_lease_begin(pc_cache *c, uint64_t h, struct pc__lease *l);
-void pc__policy_lease_end(pc_cache *c, struct pc__lease *l);
+__attribute__((noinline)) void pc__policy_lease_end(pc_cache *c,
+                                                    struct pc__lease *l);
 
 #endif

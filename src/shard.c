@@ -374,9 +374,9 @@ static void evicted(struct shard_cache *sc, struct shard *s, struct pc__kv *v,
  * only entries its queue finds expired (!live: it stops when none is
  * due), or the policy's victims (expired ones first). Returns how many
  * went. */
-static int shed(struct shard_cache *sc, struct shard *s, bool live,
-                bool need_entry, uint64_t bytes, int max, struct pc__now now,
-                struct pc__removals *rm)
+static __attribute__((noinline)) int
+shed(struct shard_cache *sc, struct shard *s, bool live, bool need_entry,
+     uint64_t bytes, int max, struct pc__now now, struct pc__removals *rm)
 {
     struct pc__kv *v;
     int n = 0;
@@ -398,9 +398,10 @@ static int shed(struct shard_cache *sc, struct shard *s, bool live,
  * more bytes, or nothing is left to evict: every shard's expired entries
  * before any live one (a pass over the shards for each, the first only
  * when entries can expire). */
-static void evict_elsewhere(struct shard_cache *sc, struct shard *avoid,
-                            bool need_entry, uint64_t bytes, struct pc__now now,
-                            struct pc__removals *rm, struct pc__writer **w)
+static __attribute__((noinline, cold)) void
+evict_elsewhere(struct shard_cache *sc, struct shard *avoid, bool need_entry,
+                uint64_t bytes, struct pc__now now, struct pc__removals *rm,
+                struct pc__writer **w)
 {
     unsigned int start =
         __atomic_fetch_add(&sc->cursor, 1, __ATOMIC_RELAXED) % sc->nshards;
@@ -495,9 +496,9 @@ claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
 
 /* Remove kv, an entry of s found expired at now, still in the policy
  * (shard lock held): a put's old entry, or pc_expire's. */
-static void drop_expired(struct shard_cache *sc, struct shard *s,
-                         struct pc__kv *kv, struct pc__now now,
-                         struct pc__removals *rm)
+static __attribute__((noinline, cold)) void
+drop_expired(struct shard_cache *sc, struct shard *s, struct pc__kv *kv,
+             struct pc__now now, struct pc__removals *rm)
 {
     sc->pol->remove(s->pol, kv);
     evicted(sc, s, kv, now, rm); /* (reported as expired) */

@@ -67,18 +67,20 @@ void pc__shard_exq_rebuild(struct shard_cache *sc, struct shard *s);
 
 /* An entry of s expired at now, from its expiry queue, taken out of the
  * policy (not the index); NULL if none is due. Never `keep`. */
-struct pc__kv *pc__shard_take_expired(struct shard_cache *sc, struct shard *s,
-                                      struct pc__now now,
-                                      const struct pc__kv *keep);
+__attribute__((noinline)) struct pc__kv *
+pc__shard_take_expired(struct shard_cache *sc, struct shard *s,
+                       struct pc__now now, const struct pc__kv *keep);
 
 /* Room in s's queue for one more push, and marks for every chunk of s's
  * table; false on ENOMEM, with nothing changed that the queue covers. */
-bool pc__shard_exq_room(struct shard_cache *sc, struct shard *s);
+__attribute__((noinline)) bool pc__shard_exq_room(struct shard_cache *sc,
+                                                  struct shard *s);
 
 /* kv, which expires at `at`, has entered s and is not covered: queue it
  * (room reserved by pc__shard_exq_room; pos its position, if known). */
-void pc__shard_exq_note(struct shard_cache *sc, struct shard *s,
-                        const struct pc__kv *kv, uint64_t at,
-                        const struct pc__index_pos *pos);
+__attribute__((noinline)) void
+pc__shard_exq_note(struct shard_cache *sc, struct shard *s,
+                   const struct pc__kv *kv, uint64_t at,
+                   const struct pc__index_pos *pos);
 
 #endif

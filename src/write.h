@@ -84,8 +84,9 @@ struct pc__removals {
 };
 
 /* pc__removed with a listener: queue kv for it (write.c). */
-void pc__removed_queue(struct pc__removals *rm, struct pc__kv *kv,
-                       pc_removal_cause cause);
+__attribute__((noinline)) void pc__removed_queue(struct pc__removals *rm,
+                                                 struct pc__kv *kv,
+                                                 pc_removal_cause cause);
 
 /* Writer lock held: kv is unlinked from everything readers reach; retire it
  * to rc, or queue it for the listener. */
@@ -101,8 +102,8 @@ static inline void pc__removed(struct pc__removals *rm,
 }
 
 /* pc__removals_finish with removals queued (write.c). */
-void pc__removals_report(pc_cache *c, struct pc__removals *rm,
-                         struct pc__writer *w);
+__attribute__((noinline)) void
+pc__removals_report(pc_cache *c, struct pc__removals *rm, struct pc__writer *w);
 
 /* No lock held: report every queued removal to the listener, then retire
  * them under w's lock (any writer of the cache will do). */
