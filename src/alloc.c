@@ -95,31 +95,33 @@ long pc__alloc_fail_after(long n)
  * (9..128 bytes) are kept, so a block serves any request of its class, and
  * sdallocx later receives a size of the block's class.
  *
- * Bounds: PC__MAG_BLOCKS blocks per class and PC__MAG_BYTES in all per thread;
- * past either, a free goes to jemalloc. Sized to hold what one grace
- * period makes safe on a busy thread: grace periods are paced at 1 ms
- * (grace.c), so a thread evicting 4 million entries a second gets back
- * about 4,000 at a time. With 1,024 blocks and 64 KiB, a thread doing
- * evicting puts sent about a quarter of its allocations and frees past a
- * full or empty magazine to jemalloc's thread cache, which refills and
- * flushes its bin 100 blocks at a time: a pause of several microseconds
- * every hundred puts, the cache's 99.9th-percentile latency (measured: 1
- * put in 500 over 3 us, 1 in 2,400 with these bounds, jemalloc calls 8x
- * fewer). The blocks are released at thread
- * exit (a pthread key's destructor, registered on the thread's first keep;
- * if it cannot be, nothing is kept). Thread-local, so no synchronisation:
- * a block changes threads only through jemalloc or through the caches'
- * own grace periods, exactly as without the magazine.
- */
-/* A class's blocks are kept as pointers in an array of its own (made on
- * the class's first keep), not linked through the blocks: a free then
- * does not write into the block it frees, nor a take read from the block
- * it takes. A freed entry has not been touched for a grace period, so it
- * is rarely in cache; through a list, each take waited for the block's
- * line to read the next link, right after the free that pushed it had
- * missed on it (measured: three quarters of pc__alloc's time). Now a keep
+ * Bounds: PC__MAG_BLOCKS blocks per class and PC__MAG_BYTES in all per
+ * thread; past either, a free goes to jemalloc. Sized to hold what one
+ * grace period makes safe on a busy thread: grace periods are paced at
+ * 1 ms (grace.c), so a thread evicting millions of entries a second gets
+ * back thousands at a time. Smaller bounds sent a good part of the
+ * allocations and frees of a thread doing evicting puts past a full or
+ * empty magazine to jemalloc's thread cache, which refills and flushes
+ * its bin a hundred blocks at a time: a pause of microseconds that was the
+ * cache's 99.9th-percentile latency. The blocks are released at thread
+ * exit (a pthread key's destructor, registered on the thread's first
+ * keep; if it cannot be, nothing is kept). Thread-local, so no
+ * synchronisation: a block changes threads only through jemalloc or
+ * through the caches' own grace periods, exactly as without the magazine.
+ *
+ * The magazine itself (struct pc__magazine) and its common take and keep
+ * are in alloc.h, inline in pc__alloc and pc__free; arming, making a
+ * class's array and everything that calls jemalloc are here. A class's
+ * blocks are kept as pointers in an array of its own (made on the
+ * class's first keep), not linked through the blocks: a free then does
+ * not write into the block it frees, nor a take read from the block it
+ * takes. A freed entry has not been touched for a grace period, so it is
+ * rarely in cache; through a list, each take waited for the block's line
+ * to read the next link, right after the free that pushed it had missed
+ * on it (most of pc__alloc's time, when it was measured). So a keep
  * prefetches the block for writing (the caller's next take hands it out
- * and the caller fills it), and a take prefetches the one below it. */
+ * and the caller fills it), and a take prefetches the one below it.
+ */
 __thread struct pc__magazine pc__mag __attribute__((tls_model("initial-exec")));
 static pthread_once_t mag_once = PTHREAD_ONCE_INIT;
 static pthread_key_t mag_key;
