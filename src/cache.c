@@ -7,17 +7,18 @@
  * Every check happens before the variant sees the call, so a rejected call
  * cannot have changed anything. Nothing here locks or allocates.
  *
- * pc_get and pc_put_ex are flattened: the compiler inlines every call in
- * them, all the way down (across files, in the link-time optimised
- * shared libraries), but for functions declared noinline. Those are the
- * slow and cold paths (a contended lock, a grace-period step, a batch
- * full, an index growth, expiry bookkeeping, a listener's queue,
- * eviction in other shards), kept as calls so that what is inlined is
- * the common path, not every rare one. A put's common path is then one
+ * pc_get, pc_put and pc_put_ex are flattened: the compiler inlines every
+ * call in them, all the way down (across files, in the link-time
+ * optimised shared libraries), but for functions declared noinline. Those
+ * are the slow and cold paths (a contended lock, a grace-period step, a
+ * batch full, an index growth, expiry bookkeeping, a listener's queue,
+ * eviction in other shards), kept as calls so that what is inlined is the
+ * common path, not every rare one. A put's common path is then one
  * function: no call passing nine arguments, three on the stack, to the
  * variant, nor calls from it to unlock, reclaim and unlink, each saving
  * and restoring the registers the caller keeps live. Policy hooks remain
- * indirect calls.
+ * indirect calls. pc_put has its own copy, with no arguments to honour,
+ * rather than a call to the exported pc_put_ex (through the PLT).
  */
 #include "alloc.h"
 #include "core.h"
@@ -50,10 +51,11 @@ __attribute__((flatten)) pc_status pc_get(pc_cache *cache, const void *key,
     return pc__policy_get(cache, key, klen, buf, bufcap, vlen, true);
 }
 
-__attribute__((flatten)) pc_status pc_put_ex(pc_cache *cache, const void *key,
-                                             size_t klen, const void *val,
-                                             size_t vlen,
-                                             const pc_put_args *args)
+/* pc_put_ex's work, inlined into it and into pc_put (args NULL: the
+ * compiler drops what the arguments would have asked for). */
+static inline __attribute__((always_inline)) pc_status
+put(pc_cache *cache, const void *key, size_t klen, const void *val, size_t vlen,
+    const pc_put_args *args)
 {
     struct pc__put_req req = {0};
     struct pc__removals rm;
@@ -82,10 +84,19 @@ __attribute__((flatten)) pc_status pc_put_ex(pc_cache *cache, const void *key,
     return st;
 }
 
-pc_status pc_put(pc_cache *cache, const void *key, size_t klen, const void *val,
-                 size_t vlen)
+__attribute__((flatten)) pc_status pc_put_ex(pc_cache *cache, const void *key,
+                                             size_t klen, const void *val,
+                                             size_t vlen,
+                                             const pc_put_args *args)
 {
-    return pc_put_ex(cache, key, klen, val, vlen, NULL);
+    return put(cache, key, klen, val, vlen, args);
+}
+
+__attribute__((flatten)) pc_status pc_put(pc_cache *cache, const void *key,
+                                          size_t klen, const void *val,
+                                          size_t vlen)
+{
+    return put(cache, key, klen, val, vlen, NULL);
 }
 
 pc_status pc_delete(pc_cache *cache, const void *key, size_t klen)
