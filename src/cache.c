@@ -8,10 +8,11 @@
  * cannot have changed anything. Nothing here locks or allocates.
  *
  * pc_get, pc_put and pc_put_ex are flattened: the compiler inlines every
- * call in them, all the way down (across files, in the link-time
- * optimised shared libraries), but for functions declared noinline. Those
- * are the slow and cold paths (a contended lock, a grace-period step, a
- * batch full, an index growth, expiry bookkeeping, a listener's queue,
+ * call in them, all the way down, but for functions declared noinline
+ * (across files in GCC's link-time optimised shared libraries; clang's
+ * ThinLTO stops at the file's edge, at pc__policy_get and _put). The
+ * noinline ones are the slow and cold paths (a contended lock, a grace-period
+ * step, a batch full, an index growth, expiry bookkeeping, a listener's queue,
  * eviction in other shards), kept as calls so that what is inlined is the
  * common path, not every rare one. A put's common path is then one
  * function: no call passing nine arguments, three on the stack, to the

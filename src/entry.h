@@ -277,7 +277,8 @@ static inline size_t pc__kv_size(size_t klen, size_t vlen, unsigned int xflags)
     return sizeof(struct pc__kv) + pc__kv_extra(xflags) + klen + vlen;
 }
 
-static inline size_t pc__kv_alloc_size(const struct pc__kv *kv)
+static inline __attribute__((always_inline)) size_t
+pc__kv_alloc_size(const struct pc__kv *kv)
 {
     return pc__kv_size(kv->klen, kv->vlen, pc__kv_flags(kv));
 }

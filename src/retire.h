@@ -175,8 +175,8 @@ pc__reclaimer_retire_slow(struct pc__reclaimer *r, struct pc__kv *kv);
 
 /* The entry is unreachable for new readers; free it once every current
  * reader has left. Never fails. */
-static inline void pc__reclaimer_retire(struct pc__reclaimer *r,
-                                        struct pc__kv *kv)
+static inline __attribute__((always_inline)) void
+pc__reclaimer_retire(struct pc__reclaimer *r, struct pc__kv *kv)
 {
     struct pc__retire_batch *b = r->open;
     size_t size;
@@ -212,8 +212,8 @@ void pc__reclaimer_after_unlock(struct pc__reclaimer *r,
                                 const struct pc__handover *h, bool step);
 /* Free garbage handed over by a drain (or a poll's whole batches). Any
  * thread, no lock. */
-__attribute__((noinline, cold)) void pc__reclaimer_free(struct pc__reclaimer *r,
-                                                        struct pc__garbage g);
+__attribute__((noinline)) void pc__reclaimer_free(struct pc__reclaimer *r,
+                                                  struct pc__garbage g);
 
 /* pc_reclaim's steps (see the top comment): detach with the writer lock
  * held, wait with no lock held (pc__grace_wait), then finish with the lock

@@ -496,7 +496,7 @@ claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
 
 /* Remove kv, an entry of s found expired at now, still in the policy
  * (shard lock held): a put's old entry, or pc_expire's. */
-static __attribute__((noinline, cold)) void
+static __attribute__((noinline)) void
 drop_expired(struct shard_cache *sc, struct shard *s, struct pc__kv *kv,
              struct pc__now now, struct pc__removals *rm)
 {

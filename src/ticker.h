@@ -78,7 +78,7 @@ struct pc__ticker_clock {
 extern struct pc__ticker_clock pc__ticker_clock;
 
 /* CLOCK_MONOTONIC_COARSE in ms (a vDSO read, no syscall). */
-static inline uint64_t pc__coarse_ms(void)
+static inline __attribute__((always_inline)) uint64_t pc__coarse_ms(void)
 {
     struct timespec ts;
 
