@@ -181,9 +181,7 @@ static bool mag_keep(void *p, size_t n)
 {
     int c = pc__mag_class(n);
 
-    if (c < 0 || pc__mag.n[c] >= PC__MAG_BLOCKS ||
-        pc__mag.bytes + (uint32_t)(c + 1) * 16 > PC__MAG_BYTES ||
-        (!pc__mag.armed && !mag_arm()))
+    if (c < 0 || !pc__mag_fits(c) || (!pc__mag.armed && !mag_arm()))
         return false;
     if (__builtin_expect(pc__mag.slot[c] == NULL, 0) &&
         (pc__mag.slot[c] = mallocx(PC__MAG_BLOCKS * sizeof(void *), 0)) == NULL)

@@ -77,13 +77,18 @@ static inline void *pc__mag_take(int c)
     return p;
 }
 
-/* Whether a block of class c (>= 0) fits in the magazine as it is (armed,
- * the class's array made, both bounds kept). */
+/* Whether one more block of class c (>= 0) keeps both bounds. */
+static inline bool pc__mag_fits(int c)
+{
+    return pc__mag.n[c] < PC__MAG_BLOCKS &&
+           pc__mag.bytes + (uint32_t)(c + 1) * 16 <= PC__MAG_BYTES;
+}
+
+/* Whether a block of class c (>= 0) can be kept as the magazine is: it
+ * fits, the class's array is made and the magazine is armed. */
 static inline bool pc__mag_room(int c)
 {
-    return pc__mag.slot[c] != NULL && pc__mag.n[c] < PC__MAG_BLOCKS &&
-           pc__mag.bytes + (uint32_t)(c + 1) * 16 <= PC__MAG_BYTES &&
-           pc__mag.armed;
+    return pc__mag.slot[c] != NULL && pc__mag_fits(c) && pc__mag.armed;
 }
 
 /* Keep p, of class c, where pc__mag_room(c). */
