@@ -105,9 +105,9 @@ static void overflow_add(struct pc__chunk *c, int delta)
 /* The first empty slot of a chunk, or -1. */
 static int free_slot(uint64_t ctrl)
 {
-    uint64_t m = pc__index_match(ctrl, 0);
+    uint32_t m = pc__index_match(ctrl, 0);
 
-    return m != 0 ? __builtin_ctzll(m) >> 3 : -1;
+    return m != 0 ? __builtin_ctz(m) : -1;
 }
 
 /* Publish kv (tag) in free slot j of chunk i: the pointer, then the tag
@@ -186,8 +186,8 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
     for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
         struct pc__chunk *c = &t->chunks[i];
 
-        for (uint64_t m = pc__index_match(c->ctrl, tag); m != 0; m &= m - 1) {
-            int j = __builtin_ctzll(m) >> 3;
+        for (uint32_t m = pc__index_match(c->ctrl, tag); m != 0; m &= m - 1) {
+            int j = __builtin_ctz(m);
             struct pc__kv *cur = c->slot[j];
 
             if (pc__kv_key_equals(cur, pc__kv_key(kv), kv->klen)) {
@@ -386,10 +386,10 @@ void pc__index_each(const struct pc__index *ix,
 
     for (size_t i = 0; i <= t->mask; i++) {
         const struct pc__chunk *c = &t->chunks[i];
-        uint64_t used = ~pc__index_match(c->ctrl, 0) & 0x0080808080808080ull;
+        uint32_t used = ~pc__index_match(c->ctrl, 0) & 0x7fu;
 
         for (; used != 0; used &= used - 1) {
-            int j = __builtin_ctzll(used) >> 3;
+            int j = __builtin_ctz(used);
 
             fn(arg, c->slot[j],
                (struct pc__index_pos){(uint32_t)i, (uint8_t)j});
@@ -408,8 +408,8 @@ struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
     for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
         struct pc__chunk *c = &t->chunks[i];
 
-        for (uint64_t m = pc__index_match(c->ctrl, tag); m != 0; m &= m - 1) {
-            int j = __builtin_ctzll(m) >> 3;
+        for (uint32_t m = pc__index_match(c->ctrl, tag); m != 0; m &= m - 1) {
+            int j = __builtin_ctz(m);
             struct pc__kv *cur = c->slot[j];
 
             if (pc__kv_key_equals(cur, key, klen)) {
