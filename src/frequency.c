@@ -289,12 +289,12 @@ static __attribute__((noinline, cold)) void ring_compact(struct ring *r)
     r->used = k;
 }
 
-static void ring_push(struct ring *r, struct pc__kv *e, unsigned q, unsigned mc)
+/* Append e at the tail (a free slot). */
+static inline __attribute__((always_inline)) void
+ring_append(struct ring *r, struct pc__kv *e, unsigned q, unsigned mc)
 {
     uint32_t j;
 
-    if (r->used == r->size)
-        ring_compact(r);
     PC__ASSERT(r->used < r->size);
     j = r->head + r->used;
     if (j >= r->size)
@@ -303,6 +303,26 @@ static void ring_push(struct ring *r, struct pc__kv *e, unsigned q, unsigned mc)
     set_state(e, j, q, mc);
     r->used++;
     r->live++;
+}
+
+/* ring_push when tombstones fill the slack: compact, then append. */
+static __attribute__((noinline, cold)) void
+ring_push_compacting(struct ring *r, struct pc__kv *e, unsigned q, unsigned mc)
+{
+    ring_compact(r);
+    ring_append(r, e, q, mc);
+}
+
+/* The compaction is a tail call: the common push saves no registers for
+ * it (it is inlined into insert's and victim's fast paths). */
+static inline void ring_push(struct ring *r, struct pc__kv *e, unsigned q,
+                             unsigned mc)
+{
+    if (__builtin_expect(r->used == r->size, 0)) {
+        ring_push_compacting(r, e, q, mc);
+        return;
+    }
+    ring_append(r, e, q, mc);
 }
 
 /* The oldest entry, dropping tombstones at the head; NULL if empty. */
@@ -608,18 +628,22 @@ static struct pc__kv *evict_main(struct freq *f, struct pc__now now)
 /* SMALL's head e, which is its victim (not read twice on probation, or
  * expired: evict_small's test), leaves: remembered in the ghost as
  * SMALL's. Then the ghost bucket of SMALL's next victim, likely its head
- * now, whose header prefetch_ahead fetched evictions ago, is warmed. */
+ * now, whose header prefetch_ahead fetched evictions ago, is warmed.
+ * plain: e's header holds its hash (no near expiry time: freq_victim's
+ * fast path checked), and a next victim whose header does not is not
+ * warmed (a hint), so that this path calls nothing (pc__kv_hash hashes
+ * the key again, out of line). */
 static inline __attribute__((always_inline)) struct pc__kv *
-small_victim(struct freq *f, struct pc__kv *e)
+small_victim(struct freq *f, struct pc__kv *e, bool plain)
 {
     const struct pc__kv *next;
 
     prefetch_ahead(&f->small);
     ring_pop(&f->small);
-    pc__ghost_put(&f->ghost, pc__kv_hash(e, f->seed), 0,
+    pc__ghost_put(&f->ghost, plain ? e->w.live.hx : pc__kv_hash(e, f->seed), 0,
                   ghost_tick(&f->t_small, &f->left_small, f->unit), mc_of(e));
     next = f->small.used != 0 ? f->small.s[f->small.head] : NULL;
-    if (next != NULL) {
+    if (next != NULL && !(plain && pc__kv_near(next))) {
         uint32_t fp;
 
         __builtin_prefetch(
@@ -642,7 +666,7 @@ static struct pc__kv *evict_small(struct freq *f, struct pc__now now)
             ring_push(&f->main, e, Q_MAIN, mc_of(e));
             continue;
         }
-        return small_victim(f, e);
+        return small_victim(f, e, false);
     }
     return NULL;
 }
@@ -680,22 +704,24 @@ static __attribute__((noinline)) struct pc__kv *victim_any(struct freq *f,
         v = evict_small(f, now);
     if (v == NULL)
         v = evict_main(f, now);
+    PC__ASSERT(v != NULL);
+    set_state(v, 0, Q_NONE, mc_of(v));
     return v;
 }
 
-/* The common case inline (SMALL at its target, its head the victim: a
- * full cache's steady state); the rest in victim_any. The same choice
- * either way. */
+/* The common case inline (SMALL at its target, its head the victim, its
+ * header holding its hash: a full cache's steady state); the rest in
+ * victim_any, a tail call, so that the fast path saves no registers. The
+ * same choice either way. */
 static struct pc__kv *freq_victim(void *st, struct pc__now now)
 {
     struct freq *f = st;
     struct pc__kv *v = f->small.used != 0 ? f->small.s[f->small.head] : NULL;
 
-    if (v != NULL && ref_get(v) < PROMOTE && small_at_target(f, 0))
-        v = small_victim(f, v);
-    else
-        v = victim_any(f, now);
-    PC__ASSERT(v != NULL);
+    if (v == NULL || ref_get(v) >= PROMOTE || !small_at_target(f, 0) ||
+        pc__kv_near(v))
+        return victim_any(f, now);
+    small_victim(f, v, true);
     set_state(v, 0, Q_NONE, mc_of(v));
     return v;
 }
@@ -740,9 +766,8 @@ static void freq_prefetch(const void *st, uint32_t h)
 
 /* Where a key the ghost remembered (its word w) goes, and with what miss
  * count: the count, plus TO_MAIN if MAIN; the split moves if the ghost hit
- * is recent. Out of line: a put of a key the ghost does not hold skips
- * it. */
-static __attribute__((noinline)) unsigned returning(struct freq *f, uint32_t w)
+ * is recent. */
+static unsigned returning(struct freq *f, uint32_t w)
 {
     bool from_main = (w & PC__GHOST_TAG_MAIN) != 0;
     uint32_t now = from_main ? f->t_main : f->t_small;
@@ -770,12 +795,11 @@ static __attribute__((noinline)) unsigned returning(struct freq *f, uint32_t w)
     return mc | TO_MAIN;
 }
 
-static void freq_insert(void *st, struct pc__kv *kv, uint32_t h, bool evicted)
+/* A new key, with what returning decided (1 for a key the ghost does not
+ * hold), goes to its queue. */
+static inline __attribute__((always_inline)) void
+place(struct freq *f, struct pc__kv *kv, unsigned how, bool evicted)
 {
-    struct freq *f = st;
-    uint32_t w = pc__ghost_take(&f->ghost, h);
-    unsigned how = w != 0 ? returning(f, w) : 1;
-
     if (!evicted && f->small.live >= f->cs)
         how |= TO_MAIN; /* free room, SMALL at target: no probation */
     ref_set(kv, 0);
@@ -783,6 +807,30 @@ static void freq_insert(void *st, struct pc__kv *kv, uint32_t h, bool evicted)
         ring_push(&f->main, kv, Q_MAIN, how & 7u);
     else
         ring_push(&f->small, kv, Q_SMALL, how);
+}
+
+/* freq_insert for a key whose ghost word is bucket b's word i. Out of
+ * line, a tail call: a put of a key the ghost does not hold, the common
+ * case, saves no registers for it. */
+static __attribute__((noinline)) void insert_returning(struct freq *f,
+                                                       struct pc__kv *kv,
+                                                       uint32_t *b, int i,
+                                                       bool evicted)
+{
+    place(f, kv, returning(f, pc__ghost_take_at(b, i)), evicted);
+}
+
+static void freq_insert(void *st, struct pc__kv *kv, uint32_t h, bool evicted)
+{
+    struct freq *f = st;
+    uint32_t fp, *b = pc__ghost_bucket(&f->ghost, h, &fp);
+    int i = pc__ghost_find(b, fp);
+
+    if (i >= 0) {
+        insert_returning(f, kv, b, i, evicted);
+        return;
+    }
+    place(f, kv, 1, evicted);
 }
 
 static void freq_keep(void *st, struct pc__kv *kv)

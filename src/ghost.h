@@ -127,19 +127,24 @@ static inline int pc__ghost_find(const uint32_t *b, uint32_t fp)
 #endif
 }
 
-/* Remove h's word if present and return it (0 if absent). */
-static inline uint32_t pc__ghost_take(struct pc__ghost *g, uint32_t h)
+/* Remove bucket b's word i (pc__ghost_find's) and return it. */
+static inline uint32_t pc__ghost_take_at(uint32_t *b, int i)
 {
-    uint32_t fp, *b = pc__ghost_bucket(g, h, &fp), w;
-    int i = pc__ghost_find(b, fp);
+    uint32_t w = b[i];
 
-    if (i < 0)
-        return 0;
-    w = b[i];
     for (; i < PC__GHOST_GB - 1; i++)
         b[i] = b[i + 1];
     b[PC__GHOST_GB - 1] = 0;
     return w;
+}
+
+/* Remove h's word if present and return it (0 if absent). */
+static inline uint32_t pc__ghost_take(struct pc__ghost *g, uint32_t h)
+{
+    uint32_t fp, *b = pc__ghost_bucket(g, h, &fp);
+    int i = pc__ghost_find(b, fp);
+
+    return i < 0 ? 0 : pc__ghost_take_at(b, i);
 }
 
 /* Remember h: shift its bucket's words one place (the last falls out) and
