@@ -646,8 +646,11 @@ small_victim(struct freq *f, struct pc__kv *e, bool plain)
     if (next != NULL && !(plain && pc__kv_near(next))) {
         uint32_t fp;
 
-        __builtin_prefetch(
-            pc__ghost_bucket(&f->ghost, pc__kv_hash(next, f->seed), &fp), 1);
+        __builtin_prefetch(pc__ghost_bucket(&f->ghost,
+                                            plain ? next->w.live.hx
+                                                  : pc__kv_hash(next, f->seed),
+                                            &fp),
+                           1);
     }
     return e;
 }
