@@ -71,7 +71,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#if defined(__SSE2__)
+#if defined(__SSE2__) && defined(__x86_64__)
 #include <emmintrin.h>
 #endif
 
@@ -160,14 +160,14 @@ static inline uint8_t pc__index_tag(uint64_t h)
 }
 
 /* The slots of ctrl whose tag byte equals tag: bit j for slot j (bits 0..6;
- * the overflow byte is never matched). With SSE2 one byte compare and a
+ * the overflow byte is never matched). On x86-64 (SSE2) one byte compare and a
  * byte mask; else exact zero-byte detection on one word (no false
  * positives across bytes), each byte's top bit gathered to bit j by a
  * multiply (the bits never collide, so no carries). */
 static inline uint32_t pc__index_match(uint64_t ctrl, uint8_t tag)
 {
     const uint64_t ones = 0x0101010101010101ull;
-#if defined(__SSE2__)
+#if defined(__SSE2__) && defined(__x86_64__)
     __m128i eq = _mm_cmpeq_epi8(_mm_cvtsi64_si128((long long)ctrl),
                                 _mm_cvtsi64_si128((long long)(ones * tag)));
 
