@@ -170,9 +170,13 @@ static inline uint64_t pc__core_origin(const struct pc_cache *c)
  * it meanwhile and may have reused the header that held its expiry time
  * (entry.h: look the key up again). pc__core_visible_slow is the rest:
  * a far time, an unlinked entry, a clock other than the running ticker,
- * and an entry that has expired. */
-int pc__core_visible_slow(const struct pc_cache *c, const struct pc__kv *kv,
-                          unsigned int f, uint32_t lo);
+ * and an entry that has expired. Out of line (not cold: a cache on its own
+ * clock takes it for every entry that can expire), so that the flattened
+ * pc_get does not carry it. */
+__attribute__((noinline)) int pc__core_visible_slow(const struct pc_cache *c,
+                                                    const struct pc__kv *kv,
+                                                    unsigned int f,
+                                                    uint32_t lo);
 _Static_assert(PC__KV_VIS_BIAS == PC__TICKER_VIS_BIAS,
                "the ticker's vis and entries' pc__kv_vis agree");
 static inline int pc__core_visible(const struct pc_cache *c,

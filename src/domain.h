@@ -135,7 +135,11 @@ void pc__domain_register_writer(struct pc__domain *d, ck_epoch_record_t *r);
 /* Sum the per-thread counters of d into *out (adds to what it holds). */
 void pc__domain_sum_stats(struct pc__domain *d, struct pc__record_stats *out);
 
-struct pc__record *pc__domain_record_slow(struct pc__domain *d);
+/* pc__domain_record's first use of d on this thread (or after its front
+ * cache named another domain): out of line, or the flattened pc_get would
+ * carry its registration (locks, allocation) and their stack frame. */
+__attribute__((noinline, cold)) struct pc__record *
+pc__domain_record_slow(struct pc__domain *d);
 
 /* Test hook: the number of slots of the calling thread's table (0 if it
  * has none). */

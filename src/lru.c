@@ -198,9 +198,11 @@ void pc__policy_destroy(pc_cache *base)
 /* A hit the reader's log cannot take (no log yet, or full): under the
  * writer lock, catch up and move the entry to the head directly (the hit
  * is linearised at the catch-up's stamp). Creates the thread's log on its
- * first use. False if the entry was removed meanwhile: look again. */
-static bool locked_hit(struct lru_cache *c, struct pc__record *t,
-                       struct pc__kv *kv)
+ * first use. False if the entry was removed meanwhile: look again. Out of
+ * line (one hit in a log's length, or fewer): the flattened pc_get would
+ * otherwise carry the lock, the unlock's reclamation and the frees. */
+static __attribute__((noinline)) bool
+locked_hit(struct lru_cache *c, struct pc__record *t, struct pc__kv *kv)
 {
     bool present;
 
