@@ -5,11 +5,14 @@
  *
  * Sharding. The key space is split into shards by the high half of the
  * key's hash. Each shard has its own index (index.h), writer lock and
- * policy state; create picks the count from the CPU count (4 per CPU, at
- * most 256), never letting a shard's share fall below MIN_SHARD entries
- * (small shards fill unevenly and their hit ratio drifts from a single
- * policy's), then nudges it so each shard's table is as full as its load
- * limit allows (a count that just crosses a power of two would double it).
+ * policy state; create picks the count from the CPU count (SHARDS_PER_CPU
+ * per CPU, at most 256), never letting a shard's share fall below
+ * MIN_SHARD entries (small shards fill unevenly and their hit ratio drifts
+ * from a single policy's), then nudges it so each shard's table is as full
+ * as its load limit allows (a count that just crosses a power of two would
+ * double it). With a writer per CPU, a put finds its shard's lock held by
+ * another about once in SHARDS_PER_CPU puts, and then waits for that
+ * writer's whole put (whose lines, the other writer's, all have to move).
  *
  * One budget. The capacity and the byte bound belong to the cache, not to
  * the shards (core.h: pc__budget_take): a put of a new key claims one
@@ -60,6 +63,7 @@
 #include "shard_state.h"
 
 #define MIN_SHARD 1024u
+#define SHARDS_PER_CPU 8u
 #define MAX_AUTO_SHARDS 256u
 #define PRESIZE_MAX (1ul << 16) /* per shard; larger ones grow */
 
@@ -105,7 +109,7 @@ static uint32_t choose_shards(size_t cap, unsigned int requested)
     cpus = (unsigned long)sysconf(_SC_NPROCESSORS_ONLN);
     if (cpus < 1)
         cpus = 1;
-    target = pow2_ceil(4 * cpus);
+    target = pow2_ceil(SHARDS_PER_CPU * cpus);
     if (target > MAX_AUTO_SHARDS)
         target = MAX_AUTO_SHARDS;
     while (target > 1 && cap / target < MIN_SHARD)
