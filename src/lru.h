@@ -219,8 +219,9 @@ void pc__lru_nodes_fini(struct lru_cache *c);
 /* Every id free again (the list emptied by the caller). */
 void pc__lru_nodes_reset(struct lru_cache *c);
 /* Room for ids up to top (doubling the arrays); false on ENOMEM or once
- * 2^32 - 1 ids are in use. */
-bool pc__lru_nodes_grow(struct lru_cache *c);
+ * 2^32 - 1 ids are in use. Out of line: rare, and the flattened puts
+ * would copy it in. */
+__attribute__((noinline, cold)) bool pc__lru_nodes_grow(struct lru_cache *c);
 /* After a limit was lowered: arrays at least four times larger than `n`
  * entries (at least those present) need move to smaller ones, every entry
  * renumbered in list order (its w.live.slot). Kept if memory is short. */

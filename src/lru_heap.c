@@ -66,8 +66,10 @@ static void heap_down(struct lru_cache *c, size_t i)
 #define HEAP_FIRST 64 /* slots: the first array; each growth doubles it */
 
 /* Move the heap to an array of ncap slots (>= heap_len); false on ENOMEM
- * (heap unchanged). Slots keep their indices, so positions hold. */
-static bool heap_move(struct lru_cache *c, size_t ncap)
+ * (heap unchanged). Slots keep their indices, so positions hold. Out of
+ * line: a growth is rare, and the flattened puts would copy it in. */
+static __attribute__((noinline, cold)) bool heap_move(struct lru_cache *c,
+                                                      size_t ncap)
 {
     struct lru_heap_slot *h = pc__alloc_array(sizeof *h * ncap, 0);
 

@@ -106,13 +106,19 @@ void pc__lru_nodes_reset(struct lru_cache *c)
     c->nodes.free = SENTINEL;
 }
 
+/* The first expiring entry's allocation of the positions (out of line:
+ * once per cache, and the flattened puts would copy it in). */
+static __attribute__((noinline, cold)) bool hpos_alloc(struct lru_nodes *n)
+{
+    n->hpos = pc__alloc_array(sizeof *n->hpos * n->cap, 0);
+    return n->hpos != NULL;
+}
+
 bool pc__lru_hpos_reserve(struct lru_cache *c)
 {
     struct lru_nodes *n = &c->nodes;
 
-    if (n->hpos == NULL)
-        n->hpos = pc__alloc_array(sizeof *n->hpos * n->cap, 0);
-    return n->hpos != NULL;
+    return n->hpos != NULL || hpos_alloc(n);
 }
 void pc__lru_nodes_trim(struct lru_cache *c, size_t n)
 {

@@ -29,7 +29,7 @@
 
 #ifdef PC_DEBUG
 void pc__assert_fail(const char *expr, const char *file, int line)
-    __attribute__((noreturn, cold));
+    __attribute__((noreturn, noinline, cold));
 #define PC__ASSERT(cond)                                                       \
     ((cond) ? (void)0 : pc__assert_fail(#cond, __FILE__, __LINE__))
 #else
