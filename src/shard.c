@@ -10,9 +10,9 @@
  * MIN_SHARD entries (small shards fill unevenly and their hit ratio drifts
  * from a single policy's), then nudges it so each shard's table is as full
  * as its load limit allows (a count that just crosses a power of two would
- * double it). With a writer per CPU, a put finds its shard's lock held by
- * another about once in SHARDS_PER_CPU puts, and then waits for that
- * writer's whole put (whose lines, the other writer's, all have to move).
+ * double it). A put finds its shard's lock held by another writer with a
+ * chance of up to (writers - 1) / shards, and then waits out that writer's
+ * whole put (whose lines, last written by the other core, all move).
  *
  * One budget. The capacity and the byte bound belong to the cache, not to
  * the shards (core.h: pc__budget_take): a put of a new key claims one
@@ -117,7 +117,8 @@ static uint32_t choose_shards(size_t cap, unsigned int requested)
     if (target == 1)
         return 1;
     best = target;
-    for (n = target + 1; n < 2 * target && cap / n >= MIN_SHARD; n++)
+    for (n = target + 1;
+         n < 2 * target && n <= MAX_AUTO_SHARDS && cap / n >= MIN_SHARD; n++)
         if (table_chunks(cap, n) < table_chunks(cap, best))
             best = n;
     return (uint32_t)best;
