@@ -4,13 +4,12 @@
 # that is not (a thread's registration, a lock, an allocation or a growth,
 # the clock, a debug build's assertion report) is then copied into the
 # entry point itself. This check disassembles each of them in each shared
-# library given (with its FN.cold part, where GCC moved the blocks it
-# predicts are rare) and fails if it calls or tail-calls any library
-# function but those its
-# common path needs: memcmp, memcpy and memmove (key compare, value copy),
-# and for the puts clock_gettime (a cache with expiry reads its clock on
-# every put). Whatever else they need must sit behind a call to the
-# library's own out-of-line functions.
+# library given, with its FN.cold part (where GCC moves the blocks it
+# predicts are rare), and fails if it calls or tail-calls any library
+# function but those its common path needs: memcmp, memcpy and memmove
+# (key compare, value copy), and for the puts clock_gettime (a cache with
+# expiry reads its clock on every put). Whatever else they need must sit
+# behind a call to the library's own out-of-line functions.
 # usage: check-entry-calls.sh LIB...   (NM, OBJDUMP: the tools to use)
 set -eu
 NM=${NM:-nm}
