@@ -63,7 +63,7 @@
 #include "shard_state.h"
 
 #define MIN_SHARD 1024u
-#define SHARDS_PER_CPU 8u
+#define SHARDS_PER_CPU 4u
 #define MAX_AUTO_SHARDS 256u
 #define PRESIZE_MAX (1ul << 16) /* per shard; larger ones grow */
 
