@@ -633,6 +633,13 @@ static struct pc__kv *evict_main(struct freq *f, struct pc__now now)
  * fast path checked), and a next victim whose header does not is not
  * warmed (a hint), so that this path calls nothing (pc__kv_hash hashes
  * the key again, out of line). */
+/* e's hash, from its header when plain (small_victim's). */
+static inline __attribute__((always_inline)) uint32_t
+small_hash(const struct freq *f, const struct pc__kv *e, bool plain)
+{
+    return plain ? e->w.live.hx : pc__kv_hash(e, f->seed);
+}
+
 static inline __attribute__((always_inline)) struct pc__kv *
 small_victim(struct freq *f, struct pc__kv *e, bool plain)
 {
@@ -640,17 +647,14 @@ small_victim(struct freq *f, struct pc__kv *e, bool plain)
 
     prefetch_ahead(&f->small);
     ring_pop(&f->small);
-    pc__ghost_put(&f->ghost, plain ? e->w.live.hx : pc__kv_hash(e, f->seed), 0,
+    pc__ghost_put(&f->ghost, small_hash(f, e, plain), 0,
                   ghost_tick(&f->t_small, &f->left_small, f->unit), mc_of(e));
     next = f->small.used != 0 ? f->small.s[f->small.head] : NULL;
     if (next != NULL && !(plain && pc__kv_near(next))) {
         uint32_t fp;
 
-        __builtin_prefetch(pc__ghost_bucket(&f->ghost,
-                                            plain ? next->w.live.hx
-                                                  : pc__kv_hash(next, f->seed),
-                                            &fp),
-                           1);
+        __builtin_prefetch(
+            pc__ghost_bucket(&f->ghost, small_hash(f, next, plain), &fp), 1);
     }
     return e;
 }
