@@ -306,6 +306,18 @@ size_t pc__alloc_usable(size_t n)
 #endif
 }
 
+size_t pc__alloc_usable_aligned(size_t n, size_t align)
+{
+#ifdef PC_USE_JEMALLOC
+    size_t u = nallocx(n == 0 ? 1 : n, MALLOCX_ALIGN(align));
+
+    return u >= n ? u : n;
+#else
+    (void)align;
+    return n;
+#endif
+}
+
 void *pc__alloc_aligned(size_t n, size_t align)
 {
     if (inject_failure())

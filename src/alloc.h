@@ -152,6 +152,9 @@ void pc__free_array(void *p, size_t n, size_t align);
  * that would be paid for anyway; pass that size to pc__alloc and pc__free.
  * Thread-safe, lock-free (a table lookup). */
 size_t pc__alloc_usable(size_t n);
+/* The same for an allocation aligned to align (pc__alloc_aligned,
+ * pc__alloc_array): a size class that alignment allows. */
+size_t pc__alloc_usable_aligned(size_t n, size_t align);
 /* Return the calling thread's magazine to jemalloc (pc_destroy does, so a
  * destroyed cache's entries do not stay with the destroying thread). */
 void pc__alloc_release_thread(void);

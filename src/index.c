@@ -20,6 +20,9 @@
  * with a removal) the overflow counts settle where a lookup reads about
  * 1.3 chunks at this load; at 6/7 it would read 17. */
 #define MAX_LOAD_NUM 4
+/* Growth: a table for a quarter more entries than the old one allowed, or
+ * more (to the end of its size class: pc__index_chunks). */
+#define GROW_DIV 4
 
 #define OVERFLOW_SHIFT 56
 #define OVERFLOW_SATURATED 255u
@@ -36,14 +39,14 @@ static struct pc__table *table_new(size_t nchunks)
     if (t == NULL)
         return NULL;
     memset(t, 0, table_bytes(nchunks));
-    t->mask = nchunks - 1;
+    t->n = nchunks;
     t->max_load = nchunks * MAX_LOAD_NUM;
     return t;
 }
 
 static void table_free(struct pc__table *t)
 {
-    pc__free_array(t, table_bytes(t->mask + 1), 64);
+    pc__free_array(t, table_bytes(t->n), 64);
 }
 
 static void table_free_deferred(ck_epoch_entry_t *ee)
@@ -51,24 +54,71 @@ static void table_free_deferred(ck_epoch_entry_t *ee)
     table_free(PC__CONTAINER_OF(ee, struct pc__table, ee));
 }
 
+/* Whether a table of n chunks may be probed in any stride (index.h): n
+ * is prime, or 1. Trial division: this runs when a table is made. */
+static bool chunks_ok(size_t n)
+{
+    if (n < 4)
+        return n != 0;
+    if (n % 2 == 0 || n % 3 == 0)
+        return false;
+    for (size_t d = 5; d * d <= n; d += 6)
+        if (n % d == 0 || n % (d + 2) == 0)
+            return false;
+    return true;
+}
+
+/* The smallest prime n of chunks holding `entries` at the load limit,
+ * then the largest prime whose table still fits that table's allocation
+ * size class: the size class is paid for, so its room goes to the table
+ * (a lower load), and a table grows a size class or more at a time. */
 size_t pc__index_chunks(size_t entries)
 {
-    size_t need = (entries + MAX_LOAD_NUM - 1) / MAX_LOAD_NUM, n = 1;
+    size_t need = (entries + MAX_LOAD_NUM - 1) / MAX_LOAD_NUM, n, fit;
 
-    while (n < need)
-        n <<= 1;
+    for (n = need > 1 ? need : 1; !chunks_ok(n); n++)
+        ;
+    fit = (pc__alloc_usable_aligned(table_bytes(n), 64) -
+           sizeof(struct pc__table)) /
+          sizeof(struct pc__chunk);
+    while (fit > n && !chunks_ok(fit))
+        fit--;
+    return fit > n ? fit : n;
+}
+
+/* pc__index_chunks, at most max (the largest prime up to it, if more). */
+static size_t chunks_within(size_t entries, size_t max)
+{
+    size_t n = pc__index_chunks(entries);
+
+    if (n > max) {
+        for (n = max; n > 1 && !chunks_ok(n); n--)
+            ;
+    }
     return n;
 }
 
-bool pc__index_init(struct pc__index *ix, size_t expected,
+size_t pc__index_room(size_t share, size_t parts)
+{
+    size_t r = 0;
+
+    if (parts <= 1)
+        return share;
+    while ((r + 1) * (r + 1) <= share) /* (once per table made) */
+        r++;
+    return share + 4 * r;
+}
+
+bool pc__index_init(struct pc__index *ix, size_t expected, size_t max_chunks,
                     const struct pc__hash_seed *seed)
 {
     ix->seed = seed;
+    ix->max_chunks = max_chunks > 0 ? max_chunks : 1;
     ix->hint = NULL;
     ix->count = 0;
     ix->gen = 0;
-    ix->table = table_new(pc__index_chunks(expected + 1));
-    ix->mask = ix->table != NULL ? ix->table->mask : 0;
+    ix->table = table_new(chunks_within(expected + 1, ix->max_chunks));
+    ix->n = ix->table != NULL ? ix->table->n : 0;
     return ix->table != NULL;
 }
 
@@ -128,12 +178,12 @@ static struct pc__index_pos publish(struct pc__table *t, size_t i, int j,
 static struct pc__index_pos place(struct pc__table *t, uint32_t hash,
                                   uint8_t tag, struct pc__kv *kv)
 {
-    size_t i = hash & t->mask, step = pc__index_step(hash, t->mask);
+    size_t i = pc__index_home(hash, t->n), step = pc__index_step(hash, t->n);
     int j;
 
     while ((j = free_slot(t->chunks[i].ctrl)) < 0) {
         overflow_add(&t->chunks[i], +1);
-        i = (i + step) & t->mask;
+        i = pc__index_next(i, step, t->n);
     }
     return publish(t, i, j, tag, kv);
 }
@@ -147,7 +197,7 @@ static struct pc__table *rebuilt(const struct pc__table *old, size_t nchunks,
 
     if (t == NULL)
         return NULL;
-    for (size_t i = 0; i <= old->mask; i++) {
+    for (size_t i = 0; i < old->n; i++) {
         const struct pc__chunk *c = &old->chunks[i];
 
         for (int j = 0; j < PC__CHUNK_SLOTS; j++) {
@@ -168,7 +218,7 @@ static void table_replace(struct pc__index *ix, struct pc__table *t,
     struct pc__table *old = ix->table;
 
     __atomic_store_n(&ix->table, t, __ATOMIC_RELEASE);
-    __atomic_store_n(&ix->mask, t->mask, __ATOMIC_RELAXED);
+    __atomic_store_n(&ix->n, t->n, __ATOMIC_RELAXED);
     ix->gen++;
     pc__reclaimer_defer(rc, &old->ee, table_free_deferred);
 }
@@ -178,12 +228,13 @@ bool pc__index_put(struct pc__index *ix, uint64_t h, struct pc__kv *kv,
 {
     struct pc__table *t = ix->table;
     uint8_t tag = pc__index_tag(h);
-    size_t i = h & t->mask, step = pc__index_step((uint32_t)h, t->mask);
+    size_t i = pc__index_home((uint32_t)h, t->n);
+    size_t step = pc__index_step((uint32_t)h, t->n);
     size_t home = i, room = SIZE_MAX; /* first chunk seen with a free slot */
 
     *old = NULL;
     PC__ASSERT(pc__kv_hash(kv, ix->seed) == (uint32_t)h);
-    for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
+    for (size_t k = 0; k < t->n; k++, i = pc__index_next(i, step, t->n)) {
         struct pc__chunk *c = &t->chunks[i];
 
         for (uint32_t m = pc__index_match(c->ctrl, tag); m != 0; m &= m - 1) {
@@ -218,7 +269,7 @@ struct pc__index_pos pc__index_insert(struct pc__index *ix, uint64_t h,
                                       struct pc__kv *kv)
 {
     struct pc__table *t = ix->table;
-    size_t home = h & t->mask;
+    size_t home = pc__index_home((uint32_t)h, t->n);
     int j = free_slot(t->chunks[home].ctrl);
 
     PC__ASSERT(ix->count + 1 <= t->max_load);
@@ -241,9 +292,15 @@ static size_t usable_chunks(const struct pc__table *t)
 bool pc__index_grow(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
 {
     struct pc__table *bigger;
+    size_t want, to;
 
     PC__ASSERT(n > ix->table->max_load);
-    bigger = rebuilt(ix->table, 2 * usable_chunks(ix->table), ix->seed);
+    want = usable_chunks(ix->table) * MAX_LOAD_NUM;
+    want += want / GROW_DIV;
+    to = chunks_within(n > want ? n : want, ix->max_chunks);
+    if (to * MAX_LOAD_NUM <= ix->table->max_load)
+        return false; /* at max_chunks already */
+    bigger = rebuilt(ix->table, to, ix->seed);
     if (bigger == NULL)
         return false;
     table_replace(ix, bigger, rc);
@@ -253,12 +310,13 @@ bool pc__index_grow(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
 bool pc__index_trim(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
 {
     struct pc__table *t = ix->table, *smaller;
-    size_t want = pc__index_chunks((n > ix->count ? n : ix->count) + 1);
+    size_t want =
+        chunks_within((n > ix->count ? n : ix->count) + 1, ix->max_chunks);
     size_t usable = usable_chunks(t);
 
     if (usable >= 4 * want) {
         usable = want;
-    } else if (usable == t->mask + 1) {
+    } else if (usable == t->n) {
         return false; /* nothing to do */
     }
     smaller = rebuilt(t, usable, ix->seed);
@@ -280,7 +338,7 @@ static void erase_at(struct pc__index *ix, size_t home, size_t step, size_t i,
 
     ctrl_store(c, c->ctrl & ~(0xffull << (8 * j)));
     __atomic_store_n(&c->slot[j], NULL, __ATOMIC_RELAXED);
-    for (size_t k = home; k != i; k = (k + step) & t->mask)
+    for (size_t k = home; k != i; k = pc__index_next(k, step, t->n))
         overflow_add(&t->chunks[k], -1);
     ix->count--;
 }
@@ -292,9 +350,10 @@ static void erase_at(struct pc__index *ix, size_t home, size_t step, size_t i,
 static bool find_ptr(const struct pc__table *t, uint32_t hash,
                      const struct pc__kv *kv, size_t *ci, int *cj)
 {
-    size_t i = hash & t->mask, step = pc__index_step(hash, t->mask);
+    size_t n = t->n, i = pc__index_home(hash, n);
+    size_t step = pc__index_step(hash, n);
 
-    for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
+    for (size_t k = 0; k < n; k++, i = pc__index_next(i, step, n)) {
         const struct pc__chunk *c = &t->chunks[i];
 
         for (int j = 0; j < PC__CHUNK_SLOTS; j++) {
@@ -318,7 +377,8 @@ erase_hashed(struct pc__index *ix, struct pc__kv *kv, uint32_t hash)
     int j;
 
     if (find_ptr(t, hash, kv, &i, &j))
-        erase_at(ix, hash & t->mask, pc__index_step(hash, t->mask), i, j);
+        erase_at(ix, pc__index_home(hash, t->n), pc__index_step(hash, t->n), i,
+                 j);
     else
         PC__ASSERT(!"pc__index_erase: entry not in the index");
 }
@@ -384,7 +444,7 @@ void pc__index_each(const struct pc__index *ix,
 {
     const struct pc__table *t = ix->table;
 
-    for (size_t i = 0; i <= t->mask; i++) {
+    for (size_t i = 0; i < t->n; i++) {
         const struct pc__chunk *c = &t->chunks[i];
         uint32_t used = ~pc__index_match(c->ctrl, 0) & 0x7fu;
 
@@ -401,26 +461,18 @@ struct pc__kv *pc__index_remove(struct pc__index *ix, uint64_t h,
                                 const void *key, size_t klen)
 {
     struct pc__table *t = ix->table;
-    uint8_t tag = pc__index_tag(h);
-    size_t home = h & t->mask, i = home;
-    size_t step = pc__index_step((uint32_t)h, t->mask);
+    struct pc__kv **slot;
+    struct pc__kv *cur = pc__index_lookup(ix, h, key, klen, &slot);
 
-    for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
-        struct pc__chunk *c = &t->chunks[i];
+    if (cur != NULL) { /* its chunk and slot, from where the slot lies */
+        size_t i = (size_t)((char *)slot - (char *)t->chunks) /
+                   sizeof(struct pc__chunk);
 
-        for (uint32_t m = pc__index_match(c->ctrl, tag); m != 0; m &= m - 1) {
-            int j = __builtin_ctz(m);
-            struct pc__kv *cur = c->slot[j];
-
-            if (pc__kv_key_equals(cur, key, klen)) {
-                if (cur == ix->hint)
-                    ix->hint = NULL;
-                erase_at(ix, home, step, i, j);
-                return cur;
-            }
-        }
-        if (overflow_of(c->ctrl) == 0)
-            break;
+        if (cur == ix->hint)
+            ix->hint = NULL;
+        erase_at(ix, pc__index_home((uint32_t)h, t->n),
+                 pc__index_step((uint32_t)h, t->n), i,
+                 (int)(slot - t->chunks[i].slot));
     }
-    return NULL;
+    return cur;
 }

@@ -4,13 +4,18 @@
  * call), any number of concurrent readers (pc__index_get inside an epoch
  * section), and reads that are wait-free: they never retry and never wait.
  *
- * Layout. A power of two of 64-byte chunks. A chunk holds seven entry
- * pointers and one control word: seven one-byte tags (0 = empty slot) and
- * an eighth byte, the chunk's overflow count. A key's hash h picks its home
- * chunk (h's low bits), its probe stride (bits 24..31, made odd) and its
- * tag (bits 32..39, which neither the home chunk nor, within a shard, the
- * shard choice determines; 0 is remapped to 1). A key lives in the first
- * chunk of its probe sequence (home, home + stride, ...) that had a free
+ * Layout. n 64-byte chunks, n prime (or 1): as many as the allocation's
+ * size class holds (pc__index_chunks), so a table costs what it is sized
+ * for, at any size, where a power of two of chunks cost up to twice what
+ * it needed, plus a quarter for the header that pushed it into the next
+ * size class. A chunk holds seven entry pointers and one control word:
+ * seven one-byte tags (0 = empty slot) and an eighth byte, the chunk's
+ * overflow count. A key's hash h picks its home chunk (the low half of h
+ * scaled to n: a multiply and a shift), its probe stride (bits 24..31
+ * plus one, reduced below n; any stride visits every chunk of a prime n)
+ * and its tag (bits 32..39, which neither the home chunk nor, within a
+ * shard, the shard choice determines; 0 is remapped to 1). A key lives in the
+ * first chunk of its probe sequence (home, home + stride, ...) that had a free
  * slot when it was inserted; every chunk it had to pass counts it in its
  * overflow count. This is the chunked, tag-filtered open addressing of
  * Swiss tables and folly's F14, with F14's overflow counts in place of
@@ -39,8 +44,9 @@
  * eviction with the `hint` below).
  *
  * Growth. When an insert would pass the load limit the writer builds a
- * table twice the size (twice its usable size after a trim short of
- * memory, pc__index_trim: possibly smaller) from the old one (home chunks from
+ * table a quarter larger, or more, to the end of its size class (a quarter
+ * larger than its usable size after a trim short of memory,
+ * pc__index_trim: possibly smaller) from the old one (home chunks from
  * the entries' hashes, pc__kv_hash; tags copied), publishes it with one release
  * store, and retires the old table to its reclaimer (retire.h): readers still
  * probing the old one finish there safely. Growing allocates; if that fails the
@@ -61,8 +67,8 @@
  * only after a grace period. Entries removed from the index are retired by
  * the caller, likewise.
  *
- * Cost per table: 64 bytes per 7 slots, at between 2/7 and 4/7 load: 16
- * to 32 bytes per entry, plus a 64-byte header.
+ * Cost per table: 64 bytes per 7 slots, at between 3.2/7 (just grown) and
+ * 4/7 load: 16 to 20 bytes per entry, plus a 64-byte header.
  */
 #ifndef PC_INDEX_H
 #define PC_INDEX_H
@@ -89,21 +95,23 @@ _Static_assert(sizeof(struct pc__chunk) == 64, "a chunk is one cache line");
 
 struct pc__table {
     ck_epoch_entry_t ee; /* for the deferred free of a replaced table */
-    size_t mask;         /* chunks - 1 */
+    size_t n;            /* chunks: prime, or 1 */
     size_t max_load;     /* entries allowed before the table grows */
     struct pc__chunk chunks[] __attribute__((aligned(64)));
 };
 
 struct pc__index {
     struct pc__table *table; /* replaced by growth; readers load it */
-    /* The table's mask, beside the pointer (stored after it at growth):
-     * pc__index_prefetch_home computes a chunk's address from the two
-     * without dereferencing a table that may be freed meanwhile. */
-    size_t mask;
+    /* The table's chunk count, beside the pointer (stored after it at
+     * growth): pc__index_prefetch_home computes a chunk's address from the
+     * two without dereferencing a table that may be freed meanwhile. */
+    size_t n;
     /* Writer-only, changed by every insert and erase: on a line of its
      * own, so that writes do not take the table pointer's line away from
      * readers on other cores (every lookup loads it). */
     size_t count __attribute__((aligned(64)));
+    /* Immutable: the most chunks a table may have (pc__index_init). */
+    size_t max_chunks;
     /* Writer-only: tables this index has had (growth adds one), so that a
      * position (pc__index_pos) recorded under one table is known not to
      * hold under another, even one at the same address. */
@@ -133,23 +141,52 @@ struct pc__index_pos {
 
 struct pc__reclaimer;
 
-/* Chunks of a table sized for `entries` without growth (a power of two). */
+/* Chunks of a table sized for `entries` without growth: prime (or 1), and
+ * as many as the allocation's size class holds. */
 size_t pc__index_chunks(size_t entries);
 
+/* Entries to size a table for whose share of a cache's keys is `share`
+ * of the keys spread by hash over `parts` tables (shards): the share, plus
+ * four standard deviations of the spread (about the share's square root)
+ * if parts > 1, so that a full cache's tables seldom outgrow their first
+ * size (a growth moves every entry). */
+size_t pc__index_room(size_t share, size_t parts);
+
 /* Set up an empty index sized for `expected` entries without growth, for
- * keys hashed with seed (which must outlive it). false on allocation
+ * keys hashed with seed (which must outlive it), whose tables never have
+ * more than max_chunks chunks (a caller that packs positions in fewer bits
+ * than pc__index_pos; growth past it fails). false on allocation
  * failure. */
-bool pc__index_init(struct pc__index *ix, size_t expected,
+bool pc__index_init(struct pc__index *ix, size_t expected, size_t max_chunks,
                     const struct pc__hash_seed *seed);
 /* Free the table (not the entries). No reader may be inside. */
 void pc__index_destroy(struct pc__index *ix);
 
-/* The probe stride, from the hash's low half (pc__kv_hash): odd, so
- * a power-of-two table's every chunk is visited. Strides that differ from
- * key to key avoid the clustering of linear probing. */
-static inline size_t pc__index_step(uint32_t hash, size_t mask)
+/* The home chunk of a hash's low half (pc__kv_hash) among n: its high
+ * bits scaled to n (Lemire's multiply-shift, no division). */
+static inline size_t pc__index_home(uint32_t hash, size_t n)
 {
-    return (((size_t)(hash >> 24) << 1) | 1) & mask;
+    return (size_t)(((uint64_t)hash * n) >> 32);
+}
+
+/* The probe stride, from the hash's low half: 1..256, reduced below n in a
+ * table of fewer chunks; n is prime, so every chunk is visited. Strides
+ * that differ from key to key avoid the clustering of linear probing. (A
+ * table of one chunk has no second: 0.) */
+static inline size_t pc__index_step(uint32_t hash, size_t n)
+{
+    size_t s = (size_t)(hash >> 24) + 1;
+
+    if (__builtin_expect(s >= n, 0))
+        s = n > 1 ? 1 + (s - 1) % (n - 1) : 0;
+    return s;
+}
+
+/* The chunk after i on a probe of stride step (< n). */
+static inline size_t pc__index_next(size_t i, size_t step, size_t n)
+{
+    i += step;
+    return i >= n ? i - n : i;
 }
 
 static inline uint8_t pc__index_tag(uint64_t h)
@@ -197,9 +234,28 @@ static inline bool pc__kv_key_equals(const struct pc__kv *kv, const void *key,
     return klen == 0 || memcmp(pc__kv_key(kv), key, klen) == 0;
 }
 
+/* The entry of chunk c (whose control word is ctrl) whose key equals key,
+ * and in *slot the slot holding it; NULL if none. */
+static inline __attribute__((always_inline)) struct pc__kv *
+pc__index_scan(struct pc__chunk *c, uint64_t ctrl, uint8_t tag, const void *key,
+               size_t klen, struct pc__kv ***slot)
+{
+    for (uint32_t m = pc__index_match(ctrl, tag); m != 0; m &= m - 1) {
+        struct pc__kv **at = &c->slot[__builtin_ctz(m)];
+        struct pc__kv *kv = __atomic_load_n(at, __ATOMIC_ACQUIRE);
+
+        if (kv != NULL && pc__kv_key_equals(kv, key, klen)) {
+            *slot = at;
+            return kv;
+        }
+    }
+    return NULL;
+}
+
 /* The lookup: the entry whose key equals key and the slot holding it, or
  * NULL (and *slot NULL). The entry is the one loaded from the slot and
- * compared: a reader must not load the slot again. */
+ * compared: a reader must not load the slot again. The home chunk first,
+ * on its own: the stride is needed only when it overflowed. */
 static inline struct pc__kv *pc__index_lookup(const struct pc__index *ix,
                                               uint64_t h, const void *key,
                                               size_t klen,
@@ -207,23 +263,25 @@ static inline struct pc__kv *pc__index_lookup(const struct pc__index *ix,
 {
     struct pc__table *t = __atomic_load_n(&ix->table, __ATOMIC_ACQUIRE);
     uint8_t tag = pc__index_tag(h);
-    size_t i = h & t->mask, step = pc__index_step((uint32_t)h, t->mask);
+    size_t n = t->n, i = pc__index_home((uint32_t)h, n), step;
+    struct pc__chunk *c = &t->chunks[i];
+    uint64_t ctrl = __atomic_load_n(&c->ctrl, __ATOMIC_ACQUIRE);
+    struct pc__kv *kv = pc__index_scan(c, ctrl, tag, key, klen, slot);
 
-    for (size_t n = 0; n <= t->mask; n++, i = (i + step) & t->mask) {
-        struct pc__chunk *c = &t->chunks[i];
-        uint64_t ctrl = __atomic_load_n(&c->ctrl, __ATOMIC_ACQUIRE);
-
-        for (uint32_t m = pc__index_match(ctrl, tag); m != 0; m &= m - 1) {
-            struct pc__kv **at = &c->slot[__builtin_ctz(m)];
-            struct pc__kv *kv = __atomic_load_n(at, __ATOMIC_ACQUIRE);
-
-            if (kv != NULL && pc__kv_key_equals(kv, key, klen)) {
-                *slot = at;
+    if (kv != NULL)
+        return kv;
+    if (__builtin_expect((ctrl >> 56) != 0, 0)) {
+        step = pc__index_step((uint32_t)h, n);
+        for (size_t k = 1; k < n; k++) {
+            i = pc__index_next(i, step, n);
+            c = &t->chunks[i];
+            ctrl = __atomic_load_n(&c->ctrl, __ATOMIC_ACQUIRE);
+            kv = pc__index_scan(c, ctrl, tag, key, klen, slot);
+            if (kv != NULL)
                 return kv;
-            }
+            if ((ctrl >> 56) == 0)
+                break;
         }
-        if ((ctrl >> 56) == 0)
-            break;
     }
     *slot = NULL;
     return NULL;
@@ -334,7 +392,7 @@ static inline struct pc__kv *pc__index_at(const struct pc__index *ix,
 /* Chunks in the current table (writer). */
 static inline size_t pc__index_chunk_count(const struct pc__index *ix)
 {
-    return ix->table->mask + 1;
+    return ix->table->n;
 }
 
 /* The current table's generation (writer). */
@@ -367,12 +425,12 @@ static inline void pc__index_prefetch_entry(struct pc__index *ix,
                         ? pc__index_hint(ix, kv)
                         : kv->w.live.hx;
 
-    __builtin_prefetch(&t->chunks[hash & t->mask], 1);
+    __builtin_prefetch(&t->chunks[pc__index_home(hash, t->n)], 1);
 }
 
 /* Any thread, no lock needed, no epoch section: prefetch, for writing,
  * the home chunk of hash h, ahead of a writer's lookup (a put's, before
- * its lock). Loads the table pointer and the mask atomically but not
+ * its lock). Loads the table pointer and the chunk count atomically but not
  * together: across a growth they may come from different tables, and the
  * address computed from them is then wrong, but a prefetch never faults
  * (so it is computed as an integer and never dereferenced). Always
@@ -382,10 +440,11 @@ static inline __attribute__((always_inline)) void
 pc__index_prefetch_home(const struct pc__index *ix, uint64_t h)
 {
     uintptr_t t = (uintptr_t)__atomic_load_n(&ix->table, __ATOMIC_RELAXED);
-    size_t m = __atomic_load_n(&ix->mask, __ATOMIC_RELAXED);
+    size_t n = __atomic_load_n(&ix->n, __ATOMIC_RELAXED);
 
     __builtin_prefetch((const void *)(t + offsetof(struct pc__table, chunks) +
-                                      (h & m) * sizeof(struct pc__chunk)),
+                                      pc__index_home((uint32_t)h, n) *
+                                          sizeof(struct pc__chunk)),
                        1);
 }
 

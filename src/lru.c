@@ -92,7 +92,7 @@ static unsigned int choose_tables(size_t cap)
             break;
         if (share > SHARE_MAX)
             continue;
-        chunks = n * pc__index_chunks(share + 1);
+        chunks = n * pc__index_chunks(pc__index_room(share, n) + 1);
         if (chunks < best_chunks) {
             best = n;
             best_chunks = chunks;
@@ -147,13 +147,15 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
     c->base.before_free = pc__lru_before_free;
     c->base.policy_name = "lru";
     c->ntables = choose_tables(opts->capacity);
-    presize = (opts->capacity + c->ntables - 1) / c->ntables;
+    presize = pc__index_room((opts->capacity + c->ntables - 1) / c->ntables,
+                             c->ntables);
     if (presize > (1ul << 20))
         presize = 1ul << 20; /* larger ones grow */
     if (opts->max_bytes != 0 && presize > 64)
         presize = 64; /* the count may stay far below capacity: grow */
     for (i = 0; i < c->ntables; i++)
-        if (!pc__index_init(&c->ix[i], presize, &c->base.seed))
+        if (!pc__index_init(&c->ix[i], presize, POS_CHUNK_LIMIT - 1,
+                            &c->base.seed))
             goto fail;
     if (!pc__lru_nodes_init(c) || !pc__core_add_writer(&c->base, &c->w))
         goto fail;

@@ -67,13 +67,15 @@
 #define MAX_AUTO_SHARDS 256u
 #define PRESIZE_MAX (1ul << 16) /* per shard; larger ones grow */
 
-/* Entries a shard's index is first sized for: its share of the capacity,
- * up to PRESIZE_MAX, unless a byte bound may keep the count far below the
+/* Entries the index of one of n shards is first sized for: its share of
+ * the capacity with room for the keys' spread (pc__index_room), up to
+ * PRESIZE_MAX, unless a byte bound may keep the count far below the
  * capacity (then it grows with the entries, and memory follows them). */
-static size_t presize(const pc_options *opts, size_t share)
+static size_t presize(const pc_options *opts, size_t share, uint32_t n)
 {
     if (opts->max_bytes != 0)
         return share < 64 ? share : 64;
+    share = pc__index_room(share, n);
     return share < PRESIZE_MAX ? share : PRESIZE_MAX;
 }
 
@@ -92,12 +94,13 @@ static unsigned long pow2_ceil(unsigned long v)
 }
 
 /* Index chunks needed by n shards sharing `cap` (a shard's table holds its
- * share plus the one entry a put inserts before it evicts). */
+ * share, room for the keys' spread, and the one entry a put inserts before
+ * it evicts). */
 static unsigned long table_chunks(size_t cap, unsigned long n)
 {
     unsigned long per = (cap + n - 1) / n;
 
-    return n * pc__index_chunks(per + 1);
+    return n * pc__index_chunks(pc__index_room(per, n) + 1);
 }
 
 static uint32_t choose_shards(size_t cap, unsigned int requested)
@@ -244,7 +247,8 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
 
         s->pol = sc->pol->create(share, &sc->base.seed);
         if (s->pol == NULL ||
-            !pc__index_init(&s->ix, presize(opts, share), &sc->base.seed) ||
+            !pc__index_init(&s->ix, presize(opts, share, n), UINT32_MAX,
+                            &sc->base.seed) ||
             !pc__core_add_writer(&sc->base, &s->w)) {
             i++; /* this shard's parts are freed with the others */
             break;
