@@ -21,9 +21,11 @@
  * Slots. A removed entry's slot goes on a free list threaded through the
  * ring (a free slot holds (next << 1) | 1 instead of a pointer); a new
  * entry that evicted nothing takes the last slot freed, else a never-used
- * one. The ring grows by doubling as the shard's share of the cache grows,
- * and is packed into a smaller one when a lowered limit leaves it four
- * times larger than its entries need (trim).
+ * one. The ring grows as the shard fills, by an eighth or more, to the end
+ * of the allocator's size class (so a ring costs about what it holds,
+ * where doubling cost up to twice that), and is packed into a smaller one
+ * when a lowered limit leaves it four times larger than its entries need
+ * (trim).
  *
  * Concurrency: the ring, the hand and the free list are writer-only (the
  * shard's writer lock); readers only set reference bits, with relaxed
@@ -86,6 +88,16 @@ static void clock_destroy(void *st)
     pc__free_aligned(r, sizeof *r, 64);
 }
 
+/* The slots an allocation for at least `n` (and 64) slots holds: to the end
+ * of its size class, at most SLOT_MAX. */
+static uint32_t ring_slots(uint64_t n)
+{
+    if (n < 64)
+        n = 64;
+    n = pc__alloc_usable(n * sizeof(struct pc__kv *)) / sizeof(struct pc__kv *);
+    return n > SLOT_MAX ? SLOT_MAX : (uint32_t)n;
+}
+
 /* Move the ring to an allocation of `size` slots (at least `used`), its
  * layout kept; ring_cap becomes `size`. false on ENOMEM (nothing
  * changed). */
@@ -114,10 +126,8 @@ static bool clock_reserve(void *st, size_t n)
         return true;
     if (r->ring_cap == SLOT_MAX)
         return false; /* a shard holds at most 2^32 - 2 entries */
-    /* 64-bit arithmetic, clamped: doubling must not wrap. */
-    ncap = r->ring_cap ? 2 * (uint64_t)r->ring_cap : 64;
-    if (ncap > SLOT_MAX)
-        ncap = SLOT_MAX;
+    /* 64-bit arithmetic, clamped (ring_slots): growth must not wrap. */
+    ncap = ring_slots((uint64_t)r->ring_cap + r->ring_cap / 8 + 1);
     if (ncap <= r->ring_alloc) { /* the allocation holds it already */
         r->ring_cap = (uint32_t)ncap;
         return true;
@@ -136,7 +146,7 @@ static void reverse(struct pc__kv **a, uint32_t from, uint32_t to)
 }
 
 /* After a limit was lowered: a ring at least four times the size `n`
- * entries need (a power of two, 64 at least, as reserve grows it) moves to
+ * entries need (ring_slots, as reserve grows it) moves to
  * one of that size, its entries packed in the hand's order from the hand
  * on (the sweep meets them as before; the free slots, threaded between
  * them, are gone). If memory is short, the entries are packed so in place
@@ -148,12 +158,10 @@ static void reverse(struct pc__kv **a, uint32_t from, uint32_t to)
 static void clock_trim(void *st, size_t n)
 {
     struct clock_ring *r = st;
-    uint64_t want = 64;
+    uint64_t want = ring_slots((uint64_t)n + 1);
     struct pc__kv **ring;
     uint32_t k = 0, before = 0, h = r->hand < r->used ? r->hand : 0;
 
-    while (want < (uint64_t)n + 1)
-        want *= 2;
     if ((uint64_t)r->ring_cap < 4 * want) {
         if (r->ring_alloc > r->ring_cap) /* left by one short of memory */
             ring_move(r, r->ring_cap);   /* (kept if memory is short) */
