@@ -222,6 +222,8 @@ void pc__lru_nodes_reset(struct lru_cache *c);
  * 2^32 - 1 ids are in use. Out of line: rare, and the flattened puts
  * would copy it in. */
 __attribute__((noinline, cold)) bool pc__lru_nodes_grow(struct lru_cache *c);
+/* The ids (node array size) a cache of `entries` entries needs. */
+uint64_t pc__lru_ids_for(uint64_t entries);
 /* After a limit was lowered: arrays at least four times larger than `n`
  * entries (at least those present) need move to smaller ones, every entry
  * renumbered in list order (its w.live.slot). Kept if memory is short. */

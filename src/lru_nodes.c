@@ -14,9 +14,12 @@
  *
  * Ids. Freed ids go on a free list (LIFO, linked through next) and are
  * taken first; otherwise the next id never handed out (top). The arrays
- * double when top reaches their end: the ids below top are at most the
- * most entries ever held at once (a clear starts top again, and the
- * arrays keep their size), and the pages past top are never touched.
+ * double when top reaches their end, but never past the ids the capacity
+ * needs (to the end of that size's allocation class), so a full cache's
+ * nodes cost 12 bytes per entry, not up to 24 (a capacity raised later
+ * lets them grow again): the ids below top are at most the most entries
+ * ever held at once (a clear starts top again, and the arrays keep their
+ * size), and the pages past top are never touched.
  * After a lowered limit, arrays four times larger than the entries the
  * limits allow need are replaced by smaller ones, the ids renumbered in
  * list order (pc__lru_nodes_trim). If memory is short the arrays stay,
@@ -46,15 +49,28 @@
 #define ID_LIMIT ((uint64_t)UINT32_MAX) /* ids 0 .. ID_LIMIT - 1 */
 #define FIRST_CAP 64u
 
+/* Ids a cache of `entries` entries needs: the sentinel's, one per entry and
+ * one to spare (a put inserts before it evicts), to the end of the nodes'
+ * allocation class. */
+uint64_t pc__lru_ids_for(uint64_t entries)
+{
+    return pc__alloc_usable(sizeof(struct lru_node) * (entries + 2)) /
+           sizeof(struct lru_node);
+}
+
 bool pc__lru_nodes_grow(struct lru_cache *c)
 {
     struct lru_nodes *n = &c->nodes;
     uint64_t ncap = n->cap ? 2 * n->cap : FIRST_CAP;
+    uint64_t most =
+        pc__lru_ids_for(__atomic_load_n(&c->base.capacity, __ATOMIC_RELAXED));
     struct lru_node *v;
     uint32_t *h = NULL;
 
     if (n->cap >= ID_LIMIT)
         return false;
+    if (ncap > most && most > n->cap)
+        ncap = most;
     if (ncap > ID_LIMIT)
         ncap = ID_LIMIT;
     v = pc__alloc_array(sizeof *v * ncap, 0);
@@ -129,6 +145,8 @@ void pc__lru_nodes_trim(struct lru_cache *c, size_t n)
 
     while (cap < (uint64_t)n + 2) /* (the sentinel's id, one to spare) */
         cap *= 2;
+    if (cap > pc__lru_ids_for(n)) /* (as growth clamps it) */
+        cap = pc__lru_ids_for(n);
     if (ns->cap < 4 * cap)
         return;
     v = pc__alloc_array(sizeof *v * cap, 0);

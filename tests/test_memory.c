@@ -497,6 +497,14 @@ static int64_t bound_then_lowered_net(bool short_first)
     return net_of(c, before, 50);
 }
 
+/* lru_nodes.c's array size, in ids, for a cache of n entries: the
+ * sentinel, n and one to spare, to the end of the 12-byte nodes'
+ * allocation class. */
+static uint64_t ids_for(uint64_t n)
+{
+    return pc__alloc_usable(12 * (n + 2)) / 12;
+}
+
 /* Lowered to `low` (16384 entries, a quarter; its trim short of memory,
  * or not), raised to `high` (30000) and filled, then lowered a little (to
  * 29000: a trim with nothing to do for a cache whose first trim had its
@@ -549,10 +557,13 @@ Test(memory, a_trim_short_of_memory_is_made_by_the_next_one)
         direct = lowered_raised_net(false, low, high);
         retried = lowered_raised_net(true, low, high);
         /* lru's recency-list nodes keep their old array here (lru_nodes.c:
-         * the retried trim decides on the capacity share, and the 131072
-         * ids left by the failed one are within four times the 65536 that
-         * 38,668 entries need): 12 bytes per id of the difference. */
-        int64_t nodes = is_lru() && far ? 12 * 65536 : 0;
+         * the retried trim decides on the capacity share, and the ids the
+         * full cache of 65536 needed, left by the failed one, are within
+         * four times what 29,000 or 38,668 entries need), where the direct
+         * one grew to what `high` entries need: 12 bytes per id of the
+         * difference (the arrays end at their allocation class). */
+        int64_t nodes =
+            is_lru() ? (int64_t)(ids_for(1u << 16) - ids_for(high)) * 12 : 0;
 
         cr_assert_lt(llabs(retried - direct - nodes), 16384,
                      "lowered to %zu short of memory, raised to %zu, refilled, "
