@@ -44,8 +44,8 @@
  * eviction with the `hint` below).
  *
  * Growth. When an insert would pass the load limit the writer builds a
- * table a quarter larger, or more, to the end of its size class (a quarter
- * larger than its usable size after a trim short of memory,
+ * table a quarter larger or more, filled to the end of its size class (a
+ * quarter larger than its usable size after a trim short of memory,
  * pc__index_trim: possibly smaller) from the old one (home chunks from
  * the entries' hashes, pc__kv_hash; tags copied), publishes it with one release
  * store, and retires the old table to its reclaimer (retire.h): readers still
@@ -67,8 +67,10 @@
  * only after a grace period. Entries removed from the index are retired by
  * the caller, likewise.
  *
- * Cost per table: 64 bytes per 7 slots, at between 3.2/7 (just grown) and
- * 4/7 load: 16 to 20 bytes per entry, plus a 64-byte header.
+ * Cost per table: 64 bytes per 7 slots, at between 2.5/7 (just grown) and
+ * 4/7 load: 16 to 26 bytes per entry (16 to 20 in a table sized for its
+ * share at creation: the share plus the spread's margin, pc__index_room,
+ * in the size class that holds it), plus a 64-byte header.
  */
 #ifndef PC_INDEX_H
 #define PC_INDEX_H
