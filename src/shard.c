@@ -8,9 +8,9 @@
  * policy state; create picks the count from the CPU count (SHARDS_PER_CPU
  * per CPU, at most 256), never letting a shard's share fall below
  * MIN_SHARD entries (small shards fill unevenly and their hit ratio drifts
- * from a single policy's), then nudges it so each shard's table is as full
- * as its load limit allows (a count that just crosses a power of two would
- * double it). A put finds its shard's lock held by another writer with a
+ * from a single policy's), then takes the count, up to twice that, whose
+ * tables round up least to their allocation size classes (index.h). A put
+ * finds its shard's lock held by another writer with a
  * chance of up to (writers - 1) / shards, and then waits out that writer's
  * whole put (whose lines, last written by the other core, all move).
  *
