@@ -572,6 +572,42 @@ Test(memory, a_trim_short_of_memory_is_made_by_the_next_one)
                      low, high, (long long)retried, (long long)direct);
     }
 }
+
+/* Memory per entry does not depend on where the capacity falls between
+ * two powers of two: index tables end where their allocation's size class
+ * does, CLOCK's ring grows by an eighth, the LRU's nodes stop at the ids
+ * the capacity needs (README, "Byte bound"). With tables of a power of two
+ * of chunks and arrays that doubled, 8 shards of 7,500 keys (C = 60,000)
+ * had tables of 2,048 chunks, 17 bytes per entry, and 8 of 8,500 (C =
+ * 68,000) tables of 4,096, 31 bytes; the LRU's nodes 13 and 23 bytes. */
+Test(memory, the_cost_per_entry_does_not_depend_on_the_capacity)
+{
+    static const size_t caps[] = {60000, 68000, 100000, 140000};
+    double lo = 1e9, hi = 0, bound = is_lru() || is_frequency() ? 56 : 48;
+
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+        pc_options o = test_opts(caps[i]);
+        int64_t before = thread_net();
+        double per;
+        pc_cache *c;
+
+        o.shards = 8;
+        c = make_cache_opts(&o);
+        cr_assert_not_null(c);
+        for (uint64_t k = 0; k < caps[i]; k++)
+            cr_assert_eq(put_u64(c, k, k), PC_OK);
+        pc_reclaim(c);
+        /* Beyond the 16 bytes of key and value, as the benchmark counts. */
+        per = (double)(thread_net() - before - 16 * (int64_t)caps[i]) /
+              (double)caps[i];
+        pc_destroy(c);
+        cr_assert_lt(per, bound, "C = %zu: %.1f bytes per entry", caps[i], per);
+        lo = per < lo ? per : lo;
+        hi = per > hi ? per : hi;
+    }
+    cr_assert_lt(hi - lo, 6.0, "%.1f to %.1f bytes per entry", lo, hi);
+}
+
 #endif
 
 /* Frees are paced (retire.h): the hundreds of entries one grace period
