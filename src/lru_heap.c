@@ -65,6 +65,19 @@ static void heap_down(struct lru_cache *c, size_t i)
 
 #define HEAP_FIRST 64 /* slots: the first array; each growth doubles it */
 
+/* The most slots the heap needs: one per entry the capacity allows and one
+ * to spare (a put inserts before it evicts), to the end of the array's
+ * allocation class. Growth stops there (a capacity raised later lets it
+ * grow again), so a full cache's heap costs 16 bytes per expiring entry,
+ * not up to 32. */
+static size_t heap_most(const struct lru_cache *c)
+{
+    size_t n = __atomic_load_n(&c->base.capacity, __ATOMIC_RELAXED) + 2;
+
+    return pc__alloc_usable(sizeof(struct lru_heap_slot) * n) /
+           sizeof(struct lru_heap_slot);
+}
+
 /* Move the heap to an array of ncap slots (>= heap_len); false on ENOMEM
  * (heap unchanged). Slots keep their indices, so positions hold. Out of
  * line: a growth is rare, and the flattened puts would copy it in. */
@@ -83,11 +96,20 @@ static __attribute__((noinline, cold)) bool heap_move(struct lru_cache *c,
     return true;
 }
 
+/* Double the heap, up to heap_most (out of line, as heap_move). */
+static __attribute__((noinline, cold)) bool heap_grow(struct lru_cache *c)
+{
+    size_t ncap = c->heap_cap ? 2 * c->heap_cap : HEAP_FIRST;
+    size_t most = heap_most(c);
+
+    if (ncap > most && most > c->heap_cap)
+        ncap = most;
+    return heap_move(c, ncap);
+}
+
 bool pc__lru_heap_reserve(struct lru_cache *c)
 {
-    if (c->heap_len < c->heap_cap)
-        return true;
-    return heap_move(c, c->heap_cap ? 2 * c->heap_cap : HEAP_FIRST);
+    return c->heap_len < c->heap_cap || heap_grow(c);
 }
 
 void pc__lru_heap_trim(struct lru_cache *c)
@@ -96,6 +118,8 @@ void pc__lru_heap_trim(struct lru_cache *c)
 
     while (want < c->heap_len)
         want *= 2;
+    if (want > heap_most(c) && heap_most(c) >= c->heap_len)
+        want = heap_most(c); /* (as growth clamps it) */
     if (c->heap_cap >= 4 * want)
         (void)heap_move(c, want); /* (kept as it is if memory is short) */
 }
