@@ -30,8 +30,8 @@
  * while the index keeps its table: the queue records the index's
  * generation, and when a growth has changed it the shard rebuilds the
  * queue from the index before it uses a position. The marks are sized for
- * the table: the index grows by doubling (or, after a trim short of
- * memory, to a smaller table: pc__shard_exq_room remakes or clears the
+ * the table: the index grows a quarter or more at a time (or, after a trim
+ * short of memory, to a smaller table: pc__shard_exq_room remakes or clears the
  * marks then), and the first put with a ttl after a growth makes new
  * marks, all clear, before it looks at one (shard_exq.c,
  * pc__shard_exq_room); a trim (a smaller table, after a lowered limit)
@@ -102,8 +102,9 @@ struct pc__exq {
      * chunk beyond them is never marked: nothing but a push is lost). */
     uint8_t *marks;
     /* The index generation its positions refer to (a growth or a trim
-     * adds one). 32 bits never wrap: the table only doubles between
-     * trims, and every trim rebuilds the queue at once. 40 bytes in all,
+     * adds one). 32 bits never wrap: the table only grows (a quarter or
+     * more each time, so at most about a hundred times) between trims,
+     * and every trim rebuilds the queue at once. 40 bytes in all,
      * so that a shard keeps to four cache lines (shard.c). */
     uint32_t gen;
     uint32_t nmarks;

@@ -303,13 +303,13 @@ bool pc__index_grow(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)
     want = usable_chunks(ix->table) * MAX_LOAD_NUM;
     want += want / GROW_DIV;
     to = chunks_within(n > want ? n : want, ix->max_chunks);
-    if (to * MAX_LOAD_NUM <= ix->table->max_load)
-        return false; /* at max_chunks already */
+    if (to * MAX_LOAD_NUM < n || to * MAX_LOAD_NUM <= ix->table->max_load)
+        return false; /* past max_chunks: nothing changed */
     bigger = rebuilt(ix->table, to, ix->seed);
     if (bigger == NULL)
         return false;
     table_replace(ix, bigger, rc);
-    return n <= bigger->max_load || pc__index_grow(ix, n, rc);
+    return true;
 }
 
 bool pc__index_trim(struct pc__index *ix, size_t n, struct pc__reclaimer *rc)

@@ -11,7 +11,7 @@
  * size class. A chunk holds seven entry pointers and one control word:
  * seven one-byte tags (0 = empty slot) and an eighth byte, the chunk's
  * overflow count. A key's hash h picks its home chunk (the low half of h
- * scaled to n: a multiply and a shift), its probe stride (bits 24..31
+ * scaled to n: a multiply and a shift), its probe stride (bits 0..7
  * plus one, reduced below n; any stride visits every chunk of a prime n)
  * and its tag (bits 32..39, which neither the home chunk nor, within a
  * shard, the shard choice determines; 0 is remapped to 1). A key lives in the
@@ -171,13 +171,15 @@ static inline size_t pc__index_home(uint32_t hash, size_t n)
     return (size_t)(((uint64_t)hash * n) >> 32);
 }
 
-/* The probe stride, from the hash's low half: 1..256, reduced below n in a
- * table of fewer chunks; n is prime, so every chunk is visited. Strides
- * that differ from key to key avoid the clustering of linear probing. (A
- * table of one chunk has no second: 0.) */
+/* The probe stride, from the hash's low byte (which the home, from the
+ * high bits, does not depend on below 2^24 chunks): 1..256, reduced below
+ * n in a table of fewer chunks; n is prime, so every chunk is visited.
+ * Strides that differ from key to key, among keys of one home and of
+ * neighbouring homes, avoid the clustering of linear probing. (A table of
+ * one chunk has no second: 0.) */
 static inline size_t pc__index_step(uint32_t hash, size_t n)
 {
-    size_t s = (size_t)(hash >> 24) + 1;
+    size_t s = (size_t)(hash & 0xffu) + 1;
 
     if (__builtin_expect(s >= n, 0))
         s = n > 1 ? 1 + (s - 1) % (n - 1) : 0;

@@ -619,7 +619,11 @@ void pc__policy_trim(pc_cache *base)
 
     pc__writer_lock(&c->w);
     for (unsigned int t = 0; t < c->ntables; t++) {
-        size_t n = bounded ? 0 : (cap + c->ntables - 1) / c->ntables;
+        /* Each table's share with room for the keys' spread, as at
+         * creation. */
+        size_t n = bounded ? 0
+                           : pc__index_room((cap + c->ntables - 1) / c->ntables,
+                                            c->ntables);
 
         if (pc__index_trim(&c->ix[t], n, c->w.rc))
             pc__lru_relocate(c, t);

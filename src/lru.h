@@ -39,8 +39,10 @@ struct lru_node {
 /* Positions: chunk (25 bits), table (4 bits), slot (3 bits). */
 #define POS_TABLE_BITS 4u
 #define POS_CHUNK_LIMIT (1u << 25)
-/* Entries per table: a table of POS_CHUNK_LIMIT chunks holds this many
- * before it would grow (index.c's load limit, 4 per chunk). */
+/* Entries per table: 4 per chunk (index.c's load limit) of
+ * POS_CHUNK_LIMIT chunks. The largest table (pc__index_init's max_chunks,
+ * POS_CHUNK_LIMIT - 1: the largest prime below it) holds a few less; a
+ * put that would need more fails with PC_ENOMEM (the reserve fails). */
 #define TABLE_ENTRY_LIMIT ((size_t)POS_CHUNK_LIMIT * 4u)
 
 struct lru_nodes {
@@ -74,8 +76,9 @@ struct lru_log {
 };
 
 /* The index is split into up to MAX_TABLES tables by the hash's high bits,
- * as many as make their power-of-two sizes add up to the least memory
- * (choose_tables): one lock and one list, several tables. */
+ * as many as make their sizes, each rounded up to its allocation's size
+ * class, add up to the least memory (choose_tables): one lock and one
+ * list, several tables. */
 #define MAX_TABLES 16
 
 struct lru_cache {
@@ -218,9 +221,9 @@ bool pc__lru_nodes_init(struct lru_cache *c);
 void pc__lru_nodes_fini(struct lru_cache *c);
 /* Every id free again (the list emptied by the caller). */
 void pc__lru_nodes_reset(struct lru_cache *c);
-/* Room for ids up to top (doubling the arrays); false on ENOMEM or once
- * 2^32 - 1 ids are in use. Out of line: rare, and the flattened puts
- * would copy it in. */
+/* Room for ids up to top (doubling the arrays, up to the ids the capacity
+ * needs: pc__lru_ids_for); false on ENOMEM or once 2^32 - 1 ids are in use. Out
+ * of line: rare, and the flattened puts would copy it in. */
 __attribute__((noinline, cold)) bool pc__lru_nodes_grow(struct lru_cache *c);
 /* The ids (node array size) a cache of `entries` entries needs. */
 uint64_t pc__lru_ids_for(uint64_t entries);

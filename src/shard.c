@@ -797,18 +797,21 @@ void pc__policy_trim(pc_cache *c)
 
     for (uint32_t i = 0; i < sc->nshards; i++) {
         struct shard *s = &sc->shards[i];
-        size_t n;
+        size_t n, room;
 
         pc__writer_lock(&s->w);
-        n = s->count;
+        n = room = s->count;
         if (__atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED) == 0) {
             size_t share =
                 share_of(__atomic_load_n(&c->capacity, __ATOMIC_RELAXED),
                          sc->nshards, i);
 
             n = n > share ? n : share;
+            /* The table with room for the keys' spread, as at creation. */
+            room = pc__index_room(share, sc->nshards);
+            room = room > n ? room : n;
         }
-        if (pc__index_trim(&s->ix, n, s->w.rc)) {
+        if (pc__index_trim(&s->ix, room, s->w.rc)) {
             size_t chunks = pc__index_chunk_count(&s->ix);
 
             if (s->exq.nmarks > chunks)

@@ -556,14 +556,22 @@ Test(memory, a_trim_short_of_memory_is_made_by_the_next_one)
 
         direct = lowered_raised_net(false, low, high);
         retried = lowered_raised_net(true, low, high);
-        /* lru's recency-list nodes keep their old array here (lru_nodes.c:
-         * the retried trim decides on the capacity share, and the ids the
-         * full cache of 65536 needed, left by the failed one, are within
-         * four times what 29,000 or 38,668 entries need), where the direct
-         * one grew to what `high` entries need: 12 bytes per id of the
-         * difference (the arrays end at their allocation class). */
-        int64_t nodes =
-            is_lru() ? (int64_t)(ids_for(1u << 16) - ids_for(high)) * 12 : 0;
+        /* lru's recency-list nodes: the direct cache's first trim makes
+         * them smaller if the ids the full cache of 65536 needed are four
+         * times what `low` needs or more (lru_nodes.c: a power of two, or
+         * less to the end of an allocation class), and they grow back to
+         * what `high` needs; the retried cache keeps its old array (the
+         * retried trim decides on the capacity share, within four times
+         * the array). 12 bytes per id of the difference. */
+        uint64_t full = ids_for(1u << 16), want = 64;
+
+        while (want < low + 2)
+            want *= 2;
+        if (want > ids_for(low))
+            want = ids_for(low);
+        int64_t nodes = is_lru() && full >= 4 * want
+                            ? (int64_t)(full - ids_for(high)) * 12
+                            : 0;
 
         cr_assert_lt(llabs(retried - direct - nodes), 16384,
                      "lowered to %zu short of memory, raised to %zu, refilled, "
