@@ -25,6 +25,7 @@
 #include <stdio.h>
 
 #include "alloc.h"
+#include "index.h"
 #include "testlib.h"
 
 #define KEYS 24
@@ -195,9 +196,17 @@ static void setup_churned(pc_cache *c)
 }
 
 /* Just below the index's first growth: a shard presized for 65536 entries
- * holds 131072 (4 per 7-slot chunk) before its table doubles (index.c). */
+ * (shard.c's PRESIZE_MAX; one shard leaves no room for a spread) holds 4
+ * entries per chunk of its table (index.c's load limit; pc__index_chunks
+ * sizes it, to its allocation's size class) before the next new key grows
+ * it. */
 #define GROWTH_CAP 200000
-#define GROWTH_AT 131072
+#define GROWTH_AT growth_at()
+
+static uint64_t growth_at(void)
+{
+    return 4 * (uint64_t)pc__index_chunks(65536 + 1);
+}
 
 static void setup_before_growth(pc_cache *c)
 {
