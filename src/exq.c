@@ -22,11 +22,17 @@ static bool resize(struct pc__exq *q, size_t cap)
     return true;
 }
 
-bool pc__exq_grow(struct pc__exq *q)
+/* A quarter more items, or 16, to the end of the array's allocation class
+ * (so the queue costs about what it holds, where doubling cost up to twice
+ * that). Out of line: rare, and the flattened puts would copy it in. */
+__attribute__((noinline, cold)) bool pc__exq_grow(struct pc__exq *q)
 {
+    size_t cap = (size_t)q->cap + q->cap / 4 + 16;
+
     if (q->cap >= UINT32_MAX / 2)
         return false;
-    return resize(q, q->cap ? 2 * (size_t)q->cap : 16);
+    cap = pc__alloc_usable(sizeof *q->a * cap) / sizeof *q->a;
+    return resize(q, cap < UINT32_MAX / 2 ? cap : UINT32_MAX / 2);
 }
 
 static void sift_up(struct pc__exq *q, uint32_t i)

@@ -110,8 +110,9 @@ struct pc__exq {
     uint32_t nmarks;
 };
 
-/* Double the array (pc__exq_reserve's slow path); false on ENOMEM. */
-bool pc__exq_grow(struct pc__exq *q);
+/* Grow the array by a quarter or more (pc__exq_reserve's slow path); false
+ * on ENOMEM. */
+__attribute__((noinline, cold)) bool pc__exq_grow(struct pc__exq *q);
 /* Room for one more push (may allocate); false on ENOMEM, nothing
  * changed. */
 static inline bool pc__exq_reserve(struct pc__exq *q)
