@@ -55,16 +55,16 @@
  * queue holds more than two items per entry of the shard that can expire,
  * plus one per eight entries in all and one per eight chunks of the table,
  * plus 64: a push that finds the array full then rebuilds it rather than
- * doubling it, and any push rebuilds once the queue holds one more item
+ * growing it, and any push rebuilds once the queue holds one more item
  * per entry that can expire than that. So each rebuild follows at least
  * as many pushes as an eighth of the chunks and entries it visits:
  * amortised O(1) per push, even in a table left large by a shrink. The
- * array doubles only when it is full of items a rebuild would mostly
- * keep, and shrinks after a rebuild only when less than a sixth of it is
- * in use (to three times what it holds): a queue that refills between
- * rebuilds keeps one array (a large array freed and made again comes back
- * from the system page by page, alloc.c). A clear frees the array and
- * the marks.
+ * array grows (a quarter or more, pc__exq_grow) only when it is full of
+ * items a rebuild would mostly keep, and shrinks after a rebuild only when
+ * less than a sixth of it is in use (to three times what it holds): a
+ * queue that refills between rebuilds keeps one array (a large array
+ * freed and made again comes back from the system page by page, alloc.c).
+ * A clear frees the array and the marks.
  *
  * Costs: 16 bytes per item, so 16 to 48 bytes per entry that can expire
  * (and 2 per entry that cannot and per chunk of the table: the slack), in
