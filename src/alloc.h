@@ -152,6 +152,13 @@ void pc__free_array(void *p, size_t n, size_t align);
  * that would be paid for anyway; pass that size to pc__alloc and pc__free.
  * Thread-safe, lock-free (a table lookup). */
 size_t pc__alloc_usable(size_t n);
+/* How many elements of `size` bytes an array allocated for n of them
+ * holds: to the end of its size class (an array grown or sized to it uses
+ * memory paid for anyway). */
+static inline size_t pc__alloc_usable_count(size_t n, size_t size)
+{
+    return pc__alloc_usable(n * size) / size;
+}
 /* The same for an allocation aligned to align (pc__alloc_aligned,
  * pc__alloc_array): a size class that alignment allows. */
 size_t pc__alloc_usable_aligned(size_t n, size_t align);

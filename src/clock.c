@@ -94,7 +94,7 @@ static uint32_t ring_slots(uint64_t n)
 {
     if (n < 64)
         n = 64;
-    n = pc__alloc_usable(n * sizeof(struct pc__kv *)) / sizeof(struct pc__kv *);
+    n = pc__alloc_usable_count(n, sizeof(struct pc__kv *));
     return n > SLOT_MAX ? SLOT_MAX : (uint32_t)n;
 }
 

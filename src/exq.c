@@ -31,7 +31,7 @@ __attribute__((noinline, cold)) bool pc__exq_grow(struct pc__exq *q)
 
     if (q->cap >= UINT32_MAX / 2)
         return false;
-    cap = pc__alloc_usable(sizeof *q->a * cap) / sizeof *q->a;
+    cap = pc__alloc_usable_count(cap, sizeof *q->a);
     return resize(q, cap < UINT32_MAX / 2 ? cap : UINT32_MAX / 2);
 }
 

@@ -195,8 +195,7 @@ _Static_assert((uint64_t)ENTRY_LIMIT + ENTRY_LIMIT / 32 + 8 <= SLOT_LIMIT,
  * allocator's size class, at most SLOT_LIMIT). */
 static uint32_t ring_slots(uint64_t size)
 {
-    size = pc__alloc_usable(size * sizeof(struct pc__kv *)) /
-           sizeof(struct pc__kv *);
+    size = pc__alloc_usable_count(size, sizeof(struct pc__kv *));
     return size > SLOT_LIMIT ? SLOT_LIMIT : (uint32_t)size;
 }
 

@@ -73,6 +73,17 @@ static bool chunks_ok(size_t n)
     return true;
 }
 
+/* The largest count of chunks a table may have (chunks_ok) that is at
+ * most x, or x if none is (x < 1). */
+static size_t chunks_at_most(size_t x)
+{
+    size_t n = x;
+
+    while (n > 1 && !chunks_ok(n))
+        n--;
+    return n >= 1 ? n : x;
+}
+
 /* The smallest prime n of chunks holding `entries` at the load limit,
  * then the largest prime whose table still fits that table's allocation
  * size class: the size class is paid for, so its room goes to the table
@@ -86,9 +97,7 @@ size_t pc__index_chunks(size_t entries)
     fit = (pc__alloc_usable_aligned(table_bytes(n), 64) -
            sizeof(struct pc__table)) /
           sizeof(struct pc__chunk);
-    while (fit > n && !chunks_ok(fit))
-        fit--;
-    return fit > n ? fit : n;
+    return fit > n ? chunks_at_most(fit) : n;
 }
 
 /* pc__index_chunks, at most max (the largest prime up to it, if more). */
@@ -96,11 +105,7 @@ static size_t chunks_within(size_t entries, size_t max)
 {
     size_t n = pc__index_chunks(entries);
 
-    if (n > max) {
-        for (n = max; n > 1 && !chunks_ok(n); n--)
-            ;
-    }
-    return n;
+    return n > max ? chunks_at_most(max) : n;
 }
 
 size_t pc__index_room(size_t share, size_t parts)

@@ -74,8 +74,7 @@ static size_t heap_most(const struct lru_cache *c)
 {
     size_t n = __atomic_load_n(&c->base.capacity, __ATOMIC_RELAXED) + 2;
 
-    return pc__alloc_usable(sizeof(struct lru_heap_slot) * n) /
-           sizeof(struct lru_heap_slot);
+    return pc__alloc_usable_count(n, sizeof(struct lru_heap_slot));
 }
 
 /* Move the heap to an array of ncap slots (>= heap_len); false on ENOMEM

@@ -54,8 +54,7 @@
  * allocation class. */
 uint64_t pc__lru_ids_for(uint64_t entries)
 {
-    return pc__alloc_usable(sizeof(struct lru_node) * (entries + 2)) /
-           sizeof(struct lru_node);
+    return pc__alloc_usable_count(entries + 2, sizeof(struct lru_node));
 }
 
 bool pc__lru_nodes_grow(struct lru_cache *c)
