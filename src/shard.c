@@ -343,7 +343,6 @@ static inline __attribute__((always_inline)) void gone(struct shard *s,
                                                        pc_removal_cause cause,
                                                        struct pc__removals *rm)
 {
-    s->count--;
     s->bytes -= pc__shard_payload(kv);
     if (pc__kv_flags(kv) & PC__KV_EXPIRES)
         s->expiring--;
@@ -390,7 +389,7 @@ shed(struct shard_cache *sc, struct shard *s, bool live, bool need_entry,
     struct pc__kv *v;
     int n = 0;
 
-    while (n < max && s->count > 0 &&
+    while (n < max && pc__shard_count(s) > 0 &&
            !pc__budget_room(&sc->base, need_entry, bytes)) {
         if (live)
             v = next_victim(sc, s, now, NULL);
@@ -461,7 +460,7 @@ claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
     /* While s holds an entry other than keep (keep, once held, is not in
      * the policy, so the policy still has one), and the whole entry can
      * fit at all (a bound lowered meanwhile: the retry refuses the put). */
-    while (s->count > (keep != NULL) &&
+    while (pc__shard_count(s) > (keep != NULL) &&
            pc__budget_fits(c, keep != NULL ? bytes + pc__shard_payload(keep)
                                            : bytes)) {
         struct pc__kv *v = next_victim(sc, s, now, keep);
@@ -570,8 +569,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
          * old_slot; a growth for an entry that never comes could only
          * fail the put). */
         if (((old == NULL || stale) &&
-             (!pol->reserve(s->pol, s->count + 1) ||
-              !pc__index_reserve(&s->ix, s->count + 1, s->w.rc))) ||
+             (!pol->reserve(s->pol, pc__shard_count(s) + 1) ||
+              !pc__index_reserve(&s->ix, pc__shard_count(s) + 1, s->w.rc))) ||
             (req->expires != 0 && !pc__shard_exq_room(sc, s))) {
             st = PC_ENOMEM;
             goto refused;
@@ -609,13 +608,15 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             s->bytes -= was;
             pc__removed(rm, s->w.rc, old, PC_REMOVED_REPLACED);
         } else {
-            if (s->count == 0 && !(claimed = pc__budget_take(c, true, size))) {
+            if (pc__shard_count(s) == 0 &&
+                !(claimed = pc__budget_take(c, true, size))) {
                 pc__writer_unlock(c, &s->w);
                 if (pc__budget_fits(c, size))
                     evict_elsewhere(sc, s, true, size, now, rm, w);
                 continue;
             }
-            if (s->count != 0) { /* (else the claim above succeeded) */
+            /* (With no entry held, the claim above succeeded.) */
+            if (pc__shard_count(s) != 0) {
                 if (!claim_here(sc, s, NULL, true, size, now, rm, &evicted,
                                 &claimed)) {
                     /* The shard emptied and the bytes still do not fit. */
@@ -628,7 +629,6 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             pos = pc__index_insert(&s->ix, h, kv); /* room reserved */
             at = &pos;
             pol->insert(s->pol, kv, (uint32_t)h, evicted);
-            s->count++;
             s->bytes += size;
         }
         if (req->expires != 0) {
@@ -701,7 +701,6 @@ static void clear_cb(void *arg, struct pc__kv *kv)
 
     pc__index_erase(&sw->s->ix, kv);
     sw->removed++;
-    sw->s->count--;
     sw->s->bytes -= pc__shard_payload(kv);
     pc__removed(sw->rm, sw->s->w.rc, kv, PC_REMOVED_CLEARED);
 }
@@ -800,7 +799,7 @@ void pc__policy_trim(pc_cache *c)
         size_t n, room;
 
         pc__writer_lock(&s->w);
-        n = room = s->count;
+        n = room = pc__shard_count(s);
         if (__atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED) == 0) {
             size_t share =
                 share_of(__atomic_load_n(&c->capacity, __ATOMIC_RELAXED),

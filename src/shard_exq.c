@@ -101,7 +101,7 @@ struct pc__kv *pc__shard_take_expired(struct shard_cache *sc, struct shard *s,
 static uint64_t exq_worth(const struct shard *s)
 {
     return 2 * (uint64_t)s->expiring +
-           (s->count + pc__index_chunk_count(&s->ix)) / 8 + 64;
+           (pc__shard_count(s) + pc__index_chunk_count(&s->ix)) / 8 + 64;
 }
 
 /* Room in s's queue for one more push, and marks for every chunk of s's
