@@ -25,6 +25,14 @@
  * shard's header can remove the index chunks and entries a uniform
  * stream spreads over both threads.
  *
+ * To size that cost, it also times the machine's cache-line transfer: two
+ * threads pinned to CPUs 0 and 1 pass one line back and forth (each waits
+ * for the other's store, then stores), and the time per pass is one
+ * transfer; the median of --runs such measurements, interleaved with the
+ * arrangements. Each arrangement's time per put (per thread) is printed
+ * beside its rate, so that the extra time per put of shared over split
+ * reads as a number of transfers.
+ *
  * usage: purecache-sharing [--policy clock|frequency] [--keys N]
  *        [--capacity C] [--ops N] [--runs R]
  * Links the CLOCK build's static library (pc__policy_shard_of is internal).
@@ -46,6 +54,7 @@
 #define THREADS 2
 
 enum arrangement { ONE, SHARED, SPLIT, SEPARATE, NARR };
+#define PASSES 200000 /* line transfers per measurement */
 static const char *const arr_name[NARR] = {"1 thread", "shared", "split",
                                            "separate"};
 
@@ -174,6 +183,53 @@ out:
     return mops;
 }
 
+/* The line two threads pass to each other: pass i is the store of i. */
+static struct {
+    uint64_t v;
+} __attribute__((aligned(64))) baton;
+
+static void *pass_odd(void *arg)
+{
+    pthread_barrier_t *start = arg;
+
+    pin(1);
+    pthread_barrier_wait(start);
+    for (uint64_t i = 1; i <= PASSES; i += 2) {
+        while (__atomic_load_n(&baton.v, __ATOMIC_ACQUIRE) != i - 1)
+            ;
+        __atomic_store_n(&baton.v, i, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+/* One measurement: nanoseconds per transfer of a line from one CPU's cache
+ * to the other's, or a negative number if the thread could not start. */
+static double transfer_ns(void)
+{
+    pthread_barrier_t start;
+    pthread_t t;
+    double t0, t1;
+
+    __atomic_store_n(&baton.v, 0, __ATOMIC_RELAXED);
+    pthread_barrier_init(&start, NULL, 2);
+    if (pthread_create(&t, NULL, pass_odd, &start) != 0) {
+        pthread_barrier_destroy(&start);
+        return -1;
+    }
+    pin(0);
+    pthread_barrier_wait(&start);
+    t0 = now_s();
+    for (uint64_t i = 2; i <= PASSES; i += 2) {
+        while (__atomic_load_n(&baton.v, __ATOMIC_ACQUIRE) != i - 1)
+            ;
+        __atomic_store_n(&baton.v, i, __ATOMIC_RELEASE);
+    }
+    t1 = now_s();
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&start);
+    return (t1 - t0) * 1e9 / PASSES;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -211,7 +267,7 @@ static bool parse(int argc, char **argv, struct conf *cf)
 int main(int argc, char **argv)
 {
     struct conf cf = {PC_POLICY_DEFAULT, 1000000, 100000, 2000000, 3};
-    double m[NARR][99];
+    double m[NARR][99], xfer[99];
 
     if (!parse(argc, argv, &cf)) {
         fprintf(stderr, "usage: purecache-sharing [--policy clock|frequency] "
@@ -223,7 +279,12 @@ int main(int argc, char **argv)
            cf.policy == PC_POLICY_FREQUENCY ? "frequency" : "clock",
            (unsigned long long)cf.keys, (unsigned long long)cf.capacity, SHARDS,
            cf.ops, cf.runs);
-    for (long r = 0; r < cf.runs; r++) /* interleaved, order alternating */
+    for (long r = 0; r < cf.runs; r++) { /* interleaved, order alternating */
+        xfer[r] = transfer_ns();
+        if (xfer[r] < 0) {
+            fprintf(stderr, "purecache-sharing: cannot start a thread\n");
+            return 1;
+        }
         for (int k = 0; k < NARR; k++) {
             int a = r % 2 ? NARR - 1 - k : k;
 
@@ -233,10 +294,18 @@ int main(int argc, char **argv)
                 return 1;
             }
         }
-    for (int a = 0; a < NARR; a++) {
-        qsort(m[a], (size_t)cf.runs, sizeof m[a][0], cmp_double);
-        printf("  %-9s %7.2f Mops/s  (%.2f..%.2f)\n", arr_name[a],
-               m[a][cf.runs / 2], m[a][0], m[a][cf.runs - 1]);
     }
+    for (int a = 0; a < NARR; a++) {
+        double med;
+
+        qsort(m[a], (size_t)cf.runs, sizeof m[a][0], cmp_double);
+        med = m[a][cf.runs / 2];
+        printf("  %-9s %7.2f Mops/s  (%.2f..%.2f)  %6.0f ns per put\n",
+               arr_name[a], med, m[a][0], m[a][cf.runs - 1],
+               (a == ONE ? 1 : THREADS) * 1e3 / med);
+    }
+    qsort(xfer, (size_t)cf.runs, sizeof xfer[0], cmp_double);
+    printf("  line transfer, CPU 0 <-> 1: %.0f ns  (%.0f..%.0f)\n",
+           xfer[cf.runs / 2], xfer[0], xfer[cf.runs - 1]);
     return 0;
 }
