@@ -466,8 +466,11 @@ PC_API size_t pc_len(const pc_cache *cache);
 PC_API size_t pc_capacity(const pc_cache *cache);
 
 /* Sum of klen + vlen over the entries present (expired ones not yet removed
- * included); never above a non-zero byte bound. 0 for a NULL cache.
- * Wait-free. */
+ * included); never above a non-zero byte bound. Under concurrent writes it
+ * may lag by the writes in flight; exact when the cache is quiescent. 0 for
+ * a NULL cache. Thread-safety: any thread. Progress: wait-free (clock,
+ * frequency: O(shards), a sum of what each shard holds while no byte bound
+ * is set). */
 PC_API uint64_t pc_bytes(const pc_cache *cache);
 
 /*

@@ -142,7 +142,7 @@ size_t pc_capacity(const pc_cache *cache)
 
 uint64_t pc_bytes(const pc_cache *cache)
 {
-    return cache == NULL ? 0 : __atomic_load_n(&cache->bytes, __ATOMIC_RELAXED);
+    return cache == NULL ? 0 : pc__policy_bytes(cache);
 }
 
 /* After a limit changed: evict down to it and report the evictions; if it
@@ -183,7 +183,7 @@ pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes)
 
     if (cache == NULL)
         return PC_EINVAL;
-    held = __atomic_load_n(&cache->bytes, __ATOMIC_RELAXED);
+    held = pc__policy_bytes(cache);
     was = __atomic_exchange_n(&cache->max_bytes, max_bytes,
                               __ATOMIC_SEQ_CST); /* idem */
     /* Trim only under a bound that binds: under a byte bound the tables
@@ -238,6 +238,7 @@ pc_status pc_stats_get(pc_cache *cache, pc_stats *out)
     if (cache == NULL || out == NULL)
         return PC_EINVAL;
     pc__core_stats(cache, out);
+    out->bytes = pc__policy_bytes(cache); /* (a shard may owe some: shard.c) */
     return PC_OK;
 }
 

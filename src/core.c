@@ -157,7 +157,6 @@ void pc__core_stats(struct pc_cache *c, pc_stats *out)
         pc__reclaimer_pending(w->rc, &out->pending, &out->pending_bytes);
     }
     pc__pins_pending(&c->pins, &out->pending, &out->pending_bytes);
-    out->bytes = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
 }
 
 int pc__core_visible_slow(const struct pc_cache *c, const struct pc__kv *kv,
@@ -218,6 +217,8 @@ bool pc__budget_take_within(struct pc_cache *c, bool one_more, uint64_t bytes,
         } while (!__atomic_compare_exchange_n(
             &c->count, &n, n + 1, true, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
     }
+    if (bytes == 0 && max == 0)
+        return true; /* (no byte claim to make: leave the line unwritten) */
     b = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
     do {
         if (max != 0 && (bytes > max || b > max - bytes)) {

@@ -80,7 +80,10 @@ struct pc_cache {
     size_t capacity __attribute__((aligned(64)));
     uint64_t max_bytes;                        /* 0: none */
     size_t count __attribute__((aligned(64))); /* entries present */
-    uint64_t bytes;                            /* sum of klen + vlen */
+    /* Sum of klen + vlen, less what shards owe while no byte bound is set
+     * (the CLOCK build's shards then keep their puts' byte changes to
+     * themselves, shard_state.h); pc__policy_bytes gives the sum. */
+    uint64_t bytes;
     struct pc__flight_table *flights __attribute__((aligned(64)));
     pthread_mutex_t reclaim_lock; /* one pc_reclaim at a time; level 1 */
     struct pc__writer **writers;  /* every writer lock of the cache */
@@ -122,7 +125,7 @@ void pc__core_fini(struct pc_cache *c);
 void pc__writer_lock(struct pc__writer *w);
 void pc__writer_unlock(struct pc_cache *c, struct pc__writer *w);
 
-/* pc_reclaim, pc_stats_get. */
+/* pc_reclaim, pc_stats_get (all but `bytes`: pc__policy_bytes). */
 void pc__core_reclaim(struct pc_cache *c);
 void pc__core_stats(struct pc_cache *c, pc_stats *out);
 

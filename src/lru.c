@@ -122,6 +122,11 @@ bool pc__policy_capacity_ok(const pc_cache *c, size_t capacity)
     return capacity <= (size_t)lc->ntables * SHARE_MAX;
 }
 
+uint64_t pc__policy_bytes(const pc_cache *c)
+{
+    return __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
+}
+
 void pc__policy_resize(pc_cache *c)
 {
     (void)c; /* exact LRU has no parameter that follows the capacity */

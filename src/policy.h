@@ -41,6 +41,9 @@ unsigned int pc__policy_shard_of(const pc_cache *c, const void *key,
                                  size_t klen);
 /* The name of the build's policy ("clock" or "lru"). */
 const char *pc__policy_name(void);
+/* pc_bytes: the sum of klen + vlen over the entries present (any thread;
+ * exact when no write is under way). */
+uint64_t pc__policy_bytes(const pc_cache *c);
 
 /* pc_get; count: add one hit or miss to the statistics (get-or-load's
  * second looks do not). */

@@ -334,6 +334,48 @@ pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
     return pc__core_pin(c, shard_lookup, key, klen, pin);
 }
 
+/* ---- bytes a shard owes (shard lock held; shard_state.h) ---- */
+
+/* s's entries hold `delta` bytes more (fewer if negative) than the cache's
+ * count has been told. */
+static inline void owe(struct shard *s, int64_t delta)
+{
+    __atomic_store_n(&s->owed, s->owed + delta, __ATOMIC_RELAXED);
+}
+
+/* Tell the cache's count what s owes (a bound was set since it began to
+ * owe). Sequentially consistent, as the takes that follow it. */
+static __attribute__((noinline, cold)) void settle(pc_cache *c, struct shard *s)
+{
+    __atomic_add_fetch(&c->bytes, (uint64_t)s->owed, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&s->owed, 0, __ATOMIC_RELAXED);
+}
+
+/* pc__budget_take for a put into s: with no byte bound (owes), only the
+ * entry is claimed from the counters, and the bytes are owed. */
+static inline bool take_room(pc_cache *c, struct shard *s, bool owes,
+                             bool one_more, uint64_t bytes)
+{
+    if (!owes)
+        return pc__budget_take(c, one_more, bytes);
+    if (!pc__budget_take_within(c, one_more, 0, 0))
+        return false;
+    owe(s, (int64_t)bytes);
+    return true;
+}
+
+uint64_t pc__policy_bytes(const pc_cache *c)
+{
+    const struct shard_cache *sc =
+        (const struct shard_cache *)((const char *)c -
+                                     offsetof(struct shard_cache, base));
+    uint64_t sum = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
+
+    for (uint32_t i = 0; i < sc->nshards; i++) /* (wraps back if < 0) */
+        sum += (uint64_t)__atomic_load_n(&sc->shards[i].owed, __ATOMIC_RELAXED);
+    return sum;
+}
+
 /* ---- removal helpers (shard lock held) ---- */
 
 /* kv is out of the index and the policy: account for it and dispose.
@@ -343,7 +385,6 @@ static inline __attribute__((always_inline)) void gone(struct shard *s,
                                                        pc_removal_cause cause,
                                                        struct pc__removals *rm)
 {
-    s->bytes -= pc__shard_payload(kv);
     if (pc__kv_flags(kv) & PC__KV_EXPIRES)
         s->expiring--;
     if (cause == PC_REMOVED_EVICTED)
@@ -442,12 +483,13 @@ evict_elsewhere(struct shard_cache *sc, struct shard *avoid, bool need_entry,
  * put without touching the shared counters when they cover it, the common
  * case of a full cache; *claimed is set when room was taken from the
  * counters instead). False, nothing claimed, if s ran out of victims
- * first. Always inlined into its two calls in pc__policy_put: every
- * evicting put runs it, and as a call it took many arguments and returned
- * two flags through memory. */
+ * first. With no byte bound (owes), the bytes are owed (shard_state.h):
+ * only an entry is claimed or passed on. Always inlined into its two calls
+ * in pc__policy_put: every evicting put runs it, and as a call it took
+ * many arguments and returned two flags through memory. */
 static inline __attribute__((always_inline)) bool
 claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
-           bool one_more, uint64_t bytes, struct pc__now now,
+           bool owes, bool one_more, uint64_t bytes, struct pc__now now,
            struct pc__removals *rm, bool *evicted, bool *claimed)
 {
     pc_cache *c = &sc->base;
@@ -455,7 +497,11 @@ claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
     bool have_entry = !one_more, ok = false;
     struct pc__kv *held = NULL; /* keep, taken out by the policy */
 
-    if (pc__budget_take(c, one_more, bytes))
+    if (owes && !one_more) { /* nothing to claim */
+        owe(s, (int64_t)bytes);
+        return true;
+    }
+    if (take_room(c, s, owes, one_more, bytes))
         return *claimed = true;
     /* While s holds an entry other than keep (keep, once held, is not in
      * the policy, so the policy still has one), and the whole entry can
@@ -478,8 +524,10 @@ claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
         have_entry = true;
         gone(s, v, expired ? PC_REMOVED_EXPIRED : PC_REMOVED_EVICTED, rm);
         *evicted = true;
-        if (owned >= bytes) {
-            if (owned > bytes)
+        if (owned >= bytes || owes) {
+            if (owes)
+                owe(s, (int64_t)(bytes - owned)); /* (wraps to < 0) */
+            else if (owned > bytes)
                 pc__budget_give(c, 0, owned - bytes);
             ok = true;
             break;
@@ -498,7 +546,9 @@ claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
             pc__index_prefetch_entry(&s->ix, next);
     }
     if (!ok) /* give back what was passed to us */
-        pc__budget_give(c, have_entry && one_more ? 1 : 0, owned);
+        pc__budget_give(c, have_entry && one_more ? 1 : 0, owes ? 0 : owned);
+    if (!ok && owes)
+        owe(s, -(int64_t)owned);
     return ok;
 }
 
@@ -548,6 +598,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             st = PC_EINVAL;
             goto refused;
         }
+        if (__builtin_expect(max != 0 && s->owed != 0, 0))
+            settle(c, s); /* a bound was set: claims count every byte */
         old = pc__index_find(&s->ix, h, key, klen, &old_slot);
         /* An expired old goes as the put commits (or is refused by its
          * conditions): the put is then a new key's, which must first
@@ -583,11 +635,13 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         if (old != NULL) {
             /* A replacement needs room only for the bytes it adds. */
             if (size <= was) {
-                if (size < was)
+                if (size < was && max == 0)
+                    owe(s, -(int64_t)(was - size));
+                else if (size < was)
                     pc__budget_give(c, 0, was - size);
                 pc__index_replace_at(&s->ix, old_slot, kv);
-            } else if (claim_here(sc, s, old, false, size - was, now, rm,
-                                  &evicted, &claimed)) {
+            } else if (claim_here(sc, s, old, max == 0, false, size - was, now,
+                                  rm, &evicted, &claimed)) {
                 pc__index_put(&s->ix, h, kv, &old, s->w.rc); /* no growth */
             } else {
                 /* Nothing left here to evict but the key itself. */
@@ -604,12 +658,10 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                 covered =
                     pc__kv_expires(old, pc__core_origin(c)) <= req->expires;
             }
-            s->bytes += size;
-            s->bytes -= was;
             pc__removed(rm, s->w.rc, old, PC_REMOVED_REPLACED);
         } else {
             if (pc__shard_count(s) == 0 &&
-                !(claimed = pc__budget_take(c, true, size))) {
+                !(claimed = take_room(c, s, max == 0, true, size))) {
                 pc__writer_unlock(c, &s->w);
                 if (pc__budget_fits(c, size))
                     evict_elsewhere(sc, s, true, size, now, rm, w);
@@ -617,8 +669,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             }
             /* (With no entry held, the claim above succeeded.) */
             if (pc__shard_count(s) != 0) {
-                if (!claim_here(sc, s, NULL, true, size, now, rm, &evicted,
-                                &claimed)) {
+                if (!claim_here(sc, s, NULL, max == 0, true, size, now, rm,
+                                &evicted, &claimed)) {
                     /* The shard emptied and the bytes still do not fit. */
                     pc__writer_unlock(c, &s->w);
                     if (pc__budget_fits(c, size))
@@ -629,7 +681,6 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             pos = pc__index_insert(&s->ix, h, kv); /* room reserved */
             at = &pos;
             pol->insert(s->pol, kv, (uint32_t)h, evicted);
-            s->bytes += size;
         }
         if (req->expires != 0) {
             s->expiring++;
@@ -693,6 +744,7 @@ struct sweep {
     struct pc__removals *rm;
     struct pc__now now;
     size_t removed;
+    uint64_t bytes; /* their klen + vlen (clear_cb) */
 };
 
 static void clear_cb(void *arg, struct pc__kv *kv)
@@ -701,7 +753,7 @@ static void clear_cb(void *arg, struct pc__kv *kv)
 
     pc__index_erase(&sw->s->ix, kv);
     sw->removed++;
-    sw->s->bytes -= pc__shard_payload(kv);
+    sw->bytes += pc__shard_payload(kv);
     pc__removed(sw->rm, sw->s->w.rc, kv, PC_REMOVED_CLEARED);
 }
 
@@ -713,16 +765,16 @@ void pc__policy_clear(pc_cache *c, struct pc__removals *rm,
     *w = &sc->shards[0].w; /* (set for the compiler: the loop sets it) */
     for (uint32_t i = 0; i < sc->nshards; i++) {
         struct shard *s = &sc->shards[i];
-        struct sweep sw = {sc, s, rm, {0, 0}, 0};
-        uint64_t bytes;
+        struct sweep sw = {sc, s, rm, {0, 0}, 0, 0};
 
         pc__writer_lock(&s->w);
-        bytes = s->bytes;
         sc->pol->each(s->pol, clear_cb, &sw);
         sc->pol->reset(s->pol);
         pc__exq_free(&s->exq);
         s->expiring = 0;
-        pc__budget_give(c, sw.removed, bytes);
+        /* The cache's count had every byte but those s owed. */
+        pc__budget_give(c, sw.removed, sw.bytes - (uint64_t)s->owed);
+        owe(s, -s->owed);
         pc__leases_break(s->w.leases, 0, true);
         pc__writer_unlock(c, &s->w);
         *w = &s->w;
@@ -743,7 +795,7 @@ size_t pc__policy_expire(pc_cache *c, struct pc__removals *rm,
                          struct pc__writer **w)
 {
     struct shard_cache *sc = sc_of(c);
-    struct sweep sw = {sc, NULL, rm, pc__core_now_if_ttl(c), 0};
+    struct sweep sw = {sc, NULL, rm, pc__core_now_if_ttl(c), 0, 0};
 
     *w = &sc->shards[0].w; /* (set for the compiler: the loop sets it) */
     for (uint32_t i = 0; i < sc->nshards; i++) {
@@ -766,6 +818,17 @@ void pc__policy_shrink(pc_cache *c, struct pc__removals *rm,
     struct pc__now now = pc__core_now_if_ttl(c);
 
     *w = &sc->shards[0].w; /* (set for the compiler: the loop sets it) */
+    /* First what every shard owes: a put that locks a shard after this
+     * settles it, if the bound it reads is set (pc__policy_put), and none
+     * owes from then on. Then the cache's count is exact. */
+    for (uint32_t i = 0; i < sc->nshards; i++) {
+        struct shard *s = &sc->shards[i];
+
+        pc__writer_lock(&s->w);
+        if (s->owed != 0)
+            settle(c, s);
+        pc__writer_unlock(c, &s->w);
+    }
     /* Round robin, a few entries per lock, until within both limits: the
      * expired entries of every shard first, then the policies' victims. */
     for (int live = now.ms == 0; live < 2; live++) {

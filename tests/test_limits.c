@@ -472,6 +472,112 @@ Test(limits, puts_racing_a_flipping_byte_bound_stay_consistent)
     pc_destroy(f.c);
 }
 
+/* Bytes that shards keep to themselves while no bound is set (the CLOCK
+ * build's, shard_state.h) add up. Two writers put values of 1..64 bytes
+ * (new keys, which evict, and replacements that grow or shrink) and
+ * delete, while a third thread sets and removes a bound; at rest pc_bytes
+ * and pc_stats's bytes are what the puts added less what the removal
+ * listener reported, and again after a last bound, which the cache is
+ * then within, and after puts with no bound. */
+struct byte_model {
+    pc_cache *c;
+    uint64_t added, removed; /* klen + vlen, atomic */
+    unsigned int seed;
+    int stop;
+};
+
+static void count_removed(void *ctx, const void *key, size_t klen,
+                          const void *val, size_t vlen, pc_removal_cause cause)
+{
+    struct byte_model *m = ctx;
+
+    (void)key, (void)val, (void)cause;
+    __atomic_add_fetch(&m->removed, klen + vlen, __ATOMIC_RELAXED);
+}
+
+static void model_puts(struct byte_model *m, unsigned int seed, int n)
+{
+    unsigned char val[64] = {0};
+
+    for (int i = 0; i < n; i++) {
+        uint64_t key = (uint64_t)rand_r(&seed) % 2000;
+        size_t vlen = 1 + (size_t)rand_r(&seed) % sizeof val;
+
+        if (i % 16 == 15) {
+            (void)pc_delete(m->c, &key, sizeof key);
+            continue;
+        }
+        cr_assert_eq(pc_put(m->c, &key, sizeof key, val, vlen), PC_OK);
+        __atomic_add_fetch(&m->added, sizeof key + vlen, __ATOMIC_RELAXED);
+    }
+}
+
+static void *model_writer(void *p)
+{
+    struct byte_model *m = p;
+
+    model_puts(m, __atomic_add_fetch(&m->seed, 1, __ATOMIC_RELAXED), 100000);
+    return NULL;
+}
+
+static void *model_flipper(void *p)
+{
+    struct byte_model *m = p;
+
+    while (!__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE)) {
+        pc_set_max_bytes(m->c, 8000);
+        sched_yield();
+        pc_set_max_bytes(m->c, 0);
+        sched_yield();
+    }
+    return NULL;
+}
+
+static void assert_bytes_add_up(struct byte_model *m, const char *when)
+{
+    uint64_t want = m->added - m->removed;
+
+    cr_assert_eq(pc_bytes(m->c), want,
+                 "%s: pc_bytes %lu, puts less removals %lu", when,
+                 (unsigned long)pc_bytes(m->c), (unsigned long)want);
+    cr_assert_eq(stats(m->c).bytes, want, "%s: stats bytes %lu, want %lu", when,
+                 (unsigned long)stats(m->c).bytes, (unsigned long)want);
+}
+
+Test(limits, bytes_add_up_with_values_of_many_sizes_and_a_flipping_bound)
+{
+    struct byte_model m = {NULL, 0, 0, 1, 0};
+    pc_options o = test_opts(500);
+    pthread_t w[2], f;
+
+    o.on_removal = count_removed;
+    o.removal_ctx = &m;
+    cr_assert_eq(pc_create(&o, &m.c), PC_OK);
+    model_puts(&m, 99, 5000); /* no bound: full, every shard owing */
+    assert_bytes_add_up(&m, "unbounded");
+    pthread_create(&f, NULL, model_flipper, &m);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&w[i], NULL, model_writer, &m);
+    for (int i = 0; i < 2; i++)
+        pthread_join(w[i], NULL);
+    __atomic_store_n(&m.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(f, NULL);
+    assert_bytes_add_up(&m, "after the race");
+    cr_assert_eq(pc_set_max_bytes(m.c, 3000), PC_OK);
+    cr_assert_leq(pc_bytes(m.c), 3000);
+    assert_bytes_add_up(&m, "bounded");
+    model_puts(&m, 7, 5000);
+    cr_assert_leq(pc_bytes(m.c), 3000);
+    assert_bytes_add_up(&m, "puts under the bound");
+    cr_assert_eq(pc_set_max_bytes(m.c, 0), PC_OK);
+    model_puts(&m, 8, 5000);
+    assert_bytes_add_up(&m, "unbounded again");
+    pc_clear(m.c);
+    cr_assert_eq(pc_bytes(m.c), 0);
+    cr_assert_eq(m.removed, m.added);
+    pc_destroy(m.c);
+}
+
 /* A capacity whose share per shard passes a shard's limit is refused by
  * pc_set_capacity as by pc_create (clock: 2^32 - 3 entries a shard;
  * frequency: 2^26 - 1), with nothing changed. lru: a capacity past what
