@@ -183,6 +183,13 @@ pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes)
 
     if (cache == NULL)
         return PC_EINVAL;
+    /* A bound is checked against the cache's byte count, which must then
+     * be exact before any put can see the bound: first stop puts from
+     * owing bytes to their shards, then settle every shard. */
+    if (max_bytes != 0) {
+        __atomic_add_fetch(&cache->settling, 1, __ATOMIC_SEQ_CST);
+        pc__policy_settle(cache);
+    }
     held = pc__policy_bytes(cache);
     was = __atomic_exchange_n(&cache->max_bytes, max_bytes,
                               __ATOMIC_SEQ_CST); /* idem */
@@ -192,6 +199,8 @@ pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes)
      * again. */
     shrink(cache,
            max_bytes != 0 && (was == 0 || max_bytes < was) && max_bytes < held);
+    if (max_bytes != 0)
+        __atomic_sub_fetch(&cache->settling, 1, __ATOMIC_RELEASE);
     return PC_OK;
 }
 

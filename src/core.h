@@ -78,7 +78,10 @@ struct pc_cache {
     /* Limits (pc_set_capacity, pc_set_max_bytes) and what they bound:
      * written by writers with atomics, each on its own line. */
     size_t capacity __attribute__((aligned(64)));
-    uint64_t max_bytes;                        /* 0: none */
+    uint64_t max_bytes; /* 0: none */
+    /* pc_set_max_bytes calls setting a bound under way: while it is not 0,
+     * no put leaves its byte change in its shard (shard_state.h, owed). */
+    unsigned int settling;
     size_t count __attribute__((aligned(64))); /* entries present */
     /* Sum of klen + vlen, less what shards owe while no byte bound is set
      * (the CLOCK build's shards then keep their puts' byte changes to

@@ -44,6 +44,10 @@ const char *pc__policy_name(void);
 /* pc_bytes: the sum of klen + vlen over the entries present (any thread;
  * exact when no write is under way). */
 uint64_t pc__policy_bytes(const pc_cache *c);
+/* With c->settling raised: make the cache's byte count exact, before a
+ * byte bound is set (CLOCK build: what every shard owes; no-op in the
+ * exact-LRU build, whose count always is). */
+void pc__policy_settle(pc_cache *c);
 
 /* pc_get; count: add one hit or miss to the statistics (get-or-load's
  * second looks do not). */

@@ -16,19 +16,19 @@
  *
  * One budget. The capacity and the byte bound belong to the cache, not to
  * the shards (core.h: pc__budget_take): a put of a new key claims one
- * entry and its bytes from the cache-wide counters with compare-and-swap,
- * and only if that fails evicts, from its own shard in the policy's order
- * (an expired entry first: from the shard's expiry queue, exq.h, or
- * wherever the policy meets one), until the claim
- * succeeds. So while fewer than capacity entries are present nothing is
- * evicted, whatever the shard count; at capacity one new key evicts one
- * entry; and pc_len and pc_bytes never pass their limits. A shard may hold
- * more or fewer entries than its share. If the put's own shard has nothing
- * left to evict, it releases its lock and evicts from the other shards in
- * turn (one lock at a time; the expired entries of every shard first, a
- * pass for them, then one for live entries), then starts over. A lowered
- * limit (pc__policy_shrink) removes entries the same way, round robin, a
- * few per lock. Under concurrent puts that
+ * entry and its bytes from the cache-wide counters with compare-and-swap
+ * (with no byte bound, the entry only: the shard keeps the byte changes
+ * of its puts, shard_state.h), and only if that fails evicts, from its own
+ * shard in the policy's order (an expired entry first: from the shard's expiry
+ * queue, exq.h, or wherever the policy meets one), until the claim succeeds. So
+ * while fewer than capacity entries are present nothing is evicted, whatever
+ * the shard count; at capacity one new key evicts one entry; and pc_len and
+ * pc_bytes never pass their limits. A shard may hold more or fewer entries than
+ * its share. If the put's own shard has nothing left to evict, it releases its
+ * lock and evicts from the other shards in turn (one lock at a time; the
+ * expired entries of every shard first, a pass for them, then one for live
+ * entries), then starts over. A lowered limit (pc__policy_shrink) removes
+ * entries the same way, round robin, a few per lock. Under concurrent puts that
  * race for the last free places a put may evict one entry more than it
  * needed; the counters are touched only by writers.
  *
@@ -343,12 +343,29 @@ static inline void owe(struct shard *s, int64_t delta)
     __atomic_store_n(&s->owed, s->owed + delta, __ATOMIC_RELAXED);
 }
 
-/* Tell the cache's count what s owes (a bound was set since it began to
- * owe). Sequentially consistent, as the takes that follow it. */
-static __attribute__((noinline, cold)) void settle(pc_cache *c, struct shard *s)
+/* Whether a put into a shard, under its lock, leaves its byte change
+ * there: no bound, and no pc_set_max_bytes settling the shards to set
+ * one. A put that locks a shard after the setter settled it sees the
+ * setter's raise (the lock orders them), so owes nothing from then on. */
+static inline bool may_owe(const pc_cache *c, uint64_t max)
 {
-    __atomic_add_fetch(&c->bytes, (uint64_t)s->owed, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&s->owed, 0, __ATOMIC_RELAXED);
+    return max == 0 && __atomic_load_n(&c->settling, __ATOMIC_RELAXED) == 0;
+}
+
+void pc__policy_settle(pc_cache *c)
+{
+    struct shard_cache *sc = sc_of(c);
+
+    for (uint32_t i = 0; i < sc->nshards; i++) {
+        struct shard *s = &sc->shards[i];
+
+        pc__writer_lock(&s->w);
+        if (s->owed != 0) {
+            __atomic_add_fetch(&c->bytes, (uint64_t)s->owed, __ATOMIC_SEQ_CST);
+            owe(s, -s->owed);
+        }
+        pc__writer_unlock(c, &s->w);
+    }
 }
 
 /* pc__budget_take for a put into s: with no byte bound (owes), only the
@@ -371,9 +388,13 @@ uint64_t pc__policy_bytes(const pc_cache *c)
                                      offsetof(struct shard_cache, base));
     uint64_t sum = __atomic_load_n(&c->bytes, __ATOMIC_RELAXED);
 
-    for (uint32_t i = 0; i < sc->nshards; i++) /* (wraps back if < 0) */
+    /* (Each term may be "negative": with no bound, removals other than
+     * evictions for a put take from the count, additions go to owed. The
+     * whole, read while writes run, may miss one in flight: if it reads
+     * below 0, it is read as 0.) */
+    for (uint32_t i = 0; i < sc->nshards; i++)
         sum += (uint64_t)__atomic_load_n(&sc->shards[i].owed, __ATOMIC_RELAXED);
-    return sum;
+    return (int64_t)sum < 0 ? 0 : sum;
 }
 
 /* ---- removal helpers (shard lock held) ---- */
@@ -587,7 +608,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         pol->prefetch(s->pol, (uint32_t)h);
     *w = &s->w;
     for (;;) {
-        bool evicted = false, claimed = false, covered = false, stale;
+        bool evicted = false, claimed = false, covered = false, stale, owes;
         struct pc__index_pos pos, *at = NULL; /* kv's, if known */
         uint64_t was;
 
@@ -598,8 +619,10 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             st = PC_EINVAL;
             goto refused;
         }
-        if (__builtin_expect(max != 0 && s->owed != 0, 0))
-            settle(c, s); /* a bound was set: claims count every byte */
+        owes = may_owe(c, max);
+        /* (Under a bound no shard owes: pc_set_max_bytes settled them all
+         * before it set it.) */
+        PC__ASSERT(max == 0 || s->owed == 0);
         old = pc__index_find(&s->ix, h, key, klen, &old_slot);
         /* An expired old goes as the put commits (or is refused by its
          * conditions): the put is then a new key's, which must first
@@ -635,13 +658,13 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         if (old != NULL) {
             /* A replacement needs room only for the bytes it adds. */
             if (size <= was) {
-                if (size < was && max == 0)
+                if (size < was && owes)
                     owe(s, -(int64_t)(was - size));
                 else if (size < was)
                     pc__budget_give(c, 0, was - size);
                 pc__index_replace_at(&s->ix, old_slot, kv);
-            } else if (claim_here(sc, s, old, max == 0, false, size - was, now,
-                                  rm, &evicted, &claimed)) {
+            } else if (claim_here(sc, s, old, owes, false, size - was, now, rm,
+                                  &evicted, &claimed)) {
                 pc__index_put(&s->ix, h, kv, &old, s->w.rc); /* no growth */
             } else {
                 /* Nothing left here to evict but the key itself. */
@@ -661,7 +684,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             pc__removed(rm, s->w.rc, old, PC_REMOVED_REPLACED);
         } else {
             if (pc__shard_count(s) == 0 &&
-                !(claimed = take_room(c, s, max == 0, true, size))) {
+                !(claimed = take_room(c, s, owes, true, size))) {
                 pc__writer_unlock(c, &s->w);
                 if (pc__budget_fits(c, size))
                     evict_elsewhere(sc, s, true, size, now, rm, w);
@@ -669,7 +692,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             }
             /* (With no entry held, the claim above succeeded.) */
             if (pc__shard_count(s) != 0) {
-                if (!claim_here(sc, s, NULL, max == 0, true, size, now, rm,
+                if (!claim_here(sc, s, NULL, owes, true, size, now, rm,
                                 &evicted, &claimed)) {
                     /* The shard emptied and the bytes still do not fit. */
                     pc__writer_unlock(c, &s->w);
@@ -772,9 +795,12 @@ void pc__policy_clear(pc_cache *c, struct pc__removals *rm,
         sc->pol->reset(s->pol);
         pc__exq_free(&s->exq);
         s->expiring = 0;
-        /* The cache's count had every byte but those s owed. */
-        pc__budget_give(c, sw.removed, sw.bytes - (uint64_t)s->owed);
-        owe(s, -s->owed);
+        /* What s owes absorbs the bytes removed, if it owes any, so that
+         * nothing moves between it and the cache's count (a concurrent
+         * pc_bytes would miss what moved). */
+        pc__budget_give(c, sw.removed, s->owed != 0 ? 0 : sw.bytes);
+        if (s->owed != 0)
+            owe(s, -(int64_t)sw.bytes);
         pc__leases_break(s->w.leases, 0, true);
         pc__writer_unlock(c, &s->w);
         *w = &s->w;
@@ -818,17 +844,6 @@ void pc__policy_shrink(pc_cache *c, struct pc__removals *rm,
     struct pc__now now = pc__core_now_if_ttl(c);
 
     *w = &sc->shards[0].w; /* (set for the compiler: the loop sets it) */
-    /* First what every shard owes: a put that locks a shard after this
-     * settles it, if the bound it reads is set (pc__policy_put), and none
-     * owes from then on. Then the cache's count is exact. */
-    for (uint32_t i = 0; i < sc->nshards; i++) {
-        struct shard *s = &sc->shards[i];
-
-        pc__writer_lock(&s->w);
-        if (s->owed != 0)
-            settle(c, s);
-        pc__writer_unlock(c, &s->w);
-    }
     /* Round robin, a few entries per lock, until within both limits: the
      * expired entries of every shard first, then the policies' victims. */
     for (int live = now.ms == 0; live < 2; live++) {

@@ -34,13 +34,16 @@ struct shard {
     struct pc__writer w __attribute__((aligned(64)));
     /* The klen + vlen of its entries that the cache's `bytes` does not
      * count (writer lock; read by any thread, atomically). With no byte
-     * bound, a put's change to the bytes held stays here, so that puts
-     * of values of different sizes do not all write the cache's one
-     * counter (two threads' uniform puts of 8-15-byte values: 2.8-2.9
-     * Mops/s when they did, 3.7-3.8 now); under a bound, a put first
-     * settles what its shard owes, and a shrink settles every shard first,
-     * so that the bound is checked against the exact sum. pc__policy_bytes
-     * adds it up. Negative when the shard's entries shrank. */
+     * bound, the change a put makes to the bytes held (a new key's, less
+     * its victims'; a replacement's) stays here, so that puts of values
+     * of different sizes do not all write the cache's one counter (two
+     * threads' uniform puts of 8-15-byte values: 2.8-2.9 Mops/s when they
+     * did, 3.7-3.8 now); deletes, expiry and evictions for other shards
+     * still change the counter, which may then read below 0 (wrapped),
+     * and pc__policy_bytes adds the two up. Before a bound is set,
+     * pc_set_max_bytes stops puts from owing (c->settling) and settles
+     * every shard (pc__policy_settle), so under a bound no shard owes and
+     * claims check against the exact count. */
     int64_t owed;
     void *pol;          /* the policy's state */
     struct pc__exq exq; /* its entries that can expire (writer lock) */

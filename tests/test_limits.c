@@ -393,6 +393,88 @@ Test(limits, a_put_racing_a_lowered_limit_ends_within_it)
     race_lowered_limit(false);
     race_lowered_limit(true);
 }
+
+/* A bound set far above what the cache holds evicts nothing, even for the
+ * puts that run while the setter makes the byte count exact (clock,
+ * frequency: with no bound, shards keep their puts' byte changes, and the
+ * count alone, which deletes lowered, read near 2^64; a put in a shard
+ * already settled, with the bound already visible, then evicted its whole
+ * shard and others: 22 of 102 entries). A put into shard 1 stalls in its
+ * claim, holding that shard; the setter settles shard 0 and waits for
+ * shard 1; a put into shard 0 runs meanwhile; then the stall ends. */
+static unsigned shard4(const struct pc__hash_seed *seed, uint64_t k)
+{
+    return (unsigned)((pc__hash_key(seed, &k, 8) >> 32) * 4 >> 32);
+}
+
+static void *set_big_bound(void *p)
+{
+    struct lowering *l = p;
+
+    cr_assert_eq(pc_set_max_bytes(l->c, 1u << 20), PC_OK);
+    __atomic_store_n(&l->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static uint64_t shard0_key;
+
+static void *put_shard0_key(void *p)
+{
+    put_u64(p, shard0_key, 1);
+    return NULL;
+}
+
+Test(limits, setting_a_roomy_bound_evicts_nothing_while_it_settles)
+{
+    pc_options o = test_opts(10000);
+    struct lowering l = {NULL, true, 0};
+    struct pc__hash_seed seed;
+    pthread_t putter, setter, p0;
+    int kept = 0;
+
+    o.shards = 4;
+    o.hash_seed = 0xfeedULL;
+    pc__hash_seed_init(&seed, o.hash_seed);
+    cr_assert_eq(pc_create(&o, &l.c), PC_OK);
+    for (uint64_t k = 0; k < 2000; k++)
+        cr_assert_eq(put_u64(l.c, k, k), PC_OK);
+    for (uint64_t k = 0; k < 2000; k++) /* no bound: deletes go to c->bytes */
+        if (k % 20 != 0)
+            cr_assert_eq(pc_delete(l.c, &k, 8), PC_OK);
+        else
+            kept++;
+    cr_assert_eq(pc_bytes(l.c), (uint64_t)kept * 16);
+    for (stalled_key = 100000; shard4(&seed, stalled_key) != 1; stalled_key++)
+        ;
+    for (shard0_key = 200000; shard4(&seed, shard0_key) != 0; shard0_key++)
+        ;
+    stall_entered = stall_release = 0;
+    __atomic_store_n(&stall_armed, 1, __ATOMIC_RELEASE);
+    pc__debug_budget_hook = stall_hook;
+    pthread_create(&putter, NULL, put_new_key,
+                   l.c); /* stalls, shard 1 locked */
+    while (!__atomic_load_n(&stall_entered, __ATOMIC_ACQUIRE))
+        sched_yield();
+    pthread_create(&setter, NULL, set_big_bound,
+                   &l); /* settles shard 0, waits */
+    usleep(50000);
+    pthread_create(&p0, NULL, put_shard0_key, l.c); /* a put into shard 0 */
+    usleep(50000);
+    __atomic_store_n(&stall_release, 1, __ATOMIC_RELEASE);
+    pthread_join(putter, NULL);
+    pthread_join(setter, NULL);
+    pthread_join(p0, NULL);
+    pc__debug_budget_hook = NULL;
+    cr_expect_eq(pc_bytes(l.c), (uint64_t)(kept + 2) * 16, "bytes %lu",
+                 (unsigned long)pc_bytes(l.c));
+    cr_expect_eq(stats(l.c).evictions, 0,
+                 "%lu evicted under a bound of 1 MiB "
+                 "with %d entries (%d bytes) held",
+                 (unsigned long)stats(l.c).evictions, kept + 2,
+                 (kept + 2) * 16);
+    cr_expect_eq(pc_len(l.c), (size_t)kept + 2, "len %zu", pc_len(l.c));
+    pc_destroy(l.c);
+}
 #endif
 
 /* A shrink of a cache holding a few entries, each used twice since it
