@@ -469,8 +469,8 @@ PC_API size_t pc_capacity(const pc_cache *cache);
  * included); never above a non-zero byte bound. Under concurrent writes it
  * may lag by the writes in flight; exact when the cache is quiescent. 0 for
  * a NULL cache. Thread-safety: any thread. Progress: wait-free (clock,
- * frequency: O(shards), a sum of what each shard holds while no byte bound
- * is set). */
+ * frequency: O(shards), the cache's count plus what each shard keeps to
+ * itself while no byte bound is set). */
 PC_API uint64_t pc_bytes(const pc_cache *cache);
 
 /*

@@ -191,6 +191,10 @@ pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes)
         pc__policy_settle(cache);
     }
     held = pc__policy_bytes(cache);
+#ifdef PC_DEBUG
+    if (max_bytes != 0 && pc__debug_settled_hook != NULL)
+        pc__debug_settled_hook();
+#endif
     was = __atomic_exchange_n(&cache->max_bytes, max_bytes,
                               __ATOMIC_SEQ_CST); /* idem */
     /* Trim only under a bound that binds: under a byte bound the tables

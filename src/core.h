@@ -296,6 +296,11 @@ static inline bool pc__budget_take(struct pc_cache *c, bool one_more,
 /* Debug builds: called by every take after it read the limits (tests
  * stall a put there to race a limit change against it). */
 extern void (*pc__debug_budget_hook)(void);
+/* Debug builds: called by a put between its loads of c->settling and of
+ * the bound (shard.c, may_owe), and by pc_set_max_bytes after it settled
+ * the shards and before it stores the bound (tests stall both there). */
+extern void (*pc__debug_owe_hook)(void);
+extern void (*pc__debug_settled_hook)(void);
 #endif
 void pc__budget_give(struct pc_cache *c, size_t entries, uint64_t bytes);
 bool pc__budget_room(const struct pc_cache *c, bool one_more, uint64_t bytes);

@@ -343,13 +343,24 @@ static inline void owe(struct shard *s, int64_t delta)
     __atomic_store_n(&s->owed, s->owed + delta, __ATOMIC_RELAXED);
 }
 
-/* Whether a put into a shard, under its lock, leaves its byte change
- * there: no bound, and no pc_set_max_bytes settling the shards to set
- * one. A put that locks a shard after the setter settled it sees the
- * setter's raise (the lock orders them), so owes nothing from then on. */
-static inline bool may_owe(const pc_cache *c, uint64_t max)
+/* Whether a put into a shard, under its lock, may leave its byte change
+ * there (and the bound it then checks, *max): no bound, and no
+ * pc_set_max_bytes settling the shards to set one. A put that locks a
+ * shard after a setter settled it sees the setter's raise (the lock orders
+ * them); if it reads the raise undone, it synchronizes with the lowering
+ * (acquire, release), so reads the setter's bound or a later one. Hence
+ * settling first: a bound read first could be older than the setter's
+ * store, and the lowering then read after it. */
+static inline bool may_owe(const pc_cache *c, uint64_t *max)
 {
-    return max == 0 && __atomic_load_n(&c->settling, __ATOMIC_RELAXED) == 0;
+    unsigned int settling = __atomic_load_n(&c->settling, __ATOMIC_ACQUIRE);
+
+#ifdef PC_DEBUG
+    if (pc__debug_owe_hook != NULL)
+        pc__debug_owe_hook();
+#endif
+    *max = __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED);
+    return *max == 0 && settling == 0;
 }
 
 void pc__policy_settle(pc_cache *c)
@@ -614,12 +625,11 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
 
         now = pc__core_now_if_ttl(c);
         pc__writer_lock(&s->w);
-        max = __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED);
+        owes = may_owe(c, &max);
         if (max != 0 && size > max) {
             st = PC_EINVAL;
             goto refused;
         }
-        owes = may_owe(c, max);
         /* (Under a bound no shard owes: pc_set_max_bytes settled them all
          * before it set it.) */
         PC__ASSERT(max == 0 || s->owed == 0);

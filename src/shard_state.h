@@ -40,7 +40,8 @@ struct shard {
      * threads' uniform puts of 8-15-byte values: 2.8-2.9 Mops/s when they
      * did, 3.7-3.8 now); deletes, expiry and evictions for other shards
      * still change the counter, which may then read below 0 (wrapped),
-     * and pc__policy_bytes adds the two up. Before a bound is set,
+     * pc_clear takes what it removes from here if the shard owes, and
+     * pc__policy_bytes adds the two up. Before a bound is set,
      * pc_set_max_bytes stops puts from owing (c->settling) and settles
      * every shard (pc__policy_settle), so under a bound no shard owes and
      * claims check against the exact count. */

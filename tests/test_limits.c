@@ -475,6 +475,84 @@ Test(limits, setting_a_roomy_bound_evicts_nothing_while_it_settles)
     cr_expect_eq(pc_len(l.c), (size_t)kept + 2, "len %zu", pc_len(l.c));
     pc_destroy(l.c);
 }
+
+/* A put that runs while pc_set_max_bytes sets a bound owes nothing once
+ * the bound is visible (helper-47: when the put read the bound first and
+ * then whether a setter was settling, it could read "no bound" before the
+ * setter stored it and "not settling" after the setter returned, and owe
+ * its bytes to a shard already settled; the next put there failed the
+ * assertion that no shard owes under a bound). The setter stalls after
+ * settling, the put between its two loads, then the setter finishes. */
+static int oh_armed, oh_in, oh_go, sh_armed, sh_in, sh_go;
+
+static void owe_stall(void)
+{
+    if (!__atomic_exchange_n(&oh_armed, 0, __ATOMIC_ACQ_REL))
+        return;
+    __atomic_store_n(&oh_in, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&oh_go, __ATOMIC_ACQUIRE))
+        sched_yield();
+}
+
+static void settled_stall(void)
+{
+    if (!__atomic_exchange_n(&sh_armed, 0, __ATOMIC_ACQ_REL))
+        return;
+    __atomic_store_n(&sh_in, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&sh_go, __ATOMIC_ACQUIRE))
+        sched_yield();
+}
+
+static uint64_t key_7;
+
+static void *put_key_7(void *p)
+{
+    cr_assert_eq(put_u64(p, key_7, 7), PC_OK);
+    return NULL;
+}
+
+Test(limits, a_put_racing_a_bound_being_set_owes_nothing_under_it)
+{
+    pc_options o = test_opts(1000);
+    struct lowering l = {NULL, true, 0};
+    struct pc__hash_seed seed;
+    pthread_t putter, setter;
+
+    if (strcmp(PC_TEST_POLICY, "lru") == 0)
+        return; /* (no put owes in the exact-LRU build: no stall to meet) */
+
+    /* key_7 not in shard 0, where the setter's shrink looks first (it
+     * finds room there and returns without waiting for the put). */
+    o.shards = 4;
+    o.hash_seed = 0xfeedULL;
+    pc__hash_seed_init(&seed, o.hash_seed);
+    for (key_7 = 7; shard4(&seed, key_7) == 0; key_7++)
+        ;
+    cr_assert_eq(pc_create(&o, &l.c), PC_OK);
+    for (uint64_t k = 100; k < 110; k++)
+        cr_assert_eq(put_u64(l.c, k, k), PC_OK);
+    __atomic_store_n(&sh_armed, 1, __ATOMIC_RELEASE);
+    pc__debug_settled_hook = settled_stall;
+    pthread_create(&setter, NULL, set_big_bound, &l);
+    while (!__atomic_load_n(&sh_in, __ATOMIC_ACQUIRE)) /* all settled */
+        sched_yield();
+    __atomic_store_n(&oh_armed, 1, __ATOMIC_RELEASE);
+    pc__debug_owe_hook = owe_stall;
+    pthread_create(&putter, NULL, put_key_7, l.c);
+    while (!__atomic_load_n(&oh_in, __ATOMIC_ACQUIRE)) /* lock held */
+        sched_yield();
+    __atomic_store_n(&sh_go, 1, __ATOMIC_RELEASE); /* store, unsettle */
+    pthread_join(setter, NULL);
+    __atomic_store_n(&oh_go, 1, __ATOMIC_RELEASE);
+    pthread_join(putter, NULL);
+    pc__debug_owe_hook = NULL;
+    pc__debug_settled_hook = NULL;
+    /* A second put into key 7's shard, under the bound: PC__ASSERT(max ==
+     * 0 || s->owed == 0) in pc__policy_put. */
+    cr_assert_eq(put_u64(l.c, key_7, 8), PC_OK);
+    cr_assert_eq(pc_bytes(l.c), 11 * 16);
+    pc_destroy(l.c);
+}
 #endif
 
 /* A shrink of a cache holding a few entries, each used twice since it
