@@ -301,15 +301,26 @@ Test(limits, set_capacity_shrinks_now_and_grows_at_once)
  * frequency when the capacity is lowered: its parameters follow it under
  * every shard's lock before the shrink; the put, which claimed against
  * the old limit, still checks again). */
-static int stall_armed, stall_entered, stall_release;
+/* A debug hook's stall: once armed, the next thread through the hook
+ * says it entered and waits until released. */
+struct stall {
+    int armed, entered, release;
+};
+
+static void stall_at(struct stall *st)
+{
+    if (!__atomic_exchange_n(&st->armed, 0, __ATOMIC_ACQ_REL))
+        return;
+    __atomic_store_n(&st->entered, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&st->release, __ATOMIC_ACQUIRE))
+        sched_yield();
+}
+
+static struct stall budget_stall; /* pc__debug_budget_hook's */
 
 static void stall_hook(void)
 {
-    if (!__atomic_exchange_n(&stall_armed, 0, __ATOMIC_ACQ_REL))
-        return;
-    __atomic_store_n(&stall_entered, 1, __ATOMIC_RELEASE);
-    while (!__atomic_load_n(&stall_release, __ATOMIC_ACQUIRE))
-        sched_yield();
+    stall_at(&budget_stall);
 }
 
 struct lowering {
@@ -362,16 +373,16 @@ static void race_lowered_limit(bool bytes)
     cr_assert_eq(pc_create(&o, &l.c), PC_OK);
     for (uint64_t k = 0; k < 50; k++)
         put_u64(l.c, k, k);
-    stall_entered = stall_release = 0;
-    __atomic_store_n(&stall_armed, 1, __ATOMIC_RELEASE);
+    budget_stall.entered = budget_stall.release = 0;
+    __atomic_store_n(&budget_stall.armed, 1, __ATOMIC_RELEASE);
     pc__debug_budget_hook = stall_hook;
     pthread_create(&putter, NULL, put_new_key, l.c);
-    while (!__atomic_load_n(&stall_entered, __ATOMIC_ACQUIRE))
+    while (!__atomic_load_n(&budget_stall.entered, __ATOMIC_ACQUIRE))
         sched_yield();
     pthread_create(&setter, NULL, lower_limit, &l);
     for (int i = 0; i < 200 && !__atomic_load_n(&l.done, __ATOMIC_ACQUIRE); i++)
         usleep(1000);
-    __atomic_store_n(&stall_release, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&budget_stall.release, 1, __ATOMIC_RELEASE);
     pthread_join(putter, NULL);
     pthread_join(setter, NULL);
     pc__debug_budget_hook = NULL;
@@ -416,11 +427,17 @@ static void *set_big_bound(void *p)
     return NULL;
 }
 
-static uint64_t shard0_key;
+/* A thread's put of `key` (1 as its value) into `c`, which must succeed. */
+struct one_put {
+    pc_cache *c;
+    uint64_t key;
+};
 
-static void *put_shard0_key(void *p)
+static void *put_one(void *p)
 {
-    put_u64(p, shard0_key, 1);
+    struct one_put *op = p;
+
+    cr_assert_eq(put_u64(op->c, op->key, 1), PC_OK);
     return NULL;
 }
 
@@ -430,6 +447,7 @@ Test(limits, setting_a_roomy_bound_evicts_nothing_while_it_settles)
     struct lowering l = {NULL, true, 0};
     struct pc__hash_seed seed;
     pthread_t putter, setter, p0;
+    struct one_put p0_put;
     int kept = 0;
 
     o.shards = 4;
@@ -446,21 +464,22 @@ Test(limits, setting_a_roomy_bound_evicts_nothing_while_it_settles)
     cr_assert_eq(pc_bytes(l.c), (uint64_t)kept * 16);
     for (stalled_key = 100000; shard4(&seed, stalled_key) != 1; stalled_key++)
         ;
-    for (shard0_key = 200000; shard4(&seed, shard0_key) != 0; shard0_key++)
+    for (p0_put.key = 200000; shard4(&seed, p0_put.key) != 0; p0_put.key++)
         ;
-    stall_entered = stall_release = 0;
-    __atomic_store_n(&stall_armed, 1, __ATOMIC_RELEASE);
+    budget_stall.entered = budget_stall.release = 0;
+    __atomic_store_n(&budget_stall.armed, 1, __ATOMIC_RELEASE);
     pc__debug_budget_hook = stall_hook;
     pthread_create(&putter, NULL, put_new_key,
                    l.c); /* stalls, shard 1 locked */
-    while (!__atomic_load_n(&stall_entered, __ATOMIC_ACQUIRE))
+    while (!__atomic_load_n(&budget_stall.entered, __ATOMIC_ACQUIRE))
         sched_yield();
     pthread_create(&setter, NULL, set_big_bound,
                    &l); /* settles shard 0, waits */
     usleep(50000);
-    pthread_create(&p0, NULL, put_shard0_key, l.c); /* a put into shard 0 */
+    p0_put.c = l.c;
+    pthread_create(&p0, NULL, put_one, &p0_put); /* a put into shard 0 */
     usleep(50000);
-    __atomic_store_n(&stall_release, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&budget_stall.release, 1, __ATOMIC_RELEASE);
     pthread_join(putter, NULL);
     pthread_join(setter, NULL);
     pthread_join(p0, NULL);
@@ -483,32 +502,16 @@ Test(limits, setting_a_roomy_bound_evicts_nothing_while_it_settles)
  * its bytes to a shard already settled; the next put there failed the
  * assertion that no shard owes under a bound). The setter stalls after
  * settling, the put between its two loads, then the setter finishes. */
-static int oh_armed, oh_in, oh_go, sh_armed, sh_in, sh_go;
+static struct stall owe_st, settled_st; /* the two hooks' */
 
 static void owe_stall(void)
 {
-    if (!__atomic_exchange_n(&oh_armed, 0, __ATOMIC_ACQ_REL))
-        return;
-    __atomic_store_n(&oh_in, 1, __ATOMIC_RELEASE);
-    while (!__atomic_load_n(&oh_go, __ATOMIC_ACQUIRE))
-        sched_yield();
+    stall_at(&owe_st);
 }
 
 static void settled_stall(void)
 {
-    if (!__atomic_exchange_n(&sh_armed, 0, __ATOMIC_ACQ_REL))
-        return;
-    __atomic_store_n(&sh_in, 1, __ATOMIC_RELEASE);
-    while (!__atomic_load_n(&sh_go, __ATOMIC_ACQUIRE))
-        sched_yield();
-}
-
-static uint64_t key_7;
-
-static void *put_key_7(void *p)
-{
-    cr_assert_eq(put_u64(p, key_7, 7), PC_OK);
-    return NULL;
+    stall_at(&settled_st);
 }
 
 Test(limits, a_put_racing_a_bound_being_set_owes_nothing_under_it)
@@ -516,40 +519,44 @@ Test(limits, a_put_racing_a_bound_being_set_owes_nothing_under_it)
     pc_options o = test_opts(1000);
     struct lowering l = {NULL, true, 0};
     struct pc__hash_seed seed;
+    struct one_put op;
     pthread_t putter, setter;
 
     if (strcmp(PC_TEST_POLICY, "lru") == 0)
         return; /* (no put owes in the exact-LRU build: no stall to meet) */
 
-    /* key_7 not in shard 0, where the setter's shrink looks first (it
+    /* A key not in shard 0, where the setter's shrink looks first (it
      * finds room there and returns without waiting for the put). */
     o.shards = 4;
     o.hash_seed = 0xfeedULL;
     pc__hash_seed_init(&seed, o.hash_seed);
-    for (key_7 = 7; shard4(&seed, key_7) == 0; key_7++)
+    for (op.key = 7; shard4(&seed, op.key) == 0; op.key++)
         ;
     cr_assert_eq(pc_create(&o, &l.c), PC_OK);
     for (uint64_t k = 100; k < 110; k++)
         cr_assert_eq(put_u64(l.c, k, k), PC_OK);
-    __atomic_store_n(&sh_armed, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&settled_st.armed, 1, __ATOMIC_RELEASE);
     pc__debug_settled_hook = settled_stall;
     pthread_create(&setter, NULL, set_big_bound, &l);
-    while (!__atomic_load_n(&sh_in, __ATOMIC_ACQUIRE)) /* all settled */
+    while (!__atomic_load_n(&settled_st.entered,
+                            __ATOMIC_ACQUIRE)) /* all settled */
         sched_yield();
-    __atomic_store_n(&oh_armed, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&owe_st.armed, 1, __ATOMIC_RELEASE);
     pc__debug_owe_hook = owe_stall;
-    pthread_create(&putter, NULL, put_key_7, l.c);
-    while (!__atomic_load_n(&oh_in, __ATOMIC_ACQUIRE)) /* lock held */
+    op.c = l.c;
+    pthread_create(&putter, NULL, put_one, &op);
+    while (!__atomic_load_n(&owe_st.entered, __ATOMIC_ACQUIRE)) /* lock held */
         sched_yield();
-    __atomic_store_n(&sh_go, 1, __ATOMIC_RELEASE); /* store, unsettle */
+    __atomic_store_n(&settled_st.release, 1,
+                     __ATOMIC_RELEASE); /* store, unsettle */
     pthread_join(setter, NULL);
-    __atomic_store_n(&oh_go, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&owe_st.release, 1, __ATOMIC_RELEASE);
     pthread_join(putter, NULL);
     pc__debug_owe_hook = NULL;
     pc__debug_settled_hook = NULL;
-    /* A second put into key 7's shard, under the bound: PC__ASSERT(max ==
+    /* A second put into that shard, under the bound: PC__ASSERT(max ==
      * 0 || s->owed == 0) in pc__policy_put. */
-    cr_assert_eq(put_u64(l.c, key_7, 8), PC_OK);
+    cr_assert_eq(put_u64(l.c, op.key, 8), PC_OK);
     cr_assert_eq(pc_bytes(l.c), 11 * 16);
     pc_destroy(l.c);
 }
