@@ -27,7 +27,7 @@
  * the put and eviction counts, what it owes). Each is a transfer
  * from the other core's cache when another thread wrote to the shard
  * last, so nothing a put writes goes on a third (purecache-sharing, two
- * threads' uniform puts into shared shards: +4% against three lines); the
+ * threads' uniform puts into shared shards: +5-8% against three lines); the
  * fourth holds what a put only reads, or writes with expiry. */
 struct shard {
     struct pc__index ix;
