@@ -113,12 +113,12 @@ bool pc__lru_heap_reserve(struct lru_cache *c)
 
 void pc__lru_heap_trim(struct lru_cache *c)
 {
-    size_t want = HEAP_FIRST;
+    size_t want = HEAP_FIRST, most = heap_most(c);
 
     while (want < c->heap_len)
         want *= 2;
-    if (want > heap_most(c) && heap_most(c) >= c->heap_len)
-        want = heap_most(c); /* (as growth clamps it) */
+    if (want > most && most >= c->heap_len)
+        want = most; /* (as growth clamps it) */
     if (c->heap_cap >= 4 * want)
         (void)heap_move(c, want); /* (kept as it is if memory is short) */
 }
