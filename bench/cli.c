@@ -38,7 +38,7 @@ static const struct bench_opts defaults = {
     .stream_len = 1u << 20,
     .lat_every = 64,
     .peers = "all",
-    .traces = "default",
+    .traces = NULL, /* "all", or "lirs-cpp" with --quick (cli_finish) */
     .trace_dir = PC_BENCH_TRACE_DIR,
     .out_dir = "bench-out",
     .lib_clock = PC_BENCH_LIB_CLOCK,
@@ -130,8 +130,8 @@ static const struct opt_spec options[] = {
      "RSS / max_bytes of byte-bounded caches of 100-byte values: the bound "
      "(default 67108864; 0 skips it)"},
     {"--traces", "SET", OPT_STRING, OFF(traces),
-     "default (traces under 1M requests), all, none, or a list of names "
-     "(e.g. lirs-cpp,arc-OLTP)"},
+     "all (default: every shared trace, about 45 s), small (those under 1M "
+     "requests, seconds), none, or a list of names (e.g. lirs-cpp,arc-OLTP)"},
     {"--trace-dir", "DIR", OPT_STRING, OFF(trace_dir),
      "default " PC_BENCH_TRACE_DIR},
     {"--no-synth", NULL, OPT_FALSE, OFF(synth), "trace mode only"},
@@ -255,11 +255,11 @@ static int cli_finish(struct bench_opts *o)
         o->var_runs = 1;
         o->var_bytes = 4u << 20;
         o->rss_bytes = 8u << 20;
-        if (strcmp(o->traces, "default") == 0)
-            o->traces = "lirs-cpp";
         if (o->nthreads == 0)
             parse_threads(o, "1,2");
     }
+    if (o->traces == NULL)
+        o->traces = o->quick ? "lirs-cpp" : "all";
     if (o->nthreads == 0)
         for (long t = 1; t <= (ncpu > 0 ? ncpu : 1) && t <= BENCH_MAX_THREADS;
              t++)

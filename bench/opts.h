@@ -30,7 +30,7 @@ struct bench_opts {
     size_t stream_len;    /* pre-generated keys per thread (power of two) */
     unsigned lat_every;   /* latency run: time one op in this many */
     const char *peers;    /* "all" or a list of names */
-    const char *traces;   /* "default", "all", "none" or a list of names */
+    const char *traces;   /* "all", "small", "none" or a list of names */
     const char *trace_dir;
     const char *out_dir;
     const char *lib_clock, *lib_lru;
