@@ -13,7 +13,10 @@
  *               budgets, the epoch domain, the allocator) but no shard, so
  *               no index chunk, entry, ring slot, lock or retirement batch.
  *   separate    two caches of C/2, one per thread: nothing shared at all.
- * Keys are uniform over N (8 bytes, 8-byte values); each cache is first
+ * Keys are uniform over N (8 bytes; values of 8 bytes, or of A..B bytes
+ * with --vlen A-B, each key's length fixed by the key, so that a put and
+ * its victim differ in size as in a real cache; --max-bytes bounds the
+ * cache's bytes, halved for each cache of `separate`); each cache is first
  * filled by cache-aside puts over its thread's stream, so the timed puts
  * of keys not held evict. Prints Mops/s (total over the threads), the
  * median of --runs runs of --ops puts per thread.
@@ -34,7 +37,7 @@
  * reads as a number of transfers.
  *
  * usage: purecache-sharing [--policy clock|frequency] [--keys N]
- *        [--capacity C] [--ops N] [--runs R]
+ *        [--capacity C] [--ops N] [--runs R] [--vlen A-B] [--max-bytes B]
  * Links the CLOCK build's static library (pc__policy_shard_of is internal).
  */
 #define _GNU_SOURCE
@@ -62,7 +65,19 @@ struct conf {
     unsigned int policy;
     uint64_t keys, capacity;
     long ops, runs;
+    unsigned vmin, vmax; /* value lengths, 1..VMAX */
+    uint64_t max_bytes;  /* 0: none */
 };
+
+#define VMAX 4096
+static const unsigned char value_bytes[VMAX]; /* what every value holds */
+static const struct conf *conf;               /* for work's value lengths */
+
+/* Key k's value length. */
+static size_t vlen_of(uint64_t k)
+{
+    return conf->vmin + (size_t)((k >> 17) % (conf->vmax - conf->vmin + 1));
+}
 
 struct worker {
     pc_cache *cache;
@@ -104,14 +119,18 @@ static void *work(void *arg)
     pin(w->cpu);
     pthread_barrier_wait(w->start);
     for (long i = 0; i < w->n; i++)
-        (void)pc_put(w->cache, &w->keys[i], 8, &w->keys[i], 8);
+        (void)pc_put(w->cache, &w->keys[i], 8, value_bytes,
+                     vlen_of(w->keys[i]));
     return NULL;
 }
 
-static pc_cache *cache_new(const struct conf *cf, uint64_t capacity)
+static pc_cache *cache_new(const struct conf *cf, uint64_t capacity,
+                           uint64_t max_bytes)
 {
-    pc_options o = {
-        .capacity = capacity, .policy = cf->policy, .shards = SHARDS};
+    pc_options o = {.capacity = capacity,
+                    .max_bytes = max_bytes,
+                    .policy = cf->policy,
+                    .shards = SHARDS};
     pc_cache *c = NULL;
 
     return pc_create(&o, &c) == PC_OK ? c : NULL;
@@ -149,8 +168,10 @@ static double run(const struct conf *cf, enum arrangement a)
     pthread_barrier_t start;
     double t0, mops = -1;
 
-    c[0] = cache_new(cf, a == SEPARATE ? cf->capacity / 2 : cf->capacity);
-    c[1] = a == SEPARATE ? cache_new(cf, cf->capacity / 2) : c[0];
+    c[0] = a == SEPARATE ? cache_new(cf, cf->capacity / 2, cf->max_bytes / 2)
+                         : cache_new(cf, cf->capacity, cf->max_bytes);
+    c[1] = a == SEPARATE ? cache_new(cf, cf->capacity / 2, cf->max_bytes / 2)
+                         : c[0];
     if (c[0] == NULL || c[1] == NULL)
         goto out;
     for (int t = 0; t < nt; t++) {
@@ -161,7 +182,8 @@ static double run(const struct conf *cf, enum arrangement a)
         if (keys[t] == NULL)
             goto out;
         for (long i = 0; i < fill; i++) /* fill: the timed puts evict */
-            (void)pc_put(c[t], &keys[t][i], 8, &keys[t][i], 8);
+            (void)pc_put(c[t], &keys[t][i], 8, value_bytes,
+                         vlen_of(keys[t][i]));
     }
     pthread_barrier_init(&start, NULL, (unsigned)nt + 1);
     for (int t = 0; t < nt; t++) {
@@ -257,28 +279,40 @@ static bool parse(int argc, char **argv, struct conf *cf)
             cf->ops = strtol(v, NULL, 10);
         else if (strcmp(argv[i], "--runs") == 0)
             cf->runs = strtol(v, NULL, 10);
+        else if (strcmp(argv[i], "--vlen") == 0 &&
+                 sscanf(v, "%u-%u", &cf->vmin, &cf->vmax) != 2)
+            return false;
+        else if (strcmp(argv[i], "--vlen") == 0)
+            continue;
+        else if (strcmp(argv[i], "--max-bytes") == 0)
+            cf->max_bytes = strtoull(v, NULL, 10);
         else
             return false;
     }
     return cf->keys > cf->capacity && cf->capacity >= 2 * SHARDS &&
-           cf->ops > 0 && cf->runs > 0 && cf->runs <= 99;
+           cf->ops > 0 && cf->runs > 0 && cf->runs <= 99 && cf->vmin >= 1 &&
+           cf->vmin <= cf->vmax && cf->vmax <= VMAX;
 }
 
 int main(int argc, char **argv)
 {
-    struct conf cf = {PC_POLICY_DEFAULT, 1000000, 100000, 2000000, 3};
+    struct conf cf = {PC_POLICY_DEFAULT, 1000000, 100000, 2000000, 3, 8, 8, 0};
     double m[NARR][99], xfer[99];
 
     if (!parse(argc, argv, &cf)) {
         fprintf(stderr, "usage: purecache-sharing [--policy clock|frequency] "
-                        "[--keys N] [--capacity C] [--ops N] [--runs R]\n");
+                        "[--keys N] [--capacity C] [--ops N] [--runs R] "
+                        "[--vlen A-B (1..4096)] [--max-bytes B]\n");
         return 2;
     }
-    printf("purecache-sharing: %s, uniform puts of %llu keys, capacity "
-           "%llu, %u shards, %ld puts per thread, median of %ld runs\n",
+    conf = &cf;
+    printf("purecache-sharing: %s, uniform puts of %llu keys, values of "
+           "%u..%u bytes, capacity %llu, max_bytes %llu, %u shards, %ld puts "
+           "per thread, median of %ld runs\n",
            cf.policy == PC_POLICY_FREQUENCY ? "frequency" : "clock",
-           (unsigned long long)cf.keys, (unsigned long long)cf.capacity, SHARDS,
-           cf.ops, cf.runs);
+           (unsigned long long)cf.keys, cf.vmin, cf.vmax,
+           (unsigned long long)cf.capacity, (unsigned long long)cf.max_bytes,
+           SHARDS, cf.ops, cf.runs);
     for (long r = 0; r < cf.runs; r++) { /* interleaved, order alternating */
         xfer[r] = transfer_ns();
         if (xfer[r] < 0) {
