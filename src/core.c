@@ -211,7 +211,14 @@ bool pc__budget_take_within(struct pc_cache *c, bool one_more, uint64_t bytes,
         pc__debug_budget_hook();
 #endif
 
-    /* Sequentially consistent swaps: see pc__budget_room. */
+    /* Sequentially consistent swaps: see pc__budget_room. A claim whose
+     * bytes do not fit fails before it writes the count (a cache whose
+     * byte bound binds before its capacity would write it twice on every
+     * put, a claim and its undoing; the two share a line). */
+    if (one_more && max != 0 &&
+        (bytes > max ||
+         __atomic_load_n(&c->bytes, __ATOMIC_RELAXED) > max - bytes))
+        return false;
     if (one_more) {
         do {
             if (n >= cap)

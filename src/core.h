@@ -85,7 +85,9 @@ struct pc_cache {
     size_t count __attribute__((aligned(64))); /* entries present */
     /* Sum of klen + vlen, less what shards owe while no byte bound is set
      * (the CLOCK build's shards then keep their puts' byte changes to
-     * themselves, shard_state.h); pc__policy_bytes gives the sum. */
+     * themselves), plus their credit under a bound (bytes freed by a
+     * shard's puts, kept for its next ones): shard_state.h;
+     * pc__policy_bytes gives the sum. */
     uint64_t bytes;
     struct pc__flight_table *flights __attribute__((aligned(64)));
     pthread_mutex_t reclaim_lock; /* one pc_reclaim at a time; level 1 */

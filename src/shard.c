@@ -18,19 +18,21 @@
  * the shards (core.h: pc__budget_take): a put of a new key claims one
  * entry and its bytes from the cache-wide counters with compare-and-swap
  * (with no byte bound, the entry only: the shard keeps the byte changes
- * of its puts, shard_state.h), and only if that fails evicts, from its own
- * shard in the policy's order (an expired entry first: from the shard's expiry
- * queue, exq.h, or wherever the policy meets one), until the claim succeeds. So
- * while fewer than capacity entries are present nothing is evicted, whatever
- * the shard count; at capacity one new key evicts one entry; and pc_len and
- * pc_bytes never pass their limits. A shard may hold more or fewer entries than
- * its share. If the put's own shard has nothing left to evict, it releases its
- * lock and evicts from the other shards in turn (one lock at a time; the
- * expired entries of every shard first, a pass for them, then one for live
+ * of its puts; under a bound, bytes its puts freed are its credit for its
+ * next ones, up to a cap: shard_state.h), and only if that fails evicts,
+ * from its own shard in the policy's order (an expired entry first: from
+ * the shard's expiry queue, exq.h, or wherever the policy meets one),
+ * until the claim succeeds. So while fewer than capacity entries are
+ * present nothing is evicted, whatever the shard count; at capacity one
+ * new key evicts one entry; and pc_len and pc_bytes never pass their
+ * limits. A shard may hold more or fewer entries than its share. If the
+ * put's own shard has nothing left to evict, it releases its lock and
+ * evicts from the other shards in turn (one lock at a time; the expired
+ * entries of every shard first, a pass for them, then one for live
  * entries), then starts over. A lowered limit (pc__policy_shrink) removes
- * entries the same way, round robin, a few per lock. Under concurrent puts that
- * race for the last free places a put may evict one entry more than it
- * needed; the counters are touched only by writers.
+ * entries the same way, round robin, a few per lock. Under concurrent puts
+ * that race for the last free places a put may evict one entry more than
+ * it needed; the counters are touched only by writers.
  *
  * A put changes nothing before everything that can fail has succeeded: the
  * entry is allocated before the lock, the policy and the index reserve
@@ -230,6 +232,10 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
         return PC_ENOMEM;
     memset(sc, 0, sizeof *sc);
     sc->nshards = n;
+    /* A shard's credit is at most the bound >> credit_shift: the shards'
+     * together, at most 1/CREDIT_SHARE of it (shard_state.h). */
+    sc->credit_shift = (uint8_t)(__builtin_ctz(CREDIT_SHARE) +
+                                 (n > 1 ? 32 - __builtin_clz(n - 1) : 0));
     sc->pol = pol;
     sc->max_ref = sc->pol->max_ref;
     if (!pc__core_init(&sc->base, opts, n)) {
@@ -334,13 +340,69 @@ pc_status pc__policy_pin(pc_cache *c, const void *key, size_t klen, pc_pin *pin)
     return pc__core_pin(c, shard_lookup, key, klen, pin);
 }
 
-/* ---- bytes a shard owes (shard lock held; shard_state.h) ---- */
+/* ---- bytes a shard owes, or holds as credit (shard lock held;
+ * shard_state.h) ---- */
 
 /* s's entries hold `delta` bytes more (fewer if negative) than the cache's
  * count has been told. */
 static inline void owe(struct shard *s, int64_t delta)
 {
     __atomic_store_n(&s->owed, s->owed + delta, __ATOMIC_RELAXED);
+}
+
+/* Bytes the cache's count holds for s beyond its entries' (its credit). */
+static inline uint64_t credit_of(const struct shard *s)
+{
+    return s->owed < 0 ? (uint64_t)-s->owed : 0;
+}
+
+/* Under a bound (a put that may not owe): `bytes` that a put into s no
+ * longer needs (a smaller replacement's, its victims' beyond its own)
+ * become s's credit, up to the bound >> credit_shift; the rest goes back
+ * to the cache's count. */
+static inline void give_bytes(struct shard_cache *sc, struct shard *s,
+                              uint64_t bytes)
+{
+    int64_t least = -(int64_t)(__atomic_load_n(&sc->base.max_bytes,
+                                               __ATOMIC_RELAXED) >>
+                               sc->credit_shift),
+            owed = s->owed - (int64_t)bytes;
+
+    if (owed < least) {
+        pc__budget_give(&sc->base, 0, (uint64_t)(least - owed));
+        owed = least;
+    }
+    __atomic_store_n(&s->owed, owed, __ATOMIC_RELAXED);
+}
+
+/* Under a bound: claim `bytes` for a put into s from its credit, the rest
+ * from the cache's count (then *claimed is set); false, nothing claimed,
+ * if that would pass the bound. */
+static inline bool take_bytes(pc_cache *c, struct shard *s, uint64_t bytes,
+                              bool *claimed)
+{
+    uint64_t credit = credit_of(s);
+
+    if (credit < bytes) {
+        if (!pc__budget_take(c, false, bytes - credit))
+            return false;
+        *claimed = true;
+        bytes = credit;
+    }
+    owe(s, (int64_t)bytes);
+    return true;
+}
+
+/* Under a bound, s's credit back to the cache's count: a limit being
+ * enforced (shed) counts what the entries hold, and a put that finds no
+ * room anywhere must not be kept out by credit (evict_elsewhere sheds
+ * every other shard; the put's own takes its shard's credit first). */
+static inline void return_credit(pc_cache *c, struct shard *s)
+{
+    if (s->owed < 0 && __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED) != 0) {
+        pc__budget_give(c, 0, credit_of(s));
+        owe(s, -s->owed);
+    }
 }
 
 /* Whether a put into a shard, under its lock, may leave its byte change
@@ -380,10 +442,17 @@ void pc__policy_settle(pc_cache *c)
 }
 
 /* pc__budget_take for a put into s: with no byte bound (owes), only the
- * entry is claimed from the counters, and the bytes are owed. */
+ * entry is claimed from the counters, and the bytes are owed. Under a
+ * bound, a replacement's bytes come from s's credit first; a new key's
+ * claim is all from the counters, as an entry must be (else its victim's
+ * room, passed to it, covers both without a shared write). */
 static inline bool take_room(pc_cache *c, struct shard *s, bool owes,
                              bool one_more, uint64_t bytes)
 {
+    bool claimed = false;
+
+    if (!owes && !one_more && credit_of(s) != 0)
+        return take_bytes(c, s, bytes, &claimed);
     if (!owes)
         return pc__budget_take(c, one_more, bytes);
     if (!pc__budget_take_within(c, one_more, 0, 0))
@@ -453,8 +522,8 @@ static void evicted(struct shard_cache *sc, struct shard *s, struct pc__kv *v,
 /* Remove entries from s (lock held) until the budget has room for one
  * more entry (if need_entry) and `bytes` more bytes, or `max` have gone:
  * only entries its queue finds expired (!live: it stops when none is
- * due), or the policy's victims (expired ones first). Returns how many
- * went. */
+ * due), or the policy's victims (expired ones first); under a bound, s's
+ * credit goes back first. Returns how many went. */
 static __attribute__((noinline)) int
 shed(struct shard_cache *sc, struct shard *s, bool live, bool need_entry,
      uint64_t bytes, int max, struct pc__now now, struct pc__removals *rm)
@@ -462,6 +531,8 @@ shed(struct shard_cache *sc, struct shard *s, bool live, bool need_entry,
     struct pc__kv *v;
     int n = 0;
 
+    if (s->owed < 0 && !pc__budget_room(&sc->base, need_entry, bytes))
+        return_credit(&sc->base, s); /* before any entry goes */
     while (n < max && pc__shard_count(s) > 0 &&
            !pc__budget_room(&sc->base, need_entry, bytes)) {
         if (live)
@@ -560,12 +631,12 @@ claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
             if (owes)
                 owe(s, (int64_t)(bytes - owned)); /* (wraps to < 0) */
             else if (owned > bytes)
-                pc__budget_give(c, 0, owned - bytes);
+                give_bytes(sc, s, owned - bytes);
             ok = true;
             break;
         }
-        if (pc__budget_take(c, false, bytes - owned)) {
-            ok = *claimed = true;
+        if (take_bytes(c, s, bytes - owned, claimed)) {
+            ok = true;
             break;
         }
     }
@@ -630,9 +701,9 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             st = PC_EINVAL;
             goto refused;
         }
-        /* (Under a bound no shard owes: pc_set_max_bytes settled them all
-         * before it set it.) */
-        PC__ASSERT(max == 0 || s->owed == 0);
+        /* (Under a bound no shard owes, it may hold credit: pc_set_max_bytes
+         * settled them all before it set it.) */
+        PC__ASSERT(max == 0 || s->owed <= 0);
         old = pc__index_find(&s->ix, h, key, klen, &old_slot);
         /* An expired old goes as the put commits (or is refused by its
          * conditions): the put is then a new key's, which must first
@@ -671,7 +742,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                 if (size < was && owes)
                     owe(s, -(int64_t)(was - size));
                 else if (size < was)
-                    pc__budget_give(c, 0, was - size);
+                    give_bytes(sc, s, was - size);
                 pc__index_replace_at(&s->ix, old_slot, kv);
             } else if (claim_here(sc, s, old, owes, false, size - was, now, rm,
                                   &evicted, &claimed)) {
@@ -693,6 +764,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             }
             pc__removed(rm, s->w.rc, old, PC_REMOVED_REPLACED);
         } else {
+            if (pc__shard_count(s) == 0 && !owes)
+                return_credit(c, s); /* no victim here to use it */
             if (pc__shard_count(s) == 0 &&
                 !(claimed = take_room(c, s, owes, true, size))) {
                 pc__writer_unlock(c, &s->w);
@@ -799,18 +872,24 @@ void pc__policy_clear(pc_cache *c, struct pc__removals *rm,
     for (uint32_t i = 0; i < sc->nshards; i++) {
         struct shard *s = &sc->shards[i];
         struct sweep sw = {sc, s, rm, {0, 0}, 0, 0};
+        bool absorb;
 
         pc__writer_lock(&s->w);
         sc->pol->each(s->pol, clear_cb, &sw);
         sc->pol->reset(s->pol);
         pc__exq_free(&s->exq);
         s->expiring = 0;
-        /* What s owes absorbs the bytes removed, if it owes any, so that
-         * nothing moves between it and the cache's count (a concurrent
-         * pc_bytes would miss what moved). */
-        pc__budget_give(c, sw.removed, s->owed != 0 ? 0 : sw.bytes);
-        if (s->owed != 0)
+        /* With no bound, what s owes absorbs the bytes removed, if it owes
+         * any, so that nothing moves between it and the cache's count (a
+         * concurrent pc_bytes would miss what moved). Under a bound they
+         * go back to the count, and its credit with them. */
+        absorb = s->owed != 0 &&
+                 __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED) == 0;
+        pc__budget_give(c, sw.removed, absorb ? 0 : sw.bytes);
+        if (absorb)
             owe(s, -(int64_t)sw.bytes);
+        else
+            return_credit(c, s);
         pc__leases_break(s->w.leases, 0, true);
         pc__writer_unlock(c, &s->w);
         *w = &s->w;

@@ -745,6 +745,83 @@ Test(limits, bytes_add_up_with_values_of_many_sizes_and_a_flipping_bound)
     pc_destroy(m.c);
 }
 
+/* Under a byte bound a shard of the CLOCK build keeps the bytes its puts
+ * free (victims' beyond the new entry's, a smaller replacement's) as credit
+ * for its next puts, so that puts of values of different sizes do not all
+ * write the cache's byte count; the shards together keep at most 1/128 of
+ * the bound (shard_state.h). So a cache filled under a bound, by two
+ * writers of 1..64-byte values with deletes, then by new keys, holds all
+ * of it but that and one put's size (the exact LRU, which keeps no credit:
+ * all but one put's size), also after new keys of small values that
+ * each evict a larger entry; its bytes add up; a put of the whole bound
+ * evicts everything else and fits (credit that other shards held must not
+ * keep it out); a clear leaves the cache's count at 0, credit included;
+ * and a lowered bound evicts down to it, not further by the credit shards
+ * held. */
+static void fill_new_keys(struct byte_model *m, uint64_t from, int n,
+                          size_t vlen)
+{
+    unsigned char val[64] = {0};
+
+    for (uint64_t k = from; k < from + (uint64_t)n; k++) {
+        cr_assert_eq(pc_put(m->c, &k, sizeof k, val, vlen), PC_OK);
+        __atomic_add_fetch(&m->added, sizeof k + vlen, __ATOMIC_RELAXED);
+    }
+}
+
+Test(limits, a_byte_bound_is_used_but_for_the_credit_its_shards_keep,
+     .timeout = 60)
+{
+    enum { MAX = 64 << 10, PUT = 8 + 64 };
+    const uint64_t slack = MAX / 128 + PUT;
+    struct byte_model m = {NULL, 0, 0, 1, 0};
+    pc_options o = test_opts(100000); /* the bound binds, not the count */
+    static unsigned char whole[MAX - 8];
+    uint64_t k = UINT64_MAX;
+    pthread_t w[2];
+
+    o.max_bytes = MAX;
+    o.on_removal = count_removed;
+    o.removal_ctx = &m;
+    cr_assert_eq(pc_create(&o, &m.c), PC_OK);
+    for (int i = 0; i < 2; i++)
+        pthread_create(&w[i], NULL, model_writer, &m);
+    for (int i = 0; i < 2; i++)
+        pthread_join(w[i], NULL);
+    /* New keys of 64-byte values, then of 1-byte values: each of those
+     * evicts a larger entry, and its shard has bytes to spare. */
+    fill_new_keys(&m, 1u << 20, 2000, 64);
+    fill_new_keys(&m, 4u << 20, 2000, 1);
+    assert_bytes_add_up(&m, "filled");
+    cr_assert_leq(pc_bytes(m.c), MAX);
+    cr_assert_geq(pc_bytes(m.c), MAX - slack, "%lu of %d bytes used",
+                  (unsigned long)pc_bytes(m.c), MAX);
+
+    cr_assert_eq(pc_put(m.c, &k, sizeof k, whole, sizeof whole), PC_OK);
+    __atomic_add_fetch(&m.added, (uint64_t)MAX, __ATOMIC_RELAXED);
+    cr_assert_eq(pc_len(m.c), 1);
+    cr_assert_eq(pc_bytes(m.c), MAX);
+    assert_bytes_add_up(&m, "the whole bound put");
+
+    model_puts(&m, 5, 20000);
+    fill_new_keys(&m, 2u << 20, 2000, 1);
+    pc_clear(m.c);
+    cr_assert_eq(pc_bytes(m.c), 0);
+    cr_assert_eq(__atomic_load_n(&m.c->bytes, __ATOMIC_RELAXED), 0,
+                 "the cache's count holds %lu bytes after a clear",
+                 (unsigned long)m.c->bytes);
+    cr_assert_eq(m.removed, m.added);
+
+    model_puts(&m, 6, 20000);
+    fill_new_keys(&m, 3u << 20, 2000, 1);
+    cr_assert_eq(pc_set_max_bytes(m.c, MAX / 2), PC_OK);
+    cr_assert_leq(pc_bytes(m.c), MAX / 2);
+    cr_assert_geq(pc_bytes(m.c), MAX / 2 - PUT, "%lu bytes left under %d",
+                  (unsigned long)pc_bytes(m.c), MAX / 2);
+    assert_bytes_add_up(&m, "shrunk");
+    pc_destroy(m.c);
+}
+
 /* A capacity whose share per shard passes a shard's limit is refused by
  * pc_set_capacity as by pc_create (clock: 2^32 - 3 entries a shard;
  * frequency: 2^26 - 1), with nothing changed. lru: a capacity past what
