@@ -378,8 +378,8 @@ static inline void give_bytes(struct shard_cache *sc, struct shard *s,
 /* Under a bound: claim `bytes` for a put into s from its credit, the rest
  * from the cache's count (then *claimed is set); false, nothing claimed,
  * if that would pass the bound. */
-static inline bool take_bytes(pc_cache *c, struct shard *s, uint64_t bytes,
-                              bool *claimed)
+static __attribute__((noinline)) bool take_bytes(pc_cache *c, struct shard *s,
+                                                 uint64_t bytes, bool *claimed)
 {
     uint64_t credit = credit_of(s);
 
@@ -397,7 +397,8 @@ static inline bool take_bytes(pc_cache *c, struct shard *s, uint64_t bytes,
  * enforced (shed) counts what the entries hold, and a put that finds no
  * room anywhere must not be kept out by credit (evict_elsewhere sheds
  * every other shard; the put's own takes its shard's credit first). */
-static inline void return_credit(pc_cache *c, struct shard *s)
+static __attribute__((noinline, cold)) void return_credit(pc_cache *c,
+                                                          struct shard *s)
 {
     if (s->owed < 0 && __atomic_load_n(&c->max_bytes, __ATOMIC_RELAXED) != 0) {
         pc__budget_give(c, 0, credit_of(s));
@@ -764,7 +765,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             }
             pc__removed(rm, s->w.rc, old, PC_REMOVED_REPLACED);
         } else {
-            if (pc__shard_count(s) == 0 && !owes)
+            if (pc__shard_count(s) == 0 && !owes && s->owed < 0)
                 return_credit(c, s); /* no victim here to use it */
             if (pc__shard_count(s) == 0 &&
                 !(claimed = take_room(c, s, owes, true, size))) {

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core.h"
 #include "hash.h"
 #include "testlib.h"
 
@@ -291,7 +292,6 @@ Test(limits, set_capacity_shrinks_now_and_grows_at_once)
 }
 
 #ifdef PC_DEBUG
-#include "core.h"
 
 /* A put stalled inside its budget claim, after it read the old limits,
  * while another thread lowers a limit (debug builds' hook): the shrink may
