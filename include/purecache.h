@@ -385,7 +385,9 @@ typedef struct pc_put_args { /* zero-initialise */
  *    key's shard; if it has nothing left to evict, in the others, the
  *    expired entries of every shard first); an entry larger than the bound
  *    by itself is refused (PC_EINVAL, nothing changed). pc_bytes never
- *    exceeds the bound.
+ *    exceeds the bound. (clock and frequency: a shard keeps bytes its puts
+ *    freed for its next puts, at most 1/128 of the bound over all shards,
+ *    so a put may evict while that much of the bound is unused: README.)
  *  - Expiry: the entry is visible strictly before now + ttl (args->ttl_ms,
  *    else the cache's ttl_ms; none if both are 0 or args->ttl_ms is
  *    PC_TTL_NEVER), on the cache's clock; a ttl that overflows saturates
