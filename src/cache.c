@@ -197,6 +197,12 @@ pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes)
 #endif
     was = __atomic_exchange_n(&cache->max_bytes, max_bytes,
                               __ATOMIC_SEQ_CST); /* idem */
+    /* A lower bound: puts between the settling above and the store kept
+     * credit capped by the old bound (clock, frequency: shard_state.h);
+     * take it back, so that the shrink counts only what the entries hold
+     * and credit from here on is capped by the new bound. */
+    if (max_bytes != 0 && was != 0 && max_bytes < was)
+        pc__policy_settle(cache);
     /* Trim only under a bound that binds: under a byte bound the tables
      * are sized by the entries held, and a cache that holds few (after
      * deletes) below a new bound would rebuild them only to grow them

@@ -450,10 +450,10 @@ void pc__policy_settle(pc_cache *c)
 static inline bool take_room(pc_cache *c, struct shard *s, bool owes,
                              bool one_more, uint64_t bytes)
 {
-    bool claimed = false;
+    bool counted = false; /* (the caller treats any success as claimed) */
 
     if (!owes && !one_more && credit_of(s) != 0)
-        return take_bytes(c, s, bytes, &claimed);
+        return take_bytes(c, s, bytes, &counted);
     if (!owes)
         return pc__budget_take(c, one_more, bytes);
     if (!pc__budget_take_within(c, one_more, 0, 0))

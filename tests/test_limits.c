@@ -555,10 +555,74 @@ Test(limits, a_put_racing_a_bound_being_set_owes_nothing_under_it)
     pc__debug_owe_hook = NULL;
     pc__debug_settled_hook = NULL;
     /* A second put into that shard, under the bound: PC__ASSERT(max ==
-     * 0 || s->owed == 0) in pc__policy_put. */
+     * 0 || s->owed <= 0) in pc__policy_put. */
     cr_assert_eq(put_u64(l.c, op.key, 8), PC_OK);
     cr_assert_eq(pc_bytes(l.c), 11 * 16);
     pc_destroy(l.c);
+}
+
+/* Puts that free bytes while pc_set_max_bytes lowers the bound, after it
+ * settled the shards and before it stores the new bound, keep credit
+ * capped by the old bound (shard_state.h). The setter must take it back
+ * once the new bound is stored (helper-48: it did not, so the shrink
+ * evicted 20 entries of shard 0 to make room that the other shards'
+ * credit held, and with shard 0 filled again 2104 of the new 8 KiB bound
+ * stayed idle, against its cap of 64). Here shards 1-3 replace twelve
+ * 1 KiB values with 1-byte ones in that window, and the cache then holds
+ * 100 * 64 + 12 * 9 bytes, under the new bound: nothing is evicted, and
+ * new keys fill it to within its cap and a put's size. */
+static void *set_small_bound(void *p)
+{
+    cr_assert_eq(pc_set_max_bytes(p, 8 << 10), PC_OK);
+    return NULL;
+}
+
+Test(limits, a_bound_lowered_while_puts_free_bytes_takes_their_credit_back)
+{
+    static const unsigned char val[1024];
+    pc_options o = test_opts(100000);
+    struct pc__hash_seed seed;
+    uint64_t keys[12], k = 0;
+    pthread_t setter;
+
+    o.shards = 4;
+    o.hash_seed = 0xfeedULL;
+    o.max_bytes = 1 << 20;
+    pc__hash_seed_init(&seed, o.hash_seed);
+    pc_cache *c = make_cache_opts(&o);
+    for (int i = 0; i < 12; i++) { /* four in each of shards 1-3 */
+        keys[i] = 1000000 * (uint64_t)(i / 4 + 1) + (uint64_t)i;
+        while (shard4(&seed, keys[i]) != (unsigned)(i / 4 + 1))
+            keys[i] += 16;
+        cr_assert_eq(pc_put(c, &keys[i], 8, val, 1024), PC_OK);
+    }
+    for (int i = 0; i < 100; i++, k++) { /* 100 in shard 0 */
+        while (shard4(&seed, k) != 0)
+            k++;
+        cr_assert_eq(pc_put(c, &k, 8, val, 56), PC_OK);
+    }
+    settled_st = (struct stall){1, 0, 0};
+    pc__debug_settled_hook = settled_stall;
+    pthread_create(&setter, NULL, set_small_bound, c);
+    while (!__atomic_load_n(&settled_st.entered, __ATOMIC_ACQUIRE))
+        sched_yield();
+    for (int i = 0; i < 12; i++) /* the old bound still visible */
+        cr_assert_eq(pc_put(c, &keys[i], 8, val, 1), PC_OK);
+    __atomic_store_n(&settled_st.release, 1, __ATOMIC_RELEASE);
+    pthread_join(setter, NULL);
+    pc__debug_settled_hook = NULL;
+    cr_assert_eq(stats(c).evictions, 0, "the lower evicted %lu",
+                 (unsigned long)stats(c).evictions);
+    cr_assert_eq(pc_bytes(c), 100 * 64 + 12 * 9);
+    for (int i = 0; i < 2000; i++, k++) {
+        while (shard4(&seed, k) != 0)
+            k++;
+        cr_assert_eq(pc_put(c, &k, 8, val, 56), PC_OK);
+    }
+    cr_assert_leq(pc_bytes(c), 8 << 10);
+    cr_assert_geq(pc_bytes(c), (8 << 10) - (8 << 10) / 128 - 64,
+                  "%lu of %d bytes held", (unsigned long)pc_bytes(c), 8 << 10);
+    pc_destroy(c);
 }
 #endif
 
