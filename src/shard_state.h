@@ -55,10 +55,10 @@ struct shard {
      * cap goes back. So the entries never pass the bound (the counter
      * holds their bytes and the credit, within it), and hold all of it but
      * at most the credit. A limit being enforced takes a shard's credit
-     * back first (shed), as does pc_clear. (purecache-sharing, two threads'
-     * uniform puts of 8-15-byte values, bounds of 1.5 MB (binding before
-     * the capacity) and 4 MB: 2.44 and 2.33 Mops/s without credit, 3.06 and
-     * 3.01 with it, 3.09 with no bound.) */
+     * back first (shed), as do pc_clear and a lowered bound's setter.
+     * (purecache-sharing, two threads' uniform puts of 8-15-byte values,
+     * bounds of 1.5 MB (binding before the capacity) and 4 MB: 2.29-2.44
+     * Mops/s without credit, 2.96-3.06 with it, 3.04-3.13 with no bound.) */
     int64_t owed;
     void *pol;          /* the policy's state */
     struct pc__exq exq; /* its entries that can expire (writer lock) */
