@@ -233,8 +233,8 @@ pc_status pc__policy_create(const pc_options *opts, pc_cache **out)
     memset(sc, 0, sizeof *sc);
     sc->nshards = n;
     /* A shard's credit is at most the bound >> credit_shift: the shards'
-     * together, at most 1/CREDIT_SHARE of it (shard_state.h). */
-    sc->credit_shift = (uint8_t)(__builtin_ctz(CREDIT_SHARE) +
+     * together, at most 1/PC__CREDIT_SHARE of it (shard_state.h). */
+    sc->credit_shift = (uint8_t)(__builtin_ctz(PC__CREDIT_SHARE) +
                                  (n > 1 ? 32 - __builtin_clz(n - 1) : 0));
     sc->pol = pol;
     sc->max_ref = sc->pol->max_ref;

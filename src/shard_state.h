@@ -50,7 +50,7 @@ struct shard {
      * bytes the counter holds for it beyond its entries'. A put that needs
      * fewer bytes than its victims freed (or than the value it replaces)
      * keeps the difference as credit, up to the bound >> credit_shift (the
-     * shards together, 1/CREDIT_SHARE of the bound), and one that needs
+     * shards together, 1/PC__CREDIT_SHARE of the bound), and one that needs
      * more takes it from its credit before the counter; what passes the
      * cap goes back. So the entries never pass the bound (the counter
      * holds their bytes and the credit, within it), and hold all of it but
@@ -81,9 +81,9 @@ static inline size_t pc__shard_count(const struct shard *s)
  * the zipf get mix: this machine's noise, but the same way each time.) */
 _Static_assert(sizeof(struct shard) == 256, "a shard is four cache lines");
 
-/* Under a byte bound the shards together keep at most 1/CREDIT_SHARE of it
+/* Under a byte bound the shards together keep at most 1/PC__CREDIT_SHARE of it
  * as credit (struct shard, owed). */
-#define CREDIT_SHARE 128u
+#define PC__CREDIT_SHARE 128u
 
 struct shard_cache {
     struct pc_cache base;
