@@ -81,8 +81,8 @@ static inline size_t pc__shard_count(const struct shard *s)
  * the zipf get mix: this machine's noise, but the same way each time.) */
 _Static_assert(sizeof(struct shard) == 256, "a shard is four cache lines");
 
-/* Under a byte bound the shards together keep at most 1/PC__CREDIT_SHARE of it
- * as credit (struct shard, owed). */
+/* Under a byte bound the shards together keep at most 1/PC__CREDIT_SHARE
+ * of it as credit (struct shard, owed). */
 #define PC__CREDIT_SHARE 128u
 
 struct shard_cache {
