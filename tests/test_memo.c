@@ -22,6 +22,10 @@ struct slow_loader {
     int fail_with;    /* 0: succeed */
     unsigned usleeps; /* how long a load takes */
     uint64_t value;
+    /* If set, a load first waits until *arrived reaches `crowd` (every
+     * caller of a crowd is at its pc_get_or_load), then takes usleeps. */
+    int *arrived;
+    int crowd;
 };
 
 static int slow_load(void *ctx, const void *key, size_t klen, pc_sink *out)
@@ -31,6 +35,9 @@ static int slow_load(void *ctx, const void *key, size_t klen, pc_sink *out)
     (void)key;
     (void)klen;
     __atomic_add_fetch(&l->calls, 1, __ATOMIC_SEQ_CST);
+    while (l->arrived != NULL &&
+           __atomic_load_n(l->arrived, __ATOMIC_ACQUIRE) < l->crowd)
+        usleep(1000);
     usleep(l->usleeps);
     if (l->fail_with)
         return l->fail_with;
@@ -43,6 +50,7 @@ struct crowd {
     pc_cache *c;
     struct slow_loader *l;
     pthread_barrier_t start;
+    int arrived; /* members at their call (atomic) */
     pc_status st[CROWD];
     uint64_t got[CROWD];
     int err[CROWD];
@@ -60,6 +68,7 @@ static void *crowd_member(void *p)
     size_t n = 0;
 
     pthread_barrier_wait(&cr->start);
+    __atomic_add_fetch(&cr->arrived, 1, __ATOMIC_RELEASE);
     cr->st[a->i] =
         pc_get_or_load(cr->c, "hot", 3, slow_load, cr->l, &cr->got[a->i],
                        sizeof cr->got[a->i], &n, &cr->err[a->i]);
@@ -105,6 +114,13 @@ Test(memo, loader_error_reaches_every_waiter_and_nothing_is_cached)
 {
     struct slow_loader l = {.usleeps = 100000, .fail_with = 42};
     struct crowd cr = {.c = make_cache(16), .l = &l};
+
+    /* A failed load caches nothing, so a member that reached its call
+     * only after the flight ended would load again (it did once, on a
+     * loaded CI machine, 100 ms after the barrier): the load waits until
+     * every member is at its call, then 100 ms more for them to join. */
+    l.arrived = &cr.arrived;
+    l.crowd = CROWD;
     pc_stats s;
     uint64_t v;
     int err = 0;
