@@ -389,8 +389,13 @@ void pc__reclaimer_after_unlock(struct pc__reclaimer *r,
 
 void pc__reclaimer_drain_detach(struct pc__reclaimer *r)
 {
-    run_stack(r, &r->safe); /* already past their grace period */
+    /* The open batch first: deferring it may set an old bucket aside onto
+     * `safe` (pc__reclaimer_defer), which this drain must run too; run
+     * before it, a shard that saw no write while the epoch moved on by a
+     * multiple of four kept that bucket after pc_reclaim (a whole
+     * pc_clear's worth: test_grace). */
     close_open(r);
+    run_stack(r, &r->safe); /* already past their grace period */
     spill_append(&r->drain_spill, &r->drain_spill_tail, r->spill,
                  r->spill_tail);
     r->spill = r->spill_tail = NULL;

@@ -402,6 +402,43 @@ Test(grace, a_drain_frees_what_paced_polls_left_half_handed_over)
     paced_teardown(&d, r, base);
 }
 
+/* A drain covers what its own detach sets aside. A shard defers a full
+ * batch at epoch e0, retires one entry more into its open batch, then sees
+ * no write while other writers move the epoch on by four: the drain's
+ * deferral of the open batch lands in e0's bucket, which it must first set
+ * aside (safe) onto the list the drain runs. Before the fix (the list ran
+ * before the open batch was deferred) the 128 entries stayed after
+ * pc_reclaim, until the shard's next write. */
+Test(grace, a_drain_frees_what_its_own_deferral_sets_aside)
+{
+    struct pc__domain d;
+    struct pc__reclaimer *r;
+    unsigned int e0;
+    long base;
+    bool step;
+
+    r = paced_setup(&d, &base);
+    for (int i = 0; i < PC__RETIRE_BATCH_ITEMS; i++)
+        pc__reclaimer_retire(r, entry_new());
+    cr_assert_eq(poll_and_free(r, &step), 0); /* deferred, nothing due */
+    e0 = __atomic_load_n(&d.epoch.epoch, __ATOMIC_RELAXED);
+    pc__reclaimer_retire(r, entry_new()); /* the open batch: one entry */
+    cr_assert_eq(poll_and_free(r, &step), 0);
+    cr_assert_eq(pending_of(r), PC__RETIRE_BATCH_ITEMS); /* (per batch) */
+    for (int i = 0; i < 4; i++) /* other writers' steps */
+        cr_assert(pc__grace_step(&d, false));
+    cr_assert_eq(__atomic_load_n(&d.epoch.epoch, __ATOMIC_RELAXED), e0 + 4);
+    pc__reclaimer_drain_detach(r);
+    cr_assert(pc__grace_wait(&d));
+    pc__reclaimer_free(r, pc__reclaimer_drain_finish(r));
+    cr_assert_eq(pending_of(r), 0, "%llu pending after the drain",
+                 (unsigned long long)pending_of(r));
+    pc__reclaimer_trim(r);
+    cr_assert_eq(pc__alloc_live() - base, 1, "%ld left besides the reclaimer",
+                 pc__alloc_live() - base - 1);
+    paced_teardown(&d, r, base);
+}
+
 /* Large entries: what waits is bounded in bytes too (PC__READY_MAX_BYTES),
  * so a few hundred large values are not left for hundreds of writes. */
 Test(grace, paced_frees_let_at_most_a_mebibyte_wait)
