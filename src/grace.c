@@ -111,12 +111,16 @@ static uint64_t monotonic_ns(void)
 static void step_all(void)
 {
     struct pc__domain *d;
-    uint64_t now = monotonic_ns(), stamp;
+    uint64_t now, stamp;
     unsigned int held = 0;
     bool ok;
 
     if (pthread_mutex_trylock(&pace_lock) != 0)
         return;
+    /* Read under pace_lock: a time read before it may be older than the
+     * last step's, and the unsigned difference below would then wrap and
+     * let a second step (a second barrier) follow at once. */
+    now = monotonic_ns();
     if (now - __atomic_load_n(&pace_last_ns, __ATOMIC_RELAXED) < PACE_NS) {
         pthread_mutex_unlock(&pace_lock);
         return;
