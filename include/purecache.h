@@ -271,7 +271,13 @@ typedef struct pc_stats {
     uint64_t pending;       /* removed entries not yet freed (waiting for
                                readers, for later writes to free them, or
                                pinned); any call that takes a writer lock,
-                               a failing one too, may free some */
+                               a failing one too, may free some. Counted
+                               a batch at a time: each writer lock's (a
+                               CLOCK or frequency shard's, the exact-LRU
+                               cache's) last removals, up to 127 entries
+                               or 1 MiB, are not counted until their
+                               batch closes (a later removal, or
+                               pc_reclaim, which frees them) */
     uint64_t pending_bytes; /* their allocated bytes */
 } pc_stats;
 
