@@ -44,7 +44,7 @@
  * fork(). A pthread_atfork child handler (registered with the key)
  * releases, in every live domain, every record the forking thread does not
  * own: those threads do not exist in the child, and one that was inside a
- * read section (a pin) would otherwise block every grace period there.
+ * read section would otherwise block every grace period there.
  * The prepare handler holds the live lock and every registry lock across
  * fork(), so the child sees no list half-changed (domain.c).
  *
@@ -53,7 +53,9 @@
  * pc__read_leave stores `active` back. That is all a read pays: no atomic
  * read-modify-write, no write to a line another thread writes (ck_epoch's
  * own TSO variant uses an atomic exchange on the record instead). Sections
- * nest (pins).
+ * nest (`active` counts them). A pin is not a section: it is an entry in
+ * the cache's pin table (pin.h), which keeps a pinned entry's memory past
+ * its grace period instead of holding the grace period back.
  *
  * Statistics. Per-thread counters live in the record, written only by the
  * owning thread (PC__COUNTER_INC), summed under the registry lock.

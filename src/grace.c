@@ -213,6 +213,7 @@ bool pc__grace_wait(struct pc__domain *d)
         }
         if (a == ADVANCED) {
             wait_ns = 0;
+            failures = 0; /* "a few tries": in a row */
             continue;
         }
         /* No barrier to be had (see "Failure"): give up rather than wait
