@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #include "core.h"
@@ -224,11 +225,15 @@ Test(listener, concurrent_removals_are_each_reported_once)
  * entry.h): the listener's queue reuses the header of every replaced entry
  * while readers may still be reading it. A reader that meets one must look
  * the key up again: it never misses the key and always reads one of the
- * values put. */
+ * values put. The writer starts once every reader has read (readers that
+ * get no CPU until the last put would otherwise read nothing at all). */
+#define READERS 2
+
 struct replacing {
     pc_cache *c;
     uint64_t puts;
     bool stop;
+    unsigned int ready; /* readers that have read once */
     uint64_t misses, wrong, reads, failed_puts;
 };
 
@@ -238,6 +243,8 @@ static void *replace_one_key(void *p)
     pc_put_args a = {.ttl_ms = 1000000000}; /* 11.6 days: near (entry.h) */
     uint64_t k = 7;
 
+    while (__atomic_load_n(&r->ready, __ATOMIC_ACQUIRE) < READERS)
+        sched_yield();
     for (uint64_t i = 1; i <= r->puts; i++)
         if (pc_put_ex(r->c, &k, sizeof k, &i, sizeof i, &a) != PC_OK)
             r->failed_puts++; /* (asserted by the test's thread) */
@@ -257,7 +264,8 @@ static void *read_one_key(void *p)
             misses++;
         else if (v == 0 || v > r->puts)
             wrong++;
-        reads++;
+        if (reads++ == 0)
+            __atomic_add_fetch(&r->ready, 1, __ATOMIC_RELEASE);
     }
     __atomic_add_fetch(&r->misses, misses, __ATOMIC_RELAXED);
     __atomic_add_fetch(&r->wrong, wrong, __ATOMIC_RELAXED);
@@ -270,7 +278,7 @@ static void replaced_under_readers(bool own_clock)
     struct tally t = {0};
     struct replacing r = {.puts = 200000};
     pc_options o = test_opts(64);
-    pthread_t th[3];
+    pthread_t th[1 + READERS];
     uint64_t k = 7, first = r.puts; /* a value the readers accept */
     pc_put_args a = {.ttl_ms = 1000000000};
 
@@ -283,10 +291,10 @@ static void replaced_under_readers(bool own_clock)
     /* Readers on the default clock take the ticker's time (core.h's
      * shortcut), the others call the cache's clock. */
     cr_assert_eq(r.c->vis == &pc__ticker_clock.vis, !own_clock);
-    pthread_create(&th[1], NULL, read_one_key, &r);
-    pthread_create(&th[2], NULL, read_one_key, &r);
-    pthread_create(&th[0], NULL, replace_one_key, &r);
-    for (int i = 0; i < 3; i++)
+    for (int i = 1; i <= READERS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, read_one_key, &r), 0);
+    cr_assert_eq(pthread_create(&th[0], NULL, replace_one_key, &r), 0);
+    for (int i = 0; i <= READERS; i++)
         pthread_join(th[i], NULL);
     cr_assert_eq(r.failed_puts, 0);
     cr_assert_eq(r.misses, 0, "%lu of %lu reads missed a present key",
@@ -294,7 +302,7 @@ static void replaced_under_readers(bool own_clock)
     cr_assert_eq(r.wrong, 0, "%lu reads saw a value never put",
                  (unsigned long)r.wrong);
     cr_assert_eq(t.removed, r.puts, "every replaced entry reported once");
-    cr_assert(r.reads > 0);
+    cr_assert(r.reads >= READERS); /* (the writer waited for them) */
     pc_destroy(r.c);
 }
 
