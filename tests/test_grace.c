@@ -373,6 +373,21 @@ Test(grace, paced_frees_spread_a_grace_period_over_writes_and_bound_the_rest)
 
 /* pc_reclaim's drain frees a batch that polls left half handed over from
  * where it stands, and nothing waits after it. */
+/* pc_reclaim's sequence on r (pc__core_reclaim): then nothing is pending,
+ * and only the reclaimer itself is still allocated. */
+static void drain_and_check_empty(struct pc__domain *d, struct pc__reclaimer *r,
+                                  long base)
+{
+    pc__reclaimer_drain_detach(r);
+    cr_assert(pc__grace_wait(d));
+    pc__reclaimer_free(r, pc__reclaimer_drain_finish(r));
+    cr_assert_eq(pending_of(r), 0, "%llu pending after the drain",
+                 (unsigned long long)pending_of(r));
+    pc__reclaimer_trim(r);
+    cr_assert_eq(pc__alloc_live() - base, 1, "%ld left besides the reclaimer",
+                 pc__alloc_live() - base - 1);
+}
+
 Test(grace, a_drain_frees_what_paced_polls_left_half_handed_over)
 {
     struct pc__domain d;
@@ -389,16 +404,9 @@ Test(grace, a_drain_frees_what_paced_polls_left_half_handed_over)
         pc__reclaimer_retire(r, entry_new());
     cr_assert_eq(pending_of(r),
                  2 * PC__RETIRE_BATCH_ITEMS - 5 * PC__FREE_QUOTA);
-    pc__reclaimer_drain_detach(r);
-    cr_assert(pc__grace_wait(&d));
-    pc__reclaimer_free(r, pc__reclaimer_drain_finish(r));
+    drain_and_check_empty(&d, r, base);
     cr_assert_eq(r->ready_n, 0);
     cr_assert_eq(r->ready_bytes, 0);
-    cr_assert_eq(pending_of(r), 0, "%llu pending",
-                 (unsigned long long)pending_of(r));
-    pc__reclaimer_trim(r);
-    cr_assert_eq(pc__alloc_live() - base, 1, "%ld left besides the reclaimer",
-                 pc__alloc_live() - base - 1);
     paced_teardown(&d, r, base);
 }
 
@@ -428,14 +436,7 @@ Test(grace, a_drain_frees_what_its_own_deferral_sets_aside)
     for (int i = 0; i < 4; i++) /* other writers' steps */
         cr_assert(pc__grace_step(&d, false));
     cr_assert_eq(__atomic_load_n(&d.epoch.epoch, __ATOMIC_RELAXED), e0 + 4);
-    pc__reclaimer_drain_detach(r);
-    cr_assert(pc__grace_wait(&d));
-    pc__reclaimer_free(r, pc__reclaimer_drain_finish(r));
-    cr_assert_eq(pending_of(r), 0, "%llu pending after the drain",
-                 (unsigned long long)pending_of(r));
-    pc__reclaimer_trim(r);
-    cr_assert_eq(pc__alloc_live() - base, 1, "%ld left besides the reclaimer",
-                 pc__alloc_live() - base - 1);
+    drain_and_check_empty(&d, r, base);
     paced_teardown(&d, r, base);
 }
 
