@@ -463,8 +463,10 @@ PC_API size_t pc_expire(pc_cache *cache);
 
 /*
  * Number of entries present (expired ones not yet removed included). Never
- * exceeds pc_capacity. Under concurrent writes it may lag by the writes in
- * flight; exact when the cache is quiescent. 0 for a NULL cache.
+ * exceeds pc_capacity, except while a pc_set_capacity that lowers it runs
+ * (the new capacity is published first, then entries are evicted down to
+ * it before that call returns). Under concurrent writes it may lag by the
+ * writes in flight; exact when the cache is quiescent. 0 for a NULL cache.
  * Thread-safety: any thread. Progress: wait-free.
  */
 PC_API size_t pc_len(const pc_cache *cache);
@@ -474,7 +476,8 @@ PC_API size_t pc_len(const pc_cache *cache);
 PC_API size_t pc_capacity(const pc_cache *cache);
 
 /* Sum of klen + vlen over the entries present (expired ones not yet removed
- * included); never above a non-zero byte bound. Under concurrent writes it
+ * included); never above a non-zero byte bound, except while a
+ * pc_set_max_bytes that lowers it runs (as pc_len). Under concurrent writes it
  * may lag by the writes in flight; exact when the cache is quiescent. 0 for
  * a NULL cache. Thread-safety: any thread. Progress: wait-free (clock,
  * frequency: O(shards), the cache's count plus what each shard keeps to
