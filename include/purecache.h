@@ -190,7 +190,11 @@ typedef enum pc_removal_cause {
  * released every lock it took and before it returns. key and val are the
  * entry's bytes, valid only during the call. It may call the cache,
  * including pc_put (the removals that causes are reported after this call
- * returns, in a loop, not by recursion), but not pc_destroy.
+ * returns, in a loop, not by recursion), but not pc_destroy. It runs with
+ * cancellation disabled: a pthread_cancel request that arrives before or
+ * during it is acted upon at the caller's next cancellation point after
+ * the purecache call returns (a listener is not one of the library's
+ * cancellation points; see "Cancellation" above).
  */
 typedef void pc_removal_fn(void *ctx, const void *key, size_t klen,
                            const void *val, size_t vlen,
@@ -232,7 +236,11 @@ typedef struct pc_options {
     uint64_t ttl_ms;
     /* The cache's clock, in ms (any origin, never decreasing). Called on
      * the calling thread, with no lock held, by any call that needs the
-     * time; must be thread-safe and must not call the cache.
+     * time (a get of an entry that expires: every such hit); must be
+     * thread-safe, must not call the cache, and must not reach a
+     * cancellation point (it runs with the caller's cancellation state,
+     * in the middle of a call that may hold memory it has not yet
+     * published).
      * NULL = the default clock: CLOCK_MONOTONIC_COARSE as read by one
      * thread per process (the "ticker", named pc-ticker) every few ms (the
      * clock's resolution, 4 ms at HZ = 250), so that a hit reads the time

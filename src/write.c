@@ -4,6 +4,8 @@
  */
 #include "write.h"
 
+#include <pthread.h>
+
 #include "core.h"
 #include "retire.h"
 
@@ -74,6 +76,7 @@ void pc__removals_report(pc_cache *c, struct pc__removals *rm,
 {
     struct notifier self, *n;
     struct pc__kv *done = NULL, *done_tail = NULL;
+    int cancel_state;
 
     PC__ASSERT(rm->head != NULL);
     for (n = running; n != NULL; n = n->outer) {
@@ -90,6 +93,11 @@ void pc__removals_report(pc_cache *c, struct pc__removals *rm,
             return;
         }
     }
+    /* The listener is the caller's code but not a cancellation point of
+     * ours (purecache.h, "Cancellation"): a thread cancelled inside it
+     * would leave `running` on a dead frame and never retire the entries
+     * still queued (they leak), nor finish the call (pc_delete's detach). */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     self = (struct notifier){running, c, rm};
     running = &self;
     while (rm->head != NULL) {
@@ -113,4 +121,5 @@ void pc__removals_report(pc_cache *c, struct pc__removals *rm,
     }
     running = self.outer;
     retire_all(w, done, c);
+    pthread_setcancelstate(cancel_state, NULL);
 }

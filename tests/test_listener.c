@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "core.h"
 #include "testlib.h"
@@ -316,4 +317,69 @@ Test(listener, readers_of_a_key_replaced_under_a_listener_never_miss_it)
 Test(listener, the_same_on_the_default_clock)
 {
     replaced_under_readers(false);
+}
+
+/* A listener is not a cancellation point of the library's (purecache.h,
+ * "Cancellation"): a listener that reaches one (here usleep, as a logging
+ * call might) while a cancellation is pending must not end the thread
+ * inside the write. The put returns, its evicted entry is reported and
+ * retired, and the request is acted upon at the caller's next cancellation
+ * point. Before the fix the thread ended inside the listener: the put never
+ * returned and the entries still queued for the listener were never
+ * retired (a leak, and pc_set_max_bytes left its settling count raised). */
+struct cancelled_put {
+    pc_cache *c;
+    int calls;
+    bool returned;
+    pc_status st;
+};
+
+static void sleepy_listener(void *ctx, const void *key, size_t klen,
+                            const void *val, size_t vlen,
+                            pc_removal_cause cause)
+{
+    struct cancelled_put *p = ctx;
+
+    (void)key, (void)klen, (void)val, (void)vlen, (void)cause;
+    p->calls++;
+    usleep(1); /* a cancellation point */
+}
+
+static void *put_with_cancel_pending(void *arg)
+{
+    struct cancelled_put *p = arg;
+
+    pthread_cancel(pthread_self()); /* pending (deferred cancellation) */
+    p->st = put_u64(p->c, 2, 2);    /* evicts key 1: the listener runs */
+    p->returned = true;
+    pthread_testcancel();
+    return NULL;
+}
+
+Test(listener, a_listener_is_not_a_cancellation_point)
+{
+    struct cancelled_put p = {0};
+    pc_options o = test_opts(1);
+    pthread_t th;
+    void *ret;
+    uint64_t v;
+    pc_stats s;
+
+    o.on_removal = sleepy_listener;
+    o.removal_ctx = &p;
+    cr_assert_eq(pc_create(&o, &p.c), PC_OK);
+    cr_assert_eq(put_u64(p.c, 1, 1), PC_OK);
+    cr_assert_eq(pthread_create(&th, NULL, put_with_cancel_pending, &p), 0);
+    cr_assert_eq(pthread_join(th, &ret), 0);
+    cr_assert_eq(ret, PTHREAD_CANCELED, "cancelled after the call returned");
+    cr_assert(p.returned, "the thread ended inside pc_put's listener");
+    cr_assert_eq(p.st, PC_OK);
+    cr_assert_eq(p.calls, 1);
+    cr_assert_eq(get_u64(p.c, 2, &v), PC_OK);
+    cr_assert_eq(v, 2);
+    cr_assert_eq(pc_len(p.c), 1);
+    pc_reclaim(p.c); /* the evicted entry was retired: now freed */
+    pc_stats_get(p.c, &s);
+    cr_assert_eq(s.pending, 0);
+    pc_destroy(p.c);
 }
