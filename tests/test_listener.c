@@ -365,7 +365,7 @@ Test(listener, a_listener_is_not_a_cancellation_point)
     pc_options o = test_opts(1);
     pthread_t th;
     void *ret;
-    uint64_t v;
+    uint64_t v = 0;
     pc_stats s;
 
     o.on_removal = sleepy_listener;
