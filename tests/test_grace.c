@@ -371,8 +371,6 @@ Test(grace, paced_frees_spread_a_grace_period_over_writes_and_bound_the_rest)
     paced_teardown(&d, r, base);
 }
 
-/* pc_reclaim's drain frees a batch that polls left half handed over from
- * where it stands, and nothing waits after it. */
 /* pc_reclaim's sequence on r (pc__core_reclaim): then nothing is pending,
  * and only the reclaimer itself is still allocated. */
 static void drain_and_check_empty(struct pc__domain *d, struct pc__reclaimer *r,
@@ -388,6 +386,8 @@ static void drain_and_check_empty(struct pc__domain *d, struct pc__reclaimer *r,
                  pc__alloc_live() - base - 1);
 }
 
+/* pc_reclaim's drain frees a batch that polls left half handed over from
+ * where it stands, and nothing waits after it. */
 Test(grace, a_drain_frees_what_paced_polls_left_half_handed_over)
 {
     struct pc__domain d;

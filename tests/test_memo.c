@@ -114,6 +114,9 @@ Test(memo, loader_error_reaches_every_waiter_and_nothing_is_cached)
 {
     struct slow_loader l = {.usleeps = 100000, .fail_with = 42};
     struct crowd cr = {.c = make_cache(16), .l = &l};
+    pc_stats s;
+    uint64_t v;
+    int err = 0;
 
     /* A failed load caches nothing, so a member that reached its call
      * only after the flight ended would load again (it did once, on a
@@ -121,9 +124,6 @@ Test(memo, loader_error_reaches_every_waiter_and_nothing_is_cached)
      * every member is at its call, then 100 ms more for them to join. */
     l.arrived = &cr.arrived;
     l.crowd = CROWD;
-    pc_stats s;
-    uint64_t v;
-    int err = 0;
 
     run_crowd(&cr);
     cr_assert_eq(l.calls, 1);
