@@ -484,14 +484,14 @@ Test(limits, setting_a_roomy_bound_evicts_nothing_while_it_settles)
     pthread_join(setter, NULL);
     pthread_join(p0, NULL);
     pc__debug_budget_hook = NULL;
-    cr_expect_eq(pc_bytes(l.c), (uint64_t)(kept + 2) * 16, "bytes %lu",
+    cr_assert_eq(pc_bytes(l.c), (uint64_t)(kept + 2) * 16, "bytes %lu",
                  (unsigned long)pc_bytes(l.c));
-    cr_expect_eq(stats(l.c).evictions, 0,
+    cr_assert_eq(stats(l.c).evictions, 0,
                  "%lu evicted under a bound of 1 MiB "
                  "with %d entries (%d bytes) held",
                  (unsigned long)stats(l.c).evictions, kept + 2,
                  (kept + 2) * 16);
-    cr_expect_eq(pc_len(l.c), (size_t)kept + 2, "len %zu", pc_len(l.c));
+    cr_assert_eq(pc_len(l.c), (size_t)kept + 2, "len %zu", pc_len(l.c));
     pc_destroy(l.c);
 }
 
