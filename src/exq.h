@@ -36,17 +36,15 @@
  * marks, all clear, before it looks at one (shard_exq.c,
  * pc__shard_exq_room); a trim (a smaller table, after a lowered limit)
  * rebuilds the queue at once, marks included (shard.c, pc__policy_trim).
- * So no put trusts a mark of an old table, with one harmless exception:
- * if a trim cannot allocate smaller marks, the old, larger array stays
- * (cleared, and marked again for the trimmed table's positions), and a
- * regrowth it still covers keeps it, so a put may read a mark set for a
- * position of the trimmed table, which names another slot now, and push
- * no item. Harmless: a mark is set only while some item is queued, and a
- * put skips its push only for an entry due at max_at or later, so an item
- * due no later than the entry is queued; when it comes due,
- * pc__shard_take_expired sees the generation changed and rebuilds the
- * queue from the index (which covers the entry) before it uses any
- * position.
+ * So no put trusts a mark of an old table: before a put with a ttl reads
+ * a mark, pc__shard_exq_room brings a queue of another generation to
+ * today's table (a rebuild, or, empty, its marks cleared), even one whose
+ * marks array is already the table's size. (That is the case a trim that
+ * cannot allocate smaller marks leads to: the old, larger array stays,
+ * marked for the trimmed table's positions, and a regrowth to the old
+ * size would keep it. A mark read there named another slot: the put
+ * pushed no item, its entry was covered by none, and the next rebuild
+ * appended more items than the array, sized by the items, could hold.)
  *
  * Items whose position no entry that can expire holds (keys evicted,
  * deleted, cleared, and not followed there) stay until they come due or a

@@ -16,8 +16,6 @@
  * Concurrency: writer-only, under the shard's lock; readers never look at
  * the queue (an expired entry they meet is a miss by its own time).
  */
-#include <string.h>
-
 #include "shard_state.h"
 
 /* The generation of s's index table, as the expiry queue keeps it (32
@@ -105,26 +103,36 @@ static uint64_t exq_worth(const struct shard *s)
 }
 
 /* Room in s's queue for one more push, and marks for every chunk of s's
- * table (new ones, all clear, after a growth: exq.h): a full array whose
- * items are mostly stale is rebuilt in place rather than doubled; false on
- * ENOMEM, with nothing changed that the queue covers (a rebuild, or marks
- * made anew, change only what it holds). */
+ * table, all of today's table (exq.h): after a growth, new marks, and the
+ * queue rebuilt for the new positions; a full array whose items are
+ * mostly stale is rebuilt in place rather than doubled; false on ENOMEM,
+ * with nothing changed that the queue covers (a rebuild, or marks made
+ * anew, change only what it holds). */
 bool pc__shard_exq_room(struct shard_cache *sc, struct shard *s)
 {
     size_t chunks = pc__index_chunk_count(&s->ix);
 
     /* (Marks lost with a smaller array cost needless pushes, no more.) A
      * table replaced by a smaller one (the growth after a trim short of
-     * memory) leaves marks of the old positions: made anew, or, if memory
-     * is short, cleared (a mark missing costs a push; one left would
-     * skip a push the entry needs). */
+     * memory) gets marks its size if memory allows (else the larger array
+     * stays: no chunk beyond the table is looked at). */
     if (s->exq.nmarks < chunks ||
         (s->exq.nmarks > chunks && s->exq.gen != table_gen(s))) {
-        if (!pc__exq_mark_room(&s->exq, chunks)) {
-            if (s->exq.nmarks < chunks)
-                return false;
-            memset(s->exq.marks, 0, s->exq.nmarks);
-        }
+        if (!pc__exq_mark_room(&s->exq, chunks) && s->exq.nmarks < chunks)
+            return false;
+    }
+    /* Marks of another table name other slots now: one left set would
+     * skip a push the entry needs, and the entry would then be one that no
+     * item covers, which a rebuild must hold in an array sized by the
+     * items. So the queue moves to today's table before its marks are
+     * read: rebuilt (clearing them), or, empty, just cleared. Even when
+     * the array is as large as the table needs (a regrowth to the size of
+     * a table that a trim short of memory left the marks of). */
+    if (s->exq.gen != table_gen(s)) {
+        if (s->exq.n != 0)
+            pc__shard_exq_rebuild(sc, s);
+        else
+            pc__exq_reset(&s->exq, table_gen(s));
     }
     if (s->exq.n == s->exq.cap && s->exq.n > exq_worth(s))
         pc__shard_exq_rebuild(sc, s); /* (then at most expiring < n items) */

@@ -26,6 +26,7 @@
 
 #include "alloc.h"
 #include "index.h"
+#include "shard_state.h"
 #include "testlib.h"
 
 #define KEYS 24
@@ -763,6 +764,104 @@ Test(faults, a_lowering_short_of_memory_still_takes_expired_entries_first)
     cr_assert_eq(pc_len(b), 1000);
     pc_destroy(a);
     pc_destroy(b);
+}
+
+/* The expiry queue's marks after a trim short of memory (clock, frequency;
+ * exq.h). The trim shrinks the index but cannot make smaller marks: the
+ * old array stays, marked for the trimmed table's positions. Puts with no
+ * ttl then regrow the index to exactly its old size, so the array is the
+ * table's size but its marks name slots of the trimmed table. A put with
+ * a ttl that lands on such a slot once trusted the mark and pushed no
+ * item: its entry was covered by none, and the next rebuild appended more
+ * items than the array held (a heap overflow in release builds). Now
+ * every entry that can expire keeps an item. Table sizes follow the
+ * allocator's size classes, so the test looks for a capacity, and a
+ * point in the lowering's allocations, that reach that state. */
+static struct shard *exq_shard(pc_cache *c)
+{
+    return &sc_of(c)->shards[0];
+}
+
+/* Whether key k, put now into c's one shard, lands on a marked slot. */
+static bool lands_on_a_mark(pc_cache *c, uint64_t k)
+{
+    struct shard *s = exq_shard(c);
+    uint64_t h = pc__hash_key(&c->seed, &k, sizeof k);
+    const struct pc__table *t = s->ix.table;
+    size_t home = pc__index_home((uint32_t)h, t->n);
+    uint32_t free_slots = pc__index_match(t->chunks[home].ctrl, 0);
+
+    return free_slots != 0 && home < s->exq.nmarks &&
+           (s->exq.marks[home] >> __builtin_ctz(free_slots) & 1u);
+}
+
+Test(faults, marks_a_short_trim_left_never_skip_a_push_after_a_regrowth)
+{
+    pc_put_args ttl = {.ttl_ms = 1000000};
+    bool reached = false;
+
+    if (is_lru())
+        return; /* (its expiry heap has no marks) */
+    for (size_t cap = 4096; cap < 12000 && !reached; cap += 97) {
+        for (long n = 0; n < 60 && !reached; n++) {
+            pc_options o = test_opts(cap);
+            pc_cache *c;
+            struct shard *s;
+            size_t chunks;
+            uint64_t k = 0, p = 1u << 20, q = 1u << 24;
+            int on_marks = 0;
+
+            o.shards = 1;
+            o.hash_seed = SEED;
+            o.now_ms = test_now;
+            cr_assert_eq(pc_create(&o, &c), PC_OK);
+            s = exq_shard(c);
+            /* Keys with a ttl until the queue has room for one item more. */
+            do {
+                cr_assert_eq(pc_put_ex(c, &k, sizeof k, &k, sizeof k, &ttl),
+                             PC_OK);
+                k++;
+            } while (s->exq.n + 1 != s->exq.cap || s->exq.n < 40);
+            chunks = pc__index_chunk_count(&s->ix);
+            pc_reclaim(c);
+            pc__alloc_fail_after(n);
+            pc_set_capacity(c, s->exq.n); /* evicts nothing; trims */
+            pc__alloc_fail_after(-1);
+            if (pc__index_chunk_count(&s->ix) >= chunks ||
+                s->exq.nmarks != chunks) {
+                pc_destroy(c);
+                continue;
+            }
+            cr_assert_eq(pc_set_capacity(c, cap), PC_OK);
+            while (pc__index_chunk_count(&s->ix) < chunks) {
+                cr_assert_eq(pc_put(c, &p, sizeof p, &p, sizeof p), PC_OK);
+                p++;
+            }
+            if (pc__index_chunk_count(&s->ix) != chunks) {
+                pc_destroy(c);
+                break; /* regrown to another size: next capacity */
+            }
+            reached = true;
+            test_advance(10); /* due after every item queued */
+            for (; on_marks < 2 && q < (1u << 24) + 1000000; q++) {
+                if (!lands_on_a_mark(c, q))
+                    continue;
+                cr_assert_eq(pc_put_ex(c, &q, sizeof q, &q, sizeof q, &ttl),
+                             PC_OK);
+                on_marks++;
+                cr_assert_geq(s->exq.n, s->expiring,
+                              "%zu entries can expire, %u items cover them",
+                              s->expiring, s->exq.n);
+            }
+            cr_assert_geq(on_marks, 1); /* (a rebuild clears them) */
+            for (q = 1u << 26; lands_on_a_mark(c, q); q++)
+                ;
+            cr_assert_eq(pc_put_ex(c, &q, sizeof q, &q, sizeof q, &ttl), PC_OK);
+            cr_assert_geq(s->exq.n, s->expiring);
+            pc_destroy(c);
+        }
+    }
+    cr_assert(reached, "no capacity led to a regrowth to the marks' size");
 }
 
 /* Random puts (half with a ttl), reads, deletes, and lowered limits whose
