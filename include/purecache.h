@@ -407,7 +407,10 @@ typedef struct pc_put_args { /* zero-initialise */
  *    PC_TTL_NEVER), on the cache's clock; a ttl that overflows saturates
  *    to "never". An expired entry still present counts as absent for the
  *    conditional flags, and is reported as PC_REMOVED_EXPIRED when a put
- *    replaces it.
+ *    replaces it. A put that finds the key's entry expired removes it
+ *    even if PC_PUT_IF_PRESENT then refuses the put (PC_NOTFOUND): the key
+ *    was absent either way, but pc_len, pc_bytes, the expirations count
+ *    and the listener (PC_REMOVED_EXPIRED) see the removal.
  *  - Conditional puts are atomic per key against concurrent puts, deletes
  *    and loads of the same key.
  *  - A put of key makes any load of key that began before it return its
