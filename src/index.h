@@ -452,7 +452,8 @@ pc__index_prefetch_home(const struct pc__index *ix, uint64_t h)
                        1);
 }
 
-/* Entries in the index (writer, or any thread for an estimate). */
+/* Entries in the index (writer only: a plain read of a field the writer
+ * changes). */
 static inline size_t pc__index_count(const struct pc__index *ix)
 {
     return ix->count;

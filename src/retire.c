@@ -22,6 +22,11 @@ static void run_chain(struct pc__reclaimer *r, ck_stack_entry_t *cursor)
 {
     ck_stack_entry_t *next;
 
+    /* TSan: every callback here is past its grace period (tsan.h, 2); old
+     * index tables have no acquire of their own (the batch and carrier
+     * callbacks do, for ck_epoch_reclaim at destruction). */
+    if (cursor != NULL)
+        PC_TSAN_ACQUIRE(&r->dom->tsan_grace);
     for (; cursor != NULL; cursor = next) {
         next = CK_STACK_NEXT(cursor);
         entry_of(cursor)->function(entry_of(cursor));

@@ -25,13 +25,16 @@
  *     publishes entries with release/acquire atomics, which TSan models:
  *     no annotation is needed there.
  *  2. Grace periods (domain.h, grace.c, retire.c, index.c). A reader
- *     leaves its epoch section with a release store to its record, but the
- *     writer learns that every reader has left from relaxed loads in
- *     grace.c's scan,
- *     ordered by a membarrier or fence that TSan does not model, and the
- *     free happens later, on another thread. Annotated: every pc__read_leave
- *     releases on its domain's `tsan_grace` byte; every deferred free
- *     (entry batches, old index tables) acquires on it first. (Not on the
+ *     leaves its epoch section with a release store to its record, but a
+ *     reader that is still inside a later section passes grace.c's scan
+ *     through a relaxed load of its epoch, ordered by a membarrier or fence
+ *     that TSan does not model (the scan's acquire load of `active` orders
+ *     only readers that have left), and the free happens later, on another
+ *     thread. Annotated: every pc__read_leave releases on its domain's
+ *     `tsan_grace` byte; every deferred callback (retire.c's run_chain:
+ *     entry batches, spill carriers, old index tables; and the batch and
+ *     carrier callbacks themselves, for ck_epoch_reclaim at destruction)
+ *     acquires on it first. (Not on the
  *     epoch word itself: a release store to an atomic replaces TSan's sync
  *     clock for that address, which would drop the readers' releases.)
  *     This is coarser than the real rule (it also orders sections that
