@@ -476,9 +476,12 @@ PC_API size_t pc_expire(pc_cache *cache);
  * Number of entries present (expired ones not yet removed included). Never
  * exceeds pc_capacity, except while a pc_set_capacity that lowers it runs
  * (the new capacity is published first, then entries are evicted down to
- * it before that call returns). Under concurrent writes it may lag by the
- * writes in flight; exact when the cache is quiescent. 0 for a NULL cache.
- * Thread-safety: any thread. Progress: wait-free.
+ * it before that call returns), and while a put that took its room under
+ * the old capacity, before the lowering, runs (it evicts down to the new
+ * one before it returns, even after pc_set_capacity has returned). Under
+ * concurrent writes it may lag by the writes in flight; exact when the cache is
+ * quiescent. 0 for a NULL cache. Thread-safety: any thread. Progress:
+ * wait-free.
  */
 PC_API size_t pc_len(const pc_cache *cache);
 
@@ -488,7 +491,8 @@ PC_API size_t pc_capacity(const pc_cache *cache);
 
 /* Sum of klen + vlen over the entries present (expired ones not yet removed
  * included); never above a non-zero byte bound, except while a
- * pc_set_max_bytes that lowers it runs (as pc_len). Under concurrent writes it
+ * pc_set_max_bytes that lowers it runs, or a put that took its room under
+ * the old bound runs (as pc_len). Under concurrent writes it
  * may lag by the writes in flight; exact when the cache is quiescent. 0 for
  * a NULL cache. Thread-safety: any thread. Progress: wait-free (clock,
  * frequency: O(shards), the cache's count plus what each shard keeps to
