@@ -462,8 +462,12 @@ static __attribute__((noinline)) bool reserve_grow(struct freq *f, size_t n)
      * anyway, but an allocator whose sizes are exact (the sanitizer
      * builds' malloc) had it rebuilt, memset and all, every eight puts of
      * a filling shard, a quadratic fill (131k entries: 100 s under ASan,
-     * against 1 s for CLOCK). */
-    if (n > (uint64_t)f->ghost.nb * PC__GHOST_GB &&
+     * against 1 s for CLOCK). Grown only once both rings have room: a
+     * rebuild forgets every word, and a reserve that fails changes
+     * nothing the policy holds (shard.h; a ring grown is only room). */
+    ok = ring_reserve(&f->main, (uint32_t)n) &&
+         ring_reserve(&f->small, f->small.live + 1);
+    if (ok && n > (uint64_t)f->ghost.nb * PC__GHOST_GB &&
         f->ghost.nb < f->ghost.nb_max) {
         uint64_t least = (uint64_t)f->ghost.nb * PC__GHOST_GB * 9 / 8 + 1;
         uint32_t nb = pc__ghost_want(n > least ? n : least, f->ghost.nb_max);
@@ -471,8 +475,6 @@ static __attribute__((noinline)) bool reserve_grow(struct freq *f, size_t n)
         if (nb > f->ghost.nb)
             pc__ghost_rebuild(&f->ghost, nb);
     }
-    ok = ring_reserve(&f->main, (uint32_t)n) &&
-         ring_reserve(&f->small, f->small.live + 1);
     note_room(f);
     return ok;
 }
