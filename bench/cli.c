@@ -35,7 +35,7 @@ static const struct bench_opts defaults = {
     .mixes = "get,90-10,aside,put",
     .runs = 3,
     .duration = 0.5,
-    .stream_len = 1u << 20,
+    .stream_len = 0, /* cli_finish: 16 draws per key (see workload.c) */
     .lat_every = 64,
     .peers = "all",
     .traces = NULL, /* "all", or "lirs-cpp" with --quick (cli_finish) */
@@ -99,7 +99,7 @@ static const struct opt_spec options[] = {
      "cache-aside warm-up ops (default max(N, 4C))"},
     {"--stream", "LEN", OPT_SIZE, OFF(stream_len),
      "pre-generated keys per thread, rounded to a power of two (default "
-     "2^20)"},
+     "16 or more per key, at least 2^20, within 2 GiB of streams in all)"},
     {"--lat-every", "K", OPT_UINT, OFF(lat_every),
      "latency run samples 1 op in K (default 64)"},
     {"--peers", "LIST", OPT_STRING, OFF(peers),
@@ -270,6 +270,17 @@ static int cli_finish(struct bench_opts *o)
             o->max_threads = o->threads[i];
     if (o->warm_ops == 0)
         o->warm_ops = o->keys > 4 * o->capacity ? o->keys : 4 * o->capacity;
+    if (o->stream_len == 0) {
+        /* Long enough that no cache can learn it (workload.c): the least
+         * power of two of 16 draws per key or more, at least 2^20, as
+         * long as the streams' keys and put flags (9 bytes a draw) over
+         * all threads stay within 2 GiB. */
+        size_t most = ((size_t)2 << 30) / (9 * (size_t)o->max_threads);
+
+        o->stream_len = 1u << 20;
+        while (o->stream_len < o->keys * 16 && o->stream_len * 2 <= most)
+            o->stream_len *= 2;
+    }
     {
         size_t p = 1;
 

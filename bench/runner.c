@@ -18,7 +18,9 @@
  *    keys.
  *  - Streams: each run continues a thread's stream where its previous run
  *    stopped (replaying the same prefix every run would hand a slow cache
- *    hits it only has because it saw those keys one run earlier).
+ *    hits it only has because it saw those keys one run earlier), and
+ *    wraps at its end: the stream is long enough that no cache can learn
+ *    it (workload.c).
  *  - Timing: T threads (pinned to CPU i mod ncpu unless --no-pin) wait on a
  *    barrier; the main thread takes the start time, sleeps --duration, sets
  *    a stop flag the workers read every 256 ops; throughput is total ops
