@@ -26,6 +26,9 @@ static void assert_unchanged(pc_cache *c, uint64_t puts)
     pc_stats s;
 
     cr_assert_eq(pc_len(c), N);
+    cr_assert_eq(pc_bytes(c), N * 16, "bytes changed: %llu",
+                 (unsigned long long)pc_bytes(c));
+    cr_assert_eq(pc_capacity(c), N);
     cr_assert_eq(pc_stats_get(c, &s), PC_OK);
     cr_assert_eq(s.puts, puts);
     cr_assert_eq(s.evictions, 0);
@@ -227,4 +230,484 @@ Test(bad_input, failed_first_registration_returns_enomem)
     cr_assert_eq(st, PC_ENOMEM);
     assert_unchanged(c, N);
     pc_destroy(c);
+}
+
+/* ---- calls the tests above do not make (API audit) ---- */
+
+/* Counters that a refused call must not move (a refused get, pinned read,
+ * get-or-load or memo call counts no hit, miss or load). */
+struct counts {
+    uint64_t hits, misses, loader_calls, loader_errors;
+};
+
+static struct counts counts_of(pc_cache *c)
+{
+    pc_stats s;
+
+    cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+    return (struct counts){s.hits, s.misses, s.loader_calls, s.loader_errors};
+}
+
+static void assert_counts(pc_cache *c, struct counts want)
+{
+    struct counts got = counts_of(c);
+
+    cr_assert_eq(got.hits, want.hits, "hits moved");
+    cr_assert_eq(got.misses, want.misses, "misses moved");
+    cr_assert_eq(got.loader_calls, want.loader_calls, "loader_calls moved");
+    cr_assert_eq(got.loader_errors, want.loader_errors, "loader_errors moved");
+}
+
+static int loads;
+
+static int count_load(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    (void)ctx;
+    (void)key;
+    (void)klen;
+    loads++;
+    return pc_sink_set(out, "abc", 3) == PC_OK ? 0 : 99;
+}
+
+Test(bad_input, create_refuses_bad_policy_and_oversized_shares)
+{
+    pc_options o = test_opts(10);
+    pc_cache *c = (pc_cache *)0x1;
+
+    o.policy = PC_POLICY_FREQUENCY + 1;
+    cr_assert_eq(pc_create(&o, &c), PC_EINVAL);
+    o.policy = UINT32_MAX;
+    cr_assert_eq(pc_create(&o, &c), PC_EINVAL);
+    cr_assert_eq(c, (pc_cache *)0x1);
+    o = test_opts(10);
+    if (is_lru()) {
+        o.policy = PC_POLICY_FREQUENCY; /* the CLOCK build's policy */
+        cr_assert_eq(pc_create(&o, &c), PC_EINVAL);
+        /* 16 index tables of 125,829,120 entries at most */
+        o = test_opts((size_t)16 * 125829120 + 1);
+    } else {
+        /* One shard cannot hold 2^32 - 2 (clock) or 2^26 (frequency). */
+        o = test_opts(is_frequency() ? (size_t)1 << 26 : ((size_t)1 << 32) - 2);
+        o.shards = 1;
+    }
+    cr_assert_eq(pc_create(&o, &c), PC_EINVAL);
+    cr_assert_eq(c, (pc_cache *)0x1, "out must be untouched");
+}
+
+Test(bad_input, null_cache_is_refused_by_every_entry_point)
+{
+    pc_put_args a = {0};
+    pc_pin pin = {0}, keep;
+    pc_backend be = {NULL, (void *)0x2};
+    char buf[8];
+    size_t n = 5;
+    int le = 7;
+
+    memset(&pin, 0x5a, sizeof pin);
+    keep = pin;
+    cr_assert_eq(pc_put_ex(NULL, "k", 1, "v", 1, &a), PC_EINVAL);
+    cr_assert_eq(pc_put_ex(NULL, "k", 1, "v", 1, NULL), PC_EINVAL);
+    cr_assert_eq(pc_get_pinned(NULL, "k", 1, &pin), PC_EINVAL);
+    cr_assert(memcmp(&pin, &keep, sizeof pin) == 0, "pin must be untouched");
+    cr_assert_eq(pc_get_or_load(NULL, "k", 1, count_load, NULL, buf, sizeof buf,
+                                &n, &le),
+                 PC_EINVAL);
+    cr_assert_eq(pc_get_or_load_ex(NULL, "k", 1, count_load, NULL, buf,
+                                   sizeof buf, &n, &le, NULL),
+                 PC_EINVAL);
+    cr_assert_eq(loads, 0, "the loader ran");
+    cr_assert_eq(n, 5);
+    cr_assert_eq(le, 7);
+    cr_assert_eq(pc_set_capacity(NULL, 10), PC_EINVAL);
+    cr_assert_eq(pc_set_max_bytes(NULL, 10), PC_EINVAL);
+    cr_assert_eq(pc_expire(NULL), 0);
+    cr_assert_eq(pc_bytes(NULL), 0);
+    cr_assert_null(pc_cache_policy(NULL));
+    cr_assert_eq(pc_backend_from_cache(NULL, &be), PC_EINVAL);
+    cr_assert(be.ops == NULL && be.self == (void *)0x2);
+    cr_assert_str_eq(pc_strerror((pc_status)42), "unknown status");
+    cr_assert_str_eq(pc_strerror((pc_status)-42), "unknown status");
+}
+
+Test(bad_input, lengths_that_overflow_are_refused)
+{
+    pc_cache *c = populated();
+    struct counts before = counts_of(c);
+    size_t n = 77;
+
+    cr_assert_eq(pc_get(c, "k", SIZE_MAX, NULL, 0, &n), PC_EINVAL);
+    cr_assert_eq(pc_put(c, "k", SIZE_MAX, "v", 1), PC_EINVAL);
+    cr_assert_eq(pc_put(c, "k", 1, "v", SIZE_MAX), PC_EINVAL);
+    cr_assert_eq(pc_put_ex(c, "k", 1, NULL, SIZE_MAX, NULL), PC_EINVAL);
+    cr_assert_eq(pc_delete(c, "k", SIZE_MAX), PC_EINVAL);
+    cr_assert_eq(n, 77);
+    assert_counts(c, before);
+    assert_unchanged(c, N);
+    pc_destroy(c);
+}
+
+Test(bad_input, refused_gets_count_no_hit_or_miss)
+{
+    pc_cache *c = populated();
+    struct counts before = counts_of(c);
+    static char big[PC_KEY_MAX + 1];
+    char buf[8];
+    size_t n = 77;
+
+    cr_assert_eq(pc_get(c, NULL, 8, buf, sizeof buf, &n), PC_EINVAL);
+    cr_assert_eq(pc_get(c, big, sizeof big, buf, sizeof buf, &n), PC_EINVAL);
+    cr_assert_eq(pc_get(c, &(uint64_t){1}, 8, NULL, 8, &n), PC_EINVAL);
+    cr_assert_eq(n, 77);
+    assert_counts(c, before);
+    pc_destroy(c);
+}
+
+Test(bad_input, bad_put_ex_flags_and_refused_conditions_change_nothing)
+{
+    pc_cache *c = populated();
+    static const unsigned int bad[] = {PC_PUT_IF_ABSENT | PC_PUT_IF_PRESENT,
+                                       4,
+                                       PC_PUT_IF_ABSENT | 8,
+                                       PC_PUT_IF_PRESENT | 0x100,
+                                       0x80000000u,
+                                       UINT32_MAX};
+    static char big[PC_KEY_MAX + 1];
+    uint64_t present = 1, absent = 1000, v = 5;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        pc_put_args a = {.ttl_ms = 10, .flags = bad[i]};
+
+        cr_assert_eq(pc_put_ex(c, &present, 8, &v, 8, &a), PC_EINVAL,
+                     "flags %#x", bad[i]);
+        cr_assert_eq(pc_put_ex(c, &absent, 8, &v, 8, &a), PC_EINVAL,
+                     "flags %#x", bad[i]);
+    }
+    {
+        pc_put_args a = {.flags = PC_PUT_IF_ABSENT};
+
+        cr_assert_eq(pc_put_ex(c, &present, 8, &v, 8, &a), PC_EXISTS);
+        a.flags = PC_PUT_IF_PRESENT;
+        cr_assert_eq(pc_put_ex(c, &absent, 8, &v, 8, &a), PC_NOTFOUND);
+        a.flags = 0;
+        cr_assert_eq(pc_put_ex(c, NULL, 8, &v, 8, &a), PC_EINVAL);
+        cr_assert_eq(pc_put_ex(c, big, sizeof big, &v, 8, &a), PC_EINVAL);
+        cr_assert_eq(pc_put_ex(c, &present, 8, NULL, 8, &a), PC_EINVAL);
+        cr_assert_eq(pc_put_ex(c, &absent, 8, &v, PC_VALUE_MAX + 1, &a),
+                     PC_EINVAL);
+    }
+    assert_unchanged(c, N);
+    pc_destroy(c);
+}
+
+Test(bad_input, bad_capacity_changes_nothing)
+{
+    pc_cache *c = populated();
+
+    cr_assert_eq(pc_set_capacity(c, 0), PC_EINVAL);
+    cr_assert_eq(pc_set_capacity(c, PC_CAPACITY_MAX + 1), PC_EINVAL);
+    cr_assert_eq(pc_set_capacity(c, SIZE_MAX), PC_EINVAL);
+    /* Within PC_CAPACITY_MAX but beyond what this cache's one shard (clock:
+     * 2^32 - 3, frequency: 2^26 - 1) or one index table (lru, created
+     * below about 2,000 entries: 125,829,120) can hold. */
+    cr_assert_eq(pc_set_capacity(c, (size_t)1 << 33), PC_EINVAL);
+    assert_unchanged(c, N);
+    pc_destroy(c);
+}
+
+Test(bad_input, bad_pinned_reads_pin_nothing_and_change_nothing)
+{
+    pc_cache *c = populated();
+    static char big[PC_KEY_MAX + 1];
+    pc_pin pin, keep, held, copy, zero = {0};
+    struct counts before;
+    pc_stats s;
+
+    memset(&pin, 0x5a, sizeof pin);
+    keep = pin;
+    before = counts_of(c);
+    cr_assert_eq(pc_get_pinned(c, "k", 1, NULL), PC_EINVAL);
+    cr_assert_eq(pc_get_pinned(c, NULL, 8, &pin), PC_EINVAL);
+    cr_assert_eq(pc_get_pinned(c, big, sizeof big, &pin), PC_EINVAL);
+    cr_assert(memcmp(&pin, &keep, sizeof pin) == 0, "pin must be untouched");
+    assert_counts(c, before);
+    cr_assert_eq(pc_get_pinned(c, &(uint64_t){1000}, 8, &pin), PC_NOTFOUND);
+    cr_assert(memcmp(&pin, &keep, sizeof pin) == 0, "pin must be untouched");
+    before.misses++;
+    assert_counts(c, before);
+
+    /* NULL, a zeroed pin, a released pin and a copy of one: no-ops. */
+    pc_unpin(NULL);
+    pc_unpin(&zero);
+    cr_assert_eq(pc_get_pinned(c, &(uint64_t){3}, 8, &held), PC_OK);
+    copy = held;
+    pc_unpin(&held);
+    cr_assert_null(held.value);
+    pc_unpin(&held);
+    pc_unpin(&copy);
+    cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+    cr_assert_eq(s.pending, 0);
+    assert_unchanged(c, N);
+    pc_destroy(c);
+}
+
+Test(bad_input, bad_get_or_load_arguments_run_no_loader_and_change_nothing)
+{
+    pc_cache *c = populated();
+    static char big[PC_KEY_MAX + 1];
+    pc_load_args la = {.ttl_ms = 5};
+    struct counts before = counts_of(c);
+    char buf[8];
+    size_t n = 77;
+    int le = 7;
+
+    loads = 0;
+    cr_assert_eq(
+        pc_get_or_load(c, "k", 1, NULL, NULL, buf, sizeof buf, &n, &le),
+        PC_EINVAL);
+    cr_assert_eq(
+        pc_get_or_load(c, NULL, 1, count_load, NULL, buf, sizeof buf, &n, &le),
+        PC_EINVAL);
+    cr_assert_eq(pc_get_or_load(c, big, sizeof big, count_load, NULL, buf,
+                                sizeof buf, &n, &le),
+                 PC_EINVAL);
+    cr_assert_eq(pc_get_or_load(c, "k", 1, count_load, NULL, NULL, 8, &n, &le),
+                 PC_EINVAL);
+    cr_assert_eq(
+        pc_get_or_load_ex(c, "k", 1, NULL, NULL, buf, sizeof buf, &n, &le, &la),
+        PC_EINVAL);
+    cr_assert_eq(pc_get_or_load_ex(c, "k", SIZE_MAX, count_load, NULL, buf,
+                                   sizeof buf, &n, &le, &la),
+                 PC_EINVAL);
+    cr_assert_eq(loads, 0, "the loader ran");
+    cr_assert_eq(n, 77);
+    cr_assert_eq(le, 7);
+    assert_counts(c, before);
+    assert_unchanged(c, N);
+    pc_destroy(c);
+}
+
+static pc_status sink_st[5];
+
+static int bad_sink_load(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    (void)ctx;
+    (void)key;
+    (void)klen;
+    sink_st[0] = pc_sink_set(out, "good", 4);
+    sink_st[1] = pc_sink_set(NULL, "x", 1);
+    sink_st[2] = pc_sink_set(out, NULL, 1);
+    sink_st[3] = pc_sink_set(out, "x", PC_VALUE_MAX + 1);
+    sink_st[4] = pc_sink_set(out, "x", SIZE_MAX);
+    return 0;
+}
+
+/* A refused pc_sink_set keeps the value the sink held. */
+Test(bad_input, bad_sink_set_keeps_the_value)
+{
+    pc_cache *c = make_cache(4);
+    char buf[8] = {0};
+    size_t n = 0;
+
+    cr_assert_eq(pc_get_or_load(c, "k", 1, bad_sink_load, NULL, buf, sizeof buf,
+                                &n, NULL),
+                 PC_OK);
+    cr_assert_eq(sink_st[0], PC_OK);
+    for (int i = 1; i < 5; i++)
+        cr_assert_eq(sink_st[i], PC_EINVAL, "call %d", i);
+    cr_assert_eq(n, 4);
+    cr_assert(memcmp(buf, "good", 4) == 0);
+    memset(buf, 0, sizeof buf);
+    cr_assert_eq(pc_get(c, "k", 1, buf, sizeof buf, &n), PC_OK);
+    cr_assert(memcmp(buf, "good", 4) == 0);
+    pc_destroy(c);
+}
+
+/* pc_memo_create refusals take nothing over (the cache stays usable and
+ * unchanged) and leave *out untouched. */
+Test(bad_input, bad_memo_create_takes_nothing_over)
+{
+    pc_cache *c = populated();
+    pc_backend cb, be;
+    pc_backend_ops ops;
+    pc_memo_options mo = {.ttl_ms = 5};
+    pc_memo *m = (pc_memo *)0x1;
+
+    cr_assert_eq(pc_backend_from_cache(c, NULL), PC_EINVAL);
+    cr_assert_eq(pc_backend_from_cache(c, &cb), PC_OK);
+    cr_assert_eq(pc_memo_create(NULL, &m), PC_EINVAL);
+    cr_assert_eq(pc_memo_create(&cb, NULL), PC_EINVAL);
+    cr_assert_eq(pc_memo_create_ex(&cb, &mo, NULL), PC_EINVAL);
+    be = (pc_backend){NULL, c};
+    cr_assert_eq(pc_memo_create(&be, &m), PC_EINVAL);
+    ops = *cb.ops;
+    be.ops = &ops;
+    ops.size = offsetof(pc_backend_ops, destroy); /* before the first version */
+    cr_assert_eq(pc_memo_create(&be, &m), PC_EINVAL);
+    ops = *cb.ops;
+    ops.get = NULL;
+    cr_assert_eq(pc_memo_create(&be, &m), PC_EINVAL);
+    ops = *cb.ops;
+    ops.put = NULL;
+    cr_assert_eq(pc_memo_create(&be, &m), PC_EINVAL);
+    ops = *cb.ops;
+    ops.del = NULL;
+    cr_assert_eq(pc_memo_create(&be, &m), PC_EINVAL);
+    ops = *cb.ops;
+    ops.len = NULL;
+    cr_assert_eq(pc_memo_create(&be, &m), PC_EINVAL);
+    /* A ttl needs put_ex: absent, or not covered by size. */
+    ops = *cb.ops;
+    ops.put_ex = NULL;
+    cr_assert_eq(pc_memo_create_ex(&be, &mo, &m), PC_EINVAL);
+    ops = *cb.ops;
+    ops.size = offsetof(pc_backend_ops, put_ex);
+    cr_assert_eq(pc_memo_create_ex(&be, &mo, &m), PC_EINVAL);
+    cr_assert_eq(m, (pc_memo *)0x1, "out must be untouched");
+    assert_unchanged(c, N);
+    pc_destroy(c);
+}
+
+Test(bad_input, bad_memo_arguments_change_nothing)
+{
+    pc_cache *c = populated(), *c2 = make_cache(2);
+    static char big[PC_KEY_MAX + 1];
+    pc_backend cb, cb2;
+    pc_memo *m, *m2;
+    pc_flight *lead = (pc_flight *)0x1;
+    pc_stats ms;
+    char buf[8];
+    size_t n = 77;
+    int le = 7;
+
+    cr_assert_eq(pc_backend_from_cache(c, &cb), PC_OK);
+    cr_assert_eq(pc_memo_create(&cb, &m), PC_OK);
+    cr_assert_eq(pc_backend_from_cache(c2, &cb2), PC_OK);
+    cr_assert_eq(pc_memo_create(&cb2, &m2), PC_OK);
+    loads = 0;
+    cr_assert_eq(
+        pc_memo_call(NULL, "k", 1, count_load, NULL, buf, sizeof buf, &n, &le),
+        PC_EINVAL);
+    cr_assert_eq(pc_memo_call(m, "k", 1, NULL, NULL, buf, sizeof buf, &n, &le),
+                 PC_EINVAL);
+    cr_assert_eq(
+        pc_memo_call(m, NULL, 1, count_load, NULL, buf, sizeof buf, &n, &le),
+        PC_EINVAL);
+    cr_assert_eq(pc_memo_call(m, big, sizeof big, count_load, NULL, buf,
+                              sizeof buf, &n, &le),
+                 PC_EINVAL);
+    cr_assert_eq(pc_memo_call(m, "k", 1, count_load, NULL, NULL, 8, &n, &le),
+                 PC_EINVAL);
+    cr_assert_eq(pc_memo_begin(NULL, "k", 1, buf, sizeof buf, &n, &le, &lead),
+                 PC_EINVAL);
+    cr_assert_null(lead, "a refused begin leads nothing");
+    cr_assert_eq(pc_memo_begin(m, "k", 1, buf, sizeof buf, &n, &le, NULL),
+                 PC_EINVAL);
+    cr_assert_eq(pc_memo_begin(m, NULL, 1, buf, sizeof buf, &n, &le, &lead),
+                 PC_EINVAL);
+    cr_assert_eq(
+        pc_memo_begin(m, big, sizeof big, buf, sizeof buf, &n, &le, &lead),
+        PC_EINVAL);
+    cr_assert_eq(pc_memo_begin(m, "k", 1, NULL, 8, &n, &le, &lead), PC_EINVAL);
+    cr_assert_null(lead);
+    cr_assert_eq(pc_memo_finish(NULL, NULL, 0, "v", 1), PC_EINVAL);
+    cr_assert_eq(pc_memo_finish(m, NULL, 0, "v", 1), PC_EINVAL);
+    cr_assert_eq(pc_memo_forget(NULL, "k", 1), PC_EINVAL);
+    cr_assert_eq(pc_memo_forget(m, NULL, 1), PC_EINVAL);
+    cr_assert_eq(pc_memo_forget(m, big, sizeof big), PC_EINVAL);
+    cr_assert_eq(pc_memo_stats(NULL, &ms), PC_EINVAL);
+    cr_assert_eq(pc_memo_stats(m, NULL), PC_EINVAL);
+    cr_assert_eq(loads, 0, "the loader ran");
+    cr_assert_eq(n, 77);
+    cr_assert_eq(le, 7);
+    cr_assert_eq(pc_memo_stats(m, &ms), PC_OK);
+    cr_assert(ms.hits == 0 && ms.misses == 0 && ms.loader_calls == 0,
+              "a refused call was counted");
+
+    /* A lead finished through another memoizer: refused, completes
+     * nothing; its own memoizer then finishes it. */
+    cr_assert_eq(pc_memo_begin(m, "r", 1, buf, sizeof buf, &n, &le, &lead),
+                 PC_NOTFOUND);
+    cr_assert_not_null(lead);
+    cr_assert_eq(pc_memo_finish(m2, lead, 0, "v", 1), PC_EINVAL);
+    cr_assert_eq(pc_len(c2), 0, "stored through the wrong memoizer");
+    cr_assert_eq(pc_memo_finish(m, lead, 0, "v", 1), PC_OK);
+    cr_assert_eq(pc_len(c), N, "stored in the cache of the memoizer");
+    cr_assert_eq(pc_get(c, "r", 1, buf, sizeof buf, &n), PC_OK);
+    cr_assert_eq(pc_delete(c, "r", 1), PC_OK);
+
+    /* A lead finished as a success with an unusable value (NULL with a
+     * length, or longer than PC_VALUE_MAX) fails the load: it stores
+     * nothing and hangs nobody. */
+    cr_assert_eq(pc_memo_begin(m, "s", 1, buf, sizeof buf, &n, &le, &lead),
+                 PC_NOTFOUND);
+    cr_assert_eq(pc_memo_finish(m, lead, 0, NULL, 5), PC_ELOAD);
+    cr_assert_eq(pc_memo_begin(m, "s", 1, buf, sizeof buf, &n, &le, &lead),
+                 PC_NOTFOUND);
+    cr_assert_eq(pc_memo_finish(m, lead, 0, "v", PC_VALUE_MAX + 1), PC_ELOAD);
+    cr_assert_eq(pc_get(c, "s", 1, NULL, 0, NULL), PC_NOTFOUND);
+    pc_memo_destroy(m2);
+    pc_memo_destroy(m); /* destroys c */
+}
+
+Test(bad_input, bad_key_builder_arguments_are_sticky_errors)
+{
+    static char big[PC_KEY_MAX + 1];
+    char name[PC_KEY_MAX + 2];
+    pc_key k;
+
+    /* NULL keys: no-ops, and finish refuses. */
+    pc_key_init(NULL);
+    pc_key_init_fn(NULL, "f");
+    pc_key_add_i64(NULL, 1);
+    pc_key_add_u64(NULL, 1);
+    pc_key_add_f64(NULL, 1.0);
+    pc_key_add_str(NULL, "s");
+    pc_key_add_str(NULL, NULL);
+    pc_key_add_bytes(NULL, "b", 1);
+    pc_key_free(NULL);
+    cr_assert_eq(pc_key_finish(NULL), PC_EINVAL);
+    cr_assert_null(pc_key_data(NULL));
+    cr_assert_eq(pc_key_len(NULL), 0);
+
+    pc_key_init_fn(&k, NULL);
+    pc_key_add_u64(&k, 1);
+    cr_assert_eq(pc_key_finish(&k), PC_EINVAL);
+    pc_key_free(&k);
+
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    pc_key_init_fn(&k, name);
+    cr_assert_eq(pc_key_finish(&k), PC_EINVAL);
+    pc_key_free(&k);
+
+    pc_key_init(&k);
+    pc_key_add_bytes(&k, NULL, 3);
+    pc_key_add_u64(&k, 1); /* the first error sticks */
+    cr_assert_eq(pc_key_finish(&k), PC_EINVAL);
+    pc_key_free(&k);
+
+    pc_key_init(&k);
+    pc_key_add_bytes(&k, big, sizeof big);
+    cr_assert_eq(pc_key_finish(&k), PC_EINVAL);
+    pc_key_free(&k);
+
+    pc_key_init(&k);
+    pc_key_add_str(&k, name);
+    cr_assert_eq(pc_key_finish(&k), PC_EINVAL);
+    pc_key_free(&k);
+
+    /* Many small arguments past PC_KEY_MAX (heap-grown, then refused). */
+    pc_key_init(&k);
+    for (int i = 0; i < 600; i++)
+        pc_key_add_u64(&k, (uint64_t)i);
+    cr_assert_eq(pc_key_finish(&k), PC_EINVAL);
+    pc_key_free(&k);
+
+    /* NULL bytes with length 0 are fine. */
+    pc_key_init(&k);
+    pc_key_add_bytes(&k, NULL, 0);
+    cr_assert_eq(pc_key_finish(&k), PC_OK);
+    cr_assert_gt(pc_key_len(&k), 0);
+    cr_assert_leq(pc_key_len(&k), PC_KEY_MAX);
+    pc_key_free(&k);
 }
