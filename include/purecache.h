@@ -877,7 +877,10 @@ PC_API void pc_key_add_f64(pc_key *k, double v);
 PC_API void pc_key_add_str(pc_key *k, const char *s);
 PC_API void pc_key_add_bytes(pc_key *k, const void *p, size_t n);
 /* Returns PC_OK, PC_EINVAL (NULL k, bad argument, or key longer than
- * PC_KEY_MAX) or PC_ENOMEM, from the first error of any add. */
+ * PC_KEY_MAX) or PC_ENOMEM, from the first error of any add. The key's
+ * last step: a second call returns the first one's status and changes
+ * nothing, and an add after it changes no byte but is an error (a later
+ * pc_key_finish returns PC_EINVAL). */
 PC_API pc_status pc_key_finish(pc_key *k);
 PC_API const void *pc_key_data(const pc_key *k);
 PC_API size_t pc_key_len(const pc_key *k);

@@ -24,14 +24,22 @@
  * The name, not the function's address, so that the key is the same in
  * every process (memoizers sharing a remote backend share results).
  *
- * Errors (a key beyond PC_KEY_MAX, out of memory, NULL bytes with a length)
- * are sticky: the first one is kept and reported by pc_key_finish.
+ * Errors (a key beyond PC_KEY_MAX, out of memory, NULL bytes with a length,
+ * an add after pc_key_finish) are sticky: the first one is kept and
+ * reported by pc_key_finish.
+ *
+ * pc_key_finish is the last step: it marks the key finished (FINISHED, the
+ * top bit of count_, which no real count reaches: every argument takes a
+ * byte of at most PC_KEY_MAX + 16), so that a second finish appends no
+ * second trailer and an add after it changes no byte.
  * Not thread-safe per pc_key (it is a caller's local value).
  */
 #include <string.h>
 
 #include "alloc.h"
 #include "purecache.h"
+
+#define FINISHED ((size_t)1 << (sizeof(size_t) * 8 - 1))
 
 void pc_key_init(pc_key *k)
 {
@@ -51,6 +59,10 @@ static int key_reserve(pc_key *k, size_t more)
 
     if (k->err_ != PC_OK)
         return 0;
+    if (k->count_ & FINISHED) { /* an add after pc_key_finish */
+        k->err_ = PC_EINVAL;
+        return 0;
+    }
     need = k->len_ + more;
     if (need > PC_KEY_MAX + 16) { /* room for the count trailer */
         k->err_ = PC_EINVAL;
@@ -129,7 +141,7 @@ static void add_bytes(pc_key *k, unsigned char tag, const void *p, size_t n)
 {
     if (k == NULL)
         return;
-    if (p == NULL && n > 0) {
+    if ((p == NULL && n > 0) || (k->count_ & FINISHED)) {
         if (k->err_ == PC_OK)
             k->err_ = PC_EINVAL;
         return;
@@ -188,10 +200,15 @@ pc_status pc_key_finish(pc_key *k)
 {
     if (k == NULL)
         return PC_EINVAL;
-    if (!key_reserve(k, 11))
+    if (k->count_ & FINISHED) /* finished already: its status, as it was */
         return (pc_status)k->err_;
+    if (!key_reserve(k, 11)) {
+        k->count_ |= FINISHED;
+        return (pc_status)k->err_;
+    }
     put_byte(k, '#');
     put_varint(k, k->count_);
+    k->count_ |= FINISHED;
     if (k->len_ > PC_KEY_MAX) {
         k->err_ = PC_EINVAL;
         return PC_EINVAL;

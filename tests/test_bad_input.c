@@ -711,3 +711,46 @@ Test(bad_input, bad_key_builder_arguments_are_sticky_errors)
     cr_assert_leq(pc_key_len(&k), PC_KEY_MAX);
     pc_key_free(&k);
 }
+
+/* pc_key_finish is the key's last step: a second finish returns the first
+ * one's status and appends nothing (it appended a second trailer, so the
+ * key changed under a call that reported PC_OK), and an add after it is
+ * refused (sticky PC_EINVAL) without touching the bytes. */
+Test(bad_input, finishing_a_key_twice_or_adding_after_finish_changes_nothing)
+{
+    pc_key k, ref;
+    unsigned char bytes[64];
+    size_t len;
+
+    pc_key_init(&ref);
+    pc_key_add_u64(&ref, 1);
+    cr_assert_eq(pc_key_finish(&ref), PC_OK);
+    len = pc_key_len(&ref);
+    cr_assert_leq(len, sizeof bytes);
+    memcpy(bytes, pc_key_data(&ref), len);
+
+    pc_key_init(&k);
+    pc_key_add_u64(&k, 1);
+    cr_assert_eq(pc_key_finish(&k), PC_OK);
+    cr_assert_eq(pc_key_finish(&k), PC_OK);
+    cr_assert_eq(pc_key_len(&k), len, "a second finish changed the key");
+    cr_assert(memcmp(pc_key_data(&k), bytes, len) == 0);
+
+    pc_key_add_u64(&k, 2);
+    pc_key_add_str(&k, "s");
+    pc_key_add_str(&k, NULL);
+    pc_key_add_bytes(&k, "b", 1);
+    cr_assert_eq(pc_key_len(&k), len, "an add after finish changed the key");
+    cr_assert(memcmp(pc_key_data(&k), bytes, len) == 0);
+    cr_assert_eq(pc_key_finish(&k), PC_EINVAL);
+    cr_assert_eq(pc_key_len(&k), len);
+    pc_key_free(&k);
+
+    /* A finish that failed stays failed. */
+    pc_key_init(&k);
+    pc_key_add_bytes(&k, NULL, 1);
+    cr_assert_eq(pc_key_finish(&k), PC_EINVAL);
+    cr_assert_eq(pc_key_finish(&k), PC_EINVAL);
+    pc_key_free(&k);
+    pc_key_free(&ref);
+}
