@@ -351,6 +351,83 @@ Test(redis, bad_arguments_and_foreign_backends_are_refused)
     destroy(&be);
 }
 
+/* Bad arguments to every operation of a live backend with a near copy:
+ * refused with PC_EINVAL before any I/O, outputs untouched, the near copy
+ * and the value in Redis unchanged (API audit). */
+Test(redis, bad_arguments_change_neither_redis_nor_the_near_tier)
+{
+    struct rs_server s;
+    pc_backend be, plain;
+    pc_redis_options o = {0};
+    pc_redis_stats before, after;
+    pc_put_args a = {0};
+    static char big[PC_KEY_MAX + 1];
+    char buf[8];
+    size_t n = 77;
+    redisContext *x;
+    redisReply *r;
+
+    rs_start(&s);
+    be = make(&s, "bad:", 16, PC_REDIS_TRACK_KEYS, 0);
+    cr_assert_eq(put_s(&be, "k", "v"), PC_OK);
+    cr_assert(filled(&be, "k"), "no near copy");
+    cr_assert_eq(pc_redis_stats_get(&be, &before), PC_OK);
+
+    cr_assert_eq(be.ops->get(NULL, "k", 1, buf, sizeof buf, &n), PC_EINVAL);
+    cr_assert_eq(be.ops->get(be.self, "k", SIZE_MAX, buf, sizeof buf, &n),
+                 PC_EINVAL);
+    cr_assert_eq(be.ops->put(NULL, "k", 1, "w", 1), PC_EINVAL);
+    cr_assert_eq(be.ops->put(be.self, big, sizeof big, "w", 1), PC_EINVAL);
+    cr_assert_eq(be.ops->put(be.self, "k", 1, "w", PC_VALUE_MAX + 1),
+                 PC_EINVAL);
+    cr_assert_eq(be.ops->put(be.self, "k", 1, "w", SIZE_MAX), PC_EINVAL);
+    cr_assert_eq(be.ops->put_ex(NULL, "k", 1, "w", 1, &a), PC_EINVAL);
+    cr_assert_eq(be.ops->put_ex(be.self, NULL, 1, "w", 1, &a), PC_EINVAL);
+    cr_assert_eq(be.ops->put_ex(be.self, "k", 1, NULL, 1, &a), PC_EINVAL);
+    a.flags = PC_PUT_IF_ABSENT | PC_PUT_IF_PRESENT;
+    cr_assert_eq(be.ops->put_ex(be.self, "k", 1, "w", 1, &a), PC_EINVAL);
+    a.flags = 0x80000000u;
+    cr_assert_eq(be.ops->put_ex(be.self, "k", 1, "w", 1, &a), PC_EINVAL);
+    cr_assert_eq(be.ops->del(NULL, "k", 1), PC_EINVAL);
+    cr_assert_eq(be.ops->del(be.self, NULL, 1), PC_EINVAL);
+    cr_assert_eq(be.ops->len(NULL), 0);
+    be.ops->destroy(NULL); /* a no-op */
+    cr_assert_eq(pc_redis_near_get(NULL, "k", 1, buf, sizeof buf, &n),
+                 PC_EINVAL);
+    cr_assert_eq(pc_redis_near_get(&be, NULL, 1, buf, sizeof buf, &n),
+                 PC_EINVAL);
+    cr_assert_eq(pc_redis_near_get(&be, big, sizeof big, buf, sizeof buf, &n),
+                 PC_EINVAL);
+    cr_assert_eq(pc_redis_near_get(&be, "k", 1, NULL, 4, &n), PC_EINVAL);
+    cr_assert_eq(pc_redis_stats_get(NULL, &after), PC_EINVAL);
+    cr_assert_eq(n, 77, "vlen must be untouched on EINVAL");
+
+    cr_assert_eq(pc_redis_stats_get(&be, &after), PC_OK);
+    cr_assert_eq(after.requests, before.requests,
+                 "bad arguments reached the network");
+    cr_assert_eq(after.flushes, before.flushes);
+    cr_assert(near_has(&be, "k"), "a refused call dropped the near copy");
+    x = rs_client(&s);
+    r = ext(x, "GET %s", "bad:k", NULL);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    cr_assert_str_eq(r->str, "v");
+    freeReplyObject(r);
+    redisFree(x);
+
+    /* Without a near tier: near_get finds nothing, wait_near refuses. */
+    o.port = s.port;
+    cr_assert_eq(pc_redis_backend(&o, &plain), PC_OK);
+    cr_assert_eq(pc_redis_near_get(&plain, "k", 1, buf, sizeof buf, &n),
+                 PC_NOTFOUND);
+    cr_assert_eq(pc_redis_near_get(&plain, NULL, 1, buf, sizeof buf, &n),
+                 PC_EINVAL);
+    cr_assert_eq(pc_redis_wait_near(&plain, 1), PC_EINVAL);
+    cr_assert_eq(plain.ops->len(plain.self), 0);
+    destroy(&plain);
+    destroy(&be);
+    rs_stop(&s);
+}
+
 Test(redis, unreachable_server_is_eio_within_the_timeout)
 {
     struct rs_server s;
