@@ -297,9 +297,12 @@ typedef struct pc_stats {
  * also need every shard's share of it within a shard's limit, 2^32 - 3
  * entries (clock) or 2^26 - 1 (frequency), which an explicit opts->shards,
  * or a frequency cache of over 2^29 entries on a machine of few CPUs, can
- * break. (A shard may come to hold more than its share, as keys spread by
- * hash; past what it can hold at all, 2^32 - 2 entries (clock) or
- * 130,150,496 (frequency), a put of a new key to it fails with
+ * break. (So with the default shard count, chosen from the CPUs and the
+ * capacity, a clock cache's largest capacity is that count times 2^32 - 3,
+ * far below PC_CAPACITY_MAX on a machine of few CPUs: an explicit
+ * opts->shards, up to 4096, raises it.) (A shard may come to hold more than its
+ * share, as keys spread by hash; past what it can hold at all, 2^32 - 2 entries
+ * (clock) or 130,150,496 (frequency), a put of a new key to it fails with
  * PC_ENOMEM.) The exact-LRU build
  * takes a capacity up to 16 x 125,829,120 (its index tables: 1 to 16,
  * chosen from the capacity, each for at most 125,829,120 entries; a table
@@ -309,7 +312,9 @@ typedef struct pc_stats {
  * thread-specific data key for the whole process (created with its first
  * cache or memoizer), whatever the number of caches.
  * Returns PC_OK; PC_EINVAL if opts or out is NULL, opts->capacity is 0 or
- * beyond those limits, or opts->shards > 4096; PC_ENOMEM if memory (or, for
+ * beyond those limits, opts->shards > 4096, or opts->policy names no
+ * policy of this build (PC_POLICY_FREQUENCY in the exact-LRU build);
+ * PC_ENOMEM if memory (or, for
  * the process's first cache, that one key) could not be had. On failure
  * *out is left untouched.
  */
@@ -486,7 +491,7 @@ PC_API size_t pc_expire(pc_cache *cache);
 PC_API size_t pc_len(const pc_cache *cache);
 
 /* The capacity (as created, or as last set); 0 for a NULL cache.
- * Wait-free. */
+ * Thread-safety: any thread. Wait-free. */
 PC_API size_t pc_capacity(const pc_cache *cache);
 
 /* Sum of klen + vlen over the entries present (expired ones not yet removed
@@ -658,6 +663,9 @@ typedef struct pc_sink pc_sink;
  * own or to succeed with that value. A loader that returns success without
  * a successful call produces an empty value, which is cached and is a hit
  * like any other.
+ * A sink is valid only while the loader it was passed to runs, and only
+ * on that loader's thread. Thread-safety: that thread only. Progress:
+ * blocking (copies the value; may allocate).
  * Returns PC_OK; PC_EINVAL if sink is NULL, val is NULL with vlen > 0, or
  * vlen > PC_VALUE_MAX; PC_ENOMEM if the value could not be copied.
  */
@@ -713,7 +721,8 @@ typedef struct pc_load_args { /* zero-initialise */
 /*
  * pc_get_or_load, storing the loaded value as pc_put_ex(args) would: with
  * args->ttl_ms as its time to live (0: the cache's ttl_ms; PC_TTL_NEVER:
- * none). args may be NULL (exactly pc_get_or_load). Same statuses.
+ * none). args may be NULL (exactly pc_get_or_load). Same statuses,
+ * thread-safety and progress (blocking).
  */
 PC_API pc_status pc_get_or_load_ex(pc_cache *cache, const void *key,
                                    size_t klen, pc_loader_fn *load, void *ctx,
@@ -752,8 +761,12 @@ typedef struct pc_backend {
 } pc_backend;
 
 /*
- * Wrap cache as a backend; destroying the backend destroys the cache.
- * Returns PC_OK; PC_EINVAL if cache or out is NULL. Wait-free.
+ * Wrap cache as a backend; destroying the backend destroys the cache. Once
+ * the backend is handed to pc_memo_create, the memoizer owns the cache:
+ * destroy it through pc_memo_destroy, never pc_destroy (the cache itself
+ * may still be used meanwhile, from any thread).
+ * Thread-safety: any thread. Wait-free.
+ * Returns PC_OK; PC_EINVAL if cache or out is NULL.
  */
 PC_API pc_status pc_backend_from_cache(pc_cache *cache, pc_backend *out);
 
@@ -764,9 +777,13 @@ typedef struct pc_memo pc_memo;
 
 /*
  * Create a memoizer over backend, which it takes over: pc_memo_destroy
- * destroys it (through ops->destroy). On failure nothing is taken over.
- * Returns PC_OK; PC_EINVAL if backend, its ops, or one of get/put/del/len is
- * NULL, or ops->size is smaller than the first version's; PC_ENOMEM.
+ * destroys it (through ops->destroy). *backend (the pair) is copied; the
+ * ops table it points to must outlive the memoizer. On failure nothing is
+ * taken over and *out is untouched.
+ * Thread-safety: any thread. Progress: blocking (allocates).
+ * Returns PC_OK; PC_EINVAL if out or backend is NULL, its ops or one of
+ * get/put/del/len is NULL, or ops->size is smaller than the first
+ * version's; PC_ENOMEM.
  */
 PC_API pc_status pc_memo_create(const pc_backend *backend, pc_memo **out);
 
@@ -777,8 +794,9 @@ typedef struct pc_memo_options { /* zero-initialise */
     uint64_t ttl_ms;
 } pc_memo_options;
 
-/* pc_memo_create with options (NULL: as pc_memo_create). Same statuses, and
- * PC_EINVAL for a ttl_ms the backend cannot honour (no put_ex). */
+/* pc_memo_create with options (NULL: as pc_memo_create; read during the
+ * call only). Same thread-safety, progress and statuses, and PC_EINVAL for
+ * a ttl_ms the backend cannot honour (no put_ex). */
 PC_API pc_status pc_memo_create_ex(const pc_backend *backend,
                                    const pc_memo_options *opts, pc_memo **out);
 
@@ -791,6 +809,8 @@ PC_API void pc_memo_destroy(pc_memo *memo);
  * deadlock and cancellation semantics (a cancellation point only while it
  * runs load; the backend is called with cancellation disabled).
  * Thread-safety: any thread. Progress: blocking.
+ * Returns as pc_get_or_load (PC_EINVAL also for a NULL memo), and the
+ * backend's error if its first lookup fails (PC_EIO for a remote one).
  */
 PC_API pc_status pc_memo_call(pc_memo *memo, const void *key, size_t klen,
                               pc_loader_fn *load, void *ctx, void *buf,
@@ -817,8 +837,10 @@ PC_API pc_status pc_memo_forget(pc_memo *memo, const void *key, size_t klen);
  * pc_memo_begin; none for a call whose first lookup fails with the
  * backend's error, nor for one that returns PC_ENOMEM before it has
  * started or waited on a load), loader calls and loader errors (puts, evictions
- * and deletes are the backend's business and stay 0 here). Returns PC_OK;
- * PC_EINVAL for NULL arguments.
+ * and deletes are the backend's business and stay 0 here). Thread-safety:
+ * any thread. Progress: blocking (registration of other threads, briefly,
+ * as pc_stats_get). Returns PC_OK; PC_EINVAL for NULL arguments (nothing
+ * written).
  */
 PC_API pc_status pc_memo_stats(pc_memo *memo, pc_stats *out);
 
@@ -833,10 +855,23 @@ PC_API pc_status pc_memo_stats(pc_memo *memo, pc_stats *out);
  * forever (deadlock detection follows the thread that began the load). If
  * the code between the two calls may be cancelled, finish from a cleanup
  * handler (pthread_cleanup_push), with err ECANCELED, as PC_MEMOIZE does.
- * pc_memo_finish returns PC_EINVAL, completing nothing, for a lead that
- * another memoizer began; finishing a lead twice is undefined. pc_memo_finish
- * stores the value on success and returns PC_OK, or PC_ELOAD when err is
- * non-zero.
+ * pc_memo_begin: thread-safety any thread; progress blocking (may wait
+ * for another thread's load, as pc_memo_call). Returns PC_OK, PC_ERANGE,
+ * PC_NOTFOUND (this caller leads), another thread's outcome (PC_ELOAD with
+ * *load_err, PC_EDEADLK), PC_ENOMEM, the backend's error from its lookup
+ * (PC_EIO for a remote one), or PC_EINVAL for a NULL memo or lead, NULL
+ * key with klen > 0, klen > PC_KEY_MAX, or NULL buf with bufcap > 0. On
+ * every return but PC_NOTFOUND, *lead (if lead is not NULL) is set to NULL.
+ * pc_memo_finish: the thread that began the load; progress blocking (the
+ * store, then waking the waiters). It copies val (the caller keeps it),
+ * stores it on success and returns PC_OK, or PC_ELOAD when err is
+ * non-zero. A value that cannot be stored as given (NULL with vlen > 0,
+ * or vlen > PC_VALUE_MAX) with err 0 makes the load a failure: PC_ELOAD,
+ * and the waiters get PC_ELOAD with *load_err -1. It returns PC_EINVAL,
+ * completing nothing, for a NULL memo or lead, or a lead that another
+ * memoizer began: such a lead is still owned, and its waiters keep
+ * waiting until it is finished through its own memoizer. Finishing a lead
+ * twice is undefined.
  */
 typedef struct pc_flight pc_flight;
 PC_API pc_status pc_memo_begin(pc_memo *memo, const void *key, size_t klen,
@@ -862,6 +897,18 @@ typedef struct pc_key {
     unsigned char inline_[256];
 } pc_key;
 
+/*
+ * A key is the caller's value (e.g. on its stack): one thread builds it;
+ * nothing in it is shared. The adds and pc_key_finish may allocate once the
+ * key outgrows its inline buffer (256 bytes), and pc_key_free must then
+ * release it, whatever the status (a key that never grew needs no free).
+ * A NULL k is a no-op for every function but pc_key_finish (PC_EINVAL),
+ * pc_key_data (NULL) and pc_key_len (0). pc_key_data and pc_key_len give
+ * the key's bytes so far; after a successful pc_key_finish, the key to
+ * pass to pc_memo_call or a cache, valid until pc_key_free or the key's
+ * end, unchanged by any later call. After an error they are unspecified.
+ * All of these are wait-free but for an add that allocates (blocking).
+ */
 PC_API void pc_key_init(pc_key *k);
 /*
  * Begin the key of a call of the function called name (NUL-terminated;
@@ -875,6 +922,7 @@ PC_API void pc_key_add_u64(pc_key *k, uint64_t v);
 PC_API void pc_key_add_f64(pc_key *k, double v);
 /* A NUL-terminated string; NULL is encoded as a distinct "no string". */
 PC_API void pc_key_add_str(pc_key *k, const char *s);
+/* n bytes at p; p NULL with n > 0 is an error reported by pc_key_finish. */
 PC_API void pc_key_add_bytes(pc_key *k, const void *p, size_t n);
 /* Returns PC_OK, PC_EINVAL (NULL k, bad argument, or key longer than
  * PC_KEY_MAX) or PC_ENOMEM, from the first error of any add. The key's
@@ -1050,11 +1098,12 @@ static inline void pc_memo_cancelled_(void *p)
     PC_MEMO_FORGET_(wrapper, func, params, __VA_ARGS__)
 /* clang-format on */
 
-/* "clock" or "lru": the policy this library was built with. Wait-free. */
+/* "clock" or "lru": the policy this library was built with (a static
+ * string). Thread-safety: any thread. Wait-free. */
 PC_API const char *pc_policy(void);
 
-/* The policy of this cache: "clock", "lru" or "frequency"; NULL for a NULL
- * cache. Wait-free. */
+/* The policy of this cache: "clock", "lru" or "frequency" (a static
+ * string); NULL for a NULL cache. Thread-safety: any thread. Wait-free. */
 PC_API const char *pc_cache_policy(const pc_cache *cache);
 
 /*

@@ -158,8 +158,11 @@ typedef struct pc_redis_options { /* zero-initialise */
  *        PC_PUT_IF_PRESENT as XX (PC_NOTFOUND when it is not); PC_EINVAL
  *        for other flags, as pc_put_ex. NULL args: put. So a memoizer with
  *        a ttl_ms (pc_memo_create_ex) works over the backend.
- *   del  PC_OK (the key existed in Redis), PC_NOTFOUND, PC_EINVAL, PC_EIO.
- *   len  the near tier's entry count (as pc_len); 0 without a near tier.
+ *   del  PC_OK (the key existed in Redis), PC_NOTFOUND, PC_EINVAL, PC_EIO,
+ *        PC_ENOMEM (the command could not be built).
+ *   len  the near tier's entry count (as pc_len); 0 without a near tier,
+ *        or for a NULL self.
+ *   destroy  NULL self is a no-op.
  * Progress: a get served by the near tier progresses as pc_get_pinned
  * (no lock; see purecache.h); every other path is blocking: it waits for a
  * pooled connection (at most until its deadline) and a network round trip,
@@ -169,13 +172,13 @@ typedef struct pc_redis_options { /* zero-initialise */
  * Thread-safety: any thread, concurrently with anything but destroy, which
  * must not overlap any other call (it stops and joins the subscriber).
  *
+ * o->host and o->key_prefix are copied (o is read during the call only).
  * Returns PC_OK; PC_EINVAL if o or out is NULL, port < 0 or > 65535, the
- * host or key_prefix is longer than its maximum, connections exceeds
- * PC_REDIS_CONNECTIONS_MAX, ttl_ms exceeds PC_REDIS_TTL_MAX, tracking is
- * not one of PC_REDIS_TRACK_*, or
- * near_capacity is beyond what pc_create accepts; PC_ENOMEM if memory or
- * the subscriber thread could not be had. On failure *out is untouched.
- * Blocking.
+ * host is empty, the host or key_prefix is longer than its maximum, connections
+ * exceeds PC_REDIS_CONNECTIONS_MAX, ttl_ms exceeds PC_REDIS_TTL_MAX, tracking
+ * is not one of PC_REDIS_TRACK_*, or near_capacity is beyond what pc_create
+ * accepts; PC_ENOMEM if memory or the subscriber thread could not be had. On
+ * failure *out is untouched. Blocking.
  */
 PC_API pc_status pc_redis_backend(const pc_redis_options *o, pc_backend *out);
 
