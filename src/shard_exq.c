@@ -150,13 +150,9 @@ void pc__shard_exq_note(struct shard_cache *sc, struct shard *s,
                         const struct pc__kv *kv, uint64_t at,
                         const struct pc__index_pos *pos)
 {
-    if (s->exq.gen != table_gen(s)) {
-        if (s->exq.n != 0) { /* kv is in the index: the rebuild has it */
-            pc__shard_exq_rebuild(sc, s);
-            return;
-        }
-        s->exq.gen = table_gen(s); /* none else expires */
-    }
+    /* pc__shard_exq_room brought the queue to today's table, after the
+     * put's index growth; nothing between it and here replaces the table. */
+    PC__ASSERT(s->exq.gen == table_gen(s));
     pc__exq_push(&s->exq, at,
                  pos != NULL ? *pos : pc__index_locate(&s->ix, kv));
     if (s->exq.n > exq_worth(s) + s->expiring)
