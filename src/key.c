@@ -141,7 +141,7 @@ static void add_bytes(pc_key *k, unsigned char tag, const void *p, size_t n)
 {
     if (k == NULL)
         return;
-    if ((p == NULL && n > 0) || (k->count_ & FINISHED)) {
+    if (p == NULL && n > 0) {
         if (k->err_ == PC_OK)
             k->err_ = PC_EINVAL;
         return;
