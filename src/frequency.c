@@ -687,15 +687,21 @@ static struct pc__kv *evict_small(struct freq *f, struct pc__now now)
  * reuse, while one-time keys waited in SMALL (Zipf at 0.5% of the share:
  * hit ratio 0.37 against CLOCK's 0.43, and 0.53 at a capacity of that
  * size). Above half its share, as shards are in a full cache, the
- * target stays cs: one predictable branch, where scaling there too cost
- * every eviction two multiplications for a difference of a few entries. */
+ * target stays cs, where scaling there too cost every eviction two
+ * multiplications for a difference of a few entries. */
 static bool small_at_target(const struct freq *f, uint32_t extra)
 {
     uint64_t small = (uint64_t)f->small.live + extra;
-    uint64_t held = small + f->main.live;
+    uint64_t held;
 
-    if (__builtin_expect(held >= f->cap / 2, 1))
-        return small >= f->cs;
+    /* At cs, SMALL is at the target either way (the scaled target, cs
+     * of every cap entries held, is at most cs): the full cache's steady
+     * state decides on one compare. */
+    if (__builtin_expect(small >= f->cs, 1))
+        return true;
+    held = small + f->main.live;
+    if (held >= f->cap / 2)
+        return false;
     return small * f->cap >= (uint64_t)f->cs * held;
 }
 
