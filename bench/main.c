@@ -119,12 +119,12 @@ static int run_synthetic(const struct bench_opts *o,
     }
     report_memory_begin(o);
     for (int pi = 0; pi < npeers; pi++) {
-        double per;
+        struct memory_figure m;
 
-        if (memory_per_entry(o, &peers[pi], &per) != 0)
+        if (memory_per_entry(o, &peers[pi], &m) != 0)
             continue;
-        report_memory_row(&csv, peers[pi].name, o->capacity, per);
-        results_add_memory(peers[pi].name, per);
+        report_memory_row(&csv, peers[pi].name, o->capacity, &m);
+        results_add_memory(peers[pi].name, memory_judged(&m));
     }
     /* Each purecache policy again with every entry given a ttl (an hour):
      * what expiry adds per entry (the shard's expiry queue, or lru's heap;
@@ -132,14 +132,14 @@ static int run_synthetic(const struct bench_opts *o,
     for (int pi = 0; pi < npeers; pi++) {
         struct peer_pc_variant v = {.suffix = "+ttl", .ttl_ms = 3600000};
         struct bench_peer vp;
-        double per;
+        struct memory_figure m;
 
         if (!peer_purecache_is(&peers[pi]) ||
             peer_purecache_variant(&vp, &peers[pi], &v) != 0)
             continue;
-        if (memory_per_entry(o, &vp, &per) == 0) {
-            report_memory_row(&csv, vp.name, o->capacity, per);
-            results_add_memory(vp.name, per);
+        if (memory_per_entry(o, &vp, &m) == 0) {
+            report_memory_row(&csv, vp.name, o->capacity, &m);
+            results_add_memory(vp.name, memory_judged(&m));
         }
         peer_purecache_variant_free(&vp);
     }

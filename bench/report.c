@@ -11,6 +11,7 @@
  * peer's thread counts read together. The CSV files carry the same numbers, and
  * runs.csv every run behind a median, in the order the runs were taken.
  */
+#include <math.h>
 #include <string.h>
 
 #include "hitratio.h"
@@ -54,7 +55,8 @@ void report_open(const struct bench_opts *o, struct report_csv *csv)
     fprintf(csv->points, "dist,mix,peer,threads,runs,mops_median,mops_min,"
                          "mops_max,hit_ratio,p50_ns,p99_ns,p999_ns,"
                          "vs_clock\n");
-    fprintf(csv->memory, "peer,capacity,bytes_per_entry_beyond_kv\n");
+    fprintf(csv->memory, "peer,capacity,bytes_per_entry_beyond_kv,"
+                         "after_2c_evicting_puts\n");
     csv->hit = bench_open_out(o->out_dir, "hitratio.csv");
     hitratio_csv_header(csv->hit);
     csv->variants = bench_open_out(o->out_dir, "variants.csv");
@@ -190,15 +192,22 @@ void report_mix_end(struct report_csv *csv, size_t first, size_t last)
 void report_memory_begin(const struct bench_opts *o)
 {
     printf("\n== memory per entry beyond 8-byte key + 8-byte value "
-           "(C=%zu, jemalloc stats.allocated) ==\n",
+           "(C=%zu, jemalloc stats.allocated; filled with C keys, then after "
+           "2C evicting puts; targets hold the larger) ==\n",
            o->capacity);
 }
 
 void report_memory_row(struct report_csv *csv, const char *peer,
-                       size_t capacity, double bytes_per_entry)
+                       size_t capacity, const struct memory_figure *m)
 {
-    printf("  %-14s %8.1f bytes/entry\n", peer, bytes_per_entry);
-    fprintf(csv->memory, "%s,%zu,%.2f\n", peer, capacity, bytes_per_entry);
+    if (isnan(m->churned))
+        printf("  %-14s %8.1f bytes/entry   (does not evict)\n", peer,
+               m->filled);
+    else
+        printf("  %-14s %8.1f bytes/entry   %8.1f after 2C evicting puts\n",
+               peer, m->filled, m->churned);
+    fprintf(csv->memory, "%s,%zu,%.2f,%.2f\n", peer, capacity, m->filled,
+            m->churned);
 }
 
 void report_footer(const struct bench_opts *o, int missed)

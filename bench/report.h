@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "memory.h"
 #include "opts.h"
 #include "peer.h"
 #include "workload.h"
@@ -44,7 +45,7 @@ void report_mix_end(struct report_csv *csv, size_t first, size_t last);
 /* The memory table: heading, then one row per peer measured. */
 void report_memory_begin(const struct bench_opts *o);
 void report_memory_row(struct report_csv *csv, const char *peer,
-                       size_t capacity, double bytes_per_entry);
+                       size_t capacity, const struct memory_figure *m);
 
 /* Where the files are and how many targets were missed. */
 void report_footer(const struct bench_opts *o, int missed);
