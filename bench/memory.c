@@ -13,8 +13,8 @@
  * 16 C) / C is the cost per entry beyond key and value. It includes
  * everything the cache allocates (index, shards, per-thread records),
  * amortised over the entries. jemalloc counts each allocation at its size
- * class, so rounding up is included;
- * its own metadata and fragmentation are not.
+ * class, so rounding up is included; its own metadata and fragmentation
+ * are not.
  *
  * Every peer and both purecache libraries use the same libjemalloc (see
  * peer_purecache.c), so one counter sees all their allocations.
