@@ -37,6 +37,7 @@ static const struct bench_opts defaults = {
     .duration = 0.5,
     .stream_len = 0, /* cli_finish: 16 draws per key (see workload.c) */
     .lat_every = 64,
+    .lat_runs = 3,
     .peers = "all",
     .traces = NULL, /* "all", or "lirs-cpp" with --quick (cli_finish) */
     .trace_dir = PC_BENCH_TRACE_DIR,
@@ -102,6 +103,8 @@ static const struct opt_spec options[] = {
      "16 or more per key, at least 2^20, within 2 GiB of streams in all)"},
     {"--lat-every", "K", OPT_UINT, OFF(lat_every),
      "latency run samples 1 op in K (default 64)"},
+    {"--lat-runs", "R", OPT_UINT, OFF(lat_runs),
+     "latency runs per point, interleaved, samples pooled (default 3)"},
     {"--peers", "LIST", OPT_STRING, OFF(peers),
      "all, or of clock,frequency,lru,ck_hs,mutex-lru,striped-lru,tbb-lru,"
      "cuckoo (and clock-b,frequency-b,lru-b with --lib-b)"},
@@ -248,6 +251,7 @@ static int cli_finish(struct bench_opts *o)
         o->keys = 20000;
         o->capacity = 2000;
         o->runs = 1;
+        o->lat_runs = 1;
         o->duration = 0.05;
         o->stream_len = 1u << 14;
         o->hit_ops = 50000;
@@ -289,7 +293,8 @@ static int cli_finish(struct bench_opts *o)
         o->stream_len = p;
     }
     if (o->keys == 0 || o->capacity == 0 || o->runs == 0 ||
-        o->runs > BENCH_MAX_RUNS || o->var_runs == 0 ||
+        o->runs > BENCH_MAX_RUNS || o->lat_runs == 0 ||
+        o->lat_runs > BENCH_MAX_RUNS || o->var_runs == 0 ||
         o->var_runs > BENCH_MAX_RUNS || o->duration <= 0 ||
         o->var_duration <= 0) {
         fprintf(stderr, "purecache-bench: bad keys/capacity/runs/duration\n");

@@ -29,6 +29,7 @@ struct bench_opts {
     size_t warm_ops;      /* cache-aside ops before the first run */
     size_t stream_len;    /* pre-generated keys per thread (power of two) */
     unsigned lat_every;   /* latency run: time one op in this many */
+    unsigned lat_runs;    /* latency runs per point, samples pooled */
     const char *peers;    /* "all" or a list of names */
     const char *traces;   /* "all", "small", "none" or a list of names */
     const char *trace_dir;

@@ -7,7 +7,7 @@
  * targets take it; "-" when clock did not run the mix), hit ratio (mean
  * over runs; "-" for the put mix, which does no gets, and an empty field
  * in the CSV files), and the latency percentiles of the separate sampled
- * run. Rows are grouped by peer, so each
+ * runs. Rows are grouped by peer, so each
  * peer's thread counts read together. The CSV files carry the same numbers, and
  * runs.csv every run behind a median, in the order the runs were taken.
  */
@@ -28,9 +28,10 @@ void report_banner(const struct bench_opts *o, long ncpu, uint32_t timer_ns,
     for (unsigned i = 0; i < o->nthreads; i++)
         printf("%s%u", i ? "," : " ", o->threads[i]);
     printf(" (%s), %u runs x %.2fs per point, latency: 1 op in %u sampled "
-           "in a separate run (clock_gettime, %u ns overhead subtracted)\n",
+           "in %u separate runs, pooled (clock_gettime, %u ns overhead "
+           "subtracted)\n",
            o->pin ? "pinned" : "not pinned", o->runs, o->duration, o->lat_every,
-           timer_ns);
+           o->lat_runs, timer_ns);
     printf("peers:\n");
     for (int i = 0; i < npeers; i++)
         printf("  %-12s %s\n", peers[i].name, peers[i].what);

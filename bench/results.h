@@ -32,8 +32,9 @@ struct point {
     double run_hit[BENCH_MAX_RUNS]; /* hit ratio of each timed run */
     double med, min, max;           /* over mops[] */
     double hit;                     /* mean over run_hit[] */
-    double p50, p99, p999;          /* ns, from the separate latency run
+    double p50, p99, p999;          /* ns, from the separate latency runs
                                        (NAN when there was none) */
+    size_t nlat;                    /* the samples they pooled */
 };
 
 /* Append a zeroed point and return its index. Indices stay valid; the

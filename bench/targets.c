@@ -16,7 +16,8 @@
  * compare points of the variants' own interleaved blocks (variants.c) and
  * are listed for the distributions those ran on (--variant-dists). A
  * tail-latency target compares two points' p99.9 from their latency runs
- * (one run each, no range). A memory target holds a peer's bytes per entry
+ * (--lat-runs each, samples pooled; no range), and shows how many samples
+ * stand above each quantile. A memory target holds a peer's bytes per entry
  * beyond key and value (measured once, not per distribution). A figure
  * target holds a named figure another module measured (hit ratio, trace
  * summary, RSS per byte of the bound) to a bound; a figure measured on
@@ -252,8 +253,11 @@ static int check_p999(const char *what, const struct target *t,
         return skip(what, "<=", t->goal);
     q = a->p999 / b->p999;
     ok = q <= t->goal;
-    printf("  %-56s %7.2f  [%6.0f / %6.0f ns]  (<= %.2f)  %s\n", what, q,
-           a->p999, b->p999, t->goal, verdict(ok));
+    /* (with how many samples each quantile stands above) */
+    printf("  %-56s %7.2f  [%6.0f / %6.0f ns]  (<= %.2f)  %s  (%zu / %zu "
+           "samples above)\n",
+           what, q, a->p999, b->p999, t->goal, verdict(ok), a->nlat / 1000,
+           b->nlat / 1000);
     return ok ? 0 : 1;
 }
 

@@ -104,6 +104,17 @@ void *bench_xmalloc(size_t n)
     return p;
 }
 
+void *bench_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n);
+
+    if (q == NULL) {
+        fprintf(stderr, "purecache-bench: out of memory\n");
+        exit(1);
+    }
+    return q;
+}
+
 const char *bench_intern(const char *s)
 {
     static char **pool;

@@ -28,8 +28,9 @@ FILE *bench_open_out(const char *dir, const char *name);
 /* Whether the comma-separated list holds item ("all" holds everything). */
 bool bench_list_has(const char *list, const char *item);
 
-/* malloc that exits on failure. */
+/* malloc and realloc that exit on failure. */
 void *bench_xmalloc(size_t n);
+void *bench_xrealloc(void *p, size_t n);
 
 /* A copy of s that lives until exit, the same pointer for equal strings:
  * for names that results keep after their owner is gone. */
