@@ -282,7 +282,7 @@ static int recv_blocking(struct pc__redis_conn *c, uint64_t deadline_ns)
         if (n == 0)
             return -1;
         if (errno == EINTR)
-            continue;
+            return 0; /* the poll path recomputes the time left */
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
     }
 }
