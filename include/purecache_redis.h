@@ -57,6 +57,12 @@
  * too: a read right after a write may fill the near tier only for the echo
  * to empty it again (one extra miss, never a stale value).
  *
+ * Not seen: a change for which Redis sends no invalidation. SWAPDB
+ * replaces database 0's values without naming their keys (measured,
+ * both tracking modes): near copies read before it stay until their key
+ * is next written or deleted, expires, or the tier is flushed. Do not
+ * SWAPDB under a near tier (or create a new backend after it).
+ *
  * Redis semantics: keys are stored as key_prefix + key (binary safe),
  * values as Redis strings, written with SET (and `PX ttl_ms` when ttl_ms is
  * set); DEL deletes. Database 0; no AUTH; TCP only.
@@ -94,6 +100,10 @@ extern "C" {
 #define PC_REDIS_CONNECTIONS_MAX 1024
 /* Largest ttl_ms accepted (about 8900 years). */
 #define PC_REDIS_TTL_MAX ((uint64_t)1 << 48)
+/* Largest value a put accepts, in bytes: a Redis string's limit (512 MiB,
+ * proto-max-bulk-len's default; a server configured lower answers a put
+ * over its own limit with an error: PC_EIO). */
+#define PC_REDIS_VALUE_MAX ((size_t)512 << 20)
 /* The defaults of the fields left 0. */
 #define PC_REDIS_DEFAULT_PORT 6379
 #define PC_REDIS_DEFAULT_CONNECTIONS 8
@@ -150,8 +160,11 @@ typedef struct pc_redis_options { /* zero-initialise */
  *   get  PC_OK, PC_NOTFOUND, PC_ERANGE (*vlen set, buffer untouched),
  *        PC_EINVAL (as pc_get), PC_EIO (unreachable, timed out, or an
  *        error reply such as WRONGTYPE), PC_ENOMEM. A near hit is served
- *        without I/O: no lock, no allocation, no shared write.
- *   put  PC_OK, PC_EINVAL (as pc_put), PC_EIO, PC_ENOMEM.
+ *        without I/O: no allocation, no shared write, and no lock for a
+ *        value of up to 1 KiB (a longer one is read through a pin, which
+ *        takes the near cache's pin-table lock, as pc_get_pinned).
+ *   put  PC_OK, PC_EINVAL (as pc_put, and for a value longer than
+ *        PC_REDIS_VALUE_MAX), PC_EIO, PC_ENOMEM.
  *   put_ex  as put, as one SET: args->ttl_ms as PX (0: the backend's
  *        ttl_ms; PC_TTL_NEVER: none; longer than PC_REDIS_TTL_MAX: that),
  *        PC_PUT_IF_ABSENT as NX (PC_EXISTS when the key is in Redis),
@@ -160,15 +173,22 @@ typedef struct pc_redis_options { /* zero-initialise */
  *        a ttl_ms (pc_memo_create_ex) works over the backend.
  *   del  PC_OK (the key existed in Redis), PC_NOTFOUND, PC_EINVAL, PC_EIO,
  *        PC_ENOMEM (the command could not be built).
+ *   A put_ex with a condition and a del report what the server found, so
+ *   they are never sent twice: where a get or a plain put retries (below),
+ *   they fail with PC_EIO, outcome unknown (an old connection the server
+ *   closed while it sat idle is found before sending, and replaced).
  *   len  the near tier's entry count (as pc_len); 0 without a near tier,
  *        or for a NULL self.
- *   destroy  NULL self is a no-op.
+ *   destroy  NULL self is a no-op. Blocking: it joins the subscriber
+ *        thread, which may first finish a connection attempt (up to
+ *        timeout_ms, and a host name's resolution, which no deadline
+ *        bounds).
  * Progress: a get served by the near tier progresses as pc_get_pinned
- * (no lock; see purecache.h); every other path is blocking: it waits for a
+ * (see purecache.h); every other path is blocking: it waits for a
  * pooled connection (at most until its deadline) and a network round trip,
- * bounded by about timeout_ms (a request that finds its connection
- * closed by the server retries once on a fresh one within the same
- * deadline).
+ * bounded by about timeout_ms, signals or not (a get or plain put that
+ * finds its connection closed by the server retries once on a fresh one
+ * within the same deadline).
  * Thread-safety: any thread, concurrently with anything but destroy, which
  * must not overlap any other call (it stops and joins the subscriber).
  *

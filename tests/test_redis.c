@@ -35,11 +35,16 @@
  * a_fill_that_an_invalidation_overtook_stores_nothing drives it step by
  * step.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -380,6 +385,11 @@ Test(redis, bad_arguments_change_neither_redis_nor_the_near_tier)
     cr_assert_eq(be.ops->put(be.self, big, sizeof big, "w", 1), PC_EINVAL);
     cr_assert_eq(be.ops->put(be.self, "k", 1, "w", PC_VALUE_MAX + 1),
                  PC_EINVAL);
+    /* (Refused before a byte is read: hiredis would have summed a command
+     * near 4 GiB in an int and overrun its buffer.) */
+    cr_assert_eq(be.ops->put(be.self, "k", 1, "w", PC_REDIS_VALUE_MAX + 1),
+                 PC_EINVAL);
+    cr_assert_eq(be.ops->put(be.self, "k", 1, "w", PC_VALUE_MAX), PC_EINVAL);
     cr_assert_eq(be.ops->put(be.self, "k", 1, "w", SIZE_MAX), PC_EINVAL);
     cr_assert_eq(be.ops->put_ex(NULL, "k", 1, "w", 1, &a), PC_EINVAL);
     cr_assert_eq(be.ops->put_ex(be.self, NULL, 1, "w", 1, &a), PC_EINVAL);
@@ -1100,6 +1110,275 @@ Test(redis, stopped_server_times_out_and_recovers, .timeout = 60)
     /* The SET that timed out may or may not have been applied. */
     cr_assert(strcmp(buf, "v") == 0 || strcmp(buf, "w") == 0);
     destroy(&plain);
+    destroy(&be);
+    rs_stop(&s);
+}
+
+/* A signal handler that does nothing (SA_RESTART), and a thread that
+ * sends it to one thread every 10 ms, as a profiler or an interval timer
+ * would. */
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
+
+struct pester {
+    pthread_t target;
+    volatile int stop;
+    unsigned sent;
+};
+
+static void *pester_main(void *p)
+{
+    struct pester *ps = p;
+
+    while (!ps->stop) {
+        pthread_kill(ps->target, SIGUSR1);
+        ps->sent++;
+        usleep(10000);
+    }
+    return NULL;
+}
+
+/* A recv under SO_RCVTIMEO that a signal interrupts restarted with the
+ * whole timeout again: with signals coming faster than timeout_ms, a
+ * request to a server that never answers never ended. */
+Test(redis, signals_do_not_stretch_a_request_past_its_timeout, .timeout = 60)
+{
+    struct rs_server s;
+    struct sigaction sa = {0};
+    struct pester ps = {0};
+    pthread_t t;
+    pc_backend plain;
+    char buf[256];
+    uint64_t t0, d;
+    pc_status st;
+
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
+    rs_start(&s);
+    plain = make(&s, "", 0, 0, 200);
+    cr_assert_eq(put_s(&plain, "k", "v"), PC_OK); /* the connection opens */
+    kill(s.pid, SIGSTOP);
+    ps.target = pthread_self();
+    cr_assert_eq(pthread_create(&t, NULL, pester_main, &ps), 0);
+    t0 = now_ns();
+    st = get_s(&plain, "k", buf);
+    d = now_ns() - t0;
+    ps.stop = 1;
+    pthread_join(t, NULL);
+    kill(s.pid, SIGCONT);
+    cr_assert_eq(st, PC_EIO);
+    cr_assert_lt(d, 450000000ull * time_scale(),
+                 "a 200 ms timeout took %.1f ms under %u signals",
+                 (double)d / 1e6, ps.sent);
+    cr_assert_gt(ps.sent, 5, "too few signals to test anything");
+    destroy(&plain);
+    rs_stop(&s);
+}
+
+/* A proxy between a backend and the server: it relays both ways, except
+ * that once `drop` is set it relays the next request, swallows the
+ * server's reply and closes the client's side (a connection lost after the
+ * server ran a command, before its reply: CLIENT KILL, a reset, a
+ * failover). */
+struct proxy {
+    int ls, port, server_port;
+    volatile int drop;
+    pthread_t acceptor;
+};
+
+struct relay {
+    struct proxy *px;
+    int c;
+};
+
+static void *relay_main(void *p)
+{
+    struct relay *rl = p;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)rl->px->server_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int c = rl->c, sv = socket(AF_INET, SOCK_STREAM, 0), dropping = 0;
+    char b[65536];
+
+    if (sv >= 0 && connect(sv, (struct sockaddr *)&a, sizeof a) == 0) {
+        for (;;) {
+            struct pollfd pf[2] = {{.fd = c, .events = POLLIN},
+                                   {.fd = sv, .events = POLLIN}};
+            ssize_t n;
+
+            if (poll(pf, 2, -1) < 0)
+                break;
+            if (pf[0].revents) {
+                if ((n = read(c, b, sizeof b)) <= 0)
+                    break;
+                if (__atomic_exchange_n(&rl->px->drop, 0, __ATOMIC_SEQ_CST))
+                    dropping = 1;
+                if (write(sv, b, (size_t)n) != n)
+                    break;
+            }
+            if (pf[1].revents) {
+                if ((n = read(sv, b, sizeof b)) <= 0 || dropping)
+                    break; /* a swallowed reply: close the client's side */
+                if (write(c, b, (size_t)n) != n)
+                    break;
+            }
+        }
+    }
+    close(c);
+    if (sv >= 0)
+        close(sv);
+    free(rl);
+    return NULL;
+}
+
+static void *acceptor_main(void *p)
+{
+    struct proxy *px = p;
+
+    for (;;) {
+        struct relay *rl;
+        pthread_t t;
+        int c = accept(px->ls, NULL, NULL);
+
+        if (c < 0)
+            return NULL; /* the listening socket was shut down */
+        rl = malloc(sizeof *rl);
+        if (rl == NULL) {
+            close(c);
+            continue;
+        }
+        rl->px = px;
+        rl->c = c;
+        if (pthread_create(&t, NULL, relay_main, rl) != 0) {
+            close(c);
+            free(rl);
+            continue;
+        }
+        pthread_detach(t);
+    }
+}
+
+static void proxy_start(struct proxy *px, int server_port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+
+    px->server_port = server_port;
+    px->drop = 0;
+    px->ls = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(px->ls, 0);
+    cr_assert_eq(bind(px->ls, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(px->ls, 16), 0);
+    cr_assert_eq(getsockname(px->ls, (struct sockaddr *)&a, &al), 0);
+    px->port = ntohs(a.sin_port);
+    cr_assert_eq(pthread_create(&px->acceptor, NULL, acceptor_main, px), 0);
+}
+
+static void proxy_stop(struct proxy *px)
+{
+    shutdown(px->ls, SHUT_RDWR);
+    pthread_join(px->acceptor, NULL);
+    close(px->ls);
+}
+
+/* A SET NX, SET XX or DEL whose reply is lost after the server ran it is
+ * PC_EIO (outcome unknown), never retried: a retry answered about its
+ * own first try (NX created the key, then reported PC_EXISTS; DEL
+ * deleted it, then reported PC_NOTFOUND). And one sent on a pooled
+ * connection that the server closed while it sat idle still succeeds:
+ * the closed connection is found before sending. */
+Test(redis, conditional_puts_and_deletes_are_never_sent_twice, .timeout = 60)
+{
+    struct rs_server s;
+    struct proxy px;
+    pc_redis_options o = {0};
+    pc_put_args a = {0};
+    pc_redis_stats st0, st1;
+    pc_backend be;
+    redisContext *x;
+    redisReply *r;
+    char buf[256];
+
+    rs_start(&s);
+    proxy_start(&px, s.port);
+    x = rs_client(&s);
+    o.port = px.port;
+    o.key_prefix = "nx:";
+    o.connections = 1;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    cr_assert_eq(get_s(&be, "other", buf), PC_NOTFOUND); /* connects */
+
+    a.flags = PC_PUT_IF_ABSENT;
+    px.drop = 1;
+    cr_assert_eq(be.ops->put_ex(be.self, "lock", 4, "me", 2, &a), PC_EIO);
+    r = ext(x, "GET %s", "nx:lock", NULL);
+    cr_assert_eq(r->type, REDIS_REPLY_STRING, "the NX ran: the test's premise");
+    cr_assert_str_eq(r->str, "me");
+    freeReplyObject(r);
+
+    a.flags = PC_PUT_IF_PRESENT;
+    px.drop = 1;
+    cr_assert_eq(be.ops->put_ex(be.self, "lock", 4, "us", 2, &a), PC_EIO);
+    px.drop = 1;
+    cr_assert_eq(be.ops->del(be.self, "lock", 4), PC_EIO);
+    r = ext(x, "EXISTS %s", "nx:lock", NULL);
+    cr_assert_eq(r->integer, 0, "the DEL ran: the test's premise");
+    freeReplyObject(r);
+
+    /* A plain put and a get, on an old connection, still retry once on
+     * a fresh one. */
+    cr_assert_eq(get_s(&be, "other", buf), PC_NOTFOUND); /* reconnects */
+    px.drop = 1;
+    cr_assert_eq(put_s(&be, "plain", "v"), PC_OK);
+    px.drop = 1;
+    cr_assert_eq(get_s(&be, "plain", buf), PC_OK);
+    cr_assert_str_eq(buf, "v");
+
+    /* The server closes the idle pooled connection: found before the NX,
+     * which then runs once on a fresh connection. */
+    cr_assert_eq(pc_redis_stats_get(&be, &st0), PC_OK);
+    freeReplyObject(ext(x, "CLIENT KILL TYPE %s", "normal", NULL));
+    redisFree(x);  /* (killed too) */
+    usleep(20000); /* the FIN crosses the proxy to the backend's socket */
+    a.flags = PC_PUT_IF_ABSENT;
+    cr_assert_eq(be.ops->put_ex(be.self, "lock", 4, "again", 5, &a), PC_OK);
+    cr_assert_eq(be.ops->del(be.self, "lock", 4), PC_OK);
+    cr_assert_eq(pc_redis_stats_get(&be, &st1), PC_OK);
+    cr_assert_eq(st1.errors, st0.errors, "the closed connection was used");
+    cr_assert_eq(st1.connects, st0.connects + 1);
+
+    destroy(&be);
+    proxy_stop(&px);
+    rs_stop(&s);
+}
+
+/* A ttl of centuries (PTTL * 1e6 ns past 2^64) gave the near copy a
+ * deadline in the past: every get went back to Redis. */
+Test(redis, a_ttl_of_centuries_keeps_its_near_copy)
+{
+    struct rs_server s;
+    pc_backend be;
+    pc_put_args a = {0};
+    pc_redis_stats st0, st1;
+    char buf[256];
+
+    rs_start(&s);
+    be = make(&s, "", 16, PC_REDIS_TRACK_KEYS, 0);
+    /* 584 years: in ns, 1 s short of 2^64, so that the monotonic clock's
+     * time since boot (over 1 s) carried the sum past it. */
+    a.ttl_ms = 18446744072709ull;
+    cr_assert_eq(be.ops->put_ex(be.self, "k", 1, "v", 1, &a), PC_OK);
+    cr_assert(filled(&be, "k"), "no near copy");
+    cr_assert_eq(pc_redis_stats_get(&be, &st0), PC_OK);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    cr_assert_eq(pc_redis_stats_get(&be, &st1), PC_OK);
+    cr_assert_eq(st1.requests, st0.requests, "near copy dead on arrival");
     destroy(&be);
     rs_stop(&s);
 }

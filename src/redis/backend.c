@@ -12,11 +12,15 @@
  * REQUEST. One deadline (now + timeout_ms) bounds the whole request:
  * waiting for a slot, connecting, sending and receiving (conn.c). On an I/O
  * error the connection is closed; if it was an old connection (the server
- * may have closed it while it sat idle, e.g. after a restart), the request
- * is retried once on a fresh one within the same deadline. Commands are
- * idempotent (GET, SET, DEL), so a retry cannot apply anything twice in a
- * way that matters (a DEL retried after its first attempt deleted may
- * report PC_NOTFOUND).
+ * may have closed it while it sat idle, e.g. after a restart), a GET or a
+ * plain SET is retried once on a fresh one within the same deadline: run
+ * twice, they leave what one run leaves. A request whose reply says what
+ * it found (SET NX / XX, DEL) is never retried once sent: its first try
+ * may have run before the connection failed, and a retry would answer
+ * about that try's own write (NX created the key, then reported it
+ * present). Instead, before sending one on an old connection, a peek
+ * (no wait) finds a connection the server closed while it sat idle; a
+ * failure after the send is PC_EIO, outcome unknown, as the header says.
  *
  * NEAR TIER (near.c has the coherence argument). get: a live near copy is
  * returned without I/O. Otherwise, when the tier is active, the request is
@@ -31,6 +35,7 @@
 #include "backend.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -97,10 +102,11 @@ void pc__redis_slot_drop(struct pc__redis *r, struct pc__redis_slot *s)
  * Run q on a pooled connection; on success replies[0..q->count) are set.
  * With fill armed (per-key mode), make sure the connection tracks for the
  * fill's session first, in the same pipeline; disarm the fill if that
- * fails.
+ * fails. once: q must not run twice (REQUEST above).
  */
 static pc_status call(struct pc__redis *r, const struct pc__redis_cmds *q,
-                      redisReply **replies, struct pc__near_fill *fill)
+                      redisReply **replies, struct pc__near_fill *fill,
+                      bool once)
 {
     uint64_t deadline = pc__redis_now_ns() + (uint64_t)r->timeout_ms * 1000000u;
     struct pc__redis_slot *s;
@@ -118,6 +124,13 @@ static pc_status call(struct pc__redis *r, const struct pc__redis_cmds *q,
         const struct pc__redis_cmds *send = q;
         int fresh = 0, track = 0, rc;
 
+        /* A request that must not run twice is never retried after it
+         * was sent (its first try may have run on the server): so an idle
+         * pooled connection that the server has closed is found here,
+         * before sending, rather than by the failure of a send. */
+        if (once && attempt == 0 && pc__redis_conn_is_open(&s->conn) &&
+            !pc__redis_conn_idle_ok(&s->conn))
+            pc__redis_slot_drop(r, s);
         if (!pc__redis_conn_is_open(&s->conn)) {
             if (pc__redis_conn_open(&s->conn, r->host, r->port, deadline) != 0)
                 break;
@@ -136,6 +149,11 @@ static pc_status call(struct pc__redis *r, const struct pc__redis_cmds *q,
             pc__redis_cmds_init(&tq);
             pc__redis_cmds_add(&tq, 5, argv, lens);
             pc__redis_cmds_append(&tq, q);
+            if (tq.err) { /* memory: the connection is fine */
+                pc__redis_cmds_free(&tq);
+                pthread_mutex_unlock(&s->mu);
+                return PC_ENOMEM;
+            }
             send = &tq;
             track = 1;
         }
@@ -156,7 +174,7 @@ static pc_status call(struct pc__redis *r, const struct pc__redis_cmds *q,
             return PC_OK;
         }
         pc__redis_slot_drop(r, s);
-        if (fresh || attempt > 0 || pc__redis_now_ns() >= deadline)
+        if (fresh || once || attempt > 0 || pc__redis_now_ns() >= deadline)
             break;
     }
     pthread_mutex_unlock(&s->mu);
@@ -235,7 +253,7 @@ static pc_status rb_get(void *self, const void *key, size_t klen, void *buf,
         pc__redis_cmds_add(&q, 2, argv, lens);
     }
     sent = pc__redis_now_ns();
-    st = call(r, &q, rep, fill.armed ? &fill : NULL);
+    st = call(r, &q, rep, fill.armed ? &fill : NULL, false);
     pc__redis_cmds_free(&q);
     if (st != PC_OK)
         return st;
@@ -252,7 +270,9 @@ static pc_status rb_get(void *self, const void *key, size_t klen, void *buf,
             rep[1]->integer != -2) {
             uint64_t deadline = 0;
 
-            if (rep[1]->integer >= 0)
+            /* (A ttl too long for the clock's nanoseconds: none.) */
+            if (rep[1]->integer >= 0 &&
+                (uint64_t)rep[1]->integer <= (UINT64_MAX - sent) / 1000000u)
                 deadline = sent + (uint64_t)rep[1]->integer * 1000000u;
             pc__near_fill_end(r->near, &fill, key, klen, rep[0]->str,
                               (size_t)rep[0]->len, deadline);
@@ -281,7 +301,7 @@ static pc_status rb_put_ex(void *self, const void *key, size_t klen,
     pc_status st;
 
     if (r == NULL || !key_args_ok(key, klen) || (val == NULL && vlen > 0) ||
-        vlen > PC_VALUE_MAX ||
+        vlen > PC_REDIS_VALUE_MAX ||
         (flags & ~(PC_PUT_IF_ABSENT | PC_PUT_IF_PRESENT)) != 0 ||
         flags == (PC_PUT_IF_ABSENT | PC_PUT_IF_PRESENT))
         return PC_EINVAL;
@@ -301,7 +321,9 @@ static pc_status rb_put_ex(void *self, const void *key, size_t klen,
     }
     pc__redis_cmds_init(&q);
     pc__redis_cmds_add(&q, (int)argc, argv, lens);
-    st = call(r, &q, &rep, NULL);
+    /* SET NX / XX answers whether the key was there: a retry would answer
+     * about the first try's own write. */
+    st = call(r, &q, &rep, NULL, flags != 0);
     pc__redis_cmds_free(&q);
     if (st != PC_ENOMEM && r->near != NULL)
         pc__near_invalidate(r->near, key, klen);
@@ -339,7 +361,7 @@ static pc_status rb_del(void *self, const void *key, size_t klen)
     lens[1] = redis_key(r, rk, key, klen);
     pc__redis_cmds_init(&q);
     pc__redis_cmds_add(&q, 2, argv, lens);
-    st = call(r, &q, &rep, NULL);
+    st = call(r, &q, &rep, NULL, true); /* (DEL answers whether it was) */
     pc__redis_cmds_free(&q);
     if (st != PC_ENOMEM && r->near != NULL)
         pc__near_invalidate(r->near, key, klen);

@@ -19,6 +19,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,10 +169,22 @@ void pc__redis_cmds_add(struct pc__redis_cmds *q, int argc, const char **argv,
                         const size_t *lens)
 {
     char *cmd = NULL;
+    size_t total = 64;
     int n;
 
     if (q->err)
         return;
+    /* hiredis 0.14 sums a command's length in an int: one near 4 GiB
+     * wraps it, and it copies the arguments into a buffer of the wrapped
+     * size. The callers refuse such arguments (PC_REDIS_VALUE_MAX); this
+     * holds whatever they pass. */
+    for (int i = 0; i < argc; i++) {
+        total += lens[i] + 32;
+        if (lens[i] > INT_MAX / 2 || total > INT_MAX / 2) {
+            q->err = 1;
+            return;
+        }
+    }
     n = redisFormatCommandArgv(&cmd, argc, argv, lens);
     if (n < 0 || cmd == NULL) {
         q->err = 1;
@@ -284,6 +297,21 @@ static int recv_blocking(struct pc__redis_conn *c, uint64_t deadline_ns)
         if (errno == EINTR)
             return 0; /* the poll path recomputes the time left */
         return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    }
+}
+
+int pc__redis_conn_idle_ok(struct pc__redis_conn *c)
+{
+    char b;
+
+    if (c->fd < 0)
+        return 0;
+    for (;;) {
+        ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
     }
 }
 

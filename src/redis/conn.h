@@ -63,6 +63,10 @@ int pc__redis_conn_send(struct pc__redis_conn *c,
  * it with freeReplyObject), or -1 (EOF, I/O or protocol error, timeout). */
 int pc__redis_conn_read(struct pc__redis_conn *c, redisReply **reply,
                         uint64_t deadline_ns);
+/* Whether an idle connection can take a request: 1 if the server has
+ * neither closed it nor sent anything unasked (a peek, no wait), else 0
+ * (then close it). One system call. */
+int pc__redis_conn_idle_ok(struct pc__redis_conn *c);
 /* Read whatever the socket holds now, without waiting: 0 on success
  * (possibly nothing), -1 on EOF or error. */
 int pc__redis_conn_pump(struct pc__redis_conn *c);
