@@ -80,7 +80,12 @@
  *                                   lock (held for a few instructions)
  *   pc_put, pc_delete, pc_clear     the writer lock of the shard (clock) or
  *                                   cache (lru): other writers, briefly;
- *                                   never a reader, never a pin
+ *                                   never a read in progress, never a
+ *                                   held pin; but, freeing what it
+ *                                   retired, the pin-table lock (above)
+ *                                   and the process-wide lock of live
+ *                                   caches, which a thread's exit or
+ *                                   first read of a cache holds briefly
  *   pc_get_or_load, pc_memo_call,   another thread's loader of the same key
  *   a PC_MEMOIZE wrapper            (single flight), for as long as it runs
  *   pc_reclaim                      every read section of this cache open

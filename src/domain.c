@@ -255,17 +255,17 @@ static void thread_exit(void *value)
         d = idmap_get(live_ids, tt->slot[i].id);
         if (d == NULL)
             continue; /* destroyed: its records went with it */
+        /* A domain frees its records only in its fini, after unlinking
+         * it under the live lock, which this exit holds: so t, found
+         * through a live d, is a record of d, in memory; the
+         * owner check keeps a record that another thread recycled (after
+         * a fork's child released it) from being released twice. O(1)
+         * per cache, where a walk of d's list made an exit O(records). */
+        t = tt->slot[i].val;
         pthread_mutex_lock(&d->registry_lock);
-        for (t = d->records; t != NULL; t = t->next) {
-            /* The owner check matters should the address have been
-             * reused for a live thread's record: never release someone
-             * else's. */
-            if (t == tt->slot[i].val && t->in_use &&
-                pthread_equal(t->owner, self)) {
-                t->in_use = false;
-                ck_epoch_unregister(&t->rec);
-                break;
-            }
+        if (t->in_use && pthread_equal(t->owner, self)) {
+            t->in_use = false;
+            ck_epoch_unregister(&t->rec);
         }
         pthread_mutex_unlock(&d->registry_lock);
     }

@@ -195,7 +195,8 @@ static inline void pc__read_leave(struct pc__record *t)
     /* TSan: the writer learns that this section ended from a relaxed load
      * in its grace-period scan; pairs with the acquire before every
      * deferred free (tsan.h, case 2). Only the outermost leave releases:
-     * an inner one must not order a pinned section's reads before frees. */
+     * an inner one must not order the enclosing section's reads, which
+     * go on, before frees. */
     if (active == 0)
         PC_TSAN_RELEASE(&t->dom->tsan_grace);
     __atomic_store_n(&t->rec.active, active, __ATOMIC_RELEASE);

@@ -17,7 +17,8 @@
  *
  * Concurrency: the table is guarded by its own lock, a leaf of the lock
  * order (internal.h): taken inside a read section (pinning) and by
- * whoever frees retired memory, never while holding another lock. The
+ * whoever frees retired memory (pc_reclaim with its reclaim_lock held,
+ * above it in that order), and no other lock is taken under it. The
  * reclaimer checks `active` first, so with no pin held freeing takes no
  * lock. A pin counted inside the section that found the entry happens
  * before the section ends, hence before the grace period that allows the

@@ -61,13 +61,20 @@ static void set_vis(uint64_t vis)
 static void *ticker_main(void *arg)
 {
     struct timespec next;
-    cpu_set_t cpus;
+    cpu_set_t cpus, mine;
 
     (void)arg;
-    /* Any CPU the process may use, not just those of the thread that
-     * started it (a thread pinned to a busy core would starve it). */
-    if (sched_getaffinity(getpid(), sizeof cpus, &cpus) == 0)
+    /* The CPUs of the thread that started it (inherited) and those of the
+     * main thread: a starter pinned to a busy core would starve it alone.
+     * Not every CPU: a pid names its main thread, whose mask stands for
+     * the process's (taskset's), and a library must not widen that; nor
+     * the main thread's alone, which an application may have pinned
+     * (reviewed: a main thread on CPU 0 had pinned the ticker there). */
+    if (sched_getaffinity(0, sizeof mine, &mine) == 0 &&
+        sched_getaffinity(getpid(), sizeof cpus, &cpus) == 0) {
+        CPU_OR(&cpus, &cpus, &mine);
         (void)sched_setaffinity(0, sizeof cpus, &cpus);
+    }
     pthread_mutex_lock(&wait_lock);
     while (!stop) {
         set_vis(tick_vis());

@@ -45,9 +45,7 @@
  *  3. Record recycling (domain.c). A thread's record is unregistered by its
  *     exit destructor and recycled by a new thread through ck_epoch_recycle
  *     (ck_pr_fas inside libck). Both happen under the domain's registry
- *     mutex, which TSan does see, so no annotation is needed there. (The
- *     one unregistration outside it, when pthread_setspecific fails in
- *     pc__domain_record_slow, releases a record no section ever used.)
+ *     mutex, which TSan does see, so no annotation is needed there.
  *  4. Record publication (domain.c). A record is filled and pushed onto the
  *     domain's record list by ck_epoch_register (inside libck, a CAS), and
  *     grace.c's grace-period scan walks that list from another thread.

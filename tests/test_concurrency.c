@@ -5,9 +5,14 @@
  * exceeds the capacity; afterwards the cache must be consistent and, once
  * destroyed, must have released every allocation it made.
  */
+#define _GNU_SOURCE
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -363,6 +368,100 @@ static void *ticker_cycler(void *p)
         pc_destroy(c);
     }
     return NULL;
+}
+
+/* The ticker thread's id (its name is pc-ticker), or -1. */
+static pid_t ticker_tid(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    pid_t tid = -1;
+
+    if (d == NULL)
+        return -1;
+    while (tid < 0 && (e = readdir(d)) != NULL) {
+        char path[300], comm[32] = "";
+        FILE *f;
+
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        if (fgets(comm, sizeof comm, f) != NULL &&
+            strncmp(comm, "pc-ticker", 9) == 0)
+            tid = (pid_t)atoi(e->d_name);
+        fclose(f);
+    }
+    closedir(d);
+    return tid;
+}
+
+struct starter {
+    cpu_set_t cpus;
+    pc_cache *c;
+    int ok;
+};
+
+/* On every CPU the process may use, the first put with a ttl: it starts
+ * the ticker. */
+static void *start_ticker(void *p)
+{
+    struct starter *st = p;
+
+    st->ok = sched_setaffinity(0, sizeof st->cpus, &st->cpus) == 0 &&
+             put_u64(st->c, 1, 1) == PC_OK;
+    return NULL;
+}
+
+/* An application that pins its main thread to one CPU must not pin the
+ * ticker there too when another thread, free to run anywhere, started it
+ * (a review found the ticker taking the main thread's mask alone). */
+Test(concurrency, the_ticker_may_run_wherever_its_starter_may)
+{
+    struct starter st = {0};
+    cpu_set_t one, seen;
+    pc_options o = test_opts(16);
+    pthread_t th;
+    pid_t tid = -1;
+    int a = -1, b = -1;
+
+    cr_assert_eq(sched_getaffinity(getpid(), sizeof st.cpus, &st.cpus), 0);
+    for (int i = 0; i < CPU_SETSIZE && b < 0; i++)
+        if (CPU_ISSET(i, &st.cpus)) {
+            if (a < 0)
+                a = i;
+            else
+                b = i;
+        }
+    if (b < 0)
+        return; /* one CPU: nothing to tell apart */
+    cr_assert_not(pc__ticker_running(), "a ticker from elsewhere");
+    o.ttl_ms = 60000;
+    cr_assert_eq(pc_create(&o, &st.c), PC_OK);
+    CPU_ZERO(&one);
+    CPU_SET(a, &one);
+    cr_assert_eq(sched_setaffinity(getpid(), sizeof one, &one), 0);
+    cr_assert_eq(pthread_create(&th, NULL, start_ticker, &st), 0);
+    pthread_join(th, NULL);
+    cr_assert(st.ok);
+    /* The ticker sets its mask as it starts: wait for it to be seen. */
+    for (int i = 0; i < 2000; i++) {
+        tid = ticker_tid();
+        if (tid > 0 && sched_getaffinity(tid, sizeof seen, &seen) == 0 &&
+            CPU_ISSET(b, &seen))
+            break;
+        usleep(1000);
+    }
+    sched_setaffinity(getpid(), sizeof st.cpus, &st.cpus);
+    cr_assert_gt(tid, 0, "no pc-ticker thread");
+    cr_assert_eq(sched_getaffinity(tid, sizeof seen, &seen), 0);
+    cr_assert(CPU_ISSET(b, &seen),
+              "the ticker is kept to the main thread's "
+              "CPU %d",
+              a);
+    pc_destroy(st.c);
 }
 
 /* Threads that start and stop the ticker at once, over and over. */
