@@ -444,9 +444,11 @@ typedef struct pc_put_args { /* zero-initialise */
  * entry could not be allocated (nothing changed). One exception to
  * "nothing changed" (clock, frequency): a put whose own shard had nothing
  * left to evict makes room in other shards, one lock at a time, then
- * looks again; if a concurrent write of the key, or a limit lowered
- * meanwhile, now refuses it, the entries it evicted elsewhere stay evicted
- * (they were reported as PC_REMOVED_EVICTED).
+ * looks again; if a concurrent write or delete of the key, or a limit
+ * lowered meanwhile, now refuses it (PC_EXISTS, PC_NOTFOUND, PC_EINVAL,
+ * or PC_ENOMEM if its retry must grow a table and cannot), the entries it
+ * evicted stay evicted, in its own shard and elsewhere (they were
+ * reported as PC_REMOVED_EVICTED).
  */
 PC_API pc_status pc_put_ex(pc_cache *cache, const void *key, size_t klen,
                            const void *val, size_t vlen,

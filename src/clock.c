@@ -8,7 +8,9 @@
  * whose bit is set has it cleared and is passed over ("second chance");
  * the first entry found with a clear bit is the victim, and a new entry
  * inserted to replace it takes its ring slot, just behind the hand, so it
- * gets a full revolution to be read before it can be evicted. Entries read
+ * gets a full revolution to be read before it can be evicted (a victim
+ * taken out of turn, expired, leaves its slot wherever it was: the new
+ * key takes it with its bit set, which buys that revolution). Entries read
  * at least once per revolution therefore stay; entries not read since the
  * hand last passed go, oldest position first, which is why CLOCK tracks
  * LRU closely on real traces at a fraction of LRU's cost: a hit writes at
@@ -266,6 +268,13 @@ static void clock_insert(void *st, struct pc__kv *kv, uint32_t h, bool evicted)
     } else if (r->free_head != SLOT_NONE) {
         slot = r->free_head;
         r->free_head = SLOT_FREE_NEXT(r->ring[slot]);
+        /* Evicted out of turn (an expired entry, taken from the expiry
+         * queue), its victim left a slot anywhere, perhaps under the
+         * hand: the bit buys the new key the revolution a slot behind
+         * the hand would have (a review found the next put evicting it
+         * ahead of older keys never read). */
+        if (evicted)
+            __atomic_store_n(&kv->ref, 1, __ATOMIC_RELAXED);
     } else if (r->used < r->ring_cap) {
         slot = r->used++;
     } else { /* reserve kept the last victim's slot for us */
