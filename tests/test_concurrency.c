@@ -7,7 +7,6 @@
  */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -370,34 +369,6 @@ static void *ticker_cycler(void *p)
     return NULL;
 }
 
-/* The ticker thread's id (its name is pc-ticker), or -1. */
-static pid_t ticker_tid(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    pid_t tid = -1;
-
-    if (d == NULL)
-        return -1;
-    while (tid < 0 && (e = readdir(d)) != NULL) {
-        char path[300], comm[32] = "";
-        FILE *f;
-
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        if (fgets(comm, sizeof comm, f) != NULL &&
-            strncmp(comm, "pc-ticker", 9) == 0)
-            tid = (pid_t)atoi(e->d_name);
-        fclose(f);
-    }
-    closedir(d);
-    return tid;
-}
-
 struct starter {
     cpu_set_t cpus;
     pc_cache *c;
@@ -448,8 +419,8 @@ Test(concurrency, the_ticker_may_run_wherever_its_starter_may)
     cr_assert(st.ok);
     /* The ticker sets its mask as it starts: wait for it to be seen. */
     for (int i = 0; i < 2000; i++) {
-        tid = ticker_tid();
-        if (tid > 0 && sched_getaffinity(tid, sizeof seen, &seen) == 0 &&
+        if (test_ticker_threads(&tid) > 0 &&
+            sched_getaffinity(tid, sizeof seen, &seen) == 0 &&
             CPU_ISSET(b, &seen))
             break;
         usleep(1000);

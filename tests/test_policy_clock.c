@@ -133,14 +133,6 @@ Test(clock_model, capacity_one_keeps_only_the_last_key)
     run_sequence(4242, 1, 5000);
 }
 
-static uint64_t clock_now = 1000;
-
-static uint64_t now_of_test(void *ctx)
-{
-    (void)ctx;
-    return clock_now;
-}
-
 /* A new key whose victim was an expired entry, taken from the expiry
  * queue wherever the hand stood, gets the revolution a key that takes the
  * hand's victim's slot gets: the next put evicts the oldest key never
@@ -153,13 +145,13 @@ Test(clock_model, a_key_that_replaced_an_expired_entry_gets_a_revolution)
     pc_cache *c;
 
     o.shards = 1;
-    o.now_ms = now_of_test;
+    o.now_ms = test_now;
     cr_assert_eq(pc_create(&o, &c), PC_OK);
     cr_assert_eq(pc_put_ex(c, "A", 1, "a", 1, &ttl), PC_OK);
     cr_assert_eq(pc_put(c, "B", 1, "b", 1), PC_OK);
     cr_assert_eq(pc_put(c, "C", 1, "c", 1), PC_OK);
     cr_assert_eq(pc_put(c, "D", 1, "d", 1), PC_OK);
-    clock_now += 20;                                /* A expires */
+    test_advance(20);                               /* A expires */
     cr_assert_eq(pc_put(c, "X", 1, "x", 1), PC_OK); /* takes A's place */
     cr_assert_eq(pc_get(c, "A", 1, NULL, 0, NULL), PC_NOTFOUND);
     cr_assert_eq(pc_put(c, "Y", 1, "y", 1), PC_OK); /* evicts one */

@@ -5,9 +5,13 @@
 #ifndef PC_TESTLIB_H
 #define PC_TESTLIB_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "purecache.h"
@@ -63,6 +67,40 @@ static inline uint64_t test_now(void *ctx)
 static inline void test_advance(uint64_t ms)
 {
     __atomic_add_fetch(&test_clock_ms, ms, __ATOMIC_RELAXED);
+}
+
+/* The threads of this process named as the ticker names its thread
+ * (pc-ticker): how many, and the id of one in *tid if tid is not NULL
+ * (one joined a moment ago may linger in /proc); -1 if /proc cannot be
+ * read. */
+static inline int test_ticker_threads(pid_t *tid)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        char path[288], comm[32] = "";
+        FILE *f;
+
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue; /* the thread just exited */
+        if (fgets(comm, sizeof comm, f) != NULL &&
+            strcmp(comm, "pc-ticker\n") == 0) {
+            n++;
+            if (tid != NULL)
+                *tid = (pid_t)atoi(e->d_name);
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
 }
 
 static inline pc_status put_u64(pc_cache *c, uint64_t k, uint64_t v)
