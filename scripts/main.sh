@@ -3,7 +3,7 @@
 # harness (purecache-bench) on its default workload, then count
 # instructions per get, and per miss + evicting put, with callgrind, and
 # run the Redis tier's bench (purecache-redis-bench) against a throwaway
-# redis-server. About nine minutes on 2 cores, 44 s of them the replay
+# redis-server. About eleven minutes on 2 cores, 44 s of them the replay
 # of every shared trace (--traces small replays the short ones only).
 # Extra arguments go to the harness (e.g. --traces small, --threads 1,2,4);
 # results land in bench-out/ (CSV, gnuplot PNGs) besides the stdout table.

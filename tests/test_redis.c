@@ -1124,15 +1124,15 @@ static void on_usr1(int sig)
 
 struct pester {
     pthread_t target;
-    volatile int stop;
-    unsigned sent;
+    int stop;      /* atomic */
+    unsigned sent; /* read after the join */
 };
 
 static void *pester_main(void *p)
 {
     struct pester *ps = p;
 
-    while (!ps->stop) {
+    while (!__atomic_load_n(&ps->stop, __ATOMIC_ACQUIRE)) {
         pthread_kill(ps->target, SIGUSR1);
         ps->sent++;
         usleep(10000);
@@ -1167,7 +1167,7 @@ Test(redis, signals_do_not_stretch_a_request_past_its_timeout, .timeout = 60)
     t0 = now_ns();
     st = get_s(&plain, "k", buf);
     d = now_ns() - t0;
-    ps.stop = 1;
+    __atomic_store_n(&ps.stop, 1, __ATOMIC_RELEASE);
     pthread_join(t, NULL);
     kill(s.pid, SIGCONT);
     cr_assert_eq(st, PC_EIO);
@@ -1186,9 +1186,15 @@ Test(redis, signals_do_not_stretch_a_request_past_its_timeout, .timeout = 60)
  * failover). */
 struct proxy {
     int ls, port, server_port;
-    volatile int drop;
+    int drop; /* atomic: proxy_drop_next */
+    int live; /* atomic: relays running (proxy_stop waits for 0) */
     pthread_t acceptor;
 };
+
+static void proxy_drop_next(struct proxy *px)
+{
+    __atomic_store_n(&px->drop, 1, __ATOMIC_SEQ_CST);
+}
 
 struct relay {
     struct proxy *px;
@@ -1231,6 +1237,7 @@ static void *relay_main(void *p)
     close(c);
     if (sv >= 0)
         close(sv);
+    __atomic_sub_fetch(&rl->px->live, 1, __ATOMIC_RELEASE);
     free(rl);
     return NULL;
 }
@@ -1253,7 +1260,9 @@ static void *acceptor_main(void *p)
         }
         rl->px = px;
         rl->c = c;
+        __atomic_add_fetch(&px->live, 1, __ATOMIC_RELAXED);
         if (pthread_create(&t, NULL, relay_main, rl) != 0) {
+            __atomic_sub_fetch(&px->live, 1, __ATOMIC_RELAXED);
             close(c);
             free(rl);
             continue;
@@ -1270,6 +1279,7 @@ static void proxy_start(struct proxy *px, int server_port)
 
     px->server_port = server_port;
     px->drop = 0;
+    px->live = 0;
     px->ls = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_geq(px->ls, 0);
     cr_assert_eq(bind(px->ls, (struct sockaddr *)&a, sizeof a), 0);
@@ -1279,11 +1289,19 @@ static void proxy_start(struct proxy *px, int server_port)
     cr_assert_eq(pthread_create(&px->acceptor, NULL, acceptor_main, px), 0);
 }
 
+/* After the backend is destroyed (its connections closed, so every relay
+ * ends): no relay outlives px. */
 static void proxy_stop(struct proxy *px)
 {
+    uint64_t t0 = now_ns();
+
     shutdown(px->ls, SHUT_RDWR);
     pthread_join(px->acceptor, NULL);
     close(px->ls);
+    while (__atomic_load_n(&px->live, __ATOMIC_ACQUIRE) != 0) {
+        cr_assert_lt(now_ns() - t0, 10000000000ull, "a relay never ended");
+        usleep(1000);
+    }
 }
 
 /* A SET NX, SET XX or DEL whose reply is lost after the server ran it is
@@ -1314,7 +1332,7 @@ Test(redis, conditional_puts_and_deletes_are_never_sent_twice, .timeout = 60)
     cr_assert_eq(get_s(&be, "other", buf), PC_NOTFOUND); /* connects */
 
     a.flags = PC_PUT_IF_ABSENT;
-    px.drop = 1;
+    proxy_drop_next(&px);
     cr_assert_eq(be.ops->put_ex(be.self, "lock", 4, "me", 2, &a), PC_EIO);
     r = ext(x, "GET %s", "nx:lock", NULL);
     cr_assert_eq(r->type, REDIS_REPLY_STRING, "the NX ran: the test's premise");
@@ -1322,9 +1340,9 @@ Test(redis, conditional_puts_and_deletes_are_never_sent_twice, .timeout = 60)
     freeReplyObject(r);
 
     a.flags = PC_PUT_IF_PRESENT;
-    px.drop = 1;
+    proxy_drop_next(&px);
     cr_assert_eq(be.ops->put_ex(be.self, "lock", 4, "us", 2, &a), PC_EIO);
-    px.drop = 1;
+    proxy_drop_next(&px);
     cr_assert_eq(be.ops->del(be.self, "lock", 4), PC_EIO);
     r = ext(x, "EXISTS %s", "nx:lock", NULL);
     cr_assert_eq(r->integer, 0, "the DEL ran: the test's premise");
@@ -1333,9 +1351,9 @@ Test(redis, conditional_puts_and_deletes_are_never_sent_twice, .timeout = 60)
     /* A plain put and a get, on an old connection, still retry once on
      * a fresh one. */
     cr_assert_eq(get_s(&be, "other", buf), PC_NOTFOUND); /* reconnects */
-    px.drop = 1;
+    proxy_drop_next(&px);
     cr_assert_eq(put_s(&be, "plain", "v"), PC_OK);
-    px.drop = 1;
+    proxy_drop_next(&px);
     cr_assert_eq(get_s(&be, "plain", buf), PC_OK);
     cr_assert_str_eq(buf, "v");
 
