@@ -579,6 +579,22 @@ evict_elsewhere(struct shard_cache *sc, struct shard *avoid, bool need_entry,
 
 /* ---- writes ---- */
 
+/* After an eviction (shard lock held): prefetch the index line the
+ * shard's next eviction will erase from, as the policy foresees it
+ * (shard.h, upcoming). Asked once the put has placed its entry, for a
+ * new key: where the next eviction starts may depend on where insert put
+ * it. */
+static inline __attribute__((always_inline)) void
+prefetch_upcoming(const struct shard_cache *sc, struct shard *s)
+{
+    if (sc->pol->upcoming != NULL) {
+        const struct pc__kv *next = sc->pol->upcoming(s->pol);
+
+        if (next != NULL)
+            pc__index_prefetch_entry(&s->ix, next);
+    }
+}
+
 /* Shard lock held: make room in the cache-wide budget for one more entry
  * (if one_more) and `bytes` more bytes, evicting s's policy victims, but
  * never `keep` (a key being replaced: if the policy offers it, it is put
@@ -643,12 +659,8 @@ claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
     }
     if (held != NULL)
         sc->pol->keep(s->pol, held);
-    if (*evicted && sc->pol->upcoming != NULL) {
-        const struct pc__kv *next = sc->pol->upcoming(s->pol);
-
-        if (next != NULL)
-            pc__index_prefetch_entry(&s->ix, next);
-    }
+    if (*evicted && !one_more) /* (a new key's put asks after insert) */
+        prefetch_upcoming(sc, s);
     if (!ok) /* give back what was passed to us */
         pc__budget_give(c, have_entry && one_more ? 1 : 0, owes ? 0 : owned);
     if (!ok && owes)
@@ -788,6 +800,8 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             pos = pc__index_insert(&s->ix, h, kv); /* room reserved */
             at = &pos;
             pol->insert(s->pol, kv, (uint32_t)h, evicted);
+            if (evicted)
+                prefetch_upcoming(sc, s);
         }
         if (req->expires != 0) {
             s->expiring++;

@@ -70,7 +70,9 @@ struct pc__shard_policy {
      * hint: the shard prefetches the index line that evicting it would
      * erase from, so that the next eviction does not wait for it, and the
      * index keeps its hash (index.h, `hint`). It must be an entry in the
-     * shard's index (placed by insert). */
+     * shard's index (placed by insert). Asked after an evicting put's
+     * evictions: a new key's once insert has placed it (it may be the
+     * answer), a growing replacement's before replace. */
     const struct pc__kv *(*upcoming)(const void *st);
     /* Place a new key, of hash h (low half), after the evictions made for
      * it and its insertion into the index; `evicted`: an entry of this
