@@ -524,10 +524,15 @@ static void evicted(struct shard_cache *sc, struct shard *s, struct pc__kv *v,
  * more entry (if need_entry) and `bytes` more bytes, or `max` have gone:
  * only entries its queue finds expired (!live: it stops when none is
  * due), or the policy's victims (expired ones first); under a bound, s's
- * credit goes back first. Returns how many went. */
+ * credit goes back first. A put's room (whole: its entry's size, 0 for
+ * none) stops the shedding once a bound lowered meanwhile is below it:
+ * that room would never come, and the setter's own shrink keeps what fits
+ * (without this, a put refused that way emptied every other shard).
+ * Returns how many went. */
 static __attribute__((noinline)) int
 shed(struct shard_cache *sc, struct shard *s, bool live, bool need_entry,
-     uint64_t bytes, int max, struct pc__now now, struct pc__removals *rm)
+     uint64_t bytes, uint64_t whole, int max, struct pc__now now,
+     struct pc__removals *rm)
 {
     struct pc__kv *v;
     int n = 0;
@@ -535,7 +540,8 @@ shed(struct shard_cache *sc, struct shard *s, bool live, bool need_entry,
     if (s->owed < 0 && !pc__budget_room(&sc->base, need_entry, bytes))
         return_credit(&sc->base, s); /* before any entry goes */
     while (n < max && pc__shard_count(s) > 0 &&
-           !pc__budget_room(&sc->base, need_entry, bytes)) {
+           !pc__budget_room(&sc->base, need_entry, bytes) &&
+           (whole == 0 || pc__budget_fits(&sc->base, whole))) {
         if (live)
             v = next_victim(sc, s, now, NULL);
         else if ((v = pc__shard_take_expired(sc, s, now, NULL)) == NULL)
@@ -548,13 +554,14 @@ shed(struct shard_cache *sc, struct shard *s, bool live, bool need_entry,
 
 /* No lock held: evict from shards other than `avoid`, one lock at a time,
  * until the budget has room for one more entry (if need_entry) and `bytes`
- * more bytes, or nothing is left to evict: every shard's expired entries
+ * more bytes, or nothing is left to evict, or the put's entry (`whole`
+ * bytes) no longer fits the bound at all: every shard's expired entries
  * before any live one (a pass over the shards for each, the first only
  * when entries can expire). */
 static __attribute__((noinline, cold)) void
 evict_elsewhere(struct shard_cache *sc, struct shard *avoid, bool need_entry,
-                uint64_t bytes, struct pc__now now, struct pc__removals *rm,
-                struct pc__writer **w)
+                uint64_t bytes, uint64_t whole, struct pc__now now,
+                struct pc__removals *rm, struct pc__writer **w)
 {
     unsigned int start =
         __atomic_fetch_add(&sc->cursor, 1, __ATOMIC_RELAXED) % sc->nshards;
@@ -567,8 +574,9 @@ evict_elsewhere(struct shard_cache *sc, struct shard *avoid, bool need_entry,
             if (s == avoid)
                 continue;
             pc__writer_lock(&s->w);
-            shed(sc, s, live, need_entry, bytes, INT_MAX, now, rm);
-            room = pc__budget_room(&sc->base, need_entry, bytes);
+            shed(sc, s, live, need_entry, bytes, whole, INT_MAX, now, rm);
+            room = pc__budget_room(&sc->base, need_entry, bytes) ||
+                   !pc__budget_fits(&sc->base, whole);
             pc__writer_unlock(&sc->base, &s->w);
             *w = &s->w;
             if (room)
@@ -764,7 +772,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                 /* Nothing left here to evict but the key itself. */
                 pc__writer_unlock(c, &s->w);
                 if (pc__budget_fits(c, size))
-                    evict_elsewhere(sc, s, false, size - was, now, rm, w);
+                    evict_elsewhere(sc, s, false, size - was, size, now, rm, w);
                 continue; /* old is still there, or gone meanwhile */
             }
             pol->replace(s->pol, old, kv);
@@ -783,7 +791,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                 !(claimed = take_room(c, s, owes, true, size))) {
                 pc__writer_unlock(c, &s->w);
                 if (pc__budget_fits(c, size))
-                    evict_elsewhere(sc, s, true, size, now, rm, w);
+                    evict_elsewhere(sc, s, true, size, size, now, rm, w);
                 continue;
             }
             /* (With no entry held, the claim above succeeded.) */
@@ -793,7 +801,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                     /* The shard emptied and the bytes still do not fit. */
                     pc__writer_unlock(c, &s->w);
                     if (pc__budget_fits(c, size))
-                        evict_elsewhere(sc, s, true, size, now, rm, w);
+                        evict_elsewhere(sc, s, true, size, size, now, rm, w);
                     continue;
                 }
             }
@@ -815,7 +823,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         /* A limit lowered while this put claimed against the old one: the
          * shrink may have passed this shard already (core.h). */
         if (claimed)
-            shed(sc, s, true, false, 0, INT_MAX, now, rm);
+            shed(sc, s, true, false, 0, 0, INT_MAX, now, rm);
         if (req->lease != NULL)
             pc__lease_unlink(&s->w.leases, req->lease);
         pc__leases_break(s->w.leases, h, false);
@@ -956,7 +964,7 @@ void pc__policy_shrink(pc_cache *c, struct pc__removals *rm,
             int n;
 
             pc__writer_lock(&s->w);
-            n = shed(sc, s, live, false, 0, 16, now, rm);
+            n = shed(sc, s, live, false, 0, 0, 16, now, rm);
             pc__writer_unlock(c, &s->w);
             *w = &s->w;
             if (pc__budget_room(c, false, 0))

@@ -624,6 +624,133 @@ Test(limits, a_bound_lowered_while_puts_free_bytes_takes_their_credit_back)
                   "%lu of %d bytes held", (unsigned long)pc_bytes(c), 8 << 10);
     pc_destroy(c);
 }
+
+/* pc_set_max_bytes takes back the credit puts kept
+ * under the old bound only "if (max_bytes != 0 && was != 0 && max_bytes <
+ * was)": `was` is whatever bound its exchange replaced. If another call
+ * removed the bound (pc_set_max_bytes(c, 0), which neither settles nor
+ * waits) between this setter's settling and its store, `was` reads 0 and
+ * the credit kept under the old 1 MiB bound (up to 1 MiB >> 7 = 8 KiB for
+ * one shard) stays with the shard under the new 8 KiB bound: here 6000
+ * bytes freed by replacements while the setter stalled after settling.
+ * Puts that need no more than their victims free never touch it, so the
+ * cache then holds only about 2 KiB of its 8 KiB bound for good, against
+ * the documented "at most 1/128 of the bound" kept as credit. */
+static void *set_8k_bound(void *p)
+{
+    cr_assert_eq(pc_set_max_bytes(p, 8192), PC_OK);
+    return NULL;
+}
+
+Test(limits, a_bound_removed_while_another_is_set_leaves_no_old_credit)
+{
+    static const unsigned char val[1000];
+    pc_options o = test_opts(100000);
+    pthread_t setter;
+    uint64_t k;
+    pc_cache *c;
+
+    if (is_lru())
+        return;
+    o.shards = 1;
+    o.max_bytes = 1 << 20;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (k = 0; k < 100; k++)
+        cr_assert_eq(put_u64(c, k, k), PC_OK); /* 16 bytes each */
+    for (k = 500; k < 506; k++)
+        cr_assert_eq(pc_put(c, &k, 8, val, sizeof val), PC_OK);
+    settled_st = (struct stall){1, 0, 0};
+    pc__debug_settled_hook = settled_stall;
+    pthread_create(&setter, NULL, set_8k_bound, c);
+    while (!__atomic_load_n(&settled_st.entered, __ATOMIC_ACQUIRE))
+        sched_yield();
+    for (k = 500; k < 506; k++) /* 6000 bytes freed: the shard's credit */
+        cr_assert_eq(pc_put(c, &k, 8, val, 0), PC_OK);
+    cr_assert_eq(pc_set_max_bytes(c, 0), PC_OK); /* another caller */
+    __atomic_store_n(&settled_st.release, 1, __ATOMIC_RELEASE);
+    pthread_join(setter, NULL);
+    pc__debug_settled_hook = NULL;
+    for (k = 1000; k < 3000; k++)
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    cr_assert_leq(pc_bytes(c), 8192);
+    cr_assert_geq(pc_bytes(c), 8192 - 8192 / 128 - 16,
+                  "%lu of 8192 bytes held after 2000 puts of new keys",
+                  (unsigned long)pc_bytes(c));
+    pc_destroy(c);
+}
+
+/* a put whose own shard is empty evicts in the
+ * other shards (evict_elsewhere) until the budget has room for its whole
+ * entry. If pc_set_max_bytes lowers the bound below the put's size while
+ * it does, that room can never come (pc__budget_room(need_entry, bytes)
+ * with bytes > max), and shed() has no pc__budget_fits check (claim_here
+ * has one): the put evicts EVERY entry of every other shard, then is
+ * refused (PC_EINVAL). The setter's own shrink would have kept what fits
+ * the new bound. Here shard 1 holds 60000 16-byte entries (the bound
+ * exactly); a 480 KB put into empty shard 0 must evict about half of them
+ * under the old bound; the setter, stalled after settling, stores a bound
+ * of 480000 bytes (below the put's 480008) once the put's evictions have
+ * begun. What is left (about 30000 entries, 480000 bytes) fits the new
+ * bound: nothing more needs to go, but the cache ends empty. */
+static struct stall lower_st;
+static pc_cache *lower_c;
+
+static void lower_when_shedding(void)
+{
+    /* The put's shed in shard 1 has begun: its evictions lower pc_len. */
+    for (int i = 0; i < 2000000 && pc_len(lower_c) > 60000 - 50; i++)
+        sched_yield();
+}
+
+static void *set_bound_480k(void *p)
+{
+    cr_assert_eq(pc_set_max_bytes(p, 480000), PC_OK);
+    return NULL;
+}
+
+Test(limits, a_bound_lowered_during_evict_elsewhere_keeps_what_fits)
+{
+    static unsigned char big[480000];
+    pc_options o = test_opts(1000000);
+    struct pc__hash_seed seed;
+    pthread_t setter;
+    uint64_t k, pk;
+    pc_status st;
+    size_t n = 0;
+
+    if (is_lru())
+        return;
+    (void)lower_st;
+    o.shards = 2;
+    o.hash_seed = 0xabcdULL;
+    o.max_bytes = 60000 * 16;
+    pc__hash_seed_init(&seed, o.hash_seed);
+    cr_assert_eq(pc_create(&o, &lower_c), PC_OK);
+    for (k = 0; n < 60000; k++)
+        if ((pc__hash_key(&seed, &k, 8) >> 32) * 2 >> 32 == 1) {
+            cr_assert_eq(put_u64(lower_c, k, k), PC_OK);
+            n++;
+        }
+    cr_assert_eq(pc_len(lower_c), 60000);
+    for (pk = k; (pc__hash_key(&seed, &pk, 8) >> 32) * 2 >> 32 != 0; pk++)
+        ;
+    pc__debug_settled_hook = lower_when_shedding;
+    pthread_create(&setter, NULL, set_bound_480k, lower_c);
+    usleep(20000); /* the setter has settled both shards and waits */
+    st = pc_put(lower_c, &pk, 8, big, sizeof big);
+    pthread_join(setter, NULL);
+    pc__debug_settled_hook = NULL;
+    cr_assert_leq(pc_bytes(lower_c), 480000);
+    /* The put is refused (PC_EINVAL) if the bound was lowered before its
+     * retry, else stored (PC_OK); either way, at least the entries that fit the new bound once the put had what
+     * it needed under the old one (60000 - 30001 of 16 bytes) remain. */
+    cr_assert_geq(pc_len(lower_c), 29000,
+                  "the put (status %d) evicted all but %zu entries (%lu "
+                  "bytes) of a cache within the new bound",
+                  (int)st, pc_len(lower_c), (unsigned long)pc_bytes(lower_c));
+    pc_destroy(lower_c);
+}
 #endif
 
 /* A shrink of a cache holding a few entries, each used twice since it
