@@ -744,11 +744,14 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
          * room for its bytes (the policy then hands old back, keep): it
          * needs no room in either (and the index cannot grow under
          * old_slot; a growth for an entry that never comes could only
-         * fail the put). */
+         * fail the put). The policy's reserve comes last: it may change
+         * what the policy remembers (the frequency policy's ghost, rebuilt
+         * larger, forgets its words), so nothing after it may fail. */
         if (((old == NULL || stale) &&
-             (!pol->reserve(s->pol, pc__shard_count(s) + 1) ||
-              !pc__index_reserve(&s->ix, pc__shard_count(s) + 1, s->w.rc))) ||
-            (req->expires != 0 && !pc__shard_exq_room(sc, s))) {
+             !pc__index_reserve(&s->ix, pc__shard_count(s) + 1, s->w.rc)) ||
+            (req->expires != 0 && !pc__shard_exq_room(sc, s)) ||
+            ((old == NULL || stale) &&
+             !pol->reserve(s->pol, pc__shard_count(s) + 1))) {
             st = PC_ENOMEM;
             goto refused;
         }

@@ -41,7 +41,10 @@ struct pc__shard_policy {
     void (*destroy)(void *st);
     /* Room in the policy's structures for `n` entries (may allocate);
      * false on ENOMEM, nothing changed. Called before any change by a
-     * put of a new key; a replacement does not call it, so replace(), and
+     * put of a new key, after everything else that put reserves (true
+     * may come with a change of what the policy remembers, such as the
+     * frequency policy's ghost rebuilt larger, so nothing may fail after
+     * it); a replacement does not call it, so replace(), and
      * keep() of a key whose victim() it follows, must never need room. */
     bool (*reserve)(void *st, size_t n);
     /* Optional (NULL: none): the shard's nominal share is now `share`

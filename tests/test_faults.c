@@ -1151,3 +1151,81 @@ Test(faults, memo_call_short_of_memory_counts_nothing)
 {
     get_or_load_short_of_memory(true);
 }
+
+/* a put of a new key asks the policy for room
+ * first (shard.h: reserve, "false on ENOMEM, nothing changed"), then the
+ * index and the expiry queue. The frequency policy's reserve may rebuild
+ * its ghost larger, forgetting every word (ghost.h); if a later step of
+ * the same put then fails (the expiry queue's first allocation here), the
+ * put returns PC_ENOMEM but the ghost has lost what it remembered, so
+ * keys returning after the failed put are placed differently (SMALL
+ * instead of MAIN) and different keys are evicted than in a cache that
+ * never saw the call. Setup: a 64-entry shard churned (its 8-bucket ghost,
+ * its largest at that share, full of SMALL's victims), then the capacity
+ * raised to 4096: the next new key grows the ghost. A and B must stay
+ * indistinguishable after A's failed put. */
+static bool has_key(pc_cache *c, uint64_t k)
+{
+    unsigned char v[64];
+    size_t n;
+
+    return pc_get(c, &k, sizeof k, v, sizeof v, &n) == PC_OK;
+}
+
+static void setup_ghost_then_raise(pc_cache *c)
+{
+    for (uint64_t k = 0; k < 400; k++)
+        put_kv(c, k, 0);
+    cr_assert_eq(pc_set_capacity(c, 4096), PC_OK);
+}
+
+/* After the failed put: the capacity back to 64, one entry deleted, so
+ * that the next new key grows nothing, and SMALL's last victim returns:
+ * the ghost remembers it (B), so it goes to MAIN, and outlives the new
+ * keys that follow; a ghost that forgot it (A) puts it on probation in
+ * SMALL, where the next new keys evict it. */
+static void replay_and_shrink(pc_cache *c)
+{
+    uint64_t k = 10;
+
+    cr_assert_eq(pc_set_capacity(c, 64), PC_OK);
+    cr_assert_eq(pc_delete(c, &k, sizeof k), PC_OK);
+    put_kv(c, 396, 1);
+    for (k = 2000; k < 2010; k++)
+        put_kv(c, k, 1);
+}
+
+Test(faults, a_failed_put_leaves_the_frequency_ghost_as_it_was)
+{
+    int differing = -1;
+
+    if (!is_frequency())
+        return;
+    for (long n = 0; n < 64; n++) {
+        pc_cache *a = cache_new(64, 1), *b = cache_new(64, 1);
+        pc_status st;
+        long made;
+
+        setup_ghost_then_raise(a);
+        setup_ghost_then_raise(b);
+        pc__alloc_fail_after(n);
+        st = op_put_new_ttl(a);
+        made = pc__alloc_fail_after(-1);
+        if (st == PC_ENOMEM) {
+            replay_and_shrink(a);
+            replay_and_shrink(b);
+            for (uint64_t k = 0; k < 2100 && differing < 0; k++)
+                if (has_key(a, k) != has_key(b, k))
+                    differing = (int)n;
+        }
+        pc_destroy(a);
+        pc_destroy(b);
+        if (differing >= 0 || made <= n)
+            break;
+    }
+    cr_assert_lt(differing, 0,
+                 "after a put that failed with PC_ENOMEM (the first %d "
+                 "allocations of the call succeeded), the cache keeps other "
+                 "keys than one that never saw the call",
+                 differing);
+}
