@@ -424,15 +424,20 @@ typedef struct pc_put_args { /* zero-initialise */
  *  - Conditional puts are atomic per key against concurrent puts, deletes
  *    and loads of the same key.
  *  - A put of key makes any load of key that began before it return its
- *    value without caching it (pc_get_or_load).
+ *    value without caching it (pc_get_or_load), and a pc_get_or_load of
+ *    key that begins after the put returned PC_OK never joins a load that
+ *    may have read the source before the put (as for pc_delete: even
+ *    once the put's value has been evicted, it cannot get the value the
+ *    put replaced from such a load).
  * Readers see the old or the new value, never a mix. val may be NULL when
  * vlen is 0. Evicted and replaced entries are reported to the removal
  * listener before the call returns.
  * Thread-safety: any thread. Progress: blocking (a writer lock: one per
- * shard, or the cache's, lru). Now and then (at most about once per
- * millisecond per cache in the default build) a put or delete also runs
- * one step of memory reclamation after releasing its lock; with the
- * default "membarrier" read fence (pc_read_fence) that step is one
+ * shard, or the cache's, lru; while a get-or-load of the cache is in
+ * flight, also the loads' table lock after a put that stored). Now and then (at
+ * most about once per millisecond per cache in the default build) a put or
+ * delete also runs one step of memory reclamation after releasing its lock;
+ * with the default "membarrier" read fence (pc_read_fence) that step is one
  * membarrier(2) system call, a few microseconds, the price of reads that
  * execute no fence. A cache's first put with an expiry time on the
  * default clock may start the ticker thread (pc_options.now_ms).

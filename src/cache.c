@@ -82,6 +82,8 @@ put(pc_cache *cache, const void *key, size_t klen, const void *val, size_t vlen,
     st = pc__policy_put(cache, pc__hash_key(&cache->seed, key, klen), key, klen,
                         val, vlen, &req, &rm, &w);
     pc__removals_finish(cache, &rm, w);
+    if (st == PC_OK && !pc__flight_none(cache->flights))
+        pc__flight_detach(cache->flights, key, klen, false);
     return st;
 }
 

@@ -45,8 +45,8 @@ struct pc__flight {
 };
 
 struct pc__flight_table {
+    struct pc__flight_count count; /* first: pc__flight_none reads it */
     struct pc__hash_seed seed;
-    unsigned linked; /* flights in the table (changed under flights_lock) */
     struct pc__flight *bucket[FLIGHT_BUCKETS];
     /* Forgotten flights not ended yet, through their `next`: out of the
      * buckets (new callers do not join them), but a later forget of the
@@ -100,7 +100,7 @@ static void unlink_flight(struct pc__flight_table *fl, struct pc__flight *f)
         p = &(*p)->next;
     *p = f->next;
     f->linked = false;
-    __atomic_store_n(&fl->linked, fl->linked - 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&fl->count.linked, fl->count.linked - 1, __ATOMIC_RELAXED);
 }
 
 /* f ends (done): off the forgotten list if it is on it. */
@@ -182,7 +182,8 @@ pc_status pc__flight_begin(struct pc__flight_table *fl, const void *key,
         f->linked = true;
         /* Release: a pc__flight_detach that sees the key deleted after
          * this flight's lease was registered also sees this. */
-        __atomic_store_n(&fl->linked, fl->linked + 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&fl->count.linked, fl->count.linked + 1,
+                         __ATOMIC_RELEASE);
         pthread_cond_init(&f->cv, NULL);
         f->next = *slot_of(fl, h);
         *slot_of(fl, h) = f;
@@ -304,7 +305,7 @@ void pc__flight_detach(struct pc__flight_table *fl, const void *key,
 {
     int cancel_state;
 
-    if (__atomic_load_n(&fl->linked, __ATOMIC_ACQUIRE) == 0)
+    if (pc__flight_none(fl))
         return; /* the common case: no load in flight */
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     pthread_mutex_lock(&flights_lock);

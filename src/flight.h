@@ -127,17 +127,33 @@ void pc__flight_store_end(struct pc__flight *f);
 void pc__flight_forget(struct pc__flight_table *fl, const void *key,
                        size_t klen);
 
-/* A delete (all: a clear) of a cache's key: take its flight, if one is in
- * progress, out of the table, so that callers that begin after the delete
- * start a new load instead of joining one that may have read the source
- * before the delete's caller changed it. Those already waiting still get
- * its outcome; whether its value is stored is its lease's business (the
- * same delete broke it). Called after the delete, with no lock held; costs
- * one load when no load is in flight: a flight is in the table before its
- * lease is registered, so a delete that could have broken the lease sees
- * the flight. */
-void pc__flight_detach(struct pc__flight_table *fl, const void *key,
-                       size_t klen, bool all);
+/* A table's first member: how many flights are in it. */
+struct pc__flight_count {
+    unsigned linked; /* changed under the flights' lock */
+};
+
+/* Whether no flight is in the table (one load; acquire: a flight is in
+ * the table before its lease is registered, so a write that could have
+ * broken the lease and reads 0 here had nothing to detach). */
+static inline bool pc__flight_none(const struct pc__flight_table *fl)
+{
+    return __atomic_load_n(&((const struct pc__flight_count *)fl)->linked,
+                           __ATOMIC_ACQUIRE) == 0;
+}
+
+/* A put, delete or clear (all) of a cache's key: take its flight, if one
+ * is in progress, out of the table, so that callers that begin after the
+ * write start a new load instead of joining one that may have read the
+ * source before the write's caller changed it (a put's too: its value may
+ * be evicted before they begin, and they would get the one it replaced).
+ * Those already waiting still get its outcome; whether its value is
+ * stored is its lease's business (the same write broke it). Called after
+ * the write, with no lock held; costs one load when no load is in flight
+ * (pc__flight_none: puts check that inline, and call this only when some
+ * flight is). Out of line: it takes a lock. */
+__attribute__((noinline)) void pc__flight_detach(struct pc__flight_table *fl,
+                                                 const void *key, size_t klen,
+                                                 bool all);
 
 /* Room for the lease of the flight's load (write.h), owned by its leader
  * until the flight completes. */

@@ -209,10 +209,12 @@ pc_status pc__load_lookup_or_lead(const struct pc__load_ctx *lc,
 
 /* Store the loaded value: in one of our caches under the flight's lease
  * (a put that stores nothing if a write of the key broke it, and that
- * unregisters it whatever happens); else through the backend, with the
- * load's time to live if the backend takes one. */
-static void store(const struct pc__load_ctx *lc, struct pc__flight *lead,
-                  const void *key, size_t klen, const void *val, size_t vlen)
+ * unregisters it whatever happens), its removals left in *rm and *w for
+ * the caller to report (true); else through the backend, with the load's
+ * time to live if the backend takes one (false). */
+static bool store(const struct pc__load_ctx *lc, struct pc__flight *lead,
+                  const void *key, size_t klen, const void *val, size_t vlen,
+                  struct pc__removals *rm, struct pc__writer **w)
 {
     const pc_backend *be = lc->be;
 
@@ -220,13 +222,12 @@ static void store(const struct pc__load_ctx *lc, struct pc__flight *lead,
         pc_cache *c = lc->cache;
         struct pc__put_req req = {.expires = pc__core_expires(c, lc->ttl_ms),
                                   .lease = pc__flight_lease(lead)};
-        struct pc__removals rm;
-        struct pc__writer *w = NULL;
 
-        pc__removals_init(&rm, c);
+        pc__removals_init(rm, c);
+        *w = NULL;
         (void)pc__policy_put(c, pc__hash_key(&c->seed, key, klen), key, klen,
-                             val, vlen, &req, &rm, &w);
-        pc__removals_finish(c, &rm, w);
+                             val, vlen, &req, rm, w);
+        return true;
     } else if (lc->ttl_ms != 0 && pc__backend_has_put_ex(be->ops)) {
         pc_put_args args = {.ttl_ms = lc->ttl_ms};
 
@@ -234,6 +235,7 @@ static void store(const struct pc__load_ctx *lc, struct pc__flight *lead,
     } else {
         (void)be->ops->put(be->self, key, klen, val, vlen);
     }
+    return false;
 }
 
 pc_status pc__load_finish(const struct pc__load_ctx *lc,
@@ -253,8 +255,16 @@ pc_status pc__load_finish(const struct pc__load_ctx *lc,
     /* A failed store still gives everyone the value; it is just not kept.
      * A forgotten flight (pc_memo_forget) hands it over, stores nothing. */
     if (pc__flight_store_begin(lead)) {
-        store(lc, lead, key, klen, val, vlen);
+        struct pc__removals rm;
+        struct pc__writer *w;
+        bool report = store(lc, lead, key, klen, val, vlen, &rm, &w);
+
         pc__flight_store_end(lead);
+        /* The listener hears of the store's removals once it has ended:
+         * it may call pc_memo_forget of the key, which waits for stores of
+         * it to end (called inside, it waited for itself for ever). */
+        if (report)
+            pc__removals_finish(lc->cache, &rm, w);
     } else {
         lease_end(lc, lead);
     }

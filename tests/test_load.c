@@ -568,3 +568,91 @@ Test(load, bad_arguments_of_the_ex_calls_are_refused_and_change_nothing)
     cr_assert_eq(pc_len(c), 1u);
     pc_destroy(c);
 }
+
+/* Cache-aside with an update instead of an
+ * invalidation: the source changes, then pc_put(k, new) returns. The put's
+ * entry is evicted (capacity 1, another key put) before a later
+ * pc_get_or_load of k begins. That call finds no entry; it must not join
+ * the load that began before the put (helper-62: pc_put did not detach
+ * in-flight loads, as pc_delete and pc_clear do, so it returned the value
+ * the put replaced, although the put returned before it began). (10 s
+ * wait: the failure detector, not a timing target.) */
+Test(load, a_get_or_load_begun_after_a_put_never_returns_what_it_replaced,
+     .timeout = 60)
+{
+    pc_cache *c = make_cache(1);
+    struct gate g = GATE_INIT("old");
+    struct loading l = {.c = c, .g = &g, .st = PC_EINVAL};
+    struct late_call lc = {.c = c, .st = PC_EINVAL};
+    pthread_t old_load, late;
+    char got[32];
+    size_t n;
+    int waited = 0;
+
+    cr_assert_eq(pthread_create(&old_load, NULL, load_k, &l), 0);
+    gate_wait_entered(&g);
+    cr_assert_eq(pc_put(c, "k", 1, "new", 3), PC_OK);
+    cr_assert_eq(pc_put(c, "x", 1, "x", 1), PC_OK); /* evicts k */
+    cr_assert_eq(pc_get(c, "k", 1, got, sizeof got, &n), PC_NOTFOUND);
+    cr_assert_eq(pthread_create(&late, NULL, late_get_or_load, &lc), 0);
+    while (!__atomic_load_n(&lc.done, __ATOMIC_ACQUIRE) && waited++ < 10000)
+        usleep(1000);
+    gate_open(&g);
+    pthread_join(late, NULL);
+    pthread_join(old_load, NULL);
+    cr_assert_eq(lc.st, PC_OK);
+    cr_assert(lc.n != 3 || memcmp(lc.got, "old", 3) != 0,
+              "a get-or-load begun after pc_put(k, \"new\") returned got the "
+              "value read before the put (\"old\"): it joined the older load");
+    pc_destroy(c);
+}
+
+/* A memoizer over a cache with a removal
+ * listener: the listener, on an entry's expiry, forgets that call in the
+ * memoizer (the listener may call anything but pc_destroy, purecache.h).
+ * A load's store replaces the key's own expired entry, and the listener
+ * hears of it (helper-62: it ran inside that store, between
+ * pc__flight_store_begin and _end, so pc_memo_forget waited for the store
+ * in progress of its own thread for ever; Criterion's timeout fails a
+ * hang). */
+static pc_memo *expiry_memo;
+
+static void forget_on_expiry(void *ctx, const void *key, size_t klen,
+                             const void *val, size_t vlen,
+                             pc_removal_cause cause)
+{
+    (void)ctx;
+    (void)val;
+    (void)vlen;
+    if (cause == PC_REMOVED_EXPIRED && expiry_memo != NULL)
+        (void)pc_memo_forget(expiry_memo, key, klen);
+}
+
+Test(load, a_listener_may_forget_the_memoized_call_whose_store_reports_it,
+     .timeout = 10)
+{
+    pc_options o = test_opts(16);
+    pc_memo_options mo = {.ttl_ms = 100};
+    pc_backend be;
+    pc_cache *c;
+    char got[32];
+    size_t n;
+
+    o.now_ms = test_now;
+    o.on_removal = forget_on_expiry;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    cr_assert_eq(pc_backend_from_cache(c, &be), PC_OK);
+    cr_assert_eq(pc_memo_create_ex(&be, &mo, &expiry_memo), PC_OK);
+    cr_assert_eq(pc_memo_call(expiry_memo, "k", 1, fresh_load, NULL, got,
+                              sizeof got, &n, NULL),
+                 PC_OK);
+    test_advance(200); /* "k" expires, still present */
+    /* Misses, loads, stores over the expired entry: the listener runs
+     * inside the store and forgets "k". */
+    cr_assert_eq(pc_memo_call(expiry_memo, "k", 1, fresh_load, NULL, got,
+                              sizeof got, &n, NULL),
+                 PC_OK);
+    pc_memo_destroy(expiry_memo);
+    expiry_memo = NULL;
+}
