@@ -240,12 +240,15 @@ typedef struct pc_options {
      * entries never expire (unless a put says otherwise). */
     uint64_t ttl_ms;
     /* The cache's clock, in ms (any origin, never decreasing). Called on
-     * the calling thread, with no lock held, by any call that needs the
-     * time (a get of an entry that expires: every such hit); must be
-     * thread-safe, must not call the cache, and must not reach a
-     * cancellation point (it runs with the caller's cancellation state,
-     * in the middle of a call that may hold memory it has not yet
-     * published).
+     * the calling thread by any call that needs the time (a get of an
+     * entry that expires: every such hit, with no lock held; writes
+     * while they hold a writer lock, a shard's or the exact-LRU cache's,
+     * so that each judges expiry by a time no older than the writes
+     * before it); must be thread-safe, must not call the cache, must not
+     * wait for anything a thread may hold while it calls the cache, and
+     * must not reach a cancellation point (it runs with the caller's
+     * cancellation state, in the middle of a call that may hold memory
+     * it has not yet published).
      * NULL = the default clock: CLOCK_MONOTONIC_COARSE as read by one
      * thread per process (the "ticker", named pc-ticker) every few ms (the
      * clock's resolution, 4 ms at HZ = 250), so that a hit reads the time

@@ -197,6 +197,7 @@ uint64_t pc__core_expires_slow(struct pc_cache *c, uint64_t ttl_ms)
 void (*pc__debug_budget_hook)(void);
 void (*pc__debug_owe_hook)(void);
 void (*pc__debug_settled_hook)(void);
+void (*pc__debug_prelock_hook)(void);
 #endif
 
 bool pc__budget_take_within(struct pc_cache *c, bool one_more, uint64_t bytes,

@@ -246,9 +246,11 @@ static inline struct pc__kv *pc__core_entry_new(const struct pc_cache *c,
 }
 /* Now, if any entry may expire, else 0 (then nothing is ever expired),
  * with the expiry origin. The origin is fixed before any entry has an
- * expiry time, so it is what tells: a writer that reads it unset and then
- * meets an expiring entry under its lock read the clock before that entry
- * was made, as if its clock lagged. */
+ * expiry time, so it is what tells. Writers read it under their lock:
+ * an operation's time then follows the order of the locks it takes (a
+ * put that read the clock before waiting for its lock judged expiry by a
+ * time older than writes that came before it, and could evict a live
+ * entry where an expired one was due: helper-61). */
 static inline struct pc__now pc__core_now_if_ttl(const struct pc_cache *c)
 {
     uint64_t p1 = __atomic_load_n(&c->origin_p1, __ATOMIC_ACQUIRE);
@@ -303,7 +305,18 @@ extern void (*pc__debug_budget_hook)(void);
  * the shards and before it stores the bound (tests stall both there). */
 extern void (*pc__debug_owe_hook)(void);
 extern void (*pc__debug_settled_hook)(void);
+/* Debug builds: called by a put just before it takes its writer lock
+ * (tests stall a put there, as if preempted). */
+extern void (*pc__debug_prelock_hook)(void);
 #endif
+/* Debug builds: pc__debug_prelock_hook, if set; nothing otherwise. */
+static inline void pc__debug_prelock(void)
+{
+#ifdef PC_DEBUG
+    if (pc__debug_prelock_hook != NULL)
+        pc__debug_prelock_hook();
+#endif
+}
 void pc__budget_give(struct pc_cache *c, size_t entries, uint64_t bytes);
 bool pc__budget_room(const struct pc_cache *c, bool one_more, uint64_t bytes);
 

@@ -421,7 +421,7 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     struct lru_cache *c = lru_of(base);
     struct pc__index *ix = index_of(c, h);
     uint64_t size = (uint64_t)klen + vlen;
-    struct pc__now now = pc__core_now_if_ttl(base);
+    struct pc__now now;
     unsigned int t = (unsigned int)(ix - c->ix);
     uint64_t max, was = 0;
     struct pc__kv *e, *old, **old_slot;
@@ -438,7 +438,9 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     }
     e->ref = (uint8_t)t; /* its table */
     *w = &c->w;
+    pc__debug_prelock();
     pc__writer_lock(&c->w);
+    now = pc__core_now_if_ttl(base);
     /* What can fail, before the window opens (readers that meet a window
      * wait for it to close, and none of this changes which keys are
      * present): the size, then room for the key if it is new (nobody but
@@ -530,12 +532,13 @@ pc_status pc__policy_delete(pc_cache *base, const void *key, size_t klen,
 {
     struct lru_cache *c = lru_of(base);
     uint64_t h = pc__hash_key(&base->seed, key, klen);
-    struct pc__now now = pc__core_now_if_ttl(base);
+    struct pc__now now;
     struct pc__kv *kv;
     bool expired = false;
 
     *w = &c->w;
     pc__writer_lock(&c->w);
+    now = pc__core_now_if_ttl(base);
     kv = pc__index_remove(index_of(c, h), h, key, klen);
     if (kv != NULL) {
         expired = pc__kv_expired(kv, now);
@@ -578,11 +581,12 @@ size_t pc__policy_expire(pc_cache *base, struct pc__removals *rm,
                          struct pc__writer **w)
 {
     struct lru_cache *c = lru_of(base);
-    struct pc__now now = pc__core_now_if_ttl(base);
+    struct pc__now now;
     size_t n = 0;
 
     *w = &c->w;
     pc__writer_lock(&c->w);
+    now = pc__core_now_if_ttl(base);
     if (c->heap_len > 0 && now.ms >= c->heap[0].key) {
         pc__lru_window_open(c);
         while (c->heap_len > 0 && now.ms >= c->heap[0].key) {
@@ -602,10 +606,11 @@ void pc__policy_shrink(pc_cache *base, struct pc__removals *rm,
                        struct pc__writer **w)
 {
     struct lru_cache *c = lru_of(base);
-    struct pc__now now = pc__core_now_if_ttl(base);
+    struct pc__now now;
 
     *w = &c->w;
     pc__writer_lock(&c->w);
+    now = pc__core_now_if_ttl(base);
     pc__lru_window_open(c);
     while (!empty(c) && !pc__budget_room(base, false, 0))
         evict_one(c, now, rm);

@@ -574,6 +574,7 @@ evict_elsewhere(struct shard_cache *sc, struct shard *avoid, bool need_entry,
             if (s == avoid)
                 continue;
             pc__writer_lock(&s->w);
+            now = pc__core_now_if_ttl(&sc->base);
             shed(sc, s, live, need_entry, bytes, whole, INT_MAX, now, rm);
             room = pc__budget_room(&sc->base, need_entry, bytes) ||
                    !pc__budget_fits(&sc->base, whole);
@@ -715,8 +716,9 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
         struct pc__index_pos pos, *at = NULL; /* kv's, if known */
         uint64_t was;
 
-        now = pc__core_now_if_ttl(c);
+        pc__debug_prelock();
         pc__writer_lock(&s->w);
+        now = pc__core_now_if_ttl(c); /* under the lock (core.h) */
         owes = may_owe(c, &max);
         if (max != 0 && size > max) {
             st = PC_EINVAL;
@@ -849,12 +851,13 @@ pc_status pc__policy_delete(pc_cache *c, const void *key, size_t klen,
     struct shard_cache *sc = sc_of(c);
     uint64_t h = pc__hash_key(&c->seed, key, klen);
     struct shard *s = shard_of(sc, h);
-    struct pc__now now = pc__core_now_if_ttl(c);
+    struct pc__now now;
     struct pc__kv *kv;
     bool expired = false;
 
     *w = &s->w;
     pc__writer_lock(&s->w);
+    now = pc__core_now_if_ttl(c);
     kv = pc__index_remove(&s->ix, h, key, klen);
     if (kv != NULL) {
         expired = pc__kv_expired(kv, now);
@@ -936,7 +939,7 @@ size_t pc__policy_expire(pc_cache *c, struct pc__removals *rm,
                          struct pc__writer **w)
 {
     struct shard_cache *sc = sc_of(c);
-    struct sweep sw = {sc, NULL, rm, pc__core_now_if_ttl(c), 0, 0};
+    struct sweep sw = {sc, NULL, rm, {0, 0}, 0, 0};
 
     *w = &sc->shards[0].w; /* (set for the compiler: the loop sets it) */
     for (uint32_t i = 0; i < sc->nshards; i++) {
@@ -944,6 +947,7 @@ size_t pc__policy_expire(pc_cache *c, struct pc__removals *rm,
 
         sw.s = s;
         pc__writer_lock(&s->w);
+        sw.now = pc__core_now_if_ttl(c);
         if (sw.now.ms != 0)
             sc->pol->each(s->pol, expire_cb, &sw);
         pc__writer_unlock(c, &s->w);
@@ -967,6 +971,7 @@ void pc__policy_shrink(pc_cache *c, struct pc__removals *rm,
             int n;
 
             pc__writer_lock(&s->w);
+            now = pc__core_now_if_ttl(c);
             n = shed(sc, s, live, false, 0, 0, 16, now, rm);
             pc__writer_unlock(c, &s->w);
             *w = &s->w;

@@ -927,3 +927,99 @@ Test(expiry, without_a_ticker_the_default_clock_is_read_directly)
     pc_destroy(c);
 }
 #endif
+
+#ifdef PC_DEBUG
+/* ---- a put judges expiry by a time no older than the writes before it ----
+ * (helper-61: a put read the clock before it waited for its writer lock.)
+ * Keys: 0 = Y (never expires, the first to go by the policy: put first,
+ * never read), 1 = W (expires at 1050), 2 = Z, 3 = K; capacity 3, one
+ * shard. K's put stalls just before its writer lock (as if preempted);
+ * meanwhile the clock passes W's expiry and Z fills the cache. Then K's
+ * put takes the lock and, having to evict, must take the expired W
+ * (pc_put_ex: "an expired entry if there is one"): its put comes after
+ * Z's (it evicts because Z filled the cache), and Z's ran at 1100, when W
+ * had expired. It evicted the live Y, judging by the 1000 it had read
+ * before the lock. */
+static pthread_mutex_t prelock_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t prelock_cv = PTHREAD_COND_INITIALIZER;
+static pthread_t prelock_thread;
+static int prelock_armed, prelock_stalled, prelock_released;
+static uint64_t prelock_evicted[4], prelock_expired[4];
+
+static void prelock_stall(void)
+{
+    pthread_mutex_lock(&prelock_mu);
+    if (prelock_armed && pthread_equal(pthread_self(), prelock_thread)) {
+        prelock_armed = 0;
+        prelock_stalled = 1;
+        pthread_cond_broadcast(&prelock_cv);
+        while (!prelock_released)
+            pthread_cond_wait(&prelock_cv, &prelock_mu);
+    }
+    pthread_mutex_unlock(&prelock_mu);
+}
+
+static void prelock_listener(void *ctx, const void *key, size_t klen,
+                             const void *val, size_t vlen,
+                             pc_removal_cause cause)
+{
+    uint64_t k;
+
+    (void)ctx, (void)val, (void)vlen;
+    if (klen != sizeof k)
+        return;
+    memcpy(&k, key, sizeof k);
+    if (k < 4 && cause == PC_REMOVED_EVICTED)
+        __atomic_add_fetch(&prelock_evicted[k], 1, __ATOMIC_RELAXED);
+    else if (k < 4 && cause == PC_REMOVED_EXPIRED)
+        __atomic_add_fetch(&prelock_expired[k], 1, __ATOMIC_RELAXED);
+}
+
+static void *prelock_put_k(void *arg)
+{
+    cr_assert_eq(put_u64(arg, 3, 33), PC_OK);
+    return NULL;
+}
+
+Test(expiry, a_put_that_waited_for_its_lock_evicts_what_expired_meanwhile)
+{
+    pc_options o = test_opts(3);
+    pc_put_args w_args = {.ttl_ms = 50};
+    uint64_t k = 1, v = 11, got;
+    pthread_t t;
+    pc_cache *c;
+
+    o.shards = 1;
+    o.now_ms = test_now;
+    o.on_removal = prelock_listener;
+    __atomic_store_n(&test_clock_ms, 1000, __ATOMIC_RELAXED);
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    cr_assert_eq(put_u64(c, 0, 10), PC_OK); /* Y */
+    cr_assert_eq(pc_put_ex(c, &k, sizeof k, &v, sizeof v, &w_args), PC_OK);
+    pc__debug_prelock_hook = prelock_stall;
+    pthread_mutex_lock(&prelock_mu);
+    prelock_armed = 1;
+    cr_assert_eq(pthread_create(&t, NULL, prelock_put_k, c), 0);
+    prelock_thread = t;
+    while (!prelock_stalled)
+        pthread_cond_wait(&prelock_cv, &prelock_mu);
+    pthread_mutex_unlock(&prelock_mu);
+    /* K's put is on its way to its lock, holding none. */
+    test_advance(100);
+    cr_assert_eq(put_u64(c, 2, 22), PC_OK);         /* Z fills the cache */
+    cr_assert_eq(get_u64(c, 1, &got), PC_NOTFOUND); /* W has expired */
+    pthread_mutex_lock(&prelock_mu);
+    prelock_released = 1;
+    pthread_cond_broadcast(&prelock_cv);
+    pthread_mutex_unlock(&prelock_mu);
+    pthread_join(t, NULL);
+    pc__debug_prelock_hook = NULL;
+    cr_expect_eq(prelock_evicted[0], 0,
+                 "the live entry Y was evicted while W had expired");
+    cr_expect_eq(prelock_expired[1], 1, "W was not removed as expired");
+    cr_expect_eq(get_u64(c, 0, &got), PC_OK, "Y is gone");
+    cr_expect_eq(get_u64(c, 3, &got), PC_OK);
+    pc_destroy(c);
+}
+#endif
