@@ -743,8 +743,9 @@ Test(limits, a_bound_lowered_during_evict_elsewhere_keeps_what_fits)
     pc__debug_settled_hook = NULL;
     cr_assert_leq(pc_bytes(lower_c), 480000);
     /* The put is refused (PC_EINVAL) if the bound was lowered before its
-     * retry, else stored (PC_OK); either way, at least the entries that fit the new bound once the put had what
-     * it needed under the old one (60000 - 30001 of 16 bytes) remain. */
+     * retry, else stored (PC_OK); either way, at least the entries that fit the
+     * new bound once the put had what it needed under the old one (60000 -
+     * 30001 of 16 bytes) remain. */
     cr_assert_geq(pc_len(lower_c), 29000,
                   "the put (status %d) evicted all but %zu entries (%lu "
                   "bytes) of a cache within the new bound",
