@@ -940,23 +940,12 @@ Test(expiry, without_a_ticker_the_default_clock_is_read_directly)
  * Z's (it evicts because Z filled the cache), and Z's ran at 1100, when W
  * had expired. It evicted the live Y, judging by the 1000 it had read
  * before the lock. */
-static pthread_mutex_t prelock_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t prelock_cv = PTHREAD_COND_INITIALIZER;
-static pthread_t prelock_thread;
-static int prelock_armed, prelock_stalled, prelock_released;
+static struct stall prelock_st; /* pc__debug_prelock_hook's */
 static uint64_t prelock_evicted[4], prelock_expired[4];
 
 static void prelock_stall(void)
 {
-    pthread_mutex_lock(&prelock_mu);
-    if (prelock_armed && pthread_equal(pthread_self(), prelock_thread)) {
-        prelock_armed = 0;
-        prelock_stalled = 1;
-        pthread_cond_broadcast(&prelock_cv);
-        while (!prelock_released)
-            pthread_cond_wait(&prelock_cv, &prelock_mu);
-    }
-    pthread_mutex_unlock(&prelock_mu);
+    stall_at(&prelock_st);
 }
 
 static void prelock_listener(void *ctx, const void *key, size_t klen,
@@ -997,22 +986,16 @@ Test(expiry, a_put_that_waited_for_its_lock_evicts_what_expired_meanwhile)
     cr_assert_not_null(c);
     cr_assert_eq(put_u64(c, 0, 10), PC_OK); /* Y */
     cr_assert_eq(pc_put_ex(c, &k, sizeof k, &v, sizeof v, &w_args), PC_OK);
+    __atomic_store_n(&prelock_st.armed, 1, __ATOMIC_RELEASE);
     pc__debug_prelock_hook = prelock_stall;
-    pthread_mutex_lock(&prelock_mu);
-    prelock_armed = 1;
     cr_assert_eq(pthread_create(&t, NULL, prelock_put_k, c), 0);
-    prelock_thread = t;
-    while (!prelock_stalled)
-        pthread_cond_wait(&prelock_cv, &prelock_mu);
-    pthread_mutex_unlock(&prelock_mu);
+    while (!__atomic_load_n(&prelock_st.entered, __ATOMIC_ACQUIRE))
+        sched_yield();
     /* K's put is on its way to its lock, holding none. */
     test_advance(100);
     cr_assert_eq(put_u64(c, 2, 22), PC_OK);         /* Z fills the cache */
     cr_assert_eq(get_u64(c, 1, &got), PC_NOTFOUND); /* W has expired */
-    pthread_mutex_lock(&prelock_mu);
-    prelock_released = 1;
-    pthread_cond_broadcast(&prelock_cv);
-    pthread_mutex_unlock(&prelock_mu);
+    __atomic_store_n(&prelock_st.release, 1, __ATOMIC_RELEASE);
     pthread_join(t, NULL);
     pc__debug_prelock_hook = NULL;
     cr_expect_eq(prelock_evicted[0], 0,

@@ -301,21 +301,6 @@ Test(limits, set_capacity_shrinks_now_and_grows_at_once)
  * frequency when the capacity is lowered: its parameters follow it under
  * every shard's lock before the shrink; the put, which claimed against
  * the old limit, still checks again). */
-/* A debug hook's stall: once armed, the next thread through the hook
- * says it entered and waits until released. */
-struct stall {
-    int armed, entered, release;
-};
-
-static void stall_at(struct stall *st)
-{
-    if (!__atomic_exchange_n(&st->armed, 0, __ATOMIC_ACQ_REL))
-        return;
-    __atomic_store_n(&st->entered, 1, __ATOMIC_RELEASE);
-    while (!__atomic_load_n(&st->release, __ATOMIC_ACQUIRE))
-        sched_yield();
-}
-
 static struct stall budget_stall; /* pc__debug_budget_hook's */
 
 static void stall_hook(void)

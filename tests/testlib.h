@@ -6,6 +6,7 @@
 #define PC_TESTLIB_H
 
 #include <dirent.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -101,6 +102,21 @@ static inline int test_ticker_threads(pid_t *tid)
     }
     closedir(d);
     return n;
+}
+
+/* A debug hook's stall: once armed, the next thread through the hook
+ * says it entered and waits until released. */
+struct stall {
+    int armed, entered, release;
+};
+
+static inline void stall_at(struct stall *st)
+{
+    if (!__atomic_exchange_n(&st->armed, 0, __ATOMIC_ACQ_REL))
+        return;
+    __atomic_store_n(&st->entered, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&st->release, __ATOMIC_ACQUIRE))
+        sched_yield();
 }
 
 static inline pc_status put_u64(pc_cache *c, uint64_t k, uint64_t v)
