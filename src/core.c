@@ -26,8 +26,7 @@ bool pc__core_init(struct pc_cache *c, const pc_options *opts,
     c->on_removal = opts->on_removal;
     c->removal_ctx = opts->removal_ctx;
     pc__hash_seed_init(&c->seed, opts->hash_seed);
-    memset(&c->pins, 0, sizeof c->pins);
-    c->pins.lock = (pc__lock)PC__LOCK_INIT;
+    pc__pins_init(&c->pins);
     c->nwriters = 0;
     c->writers_cap = nwriters;
     c->writers = pc__alloc(sizeof *c->writers * nwriters);

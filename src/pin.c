@@ -1,6 +1,7 @@
 /*
- * pin: the pin table (design in pin.h): two small chained hash tables
- * under one lock, entries with pins by entry address and pins by id.
+ * pin: the pin table (design in pin.h): two chained hash tables under one
+ * lock, entries with pins by entry address and pins by id, resized
+ * together (doubled past two pins per bucket, halved under an eighth).
  */
 #include "pin.h"
 
@@ -23,45 +24,134 @@ struct pc__pin {
     struct pc__pin_entry *entry;
 };
 
+#define GROW_LOAD 2  /* pins per bucket past which the tables double */
+#define SHRINK_DIV 8 /* they halve once pins * SHRINK_DIV < buckets */
+
+#ifdef PC_DEBUG
+uint64_t pc__debug_pin_steps;
+#define STEP() __atomic_add_fetch(&pc__debug_pin_steps, 1, __ATOMIC_RELAXED)
+#else
+#define STEP() ((void)0)
+#endif
+
 static uint64_t next_id = 1;
 
-static size_t bucket_of_ptr(const void *p)
+/* x's bucket among nb (a power of two): the high bits of a multiplicative
+ * hash. */
+static size_t bucket_of(uint64_t x, size_t nb)
 {
-    return (size_t)(((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull >> 58) %
-           PC__PIN_BUCKETS;
+    return (size_t)((x * 0x9E3779B97F4A7C15ull) >> (64 - __builtin_ctzll(nb)));
 }
 
-static size_t bucket_of_id(uint64_t id)
+static size_t bucket_of_ptr(const void *p, size_t nb)
 {
-    return (size_t)(id * 0x9E3779B97F4A7C15ull >> 58) % PC__PIN_BUCKETS;
+    return bucket_of((uintptr_t)p >> 4, nb);
+}
+
+/* The bytes of bucket arrays for nb buckets (both tables, one block). */
+static size_t arrays_size(size_t nb)
+{
+    return nb * (sizeof(struct pc__pin_entry *) + sizeof(struct pc__pin *));
+}
+
+static bool arrays_inline(const struct pc__pin_table *t)
+{
+    return t->by_entry == t->entry0;
+}
+
+void pc__pins_init(struct pc__pin_table *t)
+{
+    memset(t, 0, sizeof *t);
+    t->lock = (pc__lock)PC__LOCK_INIT;
+    t->nb = PC__PIN_BUCKETS;
+    t->by_entry = t->entry0;
+    t->by_id = t->id0;
+}
+
+/* Lock held: move every record to the bucket arrays at mem (nb buckets;
+ * the inline ones if mem is NULL), and return the arrays left (NULL if
+ * they were the inline ones), to be freed once the lock is released. */
+static void *move_to(struct pc__pin_table *t, void *mem, size_t nb)
+{
+    struct pc__pin_entry **be = t->entry0;
+    struct pc__pin **bi = t->id0;
+    void *old = arrays_inline(t) ? NULL : (void *)t->by_entry;
+    struct pc__pin_entry *e;
+    struct pc__pin *pin;
+
+    if (mem != NULL) {
+        memset(mem, 0, arrays_size(nb));
+        be = mem;
+        bi = (struct pc__pin **)(void *)(be + nb);
+    } else { /* back inline: the old arrays hold every record */
+        PC__ASSERT(old != NULL && nb == PC__PIN_BUCKETS);
+        memset(t->entry0, 0, sizeof t->entry0);
+        memset(t->id0, 0, sizeof t->id0);
+    }
+    for (size_t b = 0; b < t->nb; b++) {
+        while ((e = t->by_entry[b]) != NULL) {
+            size_t k = bucket_of_ptr(e->kv, nb);
+
+            t->by_entry[b] = e->next;
+            e->next = be[k];
+            be[k] = e;
+        }
+        while ((pin = t->by_id[b]) != NULL) {
+            size_t k = bucket_of(pin->id, nb);
+
+            t->by_id[b] = pin->next;
+            pin->next = bi[k];
+            bi[k] = pin;
+        }
+    }
+    t->by_entry = be;
+    t->by_id = bi;
+    __atomic_store_n(&t->nb, nb, __ATOMIC_RELAXED);
+    return old;
 }
 
 static struct pc__pin_entry **find_entry(struct pc__pin_table *t,
                                          const void *kv)
 {
-    struct pc__pin_entry **p = &t->by_entry[bucket_of_ptr(kv)];
+    struct pc__pin_entry **p = &t->by_entry[bucket_of_ptr(kv, t->nb)];
 
-    while (*p != NULL && (*p)->kv != kv)
+    while (*p != NULL && (*p)->kv != kv) {
+        STEP();
         p = &(*p)->next;
+    }
     return p;
 }
 
-bool pc__pins_prepare(struct pc__pin_prep *prep)
+bool pc__pins_prepare(const struct pc__pin_table *t, struct pc__pin_prep *prep)
 {
+    size_t nb = __atomic_load_n(&t->nb, __ATOMIC_RELAXED);
+
+    prep->grow = NULL;
+    prep->grow_nb = 0;
     prep->pin = pc__alloc(sizeof *prep->pin);
     prep->spare = pc__alloc(sizeof *prep->spare);
-    if (prep->pin != NULL && prep->spare != NULL)
-        return true;
-    pc__pins_unprepare(prep);
-    return false;
+    if (prep->pin == NULL || prep->spare == NULL) {
+        pc__pins_unprepare(prep);
+        return false;
+    }
+    if (__atomic_load_n(&t->active, __ATOMIC_RELAXED) + 1 > GROW_LOAD * nb &&
+        nb <= SIZE_MAX / 2 / (2 * sizeof(void *))) {
+        prep->grow = pc__alloc(arrays_size(2 * nb)); /* NULL: no growth */
+        prep->grow_nb = prep->grow != NULL ? 2 * nb : 0;
+    }
+    return true;
 }
 
 void pc__pins_unprepare(struct pc__pin_prep *prep)
 {
     pc__free(prep->pin, sizeof *prep->pin);
     pc__free(prep->spare, sizeof *prep->spare);
+    if (prep->grow != NULL)
+        pc__free(prep->grow, arrays_size(prep->grow_nb));
     prep->pin = NULL;
     prep->spare = NULL;
+    prep->grow = NULL;
+    prep->grow_nb = 0;
 }
 
 uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv,
@@ -70,8 +160,18 @@ uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv,
     struct pc__pin *pin = prep->pin;
     struct pc__pin_entry **e;
     uint64_t id = __atomic_fetch_add(&next_id, 1, __ATOMIC_RELAXED);
+    size_t b;
 
     pc__lock_acquire(&t->lock);
+    /* Grow if still due at the size prepare saw; the arrays left go back
+     * with the prep's other leftovers, after the lock. */
+    if (prep->grow != NULL && prep->grow_nb == 2 * t->nb &&
+        t->active + 1 > GROW_LOAD * t->nb) {
+        size_t was = t->nb;
+
+        prep->grow = move_to(t, prep->grow, prep->grow_nb);
+        prep->grow_nb = prep->grow != NULL ? was : 0;
+    }
     e = find_entry(t, kv);
     if (*e == NULL) {
         memset(prep->spare, 0, sizeof *prep->spare);
@@ -82,13 +182,39 @@ uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv,
     (*e)->pins++;
     pin->id = id;
     pin->entry = *e;
-    pin->next = t->by_id[bucket_of_id(id)];
-    t->by_id[bucket_of_id(id)] = pin;
+    b = bucket_of(id, t->nb);
+    pin->next = t->by_id[b];
+    t->by_id[b] = pin;
     __atomic_add_fetch(&t->active, 1, __ATOMIC_RELAXED);
     pc__lock_release(&t->lock);
     prep->pin = NULL;
-    pc__pins_unprepare(prep); /* the spare, if the entry had pins */
     return id;
+}
+
+/* After a release: halve the tables if the pins held fell under an eighth
+ * of a bucket each (allocating outside the lock; not done if that fails,
+ * or if the table changed meanwhile). */
+static void maybe_shrink(struct pc__pin_table *t)
+{
+    size_t nb = __atomic_load_n(&t->nb, __ATOMIC_RELAXED);
+    void *mem = NULL, *old = NULL;
+
+    if (nb <= PC__PIN_BUCKETS ||
+        __atomic_load_n(&t->active, __ATOMIC_RELAXED) * SHRINK_DIV >= nb)
+        return;
+    if (nb / 2 > PC__PIN_BUCKETS &&
+        (mem = pc__alloc(arrays_size(nb / 2))) == NULL)
+        return;
+    pc__lock_acquire(&t->lock);
+    if (t->nb == nb && t->active * SHRINK_DIV < nb) {
+        old = move_to(t, mem, nb / 2);
+        mem = NULL;
+    }
+    pc__lock_release(&t->lock);
+    if (mem != NULL)
+        pc__free(mem, arrays_size(nb / 2));
+    if (old != NULL)
+        pc__free(old, arrays_size(nb));
 }
 
 void pc__pins_release(struct pc__pin_table *t, uint64_t id)
@@ -97,9 +223,9 @@ void pc__pins_release(struct pc__pin_table *t, uint64_t id)
     struct pc__pin_entry *gone = NULL;
 
     pc__lock_acquire(&t->lock);
-    for (p = &t->by_id[bucket_of_id(id)]; *p != NULL && (*p)->id != id;
+    for (p = &t->by_id[bucket_of(id, t->nb)]; *p != NULL && (*p)->id != id;
          p = &(*p)->next)
-        ;
+        STEP();
     pin = *p;
     if (pin != NULL) {
         *p = pin->next;
@@ -123,6 +249,7 @@ void pc__pins_release(struct pc__pin_table *t, uint64_t id)
         pc__free(gone->kept, gone->kept_size);
         pc__free(gone, sizeof *gone);
     }
+    maybe_shrink(t);
 }
 
 bool pc__pins_keep(struct pc__pin_table *t, void *kv, size_t size)
@@ -154,7 +281,7 @@ void pc__pins_pending(struct pc__pin_table *t, uint64_t *n, uint64_t *bytes)
 
 void pc__pins_fini(struct pc__pin_table *t)
 {
-    for (size_t b = 0; b < PC__PIN_BUCKETS; b++) {
+    for (size_t b = 0; b < t->nb; b++) {
         while (t->by_id[b] != NULL) {
             struct pc__pin *pin = t->by_id[b];
 
@@ -169,4 +296,6 @@ void pc__pins_fini(struct pc__pin_table *t)
             pc__free(e, sizeof *e);
         }
     }
+    if (!arrays_inline(t))
+        pc__free(t->by_entry, arrays_size(t->nb));
 }

@@ -15,6 +15,18 @@
  * twice, or a copy of a released pin, finds nothing and does nothing, and
  * a pin may be released from any thread.
  *
+ * Size. Both tables are chained hash tables of the same power-of-two
+ * bucket count, 64 to start with (inline in the table), doubled once the
+ * pins held pass two per bucket and halved once they fall under an
+ * eighth, so a lookup walks a chain of about two records whatever the pins
+ * held (with a fixed 64, 300,000 pins made a pin and unpin take 244 us and
+ * a put that replaced a key 765 us, each free of a retired entry walking a
+ * chain under the lock). The bucket arrays are allocated outside the lock
+ * (pc__pins_prepare for growth, pc__pins_release for shrinking) and moved
+ * to under it: a rehash, O(pins) once per doubling, amortised O(1) per
+ * pin. A resize whose allocation fails is not made: the table works on at
+ * its size (slower, never wrong), and nothing fails for it.
+ *
  * Concurrency: the table is guarded by its own lock, a leaf of the lock
  * order (internal.h): taken inside a read section (pinning) and by
  * whoever frees retired memory (pc_reclaim with its reclaim_lock held,
@@ -34,7 +46,7 @@
 
 #include "lock.h"
 
-#define PC__PIN_BUCKETS 64
+#define PC__PIN_BUCKETS 64 /* the least bucket count (inline) */
 
 struct pc__pin_entry; /* an entry with pins (or a zombie) */
 struct pc__pin;       /* one pin */
@@ -43,24 +55,41 @@ struct pc__pin_table {
     pc__lock lock;
     size_t active; /* pins held (atomic reads by the freeing path) */
     uint64_t zombies, zombie_bytes; /* kept after retirement (lock) */
-    struct pc__pin_entry *by_entry[PC__PIN_BUCKETS];
-    struct pc__pin *by_id[PC__PIN_BUCKETS];
+    /* Buckets in each table (a power of two, >= PC__PIN_BUCKETS): changed
+     * under the lock, read atomically by pc__pins_prepare to decide on
+     * growth outside it. */
+    size_t nb;
+    /* nb buckets each: entry0 and id0, or one allocation holding
+     * by_entry's buckets and then by_id's */
+    struct pc__pin_entry **by_entry;
+    struct pc__pin **by_id;
+    struct pc__pin_entry *entry0[PC__PIN_BUCKETS];
+    struct pc__pin *id0[PC__PIN_BUCKETS];
 };
 
 /* The memory a pin needs, allocated before the lookup it follows, so that
  * a pin that cannot be had fails before the lookup has recorded a use
- * (the exact-LRU policy's lookup promotes the key). */
+ * (the exact-LRU policy's lookup promotes the key); and bucket arrays
+ * twice the size, if the table looked due to grow (NULL: none). */
 struct pc__pin_prep {
     struct pc__pin *pin;
     struct pc__pin_entry *spare;
+    void **grow;
+    size_t grow_nb;
 };
 
-/* False on ENOMEM (nothing held). */
-bool pc__pins_prepare(struct pc__pin_prep *prep);
+/* An empty table (pc_create). */
+void pc__pins_init(struct pc__pin_table *t);
+
+/* False on ENOMEM (nothing held). A growth that cannot be allocated is
+ * not an error (the table stays as it is). */
+bool pc__pins_prepare(const struct pc__pin_table *t, struct pc__pin_prep *prep);
 /* Give back what a prepare allocated and no take used (a miss). */
 void pc__pins_unprepare(struct pc__pin_prep *prep);
 /* Count a pin on the entry kv (inside the read section that found it),
- * with prepared memory (consumed; cannot fail); returns its id. */
+ * with prepared memory (cannot fail); returns its id. What it did not use
+ * (the spare, if the entry had pins) and the arrays a growth left stay in
+ * prep, for pc__pins_unprepare once the caller has left the section. */
 uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv,
                        struct pc__pin_prep *prep);
 
@@ -79,5 +108,11 @@ void pc__pins_pending(struct pc__pin_table *t, uint64_t *n, uint64_t *bytes);
 
 /* Free every record and kept block (pc_destroy). */
 void pc__pins_fini(struct pc__pin_table *t);
+
+#ifdef PC_DEBUG
+/* Debug builds: chain records passed by lookups in every pin table (a
+ * test's measure of the chains' length). */
+extern uint64_t pc__debug_pin_steps;
+#endif
 
 #endif
