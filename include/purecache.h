@@ -906,7 +906,7 @@ PC_API pc_status pc_memo_finish(pc_memo *memo, pc_flight *lead, int err,
  * freely and check pc_key_finish's status once.
  * ---------------------------------------------------------------------- */
 typedef struct pc_key {
-    unsigned char *data_;
+    unsigned char *data_; /* NULL while the bytes are inline_ */
     size_t len_, cap_, count_;
     int err_;
     unsigned char inline_[256];
@@ -917,6 +917,9 @@ typedef struct pc_key {
  * nothing in it is shared. The adds and pc_key_finish may allocate once the
  * key outgrows its inline buffer (256 bytes), and pc_key_free must then
  * release it, whatever the status (a key that never grew needs no free).
+ * A key that never grew may be copied (returned by value, assigned): the
+ * copy holds its own bytes. A copy of one that grew shares its memory:
+ * free exactly one of them, and use none of them after.
  * A NULL k is a no-op for every function but pc_key_finish (PC_EINVAL),
  * pc_key_data (NULL) and pc_key_len (0). pc_key_data and pc_key_len give
  * the key's bytes so far; after a successful pc_key_finish, the key to
@@ -988,7 +991,9 @@ PC_API void pc_key_free(pc_key *k);
  * long (something else wrote under this key); PC_ENOMEM, PC_EDEADLK (func
  * asked, directly or not, for its own call) or the backend's error;
  * PC_ELOAD if func failed (PC_MEMOIZE_ERR) or the thread running it for
- * this call was cancelled.
+ * this call was cancelled; PC_EINVAL, func not called, for a NULL memo or
+ * key-args that cannot be encoded (pc_key_finish's PC_EINVAL: a key over
+ * PC_KEY_MAX, or PC_KEY_BYTES(NULL, n) with n > 0).
  *
  * Cancellation: func runs in the caller's state, under a cleanup handler:
  * a thread cancelled inside func fails the call for every thread waiting

@@ -45,11 +45,20 @@ void pc_key_init(pc_key *k)
 {
     if (k == NULL)
         return;
-    k->data_ = k->inline_;
+    k->data_ = NULL; /* inline_ (key_bytes) */
     k->len_ = 0;
     k->cap_ = sizeof k->inline_;
     k->count_ = 0;
     k->err_ = PC_OK;
+}
+
+/* The key's bytes: inline_ until it grows (data_ NULL), so that a copy of
+ * a key that never grew has bytes of its own, and freeing it frees
+ * nothing (data_ pointed at inline_ once: a copy read the original's, and
+ * pc_key_free of the copy freed the original's stack address). */
+static unsigned char *key_bytes(pc_key *k)
+{
+    return k->data_ != NULL ? k->data_ : k->inline_;
 }
 
 static int key_reserve(pc_key *k, size_t more)
@@ -76,8 +85,8 @@ static int key_reserve(pc_key *k, size_t more)
         k->err_ = PC_ENOMEM;
         return 0;
     }
-    memcpy(p, k->data_, k->len_);
-    if (k->data_ != k->inline_)
+    memcpy(p, key_bytes(k), k->len_);
+    if (k->data_ != NULL)
         pc__free(k->data_, k->cap_);
     k->data_ = p;
     k->cap_ = cap;
@@ -86,7 +95,7 @@ static int key_reserve(pc_key *k, size_t more)
 
 static void put_byte(pc_key *k, unsigned char b)
 {
-    k->data_[k->len_++] = b;
+    key_bytes(k)[k->len_++] = b;
 }
 
 static void put_be64(pc_key *k, uint64_t v)
@@ -124,7 +133,7 @@ void pc_key_init_fn(pc_key *k, const char *name)
         return;
     put_byte(k, 'f');
     put_varint(k, n);
-    memcpy(k->data_ + k->len_, name, n);
+    memcpy(key_bytes(k) + k->len_, name, n);
     k->len_ += n;
 }
 
@@ -156,7 +165,7 @@ static void add_bytes(pc_key *k, unsigned char tag, const void *p, size_t n)
     put_byte(k, tag);
     put_varint(k, n);
     if (n)
-        memcpy(k->data_ + k->len_, p, n);
+        memcpy(key_bytes(k) + k->len_, p, n);
     k->len_ += n;
     k->count_++;
 }
@@ -218,7 +227,7 @@ pc_status pc_key_finish(pc_key *k)
 
 const void *pc_key_data(const pc_key *k)
 {
-    return k == NULL ? NULL : k->data_;
+    return k == NULL ? NULL : k->data_ != NULL ? k->data_ : k->inline_;
 }
 
 size_t pc_key_len(const pc_key *k)
@@ -228,10 +237,10 @@ size_t pc_key_len(const pc_key *k)
 
 void pc_key_free(pc_key *k)
 {
-    if (k == NULL || k->data_ == k->inline_)
+    if (k == NULL || k->data_ == NULL)
         return;
     pc__free(k->data_, k->cap_);
-    k->data_ = k->inline_;
+    k->data_ = NULL;
     k->cap_ = sizeof k->inline_;
     k->len_ = 0;
 }

@@ -1465,3 +1465,71 @@ Test(memo, waiters_of_a_failing_memoized_call_get_its_error)
     pthread_barrier_destroy(&fc.start);
     pc_memo_destroy(fc.m);
 }
+
+/* A key that never grew holds its bytes inline: a copy (an assignment, a
+ * key a helper returns by value) has bytes of its own, unchanged when the
+ * original is reused, and freeing the copy frees nothing. The key's data
+ * pointer used to point into the original's inline buffer: the copy read
+ * the original's bytes, and pc_key_free of the copy handed a stack address
+ * to the allocator (found by helper-64). */
+static pc_key key_by_value(int64_t v)
+{
+    pc_key k;
+
+    pc_key_init(&k);
+    pc_key_add_i64(&k, v);
+    cr_assert_eq(pc_key_finish(&k), PC_OK);
+    return k;
+}
+
+Test(key_builder, a_copied_key_keeps_its_own_bytes)
+{
+    pc_key a = key_by_value(1), b, c = key_by_value(1);
+    unsigned char before[64];
+    size_t len;
+
+    b = a;
+    len = pc_key_len(&b);
+    cr_assert_leq(len, sizeof before);
+    memcpy(before, pc_key_data(&b), len);
+    cr_assert_eq(len, pc_key_len(&c));
+    cr_assert(memcmp(pc_key_data(&c), before, len) == 0,
+              "a key returned by value reads its own bytes");
+    pc_key_init(&a); /* the original reused for another call's key */
+    pc_key_add_i64(&a, 2);
+    cr_assert_eq(pc_key_finish(&a), PC_OK);
+    cr_assert(pc_key_data(&b) != pc_key_data(&a));
+    cr_assert(memcmp(pc_key_data(&b), before, len) == 0,
+              "the copy's bytes changed with the original's");
+    pc_key_free(&b); /* nothing to free: must not touch the allocator */
+    pc_key_free(&c);
+    pc_key_free(&a);
+}
+
+/* Key arguments that cannot be encoded make the wrapper return PC_EINVAL
+ * (documented with PC_MEMOIZE), without calling func or storing anything;
+ * so does a NULL memo. */
+static int long_name_calls;
+static double long_name_fn(const char *s)
+{
+    long_name_calls++;
+    return (double)strlen(s);
+}
+PC_MEMOIZE(long_name, double, long_name_fn, (const char *s), (s), PC_KEY_STR(s))
+
+Test(memo, a_key_that_cannot_be_encoded_is_einval)
+{
+    static char big[PC_KEY_MAX + 2];
+    pc_memo *m = memo_over_cache(16);
+    double out = -1;
+
+    memset(big, 'x', sizeof big - 1);
+    cr_assert_eq(long_name(m, &out, big), PC_EINVAL);
+    cr_assert_eq(long_name(NULL, &out, "x"), PC_EINVAL);
+    cr_assert_eq(out, -1);
+    cr_assert_eq(long_name_calls, 0, "func ran for a call that failed");
+    cr_assert_eq(long_name(m, &out, "abc"), PC_OK);
+    cr_assert_eq(out, 3);
+    cr_assert_eq(long_name_calls, 1);
+    pc_memo_destroy(m);
+}
