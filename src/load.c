@@ -243,6 +243,9 @@ pc_status pc__load_finish(const struct pc__load_ctx *lc,
                           int err, const void *val, size_t vlen)
 {
     int cs = cancel_off();
+    struct pc__removals rm;
+    struct pc__writer *w = NULL;
+    bool report = false;
 
     PC__COUNTER_INC(lc->stats->loader_calls);
     if (err != 0) {
@@ -255,20 +258,21 @@ pc_status pc__load_finish(const struct pc__load_ctx *lc,
     /* A failed store still gives everyone the value; it is just not kept.
      * A forgotten flight (pc_memo_forget) hands it over, stores nothing. */
     if (pc__flight_store_begin(lead)) {
-        struct pc__removals rm;
-        struct pc__writer *w;
-        bool report = store(lc, lead, key, klen, val, vlen, &rm, &w);
-
+        report = store(lc, lead, key, klen, val, vlen, &rm, &w);
         pc__flight_store_end(lead);
-        /* The listener hears of the store's removals once it has ended:
-         * it may call pc_memo_forget of the key, which waits for stores of
-         * it to end (called inside, it waited for itself for ever). */
-        if (report)
-            pc__removals_finish(lc->cache, &rm, w);
     } else {
         lease_end(lc, lead);
     }
     pc__flight_finish(lc->flights, lead, PC_OK, 0, val, vlen);
+    /* The listener hears of the store's removals once the load has ended
+     * (store, then flight): it may call pc_memo_forget of the key, which
+     * waits for stores of it to end, or pc_get_or_load of a key this
+     * load's store evicted, or of this key, which joined this thread's own
+     * flight (PC_EDEADLK; inside the store, forget waited for ever); and
+     * the load's waiters do not wait for the listener (they did, though
+     * the header says a waiter waits for the loader only). */
+    if (report)
+        pc__removals_finish(lc->cache, &rm, w);
     cancel_restore(cs);
     return PC_OK;
 }

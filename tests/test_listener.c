@@ -386,3 +386,146 @@ Test(listener, a_listener_is_not_a_cancellation_point)
     cr_assert_eq(s.pending, 0);
     pc_destroy(p.c);
 }
+
+/* A listener "may call the cache", pc_get_or_load included, also when the
+ * removal it hears of comes from a get-or-load's store. Capacity 1: the
+ * load of 2 evicts 1; the listener re-loads 1 (its store evicts 2,
+ * reported in turn), and that listener re-loads 2. The removals used to
+ * be reported before the load's flight ended: the second re-load joined
+ * its own thread's flight for 2 and got PC_EDEADLK (found by helper-65). */
+struct refresher {
+    pc_cache *c;
+    int reloads;
+    pc_status worst;
+};
+
+static int key_loader(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    (void)ctx;
+    return pc_sink_set(out, key, klen) == PC_OK ? 0 : 1;
+}
+
+static void refreshing_listener(void *ctx, const void *key, size_t klen,
+                                const void *val, size_t vlen,
+                                pc_removal_cause cause)
+{
+    struct refresher *r = ctx;
+    char buf[8];
+    size_t n;
+    pc_status st;
+
+    (void)val, (void)vlen;
+    if (cause != PC_REMOVED_EVICTED || r->reloads >= 2)
+        return;
+    r->reloads++;
+    st = pc_get_or_load(r->c, key, klen, key_loader, NULL, buf, sizeof buf, &n,
+                        NULL);
+    if (st != PC_OK)
+        r->worst = st;
+}
+
+Test(listener, a_listener_may_reload_what_a_load_evicted)
+{
+    struct refresher r = {0};
+    pc_options o = test_opts(1);
+    uint64_t k = 2;
+    char buf[8];
+    size_t n;
+
+    o.on_removal = refreshing_listener;
+    o.removal_ctx = &r;
+    r.c = make_cache_opts(&o);
+    cr_assert_eq(put_u64(r.c, 1, 1), PC_OK);
+    cr_assert_eq(
+        pc_get_or_load(r.c, &k, 8, key_loader, NULL, buf, sizeof buf, &n, NULL),
+        PC_OK);
+    cr_assert_eq(r.reloads, 2);
+    cr_assert_eq(r.worst, PC_OK, "a listener's pc_get_or_load returned %s",
+                 pc_strerror(r.worst));
+    pc_destroy(r.c);
+}
+
+/* A get-or-load waits for another thread's loader of the same key "for as
+ * long as it runs" (purecache.h), not for that thread's removal listener:
+ * here the listener of the removal the load's store makes waits until the
+ * waiter has returned (5 s at most, a deadlock breaker, not a timing
+ * target). The waiters used to be woken after the listener returned: it
+ * waited the 5 s in vain (found by helper-65). The loader returns once the
+ * waiter has missed, and a little later, so that it has joined the flight
+ * (had it not, it would find the value stored and pass either way). */
+struct waited {
+    pc_cache *c;
+    int loader_in, waiter_done, listener_saw_it;
+};
+
+static void waiting_listener(void *ctx, const void *key, size_t klen,
+                             const void *val, size_t vlen,
+                             pc_removal_cause cause)
+{
+    struct waited *wt = ctx;
+
+    (void)key, (void)klen, (void)val, (void)vlen, (void)cause;
+    for (int i = 0; i < 5000; i++) {
+        if (__atomic_load_n(&wt->waiter_done, __ATOMIC_ACQUIRE)) {
+            wt->listener_saw_it = 1;
+            return;
+        }
+        usleep(1000);
+    }
+}
+
+static int joined_loader(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    struct waited *wt = ctx;
+    pc_stats s;
+
+    (void)key, (void)klen;
+    __atomic_store_n(&wt->loader_in, 1, __ATOMIC_RELEASE);
+    do { /* the leader's miss and the waiter's */
+        sched_yield();
+        cr_assert_eq(pc_stats_get(wt->c, &s), PC_OK);
+    } while (s.misses < 2);
+    usleep(20000);
+    return pc_sink_set(out, "v", 1) == PC_OK ? 0 : 1;
+}
+
+static void *wait_for_load(void *p)
+{
+    struct waited *wt = p;
+    uint64_t k = 2;
+    char buf[8];
+    size_t n;
+
+    while (!__atomic_load_n(&wt->loader_in, __ATOMIC_ACQUIRE))
+        sched_yield();
+    cr_assert_eq(pc_get_or_load(wt->c, &k, 8, joined_loader, wt, buf,
+                                sizeof buf, &n, NULL),
+                 PC_OK);
+    __atomic_store_n(&wt->waiter_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+Test(listener, a_load_waiter_does_not_wait_for_the_leaders_listener,
+     .timeout = 60)
+{
+    struct waited wt = {0};
+    pc_options o = test_opts(1);
+    uint64_t k = 2;
+    char buf[8];
+    size_t n;
+    pthread_t th;
+
+    o.on_removal = waiting_listener;
+    o.removal_ctx = &wt;
+    wt.c = make_cache_opts(&o);
+    cr_assert_eq(put_u64(wt.c, 1, 1), PC_OK); /* the load's store evicts it */
+    /* This thread leads; the waiter begins once the loader runs. */
+    cr_assert_eq(pthread_create(&th, NULL, wait_for_load, &wt), 0);
+    cr_assert_eq(pc_get_or_load(wt.c, &k, 8, joined_loader, &wt, buf,
+                                sizeof buf, &n, NULL),
+                 PC_OK);
+    pthread_join(th, NULL);
+    cr_assert(wt.listener_saw_it,
+              "the waiter returned only after the leader's listener");
+    pc_destroy(wt.c);
+}
