@@ -147,23 +147,54 @@ static void carrier_dispatch(ck_epoch_entry_t *ee)
     c->queued = false;
 }
 
+/* A batch emptied by its writer (lock held): a spare, or freed if there
+ * are enough. */
+static void batch_spare(struct pc__reclaimer *r, struct pc__retire_batch *b)
+{
+    if (__atomic_load_n(&r->nfree, __ATOMIC_RELAXED) >= PC__SPARE_BATCHES) {
+        pc__free(b, sizeof *b);
+        return;
+    }
+    b->next = r->spare;
+    r->spare = b;
+    __atomic_add_fetch(&r->nfree, 1, __ATOMIC_RELAXED);
+}
+
+/* A batch emptied after its writer unlocked (any thread, no lock): back
+ * to the writer through `returned`, or freed if there are enough spares
+ * (a count that races only makes the number kept a little off). */
+static void batch_return(struct pc__reclaimer *r, struct pc__retire_batch *b)
+{
+    struct pc__retire_batch *head;
+
+    if (__atomic_load_n(&r->nfree, __ATOMIC_RELAXED) >= PC__SPARE_BATCHES) {
+        pc__free(b, sizeof *b);
+        return;
+    }
+    __atomic_add_fetch(&r->nfree, 1, __ATOMIC_RELAXED);
+    head = __atomic_load_n(&r->returned, __ATOMIC_RELAXED);
+    do /* (one consumer, which takes the whole stack: no ABA) */
+        b->next = head;
+    while (!__atomic_compare_exchange_n(&r->returned, &head, b, true,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
 /* A free batch, reused or newly allocated; NULL if none can be had. */
 static struct pc__retire_batch *batch_take(struct pc__reclaimer *r)
 {
-    struct pc__retire_batch *b;
+    struct pc__retire_batch *b = r->spare;
 
-    for (b = r->all; b != NULL; b = b->next)
-        if (__atomic_load_n(&b->state, __ATOMIC_ACQUIRE) == PC__BATCH_FREE)
-            break;
-    if (b == NULL) {
+    if (b == NULL) /* the ones returned since (their frees happen before) */
+        b = __atomic_exchange_n(&r->returned, NULL, __ATOMIC_ACQUIRE);
+    if (b != NULL) {
+        r->spare = b->next;
+        __atomic_sub_fetch(&r->nfree, 1, __ATOMIC_RELAXED);
+    } else {
         b = pc__alloc(sizeof *b);
         if (b == NULL)
             return NULL;
         b->owner = r;
-        b->next = r->all;
-        r->all = b;
     }
-    b->state = PC__BATCH_OPEN;
     b->n = 0;
     b->done = 0;
     b->bytes = 0;
@@ -233,8 +264,7 @@ void pc__reclaimer_free(struct pc__reclaimer *r, struct pc__garbage g)
             bytes += b->item[i].size;
         }
         n += b->n - b->done;
-        /* Back to the writers (batch_take's acquire). */
-        __atomic_store_n(&b->state, PC__BATCH_FREE, __ATOMIC_RELEASE);
+        batch_return(r, b);
     }
     for (kv = g.spilled; kv != NULL; kv = knext) {
         struct pc__retired it = {kv, pc__kv_alloc_size(kv)};
@@ -285,10 +315,19 @@ struct pc__reclaimer *pc__reclaimer_create(struct pc__domain *d,
     return r;
 }
 
+/* Free a list of free batches (linked through next). */
+static void batches_free(struct pc__retire_batch *b)
+{
+    struct pc__retire_batch *next;
+
+    for (; b != NULL; b = next) {
+        next = b->next;
+        pc__free(b, sizeof *b);
+    }
+}
+
 void pc__reclaimer_destroy(struct pc__reclaimer *r)
 {
-    struct pc__retire_batch *b, *next;
-
     if (r == NULL)
         return;
     ck_epoch_reclaim(&r->rec); /* every deferred callback, now */
@@ -301,10 +340,9 @@ void pc__reclaimer_destroy(struct pc__reclaimer *r)
         pc__reclaimer_free(r, g);
     }
     pc__reclaimer_free(r, (struct pc__garbage){.spilled = r->spill});
-    for (b = r->all; b != NULL; b = next) {
-        next = b->next;
-        pc__free(b, sizeof *b);
-    }
+    /* Every batch is free now (a free list, or the allocator's). */
+    batches_free(r->spare);
+    batches_free(r->returned);
     pc__free_aligned(r, sizeof *r, CK_MD_CACHELINE);
 }
 
@@ -323,9 +361,9 @@ static void hand_over(struct pc__reclaimer *r, struct pc__handover *h)
 
         h->item[h->n++] = *it;
         bytes += it->size;
-        if (b->done == b->n) { /* emptied: back to the writers */
+        if (b->done == b->n) { /* emptied: back to the writer */
             r->ready.batches = b->ready;
-            __atomic_store_n(&b->state, PC__BATCH_FREE, __ATOMIC_RELEASE);
+            batch_spare(r, b);
         }
     }
     r->ready_n -= h->n;
@@ -463,14 +501,16 @@ struct pc__garbage pc__reclaimer_drain_finish(struct pc__reclaimer *r)
 
 void pc__reclaimer_trim(struct pc__reclaimer *r)
 {
-    struct pc__retire_batch **link = &r->all, *b;
+    struct pc__retire_batch *b = r->spare, *ret;
+    size_t n = 0;
 
-    while ((b = *link) != NULL) {
-        if (__atomic_load_n(&b->state, __ATOMIC_ACQUIRE) != PC__BATCH_FREE) {
-            link = &b->next;
-            continue;
-        }
-        *link = b->next;
-        pc__free(b, sizeof *b);
-    }
+    ret = __atomic_exchange_n(&r->returned, NULL, __ATOMIC_ACQUIRE);
+    r->spare = NULL;
+    for (struct pc__retire_batch *l = b; l != NULL; l = l->next)
+        n++;
+    for (struct pc__retire_batch *l = ret; l != NULL; l = l->next)
+        n++;
+    __atomic_sub_fetch(&r->nfree, n, __ATOMIC_RELAXED);
+    batches_free(b);
+    batches_free(ret);
 }

@@ -330,6 +330,38 @@ static void paced_teardown(struct pc__domain *d, struct pc__reclaimer *r,
     pc__alloc_track(0);
 }
 
+/* A burst of removals in one write (a pc_clear, a lowered limit) fills a
+ * batch per 128 entries; once later writes have freed the entries, at most
+ * PC__SPARE_BATCHES batches stay allocated, for reuse, whether the
+ * reclaimer paces its frees or hands over whole batches. Every batch of a
+ * burst used to stay allocated until pc_reclaim (about 20 MB after an
+ * exact-LRU cache's capacity went from 1M to 10k; found by helper-66). */
+Test(grace, a_burst_of_removals_leaves_at_most_the_spare_batches)
+{
+    for (int paced = 0; paced < 2; paced++) {
+        struct pc__domain d;
+        struct pc__reclaimer *r;
+        long base, left;
+        bool step;
+        int polls = 0;
+
+        pc__alloc_track(1);
+        base = pc__alloc_live();
+        cr_assert(pc__domain_init(&d));
+        r = pc__reclaimer_create(&d, NULL, paced);
+        cr_assert_not_null(r);
+        retire_and_wait(&d, r, 200 * PC__RETIRE_BATCH_ITEMS);
+        while (pending_of(r) != 0 && polls++ < 100000)
+            poll_and_free(r, &step); /* later writes, retiring nothing */
+        cr_assert_eq(pending_of(r), 0);
+        left = pc__alloc_live() - base - 1; /* (the reclaimer) */
+        cr_assert_leq(left, PC__SPARE_BATCHES,
+                      "%ld batches left allocated (paced: %d)", left, paced);
+        cr_assert_geq(left, 1, "a batch is kept for the next write");
+        paced_teardown(&d, r, base);
+    }
+}
+
 /* Paced frees (retire.h): a grace period that makes many batches safe
  * spreads their frees over the writes that follow, PC__FREE_QUOTA each,
  * and past PC__READY_MAX waiting entries whole batches go at once. */
