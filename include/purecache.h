@@ -316,9 +316,12 @@ typedef struct pc_stats {
  * chosen from the capacity, each for at most 125,829,120 entries; a table
  * that came to hold 2^27, its hard limit, would refuse a new key with
  * PC_ENOMEM, which keys spread by hash make all but impossible).
- * Any number of caches may exist at once. The library uses one
- * thread-specific data key for the whole process (created with its first
- * cache or memoizer), whatever the number of caches.
+ * Any number of caches may exist at once. The library uses at most two
+ * thread-specific data keys for the whole process, whatever the number of
+ * caches: one for each thread's read records (created with the first cache
+ * or memoizer), and, in a build on jemalloc, one for each thread's cache of
+ * freed blocks (created with the first free; without it, frees go to
+ * jemalloc directly).
  * Returns PC_OK; PC_EINVAL if opts or out is NULL, opts->capacity is 0 or
  * beyond those limits, opts->shards > 4096, or opts->policy names no
  * policy of this build (PC_POLICY_FREQUENCY in the exact-LRU build);
