@@ -77,7 +77,10 @@
  *   pc_get                          nothing (clock); lru: a put's publishing
  *                                   window (see pc_get)
  *   pc_get_pinned, pc_unpin         as pc_get, and the cache's pin-table
- *                                   lock (held for a few instructions)
+ *                                   lock (held for a few instructions; a
+ *                                   resize of the table, as the pins held
+ *                                   double or fall eightfold, moves every
+ *                                   pin under it: amortised O(1) a pin)
  *   pc_put, pc_delete, pc_clear     the writer lock of the shard (clock) or
  *                                   cache (lru): other writers, briefly;
  *                                   never a read in progress, never a
@@ -651,8 +654,9 @@ typedef struct pc_pin {
  * status *pin is left as it was and nothing is pinned.
  * Thread-safety: any thread. Progress: blocking, briefly: unlike pc_get it
  * allocates a small record and takes the cache's pin-table lock (a leaf
- * lock held for a few instructions), so it is the read to use for large
- * values, not the fastest read.
+ * lock held for a few instructions, but for a resize of the table, which
+ * moves every pin held: amortised O(1) per pin, whatever the pins held),
+ * so it is the read to use for large values, not the fastest read.
  * Returns PC_OK, PC_NOTFOUND; PC_EINVAL for a NULL cache or pin, NULL key
  * with klen > 0, klen > PC_KEY_MAX; PC_ENOMEM if this thread's first read of
  * the cache, or the pin's record, could not be allocated (nothing pinned,

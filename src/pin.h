@@ -54,7 +54,9 @@ struct pc__pin;       /* one pin */
 struct pc__pin_table {
     pc__lock lock;
     size_t active; /* pins held (atomic reads by the freeing path) */
-    uint64_t zombies, zombie_bytes; /* kept after retirement (lock) */
+    /* Kept after retirement: changed under the lock, stored and loaded
+     * atomically (pc__pins_pending reads them without it). */
+    uint64_t zombies, zombie_bytes;
     /* Buckets in each table (a power of two, >= PC__PIN_BUCKETS): changed
      * under the lock, read atomically by pc__pins_prepare to decide on
      * growth outside it. */
@@ -103,7 +105,8 @@ void pc__pins_release(struct pc__pin_table *t, uint64_t id);
  * pin. */
 bool pc__pins_keep(struct pc__pin_table *t, void *kv, size_t size);
 
-/* Add the kept blocks to *n and *bytes (pc_stats's pending). */
+/* Add the kept blocks to *n and *bytes (pc_stats's pending). Takes no
+ * lock; wait-free. */
 void pc__pins_pending(struct pc__pin_table *t, uint64_t *n, uint64_t *bytes);
 
 /* Free every record and kept block (pc_destroy). */
