@@ -259,13 +259,14 @@ typedef struct pc_options {
      * (more while the ticker waits for a CPU), never ahead, never
      * decreasing; expiry is exact on it (an entry put while it lags L ms
      * lives about ttl - L ms of real time). The ticker wakes once a tick
-     * while it runs, idle or not. The ticker starts with the first
-     * entry given an expiry time by a cache on the default clock (that
-     * put blocks while it starts) and stops when the last such cache is
-     * destroyed (pc_destroy joins it); caches that never expire anything
-     * start none. If it cannot start, or in a process forked while it ran
-     * (the child has no ticker), caches read CLOCK_MONOTONIC_COARSE
-     * directly on each check instead. */
+     * while it runs, idle or not. The ticker starts with the first put
+     * or load with a time to live in a cache on the default clock (the
+     * put reads the time before it takes a lock, stored or refused by
+     * its conditions alike, and blocks while the ticker starts) and
+     * stops when the last such cache is destroyed (pc_destroy joins it);
+     * caches never given a time to live start none. If it cannot start, or in a
+     * process forked while it ran (the child has no ticker), caches read
+     * CLOCK_MONOTONIC_COARSE directly on each check instead. */
     uint64_t (*now_ms)(void *ctx);
     void *now_ctx;
     /* Removal listener (see pc_removal_fn); NULL = none. */
@@ -449,7 +450,8 @@ typedef struct pc_put_args { /* zero-initialise */
  * with the default "membarrier" read fence (pc_read_fence) that step is one
  * membarrier(2) system call, a few microseconds, the price of reads that
  * execute no fence. A cache's first put with an expiry time on the
- * default clock may start the ticker thread (pc_options.now_ms).
+ * default clock may start the ticker thread (pc_options.now_ms), also if
+ * its conditions refuse it (the only thing such a put changes).
  * Returns PC_OK; PC_EXISTS (PC_PUT_IF_ABSENT, key present) or PC_NOTFOUND
  * (PC_PUT_IF_PRESENT, key absent), nothing changed; PC_EINVAL if cache is
  * NULL, key is NULL with klen > 0, klen > PC_KEY_MAX, val is NULL with

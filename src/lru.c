@@ -455,6 +455,19 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
         goto refused_early;
     }
     old = pc__index_find(ix, h, key, klen, &old_slot);
+    /* The put's conditions before any reserve, as shard.c's put: a put
+     * they refuse needs no room, and must not fail for want of it (it
+     * returned PC_ENOMEM where CLOCK returns PC_EXISTS or PC_NOTFOUND,
+     * and grew the heap or the index for nothing; found by helper-68). An
+     * expired old counts as absent, and goes either way. */
+    if (pc__put_refused(req, old != NULL && !pc__kv_expired(old, now), &st)) {
+        if (old == NULL || !pc__kv_expired(old, now))
+            goto refused_early;
+        pc__lru_window_open(c);
+        pc__index_erase(ix, old);
+        unlinked(c, old, PC_REMOVED_EXPIRED, rm);
+        goto refused;
+    }
     if (old == NULL || pc__kv_expired(old, now)) {
         uint64_t gen = pc__index_gen(ix);
         bool room = pc__index_count(ix) < TABLE_ENTRY_LIMIT &&
@@ -481,8 +494,6 @@ pc_status pc__policy_put(pc_cache *base, uint64_t h, const void *key,
     }
     if (req->lease != NULL)
         pc__lease_unlink(&c->w.leases, req->lease);
-    if (pc__put_refused(req, old != NULL, &st))
-        goto refused;
     was = old != NULL ? kv_payload(old) : 0;
     id = old != NULL ? node_of(old) : node_take(c); /* (room made above) */
     e->w.live.slot = id;

@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 
+#include "alloc.h" /* pc__alloc_fail_after */
 #include "testlib.h"
 
 static pc_status put_flags(pc_cache *c, uint64_t k, uint64_t v, unsigned flags)
@@ -106,4 +107,59 @@ Test(conditional, insert_only_is_atomic_per_key)
     cr_assert_eq(r.wins, 200, "%d wins for 200 keys", r.wins);
     pthread_barrier_destroy(&r.go);
     pc_destroy(r.c);
+}
+
+/* A conditional put is refused for its condition, whatever memory it would
+ * have needed had it stored: PC_PUT_IF_ABSENT of a present key with a time
+ * to live returns PC_EXISTS, though nothing more can be allocated once its
+ * entry is (the exact-LRU build reserved its expiry heap first and
+ * returned PC_ENOMEM; found by helper-68). */
+Test(conditional, refused_for_its_condition_not_for_memory_it_never_needs)
+{
+    pc_options o = test_opts(10);
+    pc_cache *c;
+    pc_put_args a = {.ttl_ms = 1000, .flags = PC_PUT_IF_ABSENT};
+    uint64_t k = 1, v = 2, got = 0;
+    pc_status st;
+
+    o.now_ms = test_now;
+    c = make_cache_opts(&o);
+    cr_assert_eq(put_u64(c, 1, 10), PC_OK);   /* nothing expiring yet */
+    cr_assert_eq(get_u64(c, 1, NULL), PC_OK); /* this thread registered */
+    pc__alloc_fail_after(1); /* the entry may be allocated, nothing more */
+    st = pc_put_ex(c, &k, sizeof k, &v, sizeof v, &a);
+    pc__alloc_fail_after(-1);
+    cr_assert_eq(st, PC_EXISTS, "PC_PUT_IF_ABSENT of a present key: %s",
+                 pc_strerror(st));
+    cr_assert_eq(get_u64(c, 1, &got), PC_OK);
+    cr_assert_eq(got, 10);
+    pc_destroy(c);
+}
+
+/* The same for PC_PUT_IF_PRESENT of an absent key, whose index would have
+ * to grow for a new key (a byte bound sizes it by the entries held): it is
+ * PC_NOTFOUND, never PC_ENOMEM (26 of 2000 were, in the exact-LRU build). */
+Test(conditional, if_present_of_an_absent_key_is_notfound_short_of_memory)
+{
+    pc_options o = test_opts(4096);
+    pc_cache *c;
+    pc_put_args a = {.flags = PC_PUT_IF_PRESENT};
+
+    o.max_bytes = 1u << 20; /* tables grow with the entries */
+    o.shards = 1;
+    c = make_cache_opts(&o);
+    cr_assert_eq(get_u64(c, 0, NULL), PC_NOTFOUND); /* registered */
+    for (uint64_t k = 0; k < 2000; k++) {
+        uint64_t v = k;
+        pc_status st;
+
+        pc__alloc_fail_after(1); /* the entry may be allocated, nothing more */
+        st = pc_put_ex(c, &k, sizeof k, &v, sizeof v, &a);
+        pc__alloc_fail_after(-1);
+        cr_assert_eq(st, PC_NOTFOUND, "key %llu: %s", (unsigned long long)k,
+                     pc_strerror(st));
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    }
+    cr_assert_eq(pc_len(c), 2000);
+    pc_destroy(c);
 }
