@@ -670,7 +670,10 @@ PC_API pc_status pc_get_pinned(pc_cache *cache, const void *key, size_t klen,
 /* Release a pin (from any thread) and clear *pin. NULL, a zeroed pc_pin, a
  * released pin or a copy of a released pin is a no-op. Frees the entry if it
  * was removed and this was its last pin. Progress: blocking, briefly (the
- * pin-table lock). */
+ * pin-table lock; now and then, as the pins held fall eightfold, it
+ * allocates smaller bucket arrays and moves the pins held under it:
+ * amortised O(1)). pc_get_pinned likewise grows the table as they
+ * double. */
 PC_API void pc_unpin(pc_pin *pin);
 
 /* ------------------------------------------------------------------------

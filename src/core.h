@@ -386,7 +386,7 @@ pc__core_pin(struct pc_cache *c, pc__lookup_fn *lookup, const void *key,
     struct pc__kv *kv;
     uint64_t h, id;
 
-    if (t == NULL || !pc__pins_prepare(&c->pins, &prep))
+    if (t == NULL || !pc__pins_prepare(&prep))
         return PC_ENOMEM; /* before the lookup records a use */
     h = pc__hash_key(&c->seed, key, klen);
     pc__read_enter(t);
@@ -400,6 +400,7 @@ pc__core_pin(struct pc_cache *c, pc__lookup_fn *lookup, const void *key,
     id = pc__pins_take(&c->pins, kv, &prep); /* inside the section: pin.h */
     pc__read_leave(t);
     pc__pins_unprepare(&prep); /* what take left */
+    pc__pins_grow(&c->pins);
     PC__COUNTER_INC(t->stats.hits);
     pin->value = pc__kv_value(kv);
     pin->len = kv->vlen;

@@ -130,36 +130,22 @@ static struct pc__pin_entry **find_entry(struct pc__pin_table *t,
     return p;
 }
 
-bool pc__pins_prepare(const struct pc__pin_table *t, struct pc__pin_prep *prep)
+bool pc__pins_prepare(struct pc__pin_prep *prep)
 {
-    size_t nb = __atomic_load_n(&t->nb, __ATOMIC_RELAXED);
-
-    prep->grow = NULL;
-    prep->grow_nb = 0;
     prep->pin = pc__alloc(sizeof *prep->pin);
     prep->spare = pc__alloc(sizeof *prep->spare);
-    if (prep->pin == NULL || prep->spare == NULL) {
-        pc__pins_unprepare(prep);
-        return false;
-    }
-    if (__atomic_load_n(&t->active, __ATOMIC_RELAXED) + 1 > GROW_LOAD * nb &&
-        nb <= SIZE_MAX / 2 / (2 * sizeof(void *))) {
-        prep->grow = pc__alloc(arrays_size(2 * nb)); /* NULL: no growth */
-        prep->grow_nb = prep->grow != NULL ? 2 * nb : 0;
-    }
-    return true;
+    if (prep->pin != NULL && prep->spare != NULL)
+        return true;
+    pc__pins_unprepare(prep);
+    return false;
 }
 
 void pc__pins_unprepare(struct pc__pin_prep *prep)
 {
     pc__free(prep->pin, sizeof *prep->pin);
     pc__free(prep->spare, sizeof *prep->spare);
-    if (prep->grow != NULL)
-        pc__free(prep->grow, arrays_size(prep->grow_nb));
     prep->pin = NULL;
     prep->spare = NULL;
-    prep->grow = NULL;
-    prep->grow_nb = 0;
 }
 
 uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv,
@@ -171,15 +157,6 @@ uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv,
     size_t b;
 
     pc__lock_acquire(&t->lock);
-    /* Grow if still due at the size prepare saw; the arrays left go back
-     * with the prep's other leftovers, after the lock. */
-    if (prep->grow != NULL && prep->grow_nb == 2 * t->nb &&
-        t->active + 1 > GROW_LOAD * t->nb) {
-        size_t was = t->nb;
-
-        prep->grow = move_to(t, prep->grow, prep->grow_nb);
-        prep->grow_nb = prep->grow != NULL ? was : 0;
-    }
     e = find_entry(t, kv);
     if (*e == NULL) {
         memset(prep->spare, 0, sizeof *prep->spare);
@@ -197,6 +174,28 @@ uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv,
     pc__lock_release(&t->lock);
     prep->pin = NULL;
     return id;
+}
+
+void pc__pins_grow(struct pc__pin_table *t)
+{
+    size_t nb = __atomic_load_n(&t->nb, __ATOMIC_RELAXED);
+    void *mem, *old = NULL;
+
+    if (__atomic_load_n(&t->active, __ATOMIC_RELAXED) <= GROW_LOAD * nb ||
+        nb > SIZE_MAX / 4 / sizeof(void *))
+        return;
+    if ((mem = pc__alloc(arrays_size(2 * nb))) == NULL)
+        return; /* the table works on at its size */
+    pc__lock_acquire(&t->lock);
+    if (t->nb == nb && t->active > GROW_LOAD * nb) {
+        old = move_to(t, mem, 2 * nb);
+        mem = NULL;
+    }
+    pc__lock_release(&t->lock);
+    if (mem != NULL)
+        pc__free(mem, arrays_size(2 * nb));
+    if (old != NULL)
+        pc__free(old, arrays_size(nb));
 }
 
 /* After a release: halve the tables if the pins held fell under an eighth

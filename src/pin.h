@@ -22,8 +22,8 @@
  * held (with a fixed 64, 300,000 pins made a pin and unpin take 244 us and
  * a put that replaced a key 765 us, each free of a retired entry walking a
  * chain under the lock; now 0.15 and 0.21 us, against 0.07 and 0.14 with
- * no pin held, release build). The bucket arrays are allocated outside the lock
- * (pc__pins_prepare for growth, pc__pins_release for shrinking) and moved
+ * no pin held, release build). The bucket arrays are allocated outside the
+ * lock (pc__pins_grow after a pin, pc__pins_release's shrink) and moved
  * to under it: a rehash, O(pins) once per doubling, amortised O(1) per
  * pin. A resize whose allocation fails is not made: the table works on at
  * its size (slower, never wrong), and nothing fails for it.
@@ -59,8 +59,7 @@ struct pc__pin_table {
      * atomically (pc__pins_pending reads them without it). */
     uint64_t zombies, zombie_bytes;
     /* Buckets in each table (a power of two, >= PC__PIN_BUCKETS): changed
-     * under the lock, read atomically by pc__pins_prepare to decide on
-     * growth outside it. */
+     * under the lock, read atomically to decide on a resize outside it. */
     size_t nb;
     /* nb buckets each: entry0 and id0, or one allocation holding
      * by_entry's buckets and then by_id's */
@@ -72,29 +71,34 @@ struct pc__pin_table {
 
 /* The memory a pin needs, allocated before the lookup it follows, so that
  * a pin that cannot be had fails before the lookup has recorded a use
- * (the exact-LRU policy's lookup promotes the key); and bucket arrays
- * twice the size, if the table looked due to grow (NULL: none). */
+ * (the exact-LRU policy's lookup promotes the key). */
 struct pc__pin_prep {
     struct pc__pin *pin;
     struct pc__pin_entry *spare;
-    void **grow;
-    size_t grow_nb;
 };
 
 /* An empty table (pc_create). */
 void pc__pins_init(struct pc__pin_table *t);
 
-/* False on ENOMEM (nothing held). A growth that cannot be allocated is
- * not an error (the table stays as it is). */
-bool pc__pins_prepare(const struct pc__pin_table *t, struct pc__pin_prep *prep);
-/* Give back what a prepare allocated and no take used (a miss). */
+/* False on ENOMEM (nothing held). */
+bool pc__pins_prepare(struct pc__pin_prep *prep);
+/* Give back what a prepare allocated and no take used (a miss, or the
+ * spare of an entry that had pins). */
 void pc__pins_unprepare(struct pc__pin_prep *prep);
 /* Count a pin on the entry kv (inside the read section that found it),
  * with prepared memory (cannot fail); returns its id. What it did not use
- * (the spare, if the entry had pins) and the arrays a growth left stay in
- * prep, for pc__pins_unprepare once the caller has left the section. */
+ * stays in prep, for pc__pins_unprepare once the caller has left the
+ * section. */
 uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv,
                        struct pc__pin_prep *prep);
+
+/* After a pin was taken, outside the read section: double the tables if
+ * the pins held passed two per bucket (allocating outside the lock; not
+ * done if that fails, or if another thread resized meanwhile). A pinned
+ * read that misses never gets here: it holds no pin, and allocated
+ * arrays for nothing when prepare decided on growth (found by
+ * helper-67). */
+void pc__pins_grow(struct pc__pin_table *t);
 
 /* Release the pin with this id; an unknown id (released already, or a
  * copy's) is a no-op. Frees the entry's block if it was the last pin of a

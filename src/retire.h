@@ -68,8 +68,9 @@
  * Concurrency: every function here runs with the owning writer lock held,
  * except pc__reclaimer_after_unlock and pc__reclaimer_free (after it is
  * released) and pc__reclaimer_pending (any thread). A batch handed out by a
- * poll belongs to the thread freeing it until that thread stores its state back
- * to free.
+ * poll belongs to the thread freeing it until that thread pushes it on the
+ * reclaimer's `returned` stack (or frees it): the push's release pairs with
+ * the exchange (acquire) by which the writer takes the stack.
  */
 #ifndef PC_RETIRE_H
 #define PC_RETIRE_H
