@@ -35,7 +35,7 @@ count() { # label toggle-function args...
     local ir self
     ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$out/cg.out")
     self=$(callgrind_annotate --inclusive=no "$out/cg.out" 2>/dev/null |
-        awk -v fn="$fn" '$0 ~ ":" fn " " || $0 ~ ":" fn "$" !done {gsub(",", "", $1); print $1; done = 1}')
+        awk -v fn="$fn" '!done && ($0 ~ ":" fn " " || $0 ~ ":" fn "$") {gsub(",", "", $1); print $1; done = 1}')
     awk -v ir="$ir" -v self="${self:-0}" -v n="$n" -v l="$label" 'BEGIN {
         printf "callgrind-get: %-35s %6.1f instructions per get (%.1f without the loop)\n",
             l, ir / n, (ir - self) / n

@@ -42,7 +42,7 @@ count() { # peer extra-args... ; writes "<with loop> <without loop>" to $out/res
     local ir self
     ir=$(awk '/^(summary|totals):/ {print $2; exit}' "$out/cg-$peer.out")
     self=$(callgrind_annotate --inclusive=no "$out/cg-$peer.out" 2>/dev/null |
-        awk -v fn="$fn" '$0 ~ ":" fn " " || $0 ~ ":" fn "$" !done {gsub(",", "", $1); print $1; done = 1}')
+        awk -v fn="$fn" '!done && ($0 ~ ":" fn " " || $0 ~ ":" fn "$") {gsub(",", "", $1); print $1; done = 1}')
     awk -v ir="$ir" -v self="${self:-0}" -v n="$n" 'BEGIN {
         printf "%.1f %.1f\n", ir / n, (ir - self) / n
     }' >"$out/res-$peer"

@@ -14,6 +14,10 @@
 
 #define BENCH_MAX_THREADS 64 /* entries in --threads */
 #define BENCH_MAX_RUNS 64    /* --runs */
+/* Defaults that targets are about: a measurement on less is PARTIAL. */
+#define BENCH_HIT_OPS 4000000u      /* --hit-ops */
+#define BENCH_RSS_BYTES (64u << 20) /* --rss-bytes */
+#define BENCH_MEM_CAPACITY 100000u  /* --capacity, for bytes per entry */
 
 struct bench_opts {
     const char *dists;                   /* "zipf,uniform" */

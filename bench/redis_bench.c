@@ -18,7 +18,8 @@
  * Each point is --runs (3) runs of --duration (1 s), interleaved across
  * modes so that drifting load on a shared machine hits all alike; the
  * median run is reported (ops/s, mean ns per op per thread) with the min
- * and max; Redis GETs are also timed one by one for p50/p99.
+ * and max (an even run count: the middle two's mean); Redis GETs are also
+ * timed one by one for p50/p99, reported from the last run.
  *
  * Invalidation delay: --writes (1000) times, for each tracking mode, a key
  * is read into the near tier (and seen there), an external hiredis client
@@ -275,7 +276,7 @@ static void *work(void *p)
 
 struct point {
     double mops[MAX_RUNS]; /* ops/s of each run */
-    double p50_ns, p99_ns; /* Redis modes: from the median run */
+    double p50_ns, p99_ns; /* Redis modes: from the last run */
     uint64_t errors;
 };
 
@@ -349,7 +350,9 @@ static double median(const double *v, int n, double *lo, double *hi)
     qsort(s, (size_t)n, sizeof *s, cmp_double);
     *lo = s[0];
     *hi = s[n - 1];
-    return s[n / 2];
+    /* (An even count: the mean of the middle two; s[n / 2] was the upper
+     * one, the faster run of two.) */
+    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
 /* ---- invalidation delay ---- */

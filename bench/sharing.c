@@ -259,6 +259,12 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The median of n sorted values (an even count: the middle two's mean). */
+static double median_sorted(const double *s, int n)
+{
+    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
 static bool parse(int argc, char **argv, struct conf *cf)
 {
     for (int i = 1; i < argc; i += 2) { /* option, value */
@@ -333,13 +339,13 @@ int main(int argc, char **argv)
         double med;
 
         qsort(m[a], (size_t)cf.runs, sizeof m[a][0], cmp_double);
-        med = m[a][cf.runs / 2];
+        med = median_sorted(m[a], cf.runs);
         printf("  %-9s %7.2f Mops/s  (%.2f..%.2f)  %6.0f ns per put\n",
                arr_name[a], med, m[a][0], m[a][cf.runs - 1],
                (a == ONE ? 1 : THREADS) * 1e3 / med);
     }
     qsort(xfer, (size_t)cf.runs, sizeof xfer[0], cmp_double);
     printf("  line transfer, CPU 0 <-> 1: %.0f ns  (%.0f..%.0f)\n",
-           xfer[cf.runs / 2], xfer[0], xfer[cf.runs - 1]);
+           median_sorted(xfer, cf.runs), xfer[0], xfer[cf.runs - 1]);
     return 0;
 }

@@ -22,18 +22,29 @@ echo
 bash bench/callgrind-miss.sh build/release/bench/purecache-bench 200000 |
     tee bench-out/callgrind-miss.txt
 
-# One count over every target: the harness's table (its tally line) and
-# the instruction target callgrind-miss.sh checks outside it.
-met=$(sed -n 's/^  tally: \([0-9]*\) met, \([0-9]*\) missed.*/\1/p' bench-out/report.txt)
-missed=$(sed -n 's/^  tally: \([0-9]*\) met, \([0-9]*\) missed.*/\2/p' bench-out/report.txt)
-if [ -n "$met" ]; then
+# One count over every target, printed last: the harness's table (its
+# tally line), the trace checks' violations (each a target missed: the
+# table does not count them), the instruction target callgrind-miss.sh
+# checks, and the Redis bench's three targets when it runs.
+print_total() {
+    local met missed v
+    met=$(sed -n 's/^  tally: \([0-9]*\) met, \([0-9]*\) missed.*/\1/p' bench-out/report.txt)
+    missed=$(sed -n 's/^  tally: \([0-9]*\) met, \([0-9]*\) missed.*/\2/p' bench-out/report.txt)
+    [ -n "$met" ] || return 0
+    v=$(sed -n 's/^  trace checks: [0-9]* sizes replayed, \([0-9]*\) violation.*/\1/p' bench-out/report.txt)
+    missed=$((missed + ${v:-0}))
     case $(grep -m1 '^callgrind-miss: target' bench-out/callgrind-miss.txt) in
     *MET) met=$((met + 1)) ;;
     *MISSED) missed=$((missed + 1)) ;;
     esac
+    if [ -f bench-out/redis.txt ]; then
+        met=$((met + $(grep -c ' PASS$' bench-out/redis.txt || true)))
+        missed=$((missed + $(grep -c ' FAIL$' bench-out/redis.txt || true)))
+    fi
     echo
-    echo "targets in all (the table's tally and callgrind-miss's target): $met met, $missed missed"
-fi
+    echo "targets in all (the table's tally, trace violations (${v:-0}), callgrind-miss's target and the Redis bench's): $met met, $missed missed"
+}
+rm -f bench-out/redis.txt
 
 # The Redis bench, when it was built (hiredis found) and redis-server is
 # installed. Its server is started here as tests/redis/server.h starts
@@ -44,6 +55,7 @@ redis_bench=build/release/bench/purecache-redis-bench
 if [ ! -x "$redis_bench" ] || ! command -v redis-server >/dev/null; then
     echo
     echo "purecache-redis-bench not built or redis-server missing: Redis bench skipped"
+    print_total
     exit 0
 fi
 redis_dir=$(mktemp -d)
@@ -99,3 +111,4 @@ if [ -z "$redis_port" ]; then
     exit 1
 fi
 "$redis_bench" --port "$redis_port" | tee bench-out/redis.txt
+print_total
