@@ -451,20 +451,20 @@ typedef struct pc_put_args { /* zero-initialise */
  * membarrier(2) system call, a few microseconds, the price of reads that
  * execute no fence. A cache's first put with an expiry time on the
  * default clock may start the ticker thread (pc_options.now_ms), also if
- * its conditions refuse it (the only thing such a put changes).
+ * its conditions refuse it.
  * Returns PC_OK; PC_EXISTS (PC_PUT_IF_ABSENT, key present) or PC_NOTFOUND
- * (PC_PUT_IF_PRESENT, key absent), nothing changed; PC_EINVAL if cache is
- * NULL, key is NULL with klen > 0, klen > PC_KEY_MAX, val is NULL with
- * vlen > 0, vlen > PC_VALUE_MAX, args->flags has a bit other than the two
- * or both of them, or klen + vlen exceeds a byte bound; PC_ENOMEM if the
- * entry could not be allocated (nothing changed). One exception to
- * "nothing changed" (clock, frequency): a put whose own shard had nothing
- * left to evict makes room in other shards, one lock at a time, then
- * looks again; if a concurrent write or delete of the key, or a limit
- * lowered meanwhile, now refuses it (PC_EXISTS, PC_NOTFOUND, PC_EINVAL,
- * or PC_ENOMEM if its retry must grow a table and cannot), the entries it
- * evicted stay evicted, in its own shard and elsewhere (they were
- * reported as PC_REMOVED_EVICTED).
+ * (PC_PUT_IF_PRESENT, key absent), nothing changed (but the removal of
+ * the key's expired entry, above, and the ticker's start); PC_EINVAL if cache
+ * is NULL, key is NULL with klen > 0, klen > PC_KEY_MAX, val is NULL with vlen
+ * > 0, vlen > PC_VALUE_MAX, args->flags has a bit other than the two or both of
+ * them, or klen + vlen exceeds a byte bound; PC_ENOMEM if the entry could not
+ * be allocated (nothing changed). One exception to "nothing changed" (clock,
+ * frequency): a put whose own shard had nothing left to evict makes room in
+ * other shards, one lock at a time, then looks again; if a concurrent write or
+ * delete of the key, or a limit lowered meanwhile, now refuses it (PC_EXISTS,
+ * PC_NOTFOUND, PC_EINVAL, or PC_ENOMEM if its retry must grow a table and
+ * cannot), the entries it evicted stay evicted, in its own shard and elsewhere
+ * (they were reported as PC_REMOVED_EVICTED).
  */
 PC_API pc_status pc_put_ex(pc_cache *cache, const void *key, size_t klen,
                            const void *val, size_t vlen,
