@@ -176,52 +176,56 @@ uint64_t pc__pins_take(struct pc__pin_table *t, const void *kv,
     return id;
 }
 
-void pc__pins_grow(struct pc__pin_table *t)
+static bool grow_due(size_t active, size_t nb)
 {
-    size_t nb = __atomic_load_n(&t->nb, __ATOMIC_RELAXED);
-    void *mem, *old = NULL;
+    return active > GROW_LOAD * nb && nb <= SIZE_MAX / 4 / sizeof(void *);
+}
 
-    if (__atomic_load_n(&t->active, __ATOMIC_RELAXED) <= GROW_LOAD * nb ||
-        nb > SIZE_MAX / 4 / sizeof(void *))
+static bool shrink_due(size_t active, size_t nb)
+{
+    return nb > PC__PIN_BUCKETS && active * SHRINK_DIV < nb;
+}
+
+/* Resize the tables from nb buckets to `to` if they still have nb and the
+ * resize is still due (due: grow_due or shrink_due) once the lock is
+ * held: the arrays (none for the inline ones) are allocated before the
+ * lock and the arrays left are freed after it. Not done if that
+ * allocation fails: the table works on at its size. */
+static void resize(struct pc__pin_table *t, size_t nb, size_t to,
+                   bool (*due)(size_t active, size_t nb))
+{
+    void *mem = NULL, *old = NULL;
+
+    if (to > PC__PIN_BUCKETS && (mem = pc__alloc(arrays_size(to))) == NULL)
         return;
-    if ((mem = pc__alloc(arrays_size(2 * nb))) == NULL)
-        return; /* the table works on at its size */
     pc__lock_acquire(&t->lock);
-    if (t->nb == nb && t->active > GROW_LOAD * nb) {
-        old = move_to(t, mem, 2 * nb);
+    if (t->nb == nb && due(t->active, nb)) {
+        old = move_to(t, mem, to);
         mem = NULL;
     }
     pc__lock_release(&t->lock);
     if (mem != NULL)
-        pc__free(mem, arrays_size(2 * nb));
+        pc__free(mem, arrays_size(to));
     if (old != NULL)
         pc__free(old, arrays_size(nb));
 }
 
+void pc__pins_grow(struct pc__pin_table *t)
+{
+    size_t nb = __atomic_load_n(&t->nb, __ATOMIC_RELAXED);
+
+    if (grow_due(__atomic_load_n(&t->active, __ATOMIC_RELAXED), nb))
+        resize(t, nb, 2 * nb, grow_due);
+}
+
 /* After a release: halve the tables if the pins held fell under an eighth
- * of a bucket each (allocating outside the lock; not done if that fails,
- * or if the table changed meanwhile). */
+ * of a bucket each. */
 static void maybe_shrink(struct pc__pin_table *t)
 {
     size_t nb = __atomic_load_n(&t->nb, __ATOMIC_RELAXED);
-    void *mem = NULL, *old = NULL;
 
-    if (nb <= PC__PIN_BUCKETS ||
-        __atomic_load_n(&t->active, __ATOMIC_RELAXED) * SHRINK_DIV >= nb)
-        return;
-    if (nb / 2 > PC__PIN_BUCKETS &&
-        (mem = pc__alloc(arrays_size(nb / 2))) == NULL)
-        return;
-    pc__lock_acquire(&t->lock);
-    if (t->nb == nb && t->active * SHRINK_DIV < nb) {
-        old = move_to(t, mem, nb / 2);
-        mem = NULL;
-    }
-    pc__lock_release(&t->lock);
-    if (mem != NULL)
-        pc__free(mem, arrays_size(nb / 2));
-    if (old != NULL)
-        pc__free(old, arrays_size(nb));
+    if (shrink_due(__atomic_load_n(&t->active, __ATOMIC_RELAXED), nb))
+        resize(t, nb, nb / 2, shrink_due);
 }
 
 void pc__pins_release(struct pc__pin_table *t, uint64_t id)
