@@ -363,7 +363,8 @@ PC_API void pc_destroy(pc_cache *cache);
  * one load on the default clock, see pc_options.now_ms), with one
  * exception that makes them lock-free: a get that finds an entry whose
  * expiry time lies in its header (any time within 4.3 years of the
- * cache's first expiry) just as a write removes that entry and reuses
+ * cache's origin: boot on the default clock, else the user clock's reading
+ * at the cache's first expiry) just as a write removes that entry and reuses
  * the header (only with a removal listener, or when the write could not
  * allocate) looks the key up again; each retry means another write
  * removed that key meanwhile.
@@ -408,9 +409,11 @@ typedef struct pc_put_args { /* zero-initialise */
  *    first: an expired entry if there is one, else lru's least recently
  *    used, clock's first entry with a clear reference bit under its
  *    shard's hand, frequency's choice (see pc_create). clock and frequency
- *    evict in the shard the key belongs to (each shard keeps its expired
- *    entries in expiry order), so there "an expired entry" means one of
- *    that shard's; an expired entry of another shard goes when a put
+ *    evict in the shard the key belongs to (each shard finds its expired
+ *    entries through a queue of expiry times, not necessarily the earliest
+ *    expired first: a replacement that lives longer keeps its
+ *    predecessor's earlier place), so there "an expired entry" means one
+ *    of that shard's; an expired entry of another shard goes when a put
  *    evicts there, when a limit is lowered, or at pc_expire. (Under
  *    concurrent puts that race for the last free places, a put may evict
  *    one entry more than it needed; pc_len never exceeds the capacity.)
