@@ -69,7 +69,11 @@
  *               a pin between calls is fine): a call in progress may hold
  *               an internal lock, which the child inherits held, and a
  *               load in progress in another thread never completes there
- *               (a miss on its key would wait for ever).
+ *               (a miss on its key would wait for ever). purecache
+ *               registers its pthread_atfork handlers when it is loaded,
+ *               so an application's handlers registered after that may
+ *               call the caches (its prepare handlers run before
+ *               purecache's, its child handlers after).
  *
  * WHAT MAY WAIT ON WHAT
  *
@@ -330,8 +334,8 @@ typedef struct pc_stats {
  * beyond those limits, opts->shards > 4096, or opts->policy names no
  * policy of this build (PC_POLICY_FREQUENCY in the exact-LRU build);
  * PC_ENOMEM if memory (or, for
- * the process's first cache, that one key) could not be had. On failure
- * *out is left untouched.
+ * the process's first cache, that one key) could not be had; a later call
+ * tries again for the key. On failure *out is left untouched.
  */
 PC_API pc_status pc_create(const pc_options *opts, pc_cache **out);
 

@@ -25,10 +25,16 @@ static struct pc__domain *live_domains; /* under live_lock */
 static struct idmap *live_ids;          /* id -> domain; under live_lock */
 static uint64_t next_domain_id = 1;
 
-/* The one pthread key: each thread's table (struct idmap, id -> record). */
-static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+/* The one pthread key: each thread's table (struct idmap, id -> record).
+ * Made with the first domain, under init_lock; a first attempt that fails
+ * (every key taken, or no memory for the fork handlers) is retried by the
+ * next pc__domain_init, so a momentary shortage is not the process's for
+ * good. thread_key_ok is set once, with a release store after the key and
+ * the handlers exist; readers of the key run with a domain, so after it. */
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t thread_key;
 static bool thread_key_ok;
+static bool atfork_ok; /* under init_lock */
 
 __thread struct pc__record_cache pc__tls_record
     __attribute__((tls_model("initial-exec")));
@@ -172,7 +178,9 @@ static bool live_ids_reserve(void)
 
 static struct idmap *thread_table(void)
 {
-    return thread_key_ok ? pthread_getspecific(thread_key) : NULL;
+    return __atomic_load_n(&thread_key_ok, __ATOMIC_RELAXED)
+               ? pthread_getspecific(thread_key)
+               : NULL;
 }
 
 /* The calling thread's table no longer needs d's entry (d is going). */
@@ -313,10 +321,43 @@ static void fork_child(void)
     pthread_mutex_unlock(&live_lock);
 }
 
-static void process_init(void)
+/* The fork handlers are registered when the library is loaded, before an
+ * application's own handlers (normally): prepare handlers run in the
+ * reverse order of registration and child handlers in order, so an
+ * application handler registered later may call any cache from its
+ * prepare handler (ours has not yet taken the locks) and in its child
+ * handler (ours has already released them and the other threads' records).
+ * Registered with the first cache instead, ours ran first and an
+ * application prepare handler's pc_stats_get waited for ever on the
+ * registry lock ours held (helper-71's reproducer: fork() never returned).
+ * If registration fails here (no memory), the first domain retries it. */
+static void register_atfork(void)
 {
-    thread_key_ok = pthread_key_create(&thread_key, thread_exit) == 0 &&
-                    pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+    pthread_mutex_lock(&init_lock);
+    if (!atfork_ok)
+        atfork_ok = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+    pthread_mutex_unlock(&init_lock);
+}
+
+__attribute__((constructor)) static void domain_load(void)
+{
+    register_atfork();
+}
+
+static bool process_init(void)
+{
+    bool ok;
+
+    if (__atomic_load_n(&thread_key_ok, __ATOMIC_ACQUIRE))
+        return true;
+    register_atfork();
+    pthread_mutex_lock(&init_lock);
+    ok = thread_key_ok ||
+         (atfork_ok && pthread_key_create(&thread_key, thread_exit) == 0);
+    if (ok)
+        __atomic_store_n(&thread_key_ok, true, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&init_lock);
+    return ok;
 }
 
 /* ---- domains ---- */
@@ -326,8 +367,7 @@ bool pc__domain_init(struct pc__domain *d)
     memset(d, 0, sizeof *d);
     ck_epoch_init(&d->epoch);
     (void)pc__read_fence_setup(false); /* before the first domain exists */
-    pthread_once(&key_once, process_init);
-    if (!thread_key_ok)
+    if (!process_init())
         return false;
     pthread_mutex_lock(&live_lock);
     if (!live_ids_reserve()) {

@@ -18,7 +18,8 @@
  * new one.
  *
  * The thread's table. One pthread key for the whole process (created once,
- * with the first domain, under pthread_once) holds each thread's table:
+ * with the first domain; retried by the next if that fails) holds each
+ * thread's table:
  * an open-addressing hash of domain id -> record, linear probing, grown
  * by doubling. So the number of caches is not bounded by PTHREAD_KEYS_MAX,
  * and the library takes one of the application's keys, not one per cache.
@@ -41,8 +42,9 @@
  * anything, which also keeps other caches' paced grace-period steps
  * (grace.c) away from its records.
  *
- * fork(). A pthread_atfork child handler (registered with the key)
- * releases, in every live domain, every record the forking thread does not
+ * fork(). A pthread_atfork child handler (registered when the library
+ * loads, so before the application's handlers, which may then call the
+ * caches from theirs) releases, in every live domain, every record the forking thread does not
  * own: those threads do not exist in the child, and one that was inside a
  * read section would otherwise block every grace period there.
  * The prepare handler holds the live lock and every registry lock across

@@ -172,6 +172,18 @@ static void fork_child(void)
     pthread_mutex_unlock(&first_lock);
 }
 
+/* Registered when the library loads, before the application's handlers
+ * (normally), so that an application prepare handler, which then runs
+ * before ours, may put with a time to live, and its child handler, which
+ * runs after ours, sees the ticker gone (domain.c registers its own the
+ * same way; the two take no lock of each other's). */
+static bool atfork_ok;
+
+__attribute__((constructor)) static void ticker_load(void)
+{
+    atfork_ok = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+}
+
 static void process_init(void)
 {
     pthread_condattr_t ca;
@@ -188,9 +200,11 @@ static void process_init(void)
         period_ns = 10000000;
     if (pthread_condattr_init(&ca) != 0)
         return;
-    init_ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-              pthread_cond_init(&wait_cond, &ca) == 0 &&
-              pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+    if (!atfork_ok) /* no memory at load: once more */
+        atfork_ok = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+    init_ok = atfork_ok &&
+              pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+              pthread_cond_init(&wait_cond, &ca) == 0;
     pthread_condattr_destroy(&ca);
 }
 

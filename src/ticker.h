@@ -34,7 +34,7 @@
  * one way that moves only forward:
  *
  * fork(). The child has no ticker thread. A pthread_atfork child handler
- * sets `vis` to UINT64_MAX, so every cache in the child reads
+ * (registered when the library loads) sets `vis` to UINT64_MAX, so every cache in the child reads
  * CLOCK_MONOTONIC_COARSE directly from then on (a later read of the same clock
  * than the last value the ticker stored: forward only), and the child never
  * starts a ticker again (a new one would move its caches back to a value read

@@ -8,6 +8,7 @@
  * through one process-wide pthread key (domain.h): creating caches never
  * consumes the application's keys, and nothing limits how many exist.
  */
+#define _GNU_SOURCE /* pthread_timedjoin_np (review-domain) */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -263,4 +264,111 @@ Test(domain, a_fork_child_reclaims_past_the_parents_pins, .timeout = 120)
         pc_reclaim(h.c[i]); /* the parent's pins are gone too */
         pc_destroy(h.c[i]);
     }
+}
+
+/* ---- process-wide set-up ---- */
+
+/* key's one-byte value, or 0 if it is not there */
+static char get1(pc_cache *c, const char *key)
+{
+    char b[8];
+    size_t n = 0;
+
+    return pc_get(c, key, 1, b, sizeof b, &n) == PC_OK && n == 1 ? b[0] : 0;
+}
+
+/* The process's one pthread key is made with its first cache. If every
+ * key is taken at that moment, that cache fails with PC_ENOMEM, and the
+ * next pc_create tries again: the shortage is not the process's for good
+ * (it was, under pthread_once: every later pc_create failed). Criterion
+ * runs each test in its own process, so no cache exists yet here. */
+Test(domain, a_transient_key_shortage_does_not_disable_the_library_for_good)
+{
+    static pthread_key_t keys[PTHREAD_KEYS_MAX];
+    int n = 0;
+    pc_options o = test_opts(16);
+    pc_cache *c = NULL;
+
+    while (n < PTHREAD_KEYS_MAX && pthread_key_create(&keys[n], NULL) == 0)
+        n++;
+    cr_assert_eq(pc_create(&o, &c), PC_ENOMEM, "no key left: ENOMEM");
+    cr_assert_null(c, "*out untouched on failure");
+    for (int i = 0; i < n; i++)
+        pthread_key_delete(keys[i]);
+    cr_assert_eq(pc_create(&o, &c), PC_OK,
+                 "keys are free again, so pc_create succeeds");
+    cr_assert_eq(pc_put(c, "k", 1, "v", 1), PC_OK);
+    cr_assert_eq(get1(c, "k"), 'v');
+    pc_destroy(c);
+}
+
+/* purecache registers its fork handlers when it loads, so an application's
+ * handlers registered later run their prepare before ours and their child
+ * handler after ours: both may call a cache. Registered with the first
+ * cache, ours ran first, held the live lock and every registry lock, and
+ * an application prepare handler's pc_stats_get waited for ever (fork()
+ * never returned). The prepare handler here also takes a thread's first
+ * read of the cache (registry lock) and puts with a time to live (the
+ * ticker's locks); the child handler reads and reclaims. */
+static pc_cache *atfork_cache;
+static int atfork_child_ok; /* the child's exit status */
+
+static void app_prepare(void)
+{
+    pc_stats s;
+    char b[8];
+    pc_put_args a = {.ttl_ms = 60000};
+
+    if (atfork_cache != NULL) {
+        (void)pc_stats_get(atfork_cache, &s);
+        (void)pc_get(atfork_cache, "k", 1, b, sizeof b, NULL);
+        (void)pc_put_ex(atfork_cache, "t", 1, "w", 1, &a);
+    }
+}
+
+static void app_child(void)
+{
+    char b[8];
+    size_t n = 0;
+
+    if (atfork_cache != NULL) {
+        atfork_child_ok =
+            pc_get(atfork_cache, "t", 1, b, sizeof b, &n) == PC_OK && n == 1;
+        pc_reclaim(atfork_cache);
+    }
+}
+
+static void *fork_and_reap(void *p)
+{
+    int *status = p;
+    pid_t pid = fork();
+
+    if (pid == 0)
+        _exit(atfork_child_ok ? 0 : 3);
+    if (pid > 0 && waitpid(pid, status, 0) != pid)
+        *status = -1;
+    return NULL;
+}
+
+Test(domain, application_fork_handlers_may_call_the_cache, .timeout = 60)
+{
+    pthread_t th;
+    struct timespec ts;
+    int status = -1;
+
+    cr_assert_eq(pthread_atfork(app_prepare, NULL, app_child), 0);
+    atfork_cache = make_cache(16);
+    cr_assert_eq(pc_put(atfork_cache, "k", 1, "v", 1), PC_OK);
+    cr_assert_eq(pthread_create(&th, NULL, fork_and_reap, &status), 0);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 20; /* a deadlock breaker, not a timing target */
+    cr_assert_eq(pthread_timedjoin_np(th, NULL, &ts), 0,
+                 "fork() hung: the application's prepare handler waits for "
+                 "a lock purecache's own prepare handler holds");
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the child's handler read the key the prepare handler put "
+              "(status %d)",
+              status);
+    cr_assert_eq(get1(atfork_cache, "t"), 'w');
+    pc_destroy(atfork_cache);
 }
