@@ -97,7 +97,10 @@
  *   a PC_MEMOIZE wrapper            (single flight), for as long as it runs
  *   pc_reclaim                      every read section of this cache open
  *                                   when it began (each a single get's
- *                                   lookup; never a pin); another
+ *                                   lookup, in lru possibly a hit that
+ *                                   takes the writer lock; never a pin);
+ *                                   each writer lock in turn, and what
+ *                                   freeing waits for, as pc_put; another
  *                                   pc_reclaim of this cache
  *   pc_memo_forget                  a store of that key in progress (one
  *                                   backend put)
