@@ -49,9 +49,13 @@
  *     still serves what it holds: a closed subscriber connection is seen
  *     at once (within the invalidation delay), a pooled one closed by the
  *     server while idle within 100 ms (writes by others meanwhile may go
- *     unseen that long), and a server that stops answering without
- *     closing anything after 1 s of silence plus timeout_ms (nobody can
- *     write through it meanwhile).
+ *     unseen that long), and a subscriber connection that stops carrying
+ *     anything without closing after 1 s of silence plus timeout_ms: if
+ *     the server itself stopped, nobody can write through it meanwhile;
+ *     if only that connection's path stalled (a NAT or load-balancer
+ *     entry dropped, a proxy that stops relaying one flow), other clients'
+ *     writes in that window go unseen until it ends (measured: a value
+ *     replaced 1.95 s before, at timeout_ms 1000).
  *
  * In broadcast mode this process's own writes come back as invalidations
  * too: a read right after a write may fill the near tier only for the echo
@@ -159,10 +163,14 @@ typedef struct pc_redis_options { /* zero-initialise */
  * The backend's operations follow pc_get / pc_put / pc_delete / pc_len:
  *   get  PC_OK, PC_NOTFOUND, PC_ERANGE (*vlen set, buffer untouched),
  *        PC_EINVAL (as pc_get), PC_EIO (unreachable, timed out, or an
- *        error reply such as WRONGTYPE), PC_ENOMEM. A near hit is served
- *        without I/O: no allocation, no shared write, and no lock for a
- *        value of up to 1 KiB (a longer one is read through a pin, which
- *        takes the near cache's pin-table lock, as pc_get_pinned).
+ *        error reply such as WRONGTYPE), PC_ENOMEM (the reply could not
+ *        be decoded for lack of memory is PC_EIO, and drops the
+ *        connection). A near hit is served without I/O, as pc_get on the
+ *        near cache: in the CLOCK build, no allocation, no shared write,
+ *        and no lock for a value of up to 1 KiB, after the thread's first
+ *        read (which registers it) (a longer one is read through a pin,
+ *        which takes the near cache's pin-table lock, as pc_get_pinned);
+ *        in the exact-LRU build, as its pc_get.
  *   put  PC_OK, PC_EINVAL (as pc_put, and for a value longer than
  *        PC_REDIS_VALUE_MAX), PC_EIO, PC_ENOMEM.
  *   put_ex  as put, as one SET: args->ttl_ms as PX (0: the backend's

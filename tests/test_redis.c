@@ -40,6 +40,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +50,8 @@
 #include <unistd.h>
 
 #include "purecache_redis.h"
-#include "redis/near.h" /* src/: the fill protocol, driven step by step */
+#include "redis/backend.h" /* src/: the pool's slots (a fill held back) */
+#include "redis/near.h"    /* src/: the fill protocol, driven step by step */
 #include "redis/server.h"
 
 /* Time bounds stretch under sanitizers and heavy load: CMake sets
@@ -1585,5 +1587,235 @@ Test(redis, many_threads_share_a_small_pool, .timeout = 60)
     cr_assert_leq(st.connects, 2, "more connections than the pool holds");
     cr_assert_leq(be.ops->len(be.self), 32);
     destroy(&be);
+    rs_stop(&s);
+}
+
+/* ---- a fill of an old session ---- */
+
+/*
+ * A relay between the backend and the server whose first connection (the
+ * subscriber's: it connects before any request) can be frozen: nothing
+ * moves either way and a close by either side is not passed on, a
+ * half-open path (a NAT or load-balancer entry dropped).
+ */
+struct frz {
+    int ls, server_port, nconn;
+    int frozen; /* atomic: stop relaying server -> client on conn 0 */
+    int stop;   /* atomic */
+    pthread_t acc;
+};
+
+struct frz_relay {
+    struct frz *f;
+    int c, idx;
+};
+
+static void *frz_relay_main(void *p)
+{
+    struct frz_relay *rl = p;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)rl->f->server_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int c = rl->c, sv = socket(AF_INET, SOCK_STREAM, 0);
+    char b[65536];
+
+    if (sv >= 0 && connect(sv, (struct sockaddr *)&a, sizeof a) == 0) {
+        while (!__atomic_load_n(&rl->f->stop, __ATOMIC_ACQUIRE)) {
+            int fz = rl->idx == 0 &&
+                     __atomic_load_n(&rl->f->frozen, __ATOMIC_ACQUIRE);
+            /* Frozen: neither direction moves, and a close by either
+             * side is not passed on (a half-open path). */
+            struct pollfd pf[2] = {{.fd = c, .events = fz ? 0 : POLLIN},
+                                   {.fd = sv, .events = fz ? 0 : POLLIN}};
+            ssize_t n;
+
+            if (poll(pf, 2, 10) < 0)
+                break;
+            if (pf[0].revents) {
+                if ((n = read(c, b, sizeof b)) <= 0)
+                    break;
+                if (write(sv, b, (size_t)n) != n)
+                    break;
+            }
+            if (pf[1].revents) {
+                if ((n = read(sv, b, sizeof b)) <= 0)
+                    break;
+                if (write(c, b, (size_t)n) != n)
+                    break;
+            }
+        }
+    }
+    close(c);
+    if (sv >= 0)
+        close(sv);
+    free(rl);
+    return NULL;
+}
+
+static void *frz_acceptor(void *p)
+{
+    struct frz *f = p;
+
+    for (;;) {
+        struct frz_relay *rl;
+        pthread_t t;
+        int c = accept(f->ls, NULL, NULL);
+
+        if (c < 0)
+            return NULL;
+        rl = malloc(sizeof *rl);
+        rl->f = f;
+        rl->c = c;
+        rl->idx = f->nconn++;
+        pthread_create(&t, NULL, frz_relay_main, rl);
+        pthread_detach(t);
+    }
+}
+
+/*
+ * A fill that began in session N must not re-point a pooled connection
+ * that a fill of session N+1 has since set up for the new subscriber.
+ * It did: call() saw the connection's tracking state (N+1) differ from
+ * the fill's (N) and sent CLIENT TRACKING on REDIRECT <N's subscriber>.
+ * With N's subscriber still a client on the server (its path stalled:
+ * our side gave up on it, the close never arrived) that succeeded, and the
+ * invalidations of every key the connection tracks, the new session's
+ * near copies among them, went to a client nobody reads: "y" stayed stale
+ * for good (a tracked key is forgotten once its invalidation is sent).
+ * Now such a fill stores nothing and sends no redirect. Here the session-N
+ * fill (thread X) is held back waiting for the pool's one slot, as under
+ * contention, and parked by a signal while the session-(N+1) fill (thread
+ * Y) takes the slot first. (helper-73's reproducer.)
+ */
+static sem_t oldfill_gate;
+static void oldfill_park(int sig)
+{
+    (void)sig;
+    while (sem_wait(&oldfill_gate) != 0)
+        ;
+}
+
+struct oldfill_get {
+    pc_backend *be;
+    const char *k;
+    pc_status st;
+    char buf[256];
+};
+
+static void *oldfill_get_main(void *p)
+{
+    struct oldfill_get *g = p;
+
+    g->st = get_s(g->be, g->k, g->buf);
+    return NULL;
+}
+
+Test(redis, an_old_sessions_fill_does_not_repoint_a_new_sessions_tracking,
+     .timeout = 90)
+{
+    struct rs_server s;
+    struct frz f = {0};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    pc_redis_options o = {0};
+    pc_redis_stats st;
+    pc_backend be;
+    struct pc__redis *r;
+    struct oldfill_get gx = {0}, gy = {0};
+    pthread_t tx, ty;
+    struct sigaction sa = {0};
+    redisContext *x;
+    char buf[256];
+    uint64_t t0;
+    int stale = 1;
+
+    rs_start(&s);
+    f.server_port = s.port;
+    f.ls = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_eq(bind(f.ls, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(f.ls, 16), 0);
+    getsockname(f.ls, (struct sockaddr *)&a, &al);
+    pthread_create(&f.acc, NULL, frz_acceptor, &f);
+    sem_init(&oldfill_gate, 0, 0);
+    sa.sa_handler = oldfill_park;
+    sigaction(SIGUSR2, &sa, NULL);
+
+    o.port = ntohs(a.sin_port);
+    o.near_capacity = 64;
+    o.connections = 1;
+    o.timeout_ms = 3000;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK);
+    cr_assert_eq(f.nconn, 1, "the subscriber is the relay's first");
+    r = be.self;
+    x = rs_client(&s);
+    cr_assert_eq(put_s(&be, "y", "old"), PC_OK);
+    cr_assert_eq(put_s(&be, "x", "xv"), PC_OK);
+
+    /* Session 1's subscriber path stalls just after it heard something:
+     * the session ends 1 s + timeout_ms (3 s) later, about t0 + 4 s. */
+    freeReplyObject(ext(x, "PUBLISH %s %s", "__redis__:invalidate", "zz"));
+    usleep(20000);
+    __atomic_store_n(&f.frozen, 1, __ATOMIC_RELEASE);
+    t0 = now_ns();
+    /* The slot is busy (as under contention) when X's fill of "x" begins,
+     * in session 1 but late enough that its wait (timeout_ms) outlasts
+     * the session: t0 + 2 s, waiting to about t0 + 5 s. */
+    pthread_mutex_lock(&r->slots[0].mu);
+    while (now_ns() - t0 < 2000000000ull)
+        usleep(1000);
+    pc_redis_stats_get(&be, &st);
+    cr_assert(st.sessions == 1 && st.near_active, "session 1 ended early");
+    gx.be = &be;
+    gx.k = "x";
+    pthread_create(&tx, NULL, oldfill_get_main, &gx);
+    usleep(50000);
+    pc_redis_stats_get(&be, &st);
+    cr_assert(st.sessions == 1 && st.near_active,
+              "X's fill must begin in session 1");
+    /* The heartbeat goes unanswered: session 2, on a fresh path. */
+    do {
+        cr_assert_lt(now_ns() - t0, 30000000000ull, "no session 2");
+        usleep(1000);
+        pc_redis_stats_get(&be, &st);
+    } while (st.sessions < 2 || !st.near_active);
+    /* X is parked; Y's fill of "y" (session 2) takes the slot first. */
+    pthread_kill(tx, SIGUSR2);
+    usleep(20000);
+    gy.be = &be;
+    gy.k = "y";
+    pthread_create(&ty, NULL, oldfill_get_main, &gy);
+    usleep(20000);
+    pthread_mutex_unlock(&r->slots[0].mu);
+    pthread_join(ty, NULL);
+    cr_assert_eq(gy.st, PC_OK);
+    cr_assert(near_has(&be, "y"), "Y's fill stored y: the premise");
+    /* X goes on, with its session-1 fill. */
+    sem_post(&oldfill_gate);
+    pthread_join(tx, NULL);
+    cr_assert_eq(gx.st, PC_OK, "X: %d", gx.st);
+
+    /* Another client replaces y: its invalidation must reach session 2
+     * (the wait is a bound for a loaded machine, not a timing target:
+     * before the fix y stayed stale for good). */
+    freeReplyObject(ext(x, "SET %s %s", "y", "new"));
+    t0 = now_ns();
+    while (now_ns() - t0 < 10000000000ull * time_scale()) {
+        stale = get_s(&be, "y", buf) == PC_OK && strcmp(buf, "old") == 0;
+        if (!stale)
+            break;
+        usleep(10000);
+    }
+    cr_assert_not(stale, "the near tier still serves y's replaced value");
+    cr_assert_str_eq(buf, "new");
+
+    redisFree(x);
+    destroy(&be);
+    __atomic_store_n(&f.stop, 1, __ATOMIC_RELEASE);
+    shutdown(f.ls, SHUT_RDWR);
+    pthread_join(f.acc, NULL);
+    close(f.ls);
+    usleep(50000);
     rs_stop(&s);
 }

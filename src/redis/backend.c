@@ -77,14 +77,12 @@ static struct pc__redis_slot *slot_acquire(struct pc__redis *r,
     now = pc__redis_now_ns();
     if (now >= deadline_ns)
         return NULL;
-    clock_gettime(CLOCK_REALTIME, &abs);
-    abs.tv_sec += (time_t)((deadline_ns - now) / 1000000000u);
-    abs.tv_nsec += (long)((deadline_ns - now) % 1000000000u);
-    if (abs.tv_nsec >= 1000000000L) {
-        abs.tv_sec++;
-        abs.tv_nsec -= 1000000000L;
-    }
-    return pthread_mutex_timedlock(&s->mu, &abs) == 0 ? s : NULL;
+    /* On the deadline's own clock: a wall clock stepped back would
+     * stretch a CLOCK_REALTIME wait past timeout_ms. */
+    abs.tv_sec = (time_t)(deadline_ns / 1000000000u);
+    abs.tv_nsec = (long)(deadline_ns % 1000000000u);
+    return pthread_mutex_clocklock(&s->mu, CLOCK_MONOTONIC, &abs) == 0 ? s
+                                                                       : NULL;
 }
 
 void pc__redis_slot_drop(struct pc__redis *r, struct pc__redis_slot *s)
@@ -138,6 +136,14 @@ static pc_status call(struct pc__redis *r, const struct pc__redis_cmds *q,
             s->track_state = 0;
             fresh = 1;
         }
+        /* A fill of an older session than the one this connection now
+         * tracks for stores nothing: re-pointing the connection's tracking
+         * at that session's subscriber would send every key it tracks,
+         * the newer session's too, to a client nobody reads (if it is
+         * still connected: a stalled path), and those near copies would
+         * never be invalidated (helper-73). States only grow. */
+        if (fill != NULL && fill->armed && s->track_state > fill->state)
+            fill->armed = 0;
         if (fill != NULL && fill->armed && r->tracking == PC_REDIS_TRACK_KEYS &&
             s->track_state != fill->state) {
             char id[24];

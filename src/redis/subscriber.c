@@ -165,6 +165,21 @@ static void sweep_idle(struct pc__redis *r)
     }
 }
 
+/* How long the loop may sleep: until the next sweep is due (at most its
+ * period), so a message that wakes the loop just before a sweep does not
+ * put the sweep off by a whole period (a pooled connection the server
+ * closed was seen up to ~200 ms late, not within 100: helper-73). */
+static int poll_ms(const struct pc__redis *r, uint64_t now, uint64_t last_sweep)
+{
+    uint64_t due = last_sweep + SWEEP_NS;
+
+    if (r->tracking != PC_REDIS_TRACK_KEYS)
+        return (int)(SWEEP_NS / 1000000u);
+    if (due <= now)
+        return 0;
+    return (int)((due - now + 999999u) / 1000000u);
+}
+
 /* Serve one session until it is lost or the backend stops. */
 static void listen_loop(struct pc__redis *r, struct pc__redis_conn *c)
 {
@@ -179,7 +194,7 @@ static void listen_loop(struct pc__redis *r, struct pc__redis_conn *c)
     while (!stopping(r)) {
         struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN},
                               {.fd = r->wake[0], .events = POLLIN}};
-        int rc = poll(p, 2, 100);
+        int rc = poll(p, 2, poll_ms(r, pc__redis_now_ns(), last_sweep));
 
         if (rc < 0 && errno != EINTR)
             break;
