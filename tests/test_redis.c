@@ -1730,6 +1730,11 @@ Test(redis, an_old_sessions_fill_does_not_repoint_a_new_sessions_tracking,
     uint64_t t0;
     int stale = 1;
 
+#ifdef PC_TSAN_CRITERION_SHIM_H
+    /* TSan defers a signal until its thread leaves the intercepted lock
+     * wait, so X would park holding the slot: not run under TSan. */
+    return;
+#endif
     rs_start(&s);
     f.server_port = s.port;
     f.ls = socket(AF_INET, SOCK_STREAM, 0);
