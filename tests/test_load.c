@@ -280,6 +280,49 @@ Test(load, the_memoizer_over_a_cache_loses_to_writes_too)
     pc_memo_destroy(m); /* and the cache */
 }
 
+/* "Evictions and expiry break no lease" (purecache.h, pc_get_or_load): a
+ * load in flight while pc_expire removes the key's expired entry, or
+ * while a lowered capacity evicts other keys, still stores its value. */
+Test(load, expiry_and_evictions_during_a_load_break_no_lease)
+{
+    for (int how = 0; how < 2; how++) {
+        pc_options o = test_opts(4);
+        struct gate g = GATE_INIT("loaded");
+        struct loading l = {.g = &g, .st = PC_EINVAL};
+        pthread_t th;
+        char got[32];
+        size_t n = 0;
+
+        o.now_ms = test_now;
+        l.c = make_cache_opts(&o);
+        cr_assert_not_null(l.c);
+        if (how == 0) { /* k's entry expired: the load's miss */
+            pc_put_args a = {.ttl_ms = 10};
+
+            cr_assert_eq(pc_put_ex(l.c, "k", 1, "old", 3, &a), PC_OK);
+            test_advance(10);
+        } else {
+            for (uint64_t k = 0; k < 4; k++)
+                cr_assert_eq(put_u64(l.c, k, k), PC_OK);
+        }
+        cr_assert_eq(pthread_create(&th, NULL, load_k, &l), 0);
+        gate_wait_entered(&g);
+        if (how == 0)
+            cr_assert_eq(pc_expire(l.c), 1);
+        else
+            cr_assert_eq(pc_set_capacity(l.c, 2), PC_OK);
+        gate_open(&g);
+        pthread_join(th, NULL);
+        cr_assert_eq(l.st, PC_OK);
+        cr_assert_eq(pc_get(l.c, "k", 1, got, sizeof got, &n), PC_OK,
+                     "%s broke the load's lease: nothing cached",
+                     how == 0 ? "pc_expire" : "a lowered capacity");
+        cr_assert_eq(n, 6);
+        cr_assert_eq(memcmp(got, "loaded", 6), 0);
+        pc_destroy(l.c);
+    }
+}
+
 /* Many loads and writes of a few keys at once: each key's final value is
  * the last write's unless a load that began after that write stored. With
  * distinct values per write and per load, "stale" means: a value from a

