@@ -6,6 +6,8 @@
  * time: shrinking evicts before returning, growing takes effect at once.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <sys/syscall.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -312,6 +314,7 @@ struct lowering {
     pc_cache *c;
     bool bytes; /* lower max_bytes, not the capacity */
     int done;
+    long tid; /* set_big_bound's thread, once it runs (atomic) */
 };
 
 static void *lower_limit(void *p)
@@ -337,7 +340,7 @@ static void *put_new_key(void *p)
 static void race_lowered_limit(bool bytes)
 {
     pc_options o = test_opts(100);
-    struct lowering l = {NULL, bytes, 0};
+    struct lowering l = {NULL, bytes, 0, 0};
     pthread_t putter, setter;
 
     struct pc__hash_seed seed;
@@ -407,9 +410,32 @@ static void *set_big_bound(void *p)
 {
     struct lowering *l = p;
 
+    __atomic_store_n(&l->tid, (long)syscall(SYS_gettid), __ATOMIC_RELEASE);
     cr_assert_eq(pc_set_max_bytes(l->c, 1u << 20), PC_OK);
     __atomic_store_n(&l->done, 1, __ATOMIC_RELEASE);
     return NULL;
+}
+
+/* Wait until thread tid of this process sleeps in the kernel (state S:
+ * blocked on a lock, past its spinning); a 10 s deadlock breaker. */
+static void wait_blocked(long tid)
+{
+    char path[64], buf[256], *st;
+
+    snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
+    for (int i = 0; i < 10000; i++) {
+        FILE *f = fopen(path, "r");
+        size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
+
+        if (f != NULL)
+            fclose(f);
+        buf[n] = 0;
+        st = strrchr(buf, ')'); /* "pid (comm) S ..." */
+        if (st != NULL && st[1] == ' ' && st[2] == 'S')
+            return;
+        usleep(1000);
+    }
+    cr_assert_fail("thread %ld never blocked", tid);
 }
 
 /* A thread's put of `key` (1 as its value) into `c`, which must succeed. */
@@ -429,7 +455,7 @@ static void *put_one(void *p)
 Test(limits, setting_a_roomy_bound_evicts_nothing_while_it_settles)
 {
     pc_options o = test_opts(10000);
-    struct lowering l = {NULL, true, 0};
+    struct lowering l = {NULL, true, 0, 0};
     struct pc__hash_seed seed;
     pthread_t putter, setter, p0;
     struct one_put p0_put;
@@ -460,7 +486,9 @@ Test(limits, setting_a_roomy_bound_evicts_nothing_while_it_settles)
         sched_yield();
     pthread_create(&setter, NULL, set_big_bound,
                    &l); /* settles shard 0, waits */
-    usleep(50000);
+    while (__atomic_load_n(&l.tid, __ATOMIC_ACQUIRE) == 0)
+        sched_yield();
+    wait_blocked(l.tid); /* on shard 1's lock */
     p0_put.c = l.c;
     pthread_create(&p0, NULL, put_one, &p0_put); /* a put into shard 0 */
     usleep(50000);
@@ -502,7 +530,7 @@ static void settled_stall(void)
 Test(limits, a_put_racing_a_bound_being_set_owes_nothing_under_it)
 {
     pc_options o = test_opts(1000);
-    struct lowering l = {NULL, true, 0};
+    struct lowering l = {NULL, true, 0, 0};
     struct pc__hash_seed seed;
     struct one_put op;
     pthread_t putter, setter;
