@@ -1021,3 +1021,40 @@ Test(expiry, a_put_that_waited_for_its_lock_evicts_what_expired_meanwhile)
     pc_destroy(c);
 }
 #endif
+
+/* Entries that expire keep no hash in their header: the index hashes the
+ * key of the victim a put prefetches and keeps that hash beside the
+ * entry's address (`hint`, src/index.h) for its erase. A delete of that
+ * entry must forget the hint ("Writer: unlink and return the entry whose
+ * key equals key", pc__index_remove): its memory, freed, comes back as the
+ * next entry of the same size, and an erase of that one with the deleted
+ * key's hash does not find it (debug builds assert; others leave a freed
+ * entry in the index). Every round: a put that evicts (hint: the entry
+ * under the hand), a delete of that entry, puts into its memory. */
+Test(expiry, a_deleted_entry_leaves_no_hint_for_the_next_at_its_address)
+{
+    pc_options o = test_opts(4);
+    pc_cache *c;
+    uint64_t v, next = 0;
+
+    o.shards = 1;
+    o.ttl_ms = 3600 * 1000;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (int round = 0; round < 200; round++) {
+        uint64_t first = next;
+
+        for (; next < first + 5; next++) /* the last evicts one */
+            cr_assert_eq(put_u64(c, next, next), PC_OK);
+        for (uint64_t k = first, end = next; k < end; k++) /* those there */
+            if (get_u64(c, k, &v) == PC_OK) {
+                cr_assert_eq(pc_delete(c, &k, sizeof k), PC_OK);
+                pc_reclaim(c);
+                for (int i = 0; i < 2; i++, next++)
+                    cr_assert_eq(put_u64(c, next, next), PC_OK);
+            }
+        pc_clear(c);
+    }
+    cr_assert_eq(pc_len(c), 0);
+    pc_destroy(c);
+}

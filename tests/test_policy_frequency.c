@@ -160,3 +160,120 @@ Test(frequency_policy, the_ghost_still_works_after_a_lowered_and_raised_limit)
     returning_keys_outlive_a_scan(c, 0, 100);
     pc_destroy(c);
 }
+
+/* Keys put once and read twice while on probation: each goes to MAIN with
+ * no units when SMALL is evicted from, and every put of them evicts one
+ * entry from MAIN (SMALL below its target while it refills). */
+static void evict_from_main(pc_cache *c, uint64_t from, uint64_t n)
+{
+    uint64_t v;
+
+    for (uint64_t k = from; k < from + n; k++) {
+        cr_assert_eq(put_u64(c, k, k * 3 + 1), PC_OK);
+        cr_assert_eq(get_u64(c, k, &v), PC_OK);
+        cr_assert_eq(get_u64(c, k, &v), PC_OK);
+    }
+}
+
+/* "MAIN's hand spends one unit of a positive ref and sends the entry round
+ * again; ref 0 is the victim" (src/frequency.c): a MAIN entry read three
+ * times outlives three passes of the hand, one read once only one. Filling
+ * an empty cache puts keys past SMALL's 5% straight into MAIN; then
+ * 1.5 * CAP evictions from MAIN take every other first key (MAIN has about
+ * 950, so the hand passes the read ones twice). */
+Test(frequency_policy, mains_hand_spends_one_unit_per_pass)
+{
+    pc_cache *c = frequency_cache();
+    uint64_t v;
+
+    put_range(c, BASE, CAP); /* BASE + 50.. in MAIN, in order */
+    for (uint64_t k = 100; k < 200; k++)
+        for (int i = 0; i < 3; i++)
+            cr_assert_eq(get_u64(c, BASE + k, &v), PC_OK);
+    for (uint64_t k = 200; k < 300; k++)
+        cr_assert_eq(get_u64(c, BASE + k, &v), PC_OK);
+    evict_from_main(c, HOT, CAP * 3 / 2);
+    cr_assert_eq(present(c, BASE + 200, 100), 0, "one unit: two passes");
+    cr_assert_eq(present(c, BASE + 100, 100), 100,
+                 "three units outlive two passes of MAIN's hand");
+    cr_assert_eq(pc_len(c), CAP);
+    pc_destroy(c);
+}
+
+/* "to SMALL otherwise, including keys MAIN let go (their ghost words only
+ * measure MAIN)" (src/frequency.c): keys MAIN evicted that come back soon
+ * are ghost hits, but go on probation, and a scan takes them. */
+Test(frequency_policy, keys_main_let_go_return_on_probation)
+{
+    pc_cache *c = frequency_cache();
+
+    put_range(c, BASE, CAP);
+    evict_from_main(c, HOT, 300); /* BASE + 50.. leave MAIN, oldest first */
+    cr_assert_eq(present(c, BASE + 50, 100), 0); /* (misses: no uses) */
+    put_range(c, BASE + 50, 100);
+    put_range(c, SCAN, 5 * CAP);
+    cr_assert_eq(present(c, BASE + 50, 100), 0,
+                 "keys MAIN let go went back to MAIN, not to SMALL");
+    cr_assert_eq(pc_len(c), CAP);
+    pc_destroy(c);
+}
+
+/* "A replacement counts as a use" (include/purecache.h, pc_put_ex): on
+ * probation, a put of the key again and one read are two uses, and the key
+ * goes to MAIN and outlives a scan, as one read twice does. */
+Test(frequency_policy, a_replacement_is_a_use_on_probation)
+{
+    pc_cache *c = frequency_cache();
+    uint64_t v;
+
+    settle(c);
+    for (uint64_t k = 0; k < 100; k++) {
+        put_range(c, HOT + k, 1);
+        put_range(c, HOT + k, 1);                     /* a use */
+        cr_assert_eq(get_u64(c, HOT + k, &v), PC_OK); /* a second */
+        put_range(c, COLD + k, 1);
+        put_range(c, COLD + k, 1); /* one use only */
+    }
+    put_range(c, SCAN, 5 * CAP);
+    cr_assert_eq(present(c, HOT, 100), 100);
+    cr_assert_eq(present(c, COLD, 100), 0);
+    pc_destroy(c);
+}
+
+#define RET 500000u  /* keys back from MAIN's ghost, to shrink SMALL */
+#define MC2 600000u  /* keys that enter MAIN on their second miss */
+#define LATE 700000u /* keys that return to a MAIN whose victim has as many */
+#define ONCE 800000u
+
+/* "unless, while cs < 3% of cap (...), its miss count is not above that of
+ * MAIN's next victim (TinyLFU's admission test ...)" (src/frequency.c).
+ * SMALL's target is driven to its minimum by keys MAIN let go coming back
+ * soon; keys SMALL evicted long ago come back (miss count 2) and enter
+ * MAIN past victims with a count of 1; every other entry is read, so that
+ * MAIN's hand stops at one of them; then keys with a miss count of 2 too
+ * come back and stay on probation, where a scan takes them. */
+Test(frequency_policy, the_admission_filter_keeps_equal_miss_counts_out_of_main)
+{
+    pc_cache *c = frequency_cache();
+    uint64_t v;
+
+    put_range(c, BASE, CAP);
+    evict_from_main(c, HOT, 200);
+    put_range(c, BASE + 150, 100); /* recent MAIN ghost hits: SMALL shrinks */
+    put_range(c, MC2, 20);
+    put_range(c, ONCE, 300); /* MC2 leaves SMALL, long ago */
+    put_range(c, MC2, 20);   /* miss count 2 > MAIN's victim's: to MAIN */
+    for (uint64_t k = 0; k < CAP; k++) /* all but MC2 (misses: no uses) */
+        (void)get_u64(c, BASE + k, &v);
+    for (uint64_t k = 0; k < 200; k++)
+        (void)get_u64(c, HOT + k, &v);
+    put_range(c, LATE, 20);
+    put_range(c, ONCE + 300, 300); /* LATE leaves SMALL, long ago */
+    put_range(c, LATE, 20);        /* miss count 2, not above MC2's: SMALL */
+    put_range(c, SCAN, 5 * CAP);
+    cr_assert_eq(present(c, LATE, 20), 0,
+                 "keys whose miss count was not above MAIN's next victim's "
+                 "entered MAIN");
+    cr_assert_eq(pc_len(c), CAP);
+    pc_destroy(c);
+}
