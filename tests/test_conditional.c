@@ -163,3 +163,52 @@ Test(conditional, if_present_of_an_absent_key_is_notfound_short_of_memory)
     cr_assert_eq(pc_len(c), 2000);
     pc_destroy(c);
 }
+
+/* pc_put_ex: "PC_EXISTS (PC_PUT_IF_ABSENT, key present) or PC_NOTFOUND
+ * (PC_PUT_IF_PRESENT, key absent), nothing changed": a refused put is not
+ * a use, so it changes no eviction order. Two caches see the same writes
+ * and reads, one of them also refused puts; the same keys survive the
+ * evictions that follow (a mutation under which lru's PC_EXISTS promoted
+ * the key passed every suite). */
+static pc_cache *order_cache(void)
+{
+    pc_options o = test_opts(64);
+
+    o.shards = 1;
+    o.hash_seed = 12345;
+    return make_cache_opts(&o);
+}
+
+Test(conditional, a_refused_put_changes_no_eviction_order)
+{
+    pc_cache *a = order_cache(), *b = order_cache();
+
+    for (uint64_t k = 0; k < 64; k++) {
+        put_u64(a, k, k);
+        put_u64(b, k, k);
+    }
+    for (uint64_t k = 32; k < 64; k++) { /* the newer half: used */
+        cr_assert_eq(get_u64(a, k, NULL), PC_OK);
+        cr_assert_eq(get_u64(b, k, NULL), PC_OK);
+    }
+    for (uint64_t k = 0; k < 32; k++) { /* the older half: refused twice */
+        for (int i = 0; i < 2; i++) {
+            cr_assert_eq(put_flags(b, k, 0, PC_PUT_IF_ABSENT), PC_EXISTS);
+            cr_assert_eq(put_flags(b, 1000 + k, 0, PC_PUT_IF_PRESENT),
+                         PC_NOTFOUND);
+        }
+    }
+    for (uint64_t k = 100; k < 132; k++) { /* 32 evictions each */
+        put_u64(a, k, k);
+        put_u64(b, k, k);
+    }
+    for (uint64_t k = 0; k < 132; k++) {
+        cr_assert_eq(get_u64(b, k, NULL), get_u64(a, k, NULL),
+                     "key %lu: the refused puts changed what was evicted",
+                     (unsigned long)k);
+    }
+    cr_assert_eq(pc_len(a), 64);
+    cr_assert_eq(pc_len(b), 64);
+    pc_destroy(a);
+    pc_destroy(b);
+}

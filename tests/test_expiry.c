@@ -543,6 +543,131 @@ Test(expiry, conditional_puts_and_deletes_see_an_expired_entry_as_absent)
     pc_destroy(c);
 }
 
+/* pc_put_args.ttl_ms applies to conditional puts as to any: "the entry is
+ * visible strictly before now + ttl (args->ttl_ms, else the cache's
+ * ttl_ms; none if both are 0 or args->ttl_ms is PC_TTL_NEVER)" (a mutation
+ * that gave conditional puts the cache's default passed every suite). */
+Test(expiry, conditional_puts_take_their_own_ttl)
+{
+    pc_cache *never = make_timed(10, 0), *timed = make_timed(10, 10);
+    pc_put_args absent5 = {.ttl_ms = 5, .flags = PC_PUT_IF_ABSENT};
+    pc_put_args present5 = {.ttl_ms = 5, .flags = PC_PUT_IF_PRESENT};
+    pc_put_args absent_never = {.ttl_ms = PC_TTL_NEVER,
+                                .flags = PC_PUT_IF_ABSENT};
+    pc_put_args present_never = {.ttl_ms = PC_TTL_NEVER,
+                                 .flags = PC_PUT_IF_PRESENT};
+    uint64_t v = 7;
+
+    cr_assert_eq(pc_put_ex(never, &(uint64_t){1}, 8, &v, 8, &absent5), PC_OK);
+    put_u64(never, 2, 2);
+    cr_assert_eq(pc_put_ex(never, &(uint64_t){2}, 8, &v, 8, &present5), PC_OK);
+    cr_assert_eq(pc_put_ex(timed, &(uint64_t){1}, 8, &v, 8, &absent_never),
+                 PC_OK);
+    put_u64(timed, 2, 2);
+    cr_assert_eq(pc_put_ex(timed, &(uint64_t){2}, 8, &v, 8, &present_never),
+                 PC_OK);
+    test_advance(4);
+    cr_assert_eq(get_u64(never, 1, NULL), PC_OK);
+    cr_assert_eq(get_u64(never, 2, NULL), PC_OK);
+    test_advance(1);
+    cr_assert_eq(get_u64(never, 1, NULL), PC_NOTFOUND, "IF_ABSENT's ttl");
+    cr_assert_eq(get_u64(never, 2, NULL), PC_NOTFOUND, "IF_PRESENT's ttl");
+    test_advance(100);
+    cr_assert_eq(get_u64(timed, 1, NULL), PC_OK, "IF_ABSENT's PC_TTL_NEVER");
+    cr_assert_eq(get_u64(timed, 2, NULL), PC_OK, "IF_PRESENT's PC_TTL_NEVER");
+    cr_assert_eq(pc_expire(never), 2);
+    cr_assert_eq(pc_expire(timed), 0);
+    pc_destroy(never);
+    pc_destroy(timed);
+}
+
+/* A listener for the tests below: counts each cause. */
+static void count_causes(void *ctx, const void *key, size_t klen,
+                         const void *val, size_t vlen, pc_removal_cause cause)
+{
+    size_t *by_cause = ctx;
+
+    (void)key, (void)klen, (void)val, (void)vlen;
+    if (cause >= PC_REMOVED_EVICTED && cause <= PC_REMOVED_CLEARED)
+        by_cause[cause]++;
+}
+
+static pc_cache *make_timed_listened(size_t cap, uint64_t ttl_ms,
+                                     size_t *by_cause)
+{
+    pc_options o = test_opts(cap);
+
+    o.ttl_ms = ttl_ms;
+    o.now_ms = test_now;
+    o.shards = 1;
+    o.on_removal = count_causes;
+    o.removal_ctx = by_cause;
+    return make_cache_opts(&o);
+}
+
+/* pc_put_ex: "A put that finds the key's entry expired removes it even if
+ * PC_PUT_IF_PRESENT then refuses the put (PC_NOTFOUND): the key was absent
+ * either way, but pc_len, pc_bytes, the expirations count and the listener
+ * (PC_REMOVED_EXPIRED) see the removal." (Mutations that left the expired
+ * entry in place, clock and frequency, or reported it as deleted, lru,
+ * passed every suite.) */
+Test(expiry, a_refused_put_removes_the_keys_expired_entry_and_says_so)
+{
+    size_t by_cause[PC_REMOVED_CLEARED + 1] = {0};
+    pc_cache *c = make_timed_listened(10, 10, by_cause);
+    pc_put_args present = {.flags = PC_PUT_IF_PRESENT};
+    uint64_t k = 1, v = 2;
+    pc_stats s;
+
+    put_u64(c, 1, 1);
+    put_u64(c, 2, 2); /* never expires: PC_TTL_NEVER below */
+    cr_assert_eq(pc_put_ex(c, &(uint64_t){2}, 8, &v, 8,
+                           &(pc_put_args){.ttl_ms = PC_TTL_NEVER}),
+                 PC_OK);
+    cr_assert_eq(by_cause[PC_REMOVED_REPLACED], 1);
+    test_advance(10);
+    cr_assert_eq(pc_put_ex(c, &k, 8, &v, 8, &present), PC_NOTFOUND);
+    cr_assert_eq(pc_len(c), 1, "the refused put left the expired entry");
+    cr_assert_eq(pc_bytes(c), 16);
+    cr_assert_eq(by_cause[PC_REMOVED_EXPIRED], 1, "not reported as expired");
+    cr_assert_eq(by_cause[PC_REMOVED_DELETED], 0);
+    cr_assert_eq(by_cause[PC_REMOVED_EVICTED], 0);
+    assert_removed(c, 1, 0, "after the refused put");
+    cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+    cr_assert_eq(s.deletes, 0);
+    cr_assert_eq(s.puts, 3, "a refused put stored nothing");
+    cr_assert_eq(pc_expire(c), 0, "nothing left to expire");
+    pc_destroy(c);
+}
+
+/* pc_stats.deletes counts "successful pc_delete calls", and pc_delete of
+ * an expired entry reports it "as PC_REMOVED_EXPIRED, and then it was not
+ * present: PC_NOTFOUND": an expiration, not a delete (a mutation that
+ * counted it as a delete, clock and frequency, passed every suite). */
+Test(expiry, deleting_an_expired_entry_counts_an_expiration_not_a_delete)
+{
+    size_t by_cause[PC_REMOVED_CLEARED + 1] = {0};
+    pc_cache *c = make_timed_listened(10, 10, by_cause);
+    uint64_t k = 1;
+    pc_stats s;
+
+    put_u64(c, 1, 1);
+    test_advance(10);
+    cr_assert_eq(pc_delete(c, &k, 8), PC_NOTFOUND);
+    cr_assert_eq(pc_len(c), 0);
+    cr_assert_eq(by_cause[PC_REMOVED_EXPIRED], 1);
+    cr_assert_eq(by_cause[PC_REMOVED_DELETED], 0);
+    cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+    cr_assert_eq(s.deletes, 0, "%lu deletes", (unsigned long)s.deletes);
+    cr_assert_eq(s.expirations, 1);
+    put_u64(c, 1, 1);
+    cr_assert_eq(pc_delete(c, &k, 8), PC_OK);
+    cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+    cr_assert_eq(s.deletes, 1);
+    cr_assert_eq(by_cause[PC_REMOVED_DELETED], 1);
+    pc_destroy(c);
+}
+
 /* entry.h's layouts: an expiry time within 2^37 ms after the cache's
  * origin is near (kept in the header: the entry is no larger than one that
  * never expires), any other is far (8 bytes after the header); both read

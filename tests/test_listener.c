@@ -163,6 +163,66 @@ Test(listener, a_listener_that_puts_neither_deadlocks_nor_recurses)
     pc_destroy(l.c);
 }
 
+/* A listener that writes to its own cache with other causes than
+ * eviction: on key 1's eviction it replaces key 100, and on that
+ * replacement's report it deletes key 101 and clears nothing else. */
+static void rewriting(void *ctx, const void *key, size_t klen, const void *val,
+                      size_t vlen, pc_removal_cause cause)
+{
+    struct log *l = ctx;
+    uint64_t k;
+
+    record(ctx, key, klen, val, vlen, cause);
+    memcpy(&k, key, 8);
+    if (k == 1 && cause == PC_REMOVED_EVICTED)
+        cr_assert_eq(put_u64(l->c, 100, 1001), PC_OK);
+    else if (k == 100 && cause == PC_REMOVED_REPLACED)
+        cr_assert_eq(pc_delete(l->c, &(uint64_t){101}, 8), PC_OK);
+}
+
+/* pc_removal_fn: called "for every cause above" and PC_REMOVED_REPLACED /
+ * PC_REMOVED_DELETED name "a put of the same key replaced its value" /
+ * "pc_delete": the removals a listener's own writes cause, reported "after
+ * this call returns, in a loop", keep their causes and values (a mutation
+ * that reported the first of them, queued while the loop had nothing left,
+ * as an eviction passed every suite). */
+Test(listener, a_listeners_own_writes_are_reported_with_their_causes)
+{
+    struct log l;
+    pc_options o = test_opts(3);
+
+    memset(&l, 0, sizeof l);
+    l.thread = pthread_self();
+    o.on_removal = rewriting;
+    o.removal_ctx = &l;
+    o.shards = 1;
+    l.c = make_cache_opts(&o);
+    put_u64(l.c, 100, 1000);
+    put_u64(l.c, 101, 1010);
+    /* LRU: make 1 the least recently used; CLOCK: 100 and 101 referenced
+     * (frequency: used twice, past probation) so that 1 is the victim. */
+    put_u64(l.c, 1, 10);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(get_u64(l.c, 100, NULL), PC_OK);
+        cr_assert_eq(get_u64(l.c, 101, NULL), PC_OK);
+    }
+    put_u64(l.c, 2, 20); /* evicts 1 */
+    cr_assert_eq(l.n, 3, "%zu reports", l.n);
+    cr_assert_eq(l.ev[0].key, 1);
+    cr_assert_eq(l.ev[0].cause, PC_REMOVED_EVICTED);
+    cr_assert_eq(l.ev[0].val, 10);
+    cr_assert_eq(l.ev[1].key, 100);
+    cr_assert_eq(l.ev[1].cause, PC_REMOVED_REPLACED, "cause %d",
+                 (int)l.ev[1].cause);
+    cr_assert_eq(l.ev[1].val, 1000);
+    cr_assert_eq(l.ev[2].key, 101);
+    cr_assert_eq(l.ev[2].cause, PC_REMOVED_DELETED, "cause %d",
+                 (int)l.ev[2].cause);
+    cr_assert_eq(l.ev[2].val, 1010);
+    cr_assert_not(l.wrong_thread);
+    pc_destroy(l.c);
+}
+
 /* Concurrent writers: every entry that leaves is reported exactly once,
  * so puts of new keys = reports of evictions/deletes/... + what is left. */
 struct tally {

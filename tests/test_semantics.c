@@ -257,6 +257,25 @@ Test(semantics, erange_still_counts_as_a_use)
     pc_destroy(c);
 }
 
+/* pc_get: "If the value is longer than bufcap, returns PC_ERANGE ...; this
+ * still counts as a use", and pc_stats.hits counts the gets "that found the
+ * key": a too-small read is one hit, never a miss (a mutation that counted
+ * it as a miss passed every suite). */
+Test(semantics, erange_counts_a_hit_not_a_miss)
+{
+    pc_cache *c = make_cache(4);
+    pc_stats s;
+    size_t n;
+
+    put_u64(c, 1, 1);
+    cr_assert_eq(pc_get(c, &(uint64_t){1}, 8, NULL, 0, &n), PC_ERANGE);
+    cr_assert_eq(pc_get(c, &(uint64_t){1}, 8, (char[4]){0}, 4, &n), PC_ERANGE);
+    cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+    cr_assert_eq(s.hits, 2, "%lu hits", (unsigned long)s.hits);
+    cr_assert_eq(s.misses, 0, "%lu misses", (unsigned long)s.misses);
+    pc_destroy(c);
+}
+
 Test(semantics, vlen_may_be_null)
 {
     pc_cache *c = make_cache(2);
