@@ -70,10 +70,13 @@
  *               an internal lock, which the child inherits held, and a
  *               load in progress in another thread never completes there
  *               (a miss on its key would wait for ever). purecache
- *               registers its pthread_atfork handlers when it is loaded,
- *               so an application's handlers registered after that may
- *               call the caches (its prepare handlers run before
- *               purecache's, its child handlers after).
+ *               registers its pthread_atfork handlers when it is loaded
+ *               (shared: before the program's constructors; static:
+ *               from constructors of priority 101, before the program's
+ *               unprioritised ones), so an application's handlers
+ *               registered after that may call the caches (its prepare
+ *               handlers run before purecache's, its child handlers
+ *               after); handlers registered earlier must not.
  *
  * WHAT MAY WAIT ON WHAT
  *

@@ -217,7 +217,7 @@ typedef struct pc_redis_stats {
     uint64_t connects;      /* pooled connections established */
     uint64_t near_fills;    /* values stored in the near tier */
     uint64_t fills_dropped; /* fills discarded: an invalidation or flush
-                               came between their GET and their store */
+                               came between their start and their store */
     uint64_t invalidations; /* key names received from the server */
     uint64_t flushes;       /* whole near tier dropped (FLUSHALL, channel
                                lost, pooled connection lost; a channel

@@ -310,6 +310,11 @@ static void fork_child(void)
 {
     pthread_t self = pthread_self(); /* the forking thread's, here too */
 
+    /* A thread that was making the key (process_init) does not exist
+     * here: its init_lock would stay held for ever (not taken by the
+     * prepare handler: a thread holding it in pthread_atfork waits for
+     * fork's own lock). The child starts it afresh. */
+    pthread_mutex_init(&init_lock, NULL);
     for (struct pc__domain *d = live_domains; d != NULL; d = d->live_next) {
         for (struct pc__record *t = d->records; t != NULL; t = t->next)
             if (t->in_use && !pthread_equal(t->owner, self)) {
@@ -322,7 +327,7 @@ static void fork_child(void)
 }
 
 /* The fork handlers are registered when the library is loaded, before an
- * application's own handlers (normally): prepare handlers run in the
+ * application's own handlers: prepare handlers run in the
  * reverse order of registration and child handlers in order, so an
  * application handler registered later may call any cache from its
  * prepare handler (ours has not yet taken the locks) and in its child
@@ -330,7 +335,12 @@ static void fork_child(void)
  * Registered with the first cache instead, ours ran first and an
  * application prepare handler's pc_stats_get waited for ever on the
  * registry lock ours held (helper-71's reproducer: fork() never returned).
- * If registration fails here (no memory), the first domain retries it. */
+ * Shared, the library's constructors run before the program's; linked
+ * statically, they run before the program's unprioritised constructors
+ * (and those of priority above PC__CTOR_PRIORITY), as the linker orders
+ * them (helper-77: an application constructor's handler, registered
+ * first, hung fork() that way before the priority). If registration
+ * fails here (no memory), the first domain retries it. */
 static void register_atfork(void)
 {
     pthread_mutex_lock(&init_lock);
@@ -339,7 +349,7 @@ static void register_atfork(void)
     pthread_mutex_unlock(&init_lock);
 }
 
-__attribute__((constructor)) static void domain_load(void)
+__attribute__((constructor(PC__CTOR_PRIORITY))) static void domain_load(void)
 {
     register_atfork();
 }

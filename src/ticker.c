@@ -17,6 +17,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "util.h"
+
 struct pc__ticker_clock pc__ticker_clock = {.vis = UINT64_MAX};
 
 #ifdef PC_DEBUG
@@ -179,7 +181,7 @@ static void fork_child(void)
  * same way; the two take no lock of each other's). */
 static bool atfork_ok;
 
-__attribute__((constructor)) static void ticker_load(void)
+__attribute__((constructor(PC__CTOR_PRIORITY))) static void ticker_load(void)
 {
     atfork_ok = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
 }

@@ -14,6 +14,10 @@
  *    yet race-free for readers (and for TSan).
  *  - pc__copy_out: the pc_get contract for copying a value into a caller's
  *    buffer, used by the read path, single flight and get-or-load alike.
+ *  - PC__CTOR_PRIORITY: the priority of the library's constructors (they
+ *    register its fork handlers, domain.c and ticker.c): the first that
+ *    applications may use, so that in a static link they run before the
+ *    program's own (unprioritised ones run after every prioritised one).
  */
 #ifndef PC_UTIL_H
 #define PC_UTIL_H
@@ -23,6 +27,8 @@
 #include <string.h>
 
 #include "purecache.h"
+
+#define PC__CTOR_PRIORITY 101
 
 #define PC__CONTAINER_OF(ptr, type, member)                                    \
     ((type *)((char *)(ptr)-offsetof(type, member)))

@@ -8,8 +8,10 @@
  * through one process-wide pthread key (domain.h): creating caches never
  * consumes the application's keys, and nothing limits how many exist.
  */
-#define _GNU_SOURCE /* pthread_timedjoin_np (review-domain) */
+#define _GNU_SOURCE /* pthread_timedjoin_np, RTLD_NEXT */
 #include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <signal.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdio.h>
@@ -374,3 +376,128 @@ Test(domain, application_fork_handlers_may_call_the_cache, .timeout = 60)
     cr_assert_eq(get1(atfork_cache, "t"), 'w');
     pc_destroy(atfork_cache);
 }
+
+/* The same from a handler the program registers in a constructor of its
+ * own (unprioritised). The suites link the library statically, where the
+ * linker runs the program's objects' constructors in input order, the
+ * program's first: the library's register its handlers from constructors
+ * of priority 101, which run before every unprioritised one. Without the
+ * priority the program's handler was registered first, its prepare ran
+ * after purecache's, and fork() hung (helper-77's reproducer). */
+static pc_cache *ctor_cache;
+
+static void ctor_prepare(void)
+{
+    pc_stats s;
+
+    if (ctor_cache != NULL)
+        (void)pc_stats_get(ctor_cache, &s);
+}
+
+__attribute__((constructor)) static void register_ctor_prepare(void)
+{
+    (void)pthread_atfork(ctor_prepare, NULL, NULL);
+}
+
+static void *fork_and_reap_plain(void *p)
+{
+    int *status = p;
+    pid_t pid = fork();
+
+    if (pid == 0)
+        _exit(0);
+    if (pid > 0 && waitpid(pid, status, 0) != pid)
+        *status = -1;
+    return NULL;
+}
+
+Test(domain, a_programs_constructor_fork_handler_may_call_the_cache,
+     .timeout = 60)
+{
+    pthread_t th;
+    struct timespec ts;
+    int status = -1;
+
+    ctor_cache = make_cache(16);
+    cr_assert_eq(pthread_create(&th, NULL, fork_and_reap_plain, &status), 0);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 20; /* a deadlock breaker, not a timing target */
+    cr_assert_eq(pthread_timedjoin_np(th, NULL, &ts), 0,
+                 "fork() hung: a handler the program registered in a "
+                 "constructor ran after purecache's prepare handler");
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    pc_destroy(ctor_cache);
+    ctor_cache = NULL;
+}
+
+#ifndef PC_TSAN_CRITERION_SHIM_H /* (interposes a libc call TSan wraps) */
+/* A fork() while another thread makes the process's key (the library's
+ * first cache, init_lock held) must not leave the child's first pc_create
+ * waiting for ever on an init_lock no thread there will release (the
+ * child handler starts it afresh; pthread_once, before, was fork-safe in
+ * glibc). pthread_key_create is interposed to fork from another thread
+ * just there; the child's pc_create runs under a 10 s alarm, a deadlock
+ * breaker. Criterion runs each test in its own process: this one makes
+ * the first cache. (helper-77's reproducer.) */
+static sem_t key_go, key_done;
+static int key_armed, key_calls, key_child_status = -1;
+
+int pthread_key_create(pthread_key_t *k, void (*dtor)(void *))
+{
+    int (*real)(pthread_key_t *, void (*)(void *)) =
+        (int (*)(pthread_key_t *, void (*)(void *)))dlsym(RTLD_NEXT,
+                                                          "pthread_key_create");
+
+    if (__atomic_load_n(&key_armed, __ATOMIC_ACQUIRE) &&
+        __atomic_fetch_add(&key_calls, 1, __ATOMIC_RELAXED) == 0) {
+        sem_post(&key_go);
+        while (sem_wait(&key_done) != 0)
+            ;
+    }
+    return real(k, dtor);
+}
+
+static void *fork_at_key_creation(void *p)
+{
+    pid_t pid;
+
+    (void)p;
+    while (sem_wait(&key_go) != 0)
+        ;
+    pid = fork();
+    if (pid == 0) {
+        pc_options o = test_opts(16);
+        pc_cache *c;
+
+        alarm(10);
+        _exit(pc_create(&o, &c) == PC_OK ? 0 : 2);
+    }
+    if (pid > 0)
+        waitpid(pid, &key_child_status, 0);
+    sem_post(&key_done);
+    return NULL;
+}
+
+Test(domain, a_fork_while_the_key_is_made_leaves_the_child_able_to_create,
+     .timeout = 60)
+{
+    pthread_t th;
+    pc_options o = test_opts(16);
+    pc_cache *c = NULL;
+
+    sem_init(&key_go, 0, 0);
+    sem_init(&key_done, 0, 0);
+    cr_assert_eq(pthread_create(&th, NULL, fork_at_key_creation, NULL), 0);
+    __atomic_store_n(&key_armed, 1, __ATOMIC_RELEASE);
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    __atomic_store_n(&key_armed, 0, __ATOMIC_RELEASE);
+    cr_assert_gt(key_calls, 0, "the library made no key: nothing tested");
+    pthread_join(th, NULL);
+    cr_assert(!(WIFSIGNALED(key_child_status) &&
+                WTERMSIG(key_child_status) == SIGALRM),
+              "the child's pc_create hung on the inherited init_lock");
+    cr_assert(WIFEXITED(key_child_status) && WEXITSTATUS(key_child_status) == 0,
+              "child status %d", key_child_status);
+    pc_destroy(c);
+}
+#endif

@@ -6,8 +6,6 @@
  * time: shrinking evicts before returning, growing takes effect at once.
  */
 #include <criterion/criterion.h>
-#include <stdio.h>
-#include <sys/syscall.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -410,38 +408,17 @@ static void *set_big_bound(void *p)
 {
     struct lowering *l = p;
 
-    __atomic_store_n(&l->tid, (long)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    __atomic_store_n(&l->tid, test_gettid(), __ATOMIC_RELEASE);
     cr_assert_eq(pc_set_max_bytes(l->c, 1u << 20), PC_OK);
     __atomic_store_n(&l->done, 1, __ATOMIC_RELEASE);
     return NULL;
-}
-
-/* Wait until thread tid of this process sleeps in the kernel (state S:
- * blocked on a lock, past its spinning); a 10 s deadlock breaker. */
-static void wait_blocked(long tid)
-{
-    char path[64], buf[256], *st;
-
-    snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
-    for (int i = 0; i < 10000; i++) {
-        FILE *f = fopen(path, "r");
-        size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
-
-        if (f != NULL)
-            fclose(f);
-        buf[n] = 0;
-        st = strrchr(buf, ')'); /* "pid (comm) S ..." */
-        if (st != NULL && st[1] == ' ' && st[2] == 'S')
-            return;
-        usleep(1000);
-    }
-    cr_assert_fail("thread %ld never blocked", tid);
 }
 
 /* A thread's put of `key` (1 as its value) into `c`, which must succeed. */
 struct one_put {
     pc_cache *c;
     uint64_t key;
+    int done; /* atomic */
 };
 
 static void *put_one(void *p)
@@ -449,6 +426,7 @@ static void *put_one(void *p)
     struct one_put *op = p;
 
     cr_assert_eq(put_u64(op->c, op->key, 1), PC_OK);
+    __atomic_store_n(&op->done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -458,7 +436,7 @@ Test(limits, setting_a_roomy_bound_evicts_nothing_while_it_settles)
     struct lowering l = {NULL, true, 0, 0};
     struct pc__hash_seed seed;
     pthread_t putter, setter, p0;
-    struct one_put p0_put;
+    struct one_put p0_put = {0};
     int kept = 0;
 
     o.shards = 4;
@@ -488,10 +466,15 @@ Test(limits, setting_a_roomy_bound_evicts_nothing_while_it_settles)
                    &l); /* settles shard 0, waits */
     while (__atomic_load_n(&l.tid, __ATOMIC_ACQUIRE) == 0)
         sched_yield();
-    wait_blocked(l.tid); /* on shard 1's lock */
+    cr_assert(test_thread_blocked(l.tid, 10000), "the setter never blocked");
+    /* (on shard 1's lock) */
     p0_put.c = l.c;
     pthread_create(&p0, NULL, put_one, &p0_put); /* a put into shard 0 */
-    usleep(50000);
+    /* It goes ahead while the setter waits (a deadlock breaker of 10 s:
+     * were it to wait for the setter, the release below lets it go). */
+    for (int i = 0;
+         i < 10000 && !__atomic_load_n(&p0_put.done, __ATOMIC_ACQUIRE); i++)
+        usleep(1000);
     __atomic_store_n(&budget_stall.release, 1, __ATOMIC_RELEASE);
     pthread_join(putter, NULL);
     pthread_join(setter, NULL);

@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "purecache_redis.h"
+#include "testthread.h"
 #include "redis/backend.h" /* src/: the pool's slots (a fill held back) */
 #include "redis/near.h"    /* src/: the fill protocol, driven step by step */
 #include "redis/server.h"
@@ -1709,12 +1710,14 @@ struct oldfill_get {
     const char *k;
     pc_status st;
     char buf[256];
+    long tid; /* atomic: set once the thread runs */
 };
 
 static void *oldfill_get_main(void *p)
 {
     struct oldfill_get *g = p;
 
+    __atomic_store_n(&g->tid, test_gettid(), __ATOMIC_RELEASE);
     g->st = get_s(g->be, g->k, g->buf);
     return NULL;
 }
@@ -1736,7 +1739,7 @@ Test(redis, an_old_sessions_fill_does_not_repoint_a_new_sessions_tracking,
     struct sigaction sa = {0};
     redisContext *x;
     char buf[256];
-    uint64_t t0;
+    uint64_t t0, dropped;
     int stale = 1;
 
 #ifdef PC_TSAN_CRITERION_SHIM_H
@@ -1758,7 +1761,7 @@ Test(redis, an_old_sessions_fill_does_not_repoint_a_new_sessions_tracking,
     o.port = ntohs(a.sin_port);
     o.near_capacity = 64;
     o.connections = 1;
-    o.timeout_ms = 3000;
+    o.timeout_ms = 6000;
     cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
     cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK);
     cr_assert_eq(f.nconn, 1, "the subscriber is the relay's first");
@@ -1768,23 +1771,27 @@ Test(redis, an_old_sessions_fill_does_not_repoint_a_new_sessions_tracking,
     cr_assert_eq(put_s(&be, "x", "xv"), PC_OK);
 
     /* Session 1's subscriber path stalls just after it heard something:
-     * the session ends 1 s + timeout_ms (3 s) later, about t0 + 4 s. */
+     * the session ends 1 s + timeout_ms (6 s) later, about t0 + 7 s. */
     freeReplyObject(ext(x, "PUBLISH %s %s", "__redis__:invalidate", "zz"));
     usleep(20000);
     __atomic_store_n(&f.frozen, 1, __ATOMIC_RELEASE);
     t0 = now_ns();
     /* The slot is busy (as under contention) when X's fill of "x" begins,
      * in session 1 but late enough that its wait (timeout_ms) outlasts
-     * the session: t0 + 2 s, waiting to about t0 + 5 s. */
+     * the session: t0 + 3.5 s, waiting to about t0 + 9.5 s (margins of
+     * 2.5 s and more either side for a loaded machine). */
     pthread_mutex_lock(&r->slots[0].mu);
-    while (now_ns() - t0 < 2000000000ull)
+    while (now_ns() - t0 < 3500000000ull)
         usleep(1000);
     pc_redis_stats_get(&be, &st);
     cr_assert(st.sessions == 1 && st.near_active, "session 1 ended early");
     gx.be = &be;
     gx.k = "x";
     pthread_create(&tx, NULL, oldfill_get_main, &gx);
-    usleep(50000);
+    while (__atomic_load_n(&gx.tid, __ATOMIC_ACQUIRE) == 0)
+        usleep(1000);
+    cr_assert(test_thread_blocked(gx.tid, 10000),
+              "X never came to wait for the slot");
     pc_redis_stats_get(&be, &st);
     cr_assert(st.sessions == 1 && st.near_active,
               "X's fill must begin in session 1");
@@ -1805,10 +1812,16 @@ Test(redis, an_old_sessions_fill_does_not_repoint_a_new_sessions_tracking,
     pthread_join(ty, NULL);
     cr_assert_eq(gy.st, PC_OK);
     cr_assert(near_has(&be, "y"), "Y's fill stored y: the premise");
-    /* X goes on, with its session-1 fill. */
+    /* X goes on, with its session-1 fill, which stores nothing. */
+    pc_redis_stats_get(&be, &st);
+    dropped = st.fills_dropped;
     sem_post(&oldfill_gate);
     pthread_join(tx, NULL);
     cr_assert_eq(gx.st, PC_OK, "X: %d", gx.st);
+    cr_assert_str_eq(gx.buf, "xv");
+    pc_redis_stats_get(&be, &st);
+    cr_assert_eq(st.fills_dropped, dropped + 1, "X's fill counted dropped");
+    cr_assert_not(near_has(&be, "x"), "X's session-1 fill stored x");
 
     /* Another client replaces y: its invalidation must reach session 2
      * (the wait is a bound for a loaded machine, not a timing target:

@@ -14,8 +14,10 @@
 #include <string.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "purecache.h"
+#include "testthread.h"
 
 /* The suite's policy: "clock" and "frequency" link the CLOCK build (the
  * latter asks for PC_POLICY_FREQUENCY in every pc_options it makes), "lru"

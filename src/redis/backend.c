@@ -34,6 +34,8 @@
 #define _GNU_SOURCE
 #include "backend.h"
 
+#include "../tsan.h" /* PC_TSAN: a ThreadSanitizer build (gcc or clang) */
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -77,7 +79,7 @@ static struct pc__redis_slot *slot_acquire(struct pc__redis *r,
     now = pc__redis_now_ns();
     if (now >= deadline_ns)
         return NULL;
-#if !defined(__SANITIZE_THREAD__)
+#ifndef PC_TSAN
     /* On the deadline's own clock: a wall clock stepped back would
      * stretch a CLOCK_REALTIME wait past timeout_ms. */
     abs.tv_sec = (time_t)(deadline_ns / 1000000000u);
@@ -85,9 +87,9 @@ static struct pc__redis_slot *slot_acquire(struct pc__redis *r,
     return pthread_mutex_clocklock(&s->mu, CLOCK_MONOTONIC, &abs) == 0 ? s
                                                                        : NULL;
 #else
-    /* GCC 12's ThreadSanitizer does not intercept pthread_mutex_clocklock
-     * (it would not see the lock taken): its builds wait on the wall
-     * clock. */
+    /* ThreadSanitizer (GCC 12's, clang 14's) does not intercept
+     * pthread_mutex_clocklock (it would not see the lock taken): its
+     * builds wait on the wall clock. */
     clock_gettime(CLOCK_REALTIME, &abs);
     abs.tv_sec += (time_t)((deadline_ns - now) / 1000000000u);
     abs.tv_nsec += (long)((deadline_ns - now) % 1000000000u);
@@ -156,8 +158,10 @@ static pc_status call(struct pc__redis *r, const struct pc__redis_cmds *q,
          * the newer session's too, to a client nobody reads (if it is
          * still connected: a stalled path), and those near copies would
          * never be invalidated (helper-73). States only grow. */
-        if (fill != NULL && fill->armed && s->track_state > fill->state)
+        if (fill != NULL && fill->armed && s->track_state > fill->state) {
             fill->armed = 0;
+            COUNT(&r->near->dropped); /* its session's end flushed */
+        }
         if (fill != NULL && fill->armed && r->tracking == PC_REDIS_TRACK_KEYS &&
             s->track_state != fill->state) {
             char id[24];
