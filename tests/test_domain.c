@@ -354,21 +354,29 @@ static void *fork_and_reap(void *p)
     return NULL;
 }
 
-Test(domain, application_fork_handlers_may_call_the_cache, .timeout = 60)
+/* Run fn (a fork and its reaping) on a thread of its own; whether it
+ * ended within 20 s (a deadlock breaker, not a timing target). */
+static bool forked_from_a_thread(void *(*fn)(void *), int *status)
 {
     pthread_t th;
     struct timespec ts;
+
+    cr_assert_eq(pthread_create(&th, NULL, fn, status), 0);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 20;
+    return pthread_timedjoin_np(th, NULL, &ts) == 0;
+}
+
+Test(domain, application_fork_handlers_may_call_the_cache, .timeout = 60)
+{
     int status = -1;
 
     cr_assert_eq(pthread_atfork(app_prepare, NULL, app_child), 0);
     atfork_cache = make_cache(16);
     cr_assert_eq(pc_put(atfork_cache, "k", 1, "v", 1), PC_OK);
-    cr_assert_eq(pthread_create(&th, NULL, fork_and_reap, &status), 0);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 20; /* a deadlock breaker, not a timing target */
-    cr_assert_eq(pthread_timedjoin_np(th, NULL, &ts), 0,
-                 "fork() hung: the application's prepare handler waits for "
-                 "a lock purecache's own prepare handler holds");
+    cr_assert(forked_from_a_thread(fork_and_reap, &status),
+              "fork() hung: the application's prepare handler waits for "
+              "a lock purecache's own prepare handler holds");
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "the child's handler read the key the prepare handler put "
               "(status %d)",
@@ -414,17 +422,12 @@ static void *fork_and_reap_plain(void *p)
 Test(domain, a_programs_constructor_fork_handler_may_call_the_cache,
      .timeout = 60)
 {
-    pthread_t th;
-    struct timespec ts;
     int status = -1;
 
     ctor_cache = make_cache(16);
-    cr_assert_eq(pthread_create(&th, NULL, fork_and_reap_plain, &status), 0);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 20; /* a deadlock breaker, not a timing target */
-    cr_assert_eq(pthread_timedjoin_np(th, NULL, &ts), 0,
-                 "fork() hung: a handler the program registered in a "
-                 "constructor ran after purecache's prepare handler");
+    cr_assert(forked_from_a_thread(fork_and_reap_plain, &status),
+              "fork() hung: a handler the program registered in a "
+              "constructor ran after purecache's prepare handler");
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     pc_destroy(ctor_cache);
     ctor_cache = NULL;
