@@ -44,9 +44,10 @@
  *
  * fork(). A pthread_atfork child handler (registered when the library
  * loads, so before the application's handlers, which may then call the
- * caches from theirs) releases, in every live domain, every record the forking thread does not
- * own: those threads do not exist in the child, and one that was inside a
- * read section would otherwise block every grace period there.
+ * caches from theirs) releases, in every live domain, every record the
+ * forking thread does not own: those threads do not exist in the child,
+ * and one that was inside a read section would otherwise block every
+ * grace period there. It also starts the key's init_lock afresh.
  * The prepare handler holds the live lock and every registry lock across
  * fork(), so the child sees no list half-changed (domain.c).
  *

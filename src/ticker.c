@@ -175,7 +175,7 @@ static void fork_child(void)
 }
 
 /* Registered when the library loads, before the application's handlers
- * (normally), so that an application prepare handler, which then runs
+ * (domain.c says how), so that an application prepare handler, which then runs
  * before ours, may put with a time to live, and its child handler, which
  * runs after ours, sees the ticker gone (domain.c registers its own the
  * same way; the two take no lock of each other's). */
