@@ -37,7 +37,13 @@
  *               other call on that cache. A thread is registered with a cache
  *               lazily on its first read (pc_get, pc_get_pinned, a
  *               get-or-load; no per-thread init), and released when the
- *               thread exits. A thread's first read of a cache may
+ *               thread exits (by a pthread key destructor; a read made
+ *               from another key's destructor in the system's last round
+ *               of destructors, PTHREAD_DESTRUCTOR_ITERATIONS, registers
+ *               the thread again too late to be released: its record is
+ *               not recycled until the cache is destroyed, and its table
+ *               of records, a few dozen bytes, is never freed). A
+ *               thread's first read of a cache may
  *               therefore allocate, and may fail with PC_ENOMEM (writes,
  *               deletes and the rest never register).
  *   Progress    "wait-free": finishes in a bounded number of its own steps.
