@@ -34,12 +34,12 @@
  * one way that moves only forward:
  *
  * fork(). The child has no ticker thread. A pthread_atfork child handler
- * (registered when the library loads) sets `vis` to UINT64_MAX, so every cache in the child reads
- * CLOCK_MONOTONIC_COARSE directly from then on (a later read of the same clock
- * than the last value the ticker stored: forward only), and the child never
- * starts a ticker again (a new one would move its caches back to a value read
- * up to a period late). The prepare handler holds the lifecycle lock across
- * fork() so the child never sees a start or stop half done.
+ * (registered when the library loads) sets `vis` to UINT64_MAX, so every cache
+ * in the child reads CLOCK_MONOTONIC_COARSE directly from then on (a later read
+ * of the same clock than the last value the ticker stored: forward only), and
+ * the child never starts a ticker again (a new one would move its caches back
+ * to a value read up to a period late). The prepare handler holds the lifecycle
+ * lock across fork() so the child never sees a start or stop half done.
  *
  * Concurrency. `vis` is UINT64_MAX while no ticker runs
  * (before the first start, after the last stop, in a forked child):
