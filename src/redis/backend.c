@@ -494,7 +494,11 @@ pc_status pc_redis_backend(const pc_redis_options *o, pc_backend *out)
         o->connections != 0 ? o->connections : PC_REDIS_DEFAULT_CONNECTIONS;
     r->tracking = o->tracking;
     r->ttl_ms = o->ttl_ms;
-    r->slots = calloc(r->nslots, sizeof *r->slots);
+    /* (Aligned as the type asks, a line each: calloc gives 16 bytes.) */
+    r->slots = aligned_alloc(_Alignof(struct pc__redis_slot),
+                             r->nslots * sizeof *r->slots);
+    if (r->slots != NULL)
+        memset(r->slots, 0, r->nslots * sizeof *r->slots);
     if (r->host == NULL || r->prefix == NULL || r->slots == NULL) {
         free(r->slots);
         r->slots = NULL;

@@ -99,12 +99,14 @@ pc_status pc__near_create(struct pc__near **out, size_t capacity,
                           const char *prefix, size_t plen)
 {
     pc_options o = {0};
-    struct pc__near *n = calloc(1, sizeof *n);
+    /* (Aligned as its stripes ask: calloc gives 16 bytes.) */
+    struct pc__near *n = aligned_alloc(_Alignof(struct pc__near), sizeof *n);
     pc_status st;
     unsigned i;
 
     if (n == NULL)
         return PC_ENOMEM;
+    memset(n, 0, sizeof *n);
     o.capacity = capacity;
     st = pc_create(&o, &n->cache);
     if (st != PC_OK) {
