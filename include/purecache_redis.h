@@ -6,9 +6,14 @@
  * pc_redis_backend() returns a pc_backend (include/purecache.h) over a
  * Redis server, spoken to through hiredis's protocol reader and command
  * formatter over the library's own sockets. It is safe from any number of
- * threads: requests take a connection from a pool (one mutex per
- * connection, never a global lock, never a lock held by a thread that is
- * not itself mid-request), and every request has a deadline.
+ * threads: requests take a connection from a pool (a connection is taken
+ * with one compare-and-swap; a pool-wide lock is taken only while every
+ * connection is busy, by the requests that wait and the releases that
+ * serve them; never a lock held by a thread that is not itself
+ * mid-request), and every request has a deadline. Requests that find
+ * every connection busy wait in arrival order, each for the first
+ * connection freed after those ahead of it are served, until its
+ * deadline.
  *
  * With near_capacity > 0 the backend is also a NEAR CACHE: reads are served
  * from an in-process purecache (nanoseconds) when the key is there, and

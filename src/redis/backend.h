@@ -6,15 +6,17 @@
 #define PC_REDIS_BACKEND_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "conn.h"
 #include "near.h"
 #include "purecache_redis.h"
 
-/* One pooled connection; everything in it is guarded by mu. */
+/* One pooled connection; everything in it belongs to the thread that
+ * took the slot (backend.c, POOL). */
 struct pc__redis_slot {
-    pthread_mutex_t mu;
+    int busy; /* atomic: 1 while a thread holds the slot */
     struct pc__redis_conn conn;
     /* Per-key mode: the near state (session) whose subscriber this
      * connection redirects its tracking to; 0 = tracking off. */
@@ -30,6 +32,15 @@ struct pc__redis {
     uint64_t ttl_ms;
     struct pc__near *near; /* NULL: no near tier */
     struct pc__redis_slot *slots;
+
+    /* Requests waiting for a slot when every one was busy (backend.c,
+     * POOL), in arrival order, under wait_mu; waiters counts them
+     * (atomic: a release with none takes no lock). */
+    pthread_mutex_t wait_mu;
+    pthread_condattr_t wait_attr; /* CLOCK_MONOTONIC */
+    struct pc__redis_waiter *wait_head, *wait_tail;
+    unsigned int waiters;
+    int wait_init; /* wait_mu and wait_attr were initialised */
 
     /* The subscriber thread (near tier only). */
     pthread_t sub_thread;
@@ -47,5 +58,18 @@ void pc__redis_subscriber_stop(struct pc__redis *r);
 /* backend.c: close a pooled connection (caller holds s->mu), flushing the
  * near tier if the server may have tracked keys through it. */
 void pc__redis_slot_drop(struct pc__redis *r, struct pc__redis_slot *s);
+
+/* backend.c: take slot s if it is free (true), without waiting; and
+ * release a slot taken, handing it to the request that has waited
+ * longest, if any. Every holder of a slot releases it through this. */
+bool pc__redis_slot_try(struct pc__redis_slot *s);
+void pc__redis_slot_release(struct pc__redis *r, struct pc__redis_slot *s);
+
+#ifdef PC_DEBUG
+/* Test hook (debug builds): if set, called by every fill (a get whose
+ * reply the near tier may store) after the fill began, before it takes a
+ * pooled connection; a test parks a thread there. */
+extern void (*pc__redis_debug_fill_hook)(void);
+#endif
 
 #endif

@@ -152,7 +152,7 @@ static void sweep_idle(struct pc__redis *r)
     for (unsigned i = 0; i < r->nslots; i++) {
         struct pc__redis_slot *s = &r->slots[i];
 
-        if (pthread_mutex_trylock(&s->mu) != 0)
+        if (!pc__redis_slot_try(s))
             continue; /* in use: its user will see any error */
         if (pc__redis_conn_is_open(&s->conn) && s->track_state != 0) {
             struct pollfd p = {.fd = s->conn.fd, .events = POLLIN | POLLRDHUP};
@@ -161,7 +161,7 @@ static void sweep_idle(struct pc__redis *r)
             if (poll(&p, 1, 0) != 0)
                 pc__redis_slot_drop(r, s);
         }
-        pthread_mutex_unlock(&s->mu);
+        pc__redis_slot_release(r, s);
     }
 }
 
