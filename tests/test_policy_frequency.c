@@ -277,3 +277,53 @@ Test(frequency_policy, the_admission_filter_keeps_equal_miss_counts_out_of_main)
     cr_assert_eq(pc_len(c), CAP);
     pc_destroy(c);
 }
+
+/* "take removes the first word whose fingerprint matches" (src/ghost.h): a
+ * ghost hit spends the key's word. 100 keys evicted from SMALL return (ghost
+ * hits, to MAIN), are deleted, and, once 100 other keys have taken their
+ * room, come back again, each evicting one: no word is left for them, so
+ * they go on probation, and a scan takes them. */
+Test(frequency_policy, a_ghost_hit_spends_the_keys_word)
+{
+    pc_cache *c = frequency_cache();
+
+    settle(c);
+    put_range(c, HOT, 100);
+    put_range(c, SCAN, 60); /* SMALL's 50 or so: the hot keys gone */
+    cr_assert_eq(present(c, HOT, 100), 0, "the hot keys were not evicted");
+    put_range(c, HOT, 100); /* ghost hits: to MAIN */
+    for (uint64_t k = HOT; k < HOT + 100; k++)
+        cr_assert_eq(pc_delete(c, &k, sizeof k), PC_OK);
+    put_range(c, COLD, 100); /* the room the deletes left */
+    cr_assert_eq(pc_len(c), CAP);
+    put_range(c, HOT, 100); /* each evicts one; no ghost word: SMALL */
+    put_range(c, SCAN + 60, 5 * CAP);
+    cr_assert_eq(present(c, HOT, 100), 0,
+                 "keys whose ghost word a hit had spent entered MAIN again");
+    cr_assert_eq(pc_len(c), CAP);
+    pc_destroy(c);
+}
+
+/* "SMALL's target grows by one if SMALL evicted it" (src/frequency.c, a
+ * recent ghost hit): 100 keys SMALL let go return soon, and SMALL, about
+ * 50 entries before, then holds more than 100 of the one-time keys that
+ * follow (MAIN, which they never reach, keeps the rest). */
+Test(frequency_policy, recent_returns_to_small_grow_its_target)
+{
+    pc_cache *c = frequency_cache();
+    size_t kept;
+
+    settle(c);
+    put_range(c, SCAN, 300);
+    kept = present(c, SCAN, 300);
+    cr_assert_lt(kept, 70, "SMALL held %zu of 300 one-time keys at first",
+                 kept);
+    put_range(c, HOT, 100);
+    put_range(c, SCAN + 300, 60); /* SMALL's 50 or so: the hot keys gone */
+    cr_assert_eq(present(c, HOT, 100), 0, "the hot keys were not evicted");
+    put_range(c, HOT, 100); /* recent ghost hits of SMALL's */
+    put_range(c, ONCE, 300);
+    kept = present(c, ONCE, 300);
+    cr_assert_gt(kept, 100, "SMALL held %zu of 300 one-time keys", kept);
+    pc_destroy(c);
+}
