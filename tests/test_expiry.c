@@ -1183,3 +1183,31 @@ Test(expiry, a_deleted_entry_leaves_no_hint_for_the_next_at_its_address)
     cr_assert_eq(pc_len(c), 0);
     pc_destroy(c);
 }
+
+/* After a rebuild of the expiry queue (here the trim of a lowered
+ * capacity, clock and frequency), the queue still knows the latest time an
+ * item is due (exq.h, max_at): a new key that takes the position of a
+ * deleted key whose item is due later is not covered by that item, and
+ * goes first once it expires. Key 3 never expires, key 1 expires at 100:
+ * alone in the one-chunk table the trim leaves; key 1 deleted, its
+ * position goes to key 2, which expires at 5, then key 4, which never
+ * expires (clock's hand stands at key 3, first in its ring and never
+ * read). At 5 a put takes key 2, not a live key. */
+Test(expiry, a_new_key_on_a_slot_whose_item_is_due_later_goes_first)
+{
+    pc_cache *c = make_timed(64, 0);
+
+    cr_assert_eq(put_ttl(c, 3, PC_TTL_NEVER), PC_OK);
+    cr_assert_eq(put_ttl(c, 1, 100), PC_OK);
+    cr_assert_eq(pc_set_capacity(c, 2), PC_OK); /* the queue rebuilt */
+    cr_assert_eq(pc_set_capacity(c, 3), PC_OK);
+    cr_assert_eq(pc_delete(c, &(uint64_t){1}, 8), PC_OK);
+    cr_assert_eq(put_ttl(c, 2, 5), PC_OK);
+    cr_assert_eq(put_ttl(c, 4, PC_TTL_NEVER), PC_OK);
+    test_advance(5);
+    cr_assert_eq(put_ttl(c, 5, PC_TTL_NEVER), PC_OK);
+    assert_removed(c, 1, 0, "at 5: the expired key 2 was not first");
+    cr_assert_eq(get_u64(c, 3, NULL), PC_OK);
+    cr_assert_eq(get_u64(c, 4, NULL), PC_OK);
+    pc_destroy(c);
+}
