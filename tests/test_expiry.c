@@ -1211,3 +1211,25 @@ Test(expiry, a_new_key_on_a_slot_whose_item_is_due_later_goes_first)
     cr_assert_eq(get_u64(c, 4, NULL), PC_OK);
     pc_destroy(c);
 }
+
+/* The queue keeps its order as items leave (clock and frequency: exq.c's
+ * heap; lru: its own): keys expiring at 10, 20 and 30, and one that never
+ * expires, first in clock's ring and never read; at 10 a put takes the
+ * first, and at 20 the next put takes the second, not a live key. */
+Test(expiry, expired_entries_go_first_in_turn_as_the_queue_empties)
+{
+    pc_cache *c = make_timed(4, 0);
+
+    cr_assert_eq(put_ttl(c, 4, PC_TTL_NEVER), PC_OK);
+    for (uint64_t k = 1; k <= 3; k++)
+        cr_assert_eq(put_ttl(c, k, 10 * k), PC_OK);
+    test_advance(10);
+    cr_assert_eq(put_ttl(c, 5, PC_TTL_NEVER), PC_OK);
+    assert_removed(c, 1, 0, "at 10: key 1 was not taken first");
+    test_advance(10);
+    cr_assert_eq(put_ttl(c, 6, PC_TTL_NEVER), PC_OK);
+    assert_removed(c, 2, 0, "at 20: key 2 was not taken first");
+    cr_assert_eq(get_u64(c, 3, NULL), PC_OK);
+    cr_assert_eq(get_u64(c, 4, NULL), PC_OK);
+    pc_destroy(c);
+}
