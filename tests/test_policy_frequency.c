@@ -327,3 +327,49 @@ Test(frequency_policy, recent_returns_to_small_grow_its_target)
     cr_assert_gt(kept, 100, "SMALL held %zu of 300 one-time keys", kept);
     pc_destroy(c);
 }
+
+/* "victim() remembered it in the ghost: it is not gone after all"
+ * (src/frequency.c, keep): a key replaced by a larger value while it is
+ * SMALL's next victim, under a byte bound, is offered as a victim, kept,
+ * and its ghost word taken back. Deleted, and back once other keys have
+ * taken its room, it is a new key the ghost does not hold: on probation,
+ * where a scan takes it. */
+Test(frequency_policy, a_kept_victim_leaves_no_ghost_word)
+{
+    pc_options o = test_opts(CAP);
+    pc_cache *c = NULL;
+    uint64_t k, v, big[2] = {1, 2};
+    pc_stats st;
+    uint64_t evicted;
+
+    o.shards = 1;
+    o.hash_seed = 0x5eed;
+    o.max_bytes = CAP * 16;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    settle(c);
+    /* SMALL's oldest key: the first one-time key still present. */
+    for (k = FILLER; get_u64(c, k, &v) != PC_OK; k++)
+        cr_assert_lt(k, FILLER + 2 * CAP);
+    cr_assert_eq(pc_stats_get(c, &st), PC_OK);
+    evicted = st.evictions;
+    cr_assert_eq(pc_put(c, &k, sizeof k, big, sizeof big), PC_OK);
+    cr_assert_eq(pc_stats_get(c, &st), PC_OK);
+    cr_assert_eq(st.evictions, evicted + 1, "the larger value evicted %lu",
+                 (unsigned long)(st.evictions - evicted));
+    cr_assert_eq(pc_delete(c, &k, sizeof k), PC_OK);
+    for (uint64_t j = COLD;; j++) { /* the room the delete left */
+        evicted = st.evictions;
+        put_range(c, j, 1);
+        cr_assert_eq(pc_stats_get(c, &st), PC_OK);
+        if (st.evictions != evicted)
+            break;
+    }
+    evicted = st.evictions;
+    cr_assert_eq(put_u64(c, k, k * 3 + 1), PC_OK);
+    cr_assert_eq(pc_stats_get(c, &st), PC_OK);
+    cr_assert_eq(st.evictions, evicted + 1, "the key's return evicted none");
+    put_range(c, SCAN, 5 * CAP);
+    cr_assert_eq(present(c, k, 1), 0,
+                 "a kept key's ghost word sent it back to MAIN");
+    pc_destroy(c);
+}
