@@ -155,3 +155,44 @@ Test(hash_flood, a_cache_stores_and_finds_every_flooded_key)
     }
     pc_destroy(c);
 }
+
+/* "a count saturates at 255 and then stays" (src/index.h): 263 keys that
+ * share one home chunk (the low half of their hash below 2^20: chunk 0 of
+ * any table of up to 4096 chunks), under a fixed seed: the home holds 7,
+ * and 256 pass it. Every key is still found, and so is each after the
+ * others are deleted one by one. */
+Test(hash_flood, a_home_chunk_passed_256_times_still_leads_to_every_key)
+{
+    enum { N = 7 + 256 };
+    struct pc__hash_seed s;
+    uint64_t k[N], v;
+    pc_options o = test_opts(2000);
+    pc_cache *c;
+    size_t got = 0;
+
+    pc__hash_seed_init(&s, FIXED_SEED);
+    for (uint64_t i = 0; got < N; i++)
+        if ((uint32_t)pc__hash(&s, &i, sizeof i) < (1u << 20))
+            k[got++] = i;
+    o.shards = 1;
+    o.hash_seed = FIXED_SEED;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (size_t i = 0; i < N; i++)
+        cr_assert_eq(put_u64(c, k[i], k[i]), PC_OK);
+    cr_assert_eq(pc_len(c), N);
+    for (size_t i = 0; i < N; i++) {
+        cr_assert_eq(get_u64(c, k[i], &v), PC_OK, "key %zu of %d lost", i,
+                     (int)N);
+        cr_assert_eq(v, k[i]);
+    }
+    for (size_t i = 0; i < N; i++) {
+        cr_assert_eq(pc_delete(c, &k[i], sizeof k[i]), PC_OK,
+                     "key %zu of %d lost", i, (int)N);
+        for (size_t j = i + 1; j < N; j += 16)
+            cr_assert_eq(get_u64(c, k[j], &v), PC_OK, "key %zu of %d lost", j,
+                         (int)N);
+    }
+    cr_assert_eq(pc_len(c), 0);
+    pc_destroy(c);
+}
