@@ -1233,3 +1233,33 @@ Test(expiry, expired_entries_go_first_in_turn_as_the_queue_empties)
     cr_assert_eq(get_u64(c, 4, NULL), PC_OK);
     pc_destroy(c);
 }
+
+/* As grown_run, with no put that can expire after the growths (clock and
+ * frequency: the first use of the queue's positions since is an eviction's,
+ * which must not read them in the new table): 960 keys that never expire
+ * (the policies' first victims), 40 that expire at 10, then more that
+ * never expire, while the index grows, until the cache is full; at 10 the
+ * next 40 puts take exactly the 40 expired keys. */
+Test(expiry, expired_entries_go_first_after_growths_with_no_push_since)
+{
+    pc_options o = test_opts(2000);
+    pc_cache *c;
+
+    o.now_ms = test_now;
+    o.shards = 1;
+    o.max_bytes = 1u << 30; /* (an index presized small, then grown) */
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    for (uint64_t k = 100; k < 1060; k++) /* first under clock's hand */
+        cr_assert_eq(put_ttl(c, k, PC_TTL_NEVER), PC_OK);
+    for (uint64_t k = 0; k < 40; k++)
+        cr_assert_eq(put_ttl(c, k, 10), PC_OK);
+    for (uint64_t k = 1060; k < 2060; k++) /* last growth: 1025 */
+        cr_assert_eq(put_ttl(c, k, PC_TTL_NEVER), PC_OK);
+    cr_assert_eq(pc_len(c), 2000);
+    test_advance(10);
+    for (uint64_t k = 5000; k < 5040; k++)
+        cr_assert_eq(put_ttl(c, k, PC_TTL_NEVER), PC_OK);
+    assert_removed(c, 40, 0, "not every expired key went first");
+    cr_assert_eq(held(c, 100, 2060), 1960, "a live key was evicted");
+    pc_destroy(c);
+}
