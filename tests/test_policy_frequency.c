@@ -373,3 +373,65 @@ Test(frequency_policy, a_kept_victim_leaves_no_ghost_word)
                  "a kept key's ghost word sent it back to MAIN");
     pc_destroy(c);
 }
+
+/* The key whose eviction until_evicted waits for, and whether it went. */
+static uint64_t watched;
+static bool watched_gone;
+
+static void watch_listener(void *ctx, const void *key, size_t klen,
+                           const void *val, size_t vlen, pc_removal_cause cause)
+{
+    uint64_t k;
+
+    (void)ctx, (void)val, (void)vlen;
+    memcpy(&k, key, sizeof k);
+    if (klen == sizeof k && k == watched && cause == PC_REMOVED_EVICTED)
+        watched_gone = true;
+}
+
+/* Put new keys from *next (each read twice if `twice`: they go to MAIN,
+ * and every put evicts from MAIN) until key x is evicted; then put x
+ * again, evicting one (a ghost hit). */
+static void evict_and_return(pc_cache *c, uint64_t x, bool twice,
+                             uint64_t *next)
+{
+    uint64_t v;
+
+    watched = x;
+    watched_gone = false;
+    for (int n = 0; !watched_gone; n++, (*next)++) {
+        cr_assert_lt(n, 10 * CAP, "key %lu never evicted", (unsigned long)x);
+        cr_assert_eq(put_u64(c, *next, *next * 3 + 1), PC_OK);
+        for (int i = 0; twice && i < 2; i++)
+            cr_assert_eq(get_u64(c, *next, &v), PC_OK);
+    }
+    cr_assert_eq(put_u64(c, x, x * 3 + 1), PC_OK);
+}
+
+/* "the key's recent miss count (1..7)" (src/ghost.h): a count that has
+ * reached 7 stays 7. A key put into an empty cache (MAIN, count 1) is
+ * evicted from MAIN and returns (to SMALL, 2), is evicted from SMALL and
+ * returns (to MAIN, 3), and so on, until MAIN evicts it with a count of 7:
+ * back once more, it goes on probation, as every key MAIN let go, and a
+ * scan takes it. */
+Test(frequency_policy, a_miss_count_of_seven_stays_seven)
+{
+    pc_options o = test_opts(CAP);
+    pc_cache *c = NULL;
+    uint64_t x = BASE + 500, next = HOT;
+
+    o.shards = 1;
+    o.hash_seed = 0x5eed;
+    o.on_removal = watch_listener;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    put_range(c, BASE, CAP); /* x in MAIN, count 1 */
+    for (int i = 0; i < 3; i++) {
+        evict_and_return(c, x, true, &next);  /* MAIN's: to SMALL */
+        evict_and_return(c, x, false, &next); /* SMALL's: to MAIN */
+    }
+    evict_and_return(c, x, true, &next); /* MAIN's, count 7: to SMALL */
+    put_range(c, SCAN, 5 * CAP);
+    cr_assert_eq(present(c, x, 1), 0,
+                 "a key MAIN let go with a miss count of 7 went back to MAIN");
+    pc_destroy(c);
+}
