@@ -1229,3 +1229,42 @@ Test(faults, a_failed_put_leaves_the_frequency_ghost_as_it_was)
                  "keys than one that never saw the call",
                  differing);
 }
+
+/* The frequency policy's ghost, shrunk short of memory (ghost.h: the first
+ * buckets of the larger allocation, emptied), forgets what it held as a
+ * ghost that could allocate does: grown back within that allocation as the
+ * shard refills, it remembers none of the keys evicted before. 100 keys
+ * leave SMALL; the capacity goes from 1000 to 100 with no memory, and back;
+ * 1000 new keys refill the cache, then the 100 come back, each evicting
+ * one: none is a ghost hit (to MAIN), so a scan takes every one. (CLOCK and
+ * lru have no ghost: they keep none of them either.) */
+Test(faults, a_ghost_shrunk_short_of_memory_forgets_its_words)
+{
+    pc_cache *c = cache_new(1000, 1);
+    uint64_t v;
+    size_t kept = 0;
+
+    for (uint64_t k = 0; k < 3000; k++) /* full; SMALL at its target */
+        put_u64(c, 100000 + k, k);
+    for (uint64_t k = 0; k < 100; k++) /* then evicted from SMALL */
+        put_u64(c, k, k);
+    for (uint64_t k = 0; k < 100; k++)
+        put_u64(c, 200000 + k, k);
+    pc__alloc_fail_after(0);
+    cr_assert_eq(pc_set_capacity(c, 100), PC_OK);
+    pc__alloc_fail_after(-1);
+    cr_assert_eq(pc_set_capacity(c, 1000), PC_OK);
+    for (uint64_t k = 0; k < 1000; k++) /* refilled: the ghost grows */
+        put_u64(c, 300000 + k, k);
+    cr_assert_eq(pc_len(c), 1000);
+    for (uint64_t k = 0; k < 100; k++)
+        put_u64(c, k, k);
+    for (uint64_t k = 0; k < 5000; k++)
+        put_u64(c, 400000 + k, k);
+    for (uint64_t k = 0; k < 100; k++)
+        kept += get_u64(c, k, &v) == PC_OK;
+    cr_assert_eq(kept, 0, "%zu keys evicted before the lowering outlived a "
+                          "scan (ghost hits, to MAIN)",
+                 kept);
+    pc_destroy(c);
+}
