@@ -1263,3 +1263,26 @@ Test(expiry, expired_entries_go_first_after_growths_with_no_push_since)
     cr_assert_eq(held(c, 100, 2060), 1960, "a live key was evicted");
     pc_destroy(c);
 }
+
+/* A rebuild of the queue (here a trim's, clock and frequency) keeps the
+ * entries whose expiry time is far (entry.h: 2^37 ms or more past the
+ * origin) as well as the near ones: key 1 expires 2^37 + 10 ms on, key 3
+ * never (first in clock's ring, never read); once key 1 has expired, a
+ * put takes it, not key 3. */
+Test(expiry, a_rebuilt_queue_keeps_entries_whose_time_is_far)
+{
+    pc_cache *c = make_timed(64, 0);
+    uint64_t far = ((uint64_t)1 << 37) + 10;
+
+    cr_assert_eq(put_ttl(c, 3, PC_TTL_NEVER), PC_OK);
+    cr_assert_eq(put_ttl(c, 1, far), PC_OK);
+    cr_assert_eq(pc_set_capacity(c, 2), PC_OK); /* the queue rebuilt */
+    cr_assert_eq(pc_set_capacity(c, 3), PC_OK);
+    cr_assert_eq(put_ttl(c, 4, PC_TTL_NEVER), PC_OK);
+    test_advance(far);
+    cr_assert_eq(put_ttl(c, 5, PC_TTL_NEVER), PC_OK);
+    assert_removed(c, 1, 0, "the expired key 1 was not first");
+    cr_assert_eq(get_u64(c, 3, NULL), PC_OK);
+    cr_assert_eq(get_u64(c, 4, NULL), PC_OK);
+    pc_destroy(c);
+}
