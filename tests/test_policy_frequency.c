@@ -435,3 +435,27 @@ Test(frequency_policy, a_miss_count_of_seven_stays_seven)
                  "a key MAIN let go with a miss count of 7 went back to MAIN");
     pc_destroy(c);
 }
+
+/* "A capacity change (resize) sets the share's parameters anew as create
+ * would, SMALL's target at the fraction of the share it had reached"
+ * (src/frequency.c): SMALL's target grown past 10% of the share (recent
+ * returns, as above), the capacity doubled, SMALL holds more than 180 of
+ * the one-time keys that follow (at 5%, the start, it would hold 100). */
+Test(frequency_policy, a_resize_keeps_the_share_small_had_reached)
+{
+    pc_cache *c = frequency_cache();
+    size_t kept;
+
+    settle(c);
+    put_range(c, HOT, 100);
+    put_range(c, SCAN, 60); /* SMALL's 50 or so: the hot keys gone */
+    cr_assert_eq(present(c, HOT, 100), 0, "the hot keys were not evicted");
+    put_range(c, HOT, 100); /* recent ghost hits of SMALL's */
+    cr_assert_eq(pc_set_capacity(c, 2 * CAP), PC_OK);
+    put_range(c, FILLER + 2 * CAP, CAP); /* into free room */
+    cr_assert_eq(pc_len(c), 2 * CAP);
+    put_range(c, ONCE, 600);
+    kept = present(c, ONCE, 600);
+    cr_assert_gt(kept, 180, "SMALL held %zu of 600 one-time keys", kept);
+    pc_destroy(c);
+}
