@@ -334,6 +334,41 @@ Test(memory, the_expiry_queue_is_sized_by_the_entries_that_can_expire)
     pc_destroy(c);
 }
 
+/* pc_clear forgets the expiry bookkeeping of the entries it removes: a
+ * cache cleared and refilled with entries that expire ever sooner (each
+ * one an item of the expiry queue) costs what one fill costs, not what
+ * every fill since creation did. */
+Test(memory, clearing_forgets_the_expiry_queue_of_the_cleared_entries)
+{
+    pc_options o = test_opts(1000);
+    int64_t before = 0, net;
+    pc_cache *c;
+
+    o.shards = 1;
+    o.now_ms = test_now;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (uint64_t round = 0; round < 200; round++) {
+        pc_put_args a = {.ttl_ms = 10000000 - round * 2000};
+
+        for (uint64_t i = 0; i < 1000; i++) {
+            uint64_t k = round * 1000 + i;
+
+            a.ttl_ms--;
+            cr_assert_eq(pc_put_ex(c, &k, sizeof k, &k, sizeof k, &a), PC_OK);
+        }
+        pc_clear(c);
+        pc_reclaim(c);
+        if (round == 9)
+            before = thread_net();
+    }
+    net = thread_net() - before;
+    cr_assert_lt(net, 256 << 10,
+                 "%lld bytes more after 190 more fills and clears",
+                 (long long)net);
+    pc_destroy(c);
+}
+
 /* A byte-bounded cache holding far fewer entries than its capacity pays
  * for the entries it holds, not for its capacity: every structure sized
  * per entry (index, rings, the frequency policy's ghost) grows with what
