@@ -1263,8 +1263,9 @@ Test(faults, a_ghost_shrunk_short_of_memory_forgets_its_words)
         put_u64(c, 400000 + k, k);
     for (uint64_t k = 0; k < 100; k++)
         kept += get_u64(c, k, &v) == PC_OK;
-    cr_assert_eq(kept, 0, "%zu keys evicted before the lowering outlived a "
-                          "scan (ghost hits, to MAIN)",
+    cr_assert_eq(kept, 0,
+                 "%zu keys evicted before the lowering outlived a "
+                 "scan (ghost hits, to MAIN)",
                  kept);
     pc_destroy(c);
 }
