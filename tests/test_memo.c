@@ -429,6 +429,46 @@ Test(key_builder, argument_boundaries_and_types_never_collide)
     cr_assert(same_key(&a, &b), "equal arguments must give equal keys");
 }
 
+/* Lengths are varints: at 128 (and 16384) a length takes one more byte. Two
+ * lists built so that a length written wrongly at the boundary (128 as the
+ * one byte 0x80, which is a continuation byte) would make their bytes
+ * line up: (128 bytes, 200 bytes) and (256 bytes, 72 bytes). */
+Test(key_builder, lengths_at_the_varint_boundaries_never_collide)
+{
+    static unsigned char a1[128], a2[200], b1[256], b2[72];
+    pc_key a, b;
+
+    a1[0] = 0x02; /* what 256's second length byte would be */
+    for (int i = 0; i < 200; i++)
+        a2[i] = (unsigned char)(i * 7 + 1);
+    a2[126] = 'b', a2[127] = 72; /* a second field's tag and length */
+    /* b1: a1's last 127 bytes, a2's field head, a2's first 126 bytes */
+    memcpy(b1, a1 + 1, 127);
+    b1[127] = 'b', b1[128] = 0xC8, b1[129] = 0x01; /* 200 as a varint */
+    memcpy(b1 + 130, a2, 126);
+    memcpy(b2, a2 + 128, 72);
+    key_of(&a), pc_key_add_bytes(&a, a1, sizeof a1),
+        pc_key_add_bytes(&a, a2, sizeof a2);
+    key_of(&b), pc_key_add_bytes(&b, b1, sizeof b1),
+        pc_key_add_bytes(&b, b2, sizeof b2);
+    cr_assert_not(same_key(&a, &b), "(128 B, 200 B) == (256 B, 72 B)");
+
+    /* A longer argument of equal bytes gives a longer key (every length up
+     * to 300, then in steps). */
+    {
+        static unsigned char z[PC_KEY_MAX];
+        size_t prev = 0;
+
+        for (size_t n = 0; n < PC_KEY_MAX - 16; n += n < 300 ? 1 : 97) {
+            key_of(&a), pc_key_add_bytes(&a, z, n);
+            cr_assert_eq(pc_key_finish(&a), PC_OK, "length %zu", n);
+            cr_assert_gt(pc_key_len(&a), prev, "length %zu", n);
+            prev = pc_key_len(&a);
+            pc_key_free(&a);
+        }
+    }
+}
+
 Test(key_builder, random_argument_lists_collide_only_when_equal)
 {
     /* Short lists over a tiny alphabet make near-misses frequent. */
