@@ -1420,6 +1420,102 @@ static int fetch_scaled(int64_t x, int64_t scale, int64_t *out)
 PC_MEMOIZE_ERR(scaled, int64_t, fetch_scaled, (int64_t x, int64_t scale),
                (x, scale), PC_KEY_I64(x), PC_KEY_I64(scale))
 
+/* A backend over a cache whose get, once armed, first forgets the key
+ * through the memoizer and then finds a value stored meanwhile (another
+ * process's, say): the leader's second look, after its flight began. */
+struct forget_in_get {
+    pc_cache *c;
+    pc_memo *m;
+    int gets, forget_at;
+};
+
+static pc_status fg_get(void *self, const void *key, size_t klen, void *buf,
+                        size_t bufcap, size_t *vlen)
+{
+    struct forget_in_get *f = self;
+    long v = 7;
+
+    if (++f->gets == f->forget_at) {
+        cr_assert_eq(pc_memo_forget(f->m, key, klen), PC_NOTFOUND);
+        cr_assert_eq(pc_put(f->c, key, klen, &v, sizeof v), PC_OK);
+    }
+    return pc_get(f->c, key, klen, buf, bufcap, vlen);
+}
+static pc_status fg_put(void *self, const void *key, size_t klen,
+                        const void *val, size_t vlen)
+{
+    return pc_put(((struct forget_in_get *)self)->c, key, klen, val, vlen);
+}
+static pc_status fg_del(void *self, const void *key, size_t klen)
+{
+    return pc_delete(((struct forget_in_get *)self)->c, key, klen);
+}
+static size_t fg_len(void *self)
+{
+    return pc_len(((struct forget_in_get *)self)->c);
+}
+static void fg_destroy(void *self)
+{
+    pc_destroy(((struct forget_in_get *)self)->c);
+}
+static const pc_backend_ops fg_ops = {
+    .size = sizeof(pc_backend_ops),
+    .get = fg_get,
+    .put = fg_put,
+    .del = fg_del,
+    .len = fg_len,
+    .destroy = fg_destroy,
+};
+
+static int load_eight(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    long v = 8;
+
+    (void)ctx, (void)key, (void)klen;
+    return pc_sink_set(out, &v, sizeof v) == PC_OK ? 0 : -1;
+}
+
+/* A flight forgotten between its start and the leader's second look, which
+ * then finds the key and abandons it: the forgotten flight ends, so later
+ * forgets and loads of the key see no trace of it (it stayed on the
+ * forgotten list once freed: the next flight of the key, at the same
+ * address, made that list a cycle, and a forget looped for ever). */
+Test(memo, a_forgotten_flight_abandoned_by_its_leader_leaves_no_trace,
+     .timeout = 20)
+{
+    struct forget_in_get f = {.forget_at = 2};
+    pc_backend be = {.ops = &fg_ops, .self = &f};
+    pc_options o = {.capacity = 64};
+    pc_flight *lead;
+    long got = 0;
+    size_t n = 0;
+
+    cr_assert_eq(pc_create(&o, &f.c), PC_OK);
+    cr_assert_eq(pc_memo_create(&be, &f.m), PC_OK);
+    /* First look misses, the flight begins, the second look (forget, then
+     * a value appears) hits: the leader abandons the forgotten flight. */
+    cr_assert_eq(pc_memo_call(f.m, "k", 1, load_eight, NULL, &got, sizeof got,
+                              &n, NULL),
+                 PC_OK);
+    cr_assert_eq(got, 7);
+    for (int round = 0; round < 3; round++) {
+        cr_assert_eq(pc_memo_forget(f.m, "k", 1), PC_OK, "round %d", round);
+        cr_assert_eq(pc_memo_begin(f.m, "k", 1, &got, sizeof got, &n, NULL,
+                                   &lead),
+                     PC_NOTFOUND);
+        /* A forget while this thread leads: nothing is storing, so it
+         * returns at once. */
+        cr_assert_eq(pc_memo_forget(f.m, "k", 1), PC_NOTFOUND);
+        got = 9;
+        cr_assert_eq(pc_memo_finish(f.m, lead, 0, &got, sizeof got), PC_OK);
+        cr_assert_eq(pc_memo_call(f.m, "k", 1, load_eight, NULL, &got,
+                                  sizeof got, &n, NULL),
+                     PC_OK);
+        cr_assert_eq(got, 8, "the forgotten lead stored its value");
+    }
+    pc_memo_destroy(f.m);
+}
+
 Test(memo, a_failing_memoized_function_returns_eload_and_caches_nothing)
 {
     pc_memo *m = memo_over_cache(64);
