@@ -138,6 +138,29 @@ Test(bad_input, key_of_exactly_key_max_is_accepted)
     pc_destroy(c);
 }
 
+/* A built key of exactly PC_KEY_MAX bytes is a key (finish PC_OK, and a
+ * cache takes it); one byte more is PC_EINVAL. One byte string of n bytes
+ * (n >= 128) encodes as tag, 2 length bytes, n bytes, '#', count. */
+Test(bad_input, built_key_of_exactly_key_max_is_accepted)
+{
+    static char arg[PC_KEY_MAX];
+    pc_cache *c = make_cache(2);
+    pc_key k;
+
+    pc_key_init(&k);
+    pc_key_add_bytes(&k, arg, PC_KEY_MAX - 5);
+    cr_assert_eq(pc_key_finish(&k), PC_OK);
+    cr_assert_eq(pc_key_len(&k), PC_KEY_MAX);
+    cr_assert_eq(pc_put(c, pc_key_data(&k), pc_key_len(&k), "v", 1), PC_OK);
+    pc_key_free(&k);
+
+    pc_key_init(&k);
+    pc_key_add_bytes(&k, arg, PC_KEY_MAX - 4);
+    cr_assert_eq(pc_key_finish(&k), PC_EINVAL);
+    pc_key_free(&k);
+    pc_destroy(c);
+}
+
 Test(bad_input, failed_allocation_in_put_returns_enomem_and_changes_nothing)
 {
     pc_cache *c = populated();
