@@ -1958,3 +1958,64 @@ Test(redis, a_request_waiting_for_the_pool_takes_any_freed_connection,
     frz_stop(&f);
     rs_stop(&s);
 }
+
+/* A put or a delete that times out may still have reached the server
+ * (the server only stopped): the near copy is dropped before it returns
+ * (the header: "the near copy is dropped either way"), not left until the
+ * server's own invalidation comes, if ever. Broadcast mode: there the
+ * dropped pooled connection tracks nothing, so losing it flushes nothing
+ * (in per-key mode that flush hides a missing drop). */
+Test(redis, a_write_that_times_out_drops_the_near_copy, .timeout = 60)
+{
+    struct rs_server s;
+    pc_backend be;
+    char buf[256];
+
+    rs_start(&s);
+    be = make(&s, "", 64, PC_REDIS_TRACK_BCAST, 300);
+    cr_assert_eq(put_s(&be, "k", "v"), PC_OK);
+    cr_assert(filled(&be, "k"));
+    kill(s.pid, SIGSTOP);
+    cr_assert_eq(put_s(&be, "k", "w"), PC_EIO);
+    cr_assert_not(near_has(&be, "k"), "near copy kept after a failed put");
+    kill(s.pid, SIGCONT);
+    cr_assert(filled(&be, "k"));
+    kill(s.pid, SIGSTOP);
+    cr_assert_eq(be.ops->del(be.self, "k", 1), PC_EIO);
+    cr_assert_not(near_has(&be, "k"), "near copy kept after a failed delete");
+    kill(s.pid, SIGCONT);
+    /* (The DEL that timed out may or may not have been applied.) */
+    cr_assert(get_s(&be, "k", buf) != PC_EIO || get_s(&be, "k", buf) != PC_EIO);
+    destroy(&be);
+    rs_stop(&s);
+}
+
+/* A put's ttl longer than PC_REDIS_TTL_MAX is sent as that (the header:
+ * "longer than PC_REDIS_TTL_MAX: that"), not as a PX Redis refuses. */
+Test(redis, a_ttl_beyond_the_maximum_is_saturated)
+{
+    struct rs_server s;
+    pc_backend be;
+    redisContext *x;
+    pc_put_args a = {0};
+    long long t;
+
+    rs_start(&s);
+    be = make(&s, "", 0, 0, 0);
+    x = rs_client(&s);
+    a.ttl_ms = PC_TTL_NEVER - 1;
+    cr_assert_eq(be.ops->put_ex(be.self, "k", 1, "v", 1, &a), PC_OK);
+    t = pttl(x, "k");
+    cr_assert(t > (long long)PC_REDIS_TTL_MAX - 60000 &&
+                  t <= (long long)PC_REDIS_TTL_MAX,
+              "PTTL %lld after a ttl of 2^64 - 2", t);
+    a.ttl_ms = PC_REDIS_TTL_MAX + 1;
+    cr_assert_eq(be.ops->put_ex(be.self, "k", 1, "w", 1, &a), PC_OK);
+    t = pttl(x, "k");
+    cr_assert(t > (long long)PC_REDIS_TTL_MAX - 60000 &&
+                  t <= (long long)PC_REDIS_TTL_MAX,
+              "PTTL %lld after a ttl of 2^48 + 1", t);
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
