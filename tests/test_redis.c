@@ -2019,3 +2019,75 @@ Test(redis, a_ttl_beyond_the_maximum_is_saturated)
     destroy(&be);
     rs_stop(&s);
 }
+
+struct held_put {
+    pc_backend *be;
+    pc_status st;
+};
+
+static void *held_put_main(void *p)
+{
+    struct held_put *h = p;
+
+    h->st = put_s(h->be, "w", "1");
+    return NULL;
+}
+
+static void *one_get_main(void *p)
+{
+    char buf[256];
+
+    (void)get_s(p, "r", buf);
+    return NULL;
+}
+
+/* A request takes any free pooled connection: when its home connection is
+ * held by a request that the server keeps waiting (CLIENT PAUSE WRITE
+ * holds a SET), another one serves it at once, instead of waiting for its
+ * own until its deadline (while the held request's own deadline runs). Each test runs in a process of its own, so
+ * thread homes count from 0 here: the main thread 0, the next thread to
+ * make a request 1, the third 2, the main thread's among 2 connections. */
+Test(redis, a_request_takes_a_free_connection_when_its_own_is_busy,
+     .timeout = 60)
+{
+    struct rs_server s;
+    pc_backend be;
+    redisContext *x;
+    redisReply *r;
+    struct held_put h;
+    pthread_t t;
+    char buf[256];
+
+    rs_start(&s);
+    {
+        pc_redis_options o = {0};
+
+        o.port = s.port;
+        o.connections = 2;
+        o.timeout_ms = 5000;
+        cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    }
+    h = (struct held_put){&be, PC_EINVAL};
+    x = rs_client(&s);
+    cr_assert_eq(put_s(&be, "r", "v"), PC_OK); /* home 0 */
+    cr_assert_eq(pthread_create(&t, NULL, one_get_main, &be), 0);
+    pthread_join(t, NULL); /* home 1 */
+    r = redisCommand(x, "CLIENT PAUSE 20000 WRITE");
+    cr_assert(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    cr_assert_eq(pthread_create(&t, NULL, held_put_main, &h), 0); /* 2 */
+    usleep(300000); /* its SET is sent and held (if not, this proves less) */
+    cr_assert_eq(get_s(&be, "r", buf), PC_OK,
+                 "a GET waited for its busy home connection");
+    r = redisCommand(x, "CLIENT UNPAUSE");
+    cr_assert(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    pthread_join(t, NULL);
+    /* Released by the UNPAUSE, well within its timeout (a GET that waited
+     * for this thread's connection kept the UNPAUSE back until the SET had
+     * timed out). */
+    cr_assert_eq(h.st, PC_OK);
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
