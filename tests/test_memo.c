@@ -1494,15 +1494,15 @@ Test(memo, a_forgotten_flight_abandoned_by_its_leader_leaves_no_trace,
     cr_assert_eq(pc_memo_create(&be, &f.m), PC_OK);
     /* First look misses, the flight begins, the second look (forget, then
      * a value appears) hits: the leader abandons the forgotten flight. */
-    cr_assert_eq(pc_memo_call(f.m, "k", 1, load_eight, NULL, &got, sizeof got,
-                              &n, NULL),
-                 PC_OK);
+    cr_assert_eq(
+        pc_memo_call(f.m, "k", 1, load_eight, NULL, &got, sizeof got, &n, NULL),
+        PC_OK);
     cr_assert_eq(got, 7);
     for (int round = 0; round < 3; round++) {
         cr_assert_eq(pc_memo_forget(f.m, "k", 1), PC_OK, "round %d", round);
-        cr_assert_eq(pc_memo_begin(f.m, "k", 1, &got, sizeof got, &n, NULL,
-                                   &lead),
-                     PC_NOTFOUND);
+        cr_assert_eq(
+            pc_memo_begin(f.m, "k", 1, &got, sizeof got, &n, NULL, &lead),
+            PC_NOTFOUND);
         /* A forget while this thread leads: nothing is storing, so it
          * returns at once. */
         cr_assert_eq(pc_memo_forget(f.m, "k", 1), PC_NOTFOUND);
