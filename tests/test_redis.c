@@ -1614,6 +1614,7 @@ struct frz {
     int ls, server_port, nconn;
     int frozen; /* atomic: bit i freezes conn i (i < 31) */
     int stop;   /* atomic */
+    int live;   /* atomic: relays running (frz_stop waits for 0) */
     pthread_t acc;
 };
 
@@ -1662,6 +1663,7 @@ static void *frz_relay_main(void *p)
     close(c);
     if (sv >= 0)
         close(sv);
+    __atomic_sub_fetch(&rl->f->live, 1, __ATOMIC_RELEASE);
     free(rl);
     return NULL;
 }
@@ -1678,10 +1680,20 @@ static void *frz_acceptor(void *p)
         if (c < 0)
             return NULL;
         rl = malloc(sizeof *rl);
+        if (rl == NULL) {
+            close(c);
+            continue;
+        }
         rl->f = f;
         rl->c = c;
         rl->idx = __atomic_fetch_add(&f->nconn, 1, __ATOMIC_RELEASE);
-        pthread_create(&t, NULL, frz_relay_main, rl);
+        __atomic_add_fetch(&f->live, 1, __ATOMIC_RELAXED);
+        if (pthread_create(&t, NULL, frz_relay_main, rl) != 0) {
+            __atomic_sub_fetch(&f->live, 1, __ATOMIC_RELAXED);
+            close(c);
+            free(rl);
+            continue;
+        }
         pthread_detach(t);
     }
 }
@@ -1704,14 +1716,19 @@ static int frz_start(struct frz *f, int server_port)
 }
 
 /* After the backend is destroyed: stop the relays (each notices within
- * its 10 ms poll). */
+ * its 10 ms poll) and wait until none runs, so that none outlives f. */
 static void frz_stop(struct frz *f)
 {
+    uint64_t t0 = now_ns();
+
     __atomic_store_n(&f->stop, 1, __ATOMIC_RELEASE);
     shutdown(f->ls, SHUT_RDWR);
     pthread_join(f->acc, NULL);
     close(f->ls);
-    usleep(50000);
+    while (__atomic_load_n(&f->live, __ATOMIC_ACQUIRE) != 0) {
+        cr_assert_lt(now_ns() - t0, 10000000000ull, "a relay never ended");
+        usleep(1000);
+    }
 }
 
 /*
