@@ -2115,3 +2115,123 @@ Test(redis, a_request_takes_a_free_connection_when_its_own_is_busy,
     destroy(&be);
     rs_stop(&s);
 }
+
+/* ---- a slot handed over after the waiter's deadline (review-pool) ---- */
+
+static int late_parked, late_go; /* atomic */
+
+static void on_usr2_park(int sig)
+{
+    (void)sig;
+    __atomic_store_n(&late_parked, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&late_go, __ATOMIC_ACQUIRE)) {
+        struct timespec ts = {0, 1000000};
+
+        nanosleep(&ts, NULL);
+    }
+}
+
+struct late_req {
+    pc_backend *be;
+    pc_status st;
+    long tid; /* atomic */
+    int done; /* atomic */
+};
+
+static void *late_req_main(void *p)
+{
+    struct late_req *q = p;
+
+    __atomic_store_n(&q->tid, test_gettid(), __ATOMIC_RELEASE);
+    q->st = put_s(q->be, "late", "v");
+    __atomic_store_n(&q->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/*
+ * A waiter whose deadline passed while it was off the CPU (emulated here
+ * by parking B in a signal handler inside its wait) is not handed the
+ * pool's connection, and a request never uses a slot it got past its
+ * deadline. The FIFO pool's first version handed the slot to the first
+ * waiter whatever its deadline and slot_wait kept it: B sent its command
+ * anyway, failed its read at once (deadline gone), and
+ * pc__redis_slot_drop closed the healthy connection and, in per-key mode,
+ * flushed the whole near tier. Under load (32 threads, 2 connections,
+ * 5 ms timeout) about one handed slot in ten went to a waiter past its
+ * deadline, and the pool of 2 reconnected 1,347 times in 5 s
+ * (helper-81's reproducer and measurement).
+ */
+Test(redis, a_slot_handed_after_the_waiters_deadline_is_not_used, .timeout = 60)
+{
+    struct rs_server s;
+    struct sigaction sa = {0};
+    pc_redis_options o = {0};
+    pc_redis_stats st0, st1;
+    pc_backend be;
+    struct pc__redis *r;
+    struct late_req q = {.be = &be};
+    pthread_t t;
+    char buf[256];
+    uint64_t t0;
+
+#ifdef PC_TSAN_CRITERION_SHIM_H
+    /* TSan defers a signal until its thread leaves the intercepted wait,
+     * so B would not park inside it: not run under TSan. */
+    return;
+#endif
+    sa.sa_handler = on_usr2_park;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    cr_assert_eq(sigaction(SIGUSR2, &sa, NULL), 0);
+    rs_start(&s);
+    o.port = s.port;
+    o.connections = 1;
+    o.timeout_ms = 200;
+    o.near_capacity = 16; /* per-key tracking */
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK);
+    r = be.self;
+    cr_assert_eq(put_s(&be, "nk", "nv"), PC_OK);
+    for (int i = 0; i < 50 && !near_has(&be, "nk"); i++) {
+        cr_assert_eq(get_s(&be, "nk", buf), PC_OK);
+        usleep(1000);
+    }
+    cr_assert(near_has(&be, "nk"), "premise: a near copy of nk");
+
+    /* The test holds the only slot (the subscriber's sweep may hold it a
+     * moment), and B comes to wait for it. */
+    t0 = now_ns();
+    while (!pc__redis_slot_try(&r->slots[0]))
+        cr_assert_lt(now_ns() - t0, 5000000000ull, "slot 0 never free");
+    pc_redis_stats_get(&be, &st0);
+    cr_assert_eq(pthread_create(&t, NULL, late_req_main, &q), 0);
+    while (__atomic_load_n(&q.tid, __ATOMIC_ACQUIRE) == 0)
+        usleep(1000);
+    t0 = now_ns();
+    while (__atomic_load_n(&r->waiters, __ATOMIC_ACQUIRE) == 0)
+        cr_assert_lt(now_ns() - t0, 5000000000ull, "B never waited");
+    cr_assert(test_thread_blocked(q.tid, 10000), "B never slept");
+    /* B is descheduled across its deadline (200 ms)... */
+    pthread_kill(t, SIGUSR2);
+    while (!__atomic_load_n(&late_parked, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    usleep(400000);
+    cr_assert_not(__atomic_load_n(&q.done, __ATOMIC_ACQUIRE));
+    /* ...and the slot is released meanwhile: handed to B, still queued. */
+    pc__redis_slot_release(r, &r->slots[0]);
+    __atomic_store_n(&late_go, 1, __ATOMIC_RELEASE);
+    pthread_join(t, NULL);
+    cr_assert_eq(q.st, PC_EIO, "B: %d (its deadline passed)", q.st);
+    pc_redis_stats_get(&be, &st1);
+    cr_expect_eq(st1.requests, st0.requests,
+                 "B's put was sent after its deadline");
+    cr_expect_eq(st1.flushes, st0.flushes,
+                 "a healthy connection was dropped (near tier flushed)");
+    cr_expect(near_has(&be, "nk"), "the near copy of nk was flushed");
+    cr_assert_eq(put_s(&be, "c", "v"), PC_OK);
+    pc_redis_stats_get(&be, &st1);
+    cr_expect_eq(st1.connects, st0.connects,
+                 "the pool's healthy connection was closed");
+    destroy(&be);
+    rs_stop(&s);
+}
