@@ -8,10 +8,10 @@
  * formatter over the library's own sockets. It is safe from any number of
  * threads: requests take a connection from a pool (a connection is taken
  * with one compare-and-swap; a pool-wide lock is taken only while every
- * connection is busy, by the requests that wait and the releases that
- * serve them; never a lock held by a thread that is not itself
- * mid-request), and every request has a deadline. Requests that find
- * every connection busy wait in arrival order, each for the first
+ * connection is busy, by the requests that wait and by whatever releases
+ * a connection meanwhile, briefly, never across I/O), and every request
+ * has a deadline. Requests that
+ * find every connection busy wait in arrival order, each for the first
  * connection freed after those ahead of it are served, until its
  * deadline.
  *

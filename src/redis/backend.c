@@ -21,8 +21,9 @@
  * slot past its deadline gives it back unused (hand_over). Waiting for its home
  * slot alone, a request timed out while the other slots were free again and
  * again (helper-73: 93 timeouts in 96,000 requests, 32 threads on 2
- * connections, 100 ms; at 20 ms, 1,029 and 137 reconnections of a pool
- * of 2; now none and 2); and waiting for any slot on one condition
+ * connections, 100 ms; at 20 ms, 1,029 timeouts, and 137 connections
+ * opened for a pool of 2; now none, and 2); and waiting for any slot on
+ * one condition
  * variable, without the hand-over, newcomers took the freed slots first,
  * and a 20 ms timeout failed more requests than that.
  *
