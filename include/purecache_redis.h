@@ -10,10 +10,9 @@
  * with one compare-and-swap; a pool-wide lock is taken only while every
  * connection is busy, by the requests that wait and by whatever releases
  * a connection meanwhile, briefly, never across I/O), and every request
- * has a deadline. Requests that
- * find every connection busy wait in arrival order, each for the first
- * connection freed after those ahead of it are served, until its
- * deadline.
+ * has a deadline. Requests that find every connection busy wait in
+ * arrival order, each for the first connection freed after those ahead
+ * of it are served, until its deadline.
  *
  * With near_capacity > 0 the backend is also a NEAR CACHE: reads are served
  * from an in-process purecache (nanoseconds) when the key is there, and
