@@ -459,3 +459,57 @@ Test(frequency_policy, a_resize_keeps_the_share_small_had_reached)
     cr_assert_gt(kept, 180, "SMALL held %zu of 600 one-time keys", kept);
     pc_destroy(c);
 }
+
+
+/* The key the last eviction took (evicted_listener). */
+static uint64_t last_evicted;
+
+static void evicted_listener(void *ctx, const void *key, size_t klen,
+                             const void *val, size_t vlen,
+                             pc_removal_cause cause)
+{
+    (void)ctx, (void)val, (void)vlen;
+    if (klen == sizeof last_evicted && cause == PC_REMOVED_EVICTED)
+        memcpy(&last_evicted, key, sizeof last_evicted);
+}
+
+/* The mirror of a_resize_keeps_the_share_small_had_reached: SMALL's target
+ * shrunk to its minimum (1%) by recent returns of keys MAIN let go, a
+ * resize to the same capacity keeps it there, and SMALL holds about 10 of
+ * the one-time keys that follow (reset to 5%, it would hold 50). SMALL's
+ * entries all read twice, every eviction SMALL offers moves them to MAIN,
+ * so MAIN evicts; each key it evicts is back at once (read twice too). */
+Test(frequency_policy, a_resize_keeps_the_share_main_had_reached)
+{
+    pc_options o = test_opts(CAP);
+    pc_cache *c = NULL;
+    uint64_t v;
+    size_t kept;
+
+    o.shards = 1;
+    o.hash_seed = 0x5eed;
+    o.on_removal = evicted_listener;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    settle(c);
+    for (uint64_t k = FILLER; k < FILLER + 2 * CAP; k++)
+        if (get_u64(c, k, &v) == PC_OK)
+            cr_assert_eq(get_u64(c, k, &v), PC_OK);
+    put_range(c, HOT, 1);
+    for (int i = 0; i < 100; i++) { /* recent ghost hits of MAIN's */
+        uint64_t k = last_evicted;
+
+        put_range(c, k, 1);
+        cr_assert_eq(get_u64(c, k, &v), PC_OK);
+        cr_assert_eq(get_u64(c, k, &v), PC_OK);
+    }
+    put_range(c, SCAN, 2 * CAP);
+    put_range(c, COLD, 300);
+    kept = present(c, COLD, 300);
+    cr_assert_lt(kept, 20, "SMALL held %zu of 300 one-time keys", kept);
+    cr_assert_eq(pc_set_capacity(c, CAP), PC_OK);
+    put_range(c, ONCE, 300);
+    kept = present(c, ONCE, 300);
+    cr_assert_lt(kept, 20, "SMALL held %zu of 300 one-time keys", kept);
+    cr_assert_eq(pc_len(c), CAP);
+    pc_destroy(c);
+}
