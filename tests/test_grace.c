@@ -160,6 +160,69 @@ Test(grace, no_free_overtakes_a_reader_fenced_reads)
     litmus(2.0);
 }
 
+/* ---------------------------------------- a wait outlasts an open section */
+
+static struct pc__domain wait_dom;
+static int section_open, section_leave, waiter_done;
+static long waiter_tid;
+
+static void *section_holder(void *arg)
+{
+    struct pc__record *t = pc__domain_record(&wait_dom);
+
+    (void)arg;
+    cr_assert_not_null(t);
+    pc__read_enter(t);
+    __atomic_store_n(&section_open, 1, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&section_leave, __ATOMIC_SEQ_CST))
+        usleep(1000);
+    pc__read_leave(t);
+    return NULL;
+}
+
+static void *grace_waiter(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&waiter_tid, test_gettid(), __ATOMIC_SEQ_CST);
+    cr_assert(pc__grace_wait(&wait_dom));
+    __atomic_store_n(&waiter_done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* pc__grace_wait (grace.h) waits for every read section that was active
+ * when it began, so pc_reclaim frees nothing a reader still holds: a
+ * reader that entered at epoch e has observed e, so the advance to e + 1
+ * does not wait for it; the wait must reach e + 2. The waiter must be
+ * found asleep in its wait, not returned, while the section stays open. */
+Test(grace, a_wait_outlasts_a_section_open_when_it_began)
+{
+    pthread_t r, w;
+    long tid;
+
+    cr_assert(pc__domain_init(&wait_dom));
+    cr_assert_eq(pthread_create(&r, NULL, section_holder, NULL), 0);
+    while (!__atomic_load_n(&section_open, __ATOMIC_SEQ_CST))
+        usleep(1000);
+    cr_assert_eq(pthread_create(&w, NULL, grace_waiter, NULL), 0);
+    while ((tid = __atomic_load_n(&waiter_tid, __ATOMIC_SEQ_CST)) == 0)
+        usleep(1000);
+    /* Until the waiter sleeps in its back-off (10 s: a deadlock breaker),
+     * or returns. */
+    for (int i = 0; i < 10000 && !__atomic_load_n(&waiter_done,
+                                                  __ATOMIC_SEQ_CST);
+         i++)
+        if (test_thread_blocked(tid, 1))
+            break;
+    cr_assert_not(__atomic_load_n(&waiter_done, __ATOMIC_SEQ_CST),
+                  "pc__grace_wait returned while a section open when it "
+                  "began was still open");
+    __atomic_store_n(&section_leave, 1, __ATOMIC_SEQ_CST);
+    pthread_join(r, NULL);
+    pthread_join(w, NULL);
+    cr_assert(waiter_done);
+    pc__domain_fini(&wait_dom);
+}
+
 /* ------------------------------------------------------- bucket liveness */
 
 static struct pc__kv *entry_sized(size_t vlen)
