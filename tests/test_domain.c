@@ -188,6 +188,40 @@ Test(domain, exiting_threads_release_their_records_in_every_cache)
     pc__alloc_track(0);
 }
 
+/* "Counters summed over all threads" (pc_stats): a thread's counts outlive
+ * it, also once the next thread has recycled its record. */
+static void *hit_and_miss(void *p)
+{
+    pc_cache *c = p;
+    uint64_t v;
+
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(get_u64(c, 1, &v), PC_OK);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(get_u64(c, 2, &v), PC_NOTFOUND);
+    return NULL;
+}
+
+Test(domain, an_exited_threads_counts_stay_in_the_stats)
+{
+    pc_cache *c = make_cache(4);
+    pc_stats st;
+
+    cr_assert_eq(put_u64(c, 1, 1), PC_OK);
+    for (int round = 1; round <= 3; round++) {
+        pthread_t th;
+
+        cr_assert_eq(pthread_create(&th, NULL, hit_and_miss, c), 0);
+        pthread_join(th, NULL); /* the next one recycles its record */
+        cr_assert_eq(pc_stats_get(c, &st), PC_OK);
+        cr_assert_eq(st.hits, 3u * round, "hits %lu after %d threads",
+                     (unsigned long)st.hits, round);
+        cr_assert_eq(st.misses, 2u * round, "misses %lu after %d threads",
+                     (unsigned long)st.misses, round);
+    }
+    pc_destroy(c);
+}
+
 /* ---- fork() while another thread holds a read section ---- */
 
 struct pin_holder {
