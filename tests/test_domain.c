@@ -302,6 +302,54 @@ Test(domain, a_fork_child_reclaims_past_the_parents_pins, .timeout = 120)
     }
 }
 
+/* The child handler releases the records of the threads fork() left
+ * behind, not the forking thread's own, which it goes on using: a thread
+ * started in the child gets a record of its own. (Handed the forking
+ * thread's, the two would share one `active` count: one's read_leave
+ * would end the other's read section, and a grace period would no longer
+ * wait for it.) */
+static struct pc__domain fork_dom;
+static struct pc__record *new_threads_record;
+
+static void *register_in_fork_dom(void *p)
+{
+    (void)p;
+    new_threads_record = pc__domain_record(&fork_dom);
+    return NULL;
+}
+
+Test(domain, a_fork_child_keeps_the_forking_threads_own_record, .timeout = 60)
+{
+    struct pc__record *mine;
+    int status = 0;
+    pid_t pid;
+
+    cr_assert(pc__domain_init(&fork_dom));
+    mine = pc__domain_record(&fork_dom);
+    cr_assert_not_null(mine);
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        pthread_t th;
+
+        alarm(10); /* a hang kills the child instead of the run */
+        if (pthread_create(&th, NULL, register_in_fork_dom, NULL) != 0)
+            _exit(3);
+        pthread_join(th, NULL);
+        _exit(new_threads_record == NULL            ? 3
+              : new_threads_record == mine          ? 2
+              : pc__domain_record(&fork_dom) != mine ? 4
+                                                     : 0);
+    }
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "child %s %d (2: a thread of the child was handed the "
+              "forking thread's record)",
+              WIFEXITED(status) ? "exited with" : "killed by signal",
+              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    pc__domain_fini(&fork_dom);
+}
+
 /* ---- process-wide set-up ---- */
 
 /* key's one-byte value, or 0 if it is not there */
