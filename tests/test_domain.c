@@ -21,6 +21,7 @@
 
 #include "alloc.h"
 #include "domain.h"
+#include "grace.h"
 #include "testlib.h"
 
 #define MANY 5000
@@ -347,6 +348,62 @@ Test(domain, a_fork_child_keeps_the_forking_threads_own_record, .timeout = 60)
               "forking thread's record)",
               WIFEXITED(status) ? "exited with" : "killed by signal",
               WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    pc__domain_fini(&fork_dom);
+}
+
+/* "one that was inside a read section would otherwise block every grace
+ * period there" (domain.h, fork()): a thread of the parent inside a read
+ * section when another forks, the child's grace periods do not wait for
+ * it, and its record is free for the child's threads to recycle. */
+static sem_t section_entered, section_release;
+static struct pc__record *section_record;
+
+static void *hold_a_section(void *p)
+{
+    (void)p;
+    section_record = pc__domain_record(&fork_dom);
+    cr_assert_not_null(section_record);
+    pc__read_enter(section_record);
+    sem_post(&section_entered);
+    while (sem_wait(&section_release) != 0)
+        ;
+    pc__read_leave(section_record);
+    return NULL;
+}
+
+Test(domain, a_fork_child_releases_a_section_another_thread_held, .timeout = 60)
+{
+    pthread_t holder;
+    int status = 0;
+    pid_t pid;
+
+    cr_assert(pc__domain_init(&fork_dom));
+    sem_init(&section_entered, 0, 0);
+    sem_init(&section_release, 0, 0);
+    cr_assert_eq(pthread_create(&holder, NULL, hold_a_section, NULL), 0);
+    while (sem_wait(&section_entered) != 0)
+        ;
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        pthread_t th;
+
+        alarm(10); /* a hang kills the child instead of the run */
+        if (!pc__grace_wait(&fork_dom))
+            _exit(3);
+        if (pthread_create(&th, NULL, register_in_fork_dom, NULL) != 0)
+            _exit(3);
+        pthread_join(th, NULL);
+        _exit(new_threads_record == section_record ? 0 : 2);
+    }
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "child %s %d (a hang in the grace period ends in SIGALRM, 14; "
+              "2: the gone thread's record was not recycled)",
+              WIFEXITED(status) ? "exited with" : "killed by signal",
+              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    sem_post(&section_release);
+    pthread_join(holder, NULL);
     pc__domain_fini(&fork_dom);
 }
 
