@@ -150,6 +150,37 @@ Test(domain, a_thread_outliving_many_caches_keeps_a_small_table, .timeout = 300)
     cr_assert_leq(s.max_slots, 16, "table grew to %zu slots", s.max_slots);
 }
 
+/* "The thread that destroys a domain removes its own entry at once (and
+ * frees its table when that leaves it empty)" (domain.h): a thread that
+ * used one cache and destroyed it holds no table. */
+static void *use_and_destroy_one_cache(void *p)
+{
+    pc_cache *c = make_cache(4);
+    size_t *slots = p;
+    uint64_t v;
+
+    cr_assert_not_null(c);
+    cr_assert_eq(put_u64(c, 1, 2), PC_OK);
+    cr_assert_eq(get_u64(c, 1, &v), PC_OK); /* a read registers */
+    slots[0] = pc__domain_thread_slots();
+    pc_destroy(c);
+    slots[1] = pc__domain_thread_slots();
+    return NULL;
+}
+
+Test(domain, destroying_the_only_cache_a_thread_used_frees_its_table)
+{
+    size_t slots[2] = {0, 0};
+    pthread_t th;
+
+    cr_assert_eq(pthread_create(&th, NULL, use_and_destroy_one_cache, slots),
+                 0);
+    pthread_join(th, NULL);
+    cr_assert_gt(slots[0], 0, "the thread had no table while using the cache");
+    cr_assert_eq(slots[1], 0, "the thread's table (%zu slots) outlived its "
+                 "only cache", slots[1]);
+}
+
 /* Thread exit releases the thread's record in every cache it used, for
  * the next thread to recycle: no allocation grows per thread. */
 #define SEVERAL 300
