@@ -254,6 +254,62 @@ Test(domain, an_exited_threads_counts_stay_in_the_stats)
     pc_destroy(c);
 }
 
+/* The same with each thread started before the previous one exits, so
+ * that it cannot have the exited thread's pthread_t: the record it
+ * recycles must become its own, for its exit to release it in turn. */
+struct relay {
+    pc_cache **cs;
+    sem_t go;
+};
+
+static void *use_several_when_told(void *p)
+{
+    struct relay *r = p;
+
+    while (sem_wait(&r->go) != 0)
+        ;
+    return use_several(r->cs);
+}
+
+Test(domain, a_recycled_record_is_released_by_its_new_owners_exit)
+{
+    pc_cache *cs[SEVERAL];
+    struct relay relay[2];
+    pthread_t th[2];
+    long after_first = 0;
+
+    pc__alloc_track(1);
+    for (int i = 0; i < SEVERAL; i++)
+        cs[i] = make_cache(4);
+    for (int i = 0; i < 2; i++) {
+        relay[i].cs = cs;
+        sem_init(&relay[i].go, 0, 0);
+    }
+    cr_assert_eq(pthread_create(&th[0], NULL, use_several_when_told,
+                                &relay[0]),
+                 0);
+    for (int round = 0; round < 20; round++) {
+        int cur = round & 1, next = cur ^ 1;
+
+        /* The next thread exists before the current one exits. */
+        cr_assert_eq(pthread_create(&th[next], NULL, use_several_when_told,
+                                    &relay[next]),
+                     0);
+        sem_post(&relay[cur].go);
+        pthread_join(th[cur], NULL);
+        if (round == 0)
+            after_first = pc__alloc_live();
+    }
+    sem_post(&relay[0].go); /* (round 19 started th[0]) */
+    pthread_join(th[0], NULL);
+    cr_assert_eq(pc__alloc_live(), after_first,
+                 "%ld allocations more: recycled records were not released",
+                 pc__alloc_live() - after_first);
+    for (int i = 0; i < SEVERAL; i++)
+        pc_destroy(cs[i]);
+    pc__alloc_track(0);
+}
+
 /* ---- fork() while another thread holds a read section ---- */
 
 struct pin_holder {
