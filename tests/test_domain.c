@@ -177,8 +177,10 @@ Test(domain, destroying_the_only_cache_a_thread_used_frees_its_table)
                  0);
     pthread_join(th, NULL);
     cr_assert_gt(slots[0], 0, "the thread had no table while using the cache");
-    cr_assert_eq(slots[1], 0, "the thread's table (%zu slots) outlived its "
-                 "only cache", slots[1]);
+    cr_assert_eq(slots[1], 0,
+                 "the thread's table (%zu slots) outlived its "
+                 "only cache",
+                 slots[1]);
 }
 
 /* Thread exit releases the thread's record in every cache it used, for
@@ -285,8 +287,7 @@ Test(domain, a_recycled_record_is_released_by_its_new_owners_exit)
         relay[i].cs = cs;
         sem_init(&relay[i].go, 0, 0);
     }
-    cr_assert_eq(pthread_create(&th[0], NULL, use_several_when_told,
-                                &relay[0]),
+    cr_assert_eq(pthread_create(&th[0], NULL, use_several_when_told, &relay[0]),
                  0);
     for (int round = 0; round < 20; round++) {
         int cur = round & 1, next = cur ^ 1;
@@ -424,8 +425,8 @@ Test(domain, a_fork_child_keeps_the_forking_threads_own_record, .timeout = 60)
         if (pthread_create(&th, NULL, register_in_fork_dom, NULL) != 0)
             _exit(3);
         pthread_join(th, NULL);
-        _exit(new_threads_record == NULL            ? 3
-              : new_threads_record == mine          ? 2
+        _exit(new_threads_record == NULL             ? 3
+              : new_threads_record == mine           ? 2
               : pc__domain_record(&fork_dom) != mine ? 4
                                                      : 0);
     }

@@ -208,9 +208,8 @@ Test(grace, a_wait_outlasts_a_section_open_when_it_began)
         usleep(1000);
     /* Until the waiter sleeps in its back-off (10 s: a deadlock breaker),
      * or returns. */
-    for (int i = 0; i < 10000 && !__atomic_load_n(&waiter_done,
-                                                  __ATOMIC_SEQ_CST);
-         i++)
+    for (int i = 0;
+         i < 10000 && !__atomic_load_n(&waiter_done, __ATOMIC_SEQ_CST); i++)
         if (test_thread_blocked(tid, 1))
             break;
     cr_assert_not(__atomic_load_n(&waiter_done, __ATOMIC_SEQ_CST),

@@ -460,7 +460,6 @@ Test(frequency_policy, a_resize_keeps_the_share_small_had_reached)
     pc_destroy(c);
 }
 
-
 /* The key the last eviction took (evicted_listener). */
 static uint64_t last_evicted;
 
