@@ -2223,14 +2223,14 @@ Test(redis, a_slot_handed_after_the_waiters_deadline_is_not_used, .timeout = 60)
     pthread_join(t, NULL);
     cr_assert_eq(q.st, PC_EIO, "B: %d (its deadline passed)", q.st);
     pc_redis_stats_get(&be, &st1);
-    cr_expect_eq(st1.requests, st0.requests,
+    cr_assert_eq(st1.requests, st0.requests,
                  "B's put was sent after its deadline");
-    cr_expect_eq(st1.flushes, st0.flushes,
+    cr_assert_eq(st1.flushes, st0.flushes,
                  "a healthy connection was dropped (near tier flushed)");
-    cr_expect(near_has(&be, "nk"), "the near copy of nk was flushed");
+    cr_assert(near_has(&be, "nk"), "the near copy of nk was flushed");
     cr_assert_eq(put_s(&be, "c", "v"), PC_OK);
     pc_redis_stats_get(&be, &st1);
-    cr_expect_eq(st1.connects, st0.connects,
+    cr_assert_eq(st1.connects, st0.connects,
                  "the pool's healthy connection was closed");
     destroy(&be);
     rs_stop(&s);
