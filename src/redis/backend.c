@@ -18,13 +18,13 @@
  * arrival order, and a newcomer cannot take a slot past them (but for a
  * release's own window, above). A waiter whose deadline has passed is
  * dropped from the queue, not handed the slot, and a request that gets a
- * slot past its deadline gives it back unused (hand_over). Waiting for its home
- * slot alone, a request timed out while the other slots were free again and
- * again (helper-73: 93 timeouts in 96,000 requests, 32 threads on 2
- * connections, 100 ms; at 20 ms, 1,029 timeouts, and 137 connections
- * opened for a pool of 2; now none, and 2); and waiting for any slot on
- * one condition
- * variable, without the hand-over, newcomers took the freed slots first,
+ * slot past its deadline gives it back unused (hand_over). Waiting for
+ * its home slot alone, a request timed out while the other slots were
+ * free again and again (helper-73: 93 timeouts in 96,000 requests, 32
+ * threads on 2 connections, 100 ms; at 20 ms, 1,029 timeouts, and 137
+ * connections opened for a pool of 2; now none, and 2); and waiting for
+ * any slot on one condition variable, without the hand-over, newcomers
+ * took the freed slots first,
  * and a 20 ms timeout failed more requests than that.
  *
  * REQUEST. One deadline (now + timeout_ms) bounds the whole request:
@@ -259,7 +259,7 @@ static pc_status call(struct pc__redis *r, const struct pc__redis_cmds *q,
 #endif
     deadline = pc__redis_now_ns() + (uint64_t)r->timeout_ms * 1000000u;
     s = slot_acquire(r, deadline);
-    /* A slot had just past the deadline is given back unused: its request
+    /* A slot got just past the deadline is given back unused: its request
      * could only be sent, not awaited, and its connection would be
      * dropped for it. */
     if (s != NULL && pc__redis_now_ns() >= deadline) {
