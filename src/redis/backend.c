@@ -24,8 +24,8 @@
  * threads on 2 connections, 100 ms; at 20 ms, 1,029 timeouts, and 137
  * connections opened for a pool of 2; now none, and 2); and waiting for
  * any slot on one condition variable, without the hand-over, newcomers
- * took the freed slots first,
- * and a 20 ms timeout failed more requests than that.
+ * took the freed slots first, and a 20 ms timeout failed more requests
+ * than that.
  *
  * REQUEST. One deadline (now + timeout_ms) bounds the whole request:
  * waiting for a slot, connecting, sending and receiving (conn.c). On an I/O
