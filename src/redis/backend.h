@@ -55,7 +55,7 @@ struct pc__redis {
 int pc__redis_subscriber_start(struct pc__redis *r);
 void pc__redis_subscriber_stop(struct pc__redis *r);
 
-/* backend.c: close a pooled connection (caller holds s->mu), flushing the
+/* backend.c: close a pooled connection (caller holds slot s), flushing the
  * near tier if the server may have tracked keys through it. */
 void pc__redis_slot_drop(struct pc__redis *r, struct pc__redis_slot *s);
 

@@ -9,7 +9,7 @@
  * deadline) and hiredis does the protocol: redisFormatCommandArgv encodes
  * commands, a redisReader decodes replies.
  *
- * A conn is used by one thread at a time (the pool's slot mutex, or the
+ * A conn is used by one thread at a time (the pool slot's busy flag, or the
  * subscriber thread that owns it). After any error it must be closed.
  */
 #ifndef PC_REDIS_CONN_H
