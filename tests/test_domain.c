@@ -58,6 +58,18 @@ static void *use_every_cache(void *p)
     return NULL;
 }
 
+/* Wait for the forked child pid and assert that it exited with status 0;
+ * `what` says what its other statuses mean. */
+static void wait_child_ok(pid_t pid, const char *what)
+{
+    int status;
+
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %s %d %s",
+              WIFEXITED(status) ? "exited with" : "killed by signal",
+              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), what);
+}
+
 /* One pthread key per cache used to run out at PTHREAD_KEYS_MAX (1024):
  * pc_create failed, and so did the application's own pthread_key_create. */
 Test(domain, thousands_of_caches_live_at_once_from_two_threads, .timeout = 300)
@@ -359,7 +371,6 @@ Test(domain, a_fork_child_reclaims_past_the_parents_pins, .timeout = 120)
 {
     struct pin_holder h;
     pthread_t th;
-    int status = 0;
     pid_t pid;
 
     for (int i = 0; i < 2; i++) {
@@ -378,11 +389,7 @@ Test(domain, a_fork_child_reclaims_past_the_parents_pins, .timeout = 120)
     cr_assert_neq(pid, -1);
     if (pid == 0)
         _exit(child_uses_caches(h.c));
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-              "child %s %d (a hang ends in SIGALRM, 14)",
-              WIFEXITED(status) ? "exited with" : "killed by signal",
-              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    wait_child_ok(pid, "(a hang ends in SIGALRM, 14)");
     sem_post(&h.release);
     pthread_join(th, NULL);
     for (int i = 0; i < 2; i++) {
@@ -410,7 +417,6 @@ static void *register_in_fork_dom(void *p)
 Test(domain, a_fork_child_keeps_the_forking_threads_own_record, .timeout = 60)
 {
     struct pc__record *mine;
-    int status = 0;
     pid_t pid;
 
     cr_assert(pc__domain_init(&fork_dom));
@@ -430,12 +436,8 @@ Test(domain, a_fork_child_keeps_the_forking_threads_own_record, .timeout = 60)
               : pc__domain_record(&fork_dom) != mine ? 4
                                                      : 0);
     }
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-              "child %s %d (2: a thread of the child was handed the "
-              "forking thread's record)",
-              WIFEXITED(status) ? "exited with" : "killed by signal",
-              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    wait_child_ok(pid, "(2: a thread of the child was handed the "
+                       "forking thread's record)");
     pc__domain_fini(&fork_dom);
 }
 
@@ -462,7 +464,6 @@ static void *hold_a_section(void *p)
 Test(domain, a_fork_child_releases_a_section_another_thread_held, .timeout = 60)
 {
     pthread_t holder;
-    int status = 0;
     pid_t pid;
 
     cr_assert(pc__domain_init(&fork_dom));
@@ -489,12 +490,8 @@ Test(domain, a_fork_child_releases_a_section_another_thread_held, .timeout = 60)
         _exit(new_threads_record == section_record ? 0 : 2);
 #endif
     }
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-              "child %s %d (a hang in the grace period ends in SIGALRM, 14; "
-              "2: the gone thread's record was not recycled)",
-              WIFEXITED(status) ? "exited with" : "killed by signal",
-              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    wait_child_ok(pid, "(a hang in the grace period ends in SIGALRM, 14; "
+                       "2: the gone thread's record was not recycled)");
     sem_post(&section_release);
     pthread_join(holder, NULL);
     pc__domain_fini(&fork_dom);
