@@ -134,9 +134,14 @@ typedef struct pc_redis_options { /* zero-initialise */
     /* Pool size; 0 = PC_REDIS_DEFAULT_CONNECTIONS. Connections are opened
      * lazily, on first use. */
     unsigned int connections;
-    /* Bound on one request (connect, send, receive), in ms; 0 =
-     * PC_REDIS_DEFAULT_TIMEOUT_MS. Also the heartbeat deadline of the
-     * invalidation connection. */
+    /* Bound on one request (waiting for a pooled connection, connect,
+     * send, receive), in ms; 0 = PC_REDIS_DEFAULT_TIMEOUT_MS. A request
+     * that gets its connection with less time left than the pool's recent
+     * round trips (a low estimate of the successful ones, at most half
+     * this bound) fails with PC_EIO without being sent: its reply would
+     * come too late, and a connection whose reply is not awaited is
+     * closed. Also the heartbeat deadline of the invalidation
+     * connection. */
     unsigned int timeout_ms;
     /* How the server keeps the near tier coherent (ignored without one):
      * PC_REDIS_TRACK_KEYS (0, default): per-key tracking; each pooled

@@ -1612,9 +1612,11 @@ Test(redis, many_threads_share_a_small_pool, .timeout = 60)
  */
 struct frz {
     int ls, server_port, nconn;
-    int frozen; /* atomic: bit i freezes conn i (i < 31) */
-    int stop;   /* atomic */
-    int live;   /* atomic: relays running (frz_stop waits for 0) */
+    int frozen;   /* atomic: bit i freezes conn i (i < 31) */
+    int stop;     /* atomic */
+    int live;     /* atomic: relays running (frz_stop waits for 0) */
+    int delay_ms; /* atomic: each reply chunk is held this long first */
+    int sent;     /* atomic: request chunks passed to the server */
     pthread_t acc;
 };
 
@@ -1651,10 +1653,15 @@ static void *frz_relay_main(void *p)
                     break;
                 if (write(sv, b, (size_t)n) != n)
                     break;
+                __atomic_add_fetch(&rl->f->sent, 1, __ATOMIC_RELEASE);
             }
             if (pf[1].revents) {
+                int d = __atomic_load_n(&rl->f->delay_ms, __ATOMIC_ACQUIRE);
+
                 if ((n = read(sv, b, sizeof b)) <= 0)
                     break;
+                if (d > 0)
+                    usleep((useconds_t)d * 1000);
                 if (write(c, b, (size_t)n) != n)
                     break;
             }
@@ -1971,6 +1978,72 @@ Test(redis, a_request_waiting_for_the_pool_takes_any_freed_connection,
     __atomic_store_n(&f.frozen, 0, __ATOMIC_RELEASE);
     pthread_join(ta, NULL);
     cr_assert_eq(qa.st, PC_NOTFOUND, "A: %d", qa.st);
+    destroy(&be);
+    frz_stop(&f);
+    rs_stop(&s);
+}
+
+/*
+ * A request that gets its connection with less time left than the pool's
+ * recent round trips is not sent: it fails at once and the connection
+ * stays. Sent, it timed out waiting for its reply and its connection was
+ * dropped (the next reply on it would have been this one's): under
+ * overload, requests that waited most of their deadline for a slot did
+ * that, and the pool reconnected over and over (64 threads, 1 connection,
+ * 3 ms: 7,499 connects in 128,000 requests). Here, one connection and a
+ * 2 s timeout behind a relay that holds each reply: three requests at
+ * 600 ms teach the pool its round trip; then A's reply is held 1.6 s and
+ * B, queued just after A was sent, gets the connection with about 400 ms
+ * left. B must fail without sending; C then uses the same connection.
+ * (The margins, 200 ms either side, are bounds for a loaded machine, not
+ * timing targets.)
+ */
+Test(redis, a_request_without_time_for_a_round_trip_is_not_sent, .timeout = 90)
+{
+    struct rs_server s;
+    struct frz f = {.delay_ms = 600};
+    pc_redis_options o = {0};
+    pc_backend be;
+    pc_redis_stats st;
+    struct pool_req qa, qb;
+    pthread_t ta, tb;
+    char buf[256];
+    int sent;
+
+    rs_start(&s);
+    o.port = frz_start(&f, s.port);
+    o.connections = 1;
+    o.timeout_ms = 2000;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(get_s(&be, "pk", buf), PC_NOTFOUND, "warm-up %d", i);
+
+    __atomic_store_n(&f.delay_ms, 1600, __ATOMIC_RELEASE);
+    sent = __atomic_load_n(&f.sent, __ATOMIC_ACQUIRE);
+    pool_req_start(&qa, &ta, &be);
+    for (int i = 0;
+         i < 10000 && __atomic_load_n(&f.sent, __ATOMIC_ACQUIRE) == sent; i++)
+        usleep(1000);
+    cr_assert_gt(__atomic_load_n(&f.sent, __ATOMIC_ACQUIRE), sent,
+                 "A was never sent");
+    sent = __atomic_load_n(&f.sent, __ATOMIC_ACQUIRE);
+    pool_req_start(&qb, &tb, &be);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    cr_assert_eq(qa.st, PC_NOTFOUND, "A: %d", qa.st);
+    cr_assert_eq(qb.st, PC_EIO, "B: %d", qb.st);
+    cr_assert_eq(__atomic_load_n(&f.sent, __ATOMIC_ACQUIRE), sent,
+                 "B was sent with too little time for its reply");
+
+    __atomic_store_n(&f.delay_ms, 0, __ATOMIC_RELEASE);
+    cr_assert_eq(get_s(&be, "pk", buf), PC_NOTFOUND);
+    cr_assert_eq(pc_redis_stats_get(&be, &st), PC_OK);
+    cr_assert_eq(st.connects, 1, "the connection was dropped (%llu connects)",
+                 (unsigned long long)st.connects);
+    cr_assert_eq(st.requests, 5, "requests %llu: B counted as sent",
+                 (unsigned long long)st.requests);
+    cr_assert_eq(st.errors, 1);
+    cr_assert_eq(__atomic_load_n(&f.nconn, __ATOMIC_ACQUIRE), 1);
     destroy(&be);
     frz_stop(&f);
     rs_stop(&s);
