@@ -162,3 +162,36 @@ Test(clock_model, a_key_that_replaced_an_expired_entry_gets_a_revolution)
                  "the oldest key, never read, stayed");
     pc_destroy(c);
 }
+
+/* A lowered capacity packs the ring into a smaller one in the hand's
+ * order, from the hand on: the sweep meets the keys left as it would
+ * have. Here the keys left straddle the hand (five behind it, read before
+ * the shrink so that it passed them over, five after it), and the next
+ * put evicts the first of those the hand meets, not the first in the old
+ * ring's slot order. */
+Test(clock_model, a_trim_keeps_the_hands_order)
+{
+    pc_options o = test_opts(400);
+    pc_cache *c;
+    uint64_t v;
+
+    o.shards = 1;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    for (uint64_t k = 0; k < 600; k++) /* 400..599 replace 0..199 */
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    for (uint64_t k = 0; k < 5; k++) { /* the hand stands at slot 200 */
+        cr_assert_eq(get_u64(c, 300 + k, &v), PC_OK);
+        cr_assert_eq(get_u64(c, 400 + k, &v), PC_OK);
+    }
+    /* Evicts 200..299, 305..399 and 405..599, clearing the bits of the
+     * ten it keeps: 300..304 come first from the hand, then 400..404. */
+    cr_assert_eq(pc_set_capacity(c, 10), PC_OK);
+    cr_assert_eq(pc_len(c), 10);
+    cr_assert_eq(put_u64(c, 1000, 1000), PC_OK);
+    cr_assert_eq(get_u64(c, 300, &v), PC_NOTFOUND,
+                 "the first key under the hand went");
+    for (uint64_t k = 0; k < 5; k++)
+        cr_assert_eq(get_u64(c, 400 + k, &v), PC_OK,
+                     "key %lu, behind the hand, stayed", (unsigned long)(400 + k));
+    pc_destroy(c);
+}
