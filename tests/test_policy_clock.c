@@ -8,6 +8,7 @@
 #include <criterion/criterion.h>
 #include <stdlib.h>
 
+#include "alloc.h" /* pc__alloc_fail_after */
 #include "testlib.h"
 
 #define KEYS 24
@@ -164,12 +165,12 @@ Test(clock_model, a_key_that_replaced_an_expired_entry_gets_a_revolution)
 }
 
 /* A lowered capacity packs the ring into a smaller one in the hand's
- * order, from the hand on: the sweep meets the keys left as it would
- * have. Here the keys left straddle the hand (five behind it, read before
- * the shrink so that it passed them over, five after it), and the next
- * put evicts the first of those the hand meets, not the first in the old
- * ring's slot order. */
-Test(clock_model, a_trim_keeps_the_hands_order)
+ * order, from the hand on (short of memory, in place, rotated so): the
+ * sweep meets the keys left as it would have. Here the keys left straddle
+ * the hand (five behind it, read before the shrink so that it passed
+ * them over, five after it), and the next put evicts the first of those
+ * the hand meets, not the first in the old ring's slot order. */
+static void trim_keeps_the_hands_order(bool short_of_memory)
 {
     pc_options o = test_opts(400);
     pc_cache *c;
@@ -185,13 +186,27 @@ Test(clock_model, a_trim_keeps_the_hands_order)
     }
     /* Evicts 200..299, 305..399 and 405..599, clearing the bits of the
      * ten it keeps: 300..304 come first from the hand, then 400..404. */
+    if (short_of_memory)
+        pc__alloc_fail_after(0); /* every allocation fails */
     cr_assert_eq(pc_set_capacity(c, 10), PC_OK);
+    pc__alloc_fail_after(-1);
     cr_assert_eq(pc_len(c), 10);
     cr_assert_eq(put_u64(c, 1000, 1000), PC_OK);
     cr_assert_eq(get_u64(c, 300, &v), PC_NOTFOUND,
                  "the first key under the hand went");
     for (uint64_t k = 0; k < 5; k++)
         cr_assert_eq(get_u64(c, 400 + k, &v), PC_OK,
-                     "key %lu, behind the hand, stayed", (unsigned long)(400 + k));
+                     "key %lu, behind the hand, stayed",
+                     (unsigned long)(400 + k));
     pc_destroy(c);
+}
+
+Test(clock_model, a_trim_keeps_the_hands_order)
+{
+    trim_keeps_the_hands_order(false);
+}
+
+Test(clock_model, a_trim_short_of_memory_keeps_the_hands_order)
+{
+    trim_keeps_the_hands_order(true);
 }
