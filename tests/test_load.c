@@ -677,3 +677,54 @@ Test(load, a_listener_may_forget_the_memoized_call_whose_store_reports_it,
     pc_memo_destroy(expiry_memo);
     expiry_memo = NULL;
 }
+
+static int failing_load(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    (void)ctx;
+    (void)key;
+    (void)klen;
+    (void)out;
+    return 42;
+}
+
+static int ok_load(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    (void)key;
+    (void)klen;
+    return pc_sink_set(out, ctx, strlen(ctx)) == PC_OK ? 0 : 1;
+}
+
+/* A failed load ends its lease like a successful one: loads, failed or
+ * not, and writes of the key alternate, and each successful load caches
+ * its value (a failed load's lease left registered with the shard was
+ * the freed flight's memory, which the next flight of the key reused and
+ * registered again: a list that looped into itself). */
+Test(load, a_failed_load_leaves_no_lease_behind, .timeout = 20)
+{
+    pc_cache *c = make_cache(64);
+    char got[32];
+    size_t n;
+    int err;
+
+    for (int i = 0; i < 200; i++) {
+        err = 0;
+        cr_assert_eq(pc_get_or_load(c, "k", 1, failing_load, NULL, got,
+                                    sizeof got, &n, &err),
+                     PC_ELOAD);
+        cr_assert_eq(err, 42);
+        cr_assert_eq(pc_get(c, "k", 1, got, sizeof got, &n), PC_NOTFOUND);
+        cr_assert_eq(pc_get_or_load(c, "k", 1, ok_load, "loaded", got,
+                                    sizeof got, &n, NULL),
+                     PC_OK);
+        cr_assert_eq(pc_get(c, "k", 1, got, sizeof got, &n), PC_OK,
+                     "round %d: the successful load was cached", i);
+        cr_assert_eq(n, 6);
+        cr_assert_eq(memcmp(got, "loaded", 6), 0);
+        cr_assert_eq(pc_put(c, "k", 1, "put", 3), PC_OK);
+        cr_assert_eq(pc_delete(c, "k", 1), PC_OK);
+    }
+    pc_stats s;
+    cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+    cr_assert_eq(s.loader_errors, 200);
+    pc_destroy(c);
+}
