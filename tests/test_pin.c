@@ -738,3 +738,63 @@ Test(pin, pinned_misses_at_the_growth_threshold_allocate_no_arrays,
         pc_unpin(&held[k]);
     pc_destroy(c);
 }
+
+/* A pinned read is counted and used as pc_get's: one hit or one miss in
+ * the statistics, and the policy then evicts what it evicts after the
+ * same reads made by pc_get. */
+static void reads_then_puts(bool pinned, bool present[16], pc_stats *s)
+{
+    pc_options o = test_opts(8);
+    pc_cache *c;
+
+    o.shards = 1;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (uint64_t k = 0; k < 8; k++)
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    for (uint64_t k = 0; k < 4; k++) { /* three hits, one miss each */
+        for (uint64_t key = 0; key < 4; key++) {
+            uint64_t kk = key == 3 ? 100 + k : key;
+            pc_pin p;
+            pc_status st;
+
+            if (pinned) {
+                st = pc_get_pinned(c, &kk, sizeof kk, &p);
+                if (st == PC_OK)
+                    pc_unpin(&p);
+            } else {
+                st = pc_get(c, &kk, sizeof kk, NULL, 0, NULL);
+                st = st == PC_ERANGE ? PC_OK : st;
+            }
+            cr_assert_eq(st, key == 3 ? PC_NOTFOUND : PC_OK);
+        }
+    }
+    for (uint64_t k = 8; k < 12; k++)
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    for (uint64_t k = 0; k < 12; k++) {
+        uint64_t v;
+
+        present[k] = get_u64(c, k, &v) == PC_OK;
+    }
+    cr_assert_eq(pc_stats_get(c, s), PC_OK);
+    pc_destroy(c);
+}
+
+Test(pin, a_pinned_read_counts_and_is_used_as_pc_gets)
+{
+    bool by_get[16], by_pin[16];
+    pc_stats sg, sp;
+
+    reads_then_puts(false, by_get, &sg);
+    reads_then_puts(true, by_pin, &sp);
+    cr_assert_eq(sp.hits, sg.hits, "%llu pinned hits counted, %llu by pc_get",
+                 (unsigned long long)sp.hits, (unsigned long long)sg.hits);
+    cr_assert_eq(sp.misses, sg.misses);
+    cr_assert_eq(sg.hits, 12 + 8); /* the reads, then the 8 of 12 kept */
+    cr_assert_eq(sg.misses, 4 + 4);
+    for (int k = 0; k < 3; k++) /* read four times: kept */
+        cr_assert(by_get[k], "key %d, read, was evicted", k);
+    for (int k = 0; k < 12; k++)
+        cr_assert_eq(by_pin[k], by_get[k], "key %d: %s after pinned reads", k,
+                     by_pin[k] ? "kept" : "evicted");
+}
