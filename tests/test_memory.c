@@ -302,6 +302,53 @@ Test(memory, pc_destroy_returns_the_blocks_its_thread_kept)
                  "%lld bytes still held by the thread after pc_destroy",
                  (long long)net);
 }
+
+#define MAG_RELEASE_BLOCKS 2000 /* of 128 bytes: 256,000, under 256 KiB */
+
+/* Allocate MAG_RELEASE_BLOCKS blocks of 128 bytes and free them again;
+ * the bytes jemalloc handed the thread meanwhile (UINT64_MAX on ENOMEM). */
+static uint64_t mag_fill_and_empty(void)
+{
+    static void *blk[MAG_RELEASE_BLOCKS];
+    uint64_t before = thread_allocated(), made;
+
+    for (int i = 0; i < MAG_RELEASE_BLOCKS; i++)
+        if ((blk[i] = pc__alloc(128)) == NULL)
+            return UINT64_MAX;
+    made = thread_allocated() - before;
+    for (int i = 0; i < MAG_RELEASE_BLOCKS; i++)
+        pc__free(blk[i], 128);
+    return made;
+}
+
+static void *magazine_after_release(void *arg)
+{
+    uint64_t *made = arg;
+
+    made[0] = mag_fill_and_empty(); /* fills the magazine */
+    pc__alloc_release_thread();     /* as pc_destroy does */
+    made[1] = mag_fill_and_empty(); /* from jemalloc; fills it again */
+    made[2] = mag_fill_and_empty(); /* from the magazine */
+    return NULL;
+}
+
+/* A magazine given back to jemalloc (pc_destroy) starts afresh: the
+ * thread keeps as many blocks afterwards as before (its byte count, left
+ * as it was, let it keep 48 of the 2000). */
+Test(memory, a_released_magazine_keeps_blocks_again)
+{
+    uint64_t made[3];
+    pthread_t t;
+
+    cr_assert_eq(pthread_create(&t, NULL, magazine_after_release, made), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_geq(made[0], MAG_RELEASE_BLOCKS * 128);
+    cr_assert_neq(made[1], UINT64_MAX);
+    cr_assert_eq(made[2], 0,
+                 "after a release the magazine served the same blocks "
+                 "with %llu bytes from jemalloc",
+                 (unsigned long long)made[2]);
+}
 #endif
 
 #ifdef PC_TEST_JEMALLOC
