@@ -210,3 +210,31 @@ Test(clock_model, a_trim_short_of_memory_keeps_the_hands_order)
 {
     trim_keeps_the_hands_order(true);
 }
+
+/* Victims taken with no put to take their slots (a lowered capacity)
+ * leave those slots free for later keys, which take the last freed first,
+ * as deleted keys' slots: here E takes A's slot, behind the hand, and so
+ * outlives F, put after it into a slot ahead of the hand. */
+Test(clock_model, slots_of_victims_no_put_took_are_reused)
+{
+    pc_options o = test_opts(4);
+    pc_cache *c;
+    uint64_t v;
+
+    o.shards = 1;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    for (uint64_t k = 0; k < 4; k++) /* A..D: 0..3, in slots 0..3 */
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    cr_assert_eq(pc_set_capacity(c, 2), PC_OK); /* evicts A and B */
+    cr_assert_eq(pc_set_capacity(c, 4), PC_OK);
+    cr_assert_eq(get_u64(c, 0, &v), PC_NOTFOUND);
+    cr_assert_eq(get_u64(c, 1, &v), PC_NOTFOUND);
+    cr_assert_eq(put_u64(c, 4, 4), PC_OK); /* E: A's slot (slot 0) */
+    cr_assert_eq(put_u64(c, 5, 5), PC_OK); /* F: slot 4 */
+    for (uint64_t k = 6; k < 9; k++)       /* evict C, D, then F */
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    cr_assert_eq(pc_len(c), 4);
+    cr_assert_eq(get_u64(c, 5, &v), PC_NOTFOUND, "F, ahead of the hand, went");
+    cr_assert_eq(get_u64(c, 4, &v), PC_OK, "E, behind the hand, stayed");
+    pc_destroy(c);
+}
