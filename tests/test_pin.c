@@ -798,3 +798,41 @@ Test(pin, a_pinned_read_counts_and_is_used_as_pc_gets)
         cr_assert_eq(by_pin[k], by_get[k], "key %d: %s after pinned reads", k,
                      by_pin[k] ? "kept" : "evicted");
 }
+
+/* The pin table's bucket count follows the pins held as pin.h says:
+ * doubled once they pass two per bucket, halved once they fall under an
+ * eighth of one, never under 64: step for step, pinning 1500 keys and
+ * releasing them. */
+Test(pin, the_pin_tables_size_follows_the_pins_held)
+{
+    enum { N = 1500 };
+    static pc_pin held[N];
+    pc_cache *c = make_cache(2 * N);
+    size_t nb = 64, most = 64;
+
+    cr_assert_not_null(c);
+    for (uint64_t k = 0; k < N; k++)
+        cr_assert_eq(pc_put(c, &k, sizeof k, &k, sizeof k), PC_OK);
+    for (uint64_t k = 0; k < N; k++) {
+        cr_assert_eq(pc_get_pinned(c, &k, sizeof k, &held[k]), PC_OK);
+        if (k + 1 > 2 * nb)
+            nb *= 2;
+        most = nb > most ? nb : most;
+        cr_assert_eq(__atomic_load_n(&c->pins.nb, __ATOMIC_RELAXED), nb,
+                     "%zu buckets at %lu pins, not %zu",
+                     __atomic_load_n(&c->pins.nb, __ATOMIC_RELAXED),
+                     (unsigned long)k + 1, nb);
+    }
+    cr_assert_eq(most, 1024);
+    for (uint64_t k = N; k-- > 0;) {
+        pc_unpin(&held[k]);
+        if (nb > 64 && k * 8 < nb)
+            nb /= 2;
+        cr_assert_eq(__atomic_load_n(&c->pins.nb, __ATOMIC_RELAXED), nb,
+                     "%zu buckets at %lu pins, not %zu",
+                     __atomic_load_n(&c->pins.nb, __ATOMIC_RELAXED),
+                     (unsigned long)k, nb);
+    }
+    cr_assert_eq(nb, 64);
+    pc_destroy(c);
+}
