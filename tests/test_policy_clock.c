@@ -238,3 +238,33 @@ Test(clock_model, slots_of_victims_no_put_took_are_reused)
     cr_assert_eq(get_u64(c, 4, &v), PC_OK, "E, behind the hand, stayed");
     pc_destroy(c);
 }
+
+/* A new key that evicted takes its victim's slot, just behind the hand,
+ * even when a slot freed earlier waits (a lowered capacity left A's):
+ * there, behind B's and ahead of C, D and E, each read once, it would
+ * be met before them, with the bit such a slot gives, and outlive C. */
+Test(clock_model, a_new_key_takes_its_victims_slot_before_free_ones)
+{
+    pc_options o = test_opts(5);
+    pc_cache *c;
+    uint64_t v;
+
+    o.shards = 1;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    for (uint64_t k = 0; k < 5; k++) /* A..E: 0..4, in slots 0..4 */
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    for (uint64_t k = 2; k < 5; k++) /* C, D, E read */
+        cr_assert_eq(get_u64(c, k, &v), PC_OK);
+    cr_assert_eq(pc_set_capacity(c, 4), PC_OK); /* evicts A */
+    cr_assert_eq(get_u64(c, 0, &v), PC_NOTFOUND);
+    cr_assert_eq(put_u64(c, 10, 10), PC_OK); /* X: evicts B, in its slot */
+    cr_assert_eq(get_u64(c, 1, &v), PC_NOTFOUND);
+    /* Y: the hand clears C's, D's and E's bits and reaches X, not read */
+    cr_assert_eq(put_u64(c, 11, 11), PC_OK);
+    cr_assert_eq(pc_len(c), 4);
+    cr_assert_eq(get_u64(c, 10, &v), PC_NOTFOUND, "X, behind the hand, went");
+    for (uint64_t k = 2; k < 5; k++)
+        cr_assert_eq(get_u64(c, k, &v), PC_OK, "key %lu, read, stayed",
+                     (unsigned long)k);
+    pc_destroy(c);
+}
