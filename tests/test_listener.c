@@ -589,3 +589,30 @@ Test(listener, a_load_waiter_does_not_wait_for_the_leaders_listener,
               "the waiter returned only after the leader's listener");
     pc_destroy(wt.c);
 }
+
+/* Every entry a report hands the listener is freed afterwards, however
+ * many one call removes: a clear, a lowered capacity, evicting puts, and
+ * nothing the cache allocated is left once it is destroyed. */
+Test(listener, every_reported_entry_is_freed)
+{
+    struct log l;
+    pc_cache *c;
+    long before;
+
+    pc__alloc_track(1);
+    before = pc__alloc_live();
+    c = make_listened(100, &l, 0);
+    for (uint64_t k = 0; k < 150; k++) /* 50 evictions */
+        put_u64(c, k, k);
+    cr_assert_eq(pc_set_capacity(c, 20), PC_OK); /* 80 in one report */
+    pc_clear(c);                                 /* 20 in one report */
+    cr_assert_eq(l.n, 150);
+    pc_reclaim(c);
+    pc_stats s;
+    cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+    cr_assert_eq(s.pending, 0);
+    pc_destroy(c);
+    cr_assert_eq(pc_alloc_live_delta(before), 0, "%ld blocks leaked",
+                 pc_alloc_live_delta(before));
+    pc__alloc_track(0);
+}
