@@ -268,3 +268,34 @@ Test(clock_model, a_new_key_takes_its_victims_slot_before_free_ones)
                      (unsigned long)k);
     pc_destroy(c);
 }
+
+/* A replacement that needs bytes, offered its own key by the hand, puts
+ * it back into the slot its victim left, just behind the hand, as a new
+ * key's would be: the sweep then meets it after X, not before. Four
+ * 16-byte entries fill the bound. */
+Test(clock_model, a_growing_replacement_takes_its_victims_slot)
+{
+    pc_options o = test_opts(100);
+    unsigned char big[24] = {0};
+    pc_cache *c;
+    uint64_t v, k0 = 0;
+
+    o.shards = 1;
+    o.max_bytes = 64;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    for (uint64_t k = 0; k < 4; k++) /* A, X, B, C: 0..3, slots 0..3 */
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    cr_assert_eq(get_u64(c, 1, &v), PC_OK); /* X read */
+    /* The hand offers A itself, clears X's bit and evicts B, whose slot
+     * A (now A', a use) takes. */
+    cr_assert_eq(pc_put(c, &k0, sizeof k0, big, sizeof big), PC_OK);
+    cr_assert_eq(get_u64(c, 2, &v), PC_NOTFOUND);
+    /* D evicts C, E evicts X (A's old slot is free), F clears A''s bit
+     * and evicts D, and G evicts E, not A'. */
+    for (uint64_t k = 10; k < 14; k++)
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    cr_assert_eq(pc_get(c, &k0, sizeof k0, NULL, 0, NULL), PC_ERANGE,
+                 "A', behind the hand, stayed");
+    cr_assert_eq(get_u64(c, 11, &v), PC_NOTFOUND, "E went first");
+    pc_destroy(c);
+}
