@@ -47,7 +47,7 @@ struct pc__redis {
     int wake[2];  /* destroy writes wake[1]; the thread polls wake[0] */
     int stopping; /* atomic */
 
-    /* Recent round trips (backend.c, REQUEST): a moving average of the
+    /* Recent round trips (backend.c, REQUEST): a low estimate of the
      * successful ones, in ns (relaxed atomics; 0 until the first). */
     uint64_t rtt_ns;
 
