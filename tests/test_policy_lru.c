@@ -546,3 +546,48 @@ Test(lru_exact, a_full_access_log_loses_no_use)
         pc_destroy(c);
     }
 }
+
+static void *get_key_2(void *c)
+{
+    return (void *)(intptr_t)get_u64(c, 2, NULL);
+}
+
+/* A hit that takes the writer lock (its thread's log full, or no log yet:
+ * the thread's first hit on the cache) is stamped after every hit logged
+ * before it, so it must apply them before it moves its own entry: here key
+ * 1's logged hit comes before key 2's locked one, so 1 is older than 2. */
+Test(lru_exact, a_locked_hit_comes_after_the_hits_logged_before_it)
+{
+    for (int full = 1; full >= 0; full--) {
+        pc_cache *c = make_cache(4);
+        pthread_t th;
+        void *st;
+
+        cr_assert_not_null(c);
+        for (uint64_t k = 1; k <= 4; k++)
+            put_u64(c, k, k);
+        cr_assert_eq(get_u64(c, 4, NULL), PC_OK); /* (makes the log) */
+        cr_assert_eq(get_u64(c, 1, NULL), PC_OK); /* logged */
+        if (full) {
+            /* This thread's log fills (1, 254 hits of 2, 1), and the next
+             * hit, key 2's, finds it full and takes the lock. */
+            for (int h = 0; h < 254; h++)
+                cr_assert_eq(get_u64(c, 2, NULL), PC_OK);
+            cr_assert_eq(get_u64(c, 1, NULL), PC_OK); /* the 256th */
+            cr_assert_eq(get_u64(c, 2, NULL), PC_OK); /* locked */
+        } else {
+            /* Another thread's first hit: it has no log yet. */
+            cr_assert_eq(pthread_create(&th, NULL, get_key_2, c), 0);
+            pthread_join(th, &st);
+            cr_assert_eq((pc_status)(intptr_t)st, PC_OK);
+        }
+        /* Order, oldest first: 3 4 1 2. Three new keys evict 3, 4, 1. */
+        for (uint64_t k = 5; k <= 7; k++)
+            cr_assert_eq(put_u64(c, k, k), PC_OK);
+        cr_assert_eq(get_u64(c, 1, NULL), PC_NOTFOUND,
+                     "%s: key 1 kept", full ? "full log" : "new thread");
+        cr_assert_eq(get_u64(c, 2, NULL), PC_OK,
+                     "%s: key 2 evicted", full ? "full log" : "new thread");
+        pc_destroy(c);
+    }
+}
