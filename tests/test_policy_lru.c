@@ -517,33 +517,40 @@ Test(lru_exact, matches_reference_lru_with_ttl_on_random_sequences)
 /* ---- single-threaded edges the random sequences rarely reach ---- */
 
 /* A thread's access log holds LOG_RECORDS (256) hits; the random sequences
- * above put too often to fill it. Key 1's hit is the log's oldest record,
- * followed by n hits of key 3 with no write between: whether the log
- * filled (the hit that finds it full drains it under the lock), filled
- * exactly, or wrapped, key 1's use must not be lost, so key 2 is the least
- * recently used and the next new key evicts it. */
+ * above put too often to fill it. n hits of key 3 (with no write between)
+ * before key 1's, or after it: whether the log filled (the hit that finds
+ * it full drains it under the lock), filled exactly with key 1's as its
+ * first or last record, or wrapped, key 1's use must not be lost, so key 2
+ * is the least recently used and the next new key evicts it. */
 Test(lru_exact, a_full_access_log_loses_no_use)
 {
     static const int hits[] = {1, 254, 255, 256, 257, 258, 511, 512, 513, 700};
 
-    for (size_t i = 0; i < sizeof hits / sizeof hits[0]; i++) {
-        pc_cache *c = make_cache(3);
+    for (int after = 0; after < 2; after++) {
+        for (size_t i = 0; i < sizeof hits / sizeof hits[0]; i++) {
+            pc_cache *c = make_cache(3);
+            int n = hits[i];
 
-        cr_assert_not_null(c);
-        put_u64(c, 1, 1);
-        put_u64(c, 2, 2);
-        put_u64(c, 3, 3);
-        cr_assert_eq(get_u64(c, 3, NULL), PC_OK); /* (makes the log) */
-        cr_assert_eq(get_u64(c, 1, NULL), PC_OK); /* order: 2 3 1 */
-        for (int h = 0; h < hits[i]; h++)
-            cr_assert_eq(get_u64(c, 3, NULL), PC_OK); /* order: 2 1 3 */
-        cr_assert_eq(put_u64(c, 4, 4), PC_OK); /* evicts 2 */
-        cr_assert_eq(get_u64(c, 2, NULL), PC_NOTFOUND,
-                     "%d hits after key 1's: key 2 not evicted", hits[i]);
-        cr_assert_eq(get_u64(c, 1, NULL), PC_OK,
-                     "%d hits after key 1's: key 1's use was lost", hits[i]);
-        cr_assert_eq(get_u64(c, 3, NULL), PC_OK);
-        pc_destroy(c);
+            cr_assert_not_null(c);
+            put_u64(c, 1, 1);
+            put_u64(c, 2, 2);
+            put_u64(c, 3, 3);
+            cr_assert_eq(get_u64(c, 3, NULL), PC_OK); /* (makes the log) */
+            for (int h = 0; h < (after ? 0 : n); h++)
+                cr_assert_eq(get_u64(c, 3, NULL), PC_OK);
+            cr_assert_eq(get_u64(c, 1, NULL), PC_OK); /* order: 2 3 1 */
+            for (int h = 0; h < (after ? n : 0); h++)
+                cr_assert_eq(get_u64(c, 3, NULL), PC_OK); /* order: 2 1 3 */
+            cr_assert_eq(put_u64(c, 4, 4), PC_OK);        /* evicts 2 */
+            cr_assert_eq(get_u64(c, 2, NULL), PC_NOTFOUND,
+                         "%d hits %s key 1's: key 2 not evicted", n,
+                         after ? "after" : "before");
+            cr_assert_eq(get_u64(c, 1, NULL), PC_OK,
+                         "%d hits %s key 1's: key 1's use was lost", n,
+                         after ? "after" : "before");
+            cr_assert_eq(get_u64(c, 3, NULL), PC_OK);
+            pc_destroy(c);
+        }
     }
 }
 
