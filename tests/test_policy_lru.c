@@ -591,10 +591,77 @@ Test(lru_exact, a_locked_hit_comes_after_the_hits_logged_before_it)
         /* Order, oldest first: 3 4 1 2. Three new keys evict 3, 4, 1. */
         for (uint64_t k = 5; k <= 7; k++)
             cr_assert_eq(put_u64(c, k, k), PC_OK);
-        cr_assert_eq(get_u64(c, 1, NULL), PC_NOTFOUND,
-                     "%s: key 1 kept", full ? "full log" : "new thread");
-        cr_assert_eq(get_u64(c, 2, NULL), PC_OK,
-                     "%s: key 2 evicted", full ? "full log" : "new thread");
+        cr_assert_eq(get_u64(c, 1, NULL), PC_NOTFOUND, "%s: key 1 kept",
+                     full ? "full log" : "new thread");
+        cr_assert_eq(get_u64(c, 2, NULL), PC_OK, "%s: key 2 evicted",
+                     full ? "full log" : "new thread");
+        pc_destroy(c);
+    }
+}
+
+/* Victims in the order the removal listener reports them. */
+struct victims {
+    size_t n;
+    uint64_t key[1100];
+};
+
+static void victims_listener(void *ctx, const void *key, size_t klen,
+                             const void *val, size_t vlen,
+                             pc_removal_cause cause)
+{
+    struct victims *v = ctx;
+
+    (void)val;
+    (void)vlen;
+    if (cause == PC_REMOVED_EVICTED && klen == sizeof(uint64_t) && v->n < 1100)
+        memcpy(&v->key[v->n++], key, sizeof(uint64_t));
+}
+
+/* Lowering the capacity (or the byte bound) evicts in LRU order, oldest
+ * first, and the entries left keep their order: a lowering this far also
+ * rebuilds the recency list's node array smaller, renumbering its nodes
+ * (lru_nodes.c), after which new keys evict the rest, still oldest first. */
+Test(lru_exact, a_lowered_limit_evicts_oldest_first_and_keeps_the_order)
+{
+    enum { N = 1000, LEFT = 10 };
+
+    for (int bytes = 0; bytes < 2; bytes++) {
+        static struct victims v;
+        pc_options o = test_opts(N);
+        uint64_t order[N];
+        pc_cache *c;
+
+        v.n = 0;
+        o.on_removal = victims_listener;
+        o.removal_ctx = &v;
+        c = make_cache_opts(&o);
+        cr_assert_not_null(c);
+        for (uint64_t k = 0; k < N; k++)
+            cr_assert_eq(put_u64(c, k, k), PC_OK);
+        for (uint64_t i = 0; i < N; i++) { /* recency: a permutation */
+            order[i] = i * 7919 % N;
+            cr_assert_eq(get_u64(c, order[i], NULL), PC_OK);
+        }
+        if (bytes)
+            cr_assert_eq(pc_set_max_bytes(c, 16 * LEFT), PC_OK);
+        else
+            cr_assert_eq(pc_set_capacity(c, LEFT), PC_OK);
+        cr_assert_eq(pc_len(c), LEFT);
+        cr_assert_eq(v.n, N - LEFT);
+        for (size_t i = 0; i < N - LEFT; i++)
+            cr_assert_eq(v.key[i], order[i],
+                         "%s lowered: victim %zu is %lu, want %lu",
+                         bytes ? "bound" : "capacity", i,
+                         (unsigned long)v.key[i], (unsigned long)order[i]);
+        for (uint64_t k = N; k < N + LEFT; k++) {
+            size_t i = N - LEFT + (size_t)(k - N);
+
+            cr_assert_eq(put_u64(c, k, k), PC_OK);
+            cr_assert_eq(v.n, i + 1);
+            cr_assert_eq(v.key[i], order[i],
+                         "after the lowering: victim %lu, want %lu",
+                         (unsigned long)v.key[i], (unsigned long)order[i]);
+        }
         pc_destroy(c);
     }
 }
