@@ -277,6 +277,57 @@ Test(redis, a_fill_that_an_invalidation_overtook_stores_nothing)
     pc__near_destroy(n);
 }
 
+/* Each of the near tier's events counts once, in its own counter (a
+ * mutation that stopped counting fills, invalidations or flushes survived,
+ * as did one that armed fills while the tier is bypassed). */
+#define NEAR_COUNT(n, c) __atomic_load_n(&(n)->c, __ATOMIC_RELAXED)
+Test(redis, the_near_tier_counts_each_fill_invalidation_flush_and_session)
+{
+    struct pc__near *n;
+
+    cr_assert_eq(pc__near_create(&n, 64, "t:", 2), PC_OK);
+    /* Bypassed (no session yet): a fill stores and counts nothing. */
+    near_fill(n, "k", "v0", NULL);
+    cr_assert_eq(pc__near_len(n), 0, "a fill stored while bypassed");
+    cr_assert_eq(NEAR_COUNT(n, fills), 0);
+    pc__near_session_start(n, 42);
+    cr_assert_eq(NEAR_COUNT(n, sessions), 1);
+    cr_assert_eq(NEAR_COUNT(n, flushes), 0);
+
+    near_fill(n, "k", "v1", NULL);
+    cr_assert_eq(NEAR_COUNT(n, fills), 1);
+    cr_assert_eq(pc__near_len(n), 1);
+    /* Key names from the server count, ours or not; our own puts' and
+     * deletes' local invalidations do not. */
+    inval_remote(n, "k");
+    cr_assert_eq(NEAR_COUNT(n, invalidations), 1);
+    cr_assert_eq(pc__near_len(n), 0);
+    pc__near_invalidate_remote(n, "u:k", 3);
+    cr_assert_eq(NEAR_COUNT(n, invalidations), 2);
+    inval_key(n, "k");
+    cr_assert_eq(NEAR_COUNT(n, invalidations), 2);
+
+    near_fill(n, "k", "v2", NULL);
+    cr_assert_eq(NEAR_COUNT(n, fills), 2);
+    pc__near_flush(n); /* FLUSHALL, a pooled connection lost */
+    cr_assert_eq(NEAR_COUNT(n, flushes), 1);
+    cr_assert_eq(pc__near_len(n), 0);
+
+    near_fill(n, "k", "v3", NULL);
+    cr_assert_eq(NEAR_COUNT(n, fills), 3);
+    pc__near_session_end(n); /* the channel lost: a flush */
+    cr_assert_eq(NEAR_COUNT(n, flushes), 2);
+    cr_assert_eq(pc__near_len(n), 0);
+    near_fill(n, "k", "v4", NULL); /* bypassed again */
+    cr_assert_eq(pc__near_len(n), 0, "a fill stored while bypassed");
+    cr_assert_eq(NEAR_COUNT(n, fills), 3);
+    pc__near_session_start(n, 43); /* regained: counted in sessions */
+    cr_assert_eq(NEAR_COUNT(n, sessions), 2);
+    cr_assert_eq(NEAR_COUNT(n, flushes), 2);
+    cr_assert_eq(NEAR_COUNT(n, dropped), 0);
+    pc__near_destroy(n);
+}
+
 /* ---- options and arguments ---- */
 
 Test(redis, bad_options_are_refused_and_change_nothing)
@@ -1458,6 +1509,69 @@ Test(redis, killed_connections_flush_and_recover, .timeout = 60)
     cr_assert(wait_evicted(&be, "k", now_ns()) >= 0);
     cr_assert_eq(get_s(&be, "k", buf), PC_OK);
     cr_assert(strcmp(buf, "v3") == 0, "got \"%s\"", buf);
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
+
+/* Wait (a deadlock breaker, not a timing target) until counter field f of
+ * be's stats exceeds v; its last value. */
+#define STAT_OVER(be, f, v)                                                 \
+    ({                                                                      \
+        pc_redis_stats st_;                                                 \
+        uint64_t t0_ = now_ns();                                            \
+        do {                                                                \
+            pc_redis_stats_get((be), &st_);                                 \
+        } while (st_.f <= (v) && now_ns() - t0_ < 5000000000ull &&          \
+                 usleep(1000) == 0);                                        \
+        st_.f;                                                              \
+    })
+
+/* pc_redis_stats_get reports each near-tier event in its own field: a
+ * fill, a key name from the server, a FLUSHALL, the channel lost and
+ * regained (mutations that stopped counting fills, invalidations or
+ * flushes survived the suite). */
+Test(redis, stats_count_fills_invalidations_flushes_and_sessions,
+     .timeout = 60)
+{
+    struct rs_server s;
+    pc_backend be;
+    pc_redis_stats st0, st;
+    redisContext *x;
+    char buf[256];
+
+    rs_start(&s);
+    be = make(&s, "t:", 64, PC_REDIS_TRACK_KEYS, 1000);
+    x = rs_client(&s);
+    cr_assert_eq(put_s(&be, "k", "v1"), PC_OK);
+    cr_assert_eq(pc_redis_stats_get(&be, &st0), PC_OK);
+    cr_assert_eq(st0.sessions, 1);
+    cr_assert(st0.near_active);
+    /* One read of a key nobody else touches: one fill, none dropped. */
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    pc_redis_stats_get(&be, &st);
+    cr_assert_eq(st.near_fills, st0.near_fills + 1, "fill not counted");
+    cr_assert_eq(st.fills_dropped, st0.fills_dropped);
+    cr_assert(near_has(&be, "k"));
+    /* Another client's SET: its key name arrives. */
+    freeReplyObject(ext(x, "SET %s %s", "t:k", "v2"));
+    cr_assert_gt(STAT_OVER(&be, invalidations, st0.invalidations),
+                 st0.invalidations, "invalidation not counted");
+    /* FLUSHALL (a nil key list): a flush. */
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    cr_assert(filled(&be, "k"), "no near copy of %s", "k");
+    pc_redis_stats_get(&be, &st);
+    freeReplyObject(ext(x, "FLUSHALL", NULL, NULL));
+    cr_assert_gt(STAT_OVER(&be, flushes, st.flushes), st.flushes,
+                 "FLUSHALL's flush not counted");
+    cr_assert_eq(be.ops->len(be.self), 0);
+    /* The channel lost (a flush), then regained (a session). */
+    pc_redis_stats_get(&be, &st);
+    freeReplyObject(ext(x, "CLIENT KILL TYPE %s", "pubsub", NULL));
+    cr_assert_gt(STAT_OVER(&be, sessions, st.sessions), st.sessions,
+                 "subscriber did not come back");
+    cr_assert_gt(STAT_OVER(&be, flushes, st.flushes), st.flushes,
+                 "the lost channel's flush not counted");
     redisFree(x);
     destroy(&be);
     rs_stop(&s);
