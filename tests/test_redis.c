@@ -1171,6 +1171,33 @@ Test(redis, stopped_server_times_out_and_recovers, .timeout = 60)
     rs_stop(&s);
 }
 
+/* An answered heartbeat keeps the session: after 1 s of silence the
+ * subscriber PINGs, the server answers, and nothing is lost or flushed (a
+ * mutation that left the PING outstanding after its answer, so that every
+ * quiet channel was dropped timeout_ms later, survived). */
+Test(redis, an_answered_heartbeat_keeps_the_session, .timeout = 60)
+{
+    struct rs_server s;
+    pc_backend be;
+    pc_redis_stats st0, st;
+
+    rs_start(&s);
+    be = make(&s, "", 16, PC_REDIS_TRACK_KEYS, 250);
+    cr_assert_eq(put_s(&be, "k", "v"), PC_OK);
+    cr_assert(filled(&be, "k"), "no near copy of %s", "k");
+    pc_redis_stats_get(&be, &st0);
+    /* Quiet past the first PING (1 s) and its deadline (250 ms). */
+    usleep(1700000);
+    pc_redis_stats_get(&be, &st);
+    cr_assert_eq(st.sessions, st0.sessions, "an answered PING ended the "
+                                            "session");
+    cr_assert_eq(st.flushes, st0.flushes);
+    cr_assert(st.near_active);
+    cr_assert(near_has(&be, "k"), "near copy lost to an answered PING");
+    destroy(&be);
+    rs_stop(&s);
+}
+
 /* A signal handler that does nothing (SA_RESTART), and a thread that
  * sends it to one thread every 10 ms, as a profiler or an interval timer
  * would. */
