@@ -1604,6 +1604,37 @@ Test(redis, stats_count_fills_invalidations_flushes_and_sessions,
     rs_stop(&s);
 }
 
+/* A pooled connection whose CLIENT TRACKING the server refuses (here an
+ * ACL forbids it; in the wild, the subscriber just left) reads untracked:
+ * its reply must not be stored, or another client's write would never
+ * evict it (a mutation that stored it anyway survived). */
+Test(redis, a_read_whose_tracking_was_refused_is_not_stored, .timeout = 60)
+{
+    struct rs_server s;
+    pc_backend be;
+    redisContext *x;
+    redisReply *rr;
+    char buf[256];
+
+    rs_start(&s);
+    be = make(&s, "", 16, PC_REDIS_TRACK_KEYS, 1000);
+    x = rs_client(&s);
+    cr_assert_eq(put_s(&be, "k", "v1"), PC_OK); /* (pooled, not tracking) */
+    rr = ext(x, "ACL SETUSER default %s", "-client|tracking", NULL);
+    cr_assert_eq(rr->type, REDIS_REPLY_STATUS, "ACL SETUSER: %s", rr->str);
+    freeReplyObject(rr);
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    cr_assert_str_eq(buf, "v1");
+    cr_assert_not(near_has(&be, "k"), "an untracked read was stored");
+    /* So another client's write is seen at once. */
+    freeReplyObject(ext(x, "SET %s %s", "k", "v2"));
+    cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+    cr_assert_str_eq(buf, "v2");
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
+
 /* ---- memoizer and pool ---- */
 
 static int slow_square(void *ctx, const void *key, size_t klen, pc_sink *out)
