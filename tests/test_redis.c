@@ -1579,11 +1579,17 @@ Test(redis, stats_count_fills_invalidations_flushes_and_sessions,
     pc_redis_stats_get(&be, &st);
     cr_assert_eq(st.near_fills, st0.near_fills + 1, "fill not counted");
     cr_assert_eq(st.fills_dropped, st0.fills_dropped);
+    cr_assert_eq(st.invalidations, st0.invalidations);
+    cr_assert_eq(st.flushes, st0.flushes);
+    cr_assert_eq(st.sessions, st0.sessions);
     cr_assert(near_has(&be, "k"));
     /* Another client's SET: its key name arrives. */
     freeReplyObject(ext(x, "SET %s %s", "t:k", "v2"));
     cr_assert_gt(STAT_OVER(&be, invalidations, st0.invalidations),
                  st0.invalidations, "invalidation not counted");
+    pc_redis_stats_get(&be, &st);
+    cr_assert_eq(st.near_fills, st0.near_fills + 1);
+    cr_assert_eq(st.flushes, st0.flushes);
     /* FLUSHALL (a nil key list): a flush. */
     cr_assert_eq(get_s(&be, "k", buf), PC_OK);
     cr_assert(filled(&be, "k"), "no near copy of %s", "k");
