@@ -1641,6 +1641,37 @@ Test(redis, a_read_whose_tracking_was_refused_is_not_stored, .timeout = 60)
     rs_stop(&s);
 }
 
+/* Broadcast mode tracks key_prefix only: another prefix's writes send
+ * nothing (a mutation that tracked every key survived). The messages come
+ * in the server's order on one connection: when the name of t:y has
+ * arrived, that of u:x would have too. */
+Test(redis, bcast_tracks_only_the_key_prefix, .timeout = 60)
+{
+    struct rs_server s;
+    pc_backend be;
+    pc_redis_stats st0, st;
+    redisContext *x;
+
+    rs_start(&s);
+    be = make(&s, "t:", 16, PC_REDIS_TRACK_BCAST, 1000);
+    x = rs_client(&s);
+    pc_redis_stats_get(&be, &st0);
+    freeReplyObject(ext(x, "SET %s %s", "t:y", "0"));
+    cr_assert_gt(STAT_OVER(&be, invalidations, st0.invalidations),
+                 st0.invalidations); /* (its own message has come) */
+    cr_assert(filled(&be, "y"), "no near copy of %s", "y");
+    pc_redis_stats_get(&be, &st0);
+    freeReplyObject(ext(x, "SET %s %s", "u:x", "1"));
+    freeReplyObject(ext(x, "SET %s %s", "t:y", "1"));
+    cr_assert(wait_evicted(&be, "y", now_ns()) >= 0);
+    pc_redis_stats_get(&be, &st);
+    cr_assert_eq(st.invalidations, st0.invalidations + 1,
+                 "a write outside the prefix was broadcast");
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
+
 /* ---- memoizer and pool ---- */
 
 static int slow_square(void *ctx, const void *key, size_t klen, pc_sink *out)
