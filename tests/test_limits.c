@@ -1078,6 +1078,52 @@ Test(limits, bytes_track_every_kind_of_change)
     pc_destroy(c);
 }
 
+/* A replacement that needs more bytes than its shard can free but for the
+ * key itself evicts from the other shards (evict_elsewhere), never the key
+ * it replaces: one eviction per replacement, whichever shard the round
+ * robin starts at. */
+static unsigned shard2(const struct pc__hash_seed *seed, uint64_t k)
+{
+    return (unsigned)((pc__hash_key(seed, &k, 8) >> 32) * 2 >> 32);
+}
+
+Test(limits, a_replacement_short_of_bytes_evicts_elsewhere_never_itself)
+{
+    static const unsigned char val[100];
+    pc_options o = test_opts(1000);
+    struct pc__hash_seed seed;
+    uint64_t a = 1, k = 1000;
+    size_t vlen = 0;
+
+    o.shards = 2;
+    o.hash_seed = 0xfeedULL;
+    o.max_bytes = 1000;
+    pc__hash_seed_init(&seed, o.hash_seed);
+    while (shard2(&seed, a) != 0)
+        a++;
+    pc_cache *c = make_cache_opts(&o);
+    cr_assert_eq(pc_put(c, &a, 8, val, 8), PC_OK); /* shard 0 holds only a */
+    for (int round = 1; round <= 2; round++) {
+        while (pc_bytes(c) + 108 <= o.max_bytes) { /* the rest in shard 1 */
+            while (shard2(&seed, k) != 1)
+                k++;
+            cr_assert_eq(pc_put(c, &k, 8, val, 100), PC_OK);
+            k++;
+        }
+        cr_assert_eq(stats(c).evictions, (uint64_t)round - 1);
+        /* 92 bytes more than the bound leaves: not in shard 0 but a. */
+        cr_assert_eq(pc_put(c, &a, 8, val, 100), PC_OK);
+        cr_assert_eq(stats(c).evictions, (uint64_t)round,
+                     "round %d: %lu evictions", round,
+                     (unsigned long)stats(c).evictions);
+        cr_assert_eq(pc_get(c, &a, 8, NULL, 0, &vlen), PC_ERANGE);
+        cr_assert_eq(vlen, 100);
+        cr_assert_leq(pc_bytes(c), o.max_bytes);
+        cr_assert_eq(pc_put(c, &a, 8, val, 8), PC_OK);
+    }
+    pc_destroy(c);
+}
+
 /* ---- a cache held far below its capacity keeps its policy's hit ratio ---- */
 
 #define ZIPF_KEYS 20000
