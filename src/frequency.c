@@ -740,9 +740,9 @@ static struct pc__kv *freq_victim(void *st, struct pc__now now)
  * known: SMALL below its target after a ghost hit went to MAIN makes the
  * next victim MAIN's. Its ghost bucket is warmed here too, in either
  * queue (SMALL's used to be warmed by small_victim, which loaded the new
- * head again: 12 instructions more per eviction). Asked before insert, as it
- * was, it guessed SMALL for those and the next eviction missed on MAIN's index
- * slot and ghost bucket. Asked after, callgrind counts 927.3
+ * head again: 12 instructions more per eviction). Asked before insert,
+ * as it was, it guessed SMALL for those and the next eviction missed on
+ * MAIN's index slot and ghost bucket. Asked after, callgrind counts 927.3
  * instructions for a miss and an evicting put, 935.3 before (clock 831.2,
  * 840.9: the shard's evicting path holds fewer values across the call);
  * uniform keys, 1 thread, against CLOCK in the same process (medians of
