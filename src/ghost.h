@@ -5,14 +5,14 @@
  * Layout. nb buckets of PC__GHOST_GB (8) words, one 32-byte aligned probe
  * each: a key's bucket is its 32-bit hash scaled to nb (its high bits),
  * and its fingerprint the hash's low 20 bits (never 0; a word of 0 is an
- * empty place). A word: bit 31 the evicting queue
- * (PC__GHOST_TAG_MAIN or 0), bits 23..30 that queue's coarse eviction
- * time, bits 20..22 the key's recent miss count, bits 0..19 the
- * fingerprint. Words in use come first in their bucket, newest first:
- * put shifts the bucket one place (the oldest falls out: FIFO per
- * bucket) and writes in front; take removes the first word whose
- * fingerprint matches and closes the gap. Two keys of a bucket that share
- * a fingerprint are one key to the ghost: a hint, never an error.
+ * empty place). A word: bit 31 the evicting queue (PC__GHOST_TAG_MAIN
+ * or 0), bits 23..30 that queue's coarse eviction time, bits 20..22 the
+ * key's recent miss count, bits 0..19 the fingerprint. Words in use come
+ * first in their bucket, newest first: put shifts the bucket one place
+ * (the oldest falls out: FIFO per bucket) and writes in front; take
+ * removes the first word whose fingerprint matches and closes the gap.
+ * Two keys of a bucket that share a fingerprint are one key to the ghost:
+ * a hint, never an error.
  *
  * Size. The words are addressed by the bucket count, so a ghost of
  * another size cannot be re-addressed (the keys' hashes are gone): a
