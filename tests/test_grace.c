@@ -424,6 +424,17 @@ Test(grace, a_burst_of_removals_leaves_at_most_the_spare_batches)
     }
 }
 
+/* The batches a reclaimer holds past their grace period. */
+static long ready_batches(const struct pc__reclaimer *r)
+{
+    long n = 0;
+
+    for (const struct pc__retire_batch *b = r->ready.batches; b != NULL;
+         b = b->ready)
+        n++;
+    return n;
+}
+
 /* Paced frees (retire.h): a grace period that makes many batches safe
  * spreads their frees over the writes that follow, PC__FREE_QUOTA each,
  * and past PC__READY_MAX waiting entries whole batches go at once. */
@@ -433,7 +444,8 @@ Test(grace, paced_frees_spread_a_grace_period_over_writes_and_bound_the_rest)
     struct pc__reclaimer *r;
     const int few = 3 * PC__RETIRE_BATCH_ITEMS;
     const int many = 3 * PC__READY_MAX;
-    long base, extra;
+    long base, extra, nb, emptied;
+    size_t nfree;
     int polls = 0;
     uint32_t n;
     bool step;
@@ -451,13 +463,23 @@ Test(grace, paced_frees_spread_a_grace_period_over_writes_and_bound_the_rest)
     cr_assert_eq(r->ready_n, 0);
 
     /* More than may wait: the first poll hands over whole batches too,
-     * down to PC__READY_MAX, which the following polls pace. */
+     * down to PC__READY_MAX, which the following polls pace. Every entry
+     * handed over is freed, the waiting ones are not; the batches emptied
+     * are kept as spares, up to PC__SPARE_BATCHES, or freed. */
     retire_and_wait(&d, r, many);
     extra = pc__alloc_live() - base - many;
+    nb = many / PC__RETIRE_BATCH_ITEMS; /* all safe by the poll */
+    nfree = __atomic_load_n(&r->nfree, __ATOMIC_RELAXED);
     cr_assert_eq(poll_and_free(r, &step), PC__FREE_QUOTA);
     cr_assert_leq(r->ready_n, PC__READY_MAX);
     cr_assert_gt(r->ready_n, PC__READY_MAX - PC__RETIRE_BATCH_ITEMS);
-    cr_assert_eq(pc__alloc_live() - base - extra, (long)r->ready_n);
+    emptied = nb - ready_batches(r);
+    cr_assert_gt(emptied, 0, "no whole batch was handed over");
+    cr_assert_eq(
+        pc__alloc_live() - base - extra,
+        (long)r->ready_n -
+            (emptied -
+             (long)(__atomic_load_n(&r->nfree, __ATOMIC_RELAXED) - nfree)));
 
     /* A batch left half handed over is freed from where it stands, by a
      * drain as by destruction: nothing twice, nothing leaked. */

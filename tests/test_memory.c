@@ -716,7 +716,7 @@ Test(memory, a_write_frees_at_most_two_removed_entries_while_few_wait)
     c = make_cache_opts(&o);
     cr_assert_not_null(c);
     /* 500 evictions: at most four batches of 128 become safe at once,
-     * which is as many as may wait (PC__READY_MAX). */
+     * fewer than may wait (PC__READY_MAX). */
     for (; k < 2500; k++)
         put_u64(c, k, k);
     pc_stats_get(c, &st);
