@@ -745,31 +745,31 @@ warm_ghost(const struct freq *f, const struct pc__kv *e)
         __builtin_prefetch(pc__ghost_bucket(&f->ghost, e->w.live.hx, &fp), 1);
 }
 
-/* The head of the queue where the next eviction starts (the shard
- * prefetches its index slot): its header was prefetched (prefetch_ahead)
- * evictions ago, SMALL's by small_victim, MAIN's by evict_main and the
- * hand. Asked once the new key is placed (shard.h), so the queue is
- * known: SMALL below its target after a ghost hit went to MAIN makes the
- * next victim MAIN's. The ghost buckets of that head and of the entry
- * behind it are warmed here, in either queue: the next eviction writes
- * the first, and, when it is SMALL's victim as in a full cache's steady
- * state, the one after writes the second, a whole put later, when a
- * bucket warmed only for the next eviction had not always arrived (the
- * entry behind the head had its header prefetched three evictions ago,
- * so reading its hash here seldom waits; two behind measured no better:
- * puts 0.95-1.08x, cache-aside 0.91-1.01x against the head's alone).
- * With both, against warming the head's alone (A/B in one process, 3-4
- * processes of 7 interleaved runs each, medians, frequency's ratio
+/* The head of the queue where the next eviction starts (the shard prefetches
+ * its index slot): its header was prefetched (prefetch_ahead) evictions ago,
+ * SMALL's by small_victim, MAIN's by evict_main and the hand. Asked once the
+ * new key is placed (shard.h), so the queue is known: SMALL below its target
+ * after a ghost hit went to MAIN makes the next victim MAIN's. The ghost
+ * buckets of that head and of the entry behind it are warmed here, in either
+ * queue: the next eviction writes the first, and, when it is SMALL's victim
+ * as in a full cache's steady state, the one after writes the second, a
+ * whole put later, when a bucket warmed only for the next eviction had not
+ * always arrived (the entry behind the head had its header prefetched three
+ * evictions ago, so reading its hash here seldom waits; two behind measured
+ * no better: puts 0.95-1.08x, cache-aside 0.91-1.01x against the head's
+ * alone). With both, against warming the head's alone (A/B in one process,
+ * 3-4 processes of 7 interleaved runs each, medians, frequency's ratio
  * divided by CLOCK's, whose code did not change): puts, 1 thread, uniform
  * 1.12 and 1.15x, Zipf 1.09 and 1.16x; 2 threads 1.08x and 1.04x;
- * cache-aside 0.98-1.05x. (Also warming the index slot of the entry
- * behind the head added nothing measurable.) Asked before insert, as it once
- * was, it guessed SMALL for those and the next eviction missed on MAIN's index
- * slot and ghost bucket. MAIN's head used to be left out, its header
- * thought cold: evict_main did not prefetch ahead when the hand took its
- * head at once, as it does where ghost hits are not reuse (uniform keys),
- * and every eviction from MAIN missed on the victim's header and its
- * index slot (uniform cache-aside 0.81 of CLOCK, 0.92 with it). */
+ * cache-aside 0.98-1.05x; 23 instructions more per miss and evicting put,
+ * callgrind 923.5 -> 946.7. (Also warming the index slot of the entry behind
+ * the head added nothing measurable.) Asked before insert, as it once was,
+ * it guessed SMALL for those and the next eviction missed on MAIN's index
+ * slot and ghost bucket. MAIN's head used to be left out, its header thought
+ * cold: evict_main did not prefetch ahead when the hand took its head at
+ * once, as it does where ghost hits are not reuse (uniform keys), and every
+ * eviction from MAIN missed on the victim's header and its index slot
+ * (uniform cache-aside 0.81 of CLOCK, 0.92 with it). */
 static const struct pc__kv *freq_upcoming(const void *st)
 {
     const struct freq *f = st;
