@@ -761,8 +761,8 @@ warm_ghost(const struct freq *f, const struct pc__kv *e)
  * 3-4 processes of 7 interleaved runs each, medians, frequency's ratio
  * divided by CLOCK's, whose code did not change): puts, 1 thread, uniform
  * 1.12 and 1.15x, Zipf 1.09 and 1.16x; 2 threads 1.08x and 1.04x;
- * cache-aside 0.98-1.05x; 23 instructions more per miss and evicting put,
- * callgrind 923.5 -> 946.7. (Also warming the index slot of the entry behind
+ * cache-aside 0.98-1.05x; 19 instructions more per miss and evicting put,
+ * callgrind 923.5 -> 942.6. (Also warming the index slot of the entry behind
  * the head added nothing measurable.) Asked before insert, as it once was,
  * it guessed SMALL for those and the next eviction missed on MAIN's index
  * slot and ghost bucket. MAIN's head used to be left out, its header thought
@@ -782,8 +782,17 @@ static const struct pc__kv *freq_upcoming(const void *st)
         return NULL;
     e = r->s[r->head]; /* (NULL: a tombstone) */
     warm_ghost(f, e);
-    if (r->used > 1)
-        warm_ghost(f, r->s[r->head + 1 < r->size ? r->head + 1 : 0]);
+    if (r->used > 1) {
+        const struct pc__kv *n = r->s[r->head + 1 < r->size ? r->head + 1 : 0];
+        uint32_t fp;
+
+        /* (Unlike warm_ghost, not asking whether n's time is near: hx
+         * then holds part of it, and its bucket is some bucket of the
+         * ghost, a prefetch wasted on a rare entry.) */
+        if (n != NULL)
+            __builtin_prefetch(pc__ghost_bucket(&f->ghost, n->w.live.hx, &fp),
+                               1);
+    }
     return e;
 }
 
