@@ -733,66 +733,46 @@ static struct pc__kv *freq_victim(void *st, struct pc__now now)
     return v;
 }
 
-/* Prefetch the ghost bucket that evicting e would write (e's header in
- * cache; e NULL, a tombstone, or with a near expiry time, whose header
- * holds no hash: nothing). */
-static inline __attribute__((always_inline)) void
-warm_ghost(const struct freq *f, const struct pc__kv *e)
-{
-    uint32_t fp;
-
-    if (e != NULL && !pc__kv_near(e))
-        __builtin_prefetch(pc__ghost_bucket(&f->ghost, e->w.live.hx, &fp), 1);
-}
-
-/* The head of the queue where the next eviction starts (the shard prefetches
- * its index slot): its header was prefetched (prefetch_ahead) evictions ago,
- * SMALL's by small_victim, MAIN's by evict_main and the hand. Asked once the
- * new key is placed (shard.h), so the queue is known: SMALL below its target
- * after a ghost hit went to MAIN makes the next victim MAIN's. The ghost
- * buckets of that head and of the entry behind it are warmed here, in either
- * queue: the next eviction writes the first, and, when it is SMALL's victim
- * as in a full cache's steady state, the one after writes the second, a
- * whole put later, when a bucket warmed only for the next eviction had not
- * always arrived (the entry behind the head had its header prefetched three
- * evictions ago, so reading its hash here seldom waits; two behind measured
- * no better: puts 0.95-1.08x, cache-aside 0.91-1.01x against the head's
- * alone). With both, against warming the head's alone (A/B in one process,
- * 3-4 processes of 7 interleaved runs each, medians, frequency's ratio
- * divided by CLOCK's, whose code did not change): puts, 1 thread, uniform
- * 1.12 and 1.15x, Zipf 1.09 and 1.16x; 2 threads 1.08x and 1.04x;
- * cache-aside 0.98-1.05x; 19 instructions more per miss and evicting put,
- * callgrind 923.5 -> 942.6. (Also warming the index slot of the entry behind
- * the head added nothing measurable.) Asked before insert, as it once was,
- * it guessed SMALL for those and the next eviction missed on MAIN's index
- * slot and ghost bucket. MAIN's head used to be left out, its header thought
- * cold: evict_main did not prefetch ahead when the hand took its head at
- * once, as it does where ghost hits are not reuse (uniform keys), and every
- * eviction from MAIN missed on the victim's header and its index slot
- * (uniform cache-aside 0.81 of CLOCK, 0.92 with it). */
+/* The head of the queue where the next eviction starts (the shard
+ * prefetches its index slot): its header was prefetched (prefetch_ahead)
+ * evictions ago, SMALL's by small_victim, MAIN's by evict_main and the
+ * hand. Asked once the new key is placed (shard.h), so the queue is
+ * known: SMALL below its target after a ghost hit went to MAIN makes the
+ * next victim MAIN's. Its ghost bucket is warmed here too, in either
+ * queue (SMALL's used to be warmed by small_victim, which loaded the new
+ * head again: 12 instructions more per eviction). Asked before insert,
+ * as it was, it guessed SMALL for those and the next eviction missed on
+ * MAIN's index slot and ghost bucket. Asked after, callgrind counts 927.3
+ * instructions for a miss and an evicting put, 935.3 before (clock 831.2,
+ * 840.9: the shard's evicting path holds fewer values across the call);
+ * uniform keys, 1 thread, against CLOCK in the same process (medians of
+ * 3 processes, alternated with the code before, twice): cache-aside
+ * 0.89 -> 0.92 and 0.88 -> 0.91, puts 0.89 -> 0.90 and 0.88 -> 0.90
+ * (Zipf: 0.91 -> 0.95, 0.91 -> 0.90). Small, but each comparison moved
+ * the same way on uniform keys.
+ * MAIN's head used to be left out, its header thought cold:
+ * evict_main did not prefetch ahead when the hand took its head at once,
+ * as it does where ghost hits are not reuse (uniform keys), and every
+ * eviction from MAIN missed on the victim's header and its index slot.
+ * With both: uniform cache-aside 1 thread 0.81 -> 0.92 of CLOCK, puts
+ * 0.86 -> 1.00 (A/B, 7 interleaved runs; Zipf 0.99 -> 1.03, 0.92 ->
+ * 0.98). Also warming the bucket of the entry behind the head, a whole
+ * put before its eviction, measured 0.97-1.11x with the A/B run in both
+ * orders (the frequency policy runs 3-15% faster as `--lib-b` with the
+ * same code), for 19 instructions more: not kept (README, "What the
+ * frequency policy's ghost costs"). */
 static const struct pc__kv *freq_upcoming(const void *st)
 {
     const struct freq *f = st;
     const struct ring *r = &f->small;
     const struct pc__kv *e;
+    uint32_t fp;
 
     if (!small_at_target(f, 0) || r->used == 0)
         r = &f->main;
-    if (r->used == 0)
-        return NULL;
-    e = r->s[r->head]; /* (NULL: a tombstone) */
-    warm_ghost(f, e);
-    if (r->used > 1) {
-        const struct pc__kv *n = r->s[r->head + 1 < r->size ? r->head + 1 : 0];
-        uint32_t fp;
-
-        /* (Unlike warm_ghost, not asking whether n's time is near: hx
-         * then holds part of it, and its bucket is some bucket of the
-         * ghost, a prefetch wasted on a rare entry.) */
-        if (n != NULL)
-            __builtin_prefetch(pc__ghost_bucket(&f->ghost, n->w.live.hx, &fp),
-                               1);
-    }
+    e = r->used != 0 ? r->s[r->head] : NULL; /* (NULL: a tombstone) */
+    if (e != NULL && !pc__kv_near(e))
+        __builtin_prefetch(pc__ghost_bucket(&f->ghost, e->w.live.hx, &fp), 1);
     return e;
 }
 
