@@ -640,6 +640,32 @@ Test(expiry, a_refused_put_removes_the_keys_expired_entry_and_says_so)
     pc_destroy(c);
 }
 
+/* pc_put_ex: an expired entry still present "is reported as
+ * PC_REMOVED_EXPIRED when a put replaces it": an expiration, not a
+ * replacement (a mutation that let the put replace it, clock and
+ * frequency, passed every suite). */
+Test(expiry, a_put_over_an_expired_entry_reports_it_expired_not_replaced)
+{
+    size_t by_cause[PC_REMOVED_CLEARED + 1] = {0};
+    pc_cache *c = make_timed_listened(10, 10, by_cause);
+    uint64_t got;
+
+    put_u64(c, 1, 1);
+    test_advance(10);
+    put_u64(c, 1, 2); /* expires at 20 */
+    cr_assert_eq(by_cause[PC_REMOVED_EXPIRED], 1, "not reported as expired");
+    cr_assert_eq(by_cause[PC_REMOVED_REPLACED], 0, "reported as replaced");
+    assert_removed(c, 1, 0, "after the put");
+    cr_assert_eq(pc_len(c), 1);
+    cr_assert_eq(get_u64(c, 1, &got), PC_OK);
+    cr_assert_eq(got, 2);
+    cr_assert_eq(pc_expire(c), 0, "the new entry expired with the old");
+    test_advance(10);
+    cr_assert_eq(pc_expire(c), 1);
+    cr_assert_eq(by_cause[PC_REMOVED_EXPIRED], 2);
+    pc_destroy(c);
+}
+
 /* pc_stats.deletes counts "successful pc_delete calls", and pc_delete of
  * an expired entry reports it "as PC_REMOVED_EXPIRED, and then it was not
  * present: PC_NOTFOUND": an expiration, not a delete (a mutation that
