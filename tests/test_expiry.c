@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "shard_state.h"
 #include "testlib.h"
 #include "ticker.h"
 
@@ -300,6 +301,44 @@ Test(expiry, a_replacement_that_expires_sooner_goes_first_at_its_own_time)
     test_advance(5);
     put_u64(c, 1000, 1000);
     assert_removed(c, 1, 0, "the expired replacement was not first");
+    pc_destroy(c);
+}
+
+/* The expiry queue stays within its rebuild bound (clock and frequency,
+ * exq.h: a push rebuilds once the queue holds more than three items per
+ * entry that can expire, plus an eighth of the entries and chunks, plus
+ * 64) as entries that can expire leave by eviction, delete and pc_expire:
+ * the shard's count of them follows. Every put expires sooner than the
+ * last, so no item covers it and each pushes one. (A mutation that never
+ * counted an entry's leaving let the queue grow by one item per put,
+ * unbounded, and passed every suite.) */
+Test(expiry, the_queue_stays_bounded_as_entries_that_can_expire_leave)
+{
+    pc_cache *c;
+    struct shard *s;
+
+    if (is_lru())
+        return; /* (its expiry heap holds only entries present) */
+    c = make_timed(64, 0);
+    s = &sc_of(c)->shards[0];
+    for (uint64_t k = 0; k < 4000; k++) {
+        size_t n = pc_len(c), chunks = pc__index_chunk_count(&s->ix);
+
+        cr_assert_eq(put_ttl(c, k, 1000000 - k), PC_OK);
+        cr_assert_leq(s->exq.n, 3 * n + (n + chunks) / 8 + 64 + 1,
+                      "put %lu: %u items for %zu entries", (unsigned long)k,
+                      s->exq.n, pc_len(c));
+        cr_assert_eq(s->expiring, pc_len(c), "put %lu: %zu expiring of %zu",
+                     (unsigned long)k, s->expiring, pc_len(c));
+    }
+    for (uint64_t k = 3990; k < 4000; k++)
+        pc_delete(c, &k, sizeof k);
+    cr_assert_eq(s->expiring, pc_len(c), "after deletes: %zu of %zu",
+                 s->expiring, pc_len(c));
+    test_advance(1000000);
+    cr_assert_gt(pc_expire(c), 0);
+    cr_assert_eq(pc_len(c), 0);
+    cr_assert_eq(s->expiring, 0, "after pc_expire: %zu", s->expiring);
     pc_destroy(c);
 }
 
