@@ -342,6 +342,44 @@ Test(expiry, the_queue_stays_bounded_as_entries_that_can_expire_leave)
     pc_destroy(c);
 }
 
+/* As above, for replacements (clock and frequency): 64 keys replaced
+ * over and over, each time expiring sooner than before (so each pushes an
+ * item), every fourth time by a value that never expires. (A mutation
+ * that left the count as it was when a replacement took the place of an
+ * entry that can expire passed every suite.) */
+Test(expiry, the_queue_stays_bounded_as_replacements_come_and_go)
+{
+    pc_cache *c;
+    struct shard *s;
+    size_t live = 0;
+
+    if (is_lru())
+        return; /* (its expiry heap holds only entries present) */
+    c = make_timed(64, 0);
+    s = &sc_of(c)->shards[0];
+    for (uint64_t k = 0; k < 64; k++)
+        cr_assert_eq(put_ttl(c, k, PC_TTL_NEVER), PC_OK);
+    for (uint64_t i = 0; i < 4000; i++) {
+        size_t chunks = pc__index_chunk_count(&s->ix);
+        uint64_t k = i % 64;
+
+        cr_assert_eq(put_ttl(c, k, i % 4 == 3 ? PC_TTL_NEVER : 1000000 - i),
+                     PC_OK);
+        cr_assert_leq(s->exq.n, 3 * 64 + (64 + chunks) / 8 + 64 + 1,
+                      "put %lu: %u items for 64 entries", (unsigned long)i,
+                      s->exq.n);
+    }
+    cr_assert_eq(pc_len(c), 64);
+    for (uint64_t k = 0; k < 64; k++)
+        live += k % 4 == 3; /* (i % 64 % 4 is i % 4) */
+    cr_assert_eq(s->expiring, 64 - live, "%zu expiring, not %zu", s->expiring,
+                 64 - live);
+    test_advance(1000000);
+    cr_assert_eq(pc_expire(c), 64 - live);
+    cr_assert_eq(s->expiring, 0, "after pc_expire: %zu", s->expiring);
+    pc_destroy(c);
+}
+
 /* How many of keys [from, to) the cache holds (a get of each). */
 static uint64_t held(pc_cache *c, uint64_t from, uint64_t to)
 {
