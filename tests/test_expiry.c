@@ -235,6 +235,41 @@ Test(expiry, a_put_that_evicts_in_other_shards_takes_expired_entries_first)
     pc_destroy(c);
 }
 
+/* pc_expire "removes every expired entry now", in every shard: two
+ * expired keys and one live key in each of 4 shards (a mutation that
+ * skipped the last shard passed every suite: the other pc_expire tests
+ * use one shard). */
+Test(expiry, pc_expire_removes_the_expired_entries_of_every_shard)
+{
+    pc_options o = test_opts(64);
+    pc_cache *c;
+    uint64_t k = 0, live[4];
+
+    o.now_ms = test_now;
+    o.ttl_ms = 10;
+    o.shards = 4;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    for (unsigned sh = 0; sh < 4; sh++) {
+        for (int i = 0; i < 2; i++) {
+            k = key_in_shard(c, sh, k + 1);
+            cr_assert_eq(put_u64(c, k, k), PC_OK);
+        }
+        live[sh] = k = key_in_shard(c, sh, k + 1);
+        cr_assert_eq(put_ttl(c, k, PC_TTL_NEVER), PC_OK);
+    }
+    test_advance(10);
+    cr_assert_eq(pc_len(c), 12);
+    cr_assert_eq(pc_expire(c), 8);
+    cr_assert_eq(pc_len(c), 4, "an expired entry was left");
+    cr_assert_eq(pc_bytes(c), 4 * 16);
+    assert_removed(c, 8, 0, "after pc_expire");
+    for (unsigned sh = 0; sh < 4; sh++)
+        cr_assert_eq(get_u64(c, live[sh], NULL), PC_OK);
+    cr_assert_eq(pc_expire(c), 0);
+    pc_destroy(c);
+}
+
 /* A full cache of 64 keys, 0..63, one shard: key 40 with this ttl, the
  * others never expiring. */
 static pc_cache *make_full_with_key_40(uint64_t ttl)
