@@ -377,6 +377,36 @@ Test(expiry, the_queue_stays_bounded_as_entries_that_can_expire_leave)
     pc_destroy(c);
 }
 
+/* A push rebuilds the queue once it holds more than its bound (exq.h)
+ * even when its array has room: a full shard's queue, its array grown by
+ * pushes, loses most of its entries to deletes, and the next puts find it
+ * mostly stale (a mutation that rebuilt only a full array passed every
+ * suite: it kept up to the array's size in stale items). */
+Test(expiry, a_push_rebuilds_a_stale_queue_that_has_room)
+{
+    pc_cache *c;
+    struct shard *s;
+
+    if (is_lru())
+        return; /* (its expiry heap holds only entries present) */
+    c = make_timed(64, 0);
+    s = &sc_of(c)->shards[0];
+    for (uint64_t k = 0; k < 400; k++)
+        cr_assert_eq(put_ttl(c, k, 1000000 - k), PC_OK);
+    for (uint64_t k = 0; k < 400; k++)
+        pc_delete(c, &k, sizeof k);
+    cr_assert_eq(pc_len(c), 0);
+    for (uint64_t k = 1000; k < 1004; k++) {
+        size_t n = pc_len(c), chunks = pc__index_chunk_count(&s->ix);
+
+        cr_assert_eq(put_ttl(c, k, 1000 - k % 1000), PC_OK);
+        cr_assert_leq(s->exq.n, 3 * (n + 1) + (n + 1 + chunks) / 8 + 64 + 1,
+                      "put %lu: %u items for %zu entries (array of %u)",
+                      (unsigned long)k, s->exq.n, pc_len(c), s->exq.cap);
+    }
+    pc_destroy(c);
+}
+
 /* As above, for replacements (clock and frequency): 64 keys replaced
  * over and over, each time expiring sooner than before (so each pushes an
  * item), every fourth time by a value that never expires. (A mutation
