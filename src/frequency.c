@@ -758,9 +758,9 @@ static struct pc__kv *freq_victim(void *st, struct pc__now now)
  * 0.86 -> 1.00 (A/B, 7 interleaved runs; Zipf 0.99 -> 1.03, 0.92 ->
  * 0.98). Also warming the bucket of the entry behind the head, a whole
  * put before its eviction, measured 0.97-1.11x with the A/B run in both
- * orders (the frequency policy runs 3-15% faster as `--lib-b` with the
- * same code), for 19 instructions more: not kept (README, "What the
- * frequency policy's ghost costs"). */
+ * orders (the frequency policy can run several percent faster as
+ * `--lib-b` with the same code), for 19 instructions more: not kept
+ * (README, "What the frequency policy's ghost costs"). */
 static const struct pc__kv *freq_upcoming(const void *st)
 {
     const struct freq *f = st;
