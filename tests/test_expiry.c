@@ -339,6 +339,31 @@ Test(expiry, a_replacement_that_expires_sooner_goes_first_at_its_own_time)
     pc_destroy(c);
 }
 
+/* The expiry queue's rebuild bound (exq.h) for a shard with `expiring`
+ * entries that can expire and `entries` entries in all: a push rebuilds
+ * once the queue holds more than three items per entry that can expire,
+ * plus an eighth of the entries and index chunks, plus 64 (and the push
+ * that finds it there adds one). */
+static void assert_queue_bounded(struct shard *s, size_t expiring,
+                                 size_t entries, uint64_t at)
+{
+    size_t chunks = pc__index_chunk_count(&s->ix);
+
+    cr_assert_leq(s->exq.n, 3 * expiring + (entries + chunks) / 8 + 64 + 1,
+                  "put %lu: %u items for %zu entries (array of %u)",
+                  (unsigned long)at, s->exq.n, entries, s->exq.cap);
+}
+
+/* The clock or frequency cache of make_timed(64, 0) and its one shard
+ * (its expiry queue and count of entries that can expire). */
+static pc_cache *timed_shard(struct shard **s)
+{
+    pc_cache *c = make_timed(64, 0);
+
+    *s = &sc_of(c)->shards[0];
+    return c;
+}
+
 /* The expiry queue stays within its rebuild bound (clock and frequency,
  * exq.h: a push rebuilds once the queue holds more than three items per
  * entry that can expire, plus an eighth of the entries and chunks, plus
@@ -354,15 +379,12 @@ Test(expiry, the_queue_stays_bounded_as_entries_that_can_expire_leave)
 
     if (is_lru())
         return; /* (its expiry heap holds only entries present) */
-    c = make_timed(64, 0);
-    s = &sc_of(c)->shards[0];
+    c = timed_shard(&s);
     for (uint64_t k = 0; k < 4000; k++) {
-        size_t n = pc_len(c), chunks = pc__index_chunk_count(&s->ix);
+        size_t n = pc_len(c);
 
         cr_assert_eq(put_ttl(c, k, 1000000 - k), PC_OK);
-        cr_assert_leq(s->exq.n, 3 * n + (n + chunks) / 8 + 64 + 1,
-                      "put %lu: %u items for %zu entries", (unsigned long)k,
-                      s->exq.n, pc_len(c));
+        assert_queue_bounded(s, n, n, k);
         cr_assert_eq(s->expiring, pc_len(c), "put %lu: %zu expiring of %zu",
                      (unsigned long)k, s->expiring, pc_len(c));
     }
@@ -389,20 +411,17 @@ Test(expiry, a_push_rebuilds_a_stale_queue_that_has_room)
 
     if (is_lru())
         return; /* (its expiry heap holds only entries present) */
-    c = make_timed(64, 0);
-    s = &sc_of(c)->shards[0];
+    c = timed_shard(&s);
     for (uint64_t k = 0; k < 400; k++)
         cr_assert_eq(put_ttl(c, k, 1000000 - k), PC_OK);
     for (uint64_t k = 0; k < 400; k++)
         pc_delete(c, &k, sizeof k);
     cr_assert_eq(pc_len(c), 0);
     for (uint64_t k = 1000; k < 1004; k++) {
-        size_t n = pc_len(c), chunks = pc__index_chunk_count(&s->ix);
+        size_t n = pc_len(c);
 
         cr_assert_eq(put_ttl(c, k, 1000 - k % 1000), PC_OK);
-        cr_assert_leq(s->exq.n, 3 * (n + 1) + (n + 1 + chunks) / 8 + 64 + 1,
-                      "put %lu: %u items for %zu entries (array of %u)",
-                      (unsigned long)k, s->exq.n, pc_len(c), s->exq.cap);
+        assert_queue_bounded(s, n + 1, n + 1, k);
     }
     pc_destroy(c);
 }
@@ -420,19 +439,15 @@ Test(expiry, the_queue_stays_bounded_as_replacements_come_and_go)
 
     if (is_lru())
         return; /* (its expiry heap holds only entries present) */
-    c = make_timed(64, 0);
-    s = &sc_of(c)->shards[0];
+    c = timed_shard(&s);
     for (uint64_t k = 0; k < 64; k++)
         cr_assert_eq(put_ttl(c, k, PC_TTL_NEVER), PC_OK);
     for (uint64_t i = 0; i < 4000; i++) {
-        size_t chunks = pc__index_chunk_count(&s->ix);
         uint64_t k = i % 64;
 
         cr_assert_eq(put_ttl(c, k, i % 4 == 3 ? PC_TTL_NEVER : 1000000 - i),
                      PC_OK);
-        cr_assert_leq(s->exq.n, 3 * 64 + (64 + chunks) / 8 + 64 + 1,
-                      "put %lu: %u items for 64 entries", (unsigned long)i,
-                      s->exq.n);
+        assert_queue_bounded(s, 64, 64, i);
     }
     cr_assert_eq(pc_len(c), 64);
     for (uint64_t k = 0; k < 64; k++)
