@@ -4,7 +4,8 @@
  * lowered and raised while it runs), expiry on a clock the workers
  * advance, a removal listener, conditional puts, get-or-load with a
  * loader that sometimes fails, pinned reads whose key is replaced or
- * deleted under the pin, clears, pc_expire and pc_reclaim. test_soak
+ * deleted under the pin, clears, pc_expire and pc_reclaim; the listener
+ * and the loader read the cache now and then, as they may. test_soak
  * mixes the core operations; this suite mixes the features, where their
  * interactions (an expired entry met by a shrink, a pinned entry cleared,
  * a load stored under a lowered byte bound) hide.
@@ -60,6 +61,17 @@ static void on_removal(void *ctx, const void *key, size_t klen, const void *val,
     memcpy(&k, key, sizeof k);
     if (!sv_check(val, vlen, k))
         __atomic_add_fetch(&s->listener_bad, 1, __ATOMIC_RELAXED);
+    /* Now and then it reads the cache (a listener may call it): what it
+     * finds of that key, a later value, is intact too. */
+    if (mix64(k ^ vlen) % 16 == 0) {
+        unsigned char buf[SV_MAX];
+        size_t n = 0;
+        pc_status st = pc_get(s->c, &k, sizeof k, buf, sizeof buf, &n);
+
+        if ((st != PC_OK && st != PC_NOTFOUND) ||
+            (st == PC_OK && !sv_check(buf, n, k)))
+            __atomic_add_fetch(&s->listener_bad, 1, __ATOMIC_RELAXED);
+    }
     __atomic_add_fetch(&s->removed[cause], 1, __ATOMIC_RELAXED);
 }
 
@@ -72,13 +84,22 @@ static int loader(void *ctx, const void *key, size_t klen, pc_sink *out)
     unsigned char v[SV_MAX];
     uint64_t k, r;
 
-    (void)ctx;
     if (klen != sizeof k)
         return 1;
     memcpy(&k, key, sizeof k);
     r = mix64(k ^ ++seq ^ (uint64_t)(uintptr_t)&seq);
     if (r % 8 == 0)
         return LOAD_FAILS;
+    if (r % 8 == 1) { /* a loader may call the cache: another key */
+        struct fsoak *s = ctx;
+        uint64_t other = (k + 1) % s->keys;
+        size_t n = 0;
+        pc_status st = pc_get(s->c, &other, sizeof other, v, sizeof v, &n);
+
+        if ((st != PC_OK && st != PC_NOTFOUND) ||
+            (st == PC_OK && !sv_check(v, n, other)))
+            return 1; /* (the caller counts it as an error) */
+    }
     return pc_sink_set(out, v, sv_make(v, k, r)) == PC_OK ? 0 : 1;
 }
 
@@ -159,7 +180,7 @@ static void *fsoak_worker(void *p)
         } else if (dice < 4500) {
             pc_load_args la = {.ttl_ms = (r & 1) ? 1 + (r >> 20) % 50 : 0};
 
-            st = pc_get_or_load_ex(s->c, &k, sizeof k, loader, NULL, buf,
+            st = pc_get_or_load_ex(s->c, &k, sizeof k, loader, s, buf,
                                    sizeof buf, &n, &err, &la);
             if (st == PC_OK)
                 torn += !sv_check(buf, n, k);
