@@ -20,8 +20,6 @@
 #include "alloc.h"
 #include "testlib.h"
 
-#define MAXW 16
-
 struct soak {
     pc_cache *c;
     uint64_t keys;
@@ -104,29 +102,19 @@ static void *soak_monitor(void *p)
 
 static void soak(size_t cap, unsigned shards)
 {
-    const char *env = getenv("PC_SOAK_SECONDS");
-    double secs = env ? atof(env) : 10.0;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN), base;
-    int nw = cpus < 2 ? 2 : cpus > MAXW ? MAXW : (int)cpus;
     pc_options o = test_opts(cap);
-
-    o.shards = shards;
     struct soak s = {.keys = 4 * cap};
-    pthread_t w[MAXW], mon;
     uint64_t found = 0;
     pc_stats st;
+    long base;
 
+    o.shards = shards;
     pc__alloc_track(1);
     base = pc__alloc_live();
     cr_assert_eq(pc_create(&o, &s.c), PC_OK);
-    s.until = now_s() + secs / 2; /* two configurations per policy */
-    pthread_create(&mon, NULL, soak_monitor, &s);
-    for (int i = 0; i < nw; i++)
-        pthread_create(&w[i], NULL, soak_worker, &s);
-    for (int i = 0; i < nw; i++)
-        pthread_join(w[i], NULL);
-    __atomic_store_n(&s.stop, 1, __ATOMIC_RELAXED);
-    pthread_join(mon, NULL);
+    /* two configurations per policy */
+    s.until = now_s() + soak_seconds() / 2;
+    soak_run(soak_worker, soak_monitor, &s, &s.stop);
 
     cr_assert_eq(s.torn, 0, "%lu torn or misdirected values",
                  (unsigned long)s.torn);

@@ -33,7 +33,6 @@
 #include "alloc.h"
 #include "testlib.h"
 
-#define MAXW 16
 #define CAUSES 6 /* pc_removal_cause 1..5 */
 
 struct fsoak {
@@ -284,10 +283,6 @@ static void assert_accounted(const struct fsoak *s, const char *when)
 
 static void fsoak(size_t cap, unsigned shards)
 {
-    const char *env = getenv("PC_SOAK_SECONDS");
-    double secs = env ? atof(env) : 10.0;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN), base;
-    int nw = cpus < 2 ? 2 : cpus > MAXW ? MAXW : (int)cpus;
     pc_options o = test_opts(cap);
     /* Entries of 8 + 16..255 bytes, about 144 on average: the higher byte
      * bound holds about 0.8 cap of them, the lower about 0.4 cap, so
@@ -297,8 +292,8 @@ static void fsoak(size_t cap, unsigned shards)
                       .cap_lo = cap / 4,
                       .bytes_hi = cap * 120,
                       .bytes_lo = cap * 60};
-    pthread_t w[MAXW], mon;
     uint64_t found = 0;
+    long base;
 
     o.shards = shards;
     o.max_bytes = s.bytes_hi;
@@ -308,14 +303,8 @@ static void fsoak(size_t cap, unsigned shards)
     pc__alloc_track(1);
     base = pc__alloc_live();
     cr_assert_eq(pc_create(&o, &s.c), PC_OK);
-    s.until = now_s() + secs / 2;
-    pthread_create(&mon, NULL, fsoak_monitor, &s);
-    for (int i = 0; i < nw; i++)
-        pthread_create(&w[i], NULL, fsoak_worker, &s);
-    for (int i = 0; i < nw; i++)
-        pthread_join(w[i], NULL);
-    __atomic_store_n(&s.stop, 1, __ATOMIC_RELAXED);
-    pthread_join(mon, NULL);
+    s.until = now_s() + soak_seconds() / 2;
+    soak_run(fsoak_worker, fsoak_monitor, &s, &s.stop);
 
     cr_assert_eq(s.torn, 0, "%lu torn or misdirected values",
                  (unsigned long)s.torn);

@@ -6,6 +6,7 @@
 #define PC_TESTLIB_H
 
 #include <dirent.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -185,6 +186,37 @@ static inline double now_s(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The soaks' run (test_soak*.c): `secs` is PC_SOAK_SECONDS (default 10) per
+ * policy, which its configurations share; a monitor and one worker per
+ * online CPU (2 to max_workers) run on arg, the workers until they see
+ * their time is up; then *stop is set and the monitor joined. */
+static inline double soak_seconds(void)
+{
+    const char *env = getenv("PC_SOAK_SECONDS");
+
+    return env ? atof(env) : 10.0;
+}
+
+#define SOAK_MAX_WORKERS 16
+
+static inline void soak_run(void *(*worker)(void *), void *(*monitor)(void *),
+                            void *arg, int *stop)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int nw = cpus < 2                  ? 2
+             : cpus > SOAK_MAX_WORKERS ? SOAK_MAX_WORKERS
+                                       : (int)cpus;
+    pthread_t w[SOAK_MAX_WORKERS], mon;
+
+    pthread_create(&mon, NULL, monitor, arg);
+    for (int i = 0; i < nw; i++)
+        pthread_create(&w[i], NULL, worker, arg);
+    for (int i = 0; i < nw; i++)
+        pthread_join(w[i], NULL);
+    __atomic_store_n(stop, 1, __ATOMIC_RELAXED);
+    pthread_join(mon, NULL);
 }
 
 /* Allocations the library made and has not freed since `before`. */
