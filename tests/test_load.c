@@ -240,6 +240,89 @@ Test(load, a_get_or_load_after_a_delete_or_clear_loads_anew)
     load_after(CLEAR);
 }
 
+/* A clear detaches every load in flight, not only one per chain of the
+ * flight table: with more loads in flight than the table has chains
+ * (64), two share one, and a get-or-load begun after the clear must load
+ * anew for every key. (As in load_after, 10 s is the failure detector.) */
+#define CLEAR_LOADS 65
+
+struct key_loading {
+    pc_cache *c;
+    struct gate *g;
+    uint64_t key;
+    pc_status st;
+};
+
+static void *load_key(void *p)
+{
+    struct key_loading *l = p;
+    char got[32];
+    size_t n;
+
+    l->st = pc_get_or_load(l->c, &l->key, sizeof l->key, gated_load, l->g, got,
+                           sizeof got, &n, NULL);
+    return NULL;
+}
+
+struct late_keys {
+    pc_cache *c;
+    int fresh; /* how many keys loaded anew */
+    int done;
+};
+
+static void *late_loads(void *p)
+{
+    struct late_keys *lk = p;
+
+    for (uint64_t k = 0; k < CLEAR_LOADS; k++) {
+        char got[32];
+        size_t n = 0;
+
+        if (pc_get_or_load(lk->c, &k, sizeof k, fresh_load, NULL, got,
+                           sizeof got, &n, NULL) == PC_OK &&
+            n == 5 && memcmp(got, "fresh", 5) == 0)
+            lk->fresh++;
+    }
+    __atomic_store_n(&lk->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+Test(load, a_clear_detaches_every_load_in_flight, .timeout = 60)
+{
+    pc_cache *c = make_cache(4 * CLEAR_LOADS);
+    struct gate g = GATE_INIT("loaded");
+    struct key_loading l[CLEAR_LOADS];
+    pthread_t th[CLEAR_LOADS], late;
+    struct late_keys lk = {.c = c};
+    int waited = 0;
+
+    cr_assert_not_null(c);
+    for (int i = 0; i < CLEAR_LOADS; i++) {
+        l[i] = (struct key_loading){
+            .c = c, .g = &g, .key = (uint64_t)i, .st = PC_EINVAL};
+        cr_assert_eq(pthread_create(&th[i], NULL, load_key, &l[i]), 0);
+    }
+    pthread_mutex_lock(&g.m);
+    while (g.entered < CLEAR_LOADS)
+        pthread_cond_wait(&g.cv, &g.m);
+    pthread_mutex_unlock(&g.m);
+    pc_clear(c);
+    cr_assert_eq(pthread_create(&late, NULL, late_loads, &lk), 0);
+    while (!__atomic_load_n(&lk.done, __ATOMIC_ACQUIRE) && waited++ < 10000)
+        usleep(1000);
+    gate_open(&g);
+    pthread_join(late, NULL);
+    for (int i = 0; i < CLEAR_LOADS; i++) {
+        pthread_join(th[i], NULL);
+        cr_assert_eq(l[i].st, PC_OK);
+    }
+    cr_assert_eq(lk.fresh, CLEAR_LOADS,
+                 "%d of %d calls begun after the clear joined a load begun "
+                 "before it",
+                 CLEAR_LOADS - lk.fresh, CLEAR_LOADS);
+    pc_destroy(c);
+}
+
 Test(load, writes_of_other_keys_do_not_stop_a_load_from_caching)
 {
     pc_cache *c = make_cache(16);
