@@ -694,6 +694,94 @@ static void *memo_crowd_member(void *p)
     return NULL;
 }
 
+/* A backend whose key appears after its first lookup, as if another
+ * caller stored it between the memoizer's miss and its flight: the
+ * leader's second lookup finds it. */
+struct appearing {
+    int gets, puts;
+};
+
+static pc_status appearing_get(void *self, const void *key, size_t klen,
+                               void *buf, size_t bufcap, size_t *vlen)
+{
+    struct appearing *a = self;
+
+    (void)key;
+    (void)klen;
+    if (a->gets++ == 0)
+        return PC_NOTFOUND;
+    if (vlen != NULL)
+        *vlen = 8;
+    if (bufcap < 8)
+        return PC_ERANGE;
+    memcpy(buf, "appeared", 8);
+    return PC_OK;
+}
+
+static pc_status appearing_put(void *self, const void *key, size_t klen,
+                               const void *val, size_t vlen)
+{
+    (void)key, (void)klen, (void)val, (void)vlen;
+    ((struct appearing *)self)->puts++;
+    return PC_OK;
+}
+
+static pc_status appearing_del(void *self, const void *key, size_t klen)
+{
+    (void)self, (void)key, (void)klen;
+    return PC_NOTFOUND;
+}
+
+static size_t appearing_len(void *self)
+{
+    (void)self;
+    return 0;
+}
+
+static const pc_backend_ops appearing_ops = {
+    .size = sizeof(pc_backend_ops),
+    .get = appearing_get,
+    .put = appearing_put,
+    .del = appearing_del,
+    .len = appearing_len,
+};
+
+static int count_load(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    (void)key;
+    (void)klen;
+    ++*(int *)ctx;
+    return pc_sink_set(out, "computed", 8) == PC_OK ? 0 : 1;
+}
+
+/* The leader looks the key up once more before it loads (load.h, step 3):
+ * a value found then, even one too large for the caller's buffer, is the
+ * outcome (PC_ERANGE and its length); the function does not run and
+ * nothing is stored over it. */
+Test(memo, a_leader_that_finds_the_key_too_large_for_its_buffer_loads_nothing)
+{
+    struct appearing a = {0};
+    pc_backend be = {.ops = &appearing_ops, .self = &a};
+    pc_memo *m;
+    pc_stats s;
+    char small[4];
+    size_t n = 0;
+    int calls = 0;
+
+    cr_assert_eq(pc_memo_create(&be, &m), PC_OK);
+    cr_assert_eq(pc_memo_call(m, "k", 1, count_load, &calls, small,
+                              sizeof small, &n, NULL),
+                 PC_ERANGE);
+    cr_assert_eq(n, 8);
+    cr_assert_eq(calls, 0, "the leader loaded a key it found stored");
+    cr_assert_eq(a.puts, 0);
+    cr_assert_eq(a.gets, 2);
+    cr_assert_eq(pc_memo_stats(m, &s), PC_OK);
+    cr_assert_eq(s.loader_calls, 0);
+    cr_assert_eq(s.hits + s.misses, 1);
+    pc_memo_destroy(m);
+}
+
 Test(memo, memoized_function_over_the_cache_runs_once_per_key)
 {
     pc_backend be;
