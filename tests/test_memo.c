@@ -220,6 +220,57 @@ Test(memo, loader_asking_for_its_own_key_gets_edeadlk, .timeout = 20)
     pc_destroy(r.c);
 }
 
+/* A call that gets PC_EDEADLK has looked the key up and missed: it counts
+ * its one miss like any other call (purecache.h, pc_get_or_load; only
+ * PC_ENOMEM before a load counts nothing), in the cache's counters and in
+ * a memoizer's. */
+static pc_memo *self_memo;
+static pc_status self_memo_inner;
+
+static int memo_self(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    char buf[8];
+
+    (void)ctx;
+    (void)out;
+    self_memo_inner = pc_memo_call(self_memo, key, klen, memo_self, NULL, buf,
+                                   sizeof buf, NULL, NULL);
+    return 1;
+}
+
+Test(memo, a_call_that_would_deadlock_counts_its_miss, .timeout = 20)
+{
+    struct recursive r = {.c = make_cache(4), .inner = PC_OK};
+    pc_backend be;
+    pc_stats s;
+
+    cr_assert_eq(
+        pc_get_or_load(r.c, "k", 1, load_self, &r, NULL, 0, NULL, NULL),
+        PC_ELOAD);
+    cr_assert_eq(r.inner, PC_EDEADLK);
+    cr_assert_eq(pc_stats_get(r.c, &s), PC_OK);
+    cr_assert_eq(s.hits, 0);
+    cr_assert_eq(s.misses, 2, "%llu misses for two calls that missed",
+                 (unsigned long long)s.misses);
+    cr_assert_eq(s.loader_calls, 1);
+    cr_assert_eq(s.loader_errors, 1);
+
+    /* The same through a memoizer (over the cache). */
+    cr_assert_eq(pc_backend_from_cache(r.c, &be), PC_OK);
+    cr_assert_eq(pc_memo_create(&be, &self_memo), PC_OK);
+    self_memo_inner = PC_OK;
+    cr_assert_eq(
+        pc_memo_call(self_memo, "m", 1, memo_self, NULL, NULL, 0, NULL, NULL),
+        PC_ELOAD);
+    cr_assert_eq(self_memo_inner, PC_EDEADLK);
+    cr_assert_eq(pc_memo_stats(self_memo, &s), PC_OK);
+    cr_assert_eq(s.hits, 0);
+    cr_assert_eq(s.misses, 2, "%llu memoizer misses for two calls that missed",
+                 (unsigned long long)s.misses);
+    cr_assert_eq(s.loader_calls, 1);
+    pc_memo_destroy(self_memo); /* and the cache */
+}
+
 struct cycle {
     pc_cache *c;
     pthread_barrier_t both_loading;
