@@ -1193,6 +1193,44 @@ Test(memo, failed_sink_set_keeps_the_previous_value)
     }
 }
 
+static int load_then_empty(void *ctx, const void *key, size_t klen,
+                           pc_sink *out)
+{
+    static unsigned char big[1000];
+    size_t first = *(size_t *)ctx;
+
+    (void)key;
+    (void)klen;
+    memset(big, 'a', first);
+    if (pc_sink_set(out, big, first) != PC_OK)
+        return 1;
+    return pc_sink_set(out, NULL, 0) == PC_OK ? 0 : 2;
+}
+
+/* The last successful pc_sink_set wins, an empty value too: a loader that
+ * sets a value (inline or on the heap) and then the empty one loads the
+ * empty value, and that is what is cached. */
+Test(memo, an_empty_sink_set_replaces_the_value_before_it)
+{
+    static const size_t firsts[] = {8, 1000};
+
+    for (size_t i = 0; i < sizeof firsts / sizeof firsts[0]; i++) {
+        pc_cache *c = make_cache(4);
+        size_t first = firsts[i];
+        char got[16];
+        size_t n = 99;
+
+        cr_assert_eq(pc_get_or_load(c, "k", 1, load_then_empty, &first, got,
+                                    sizeof got, &n, NULL),
+                     PC_OK);
+        cr_assert_eq(n, 0, "loaded %zu bytes after setting the empty value", n);
+        n = 99;
+        cr_assert_eq(pc_get(c, "k", 1, got, sizeof got, &n), PC_OK);
+        cr_assert_eq(n, 0, "cached %zu bytes after setting the empty value", n);
+        pc_destroy(c);
+    }
+}
+
 /* ---- memoized functions: one memo, several functions ---- */
 
 static long twice_calls, square_calls;
