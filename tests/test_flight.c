@@ -458,6 +458,99 @@ Test(flight, a_leader_cancelled_in_its_loader_fails_its_waiters, .timeout = 60)
     }
 }
 
+/* The memoizer calls a user's backend with cancellation disabled
+ * (purecache.h, pc_memo_call): a backend whose get is a cancellation point
+ * does not act on a request pending when the call begins; the call
+ * returns, and the caller is cancelled at its own next cancellation
+ * point. */
+struct cancel_backend {
+    int gets, puts;
+};
+
+static pc_status cb_get(void *self, const void *key, size_t klen, void *buf,
+                        size_t bufcap, size_t *vlen)
+{
+    (void)key, (void)klen, (void)buf, (void)bufcap, (void)vlen;
+    ((struct cancel_backend *)self)->gets++;
+    pthread_testcancel(); /* as a socket read would be */
+    return PC_NOTFOUND;
+}
+
+static pc_status cb_put(void *self, const void *key, size_t klen,
+                        const void *val, size_t vlen)
+{
+    (void)key, (void)klen, (void)val, (void)vlen;
+    ((struct cancel_backend *)self)->puts++;
+    return PC_OK;
+}
+
+static pc_status cb_del(void *self, const void *key, size_t klen)
+{
+    (void)self, (void)key, (void)klen;
+    return PC_NOTFOUND;
+}
+
+static size_t cb_len(void *self)
+{
+    (void)self;
+    return 0;
+}
+
+static const pc_backend_ops cancel_backend_ops = {
+    .size = sizeof(pc_backend_ops),
+    .get = cb_get,
+    .put = cb_put,
+    .del = cb_del,
+    .len = cb_len,
+};
+
+static int no_cancel_point_load(void *ctx, const void *key, size_t klen,
+                                pc_sink *out)
+{
+    (void)ctx, (void)key, (void)klen;
+    return pc_sink_set(out, "v", 1) == PC_OK ? 0 : 1;
+}
+
+struct cancelled_call {
+    pc_memo *m;
+    pc_status st;
+    int returned;
+};
+
+static void *call_cancelled(void *p)
+{
+    struct cancelled_call *cc = p;
+    char buf[8];
+
+    pthread_cancel(pthread_self()); /* pending: deferred cancellation */
+    cc->st = pc_memo_call(cc->m, "k", 1, no_cancel_point_load, NULL, buf,
+                          sizeof buf, NULL, NULL);
+    cc->returned = 1;
+    pthread_testcancel();
+    return NULL;
+}
+
+Test(flight, a_users_backend_is_called_with_cancellation_disabled,
+     .timeout = 30)
+{
+    struct cancel_backend cb = {0};
+    pc_backend be = {.ops = &cancel_backend_ops, .self = &cb};
+    struct cancelled_call cc = {.st = PC_EINVAL};
+    pthread_t th;
+    void *ret = NULL;
+
+    cr_assert_eq(pc_memo_create(&be, &cc.m), PC_OK);
+    cr_assert_eq(pthread_create(&th, NULL, call_cancelled, &cc), 0);
+    cr_assert_eq(pthread_join(th, &ret), 0);
+    cr_assert_eq(ret, PTHREAD_CANCELED);
+    cr_assert_eq(cc.returned, 1,
+                 "the call was cancelled inside the backend's lookup");
+    cr_assert_eq(cc.st, PC_OK);
+    cr_assert_geq(cb.gets, 1);
+    cr_assert_eq(cb.puts, 1);
+    pc_memo_destroy(cc.m);
+}
+
 /* pc_reclaim cancelled while it waits for a pinned reader must not leave
  * the cache's reclaim lock held. */
 struct pinned_reader {
