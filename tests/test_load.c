@@ -811,3 +811,40 @@ Test(load, a_failed_load_leaves_no_lease_behind, .timeout = 20)
     cr_assert_eq(s.loader_errors, 200);
     pc_destroy(c);
 }
+
+/* A forgotten load (pc_memo_forget while its leader holds the flight)
+ * stores nothing and ends its lease all the same: forgotten loads,
+ * successful loads and writes of the key alternate through a memoizer over
+ * the cache, and each successful load caches its value. */
+Test(load, a_forgotten_load_leaves_no_lease_behind, .timeout = 20)
+{
+    pc_cache *c = make_cache(64);
+    pc_backend be;
+    pc_memo *m;
+    char got[32];
+    size_t n;
+
+    cr_assert_eq(pc_backend_from_cache(c, &be), PC_OK);
+    cr_assert_eq(pc_memo_create(&be, &m), PC_OK);
+    for (int i = 0; i < 200; i++) {
+        pc_flight *lead = NULL;
+
+        cr_assert_eq(pc_memo_begin(m, "k", 1, got, sizeof got, &n, NULL, &lead),
+                     PC_NOTFOUND);
+        cr_assert_not_null(lead);
+        cr_assert_eq(pc_memo_forget(m, "k", 1), PC_NOTFOUND);
+        cr_assert_eq(pc_memo_finish(m, lead, 0, "forgotten", 9), PC_OK);
+        cr_assert_eq(pc_get(c, "k", 1, got, sizeof got, &n), PC_NOTFOUND,
+                     "round %d: a forgotten load was cached", i);
+        cr_assert_eq(pc_memo_call(m, "k", 1, ok_load, "loaded", got, sizeof got,
+                                  &n, NULL),
+                     PC_OK);
+        cr_assert_eq(pc_get(c, "k", 1, got, sizeof got, &n), PC_OK,
+                     "round %d: the successful load was cached", i);
+        cr_assert_eq(n, 6);
+        cr_assert_eq(memcmp(got, "loaded", 6), 0);
+        cr_assert_eq(pc_put(c, "k", 1, "put", 3), PC_OK);
+        cr_assert_eq(pc_delete(c, "k", 1), PC_OK);
+    }
+    pc_memo_destroy(m); /* and the cache */
+}
