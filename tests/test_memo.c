@@ -833,6 +833,115 @@ Test(memo, a_leader_that_finds_the_key_too_large_for_its_buffer_loads_nothing)
     pc_memo_destroy(m);
 }
 
+/* A backend whose second lookup (the leader's, before it loads) is held
+ * until the test lets it go, and finds the key stored by then, as if
+ * another writer had stored it meanwhile. */
+struct stored_meanwhile {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int gets, holding, release, stored;
+};
+
+static pc_status meanwhile_get(void *self, const void *key, size_t klen,
+                               void *buf, size_t bufcap, size_t *vlen)
+{
+    struct stored_meanwhile *h = self;
+    int stored;
+
+    (void)key;
+    (void)klen;
+    pthread_mutex_lock(&h->m);
+    if (++h->gets == 2) {
+        h->holding = 1;
+        pthread_cond_broadcast(&h->cv);
+        while (!h->release)
+            pthread_cond_wait(&h->cv, &h->m);
+        h->stored = 1;
+    }
+    stored = h->stored;
+    pthread_mutex_unlock(&h->m);
+    if (!stored)
+        return PC_NOTFOUND;
+    if (vlen != NULL)
+        *vlen = 8;
+    if (bufcap < 8)
+        return PC_ERANGE;
+    memcpy(buf, "appeared", 8);
+    return PC_OK;
+}
+
+static const pc_backend_ops meanwhile_ops = {
+    .size = sizeof(pc_backend_ops),
+    .get = meanwhile_get,
+    .put = appearing_put,
+    .del = appearing_del,
+    .len = appearing_len,
+};
+
+struct meanwhile_call {
+    pc_memo *m;
+    int calls;
+    pc_status st;
+    char got[16];
+    size_t n;
+};
+
+static void *meanwhile_call_main(void *p)
+{
+    struct meanwhile_call *hc = p;
+
+    hc->st = pc_memo_call(hc->m, "k", 1, count_load, &hc->calls, hc->got,
+                          sizeof hc->got, &hc->n, NULL);
+    return NULL;
+}
+
+/* A leader that finds the key stored at its second lookup abandons its
+ * flight; a caller waiting on that flight looks the key up again and
+ * returns the stored value (load.h, step 3), and nobody loads. */
+Test(memo, waiters_of_an_abandoned_flight_look_the_key_up_again, .timeout = 30)
+{
+    struct stored_meanwhile h = {
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
+    pc_backend be = {.ops = &meanwhile_ops, .self = &h};
+    struct meanwhile_call lead = {.st = PC_EINVAL}, wait = {.st = PC_EINVAL};
+    pthread_t tl, tw;
+    pc_stats s = {0};
+
+    cr_assert_eq(pc_memo_create(&be, &lead.m), PC_OK);
+    wait.m = lead.m;
+    cr_assert_eq(pthread_create(&tl, NULL, meanwhile_call_main, &lead), 0);
+    pthread_mutex_lock(&h.m);
+    while (!h.holding)
+        pthread_cond_wait(&h.cv, &h.m);
+    pthread_mutex_unlock(&h.m);
+    /* The leader is in its second lookup: a second caller misses and
+     * waits on its flight (its miss is counted under the flight table's
+     * lock, which it holds until it waits). 10 s is a failure detector. */
+    cr_assert_eq(pthread_create(&tw, NULL, meanwhile_call_main, &wait), 0);
+    for (int i = 0; i < 10000; i++) {
+        cr_assert_eq(pc_memo_stats(lead.m, &s), PC_OK);
+        if (s.misses >= 2)
+            break;
+        usleep(1000);
+    }
+    cr_assert_eq(s.misses, 2);
+    pthread_mutex_lock(&h.m);
+    h.release = 1;
+    pthread_cond_broadcast(&h.cv);
+    pthread_mutex_unlock(&h.m);
+    pthread_join(tl, NULL);
+    pthread_join(tw, NULL);
+    cr_assert_eq(lead.st, PC_OK);
+    cr_assert_eq(lead.n, 8);
+    cr_assert_eq(memcmp(lead.got, "appeared", 8), 0);
+    cr_assert_eq(wait.st, PC_OK);
+    cr_assert_eq(wait.n, 8, "the waiter got %zu bytes", wait.n);
+    cr_assert_eq(memcmp(wait.got, "appeared", 8), 0);
+    cr_assert_eq(lead.calls + wait.calls, 0, "a caller loaded a stored key");
+    cr_assert_eq(h.gets, 4, "%d lookups", h.gets);
+    pc_memo_destroy(lead.m);
+}
+
 Test(memo, memoized_function_over_the_cache_runs_once_per_key)
 {
     pc_backend be;
