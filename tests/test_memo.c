@@ -1340,6 +1340,93 @@ Test(memo, an_empty_sink_set_replaces_the_value_before_it)
     }
 }
 
+/* The leader copies its value for its waiters; if that copy cannot be
+ * made, the waiters get PC_ENOMEM (having counted their miss), while the
+ * leader still returns its value. */
+struct starving_load {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int entered, go;
+};
+
+static int load_then_starve(void *ctx, const void *key, size_t klen,
+                            pc_sink *out)
+{
+    struct starving_load *sl = ctx;
+
+    (void)key;
+    (void)klen;
+    pthread_mutex_lock(&sl->m);
+    sl->entered = 1;
+    pthread_cond_broadcast(&sl->cv);
+    while (!sl->go)
+        pthread_cond_wait(&sl->cv, &sl->m);
+    pthread_mutex_unlock(&sl->m);
+    if (pc_sink_set(out, "starving", 8) != PC_OK)
+        return 1;
+    pc__alloc_fail_after(0); /* the store and the waiters' copy fail */
+    return 0;
+}
+
+struct starving_call {
+    pc_cache *c;
+    struct starving_load *sl;
+    pc_status st;
+    char got[16];
+    size_t n;
+};
+
+static void *starving_call_main(void *p)
+{
+    struct starving_call *sc = p;
+
+    sc->st = pc_get_or_load(sc->c, "k", 1, load_then_starve, sc->sl, sc->got,
+                            sizeof sc->got, &sc->n, NULL);
+    return NULL;
+}
+
+Test(memo, a_waiter_whose_copy_of_the_value_fails_gets_enomem, .timeout = 30)
+{
+    struct starving_load sl = {PTHREAD_MUTEX_INITIALIZER,
+                               PTHREAD_COND_INITIALIZER, 0, 0};
+    pc_cache *c = make_cache(16);
+    struct starving_call lead = {c, &sl, PC_EINVAL, {0}, 0}, wait = lead;
+    pthread_t tl, tw;
+    pc_stats s = {0};
+
+    cr_assert_eq(get_u64(c, 0, NULL), PC_NOTFOUND); /* registers this thread */
+    cr_assert_eq(pthread_create(&tl, NULL, starving_call_main, &lead), 0);
+    pthread_mutex_lock(&sl.m);
+    while (!sl.entered)
+        pthread_cond_wait(&sl.cv, &sl.m);
+    pthread_mutex_unlock(&sl.m);
+    cr_assert_eq(pthread_create(&tw, NULL, starving_call_main, &wait), 0);
+    /* The waiter's miss is counted under the flight table's lock, which it
+     * holds until it waits. 10 s is a failure detector. */
+    for (int i = 0; i < 10000; i++) {
+        cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+        if (s.misses >= 3)
+            break;
+        usleep(1000);
+    }
+    cr_assert_eq(s.misses, 3);
+    pthread_mutex_lock(&sl.m);
+    sl.go = 1;
+    pthread_cond_broadcast(&sl.cv);
+    pthread_mutex_unlock(&sl.m);
+    pthread_join(tl, NULL);
+    pthread_join(tw, NULL);
+    pc__alloc_fail_after(-1);
+    cr_assert_eq(lead.st, PC_OK);
+    cr_assert_eq(lead.n, 8);
+    cr_assert_eq(memcmp(lead.got, "starving", 8), 0);
+    cr_assert_eq(wait.st, PC_ENOMEM, "the waiter got %d", wait.st);
+    cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+    cr_assert_eq(s.misses, 3);
+    cr_assert_eq(s.loader_calls, 1);
+    pc_destroy(c);
+}
+
 /* ---- memoized functions: one memo, several functions ---- */
 
 static long twice_calls, square_calls;
