@@ -942,6 +942,64 @@ Test(memo, waiters_of_an_abandoned_flight_look_the_key_up_again, .timeout = 30)
     pc_memo_destroy(lead.m);
 }
 
+/* The cache as a backend (pc_backend_from_cache): each operation is the
+ * public call of the same name, with its statuses: get (PC_NOTFOUND,
+ * PC_ERANGE with the length), put, put_ex with its time to live and its
+ * conditions, del and len; destroy destroys the cache. */
+Test(memo, the_cache_as_a_backend_dispatches_each_operation)
+{
+    pc_options o = test_opts(16);
+    pc_put_args a = {.ttl_ms = 50};
+    pc_backend be;
+    pc_cache *c;
+    char got[16];
+    size_t n = 0;
+
+    o.now_ms = test_now;
+    c = make_cache_opts(&o);
+    cr_assert_not_null(c);
+    cr_assert_eq(pc_backend_from_cache(c, &be), PC_OK);
+    cr_assert_eq(be.self, (void *)c);
+    cr_assert_eq(be.ops->size, sizeof(pc_backend_ops));
+    cr_assert_not_null(be.ops->put_ex);
+
+    cr_assert_eq(be.ops->get(be.self, "a", 1, got, sizeof got, &n),
+                 PC_NOTFOUND);
+    cr_assert_eq(be.ops->put(be.self, "a", 1, "alpha", 5), PC_OK);
+    cr_assert_eq(be.ops->get(be.self, "a", 1, got, sizeof got, &n), PC_OK);
+    cr_assert(n == 5 && memcmp(got, "alpha", 5) == 0);
+    n = 0;
+    cr_assert_eq(be.ops->get(be.self, "a", 1, got, 2, &n), PC_ERANGE);
+    cr_assert_eq(n, 5);
+    cr_assert_eq(be.ops->len(be.self), 1);
+
+    /* put_ex: the time to live and the conditions reach the cache. */
+    cr_assert_eq(be.ops->put_ex(be.self, "b", 1, "beta", 4, &a), PC_OK);
+    cr_assert_eq(pc_get(c, "b", 1, got, sizeof got, &n), PC_OK);
+    cr_assert_eq(be.ops->len(be.self), 2);
+    a.ttl_ms = 0;
+    a.flags = PC_PUT_IF_ABSENT;
+    cr_assert_eq(be.ops->put_ex(be.self, "a", 1, "other", 5, &a), PC_EXISTS);
+    a.flags = PC_PUT_IF_PRESENT;
+    cr_assert_eq(be.ops->put_ex(be.self, "c", 1, "gamma", 5, &a), PC_NOTFOUND);
+    cr_assert_eq(pc_get(c, "c", 1, got, sizeof got, &n), PC_NOTFOUND);
+    cr_assert_eq(pc_get(c, "a", 1, got, sizeof got, &n), PC_OK);
+    cr_assert(n == 5 && memcmp(got, "alpha", 5) == 0);
+    a.flags = PC_PUT_IF_ABSENT | PC_PUT_IF_PRESENT;
+    cr_assert_eq(be.ops->put_ex(be.self, "d", 1, "delta", 5, &a), PC_EINVAL);
+    test_advance(50);
+    cr_assert_eq(pc_get(c, "b", 1, got, sizeof got, &n), PC_NOTFOUND,
+                 "put_ex's time to live was not applied");
+    cr_assert_eq(pc_get(c, "a", 1, got, sizeof got, &n), PC_OK);
+
+    cr_assert_eq(be.ops->del(be.self, "a", 1), PC_OK);
+    cr_assert_eq(be.ops->del(be.self, "a", 1), PC_NOTFOUND);
+    cr_assert_eq(pc_get(c, "a", 1, got, sizeof got, &n), PC_NOTFOUND);
+    cr_assert_eq(be.ops->len(be.self), pc_len(c));
+    cr_assert_not_null(be.ops->destroy);
+    be.ops->destroy(be.self); /* the cache */
+}
+
 Test(memo, memoized_function_over_the_cache_runs_once_per_key)
 {
     pc_backend be;
