@@ -640,6 +640,34 @@ Test(grace, reclamation_survives_membarrier_failing_later)
     cr_assert_eq(pc__alloc_live(), base);
 }
 
+/* A heavy barrier that fails (membarrier failing with a transient error,
+ * which does not degrade to the fallback) is no barrier: it counts for
+ * nobody, not even a caller whose stamp predates it, who must fail too
+ * rather than assume the readers' stores visible. */
+Test(grace, a_failed_heavy_barrier_counts_for_nobody)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_membarrier, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOMEM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+    uint64_t stamp;
+
+    if (!pc__read_fence_setup(false))
+        return; /* readers fence: the heavy barrier is a plain fence */
+    cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+    stamp = pc__heavy_barrier_stamp();
+    cr_assert_not(pc__heavy_barrier(stamp));
+    cr_assert_not(pc__heavy_barrier(stamp),
+                  "a failed barrier counted for a stamp taken before it");
+    cr_assert_not(pc__heavy_barrier(pc__heavy_barrier_stamp()));
+    cr_assert_str_eq(pc__read_fence_name(), "membarrier",
+                     "a transient failure degraded the barrier");
+}
+
 /* ------------------------------------ destroy during other caches' ticks */
 
 struct hammer_arg {
