@@ -1000,6 +1000,54 @@ Test(memo, the_cache_as_a_backend_dispatches_each_operation)
     be.ops->destroy(be.self); /* the cache */
 }
 
+static pc_status failing_get(void *self, const void *key, size_t klen,
+                             void *buf, size_t bufcap, size_t *vlen)
+{
+    (void)key, (void)klen, (void)buf, (void)bufcap, (void)vlen;
+    ((struct appearing *)self)->gets++;
+    return PC_EIO;
+}
+
+static const pc_backend_ops failing_ops = {
+    .size = sizeof(pc_backend_ops),
+    .get = failing_get,
+    .put = appearing_put,
+    .del = appearing_del,
+    .len = appearing_len,
+};
+
+/* A call whose first lookup fails with the backend's error returns that
+ * error, loads nothing, and counts neither a hit nor a miss
+ * (pc_memo_stats); pc_memo_begin the same, and leads nothing. */
+Test(memo, a_failed_backend_lookup_is_returned_and_counts_nothing)
+{
+    struct appearing a = {0};
+    pc_backend be = {.ops = &failing_ops, .self = &a};
+    pc_flight *lead = (pc_flight *)0x1;
+    pc_memo *m;
+    pc_stats s;
+    char buf[16];
+    size_t n = 0;
+    int calls = 0;
+
+    cr_assert_eq(pc_memo_create(&be, &m), PC_OK);
+    cr_assert_eq(
+        pc_memo_call(m, "k", 1, count_load, &calls, buf, sizeof buf, &n, NULL),
+        PC_EIO);
+    cr_assert_eq(pc_memo_begin(m, "k", 1, buf, sizeof buf, &n, NULL, &lead),
+                 PC_EIO);
+    cr_assert_null(lead);
+    cr_assert_eq(calls, 0);
+    cr_assert_eq(a.gets, 2);
+    cr_assert_eq(a.puts, 0);
+    cr_assert_eq(pc_memo_stats(m, &s), PC_OK);
+    cr_assert_eq(s.hits, 0, "a failed lookup counted %llu hits",
+                 (unsigned long long)s.hits);
+    cr_assert_eq(s.misses, 0);
+    cr_assert_eq(s.loader_calls, 0);
+    pc_memo_destroy(m);
+}
+
 Test(memo, memoized_function_over_the_cache_runs_once_per_key)
 {
     pc_backend be;
