@@ -404,3 +404,43 @@ Test(semantics, strerror_names_every_status)
     }
     cr_assert_str_eq(pc_strerror((pc_status)77), "unknown status");
 }
+
+/* A key is its bytes and its length: a stored key is never found by a
+ * lookup of its own prefix, nor a prefix by a lookup of a longer key. In a
+ * cache of one shard and a capacity of three, the index has one chunk, so
+ * every pair below shares its home and one pair in 255 shares its tag too:
+ * only the key comparison (its lengths) tells them apart. Lengths 8 (the
+ * 8-byte fast path) and others, each way round. */
+Test(semantics, a_key_never_matches_its_prefix_or_an_extension)
+{
+    static const size_t lens[] = {1, 3, 7, 8, 15, 40};
+    pc_options o = test_opts(3);
+    unsigned char k[48], v[8] = {0};
+    size_t vn;
+    pc_cache *c;
+
+    o.shards = 1;
+    o.hash_seed = 0x5eed;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+        size_t n = lens[l];
+
+        for (uint32_t i = 0; i < 3000; i++) {
+            memset(k, 'k', sizeof k);
+            memcpy(k, &i, n < sizeof i ? n : sizeof i);
+            k[n] = (unsigned char)(i * 7 + 1);
+            /* The longer key stored, its prefix looked up, and back. */
+            cr_assert_eq(pc_put(c, k, n + 1, "L", 1), PC_OK);
+            cr_assert_eq(pc_get(c, k, n, v, sizeof v, &vn), PC_NOTFOUND,
+                         "a %zu-byte prefix (i %u) found its extension", n, i);
+            cr_assert_eq(pc_delete(c, k, n + 1), PC_OK);
+            cr_assert_eq(pc_put(c, k, n, "S", 1), PC_OK);
+            cr_assert_eq(pc_get(c, k, n + 1, v, sizeof v, &vn), PC_NOTFOUND,
+                         "a %zu-byte extension (i %u) found its prefix", n + 1,
+                         i);
+            cr_assert_eq(pc_delete(c, k, n), PC_OK);
+        }
+    }
+    cr_assert_eq(pc_len(c), 0);
+    pc_destroy(c);
+}
