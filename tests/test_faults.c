@@ -1269,3 +1269,61 @@ Test(faults, a_ghost_shrunk_short_of_memory_forgets_its_words)
                  kept);
     pc_destroy(c);
 }
+
+/* A trim short of memory keeps its table but takes the smaller table's
+ * load limit (index.h, pc__index_trim), so that the next growth builds the
+ * table the smaller one would have grown to: cache A, whose trim could not
+ * allocate, and cache B, whose trim could, grow to the same table at the
+ * same put. (Otherwise A kept its large table's limit, and a cache lowered
+ * and raised again never sized its index from its entries.) */
+Test(faults, a_trim_short_of_memory_regrows_as_the_trimmed_table_would)
+{
+    bool reached = false;
+
+    if (is_lru())
+        return; /* (shard_state.h is the CLOCK build's) */
+    for (long n = 0; n < 60 && !reached; n++) {
+        pc_cache *a = cache_new(20000, 1), *b = cache_new(20000, 1);
+        struct pc__index *ia = &exq_shard(a)->ix, *ib = &exq_shard(b)->ix;
+        size_t chunks, small;
+        pc_status st;
+
+        for (uint64_t k = 0; k < 10000; k++) {
+            cr_assert_eq(put_u64(a, k, k), PC_OK);
+            cr_assert_eq(put_u64(b, k, k), PC_OK);
+        }
+        for (uint64_t k = 100; k < 10000; k++) {
+            cr_assert_eq(pc_delete(a, &k, sizeof k), PC_OK);
+            cr_assert_eq(pc_delete(b, &k, sizeof k), PC_OK);
+        }
+        chunks = pc__index_chunk_count(ia);
+        pc_reclaim(a);
+        pc_reclaim(b);
+        pc__alloc_fail_after(n);
+        st = pc_set_capacity(a, 100);
+        pc__alloc_fail_after(-1);
+        cr_assert_eq(pc_set_capacity(b, 100), PC_OK);
+        if (st != PC_OK || pc__index_chunk_count(ia) != chunks ||
+            pc__index_chunk_count(ib) >= chunks) {
+            pc_destroy(a);
+            pc_destroy(b);
+            continue; /* not a trim (alone) short of memory */
+        }
+        reached = true;
+        cr_assert_eq(pc_set_capacity(a, 20000), PC_OK);
+        cr_assert_eq(pc_set_capacity(b, 20000), PC_OK);
+        small = pc__index_chunk_count(ib);
+        for (uint64_t k = 50000; pc__index_chunk_count(ib) == small; k++) {
+            cr_assert_eq(put_u64(a, k, k), PC_OK);
+            cr_assert_eq(put_u64(b, k, k), PC_OK);
+        }
+        cr_assert_eq(pc__index_chunk_count(ia), pc__index_chunk_count(ib),
+                     "grew to %zu chunks, not %zu (from %zu, trimmed %zu)",
+                     pc__index_chunk_count(ia), pc__index_chunk_count(ib),
+                     chunks, small);
+        cr_assert_eq(pc_len(a), pc_len(b));
+        pc_destroy(a);
+        pc_destroy(b);
+    }
+    cr_assert(reached, "no allocation refused the trim alone");
+}
