@@ -1327,3 +1327,28 @@ Test(faults, a_trim_short_of_memory_regrows_as_the_trimmed_table_would)
     }
     cr_assert(reached, "no allocation refused the trim alone");
 }
+
+static bool is_prime(size_t n)
+{
+    if (n < 2)
+        return false;
+    for (size_t d = 2; d * d <= n; d++)
+        if (n % d == 0)
+            return false;
+    return true;
+}
+
+/* Every table's chunk count is prime (or 1), so that every probe stride
+ * visits every chunk (index.h): a table of 25 chunks probed in strides of
+ * 5 would cycle through 5 of them, and an insert whose 5 were full would
+ * never end. Sizes are fitted to allocation size classes (pc__index_chunks),
+ * squares of primes among them; and each holds what it was sized for. */
+Test(faults, index_tables_have_a_prime_count_of_chunks)
+{
+    for (size_t e = 0; e < 300000; e += e < 4096 ? 1 : 61) {
+        size_t n = pc__index_chunks(e);
+
+        cr_assert(n == 1 || is_prime(n), "%zu chunks for %zu entries", n, e);
+        cr_assert_geq(4 * n, e);
+    }
+}
