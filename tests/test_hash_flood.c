@@ -196,3 +196,27 @@ Test(hash_flood, a_home_chunk_passed_256_times_still_leads_to_every_key)
     cr_assert_eq(pc_len(c), 0);
     pc_destroy(c);
 }
+
+/* Keys that differ only past their first word (the first 4 or 8 bytes all
+ * zero, a counter after them): every word is XORed with the seed before it
+ * is multiplied (hash.h), so they spread like any keys. A word left
+ * unseeded would be 0 in all of them, and a multiply by 0 is 0 whatever
+ * the other factor: every such key would share one hash under every seed,
+ * a flood no seed prevents. Lengths 7 (4 + 3 bytes), 12 and 16 (8 + 4, 8 +
+ * 8). */
+Test(hash_flood, keys_alike_but_for_their_tail_spread_under_random_seeds)
+{
+    static const size_t lens[] = {7, 12, 16};
+
+    for (size_t l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+        size_t n = lens[l], head = n >= 8 ? 8 : 4;
+
+        for (uint64_t i = 0; i < NKEYS; i++) {
+            memset(keys[i].b, 0, sizeof keys[i].b);
+            memcpy(keys[i].b + head, &i, n - head < 8 ? n - head : 8);
+            keys[i].n = n;
+        }
+        assert_spread(slot_of, SLOTS, "keys alike but for a tail, slots");
+        assert_spread(shard_of, SHARDS, "keys alike but for a tail, shards");
+    }
+}
