@@ -3,15 +3,15 @@
  * under the seeds real caches use.
  *
  * How. Under a fixed seed (as an attacker who knew it would), brute force
- * thousands of keys that all share one index home chunk (hash mod 1024), or
- * one CLOCK shard (of 256), for short 8-byte keys and for long string keys
- * (hash.h's block loop). Then, for several seeds drawn as pc_create draws
- * them (getrandom), those same keys must spread over the slots / shards like
- * random keys: a chi-square statistic within 8 standard deviations of its
- * mean and no bucket holding more than a small multiple of the average.
- * Both bounds fail by orders of magnitude if the seed does not reach every
- * input bit (the flooded keys would all stay in one bucket). Finally a real
- * cache with a random seed stores and finds every flooded key.
+ * thousands of keys that all share one index home chunk (of 1024, chosen
+ * as index.h chooses it), or one CLOCK shard (of 256), for short 8-byte keys
+ * and for long string keys (hash.h's block loop). Then, for several seeds drawn
+ * as pc_create draws them (getrandom), those same keys must spread over the
+ * slots / shards like random keys: a chi-square statistic within 8 standard
+ * deviations of its mean and no bucket holding more than a small multiple of
+ * the average. Both bounds fail by orders of magnitude if the seed does not
+ * reach every input bit (the flooded keys would all stay in one bucket).
+ * Finally a real cache with a random seed stores and finds every flooded key.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -47,12 +47,14 @@ static void key_make(struct key *k, uint64_t i, bool long_key)
 
 static unsigned slot_of(uint64_t h)
 {
-    return (unsigned)(h & (SLOTS - 1)); /* index.h: hash & mask */
+    /* index.h's home chunk: the low half of h scaled to the chunks */
+    return (unsigned)(((h & 0xffffffffu) * SLOTS) >> 32);
 }
 
 static unsigned shard_of(uint64_t h)
 {
-    return (unsigned)(((h >> 32) * SHARDS) >> 32); /* clock.c's shard_of */
+    /* shard.c's choice of shard: the high half of h scaled */
+    return (unsigned)(((h >> 32) * SHARDS) >> 32);
 }
 
 /* Fill keys[] with NKEYS keys that all land in bucket 0 under FIXED_SEED. */
