@@ -576,6 +576,40 @@ Test(grace, paced_frees_let_at_most_a_mebibyte_wait)
     paced_teardown(&d, r, base);
 }
 
+/* What waits is counted down as polls hand it over, in bytes as in
+ * entries: once more than PC__READY_MAX_BYTES has been handed over two
+ * entries at a time, a batch that then becomes safe is still paced, not
+ * handed over whole as if the bytes already freed still waited. */
+Test(grace, paced_frees_stay_paced_after_a_mebibyte_went_two_at_a_time)
+{
+    struct pc__domain d;
+    struct pc__reclaimer *r;
+    const size_t vlen = 2000; /* a batch: about 256 KiB */
+    long base;
+    bool step, whole;
+
+    r = paced_setup(&d, &base);
+    for (int round = 0; round < 6; round++) {
+        int polls = 0;
+        uint32_t n;
+
+        retire_sized_and_wait(&d, r, PC__RETIRE_BATCH_ITEMS, vlen);
+        while ((n = poll_and_free_whole(r, &step, &whole)) != 0) {
+            cr_assert_not(whole,
+                          "round %d, poll %d: a whole batch handed over "
+                          "with %d entries waiting",
+                          round, polls, PC__RETIRE_BATCH_ITEMS);
+            cr_assert_eq(n, PC__FREE_QUOTA);
+            polls++;
+        }
+        cr_assert_eq(polls, PC__RETIRE_BATCH_ITEMS / PC__FREE_QUOTA);
+        cr_assert_eq(r->ready_n, 0);
+        cr_assert_eq(r->ready_bytes, 0, "round %d: %zu bytes left waiting",
+                     round, r->ready_bytes);
+    }
+    paced_teardown(&d, r, base);
+}
+
 /* ------------------------------------- membarrier failing after startup */
 
 static void deny_membarrier(void)
