@@ -610,6 +610,37 @@ Test(grace, paced_frees_stay_paced_after_a_mebibyte_went_two_at_a_time)
     paced_teardown(&d, r, base);
 }
 
+/* A batch that goes whole after polls handed over some of its entries
+ * takes off what waits only the bytes it still holds: once everything has
+ * been handed over nothing is counted as waiting, and a batch made safe
+ * later is paced again. */
+Test(grace, a_half_handed_over_batch_going_whole_counts_only_what_it_holds)
+{
+    struct pc__domain d;
+    struct pc__reclaimer *r;
+    const int many = 3 * PC__READY_MAX;
+    long base;
+    bool step, whole;
+    int polls = 0;
+
+    r = paced_setup(&d, &base);
+    retire_and_wait(&d, r, many);
+    /* Two entries of the first batch, then whole batches, it among them. */
+    cr_assert_eq(poll_and_free_whole(r, &step, &whole), PC__FREE_QUOTA);
+    cr_assert(whole, "no whole batch was handed over");
+    while (poll_and_free(r, &step) != 0)
+        polls++;
+    cr_assert_gt(polls, 0);
+    cr_assert_eq(r->ready_n, 0);
+    cr_assert_eq(r->ready_bytes, 0, "%zu bytes counted as waiting",
+                 r->ready_bytes);
+    retire_and_wait(&d, r, PC__RETIRE_BATCH_ITEMS);
+    cr_assert_eq(poll_and_free_whole(r, &step, &whole), PC__FREE_QUOTA);
+    cr_assert_not(whole, "a batch of %d entries handed over whole",
+                  PC__RETIRE_BATCH_ITEMS);
+    paced_teardown(&d, r, base);
+}
+
 /* ------------------------------------- membarrier failing after startup */
 
 static void deny_membarrier(void)
