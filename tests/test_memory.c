@@ -349,6 +349,48 @@ Test(memory, a_released_magazine_keeps_blocks_again)
                  "with %llu bytes from jemalloc",
                  (unsigned long long)made[2]);
 }
+
+#define MAG_CLASS_BLOCKS 10
+
+/* Keep blocks of every magazine class, then give the magazine back; the
+ * bytes jemalloc handed the thread meanwhile and did not get back. */
+static void *magazine_every_class_released(void *arg)
+{
+    static void *blk[MAG_CLASS_BLOCKS];
+    int64_t *net = arg, before;
+
+    pc__free(pc__alloc(16), 16); /* arms the magazine: the key's value */
+    pc__alloc_release_thread();
+    before = thread_net();
+    for (size_t c = 0; c < PC__MAG_CLASSES; c++) {
+        size_t n = (c + 1) * 16;
+
+        for (int i = 0; i < MAG_CLASS_BLOCKS; i++)
+            if ((blk[i] = pc__alloc(n)) == NULL)
+                return (void *)1;
+        for (int i = 0; i < MAG_CLASS_BLOCKS; i++)
+            pc__free(blk[i], n);
+    }
+    pc__alloc_release_thread(); /* as pc_destroy does, and thread exit */
+    *net = thread_net() - before;
+    return NULL;
+}
+
+/* A released magazine returns every block it kept, of every class, and
+ * the arrays that held them: to the byte. */
+Test(memory, a_released_magazine_returns_every_block_it_kept)
+{
+    int64_t net = -1;
+    pthread_t t;
+    void *failed;
+
+    cr_assert_eq(pthread_create(&t, NULL, magazine_every_class_released, &net),
+                 0);
+    cr_assert_eq(pthread_join(t, &failed), 0);
+    cr_assert_null(failed, "pc__alloc failed");
+    cr_assert_eq(net, 0, "%lld bytes still held by the thread after release",
+                 (long long)net);
+}
 #endif
 
 #ifdef PC_TEST_JEMALLOC
