@@ -347,6 +347,48 @@ Test(grace, retirement_without_memory_spills_and_still_frees)
     pc__alloc_track(0);
 }
 
+/* The spill carrier is reused: entries spilled after an earlier spill was
+ * freed are deferred and freed too, by polls alone, time after time. */
+Test(grace, every_spill_is_freed_not_only_the_first)
+{
+    struct pc__domain d;
+    struct pc__reclaimer *r;
+    struct pc__kv *kv[100];
+    long base;
+
+    pc__alloc_track(1);
+    base = pc__alloc_live();
+    cr_assert(pc__domain_init(&d));
+    r = pc__reclaimer_create(&d, NULL, false);
+    cr_assert_not_null(r);
+    for (int spill = 0; spill < 3; spill++) {
+        for (int i = 0; i < 100; i++)
+            kv[i] = entry_new();
+        pc__alloc_fail_after(0); /* no batch can be had */
+        for (int i = 0; i < 100; i++)
+            pc__reclaimer_retire(r, kv[i]);
+        pc__alloc_fail_after(-1);
+        cr_assert_not_null(r->spill, "spill %d: nothing spilled", spill);
+        cr_assert_eq(pending_of(r), 100);
+        for (int round = 0; round < 8; round++) {
+            bool step;
+
+            poll_and_free(r, &step);
+            pc__grace_step(&d, false);
+        }
+        cr_assert_null(r->spill, "spill %d: never deferred", spill);
+        cr_assert_eq(pending_of(r), 0, "spill %d: %llu pending", spill,
+                     (unsigned long long)pending_of(r));
+        cr_assert_eq(pc__alloc_live() - base, 1,
+                     "spill %d: %ld left besides the reclaimer", spill,
+                     pc__alloc_live() - base - 1);
+    }
+    pc__reclaimer_destroy(r);
+    cr_assert_eq(pc__alloc_live(), base);
+    pc__domain_fini(&d);
+    pc__alloc_track(0);
+}
+
 /* Retire n entries of vlen-byte values, one write's poll, then two grace
  * periods: all of them are safe to free at the next poll. */
 static void retire_sized_and_wait(struct pc__domain *d, struct pc__reclaimer *r,
