@@ -62,6 +62,47 @@ Test(pin, reclaim_while_pinned_frees_all_but_the_pinned_entry, .timeout = 60)
     pc_destroy(c);
 }
 
+/* An entry removed while no batch could be allocated is spilled
+ * (retire.h); a pin held on it keeps it past pc_reclaim all the same,
+ * counted as pending, until the pin is released. */
+Test(pin, reclaim_keeps_a_pinned_entry_that_was_spilled, .timeout = 60)
+{
+    pc_cache *c = make_cache(64);
+    static unsigned char big[BIG];
+    pc_stats s;
+    pc_pin pin;
+    int rc = PC_ENOMEM;
+
+    memset(big, 'p', sizeof big);
+    cr_assert_eq(pc_put(c, "k", 1, big, sizeof big), PC_OK);
+    cr_assert_eq(pc_get_pinned(c, "k", 1, &pin), PC_OK);
+    memset(big, 'q', sizeof big);
+    /* The first replacement that succeeds had every allocation it needed
+     * and no more: the retire batch after them (a fresh cache has none)
+     * cannot be had, so the replaced entry spills. */
+    for (long n = 0; n < 64 && rc != PC_OK; n++) {
+        pc__alloc_fail_after(n);
+        rc = pc_put(c, "k", 1, big, sizeof big);
+        pc__alloc_fail_after(-1);
+        cr_assert(rc == PC_OK || rc == PC_ENOMEM, "put: %d", rc);
+    }
+    cr_assert_eq(rc, PC_OK);
+    s = stats_of(c);
+    cr_assert_eq(s.pending, 1);
+    pc_reclaim(c);
+    s = stats_of(c);
+    cr_assert_eq(s.pending, 1, "the pinned entry was freed by pc_reclaim");
+    cr_assert_geq(s.pending_bytes, BIG);
+    cr_assert_eq(pin.len, BIG);
+    for (size_t i = 0; i < BIG; i++)
+        cr_assert_eq(((const unsigned char *)pin.value)[i], 'p');
+    pc_unpin(&pin);
+    s = stats_of(c);
+    cr_assert_eq(s.pending, 0, "the last unpin frees the replaced entry");
+    cr_assert_eq(s.pending_bytes, 0);
+    pc_destroy(c);
+}
+
 /* A pin on a live entry that is never removed: unpinning frees nothing, and
  * the entry stays readable. */
 Test(pin, pin_of_a_live_entry_leaves_it_in_place)
