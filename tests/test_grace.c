@@ -598,6 +598,29 @@ Test(grace, a_drain_frees_what_its_own_deferral_sets_aside)
     paced_teardown(&d, r, base);
 }
 
+/* Destruction frees what a retire's own deferral set aside. A full batch
+ * is deferred at epoch e0; other writers move the epoch on by four; the
+ * next batch fills and is deferred by a retire (no poll follows), which
+ * sets e0's bucket aside as safe: pc__reclaimer_destroy must run it too. */
+Test(grace, destroy_frees_what_a_retire_set_aside)
+{
+    struct pc__domain d;
+    struct pc__reclaimer *r;
+    long base;
+    bool step;
+
+    r = paced_setup(&d, &base);
+    for (int i = 0; i < PC__RETIRE_BATCH_ITEMS; i++)
+        pc__reclaimer_retire(r, entry_new());
+    cr_assert_eq(poll_and_free(r, &step), 0); /* deferred at e0 */
+    for (int i = 0; i < 4; i++)               /* other writers' steps */
+        cr_assert(pc__grace_step(&d, false));
+    for (int i = 0; i <= PC__RETIRE_BATCH_ITEMS; i++)
+        pc__reclaimer_retire(r, entry_new());
+    cr_assert(!CK_STACK_ISEMPTY(&r->safe), "nothing was set aside");
+    paced_teardown(&d, r, base);
+}
+
 /* Large entries: what waits is bounded in bytes too (PC__READY_MAX_BYTES),
  * so a few hundred large values are not left for hundreds of writes. */
 Test(grace, paced_frees_let_at_most_a_mebibyte_wait)
