@@ -226,7 +226,7 @@ Test(grace, a_wait_outlasts_a_section_open_when_it_began)
 
 static struct pc__kv *entry_sized(size_t vlen)
 {
-    static const unsigned char value[8192];
+    static const unsigned char value[128 << 10];
     struct pc__kv *kv = pc__alloc(pc__kv_size(0, vlen, 0));
 
     cr_assert_not_null(kv);
@@ -618,6 +618,38 @@ Test(grace, destroy_frees_what_a_retire_set_aside)
     for (int i = 0; i <= PC__RETIRE_BATCH_ITEMS; i++)
         pc__reclaimer_retire(r, entry_new());
     cr_assert(!CK_STACK_ISEMPTY(&r->safe), "nothing was set aside");
+    paced_teardown(&d, r, base);
+}
+
+/* A batch that holds a mebibyte (PC__RETIRE_BATCH_BYTES) is deferred by
+ * the next poll, however few entries it holds: eight removed values of
+ * 128 KiB do not wait for 120 more before their grace period starts. */
+Test(grace, a_mebibyte_of_removed_entries_is_deferred_before_the_batch_fills)
+{
+    struct pc__domain d;
+    struct pc__reclaimer *r;
+    const size_t vlen = 128 << 10;
+    long base;
+    bool step;
+    int polls = 0;
+
+    r = paced_setup(&d, &base);
+    for (int i = 0; i < 8; i++) { /* eight writes, each removing one */
+        pc__reclaimer_retire(r, entry_sized(vlen));
+        cr_assert_eq(poll_and_free(r, &step), 0);
+    }
+    cr_assert_null(r->open, "%u entries, %zu bytes, not deferred", r->open->n,
+                   r->open->bytes);
+    cr_assert_eq(pending_of(r), 8);
+    for (int i = 0; i < 3; i++)
+        cr_assert(pc__grace_step(&d, false));
+    while (poll_and_free(r, &step) != 0)
+        polls++;
+    cr_assert_eq(polls, 8 / PC__FREE_QUOTA);
+    cr_assert_eq(pending_of(r), 0);
+    /* The reclaimer and its emptied batch, kept for reuse. */
+    cr_assert_eq(pc__alloc_live() - base, 2, "%ld allocated",
+                 pc__alloc_live() - base);
     paced_teardown(&d, r, base);
 }
 
