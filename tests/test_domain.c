@@ -162,6 +162,49 @@ Test(domain, a_thread_outliving_many_caches_keeps_a_small_table, .timeout = 300)
     cr_assert_leq(s.max_slots, 16, "table grew to %zu slots", s.max_slots);
 }
 
+/* A thread that destroys caches takes their entries out of its table
+ * (and the process's map of live domains) without losing the others: its
+ * later calls on every cache it still uses find the record it has, and
+ * register (allocate) none. The thread uses a scattered sixth of many
+ * caches (consecutive ids hash to well-spread slots; these collide), and
+ * destroys every other one of those, removing entries from the middle of
+ * the table's probe clusters. */
+#define SCATTERED 1200
+
+Test(domain, destroying_caches_leaves_the_others_records_in_the_thread_table)
+{
+    static pc_cache *cs[SCATTERED];
+    static int used[SCATTERED];
+    int n = 0;
+    long live;
+
+    pc__alloc_track(1);
+    for (int i = 0; i < SCATTERED; i++) {
+        cs[i] = make_cache(4);
+        cr_assert_not_null(cs[i]);
+        if (mix64((uint64_t)i) % 6 == 0) {
+            used[n++] = i;
+            get_u64(cs[i], 1, NULL); /* registers this thread */
+        }
+    }
+    cr_assert_gt(n, 100);
+    for (int u = 0; u < n; u += 2) {
+        pc_destroy(cs[used[u]]);
+        cs[used[u]] = NULL;
+    }
+    live = pc__alloc_live();
+    for (int round = 0; round < 2; round++)
+        for (int u = 1; u < n; u += 2)
+            get_u64(cs[used[u]], 1, NULL); /* its record: no allocation */
+    cr_assert_eq(pc__alloc_live(), live,
+                 "%ld allocations more: records registered again",
+                 pc__alloc_live() - live);
+    for (int i = 0; i < SCATTERED; i++)
+        if (cs[i] != NULL)
+            pc_destroy(cs[i]);
+    pc__alloc_track(0);
+}
+
 /* "The thread that destroys a domain removes its own entry at once (and
  * frees its table when that leaves it empty)" (domain.h): a thread that
  * used one cache and destroyed it holds no table. */
