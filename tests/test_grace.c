@@ -830,6 +830,73 @@ Test(grace, a_failed_heavy_barrier_counts_for_nobody)
                      "a transient failure degraded the barrier");
 }
 
+/* membarrier and mprotect both denied: no heavy barrier can be had, so no
+ * grace period may end (grace.c, "Failure"), paced steps included: what
+ * writes remove waits (pending never goes down), pc_reclaim gives up
+ * rather than waiting for ever, and pc_destroy frees it all. */
+static void deny_every_heavy_barrier(void)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_membarrier, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mprotect, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+
+    cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+    cr_assert_eq(syscall(__NR_membarrier, 0, 0, 0), -1);
+}
+
+/* (Not under the sanitizers, whose run-times may need mprotect.) */
+#ifdef PC_TEST_JEMALLOC
+Test(grace, without_any_heavy_barrier_nothing_is_freed_early)
+{
+    pc_cache *c;
+    pc_stats st;
+    uint64_t last = 0;
+    long base;
+
+    pc__alloc_track(1);
+    base = pc__alloc_live();
+    c = make_cache(1000);
+    if (strcmp(pc_read_fence(), "membarrier") != 0) {
+        /* Readers fence: the heavy barrier is a plain fence. */
+        cr_log_info("read fence %s: no heavy barrier to deny\n",
+                    pc_read_fence());
+        pc_destroy(c);
+        return;
+    }
+    deny_every_heavy_barrier();
+    for (long i = 0; i < 200000; i++) {
+        uint64_t k = (uint64_t)(i % 5000), v = (uint64_t)i;
+
+        cr_assert_eq(pc_put(c, &k, sizeof k, &v, sizeof v), PC_OK);
+        if (i % 1000 == 0) {
+            cr_assert_eq(pc_stats_get(c, &st), PC_OK);
+            cr_assert_geq(st.pending, last,
+                          "pending went from %llu down to %llu without a "
+                          "heavy barrier",
+                          (unsigned long long)last,
+                          (unsigned long long)st.pending);
+            last = st.pending;
+            usleep(100); /* let the pace allow a step now and then */
+        }
+    }
+    cr_assert_gt(last, 100000);
+    signal(SIGALRM, reclaim_hung);
+    alarm(20);
+    pc_reclaim(c); /* gives up */
+    alarm(0);
+    cr_assert_eq(pc_stats_get(c, &st), PC_OK);
+    cr_assert_geq(st.pending, last, "pc_reclaim freed without a barrier");
+    pc_destroy(c);
+    cr_assert_eq(pc__alloc_live(), base);
+}
+#endif
+
 /* ------------------------------------ destroy during other caches' ticks */
 
 struct hammer_arg {
