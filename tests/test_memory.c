@@ -350,6 +350,31 @@ Test(memory, a_released_magazine_keeps_blocks_again)
                  (unsigned long long)made[2]);
 }
 
+static void *magazine_rounds(void *arg)
+{
+    uint64_t *made = arg;
+
+    for (int round = 0; round < 4; round++)
+        made[round] = mag_fill_and_empty();
+    return NULL;
+}
+
+/* A magazine that keeps its thread's blocks keeps serving them round after
+ * round: what a take hands out no longer counts against its bound, so the
+ * same 250 KB fill and empty never go back to jemalloc. */
+Test(memory, a_magazine_serves_the_same_blocks_round_after_round)
+{
+    uint64_t made[4];
+    pthread_t t;
+
+    cr_assert_eq(pthread_create(&t, NULL, magazine_rounds, made), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_geq(made[0], MAG_RELEASE_BLOCKS * 128);
+    for (int round = 1; round < 4; round++)
+        cr_assert_eq(made[round], 0, "round %d asked jemalloc for %llu bytes",
+                     round, (unsigned long long)made[round]);
+}
+
 #define MAG_CLASS_BLOCKS 10
 
 /* Keep blocks of every magazine class, then give the magazine back; the
