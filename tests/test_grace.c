@@ -833,7 +833,9 @@ Test(grace, a_failed_heavy_barrier_counts_for_nobody)
 /* membarrier and mprotect both denied: no heavy barrier can be had, so no
  * grace period may end (grace.c, "Failure"), paced steps included: what
  * writes remove waits (pending never goes down), pc_reclaim gives up
- * rather than waiting for ever, and pc_destroy frees it all. */
+ * rather than waiting for ever, and pc_destroy frees it all.
+ * (Not under the sanitizers, whose run-times may need mprotect.) */
+#ifdef PC_TEST_JEMALLOC
 static void deny_every_heavy_barrier(void)
 {
     struct sock_filter f[] = {
@@ -850,8 +852,6 @@ static void deny_every_heavy_barrier(void)
     cr_assert_eq(syscall(__NR_membarrier, 0, 0, 0), -1);
 }
 
-/* (Not under the sanitizers, whose run-times may need mprotect.) */
-#ifdef PC_TEST_JEMALLOC
 Test(grace, without_any_heavy_barrier_nothing_is_freed_early)
 {
     pc_cache *c;
