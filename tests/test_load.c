@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core.h"
+#include "flight.h"
 #include "purecache.h"
 #include "testlib.h"
 
@@ -847,4 +849,41 @@ Test(load, a_forgotten_load_leaves_no_lease_behind, .timeout = 20)
         cr_assert_eq(pc_delete(c, "k", 1), PC_OK);
     }
     pc_memo_destroy(m); /* and the cache */
+}
+
+/* Every flight unlinks when its load ends. Puts and deletes read the flight
+ * table's count of linked flights to skip its lock (pc__flight_none,
+ * cache.c): counted while a load runs, the count must be back to none once
+ * every load has ended, whether it succeeded, failed, or had its key
+ * written meanwhile. (A mutation that left the count raised by each
+ * unlink survived: every later put then took the process-wide flights
+ * lock, a cost no result shows.) */
+Test(load, the_flight_table_counts_no_flight_once_loads_end, .timeout = 20)
+{
+    pc_cache *c = make_cache(64);
+    struct gate g = GATE_INIT("loaded");
+    struct loading l = {.c = c, .g = &g, .st = PC_EINVAL};
+    char got[32];
+    size_t n;
+    int err = 0;
+    pthread_t th;
+
+    cr_assert(pc__flight_none(c->flights));
+    cr_assert_eq(pthread_create(&th, NULL, load_k, &l), 0);
+    gate_wait_entered(&g);
+    cr_assert_not(pc__flight_none(c->flights), "a load in flight uncounted");
+    cr_assert_eq(pc_put(c, "k", 1, "fresh", 5), PC_OK); /* breaks its lease */
+    gate_open(&g);
+    pthread_join(th, NULL);
+    cr_assert_eq(l.st, PC_OK);
+    cr_assert(pc__flight_none(c->flights), "a written-over load left a count");
+    cr_assert_eq(pc_get_or_load(c, "f", 1, failing_load, NULL, got, sizeof got,
+                                &n, &err),
+                 PC_ELOAD);
+    cr_assert(pc__flight_none(c->flights), "a failed load left a count");
+    cr_assert_eq(
+        pc_get_or_load(c, "o", 1, ok_load, "loaded", got, sizeof got, &n, NULL),
+        PC_OK);
+    cr_assert(pc__flight_none(c->flights), "a load left a count");
+    pc_destroy(c);
 }
