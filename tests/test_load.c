@@ -15,17 +15,15 @@
 #include "purecache.h"
 #include "testlib.h"
 
-/* A loader held until the test lets it go. */
+/* A loader held at a gate until the test lets it go, then loading value. */
 struct gate {
-    pthread_mutex_t m;
-    pthread_cond_t cv;
-    int entered, go;
+    struct test_gate t;
     const char *value;
 };
 
 #define GATE_INIT(v)                                                           \
     {                                                                          \
-        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, v           \
+        TEST_GATE_INIT, v                                                      \
     }
 
 static int gated_load(void *ctx, const void *key, size_t klen, pc_sink *out)
@@ -34,29 +32,8 @@ static int gated_load(void *ctx, const void *key, size_t klen, pc_sink *out)
 
     (void)key;
     (void)klen;
-    pthread_mutex_lock(&g->m);
-    g->entered++;
-    pthread_cond_broadcast(&g->cv);
-    while (!g->go)
-        pthread_cond_wait(&g->cv, &g->m);
-    pthread_mutex_unlock(&g->m);
+    test_gate_pass(&g->t);
     return pc_sink_set(out, g->value, strlen(g->value)) == PC_OK ? 0 : 1;
-}
-
-static void gate_wait_entered(struct gate *g)
-{
-    pthread_mutex_lock(&g->m);
-    while (g->entered == 0)
-        pthread_cond_wait(&g->cv, &g->m);
-    pthread_mutex_unlock(&g->m);
-}
-
-static void gate_open(struct gate *g)
-{
-    pthread_mutex_lock(&g->m);
-    g->go = 1;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->m);
 }
 
 struct loading {
@@ -93,7 +70,7 @@ static pc_status race(pc_cache *c, pc_memo *memo, enum write_kind kind,
     pthread_t th;
 
     cr_assert_eq(pthread_create(&th, NULL, load_k, &l), 0);
-    gate_wait_entered(&g);
+    test_gate_wait(&g.t, 1);
     switch (kind) {
     case PUT:
         cr_assert_eq(pc_put(c, "k", 1, "fresh", 5), PC_OK);
@@ -114,7 +91,7 @@ static pc_status race(pc_cache *c, pc_memo *memo, enum write_kind kind,
         cr_assert_eq(pc_put(c, "other", 5, "x", 1), PC_OK);
         break;
     }
-    gate_open(&g);
+    test_gate_open(&g.t);
     pthread_join(th, NULL);
     /* The loading caller gets the loaded value whatever happened. */
     cr_assert_eq(l.st, PC_OK);
@@ -208,7 +185,7 @@ static void load_after(enum write_kind kind)
     int waited = 0;
 
     cr_assert_eq(pthread_create(&old_load, NULL, load_k, &l), 0);
-    gate_wait_entered(&g);
+    test_gate_wait(&g.t, 1);
     if (kind == DELETE) {
         cr_assert_eq(pc_delete(c, "k", 1), PC_NOTFOUND);
     } else if (kind == PUT) {
@@ -221,7 +198,7 @@ static void load_after(enum write_kind kind)
     cr_assert_eq(pthread_create(&late, NULL, late_get_or_load, &lc), 0);
     while (!__atomic_load_n(&lc.done, __ATOMIC_ACQUIRE) && waited++ < 10000)
         usleep(1000);
-    gate_open(&g);
+    test_gate_open(&g.t);
     pthread_join(late, NULL);
     pthread_join(old_load, NULL);
     cr_assert_eq(lc.st, PC_OK);
@@ -304,15 +281,12 @@ Test(load, a_clear_detaches_every_load_in_flight, .timeout = 60)
             .c = c, .g = &g, .key = (uint64_t)i, .st = PC_EINVAL};
         cr_assert_eq(pthread_create(&th[i], NULL, load_key, &l[i]), 0);
     }
-    pthread_mutex_lock(&g.m);
-    while (g.entered < CLEAR_LOADS)
-        pthread_cond_wait(&g.cv, &g.m);
-    pthread_mutex_unlock(&g.m);
+    test_gate_wait(&g.t, CLEAR_LOADS);
     pc_clear(c);
     cr_assert_eq(pthread_create(&late, NULL, late_loads, &lk), 0);
     while (!__atomic_load_n(&lk.done, __ATOMIC_ACQUIRE) && waited++ < 10000)
         usleep(1000);
-    gate_open(&g);
+    test_gate_open(&g.t);
     pthread_join(late, NULL);
     for (int i = 0; i < CLEAR_LOADS; i++) {
         pthread_join(th[i], NULL);
@@ -337,7 +311,7 @@ Test(load, writes_of_other_keys_do_not_stop_a_load_from_caching)
     /* and a load with no write at all caches as before */
     pc_delete(c, "k", 1);
     struct gate open = GATE_INIT("again");
-    open.go = 1;
+    open.t.go = 1;
     cr_assert_eq(
         pc_get_or_load(c, "k", 1, gated_load, &open, NULL, 0, NULL, NULL),
         PC_ERANGE);
@@ -391,12 +365,12 @@ Test(load, expiry_and_evictions_during_a_load_break_no_lease)
                 cr_assert_eq(put_u64(l.c, k, k), PC_OK);
         }
         cr_assert_eq(pthread_create(&th, NULL, load_k, &l), 0);
-        gate_wait_entered(&g);
+        test_gate_wait(&g.t, 1);
         if (how == 0)
             cr_assert_eq(pc_expire(l.c), 1);
         else
             cr_assert_eq(pc_set_capacity(l.c, 2), PC_OK);
-        gate_open(&g);
+        test_gate_open(&g.t);
         pthread_join(th, NULL);
         cr_assert_eq(l.st, PC_OK);
         cr_assert_eq(pc_get(l.c, "k", 1, got, sizeof got, &n), PC_OK,
@@ -549,9 +523,9 @@ Test(load, waiters_and_the_loader_count_one_miss_each, .timeout = 60)
     for (int i = 0; i < CROWD; i++)
         cr_assert_eq(pthread_create(&th[i], NULL, crowd_member, &cr), 0);
     pthread_barrier_wait(&cr.start);
-    gate_wait_entered(&g);
+    test_gate_wait(&g.t, 1);
     usleep(50000); /* let the others reach the flight (or not: either way) */
-    gate_open(&g);
+    test_gate_open(&g.t);
     for (int i = 0; i < CROWD; i++)
         pthread_join(th[i], NULL);
     pc_stats_get(cr.c, &s);
@@ -870,10 +844,10 @@ Test(load, the_flight_table_counts_no_flight_once_loads_end, .timeout = 20)
 
     cr_assert(pc__flight_none(c->flights));
     cr_assert_eq(pthread_create(&th, NULL, load_k, &l), 0);
-    gate_wait_entered(&g);
+    test_gate_wait(&g.t, 1);
     cr_assert_not(pc__flight_none(c->flights), "a load in flight uncounted");
     cr_assert_eq(pc_put(c, "k", 1, "fresh", 5), PC_OK); /* breaks its lease */
-    gate_open(&g);
+    test_gate_open(&g.t);
     pthread_join(th, NULL);
     cr_assert_eq(l.st, PC_OK);
     cr_assert(pc__flight_none(c->flights), "a written-over load left a count");

@@ -837,30 +837,22 @@ Test(memo, a_leader_that_finds_the_key_too_large_for_its_buffer_loads_nothing)
  * until the test lets it go, and finds the key stored by then, as if
  * another writer had stored it meanwhile. */
 struct stored_meanwhile {
-    pthread_mutex_t m;
-    pthread_cond_t cv;
-    int gets, holding, release, stored;
+    struct test_gate gate; /* the second lookup's */
+    int gets, stored;      /* atomic */
 };
 
 static pc_status meanwhile_get(void *self, const void *key, size_t klen,
                                void *buf, size_t bufcap, size_t *vlen)
 {
     struct stored_meanwhile *h = self;
-    int stored;
 
     (void)key;
     (void)klen;
-    pthread_mutex_lock(&h->m);
-    if (++h->gets == 2) {
-        h->holding = 1;
-        pthread_cond_broadcast(&h->cv);
-        while (!h->release)
-            pthread_cond_wait(&h->cv, &h->m);
-        h->stored = 1;
+    if (__atomic_add_fetch(&h->gets, 1, __ATOMIC_SEQ_CST) == 2) {
+        test_gate_pass(&h->gate);
+        __atomic_store_n(&h->stored, 1, __ATOMIC_SEQ_CST);
     }
-    stored = h->stored;
-    pthread_mutex_unlock(&h->m);
-    if (!stored)
+    if (!__atomic_load_n(&h->stored, __ATOMIC_SEQ_CST))
         return PC_NOTFOUND;
     if (vlen != NULL)
         *vlen = 8;
@@ -900,35 +892,20 @@ static void *meanwhile_call_main(void *p)
  * returns the stored value (load.h, step 3), and nobody loads. */
 Test(memo, waiters_of_an_abandoned_flight_look_the_key_up_again, .timeout = 30)
 {
-    struct stored_meanwhile h = {
-        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
+    struct stored_meanwhile h = {TEST_GATE_INIT, 0, 0};
     pc_backend be = {.ops = &meanwhile_ops, .self = &h};
     struct meanwhile_call lead = {.st = PC_EINVAL}, wait = {.st = PC_EINVAL};
     pthread_t tl, tw;
-    pc_stats s = {0};
 
     cr_assert_eq(pc_memo_create(&be, &lead.m), PC_OK);
     wait.m = lead.m;
     cr_assert_eq(pthread_create(&tl, NULL, meanwhile_call_main, &lead), 0);
-    pthread_mutex_lock(&h.m);
-    while (!h.holding)
-        pthread_cond_wait(&h.cv, &h.m);
-    pthread_mutex_unlock(&h.m);
+    test_gate_wait(&h.gate, 1);
     /* The leader is in its second lookup: a second caller misses and
-     * waits on its flight (its miss is counted under the flight table's
-     * lock, which it holds until it waits). 10 s is a failure detector. */
+     * waits on its flight. */
     cr_assert_eq(pthread_create(&tw, NULL, meanwhile_call_main, &wait), 0);
-    for (int i = 0; i < 10000; i++) {
-        cr_assert_eq(pc_memo_stats(lead.m, &s), PC_OK);
-        if (s.misses >= 2)
-            break;
-        usleep(1000);
-    }
-    cr_assert_eq(s.misses, 2);
-    pthread_mutex_lock(&h.m);
-    h.release = 1;
-    pthread_cond_broadcast(&h.cv);
-    pthread_mutex_unlock(&h.m);
+    cr_assert_eq(TEST_WAIT_MISSES(pc_memo_stats, lead.m, 2), 2);
+    test_gate_open(&h.gate);
     pthread_join(tl, NULL);
     pthread_join(tw, NULL);
     cr_assert_eq(lead.st, PC_OK);
@@ -1449,25 +1426,12 @@ Test(memo, an_empty_sink_set_replaces_the_value_before_it)
 /* The leader copies its value for its waiters; if that copy cannot be
  * made, the waiters get PC_ENOMEM (having counted their miss), while the
  * leader still returns its value. */
-struct starving_load {
-    pthread_mutex_t m;
-    pthread_cond_t cv;
-    int entered, go;
-};
-
 static int load_then_starve(void *ctx, const void *key, size_t klen,
                             pc_sink *out)
 {
-    struct starving_load *sl = ctx;
-
     (void)key;
     (void)klen;
-    pthread_mutex_lock(&sl->m);
-    sl->entered = 1;
-    pthread_cond_broadcast(&sl->cv);
-    while (!sl->go)
-        pthread_cond_wait(&sl->cv, &sl->m);
-    pthread_mutex_unlock(&sl->m);
+    test_gate_pass(ctx);
     if (pc_sink_set(out, "starving", 8) != PC_OK)
         return 1;
     pc__alloc_fail_after(0); /* the store and the waiters' copy fail */
@@ -1476,7 +1440,7 @@ static int load_then_starve(void *ctx, const void *key, size_t klen,
 
 struct starving_call {
     pc_cache *c;
-    struct starving_load *sl;
+    struct test_gate *g;
     pc_status st;
     char got[16];
     size_t n;
@@ -1486,40 +1450,25 @@ static void *starving_call_main(void *p)
 {
     struct starving_call *sc = p;
 
-    sc->st = pc_get_or_load(sc->c, "k", 1, load_then_starve, sc->sl, sc->got,
+    sc->st = pc_get_or_load(sc->c, "k", 1, load_then_starve, sc->g, sc->got,
                             sizeof sc->got, &sc->n, NULL);
     return NULL;
 }
 
 Test(memo, a_waiter_whose_copy_of_the_value_fails_gets_enomem, .timeout = 30)
 {
-    struct starving_load sl = {PTHREAD_MUTEX_INITIALIZER,
-                               PTHREAD_COND_INITIALIZER, 0, 0};
+    struct test_gate g = TEST_GATE_INIT;
     pc_cache *c = make_cache(16);
-    struct starving_call lead = {c, &sl, PC_EINVAL, {0}, 0}, wait = lead;
+    struct starving_call lead = {c, &g, PC_EINVAL, {0}, 0}, wait = lead;
     pthread_t tl, tw;
     pc_stats s = {0};
 
     cr_assert_eq(get_u64(c, 0, NULL), PC_NOTFOUND); /* registers this thread */
     cr_assert_eq(pthread_create(&tl, NULL, starving_call_main, &lead), 0);
-    pthread_mutex_lock(&sl.m);
-    while (!sl.entered)
-        pthread_cond_wait(&sl.cv, &sl.m);
-    pthread_mutex_unlock(&sl.m);
+    test_gate_wait(&g, 1);
     cr_assert_eq(pthread_create(&tw, NULL, starving_call_main, &wait), 0);
-    /* The waiter's miss is counted under the flight table's lock, which it
-     * holds until it waits. 10 s is a failure detector. */
-    for (int i = 0; i < 10000; i++) {
-        cr_assert_eq(pc_stats_get(c, &s), PC_OK);
-        if (s.misses >= 3)
-            break;
-        usleep(1000);
-    }
-    cr_assert_eq(s.misses, 3);
-    pthread_mutex_lock(&sl.m);
-    sl.go = 1;
-    pthread_cond_broadcast(&sl.cv);
-    pthread_mutex_unlock(&sl.m);
+    cr_assert_eq(TEST_WAIT_MISSES(pc_stats_get, c, 3), 3);
+    test_gate_open(&g);
     pthread_join(tl, NULL);
     pthread_join(tw, NULL);
     pc__alloc_fail_after(-1);
@@ -2090,17 +2039,10 @@ static pc_memo *gated_fail_memo;
 
 static int fetch_failing_once_all_wait(int64_t x, int64_t *out)
 {
-    pc_stats s = {0};
-
     __atomic_add_fetch(&fetch_calls, 1, __ATOMIC_RELAXED);
     (void)x;
     (void)out;
-    for (int i = 0; i < 10000; i++) { /* a deadlock breaker, 10 s */
-        pc_memo_stats(gated_fail_memo, &s);
-        if (s.misses >= CROWD)
-            break;
-        usleep(1000);
-    }
+    (void)TEST_WAIT_MISSES(pc_memo_stats, gated_fail_memo, CROWD);
     return 17;
 }
 

@@ -188,6 +188,62 @@ static inline double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A gate a hooked call (a loader, a backend) stops at until the test lets
+ * it go: test_gate_pass in the hooked call says it is there and waits;
+ * the test waits until n calls are there (test_gate_wait) and then opens
+ * the gate (test_gate_open), for every later pass too. */
+struct test_gate {
+    pthread_mutex_t m;
+    pthread_cond_t cv;
+    int entered, go;
+};
+
+#define TEST_GATE_INIT                                                         \
+    {                                                                          \
+        PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0              \
+    }
+
+static inline void test_gate_pass(struct test_gate *g)
+{
+    pthread_mutex_lock(&g->m);
+    g->entered++;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->go)
+        pthread_cond_wait(&g->cv, &g->m);
+    pthread_mutex_unlock(&g->m);
+}
+
+static inline void test_gate_wait(struct test_gate *g, int n)
+{
+    pthread_mutex_lock(&g->m);
+    while (g->entered < n)
+        pthread_cond_wait(&g->cv, &g->m);
+    pthread_mutex_unlock(&g->m);
+}
+
+static inline void test_gate_open(struct test_gate *g)
+{
+    pthread_mutex_lock(&g->m);
+    g->go = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->m);
+}
+
+/* Poll `stats` of obj (pc_stats_get, pc_memo_stats) until it counts n
+ * misses, at most 10 s (a failure detector, not a timing target), and
+ * return the last count: a caller that joins a load counts its miss under
+ * the flight table's lock, which it holds until it waits on the flight. */
+#define TEST_WAIT_MISSES(stats, obj, n)                                        \
+    ({                                                                         \
+        pc_stats s_ = {0};                                                     \
+        for (int i_ = 0; i_ < 10000; i_++) {                                   \
+            if ((stats)((obj), &s_) == PC_OK && s_.misses >= (n))              \
+                break;                                                         \
+            usleep(1000);                                                      \
+        }                                                                      \
+        s_.misses;                                                             \
+    })
+
 /* The soaks' run (test_soak*.c): `secs` is PC_SOAK_SECONDS (default 10) per
  * policy, which its configurations share; a monitor and one worker per
  * online CPU (2 to max_workers) run on arg, the workers until they see
