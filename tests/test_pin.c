@@ -878,3 +878,153 @@ Test(pin, the_pin_tables_size_follows_the_pins_held)
     cr_assert_eq(nb, 64);
     pc_destroy(c);
 }
+
+/* ---- pinned reads ---- */
+
+Test(pinned, pin_returns_the_value_and_counts_as_a_use)
+{
+    pc_cache *c = make_cache(2);
+    pc_pin pin;
+
+    pc_put(c, "a", 1, "alpha", 5);
+    pc_put(c, "b", 1, "beta", 4);
+    cr_assert_eq(pc_get_pinned(c, "a", 1, &pin), PC_OK);
+    cr_assert_eq(pin.len, 5);
+    cr_assert_eq(memcmp(pin.value, "alpha", 5), 0);
+    pc_unpin(&pin);
+    pc_unpin(&pin);       /* released pins are inert */
+    if (is_frequency()) { /* probation: a second use promotes */
+        cr_assert_eq(pc_get_pinned(c, "a", 1, &pin), PC_OK);
+        pc_unpin(&pin);
+    }
+    pc_put(c, "c", 1, "gamma", 5); /* evicts b, not the pinned-and-used a */
+    cr_assert_eq(pc_get(c, "a", 1, NULL, 0, NULL), PC_ERANGE);
+    cr_assert_eq(pc_get(c, "b", 1, NULL, 0, NULL), PC_NOTFOUND);
+    cr_assert_eq(pc_get_pinned(c, "zz", 2, &pin), PC_NOTFOUND);
+    cr_assert_eq(pc_get_pinned(c, "a", 1, NULL), PC_EINVAL);
+    cr_assert_eq(pc_get_pinned(NULL, "a", 1, &pin), PC_EINVAL);
+    pc_unpin(NULL);
+    pc_destroy(c);
+}
+
+struct churner {
+    pc_cache *c;
+    int done;
+};
+
+static void *churn_keys(void *p)
+{
+    struct churner *ch = p;
+    unsigned char val[SV_MAX];
+
+    for (uint64_t i = 0; i < 20000; i++) {
+        uint64_t k = i % 3 == 0 ? 7 : 1000 + i;
+
+        pc_put(ch->c, &k, sizeof k, val, sv_make(val, k, i));
+        if (i % 1000 == 0)
+            pc_delete(ch->c, &(uint64_t){7}, 8);
+    }
+    __atomic_store_n(&ch->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+Test(pinned, pinned_value_survives_concurrent_replacement_and_eviction)
+{
+    struct churner ch = {.c = make_cache(64)};
+    unsigned char val[SV_MAX], copy[SV_MAX];
+    uint64_t k = 7;
+    size_t n = sv_make(val, k, 123456);
+    pthread_t th;
+    pc_pin pin;
+
+    pc_put(ch.c, &k, sizeof k, val, n);
+    cr_assert_eq(pc_get_pinned(ch.c, &k, sizeof k, &pin), PC_OK);
+    memcpy(copy, pin.value, pin.len);
+    pthread_create(&th, NULL, churn_keys, &ch);
+    while (!__atomic_load_n(&ch.done, __ATOMIC_ACQUIRE))
+        cr_assert_eq(memcmp(pin.value, copy, n), 0,
+                     "pinned bytes changed under the pin");
+    pthread_join(th, NULL);
+    cr_assert_eq(pin.len, n);
+    cr_assert(sv_check(pin.value, pin.len, k));
+    cr_assert_eq(memcmp(pin.value, copy, n), 0);
+    /* Other readers see the current state meanwhile. */
+    unsigned char now[SV_MAX];
+    size_t nn;
+    if (pc_get(ch.c, &k, sizeof k, now, sizeof now, &nn) == PC_OK)
+        cr_assert(sv_check(now, nn, k));
+    pc_unpin(&pin);
+    pc_reclaim(ch.c); /* returns once the pin is gone */
+    pc_destroy(ch.c);
+}
+
+Test(pinned, pins_nest_and_the_thread_may_write_while_pinned)
+{
+    pc_cache *c = make_cache(4);
+    pc_pin a, b;
+
+    pc_put(c, "a", 1, "1", 1);
+    pc_put(c, "b", 1, "2", 1);
+    cr_assert_eq(pc_get_pinned(c, "a", 1, &a), PC_OK);
+    cr_assert_eq(pc_get_pinned(c, "b", 1, &b), PC_OK);
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(pc_put(c, "a", 1, &i, sizeof i), PC_OK);
+    cr_assert_eq(*(const char *)a.value, '1');
+    pc_unpin(&b);
+    cr_assert_eq(*(const char *)a.value, '1');
+    pc_unpin(&a);
+    pc_destroy(c);
+}
+
+/* pc_reclaim waits for pins without holding a writer lock: a pinned thread
+ * that writes while another thread reclaims must not deadlock. */
+struct pin_then_write {
+    pc_cache *c;
+    pthread_barrier_t pinned;
+    pc_status put_st;
+};
+
+static void *pinner(void *p)
+{
+    struct pin_then_write *pw = p;
+    pc_pin pin;
+
+    if (pc_get_pinned(pw->c, "a", 1, &pin) != PC_OK)
+        return NULL;
+    pthread_barrier_wait(&pw->pinned);
+    usleep(100000); /* let the reclaimer start waiting for this pin */
+    pw->put_st = pc_put(pw->c, "b", 1, "2", 1); /* same (only) shard */
+    pc_unpin(&pin);
+    return NULL;
+}
+
+static void *reclaimer(void *p)
+{
+    struct pin_then_write *pw = p;
+
+    pthread_barrier_wait(&pw->pinned);
+    pc_reclaim(pw->c);
+    return NULL;
+}
+
+Test(pinned, reclaim_waits_for_pins_without_blocking_their_writes,
+     .timeout = 60)
+{
+    pc_options o = test_opts(16);
+
+    o.shards = 1;
+    struct pin_then_write pw = {.put_st = PC_EINVAL};
+    pthread_t a, b;
+
+    cr_assert_eq(pc_create(&o, &pw.c), PC_OK);
+    for (int i = 0; i < 100; i++) /* some garbage to reclaim */
+        pc_put(pw.c, "a", 1, &i, sizeof i);
+    pthread_barrier_init(&pw.pinned, NULL, 2);
+    pthread_create(&a, NULL, pinner, &pw);
+    pthread_create(&b, NULL, reclaimer, &pw);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    cr_assert_eq(pw.put_st, PC_OK);
+    pthread_barrier_destroy(&pw.pinned);
+    pc_destroy(pw.c);
+}

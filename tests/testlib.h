@@ -59,6 +59,22 @@ static inline pc_cache *make_cache(size_t capacity)
     return make_cache_opts(&o);
 }
 
+/* A memoizer over a cache of `capacity` of this suite's policy, which it
+ * owns (pc_memo_destroy destroys both); NULL if either cannot be made. */
+static inline pc_memo *make_memo(size_t capacity)
+{
+    pc_cache *c = make_cache(capacity);
+    pc_backend be;
+    pc_memo *m = NULL;
+
+    if (c == NULL || pc_backend_from_cache(c, &be) != PC_OK ||
+        pc_memo_create(&be, &m) != PC_OK) {
+        pc_destroy(c);
+        return NULL;
+    }
+    return m;
+}
+
 /* A clock the tests drive (pc_options.now_ms). */
 static uint64_t test_clock_ms = 1000;
 
