@@ -89,7 +89,13 @@
  * server: the outcome of a timed-out request is unknown, as with any
  * remote store, and the near copy is dropped either way); nothing aborts,
  * asserts or prints; every function may be called from any thread
- * concurrently with every other except the backend's destroy.
+ * concurrently with every other except the backend's destroy; and none
+ * acts on a pthread_cancel request while it runs: the backend's
+ * operations (called directly or through a memoizer) and
+ * pc_redis_wait_near run with cancellation disabled, and a request that
+ * arrives meanwhile is acted upon at the caller's next cancellation point
+ * after the call returns (a request cancelled in its wait used to keep
+ * its pooled connection for ever).
  */
 #ifndef PURECACHE_REDIS_H
 #define PURECACHE_REDIS_H

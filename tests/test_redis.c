@@ -2399,6 +2399,96 @@ Test(redis, a_request_takes_a_free_connection_when_its_own_is_busy,
     rs_stop(&s);
 }
 
+/* ---- cancellation (purecache.h's conventions) ---- */
+
+struct cancel_req {
+    pc_backend *be;
+    const char *key;
+    bool put;
+    pc_status st;
+};
+
+static void *cancel_req_main(void *p)
+{
+    struct cancel_req *q = p;
+    char buf[256];
+
+    q->st = q->put ? put_s(q->be, q->key, "1") : get_s(q->be, q->key, buf);
+    /* Back from the call: no cancellation point from here on (ASan
+     * misreports a thread unwound by cancellation; test_listener.c). */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    return q;
+}
+
+/* A request acts on no cancellation request while it runs, and so cannot
+ * leave its pooled connection taken: one SET held by the server (CLIENT
+ * PAUSE WRITE) on the pool's one connection, one GET queued for that
+ * connection, both threads cancelled; once the pause ends both finish
+ * their requests and return normally, and the connection serves the next
+ * request. Before, both threads were cancelled inside their waits (poll
+ * and recv; the pool's condition variable): the connection stayed taken
+ * for good, and the cancelled GET's queue entry, on its dead stack,
+ * stayed linked in the pool's queue (and its wait's mutex locked). */
+Test(redis, a_cancelled_request_finishes_and_returns_its_connection,
+     .timeout = 60)
+{
+    struct rs_server s;
+    pc_backend be;
+    redisContext *x;
+    redisReply *rep;
+    struct cancel_req held, queued;
+    pthread_t th, tq;
+    void *ret;
+    char buf[256];
+    uint64_t t0;
+
+    rs_start(&s);
+    {
+        pc_redis_options o = {0};
+
+        o.port = s.port;
+        o.connections = 1;
+        o.timeout_ms = 10000;
+        cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    }
+    cr_assert_eq(put_s(&be, "r", "v"), PC_OK);
+    x = rs_client(&s);
+    rep = redisCommand(x, "CLIENT PAUSE 20000 WRITE");
+    cr_assert(rep != NULL && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    held = (struct cancel_req){&be, "w", true, PC_EINVAL};
+    queued = (struct cancel_req){&be, "r", false, PC_EINVAL};
+    cr_assert_eq(pthread_create(&th, NULL, cancel_req_main, &held), 0);
+    usleep(300000); /* its SET sent and held (or about to be) */
+    cr_assert_eq(pthread_create(&tq, NULL, cancel_req_main, &queued), 0);
+    t0 = now_ns();
+    while (__atomic_load_n(&((struct pc__redis *)be.self)->waiters,
+                           __ATOMIC_SEQ_CST) == 0) {
+        cr_assert_lt(now_ns() - t0, 5000000000ull * time_scale(),
+                     "the GET never waited for the pool's connection");
+        usleep(1000);
+    }
+    cr_assert_eq(pthread_cancel(th), 0);
+    cr_assert_eq(pthread_cancel(tq), 0);
+    usleep(100000);
+    rep = redisCommand(x, "CLIENT UNPAUSE");
+    cr_assert(rep != NULL && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    cr_assert_eq(pthread_join(th, &ret), 0);
+    cr_assert_eq(ret, &held, "the held SET was cancelled inside the call");
+    cr_assert_eq(pthread_join(tq, &ret), 0);
+    cr_assert_eq(ret, &queued, "the queued GET was cancelled inside the call");
+    cr_assert_eq(held.st, PC_OK);
+    cr_assert_eq(queued.st, PC_OK);
+    t0 = now_ns();
+    cr_assert_eq(get_s(&be, "w", buf), PC_OK, "the connection was not back");
+    cr_assert_str_eq(buf, "1");
+    cr_assert_lt(now_ns() - t0, 5000000000ull);
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
+
 /* ---- a slot handed over after the waiter's deadline (review-pool) ---- */
 
 static int late_parked, late_go; /* atomic */

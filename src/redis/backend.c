@@ -56,6 +56,17 @@
  * (weight 1/8) refused requests that would have been answered in time
  * (32 threads on 2 connections, 5 ms: 3,069 failures against 104).
  *
+ * CANCELLATION. A request runs with cancellation disabled (call, and
+ * the backend's destroy and pc_redis_wait_near), as purecache.h's
+ * conventions promise of every purecache function: its waits (poll,
+ * recv, a pool wait on a condition variable, getaddrinfo, the join of the
+ * subscriber) are cancellation points, and a thread cancelled there by a
+ * caller who called the backend's operations directly (the memoizer
+ * already disables it around its backend calls) left its slot taken for
+ * ever, and its queue entry, on its dead stack, linked in the pool's
+ * queue for the next release to write to. A request pending meanwhile is
+ * acted upon at the caller's next cancellation point after the call.
+ *
  * NEAR TIER (near.c has the coherence argument). get: a live near copy is
  * returned without I/O. Otherwise, when the tier is active, the request is
  * a fill: fill_begin, then one pipeline on one connection [CLIENT TRACKING
@@ -280,9 +291,9 @@ static void note_round_trip(struct pc__redis *r, uint64_t ns)
  * fill's session first, in the same pipeline; disarm the fill if that
  * fails. once: q must not run twice (REQUEST above).
  */
-static pc_status call(struct pc__redis *r, const struct pc__redis_cmds *q,
-                      redisReply **replies, struct pc__near_fill *fill,
-                      bool once)
+static pc_status call_io(struct pc__redis *r, const struct pc__redis_cmds *q,
+                         redisReply **replies, struct pc__near_fill *fill,
+                         bool once)
 {
     uint64_t deadline;
     struct pc__redis_slot *s;
@@ -386,6 +397,20 @@ static pc_status call(struct pc__redis *r, const struct pc__redis_cmds *q,
     pc__redis_slot_release(r, s);
     COUNT(&r->errors);
     return PC_EIO;
+}
+
+/* One request (call_io) with cancellation disabled (CANCELLATION above). */
+static pc_status call(struct pc__redis *r, const struct pc__redis_cmds *q,
+                      redisReply **replies, struct pc__near_fill *fill,
+                      bool once)
+{
+    int cs;
+    pc_status st;
+
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
+    st = call_io(r, q, replies, fill, once);
+    pthread_setcancelstate(cs, NULL);
+    return st;
 }
 
 static void free_replies(redisReply **rep, size_t n)
@@ -611,12 +636,15 @@ static void free_backend(struct pc__redis *r)
 static void rb_destroy(void *self)
 {
     struct pc__redis *r = self;
+    int cs;
 
     if (r == NULL)
         return;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
     if (r->near != NULL)
         pc__redis_subscriber_stop(r);
     free_backend(r);
+    pthread_setcancelstate(cs, NULL);
 }
 
 static const pc_backend_ops redis_ops = {
@@ -774,13 +802,19 @@ pc_status pc_redis_wait_near(const pc_backend *be, unsigned int timeout_ms)
 {
     struct pc__redis *r = as_redis(be);
     uint64_t deadline = pc__redis_now_ns() + (uint64_t)timeout_ms * 1000000u;
+    pc_status st = PC_OK;
+    int cs;
 
     if (r == NULL || r->near == NULL)
         return PC_EINVAL;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cs);
     while (!pc__near_is_active(r->near)) {
-        if (pc__redis_now_ns() >= deadline)
-            return PC_EIO;
+        if (pc__redis_now_ns() >= deadline) {
+            st = PC_EIO;
+            break;
+        }
         usleep(1000);
     }
-    return PC_OK;
+    pthread_setcancelstate(cs, NULL);
+    return st;
 }
