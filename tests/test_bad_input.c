@@ -63,6 +63,26 @@ Test(bad_input, create_refuses_null_and_zero_capacity)
     cr_assert_eq(c, (pc_cache *)0x1);
 }
 
+/* pc_create: PC_EINVAL for "opts->shards > 4096": 4096 itself is the
+ * largest explicit shard count, and a cache made with it works (a
+ * mutation that refused 4096 passed every suite). */
+Test(bad_input, create_accepts_the_largest_shard_count)
+{
+    pc_options o = test_opts(8192);
+    pc_cache *c = NULL;
+    uint64_t v = 0;
+
+    o.shards = 4096;
+    cr_assert_eq(pc_create(&o, &c), PC_OK);
+    cr_assert_not_null(c);
+    for (uint64_t k = 0; k < 100; k++)
+        cr_assert_eq(put_u64(c, k, k + 1), PC_OK);
+    cr_assert_eq(pc_len(c), 100);
+    cr_assert_eq(get_u64(c, 7, &v), PC_OK);
+    cr_assert_eq(v, 8);
+    pc_destroy(c);
+}
+
 Test(bad_input, null_cache_is_refused_or_a_no_op)
 {
     size_t n = 5;
