@@ -223,6 +223,60 @@ Test(listener, a_listeners_own_writes_are_reported_with_their_causes)
     pc_destroy(l.c);
 }
 
+/* A listener that, on the first report of a pc_clear, puts key 100 three
+ * times: two replacements, queued while the clear's other removals still
+ * wait to be reported. */
+static void clear_then_replacing(void *ctx, const void *key, size_t klen,
+                                 const void *val, size_t vlen,
+                                 pc_removal_cause cause)
+{
+    struct log *l = ctx;
+
+    record(ctx, key, klen, val, vlen, cause);
+    if (l->n == 1 && cause == PC_REMOVED_CLEARED)
+        for (uint64_t v = 1000; v < 1003; v++)
+            cr_assert_eq(put_u64(l->c, 100, v), PC_OK);
+}
+
+/* write.h: a listener's own writes append their removals to the report
+ * running on the thread, which the loop reports "in turn": after the
+ * removals already queued, in the order the writes made them (a mutation
+ * that put them at the head of the queue, reporting them before the
+ * clear's other entries and the two replacements in reverse, passed
+ * every suite). */
+Test(listener, a_listeners_own_removals_are_reported_after_those_queued)
+{
+    struct log l;
+    pc_options o = test_opts(8);
+
+    memset(&l, 0, sizeof l);
+    l.thread = pthread_self();
+    o.on_removal = clear_then_replacing;
+    o.removal_ctx = &l;
+    o.shards = 1;
+    l.c = make_cache_opts(&o);
+    for (uint64_t k = 1; k <= 4; k++)
+        put_u64(l.c, k, k * 10);
+    pc_clear(l.c);
+    cr_assert_eq(l.n, 6, "%zu reports", l.n);
+    for (size_t i = 0; i < 4; i++) {
+        cr_assert_eq(l.ev[i].cause, PC_REMOVED_CLEARED, "report %zu: cause %d",
+                     i, (int)l.ev[i].cause);
+        cr_assert(l.ev[i].key >= 1 && l.ev[i].key <= 4);
+        cr_assert_eq(l.ev[i].val, l.ev[i].key * 10);
+    }
+    for (size_t i = 4; i < 6; i++) {
+        cr_assert_eq(l.ev[i].cause, PC_REMOVED_REPLACED, "report %zu: cause %d",
+                     i, (int)l.ev[i].cause);
+        cr_assert_eq(l.ev[i].key, 100);
+        cr_assert_eq(l.ev[i].val, 1000 + (i - 4), "report %zu: value %llu", i,
+                     (unsigned long long)l.ev[i].val);
+    }
+    cr_assert_eq(pc_len(l.c), 1);
+    cr_assert_not(l.wrong_thread);
+    pc_destroy(l.c);
+}
+
 /* Concurrent writers: every entry that leaves is reported exactly once,
  * so puts of new keys = reports of evictions/deletes/... + what is left. */
 struct tally {
