@@ -212,3 +212,68 @@ Test(conditional, a_refused_put_changes_no_eviction_order)
     pc_destroy(a);
     pc_destroy(b);
 }
+
+/* A loader held at a gate until the test opens it. */
+static struct test_gate load_gate = TEST_GATE_INIT;
+
+static int held_loader(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    (void)ctx, (void)key, (void)klen;
+    test_gate_pass(&load_gate);
+    return pc_sink_set(out, "loaded", 6) == PC_OK ? 0 : 1;
+}
+
+struct loading {
+    pc_cache *c;
+    pc_status st;
+    char got[16];
+    size_t n;
+};
+
+static void *get_or_load_k(void *p)
+{
+    struct loading *l = p;
+
+    l->st = pc_get_or_load(l->c, "k", 1, held_loader, NULL, l->got,
+                           sizeof l->got, &l->n, NULL);
+    return NULL;
+}
+
+/* pc_put_ex: a refused put changes nothing, and only "a pc_get_or_load of
+ * key that begins after the put returned PC_OK" must not join a load in
+ * flight: after a PC_PUT_IF_PRESENT refused while a load of its key is in
+ * flight, a later pc_get_or_load still joins that load (one loader call)
+ * and the load's value is cached (a mutation that took the flight out of
+ * the table after a put whatever its status, so that the later caller
+ * loaded again, passed every suite). */
+Test(conditional, a_refused_put_leaves_a_load_in_flight_to_be_joined)
+{
+    pc_cache *c = make_cache(16);
+    struct loading l[2] = {{.c = c}, {.c = c}};
+    pc_put_args a = {.flags = PC_PUT_IF_PRESENT};
+    pc_stats s;
+    pthread_t th[2];
+    char got[16];
+    size_t n = 0;
+
+    cr_assert_eq(pthread_create(&th[0], NULL, get_or_load_k, &l[0]), 0);
+    test_gate_wait(&load_gate, 1); /* the leader's loader runs */
+    cr_assert_eq(pc_put_ex(c, "k", 1, "v", 1, &a), PC_NOTFOUND);
+    cr_assert_eq(pthread_create(&th[1], NULL, get_or_load_k, &l[1]), 0);
+    cr_assert_geq(TEST_WAIT_MISSES(pc_stats_get, c, 2), 2);
+    test_gate_open(&load_gate);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(pthread_join(th[i], NULL), 0);
+        cr_assert_eq(l[i].st, PC_OK);
+        cr_assert_eq(l[i].n, 6);
+        cr_assert_eq(memcmp(l[i].got, "loaded", 6), 0);
+    }
+    cr_assert_eq(pc_stats_get(c, &s), PC_OK);
+    cr_assert_eq(s.loader_calls, 1, "the later caller loaded again: %llu calls",
+                 (unsigned long long)s.loader_calls);
+    cr_assert_eq(pc_get(c, "k", 1, got, sizeof got, &n), PC_OK,
+                 "the refused put kept the load from storing");
+    cr_assert_eq(n, 6);
+    cr_assert_eq(memcmp(got, "loaded", 6), 0);
+    pc_destroy(c);
+}
