@@ -124,6 +124,36 @@ Test(pin, pin_of_a_live_entry_leaves_it_in_place)
     pc_destroy(c);
 }
 
+/* pin.h: "a held pin delays the freeing of its own entry and nothing
+ * else". An entry pinned and unpinned while live, then removed while
+ * another entry is pinned, is freed as any other: nothing of its old pin
+ * is left to keep it (a mutation that left the entry's record in the pin
+ * table once its last pin was released, unless already removed, passed
+ * every suite: the removed entry was then kept as pinned for good). */
+Test(pin, an_entry_once_pinned_is_freed_when_removed_later)
+{
+    pc_cache *c = make_cache(8);
+    pc_pin pin, other;
+    pc_stats s;
+
+    cr_assert_eq(pc_put(c, "a", 1, "alpha", 5), PC_OK);
+    cr_assert_eq(pc_put(c, "b", 1, "beta", 4), PC_OK);
+    cr_assert_eq(pc_get_pinned(c, "a", 1, &pin), PC_OK);
+    pc_unpin(&pin);
+    cr_assert_eq(pc_get_pinned(c, "b", 1, &other), PC_OK); /* a pin held */
+    cr_assert_eq(pc_put(c, "a", 1, "again", 5), PC_OK);    /* "alpha" removed */
+    cr_assert_eq(pc_delete(c, "a", 1), PC_OK);             /* "again" too */
+    pc_reclaim(c);
+    s = stats_of(c);
+    cr_assert_eq(s.pending, 0, "%llu removed entries kept",
+                 (unsigned long long)s.pending);
+    cr_assert_eq(s.pending_bytes, 0);
+    cr_assert_eq(memcmp(other.value, "beta", 4), 0);
+    pc_unpin(&other);
+    cr_assert_eq(stats_of(c).pending, 0);
+    pc_destroy(c);
+}
+
 /* Releasing a copy of a released pin, or a pin twice, is a no-op: the other
  * pins on the same entry keep it alive (AddressSanitizer reports the read
  * below if they did not). */
