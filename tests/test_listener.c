@@ -501,6 +501,48 @@ Test(listener, a_listener_is_not_a_cancellation_point)
     pc_destroy(p.c);
 }
 
+/* The cancellation state a listener ran with: disabled (the state is
+ * queried by setting it to what it already is). */
+static int listener_cancel_state = -1;
+
+static void state_listener(void *ctx, const void *key, size_t klen,
+                           const void *val, size_t vlen, pc_removal_cause cause)
+{
+    (void)ctx, (void)key, (void)klen, (void)val, (void)vlen, (void)cause;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &listener_cancel_state);
+}
+
+/* purecache.h, "Cancellation": a request that arrives during a call "is
+ * acted upon at the caller's next cancellation point after the call
+ * returns": the listener runs with cancellation disabled, and the caller
+ * gets back its own state afterwards, enabled or disabled (a mutation that
+ * left cancellation disabled after the report, so that a pending request
+ * was never acted upon, passed every suite). No thread is cancelled. */
+Test(listener, a_report_restores_the_callers_cancellation_state)
+{
+    pc_options o = test_opts(1);
+    pc_cache *c;
+    int old = -1;
+
+    o.on_removal = state_listener;
+    c = make_cache_opts(&o);
+    for (int disabled = 0; disabled < 2; disabled++) {
+        int mine = disabled ? PTHREAD_CANCEL_DISABLE : PTHREAD_CANCEL_ENABLE;
+
+        cr_assert_eq(pthread_setcancelstate(mine, NULL), 0);
+        listener_cancel_state = -1;
+        cr_assert_eq(put_u64(c, (uint64_t)disabled + 1, 1), PC_OK);
+        cr_assert_eq(put_u64(c, (uint64_t)disabled + 10, 1), PC_OK);
+        cr_assert_eq(listener_cancel_state, PTHREAD_CANCEL_DISABLE,
+                     "the listener ran with cancellation enabled");
+        cr_assert_eq(pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &old), 0);
+        cr_assert_eq(old, mine, "the caller's state was %s, then %s",
+                     disabled ? "disabled" : "enabled",
+                     old == PTHREAD_CANCEL_DISABLE ? "disabled" : "enabled");
+    }
+    pc_destroy(c);
+}
+
 /* A listener "may call the cache", pc_get_or_load included, also when the
  * removal it hears of comes from a get-or-load's store. Capacity 1: the
  * load of 2 evicts 1; the listener re-loads 1 (its store evicts 2,
