@@ -83,6 +83,38 @@ Test(bad_input, create_accepts_the_largest_shard_count)
     pc_destroy(c);
 }
 
+/* pc_create: "a capacity up to PC_CAPACITY_MAX entries", each shard's
+ * share within a shard's limit: clock's 4096 shards share PC_CAPACITY_MAX
+ * (2^28 entries each, under 2^32 - 3), while a frequency shard (2^26 - 1)
+ * and the exact-LRU build (16 x 125,829,120) cannot hold their share; and
+ * pc_set_capacity takes the same limit back (a mutation that refused a
+ * capacity of exactly PC_CAPACITY_MAX at create passed every suite). A
+ * byte bound keeps the shards' tables small (without one, each is first
+ * sized for up to 65,536 entries: 5 GB). */
+Test(bad_input, create_takes_a_capacity_of_exactly_capacity_max)
+{
+    pc_options o = test_opts(PC_CAPACITY_MAX);
+    pc_cache *c = (pc_cache *)0x1;
+    bool fits = !is_lru() && !is_frequency();
+
+    o.shards = 4096;
+    o.max_bytes = 1u << 20; /* index tables sized by the entries held */
+    cr_assert_eq(pc_create(&o, &c), fits ? PC_OK : PC_EINVAL);
+    if (!fits) {
+        cr_assert_eq(c, (pc_cache *)0x1);
+        return;
+    }
+    cr_assert_eq(pc_capacity(c), PC_CAPACITY_MAX);
+    for (uint64_t k = 0; k < 100; k++)
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    cr_assert_eq(pc_len(c), 100);
+    cr_assert_eq(pc_set_capacity(c, 1000), PC_OK);
+    cr_assert_eq(pc_set_capacity(c, PC_CAPACITY_MAX), PC_OK);
+    cr_assert_eq(pc_capacity(c), PC_CAPACITY_MAX);
+    cr_assert_eq(pc_len(c), 100);
+    pc_destroy(c);
+}
+
 Test(bad_input, null_cache_is_refused_or_a_no_op)
 {
     size_t n = 5;
