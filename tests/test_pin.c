@@ -154,6 +154,27 @@ Test(pin, an_entry_once_pinned_is_freed_when_removed_later)
     pc_destroy(c);
 }
 
+/* pc_unpin: "Release a pin ... and clear *pin", and "a zeroed pc_pin ... is
+ * a no-op": a released pc_pin is all zeros, so releasing it again is a
+ * no-op even once its cache is destroyed (a mutation that left the pin's
+ * pointer to its cache's pin table in place passed every suite; a second
+ * pc_unpin then reads the destroyed cache's table). */
+Test(pin, an_unpinned_pc_pin_is_zeroed)
+{
+    pc_cache *c = make_cache(8);
+    pc_pin pin, zero;
+
+    memset(&zero, 0, sizeof zero);
+    cr_assert_eq(pc_put(c, "a", 1, "alpha", 5), PC_OK);
+    cr_assert_eq(pc_get_pinned(c, "a", 1, &pin), PC_OK);
+    pc_unpin(&pin);
+    cr_assert(memcmp(&pin, &zero, sizeof pin) == 0,
+              "a released pc_pin is not cleared");
+    pc_destroy(c);
+    pc_unpin(&pin); /* a zeroed pc_pin: touches no cache */
+    cr_assert(memcmp(&pin, &zero, sizeof pin) == 0);
+}
+
 /* Releasing a copy of a released pin, or a pin twice, is a no-op: the other
  * pins on the same entry keep it alive (AddressSanitizer reports the read
  * below if they did not). */
