@@ -277,6 +277,65 @@ Test(listener, a_listeners_own_removals_are_reported_after_those_queued)
     pc_destroy(l.c);
 }
 
+/* A listener of one cache that writes to another: on each of its first two
+ * reports it puts the removed key into other_cache, whose own listener
+ * (record) must see what leaves other_cache. */
+static pc_cache *other_cache;
+
+static void forwarding(void *ctx, const void *key, size_t klen, const void *val,
+                       size_t vlen, pc_removal_cause cause)
+{
+    struct log *l = ctx;
+
+    record(ctx, key, klen, val, vlen, cause);
+    if (l->n <= 2) /* (bounded: a wrong report could loop) */
+        cr_assert_eq(pc_put(other_cache, key, klen, val, vlen), PC_OK);
+}
+
+/* write.h: only a listener's writes to the cache being reported join that
+ * report; a write to another cache from inside a listener is reported by
+ * that cache's own listener, with its own causes (a mutation that let
+ * every write inside a listener join the running report, so that the
+ * first cache's listener was called for the second cache's removals,
+ * which were retired to the first cache's reclaimer, passed every
+ * suite). */
+Test(listener, a_listeners_writes_to_another_cache_go_to_its_listener)
+{
+    struct log la, lb;
+    pc_options o = test_opts(1);
+    pc_cache *a;
+
+    other_cache = make_listened(1, &lb, 0);
+    memset(&la, 0, sizeof la);
+    la.thread = pthread_self();
+    o.on_removal = forwarding;
+    o.removal_ctx = &la;
+    o.shards = 1;
+    a = make_cache_opts(&o);
+    put_u64(other_cache, 7, 70);
+    put_u64(a, 1, 10);
+    put_u64(a, 2, 20); /* evicts 1 from a; a's listener puts 1 into b,
+                          evicting 7 from b */
+    cr_assert_eq(la.n, 1, "a's listener: %zu reports", la.n);
+    cr_assert_eq(la.ev[0].key, 1);
+    cr_assert_eq(la.ev[0].cause, PC_REMOVED_EVICTED);
+    cr_assert_eq(lb.n, 1, "b's listener: %zu reports", lb.n);
+    cr_assert_eq(lb.ev[0].key, 7);
+    cr_assert_eq(lb.ev[0].val, 70);
+    cr_assert_eq(lb.ev[0].cause, PC_REMOVED_EVICTED);
+    pc_delete(a, &(uint64_t){2}, 8); /* a: 2 deleted; b: 1 replaced */
+    cr_assert_eq(la.n, 2);
+    cr_assert_eq(la.ev[1].key, 2);
+    cr_assert_eq(la.ev[1].cause, PC_REMOVED_DELETED);
+    cr_assert_eq(lb.n, 2);
+    cr_assert_eq(lb.ev[1].key, 1);
+    cr_assert_eq(lb.ev[1].cause, PC_REMOVED_EVICTED);
+    cr_assert_not(la.wrong_thread);
+    cr_assert_not(lb.wrong_thread);
+    pc_destroy(a);
+    pc_destroy(other_cache);
+}
+
 /* Concurrent writers: every entry that leaves is reported exactly once,
  * so puts of new keys = reports of evictions/deletes/... + what is left. */
 struct tally {
