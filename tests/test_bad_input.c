@@ -474,6 +474,35 @@ Test(bad_input, bad_put_ex_flags_and_refused_conditions_change_nothing)
     pc_destroy(c);
 }
 
+/* pc_options.now_ms: the ticker "starts with the first put or load with a
+ * time to live in a cache on the default clock (... stored or refused by
+ * its conditions alike ...)": a put refused as invalid (PC_EINVAL) is
+ * neither, and starts none; one refused by its condition does (a mutation
+ * that fixed the cache's clock before checking the flags, starting the
+ * ticker for an invalid put, passed every suite). The ticker names its
+ * thread before pc_put_ex returns (ticker.c). */
+Test(bad_input, an_invalid_put_with_a_time_to_live_starts_no_ticker)
+{
+    pc_cache *c = make_cache(8); /* the default clock */
+    pc_put_args a = {.ttl_ms = 60000};
+    uint64_t k = 1, v = 1;
+    static const unsigned int bad[] = {PC_PUT_IF_ABSENT | PC_PUT_IF_PRESENT, 4,
+                                       UINT32_MAX};
+
+    cr_assert_eq(test_ticker_threads(NULL), 0);
+    cr_assert_eq(put_u64(c, 1, 10), PC_OK); /* no time to live: no ticker */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        a.flags = bad[i];
+        cr_assert_eq(pc_put_ex(c, &k, sizeof k, &v, sizeof v, &a), PC_EINVAL);
+    }
+    cr_assert_eq(test_ticker_threads(NULL), 0,
+                 "an invalid put started the ticker");
+    a.flags = PC_PUT_IF_ABSENT; /* key 1 is present */
+    cr_assert_eq(pc_put_ex(c, &k, sizeof k, &v, sizeof v, &a), PC_EXISTS);
+    cr_assert_eq(test_ticker_threads(NULL), 1);
+    pc_destroy(c);
+}
+
 Test(bad_input, bad_capacity_changes_nothing)
 {
     pc_cache *c = populated();
