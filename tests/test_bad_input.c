@@ -479,7 +479,8 @@ Test(bad_input, bad_put_ex_flags_and_refused_conditions_change_nothing)
  * its conditions alike ...)": a put refused as invalid (PC_EINVAL) is
  * neither, and starts none; one refused by its condition does (a mutation
  * that fixed the cache's clock before checking the flags, starting the
- * ticker for an invalid put, passed every suite). The ticker names its
+ * ticker for an invalid put, passed every suite; and one that did so
+ * between the flags' check and the byte bound's). The ticker names its
  * thread before pc_put_ex returns (ticker.c). */
 Test(bad_input, an_invalid_put_with_a_time_to_live_starts_no_ticker)
 {
@@ -497,6 +498,20 @@ Test(bad_input, an_invalid_put_with_a_time_to_live_starts_no_ticker)
     }
     cr_assert_eq(test_ticker_threads(NULL), 0,
                  "an invalid put started the ticker");
+    {
+        pc_options o = test_opts(8);
+        pc_cache *b;
+        static char big[100];
+
+        o.max_bytes = 64;
+        b = make_cache_opts(&o);
+        a.flags = 0;
+        cr_assert_eq(pc_put_ex(b, &k, sizeof k, big, sizeof big, &a),
+                     PC_EINVAL); /* larger than the bound by itself */
+        cr_assert_eq(test_ticker_threads(NULL), 0,
+                     "a put larger than the byte bound started the ticker");
+        pc_destroy(b);
+    }
     a.flags = PC_PUT_IF_ABSENT; /* key 1 is present */
     cr_assert_eq(pc_put_ex(c, &k, sizeof k, &v, sizeof v, &a), PC_EXISTS);
     cr_assert_eq(test_ticker_threads(NULL), 1);
