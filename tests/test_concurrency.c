@@ -15,6 +15,7 @@
 
 #include "alloc.h"
 #include "grace.h"
+#include "lock.h"
 #include "retire.h"
 #include "testlib.h"
 #include "ticker.h"
@@ -459,4 +460,114 @@ Test(concurrency, the_ticker_starts_and_stops_under_concurrent_caches)
     cr_assert(!pc__ticker_running(), "the last cache stopped it");
     cr_assert_eq(pc_alloc_live_delta(live_before), 0);
     pc__alloc_track(0);
+}
+
+/* ---- the writer lock (lock.h) ---- */
+
+/* A thread that takes l once, after telling its kernel id. */
+struct lock_waiter {
+    pc__lock *l;
+    long tid;
+    int ready, done;
+    uint64_t *count;
+};
+
+static void *lock_waiter(void *p)
+{
+    struct lock_waiter *w = p;
+
+    __atomic_store_n(&w->tid, test_gettid(), __ATOMIC_RELAXED);
+    __atomic_store_n(&w->ready, 1, __ATOMIC_RELEASE);
+    pc__lock_acquire(w->l); /* no system call before it sleeps here */
+    (*w->count)++;
+    pc__lock_release(w->l);
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+#define LOCK_SLEEPERS 3
+
+/* Three threads asleep on a held lock (past their spin: the word says
+ * "held, maybe waiters" and each is blocked in the kernel) all get it in
+ * turn once it is released: each unlock that saw sleepers wakes one, and
+ * a woken thread takes the lock still marked as having sleepers, so its
+ * own unlock wakes the next. A lost wake-up leaves one asleep for ever:
+ * the bounded wait fails (10 s, a deadlock breaker, not a timing). */
+Test(concurrency, every_thread_asleep_on_the_writer_lock_gets_it, .timeout = 60)
+{
+    pc__lock l = PC__LOCK_INIT;
+    struct lock_waiter w[LOCK_SLEEPERS];
+    pthread_t th[LOCK_SLEEPERS];
+    uint64_t count = 0;
+    int done = 0;
+    bool asleep = false;
+
+    cr_assert(pc__lock_try(&l), "a free lock is not taken");
+    cr_assert_not(pc__lock_try(&l), "a held lock is not taken again");
+    for (int i = 0; i < LOCK_SLEEPERS; i++) {
+        w[i] = (struct lock_waiter){.l = &l, .count = &count};
+        cr_assert_eq(pthread_create(&th[i], NULL, lock_waiter, &w[i]), 0);
+    }
+    for (int i = 0; i < LOCK_SLEEPERS; i++)
+        while (!__atomic_load_n(&w[i].ready, __ATOMIC_ACQUIRE))
+            sched_yield();
+    /* All asleep in the kernel, the word saying so (polled for 10 s at
+     * most: a deadlock breaker). */
+    for (int ms = 0; !asleep && ms < 10000; ms++) {
+        asleep = __atomic_load_n(&l.word, __ATOMIC_RELAXED) == 2;
+        for (int i = 0; asleep && i < LOCK_SLEEPERS; i++)
+            asleep = test_thread_blocked(
+                __atomic_load_n(&w[i].tid, __ATOMIC_RELAXED), 1);
+        if (!asleep)
+            usleep(1000);
+    }
+    cr_assert(asleep, "the waiters never slept on a lock marked as having "
+                      "sleepers");
+    cr_assert_not(pc__lock_try(&l), "a lock with sleepers is not taken");
+    pc__lock_release(&l);
+    for (int ms = 0; ms < 10000 && done < LOCK_SLEEPERS; ms++) {
+        done = 0;
+        for (int i = 0; i < LOCK_SLEEPERS; i++)
+            done += __atomic_load_n(&w[i].done, __ATOMIC_ACQUIRE);
+        if (done < LOCK_SLEEPERS)
+            usleep(1000);
+    }
+    cr_assert_eq(done, LOCK_SLEEPERS, "a sleeper was never woken");
+    for (int i = 0; i < LOCK_SLEEPERS; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(count, LOCK_SLEEPERS);
+    cr_assert_eq(l.word, 0, "the lock is left held");
+}
+
+struct lock_counter {
+    pc__lock l;
+    uint64_t count; /* under l, plain */
+};
+
+static void *lock_adder(void *p)
+{
+    struct lock_counter *lc = p;
+
+    for (int i = 0; i < 1000000; i++) {
+        pc__lock_acquire(&lc->l);
+        lc->count++;
+        pc__lock_release(&lc->l);
+    }
+    return NULL;
+}
+
+/* Threads that take one lock over and over (through its spin and its
+ * sleep) never hold it at once: no increment made under it is lost (and
+ * ThreadSanitizer sees each holder's writes ordered before the next's). */
+Test(concurrency, the_writer_lock_has_one_holder_at_a_time, .timeout = 120)
+{
+    struct lock_counter lc = {PC__LOCK_INIT, 0};
+    pthread_t th[WORKERS];
+
+    for (int i = 0; i < WORKERS; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, lock_adder, &lc), 0);
+    for (int i = 0; i < WORKERS; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(lc.count, (uint64_t)WORKERS * 1000000);
+    cr_assert_eq(lc.l.word, 0, "the lock is left held");
 }
