@@ -1232,6 +1232,67 @@ Test(expiry, a_forked_child_reads_the_clock_itself)
     cr_assert(!pc__ticker_running());
 }
 
+/* A thread of the forked child: waits until the child writes to its
+ * pipe. */
+static void *child_waiter(void *p)
+{
+    char b;
+
+    while (read(*(int *)p, &b, 1) < 0)
+        ;
+    return NULL;
+}
+
+/* The child destroys the cache it inherited, the last user of a ticker
+ * it has not got, while threads of its own run, one with the ticker's
+ * stack size (glibc hands it the stack, and so the handle, of the
+ * parent's ticker that fork() left behind): 0 if it returns. */
+static int child_destroys(pc_cache *inherited)
+{
+    pthread_t th[2];
+    pthread_attr_t attr;
+    int fds[2];
+
+    if (pipe(fds) != 0 || pthread_attr_init(&attr) != 0 ||
+        pthread_attr_setstacksize(&attr, 256 * 1024) != 0 ||
+        pthread_create(&th[0], &attr, child_waiter, &fds[0]) != 0 ||
+        pthread_create(&th[1], NULL, child_waiter, &fds[0]) != 0)
+        return 1;
+    pc_destroy(inherited); /* a hang here: SIGALRM */
+    if (write(fds[1], "gg", 2) != 2)
+        return 2;
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    return 0;
+}
+
+/* A forked child's last cache on the default clock stops no ticker: the
+ * one it counted ran in the parent, and fork() left the child none to
+ * signal or join (joining its stale handle waited for a thread of the
+ * child's own, or for ever). */
+Test(expiry, a_forked_childs_last_cache_joins_no_ticker, .timeout = 60)
+{
+    pc_cache *c = make_default_clock(60000);
+    int status;
+    pid_t pid;
+
+    put_u64(c, 1, 1);
+    cr_assert(pc__ticker_running());
+    pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        alarm(20);
+        _exit(child_destroys(c));
+    }
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %s %d",
+              WIFEXITED(status) ? "exited with" : "killed by",
+              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    cr_assert(pc__ticker_running(), "the parent's ticker runs on");
+    pc_destroy(c);
+    cr_assert(!pc__ticker_running());
+}
+
 #ifdef PC_DEBUG
 Test(expiry, without_a_ticker_the_default_clock_is_read_directly)
 {
