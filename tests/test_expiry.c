@@ -13,7 +13,11 @@
  * fallback when no ticker can start, and in a forked child (which has no
  * ticker thread).
  */
+#define _GNU_SOURCE /* RTLD_NEXT, pthread_setname_np */
 #include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1291,6 +1295,78 @@ Test(expiry, a_forked_childs_last_cache_joins_no_ticker, .timeout = 60)
     cr_assert(pc__ticker_running(), "the parent's ticker runs on");
     pc_destroy(c);
     cr_assert(!pc__ticker_running());
+}
+
+/* Racing first expiries of one cache acquire the ticker once: the one
+ * that fixes the cache's clock (under the process's first-use lock);
+ * the other, which found none fixed before it waited for that lock,
+ * finds it fixed after. pthread_setname_np, which the ticker's start
+ * calls with that lock held, is interposed to hold the first put there
+ * until the second is asleep on the lock. Acquired twice, the ticker
+ * outlived the cache's destroy. */
+static sem_t start_in, start_go;
+static int start_armed;
+
+int pthread_setname_np(pthread_t t, const char *name)
+{
+    int (*real)(pthread_t, const char *) =
+        (int (*)(pthread_t, const char *))dlsym(RTLD_NEXT,
+                                                "pthread_setname_np");
+
+    if (__atomic_exchange_n(&start_armed, 0, __ATOMIC_ACQ_REL)) {
+        sem_post(&start_in);
+        while (sem_wait(&start_go) != 0)
+            ;
+    }
+    return real(t, name);
+}
+
+struct first_put {
+    pc_cache *c;
+    uint64_t k;
+    long tid;
+    int ready, ok;
+};
+
+static void *first_put(void *p)
+{
+    struct first_put *f = p;
+
+    __atomic_store_n(&f->tid, test_gettid(), __ATOMIC_RELAXED);
+    __atomic_store_n(&f->ready, 1, __ATOMIC_RELEASE);
+    f->ok = put_u64(f->c, f->k, f->k) == PC_OK;
+    return NULL;
+}
+
+Test(expiry, racing_first_expiries_of_a_cache_acquire_the_ticker_once,
+     .timeout = 60)
+{
+    pc_cache *c = make_default_clock(60000);
+    struct first_put a = {.c = c, .k = 1}, b = {.c = c, .k = 2};
+    pthread_t ta, tb;
+
+    cr_assert_not(pc__ticker_running());
+    sem_init(&start_in, 0, 0);
+    sem_init(&start_go, 0, 0);
+    __atomic_store_n(&start_armed, 1, __ATOMIC_RELEASE);
+    cr_assert_eq(pthread_create(&ta, NULL, first_put, &a), 0);
+    while (sem_wait(&start_in) != 0)
+        ; /* a starts the ticker for c's first expiry */
+    cr_assert_eq(pthread_create(&tb, NULL, first_put, &b), 0);
+    while (!__atomic_load_n(&b.ready, __ATOMIC_ACQUIRE))
+        sched_yield();
+    cr_assert(
+        test_thread_blocked(__atomic_load_n(&b.tid, __ATOMIC_RELAXED), 10000),
+        "the second first expiry never waited");
+    sem_post(&start_go);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    cr_assert(a.ok && b.ok);
+    cr_assert(pc__ticker_running());
+    cr_assert(c->ticking);
+    pc_destroy(c);
+    cr_assert_not(pc__ticker_running(),
+                  "the ticker outlived its only cache: acquired twice");
 }
 
 #ifdef PC_DEBUG
