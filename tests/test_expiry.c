@@ -1369,6 +1369,50 @@ Test(expiry, racing_first_expiries_of_a_cache_acquire_the_ticker_once,
                   "the ticker outlived its only cache: acquired twice");
 }
 
+/* A cache that acquired the ticker finds a time in its global from its
+ * first expiry on, before the thread's first tick (start() stores one
+ * before it creates the thread): a reader that found none would read the
+ * clock itself, later than the tick the thread stores next.
+ * sched_getaffinity, the ticker thread's first call, is interposed to
+ * hold the thread before its first tick. */
+static sem_t tick_in, tick_go;
+static int tick_armed;
+
+int sched_getaffinity(pid_t pid, size_t size, cpu_set_t *set)
+{
+    int (*real)(pid_t, size_t, cpu_set_t *) =
+        (int (*)(pid_t, size_t, cpu_set_t *))dlsym(RTLD_NEXT,
+                                                   "sched_getaffinity");
+
+    if (__atomic_exchange_n(&tick_armed, 0, __ATOMIC_ACQ_REL)) {
+        sem_post(&tick_in);
+        while (sem_wait(&tick_go) != 0)
+            ;
+    }
+    return real(pid, size, set);
+}
+
+Test(expiry, the_ticker_time_is_there_before_the_first_tick, .timeout = 60)
+{
+    pc_cache *c = make_default_clock(60000);
+    uint64_t vis;
+
+    cr_assert_not(pc__ticker_running());
+    sem_init(&tick_in, 0, 0);
+    sem_init(&tick_go, 0, 0);
+    __atomic_store_n(&tick_armed, 1, __ATOMIC_RELEASE);
+    cr_assert_eq(put_u64(c, 1, 1), PC_OK); /* starts the ticker */
+    while (sem_wait(&tick_in) != 0)
+        ; /* the thread is held before its first tick */
+    cr_assert(c->ticking);
+    vis = __atomic_load_n(&pc__ticker_clock.vis, __ATOMIC_RELAXED);
+    sem_post(&tick_go);
+    cr_assert_neq(vis, UINT64_MAX, "no time before the ticker's first tick");
+    cr_assert_eq(get_u64(c, 1, NULL), PC_OK);
+    pc_destroy(c);
+    cr_assert_not(pc__ticker_running());
+}
+
 #ifdef PC_DEBUG
 Test(expiry, without_a_ticker_the_default_clock_is_read_directly)
 {
