@@ -2612,3 +2612,55 @@ Test(redis, a_slot_handed_after_the_waiters_deadline_is_not_used, .timeout = 60)
     destroy(&be);
     rs_stop(&s);
 }
+
+/* ---- values larger than a socket buffer (review-mut17) ---- */
+
+/* A value of 16 MiB goes out in many partial sends and comes back in many
+ * reads: every byte of the SET must be sent (a partial send taken for the
+ * whole left the server waiting for the rest, and the put timed out), and
+ * the GET's reply, split over hundreds of reads, decodes to the same
+ * bytes, from a plain backend and through the near tier's fill. */
+static void big_values_round_trip(size_t near)
+{
+    enum { BIG = 16 << 20 };
+    struct rs_server s;
+    pc_backend be;
+    char *big = malloc(BIG), *got = malloc(BIG);
+    size_t n = 0;
+
+    cr_assert(big != NULL && got != NULL);
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = (char)('a' + (i * 7 + i / 4099) % 26);
+    rs_start(&s);
+    be = make(&s, "", near, PC_REDIS_TRACK_KEYS, 5000);
+    for (int round = 0; round < 2; round++) {
+        big[round] = (char)('A' + round); /* each round its own bytes */
+        cr_assert_eq(be.ops->put(be.self, "big", 3, big, BIG), PC_OK,
+                     "put of %d bytes (round %d)", BIG, round);
+        memset(got, 0, BIG);
+        n = 0;
+        cr_assert_eq(be.ops->get(be.self, "big", 3, got, BIG, &n), PC_OK,
+                     "get of %d bytes (round %d)", BIG, round);
+        cr_assert_eq(n, (size_t)BIG);
+        cr_assert(memcmp(got, big, BIG) == 0, "round %d: bytes differ", round);
+    }
+    /* The connection is still in step: a small request after them. */
+    cr_assert_eq(be.ops->put(be.self, "s", 1, "v", 1), PC_OK);
+    n = 0;
+    cr_assert_eq(be.ops->get(be.self, "s", 1, got, 8, &n), PC_OK);
+    cr_assert(n == 1 && got[0] == 'v');
+    destroy(&be);
+    rs_stop(&s);
+    free(big);
+    free(got);
+}
+
+Test(redis, values_larger_than_a_socket_buffer_round_trip_plain, .timeout = 60)
+{
+    big_values_round_trip(0);
+}
+
+Test(redis, values_larger_than_a_socket_buffer_round_trip_near, .timeout = 60)
+{
+    big_values_round_trip(16);
+}
