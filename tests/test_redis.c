@@ -2664,3 +2664,39 @@ Test(redis, values_larger_than_a_socket_buffer_round_trip_near, .timeout = 60)
 {
     big_values_round_trip(16);
 }
+
+/* A put whose value fills the socket's buffers while the server does not
+ * read (stopped) ends at its deadline: the wait for room to send is
+ * bounded by it too, not only the wait for the reply (a mutation that
+ * let the send wait 30 s past it survived). TIMEOUT_SLACK_NS: a bound
+ * for a loaded machine, not a timing target. */
+Test(redis, a_send_that_the_server_does_not_read_ends_at_the_deadline,
+     .timeout = 90)
+{
+    enum { BIG = 16 << 20 };
+    struct rs_server s;
+    pc_backend be;
+    char *big = malloc(BIG), buf[256];
+    uint64_t t0, d;
+
+    cr_assert_not_null(big);
+    memset(big, 'x', BIG);
+    rs_start(&s);
+    be = make(&s, "", 0, 0, 300);
+    cr_assert_eq(put_s(&be, "k", "v"), PC_OK); /* the connection opens */
+    kill(s.pid, SIGSTOP);
+    t0 = now_ns();
+    cr_assert_eq(be.ops->put(be.self, "big", 3, big, BIG), PC_EIO);
+    d = now_ns() - t0;
+    kill(s.pid, SIGCONT);
+    cr_assert_lt(d, 300000000ull + TIMEOUT_SLACK_NS,
+                 "a put with a 300 ms timeout took %.1f ms", (double)d / 1e6);
+    /* And the backend recovers once the server runs again. */
+    t0 = now_ns();
+    while (get_s(&be, "k", buf) != PC_OK)
+        cr_assert_lt(now_ns() - t0, 3000000000ull * time_scale(),
+                     "never recovered");
+    destroy(&be);
+    rs_stop(&s);
+    free(big);
+}
