@@ -2700,3 +2700,59 @@ Test(redis, a_send_that_the_server_does_not_read_ends_at_the_deadline,
     rs_stop(&s);
     free(big);
 }
+
+/*
+ * A request that gets the connection late, with little of its time left,
+ * waits for its reply no longer than that: the socket's receive timeout,
+ * set by an earlier request for a whole timeout_ms, is lowered to the
+ * time left (a mutation that only ever raised it survived: B below
+ * blocked in recv for A's 3 s and returned a reply that came after its
+ * deadline). One connection, 3 s timeout, a relay holding each reply
+ * 2.2 s: A is sent; B, queued just after, gets the connection with about
+ * 0.8 s left and is sent (the round-trip estimate learned from fast
+ * warm-ups); its reply comes 2.2 s later, past its deadline: PC_EIO.
+ */
+Test(redis, a_late_request_waits_for_its_reply_no_longer_than_its_deadline,
+     .timeout = 90)
+{
+    struct rs_server s;
+    struct frz f = {0};
+    pc_redis_options o = {0};
+    pc_backend be;
+    struct pool_req qa, qb;
+    pthread_t ta, tb;
+    char buf[256];
+    uint64_t t0, db;
+    int sent;
+
+    rs_start(&s);
+    o.port = frz_start(&f, s.port);
+    o.connections = 1;
+    o.timeout_ms = 3000;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    for (int i = 0; i < 3; i++) /* the connection's SO_RCVTIMEO: ~3 s */
+        cr_assert_eq(get_s(&be, "pk", buf), PC_NOTFOUND, "warm-up %d", i);
+
+    __atomic_store_n(&f.delay_ms, 2200, __ATOMIC_RELEASE);
+    sent = __atomic_load_n(&f.sent, __ATOMIC_ACQUIRE);
+    pool_req_start(&qa, &ta, &be);
+    for (int i = 0;
+         i < 10000 && __atomic_load_n(&f.sent, __ATOMIC_ACQUIRE) == sent; i++)
+        usleep(1000);
+    cr_assert_gt(__atomic_load_n(&f.sent, __ATOMIC_ACQUIRE), sent,
+                 "A was never sent");
+    t0 = now_ns();
+    pool_req_start(&qb, &tb, &be);
+    pthread_join(tb, NULL);
+    db = now_ns() - t0;
+    pthread_join(ta, NULL);
+    cr_assert_eq(qa.st, PC_NOTFOUND, "A: %d", qa.st);
+    cr_assert_eq(qb.st, PC_EIO, "B: %d, its reply came past its deadline",
+                 qb.st);
+    cr_assert_lt(db, 3000000000ull + TIMEOUT_SLACK_NS,
+                 "B, with a 3 s timeout, took %.1f ms", (double)db / 1e6);
+    __atomic_store_n(&f.delay_ms, 0, __ATOMIC_RELEASE);
+    destroy(&be);
+    frz_stop(&f);
+    rs_stop(&s);
+}
