@@ -2756,3 +2756,55 @@ Test(redis, a_late_request_waits_for_its_reply_no_longer_than_its_deadline,
     frz_stop(&f);
     rs_stop(&s);
 }
+
+/* An error reply to a write is PC_EIO, counted as an error, never
+ * PC_OK or PC_NOTFOUND: a SET the server refuses for memory (maxmemory,
+ * noeviction), a DEL an ACL forbids (mutations that took any reply but
+ * nil for the SET's success, and an error for "no such key" from DEL,
+ * survived). */
+Test(redis, error_replies_to_writes_are_eio, .timeout = 60)
+{
+    struct rs_server s;
+    pc_backend be;
+    pc_put_args a = {0};
+    pc_redis_stats st0, st1;
+    redisContext *x;
+    redisReply *r;
+
+    rs_start(&s);
+    be = make(&s, "", 0, 0, 1000);
+    x = rs_client(&s);
+    cr_assert_eq(put_s(&be, "k", "v"), PC_OK);
+    cr_assert_eq(pc_redis_stats_get(&be, &st0), PC_OK);
+
+    r = ext(x, "CONFIG SET maxmemory %s", "1", NULL);
+    cr_assert_eq(r->type, REDIS_REPLY_STATUS, "CONFIG SET: %s", r->str);
+    freeReplyObject(r);
+    r = ext(x, "CONFIG SET maxmemory-policy %s", "noeviction", NULL);
+    freeReplyObject(r);
+    cr_assert_eq(put_s(&be, "k", "w"), PC_EIO, "a refused SET");
+    a.flags = PC_PUT_IF_PRESENT;
+    cr_assert_eq(be.ops->put_ex(be.self, "k", 1, "w", 1, &a), PC_EIO,
+                 "a refused SET XX");
+    r = ext(x, "CONFIG SET maxmemory %s", "0", NULL);
+    freeReplyObject(r);
+
+    r = ext(x, "ACL SETUSER default %s", "-del", NULL);
+    cr_assert_eq(r->type, REDIS_REPLY_STATUS, "ACL SETUSER: %s", r->str);
+    freeReplyObject(r);
+    cr_assert_eq(be.ops->del(be.self, "k", 1), PC_EIO, "a refused DEL");
+    cr_assert_eq(be.ops->del(be.self, "nokey", 5), PC_EIO,
+                 "a refused DEL of a key that is not there");
+    cr_assert_eq(pc_redis_stats_get(&be, &st1), PC_OK);
+    cr_assert_eq(st1.errors, st0.errors + 4);
+    cr_assert_eq(st1.connects, st0.connects,
+                 "an error reply cost the "
+                 "connection");
+    r = ext(x, "GET %s", "k", NULL);
+    cr_assert(r->type == REDIS_REPLY_STRING && strcmp(r->str, "v") == 0,
+              "the refused writes changed k");
+    freeReplyObject(r);
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
