@@ -2808,3 +2808,48 @@ Test(redis, error_replies_to_writes_are_eio, .timeout = 60)
     destroy(&be);
     rs_stop(&s);
 }
+
+/*
+ * After an outage long enough to grow the subscriber's reconnect backoff
+ * to its maximum (500 ms), a session that succeeded resets it: a channel
+ * lost later is back after 10 ms, not 500, so the near tier is not
+ * bypassed for half a second at each loss (a mutation that never reset
+ * it survived). Ten losses in a row after a restart: each costs the
+ * reset backoff (10 ms) and a connect, where the mutation spent 5 s in
+ * naps alone; the bound, 3 s for all ten, is a margin for a loaded
+ * machine, not a timing target.
+ */
+Test(redis, a_successful_session_resets_the_reconnect_backoff, .timeout = 90)
+{
+    struct rs_server s;
+    pc_backend be;
+    pc_redis_stats st;
+    redisContext *x;
+    uint64_t t0, d;
+
+    rs_start(&s);
+    be = make(&s, "", 16, PC_REDIS_TRACK_KEYS, 1000);
+    rs_kill(&s);
+    usleep(1500000); /* failed attempts: 10, 20, ... 500 ms apart */
+    rs_restart(&s);
+    cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK);
+    x = rs_client(&s);
+    t0 = now_ns();
+    for (int i = 0; i < 10; i++) {
+        uint64_t sessions;
+
+        pc_redis_stats_get(&be, &st);
+        sessions = st.sessions;
+        freeReplyObject(ext(x, "CLIENT KILL TYPE %s", "pubsub", NULL));
+        cr_assert_gt(STAT_OVER(&be, sessions, sessions), sessions,
+                     "loss %d: the subscriber did not come back", i);
+    }
+    d = now_ns() - t0;
+    cr_assert_lt(d, 3000000000ull * time_scale(),
+                 "10 lost sessions took %.1f ms to come back: the backoff "
+                 "was not reset",
+                 (double)d / 1e6);
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
