@@ -2853,3 +2853,55 @@ Test(redis, a_successful_session_resets_the_reconnect_backoff, .timeout = 90)
     destroy(&be);
     rs_stop(&s);
 }
+
+/* Calls of `cmd` the server counted since its last CONFIG RESETSTAT. */
+static long long cmd_calls(redisContext *x, const char *cmd)
+{
+    redisReply *r = ext(x, "INFO %s", "commandstats", NULL);
+    char key[64];
+    const char *p;
+    long long n = 0;
+
+    cr_assert_eq(r->type, REDIS_REPLY_STRING);
+    snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
+    p = strstr(r->str, key);
+    if (p != NULL)
+        n = atoll(p + strlen(key));
+    freeReplyObject(r);
+    return n;
+}
+
+/* The subscriber's heartbeat is one PING per second of silence: an
+ * answer is traffic, and the next PING waits for another second of
+ * silence (a mutation that stopped counting what the channel receives as
+ * traffic survived: once the first second had passed, every PONG was
+ * answered by another PING at once, a PING-PONG loop that kept a CPU and
+ * the server busy). Counted by the server over 2.5 s of a quiet
+ * channel: at most one PING a second, and a slower machine sends fewer. */
+Test(redis, the_heartbeat_pings_once_per_second_of_silence, .timeout = 60)
+{
+    struct rs_server s;
+    pc_backend be;
+    pc_redis_stats st0, st;
+    redisContext *x;
+    uint64_t t0, d;
+    long long pings;
+
+    rs_start(&s);
+    x = rs_client(&s);
+    be = make(&s, "", 16, PC_REDIS_TRACK_KEYS, 1000);
+    pc_redis_stats_get(&be, &st0);
+    freeReplyObject(ext(x, "CONFIG RESETSTAT", NULL, NULL));
+    t0 = now_ns();
+    usleep(2500000);
+    pings = cmd_calls(x, "ping");
+    d = now_ns() - t0;
+    cr_assert_leq(pings, (long long)(d / 1000000000u) + 1,
+                  "%lld PINGs in %.1f ms of a quiet channel", pings,
+                  (double)d / 1e6);
+    pc_redis_stats_get(&be, &st);
+    cr_assert_eq(st.sessions, st0.sessions, "the session was lost");
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
