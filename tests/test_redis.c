@@ -2905,3 +2905,45 @@ Test(redis, the_heartbeat_pings_once_per_second_of_silence, .timeout = 60)
     destroy(&be);
     rs_stop(&s);
 }
+
+/* A server that never completes the TCP handshake (its accept queue is
+ * full, so the kernel drops our SYNs and connect(2) would retry them for
+ * minutes): the request still ends at its deadline, PC_EIO (a mutation
+ * that let the connect wait 60 s past it survived; the unreachable-server
+ * test's closed port refuses at once). The bound is a margin for a loaded
+ * machine, not a timing target. */
+Test(redis, a_connect_that_never_completes_ends_at_the_deadline, .timeout = 30)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    pc_redis_options o = {0};
+    pc_backend be;
+    int ls = socket(AF_INET, SOCK_STREAM, 0), fill[4];
+    char buf[256];
+    uint64_t t0, d;
+
+    cr_assert_geq(ls, 0);
+    cr_assert_eq(bind(ls, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(ls, 0), 0); /* never accepted */
+    cr_assert_eq(getsockname(ls, (struct sockaddr *)&a, &al), 0);
+    /* Fill the accept queue: later SYNs are dropped. */
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        cr_assert_geq(fill[i], 0);
+        (void)connect(fill[i], (struct sockaddr *)&a, sizeof a);
+    }
+    usleep(100000); /* (the handshakes of the first ones complete) */
+    o.port = ntohs(a.sin_port);
+    o.timeout_ms = 300;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    t0 = now_ns();
+    cr_assert_eq(get_s(&be, "k", buf), PC_EIO);
+    d = now_ns() - t0;
+    cr_assert_lt(d, 300000000ull + TIMEOUT_SLACK_NS,
+                 "a get with a 300 ms timeout took %.1f ms", (double)d / 1e6);
+    destroy(&be);
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(ls);
+}
