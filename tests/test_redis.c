@@ -2947,3 +2947,57 @@ Test(redis, a_connect_that_never_completes_ends_at_the_deadline, .timeout = 30)
         close(fill[i]);
     close(ls);
 }
+
+/* Long keys: a request's pipeline (CLIENT TRACKING, GET, PTTL of a key of
+ * hundreds of bytes) outgrows its inline buffer while commands are
+ * appended, and the commands already in it must move with it (a mutation
+ * that dropped them on growth survived: every key here was short). Near
+ * tier, per-key tracking: the fill is stored and another client's write
+ * evicts it. */
+Test(redis, long_keys_round_trip_and_are_tracked, .timeout = 60)
+{
+    static const size_t lens[] = {200, 300, 600, PC_KEY_MAX};
+    struct rs_server s;
+    pc_backend be;
+    redisContext *x;
+    static char key[PC_KEY_MAX], val[64], got[64];
+    size_t n;
+
+    rs_start(&s);
+    be = make(&s, "p:", 16, PC_REDIS_TRACK_KEYS, 1000);
+    x = rs_client(&s);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        size_t kl = lens[i];
+        redisReply *r;
+        uint64_t t0;
+
+        memset(key, 'a' + (int)i, kl);
+        snprintf(val, sizeof val, "v%zu", kl);
+        cr_assert_eq(be.ops->put(be.self, key, kl, val, strlen(val)), PC_OK,
+                     "put, key of %zu bytes", kl);
+        t0 = now_ns();
+        do {
+            n = 0;
+            cr_assert_eq(be.ops->get(be.self, key, kl, got, sizeof got, &n),
+                         PC_OK, "get, key of %zu bytes", kl);
+            cr_assert(n == strlen(val) && memcmp(got, val, n) == 0,
+                      "key of %zu bytes: wrong value", kl);
+            cr_assert_lt(now_ns() - t0, 2000000000ull,
+                         "key of %zu bytes never filled", kl);
+        } while (pc_redis_near_get(&be, key, kl, got, sizeof got, &n) != PC_OK);
+        /* Another client's write evicts it: it was tracked. */
+        r = redisCommand(x, "SET p:%b x", key, kl);
+        cr_assert(r != NULL && r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+        t0 = now_ns();
+        while (pc_redis_near_get(&be, key, kl, got, sizeof got, &n) == PC_OK)
+            cr_assert_lt(now_ns() - t0, (uint64_t)INVAL_BOUND_MS * 1000000u,
+                         "key of %zu bytes: near copy kept", kl);
+        n = 0;
+        cr_assert_eq(be.ops->get(be.self, key, kl, got, sizeof got, &n), PC_OK);
+        cr_assert(n == 1 && got[0] == 'x');
+    }
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
