@@ -3001,3 +3001,30 @@ Test(redis, long_keys_round_trip_and_are_tracked, .timeout = 60)
     destroy(&be);
     rs_stop(&s);
 }
+
+/* The reconnect backoff stops doubling at 500 ms: after a 5.5 s outage
+ * the subscriber tries again at least every 500 ms, so it is back within
+ * about that of the server's return (a mutation that let it double on,
+ * to 5 s and more, survived: it came back ~5 s after the restart). The
+ * bound, 500 ms plus TIMEOUT_SLACK_NS, is a margin for a loaded machine,
+ * not a timing target. */
+Test(redis, the_reconnect_backoff_is_capped, .timeout = 60)
+{
+    struct rs_server s;
+    pc_backend be;
+    uint64_t t0, d;
+
+    rs_start(&s);
+    be = make(&s, "", 16, PC_REDIS_TRACK_KEYS, 1000);
+    rs_kill(&s);
+    usleep(5500000); /* attempts 10, 20, ... 500, 500 ms apart */
+    rs_restart(&s);
+    t0 = now_ns();
+    cr_assert_eq(pc_redis_wait_near(&be, 20000), PC_OK);
+    d = now_ns() - t0;
+    cr_assert_lt(d, 500000000ull + TIMEOUT_SLACK_NS,
+                 "the subscriber came back %.1f ms after the restart",
+                 (double)d / 1e6);
+    destroy(&be);
+    rs_stop(&s);
+}
