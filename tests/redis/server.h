@@ -36,21 +36,21 @@ struct rs_server {
 static volatile pid_t rs_pids[RS_MAX]; /* for the signal-safe cleanup */
 static struct rs_server *rs_list[RS_MAX];
 
-static void rs_kill_all_signal_safe(void)
+static inline void rs_kill_all_signal_safe(void)
 {
     for (int i = 0; i < RS_MAX; i++)
         if (rs_pids[i] > 0)
             kill(rs_pids[i], SIGKILL);
 }
 
-static void rs_on_signal(int sig)
+static inline void rs_on_signal(int sig)
 {
     rs_kill_all_signal_safe();
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
-static void rs_remove_dir(struct rs_server *s)
+static inline void rs_remove_dir(struct rs_server *s)
 {
     char path[128];
 
@@ -62,7 +62,7 @@ static void rs_remove_dir(struct rs_server *s)
     s->dir[0] = '\0';
 }
 
-static void rs_atexit(void)
+static inline void rs_atexit(void)
 {
     rs_kill_all_signal_safe();
     for (int i = 0; i < RS_MAX; i++) {
@@ -77,7 +77,7 @@ static void rs_atexit(void)
     }
 }
 
-static void rs_register(struct rs_server *s)
+static inline void rs_register(struct rs_server *s)
 {
     static int installed;
 
@@ -97,7 +97,7 @@ static void rs_register(struct rs_server *s)
     }
 }
 
-static int rs_free_port(void)
+static inline int rs_free_port(void)
 {
     struct sockaddr_in a = {0};
     socklen_t len = sizeof a;
@@ -113,7 +113,7 @@ static int rs_free_port(void)
     return port;
 }
 
-static int rs_installed(void)
+static inline int rs_installed(void)
 {
     const char *path = getenv("PATH");
     char buf[4096];
@@ -132,7 +132,7 @@ static int rs_installed(void)
 }
 
 /* PING until the server answers (1) or it exited / 5 s passed (0). */
-static int rs_wait_ready(struct rs_server *s)
+static inline int rs_wait_ready(struct rs_server *s)
 {
     for (int i = 0; i < 500; i++) {
         struct timeval tv = {1, 0};
@@ -161,7 +161,7 @@ static int rs_wait_ready(struct rs_server *s)
     return 0;
 }
 
-static int rs_spawn(struct rs_server *s)
+static inline int rs_spawn(struct rs_server *s)
 {
     char port[16], log[128];
     pid_t parent = getpid(), pid;
@@ -197,7 +197,7 @@ static int rs_spawn(struct rs_server *s)
 }
 
 /* Start a server on a free port (fails the test if it cannot). */
-static void rs_start(struct rs_server *s)
+static inline void rs_start(struct rs_server *s)
 {
     if (!rs_installed())
         cr_assert_fail("redis-server is not installed (apt-get install "
@@ -214,7 +214,7 @@ static void rs_start(struct rs_server *s)
 }
 
 /* SIGKILL the server (no clean shutdown, like a crash). */
-static void rs_kill(struct rs_server *s)
+static inline void rs_kill(struct rs_server *s)
 {
     if (s->pid > 0) {
         kill(s->pid, SIGKILL);
@@ -225,7 +225,7 @@ static void rs_kill(struct rs_server *s)
 }
 
 /* Start it again on the same port, empty (no persistence). */
-static void rs_restart(struct rs_server *s)
+static inline void rs_restart(struct rs_server *s)
 {
     rs_kill(s);
     for (int attempt = 0; attempt < 50; attempt++) {
@@ -236,14 +236,14 @@ static void rs_restart(struct rs_server *s)
     cr_assert_fail("could not restart redis-server on port %d", s->port);
 }
 
-static void rs_stop(struct rs_server *s)
+static inline void rs_stop(struct rs_server *s)
 {
     rs_kill(s);
     rs_remove_dir(s);
 }
 
 /* An external client: a plain hiredis connection. */
-static redisContext *rs_client(const struct rs_server *s)
+static inline redisContext *rs_client(const struct rs_server *s)
 {
     struct timeval tv = {2, 0};
     redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
@@ -254,7 +254,7 @@ static redisContext *rs_client(const struct rs_server *s)
 }
 
 /* Run redis-cli -p PORT args... (an external client process); exit code. */
-static int rs_cli(const struct rs_server *s, const char *const *args)
+static inline int rs_cli(const struct rs_server *s, const char *const *args)
 {
     char port[16];
     const char *argv[16] = {"redis-cli", "-p", port};
