@@ -688,11 +688,13 @@ PC_API pc_status pc_get_pinned(pc_cache *cache, const void *key, size_t klen,
 
 /* Release a pin (from any thread) and clear *pin. NULL, a zeroed pc_pin, a
  * released pin or a copy of a released pin is a no-op. Frees the entry if it
- * was removed and this was its last pin. Progress: blocking, briefly (the
- * pin-table lock; now and then, as the pins held fall eightfold, it
- * allocates smaller bucket arrays and moves the pins held under it:
- * amortised O(1)). pc_get_pinned likewise grows the table as they
- * double. */
+ * was removed and this was its last pin. Thread-safety: any thread, while
+ * the cache lives; two copies of one pin released at once release it once
+ * (pins are found by id under the pin-table lock). Progress: blocking,
+ * briefly (the pin-table lock; now and then, as the pins held fall
+ * eightfold, it allocates smaller bucket arrays and moves the pins held
+ * under it: amortised O(1)). pc_get_pinned likewise grows the table as
+ * they double. */
 PC_API void pc_unpin(pc_pin *pin);
 
 /* ------------------------------------------------------------------------
@@ -1177,7 +1179,7 @@ PC_API const char *pc_read_fence(void);
 
 /*
  * A static, human-readable description of status (never NULL; unknown codes
- * give "unknown status"). Wait-free.
+ * give "unknown status"). Thread-safety: any thread. Wait-free.
  */
 PC_API const char *pc_strerror(pc_status status);
 

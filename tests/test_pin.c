@@ -231,6 +231,57 @@ Test(pin, a_pin_may_be_released_from_another_thread)
     pc_destroy(h.c);
 }
 
+/* Two copies of one pin released at once, from two threads, release it
+ * once: a second pin of the same removed entry still holds it (pending
+ * stays 1), and frees it when released. */
+struct copy_release {
+    pc_pin pin;
+    pthread_barrier_t *go;
+};
+
+static void *release_copy(void *p)
+{
+    struct copy_release *r = p;
+
+    pthread_barrier_wait(r->go);
+    pc_unpin(&r->pin);
+    return NULL;
+}
+
+Test(pin, two_copies_released_at_once_release_the_pin_once, .timeout = 60)
+{
+    pc_cache *c = make_cache(8);
+    pthread_barrier_t go;
+
+    pthread_barrier_init(&go, NULL, 2);
+    for (int i = 0; i < 300; i++) {
+        struct copy_release a = {.go = &go}, b;
+        pc_pin other;
+        pthread_t ta, tb;
+
+        cr_assert_eq(pc_put(c, "a", 1, &i, sizeof i), PC_OK);
+        cr_assert_eq(pc_get_pinned(c, "a", 1, &a.pin), PC_OK);
+        cr_assert_eq(pc_get_pinned(c, "a", 1, &other), PC_OK);
+        b = a; /* a copy of the first pin */
+        cr_assert_eq(pc_delete(c, "a", 1), PC_OK);
+        pc_reclaim(c);
+        cr_assert_eq(stats_of(c).pending, 1);
+        cr_assert_eq(pthread_create(&ta, NULL, release_copy, &a), 0);
+        cr_assert_eq(pthread_create(&tb, NULL, release_copy, &b), 0);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        cr_assert_eq(stats_of(c).pending, 1,
+                     "round %d: the entry went with the first pin's "
+                     "copies, while the second pin holds it",
+                     i);
+        cr_assert_eq(memcmp(other.value, &i, sizeof i), 0);
+        pc_unpin(&other);
+        cr_assert_eq(stats_of(c).pending, 0);
+    }
+    pthread_barrier_destroy(&go);
+    pc_destroy(c);
+}
+
 /* Item 10's scenario: one pin held while another thread replaces 4 KiB
  * values; memory awaiting reclamation stays bounded by the pinned entry
  * plus what reclamation has not yet caught up with, not by everything
