@@ -251,3 +251,44 @@ Test(key_builder, a_copied_key_keeps_its_own_bytes)
     pc_key_free(&c);
     pc_key_free(&a);
 }
+
+/* A key that outgrows its inline buffer keeps every byte it had: the bytes
+ * so far are a prefix of the grown key, and keys that differ only in an
+ * argument written just before the growth stay distinct. (A mutation that
+ * copied the old bytes one short when the key grew, leaving the last of
+ * them to whatever the allocator had there, passed every other test: no
+ * test looked at a grown key's bytes.) */
+Test(key_builder, a_key_that_grows_keeps_the_bytes_it_had)
+{
+    enum { SMALL = 256 };
+    static unsigned char big[300], keys[SMALL][400];
+    static size_t lens[SMALL];
+    unsigned char before[256];
+
+    memset(big, 'z', sizeof big);
+    for (int i = 0; i < SMALL; i++) {
+        pc_key k;
+        size_t len;
+
+        pc_key_init_fn(&k, "grow");
+        pc_key_add_str(&k, "abc");
+        pc_key_add_i64(&k, i);
+        len = pc_key_len(&k);
+        cr_assert_leq(len, sizeof before);
+        memcpy(before, pc_key_data(&k), len);
+        pc_key_add_bytes(&k, big, sizeof big); /* past the inline buffer */
+        cr_assert_eq(pc_key_finish(&k), PC_OK);
+        cr_assert_gt(pc_key_len(&k), 256);
+        cr_assert_leq(pc_key_len(&k), sizeof keys[i]);
+        cr_assert(memcmp(pc_key_data(&k), before, len) == 0,
+                  "i %d: the bytes before the growth changed", i);
+        lens[i] = pc_key_len(&k);
+        memcpy(keys[i], pc_key_data(&k), lens[i]);
+        pc_key_free(&k);
+    }
+    for (int i = 0; i < SMALL; i++)
+        for (int j = 0; j < i; j++)
+            cr_assert(lens[i] != lens[j] ||
+                          memcmp(keys[i], keys[j], lens[i]) != 0,
+                      "grow(\"abc\", %d, big) == grow(\"abc\", %d, big)", i, j);
+}
