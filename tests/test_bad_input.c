@@ -873,3 +873,36 @@ Test(bad_input, finishing_a_key_twice_or_adding_after_finish_changes_nothing)
     pc_key_free(&k);
     pc_key_free(&ref);
 }
+
+/* The first error of a key sticks: a key whose growth failed (PC_ENOMEM)
+ * still reports PC_ENOMEM after later bad arguments (NULL bytes with a
+ * length, an argument over PC_KEY_MAX), not their PC_EINVAL. (A mutation
+ * that let NULL bytes overwrite an earlier error survived: every test of
+ * stickiness began with the PC_EINVAL it then expected.) */
+Test(bad_input, a_key_whose_growth_failed_stays_enomem)
+{
+    static char big[PC_KEY_MAX + 1], arg[300];
+    pc_key k;
+
+    for (int later = 0; later < 3; later++) {
+        pc_key_init(&k);
+        pc_key_add_i64(&k, 1);
+        pc__alloc_fail_after(0);
+        pc_key_add_bytes(&k, arg, sizeof arg); /* must grow: fails */
+        pc__alloc_fail_after(-1);
+        switch (later) {
+        case 0:
+            pc_key_add_bytes(&k, NULL, 3);
+            break;
+        case 1:
+            pc_key_add_bytes(&k, big, sizeof big);
+            break;
+        default:
+            pc_key_add_u64(&k, 2);
+        }
+        cr_assert_eq(pc_key_finish(&k), PC_ENOMEM, "later bad argument %d",
+                     later);
+        cr_assert_eq(pc_key_finish(&k), PC_ENOMEM);
+        pc_key_free(&k);
+    }
+}
