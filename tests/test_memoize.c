@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "testlib.h"
 
 #define CROWD 8 /* threads calling at once */
@@ -583,4 +584,58 @@ Test(memo, a_key_that_cannot_be_encoded_is_einval)
     cr_assert_eq(out, 3);
     cr_assert_eq(long_name_calls, 1);
     pc_memo_destroy(m);
+}
+
+/* A memoized call whose key outgrows the key builder's inline buffer (a
+ * long string argument) frees it on every path: a miss, a hit, a failure
+ * of func, a refused call (NULL memo), and the _forget of a remembered and
+ * of an unknown call. Allocations are counted from before the memo is made
+ * to after it is destroyed. (A mutation that dropped the wrapper's
+ * pc_key_free survived: no memoized function had a key that grew.) */
+static long long_key_calls;
+static int64_t long_key_len(const char *s)
+{
+    long_key_calls++;
+    return (int64_t)strlen(s);
+}
+static int long_key_fails(const char *s, int64_t *out)
+{
+    (void)s;
+    (void)out;
+    return 5;
+}
+PC_MEMOIZE(long_key, int64_t, long_key_len, (const char *s), (s), PC_KEY_STR(s))
+PC_MEMOIZE_ERR(long_key_err, int64_t, long_key_fails, (const char *s), (s),
+               PC_KEY_STR(s))
+
+Test(memo, a_memoized_call_with_a_long_key_frees_it_on_every_path)
+{
+    static char s[400], other[400];
+    int64_t v = 0;
+    int err = 0;
+    long before;
+    pc_memo *m;
+
+    memset(s, 'k', sizeof s - 1);
+    memset(other, 'o', sizeof other - 1);
+    long_key_calls = 0;
+    pc__alloc_track(1);
+    before = pc__alloc_live();
+    m = make_memo(16);
+    cr_assert_not_null(m);
+    cr_assert_eq(long_key(m, &v, s), PC_OK); /* miss: func runs */
+    cr_assert_eq(v, (int64_t)sizeof s - 1);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(long_key(m, &v, s), PC_OK); /* hits */
+    cr_assert_eq(long_key_calls, 1);
+    cr_assert_eq(long_key_err(m, &v, &err, s), PC_ELOAD);
+    cr_assert_eq(err, 5);
+    cr_assert_eq(long_key(NULL, &v, s), PC_EINVAL);
+    cr_assert_eq(long_key_forget(m, s), PC_OK);
+    cr_assert_eq(long_key_forget(m, other), PC_NOTFOUND);
+    cr_assert_eq(long_key_forget(NULL, s), PC_EINVAL);
+    pc_memo_destroy(m);
+    cr_assert_eq(pc__alloc_live(), before, "%ld allocations leaked",
+                 pc__alloc_live() - before);
+    pc__alloc_track(0);
 }
