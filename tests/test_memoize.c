@@ -639,3 +639,53 @@ Test(memo, a_memoized_call_with_a_long_key_frees_it_on_every_path)
                  pc__alloc_live() - before);
     pc__alloc_track(0);
 }
+
+/* The cleanup handler a PC_MEMOIZE wrapper runs when its thread is
+ * cancelled inside func (pc_memo_cancelled_, purecache.h) fails the lead
+ * with ECANCELED, caching nothing, and frees the wrapper's key, which may
+ * have outgrown its inline buffer. Called here directly, on a lead begun
+ * as the wrapper begins it, so that the test does not depend on a
+ * cancelled thread unwinding (which ASan misreports). (A mutation that
+ * dropped the handler's pc_key_free survived: the cancellation tests'
+ * keys never grew.) */
+Test(memo, the_cancellation_handler_fails_the_lead_and_frees_a_long_key)
+{
+    static char s[400];
+    struct pc_memo_lead_ l;
+    pc_flight *lead = NULL;
+    pc_stats st;
+    int64_t v = 0;
+    size_t n = 0;
+    long before;
+    pc_key k;
+    pc_memo *m;
+
+    memset(s, 'c', sizeof s - 1);
+    pc__alloc_track(1);
+    before = pc__alloc_live();
+    m = make_memo(16);
+    cr_assert_not_null(m);
+    for (int round = 0; round < 2; round++) {
+        pc_key_init_fn(&k, "long_key_len");
+        pc_key_add_str(&k, s);
+        cr_assert_eq(pc_key_finish(&k), PC_OK);
+        cr_assert_gt(pc_key_len(&k), 256, "the key grew");
+        cr_assert_eq(pc_memo_begin(m, pc_key_data(&k), pc_key_len(&k), &v,
+                                   sizeof v, &n, NULL, &lead),
+                     PC_NOTFOUND, "round %d: nothing was cached", round);
+        cr_assert_not_null(lead);
+        l = (struct pc_memo_lead_){m, lead, &k};
+        pc_memo_cancelled_(&l); /* finishes the lead, frees the key */
+        cr_assert_eq(pc_key_len(&k), 0, "the handler freed the key");
+    }
+    cr_assert_eq(pc_memo_stats(m, &st), PC_OK);
+    cr_assert_eq(st.loader_errors, 2, "each cancelled lead failed");
+    long_key_calls = 0;
+    cr_assert_eq(long_key(m, &v, s), PC_OK, "the next call runs func");
+    cr_assert_eq(v, (int64_t)sizeof s - 1);
+    cr_assert_eq(long_key_calls, 1);
+    pc_memo_destroy(m);
+    cr_assert_eq(pc__alloc_live(), before, "%ld allocations leaked",
+                 pc__alloc_live() - before);
+    pc__alloc_track(0);
+}
