@@ -689,3 +689,51 @@ Test(memo, the_cancellation_handler_fails_the_lead_and_frees_a_long_key)
                  pc__alloc_live() - before);
     pc__alloc_track(0);
 }
+
+/* A value of another length stored under a memoized call's key (something
+ * else wrote there) is PC_ERANGE, whether shorter, empty or longer than
+ * ret_type: *out is not written and func does not run. (A mutation that
+ * took a shorter value as PC_OK, *out partly filled, survived: no test
+ * stored a value of another length under a wrapper's key.) */
+static int load_n_bytes(void *ctx, const void *key, size_t klen, pc_sink *out)
+{
+    static const unsigned char bytes[16] = {1, 2,  3,  4,  5,  6,  7,  8,
+                                            9, 10, 11, 12, 13, 14, 15, 16};
+
+    (void)key;
+    (void)klen;
+    return pc_sink_set(out, bytes, *(size_t *)ctx) == PC_OK ? 0 : 1;
+}
+
+Test(memo, a_value_of_another_length_under_a_memoized_key_is_erange)
+{
+    static const size_t lens[] = {4, 0, 7, 9, 16};
+    pc_memo *m = make_memo(64);
+
+    cr_assert_not_null(m);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        unsigned char buf[16];
+        size_t n = lens[i], got = 0;
+        int64_t v = -5;
+        pc_key k;
+
+        pc_key_init_fn(&k, "twice_of"); /* twice(100)'s key */
+        pc_key_add_i64(&k, 100);
+        cr_assert_eq(pc_key_finish(&k), PC_OK);
+        cr_assert_eq(pc_memo_call(m, pc_key_data(&k), pc_key_len(&k),
+                                  load_n_bytes, &n, buf, sizeof buf, &got,
+                                  NULL),
+                     PC_OK);
+        cr_assert_eq(got, n);
+        twice_calls = 0;
+        cr_assert_eq(twice(m, &v, 100), PC_ERANGE, "a %zu-byte value", n);
+        cr_assert_eq(v, -5, "*out is written only on PC_OK");
+        cr_assert_eq(twice_calls, 0, "a stored value is not recomputed");
+        cr_assert_eq(twice_forget(m, 100), PC_OK);
+        cr_assert_eq(twice(m, &v, 100), PC_OK);
+        cr_assert_eq(v, 200);
+        cr_assert_eq(twice_forget(m, 100), PC_OK);
+        pc_key_free(&k);
+    }
+    pc_memo_destroy(m);
+}
