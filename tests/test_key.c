@@ -292,3 +292,65 @@ Test(key_builder, a_key_that_grows_keeps_the_bytes_it_had)
                           memcmp(keys[i], keys[j], lens[i]) != 0,
                       "grow(\"abc\", %d, big) == grow(\"abc\", %d, big)", i, j);
 }
+
+/* The key's bytes are the documented encoding (src/key.c), byte for byte:
+ * a key is shared by every process and every build that memoizes over one
+ * backend (the Redis tier), so results stored by one build must be found
+ * by the next. The name field, each tag, big-endian payloads, varint
+ * lengths (200 takes two bytes) and the '#' trailer with the argument
+ * count (a varint too: 130 arguments take two bytes). (A mutation that
+ * left fixed-width arguments out of the count survived: keys stayed
+ * distinct, but no longer matched those another build makes.) */
+Test(key_builder, the_encoding_is_the_documented_one_byte_for_byte)
+{
+    static const unsigned char want[] = {
+        'f', 1,    'f',                                      /* name */
+        'i', 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, /* -2 */
+        'u', 0,    0,    0,    0,    0,    0,    1,    0x2C, /* 300 */
+        'd', 0x3F, 0xF0, 0,    0,    0,    0,    0,    0,    /* 1.0 */
+        's', 2,    'a',  'b',                                /* "ab" */
+        'n',                                                 /* NULL */
+        'b', 2,    0,    'x',                                /* "\0x" */
+        '#', 6};
+    static char s200[201];
+    pc_key k;
+    const unsigned char *p;
+
+    pc_key_init_fn(&k, "f");
+    pc_key_add_i64(&k, -2);
+    pc_key_add_u64(&k, 300);
+    pc_key_add_f64(&k, 1.0);
+    pc_key_add_str(&k, "ab");
+    pc_key_add_str(&k, NULL);
+    pc_key_add_bytes(&k, "\0x", 2);
+    cr_assert_eq(pc_key_finish(&k), PC_OK);
+    cr_assert_eq(pc_key_len(&k), sizeof want);
+    p = pc_key_data(&k);
+    for (size_t i = 0; i < sizeof want; i++)
+        cr_assert_eq(p[i], want[i], "byte %zu: %#x, not %#x", i, p[i], want[i]);
+    pc_key_free(&k);
+
+    memset(s200, 's', 200);
+    pc_key_init(&k);
+    pc_key_add_str(&k, s200);
+    cr_assert_eq(pc_key_finish(&k), PC_OK);
+    cr_assert_eq(pc_key_len(&k), 1 + 2 + 200 + 2);
+    p = pc_key_data(&k);
+    cr_assert_eq(p[0], 's');
+    cr_assert_eq(p[1], 0xC8); /* 200 = 0x48 | continuation, then 1 */
+    cr_assert_eq(p[2], 0x01);
+    cr_assert_eq(p[203], '#');
+    cr_assert_eq(p[204], 1);
+    pc_key_free(&k);
+
+    pc_key_init(&k);
+    for (int i = 0; i < 130; i++)
+        i % 2 ? pc_key_add_u64(&k, (uint64_t)i) : pc_key_add_i64(&k, i);
+    cr_assert_eq(pc_key_finish(&k), PC_OK);
+    cr_assert_eq(pc_key_len(&k), 130 * 9 + 3);
+    p = pc_key_data(&k);
+    cr_assert_eq(p[130 * 9], '#');
+    cr_assert_eq(p[130 * 9 + 1], 0x82); /* 130 = 2 | continuation, then 1 */
+    cr_assert_eq(p[130 * 9 + 2], 0x01);
+    pc_key_free(&k);
+}
