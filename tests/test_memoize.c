@@ -737,3 +737,43 @@ Test(memo, a_value_of_another_length_under_a_memoized_key_is_erange)
     }
     pc_memo_destroy(m);
 }
+
+/* The _forget of a call whose key-args cannot be encoded is PC_EINVAL,
+ * as the call itself is, and forgets nothing. (A mutation that passed the
+ * key that failed to encode to pc_memo_forget anyway survived: it
+ * returned PC_NOTFOUND, having asked the backend to delete bytes whose
+ * value is unspecified after an error.) */
+static double blob_len(const void *p, size_t n)
+{
+    (void)p;
+    return (double)n;
+}
+PC_MEMOIZE(blob, double, blob_len, (const void *p, size_t n), (p, n),
+           PC_KEY_BYTES(p, n))
+
+Test(memo, forgetting_a_call_whose_key_cannot_be_encoded_is_einval)
+{
+    static char big[PC_KEY_MAX + 2];
+    pc_memo *m = make_memo(16);
+    pc_stats before, after;
+    double out = -1;
+
+    cr_assert_not_null(m);
+    memset(big, 'x', sizeof big - 1);
+    long_name_calls = 0;
+    cr_assert_eq(long_name(m, &out, "abc"), PC_OK);
+    cr_assert_eq(blob(m, &out, "", 0), PC_OK);
+    cr_assert_eq(pc_memo_stats(m, &before), PC_OK);
+    cr_assert_eq(long_name_forget(m, big), PC_EINVAL, "a key over the limit");
+    cr_assert_eq(blob_forget(m, NULL, 3), PC_EINVAL, "NULL bytes, length 3");
+    cr_assert_eq(long_name_forget(NULL, "abc"), PC_EINVAL, "a NULL memo");
+    cr_assert_eq(pc_memo_stats(m, &after), PC_OK);
+    cr_assert_eq(after.hits, before.hits);
+    cr_assert_eq(after.misses, before.misses);
+    cr_assert_eq(long_name(m, &out, "abc"), PC_OK);
+    cr_assert_eq(out, 3);
+    cr_assert_eq(blob(m, &out, "", 0), PC_OK);
+    cr_assert_eq(out, 0);
+    cr_assert_eq(long_name_calls, 1, "the remembered results are still there");
+    pc_memo_destroy(m);
+}
