@@ -906,3 +906,26 @@ Test(bad_input, a_key_whose_growth_failed_stays_enomem)
         pc_key_free(&k);
     }
 }
+
+/* A byte-string length near SIZE_MAX is refused as too long (sticky
+ * PC_EINVAL), never read: the key's room check adds the length to the
+ * bytes so far, and a length that wraps that sum must not pass it. (A
+ * mutation that left such lengths to the room check alone survived: no
+ * test passed a length that overflows.) */
+Test(bad_input, key_builder_lengths_that_overflow_are_refused)
+{
+    static const size_t lens[] = {SIZE_MAX, SIZE_MAX - 5, SIZE_MAX - 10,
+                                  SIZE_MAX - 11, SIZE_MAX / 2 + 1};
+    const char arg[4] = "abc";
+
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        pc_key k;
+
+        pc_key_init(&k);
+        pc_key_add_i64(&k, 1);
+        pc_key_add_bytes(&k, arg, lens[i]);
+        cr_assert_eq(pc_key_finish(&k), PC_EINVAL, "length SIZE_MAX - %zu",
+                     SIZE_MAX - lens[i]);
+        pc_key_free(&k);
+    }
+}
