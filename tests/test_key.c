@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "testlib.h"
 
 /* ---- key builder ---- */
@@ -353,4 +354,40 @@ Test(key_builder, the_encoding_is_the_documented_one_byte_for_byte)
     cr_assert_eq(p[130 * 9 + 1], 0x82); /* 130 = 2 | continuation, then 1 */
     cr_assert_eq(p[130 * 9 + 2], 0x01);
     pc_key_free(&k);
+}
+
+/* A key that grows again and again (inline, then ever larger heap blocks)
+ * holds one block at a time: after pc_key_free nothing it allocated is
+ * left, whether it finished, grew past PC_KEY_MAX, or failed to grow
+ * (PC_ENOMEM) on its second growth. (A mutation that kept the old block
+ * when a heap-grown key grew again survived: the leak checks never built
+ * a key that grew twice.) */
+Test(key_builder, a_key_that_grows_many_times_frees_all_it_took)
+{
+    long before;
+
+    pc__alloc_track(1);
+    before = pc__alloc_live();
+    for (int how = 0; how < 3; how++) {
+        pc_key k;
+        int args = how == 1 ? 600 : 400; /* 600 x 9 bytes: past the limit */
+
+        pc_key_init(&k);
+        if (how == 2)
+            pc__alloc_fail_after(1); /* the second growth fails */
+        for (int i = 0; i < args; i++)
+            pc_key_add_u64(&k, (uint64_t)i);
+        pc__alloc_fail_after(-1);
+        cr_assert_eq(pc_key_finish(&k),
+                     how == 0   ? PC_OK
+                     : how == 1 ? PC_EINVAL
+                                : PC_ENOMEM,
+                     "how %d", how);
+        if (how == 0)
+            cr_assert_gt(pc_key_len(&k), 3000, "the key grew several times");
+        pc_key_free(&k);
+        cr_assert_eq(pc__alloc_live(), before, "how %d: %ld blocks left", how,
+                     pc__alloc_live() - before);
+    }
+    pc__alloc_track(0);
 }
