@@ -1212,25 +1212,34 @@ static int child_expires(pc_cache *inherited)
     return 0;
 }
 
-Test(expiry, a_forked_child_reads_the_clock_itself)
+/* Fork with c's ticker running; the child runs child(c) under an alarm
+ * of `secs` and must exit with 0; the parent's ticker runs on. */
+static void in_forked_child(pc_cache *c, int (*child)(pc_cache *),
+                            unsigned secs)
 {
-    pc_cache *c = make_default_clock(TTL_MS);
     int status;
     pid_t pid;
 
-    put_u64(c, 1, 1);
     cr_assert(pc__ticker_running());
     pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {
-        alarm(60);
-        _exit(child_expires(c));
+        alarm(secs);
+        _exit(child(c));
     }
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %s %d",
               WIFEXITED(status) ? "exited with" : "killed by",
               WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
     cr_assert(pc__ticker_running(), "the parent's ticker runs on");
+}
+
+Test(expiry, a_forked_child_reads_the_clock_itself)
+{
+    pc_cache *c = make_default_clock(TTL_MS);
+
+    put_u64(c, 1, 1);
+    in_forked_child(c, child_expires, 60);
     cr_assert(expires_soon(c, 1));
     pc_destroy(c);
     cr_assert(!pc__ticker_running());
@@ -1277,22 +1286,9 @@ static int child_destroys(pc_cache *inherited)
 Test(expiry, a_forked_childs_last_cache_joins_no_ticker, .timeout = 60)
 {
     pc_cache *c = make_default_clock(60000);
-    int status;
-    pid_t pid;
 
     put_u64(c, 1, 1);
-    cr_assert(pc__ticker_running());
-    pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        alarm(20);
-        _exit(child_destroys(c));
-    }
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %s %d",
-              WIFEXITED(status) ? "exited with" : "killed by",
-              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-    cr_assert(pc__ticker_running(), "the parent's ticker runs on");
+    in_forked_child(c, child_destroys, 20);
     pc_destroy(c);
     cr_assert(!pc__ticker_running());
 }

@@ -586,25 +586,49 @@ Test(redis, a_late_request_waits_for_its_reply_no_longer_than_its_deadline,
     rs_stop(&s);
 }
 
-struct held_put {
+/* A backend of `connections` pooled connections to s, no near tier. */
+static pc_backend pool_of(const struct rs_server *s, unsigned connections,
+                          unsigned timeout_ms)
+{
+    pc_redis_options o = {0};
+    pc_backend be;
+
+    o.port = s->port;
+    o.connections = connections;
+    o.timeout_ms = timeout_ms;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    return be;
+}
+
+/* Hold (CLIENT PAUSE WRITE, up to 20 s) or release the server's writes,
+ * through x. */
+static void pause_writes(redisContext *x, bool on)
+{
+    redisReply *r =
+        redisCommand(x, on ? "CLIENT PAUSE 20000 WRITE" : "CLIENT UNPAUSE");
+
+    cr_assert(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+}
+
+/* One request on a thread of its own: a put of key = "1" or a get. */
+struct req {
     pc_backend *be;
+    const char *key;
+    bool put;
     pc_status st;
 };
 
-static void *held_put_main(void *p)
+static void *req_main(void *p)
 {
-    struct held_put *h = p;
-
-    h->st = put_s(h->be, "w", "1");
-    return NULL;
-}
-
-static void *one_get_main(void *p)
-{
+    struct req *q = p;
     char buf[256];
 
-    (void)get_s(p, "r", buf);
-    return NULL;
+    q->st = q->put ? put_s(q->be, q->key, "1") : get_s(q->be, q->key, buf);
+    /* Back from the call: no cancellation point from here on (ASan
+     * misreports a thread unwound by cancellation; test_listener.c). */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    return q;
 }
 
 /* A request takes any free pooled connection: when its home connection is
@@ -620,65 +644,36 @@ Test(redis, a_request_takes_a_free_connection_when_its_own_is_busy,
     struct rs_server s;
     pc_backend be;
     redisContext *x;
-    redisReply *r;
-    struct held_put h;
+    struct req held, get;
     pthread_t t;
     char buf[256];
 
     rs_start(&s);
-    {
-        pc_redis_options o = {0};
-
-        o.port = s.port;
-        o.connections = 2;
-        o.timeout_ms = 5000;
-        cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
-    }
-    h = (struct held_put){&be, PC_EINVAL};
+    be = pool_of(&s, 2, 5000);
+    held = (struct req){&be, "w", true, PC_EINVAL};
+    get = (struct req){&be, "r", false, PC_EINVAL};
     x = rs_client(&s);
     cr_assert_eq(put_s(&be, "r", "v"), PC_OK); /* home 0 */
-    cr_assert_eq(pthread_create(&t, NULL, one_get_main, &be), 0);
+    cr_assert_eq(pthread_create(&t, NULL, req_main, &get), 0);
     pthread_join(t, NULL); /* home 1 */
-    r = redisCommand(x, "CLIENT PAUSE 20000 WRITE");
-    cr_assert(r != NULL && r->type == REDIS_REPLY_STATUS);
-    freeReplyObject(r);
-    cr_assert_eq(pthread_create(&t, NULL, held_put_main, &h), 0); /* 2 */
+    cr_assert_eq(get.st, PC_OK);
+    pause_writes(x, true);
+    cr_assert_eq(pthread_create(&t, NULL, req_main, &held), 0); /* 2 */
     usleep(300000); /* its SET is sent and held (if not, this proves less) */
     cr_assert_eq(get_s(&be, "r", buf), PC_OK,
                  "a GET waited for its busy home connection");
-    r = redisCommand(x, "CLIENT UNPAUSE");
-    cr_assert(r != NULL && r->type == REDIS_REPLY_STATUS);
-    freeReplyObject(r);
+    pause_writes(x, false);
     pthread_join(t, NULL);
     /* Released by the UNPAUSE, well within its timeout (a GET that waited
      * for this thread's connection kept the UNPAUSE back until the SET had
      * timed out). */
-    cr_assert_eq(h.st, PC_OK);
+    cr_assert_eq(held.st, PC_OK);
     redisFree(x);
     destroy(&be);
     rs_stop(&s);
 }
 
 /* ---- cancellation (purecache.h's conventions) ---- */
-
-struct cancel_req {
-    pc_backend *be;
-    const char *key;
-    bool put;
-    pc_status st;
-};
-
-static void *cancel_req_main(void *p)
-{
-    struct cancel_req *q = p;
-    char buf[256];
-
-    q->st = q->put ? put_s(q->be, q->key, "1") : get_s(q->be, q->key, buf);
-    /* Back from the call: no cancellation point from here on (ASan
-     * misreports a thread unwound by cancellation; test_listener.c). */
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-    return q;
-}
 
 /* A request acts on no cancellation request while it runs, and so cannot
  * leave its pooled connection taken: one SET held by the server (CLIENT
@@ -695,32 +690,22 @@ Test(redis, a_cancelled_request_finishes_and_returns_its_connection,
     struct rs_server s;
     pc_backend be;
     redisContext *x;
-    redisReply *rep;
-    struct cancel_req held, queued;
+    struct req held, queued;
     pthread_t th, tq;
     void *ret;
     char buf[256];
     uint64_t t0;
 
     rs_start(&s);
-    {
-        pc_redis_options o = {0};
-
-        o.port = s.port;
-        o.connections = 1;
-        o.timeout_ms = 10000;
-        cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
-    }
+    be = pool_of(&s, 1, 10000);
     cr_assert_eq(put_s(&be, "r", "v"), PC_OK);
     x = rs_client(&s);
-    rep = redisCommand(x, "CLIENT PAUSE 20000 WRITE");
-    cr_assert(rep != NULL && rep->type == REDIS_REPLY_STATUS);
-    freeReplyObject(rep);
-    held = (struct cancel_req){&be, "w", true, PC_EINVAL};
-    queued = (struct cancel_req){&be, "r", false, PC_EINVAL};
-    cr_assert_eq(pthread_create(&th, NULL, cancel_req_main, &held), 0);
+    pause_writes(x, true);
+    held = (struct req){&be, "w", true, PC_EINVAL};
+    queued = (struct req){&be, "r", false, PC_EINVAL};
+    cr_assert_eq(pthread_create(&th, NULL, req_main, &held), 0);
     usleep(300000); /* its SET sent and held (or about to be) */
-    cr_assert_eq(pthread_create(&tq, NULL, cancel_req_main, &queued), 0);
+    cr_assert_eq(pthread_create(&tq, NULL, req_main, &queued), 0);
     t0 = now_ns();
     while (__atomic_load_n(&((struct pc__redis *)be.self)->waiters,
                            __ATOMIC_SEQ_CST) == 0) {
@@ -731,9 +716,7 @@ Test(redis, a_cancelled_request_finishes_and_returns_its_connection,
     cr_assert_eq(pthread_cancel(th), 0);
     cr_assert_eq(pthread_cancel(tq), 0);
     usleep(100000);
-    rep = redisCommand(x, "CLIENT UNPAUSE");
-    cr_assert(rep != NULL && rep->type == REDIS_REPLY_STATUS);
-    freeReplyObject(rep);
+    pause_writes(x, false);
     cr_assert_eq(pthread_join(th, &ret), 0);
     cr_assert_eq(ret, &held, "the held SET was cancelled inside the call");
     cr_assert_eq(pthread_join(tq, &ret), 0);
