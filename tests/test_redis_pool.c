@@ -400,6 +400,25 @@ static bool frz_accepted(struct frz *f, int n, int ms)
     return __atomic_load_n(&f->nconn, __ATOMIC_ACQUIRE) >= n;
 }
 
+/* Hold every reply delay_ms from now, start request A (pool_req_start) on
+ * *t, and wait until the relay has sent it: the relay's count of requests
+ * sent, A's included. */
+static int send_a(struct frz *f, int delay_ms, struct pool_req *qa,
+                  pthread_t *t, pc_backend *be)
+{
+    int sent;
+
+    __atomic_store_n(&f->delay_ms, delay_ms, __ATOMIC_RELEASE);
+    sent = __atomic_load_n(&f->sent, __ATOMIC_ACQUIRE);
+    pool_req_start(qa, t, be);
+    for (int i = 0;
+         i < 10000 && __atomic_load_n(&f->sent, __ATOMIC_ACQUIRE) == sent; i++)
+        usleep(1000);
+    cr_assert_gt(__atomic_load_n(&f->sent, __ATOMIC_ACQUIRE), sent,
+                 "A was never sent");
+    return __atomic_load_n(&f->sent, __ATOMIC_ACQUIRE);
+}
+
 /*
  * A request that finds every pooled connection busy takes whichever is
  * freed first. It waited for its home slot alone, so it could time out
@@ -499,15 +518,7 @@ Test(redis, a_request_without_time_for_a_round_trip_is_not_sent, .timeout = 90)
     for (int i = 0; i < 3; i++)
         cr_assert_eq(get_s(&be, "pk", buf), PC_NOTFOUND, "warm-up %d", i);
 
-    __atomic_store_n(&f.delay_ms, 1600, __ATOMIC_RELEASE);
-    sent = __atomic_load_n(&f.sent, __ATOMIC_ACQUIRE);
-    pool_req_start(&qa, &ta, &be);
-    for (int i = 0;
-         i < 10000 && __atomic_load_n(&f.sent, __ATOMIC_ACQUIRE) == sent; i++)
-        usleep(1000);
-    cr_assert_gt(__atomic_load_n(&f.sent, __ATOMIC_ACQUIRE), sent,
-                 "A was never sent");
-    sent = __atomic_load_n(&f.sent, __ATOMIC_ACQUIRE);
+    sent = send_a(&f, 1600, &qa, &ta, &be);
     pool_req_start(&qb, &tb, &be);
     pthread_join(ta, NULL);
     pthread_join(tb, NULL);
@@ -552,7 +563,6 @@ Test(redis, a_late_request_waits_for_its_reply_no_longer_than_its_deadline,
     pthread_t ta, tb;
     char buf[256];
     uint64_t t0, db;
-    int sent;
 
     rs_start(&s);
     o.port = frz_start(&f, s.port);
@@ -562,14 +572,7 @@ Test(redis, a_late_request_waits_for_its_reply_no_longer_than_its_deadline,
     for (int i = 0; i < 3; i++) /* the connection's SO_RCVTIMEO: ~3 s */
         cr_assert_eq(get_s(&be, "pk", buf), PC_NOTFOUND, "warm-up %d", i);
 
-    __atomic_store_n(&f.delay_ms, 2200, __ATOMIC_RELEASE);
-    sent = __atomic_load_n(&f.sent, __ATOMIC_ACQUIRE);
-    pool_req_start(&qa, &ta, &be);
-    for (int i = 0;
-         i < 10000 && __atomic_load_n(&f.sent, __ATOMIC_ACQUIRE) == sent; i++)
-        usleep(1000);
-    cr_assert_gt(__atomic_load_n(&f.sent, __ATOMIC_ACQUIRE), sent,
-                 "A was never sent");
+    (void)send_a(&f, 2200, &qa, &ta, &be);
     t0 = now_ns();
     pool_req_start(&qb, &tb, &be);
     pthread_join(tb, NULL);
