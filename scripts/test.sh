@@ -3,7 +3,8 @@
 #  1. normal build (gcc, -Werror, jemalloc, internal invariants checked):
 #     every Criterion suite;
 #  2. ASan + UBSan build (clang): every suite, plus a short seeded run of
-#     the libFuzzer targets (fuzz_api_clock, fuzz_api_lru);
+#     the libFuzzer targets (fuzz_api_clock, fuzz_api_lru, and
+#     fuzz_features for clock, lru and frequency);
 #  3. TSan build (gcc, ck_pr on compiler builtins, src/tsan.h annotations):
 #     the concurrent suites (ctest label "concurrent");
 # then checks the installed package (pkg-config and find_package) for both
