@@ -156,13 +156,17 @@ static uint64_t model_clock(void *ctx)
 
 /* What the reports of one call showed. */
 struct removed {
-    unsigned n;          /* reports */
-    unsigned evicted;    /* PC_REMOVED_EVICTED */
-    unsigned expired;    /* PC_REMOVED_EXPIRED */
-    unsigned replaced;   /* PC_REMOVED_REPLACED */
-    bool live_then_dead; /* an EVICTED report before an EXPIRED one */
-    int last_key;        /* the last entry removed: its key, its size */
+    unsigned n;              /* reports */
+    unsigned evicted;        /* PC_REMOVED_EVICTED */
+    unsigned expired;        /* PC_REMOVED_EXPIRED */
+    unsigned replaced;       /* PC_REMOVED_REPLACED */
+    bool expired_after_live; /* an EVICTED report before an EXPIRED one */
+    int last_key;            /* the last entry removed: its key, its size */
     uint64_t last_bytes;
+    /* EVICTED and EXPIRED reports of keys other than the call's own, and
+     * the size of the last of them: what a put evicted to make room. */
+    unsigned others;
+    uint64_t last_other_bytes;
 };
 
 /* Check the reports of the call just made against the model, which holds
@@ -171,7 +175,7 @@ struct removed {
  * name (-1: none). */
 static struct removed take_reports(unsigned allowed, int own)
 {
-    struct removed out = {0, 0, 0, 0, false, -1, 0};
+    struct removed out = {0, 0, 0, 0, false, -1, 0, 0, 0};
 
     for (unsigned i = 0; i < m.nrep; i++) {
         const struct report *r = &m.rep[i];
@@ -206,9 +210,14 @@ static struct removed take_reports(unsigned allowed, int own)
             break;
         }
         if (r->cause == PC_REMOVED_EXPIRED && out.evicted != 0)
-            out.live_then_dead = true;
+            out.expired_after_live = true;
         out.last_key = k;
         out.last_bytes = size_of(k);
+        if (k != own && (r->cause == PC_REMOVED_EVICTED ||
+                         r->cause == PC_REMOVED_EXPIRED)) {
+            out.others++;
+            out.last_other_bytes = size_of(k);
+        }
         m.present[k] = false;
         m.count--;
         m.bytes -= size_of(k);
@@ -259,31 +268,47 @@ static void check_all(void)
     CHECK(st.bytes == m.bytes);
 }
 
-/* Whether a put of a new key (after its own expired entry, if any, went)
- * evicted exactly what it needed: with no byte bound, one entry if the
- * cache was full and none otherwise, an expired one if there was one (in
- * a cache of one shard). A byte bound may evict more (a shard's credit,
- * purecache.h), still expired entries first. */
-static void check_new_key_room(const struct removed *rm, bool full,
-                               bool others_expired)
+/* The state before a put of k: whether the cache is full once k's own
+ * entry, expired or replaced, is set aside (a replacement never is: it
+ * takes its old entry's place), and what the others hold. */
+struct before {
+    bool full;
+    uint64_t base; /* bytes held but k's */
+};
+
+static struct before before_put(int k)
 {
-    if (m.max == 0) {
-        CHECK(rm->evicted + rm->expired == (full ? 1u : 0u));
-        if (full && others_expired && m.one_shard)
-            CHECK(rm->evicted == 0);
-    }
-    if (m.one_shard)
-        CHECK(!rm->live_then_dead && (rm->evicted == 0 || !any_expired()));
+    struct before b = {false, m.bytes};
+
+    if (m.present[k])
+        b.base -= size_of(k);
+    b.full = !live(k) && m.count - (m.present[k] ? 1 : 0) == m.cap;
+    return b;
 }
 
-/* Before a put of k: whether the cache is full once k's own expired entry
- * (if any) is gone, and whether another key's entry has expired. */
-static bool full_for(int k, bool *others_expired)
+/* Whether a put of `size` bytes that stored (reports taken) evicted what
+ * it needed and no more. With no byte bound: one entry if the cache was
+ * full and none otherwise. Under a bound, a shard may keep bytes freed for
+ * its next puts, up to 1/128 of the bound over all shards (purecache.h),
+ * so within that slack: none while the entry fits beside what the others
+ * hold, and no entry past the one that made it fit. Expired entries go
+ * first, in a cache of one shard. */
+static void check_room(const struct removed *rm, const struct before *b,
+                       uint64_t size)
 {
-    *others_expired = false;
-    for (int j = 0; j < NKEYS; j++)
-        *others_expired |= j != k && expired(j);
-    return m.count - (expired(k) ? 1 : 0) == m.cap;
+    uint64_t slack = m.max / 128 + 1;
+
+    if (m.max == 0) {
+        CHECK(rm->others == (b->full ? 1u : 0u));
+    } else {
+        if (!b->full && b->base + size + slack <= m.max)
+            CHECK(rm->others == 0);
+        if (rm->others > 0)
+            CHECK((b->full && rm->others == 1) ||
+                  m.bytes + rm->last_other_bytes + size + slack > m.max);
+    }
+    if (m.one_shard) /* (no live entry while an expired one is left) */
+        CHECK(!rm->expired_after_live && (rm->evicted == 0 || !any_expired()));
 }
 
 /* A put of k (from the input, or from a loader), checked. Whether it
@@ -292,8 +317,8 @@ static bool do_put(int k, const struct value *v, uint64_t ttl, unsigned flags)
 {
     unsigned char kb[4];
     pc_put_args a = {.ttl_ms = ttl, .flags = flags};
-    bool was_live = live(k), was_expired = expired(k), others_expired;
-    bool full = full_for(k, &others_expired);
+    bool was_live = live(k), was_expired = expired(k);
+    struct before b = before_put(k);
     struct removed rm;
     pc_status st;
 
@@ -317,20 +342,10 @@ static bool do_put(int k, const struct value *v, uint64_t ttl, unsigned flags)
     rm = take_reports(BIT(PC_REMOVED_REPLACED) | BIT(PC_REMOVED_EVICTED) |
                           BIT(PC_REMOVED_EXPIRED),
                       k);
-    CHECK(!m.present[k]);
-    if (was_live) { /* evicts only for the bytes it adds */
-        CHECK(rm.replaced == 1);
-        CHECK(m.max != 0 || rm.n == 1);
-        if (m.one_shard)
-            CHECK(!rm.live_then_dead && (rm.evicted == 0 || !any_expired()));
-    } else {
-        struct removed others = rm;
-
-        CHECK(rm.replaced == 0);
-        if (was_expired)
-            others.expired--; /* its own */
-        check_new_key_room(&others, full, others_expired);
-    }
+    /* Its old entry went: replaced if live, as expired if not. */
+    CHECK(!m.present[k] && rm.replaced == (was_live ? 1u : 0u));
+    CHECK(rm.n == rm.others + (was_live || was_expired ? 1u : 0u));
+    check_room(&rm, &b, key_len(k) + v->len);
     store(k, v, ttl);
     return true;
 }
@@ -412,7 +427,8 @@ static void do_load(struct load *l, size_t bufcap)
     unsigned char kb[4], buf[VMAX];
     pc_load_args a = {.ttl_ms = l->ttl};
     int k = l->key;
-    bool hit = live(k), others_expired, full, was_expired;
+    bool hit = live(k);
+    struct before b;
     struct value want = hit ? m.val[k] : l->v;
     size_t n = 12345;
     int err = 0;
@@ -441,13 +457,10 @@ static void do_load(struct load *l, size_t bufcap)
         CHECK(m.nrep == 0);
         return;
     }
-    full = full_for(k, &others_expired);
-    was_expired = expired(k);
-    rm = take_reports(BIT(PC_REMOVED_EVICTED) | BIT(PC_REMOVED_EXPIRED), -1);
+    b = before_put(k); /* (after the loader's writes) */
+    rm = take_reports(BIT(PC_REMOVED_EVICTED) | BIT(PC_REMOVED_EXPIRED), k);
     CHECK(!m.present[k]);
-    if (was_expired)
-        rm.expired--; /* its own, reported (and checked) as expired */
-    check_new_key_room(&rm, full, others_expired);
+    check_room(&rm, &b, key_len(k) + l->v.len);
     store(k, &l->v, l->ttl);
 }
 
@@ -502,7 +515,7 @@ static void do_set_capacity(size_t cap)
     rm = take_reports(BIT(PC_REMOVED_EVICTED) | BIT(PC_REMOVED_EXPIRED), -1);
     /* Exactly the surplus, expired entries first, from every shard. */
     CHECK(rm.n == (before > cap ? before - cap : 0));
-    CHECK(!rm.live_then_dead);
+    CHECK(!rm.expired_after_live);
     CHECK(rm.evicted == 0 || !any_expired());
 }
 
@@ -517,7 +530,7 @@ static void do_set_max_bytes(uint64_t max)
     CHECK(max == 0 || m.bytes <= max);
     /* It stops once within the bound, expired entries first. */
     CHECK(rm.n == 0 || (before > max && m.bytes + rm.last_bytes > max));
-    CHECK(!rm.live_then_dead);
+    CHECK(!rm.expired_after_live);
     CHECK(rm.evicted == 0 || !any_expired());
 }
 
