@@ -235,6 +235,24 @@ static bool any_expired(void)
     return false;
 }
 
+/* Expired entries went before live ones: none after a live one, none left
+ * once a live one went. */
+static void check_expired_first(const struct removed *rm)
+{
+    CHECK(!rm->expired_after_live && (rm->evicted == 0 || !any_expired()));
+}
+
+/* The reports of a lowered limit (pc_set_capacity, pc_set_max_bytes):
+ * evictions only, expired entries first, from every shard. */
+static struct removed shrink_reports(void)
+{
+    struct removed rm =
+        take_reports(BIT(PC_REMOVED_EVICTED) | BIT(PC_REMOVED_EXPIRED), -1);
+
+    check_expired_first(&rm);
+    return rm;
+}
+
 static void store(int k, const struct value *v, uint64_t ttl_arg)
 {
     uint64_t ttl = ttl_arg == 0 ? m.ttl : ttl_arg;
@@ -307,8 +325,8 @@ static void check_room(const struct removed *rm, const struct before *b,
             CHECK((b->full && rm->others == 1) ||
                   m.bytes + rm->last_other_bytes + size + slack > m.max);
     }
-    if (m.one_shard) /* (no live entry while an expired one is left) */
-        CHECK(!rm->expired_after_live && (rm->evicted == 0 || !any_expired()));
+    if (m.one_shard)
+        check_expired_first(rm);
 }
 
 /* A put of k (from the input, or from a loader), checked. Whether it
@@ -512,11 +530,8 @@ static void do_set_capacity(size_t cap)
 
     CHECK(pc_set_capacity(m.c, cap) == PC_OK);
     m.cap = cap;
-    rm = take_reports(BIT(PC_REMOVED_EVICTED) | BIT(PC_REMOVED_EXPIRED), -1);
-    /* Exactly the surplus, expired entries first, from every shard. */
-    CHECK(rm.n == (before > cap ? before - cap : 0));
-    CHECK(!rm.expired_after_live);
-    CHECK(rm.evicted == 0 || !any_expired());
+    rm = shrink_reports();
+    CHECK(rm.n == (before > cap ? before - cap : 0)); /* exactly the surplus */
 }
 
 static void do_set_max_bytes(uint64_t max)
@@ -526,12 +541,10 @@ static void do_set_max_bytes(uint64_t max)
 
     CHECK(pc_set_max_bytes(m.c, max) == PC_OK);
     m.max = max;
-    rm = take_reports(BIT(PC_REMOVED_EVICTED) | BIT(PC_REMOVED_EXPIRED), -1);
+    rm = shrink_reports();
     CHECK(max == 0 || m.bytes <= max);
-    /* It stops once within the bound, expired entries first. */
+    /* It stops once within the bound. */
     CHECK(rm.n == 0 || (before > max && m.bytes + rm.last_bytes > max));
-    CHECK(!rm.expired_after_live);
-    CHECK(rm.evicted == 0 || !any_expired());
 }
 
 static const uint64_t ttls[8] = {
