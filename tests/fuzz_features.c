@@ -26,9 +26,12 @@
  *    load (here, by the loader itself) won;
  *  - that the cache evicted no more than it needed: a new key's put with
  *    no byte bound evicts exactly one entry if the cache was full and none
- *    otherwise, an expired one if there is one (in a cache of one shard,
- *    or lru); a lowered capacity removes exactly the surplus, expired
- *    entries before live ones; a lowered byte bound stops once within it;
+ *    otherwise; under a bound, none while the entry fits beside the
+ *    others and none past the one that made it fit (within the shards'
+ *    credit, check_room); expired entries before live ones (in a cache of
+ *    one shard, or lru); a lowered capacity removes exactly the surplus,
+ *    expired entries first, from every shard; a lowered byte bound stops
+ *    once within it;
  *  - pc_len and pc_bytes equal the model's, within the limits, and every
  *    counter of pc_stats_get equals the model's.
  * A pinned value must keep its bytes until it is released, whatever
