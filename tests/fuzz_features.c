@@ -38,11 +38,15 @@
  * happened to its key meanwhile. ASan and UBSan (the fuzz build's
  * sanitizers) catch memory errors on the way.
  *
- * Decoding. Byte 0: capacity (1..8, or 64). Byte 1: shards (auto or 1..3),
- * the byte bound (none, 40, 100 or 400 bytes) and the default ttl (none, 5,
- * 50 ms or a far one). Then each operation takes one byte (its kind) and
- * the bytes it needs. Keys are 24 byte strings of lengths 0..4 (the empty
- * key included), values 0..40 bytes.
+ * Decoding. Byte 0: capacity (1..8, 64 or 200). Byte 1: shards (auto or
+ * 1..3), the byte bound (none, 40, 400 or 4000 bytes) and the default ttl
+ * (none, 5, 50 ms or a far one). Then each operation takes one byte (its
+ * kind) and the bytes it needs. Keys are 256 byte strings of lengths 0..4,
+ * each filled with its number (the empty key included), values 0..40
+ * bytes. Capacities of 64 and 200, filled by one operation (puts of up
+ * to 128 keys in a row) and lowered to as little as 1, let the structures
+ * that follow the entries held (the frequency policy's rings and ghost,
+ * the index) grow and then shrink (pc_set_capacity's trim).
  *
  * Run longer (README.md):  build/asan/tests/fuzz_features_frequency
  *                              -max_total_time=600
@@ -55,10 +59,10 @@
 
 #include "purecache.h"
 
-#define NKEYS 24
+#define NKEYS 256 /* a key's first byte is its number */
 #define VMAX 40
 #define NPINS 4
-#define NREPORTS 256
+#define NREPORTS 512
 
 #define CHECK(cond)                                                            \
     do {                                                                       \
@@ -111,7 +115,7 @@ static size_t key_len(int k)
 
 static void key_bytes(int k, unsigned char *kb)
 {
-    memset(kb, 'a' + k, key_len(k));
+    memset(kb, k, key_len(k));
 }
 
 static bool expired(int k)
@@ -139,10 +143,10 @@ static void on_removal(void *ctx, const void *key, size_t klen, const void *val,
     CHECK(m.nrep < NREPORTS);
     CHECK(klen <= 4 && vlen <= VMAX);
     if (klen > 0) {
-        k = ((const unsigned char *)key)[0] - 'a';
-        CHECK(k > 0 && k < NKEYS && key_len(k) == klen);
+        k = ((const unsigned char *)key)[0];
+        CHECK(k > 0 && key_len(k) == klen);
         for (size_t i = 1; i < klen; i++)
-            CHECK(((const unsigned char *)key)[i] == 'a' + k);
+            CHECK(((const unsigned char *)key)[i] == k);
     }
     r = &m.rep[m.nrep++];
     r->key = k;
@@ -429,7 +433,7 @@ static int loader(void *ctx, const void *key, size_t klen, pc_sink *out)
 
     l->calls++;
     CHECK(klen == key_len(l->key));
-    CHECK(klen == 0 || ((const unsigned char *)key)[0] == 'a' + l->key);
+    CHECK(klen == 0 || ((const unsigned char *)key)[0] == l->key);
     if (l->mode == 1)
         return 7;
     if (l->mode == 2)
@@ -555,7 +559,7 @@ static const uint64_t ttls[8] = {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const uint64_t bounds[4] = {0, 40, 100, 400};
+    static const uint64_t bounds[4] = {0, 40, 400, 4000};
     static const uint64_t default_ttls[4] = {0, 5, 50, (uint64_t)1 << 38};
     pc_options o = {
         .hash_seed = 1, .now_ms = model_clock, .on_removal = on_removal};
@@ -566,7 +570,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&m, 0, sizeof m);
     memset(pins, 0, sizeof pins);
     m.now = 1000;
-    o.capacity = data[0] & 0x80 ? 64 : 1 + data[0] % 8;
+    o.capacity = data[0] & 0x80 ? (data[0] & 0x40 ? 200 : 64) : 1 + data[0] % 8;
     o.shards = data[1] & 3;
     o.max_bytes = bounds[(data[1] >> 2) & 3];
     o.ttl_ms = default_ttls[(data[1] >> 4) & 3];
@@ -584,7 +588,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #define NEXT() (p < size ? data[p++] : 0)
     while (p < size) {
         uint8_t op = NEXT() % 12;
-        int k = NEXT() % NKEYS;
+        int k = NEXT();
         struct value v;
 
         switch (op) {
@@ -612,7 +616,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             uint8_t how = NEXT();
             struct load l = {.key = k, .mode = how & 3, .calls = 0};
 
-            l.other = NEXT() % NKEYS;
+            l.other = NEXT();
             if (l.other == k)
                 l.other = (k + 1) % NKEYS;
             l.ttl = ttls[(how >> 2) & 7];
@@ -633,10 +637,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 8:
-            do_set_capacity(1 + NEXT() % 70);
+            do_set_capacity(1 + (size_t)NEXT());
             break;
         case 9: {
-            static const uint64_t max[8] = {0, 0, 20, 40, 64, 100, 200, 400};
+            static const uint64_t max[8] = {0, 0, 20, 40, 100, 400, 1000, 4000};
 
             do_set_max_bytes(max[NEXT() % 8]);
             break;
@@ -659,8 +663,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 CHECK(m.nrep == 0);
             }
             break;
-        case 11:
+        case 11: { /* fill: puts of up to 128 keys from k on */
+            unsigned n = 1 + NEXT() % 128;
+            uint8_t how = NEXT();
+
+            for (unsigned j = 0; j < n; j++) {
+                v.len = j % 9;
+                memset(v.b, (int)(how + j), v.len);
+                do_put((k + (int)j) % NKEYS, &v, ttls[how & 7], 0);
+            }
             break;
+        }
         }
         check_all();
     }
