@@ -73,8 +73,8 @@
         }                                                                      \
     } while (0)
 
-/* Which removal causes the call under way may report (bits 1 << cause),
- * and for which key the causes in own_mask. */
+/* A set of removal causes (BIT(cause) | ...): those a call may report;
+ * OWN_KEY, those that may name only the call's own key. */
 #define BIT(cause) (1u << (cause))
 #define OWN_KEY                                                                \
     (BIT(PC_REMOVED_REPLACED) | BIT(PC_REMOVED_DELETED)) /* its key only */
