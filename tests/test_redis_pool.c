@@ -594,13 +594,10 @@ static pc_backend pool_of(const struct rs_server *s, unsigned connections,
                           unsigned timeout_ms)
 {
     pc_redis_options o = {0};
-    pc_backend be;
 
-    o.port = s->port;
     o.connections = connections;
     o.timeout_ms = timeout_ms;
-    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
-    return be;
+    return make_with(s, o);
 }
 
 /* Hold (CLIENT PAUSE WRITE, up to 20 s) or release the server's writes,

@@ -66,23 +66,32 @@ static inline uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A backend to s with options o (its port set here), its near tier (if
+ * any) active. */
+static inline pc_backend make_with(const struct rs_server *s,
+                                   pc_redis_options o)
+{
+    pc_backend be;
+
+    o.port = s->port;
+    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
+    if (o.near_capacity > 0)
+        cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK,
+                     "near tier never became active");
+    return be;
+}
+
 static inline pc_backend make(const struct rs_server *s, const char *prefix,
                               size_t near, unsigned tracking,
                               unsigned timeout_ms)
 {
     pc_redis_options o = {0};
-    pc_backend be;
 
-    o.port = s->port;
     o.key_prefix = prefix;
     o.near_capacity = near;
     o.tracking = tracking;
     o.timeout_ms = timeout_ms;
-    cr_assert_eq(pc_redis_backend(&o, &be), PC_OK);
-    if (near > 0)
-        cr_assert_eq(pc_redis_wait_near(&be, 5000), PC_OK,
-                     "near tier never became active");
-    return be;
+    return make_with(s, o);
 }
 
 static inline void destroy(pc_backend *be)
