@@ -366,8 +366,8 @@ Test(redis, unreachable_server_is_eio_within_the_timeout)
     char buf[8];
     uint64_t t0;
 
-    rs_start(&s); /* take a free port, then free it again */
-    rs_stop(&s);
+    rs_start(&s); /* take a free port; nothing listens on it after this */
+    rs_kill(&s);
     o.port = s.port;
     o.timeout_ms = 200;
     o.near_capacity = 8;
@@ -379,6 +379,7 @@ Test(redis, unreachable_server_is_eio_within_the_timeout)
     cr_assert_lt(now_ns() - t0, 3 * 300000000ull * time_scale());
     cr_assert_eq(pc_redis_wait_near(&be, 50), PC_EIO);
     destroy(&be);
+    rs_stop(&s);
 }
 
 /* ---- round trips ---- */

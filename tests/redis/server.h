@@ -7,6 +7,18 @@
  * from the test's main thread). Tests can kill it, stop it (SIGSTOP) and
  * restart it on the same port mid-run.
  *
+ * Ports. The suites run in parallel (ctest -j), each test in its own
+ * process, and a test that kills its server expects nothing to answer on
+ * that port until it restarts it. A port taken by binding port 0 and
+ * closing it again is free to the next bind(0) or connect() of any
+ * process, so another suite's server could take it while ours is down
+ * (it did: a get after the kill hit another test's server). So a server
+ * takes its port from below the kernel's ephemeral range (which bind(0)
+ * and connect() never hand out) and holds it, from rs_start to rs_stop,
+ * across kills and restarts, by binding the abstract Unix socket
+ * "pc-redis-port-<port>": one holder per port across processes, released
+ * by the kernel when the holder closes it or dies, no file left behind.
+ *
  * If redis-server is not installed the test FAILS, saying so: the test
  * command installs it (scripts/deps.sh).
  */
@@ -18,17 +30,22 @@
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 struct rs_server {
     pid_t pid; /* 0 when not running */
     int port;
+    int hold; /* the port's abstract-socket claim, -1 when none */
     char dir[64];
 };
 
@@ -97,20 +114,88 @@ static inline void rs_register(struct rs_server *s)
     }
 }
 
-static inline int rs_free_port(void)
+/* The lowest port the kernel hands out for bind(0) and connect(). */
+static inline int rs_ephemeral_low(void)
+{
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    int low = 32768;
+
+    if (f != NULL) {
+        if (fscanf(f, "%d", &low) != 1)
+            low = 32768;
+        fclose(f);
+    }
+    return low;
+}
+
+/* Claim PORT for this process (the abstract socket; see the top): the
+ * claim's descriptor, or -1 if another process holds it. */
+static inline int rs_claim(int port)
+{
+    struct sockaddr_un u = {0};
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int n = snprintf(u.sun_path + 1, sizeof u.sun_path - 1, "pc-redis-port-%d",
+                     port);
+    socklen_t len =
+        (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+
+    u.sun_family = AF_UNIX; /* sun_path[0] == 0: the abstract namespace */
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&u, len) == 0)
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/* Whether a listener could bind PORT now (as redis-server does, with
+ * SO_REUSEADDR, so a closed connection's TIME_WAIT does not count). */
+static inline int rs_bindable(int port)
 {
     struct sockaddr_in a = {0};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, ok;
 
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
+    a.sin_port = htons((uint16_t)port);
+    if (fd < 0)
+        return 0;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Claim a free port below the ephemeral range, from a random start: its
+ * number, with the claim in s->hold, or 0 if none is free. */
+static inline int rs_take_port(struct rs_server *s)
+{
+    int high = rs_ephemeral_low(),
+        low = high > 12288 + 1024 ? high - 12288 : 1024;
+    int span = high - low;
+    unsigned start = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
+
+    if (span <= 0)
+        return 0;
+    for (int i = 0; i < span; i++) {
+        int port = low + (int)((start + (unsigned)i) % (unsigned)span);
+        int fd = rs_claim(port);
+
+        if (fd < 0)
+            continue;
+        if (rs_bindable(port)) {
+            s->hold = fd;
+            return port;
+        }
         close(fd);
-    return port;
+    }
+    return 0;
+}
+
+static inline void rs_release_port(struct rs_server *s)
+{
+    if (s->hold >= 0)
+        close(s->hold);
+    s->hold = -1;
 }
 
 static inline int rs_installed(void)
@@ -196,19 +281,22 @@ static inline int rs_spawn(struct rs_server *s)
     return 0;
 }
 
-/* Start a server on a free port (fails the test if it cannot). */
+/* Start a server on a free port, which it holds until rs_stop (fails the
+ * test if it cannot). */
 static inline void rs_start(struct rs_server *s)
 {
     if (!rs_installed())
         cr_assert_fail("redis-server is not installed (apt-get install "
                        "redis-server redis-tools; scripts/deps.sh does it)");
     memset(s, 0, sizeof *s);
+    s->hold = -1;
     snprintf(s->dir, sizeof s->dir, "/tmp/pc-redis-test-XXXXXX");
     cr_assert_not_null(mkdtemp(s->dir), "mkdtemp: %s", strerror(errno));
     for (int attempt = 0; attempt < 5; attempt++) {
-        s->port = rs_free_port();
+        s->port = rs_take_port(s);
         if (s->port > 0 && rs_spawn(s))
             return;
+        rs_release_port(s);
     }
     cr_assert_fail("could not start redis-server (see %s/redis.log)", s->dir);
 }
@@ -236,9 +324,11 @@ static inline void rs_restart(struct rs_server *s)
     cr_assert_fail("could not restart redis-server on port %d", s->port);
 }
 
+/* Kill the server, give up its port and remove its directory. */
 static inline void rs_stop(struct rs_server *s)
 {
     rs_kill(s);
+    rs_release_port(s);
     rs_remove_dir(s);
 }
 
