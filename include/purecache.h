@@ -983,7 +983,10 @@ PC_API void pc_key_add_bytes(pc_key *k, const void *p, size_t n);
 PC_API pc_status pc_key_finish(pc_key *k);
 PC_API const void *pc_key_data(const pc_key *k);
 PC_API size_t pc_key_len(const pc_key *k);
-/* Release memory of a key that outgrew its inline buffer. NULL is a no-op. */
+/* Release memory of a key that outgrew its inline buffer (blocking: it
+ * frees). NULL is a no-op. The key is left empty (pc_key_len 0), and a
+ * second pc_key_free of it is a no-op; build it again from pc_key_init.
+ * Of copies of a key that grew, free only one (see above). */
 PC_API void pc_key_free(pc_key *k);
 
 /*

@@ -388,6 +388,14 @@ Test(key_builder, a_key_that_grows_many_times_frees_all_it_took)
         pc_key_free(&k);
         cr_assert_eq(pc__alloc_live(), before, "how %d: %ld blocks left", how,
                      pc__alloc_live() - before);
+        cr_assert_eq(pc_key_len(&k), 0, "a freed key is empty");
+        pc_key_free(&k); /* a second free is a no-op: ASan, and the count */
+        cr_assert_eq(pc__alloc_live(), before, "how %d: twice", how);
+        pc_key_init(&k); /* and the key can be built again */
+        pc_key_add_u64(&k, 7);
+        cr_assert_eq(pc_key_finish(&k), PC_OK);
+        cr_assert_gt(pc_key_len(&k), 0);
+        pc_key_free(&k);
     }
     pc__alloc_track(0);
 }
