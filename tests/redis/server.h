@@ -50,8 +50,12 @@ struct rs_server {
 };
 
 #define RS_MAX 4
+/* What the cleanup at exit needs, copied: a failed assertion leaves the
+ * test's function, and with it the struct rs_server on its stack, before
+ * exit runs (their dirs were left behind). rs_list only names the slot. */
 static volatile pid_t rs_pids[RS_MAX]; /* for the signal-safe cleanup */
-static struct rs_server *rs_list[RS_MAX];
+static const struct rs_server *rs_list[RS_MAX];
+static char rs_dirs[RS_MAX][64];
 
 static inline void rs_kill_all_signal_safe(void)
 {
@@ -67,28 +71,37 @@ static inline void rs_on_signal(int sig)
     raise(sig);
 }
 
-static inline void rs_remove_dir(struct rs_server *s)
+static inline void rs_rmdir(char *dir)
 {
     char path[128];
 
-    if (s->dir[0] == '\0')
+    if (dir[0] == '\0')
         return;
-    snprintf(path, sizeof path, "%s/redis.log", s->dir);
+    snprintf(path, sizeof path, "%s/redis.log", dir);
     unlink(path);
-    rmdir(s->dir);
-    s->dir[0] = '\0';
+    rmdir(dir);
+    dir[0] = '\0';
+}
+
+static inline void rs_remove_dir(struct rs_server *s)
+{
+    for (int i = 0; i < RS_MAX; i++) {
+        if (rs_list[i] == s) { /* stopped: its slot is free again */
+            rs_dirs[i][0] = '\0';
+            rs_pids[i] = 0;
+            rs_list[i] = NULL;
+        }
+    }
+    rs_rmdir(s->dir);
 }
 
 static inline void rs_atexit(void)
 {
     rs_kill_all_signal_safe();
     for (int i = 0; i < RS_MAX; i++) {
-        if (rs_list[i] != NULL) {
-            if (rs_list[i]->pid > 0)
-                waitpid(rs_list[i]->pid, NULL, 0);
-            rs_list[i]->pid = 0;
-            rs_remove_dir(rs_list[i]);
-        }
+        if (rs_pids[i] > 0)
+            waitpid(rs_pids[i], NULL, 0);
+        rs_rmdir(rs_dirs[i]);
         rs_pids[i] = 0;
         rs_list[i] = NULL;
     }
@@ -109,6 +122,7 @@ static inline void rs_register(struct rs_server *s)
         if (rs_list[i] == s || rs_list[i] == NULL) {
             rs_list[i] = s;
             rs_pids[i] = s->pid;
+            snprintf(rs_dirs[i], sizeof rs_dirs[i], "%s", s->dir);
             return;
         }
     }
