@@ -28,10 +28,10 @@
  *    no byte bound evicts exactly one entry if the cache was full and none
  *    otherwise; under a bound, none while the entry fits beside the
  *    others and none past the one that made it fit (within the shards'
- *    credit, check_room); expired entries before live ones (in a cache of
- *    one shard, or lru); a lowered capacity removes exactly the surplus,
- *    expired entries first, from every shard; a lowered byte bound stops
- *    once within it;
+ *    credit, check_room); expired entries before live ones within each
+ *    shard (the library's key-to-shard map; lru is one); a lowered capacity
+ * removes exactly the surplus, expired entries first, from every shard; a
+ * lowered byte bound stops once within it;
  *  - pc_len and pc_bytes equal the model's, within the limits, and every
  *    counter of pc_stats_get equals the model's.
  * A pinned value must keep its bytes until it is released, whatever
@@ -58,6 +58,9 @@
 #include <string.h>
 
 #include "purecache.h"
+#if PC_TEST_SHARDED
+#include "policy.h"
+#endif
 
 #define NKEYS 256 /* a key's first byte is its number */
 #define VMAX 40
@@ -92,11 +95,11 @@ struct report {
 
 static struct model {
     pc_cache *c;
-    uint64_t now;   /* the cache's clock, ms */
-    uint64_t ttl;   /* the cache's default ttl_ms */
-    size_t cap;     /* capacity */
-    uint64_t max;   /* byte bound, 0: none */
-    bool one_shard; /* expired entries go first across the cache */
+    uint64_t now;         /* the cache's clock, ms */
+    uint64_t ttl;         /* the cache's default ttl_ms */
+    size_t cap;           /* capacity */
+    uint64_t max;         /* byte bound, 0: none */
+    uint8_t shard[NKEYS]; /* each key's shard (lru: 0, it has none) */
     bool present[NKEYS];
     uint64_t expires[NKEYS]; /* 0: never */
     struct value val[NKEYS];
@@ -126,6 +129,18 @@ static bool expired(int k)
 static bool live(int k)
 {
     return m.present[k] && !expired(k);
+}
+
+/* The shard a key's puts evict in (lru: one list, one "shard"). */
+static unsigned key_shard(const unsigned char *kb, size_t klen)
+{
+#if PC_TEST_SHARDED
+    return pc__policy_shard_of(m.c, klen ? kb : NULL, klen);
+#else
+    (void)kb;
+    (void)klen;
+    return 0;
+#endif
 }
 
 static uint64_t size_of(int k)
@@ -168,7 +183,10 @@ struct removed {
     unsigned expired;        /* PC_REMOVED_EXPIRED */
     unsigned replaced;       /* PC_REMOVED_REPLACED */
     bool expired_after_live; /* an EVICTED report before an EXPIRED one */
-    int last_key;            /* the last entry removed: its key, its size */
+    /* The same within a shard, and the shards with an EVICTED report. */
+    bool shard_expired_after_live;
+    uint64_t evicted_shards;
+    int last_key; /* the last entry removed: its key, its size */
     uint64_t last_bytes;
     /* EVICTED and EXPIRED reports of keys other than the call's own, and
      * the size of the last of them: what a put evicted to make room. */
@@ -182,7 +200,7 @@ struct removed {
  * name (-1: none). */
 static struct removed take_reports(unsigned allowed, int own)
 {
-    struct removed out = {0, 0, 0, 0, false, -1, 0, 0, 0};
+    struct removed out = {0, 0, 0, 0, false, false, 0, -1, 0, 0, 0};
 
     for (unsigned i = 0; i < m.nrep; i++) {
         const struct report *r = &m.rep[i];
@@ -218,6 +236,11 @@ static struct removed take_reports(unsigned allowed, int own)
         }
         if (r->cause == PC_REMOVED_EXPIRED && out.evicted != 0)
             out.expired_after_live = true;
+        if (r->cause == PC_REMOVED_EXPIRED &&
+            (out.evicted_shards >> m.shard[k] & 1))
+            out.shard_expired_after_live = true;
+        if (r->cause == PC_REMOVED_EVICTED)
+            out.evicted_shards |= 1ull << m.shard[k];
         out.last_key = k;
         out.last_bytes = size_of(k);
         if (k != own && (r->cause == PC_REMOVED_EVICTED ||
@@ -247,6 +270,15 @@ static bool any_expired(void)
 static void check_expired_first(const struct removed *rm)
 {
     CHECK(!rm->expired_after_live && (rm->evicted == 0 || !any_expired()));
+}
+
+/* The same within each shard, as a put evicts (the put's own shard, in
+ * its policy's order; other shards in passes, expired entries first). */
+static void check_expired_first_per_shard(const struct removed *rm)
+{
+    CHECK(!rm->shard_expired_after_live);
+    for (int k = 0; k < NKEYS; k++)
+        CHECK(!expired(k) || !(rm->evicted_shards >> m.shard[k] & 1));
 }
 
 /* The reports of a lowered limit (pc_set_capacity, pc_set_max_bytes):
@@ -317,7 +349,7 @@ static struct before before_put(int k)
  * its next puts, up to 1/128 of the bound over all shards (purecache.h),
  * so within that slack: none while the entry fits beside what the others
  * hold, and no entry past the one that made it fit. Expired entries go
- * first, in a cache of one shard. */
+ * first, within each shard. */
 static void check_room(const struct removed *rm, const struct before *b,
                        uint64_t size)
 {
@@ -332,8 +364,7 @@ static void check_room(const struct removed *rm, const struct before *b,
             CHECK((b->full && rm->others == 1) ||
                   m.bytes + rm->last_other_bytes + size + slack > m.max);
     }
-    if (m.one_shard)
-        check_expired_first(rm);
+    check_expired_first_per_shard(rm);
 }
 
 /* A put of k (from the input, or from a loader), checked. Whether it
@@ -579,11 +610,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     m.cap = o.capacity;
     m.max = o.max_bytes;
     m.ttl = o.ttl_ms;
-    /* (0: one shard at these capacities; the count is clamped to the
-     * capacity; lru has none.) */
-    m.one_shard =
-        o.shards <= 1 || o.capacity == 1 || strcmp(PC_TEST_POLICY, "lru") == 0;
     CHECK(pc_create(&o, &m.c) == PC_OK);
+    for (int k = 0; k < NKEYS; k++) {
+        unsigned char kb[4];
+
+        key_bytes(k, kb);
+        m.shard[k] = (uint8_t)key_shard(kb, key_len(k));
+        CHECK(m.shard[k] < 64);
+    }
 
 #define NEXT() (p < size ? data[p++] : 0)
     while (p < size) {
