@@ -103,7 +103,12 @@
  *                                   caches, which a thread's exit or
  *                                   first read of a cache holds briefly
  *   pc_get_or_load, pc_memo_call,   another thread's loader of the same key
- *   a PC_MEMOIZE wrapper            (single flight), for as long as it runs
+ *   a PC_MEMOIZE wrapper            (single flight), for as long as it runs;
+ *                                   on a miss, the process-wide lock of
+ *                                   loads in flight (briefly, to join or
+ *                                   start one) and, to take and to end
+ *                                   the load's lease and to store its
+ *                                   value, the writer lock as pc_put
  *   pc_reclaim                      every read section of this cache open
  *                                   when it began (each a single get's
  *                                   lookup, in lru possibly a hit that
@@ -595,7 +600,8 @@ PC_API pc_status pc_set_capacity(pc_cache *cache, size_t capacity);
 PC_API pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes);
 
 /*
- * Remove every entry (each reported as PC_REMOVED_CLEARED). Clock and
+ * Remove every entry (each reported as PC_REMOVED_CLEARED, expired ones
+ * too, which do not count as expirations). Clock and
  * frequency clear shard by shard: a put to another shard concurrent with
  * pc_clear may survive it. lru clears atomically. A clear makes every
  * load that began before it return its value without caching it, and
@@ -745,7 +751,11 @@ typedef int pc_loader_fn(void *ctx, const void *key, size_t klen, pc_sink *out);
  * loaded value; it is just not cached. (A load registers a lease on its
  * key before its last lookup; such a write breaks it. As in memcached's
  * leases, matching is by the key's 64-bit hash, so a rare collision only
- * leaves a load uncached.) Evictions and expiry break no lease.
+ * leaves a load uncached.) Evictions and expiry break no lease, nor
+ * does a conditional put that is refused (PC_EXISTS, PC_NOTFOUND): to
+ * refresh a key whose source changed, whether or not it is cached, use
+ * pc_put or pc_delete, not pc_put_ex(PC_PUT_IF_PRESENT), which a load of
+ * the old source in flight outlives.
  * Statistics: each call counts exactly one hit or one miss, as one pc_get
  * would (a thread that waits for another's load counts its own miss),
  * plus loader_calls and loader_errors for the thread that loads; a call
@@ -769,7 +779,9 @@ typedef struct pc_load_args { /* zero-initialise */
 /*
  * pc_get_or_load, storing the loaded value as pc_put_ex(args) would: with
  * args->ttl_ms as its time to live (0: the cache's ttl_ms; PC_TTL_NEVER:
- * none). args may be NULL (exactly pc_get_or_load). Same statuses,
+ * none). args may be NULL (exactly pc_get_or_load). Of the calls that
+ * share one load (single flight), the one that runs the loader decides:
+ * its ttl applies, not the waiters'. Same statuses,
  * thread-safety and progress (blocking).
  */
 PC_API pc_status pc_get_or_load_ex(pc_cache *cache, const void *key,
