@@ -186,6 +186,9 @@ struct removed {
     /* The same within a shard, and the shards with an EVICTED report. */
     bool shard_expired_after_live;
     uint64_t evicted_shards;
+    /* The same across the shards other than that of the call's own key
+     * (a put that found its own empty evicts from them in passes). */
+    bool elsewhere_live, elsewhere_expired_after_live;
     int last_key; /* the last entry removed: its key, its size */
     uint64_t last_bytes;
     /* EVICTED and EXPIRED reports of keys other than the call's own, and
@@ -200,7 +203,7 @@ struct removed {
  * name (-1: none). */
 static struct removed take_reports(unsigned allowed, int own)
 {
-    struct removed out = {0, 0, 0, 0, false, false, 0, -1, 0, 0, 0};
+    struct removed out = {.last_key = -1}; /* (the rest 0, false) */
 
     for (unsigned i = 0; i < m.nrep; i++) {
         const struct report *r = &m.rep[i];
@@ -241,6 +244,12 @@ static struct removed take_reports(unsigned allowed, int own)
             out.shard_expired_after_live = true;
         if (r->cause == PC_REMOVED_EVICTED)
             out.evicted_shards |= 1ull << m.shard[k];
+        if (own >= 0 && m.shard[k] != m.shard[own]) {
+            if (r->cause == PC_REMOVED_EXPIRED && out.elsewhere_live)
+                out.elsewhere_expired_after_live = true;
+            if (r->cause == PC_REMOVED_EVICTED)
+                out.elsewhere_live = true;
+        }
         out.last_key = k;
         out.last_bytes = size_of(k);
         if (k != own && (r->cause == PC_REMOVED_EVICTED ||
@@ -272,13 +281,16 @@ static void check_expired_first(const struct removed *rm)
     CHECK(!rm->expired_after_live && (rm->evicted == 0 || !any_expired()));
 }
 
-/* The same within each shard, as a put evicts (the put's own shard, in
- * its policy's order; other shards in passes, expired entries first). */
-static void check_expired_first_per_shard(const struct removed *rm)
+/* The same as a put of `own` evicts: within each shard, and across the
+ * shards other than own's (which it evicts from only when its own has
+ * nothing left: every one's expired entries first, then live ones). */
+static void check_expired_first_per_shard(const struct removed *rm, int own)
 {
-    CHECK(!rm->shard_expired_after_live);
-    for (int k = 0; k < NKEYS; k++)
+    CHECK(!rm->shard_expired_after_live && !rm->elsewhere_expired_after_live);
+    for (int k = 0; k < NKEYS; k++) {
         CHECK(!expired(k) || !(rm->evicted_shards >> m.shard[k] & 1));
+        CHECK(!expired(k) || !rm->elsewhere_live || m.shard[k] == m.shard[own]);
+    }
 }
 
 /* The reports of a lowered limit (pc_set_capacity, pc_set_max_bytes):
@@ -349,9 +361,9 @@ static struct before before_put(int k)
  * its next puts, up to 1/128 of the bound over all shards (purecache.h),
  * so within that slack: none while the entry fits beside what the others
  * hold, and no entry past the one that made it fit. Expired entries go
- * first, within each shard. */
+ * first, within each shard and across the others than own's. */
 static void check_room(const struct removed *rm, const struct before *b,
-                       uint64_t size)
+                       int own, uint64_t size)
 {
     uint64_t slack = m.max / 128 + 1;
 
@@ -364,7 +376,7 @@ static void check_room(const struct removed *rm, const struct before *b,
             CHECK((b->full && rm->others == 1) ||
                   m.bytes + rm->last_other_bytes + size + slack > m.max);
     }
-    check_expired_first_per_shard(rm);
+    check_expired_first_per_shard(rm, own);
 }
 
 /* A put of k (from the input, or from a loader), checked. Whether it
@@ -401,7 +413,7 @@ static bool do_put(int k, const struct value *v, uint64_t ttl, unsigned flags)
     /* Its old entry went: replaced if live, as expired if not. */
     CHECK(!m.present[k] && rm.replaced == (was_live ? 1u : 0u));
     CHECK(rm.n == rm.others + (was_live || was_expired ? 1u : 0u));
-    check_room(&rm, &b, key_len(k) + v->len);
+    check_room(&rm, &b, k, key_len(k) + v->len);
     store(k, v, ttl);
     return true;
 }
@@ -516,7 +528,7 @@ static void do_load(struct load *l, size_t bufcap)
     b = before_put(k); /* (after the loader's writes) */
     rm = take_reports(BIT(PC_REMOVED_EVICTED) | BIT(PC_REMOVED_EXPIRED), k);
     CHECK(!m.present[k]);
-    check_room(&rm, &b, key_len(k) + l->v.len);
+    check_room(&rm, &b, k, key_len(k) + l->v.len);
     store(k, &l->v, l->ttl);
 }
 
