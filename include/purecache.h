@@ -870,7 +870,10 @@ PC_API void pc_memo_destroy(pc_memo *memo);
  * runs load; the backend is called with cancellation disabled).
  * Thread-safety: any thread. Progress: blocking.
  * Returns as pc_get_or_load (PC_EINVAL also for a NULL memo), and the
- * backend's error if its first lookup fails (PC_EIO for a remote one).
+ * backend's error (PC_EIO for a remote one) if a lookup fails: the first
+ * (nothing counted), or a later one, the leader's look again before it
+ * loads or a waiter's after a load it waited for was abandoned (its miss
+ * counted). A failing store of the loaded value fails no call.
  */
 PC_API pc_status pc_memo_call(pc_memo *memo, const void *key, size_t klen,
                               pc_loader_fn *load, void *ctx, void *buf,
