@@ -41,14 +41,16 @@
  *   - A near copy never outlives its value's expiry in Redis: the fill
  *     asks PTTL alongside GET and the near copy carries the deadline.
  *   - When the invalidation connection is lost (server down, connection
- *     killed, no answer to a heartbeat PING within timeout_ms), or a pooled
+ *     killed, no answer to a heartbeat PING within timeout_ms), the near
+ *     tier is flushed and bypassed: reads go to Redis (and fail with
+ *     PC_EIO while it is unreachable) until the subscriber has
+ *     reconnected, resubscribed, and tracking is re-enabled (lazily, per
+ *     connection, before that connection's next fill). When a pooled
  *     connection that may have filled the near tier is dropped (its
  *     tracking state dies with it on the server; noticed at its next use,
- *     or within 100 ms while it sits idle), the near tier is flushed
- *     and bypassed: reads go to Redis (and fail with PC_EIO while it is
- *     unreachable) until the subscriber has reconnected, resubscribed, and
- *     tracking is re-enabled (lazily, per connection, before that
- *     connection's next fill). Never a stale near value, with one window
+ *     or within 100 ms while it sits idle), the near tier is flushed (the
+ *     subscriber still stands: no bypass), and that connection tracks
+ *     again before its next fill. Never a stale near value, with one window
  *     stated exactly: between the loss and its detection the near tier
  *     still serves what it holds: a closed subscriber connection is seen
  *     at once (within the invalidation delay), a pooled one closed by the

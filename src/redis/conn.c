@@ -16,10 +16,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,13 +41,17 @@ static int wait_fd(int fd, short events, uint64_t deadline_ns)
 {
     for (;;) {
         struct pollfd p = {.fd = fd, .events = events};
-        uint64_t now = pc__redis_now_ns();
+        uint64_t now = pc__redis_now_ns(), left;
         int ms, rc;
 
         if (now >= deadline_ns)
             return 0;
-        /* Round up: a 0 ms poll would spin until the deadline. */
-        ms = (int)((deadline_ns - now + 999999) / 1000000);
+        /* Round up: a 0 ms poll would spin until the deadline. At most
+         * INT_MAX ms a poll (the loop polls again): a deadline over 24.8
+         * days away (timeout_ms is unsigned) would make it negative, a
+         * poll that never times out. */
+        left = (deadline_ns - now + 999999) / 1000000;
+        ms = left > INT_MAX ? INT_MAX : (int)left;
         rc = poll(&p, 1, ms);
         if (rc > 0)
             return 1;
