@@ -600,6 +600,78 @@ Test(redis, external_set_del_expire_flushall_evict_near_bcast, .timeout = 60)
     external_writes_evict(PC_REDIS_TRACK_BCAST);
 }
 
+/* Every other kind of write an outside client can make to a key held near
+ * drops the near copy within the bound: a delete by another name, moves
+ * away and onto the key, read-and-delete, a new expiry (or none), in-place
+ * edits, a replacement that keeps the ttl, a flush of the database (sync
+ * or async), a move to another database and a script's write. (From
+ * helper-97's review, which found each one sent.) */
+static void external_commands_evict(unsigned tracking)
+{
+    static const char *const cmds[][6] = {
+        {"UNLINK", "t:k"},
+        {"RENAME", "t:k", "t:z"},
+        {"GETDEL", "t:k"},
+        {"GETEX", "t:k", "PX", "50000"},
+        {"APPEND", "t:k", "x"},
+        {"SETRANGE", "t:k", "0", "Z"},
+        {"SET", "t:k", "q", "KEEPTTL"},
+        {"FLUSHDB"},
+        {"FLUSHDB", "ASYNC"},
+        {"FLUSHALL", "ASYNC"},
+        {"PEXPIRE", "t:k", "1"},
+        {"PERSIST", "t:k"},
+        {"COPY", "t:src", "t:k", "REPLACE"},
+        {"MOVE", "t:k", "1"},
+        {"EVAL", "redis.call('set', KEYS[1], 'lua') return 1", "1", "t:k"},
+        {"RENAME", "t:src", "t:k"},
+    };
+    struct rs_server s;
+    pc_backend be;
+    redisContext *x;
+    char buf[256];
+
+    rs_start(&s);
+    be = make(&s, "t:", 1024, tracking, 1000);
+    x = rs_client(&s);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        int argc = 0;
+        redisReply *r;
+        uint64_t t0;
+        double d;
+
+        freeReplyObject(ext(x, "SET %s %s PX 100000", "t:k", "v"));
+        freeReplyObject(ext(x, "SET %s %s", "t:src", "s"));
+        cr_assert(wait_evicted(&be, "k", now_ns()) >= 0);
+        cr_assert_eq(get_s(&be, "k", buf), PC_OK);
+        cr_assert(filled(&be, "k"), "no near copy of %s", "k");
+        while (argc < 6 && cmds[i][argc] != NULL)
+            argc++;
+        r = redisCommandArgv(x, argc, (const char **)cmds[i], NULL);
+        cr_assert_not_null(r, "external client: %s", x->errstr);
+        cr_assert(r->type != REDIS_REPLY_ERROR, "%s: %s", cmds[i][0], r->str);
+        freeReplyObject(r);
+        t0 = now_ns(); /* the write is acknowledged */
+        d = wait_evicted(&be, "k", t0);
+        cr_assert(d >= 0 && d <= INVAL_BOUND_MS,
+                  "%s %s: the near copy stayed %.1f ms", cmds[i][0],
+                  argc > 1 ? cmds[i][1] : "", d);
+    }
+    redisFree(x);
+    destroy(&be);
+    rs_stop(&s);
+}
+
+Test(redis, every_external_write_command_evicts_near_per_key, .timeout = 60)
+{
+    external_commands_evict(PC_REDIS_TRACK_KEYS);
+}
+
+Test(redis, every_external_write_command_evicts_near_bcast, .timeout = 60)
+{
+    external_commands_evict(PC_REDIS_TRACK_BCAST);
+}
+
 Test(redis, near_copy_never_outlives_its_redis_ttl)
 {
     struct rs_server s;
