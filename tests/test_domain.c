@@ -776,3 +776,62 @@ Test(domain, a_fork_while_the_key_is_made_leaves_the_child_able_to_create,
     pc_destroy(c);
 }
 #endif
+
+#ifdef PC_TEST_SHARED_LIB
+/* ---- a thread that outlives the library it used ----
+ *
+ * A plug-in (or the benchmark's harness) dlopens libpurecache, uses a
+ * cache from one of its threads, destroys it and dlcloses the library;
+ * the thread then exits. Both of the library's pthread keys (the threads'
+ * tables of records, domain.c; the magazine of freed blocks, alloc.c)
+ * still hold a value for that thread, so glibc calls their destructors,
+ * which must not be code that dlclose unmapped. Here the thread even
+ * destroyed the cache itself, which the header says returns what it kept
+ * ("returned ... by pc_destroy on that thread"). */
+static void *use_unloaded_library(void *p)
+{
+    void *dl = dlopen(p, RTLD_NOW | RTLD_LOCAL);
+    pc_status (*create)(const pc_options *, pc_cache **);
+    pc_status (*put)(pc_cache *, const void *, size_t, const void *, size_t);
+    pc_status (*get)(pc_cache *, const void *, size_t, void *, size_t,
+                     size_t *);
+    void (*destroy)(pc_cache *);
+    pc_options o = {.capacity = 4};
+    pc_cache *c;
+    uint64_t v;
+    size_t n;
+
+    cr_assert_not_null(dl, "%s", dlerror());
+    *(void **)&create = dlsym(dl, "pc_create");
+    *(void **)&put = dlsym(dl, "pc_put");
+    *(void **)&get = dlsym(dl, "pc_get");
+    *(void **)&destroy = dlsym(dl, "pc_destroy");
+    cr_assert(create && put && get && destroy);
+    cr_assert_eq(create(&o, &c), PC_OK);
+    for (uint64_t k = 0; k < 100; k++) /* evicts: frees entries */
+        cr_assert_eq(put(c, &k, sizeof k, &k, sizeof k), PC_OK);
+    cr_assert_eq(get(c, &(uint64_t){99}, 8, &v, sizeof v, &n), PC_OK);
+    destroy(c);
+    cr_assert_eq(dlclose(dl), 0);
+    return NULL; /* the keys' destructors run after this */
+}
+
+Test(domain, a_thread_may_exit_after_the_library_it_used_is_unloaded,
+     .timeout = 60)
+{
+    pid_t pid = fork(); /* a crash kills the child, not the run */
+
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        pthread_t th;
+
+        alarm(30);
+        if (pthread_create(&th, NULL, use_unloaded_library,
+                           (void *)PC_TEST_SHARED_LIB) != 0)
+            _exit(3);
+        pthread_join(th, NULL);
+        _exit(0);
+    }
+    wait_child_ok(pid, "(a signal: a key destructor ran unmapped code)");
+}
+#endif
