@@ -12,8 +12,8 @@
  * Algorithm. One thread per process (the ticker), started by the first
  * cache that puts an entry with an expiry and uses the default clock,
  * stopped (and joined) when the last such cache is destroyed, so a
- * process whose caches never expire anything runs no thread, and a
- * library that is unloaded leaves none behind. Every period (the
+ * process whose caches never expire anything runs no thread, and none
+ * outlives the caches that need it. Every period (the
  * resolution of CLOCK_MONOTONIC_COARSE, 4 ms at HZ = 250; 1 to 10 ms) it
  * reads CLOCK_MONOTONIC_COARSE and stores the time in ms (plus a
  * constant bias: the struct below) into a global that readers load. Its value
