@@ -42,7 +42,11 @@
  *               of destructors, PTHREAD_DESTRUCTOR_ITERATIONS, registers
  *               the thread again too late to be released: its record is
  *               not recycled until the cache is destroyed, and its table
- *               of records, a few dozen bytes, is never freed). A
+ *               of records, a few dozen bytes, is never freed; a call
+ *               that frees an entry there, on jemalloc, keeps the
+ *               thread's magazine of freed blocks, up to 256 KiB, and
+ *               32 KiB of pointers per size class it used, for the
+ *               process's life). A
  *               thread's first read of a cache may
  *               therefore allocate, and may fail with PC_ENOMEM (writes,
  *               deletes and the rest never register).
