@@ -198,6 +198,7 @@ void pc__policy_destroy(pc_cache *base)
         lnext = l->next;
         pc__free_aligned(l, sizeof *l, 64);
     }
+    pc__free(c->merge, sizeof *c->merge * c->merge_cap);
     for (unsigned int i = 0; i < c->ntables; i++)
         pc__index_destroy(&c->ix[i]);
     pc__free_array(c->heap, sizeof *c->heap * c->heap_cap, 0);
@@ -222,10 +223,26 @@ locked_hit(struct lru_cache *c, struct pc__record *t, struct pc__kv *kv)
     if (t->policy_data == NULL) {
         struct lru_log *l = pc__alloc_aligned(sizeof *l, 64);
 
-        if (l != NULL) { /* else every hit takes this path: slower, exact */
+        /* Room in the merge heap for one more log first (else every hit
+         * takes this path: slower, exact). */
+        if (l != NULL && c->nlogs == c->merge_cap) {
+            size_t ncap = c->merge_cap ? 2 * c->merge_cap : 8;
+            struct lru_merge *m = pc__alloc(sizeof *m * ncap);
+
+            if (m == NULL) {
+                pc__free_aligned(l, sizeof *l, 64);
+                l = NULL;
+            } else {
+                pc__free(c->merge, sizeof *m * c->merge_cap);
+                c->merge = m;
+                c->merge_cap = ncap;
+            }
+        }
+        if (l != NULL) {
             memset(l, 0, sizeof *l);
             l->next = c->logs;
             c->logs = l;
+            c->nlogs++;
             t->policy_data = l;
         }
     }

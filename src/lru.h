@@ -66,6 +66,13 @@ struct lru_record {
     uint64_t stamp;
 };
 
+/* A slot of drain_below's merge heap: a log and its oldest record's
+ * stamp. */
+struct lru_merge {
+    uint64_t stamp;
+    struct lru_log *l;
+};
+
 /* One thread's access log on one cache: a ring its owner appends to. */
 struct lru_log {
     uint32_t inflight;    /* owner: between announcing and publishing */
@@ -88,6 +95,10 @@ struct lru_cache {
     struct pc__index ix[MAX_TABLES];
     struct lru_nodes nodes; /* the recency list (node 0: sentinel) */
     struct lru_log *logs;   /* writer lock */
+    /* drain_below's merge heap: room for one slot per log (writer lock;
+     * grown before a log is added, lru.c's locked_hit). */
+    struct lru_merge *merge;
+    size_t nlogs, merge_cap;
     /* Entries that can expire, in a min-heap on expiry time (writer lock);
      * an entry's heap position is nodes.hpos[its node id], its index
      * table its ref byte (which no lru reader writes). */
