@@ -71,14 +71,14 @@ static inline void rs_on_signal(int sig)
     raise(sig);
 }
 
-static inline void rs_rmdir(char *dir)
+static inline void rs_rmdir(char dir[64])
 {
     char path[128];
 
     if (dir[0] == '\0')
         return;
-    snprintf(path, sizeof path, "%s/redis.log", dir);
-    unlink(path);
+    if (snprintf(path, sizeof path, "%.63s/redis.log", dir) < (int)sizeof path)
+        unlink(path);
     rmdir(dir);
     dir[0] = '\0';
 }
