@@ -14,9 +14,10 @@
  *   "lru"    (-DPURECACHE_EXACT_LRU=ON) exact LRU over the whole cache:
  *            single-threaded it behaves op for op like a textbook LRU of the
  *            same capacity, and every operation is linearizable. Reads take
- *            no lock; they pay one shared atomic increment and one
- *            compare-and-swap to record their place in the recency order,
- *            and wait out a put that is publishing (see pc_get).
+ *            no lock; they pay one shared atomic increment (fetch-and-add)
+ *            and a record in their own access log to keep their place in
+ *            the recency order, and wait out a put that is publishing
+ *            (see pc_get).
  *
  * CONVENTIONS (apply to every function below unless it says otherwise)
  *
@@ -100,7 +101,11 @@
  *                                   pin under it: amortised O(1) a pin)
  *   pc_put, pc_delete, pc_clear     the writer lock of the shard (clock) or
  *                                   cache (lru): other writers, briefly;
- *                                   never a read in progress, never a
+ *                                   never a read in progress (lru: but a
+ *                                   reader between taking its stamp and
+ *                                   publishing its record, a few
+ *                                   instructions unless it is
+ *                                   descheduled there), never a
  *                                   held pin; but, freeing what it
  *                                   retired, the pin-table lock (above)
  *                                   and the process-wide lock of live
@@ -395,7 +400,9 @@ PC_API void pc_destroy(pc_cache *cache);
  * removed that key meanwhile.
  * lru: takes no lock on most hits (one shared atomic increment, and a
  * record in this thread's access log); it waits while a writer's window is
- * open (a few hundred nanoseconds inside the writer lock), and takes the
+ * open (inside the writer lock, while the writer applies the hits logged
+ * since the last write: O(h log t) for h hits over t threads' logs, up
+ * to 256 a log; about 2 ms for 50,000 hits over 200 logs), and takes the
  * writer lock itself once per few hundred hits if no writer drains its log
  * meanwhile: blocking.
  * Returns PC_OK, PC_NOTFOUND, PC_ERANGE; PC_EINVAL if cache is NULL, key is

@@ -291,4 +291,10 @@ void pc__lru_heap_remove(struct lru_cache *c, struct pc__kv *kv);
  * short. */
 void pc__lru_heap_trim(struct lru_cache *c);
 
+#ifdef PC_DEBUG
+/* Debug builds: the logs visited and heap levels passed by drains (a
+ * test's measure of their cost). */
+extern uint64_t pc__debug_drain_steps;
+#endif
+
 #endif

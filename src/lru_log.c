@@ -29,6 +29,13 @@
  */
 #include "lru.h"
 
+#ifdef PC_DEBUG
+uint64_t pc__debug_drain_steps;
+#define STEP() __atomic_add_fetch(&pc__debug_drain_steps, 1, __ATOMIC_RELAXED)
+#else
+#define STEP() ((void)0)
+#endif
+
 /* Wait until no reader is between announcing itself and publishing. */
 static void wait_inflight(struct lru_cache *c)
 {
@@ -45,6 +52,7 @@ static void merge_down(struct lru_merge *h, size_t n, size_t i)
     for (;;) {
         size_t m = 2 * i + 1;
 
+        STEP();
         if (m >= n)
             break;
         if (m + 1 < n && h[m + 1].stamp < h[m].stamp)
@@ -77,6 +85,7 @@ static void drain_below(struct lru_cache *c, uint64_t cutoff)
     for (struct lru_log *l = c->logs; l != NULL; l = l->next) {
         uint64_t t = __atomic_load_n(&l->tail, __ATOMIC_ACQUIRE), s;
 
+        STEP();
         if (l->head == t || (s = l->rec[l->head % LOG_RECORDS].stamp) >= cutoff)
             continue;
         PC__ASSERT(n < c->merge_cap);
