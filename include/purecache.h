@@ -70,6 +70,10 @@
  *               with *load_err = ECANCELED, nothing is cached, and the next
  *               call loads again. Do not enable asynchronous cancellation
  *               around purecache calls.
+ *   Signals     No purecache function is async-signal-safe: do not call
+ *               one from a signal handler (one that interrupted a call on
+ *               the same thread could find that thread's read record or
+ *               access log half written, or wait for itself).
  *   fork()      The child has only the thread that called fork(). A
  *               pthread_atfork handler releases the parent's other threads'
  *               records in every cache, so read sections they were in do
