@@ -590,15 +590,8 @@ static void external_writes_evict(unsigned tracking)
     rs_stop(&s);
 }
 
-Test(redis, external_set_del_expire_flushall_evict_near_per_key, .timeout = 60)
-{
-    external_writes_evict(PC_REDIS_TRACK_KEYS);
-}
-
-Test(redis, external_set_del_expire_flushall_evict_near_bcast, .timeout = 60)
-{
-    external_writes_evict(PC_REDIS_TRACK_BCAST);
-}
+REDIS_TEST_BOTH_MODES(external_set_del_expire_flushall_evict_near,
+                      external_writes_evict, .timeout = 60)
 
 /* Every other kind of write an outside client can make to a key held near
  * drops the near copy within the bound: a delete by another name, moves
@@ -662,15 +655,8 @@ static void external_commands_evict(unsigned tracking)
     rs_stop(&s);
 }
 
-Test(redis, every_external_write_command_evicts_near_per_key, .timeout = 60)
-{
-    external_commands_evict(PC_REDIS_TRACK_KEYS);
-}
-
-Test(redis, every_external_write_command_evicts_near_bcast, .timeout = 60)
-{
-    external_commands_evict(PC_REDIS_TRACK_BCAST);
-}
+REDIS_TEST_BOTH_MODES(every_external_write_command_evicts_near,
+                      external_commands_evict, .timeout = 60)
 
 Test(redis, near_copy_never_outlives_its_redis_ttl)
 {
@@ -960,17 +946,8 @@ static void two_backends_coherent(unsigned tracking)
     rs_stop(&s);
 }
 
-Test(redis, two_backends_stay_coherent_under_concurrent_writes_per_key,
-     .timeout = 60)
-{
-    two_backends_coherent(PC_REDIS_TRACK_KEYS);
-}
-
-Test(redis, two_backends_stay_coherent_under_concurrent_writes_bcast,
-     .timeout = 60)
-{
-    two_backends_coherent(PC_REDIS_TRACK_BCAST);
-}
+REDIS_TEST_BOTH_MODES(two_backends_stay_coherent_under_concurrent_writes,
+                      two_backends_coherent, .timeout = 60)
 
 /* A ttl of centuries (PTTL * 1e6 ns past 2^64) gave the near copy a
  * deadline in the past: every get went back to Redis. */

@@ -108,15 +108,8 @@ static void killed_and_restarted(unsigned tracking)
     rs_stop(&s);
 }
 
-Test(redis, server_killed_then_restarted_per_key, .timeout = 60)
-{
-    killed_and_restarted(PC_REDIS_TRACK_KEYS);
-}
-
-Test(redis, server_killed_then_restarted_bcast, .timeout = 60)
-{
-    killed_and_restarted(PC_REDIS_TRACK_BCAST);
-}
+REDIS_TEST_BOTH_MODES(server_killed_then_restarted, killed_and_restarted,
+                      .timeout = 60)
 
 Test(redis, stopped_server_times_out_and_recovers, .timeout = 60)
 {
@@ -511,6 +504,7 @@ Test(redis, killed_connections_flush_and_recover, .timeout = 60)
  * backend writes and another reads through its near tier ---- */
 
 #define CHAOS_KEYS 16
+#define CHAOS_ROUNDS 3
 
 struct chaos {
     pc_backend *near, *plain;
@@ -582,7 +576,7 @@ static void *chaos_killer(void *p)
  * connection is closed, not stalled): then no near copy may differ from
  * Redis. (helper-97's review ran 65 rounds of this and its variant with
  * server restarts, both modes, and found none.) */
-static void chaos(unsigned tracking, int rounds)
+static void chaos(unsigned tracking)
 {
     struct rs_server s;
     pc_backend be, plain;
@@ -590,7 +584,7 @@ static void chaos(unsigned tracking, int rounds)
     rs_start(&s);
     be = make(&s, "", 1024, tracking, 500);
     plain = make(&s, "", 0, 0, 500);
-    for (int round = 0; round < rounds; round++) {
+    for (int round = 0; round < CHAOS_ROUNDS; round++) {
         struct chaos c = {.near = &be, .plain = &plain, .s = &s};
         pthread_t w, r, k;
         redisContext *x;
@@ -629,15 +623,8 @@ static void chaos(unsigned tracking, int rounds)
     rs_stop(&s);
 }
 
-Test(redis, kills_and_flushes_leave_no_stale_near_copy_per_key, .timeout = 60)
-{
-    chaos(PC_REDIS_TRACK_KEYS, 3);
-}
-
-Test(redis, kills_and_flushes_leave_no_stale_near_copy_bcast, .timeout = 60)
-{
-    chaos(PC_REDIS_TRACK_BCAST, 3);
-}
+REDIS_TEST_BOTH_MODES(kills_and_flushes_leave_no_stale_near_copy, chaos,
+                      .timeout = 60)
 
 /* A put or a delete that times out may still have reached the server
  * (the server only stopped): the near copy is dropped before it returns

@@ -177,4 +177,16 @@ static inline redisReply *ext(redisContext *c, const char *fmt, const char *a,
         st_.f;                                                                 \
     })
 
+/* Test `name` in both tracking modes: name_per_key and name_bcast, each
+ * calling fn(mode), with Criterion's options (e.g. .timeout = 60). */
+#define REDIS_TEST_BOTH_MODES(name, fn, ...)                                   \
+    Test(redis, name##_per_key, __VA_ARGS__)                                   \
+    {                                                                          \
+        fn(PC_REDIS_TRACK_KEYS);                                               \
+    }                                                                          \
+    Test(redis, name##_bcast, __VA_ARGS__)                                     \
+    {                                                                          \
+        fn(PC_REDIS_TRACK_BCAST);                                              \
+    }
+
 #endif
