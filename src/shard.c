@@ -619,7 +619,7 @@ prefetch_upcoming(const struct shard_cache *sc, struct shard *s)
 static inline __attribute__((always_inline)) bool
 claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
            bool owes, bool one_more, uint64_t bytes, struct pc__now now,
-           struct pc__removals *rm, bool *evicted, bool *claimed)
+           struct pc__removals *rm, bool *evicted, bool *claimed, bool evict)
 {
     pc_cache *c = &sc->base;
     uint64_t owned = 0; /* victims' bytes passed to us */
@@ -630,7 +630,9 @@ claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
         owe(s, (int64_t)bytes);
         return true;
     }
-    if (take_room(c, s, owes, one_more, bytes))
+    /* (evict: the put must take a victim's room, even if room came free
+     * meanwhile: its shard is at its policy's limit.) */
+    if (!evict && take_room(c, s, owes, one_more, bytes))
         return *claimed = true;
     /* While s holds an entry other than keep (keep, once held, is not in
      * the policy, so the policy still has one), and the whole entry can
@@ -713,6 +715,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     *w = &s->w;
     for (;;) {
         bool evicted = false, claimed = false, covered = false, stale, owes;
+        bool at_limit = false; /* s holds what its policy can hold */
         struct pc__index_pos pos, *at = NULL; /* kv's, if known */
         uint64_t was;
 
@@ -751,11 +754,23 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
          * larger, forgets its words), so nothing after it may fail. */
         if (((old == NULL || stale) &&
              !pc__index_reserve(&s->ix, pc__shard_count(s) + 1, s->w.rc)) ||
-            (req->expires != 0 && !pc__shard_exq_room(sc, s)) ||
-            ((old == NULL || stale) &&
-             !pol->reserve(s->pol, pc__shard_count(s) + 1))) {
+            (req->expires != 0 && !pc__shard_exq_room(sc, s))) {
             st = PC_ENOMEM;
             goto refused;
+        }
+        /* A shard that holds all its policy can hold (a frequency shard:
+         * 130,150,496 entries) still takes a new key that evicts one of
+         * its entries, as a put into a full cache does: it then claims by
+         * evicting here, and needs no room for one entry more. */
+        if ((old == NULL || stale) &&
+            !pol->reserve(s->pol, pc__shard_count(s) + 1)) {
+            at_limit = !stale && pc__shard_count(s) != 0 &&
+                       !pc__budget_room(c, true, owes ? 0 : size) &&
+                       pol->reserve(s->pol, pc__shard_count(s));
+            if (!at_limit) {
+                st = PC_ENOMEM;
+                goto refused;
+            }
         }
         if (stale) {
             drop_expired(sc, s, old, now, rm);
@@ -771,7 +786,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                     give_bytes(sc, s, was - size);
                 pc__index_replace_at(&s->ix, old_slot, kv);
             } else if (claim_here(sc, s, old, owes, false, size - was, now, rm,
-                                  &evicted, &claimed)) {
+                                  &evicted, &claimed, false)) {
                 pc__index_put(&s->ix, h, kv, &old, s->w.rc); /* no growth */
             } else {
                 /* Nothing left here to evict but the key itself. */
@@ -802,7 +817,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             /* (With no entry held, the claim above succeeded.) */
             if (pc__shard_count(s) != 0) {
                 if (!claim_here(sc, s, NULL, owes, true, size, now, rm,
-                                &evicted, &claimed)) {
+                                &evicted, &claimed, at_limit)) {
                     /* The shard emptied and the bytes still do not fit. */
                     pc__writer_unlock(c, &s->w);
                     if (pc__budget_fits(c, size))
