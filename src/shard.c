@@ -619,7 +619,7 @@ prefetch_upcoming(const struct shard_cache *sc, struct shard *s)
 static inline __attribute__((always_inline)) bool
 claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
            bool owes, bool one_more, uint64_t bytes, struct pc__now now,
-           struct pc__removals *rm, bool *evicted, bool *claimed, bool evict)
+           struct pc__removals *rm, bool *evicted, bool *claimed)
 {
     pc_cache *c = &sc->base;
     uint64_t owned = 0; /* victims' bytes passed to us */
@@ -630,9 +630,7 @@ claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
         owe(s, (int64_t)bytes);
         return true;
     }
-    /* (evict: the put must take a victim's room, even if room came free
-     * meanwhile: its shard is at its policy's limit.) */
-    if (!evict && take_room(c, s, owes, one_more, bytes))
+    if (take_room(c, s, owes, one_more, bytes))
         return *claimed = true;
     /* While s holds an entry other than keep (keep, once held, is not in
      * the policy, so the policy still has one), and the whole entry can
@@ -681,6 +679,25 @@ claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
 
 /* Remove kv, an entry of s found expired at now, still in the policy
  * (shard lock held): a put's old entry, or pc_expire's. */
+/* The put of a new key into s, whose policy has no room for one entry
+ * more (s holds all it can: a frequency shard, 130,150,496 entries), when
+ * it must evict anyway (the budget has no room): its victim goes first,
+ * from s, so that s needs room for no more than it holds, as in a full
+ * cache a new key evicts one entry. False, nothing changed, if the put
+ * would not evict or the policy cannot hold even that. Shard lock held,
+ * after every reserve that can fail. */
+static __attribute__((noinline, cold)) bool
+evict_at_limit(struct shard_cache *sc, struct shard *s, bool owes,
+               uint64_t size, struct pc__now now, struct pc__removals *rm)
+{
+    if (pc__shard_count(s) == 0 ||
+        pc__budget_room(&sc->base, true, owes ? 0 : size) ||
+        !sc->pol->reserve(s->pol, pc__shard_count(s)))
+        return false;
+    evicted(sc, s, next_victim(sc, s, now, NULL), now, rm);
+    return true;
+}
+
 static __attribute__((noinline)) void
 drop_expired(struct shard_cache *sc, struct shard *s, struct pc__kv *kv,
              struct pc__now now, struct pc__removals *rm)
@@ -715,7 +732,6 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
     *w = &s->w;
     for (;;) {
         bool evicted = false, claimed = false, covered = false, stale, owes;
-        bool at_limit = false; /* s holds what its policy can hold */
         struct pc__index_pos pos, *at = NULL; /* kv's, if known */
         uint64_t was;
 
@@ -758,19 +774,13 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             st = PC_ENOMEM;
             goto refused;
         }
-        /* A shard that holds all its policy can hold (a frequency shard:
-         * 130,150,496 entries) still takes a new key that evicts one of
-         * its entries, as a put into a full cache does: it then claims by
-         * evicting here, and needs no room for one entry more. */
         if ((old == NULL || stale) &&
             !pol->reserve(s->pol, pc__shard_count(s) + 1)) {
-            at_limit = !stale && pc__shard_count(s) != 0 &&
-                       !pc__budget_room(c, true, owes ? 0 : size) &&
-                       pol->reserve(s->pol, pc__shard_count(s));
-            if (!at_limit) {
+            if (stale || !evict_at_limit(sc, s, owes, size, now, rm)) {
                 st = PC_ENOMEM;
                 goto refused;
             }
+            evicted = true;
         }
         if (stale) {
             drop_expired(sc, s, old, now, rm);
@@ -786,7 +796,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
                     give_bytes(sc, s, was - size);
                 pc__index_replace_at(&s->ix, old_slot, kv);
             } else if (claim_here(sc, s, old, owes, false, size - was, now, rm,
-                                  &evicted, &claimed, false)) {
+                                  &evicted, &claimed)) {
                 pc__index_put(&s->ix, h, kv, &old, s->w.rc); /* no growth */
             } else {
                 /* Nothing left here to evict but the key itself. */
@@ -817,7 +827,7 @@ pc_status pc__policy_put(pc_cache *c, uint64_t h, const void *key, size_t klen,
             /* (With no entry held, the claim above succeeded.) */
             if (pc__shard_count(s) != 0) {
                 if (!claim_here(sc, s, NULL, owes, true, size, now, rm,
-                                &evicted, &claimed, at_limit)) {
+                                &evicted, &claimed)) {
                     /* The shard emptied and the bytes still do not fit. */
                     pc__writer_unlock(c, &s->w);
                     if (pc__budget_fits(c, size))
