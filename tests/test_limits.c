@@ -621,6 +621,7 @@ Test(limits, a_bound_lowered_while_puts_free_bytes_takes_their_credit_back)
     pc_destroy(c);
 }
 
+
 /* pc_set_max_bytes takes back the credit puts kept
  * under the old bound only "if (max_bytes != 0 && was != 0 && max_bytes <
  * was)": `was` is whatever bound its exchange replaced. If another call
@@ -664,6 +665,58 @@ Test(limits, a_bound_removed_while_another_is_set_leaves_no_old_credit)
     for (k = 500; k < 506; k++) /* 6000 bytes freed: the shard's credit */
         cr_assert_eq(pc_put(c, &k, 8, val, 0), PC_OK);
     cr_assert_eq(pc_set_max_bytes(c, 0), PC_OK); /* another caller */
+    __atomic_store_n(&settled_st.release, 1, __ATOMIC_RELEASE);
+    pthread_join(setter, NULL);
+    pc__debug_settled_hook = NULL;
+    for (k = 1000; k < 3000; k++)
+        cr_assert_eq(put_u64(c, k, k), PC_OK);
+    cr_assert_leq(pc_bytes(c), 8192);
+    cr_assert_geq(pc_bytes(c), 8192 - 8192 / 128 - 16,
+                  "%lu of 8192 bytes held after 2000 puts of new keys",
+                  (unsigned long)pc_bytes(c));
+    pc_destroy(c);
+}
+
+/* The same with TWO other calls, both between the setter's settling and
+ * its store: one sets a large bound (1 MiB: a shard may keep 8 KiB of
+ * credit under it), replacements free 6000 bytes as credit, the other
+ * removes the bound. The setter began with no bound in force (before ==
+ * 0) and its store replaces none (was == 0), so it did not settle again,
+ * and the credit kept under the 1 MiB bound stayed under its 8 KiB one:
+ * the cache then holds about 2 KiB of it for good (review-lim-56). */
+static void *set_1m_bound(void *p)
+{
+    cr_assert_eq(pc_set_max_bytes(p, 1 << 20), PC_OK);
+    return NULL;
+}
+
+Test(limits, a_bound_set_and_removed_while_another_is_set_leaves_no_credit)
+{
+    static const unsigned char val[1000];
+    pc_options o = test_opts(100000);
+    pthread_t setter, other;
+    uint64_t k;
+    pc_cache *c;
+
+    if (is_lru())
+        return;
+    o.shards = 1;
+    c = make_cache_opts(&o); /* no bound */
+    cr_assert_not_null(c);
+    for (k = 0; k < 100; k++)
+        cr_assert_eq(put_u64(c, k, k), PC_OK); /* 16 bytes each */
+    for (k = 500; k < 506; k++)
+        cr_assert_eq(pc_put(c, &k, 8, val, sizeof val), PC_OK);
+    settled_st = (struct stall){1, 0, 0};
+    pc__debug_settled_hook = settled_stall;
+    pthread_create(&setter, NULL, set_8k_bound, c);
+    while (!__atomic_load_n(&settled_st.entered, __ATOMIC_ACQUIRE))
+        sched_yield();
+    pthread_create(&other, NULL, set_1m_bound, c); /* another caller */
+    pthread_join(other, NULL);
+    for (k = 500; k < 506; k++) /* 6000 bytes freed: the shard's credit */
+        cr_assert_eq(pc_put(c, &k, 8, val, 0), PC_OK);
+    cr_assert_eq(pc_set_max_bytes(c, 0), PC_OK); /* a third caller */
     __atomic_store_n(&settled_st.release, 1, __ATOMIC_RELEASE);
     pthread_join(setter, NULL);
     pc__debug_settled_hook = NULL;
