@@ -182,13 +182,16 @@ pc_status pc_set_capacity(pc_cache *cache, size_t capacity)
 pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes)
 {
     uint64_t was, held, before;
+    unsigned int done, begun, now_begun;
 
     if (cache == NULL)
         return PC_EINVAL;
-    before = __atomic_load_n(&cache->max_bytes, __ATOMIC_SEQ_CST);
     /* A bound is checked against the cache's byte count, which must then
      * be exact before any put can see the bound: first stop puts from
      * owing bytes to their shards, then settle every shard. */
+    done = __atomic_load_n(&cache->stores_done, __ATOMIC_SEQ_CST);
+    begun = __atomic_load_n(&cache->stores_begun, __ATOMIC_SEQ_CST);
+    before = __atomic_load_n(&cache->max_bytes, __ATOMIC_SEQ_CST);
     if (max_bytes != 0) {
         __atomic_add_fetch(&cache->settling, 1, __ATOMIC_SEQ_CST);
         pc__policy_settle(cache);
@@ -198,20 +201,26 @@ pc_status pc_set_max_bytes(pc_cache *cache, uint64_t max_bytes)
     if (max_bytes != 0 && pc__debug_settled_hook != NULL)
         pc__debug_settled_hook();
 #endif
+    now_begun = __atomic_add_fetch(&cache->stores_begun, 1, __ATOMIC_SEQ_CST);
     was = __atomic_exchange_n(&cache->max_bytes, max_bytes,
                               __ATOMIC_SEQ_CST); /* idem */
-    /* A lower bound: puts between the settling above and the store kept
-     * credit capped by the old bound (clock, frequency: shard_state.h);
-     * take it back, so that the shrink counts only what the entries hold
-     * and credit from here on is capped by the new bound. Also when the
-     * store replaced no bound (was 0) but a bound was in force when this
-     * call began: another call removed it meanwhile, and the credit kept
-     * under it is still there (it stayed with its shard for good: a
-     * cache held 2240 of its 8192 bytes). Still missed: two other calls
-     * that set a bound and removed it, both between this call's start
-     * and its store (the credit they let shards keep, at most their bound
-     * / 128 each, stays, and the cache holds that much less). */
-    if (max_bytes != 0 && (was != 0 ? max_bytes < was : before != 0))
+    __atomic_add_fetch(&cache->stores_done, 1, __ATOMIC_SEQ_CST);
+    /* Puts between the settling above and the store kept credit capped
+     * by the bound they read (clock, frequency: shard_state.h); take it
+     * back if that bound may be larger than this one, so that the shrink
+     * counts only what the entries hold and credit from here on is capped
+     * by this bound: a lower old bound; a bound in force when this call
+     * began that another call removed meanwhile (was 0); or any bound
+     * another call stored between this call's first look and its store
+     * (with two other calls, one setting a bound and one removing it, in
+     * that window, the credit kept under the first stayed with its shard
+     * for good, and a cache held 2240 of its 8192 bytes: review-lim-56).
+     * Such a store had begun when this call looked (begun != done), or
+     * began after (another count before this call's own): every store
+     * is counted before and after it is made, all sequentially
+     * consistent. */
+    if (max_bytes != 0 && ((was != 0 ? max_bytes < was : before != 0) ||
+                           begun != done || now_begun != begun + 1))
         pc__policy_settle(cache);
     /* Trim only under a bound that binds: under a byte bound the tables
      * are sized by the entries held, and a cache that holds few (after

@@ -82,6 +82,12 @@ struct pc_cache {
     /* pc_set_max_bytes calls setting a bound under way: while it is not 0,
      * no put leaves its byte change in its shard (shard_state.h, owed). */
     unsigned int settling;
+    /* pc_set_max_bytes stores of the bound begun and finished (each call
+     * counts its store's start just before it and its end just after;
+     * atomic): a setter that sees another's store begun during its own
+     * settling and store, or under way when it began, knows shards may
+     * keep credit capped by that other bound (cache.c). */
+    unsigned int stores_begun, stores_done;
     size_t count __attribute__((aligned(64))); /* entries present */
     /* Sum of klen + vlen, less what shards owe while no byte bound is set
      * (the CLOCK build's shards then keep their puts' byte changes to
