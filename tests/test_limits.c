@@ -621,7 +621,6 @@ Test(limits, a_bound_lowered_while_puts_free_bytes_takes_their_credit_back)
     pc_destroy(c);
 }
 
-
 /* pc_set_max_bytes takes back the credit puts kept
  * under the old bound only "if (max_bytes != 0 && was != 0 && max_bytes <
  * was)": `was` is whatever bound its exchange replaced. If another call
