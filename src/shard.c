@@ -677,8 +677,6 @@ claim_here(struct shard_cache *sc, struct shard *s, struct pc__kv *keep,
     return ok;
 }
 
-/* Remove kv, an entry of s found expired at now, still in the policy
- * (shard lock held): a put's old entry, or pc_expire's. */
 /* The put of a new key into s, whose policy has no room for one entry
  * more (s holds all it can: a frequency shard, 130,150,496 entries), when
  * it must evict anyway (the budget has no room): its victim goes first,
@@ -698,6 +696,8 @@ evict_at_limit(struct shard_cache *sc, struct shard *s, bool owes,
     return true;
 }
 
+/* Remove kv, an entry of s found expired at now, still in the policy
+ * (shard lock held): a put's old entry, or pc_expire's. */
 static __attribute__((noinline)) void
 drop_expired(struct shard_cache *sc, struct shard *s, struct pc__kv *kv,
              struct pc__now now, struct pc__removals *rm)
